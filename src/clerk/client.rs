@@ -1,0 +1,321 @@
+//! A small Backend API client: list users (cursor or offset paging), get one user, count.
+//!
+//! Every request goes through one shared [`RateLimiter`], pins `Clerk-API-Version`, honours
+//! `Retry-After` on 429 and retries 5xx and network errors with exponential backoff and jitter.
+//! Clerk's error body (`{"errors":[{code,message,long_message}],"clerk_trace_id"}`) is surfaced
+//! in the error message, since that is what tells an operator what to fix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::model::{ClerkTotalCount, parse_user, parse_user_page};
+use super::rate_limit::{RateLimit, RateLimiter};
+use crate::user::User;
+
+/// The Backend API version this client speaks (Clerk's latest at the time of writing).
+pub const CLERK_API_VERSION: &str = "2026-05-12";
+/// Clerk's largest page.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// How to reach one Clerk instance.
+#[derive(Debug, Clone)]
+pub struct ClerkClientConfig {
+    /// Scheme and host, without `/v1` (e.g. `https://api.clerk.com`).
+    pub api_url: String,
+    pub secret_key: String,
+    pub rate_limit: RateLimit,
+    /// Attempts per request before giving up (429s, 5xx and network errors count).
+    pub max_attempts: u32,
+    pub request_timeout: Duration,
+    /// The first backoff after a 5xx or network error; doubles per attempt up to 30 s.
+    pub initial_backoff: Duration,
+}
+
+impl ClerkClientConfig {
+    pub fn new(api_url: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        ClerkClientConfig {
+            api_url: api_url.into(),
+            secret_key: secret_key.into(),
+            rate_limit: RateLimit::CLERK_PRODUCTION_DEFAULT,
+            max_attempts: 8,
+            request_timeout: Duration::from_secs(30),
+            initial_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What went wrong talking to Clerk.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClerkApiError {
+    /// Clerk answered with an error status; `code` and `long_message` come from its body.
+    #[error("clerk answered {status} to {request}: {code}: {long_message}{}", trace_suffix(.trace_id))]
+    Api {
+        request: String,
+        status: u16,
+        code: String,
+        long_message: String,
+        trace_id: Option<String>,
+        /// From `Retry-After` on a 429.
+        retry_after: Option<Duration>,
+    },
+    #[error("clerk request {request} failed: {message}")]
+    Transport { request: String, message: String },
+    #[error("clerk sent an unreadable answer to {request}: {message}")]
+    Decode { request: String, message: String },
+}
+
+fn trace_suffix(trace_id: &Option<String>) -> String {
+    trace_id
+        .as_ref()
+        .map(|t| format!(" (clerk trace {t})"))
+        .unwrap_or_default()
+}
+
+impl ClerkApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClerkApiError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    fn is_transient(&self) -> bool {
+        match self {
+            ClerkApiError::Api { status, .. } => *status == 429 || *status >= 500,
+            ClerkApiError::Transport { .. } => true,
+            ClerkApiError::Decode { .. } => false,
+        }
+    }
+}
+
+/// Which page of `GET /v1/users` to fetch, always in ascending `created_at` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageCursor {
+    /// `starting_after=<id of the last user seen>`; `None` for the first page.
+    After(Option<String>),
+    /// `offset=N`: the fallback for servers without cursor paging.
+    Offset(u64),
+}
+
+/// One Clerk instance's Backend API.
+#[derive(Debug, Clone)]
+pub struct ClerkClient {
+    http: reqwest::Client,
+    config: Arc<ClerkClientConfig>,
+    limiter: Arc<RateLimiter>,
+}
+
+#[derive(Deserialize)]
+struct ClerkErrorsBody {
+    #[serde(default)]
+    errors: Vec<ClerkErrorBody>,
+    clerk_trace_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ClerkErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    long_message: String,
+}
+
+impl ClerkClient {
+    pub fn new(config: ClerkClientConfig) -> Result<Self, ClerkApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .user_agent(concat!("clerk-index/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClerkApiError::Transport {
+                request: "client setup".into(),
+                message: e.to_string(),
+            })?;
+        Ok(ClerkClient {
+            http,
+            limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            config: Arc::new(config),
+        })
+    }
+
+    /// `GET /v1/users?limit=N&order_by=created_at&...`: one page, oldest first.
+    pub async fn list_users_page(
+        &self,
+        cursor: &PageCursor,
+        limit: u32,
+    ) -> Result<Vec<User>, ClerkApiError> {
+        let mut query = vec![
+            ("limit", limit.to_string()),
+            ("order_by", "created_at".to_string()),
+        ];
+        match cursor {
+            PageCursor::After(Some(id)) => query.push(("starting_after", id.clone())),
+            PageCursor::After(None) => {}
+            PageCursor::Offset(offset) => query.push(("offset", offset.to_string())),
+        }
+        let request = "GET /v1/users";
+        let body = self.get(request, "/v1/users", &query).await?;
+        parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
+            request: request.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `GET /v1/users/{id}`; `Ok(None)` when Clerk says 404.
+    pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, ClerkApiError> {
+        let request = format!("GET /v1/users/{user_id}");
+        let path = format!("/v1/users/{}", urlencode_path_segment(user_id));
+        match self.get(&request, &path, &[]).await {
+            Ok(body) => {
+                let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&body)
+                    .map_err(|e| ClerkApiError::Decode {
+                        request: request.clone(),
+                        message: e.to_string(),
+                    })?;
+                parse_user(&raw).map(Some).map_err(|e| ClerkApiError::Decode {
+                    request,
+                    message: e.to_string(),
+                })
+            }
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `GET /v1/users/count`.
+    pub async fn count_users(&self) -> Result<u64, ClerkApiError> {
+        let request = "GET /v1/users/count";
+        let body = self.get(request, "/v1/users/count", &[]).await?;
+        serde_json::from_slice::<ClerkTotalCount>(&body)
+            .map(|c| c.total_count)
+            .map_err(|e| ClerkApiError::Decode {
+                request: request.into(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn get(
+        &self,
+        request: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<bytes::Bytes, ClerkApiError> {
+        let url = format!("{}{}", self.config.api_url.trim_end_matches('/'), path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.limiter.acquire().await;
+            let outcome = self.send_once(request, &url, query).await;
+            let error = match outcome {
+                Ok(body) => return Ok(body),
+                Err(error) if !error.is_transient() || attempt >= self.config.max_attempts => {
+                    return Err(error);
+                }
+                Err(error) => error,
+            };
+            let wait = match &error {
+                ClerkApiError::Api {
+                    retry_after: Some(after),
+                    ..
+                } => *after,
+                _ => self.backoff(attempt),
+            };
+            tracing::warn!(request, attempt, wait_ms = wait.as_millis() as u64, error = %error, "clerk request failed, retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        request: &str,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<bytes::Bytes, ClerkApiError> {
+        let transport = |e: reqwest::Error| ClerkApiError::Transport {
+            request: request.to_string(),
+            message: e.to_string(),
+        };
+        let response = self
+            .http
+            .get(url)
+            .query(query)
+            .bearer_auth(&self.config.secret_key)
+            .header("Clerk-API-Version", CLERK_API_VERSION)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let trace_header = response
+            .headers()
+            .get("cf-ray")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(api_error(
+            request,
+            status,
+            &body,
+            trace_header,
+            retry_after.or(Some(Duration::from_secs(1)).filter(|_| status == StatusCode::TOO_MANY_REQUESTS)),
+        ))
+    }
+
+    /// Exponential backoff with "equal jitter": half fixed, half random, capped at 30 s.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.config.initial_backoff.saturating_mul(1 << (attempt - 1).min(16));
+        let capped = exp.min(Duration::from_secs(30));
+        let half = capped / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+fn api_error(
+    request: &str,
+    status: StatusCode,
+    body: &[u8],
+    trace_header: Option<String>,
+    retry_after: Option<Duration>,
+) -> ClerkApiError {
+    let parsed: Option<ClerkErrorsBody> = serde_json::from_slice(body).ok();
+    let first = parsed.as_ref().and_then(|b| b.errors.first());
+    let code = first
+        .map(|e| e.code.clone())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase());
+    let long_message = first
+        .map(|e| {
+            if e.long_message.is_empty() {
+                e.message.clone()
+            } else {
+                e.long_message.clone()
+            }
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    ClerkApiError::Api {
+        request: request.to_string(),
+        status: status.as_u16(),
+        code,
+        long_message,
+        trace_id: parsed.and_then(|b| b.clerk_trace_id).or(trace_header),
+        retry_after,
+    }
+}
+
+fn urlencode_path_segment(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}

@@ -1,0 +1,391 @@
+//! A deterministic population of realistic Clerk users.
+//!
+//! User `i` of seed `s` is always the same JSON, whatever else is generated, so a population can
+//! be generated in parallel, on demand, and reproduced by tests. Values are skewed the way real
+//! populations are (most users are on the free plan, a few are platinum), keys are sparse, some
+//! values are nested objects or arrays, a few keys hold explicit `null`, and `membership_tier` has
+//! a deliberate type conflict (a number for ~1% of users) for the field catalog to find.
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value, json};
+
+/// 2026-11-01T00:00:00Z: the default anchor, so tests see the same population on every day.
+pub const DEFAULT_ANCHOR_MS: i64 = 1_793_491_200_000;
+const DAY_MS: i64 = 86_400_000;
+/// Users were created over the three years before the anchor.
+const SPAN_MS: i64 = 3 * 365 * DAY_MS;
+
+/// Parameters of a generated population.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Population {
+    pub seed: u64,
+    pub count: usize,
+    /// "Now" for the population: every timestamp is before it.
+    pub anchor_ms: i64,
+}
+
+impl Population {
+    pub fn new(count: usize) -> Self {
+        Population {
+            seed: 42,
+            count,
+            anchor_ms: DEFAULT_ANCHOR_MS,
+        }
+    }
+
+    /// User `index`, `0 <= index < count`, ordered by `created_at` ascending.
+    pub fn user(&self, index: usize) -> Value {
+        generate_user(self, index)
+    }
+}
+
+const FIRST_NAMES: &[&str] = &[
+    "Olivia", "Liam", "Emma", "Noah", "Ava", "Lukas", "Mia", "Elias", "Sofia", "Mateo", "Yuki", "Hana",
+    "Aarav", "Priya", "Chloé", "Louis", "Zoe", "Ben", "Léa", "Jonas", "Amara", "Kofi", "Ana", "João",
+];
+const LAST_NAMES: &[&str] = &[
+    "Smith", "Müller", "Garcia", "Johnson", "Schmidt", "Martin", "Brown", "Tanaka", "Kumar", "Silva",
+    "Dubois", "Rossi", "Nguyen", "Kowalski", "O'Brien", "Andersson", "Okafor", "Lee", "Schneider", "Costa",
+];
+const FREE_MAIL: &[(&str, u32)] = &[
+    ("gmail.com", 40), ("yahoo.com", 10), ("outlook.com", 10), ("icloud.com", 6), ("proton.me", 3), ("gmx.de", 3),
+];
+const COMPANIES: &[&str] = &["acme.io", "globex.com", "initech.com", "umbrella.co", "hooli.xyz", "stark.industries"];
+const GENRES: &[(&str, u32)] = &[
+    ("fiction", 30), ("mystery", 20), ("sci-fi", 16), ("fantasy", 14), ("romance", 10), ("thriller", 9),
+    ("biography", 5), ("history", 4), ("poetry", 2), ("horror", 3),
+];
+const COUNTRIES: &[(&str, u32)] = &[
+    ("US", 35), ("DE", 12), ("GB", 10), ("FR", 8), ("IN", 8), ("BR", 6), ("JP", 5), ("CA", 5), ("AU", 4),
+    ("NG", 3), ("SE", 2), ("PL", 2),
+];
+const TIERS: &[(&str, u32)] = &[("bronze", 45), ("silver", 30), ("gold", 17), ("platinum", 6)];
+const PLANS: &[(&str, u32)] = &[("free", 55), ("pro", 25), ("team", 12), ("enterprise", 8)];
+const TAGS: &[&str] = &["early_adopter", "vip", "churn_risk", "newsletter", "power_user"];
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+fn weighted<'a>(rng: &mut ChaCha8Rng, items: &[(&'a str, u32)]) -> &'a str {
+    let total: u32 = items.iter().map(|(_, w)| w).sum();
+    let mut roll = rng.random_range(0..total);
+    for (item, weight) in items {
+        if roll < *weight {
+            return item;
+        }
+        roll -= weight;
+    }
+    items[0].0
+}
+
+fn chance(rng: &mut ChaCha8Rng, probability: f64) -> bool {
+    rng.random_bool(probability)
+}
+
+/// A Clerk-looking id: prefix, then the index in base62 (for uniqueness), then random characters.
+fn clerk_id(rng: &mut ChaCha8Rng, prefix: &str, index: usize) -> String {
+    let mut digits = Vec::with_capacity(27);
+    let mut n = index as u64;
+    for _ in 0..6 {
+        digits.push(BASE62[(n % 62) as usize]);
+        n /= 62;
+    }
+    digits.reverse();
+    while digits.len() < 27 {
+        digits.push(BASE62[rng.random_range(0..62)]);
+    }
+    format!("{prefix}_{}", String::from_utf8(digits).expect("base62 is ascii"))
+}
+
+fn generate_user(population: &Population, index: usize) -> Value {
+    let mut rng = ChaCha8Rng::seed_from_u64(population.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let count = population.count.max(1) as i64;
+    // Strictly increasing with the index, with jitter inside each user's slot.
+    let slot = SPAN_MS / count;
+    let created_at = population.anchor_ms - SPAN_MS + index as i64 * slot + rng.random_range(0..slot.max(1));
+    let age = population.anchor_ms - created_at;
+    let updated_at = created_at + rng.random_range(0..=age.min(400 * DAY_MS));
+    let first = *FIRST_NAMES.choose(&mut rng).expect("non-empty");
+    let last = *LAST_NAMES.choose(&mut rng).expect("non-empty");
+    let local = format!(
+        "{}.{}{}",
+        ascii_lower(first),
+        ascii_lower(last),
+        index
+    );
+    let mut emails = Vec::new();
+    let primary_domain = if chance(&mut rng, 0.7) {
+        weighted(&mut rng, FREE_MAIL).to_string()
+    } else {
+        COMPANIES.choose(&mut rng).expect("non-empty").to_string()
+    };
+    emails.push(format!("{local}@{primary_domain}"));
+    for _ in 0..rng.random_range(0..=2) {
+        if chance(&mut rng, 0.4) {
+            let domain = COMPANIES.choose(&mut rng).expect("non-empty");
+            emails.push(format!("{}{}@{domain}", ascii_lower(first), index));
+        }
+    }
+    let email_objects: Vec<Value> = emails
+        .iter()
+        .enumerate()
+        .map(|(n, address)| {
+            json!({
+                "id": clerk_id(&mut rng, "idn", index * 4 + n),
+                "object": "email_address",
+                "email_address": address,
+                "reserved": false,
+                "verification": {"object": "verification_otp", "status": "verified", "strategy": "email_code", "attempts": 1, "expire_at": null},
+                "linked_to": [],
+                "created_at": created_at,
+                "updated_at": created_at,
+            })
+        })
+        .collect();
+    let primary_email_id = email_objects[0]["id"].clone();
+    let phones: Vec<Value> = if chance(&mut rng, 0.3) {
+        vec![json!({
+            "id": clerk_id(&mut rng, "idn", index * 4 + 3),
+            "object": "phone_number",
+            "phone_number": format!("+1555{:07}", index % 10_000_000),
+            "reserved_for_second_factor": false,
+            "verification": {"status": "verified", "strategy": "phone_code"},
+            "linked_to": [],
+            "created_at": created_at,
+            "updated_at": created_at,
+        })]
+    } else {
+        Vec::new()
+    };
+    let last_sign_in_at = if chance(&mut rng, 0.85) {
+        Value::from(updated_at.max(population.anchor_ms - rng.random_range(0..age.max(1))))
+    } else {
+        Value::Null
+    };
+    let last_active_at = match last_sign_in_at.as_i64() {
+        Some(ms) => Value::from((ms + rng.random_range(0..5 * DAY_MS)).min(population.anchor_ms) / DAY_MS * DAY_MS),
+        None => Value::Null,
+    };
+    let two_factor = chance(&mut rng, 0.2);
+    let has_image = chance(&mut rng, 0.5);
+    let username = if chance(&mut rng, 0.6) {
+        Value::from(format!("{}_{}{}", ascii_lower(first), ascii_lower(last), index))
+    } else {
+        Value::Null
+    };
+    json!({
+        "id": clerk_id(&mut rng, "user", index),
+        "object": "user",
+        "external_id": if chance(&mut rng, 0.3) { Value::from(format!("ext_{index}")) } else { Value::Null },
+        "primary_email_address_id": primary_email_id,
+        "primary_phone_number_id": phones.first().map(|p| p["id"].clone()).unwrap_or(Value::Null),
+        "primary_web3_wallet_id": null,
+        "username": username,
+        "first_name": if chance(&mut rng, 0.95) { Value::from(first) } else { Value::Null },
+        "last_name": if chance(&mut rng, 0.93) { Value::from(last) } else { Value::Null },
+        "image_url": format!("https://img.clerk.com/{}", index),
+        "has_image": has_image,
+        "public_metadata": public_metadata(&mut rng),
+        "private_metadata": private_metadata(&mut rng),
+        "unsafe_metadata": unsafe_metadata(&mut rng),
+        "email_addresses": email_objects,
+        "phone_numbers": phones,
+        "web3_wallets": [],
+        "passkeys": [],
+        "password_enabled": chance(&mut rng, 0.8),
+        "two_factor_enabled": two_factor,
+        "totp_enabled": two_factor,
+        "backup_code_enabled": false,
+        "mfa_enabled_at": if two_factor { Value::from(created_at) } else { Value::Null },
+        "mfa_disabled_at": null,
+        "external_accounts": [],
+        "saml_accounts": [],
+        "enterprise_accounts": [],
+        "last_sign_in_at": last_sign_in_at,
+        "banned": chance(&mut rng, 0.01),
+        "locked": chance(&mut rng, 0.005),
+        "lockout_expires_in_seconds": null,
+        "verification_attempts_remaining": 100,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "delete_self_enabled": true,
+        "create_organization_enabled": true,
+        "create_organizations_limit": null,
+        "last_active_at": last_active_at,
+        "legal_accepted_at": null,
+    })
+}
+
+fn ascii_lower(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+fn public_metadata(rng: &mut ChaCha8Rng) -> Value {
+    let mut m = Map::new();
+    if chance(rng, 0.9) {
+        let tier = if chance(rng, 0.01) {
+            Value::from(rng.random_range(1..=4))
+        } else {
+            Value::from(weighted(rng, TIERS))
+        };
+        m.insert("membership_tier".into(), tier);
+    }
+    if chance(rng, 0.95) {
+        m.insert("plan_type".into(), weighted(rng, PLANS).into());
+    }
+    if chance(rng, 0.7) {
+        let mut genres: Vec<&str> = Vec::new();
+        for _ in 0..rng.random_range(0..=3) {
+            let genre = weighted(rng, GENRES);
+            if !genres.contains(&genre) {
+                genres.push(genre);
+            }
+        }
+        m.insert("favorite_genre".into(), json!(genres));
+    }
+    if chance(rng, 0.8) {
+        let language = weighted(rng, &[("en", 50), ("de", 15), ("fr", 12), ("es", 13), ("ja", 10)]);
+        m.insert(
+            "user_preferences".into(),
+            json!({
+                "theme": weighted(rng, &[("dark", 45), ("light", 40), ("system", 15)]),
+                "language": language,
+                "notifications": {"email": chance(rng, 0.7), "sms": chance(rng, 0.15), "push": chance(rng, 0.5)},
+                "newsletter": chance(rng, 0.35),
+            }),
+        );
+    }
+    if chance(rng, 0.92) {
+        m.insert("country".into(), weighted(rng, COUNTRIES).into());
+    }
+    if chance(rng, 0.85) {
+        // Exponential-ish: most users have few points.
+        let points = (-(1.0 - rng.random::<f64>()).ln() * 800.0) as i64;
+        m.insert("points".into(), points.min(50_000).into());
+    }
+    if chance(rng, 0.75) {
+        // One in ten scores is a whole float (`50.0`), which tantivy indexes as an integer term.
+        let score = if chance(rng, 0.1) {
+            f64::from(rng.random_range(0..=10) * 10)
+        } else {
+            (rng.random::<f64>() * 1000.0).round() / 10.0
+        };
+        m.insert("score".into(), json!(score));
+    }
+    if chance(rng, 0.1) {
+        m.insert("beta_cohort".into(), true.into());
+    }
+    if chance(rng, 0.6) {
+        m.insert(
+            "signup_source".into(),
+            weighted(rng, &[("organic", 50), ("ads", 25), ("referral", 18), ("partner", 7)]).into(),
+        );
+    }
+    if chance(rng, 0.4) {
+        let tags: Vec<&str> = TAGS.iter().copied().filter(|_| chance(rng, 0.3)).collect();
+        m.insert("tags".into(), json!(tags));
+    }
+    if chance(rng, 0.05) {
+        m.insert("referrer".into(), Value::Null);
+    }
+    if chance(rng, 0.05) {
+        m.insert("utm-campaign".into(), weighted(rng, &[("spring_sale", 3), ("black_friday", 2)]).into());
+    }
+    Value::Object(m)
+}
+
+fn private_metadata(rng: &mut ChaCha8Rng) -> Value {
+    if chance(rng, 0.02) {
+        return Value::Null;
+    }
+    let mut m = Map::new();
+    if chance(rng, 0.8) {
+        let ltv = ((-(1.0 - rng.random::<f64>()).ln() * 300.0) * 100.0).round() / 100.0;
+        m.insert("ltv".into(), json!(ltv));
+    }
+    if chance(rng, 0.6) {
+        m.insert("stripe_customer_id".into(), format!("cus_{:014x}", rng.random::<u64>() >> 8).into());
+    }
+    if chance(rng, 0.3) {
+        m.insert("seats".into(), rng.random_range(1..=500).into());
+    }
+    if chance(rng, 0.5) {
+        m.insert("risk_score".into(), json!((rng.random::<f64>() * 1000.0).round() / 1000.0));
+    }
+    if chance(rng, 0.05) {
+        m.insert("internal_notes".into(), "asked for an invoice in EUR".into());
+    }
+    if chance(rng, 0.2) {
+        m.insert(
+            "ssn".into(),
+            format!("{:03}-{:02}-{:04}", rng.random_range(100..900), rng.random_range(10..99), rng.random_range(1000..9999)).into(),
+        );
+    }
+    if chance(rng, 0.3) {
+        m.insert(
+            "crm".into(),
+            json!({
+                "segment": weighted(rng, &[("smb", 60), ("mid", 30), ("ent", 10)]),
+                "account_manager": if chance(rng, 0.3) { Value::from(*FIRST_NAMES.choose(rng).expect("non-empty")) } else { Value::Null },
+            }),
+        );
+    }
+    Value::Object(m)
+}
+
+fn unsafe_metadata(rng: &mut ChaCha8Rng) -> Value {
+    let mut m = Map::new();
+    if chance(rng, 0.7) {
+        m.insert("onboarding_step".into(), rng.random_range(0..=6).into());
+    }
+    if chance(rng, 0.6) {
+        m.insert("onboarding_complete".into(), chance(rng, 0.5).into());
+    }
+    if chance(rng, 0.2) {
+        m.insert("referral_code".into(), format!("REF{:05}", rng.random_range(0..100_000)).into());
+    }
+    if chance(rng, 0.3) {
+        m.insert("nickname".into(), (*FIRST_NAMES.choose(rng).expect("non-empty")).into());
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_deterministic_unique_and_ordered_by_creation() {
+        let population = Population::new(2_000);
+        assert_eq!(population.user(7), population.user(7));
+        let users: Vec<Value> = (0..population.count).map(|i| population.user(i)).collect();
+        let ids: std::collections::HashSet<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), users.len());
+        for pair in users.windows(2) {
+            assert!(pair[0]["created_at"].as_i64() < pair[1]["created_at"].as_i64());
+        }
+        for user in &users {
+            assert!(user["updated_at"].as_i64() >= user["created_at"].as_i64());
+            assert!(user["updated_at"].as_i64().unwrap() <= population.anchor_ms);
+        }
+    }
+
+    #[test]
+    fn population_has_skew_sparsity_nulls_and_a_type_conflict() {
+        let population = Population::new(5_000);
+        let users: Vec<Value> = (0..population.count).map(|i| population.user(i)).collect();
+        let count = |f: &dyn Fn(&Value) -> bool| users.iter().filter(|u| f(u)).count();
+        let free = count(&|u| u["public_metadata"]["plan_type"] == "free");
+        let enterprise = count(&|u| u["public_metadata"]["plan_type"] == "enterprise");
+        assert!(free > 4 * enterprise, "free {free} vs enterprise {enterprise}");
+        assert!(count(&|u| u["public_metadata"]["membership_tier"].is_number()) > 0);
+        assert!(count(&|u| u["public_metadata"]["beta_cohort"] == true) < users.len() / 5);
+        assert!(count(&|u| u["public_metadata"].get("referrer").is_some_and(Value::is_null)) > 0);
+        assert!(count(&|u| u["private_metadata"].is_null()) > 0);
+        assert!(count(&|u| u["email_addresses"].as_array().unwrap().len() > 1) > 0);
+        assert!(count(&|u| u["public_metadata"]["score"].as_f64().is_some_and(|s| s.fract() == 0.0)) > 0);
+    }
+}

@@ -1,0 +1,381 @@
+//! The fake's HTTP side: Clerk's paths, query parameters, validation rules, error bodies,
+//! authentication, a real per-key rate limit and optional injected 429s and 500s.
+//!
+//! Fidelity notes (from Clerk's Backend API spec `2026-05-12`): the list is a bare JSON array;
+//! `limit` is 1..=500 (default 10); the default order is `-created_at`; `starting_after` needs
+//! `created_at` ordering and no `offset` (422 otherwise); errors are `ClerkErrors` bodies.
+//! An unknown `starting_after` id is answered with 422 as well (Clerk does not document it).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use super::generator::Population;
+use super::store::{StoredUser, UserStore};
+use crate::clerk::rate_limit::{RateLimit, RateLimiter};
+
+/// API versions the fake accepts in `Clerk-API-Version` (Clerk's published ones).
+const KNOWN_API_VERSIONS: &[&str] = &["2021-02-05", "2024-10-01", "2025-03-12", "2025-04-10", "2025-11-10", "2026-05-12"];
+const ORDER_FIELDS: &[&str] = &[
+    "created_at", "updated_at", "email_address", "web3wallet", "first_name", "last_name", "phone_number",
+    "username", "last_active_at", "last_sign_in_at",
+];
+
+/// Deliberate failures, counted over every request to `/v1/...`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultInjection {
+    /// Answer every Nth request with 429 and `Retry-After`.
+    pub throttle_every: Option<u64>,
+    /// Answer every Nth request with 500 `internal_clerk_error`.
+    pub server_error_every: Option<u64>,
+    /// The `Retry-After` seconds sent with injected 429s.
+    pub retry_after_secs: u64,
+}
+
+/// How to build a fake Clerk.
+#[derive(Debug, Clone)]
+pub struct FakeClerkConfig {
+    pub population: Population,
+    /// The only secret key the fake accepts as `Authorization: Bearer <key>`.
+    pub secret_key: String,
+    pub faults: FaultInjection,
+    /// A real per-instance limit, like Clerk's (production: 1000 / 10 s). `None` = unlimited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl FakeClerkConfig {
+    pub fn new(population: Population) -> Self {
+        FakeClerkConfig {
+            population,
+            secret_key: "sk_test_fake_clerk".into(),
+            faults: FaultInjection::default(),
+            rate_limit: None,
+        }
+    }
+}
+
+struct FakeState {
+    users: RwLock<UserStore>,
+    secret_key: String,
+    faults: RwLock<FaultInjection>,
+    limiter: Option<RateLimiter>,
+    requests: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// A running (or ready to run) fake Clerk. Cheap to clone; clones share the users.
+#[derive(Clone)]
+pub struct FakeClerk {
+    state: Arc<FakeState>,
+}
+
+impl FakeClerk {
+    /// Generates the population (in parallel) and prepares the server.
+    pub fn new(config: FakeClerkConfig) -> Self {
+        FakeClerk {
+            state: Arc::new(FakeState {
+                users: RwLock::new(UserStore::generate(&config.population)),
+                secret_key: config.secret_key,
+                faults: RwLock::new(config.faults),
+                limiter: config.rate_limit.map(RateLimiter::new),
+                requests: AtomicU64::new(0),
+                throttled: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/users", get(list_users))
+            .route("/v1/users/count", get(count_users))
+            .route("/v1/users/{user_id}", get(get_user))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.state.users.read().expect("fake store lock").len()
+    }
+
+    /// Every user id, oldest first.
+    pub fn user_ids(&self) -> Vec<String> {
+        self.state.users.read().expect("fake store lock").ascending().iter().map(|u| u.id.clone()).collect()
+    }
+
+    pub fn user_json(&self, id: &str) -> Option<Value> {
+        let users = self.state.users.read().expect("fake store lock");
+        users.get(id).map(|u| serde_json::from_str(&u.json).expect("stored json is valid"))
+    }
+
+    /// Inserts or replaces a user (as a change made in Clerk's dashboard would).
+    pub fn put_user_json(&self, user: &Value) {
+        let stored = StoredUser::from_json(user).expect("a user needs id, created_at and updated_at");
+        self.state.users.write().expect("fake store lock").put(stored);
+    }
+
+    pub fn delete_user(&self, id: &str) -> bool {
+        self.state.users.write().expect("fake store lock").remove(id)
+    }
+
+    pub fn set_faults(&self, faults: FaultInjection) {
+        *self.state.faults.write().expect("fake faults lock") = faults;
+    }
+
+    /// Requests received on `/v1/...`, including rejected ones.
+    pub fn request_count(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered with 429 (injected or rate-limited).
+    pub fn throttled_count(&self) -> u64 {
+        self.state.throttled.load(Ordering::Relaxed)
+    }
+}
+
+/// A `ClerkErrors` body with the given status.
+fn clerk_error(status: StatusCode, code: &str, message: &str, long_message: &str, meta: Value) -> Response {
+    let body = json!({
+        "errors": [{"code": code, "message": message, "long_message": long_message, "meta": meta}],
+        "meta": {},
+        "clerk_trace_id": format!("fake_{:016x}", rand::random::<u64>()),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+fn form_param_invalid(name: &str, long_message: &str) -> Response {
+    clerk_error(StatusCode::UNPROCESSABLE_ENTITY, "form_param_value_invalid", "is invalid", long_message, json!({"name": name}))
+}
+
+/// Authentication, API version, injected faults and the rate limit, in Clerk's order.
+async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(key) = auth.and_then(|v| v.strip_prefix("Bearer ")) else {
+        return Err(clerk_error(
+            StatusCode::UNAUTHORIZED,
+            "authorization_header_format_invalid",
+            "Invalid Authorization header format",
+            "Invalid Authorization header format. Must be 'Bearer <YOUR_API_KEY>'",
+            json!({}),
+        ));
+    };
+    if key != state.secret_key {
+        return Err(clerk_error(
+            StatusCode::UNAUTHORIZED,
+            "clerk_key_invalid",
+            "Secret Key invalid",
+            "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is correct.",
+            json!({}),
+        ));
+    }
+    if let Some(version) = headers.get("clerk-api-version").and_then(|v| v.to_str().ok())
+        && !KNOWN_API_VERSIONS.contains(&version)
+    {
+        return Err(clerk_error(
+            StatusCode::BAD_REQUEST,
+            "api_version_invalid",
+            "Invalid API version",
+            &format!("The API version {version} is not valid."),
+            json!({}),
+        ));
+    }
+    let faults = *state.faults.read().expect("fake faults lock");
+    if faults.throttle_every.is_some_and(|k| k > 0 && n % k == 0) {
+        return Err(too_many_requests(state, faults.retry_after_secs));
+    }
+    if faults.server_error_every.is_some_and(|k| k > 0 && n % k == 0) {
+        return Err(clerk_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_clerk_error",
+            "Oops, an unexpected error occurred",
+            "There was an internal error on our servers. We've been notified and are working on fixing it.",
+            json!({}),
+        ));
+    }
+    if let Some(limiter) = &state.limiter
+        && let Err(wait) = limiter.try_acquire().await
+    {
+        return Err(too_many_requests(state, wait.as_secs_f64().ceil().max(1.0) as u64));
+    }
+    Ok(())
+}
+
+fn too_many_requests(state: &FakeState, retry_after_secs: u64) -> Response {
+    state.throttled.fetch_add(1, Ordering::Relaxed);
+    let mut response = clerk_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "Too many requests",
+        "Too many requests, retry later",
+        json!({"ResetsIn": retry_after_secs}),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
+fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+struct ListParams {
+    limit: usize,
+    offset: usize,
+    order_field: String,
+    descending: bool,
+    starting_after: Option<String>,
+    user_ids: Vec<String>,
+}
+
+fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
+    let mut params = ListParams {
+        limit: 10,
+        offset: 0,
+        order_field: "created_at".into(),
+        descending: true,
+        starting_after: None,
+        user_ids: Vec::new(),
+    };
+    let mut offset_given = false;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "limit" => {
+                params.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=500).contains(l))
+                    .ok_or_else(|| form_param_invalid("limit", "limit must be an integer between 1 and 500"))?;
+            }
+            "offset" => {
+                params.offset = value
+                    .parse()
+                    .map_err(|_| form_param_invalid("offset", "offset must be a non-negative integer"))?;
+                offset_given = params.offset != 0;
+            }
+            "order_by" => {
+                let (descending, field) = match value.as_bytes().first() {
+                    Some(b'-') => (true, &value[1..]),
+                    Some(b'+') => (false, &value[1..]),
+                    _ => (false, value.as_ref()),
+                };
+                if !ORDER_FIELDS.contains(&field) {
+                    return Err(form_param_invalid("order_by", &format!("order_by must be one of {}", ORDER_FIELDS.join(", "))));
+                }
+                params.order_field = field.to_string();
+                params.descending = descending;
+            }
+            "starting_after" => params.starting_after = Some(value.into_owned()),
+            "user_id" => params.user_ids.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    if params.starting_after.is_some() {
+        if params.order_field != "created_at" {
+            return Err(form_param_invalid("starting_after", "starting_after can only be used when ordering by created_at"));
+        }
+        if offset_given {
+            return Err(form_param_invalid("starting_after", "starting_after cannot be combined with a non-zero offset"));
+        }
+    }
+    Ok(params)
+}
+
+async fn list_users(State(state): State<Arc<FakeState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let params = match parse_list_params(query) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let page: Vec<Arc<str>> = {
+        let users = state.users.read().expect("fake store lock");
+        let mut selected: Vec<&StoredUser> = if params.user_ids.is_empty() {
+            users.ascending().iter().collect()
+        } else {
+            users.ascending().iter().filter(|u| params.user_ids.contains(&u.id)).collect()
+        };
+        sort_users(&mut selected, &params.order_field);
+        if params.descending {
+            selected.reverse();
+        }
+        let start = match &params.starting_after {
+            Some(after) => match selected.iter().position(|u| &u.id == after) {
+                Some(position) => position + 1,
+                None => return form_param_invalid("starting_after", &format!("no user with id {after} to start after")),
+            },
+            None => params.offset,
+        };
+        selected.iter().skip(start).take(params.limit).map(|u| u.json.clone()).collect()
+    };
+    let mut body = String::with_capacity(page.iter().map(|u| u.len() + 1).sum::<usize>() + 2);
+    body.push('[');
+    for (i, user) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(user);
+    }
+    body.push(']');
+    json_response(body)
+}
+
+/// Sorts by one of Clerk's `order_by` fields, ascending, ties by id; the stored order is already
+/// `created_at`, so only the other fields need work.
+fn sort_users(users: &mut [&StoredUser], field: &str) {
+    match field {
+        "created_at" => {}
+        "updated_at" => users.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id))),
+        other => {
+            let key = |u: &StoredUser| {
+                let json: Value = serde_json::from_str(&u.json).unwrap_or_default();
+                let value = match other {
+                    "email_address" => json["email_addresses"][0]["email_address"].clone(),
+                    "phone_number" => json["phone_numbers"][0]["phone_number"].clone(),
+                    "web3wallet" => json["web3_wallets"][0]["web3_wallet"].clone(),
+                    field => json[field].clone(),
+                };
+                value.to_string()
+            };
+            users.sort_by_cached_key(|u| (key(u), u.id.clone()));
+        }
+    }
+}
+
+async fn count_users(State(state): State<Arc<FakeState>>, headers: HeaderMap) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let total = state.users.read().expect("fake store lock").len();
+    axum::Json(json!({"object": "total_count", "total_count": total})).into_response()
+}
+
+async fn get_user(State(state): State<Arc<FakeState>>, headers: HeaderMap, Path(user_id): Path<String>) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let users = state.users.read().expect("fake store lock");
+    match users.get(&user_id) {
+        Some(user) => json_response(user.json.to_string()),
+        None => clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "not found",
+            &format!("No user was found with id {user_id}"),
+            json!({}),
+        ),
+    }
+}

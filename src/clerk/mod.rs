@@ -1,0 +1,11 @@
+//! Everything that knows Clerk's wire formats: the lenient User models, the Backend API client
+//! with its rate limiter, and the fake Clerk server used by tests and the demo.
+//!
+//! Nothing outside this module parses Clerk JSON; it hands out [`crate::user::User`]s.
+
+pub mod client;
+pub mod fake;
+pub mod model;
+pub mod rate_limit;
+
+pub use client::{ClerkApiError, ClerkClient, ClerkClientConfig, PageCursor};

@@ -1,0 +1,253 @@
+//! Clerk's wire models, parsed leniently.
+//!
+//! Clerk's OpenAPI spec marks most User fields required and says `additionalProperties: false`,
+//! but real payloads omit fields, add legacy ones (`birthday`, `gender`) and drop `object` tags on
+//! nested objects. So every field is optional here, unknown fields are ignored by the struct and
+//! kept in the raw JSON, and only `id` is truly required: without it a user cannot be indexed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::user::User;
+
+/// A Clerk User object (`components.schemas.User` in the Backend API spec), every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkUser {
+    pub id: Option<String>,
+    pub external_id: Option<String>,
+    pub primary_email_address_id: Option<String>,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub has_image: Option<bool>,
+    pub image_url: Option<String>,
+    pub public_metadata: Value,
+    pub private_metadata: Value,
+    pub unsafe_metadata: Value,
+    pub email_addresses: Option<Vec<ClerkEmailAddress>>,
+    pub phone_numbers: Option<Vec<ClerkPhoneNumber>>,
+    pub password_enabled: Option<bool>,
+    pub two_factor_enabled: Option<bool>,
+    pub banned: Option<bool>,
+    pub locked: Option<bool>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    pub last_sign_in_at: Option<i64>,
+    pub last_active_at: Option<i64>,
+}
+
+/// `components.schemas.EmailAddress`; `id` is not marked required in the spec but is always sent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkEmailAddress {
+    pub id: Option<String>,
+    pub email_address: Option<String>,
+}
+
+/// `components.schemas.PhoneNumber`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkPhoneNumber {
+    pub id: Option<String>,
+    pub phone_number: Option<String>,
+}
+
+/// `DeletedObject`, the `data` of a `user.deleted` event and the answer to `DELETE /v1/users/{id}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkDeletedObject {
+    pub id: Option<String>,
+    pub object: Option<String>,
+    pub deleted: Option<bool>,
+    pub external_id: Option<String>,
+}
+
+/// `{"object":"total_count","total_count":N}`, the answer to `GET /v1/users/count`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClerkTotalCount {
+    pub total_count: u64,
+}
+
+/// Why a Clerk user could not be turned into an indexable [`User`].
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum UserParseError {
+    #[error("clerk user json is malformed: {0}")]
+    Malformed(String),
+    #[error("clerk user has no id")]
+    MissingId,
+}
+
+/// Parses one Clerk user, keeping its JSON verbatim as the stored copy.
+pub fn parse_user(raw: &RawValue) -> Result<User, UserParseError> {
+    let wire: ClerkUser =
+        serde_json::from_str(raw.get()).map_err(|e| UserParseError::Malformed(e.to_string()))?;
+    wire.into_user(Arc::from(raw.get()))
+}
+
+/// Parses a `GET /v1/users` page: a bare JSON array of users.
+pub fn parse_user_page(body: &[u8]) -> Result<Vec<User>, UserParseError> {
+    let raws: Vec<&RawValue> =
+        serde_json::from_slice(body).map_err(|e| UserParseError::Malformed(e.to_string()))?;
+    raws.into_iter().map(parse_user).collect()
+}
+
+impl ClerkUser {
+    /// Builds the domain view. `raw_json` is the user's full JSON as received.
+    pub fn into_user(self, raw_json: Arc<str>) -> Result<User, UserParseError> {
+        let id = self
+            .id
+            .filter(|id| !id.is_empty())
+            .ok_or(UserParseError::MissingId)?;
+        let addresses = self.email_addresses.unwrap_or_default();
+        let primary_email = addresses
+            .iter()
+            .find(|e| e.id.is_some() && e.id == self.primary_email_address_id)
+            .and_then(|e| e.email_address.clone());
+        let mut emails: Vec<String> = primary_email.iter().cloned().collect();
+        for address in addresses {
+            if let Some(email) = address.email_address
+                && Some(&email) != primary_email.as_ref()
+            {
+                emails.push(email);
+            }
+        }
+        let created_at = self.created_at.unwrap_or(0);
+        Ok(User {
+            id,
+            external_id: self.external_id,
+            username: self.username,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            primary_email,
+            emails,
+            phone_numbers: self
+                .phone_numbers
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.phone_number)
+                .collect(),
+            created_at,
+            updated_at: self.updated_at.unwrap_or(created_at),
+            last_sign_in_at: self.last_sign_in_at,
+            last_active_at: self.last_active_at,
+            banned: self.banned.unwrap_or(false),
+            locked: self.locked.unwrap_or(false),
+            two_factor_enabled: self.two_factor_enabled.unwrap_or(false),
+            password_enabled: self.password_enabled.unwrap_or(false),
+            has_image: self
+                .has_image
+                .unwrap_or_else(|| self.image_url.is_some_and(|u| !u.is_empty())),
+            public_metadata: self.public_metadata,
+            private_metadata: self.private_metadata,
+            unsafe_metadata: self.unsafe_metadata,
+            raw_json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn examples_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/clerk/examples")
+    }
+
+    fn read_example(name: &str) -> String {
+        std::fs::read_to_string(examples_dir().join(name))
+            .unwrap_or_else(|e| panic!("reading example {name}: {e}"))
+    }
+
+    /// The `data` of a webhook event file, as raw JSON.
+    fn event_data(name: &str) -> Box<RawValue> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            data: Box<RawValue>,
+        }
+        serde_json::from_str::<Envelope>(&read_example(name))
+            .unwrap()
+            .data
+    }
+
+    #[test]
+    fn every_example_that_holds_users_parses() {
+        let mut parsed = 0;
+        for entry in std::fs::read_dir(examples_dir()).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let text = read_example(&name);
+            let json: Value = serde_json::from_str(&text).unwrap();
+            if json.is_array() {
+                assert!(!parse_user_page(text.as_bytes()).unwrap().is_empty());
+                parsed += 1;
+            } else if json["data"]["object"] == "user" && json["type"] != "user.deleted" {
+                parse_user(&event_data(&name)).unwrap();
+                parsed += 1;
+            }
+        }
+        assert_eq!(
+            parsed, 4,
+            "expected the docs event, two spec events and the ruby list fixture"
+        );
+    }
+
+    #[test]
+    fn docs_example_without_object_tags_keeps_legacy_fields_in_raw_json() {
+        let user = parse_user(&event_data("docs-user.created.json")).unwrap();
+        assert_eq!(user.id, "user_29w83sxmDNGwOuEthce5gg56FcC");
+        assert_eq!(user.primary_email.as_deref(), Some("example@example.org"));
+        assert_eq!(user.external_id.as_deref(), Some("567772"));
+        assert_eq!(user.updated_at, 1654012591835);
+        assert!(user.raw_json.contains("\"birthday\""));
+        assert!(user.has_image, "image_url present implies an image");
+    }
+
+    #[test]
+    fn spec_update_with_null_private_metadata_parses() {
+        let user = parse_user(&event_data("spec-user.updated.json")).unwrap();
+        assert_eq!(user.public_metadata["department"], "engineering");
+        assert!(user.private_metadata.is_null());
+        assert_eq!(user.username.as_deref(), Some("johndoe"));
+        assert!(user.two_factor_enabled);
+        assert_eq!(user.last_sign_in_at, Some(1716883400000));
+    }
+
+    #[test]
+    fn ruby_fixture_list_is_a_bare_array_with_primary_email_first() {
+        let text = read_example("sdk-ruby-fixture-all_users.json");
+        let users = parse_user_page(text.as_bytes()).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].emails, vec!["developer@clerk.dev"]);
+        assert_eq!(users[0].phone_numbers, vec!["+31600000000"]);
+        assert_eq!(users[0].last_sign_in_at, None);
+        assert_eq!(users[1].created_at, 1621421265123);
+    }
+
+    #[test]
+    fn deleted_object_parses_with_and_without_external_id() {
+        let fixture: ClerkDeletedObject =
+            serde_json::from_str(&read_example("sdk-ruby-fixture-user_1_deleted.json")).unwrap();
+        assert_eq!(fixture.id.as_deref(), Some("user_1"));
+        assert_eq!(fixture.deleted, Some(true));
+        let event: ClerkDeletedObject =
+            serde_json::from_str(event_data("spec-user.deleted.json").get()).unwrap();
+        assert_eq!(event.external_id.as_deref(), Some("ex_123456789"));
+    }
+
+    #[test]
+    fn user_without_id_is_rejected_and_minimal_user_is_accepted() {
+        let raw = RawValue::from_string(r#"{"first_name":"x"}"#.into()).unwrap();
+        assert_eq!(parse_user(&raw), Err(UserParseError::MissingId));
+        let raw = RawValue::from_string(r#"{"id":"user_1","created_at":5}"#.into()).unwrap();
+        let user = parse_user(&raw).unwrap();
+        assert_eq!(
+            (user.created_at, user.updated_at, user.emails.len()),
+            (5, 5, 0)
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! A token bucket shared by every request a process makes to one Clerk instance.
+//!
+//! Clerk limits the Backend API per instance (production 1000 requests / 10 s, development
+//! 100 / 10 s), and the limit is shared with the customer's own application, so the default stays
+//! below it. Uses `tokio::time`, so tests can run it under a paused clock.
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// `requests` per `per`, with a burst of at most `requests`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+impl RateLimit {
+    /// 900 requests per 10 s: Clerk's production limit with 10% left for the application itself.
+    pub const CLERK_PRODUCTION_DEFAULT: RateLimit = RateLimit {
+        requests: 900,
+        per: Duration::from_secs(10),
+    };
+
+    /// Parses `N/10s`, `N/1s`, `N/1m` (the number before `/` is requests, after it a duration).
+    pub fn parse(text: &str) -> Result<RateLimit, String> {
+        let (count, window) = text
+            .split_once('/')
+            .ok_or_else(|| format!("rate limit {text:?} must look like 900/10s"))?;
+        let requests: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("rate limit {text:?}: {count:?} is not a request count"))?;
+        let window = window.trim();
+        let (digits, unit) = window.split_at(window.find(|c: char| !c.is_ascii_digit()).unwrap_or(window.len()));
+        let amount: u64 = if digits.is_empty() { 1 } else {
+            digits.parse().map_err(|_| format!("rate limit {text:?}: bad window {window:?}"))?
+        };
+        let per = match unit {
+            "ms" => Duration::from_millis(amount),
+            "s" | "" => Duration::from_secs(amount),
+            "m" => Duration::from_secs(amount * 60),
+            _ => return Err(format!("rate limit {text:?}: unit must be ms, s or m")),
+        };
+        if requests == 0 || per.is_zero() {
+            return Err(format!("rate limit {text:?} must allow at least one request per non-zero window"));
+        }
+        Ok(RateLimit { requests, per })
+    }
+}
+
+/// An async token bucket.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(limit: RateLimit) -> Self {
+        RateLimiter {
+            limit,
+            state: Mutex::new(Bucket {
+                tokens: f64::from(limit.requests),
+                refilled_at: Instant::now(),
+            }),
+        }
+    }
+
+    fn tokens_per_second(&self) -> f64 {
+        f64::from(self.limit.requests) / self.limit.per.as_secs_f64()
+    }
+
+    /// Takes one token without waiting; on failure returns how long until one is available.
+    pub async fn try_acquire(&self) -> Result<(), Duration> {
+        let mut bucket = self.state.lock().await;
+        let now = Instant::now();
+        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.tokens_per_second()).min(f64::from(self.limit.requests));
+        bucket.refilled_at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.tokens_per_second()))
+        }
+    }
+
+    /// Waits until a token is available and takes it.
+    pub async fn acquire(&self) {
+        while let Err(wait) = self.try_acquire().await {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_windows_and_rejects_nonsense() {
+        assert_eq!(RateLimit::parse("900/10s").unwrap(), RateLimit { requests: 900, per: Duration::from_secs(10) });
+        assert_eq!(RateLimit::parse("5/250ms").unwrap().per, Duration::from_millis(250));
+        assert_eq!(RateLimit::parse("60/m").unwrap().per, Duration::from_secs(60));
+        assert!(RateLimit::parse("0/1s").is_err());
+        assert!(RateLimit::parse("10").is_err());
+        assert!(RateLimit::parse("10/1h").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bursts_up_to_the_limit_then_paces_requests() {
+        let limiter = RateLimiter::new(RateLimit { requests: 10, per: Duration::from_secs(10) });
+        let start = Instant::now();
+        for _ in 0..10 {
+            limiter.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(1), "the burst must not wait");
+        for _ in 0..5 {
+            limiter.acquire().await;
+        }
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(4990) && waited < Duration::from_millis(5100), "{waited:?}");
+    }
+}

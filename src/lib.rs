@@ -1,0 +1,17 @@
+//! clerk-index: a local, always-fresh mirror of a Clerk instance's users in a tantivy index,
+//! queryable by any metadata attribute over gRPC.
+//!
+//! Layout (imports point down; see `../shared/DESIGN.md`):
+//! - [`app`]: `run(config, listeners, shutdown)` wires everything together.
+//! - [`config`]: the one `Config`, from flags and `CLERK_INDEX_*` environment variables.
+//! - [`api`]: the tonic adapter: service impls and proto <-> domain conversion, nothing else.
+//! - [`query`]: the filter language: AST, parser, validation, in-memory matcher.
+//! - [`sync`]: backfill from Clerk into the index writer.
+//! - [`index`]: tantivy: schema, documents, query compilation, the writer task, searches.
+//! - [`clerk`]: Clerk's wire formats: models, Backend API client, fake Clerk server.
+//! - [`user`]: the domain `User` and the one `UserChange` type every source produces.
+//! - [`error`]: the one error enum and its mapping to gRPC status codes.
+
+pub mod clerk;
+pub mod query;
+pub mod user;

@@ -1,0 +1,226 @@
+//! The one filter AST both spellings (text and protobuf) compile to, and its vocabulary: core
+//! fields, metadata paths, operators and values.
+
+use crate::user::MetadataNamespace;
+
+/// A boolean combination of predicates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+    Predicate(Predicate),
+}
+
+/// `path op value(s)`, with the character position it was parsed at (0 for structured filters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predicate {
+    pub path: FieldPath,
+    pub op: Op,
+    pub position: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Compare(CmpOp, Value),
+    In(Vec<Value>),
+    Exists,
+    StartsWith(String),
+    Matches(String),
+    /// Inclusive at both ends.
+    Between(Value, Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Lte => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Gte => ">=",
+        }
+    }
+}
+
+/// A literal. Dates stay dates until evaluation so `now-30d` means "30 days before the query runs".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+    Date(DateValue),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateValue {
+    /// Milliseconds since the epoch.
+    Absolute(i64),
+    /// Milliseconds relative to "now" (`now-30d` is `-2_592_000_000`).
+    Relative(i64),
+}
+
+impl DateValue {
+    pub fn resolve(self, now_ms: i64) -> i64 {
+        match self {
+            DateValue::Absolute(ms) => ms,
+            DateValue::Relative(offset) => now_ms.saturating_add(offset),
+        }
+    }
+}
+
+/// What a predicate addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FieldPath {
+    Core(CoreField),
+    Metadata {
+        namespace: MetadataNamespace,
+        keys: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldPath::Core(field) => f.write_str(field.name()),
+            FieldPath::Metadata { namespace, keys } => {
+                f.write_str(namespace.short_name())?;
+                for key in keys {
+                    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        write!(f, ".{key}")?;
+                    } else {
+                        write!(f, ".`{key}`")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The typed top-level user fields filters can address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CoreField {
+    Id,
+    ExternalId,
+    Username,
+    FirstName,
+    LastName,
+    /// First and last name together; only for `MATCHES` and `EXISTS`.
+    Name,
+    /// Any of the user's email addresses.
+    Email,
+    PrimaryEmail,
+    /// The domain of any of the user's email addresses.
+    EmailDomain,
+    /// Any of the user's phone numbers.
+    Phone,
+    CreatedAt,
+    UpdatedAt,
+    LastSignInAt,
+    LastActiveAt,
+    Banned,
+    Locked,
+    TwoFactorEnabled,
+    PasswordEnabled,
+    HasImage,
+}
+
+/// How a core field is typed, which decides the operators and values it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreKind {
+    /// Exact strings; `case_insensitive` ones are lower-cased on both sides.
+    Keyword { case_insensitive: bool, text: bool },
+    /// Only tokenized text (`name`).
+    TextOnly,
+    Date,
+    Bool,
+}
+
+impl CoreField {
+    pub const ALL: [CoreField; 19] = [
+        CoreField::Id,
+        CoreField::ExternalId,
+        CoreField::Username,
+        CoreField::FirstName,
+        CoreField::LastName,
+        CoreField::Name,
+        CoreField::Email,
+        CoreField::PrimaryEmail,
+        CoreField::EmailDomain,
+        CoreField::Phone,
+        CoreField::CreatedAt,
+        CoreField::UpdatedAt,
+        CoreField::LastSignInAt,
+        CoreField::LastActiveAt,
+        CoreField::Banned,
+        CoreField::Locked,
+        CoreField::TwoFactorEnabled,
+        CoreField::PasswordEnabled,
+        CoreField::HasImage,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CoreField::Id => "id",
+            CoreField::ExternalId => "external_id",
+            CoreField::Username => "username",
+            CoreField::FirstName => "first_name",
+            CoreField::LastName => "last_name",
+            CoreField::Name => "name",
+            CoreField::Email => "email",
+            CoreField::PrimaryEmail => "primary_email",
+            CoreField::EmailDomain => "email_domain",
+            CoreField::Phone => "phone",
+            CoreField::CreatedAt => "created_at",
+            CoreField::UpdatedAt => "updated_at",
+            CoreField::LastSignInAt => "last_sign_in_at",
+            CoreField::LastActiveAt => "last_active_at",
+            CoreField::Banned => "banned",
+            CoreField::Locked => "locked",
+            CoreField::TwoFactorEnabled => "two_factor_enabled",
+            CoreField::PasswordEnabled => "password_enabled",
+            CoreField::HasImage => "has_image",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CoreField> {
+        let alias = match name {
+            "email_address" => "email",
+            "phone_number" => "phone",
+            other => other,
+        };
+        CoreField::ALL.into_iter().find(|f| f.name() == alias)
+    }
+
+    pub fn kind(self) -> CoreKind {
+        use CoreField::*;
+        match self {
+            Id | ExternalId | Phone => CoreKind::Keyword { case_insensitive: false, text: false },
+            FirstName | LastName => CoreKind::Keyword { case_insensitive: false, text: true },
+            Username | Email => CoreKind::Keyword { case_insensitive: true, text: true },
+            PrimaryEmail | EmailDomain => CoreKind::Keyword { case_insensitive: true, text: false },
+            Name => CoreKind::TextOnly,
+            CreatedAt | UpdatedAt | LastSignInAt | LastActiveAt => CoreKind::Date,
+            Banned | Locked | TwoFactorEnabled | PasswordEnabled | HasImage => CoreKind::Bool,
+        }
+    }
+
+    /// Whether the field can be a sort key.
+    pub fn sortable(self) -> bool {
+        !matches!(self, CoreField::Name | CoreField::Email | CoreField::EmailDomain | CoreField::Phone)
+    }
+}

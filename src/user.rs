@@ -1,0 +1,241 @@
+//! The domain view of a Clerk user and the one change type every source produces.
+//!
+//! `clerk/` turns Clerk's wire JSON into a [`User`]; `index/` stores and indexes it; `query/`
+//! evaluates filters against it. Nothing here knows about HTTP, protobuf or tantivy.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// A Clerk user as the index sees it: the typed core fields that filters address, the three
+/// metadata objects, and the user's full Clerk JSON kept verbatim for `GetUser` and projections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub external_id: Option<String>,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The primary email address, if the user has one.
+    pub primary_email: Option<String>,
+    /// Every email address of the user, primary first.
+    pub emails: Vec<String>,
+    pub phone_numbers: Vec<String>,
+    /// Milliseconds since the epoch, as Clerk sends them.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_sign_in_at: Option<i64>,
+    pub last_active_at: Option<i64>,
+    pub banned: bool,
+    pub locked: bool,
+    pub two_factor_enabled: bool,
+    pub password_enabled: bool,
+    pub has_image: bool,
+    pub public_metadata: Value,
+    pub private_metadata: Value,
+    pub unsafe_metadata: Value,
+    /// The user's Clerk JSON, serialized once; unknown fields are kept.
+    pub raw_json: Arc<str>,
+}
+
+impl User {
+    /// The domains of every email address, lower-cased and deduplicated, in address order.
+    pub fn email_domains(&self) -> Vec<String> {
+        let mut domains: Vec<String> = Vec::with_capacity(self.emails.len());
+        for email in &self.emails {
+            if let Some((_, domain)) = email.rsplit_once('@') {
+                let domain = domain.to_lowercase();
+                if !domains.contains(&domain) {
+                    domains.push(domain);
+                }
+            }
+        }
+        domains
+    }
+
+    /// The metadata object of one namespace.
+    pub fn metadata(&self, namespace: MetadataNamespace) -> &Value {
+        match namespace {
+            MetadataNamespace::Public => &self.public_metadata,
+            MetadataNamespace::Private => &self.private_metadata,
+            MetadataNamespace::Unsafe => &self.unsafe_metadata,
+        }
+    }
+}
+
+/// The three metadata objects Clerk keeps on a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetadataNamespace {
+    Public,
+    Private,
+    Unsafe,
+}
+
+impl MetadataNamespace {
+    pub const ALL: [MetadataNamespace; 3] = [Self::Public, Self::Private, Self::Unsafe];
+
+    /// The Clerk JSON key, which is also the index field name.
+    pub fn field_name(self) -> &'static str {
+        match self {
+            Self::Public => "public_metadata",
+            Self::Private => "private_metadata",
+            Self::Unsafe => "unsafe_metadata",
+        }
+    }
+
+    /// The short spelling used in filters (`public.plan`).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Unsafe => "unsafe",
+        }
+    }
+
+    /// Accepts both spellings.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|ns| ns.field_name() == name || ns.short_name() == name)
+    }
+}
+
+/// Where a change came from; kept for logs and, later, per-source metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSource {
+    Backfill,
+    Webhook,
+    Reconcile,
+    WriteThrough,
+}
+
+/// The one change type every source (backfill, webhooks, reconcile, write-through) produces and
+/// the index writer task applies.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    /// Insert or replace a user. Ignored when the index holds a newer `updated_at` for the id.
+    Upsert {
+        user: Arc<User>,
+        source: ChangeSource,
+    },
+    /// Remove a user, as of `deleted_at_ms`.
+    Delete {
+        user_id: String,
+        deleted_at_ms: i64,
+        source: ChangeSource,
+    },
+}
+
+impl UserChange {
+    pub fn user_id(&self) -> &str {
+        match self {
+            UserChange::Upsert { user, .. } => &user.id,
+            UserChange::Delete { user_id, .. } => user_id,
+        }
+    }
+}
+
+/// Joins a namespace and keys into one path string, `public_metadata.a.b`, escaping `\` and `.`
+/// inside keys so `{"a.b": 1}` and `{"a": {"b": 1}}` stay distinct.
+pub fn encode_metadata_path(namespace: MetadataNamespace, keys: &[String]) -> String {
+    let mut path = namespace.field_name().to_string();
+    for key in keys {
+        path.push('.');
+        push_escaped_key(&mut path, key);
+    }
+    path
+}
+
+fn push_escaped_key(path: &mut String, key: &str) {
+    for c in key.chars() {
+        if c == '.' || c == '\\' {
+            path.push('\\');
+        }
+        path.push(c);
+    }
+}
+
+/// Whether a JSON value holds at least one non-null scalar (arrays and objects are looked into).
+/// This is what `EXISTS` means: `null`, `[]`, `[null]` and `{}` do not exist.
+pub fn has_value(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Array(items) => items.iter().any(has_value),
+        Value::Object(map) => map.values().any(has_value),
+        _ => true,
+    }
+}
+
+/// Every metadata path of one namespace that `EXISTS` (holds a value somewhere beneath it), and
+/// every path holding an explicit `null` (directly or as an array element). Arrays are
+/// transparent: `{"a": [{"b": 1}]}` has the path `a.b`, as it has in the index's JSON field.
+pub fn metadata_path_facts(namespace: MetadataNamespace, value: &Value) -> (Vec<String>, Vec<String>) {
+    let mut present = Vec::new();
+    let mut nulls = Vec::new();
+    walk_paths(value, &mut namespace.field_name().to_string(), true, &mut present, &mut nulls);
+    present.sort_unstable();
+    present.dedup();
+    nulls.sort_unstable();
+    nulls.dedup();
+    (present, nulls)
+}
+
+fn walk_paths(value: &Value, path: &mut String, is_root: bool, present: &mut Vec<String>, nulls: &mut Vec<String>) -> bool {
+    match value {
+        Value::Null => {
+            if !is_root {
+                nulls.push(path.clone());
+            }
+            false
+        }
+        Value::Array(items) => {
+            let mut any = false;
+            for item in items {
+                any |= walk_paths(item, path, is_root, present, nulls);
+            }
+            any
+        }
+        Value::Object(map) => {
+            let mut any = false;
+            for (key, child) in map {
+                let len = path.len();
+                path.push('.');
+                push_escaped_key(path, key);
+                if walk_paths(child, path, false, present, nulls) {
+                    present.push(path.clone());
+                    any = true;
+                }
+                path.truncate(len);
+            }
+            any
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn path_facts_look_through_arrays_and_skip_empty_values() {
+        let value = json!({
+            "tier": "gold", "referrer": null, "tags": [], "maybe": [null, null],
+            "orgs": [{"role": "admin"}, {"role": null}], "empty": {}, "a.b": {"c": 1}
+        });
+        let (present, nulls) = metadata_path_facts(MetadataNamespace::Public, &value);
+        assert_eq!(
+            present,
+            vec!["public_metadata.a\\.b", "public_metadata.a\\.b.c", "public_metadata.orgs", "public_metadata.orgs.role", "public_metadata.tier"]
+        );
+        assert_eq!(nulls, vec!["public_metadata.maybe", "public_metadata.orgs.role", "public_metadata.referrer"]);
+    }
+
+    #[test]
+    fn null_metadata_has_no_paths() {
+        let (present, nulls) = metadata_path_facts(MetadataNamespace::Private, &Value::Null);
+        assert!(present.is_empty() && nulls.is_empty());
+    }
+}
