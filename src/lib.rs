@@ -13,5 +13,6 @@
 //! - [`error`]: the one error enum and its mapping to gRPC status codes.
 
 pub mod clerk;
+pub mod index;
 pub mod query;
 pub mod user;

@@ -169,10 +169,19 @@ pub fn has_value(value: &Value) -> bool {
 /// Every metadata path of one namespace that `EXISTS` (holds a value somewhere beneath it), and
 /// every path holding an explicit `null` (directly or as an array element). Arrays are
 /// transparent: `{"a": [{"b": 1}]}` has the path `a.b`, as it has in the index's JSON field.
-pub fn metadata_path_facts(namespace: MetadataNamespace, value: &Value) -> (Vec<String>, Vec<String>) {
+pub fn metadata_path_facts(
+    namespace: MetadataNamespace,
+    value: &Value,
+) -> (Vec<String>, Vec<String>) {
     let mut present = Vec::new();
     let mut nulls = Vec::new();
-    walk_paths(value, &mut namespace.field_name().to_string(), true, &mut present, &mut nulls);
+    walk_paths(
+        value,
+        &mut namespace.field_name().to_string(),
+        true,
+        &mut present,
+        &mut nulls,
+    );
     present.sort_unstable();
     present.dedup();
     nulls.sort_unstable();
@@ -180,7 +189,13 @@ pub fn metadata_path_facts(namespace: MetadataNamespace, value: &Value) -> (Vec<
     (present, nulls)
 }
 
-fn walk_paths(value: &Value, path: &mut String, is_root: bool, present: &mut Vec<String>, nulls: &mut Vec<String>) -> bool {
+fn walk_paths(
+    value: &Value,
+    path: &mut String,
+    is_root: bool,
+    present: &mut Vec<String>,
+    nulls: &mut Vec<String>,
+) -> bool {
     match value {
         Value::Null => {
             if !is_root {
@@ -228,9 +243,22 @@ mod tests {
         let (present, nulls) = metadata_path_facts(MetadataNamespace::Public, &value);
         assert_eq!(
             present,
-            vec!["public_metadata.a\\.b", "public_metadata.a\\.b.c", "public_metadata.orgs", "public_metadata.orgs.role", "public_metadata.tier"]
+            vec![
+                "public_metadata.a\\.b",
+                "public_metadata.a\\.b.c",
+                "public_metadata.orgs",
+                "public_metadata.orgs.role",
+                "public_metadata.tier"
+            ]
         );
-        assert_eq!(nulls, vec!["public_metadata.maybe", "public_metadata.orgs.role", "public_metadata.referrer"]);
+        assert_eq!(
+            nulls,
+            vec![
+                "public_metadata.maybe",
+                "public_metadata.orgs.role",
+                "public_metadata.referrer"
+            ]
+        );
     }
 
     #[test]

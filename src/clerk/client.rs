@@ -173,15 +173,17 @@ impl ClerkClient {
         let path = format!("/v1/users/{}", urlencode_path_segment(user_id));
         match self.get(&request, &path, &[]).await {
             Ok(body) => {
-                let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&body)
-                    .map_err(|e| ClerkApiError::Decode {
+                let raw: Box<serde_json::value::RawValue> =
+                    serde_json::from_slice(&body).map_err(|e| ClerkApiError::Decode {
                         request: request.clone(),
                         message: e.to_string(),
                     })?;
-                parse_user(&raw).map(Some).map_err(|e| ClerkApiError::Decode {
-                    request,
-                    message: e.to_string(),
-                })
+                parse_user(&raw)
+                    .map(Some)
+                    .map_err(|e| ClerkApiError::Decode {
+                        request,
+                        message: e.to_string(),
+                    })
             }
             Err(error) if error.status() == Some(404) => Ok(None),
             Err(error) => Err(error),
@@ -271,13 +273,18 @@ impl ClerkClient {
             status,
             &body,
             trace_header,
-            retry_after.or(Some(Duration::from_secs(1)).filter(|_| status == StatusCode::TOO_MANY_REQUESTS)),
+            retry_after
+                .or(Some(Duration::from_secs(1))
+                    .filter(|_| status == StatusCode::TOO_MANY_REQUESTS)),
         ))
     }
 
     /// Exponential backoff with "equal jitter": half fixed, half random, capped at 30 s.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.config.initial_backoff.saturating_mul(1 << (attempt - 1).min(16));
+        let exp = self
+            .config
+            .initial_backoff
+            .saturating_mul(1 << (attempt - 1).min(16));
         let capped = exp.min(Duration::from_secs(30));
         let half = capped / 2;
         half + half.mul_f64(rand::rng().random::<f64>())

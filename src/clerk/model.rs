@@ -116,6 +116,8 @@ impl ClerkUser {
             }
         }
         let created_at = self.created_at.unwrap_or(0);
+        // Filters address metadata keys, so only objects count; Clerk allows `null` (PUT metadata).
+        let object_or_null = |v: Value| if v.is_object() { v } else { Value::Null };
         Ok(User {
             id,
             external_id: self.external_id,
@@ -141,9 +143,9 @@ impl ClerkUser {
             has_image: self
                 .has_image
                 .unwrap_or_else(|| self.image_url.is_some_and(|u| !u.is_empty())),
-            public_metadata: self.public_metadata,
-            private_metadata: self.private_metadata,
-            unsafe_metadata: self.unsafe_metadata,
+            public_metadata: object_or_null(self.public_metadata),
+            private_metadata: object_or_null(self.private_metadata),
+            unsafe_metadata: object_or_null(self.unsafe_metadata),
             raw_json,
         })
     }

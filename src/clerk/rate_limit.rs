@@ -33,9 +33,17 @@ impl RateLimit {
             .parse()
             .map_err(|_| format!("rate limit {text:?}: {count:?} is not a request count"))?;
         let window = window.trim();
-        let (digits, unit) = window.split_at(window.find(|c: char| !c.is_ascii_digit()).unwrap_or(window.len()));
-        let amount: u64 = if digits.is_empty() { 1 } else {
-            digits.parse().map_err(|_| format!("rate limit {text:?}: bad window {window:?}"))?
+        let (digits, unit) = window.split_at(
+            window
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(window.len()),
+        );
+        let amount: u64 = if digits.is_empty() {
+            1
+        } else {
+            digits
+                .parse()
+                .map_err(|_| format!("rate limit {text:?}: bad window {window:?}"))?
         };
         let per = match unit {
             "ms" => Duration::from_millis(amount),
@@ -44,7 +52,9 @@ impl RateLimit {
             _ => return Err(format!("rate limit {text:?}: unit must be ms, s or m")),
         };
         if requests == 0 || per.is_zero() {
-            return Err(format!("rate limit {text:?} must allow at least one request per non-zero window"));
+            return Err(format!(
+                "rate limit {text:?} must allow at least one request per non-zero window"
+            ));
         }
         Ok(RateLimit { requests, per })
     }
@@ -83,13 +93,16 @@ impl RateLimiter {
         let mut bucket = self.state.lock().await;
         let now = Instant::now();
         let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.tokens_per_second()).min(f64::from(self.limit.requests));
+        bucket.tokens = (bucket.tokens + elapsed * self.tokens_per_second())
+            .min(f64::from(self.limit.requests));
         bucket.refilled_at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.tokens_per_second()))
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.tokens_per_second(),
+            ))
         }
     }
 
@@ -107,9 +120,21 @@ mod tests {
 
     #[test]
     fn parses_windows_and_rejects_nonsense() {
-        assert_eq!(RateLimit::parse("900/10s").unwrap(), RateLimit { requests: 900, per: Duration::from_secs(10) });
-        assert_eq!(RateLimit::parse("5/250ms").unwrap().per, Duration::from_millis(250));
-        assert_eq!(RateLimit::parse("60/m").unwrap().per, Duration::from_secs(60));
+        assert_eq!(
+            RateLimit::parse("900/10s").unwrap(),
+            RateLimit {
+                requests: 900,
+                per: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(
+            RateLimit::parse("5/250ms").unwrap().per,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            RateLimit::parse("60/m").unwrap().per,
+            Duration::from_secs(60)
+        );
         assert!(RateLimit::parse("0/1s").is_err());
         assert!(RateLimit::parse("10").is_err());
         assert!(RateLimit::parse("10/1h").is_err());
@@ -117,16 +142,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bursts_up_to_the_limit_then_paces_requests() {
-        let limiter = RateLimiter::new(RateLimit { requests: 10, per: Duration::from_secs(10) });
+        let limiter = RateLimiter::new(RateLimit {
+            requests: 10,
+            per: Duration::from_secs(10),
+        });
         let start = Instant::now();
         for _ in 0..10 {
             limiter.acquire().await;
         }
-        assert!(start.elapsed() < Duration::from_millis(1), "the burst must not wait");
+        assert!(
+            start.elapsed() < Duration::from_millis(1),
+            "the burst must not wait"
+        );
         for _ in 0..5 {
             limiter.acquire().await;
         }
         let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(4990) && waited < Duration::from_millis(5100), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(4990) && waited < Duration::from_millis(5100),
+            "{waited:?}"
+        );
     }
 }

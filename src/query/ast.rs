@@ -99,7 +99,8 @@ impl std::fmt::Display for FieldPath {
             FieldPath::Metadata { namespace, keys } => {
                 f.write_str(namespace.short_name())?;
                 for key in keys {
-                    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
                         write!(f, ".{key}")?;
                     } else {
                         write!(f, ".`{key}`")?;
@@ -143,7 +144,10 @@ pub enum CoreField {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoreKind {
     /// Exact strings; `case_insensitive` ones are lower-cased on both sides.
-    Keyword { case_insensitive: bool, text: bool },
+    Keyword {
+        case_insensitive: bool,
+        text: bool,
+    },
     /// Only tokenized text (`name`).
     TextOnly,
     Date,
@@ -209,10 +213,22 @@ impl CoreField {
     pub fn kind(self) -> CoreKind {
         use CoreField::*;
         match self {
-            Id | ExternalId | Phone => CoreKind::Keyword { case_insensitive: false, text: false },
-            FirstName | LastName => CoreKind::Keyword { case_insensitive: false, text: true },
-            Username | Email => CoreKind::Keyword { case_insensitive: true, text: true },
-            PrimaryEmail | EmailDomain => CoreKind::Keyword { case_insensitive: true, text: false },
+            Id | ExternalId | Phone => CoreKind::Keyword {
+                case_insensitive: false,
+                text: false,
+            },
+            FirstName | LastName => CoreKind::Keyword {
+                case_insensitive: false,
+                text: true,
+            },
+            Username | Email => CoreKind::Keyword {
+                case_insensitive: true,
+                text: true,
+            },
+            PrimaryEmail | EmailDomain => CoreKind::Keyword {
+                case_insensitive: true,
+                text: false,
+            },
             Name => CoreKind::TextOnly,
             CreatedAt | UpdatedAt | LastSignInAt | LastActiveAt => CoreKind::Date,
             Banned | Locked | TwoFactorEnabled | PasswordEnabled | HasImage => CoreKind::Bool,
@@ -221,6 +237,9 @@ impl CoreField {
 
     /// Whether the field can be a sort key.
     pub fn sortable(self) -> bool {
-        !matches!(self, CoreField::Name | CoreField::Email | CoreField::EmailDomain | CoreField::Phone)
+        !matches!(
+            self,
+            CoreField::Name | CoreField::Email | CoreField::EmailDomain | CoreField::Phone
+        )
     }
 }

@@ -10,11 +10,17 @@ pub struct FilterError {
 
 impl FilterError {
     pub fn at(position: usize, message: impl Into<String>) -> Self {
-        FilterError { position: Some(position), message: message.into() }
+        FilterError {
+            position: Some(position),
+            message: message.into(),
+        }
     }
 
     pub fn general(message: impl Into<String>) -> Self {
-        FilterError { position: None, message: message.into() }
+        FilterError {
+            position: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -29,6 +35,11 @@ pub struct FilterLimits {
 
 impl Default for FilterLimits {
     fn default() -> Self {
-        FilterLimits { max_length: 16 * 1024, max_depth: 32, max_predicates: 512, max_in_values: 1024 }
+        FilterLimits {
+            max_length: 16 * 1024,
+            max_depth: 32,
+            max_predicates: 512,
+            max_in_values: 1024,
+        }
     }
 }

@@ -84,7 +84,9 @@ impl Value {
 
 fn predicate_matches(predicate: &Predicate, user: &User, now_ms: i64) -> bool {
     match &predicate.path {
-        FieldPath::Metadata { namespace, keys } => metadata_matches(user, *namespace, keys, &predicate.op, now_ms),
+        FieldPath::Metadata { namespace, keys } => {
+            metadata_matches(user, *namespace, keys, &predicate.op, now_ms)
+        }
         FieldPath::Core(field) => core_matches(user, *field, &predicate.op, now_ms),
     }
 }
@@ -139,7 +141,9 @@ fn leaf_equals(leaf: &Json, value: &Resolved) -> bool {
 fn leaf_cmp(leaf: &Json, value: &Resolved) -> Option<Ordering> {
     match (leaf, value) {
         (Json::String(s), Resolved::Str(q)) => Some(s.as_str().cmp(q)),
-        (Json::Number(n), Resolved::Num(q)) => Number::from_json(n).as_f64().partial_cmp(&q.as_f64()),
+        (Json::Number(n), Resolved::Num(q)) => {
+            Number::from_json(n).as_f64().partial_cmp(&q.as_f64())
+        }
         _ => None,
     }
 }
@@ -155,7 +159,13 @@ fn ordering_holds(cmp: CmpOp, ordering: Ordering) -> bool {
     }
 }
 
-fn metadata_matches(user: &User, namespace: MetadataNamespace, keys: &[String], op: &Op, now_ms: i64) -> bool {
+fn metadata_matches(
+    user: &User,
+    namespace: MetadataNamespace,
+    keys: &[String],
+    op: &Op,
+    now_ms: i64,
+) -> bool {
     let leaves = metadata_leaves(user.metadata(namespace), keys);
     let any_equal = |value: &Value| {
         let resolved = value.resolve(now_ms);
@@ -166,11 +176,16 @@ fn metadata_matches(user: &User, namespace: MetadataNamespace, keys: &[String], 
         Op::Compare(CmpOp::Ne, value) => !any_equal(value),
         Op::Compare(cmp, value) => {
             let resolved = value.resolve(now_ms);
-            leaves.iter().any(|leaf| leaf_cmp(leaf, &resolved).is_some_and(|o| ordering_holds(*cmp, o)))
+            leaves
+                .iter()
+                .any(|leaf| leaf_cmp(leaf, &resolved).is_some_and(|o| ordering_holds(*cmp, o)))
         }
         Op::In(values) => values.iter().any(any_equal),
         Op::Exists => leaves.iter().any(|leaf| has_value(leaf)),
-        Op::StartsWith(prefix) => leaves.iter().any(|leaf| leaf.as_str().is_some_and(|s| s.starts_with(prefix.as_str()))),
+        Op::StartsWith(prefix) => leaves.iter().any(|leaf| {
+            leaf.as_str()
+                .is_some_and(|s| s.starts_with(prefix.as_str()))
+        }),
         Op::Matches(_) => false,
         Op::Between(low, high) => {
             let (low, high) = (low.resolve(now_ms), high.resolve(now_ms));
@@ -195,11 +210,19 @@ pub fn core_strings(user: &User, field: CoreField) -> Vec<String> {
         CoreField::PrimaryEmail => one(&user.primary_email),
         CoreField::EmailDomain => user.email_domains(),
         CoreField::Phone => user.phone_numbers.clone(),
-        CoreField::Name => user.first_name.iter().chain(user.last_name.iter()).cloned().collect(),
+        CoreField::Name => user
+            .first_name
+            .iter()
+            .chain(user.last_name.iter())
+            .cloned()
+            .collect(),
         _ => Vec::new(),
     };
     match field.kind() {
-        CoreKind::Keyword { case_insensitive: true, .. } => values.into_iter().map(|v| v.to_lowercase()).collect(),
+        CoreKind::Keyword {
+            case_insensitive: true,
+            ..
+        } => values.into_iter().map(|v| v.to_lowercase()).collect(),
         _ => values,
     }
 }
@@ -248,13 +271,24 @@ fn core_matches(user: &User, field: CoreField, op: &Op, now_ms: i64) -> bool {
         return core_exists(user, field);
     }
     if let Op::Matches(text) = op {
-        let words: Vec<String> = core_strings(user, field).iter().flat_map(|v| text_tokens(v)).collect();
+        let words: Vec<String> = core_strings(user, field)
+            .iter()
+            .flat_map(|v| text_tokens(v))
+            .collect();
         return text_tokens(text).iter().all(|t| words.contains(t));
     }
     match field.kind() {
-        CoreKind::Keyword { case_insensitive, .. } => {
+        CoreKind::Keyword {
+            case_insensitive, ..
+        } => {
             let values = core_strings(user, field);
-            let norm = |s: &str| if case_insensitive { s.to_lowercase() } else { s.to_string() };
+            let norm = |s: &str| {
+                if case_insensitive {
+                    s.to_lowercase()
+                } else {
+                    s.to_string()
+                }
+            };
             let equal = |v: &Value| match v {
                 Value::String(q) => values.contains(&norm(q)),
                 Value::Null => values.is_empty(),
@@ -276,7 +310,9 @@ fn core_matches(user: &User, field: CoreField, op: &Op, now_ms: i64) -> bool {
                 Op::Between(low, high) => match (low, high) {
                     (Value::String(l), Value::String(h)) => {
                         let (l, h) = (norm(l), norm(h));
-                        values.iter().any(|s| s.as_str() >= l.as_str() && s.as_str() <= h.as_str())
+                        values
+                            .iter()
+                            .any(|s| s.as_str() >= l.as_str() && s.as_str() <= h.as_str())
                     }
                     _ => false,
                 },
@@ -358,17 +394,26 @@ mod tests {
     }
 
     fn check(user: &User, text: &str) -> bool {
-        matches(&parse_filter(text, &FilterLimits::default()).unwrap(), user, 10_000)
+        matches(
+            &parse_filter(text, &FilterLimits::default()).unwrap(),
+            user,
+            10_000,
+        )
     }
 
     #[test]
     fn arrays_match_when_any_element_matches() {
-        let u = user(json!({"genres": ["sci-fi", "poetry"], "orgs": [{"role": "admin"}, {"role": "member"}]}));
+        let u = user(
+            json!({"genres": ["sci-fi", "poetry"], "orgs": [{"role": "admin"}, {"role": "member"}]}),
+        );
         assert!(check(&u, "public.genres = \"poetry\""));
         assert!(check(&u, "public.orgs.role = \"member\""));
         assert!(!check(&u, "public.genres = \"fiction\""));
         assert!(check(&u, "public.genres != \"fiction\""));
-        assert!(!check(&u, "public.genres != \"poetry\""), "!= is NOT =, so any matching element excludes");
+        assert!(
+            !check(&u, "public.genres != \"poetry\""),
+            "!= is NOT =, so any matching element excludes"
+        );
     }
 
     #[test]
@@ -377,7 +422,10 @@ mod tests {
         assert!(check(&u, "public.score = 50"));
         assert!(check(&u, "public.points = 7.0"));
         assert!(check(&u, "public.points > 6.5 AND public.points < 7.5"));
-        assert!(!check(&u, "public.tier > 2"), "a string never compares with a number");
+        assert!(
+            !check(&u, "public.tier > 2"),
+            "a string never compares with a number"
+        );
         assert!(!check(&u, "public.tier = 3"));
         assert!(check(&u, "public.tier = \"3\""));
     }
@@ -386,9 +434,17 @@ mod tests {
     fn exists_and_null_follow_elasticsearch() {
         let u = user(json!({"a": null, "b": [], "c": [null], "d": 0, "e": {}, "f": {"g": false}}));
         for (text, expected) in [
-            ("public.a EXISTS", false), ("public.b EXISTS", false), ("public.c EXISTS", false), ("public.d EXISTS", true),
-            ("public.e EXISTS", false), ("public.f EXISTS", true), ("public.missing EXISTS", false),
-            ("public.a = null", true), ("public.c = null", true), ("public.missing = null", false), ("NOT public.a EXISTS", true),
+            ("public.a EXISTS", false),
+            ("public.b EXISTS", false),
+            ("public.c EXISTS", false),
+            ("public.d EXISTS", true),
+            ("public.e EXISTS", false),
+            ("public.f EXISTS", true),
+            ("public.missing EXISTS", false),
+            ("public.a = null", true),
+            ("public.c = null", true),
+            ("public.missing = null", false),
+            ("NOT public.a EXISTS", true),
         ] {
             assert_eq!(check(&u, text), expected, "{text}");
         }
@@ -398,12 +454,24 @@ mod tests {
     fn core_fields_follow_their_types() {
         let u = user(json!({}));
         for (text, expected) in [
-            ("email = \"ANN@example.COM\"", true), ("email_domain = \"work.io\"", true), ("username = \"ann_s\"", true),
-            ("first_name = \"ann\"", false), ("name MATCHES \"smith ann\"", true), ("name MATCHES \"jones\"", true),
-            ("name MATCHES \"bob\"", false), ("email MATCHES \"work\"", true), ("last_sign_in_at = null", true),
-            ("last_sign_in_at EXISTS", false), ("created_at < now", true), ("created_at BETWEEN 1000 AND 1000", true),
-            ("last_active_at > now-1s", false), ("two_factor_enabled = true", true), ("banned != false", false),
-            ("email STARTS WITH \"ANN@\"", true), ("primary_email > \"ann@a\"", true), ("external_id = null", true),
+            ("email = \"ANN@example.COM\"", true),
+            ("email_domain = \"work.io\"", true),
+            ("username = \"ann_s\"", true),
+            ("first_name = \"ann\"", false),
+            ("name MATCHES \"smith ann\"", true),
+            ("name MATCHES \"jones\"", true),
+            ("name MATCHES \"bob\"", false),
+            ("email MATCHES \"work\"", true),
+            ("last_sign_in_at = null", true),
+            ("last_sign_in_at EXISTS", false),
+            ("created_at < now", true),
+            ("created_at BETWEEN 1000 AND 1000", true),
+            ("last_active_at > now-1s", false),
+            ("two_factor_enabled = true", true),
+            ("banned != false", false),
+            ("email STARTS WITH \"ANN@\"", true),
+            ("primary_email > \"ann@a\"", true),
+            ("external_id = null", true),
         ] {
             assert_eq!(check(&u, text), expected, "{text}");
         }

@@ -61,33 +61,80 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned>, FilterError> {
                 i += 1;
                 continue;
             }
-            '(' => { i += 1; Token::LParen }
-            ')' => { i += 1; Token::RParen }
-            '[' => { i += 1; Token::LBracket }
-            ']' => { i += 1; Token::RBracket }
-            ',' => { i += 1; Token::Comma }
-            '.' => { i += 1; Token::Dot }
-            '=' => { i += if chars.get(i + 1) == Some(&'=') { 2 } else { 1 }; Token::Cmp("=") }
-            '!' if chars.get(i + 1) == Some(&'=') => { i += 2; Token::Cmp("!=") }
-            '<' if chars.get(i + 1) == Some(&'>') => { i += 2; Token::Cmp("!=") }
-            '<' if chars.get(i + 1) == Some(&'=') => { i += 2; Token::Cmp("<=") }
-            '<' => { i += 1; Token::Cmp("<") }
-            '>' if chars.get(i + 1) == Some(&'=') => { i += 2; Token::Cmp(">=") }
-            '>' => { i += 1; Token::Cmp(">") }
+            '(' => {
+                i += 1;
+                Token::LParen
+            }
+            ')' => {
+                i += 1;
+                Token::RParen
+            }
+            '[' => {
+                i += 1;
+                Token::LBracket
+            }
+            ']' => {
+                i += 1;
+                Token::RBracket
+            }
+            ',' => {
+                i += 1;
+                Token::Comma
+            }
+            '.' => {
+                i += 1;
+                Token::Dot
+            }
+            '=' => {
+                i += if chars.get(i + 1) == Some(&'=') { 2 } else { 1 };
+                Token::Cmp("=")
+            }
+            '!' if chars.get(i + 1) == Some(&'=') => {
+                i += 2;
+                Token::Cmp("!=")
+            }
+            '<' if chars.get(i + 1) == Some(&'>') => {
+                i += 2;
+                Token::Cmp("!=")
+            }
+            '<' if chars.get(i + 1) == Some(&'=') => {
+                i += 2;
+                Token::Cmp("<=")
+            }
+            '<' => {
+                i += 1;
+                Token::Cmp("<")
+            }
+            '>' if chars.get(i + 1) == Some(&'=') => {
+                i += 2;
+                Token::Cmp(">=")
+            }
+            '>' => {
+                i += 1;
+                Token::Cmp(">")
+            }
             '"' | '\'' => {
                 let (s, next) = lex_string(&chars, i)?;
                 i = next;
                 Token::String(s)
             }
             '`' => {
-                let end = chars[i + 1..].iter().position(|&c| c == '`').ok_or_else(|| {
-                    FilterError::at(start, "unterminated `quoted key`: add the closing backtick")
-                })?;
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&c| c == '`')
+                    .ok_or_else(|| {
+                        FilterError::at(
+                            start,
+                            "unterminated `quoted key`: add the closing backtick",
+                        )
+                    })?;
                 let key: String = chars[i + 1..i + 1 + end].iter().collect();
                 i += end + 2;
                 Token::QuotedKey(key)
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+            {
                 let (token, next) = lex_number_or_date(&chars, i)?;
                 i = next;
                 token
@@ -107,9 +154,17 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned>, FilterError> {
                     Token::Word(word)
                 }
             }
-            other => return Err(FilterError::at(start, format!("unexpected character '{other}'"))),
+            other => {
+                return Err(FilterError::at(
+                    start,
+                    format!("unexpected character '{other}'"),
+                ));
+            }
         };
-        tokens.push(Spanned { token, position: start });
+        tokens.push(Spanned {
+            token,
+            position: start,
+        });
     }
     Ok(tokens)
 }
@@ -122,17 +177,24 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), FilterErr
         match chars[i] {
             c if c == quote => return Ok((out, i + 1)),
             '\\' => {
-                let escaped = chars.get(i + 1).ok_or_else(|| FilterError::at(i, "string ends in the middle of an escape"))?;
+                let escaped = chars
+                    .get(i + 1)
+                    .ok_or_else(|| FilterError::at(i, "string ends in the middle of an escape"))?;
                 match escaped {
                     'n' => out.push('\n'),
                     't' => out.push('\t'),
                     'r' => out.push('\r'),
                     'u' => {
-                        let hex: String = chars.get(i + 2..i + 6).map(|h| h.iter().collect()).unwrap_or_default();
+                        let hex: String = chars
+                            .get(i + 2..i + 6)
+                            .map(|h| h.iter().collect())
+                            .unwrap_or_default();
                         let code = u32::from_str_radix(&hex, 16)
                             .ok()
                             .and_then(char::from_u32)
-                            .ok_or_else(|| FilterError::at(i, "\\u must be followed by four hex digits"))?;
+                            .ok_or_else(|| {
+                                FilterError::at(i, "\\u must be followed by four hex digits")
+                            })?;
                         out.push(code);
                         i += 4;
                     }
@@ -146,20 +208,31 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), FilterErr
             }
         }
     }
-    Err(FilterError::at(start, format!("unterminated string: add the closing {quote}")))
+    Err(FilterError::at(
+        start,
+        format!("unterminated string: add the closing {quote}"),
+    ))
 }
 
 fn lex_number_or_date(chars: &[char], start: usize) -> Result<(Token, usize), FilterError> {
     // A date literal: YYYY-MM-DD, optionally followed by THH:MM[:SS[.fff]] and Z or an offset.
     let is_digit = |k: usize| chars.get(k).is_some_and(char::is_ascii_digit);
-    if (0..4).all(|k| is_digit(start + k)) && chars.get(start + 4) == Some(&'-') && is_digit(start + 5) {
+    if (0..4).all(|k| is_digit(start + k))
+        && chars.get(start + 4) == Some(&'-')
+        && is_digit(start + 5)
+    {
         let end = chars[start..]
             .iter()
             .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '+')))
             .map_or(chars.len(), |n| start + n);
         let text: String = chars[start..end].iter().collect();
         let ms = parse_date_literal(&text).ok_or_else(|| {
-            FilterError::at(start, format!("'{text}' is not a date: use YYYY-MM-DD or RFC 3339 (2024-05-01T12:00:00Z)"))
+            FilterError::at(
+                start,
+                format!(
+                    "'{text}' is not a date: use YYYY-MM-DD or RFC 3339 (2024-05-01T12:00:00Z)"
+                ),
+            )
         })?;
         return Ok((Token::Date(DateValue::Absolute(ms)), end));
     }
@@ -181,11 +254,17 @@ fn lex_number_or_date(chars: &[char], start: usize) -> Result<(Token, usize), Fi
     }
     let text: String = chars[start..end].iter().collect();
     let token = if is_float {
-        Token::Float(text.parse().map_err(|_| FilterError::at(start, format!("'{text}' is not a number")))?)
+        Token::Float(
+            text.parse()
+                .map_err(|_| FilterError::at(start, format!("'{text}' is not a number")))?,
+        )
     } else {
         match text.parse::<i64>() {
             Ok(n) => Token::Integer(n),
-            Err(_) => Token::Float(text.parse().map_err(|_| FilterError::at(start, format!("'{text}' is not a number")))?),
+            Err(_) => Token::Float(
+                text.parse()
+                    .map_err(|_| FilterError::at(start, format!("'{text}' is not a number")))?,
+            ),
         }
     };
     Ok((token, end))
@@ -198,7 +277,10 @@ fn lex_relative(chars: &[char], i: usize, start: usize) -> Result<(i64, usize), 
         Some('+') => 1,
         _ => return Ok((0, i)),
     };
-    let digits_end = chars[i + 1..].iter().position(|c| !c.is_ascii_digit()).map_or(chars.len(), |n| i + 1 + n);
+    let digits_end = chars[i + 1..]
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .map_or(chars.len(), |n| i + 1 + n);
     let amount: i64 = chars[i + 1..digits_end]
         .iter()
         .collect::<String>()
@@ -210,7 +292,12 @@ fn lex_relative(chars: &[char], i: usize, start: usize) -> Result<(i64, usize), 
         Some('h') => 3_600_000,
         Some('d') => 86_400_000,
         Some('w') => 604_800_000,
-        _ => return Err(FilterError::at(start, "a relative time needs a unit: s, m, h, d or w (as in now-30d)")),
+        _ => {
+            return Err(FilterError::at(
+                start,
+                "a relative time needs a unit: s, m, h, d or w (as in now-30d)",
+            ));
+        }
     };
     Ok((sign * amount.saturating_mul(unit_ms), digits_end + 1))
 }
@@ -231,7 +318,11 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<Token> {
-        tokenize(text).unwrap().into_iter().map(|s| s.token).collect()
+        tokenize(text)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.token)
+            .collect()
     }
 
     #[test]
@@ -239,19 +330,38 @@ mod tests {
         assert_eq!(
             kinds("a.b >= -1.5 AND c != 2024-01-02 OR d < now-30d"),
             vec![
-                Token::Word("a".into()), Token::Dot, Token::Word("b".into()), Token::Cmp(">="), Token::Float(-1.5),
-                Token::Word("AND".into()), Token::Word("c".into()), Token::Cmp("!="),
-                Token::Date(DateValue::Absolute(1_704_153_600_000)), Token::Word("OR".into()), Token::Word("d".into()),
-                Token::Cmp("<"), Token::Date(DateValue::Relative(-30 * 86_400_000)),
+                Token::Word("a".into()),
+                Token::Dot,
+                Token::Word("b".into()),
+                Token::Cmp(">="),
+                Token::Float(-1.5),
+                Token::Word("AND".into()),
+                Token::Word("c".into()),
+                Token::Cmp("!="),
+                Token::Date(DateValue::Absolute(1_704_153_600_000)),
+                Token::Word("OR".into()),
+                Token::Word("d".into()),
+                Token::Cmp("<"),
+                Token::Date(DateValue::Relative(-30 * 86_400_000)),
             ]
         );
         assert_eq!(kinds("now"), vec![Token::Date(DateValue::Relative(0))]);
-        assert_eq!(kinds("x = 2024-05-01T12:00:00.5Z")[2], Token::Date(DateValue::Absolute(1_714_564_800_500)));
+        assert_eq!(
+            kinds("x = 2024-05-01T12:00:00.5Z")[2],
+            Token::Date(DateValue::Absolute(1_714_564_800_500))
+        );
     }
 
     #[test]
     fn strings_support_escapes_and_both_quotes() {
-        assert_eq!(kinds(r#""a\"b" 'c' "\u00e9""#), vec![Token::String("a\"b".into()), Token::String("c".into()), Token::String("é".into())]);
+        assert_eq!(
+            kinds(r#""a\"b" 'c' "\u00e9""#),
+            vec![
+                Token::String("a\"b".into()),
+                Token::String("c".into()),
+                Token::String("é".into())
+            ]
+        );
     }
 
     #[test]

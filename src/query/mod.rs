@@ -8,6 +8,7 @@ mod error;
 pub mod eval;
 mod lexer;
 mod parser;
+pub mod sort;
 mod validate;
 
 pub use ast::{CmpOp, CoreField, DateValue, FieldPath, Filter, Op, Predicate, Value};
@@ -20,6 +21,9 @@ pub use validate::validate;
 pub fn parse_path(text: &str) -> Result<FieldPath, FilterError> {
     match parse_filter(&format!("{text} EXISTS"), &FilterLimits::default())? {
         Filter::Predicate(Predicate { path, .. }) => Ok(path),
-        _ => Err(FilterError::at(0, format!("'{text}' is not a single field or metadata path"))),
+        _ => Err(FilterError::at(
+            0,
+            format!("'{text}' is not a single field or metadata path"),
+        )),
     }
 }

@@ -11,16 +11,33 @@ use crate::user::MetadataNamespace;
 pub fn parse_filter(text: &str, limits: &FilterLimits) -> Result<Filter, FilterError> {
     let length = text.chars().count();
     if length > limits.max_length {
-        return Err(FilterError::at(limits.max_length, format!("the filter is {length} characters long; the limit is {}", limits.max_length)));
+        return Err(FilterError::at(
+            limits.max_length,
+            format!(
+                "the filter is {length} characters long; the limit is {}",
+                limits.max_length
+            ),
+        ));
     }
     let tokens = tokenize(text)?;
     if tokens.is_empty() {
         return Err(FilterError::at(0, "the filter is empty"));
     }
-    let mut parser = Parser { tokens, next: 0, end: length, limits: *limits };
+    let mut parser = Parser {
+        tokens,
+        next: 0,
+        end: length,
+        limits: *limits,
+    };
     let filter = parser.parse_or(0)?;
     if let Some(extra) = parser.peek() {
-        return Err(FilterError::at(extra.position, format!("expected AND, OR or the end of the filter, found {}", extra.token.describe())));
+        return Err(FilterError::at(
+            extra.position,
+            format!(
+                "expected AND, OR or the end of the filter, found {}",
+                extra.token.describe()
+            ),
+        ));
     }
     validate(filter, limits)
 }
@@ -42,7 +59,8 @@ impl Parser {
     }
 
     fn found(&self) -> String {
-        self.peek().map_or("the end of the filter".to_string(), |t| t.token.describe())
+        self.peek()
+            .map_or("the end of the filter".to_string(), |t| t.token.describe())
     }
 
     fn advance(&mut self) -> Option<Spanned> {
@@ -68,13 +86,22 @@ impl Parser {
             self.next += 1;
             Ok(())
         } else {
-            Err(FilterError::at(self.position(), format!("expected {what}, found {}", self.found())))
+            Err(FilterError::at(
+                self.position(),
+                format!("expected {what}, found {}", self.found()),
+            ))
         }
     }
 
     fn check_depth(&self, depth: usize) -> Result<(), FilterError> {
         if depth > self.limits.max_depth {
-            Err(FilterError::at(self.position(), format!("the filter nests deeper than {} levels", self.limits.max_depth)))
+            Err(FilterError::at(
+                self.position(),
+                format!(
+                    "the filter nests deeper than {} levels",
+                    self.limits.max_depth
+                ),
+            ))
         } else {
             Ok(())
         }
@@ -85,7 +112,11 @@ impl Parser {
         while self.eat_keyword("OR") {
             parts.push(self.parse_and(depth)?);
         }
-        Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Filter::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Filter::Or(parts)
+        })
     }
 
     fn parse_and(&mut self, depth: usize) -> Result<Filter, FilterError> {
@@ -93,7 +124,11 @@ impl Parser {
         while self.eat_keyword("AND") {
             parts.push(self.parse_unary(depth)?);
         }
-        Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Filter::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Filter::And(parts)
+        })
     }
 
     fn parse_unary(&mut self, depth: usize) -> Result<Filter, FilterError> {
@@ -113,8 +148,18 @@ impl Parser {
     fn parse_predicate(&mut self) -> Result<Filter, FilterError> {
         let position = self.position();
         let path = self.parse_path()?;
-        let predicate = |op| Filter::Predicate(Predicate { path: path.clone(), op, position });
-        if let Some(Spanned { token: Token::Cmp(symbol), .. }) = self.peek() {
+        let predicate = |op| {
+            Filter::Predicate(Predicate {
+                path: path.clone(),
+                op,
+                position,
+            })
+        };
+        if let Some(Spanned {
+            token: Token::Cmp(symbol),
+            ..
+        }) = self.peek()
+        {
             let cmp = match *symbol {
                 "=" => CmpOp::Eq,
                 "!=" => CmpOp::Ne,
@@ -134,7 +179,10 @@ impl Parser {
             predicate(Op::Exists)
         } else if self.eat_keyword("STARTS") {
             if !self.eat_keyword("WITH") {
-                return Err(FilterError::at(self.position(), format!("expected WITH after STARTS, found {}", self.found())));
+                return Err(FilterError::at(
+                    self.position(),
+                    format!("expected WITH after STARTS, found {}", self.found()),
+                ));
             }
             predicate(Op::StartsWith(self.parse_string("STARTS WITH")?))
         } else if self.eat_keyword("MATCHES") {
@@ -142,7 +190,13 @@ impl Parser {
         } else if self.eat_keyword("BETWEEN") {
             let low = self.parse_value()?;
             if !self.eat_keyword("AND") {
-                return Err(FilterError::at(self.position(), format!("expected AND between the two BETWEEN bounds, found {}", self.found())));
+                return Err(FilterError::at(
+                    self.position(),
+                    format!(
+                        "expected AND between the two BETWEEN bounds, found {}",
+                        self.found()
+                    ),
+                ));
             }
             let high = self.parse_value()?;
             predicate(Op::Between(low, high))
@@ -155,7 +209,11 @@ impl Parser {
                 ),
             ));
         };
-        Ok(if negated { Filter::Not(Box::new(filter)) } else { filter })
+        Ok(if negated {
+            Filter::Not(Box::new(filter))
+        } else {
+            filter
+        })
     }
 
     fn parse_path(&mut self) -> Result<FieldPath, FilterError> {
@@ -168,14 +226,23 @@ impl Parser {
         let (first, quoted) = &segments[0];
         if !quoted && let Some(namespace) = MetadataNamespace::parse(first) {
             if segments.len() == 1 {
-                return Err(FilterError::at(self.position(), format!("expected '.' and a key after {first} (as in {}.plan)", namespace.short_name())));
+                return Err(FilterError::at(
+                    self.position(),
+                    format!(
+                        "expected '.' and a key after {first} (as in {}.plan)",
+                        namespace.short_name()
+                    ),
+                ));
             }
             let keys = segments.into_iter().skip(1).map(|(k, _)| k).collect();
             return Ok(FieldPath::Metadata { namespace, keys });
         }
         match CoreField::parse(first) {
             Some(field) if segments.len() == 1 && !quoted => Ok(FieldPath::Core(field)),
-            Some(field) => Err(FilterError::at(start, format!("{} has no sub-fields", field.name()))),
+            Some(field) => Err(FilterError::at(
+                start,
+                format!("{} has no sub-fields", field.name()),
+            )),
             None => Err(FilterError::at(
                 start,
                 format!(
@@ -202,7 +269,15 @@ impl Parser {
             }
             _ => Err(FilterError::at(
                 self.position(),
-                format!("expected {}, found {}", if first { "a field or metadata path" } else { "a key after '.'" }, self.found()),
+                format!(
+                    "expected {}, found {}",
+                    if first {
+                        "a field or metadata path"
+                    } else {
+                        "a key after '.'"
+                    },
+                    self.found()
+                ),
             )),
         }
     }
@@ -219,8 +294,17 @@ impl Parser {
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("null") => Value::Null,
             other => {
                 let found = other.map_or("the end of the filter".to_string(), |t| t.describe());
-                let hint = if matches!(found.as_str(), s if s.starts_with('\'')) { " (quote strings: \"gold\")" } else { "" };
-                return Err(FilterError::at(position, format!("expected a value (string, number, true, false, null, date or now-30d), found {found}{hint}")));
+                let hint = if matches!(found.as_str(), s if s.starts_with('\'')) {
+                    " (quote strings: \"gold\")"
+                } else {
+                    ""
+                };
+                return Err(FilterError::at(
+                    position,
+                    format!(
+                        "expected a value (string, number, true, false, null, date or now-30d), found {found}{hint}"
+                    ),
+                ));
             }
         };
         Ok(value)
@@ -232,7 +316,13 @@ impl Parser {
                 self.next += 1;
                 Ok(s)
             }
-            _ => Err(FilterError::at(self.position(), format!("expected a quoted string after {after}, found {}", self.found()))),
+            _ => Err(FilterError::at(
+                self.position(),
+                format!(
+                    "expected a quoted string after {after}, found {}",
+                    self.found()
+                ),
+            )),
         }
     }
 
@@ -240,19 +330,31 @@ impl Parser {
         self.expect(Token::LBracket, "'[' to start the IN list")?;
         let mut values = Vec::new();
         if self.peek().map(|t| &t.token) == Some(&Token::RBracket) {
-            return Err(FilterError::at(self.position(), "an IN list needs at least one value"));
+            return Err(FilterError::at(
+                self.position(),
+                "an IN list needs at least one value",
+            ));
         }
         loop {
             values.push(self.parse_value()?);
             if values.len() > self.limits.max_in_values {
-                return Err(FilterError::at(self.position(), format!("an IN list may hold at most {} values", self.limits.max_in_values)));
+                return Err(FilterError::at(
+                    self.position(),
+                    format!(
+                        "an IN list may hold at most {} values",
+                        self.limits.max_in_values
+                    ),
+                ));
             }
             match self.advance().map(|t| t.token) {
                 Some(Token::Comma) => continue,
                 Some(Token::RBracket) => return Ok(values),
                 _ => {
                     self.next -= 1;
-                    return Err(FilterError::at(self.position(), format!("expected ',' or ']' in the IN list, found {}", self.found())));
+                    return Err(FilterError::at(
+                        self.position(),
+                        format!("expected ',' or ']' in the IN list, found {}", self.found()),
+                    ));
                 }
             }
         }
@@ -260,9 +362,12 @@ impl Parser {
 }
 
 fn is_reserved(word: &str) -> bool {
-    ["AND", "OR", "NOT", "IN", "EXISTS", "STARTS", "WITH", "MATCHES", "BETWEEN", "TRUE", "FALSE", "NULL"]
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(word))
+    [
+        "AND", "OR", "NOT", "IN", "EXISTS", "STARTS", "WITH", "MATCHES", "BETWEEN", "TRUE",
+        "FALSE", "NULL",
+    ]
+    .iter()
+    .any(|k| k.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
@@ -279,42 +384,80 @@ mod tests {
     }
 
     fn meta(namespace: MetadataNamespace, keys: &[&str]) -> FieldPath {
-        FieldPath::Metadata { namespace, keys: keys.iter().map(|k| k.to_string()).collect() }
+        FieldPath::Metadata {
+            namespace,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        }
     }
 
     #[test]
     fn and_binds_tighter_than_or_and_not_applies_to_one_term() {
         let filter = parse("public.a = 1 OR NOT public.b EXISTS AND public.c = 'x'");
-        let Filter::Or(parts) = filter else { panic!("expected OR at the top") };
+        let Filter::Or(parts) = filter else {
+            panic!("expected OR at the top")
+        };
         assert_eq!(parts.len(), 2);
-        let Filter::And(and) = &parts[1] else { panic!("expected AND on the right") };
+        let Filter::And(and) = &parts[1] else {
+            panic!("expected AND on the right")
+        };
         assert!(matches!(and[0], Filter::Not(_)));
     }
 
     #[test]
     fn paths_accept_long_names_shorthands_and_backticks() {
-        let Filter::Predicate(p) = parse("public_metadata.user_preferences.`utm-campaign` = \"x\"") else { panic!() };
-        assert_eq!(p.path, meta(MetadataNamespace::Public, &["user_preferences", "utm-campaign"]));
-        let Filter::Predicate(p) = parse("private.`a.b`.c EXISTS") else { panic!() };
+        let Filter::Predicate(p) = parse("public_metadata.user_preferences.`utm-campaign` = \"x\"")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            p.path,
+            meta(
+                MetadataNamespace::Public,
+                &["user_preferences", "utm-campaign"]
+            )
+        );
+        let Filter::Predicate(p) = parse("private.`a.b`.c EXISTS") else {
+            panic!()
+        };
         assert_eq!(p.path, meta(MetadataNamespace::Private, &["a.b", "c"]));
         assert_eq!(p.op, Op::Exists);
-        let Filter::Predicate(p) = parse("email_address = \"A@B.com\"") else { panic!() };
+        let Filter::Predicate(p) = parse("email_address = \"A@B.com\"") else {
+            panic!()
+        };
         assert_eq!(p.path, FieldPath::Core(CoreField::Email));
     }
 
     #[test]
     fn every_operator_parses() {
         for text in [
-            "public.tier = \"gold\"", "public.tier != \"gold\"", "public.points < 5", "public.points <= 5.5",
-            "public.points > -2", "public.points >= 1e3", "public.tier IN [\"gold\", \"platinum\"]", "public.tier EXISTS",
-            "email STARTS WITH \"ann\"", "name MATCHES \"ann smith\"", "public.points BETWEEN 1 AND 10",
-            "created_at > now-30d", "last_sign_in_at BETWEEN 2024-01-01 AND 2024-12-31T23:59:59Z", "public.beta = true",
-            "public.referrer = null", "public.tier NOT IN [\"gold\"]", "public.tier NOT EXISTS", "banned = false",
+            "public.tier = \"gold\"",
+            "public.tier != \"gold\"",
+            "public.points < 5",
+            "public.points <= 5.5",
+            "public.points > -2",
+            "public.points >= 1e3",
+            "public.tier IN [\"gold\", \"platinum\"]",
+            "public.tier EXISTS",
+            "email STARTS WITH \"ann\"",
+            "name MATCHES \"ann smith\"",
+            "public.points BETWEEN 1 AND 10",
+            "created_at > now-30d",
+            "last_sign_in_at BETWEEN 2024-01-01 AND 2024-12-31T23:59:59Z",
+            "public.beta = true",
+            "public.referrer = null",
+            "public.tier NOT IN [\"gold\"]",
+            "public.tier NOT EXISTS",
+            "banned = false",
         ] {
             parse(text);
         }
-        let Filter::Predicate(p) = parse("created_at > now-1h") else { panic!() };
-        assert_eq!(p.op, Op::Compare(CmpOp::Gt, Value::Date(DateValue::Relative(-3_600_000))));
+        let Filter::Predicate(p) = parse("created_at > now-1h") else {
+            panic!()
+        };
+        assert_eq!(
+            p.op,
+            Op::Compare(CmpOp::Gt, Value::Date(DateValue::Relative(-3_600_000)))
+        );
     }
 
     #[test]
@@ -342,11 +485,36 @@ mod tests {
 
     #[test]
     fn limits_protect_the_server() {
-        let limits = FilterLimits { max_length: 100, max_depth: 3, max_predicates: 4, max_in_values: 2 };
-        assert!(parse_filter(&"x".repeat(101), &limits).unwrap_err().message.contains("limit"));
-        assert!(parse_filter("((((public.a = 1))))", &limits).unwrap_err().message.contains("deeper"));
-        assert!(parse_filter("public.a IN [1,2,3]", &limits).unwrap_err().message.contains("at most 2"));
+        let limits = FilterLimits {
+            max_length: 100,
+            max_depth: 3,
+            max_predicates: 4,
+            max_in_values: 2,
+        };
+        assert!(
+            parse_filter(&"x".repeat(101), &limits)
+                .unwrap_err()
+                .message
+                .contains("limit")
+        );
+        assert!(
+            parse_filter("((((public.a = 1))))", &limits)
+                .unwrap_err()
+                .message
+                .contains("deeper")
+        );
+        assert!(
+            parse_filter("public.a IN [1,2,3]", &limits)
+                .unwrap_err()
+                .message
+                .contains("at most 2")
+        );
         let many = "public.a = 1 OR public.a = 2 OR public.a = 3 OR public.a = 4 OR public.a = 5";
-        assert!(parse_filter(many, &limits).unwrap_err().message.contains("predicates"));
+        assert!(
+            parse_filter(many, &limits)
+                .unwrap_err()
+                .message
+                .contains("predicates")
+        );
     }
 }

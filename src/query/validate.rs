@@ -4,7 +4,7 @@
 //! Metadata paths have no declared types, so a value of the "wrong" type there is not an error:
 //! it simply matches nothing (DESIGN.md). Operators that can never make sense are errors.
 
-use super::ast::{CmpOp, CoreKind, FieldPath, Filter, Op, Predicate, Value, DateValue};
+use super::ast::{CmpOp, CoreKind, DateValue, FieldPath, Filter, Op, Predicate, Value};
 use super::error::{FilterError, FilterLimits};
 use super::lexer::parse_date_literal;
 
@@ -13,20 +13,36 @@ pub fn validate(filter: Filter, limits: &FilterLimits) -> Result<Filter, FilterE
     let mut predicates = 0;
     let filter = walk(filter, 0, limits, &mut predicates)?;
     if predicates > limits.max_predicates {
-        return Err(FilterError::general(format!("the filter has {predicates} predicates; the limit is {}", limits.max_predicates)));
+        return Err(FilterError::general(format!(
+            "the filter has {predicates} predicates; the limit is {}",
+            limits.max_predicates
+        )));
     }
     Ok(filter)
 }
 
-fn walk(filter: Filter, depth: usize, limits: &FilterLimits, predicates: &mut usize) -> Result<Filter, FilterError> {
+fn walk(
+    filter: Filter,
+    depth: usize,
+    limits: &FilterLimits,
+    predicates: &mut usize,
+) -> Result<Filter, FilterError> {
     if depth > limits.max_depth {
-        return Err(FilterError::general(format!("the filter nests deeper than {} levels", limits.max_depth)));
+        return Err(FilterError::general(format!(
+            "the filter nests deeper than {} levels",
+            limits.max_depth
+        )));
     }
     let mut children = |parts: Vec<Filter>, name: &str| -> Result<Vec<Filter>, FilterError> {
         if parts.is_empty() {
-            return Err(FilterError::general(format!("an empty {name} has no meaning: give it at least one filter")));
+            return Err(FilterError::general(format!(
+                "an empty {name} has no meaning: give it at least one filter"
+            )));
         }
-        parts.into_iter().map(|f| walk(f, depth + 1, limits, predicates)).collect()
+        parts
+            .into_iter()
+            .map(|f| walk(f, depth + 1, limits, predicates))
+            .collect()
     };
     Ok(match filter {
         Filter::And(parts) => Filter::And(children(parts, "AND")?),
@@ -39,7 +55,10 @@ fn walk(filter: Filter, depth: usize, limits: &FilterLimits, predicates: &mut us
     })
 }
 
-fn check_predicate(mut predicate: Predicate, limits: &FilterLimits) -> Result<Predicate, FilterError> {
+fn check_predicate(
+    mut predicate: Predicate,
+    limits: &FilterLimits,
+) -> Result<Predicate, FilterError> {
     let at = |message: String| FilterError::at(predicate.position, message);
     let path = predicate.path.to_string();
     if let Op::In(values) = &predicate.op {
@@ -47,7 +66,10 @@ fn check_predicate(mut predicate: Predicate, limits: &FilterLimits) -> Result<Pr
             return Err(at(format!("{path} IN needs at least one value")));
         }
         if values.len() > limits.max_in_values {
-            return Err(at(format!("an IN list may hold at most {} values", limits.max_in_values)));
+            return Err(at(format!(
+                "an IN list may hold at most {} values",
+                limits.max_in_values
+            )));
         }
     }
     for value in op_values(&predicate.op) {
@@ -68,12 +90,16 @@ fn check_predicate(mut predicate: Predicate, limits: &FilterLimits) -> Result<Pr
                         "MATCHES works on the text fields (name, first_name, last_name, email, username); use = or STARTS WITH on {path}"
                     )));
                 }
-                Op::Compare(cmp, value) if is_ordering(*cmp) => check_orderable(&path, value).map_err(at)?,
+                Op::Compare(cmp, value) if is_ordering(*cmp) => {
+                    check_orderable(&path, value).map_err(at)?
+                }
                 Op::Between(low, high) => {
                     check_orderable(&path, low).map_err(at)?;
                     check_orderable(&path, high).map_err(at)?;
                     if value_class(low) != value_class(high) {
-                        return Err(at(format!("BETWEEN on {path} needs two bounds of the same type")));
+                        return Err(at(format!(
+                            "BETWEEN on {path} needs two bounds of the same type"
+                        )));
                     }
                 }
                 _ => {}
@@ -90,18 +116,32 @@ fn check_predicate(mut predicate: Predicate, limits: &FilterLimits) -> Result<Pr
                     }
                 }
                 (Op::Matches(_), _) => {
-                    return Err(at(format!("{name} is not a text field: MATCHES works on name, first_name, last_name, email and username")));
+                    return Err(at(format!(
+                        "{name} is not a text field: MATCHES works on name, first_name, last_name, email and username"
+                    )));
                 }
-                (_, CoreKind::TextOnly) => return Err(at(format!("{name} supports only MATCHES and EXISTS"))),
+                (_, CoreKind::TextOnly) => {
+                    return Err(at(format!("{name} supports only MATCHES and EXISTS")));
+                }
                 (Op::StartsWith(_), CoreKind::Keyword { .. }) => {}
-                (Op::StartsWith(_), _) => return Err(at(format!("STARTS WITH needs a string field; {name} is not one"))),
+                (Op::StartsWith(_), _) => {
+                    return Err(at(format!(
+                        "STARTS WITH needs a string field; {name} is not one"
+                    )));
+                }
                 (op, CoreKind::Keyword { .. }) => {
-                    let ordering = matches!(op, Op::Between(..)) || matches!(op, Op::Compare(c, _) if is_ordering(*c));
+                    let ordering = matches!(op, Op::Between(..))
+                        || matches!(op, Op::Compare(c, _) if is_ordering(*c));
                     for value in op_values(op) {
                         match value {
                             Value::String(_) => {}
                             Value::Null if !ordering => {}
-                            other => return Err(at(format!("{name} holds strings; {} is not a string", describe(other)))),
+                            other => {
+                                return Err(at(format!(
+                                    "{name} holds strings; {} is not a string",
+                                    describe(other)
+                                )));
+                            }
                         }
                     }
                 }
@@ -109,22 +149,38 @@ fn check_predicate(mut predicate: Predicate, limits: &FilterLimits) -> Result<Pr
                     if !matches!(op, Op::Compare(CmpOp::Eq | CmpOp::Ne, _) | Op::In(_)) {
                         return Err(at(format!("{name} is true or false: use =, != or IN")));
                     }
-                    if let Some(bad) = op_values(op).into_iter().find(|v| !matches!(v, Value::Bool(_))) {
-                        return Err(at(format!("{name} is true or false; {} is neither", describe(bad))));
+                    if let Some(bad) = op_values(op)
+                        .into_iter()
+                        .find(|v| !matches!(v, Value::Bool(_)))
+                    {
+                        return Err(at(format!(
+                            "{name} is true or false; {} is neither",
+                            describe(bad)
+                        )));
                     }
                 }
                 (_, CoreKind::Date) => {
-                    let ordering = matches!(predicate.op, Op::Between(..)) || matches!(predicate.op, Op::Compare(c, _) if is_ordering(c));
+                    let ordering = matches!(predicate.op, Op::Between(..))
+                        || matches!(predicate.op, Op::Compare(c, _) if is_ordering(c));
                     for value in op_values_mut(&mut predicate.op) {
                         *value = match std::mem::replace(value, Value::Null) {
                             Value::Date(d) => Value::Date(d),
                             Value::Integer(ms) => Value::Date(DateValue::Absolute(ms)),
                             Value::String(s) => match parse_date_literal(&s) {
                                 Some(ms) => Value::Date(DateValue::Absolute(ms)),
-                                None => return Err(at(format!("\"{s}\" is not a date: use RFC 3339, YYYY-MM-DD, epoch milliseconds or now-30d"))),
+                                None => {
+                                    return Err(at(format!(
+                                        "\"{s}\" is not a date: use RFC 3339, YYYY-MM-DD, epoch milliseconds or now-30d"
+                                    )));
+                                }
                             },
                             Value::Null if !ordering => Value::Null,
-                            other => return Err(at(format!("{name} is a date; {} is not", describe(&other)))),
+                            other => {
+                                return Err(at(format!(
+                                    "{name} is a date; {} is not",
+                                    describe(&other)
+                                )));
+                            }
                         };
                     }
                 }
@@ -140,8 +196,12 @@ fn is_ordering(cmp: CmpOp) -> bool {
 
 fn check_orderable(path: &str, value: &Value) -> Result<(), String> {
     match value {
-        Value::Null => Err(format!("null has no order: use {path} = null or {path} EXISTS")),
-        Value::Bool(_) => Err(format!("booleans have no order: use {path} = true or = false")),
+        Value::Null => Err(format!(
+            "null has no order: use {path} = null or {path} EXISTS"
+        )),
+        Value::Bool(_) => Err(format!(
+            "booleans have no order: use {path} = true or = false"
+        )),
         _ => Ok(()),
     }
 }
@@ -190,7 +250,9 @@ mod tests {
     use crate::query::{FilterLimits, parse_filter};
 
     fn error(text: &str) -> String {
-        parse_filter(text, &FilterLimits::default()).unwrap_err().to_string()
+        parse_filter(text, &FilterLimits::default())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -210,7 +272,12 @@ mod tests {
 
     #[test]
     fn dates_accept_strings_and_epoch_milliseconds() {
-        for text in ["created_at > \"2024-01-01\"", "created_at > 1704067200000", "last_sign_in_at = null", "created_at < now"] {
+        for text in [
+            "created_at > \"2024-01-01\"",
+            "created_at > 1704067200000",
+            "last_sign_in_at = null",
+            "created_at < now",
+        ] {
             parse_filter(text, &FilterLimits::default()).unwrap_or_else(|e| panic!("{text}: {e}"));
         }
     }

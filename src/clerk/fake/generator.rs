@@ -42,28 +42,88 @@ impl Population {
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Olivia", "Liam", "Emma", "Noah", "Ava", "Lukas", "Mia", "Elias", "Sofia", "Mateo", "Yuki", "Hana",
-    "Aarav", "Priya", "Chloé", "Louis", "Zoe", "Ben", "Léa", "Jonas", "Amara", "Kofi", "Ana", "João",
+    "Olivia", "Liam", "Emma", "Noah", "Ava", "Lukas", "Mia", "Elias", "Sofia", "Mateo", "Yuki",
+    "Hana", "Aarav", "Priya", "Chloé", "Louis", "Zoe", "Ben", "Léa", "Jonas", "Amara", "Kofi",
+    "Ana", "João",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Smith", "Müller", "Garcia", "Johnson", "Schmidt", "Martin", "Brown", "Tanaka", "Kumar", "Silva",
-    "Dubois", "Rossi", "Nguyen", "Kowalski", "O'Brien", "Andersson", "Okafor", "Lee", "Schneider", "Costa",
+    "Smith",
+    "Müller",
+    "Garcia",
+    "Johnson",
+    "Schmidt",
+    "Martin",
+    "Brown",
+    "Tanaka",
+    "Kumar",
+    "Silva",
+    "Dubois",
+    "Rossi",
+    "Nguyen",
+    "Kowalski",
+    "O'Brien",
+    "Andersson",
+    "Okafor",
+    "Lee",
+    "Schneider",
+    "Costa",
 ];
 const FREE_MAIL: &[(&str, u32)] = &[
-    ("gmail.com", 40), ("yahoo.com", 10), ("outlook.com", 10), ("icloud.com", 6), ("proton.me", 3), ("gmx.de", 3),
+    ("gmail.com", 40),
+    ("yahoo.com", 10),
+    ("outlook.com", 10),
+    ("icloud.com", 6),
+    ("proton.me", 3),
+    ("gmx.de", 3),
 ];
-const COMPANIES: &[&str] = &["acme.io", "globex.com", "initech.com", "umbrella.co", "hooli.xyz", "stark.industries"];
+const COMPANIES: &[&str] = &[
+    "acme.io",
+    "globex.com",
+    "initech.com",
+    "umbrella.co",
+    "hooli.xyz",
+    "stark.industries",
+];
 const GENRES: &[(&str, u32)] = &[
-    ("fiction", 30), ("mystery", 20), ("sci-fi", 16), ("fantasy", 14), ("romance", 10), ("thriller", 9),
-    ("biography", 5), ("history", 4), ("poetry", 2), ("horror", 3),
+    ("fiction", 30),
+    ("mystery", 20),
+    ("sci-fi", 16),
+    ("fantasy", 14),
+    ("romance", 10),
+    ("thriller", 9),
+    ("biography", 5),
+    ("history", 4),
+    ("poetry", 2),
+    ("horror", 3),
 ];
 const COUNTRIES: &[(&str, u32)] = &[
-    ("US", 35), ("DE", 12), ("GB", 10), ("FR", 8), ("IN", 8), ("BR", 6), ("JP", 5), ("CA", 5), ("AU", 4),
-    ("NG", 3), ("SE", 2), ("PL", 2),
+    ("US", 35),
+    ("DE", 12),
+    ("GB", 10),
+    ("FR", 8),
+    ("IN", 8),
+    ("BR", 6),
+    ("JP", 5),
+    ("CA", 5),
+    ("AU", 4),
+    ("NG", 3),
+    ("SE", 2),
+    ("PL", 2),
 ];
-const TIERS: &[(&str, u32)] = &[("bronze", 45), ("silver", 30), ("gold", 17), ("platinum", 6)];
+const TIERS: &[(&str, u32)] = &[
+    ("bronze", 45),
+    ("silver", 30),
+    ("gold", 17),
+    ("platinum", 6),
+];
 const PLANS: &[(&str, u32)] = &[("free", 55), ("pro", 25), ("team", 12), ("enterprise", 8)];
-const TAGS: &[&str] = &["early_adopter", "vip", "churn_risk", "newsletter", "power_user"];
+const TAGS: &[&str] = &[
+    "early_adopter",
+    "vip",
+    "churn_risk",
+    "newsletter",
+    "power_user",
+];
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 fn weighted<'a>(rng: &mut ChaCha8Rng, items: &[(&'a str, u32)]) -> &'a str {
@@ -94,25 +154,26 @@ fn clerk_id(rng: &mut ChaCha8Rng, prefix: &str, index: usize) -> String {
     while digits.len() < 27 {
         digits.push(BASE62[rng.random_range(0..62)]);
     }
-    format!("{prefix}_{}", String::from_utf8(digits).expect("base62 is ascii"))
+    format!(
+        "{prefix}_{}",
+        String::from_utf8(digits).expect("base62 is ascii")
+    )
 }
 
 fn generate_user(population: &Population, index: usize) -> Value {
-    let mut rng = ChaCha8Rng::seed_from_u64(population.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        population.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     let count = population.count.max(1) as i64;
     // Strictly increasing with the index, with jitter inside each user's slot.
     let slot = SPAN_MS / count;
-    let created_at = population.anchor_ms - SPAN_MS + index as i64 * slot + rng.random_range(0..slot.max(1));
+    let created_at =
+        population.anchor_ms - SPAN_MS + index as i64 * slot + rng.random_range(0..slot.max(1));
     let age = population.anchor_ms - created_at;
     let updated_at = created_at + rng.random_range(0..=age.min(400 * DAY_MS));
     let first = *FIRST_NAMES.choose(&mut rng).expect("non-empty");
     let last = *LAST_NAMES.choose(&mut rng).expect("non-empty");
-    let local = format!(
-        "{}.{}{}",
-        ascii_lower(first),
-        ascii_lower(last),
-        index
-    );
+    let local = format!("{}.{}{}", ascii_lower(first), ascii_lower(last), index);
     let mut emails = Vec::new();
     let primary_domain = if chance(&mut rng, 0.7) {
         weighted(&mut rng, FREE_MAIL).to_string()
@@ -163,13 +224,20 @@ fn generate_user(population: &Population, index: usize) -> Value {
         Value::Null
     };
     let last_active_at = match last_sign_in_at.as_i64() {
-        Some(ms) => Value::from((ms + rng.random_range(0..5 * DAY_MS)).min(population.anchor_ms) / DAY_MS * DAY_MS),
+        Some(ms) => Value::from(
+            (ms + rng.random_range(0..5 * DAY_MS)).min(population.anchor_ms) / DAY_MS * DAY_MS,
+        ),
         None => Value::Null,
     };
     let two_factor = chance(&mut rng, 0.2);
     let has_image = chance(&mut rng, 0.5);
     let username = if chance(&mut rng, 0.6) {
-        Value::from(format!("{}_{}{}", ascii_lower(first), ascii_lower(last), index))
+        Value::from(format!(
+            "{}_{}{}",
+            ascii_lower(first),
+            ascii_lower(last),
+            index
+        ))
     } else {
         Value::Null
     };
@@ -247,7 +315,10 @@ fn public_metadata(rng: &mut ChaCha8Rng) -> Value {
         m.insert("favorite_genre".into(), json!(genres));
     }
     if chance(rng, 0.8) {
-        let language = weighted(rng, &[("en", 50), ("de", 15), ("fr", 12), ("es", 13), ("ja", 10)]);
+        let language = weighted(
+            rng,
+            &[("en", 50), ("de", 15), ("fr", 12), ("es", 13), ("ja", 10)],
+        );
         m.insert(
             "user_preferences".into(),
             json!({
@@ -281,7 +352,16 @@ fn public_metadata(rng: &mut ChaCha8Rng) -> Value {
     if chance(rng, 0.6) {
         m.insert(
             "signup_source".into(),
-            weighted(rng, &[("organic", 50), ("ads", 25), ("referral", 18), ("partner", 7)]).into(),
+            weighted(
+                rng,
+                &[
+                    ("organic", 50),
+                    ("ads", 25),
+                    ("referral", 18),
+                    ("partner", 7),
+                ],
+            )
+            .into(),
         );
     }
     if chance(rng, 0.4) {
@@ -292,7 +372,10 @@ fn public_metadata(rng: &mut ChaCha8Rng) -> Value {
         m.insert("referrer".into(), Value::Null);
     }
     if chance(rng, 0.05) {
-        m.insert("utm-campaign".into(), weighted(rng, &[("spring_sale", 3), ("black_friday", 2)]).into());
+        m.insert(
+            "utm-campaign".into(),
+            weighted(rng, &[("spring_sale", 3), ("black_friday", 2)]).into(),
+        );
     }
     Value::Object(m)
 }
@@ -307,21 +390,36 @@ fn private_metadata(rng: &mut ChaCha8Rng) -> Value {
         m.insert("ltv".into(), json!(ltv));
     }
     if chance(rng, 0.6) {
-        m.insert("stripe_customer_id".into(), format!("cus_{:014x}", rng.random::<u64>() >> 8).into());
+        m.insert(
+            "stripe_customer_id".into(),
+            format!("cus_{:014x}", rng.random::<u64>() >> 8).into(),
+        );
     }
     if chance(rng, 0.3) {
         m.insert("seats".into(), rng.random_range(1..=500).into());
     }
     if chance(rng, 0.5) {
-        m.insert("risk_score".into(), json!((rng.random::<f64>() * 1000.0).round() / 1000.0));
+        m.insert(
+            "risk_score".into(),
+            json!((rng.random::<f64>() * 1000.0).round() / 1000.0),
+        );
     }
     if chance(rng, 0.05) {
-        m.insert("internal_notes".into(), "asked for an invoice in EUR".into());
+        m.insert(
+            "internal_notes".into(),
+            "asked for an invoice in EUR".into(),
+        );
     }
     if chance(rng, 0.2) {
         m.insert(
             "ssn".into(),
-            format!("{:03}-{:02}-{:04}", rng.random_range(100..900), rng.random_range(10..99), rng.random_range(1000..9999)).into(),
+            format!(
+                "{:03}-{:02}-{:04}",
+                rng.random_range(100..900),
+                rng.random_range(10..99),
+                rng.random_range(1000..9999)
+            )
+            .into(),
         );
     }
     if chance(rng, 0.3) {
@@ -345,10 +443,16 @@ fn unsafe_metadata(rng: &mut ChaCha8Rng) -> Value {
         m.insert("onboarding_complete".into(), chance(rng, 0.5).into());
     }
     if chance(rng, 0.2) {
-        m.insert("referral_code".into(), format!("REF{:05}", rng.random_range(0..100_000)).into());
+        m.insert(
+            "referral_code".into(),
+            format!("REF{:05}", rng.random_range(0..100_000)).into(),
+        );
     }
     if chance(rng, 0.3) {
-        m.insert("nickname".into(), (*FIRST_NAMES.choose(rng).expect("non-empty")).into());
+        m.insert(
+            "nickname".into(),
+            (*FIRST_NAMES.choose(rng).expect("non-empty")).into(),
+        );
     }
     Value::Object(m)
 }
@@ -362,7 +466,8 @@ mod tests {
         let population = Population::new(2_000);
         assert_eq!(population.user(7), population.user(7));
         let users: Vec<Value> = (0..population.count).map(|i| population.user(i)).collect();
-        let ids: std::collections::HashSet<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+        let ids: std::collections::HashSet<&str> =
+            users.iter().map(|u| u["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), users.len());
         for pair in users.windows(2) {
             assert!(pair[0]["created_at"].as_i64() < pair[1]["created_at"].as_i64());
@@ -380,12 +485,25 @@ mod tests {
         let count = |f: &dyn Fn(&Value) -> bool| users.iter().filter(|u| f(u)).count();
         let free = count(&|u| u["public_metadata"]["plan_type"] == "free");
         let enterprise = count(&|u| u["public_metadata"]["plan_type"] == "enterprise");
-        assert!(free > 4 * enterprise, "free {free} vs enterprise {enterprise}");
+        assert!(
+            free > 4 * enterprise,
+            "free {free} vs enterprise {enterprise}"
+        );
         assert!(count(&|u| u["public_metadata"]["membership_tier"].is_number()) > 0);
         assert!(count(&|u| u["public_metadata"]["beta_cohort"] == true) < users.len() / 5);
-        assert!(count(&|u| u["public_metadata"].get("referrer").is_some_and(Value::is_null)) > 0);
+        assert!(
+            count(&|u| u["public_metadata"]
+                .get("referrer")
+                .is_some_and(Value::is_null))
+                > 0
+        );
         assert!(count(&|u| u["private_metadata"].is_null()) > 0);
         assert!(count(&|u| u["email_addresses"].as_array().unwrap().len() > 1) > 0);
-        assert!(count(&|u| u["public_metadata"]["score"].as_f64().is_some_and(|s| s.fract() == 0.0)) > 0);
+        assert!(
+            count(&|u| u["public_metadata"]["score"]
+                .as_f64()
+                .is_some_and(|s| s.fract() == 0.0))
+                > 0
+        );
     }
 }

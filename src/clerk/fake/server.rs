@@ -10,11 +10,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -23,10 +23,25 @@ use super::store::{StoredUser, UserStore};
 use crate::clerk::rate_limit::{RateLimit, RateLimiter};
 
 /// API versions the fake accepts in `Clerk-API-Version` (Clerk's published ones).
-const KNOWN_API_VERSIONS: &[&str] = &["2021-02-05", "2024-10-01", "2025-03-12", "2025-04-10", "2025-11-10", "2026-05-12"];
+const KNOWN_API_VERSIONS: &[&str] = &[
+    "2021-02-05",
+    "2024-10-01",
+    "2025-03-12",
+    "2025-04-10",
+    "2025-11-10",
+    "2026-05-12",
+];
 const ORDER_FIELDS: &[&str] = &[
-    "created_at", "updated_at", "email_address", "web3wallet", "first_name", "last_name", "phone_number",
-    "username", "last_active_at", "last_sign_in_at",
+    "created_at",
+    "updated_at",
+    "email_address",
+    "web3wallet",
+    "first_name",
+    "last_name",
+    "phone_number",
+    "username",
+    "last_active_at",
+    "last_sign_in_at",
 ];
 
 /// Deliberate failures, counted over every request to `/v1/...`.
@@ -101,8 +116,14 @@ impl FakeClerk {
     }
 
     /// Serves until `shutdown` resolves.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 
     pub fn user_count(&self) -> usize {
@@ -111,22 +132,40 @@ impl FakeClerk {
 
     /// Every user id, oldest first.
     pub fn user_ids(&self) -> Vec<String> {
-        self.state.users.read().expect("fake store lock").ascending().iter().map(|u| u.id.clone()).collect()
+        self.state
+            .users
+            .read()
+            .expect("fake store lock")
+            .ascending()
+            .iter()
+            .map(|u| u.id.clone())
+            .collect()
     }
 
     pub fn user_json(&self, id: &str) -> Option<Value> {
         let users = self.state.users.read().expect("fake store lock");
-        users.get(id).map(|u| serde_json::from_str(&u.json).expect("stored json is valid"))
+        users
+            .get(id)
+            .map(|u| serde_json::from_str(&u.json).expect("stored json is valid"))
     }
 
     /// Inserts or replaces a user (as a change made in Clerk's dashboard would).
     pub fn put_user_json(&self, user: &Value) {
-        let stored = StoredUser::from_json(user).expect("a user needs id, created_at and updated_at");
-        self.state.users.write().expect("fake store lock").put(stored);
+        let stored =
+            StoredUser::from_json(user).expect("a user needs id, created_at and updated_at");
+        self.state
+            .users
+            .write()
+            .expect("fake store lock")
+            .put(stored);
     }
 
     pub fn delete_user(&self, id: &str) -> bool {
-        self.state.users.write().expect("fake store lock").remove(id)
+        self.state
+            .users
+            .write()
+            .expect("fake store lock")
+            .remove(id)
     }
 
     pub fn set_faults(&self, faults: FaultInjection) {
@@ -145,7 +184,13 @@ impl FakeClerk {
 }
 
 /// A `ClerkErrors` body with the given status.
-fn clerk_error(status: StatusCode, code: &str, message: &str, long_message: &str, meta: Value) -> Response {
+fn clerk_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    long_message: &str,
+    meta: Value,
+) -> Response {
     let body = json!({
         "errors": [{"code": code, "message": message, "long_message": long_message, "meta": meta}],
         "meta": {},
@@ -155,13 +200,21 @@ fn clerk_error(status: StatusCode, code: &str, message: &str, long_message: &str
 }
 
 fn form_param_invalid(name: &str, long_message: &str) -> Response {
-    clerk_error(StatusCode::UNPROCESSABLE_ENTITY, "form_param_value_invalid", "is invalid", long_message, json!({"name": name}))
+    clerk_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "form_param_value_invalid",
+        "is invalid",
+        long_message,
+        json!({"name": name}),
+    )
 }
 
 /// Authentication, API version, injected faults and the rate limit, in Clerk's order.
 async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let Some(key) = auth.and_then(|v| v.strip_prefix("Bearer ")) else {
         return Err(clerk_error(
             StatusCode::UNAUTHORIZED,
@@ -180,7 +233,9 @@ async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
             json!({}),
         ));
     }
-    if let Some(version) = headers.get("clerk-api-version").and_then(|v| v.to_str().ok())
+    if let Some(version) = headers
+        .get("clerk-api-version")
+        .and_then(|v| v.to_str().ok())
         && !KNOWN_API_VERSIONS.contains(&version)
     {
         return Err(clerk_error(
@@ -195,7 +250,10 @@ async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     if faults.throttle_every.is_some_and(|k| k > 0 && n % k == 0) {
         return Err(too_many_requests(state, faults.retry_after_secs));
     }
-    if faults.server_error_every.is_some_and(|k| k > 0 && n % k == 0) {
+    if faults
+        .server_error_every
+        .is_some_and(|k| k > 0 && n % k == 0)
+    {
         return Err(clerk_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_clerk_error",
@@ -207,7 +265,10 @@ async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     if let Some(limiter) = &state.limiter
         && let Err(wait) = limiter.try_acquire().await
     {
-        return Err(too_many_requests(state, wait.as_secs_f64().ceil().max(1.0) as u64));
+        return Err(too_many_requests(
+            state,
+            wait.as_secs_f64().ceil().max(1.0) as u64,
+        ));
     }
     Ok(())
 }
@@ -257,12 +318,14 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
                     .parse()
                     .ok()
                     .filter(|l| (1..=500).contains(l))
-                    .ok_or_else(|| form_param_invalid("limit", "limit must be an integer between 1 and 500"))?;
+                    .ok_or_else(|| {
+                        form_param_invalid("limit", "limit must be an integer between 1 and 500")
+                    })?;
             }
             "offset" => {
-                params.offset = value
-                    .parse()
-                    .map_err(|_| form_param_invalid("offset", "offset must be a non-negative integer"))?;
+                params.offset = value.parse().map_err(|_| {
+                    form_param_invalid("offset", "offset must be a non-negative integer")
+                })?;
                 offset_given = params.offset != 0;
             }
             "order_by" => {
@@ -272,7 +335,10 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
                     _ => (false, value.as_ref()),
                 };
                 if !ORDER_FIELDS.contains(&field) {
-                    return Err(form_param_invalid("order_by", &format!("order_by must be one of {}", ORDER_FIELDS.join(", "))));
+                    return Err(form_param_invalid(
+                        "order_by",
+                        &format!("order_by must be one of {}", ORDER_FIELDS.join(", ")),
+                    ));
                 }
                 params.order_field = field.to_string();
                 params.descending = descending;
@@ -284,16 +350,26 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
     }
     if params.starting_after.is_some() {
         if params.order_field != "created_at" {
-            return Err(form_param_invalid("starting_after", "starting_after can only be used when ordering by created_at"));
+            return Err(form_param_invalid(
+                "starting_after",
+                "starting_after can only be used when ordering by created_at",
+            ));
         }
         if offset_given {
-            return Err(form_param_invalid("starting_after", "starting_after cannot be combined with a non-zero offset"));
+            return Err(form_param_invalid(
+                "starting_after",
+                "starting_after cannot be combined with a non-zero offset",
+            ));
         }
     }
     Ok(params)
 }
 
-async fn list_users(State(state): State<Arc<FakeState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn list_users(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Err(response) = admit(&state, &headers).await {
         return response;
     }
@@ -306,7 +382,11 @@ async fn list_users(State(state): State<Arc<FakeState>>, headers: HeaderMap, Raw
         let mut selected: Vec<&StoredUser> = if params.user_ids.is_empty() {
             users.ascending().iter().collect()
         } else {
-            users.ascending().iter().filter(|u| params.user_ids.contains(&u.id)).collect()
+            users
+                .ascending()
+                .iter()
+                .filter(|u| params.user_ids.contains(&u.id))
+                .collect()
         };
         sort_users(&mut selected, &params.order_field);
         if params.descending {
@@ -315,11 +395,21 @@ async fn list_users(State(state): State<Arc<FakeState>>, headers: HeaderMap, Raw
         let start = match &params.starting_after {
             Some(after) => match selected.iter().position(|u| &u.id == after) {
                 Some(position) => position + 1,
-                None => return form_param_invalid("starting_after", &format!("no user with id {after} to start after")),
+                None => {
+                    return form_param_invalid(
+                        "starting_after",
+                        &format!("no user with id {after} to start after"),
+                    );
+                }
             },
             None => params.offset,
         };
-        selected.iter().skip(start).take(params.limit).map(|u| u.json.clone()).collect()
+        selected
+            .iter()
+            .skip(start)
+            .take(params.limit)
+            .map(|u| u.json.clone())
+            .collect()
     };
     let mut body = String::with_capacity(page.iter().map(|u| u.len() + 1).sum::<usize>() + 2);
     body.push('[');
@@ -363,7 +453,11 @@ async fn count_users(State(state): State<Arc<FakeState>>, headers: HeaderMap) ->
     axum::Json(json!({"object": "total_count", "total_count": total})).into_response()
 }
 
-async fn get_user(State(state): State<Arc<FakeState>>, headers: HeaderMap, Path(user_id): Path<String>) -> Response {
+async fn get_user(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Response {
     if let Err(response) = admit(&state, &headers).await {
         return response;
     }

@@ -37,7 +37,9 @@ pub struct UserStore {
 impl UserStore {
     /// Generates the population on all cores; user `i` is the same whatever the split.
     pub fn generate(population: &Population) -> UserStore {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .max(1);
         let chunk = population.count.div_ceil(threads).max(1);
         let mut users: Vec<StoredUser> = Vec::with_capacity(population.count);
         std::thread::scope(|scope| {
@@ -46,7 +48,10 @@ impl UserStore {
                 .map(|start| {
                     scope.spawn(move || {
                         (start..(start + chunk).min(population.count))
-                            .map(|i| StoredUser::from_json(&population.user(i)).expect("generated users are complete"))
+                            .map(|i| {
+                                StoredUser::from_json(&population.user(i))
+                                    .expect("generated users are complete")
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -55,14 +60,23 @@ impl UserStore {
                 users.extend(handle.join().expect("generator thread panicked"));
             }
         });
-        let mut store = UserStore { users, positions: HashMap::new() };
+        let mut store = UserStore {
+            users,
+            positions: HashMap::new(),
+        };
         store.reindex();
         store
     }
 
     fn reindex(&mut self) {
-        self.users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        self.positions = self.users.iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect();
+        self.users
+            .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        self.positions = self
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id.clone(), i))
+            .collect();
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,414 @@
+//! Compiles the filter AST to tantivy queries with exactly the semantics of `query::eval`.
+//!
+//! - Numeric equality is a term lookup on the normalized number (tantivy indexes `50.0` as the
+//!   integer 50), so it costs one posting list; numeric ranges go through the fast column, which
+//!   compares ints and floats alike (TANTIVY-NOTES pitfall 2).
+//! - String ranges and prefixes walk the term dictionary with both bounds set, so they never run
+//!   into other paths or types (pitfall 8).
+//! - `EXISTS` and `= null` are term lookups on the precomputed `present`/`nulls` fields.
+//! - A negation is `all AND NOT x`, since a query of only `MustNot` clauses matches nothing
+//!   (pitfall 9).
+
+use std::ops::Bound;
+
+use tantivy::columnar::NumericalValue;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery,
+    TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DateTime, Term};
+
+use super::schema::Fields;
+use crate::query::CoreField;
+use crate::query::ast::{CmpOp, CoreKind, FieldPath, Filter, Op, Predicate, Value};
+use crate::query::eval::{Number, Resolved, text_tokens};
+use crate::user::{MetadataNamespace, encode_metadata_path};
+
+/// Beyond the last byte of any UTF-8 string: the upper bound of "every string with this prefix".
+const AFTER_ALL_STRINGS: u8 = 0xFF;
+
+/// Compiles `filter` (or "every user" for `None`) with relative dates resolved at `now_ms`.
+pub fn compile(fields: &Fields, filter: Option<&Filter>, now_ms: i64) -> Box<dyn Query> {
+    match filter {
+        None => Box::new(AllQuery),
+        Some(filter) => Compiler { fields, now_ms }.filter(filter),
+    }
+}
+
+struct Compiler<'a> {
+    fields: &'a Fields,
+    now_ms: i64,
+}
+
+fn term_query(term: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+}
+
+fn not(query: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, Box::new(AllQuery)),
+        (Occur::MustNot, query),
+    ]))
+}
+
+fn any_of(queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    if queries.len() == 1 {
+        return queries.into_iter().next().expect("one query");
+    }
+    Box::new(BooleanQuery::new(
+        queries.into_iter().map(|q| (Occur::Should, q)).collect(),
+    ))
+}
+
+fn range(lower: Bound<Term>, upper: Bound<Term>) -> Box<dyn Query> {
+    Box::new(RangeQuery::new(lower, upper))
+}
+
+fn bounds_for(cmp: CmpOp, term: Term) -> (Bound<Term>, Bound<Term>) {
+    match cmp {
+        CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(term)),
+        CmpOp::Lte => (Bound::Unbounded, Bound::Included(term)),
+        CmpOp::Gt => (Bound::Excluded(term), Bound::Unbounded),
+        CmpOp::Gte => (Bound::Included(term), Bound::Unbounded),
+        CmpOp::Eq | CmpOp::Ne => (Bound::Included(term.clone()), Bound::Included(term)),
+    }
+}
+
+impl Compiler<'_> {
+    fn filter(&self, filter: &Filter) -> Box<dyn Query> {
+        match filter {
+            Filter::And(parts) => {
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = parts
+                    .iter()
+                    .map(|part| match part {
+                        Filter::Not(inner) => (Occur::MustNot, self.filter(inner)),
+                        other => (Occur::Must, self.filter(other)),
+                    })
+                    .collect();
+                if clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+                    clauses.push((Occur::Must, Box::new(AllQuery)));
+                }
+                Box::new(BooleanQuery::new(clauses))
+            }
+            Filter::Or(parts) => any_of(parts.iter().map(|p| self.filter(p)).collect()),
+            Filter::Not(inner) => not(self.filter(inner)),
+            Filter::Predicate(predicate) => self.predicate(predicate),
+        }
+    }
+
+    fn predicate(&self, predicate: &Predicate) -> Box<dyn Query> {
+        match &predicate.path {
+            FieldPath::Metadata { namespace, keys } => {
+                self.metadata(*namespace, keys, &predicate.op)
+            }
+            FieldPath::Core(field) => self.core(*field, &predicate.op),
+        }
+    }
+
+    fn present(&self, path: &str) -> Box<dyn Query> {
+        term_query(Term::from_field_text(self.fields.present, path))
+    }
+
+    // ---- metadata -----------------------------------------------------------------------------
+
+    fn json_term(&self, namespace: MetadataNamespace, keys: &[String]) -> Term {
+        let encoded = encode_metadata_path(namespace, keys);
+        let json_path = &encoded[namespace.field_name().len() + 1..];
+        Term::from_field_json_path(self.fields.metadata(namespace), json_path, false)
+    }
+
+    fn json_str_term(&self, namespace: MetadataNamespace, keys: &[String], value: &str) -> Term {
+        let mut term = self.json_term(namespace, keys);
+        term.append_type_and_str(value);
+        term
+    }
+
+    fn json_number_term(
+        &self,
+        namespace: MetadataNamespace,
+        keys: &[String],
+        number: Number,
+    ) -> Term {
+        let mut term = self.json_term(namespace, keys);
+        let normalized = match number {
+            Number::I64(i) => NumericalValue::I64(i),
+            Number::U64(u) => NumericalValue::U64(u),
+            Number::F64(f) => NumericalValue::F64(f),
+        }
+        .normalize();
+        match normalized {
+            NumericalValue::I64(i) => term.append_type_and_fast_value(i),
+            NumericalValue::U64(u) => term.append_type_and_fast_value(u),
+            NumericalValue::F64(f) => term.append_type_and_fast_value(f),
+        }
+        term
+    }
+
+    /// The inverted-index bounds of every string under one path.
+    fn json_str_bounds(&self, namespace: MetadataNamespace, keys: &[String]) -> (Term, Term) {
+        let low = self.json_str_term(namespace, keys, "");
+        let mut high = self.json_str_term(namespace, keys, "");
+        high.append_bytes(&[AFTER_ALL_STRINGS]);
+        (low, high)
+    }
+
+    fn metadata_equals(
+        &self,
+        namespace: MetadataNamespace,
+        keys: &[String],
+        value: &Value,
+    ) -> Box<dyn Query> {
+        match value.resolve(self.now_ms) {
+            Resolved::Str(s) => term_query(self.json_str_term(namespace, keys, s)),
+            Resolved::Num(n) => term_query(self.json_number_term(namespace, keys, n)),
+            Resolved::Bool(b) => {
+                let mut term = self.json_term(namespace, keys);
+                term.append_type_and_fast_value(b);
+                term_query(term)
+            }
+            Resolved::Null => term_query(Term::from_field_text(
+                self.fields.nulls,
+                &encode_metadata_path(namespace, keys),
+            )),
+        }
+    }
+
+    fn metadata_range<'v>(
+        &self,
+        namespace: MetadataNamespace,
+        keys: &[String],
+        low: Bound<&'v Value>,
+        high: Bound<&'v Value>,
+    ) -> Box<dyn Query> {
+        let now_ms = self.now_ms;
+        let resolved = |b: Bound<&'v Value>| -> Bound<Resolved<'v>> {
+            match b {
+                Bound::Included(v) => Bound::Included(v.resolve(now_ms)),
+                Bound::Excluded(v) => Bound::Excluded(v.resolve(now_ms)),
+                Bound::Unbounded => Bound::Unbounded,
+            }
+        };
+        let (low, high) = (resolved(low), resolved(high));
+        let sample = match (&low, &high) {
+            (Bound::Included(v) | Bound::Excluded(v), _)
+            | (_, Bound::Included(v) | Bound::Excluded(v)) => v.clone(),
+            _ => return Box::new(AllQuery),
+        };
+        match sample {
+            Resolved::Num(_) => {
+                let to_term = |b: Bound<Resolved>| match b {
+                    Bound::Included(Resolved::Num(n)) => {
+                        Bound::Included(self.json_range_number_term(namespace, keys, n))
+                    }
+                    Bound::Excluded(Resolved::Num(n)) => {
+                        Bound::Excluded(self.json_range_number_term(namespace, keys, n))
+                    }
+                    _ => Bound::Unbounded,
+                };
+                range(to_term(low), to_term(high))
+            }
+            Resolved::Str(_) => {
+                let (all_low, all_high) = self.json_str_bounds(namespace, keys);
+                let to_term = |b: Bound<Resolved>, default: Bound<Term>| match b {
+                    Bound::Included(Resolved::Str(s)) => {
+                        Bound::Included(self.json_str_term(namespace, keys, s))
+                    }
+                    Bound::Excluded(Resolved::Str(s)) => {
+                        Bound::Excluded(self.json_str_term(namespace, keys, s))
+                    }
+                    _ => default,
+                };
+                Box::new(InvertedIndexRangeQuery::new(
+                    to_term(low, Bound::Included(all_low)),
+                    to_term(high, Bound::Included(all_high)),
+                ))
+            }
+            // Validation rejects ordering on booleans and null.
+            Resolved::Bool(_) | Resolved::Null => Box::new(EmptyQuery),
+        }
+    }
+
+    /// Range bounds are always f64: tantivy's fast-column range reads the type of one bound and
+    /// assumes the other has it too, and converts f64 bounds correctly to i64/u64 columns.
+    fn json_range_number_term(
+        &self,
+        namespace: MetadataNamespace,
+        keys: &[String],
+        number: Number,
+    ) -> Term {
+        let mut term = self.json_term(namespace, keys);
+        term.append_type_and_fast_value(number.as_f64());
+        term
+    }
+
+    fn metadata(&self, namespace: MetadataNamespace, keys: &[String], op: &Op) -> Box<dyn Query> {
+        match op {
+            Op::Compare(CmpOp::Eq, v) => self.metadata_equals(namespace, keys, v),
+            Op::Compare(CmpOp::Ne, v) => not(self.metadata_equals(namespace, keys, v)),
+            Op::Compare(cmp, v) => {
+                let (low, high) = match cmp {
+                    CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(v)),
+                    CmpOp::Lte => (Bound::Unbounded, Bound::Included(v)),
+                    CmpOp::Gt => (Bound::Excluded(v), Bound::Unbounded),
+                    _ => (Bound::Included(v), Bound::Unbounded),
+                };
+                self.metadata_range(namespace, keys, low, high)
+            }
+            Op::In(values) => any_of(
+                values
+                    .iter()
+                    .map(|v| self.metadata_equals(namespace, keys, v))
+                    .collect(),
+            ),
+            Op::Exists => self.present(&encode_metadata_path(namespace, keys)),
+            Op::StartsWith(prefix) => {
+                let low = self.json_str_term(namespace, keys, prefix);
+                let mut high = low.clone();
+                high.append_bytes(&[AFTER_ALL_STRINGS]);
+                Box::new(InvertedIndexRangeQuery::new(
+                    Bound::Included(low),
+                    Bound::Included(high),
+                ))
+            }
+            Op::Matches(_) => Box::new(EmptyQuery),
+            Op::Between(low, high) => {
+                self.metadata_range(namespace, keys, Bound::Included(low), Bound::Included(high))
+            }
+        }
+    }
+
+    // ---- core fields --------------------------------------------------------------------------
+
+    fn core(&self, field: CoreField, op: &Op) -> Box<dyn Query> {
+        if let Op::Exists = op {
+            return self.present(field.name());
+        }
+        if let Op::Matches(text) = op {
+            let Some(words) = self.fields.words(field) else {
+                return Box::new(EmptyQuery);
+            };
+            let clauses = text_tokens(text)
+                .into_iter()
+                .map(|token| {
+                    (
+                        Occur::Must,
+                        term_query(Term::from_field_text(words, &token)),
+                    )
+                })
+                .collect::<Vec<_>>();
+            return Box::new(BooleanQuery::new(clauses));
+        }
+        let Some(indexed) = self.fields.core(field) else {
+            return Box::new(EmptyQuery);
+        };
+        match field.kind() {
+            CoreKind::Keyword {
+                case_insensitive, ..
+            } => self.keyword(field, indexed, case_insensitive, op),
+            CoreKind::Date => self.date(field, indexed, op),
+            CoreKind::Bool => {
+                let equals = |v: &Value| match v {
+                    Value::Bool(b) => term_query(Term::from_field_bool(indexed, *b)),
+                    _ => Box::new(EmptyQuery) as Box<dyn Query>,
+                };
+                match op {
+                    Op::Compare(CmpOp::Eq, v) => equals(v),
+                    Op::Compare(CmpOp::Ne, v) => not(equals(v)),
+                    Op::In(values) => any_of(values.iter().map(equals).collect()),
+                    _ => Box::new(EmptyQuery),
+                }
+            }
+            CoreKind::TextOnly => Box::new(EmptyQuery),
+        }
+    }
+
+    fn keyword(
+        &self,
+        field: CoreField,
+        indexed: Field,
+        case_insensitive: bool,
+        op: &Op,
+    ) -> Box<dyn Query> {
+        let norm = |s: &str| {
+            if case_insensitive {
+                s.to_lowercase()
+            } else {
+                s.to_string()
+            }
+        };
+        let text_term = |s: &str| Term::from_field_text(indexed, &norm(s));
+        let equals = |v: &Value| match v {
+            Value::String(s) => term_query(text_term(s)),
+            Value::Null => not(self.present(field.name())),
+            _ => Box::new(EmptyQuery) as Box<dyn Query>,
+        };
+        let all_low = Term::from_field_text(indexed, "");
+        let mut all_high = Term::from_field_text(indexed, "");
+        all_high.append_bytes(&[AFTER_ALL_STRINGS]);
+        let string_range = |low: Bound<Term>, high: Bound<Term>| -> Box<dyn Query> {
+            let low = if let Bound::Unbounded = low {
+                Bound::Included(all_low.clone())
+            } else {
+                low
+            };
+            let high = if let Bound::Unbounded = high {
+                Bound::Included(all_high.clone())
+            } else {
+                high
+            };
+            Box::new(InvertedIndexRangeQuery::new(low, high))
+        };
+        match op {
+            Op::Compare(CmpOp::Eq, v) => equals(v),
+            Op::Compare(CmpOp::Ne, v) => not(equals(v)),
+            Op::Compare(cmp, Value::String(s)) => {
+                let (low, high) = bounds_for(*cmp, text_term(s));
+                string_range(low, high)
+            }
+            Op::In(values) => any_of(values.iter().map(equals).collect()),
+            Op::StartsWith(prefix) => {
+                let low = text_term(prefix);
+                let mut high = low.clone();
+                high.append_bytes(&[AFTER_ALL_STRINGS]);
+                string_range(Bound::Included(low), Bound::Included(high))
+            }
+            Op::Between(Value::String(l), Value::String(h)) => {
+                string_range(Bound::Included(text_term(l)), Bound::Included(text_term(h)))
+            }
+            _ => Box::new(EmptyQuery),
+        }
+    }
+
+    fn date(&self, field: CoreField, indexed: Field, op: &Op) -> Box<dyn Query> {
+        let date_term = |v: &Value| match v {
+            Value::Date(d) => Some(Term::from_field_date(
+                indexed,
+                DateTime::from_timestamp_millis(d.resolve(self.now_ms)),
+            )),
+            _ => None,
+        };
+        let equals = |v: &Value| match (v, date_term(v)) {
+            (Value::Null, _) => not(self.present(field.name())),
+            (_, Some(term)) => range(Bound::Included(term.clone()), Bound::Included(term)),
+            _ => Box::new(EmptyQuery) as Box<dyn Query>,
+        };
+        match op {
+            Op::Compare(CmpOp::Eq, v) => equals(v),
+            Op::Compare(CmpOp::Ne, v) => not(equals(v)),
+            Op::Compare(cmp, v) => match date_term(v) {
+                Some(term) => {
+                    let (low, high) = bounds_for(*cmp, term);
+                    range(low, high)
+                }
+                None => Box::new(EmptyQuery),
+            },
+            Op::In(values) => any_of(values.iter().map(equals).collect()),
+            Op::Between(l, h) => match (date_term(l), date_term(h)) {
+                (Some(l), Some(h)) => range(Bound::Included(l), Bound::Included(h)),
+                _ => Box::new(EmptyQuery),
+            },
+            _ => Box::new(EmptyQuery),
+        }
+    }
+}

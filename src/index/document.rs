@@ -1,0 +1,107 @@
+//! Turns a domain [`User`] into a tantivy document.
+
+use tantivy::schema::OwnedValue;
+use tantivy::{DateTime, TantivyDocument};
+
+use super::schema::Fields;
+use crate::query::CoreField;
+use crate::query::eval::core_exists;
+use crate::user::{MetadataNamespace, User, metadata_path_facts};
+
+/// The document for one user.
+pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.id, &user.id);
+    let optional_text = |doc: &mut TantivyDocument, field, value: &Option<String>| {
+        if let Some(value) = value {
+            doc.add_text(field, value);
+        }
+    };
+    optional_text(&mut doc, fields.external_id, &user.external_id);
+    optional_text(&mut doc, fields.username, &user.username);
+    optional_text(&mut doc, fields.username_words, &user.username);
+    optional_text(&mut doc, fields.first_name, &user.first_name);
+    optional_text(&mut doc, fields.first_name_words, &user.first_name);
+    optional_text(&mut doc, fields.name_words, &user.first_name);
+    optional_text(&mut doc, fields.last_name, &user.last_name);
+    optional_text(&mut doc, fields.last_name_words, &user.last_name);
+    optional_text(&mut doc, fields.name_words, &user.last_name);
+    optional_text(&mut doc, fields.primary_email, &user.primary_email);
+    for email in &user.emails {
+        doc.add_text(fields.email, email);
+        doc.add_text(fields.email_words, email);
+    }
+    for domain in user.email_domains() {
+        doc.add_text(fields.email_domain, &domain);
+    }
+    for phone in &user.phone_numbers {
+        doc.add_text(fields.phone, phone);
+    }
+    doc.add_date(
+        fields.created_at,
+        DateTime::from_timestamp_millis(user.created_at),
+    );
+    doc.add_date(
+        fields.updated_at,
+        DateTime::from_timestamp_millis(user.updated_at),
+    );
+    if let Some(ms) = user.last_sign_in_at {
+        doc.add_date(fields.last_sign_in_at, DateTime::from_timestamp_millis(ms));
+    }
+    if let Some(ms) = user.last_active_at {
+        doc.add_date(fields.last_active_at, DateTime::from_timestamp_millis(ms));
+    }
+    doc.add_bool(fields.banned, user.banned);
+    doc.add_bool(fields.locked, user.locked);
+    doc.add_bool(fields.two_factor_enabled, user.two_factor_enabled);
+    doc.add_bool(fields.password_enabled, user.password_enabled);
+    doc.add_bool(fields.has_image, user.has_image);
+    for field in CoreField::ALL {
+        if core_exists(user, field) {
+            doc.add_text(fields.present, field.name());
+        }
+    }
+    for namespace in MetadataNamespace::ALL {
+        let metadata = user.metadata(namespace);
+        if let OwnedValue::Object(entries) = json_to_owned(metadata) {
+            doc.add_field_value(fields.metadata(namespace), &OwnedValue::Object(entries));
+        }
+        let (present, nulls) = metadata_path_facts(namespace, metadata);
+        for path in present {
+            doc.add_text(fields.present, path);
+        }
+        for path in nulls {
+            doc.add_text(fields.nulls, path);
+        }
+    }
+    doc.add_bytes(fields.raw_json, user.raw_json.as_bytes());
+    doc
+}
+
+/// serde_json to tantivy, keeping strings as strings. (tantivy's own `From` impl turns strings
+/// that look like RFC 3339 dates into dates, which would make `public.x = "2024-01-01T00:00:00Z"`
+/// miss.)
+fn json_to_owned(value: &serde_json::Value) -> OwnedValue {
+    match value {
+        serde_json::Value::Null => OwnedValue::Null,
+        serde_json::Value::Bool(b) => OwnedValue::Bool(*b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                OwnedValue::I64(i)
+            } else if let Some(u) = n.as_u64() {
+                OwnedValue::U64(u)
+            } else {
+                OwnedValue::F64(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        serde_json::Value::String(s) => OwnedValue::Str(s.clone()),
+        serde_json::Value::Array(items) => {
+            OwnedValue::Array(items.iter().map(json_to_owned).collect())
+        }
+        serde_json::Value::Object(map) => OwnedValue::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_owned(v)))
+                .collect(),
+        ),
+    }
+}

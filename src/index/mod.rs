@@ -1,0 +1,184 @@
+//! Everything that touches tantivy: the schema, user documents, query compilation, sorting, the
+//! one writer task and searches over immutable snapshots.
+//!
+//! Readers never see the `IndexWriter`: they take the latest [`Snapshot`] (a tantivy `Searcher`
+//! plus the freshness stamp and sync state of the commit it shows) from a watch channel that the
+//! writer task updates after every commit. All calls here block; async callers use
+//! `spawn_blocking`.
+
+mod compile;
+mod document;
+mod schema;
+mod search;
+mod sort;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{IndexReader, IndexSettings, ReloadPolicy, Searcher};
+use tokio::sync::watch;
+
+pub use schema::Fields;
+pub use search::SearchHit;
+pub use sort::SortCursor;
+pub use writer::{IndexWriterTask, WriterHandle};
+
+/// Where and how the index lives.
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    pub dir: PathBuf,
+    /// The writer's total indexing memory budget.
+    pub writer_memory_bytes: usize,
+    pub writer_threads: usize,
+    /// Changes nobody waits for (backfill pages) are committed at least this often...
+    pub commit_interval: Duration,
+    /// ...or once this many are pending. Changes someone waits for are committed at once,
+    /// together with everything that queued up meanwhile (group commit).
+    pub commit_max_changes: usize,
+}
+
+impl IndexConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        IndexConfig {
+            dir: dir.into(),
+            writer_memory_bytes: 256 << 20,
+            writer_threads: 2,
+            commit_interval: Duration::from_secs(2),
+            commit_max_changes: 100_000,
+        }
+    }
+}
+
+/// What went wrong inside the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("cannot open the index directory {path}: {message}")]
+    Directory { path: String, message: String },
+    #[error("the index commit payload is unreadable: {0}")]
+    Payload(String),
+    #[error("the index writer has stopped")]
+    WriterStopped,
+    #[error("index i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("reading stored users: {0}")]
+    Read(String),
+}
+
+/// Which state of the index answered a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// Increases by one per commit; survives restarts.
+    pub generation: u64,
+    /// The newest `updated_at` of any applied user, ms since the epoch.
+    pub newest_updated_at_ms: i64,
+    pub user_count: u64,
+}
+
+/// What each commit stores next to the data, so index and checkpoint never disagree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CommitPayload {
+    format: u32,
+    generation: u64,
+    newest_updated_at_ms: i64,
+    /// Owned by `sync`: where backfill and reconcile stand. Opaque here.
+    #[serde(default)]
+    sync_state: serde_json::Value,
+}
+
+/// An immutable view of one commit.
+pub struct Snapshot {
+    pub searcher: Searcher,
+    pub fields: Arc<Fields>,
+    pub freshness: Freshness,
+    pub sync_state: serde_json::Value,
+}
+
+/// A handle on the index for readers. Cheap to clone.
+#[derive(Clone)]
+pub struct UserIndex {
+    fields: Arc<Fields>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl UserIndex {
+    /// Opens (or creates) the index and returns the read handle and the writer task, which the
+    /// caller must start with [`IndexWriterTask::spawn`].
+    pub fn open(config: &IndexConfig) -> Result<(UserIndex, IndexWriterTask), IndexError> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| IndexError::Directory {
+            path: config.dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let directory = tantivy::directory::MmapDirectory::open(&config.dir).map_err(|e| {
+            IndexError::Directory {
+                path: config.dir.display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let fields = Arc::new(Fields::build());
+        let settings = IndexSettings {
+            docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
+            ..IndexSettings::default()
+        };
+        let index = tantivy::Index::builder()
+            .schema(fields.schema.clone())
+            .settings(settings)
+            .open_or_create(directory)?;
+        schema::register_tokenizers(&index);
+        let payload: CommitPayload = match index.load_metas()?.payload {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| IndexError::Payload(e.to_string()))?
+            }
+            None => CommitPayload {
+                format: 1,
+                ..CommitPayload::default()
+            },
+        };
+        let reader: IndexReader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let first = Arc::new(snapshot_of(&reader, &fields, &payload));
+        let (publish, snapshots) = watch::channel(first);
+        let writer = index
+            .writer_with_num_threads(config.writer_threads.max(1), config.writer_memory_bytes)?;
+        let task = IndexWriterTask::new(writer, reader, fields.clone(), publish, payload, config);
+        Ok((UserIndex { fields, snapshots }, task))
+    }
+
+    /// The latest committed state.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// Notified after every commit.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.clone()
+    }
+
+    pub fn fields(&self) -> &Arc<Fields> {
+        &self.fields
+    }
+}
+
+fn snapshot_of(reader: &IndexReader, fields: &Arc<Fields>, payload: &CommitPayload) -> Snapshot {
+    let searcher = reader.searcher();
+    Snapshot {
+        freshness: Freshness {
+            generation: payload.generation,
+            newest_updated_at_ms: payload.newest_updated_at_ms,
+            user_count: searcher.num_docs(),
+        },
+        searcher,
+        fields: fields.clone(),
+        sync_state: payload.sync_state.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! The tantivy schema: one document per user.
+//!
+//! Choices baked into the index files (TANTIVY-NOTES.md): string fast fields are uncompressed
+//! (`columnar-zstd-compression` is off in Cargo.toml); dates are fast-only with millisecond
+//! precision (indexed date terms would cost ~70 MB per million users and truncate to seconds);
+//! metadata objects are JSON fields with the raw tokenizer, indexed and fast, so any path can be
+//! matched exactly, ranged, sorted and aggregated. `EXISTS` and `= null` are answered from two
+//! keyword fields of precomputed paths, because tantivy records neither nulls nor empty arrays.
+
+use tantivy::schema::{
+    BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions,
+    NumericOptions, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+
+use crate::query::CoreField;
+use crate::user::MetadataNamespace;
+
+/// Exact strings.
+pub const RAW: &str = "raw";
+/// Exact strings, lower-cased (emails, usernames, domains).
+pub const LOWERCASE: &str = "lowercase";
+/// Words for `MATCHES`: split at non-alphanumerics, lower-cased, long words dropped.
+pub const WORDS: &str = "words";
+
+/// Handles of every field, resolved once.
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub schema: Schema,
+    pub id: Field,
+    pub external_id: Field,
+    pub username: Field,
+    pub first_name: Field,
+    pub last_name: Field,
+    pub email: Field,
+    pub primary_email: Field,
+    pub email_domain: Field,
+    pub phone: Field,
+    pub created_at: Field,
+    pub updated_at: Field,
+    pub last_sign_in_at: Field,
+    pub last_active_at: Field,
+    pub banned: Field,
+    pub locked: Field,
+    pub two_factor_enabled: Field,
+    pub password_enabled: Field,
+    pub has_image: Field,
+    pub public_metadata: Field,
+    pub private_metadata: Field,
+    pub unsafe_metadata: Field,
+    /// Words of first and last name, for `name MATCHES`.
+    pub name_words: Field,
+    pub first_name_words: Field,
+    pub last_name_words: Field,
+    pub email_words: Field,
+    pub username_words: Field,
+    /// Every path (core field names and encoded metadata paths) holding a value.
+    pub present: Field,
+    /// Every metadata path holding an explicit `null`.
+    pub nulls: Field,
+    /// The user's Clerk JSON, in the zstd-compressed doc store.
+    pub raw_json: Field,
+}
+
+fn keyword(tokenizer: &str, fast: bool) -> TextOptions {
+    let options = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::Basic),
+    );
+    if fast {
+        options.set_fast(tokenizer)
+    } else {
+        options
+    }
+}
+
+fn words() -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(WORDS)
+            .set_index_option(IndexRecordOption::Basic),
+    )
+}
+
+impl Fields {
+    pub fn build() -> Fields {
+        let mut b = Schema::builder();
+        let date = DateOptions::default()
+            .set_fast()
+            .set_precision(DateTimePrecision::Milliseconds);
+        let boolean = NumericOptions::default().set_indexed().set_fast();
+        let json = JsonObjectOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(RAW)
+                    .set_index_option(IndexRecordOption::Basic),
+            )
+            .set_fast(RAW);
+        let id = b.add_text_field("id", keyword(RAW, true));
+        let external_id = b.add_text_field("external_id", keyword(RAW, true));
+        let username = b.add_text_field("username", keyword(LOWERCASE, true));
+        let first_name = b.add_text_field("first_name", keyword(RAW, true));
+        let last_name = b.add_text_field("last_name", keyword(RAW, true));
+        let email = b.add_text_field("email", keyword(LOWERCASE, false));
+        let primary_email = b.add_text_field("primary_email", keyword(LOWERCASE, true));
+        let email_domain = b.add_text_field("email_domain", keyword(LOWERCASE, true));
+        let phone = b.add_text_field("phone", keyword(RAW, false));
+        let created_at = b.add_date_field("created_at", date.clone());
+        let updated_at = b.add_date_field("updated_at", date.clone());
+        let last_sign_in_at = b.add_date_field("last_sign_in_at", date.clone());
+        let last_active_at = b.add_date_field("last_active_at", date);
+        let banned = b.add_bool_field("banned", boolean.clone());
+        let locked = b.add_bool_field("locked", boolean.clone());
+        let two_factor_enabled = b.add_bool_field("two_factor_enabled", boolean.clone());
+        let password_enabled = b.add_bool_field("password_enabled", boolean.clone());
+        let has_image = b.add_bool_field("has_image", boolean);
+        let public_metadata =
+            b.add_json_field(MetadataNamespace::Public.field_name(), json.clone());
+        let private_metadata =
+            b.add_json_field(MetadataNamespace::Private.field_name(), json.clone());
+        let unsafe_metadata = b.add_json_field(MetadataNamespace::Unsafe.field_name(), json);
+        let name_words = b.add_text_field("name_words", words());
+        let first_name_words = b.add_text_field("first_name_words", words());
+        let last_name_words = b.add_text_field("last_name_words", words());
+        let email_words = b.add_text_field("email_words", words());
+        let username_words = b.add_text_field("username_words", words());
+        let present = b.add_text_field("present", keyword(RAW, false));
+        let nulls = b.add_text_field("nulls", keyword(RAW, false));
+        let raw_json = b.add_bytes_field("raw_json", BytesOptions::default().set_stored());
+        Fields {
+            schema: b.build(),
+            id,
+            external_id,
+            username,
+            first_name,
+            last_name,
+            email,
+            primary_email,
+            email_domain,
+            phone,
+            created_at,
+            updated_at,
+            last_sign_in_at,
+            last_active_at,
+            banned,
+            locked,
+            two_factor_enabled,
+            password_enabled,
+            has_image,
+            public_metadata,
+            private_metadata,
+            unsafe_metadata,
+            name_words,
+            first_name_words,
+            last_name_words,
+            email_words,
+            username_words,
+            present,
+            nulls,
+            raw_json,
+        }
+    }
+
+    pub fn metadata(&self, namespace: MetadataNamespace) -> Field {
+        match namespace {
+            MetadataNamespace::Public => self.public_metadata,
+            MetadataNamespace::Private => self.private_metadata,
+            MetadataNamespace::Unsafe => self.unsafe_metadata,
+        }
+    }
+
+    /// The indexed (and, where sortable, fast) field of a core field; `None` for `name`.
+    pub fn core(&self, field: CoreField) -> Option<Field> {
+        Some(match field {
+            CoreField::Id => self.id,
+            CoreField::ExternalId => self.external_id,
+            CoreField::Username => self.username,
+            CoreField::FirstName => self.first_name,
+            CoreField::LastName => self.last_name,
+            CoreField::Name => return None,
+            CoreField::Email => self.email,
+            CoreField::PrimaryEmail => self.primary_email,
+            CoreField::EmailDomain => self.email_domain,
+            CoreField::Phone => self.phone,
+            CoreField::CreatedAt => self.created_at,
+            CoreField::UpdatedAt => self.updated_at,
+            CoreField::LastSignInAt => self.last_sign_in_at,
+            CoreField::LastActiveAt => self.last_active_at,
+            CoreField::Banned => self.banned,
+            CoreField::Locked => self.locked,
+            CoreField::TwoFactorEnabled => self.two_factor_enabled,
+            CoreField::PasswordEnabled => self.password_enabled,
+            CoreField::HasImage => self.has_image,
+        })
+    }
+
+    /// The `MATCHES` field of a text-capable core field.
+    pub fn words(&self, field: CoreField) -> Option<Field> {
+        match field {
+            CoreField::Name => Some(self.name_words),
+            CoreField::FirstName => Some(self.first_name_words),
+            CoreField::LastName => Some(self.last_name_words),
+            CoreField::Email => Some(self.email_words),
+            CoreField::Username => Some(self.username_words),
+            _ => None,
+        }
+    }
+}
+
+/// Registers the tokenizers the schema names, for indexing and for fast fields.
+pub fn register_tokenizers(index: &tantivy::Index) {
+    let lowercase = || {
+        TextAnalyzer::builder(RawTokenizer::default())
+            .filter(LowerCaser)
+            .build()
+    };
+    index.tokenizers().register(LOWERCASE, lowercase());
+    index.tokenizers().register(
+        WORDS,
+        TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .build(),
+    );
+    index
+        .fast_field_tokenizer()
+        .register(LOWERCASE, lowercase());
+}

@@ -1,0 +1,140 @@
+//! Reads over one [`Snapshot`]: count, get by id, sorted pages.
+
+use tantivy::collector::Count;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{DocAddress, DocSet, TERMINATED, TantivyDocument, Term};
+
+use super::compile::compile;
+use super::sort::{SortCursor, TopHits};
+use super::{IndexError, Snapshot};
+use crate::query::Filter;
+use crate::query::sort::{SortSpec, SortValue};
+
+/// One user of a sorted page.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub id: String,
+    pub sort_value: SortValue,
+    /// The user's Clerk JSON as stored.
+    pub raw_json: String,
+}
+
+impl Snapshot {
+    /// The exact number of users matching `filter` (every user for `None`).
+    pub fn count(&self, filter: Option<&Filter>, now_ms: i64) -> Result<u64, IndexError> {
+        if filter.is_none() {
+            return Ok(self.searcher.num_docs());
+        }
+        let query = compile(&self.fields, filter, now_ms);
+        Ok(self.searcher.search(&query, &Count)? as u64)
+    }
+
+    fn find(&self, user_id: &str) -> Result<Option<DocAddress>, IndexError> {
+        let term = Term::from_field_text(self.fields.id, user_id);
+        for (ordinal, segment) in self.searcher.segment_readers().iter().enumerate() {
+            let inverted = segment.inverted_index(self.fields.id)?;
+            let Some(mut postings) = inverted.read_postings(&term, IndexRecordOption::Basic)?
+            else {
+                continue;
+            };
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if !segment.is_deleted(doc) {
+                    return Ok(Some(DocAddress::new(ordinal as u32, doc)));
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(None)
+    }
+
+    fn raw_json_at(&self, address: DocAddress) -> Result<String, IndexError> {
+        let doc: TantivyDocument = self.searcher.doc(address)?;
+        let bytes = doc
+            .get_first(self.fields.raw_json)
+            .and_then(|v| v.as_bytes())
+            .ok_or_else(|| IndexError::Read(format!("document {address:?} has no stored user")))?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| IndexError::Read(e.to_string()))
+    }
+
+    /// The stored Clerk JSON of one user.
+    pub fn get_raw_json(&self, user_id: &str) -> Result<Option<String>, IndexError> {
+        match self.find(user_id)? {
+            Some(address) => self.raw_json_at(address).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The `updated_at` the index holds for a user.
+    pub fn updated_at_of(&self, user_id: &str) -> Result<Option<i64>, IndexError> {
+        let Some(address) = self.find(user_id)? else {
+            return Ok(None);
+        };
+        let segment = self.searcher.segment_reader(address.segment_ord);
+        let column = segment.fast_fields().date("updated_at")?;
+        Ok(column
+            .first(address.doc_id)
+            .map(|d| d.into_timestamp_millis()))
+    }
+
+    /// Up to `limit` users matching `filter`, in `sort` order, strictly after `after`.
+    pub fn search(
+        &self,
+        filter: Option<&Filter>,
+        sort: &SortSpec,
+        after: Option<SortCursor>,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<SearchHit>, IndexError> {
+        let query = compile(&self.fields, filter, now_ms);
+        let collector = TopHits {
+            spec: sort.clone(),
+            after,
+            limit,
+        };
+        let hits = self
+            .searcher
+            .search(&query, &collector)?
+            .map_err(IndexError::Read)?;
+        hits.into_iter()
+            .map(|hit| {
+                Ok(SearchHit {
+                    raw_json: self.raw_json_at(hit.address)?,
+                    id: hit.id,
+                    sort_value: hit.value,
+                })
+            })
+            .collect()
+    }
+
+    /// Every matching id in `sort` order, paging internally (for tests and exports).
+    pub fn all_ids(
+        &self,
+        filter: Option<&Filter>,
+        sort: &SortSpec,
+        now_ms: i64,
+    ) -> Result<Vec<String>, IndexError> {
+        let query = compile(&self.fields, filter, now_ms);
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let collector = TopHits {
+                spec: sort.clone(),
+                after: after.take(),
+                limit: 4096,
+            };
+            let hits = self
+                .searcher
+                .search(&query, &collector)?
+                .map_err(IndexError::Read)?;
+            let Some(last) = hits.last() else {
+                return Ok(ids);
+            };
+            after = Some(SortCursor {
+                value: last.value.clone(),
+                id: last.id.clone(),
+            });
+            ids.extend(hits.into_iter().map(|h| h.id));
+        }
+    }
+}

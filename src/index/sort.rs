@@ -1,0 +1,289 @@
+//! Top-N by any fast field, ties broken by id, with search-after paging.
+//!
+//! Inside a segment every key is a small integer pair `(class, value)` whose order equals the
+//! global order: booleans as 0/1, numbers through tantivy's order-preserving f64 -> u64 map, and
+//! strings as `2 * ordinal + 1` in the segment's dictionary. A search-after cursor string that is
+//! not in a segment's dictionary becomes the even number `2 * first_ordinal_after_it`, which sits
+//! exactly between its neighbours, so the cursor comparison needs no string work per document.
+//! Only each segment's top `limit` hits are turned back into strings and merged.
+
+use std::cmp::Ordering;
+use std::io;
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
+use tantivy::{
+    DateTime, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, f64_to_u64, u64_to_f64,
+};
+use tantivy_sstable::{Dictionary, VoidSSTable};
+
+use crate::query::sort::{SortSpec, SortValue, hit_cmp};
+use crate::query::{CoreField, FieldPath};
+use crate::user::encode_metadata_path;
+
+/// Where a page starts: strictly after this hit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SortCursor {
+    pub value: SortValue,
+    pub id: String,
+}
+
+/// One sorted hit.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub value: SortValue,
+    pub id: String,
+    pub address: DocAddress,
+}
+
+/// Collects the first `limit` hits after `after` in `spec` order.
+pub struct TopHits {
+    pub spec: SortSpec,
+    pub after: Option<SortCursor>,
+    pub limit: usize,
+}
+
+type LocalKey = (u8, u64);
+const MISSING: LocalKey = (3, 0);
+
+enum SubColumn {
+    Bool(Column<bool>),
+    Num(Column<f64>),
+    Date(Column<DateTime>),
+    Str(StrColumn),
+}
+
+fn local_cmp(a: LocalKey, b: LocalKey, descending: bool) -> Ordering {
+    match (a.0 == MISSING.0, b.0 == MISSING.0) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if descending => b.cmp(&a),
+        _ => a.cmp(&b),
+    }
+}
+
+/// `2 * ord + 1` for a string in the dictionary; `2 * next_ord` between two entries.
+fn half_ordinal(dictionary: &Dictionary<VoidSSTable>, text: &str) -> io::Result<u64> {
+    Ok(match dictionary.term_ord_or_next(text.as_bytes())? {
+        tantivy_sstable::TermOrdHit::Exact(ord) => 2 * ord + 1,
+        tantivy_sstable::TermOrdHit::Next(ord) => 2 * ord.min(dictionary.num_terms() as u64),
+    })
+}
+
+fn open_sub_columns(reader: &SegmentReader, path: &FieldPath) -> tantivy::Result<Vec<SubColumn>> {
+    let fast = reader.fast_fields();
+    let name = match path {
+        FieldPath::Core(field) => field.name().to_string(),
+        FieldPath::Metadata { namespace, keys } => encode_metadata_path(*namespace, keys),
+    };
+    let mut columns = Vec::new();
+    for handle in fast.dynamic_column_handles(&name)? {
+        let column = handle.open()?;
+        match column {
+            DynamicColumn::Bool(c) => columns.push(SubColumn::Bool(c)),
+            DynamicColumn::Str(c) => columns.push(SubColumn::Str(c)),
+            DynamicColumn::DateTime(c) => columns.push(SubColumn::Date(c)),
+            numeric @ (DynamicColumn::I64(_) | DynamicColumn::U64(_) | DynamicColumn::F64(_)) => {
+                if let Some(DynamicColumn::F64(c)) = numeric.coerce_numerical(NumericalType::F64) {
+                    columns.push(SubColumn::Num(c));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(columns)
+}
+
+impl Collector for TopHits {
+    type Fruit = Result<Vec<Hit>, String>;
+    type Child = SegmentTopHits;
+
+    fn for_segment(
+        &self,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentTopHits> {
+        let ids = reader
+            .fast_fields()
+            .str(CoreField::Id.name())?
+            .ok_or_else(|| {
+                tantivy::TantivyError::SchemaError("the id fast field is missing".into())
+            })?;
+        let columns = open_sub_columns(reader, &self.spec.path)?;
+        let after = match &self.after {
+            None => None,
+            Some(cursor) => {
+                let key = match &cursor.value {
+                    SortValue::Bool(b) => (0, u64::from(*b)),
+                    SortValue::Num(f) => (1, f64_to_u64(*f)),
+                    SortValue::Str(s) => {
+                        let dictionary = columns.iter().find_map(|c| match c {
+                            SubColumn::Str(c) => Some(c.dictionary()),
+                            _ => None,
+                        });
+                        (
+                            2,
+                            match dictionary {
+                                Some(d) => half_ordinal(d, s)?,
+                                None => 0,
+                            },
+                        )
+                    }
+                    SortValue::Missing => MISSING,
+                };
+                Some((key, half_ordinal(ids.dictionary(), &cursor.id)?))
+            }
+        };
+        Ok(SegmentTopHits {
+            segment,
+            ids,
+            columns,
+            after,
+            descending: self.spec.descending,
+            limit: self.limit,
+            hits: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(
+        &self,
+        fruits: Vec<Result<Vec<Hit>, String>>,
+    ) -> tantivy::Result<Result<Vec<Hit>, String>> {
+        let mut all = Vec::new();
+        for fruit in fruits {
+            match fruit {
+                Ok(hits) => all.extend(hits),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let descending = self.spec.descending;
+        all.sort_by(|a, b| hit_cmp((&a.value, &a.id), (&b.value, &b.id), descending));
+        all.truncate(self.limit);
+        Ok(Ok(all))
+    }
+}
+
+/// The per-segment half of [`TopHits`].
+pub struct SegmentTopHits {
+    segment: SegmentOrdinal,
+    ids: StrColumn,
+    columns: Vec<SubColumn>,
+    after: Option<(LocalKey, u64)>,
+    descending: bool,
+    limit: usize,
+    /// `(key, id half-ordinal, doc)`, pruned to `limit` whenever it doubles.
+    hits: Vec<(LocalKey, u64, DocId)>,
+}
+
+impl SegmentTopHits {
+    fn key(&self, doc: DocId) -> LocalKey {
+        let mut best: Option<LocalKey> = None;
+        let mut offer = |key: LocalKey| {
+            best = Some(match best {
+                None => key,
+                Some(current)
+                    if (self.descending && key > current)
+                        || (!self.descending && key < current) =>
+                {
+                    key
+                }
+                Some(current) => current,
+            });
+        };
+        for column in &self.columns {
+            match column {
+                SubColumn::Bool(c) => c.values_for_doc(doc).for_each(|b| offer((0, u64::from(b)))),
+                SubColumn::Num(c) => c
+                    .values_for_doc(doc)
+                    .for_each(|f| offer((1, f64_to_u64(f)))),
+                SubColumn::Date(c) => c
+                    .values_for_doc(doc)
+                    .for_each(|d| offer((1, f64_to_u64(d.into_timestamp_millis() as f64)))),
+                SubColumn::Str(c) => c.term_ords(doc).for_each(|ord| offer((2, 2 * ord + 1))),
+            }
+        }
+        best.unwrap_or(MISSING)
+    }
+
+    fn order(&self, a: &(LocalKey, u64, DocId), b: &(LocalKey, u64, DocId)) -> Ordering {
+        local_cmp(a.0, b.0, self.descending).then(a.1.cmp(&b.1))
+    }
+
+    fn prune(&mut self) {
+        let descending = self.descending;
+        let cmp = |a: &(LocalKey, u64, DocId), b: &(LocalKey, u64, DocId)| {
+            local_cmp(a.0, b.0, descending).then(a.1.cmp(&b.1))
+        };
+        if self.hits.len() > self.limit {
+            self.hits.select_nth_unstable_by(self.limit, cmp);
+            self.hits.truncate(self.limit);
+        }
+    }
+
+    fn resolve(&self, key: LocalKey, id_half: u64) -> io::Result<(SortValue, String)> {
+        let value = match key {
+            (0, b) => SortValue::Bool(b == 1),
+            (1, v) => SortValue::Num(u64_to_f64(v)),
+            (2, half) => {
+                let column = self.columns.iter().find_map(|c| match c {
+                    SubColumn::Str(c) => Some(c),
+                    _ => None,
+                });
+                let mut text = String::new();
+                if let Some(column) = column {
+                    column.ord_to_str((half - 1) / 2, &mut text)?;
+                }
+                SortValue::Str(text)
+            }
+            _ => SortValue::Missing,
+        };
+        let mut id = String::new();
+        self.ids.ord_to_str((id_half - 1) / 2, &mut id)?;
+        Ok((value, id))
+    }
+}
+
+impl SegmentCollector for SegmentTopHits {
+    type Fruit = Result<Vec<Hit>, String>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        let Some(id_ord) = self.ids.term_ords(doc).next() else {
+            return;
+        };
+        let hit = (self.key(doc), 2 * id_ord + 1, doc);
+        if let Some((after_key, after_id)) = self.after
+            && self.order(&hit, &(after_key, after_id, 0)) != Ordering::Greater
+        {
+            return;
+        }
+        self.hits.push(hit);
+        if self.hits.len() >= 2 * self.limit.max(32) {
+            self.prune();
+        }
+    }
+
+    fn harvest(mut self) -> Self::Fruit {
+        self.prune();
+        let descending = self.descending;
+        self.hits
+            .sort_by(|a, b| local_cmp(a.0, b.0, descending).then(a.1.cmp(&b.1)));
+        self.hits
+            .iter()
+            .map(|&(key, id_half, doc)| {
+                let (value, id) = self
+                    .resolve(key, id_half)
+                    .map_err(|e| format!("reading sort keys: {e}"))?;
+                Ok(Hit {
+                    value,
+                    id,
+                    address: DocAddress::new(self.segment, doc),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,322 @@
+//! The index must agree with the in-memory matcher (`query::eval`) on every filter, and its
+//! sorted paging must equal sorting the matches in memory. Random filters over a generated
+//! population, spread over several segments with deleted and re-added documents.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::value::RawValue;
+
+use super::{IndexConfig, UserIndex};
+use crate::clerk::fake::Population;
+use crate::clerk::model::parse_user;
+use crate::query::ast::{CmpOp, DateValue, FieldPath, Filter, Op, Predicate, Value};
+use crate::query::eval::{matches, metadata_leaves};
+use crate::query::sort::{SortSpec, hit_cmp, sort_value};
+use crate::query::{CoreField, FilterLimits, validate};
+use crate::user::{ChangeSource, MetadataNamespace, User, UserChange};
+
+const USERS: usize = 3_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    index: UserIndex,
+    users: Vec<Arc<User>>,
+    now_ms: i64,
+}
+
+fn to_user(json: &serde_json::Value) -> User {
+    let raw = RawValue::from_string(json.to_string()).unwrap();
+    parse_user(&raw).unwrap()
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let population = Population::new(USERS);
+        let mut users: Vec<Arc<User>> = (0..USERS)
+            .map(|i| Arc::new(to_user(&population.user(i))))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = IndexConfig::new(dir.path());
+        config.writer_memory_bytes = 50 << 20;
+        config.writer_threads = 1;
+        let (index, task) = UserIndex::open(&config).unwrap();
+        runtime.block_on(async {
+            let (writer, thread) = task.spawn();
+            // Three commits make three segments; the third rewrites some users of the first and
+            // deletes others, so segments hold deleted documents too.
+            for chunk in users.chunks(USERS / 3 + 1) {
+                let changes = chunk
+                    .iter()
+                    .map(|u| UserChange::Upsert {
+                        user: u.clone(),
+                        source: ChangeSource::Backfill,
+                    })
+                    .collect();
+                writer.apply(changes, None).await.unwrap();
+            }
+            let mut rewrites = Vec::new();
+            for user in users.iter_mut().step_by(7) {
+                let mut changed = (**user).clone();
+                changed.updated_at += 1;
+                changed.public_metadata["plan_type"] = "pro".into();
+                *user = Arc::new(changed);
+                rewrites.push(UserChange::Upsert {
+                    user: user.clone(),
+                    source: ChangeSource::Webhook,
+                });
+            }
+            writer.apply(rewrites, None).await.unwrap();
+            let deleted: Vec<String> = users
+                .iter()
+                .skip(3)
+                .step_by(11)
+                .map(|u| u.id.clone())
+                .collect();
+            let deletes = deleted
+                .iter()
+                .map(|id| UserChange::Delete {
+                    user_id: id.clone(),
+                    deleted_at_ms: i64::MAX,
+                    source: ChangeSource::Webhook,
+                })
+                .collect();
+            writer.apply(deletes, None).await.unwrap();
+            users.retain(|u| !deleted.contains(&u.id));
+            drop(writer);
+            tokio::task::spawn_blocking(move || thread.join().unwrap())
+                .await
+                .unwrap();
+        });
+        Fixture {
+            _dir: dir,
+            index,
+            users,
+            now_ms: population.anchor_ms,
+        }
+    })
+}
+
+fn meta(namespace: MetadataNamespace, keys: &[&str]) -> FieldPath {
+    FieldPath::Metadata {
+        namespace,
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+fn paths() -> Vec<FieldPath> {
+    use MetadataNamespace::*;
+    let mut paths = vec![
+        meta(Public, &["membership_tier"]),
+        meta(Public, &["plan_type"]),
+        meta(Public, &["favorite_genre"]),
+        meta(Public, &["user_preferences", "theme"]),
+        meta(Public, &["user_preferences", "notifications", "email"]),
+        meta(Public, &["user_preferences"]),
+        meta(Public, &["points"]),
+        meta(Public, &["score"]),
+        meta(Public, &["beta_cohort"]),
+        meta(Public, &["referrer"]),
+        meta(Public, &["utm-campaign"]),
+        meta(Public, &["tags"]),
+        meta(Public, &["country"]),
+        meta(Private, &["ltv"]),
+        meta(Private, &["seats"]),
+        meta(Private, &["crm", "segment"]),
+        meta(Private, &["crm", "account_manager"]),
+        meta(Private, &["risk_score"]),
+        meta(Unsafe, &["onboarding_step"]),
+        meta(Unsafe, &["onboarding_complete"]),
+        meta(Unsafe, &["nickname"]),
+        meta(Public, &["no_such_key"]),
+    ];
+    paths.extend(CoreField::ALL.into_iter().map(FieldPath::Core));
+    paths
+}
+
+/// Values that occur at a path in the population, plus a few that do not.
+fn sample_value(rng: &mut ChaCha8Rng, users: &[Arc<User>], path: &FieldPath) -> Value {
+    let user = users.choose(rng).unwrap();
+    let from_json = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::Number(n) if n.is_f64() => Value::Float(n.as_f64().unwrap()),
+        serde_json::Value::Number(n) => Value::Integer(n.as_i64().unwrap()),
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        _ => Value::Null,
+    };
+    match path {
+        FieldPath::Metadata { namespace, keys } => {
+            let leaves = metadata_leaves(user.metadata(*namespace), keys);
+            match (leaves.choose(rng), rng.random_range(0..10)) {
+                (Some(leaf), 0..=6) => from_json(leaf),
+                (_, 7) => Value::Float(rng.random_range(-10.0..2000.0)),
+                (_, 8) => Value::Integer(rng.random_range(-5..3000)),
+                _ => Value::String(
+                    ["gold", "pro", "fiction", "dark", "a", "m", "zzz"]
+                        .choose(rng)
+                        .unwrap()
+                        .to_string(),
+                ),
+            }
+        }
+        FieldPath::Core(field) => {
+            let strings = crate::query::eval::core_strings(user, *field);
+            if let Some(ms) = crate::query::eval::core_date(user, *field) {
+                return Value::Date(DateValue::Absolute(ms + rng.random_range(-1..=1)));
+            }
+            if let Some(b) = crate::query::eval::core_bool(user, *field) {
+                return Value::Bool(b);
+            }
+            match strings.choose(rng) {
+                Some(s) if rng.random_bool(0.5) => Value::String(s.to_uppercase()),
+                Some(s) => Value::String(s.clone()),
+                None => Value::Null,
+            }
+        }
+    }
+}
+
+fn random_predicate(rng: &mut ChaCha8Rng, users: &[Arc<User>]) -> Filter {
+    let path = paths().choose(rng).unwrap().clone();
+    let v1 = sample_value(rng, users, &path);
+    let v2 = sample_value(rng, users, &path);
+    let prefix = match &v1 {
+        Value::String(s) => s.chars().take(rng.random_range(0..=3)).collect(),
+        _ => "a".to_string(),
+    };
+    let cmp = *[
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Lte,
+        CmpOp::Gt,
+        CmpOp::Gte,
+    ]
+    .choose(rng)
+    .unwrap();
+    let op = match rng.random_range(0..9) {
+        0..=3 => Op::Compare(cmp, v1),
+        4 => Op::In(vec![v1, v2]),
+        5 => Op::Exists,
+        6 => Op::StartsWith(prefix),
+        7 => Op::Between(v1, v2),
+        _ => match &v1 {
+            Value::String(s) => Op::Matches(s.clone()),
+            _ => Op::Compare(CmpOp::Eq, Value::Null),
+        },
+    };
+    Filter::Predicate(Predicate {
+        path,
+        op,
+        position: 0,
+    })
+}
+
+fn random_filter(rng: &mut ChaCha8Rng, users: &[Arc<User>], depth: u32) -> Filter {
+    if depth == 0 || rng.random_bool(0.4) {
+        return random_predicate(rng, users);
+    }
+    match rng.random_range(0..3) {
+        0 => Filter::And(
+            (0..rng.random_range(2..4))
+                .map(|_| random_filter(rng, users, depth - 1))
+                .collect(),
+        ),
+        1 => Filter::Or(
+            (0..rng.random_range(2..4))
+                .map(|_| random_filter(rng, users, depth - 1))
+                .collect(),
+        ),
+        _ => Filter::Not(Box::new(random_filter(rng, users, depth - 1))),
+    }
+}
+
+/// A random filter that passes validation (invalid combinations are regenerated).
+fn valid_filter(seed: u64, users: &[Arc<User>]) -> Filter {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    loop {
+        if let Ok(filter) = validate(random_filter(&mut rng, users, 3), &FilterLimits::default()) {
+            return filter;
+        }
+    }
+}
+
+fn expected_ids(fixture: &Fixture, filter: &Filter) -> BTreeSet<String> {
+    fixture
+        .users
+        .iter()
+        .filter(|u| matches(filter, u, fixture.now_ms))
+        .map(|u| u.id.clone())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn index_agrees_with_the_in_memory_matcher(seed in any::<u64>()) {
+        let fixture = fixture();
+        let filter = valid_filter(seed, &fixture.users);
+        let snapshot = fixture.index.snapshot();
+        let expected = expected_ids(fixture, &filter);
+        let count = snapshot.count(Some(&filter), fixture.now_ms).unwrap();
+        let ids: BTreeSet<String> = snapshot.all_ids(Some(&filter), &SortSpec::by_id(), fixture.now_ms).unwrap().into_iter().collect();
+        prop_assert_eq!(count as usize, expected.len(), "count differs for {:?}", filter);
+        prop_assert_eq!(ids, expected, "ids differ for {:?}", filter);
+    }
+
+    #[test]
+    fn sorted_pages_visit_every_match_once_in_order(seed in any::<u64>(), page in 1usize..97) {
+        let fixture = fixture();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let filter = if rng.random_bool(0.3) { None } else { Some(valid_filter(seed, &fixture.users)) };
+        let path = paths().into_iter().filter(|p| !matches!(p, FieldPath::Core(f) if !f.sortable())).collect::<Vec<_>>().choose(&mut rng).unwrap().clone();
+        let spec = SortSpec { path: path.clone(), descending: rng.random_bool(0.5) };
+        let mut expected: Vec<(crate::query::sort::SortValue, String)> = fixture.users.iter()
+            .filter(|u| filter.as_ref().is_none_or(|f| matches(f, u, fixture.now_ms)))
+            .map(|u| (sort_value(u, &path, spec.descending), u.id.clone()))
+            .collect();
+        expected.sort_by(|a, b| hit_cmp((&a.0, &a.1), (&b.0, &b.1), spec.descending));
+        let snapshot = fixture.index.snapshot();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let hits = snapshot.search(filter.as_ref(), &spec, after.take(), page, fixture.now_ms).unwrap();
+            prop_assert!(hits.len() <= page);
+            let Some(last) = hits.last() else { break };
+            after = Some(super::SortCursor { value: last.sort_value.clone(), id: last.id.clone() });
+            seen.extend(hits.into_iter().map(|h| (h.sort_value, h.id)));
+        }
+        prop_assert_eq!(seen.len(), expected.len(), "sorting by {:?}", spec);
+        for (got, want) in seen.iter().zip(&expected) {
+            prop_assert_eq!(&got.1, &want.1, "sorting by {:?}: got {:?}, want {:?}", spec, got, want);
+        }
+    }
+}
+
+#[test]
+fn get_returns_the_stored_clerk_json_and_deleted_users_are_gone() {
+    let fixture = fixture();
+    let snapshot = fixture.index.snapshot();
+    let user = &fixture.users[10];
+    let raw = snapshot.get_raw_json(&user.id).unwrap().unwrap();
+    assert_eq!(raw, &*user.raw_json);
+    assert_eq!(
+        snapshot.updated_at_of(&user.id).unwrap(),
+        Some(user.updated_at)
+    );
+    let population = Population::new(USERS);
+    let deleted = population.user(3)["id"].as_str().unwrap().to_string();
+    assert_eq!(snapshot.get_raw_json(&deleted).unwrap(), None);
+    assert_eq!(snapshot.freshness.user_count as usize, fixture.users.len());
+}

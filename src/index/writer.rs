@@ -1,0 +1,276 @@
+//! The one task that owns tantivy's `IndexWriter`. Every change in the system arrives here as a
+//! [`UserChange`] and is applied in arrival order.
+//!
+//! Commit policy: a command whose sender waits for durability is committed as soon as the
+//! channel is drained, together with everything that queued up meanwhile (group commit: a burst
+//! costs one commit, not one per change). Changes nobody waits for (backfill pages) are committed
+//! by size or age. Each commit writes the sync state that came with the last applied command
+//! into the commit payload, so a crash resumes from exactly what is in the index.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::document::user_document;
+use super::schema::Fields;
+use super::{CommitPayload, IndexConfig, IndexError, Snapshot, snapshot_of};
+use crate::user::UserChange;
+
+enum Command {
+    Apply {
+        changes: Vec<UserChange>,
+        sync_state: Option<serde_json::Value>,
+        ack: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+}
+
+/// Sends changes to the writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl WriterHandle {
+    /// Applies changes and waits until they are committed; returns the generation that holds them.
+    pub async fn apply(
+        &self,
+        changes: Vec<UserChange>,
+        sync_state: Option<serde_json::Value>,
+    ) -> Result<u64, IndexError> {
+        let (ack, done) = oneshot::channel();
+        self.commands
+            .send(Command::Apply {
+                changes,
+                sync_state,
+                ack: Some(ack),
+            })
+            .await
+            .map_err(|_| IndexError::WriterStopped)?;
+        done.await
+            .map_err(|_| IndexError::WriterStopped)?
+            .map_err(IndexError::Read)
+    }
+
+    /// Queues changes without waiting for their commit (bulk loads). Waits only for queue space.
+    pub async fn submit(
+        &self,
+        changes: Vec<UserChange>,
+        sync_state: Option<serde_json::Value>,
+    ) -> Result<(), IndexError> {
+        self.commands
+            .send(Command::Apply {
+                changes,
+                sync_state,
+                ack: None,
+            })
+            .await
+            .map_err(|_| IndexError::WriterStopped)
+    }
+
+    /// Commits everything queued so far and waits for it.
+    pub async fn flush(&self) -> Result<u64, IndexError> {
+        self.apply(Vec::new(), None).await
+    }
+}
+
+/// The writer task. Create with [`super::UserIndex::open`], start with [`IndexWriterTask::spawn`].
+pub struct IndexWriterTask {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Arc<Fields>,
+    publish: watch::Sender<Arc<Snapshot>>,
+    payload: CommitPayload,
+    config: IndexConfig,
+    /// `updated_at` of every user changed since the last commit (deletes as `i64::MAX`).
+    pending_versions: HashMap<String, i64>,
+    pending_changes: usize,
+    pending_since: Option<Instant>,
+    waiting: Vec<oneshot::Sender<Result<u64, String>>>,
+    ignored_stale: u64,
+}
+
+impl IndexWriterTask {
+    pub(super) fn new(
+        writer: IndexWriter,
+        reader: IndexReader,
+        fields: Arc<Fields>,
+        publish: watch::Sender<Arc<Snapshot>>,
+        payload: CommitPayload,
+        config: &IndexConfig,
+    ) -> Self {
+        IndexWriterTask {
+            writer,
+            reader,
+            fields,
+            publish,
+            payload,
+            config: config.clone(),
+            pending_versions: HashMap::new(),
+            pending_changes: 0,
+            pending_since: None,
+            waiting: Vec::new(),
+            ignored_stale: 0,
+        }
+    }
+
+    /// Starts the task on its own thread (tantivy's calls block). It stops, after a final commit,
+    /// when every [`WriterHandle`] is dropped; join the returned handle to wait for that.
+    pub fn spawn(self) -> (WriterHandle, std::thread::JoinHandle<()>) {
+        let (commands, receiver) = mpsc::channel(64);
+        let runtime = tokio::runtime::Handle::current();
+        let thread = std::thread::Builder::new()
+            .name("index-writer".into())
+            .spawn(move || self.run(receiver, runtime))
+            .expect("spawning the index writer thread");
+        (WriterHandle { commands }, thread)
+    }
+
+    fn run(mut self, mut commands: mpsc::Receiver<Command>, runtime: tokio::runtime::Handle) {
+        loop {
+            let next = match self.pending_since {
+                None => runtime.block_on(commands.recv()).map(Some),
+                Some(since) => {
+                    let deadline = since + self.config.commit_interval;
+                    match runtime.block_on(tokio::time::timeout_at(deadline, commands.recv())) {
+                        Ok(command) => command.map(Some),
+                        Err(_elapsed) => Some(None),
+                    }
+                }
+            };
+            match next {
+                None => break,
+                Some(None) => self.commit(),
+                Some(Some(command)) => {
+                    self.handle(command);
+                    // Group commit: take everything already queued before deciding.
+                    while let Ok(command) = commands.try_recv() {
+                        self.handle(command);
+                    }
+                    if !self.waiting.is_empty()
+                        || self.pending_changes >= self.config.commit_max_changes
+                    {
+                        self.commit();
+                    }
+                }
+            }
+        }
+        if self.pending_since.is_some() || !self.waiting.is_empty() {
+            self.commit();
+        }
+        if let Err(error) = self.writer.wait_merging_threads() {
+            tracing::warn!(%error, "index merges did not finish cleanly");
+        }
+        tracing::info!(ignored_stale = self.ignored_stale, "index writer stopped");
+    }
+
+    fn handle(&mut self, command: Command) {
+        let Command::Apply {
+            changes,
+            sync_state,
+            ack,
+        } = command;
+        for change in changes {
+            self.apply_change(change);
+        }
+        if let Some(state) = sync_state {
+            self.payload.sync_state = state;
+            self.pending_since.get_or_insert_with(Instant::now);
+        }
+        if let Some(ack) = ack {
+            self.waiting.push(ack);
+        }
+    }
+
+    /// The `updated_at` the index holds for a user: pending changes first, then the last commit.
+    fn current_version(&self, user_id: &str) -> Option<i64> {
+        if let Some(version) = self.pending_versions.get(user_id) {
+            return Some(*version);
+        }
+        let snapshot = self.publish.borrow().clone();
+        snapshot.updated_at_of(user_id).ok().flatten()
+    }
+
+    fn apply_change(&mut self, change: UserChange) {
+        let id_term = Term::from_field_text(self.fields.id, change.user_id());
+        match change {
+            UserChange::Upsert { user, .. } => {
+                if self
+                    .current_version(&user.id)
+                    .is_some_and(|held| held > user.updated_at)
+                {
+                    self.ignored_stale += 1;
+                    return;
+                }
+                let doc: TantivyDocument = user_document(&self.fields, &user);
+                self.writer.delete_term(id_term);
+                if let Err(error) = self.writer.add_document(doc) {
+                    tracing::error!(user_id = %user.id, %error, "could not add a user to the index");
+                    return;
+                }
+                self.payload.newest_updated_at_ms =
+                    self.payload.newest_updated_at_ms.max(user.updated_at);
+                self.pending_versions
+                    .insert(user.id.clone(), user.updated_at);
+            }
+            UserChange::Delete { user_id, .. } => {
+                self.writer.delete_term(id_term);
+                self.pending_versions.insert(user_id, i64::MIN);
+            }
+        }
+        self.pending_changes += 1;
+        self.pending_since.get_or_insert_with(Instant::now);
+    }
+
+    fn commit(&mut self) {
+        let started = std::time::Instant::now();
+        self.payload.generation += 1;
+        self.payload.format = 1;
+        let result = self.try_commit();
+        let waiting = std::mem::take(&mut self.waiting);
+        match result {
+            Ok(()) => {
+                let generation = self.payload.generation;
+                tracing::debug!(
+                    generation,
+                    changes = self.pending_changes,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "index committed"
+                );
+                for ack in waiting {
+                    let _ = ack.send(Ok(generation));
+                }
+            }
+            Err(error) => {
+                self.payload.generation -= 1;
+                tracing::error!(%error, "index commit failed; rolling back the uncommitted changes");
+                if let Err(rollback) = self.writer.rollback() {
+                    tracing::error!(error = %rollback, "index rollback failed");
+                }
+                for ack in waiting {
+                    let _ = ack.send(Err(format!("index commit failed: {error}")));
+                }
+            }
+        }
+        self.pending_versions.clear();
+        self.pending_changes = 0;
+        self.pending_since = None;
+    }
+
+    fn try_commit(&mut self) -> Result<(), IndexError> {
+        let payload =
+            serde_json::to_string(&self.payload).map_err(|e| IndexError::Payload(e.to_string()))?;
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        self.reader.reload()?;
+        self.publish.send_replace(Arc::new(snapshot_of(
+            &self.reader,
+            &self.fields,
+            &self.payload,
+        )));
+        Ok(())
+    }
+}
