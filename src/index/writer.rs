@@ -129,6 +129,8 @@ impl IndexWriterTask {
     }
 
     fn run(mut self, mut commands: mpsc::Receiver<Command>, runtime: tokio::runtime::Handle) {
+        // Timers and `Instant::now` need the runtime's context on this plain thread.
+        let _context = runtime.enter();
         loop {
             let next = match self.pending_since {
                 None => runtime.block_on(commands.recv()).map(Some),

@@ -302,6 +302,14 @@ fn lex_relative(chars: &[char], i: usize, start: usize) -> Result<(i64, usize), 
     Ok((sign * amount.saturating_mul(unit_ms), digits_end + 1))
 }
 
+/// A date on its own: RFC 3339, `YYYY-MM-DD`, or relative (`now`, `now-30d`).
+pub fn parse_date_value(text: &str) -> Option<DateValue> {
+    match tokenize(text.trim()).ok()?.as_slice() {
+        [Spanned { token: Token::Date(date), .. }] => Some(*date),
+        _ => parse_date_literal(text.trim()).map(DateValue::Absolute),
+    }
+}
+
 /// RFC 3339, or a bare `YYYY-MM-DD` (midnight UTC), to milliseconds since the epoch.
 pub fn parse_date_literal(text: &str) -> Option<i64> {
     use time::format_description::well_known::Rfc3339;

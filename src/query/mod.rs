@@ -13,7 +13,7 @@ mod validate;
 
 pub use ast::{CmpOp, CoreField, DateValue, FieldPath, Filter, Op, Predicate, Value};
 pub use error::{FilterError, FilterLimits};
-pub use lexer::parse_date_literal;
+pub use lexer::{parse_date_literal, parse_date_value};
 pub use parser::parse_filter;
 pub use validate::validate;
 

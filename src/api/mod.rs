@@ -1,0 +1,18 @@
+//! The tonic adapter: service implementations and proto <-> domain conversion. The only module
+//! that sees protobuf or tonic types (besides the error mapping in `error.rs`).
+
+mod convert;
+mod page_token;
+mod projection;
+mod user_index;
+
+pub use projection::project_json;
+pub use user_index::UserIndexService;
+
+/// The generated protobuf and gRPC code (`proto/clerkindex/v1`).
+pub mod proto {
+    tonic::include_proto!("clerkindex.v1");
+
+    /// For gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clerkindex_descriptor");
+}

@@ -1,0 +1,123 @@
+//! `run(config, listeners, shutdown)`: opens the index, starts the writer task, the backfill, the
+//! gRPC server (UserIndex, health, reflection) and the HTTP server (probes), and shuts them down
+//! in order: stop taking requests, stop sync, drain and commit the writer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::api::{UserIndexService, proto};
+use crate::clerk::ClerkClient;
+use crate::config::Config;
+use crate::index::UserIndex;
+use crate::sync::{Backfill, BackfillProgress};
+
+/// Already-bound sockets, so tests can listen on port 0 and production binds in `main`.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+/// The gRPC service name health reports on (and `""`, the whole server).
+pub const USER_INDEX_SERVICE: &str = "clerkindex.v1.UserIndex";
+
+/// Runs the service until `shutdown` resolves, then stops it in order.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (index, writer_task) = UserIndex::open(&config.index)?;
+    let snapshot = index.snapshot();
+    tracing::info!(
+        dir = %config.index.dir.display(),
+        users = snapshot.freshness.user_count,
+        generation = snapshot.freshness.generation,
+        "index opened"
+    );
+    drop(snapshot);
+    let (writer, writer_thread) = writer_task.spawn();
+    let clerk = ClerkClient::new(config.clerk.clone())?;
+    let cancel = CancellationToken::new();
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in ["", USER_INDEX_SERVICE] {
+        health.set_service_status(service, ServingStatus::NotServing).await;
+    }
+    let progress = Arc::new(BackfillProgress::default());
+    let backfill = Backfill { clerk, writer: writer.clone(), index: index.clone(), progress: progress.clone(), page_size: config.backfill_page_size };
+    let sync_task = tokio::spawn({
+        let cancel = cancel.clone();
+        let health = health.clone();
+        async move {
+            if backfill.run(cancel).await {
+                for service in ["", USER_INDEX_SERVICE] {
+                    health.set_service_status(service, ServingStatus::Serving).await;
+                }
+            }
+        }
+    });
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let user_index = UserIndexService::new(index.clone(), config.filter_limits, config.max_page_size);
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(user_index.into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), cancel.clone().cancelled_owned());
+    let grpc_task = tokio::spawn(grpc);
+
+    let http_addr = listeners.http.local_addr()?;
+    let http = axum::serve(listeners.http, probes(progress)).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let http_task = tokio::spawn(async move { http.await });
+    tracing::info!(%grpc_addr, %http_addr, "clerk-index serving");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    for service in ["", USER_INDEX_SERVICE] {
+        health.set_service_status(service, ServingStatus::NotServing).await;
+    }
+    cancel.cancel();
+    let grpc_result = grpc_task.await?;
+    http_task.await??;
+    sync_task.await?;
+    drop(writer);
+    // Every writer handle is gone now; the writer commits what is pending and stops.
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the index writer thread panicked"))?;
+    grpc_result?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn probes(progress: Arc<BackfillProgress>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(progress)
+}
+
+async fn readyz(State(progress): State<Arc<BackfillProgress>>) -> (StatusCode, String) {
+    if progress.complete.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready".into())
+    } else {
+        let seen = progress.users_seen.load(Ordering::Relaxed);
+        let total = progress.users_total.load(Ordering::Relaxed);
+        (StatusCode::SERVICE_UNAVAILABLE, format!("backfill in progress: {seen} of {total} users"))
+    }
+}

@@ -1,0 +1,124 @@
+//! `clerk-index demo`: the real service against an embedded fake Clerk serving a generated
+//! population, so anyone can try it with one command; and `clerk-index fake-clerk` alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+
+use crate::app;
+use crate::clerk::fake::{FakeClerk, FakeClerkConfig, FaultInjection, Population};
+use crate::clerk::rate_limit::RateLimit;
+use crate::config::{Config, IndexArgs, parse_addr};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Users in the generated population.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Seed of the generated population (same seed, same users).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, env = "CLERK_INDEX_GRPC_ADDR", default_value = "127.0.0.1:50051", value_parser = parse_addr)]
+    pub grpc_addr: SocketAddr,
+    #[arg(long, env = "CLERK_INDEX_HTTP_ADDR", default_value = "127.0.0.1:8080", value_parser = parse_addr)]
+    pub http_addr: SocketAddr,
+    /// Where the embedded fake Clerk listens (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_addr)]
+    pub fake_clerk_addr: SocketAddr,
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FakeClerkArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value = "127.0.0.1:8081", value_parser = parse_addr)]
+    pub addr: SocketAddr,
+    /// The secret key clients must send as `Authorization: Bearer <key>`.
+    #[arg(long, default_value = "sk_test_fake_clerk")]
+    pub secret_key: String,
+    /// Answer every Nth request with 429 and Retry-After.
+    #[arg(long)]
+    pub throttle_every: Option<u64>,
+    /// Answer every Nth request with 500.
+    #[arg(long)]
+    pub server_error_every: Option<u64>,
+    /// Enforce a real per-instance rate limit, e.g. 1000/10s (Clerk production).
+    #[arg(long)]
+    pub rate_limit: Option<String>,
+}
+
+fn population(users: usize, seed: u64) -> Population {
+    Population { seed, ..Population::new(users) }
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(args.index.log_format);
+    let started = std::time::Instant::now();
+    let fake = FakeClerk::new(FakeClerkConfig::new(population(args.users, args.seed)));
+    tracing::info!(users = args.users, took_ms = started.elapsed().as_millis() as u64, "generated the demo population");
+    let fake_listener = TcpListener::bind(args.fake_clerk_addr).await?;
+    let fake_url = format!("http://{}", fake_listener.local_addr()?);
+    let fake_shutdown = tokio_util::sync::CancellationToken::new();
+    let fake_task = tokio::spawn(fake.serve(fake_listener, fake_shutdown.clone().cancelled_owned()));
+
+    let temp_dir;
+    let default_dir = match &args.index.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp_dir = tempfile_dir()?;
+            temp_dir.clone()
+        }
+    };
+    let config = Config::new(&args.index, default_dir.clone(), &fake_url, "sk_test_fake_clerk".into())?;
+    let listeners = super::serve::bind(args.grpc_addr, args.http_addr).await?;
+    let grpc = listeners.grpc.local_addr()?;
+    eprintln!(
+        "\nclerk-index demo: {users} generated users behind an embedded fake Clerk at {fake_url}\n\
+         index: {dir}\n\
+         gRPC: {grpc} (UNAUTHENTICATED: demo only)   HTTP probes: http://{http}/readyz\n\n\
+         try, in another terminal:\n  \
+         clerk-index count --server http://{grpc} --filter 'public.membership_tier = \"gold\" AND public.plan_type IN [\"pro\", \"team\"]'\n  \
+         clerk-index search --server http://{grpc} --filter 'public.favorite_genre = \"sci-fi\"' --sort -public.points --limit 5 --fields public.points,public.favorite_genre\n  \
+         grpcurl -plaintext -d '{{\"filter\":{{\"expression\":\"public.user_preferences.theme = \\\"dark\\\"\"}}}}' {grpc} clerkindex.v1.UserIndex/CountUsers\n",
+        users = args.users,
+        dir = default_dir.display(),
+        http = listeners.http.local_addr()?,
+    );
+    let result = app::run(config, listeners, super::shutdown_signal()).await;
+    fake_shutdown.cancel();
+    let _ = fake_task.await;
+    if args.index.data_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&default_dir);
+    }
+    result
+}
+
+/// A fresh directory for a demo index, removed when the demo stops.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("clerk-index-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(crate::config::LogFormat::Pretty);
+    let mut config = FakeClerkConfig::new(population(args.users, args.seed));
+    config.secret_key = args.secret_key.clone();
+    config.faults = FaultInjection { throttle_every: args.throttle_every, server_error_every: args.server_error_every, retry_after_secs: 1 };
+    config.rate_limit = args.rate_limit.as_deref().map(RateLimit::parse).transpose().map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?;
+    let fake = FakeClerk::new(config);
+    let listener = TcpListener::bind(args.addr).await?;
+    eprintln!(
+        "fake Clerk with {} users at http://{}/v1 (secret key {})",
+        args.users,
+        listener.local_addr()?,
+        args.secret_key
+    );
+    fake.serve(listener, super::shutdown_signal()).await?;
+    Ok(())
+}

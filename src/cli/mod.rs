@@ -1,0 +1,67 @@
+//! The command line: `serve`, `demo`, `fake-clerk`, and client commands (`count`, `search`) that
+//! talk to a running server over gRPC.
+
+mod client;
+mod demo;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+pub use client::{CountArgs, SearchArgs};
+pub use demo::{DemoArgs, FakeClerkArgs};
+pub use serve::ServeArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "clerk-index", version, about = "Mirror Clerk users into a local index; filter, count and sort them by metadata over gRPC.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the index of a real Clerk instance (needs CLERK_SECRET_KEY).
+    Serve(ServeArgs),
+    /// Serve a generated population through an embedded fake Clerk: no account needed.
+    Demo(DemoArgs),
+    /// Run only the fake Clerk Backend API (for tests and experiments).
+    FakeClerk(FakeClerkArgs),
+    /// Count users matching a filter on a running server.
+    Count(CountArgs),
+    /// List users matching a filter on a running server.
+    Search(SearchArgs),
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Demo(args) => demo::demo(args).await,
+            Command::FakeClerk(args) => demo::fake_clerk(args).await,
+            Command::Count(args) => client::count(args).await,
+            Command::Search(args) => client::search(args).await,
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,91 @@
+//! The one `Config`: flags and `CLERK_INDEX_*` environment variables, secrets from the
+//! environment or files only, a default for every non-secret value, validated once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::clerk::ClerkClientConfig;
+use crate::clerk::rate_limit::RateLimit;
+use crate::index::IndexConfig;
+use crate::query::FilterLimits;
+
+/// Options shared by `serve` and `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IndexArgs {
+    /// Directory of the index (created if missing; reused across restarts).
+    #[arg(long, env = "CLERK_INDEX_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Client-side limit for Clerk Backend API requests, as N/window (Clerk production: 1000/10s).
+    #[arg(long, env = "CLERK_INDEX_CLERK_RATE_LIMIT", default_value = "900/10s")]
+    pub clerk_rate_limit: String,
+    /// Memory budget of the index writer, in MiB.
+    #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value_t = 256)]
+    pub writer_memory_mb: usize,
+    /// Longest time a bulk change (backfill page) waits for its commit, in milliseconds.
+    #[arg(long, env = "CLERK_INDEX_COMMIT_INTERVAL_MS", default_value_t = 2000)]
+    pub commit_interval_ms: u64,
+    /// Largest page a SearchUsers request may ask for.
+    #[arg(long, env = "CLERK_INDEX_MAX_PAGE_SIZE", default_value_t = 1000)]
+    pub max_page_size: u32,
+    /// Log format: pretty or json.
+    #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything `app::run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub index: IndexConfig,
+    pub clerk: ClerkClientConfig,
+    pub filter_limits: FilterLimits,
+    pub max_page_size: u32,
+    /// Clerk users per backfill page (Clerk's maximum is 500).
+    pub backfill_page_size: u32,
+}
+
+impl Config {
+    /// Builds and checks the configuration; the error says which setting is wrong and why.
+    pub fn new(args: &IndexArgs, default_data_dir: PathBuf, clerk_api_url: &str, clerk_secret_key: String) -> anyhow::Result<Config> {
+        let rate_limit = RateLimit::parse(&args.clerk_rate_limit).map_err(|e| anyhow::anyhow!("--clerk-rate-limit: {e}"))?;
+        anyhow::ensure!(args.writer_memory_mb >= 20, "--writer-memory-mb must be at least 20 (tantivy needs ~15 MiB per indexing thread)");
+        anyhow::ensure!((1..=10_000).contains(&args.max_page_size), "--max-page-size must be between 1 and 10000");
+        anyhow::ensure!(args.commit_interval_ms > 0, "--commit-interval-ms must be positive");
+        let url = clerk_api_url.trim_end_matches('/');
+        anyhow::ensure!(url.starts_with("http://") || url.starts_with("https://"), "--clerk-api-url must start with http:// or https:// (got {url:?})");
+        anyhow::ensure!(!url.ends_with("/v1"), "--clerk-api-url is the host without /v1 (e.g. https://api.clerk.com)");
+        anyhow::ensure!(!clerk_secret_key.trim().is_empty(), "the Clerk secret key is empty");
+        let mut index = IndexConfig::new(args.data_dir.clone().unwrap_or(default_data_dir));
+        index.writer_memory_bytes = args.writer_memory_mb << 20;
+        index.writer_threads = if args.writer_memory_mb >= 64 { 2 } else { 1 };
+        index.commit_interval = Duration::from_millis(args.commit_interval_ms);
+        let mut clerk = ClerkClientConfig::new(url, clerk_secret_key.trim());
+        clerk.rate_limit = rate_limit;
+        Ok(Config { index, clerk, filter_limits: FilterLimits::default(), max_page_size: args.max_page_size, backfill_page_size: 500 })
+    }
+}
+
+/// The secret key from `CLERK_SECRET_KEY`, or from the file named by `CLERK_SECRET_KEY_FILE`
+/// (as a mounted Kubernetes Secret provides it).
+pub fn clerk_secret_key_from_env() -> anyhow::Result<String> {
+    if let Ok(key) = std::env::var("CLERK_SECRET_KEY")
+        && !key.trim().is_empty()
+    {
+        return Ok(key);
+    }
+    if let Ok(path) = std::env::var("CLERK_SECRET_KEY_FILE") {
+        return std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading CLERK_SECRET_KEY_FILE {path}: {e}"));
+    }
+    anyhow::bail!("set CLERK_SECRET_KEY (sk_live_... or sk_test_...) or CLERK_SECRET_KEY_FILE; to try clerk-index without a Clerk account run `clerk-index demo`")
+}
+
+/// Parses a listen address with a readable error.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not a listen address like 127.0.0.1:50051"))
+}

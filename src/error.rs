@@ -1,0 +1,51 @@
+//! The one error type of request handling, and its one mapping to gRPC status codes.
+
+use crate::clerk::ClerkApiError;
+use crate::index::IndexError;
+use crate::query::FilterError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid filter: {0}")]
+    InvalidFilter(#[from] FilterError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Clerk(#[from] ClerkApiError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Metadata key carrying the character position of a filter error, for programmatic clients.
+pub const FILTER_ERROR_POSITION: &str = "x-filter-error-position";
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> tonic::Status {
+        let message = error.to_string();
+        match error {
+            Error::InvalidFilter(filter_error) => {
+                let mut status = tonic::Status::invalid_argument(message);
+                if let Some(position) = filter_error.position
+                    && let Ok(value) = position.to_string().parse()
+                {
+                    status.metadata_mut().insert(FILTER_ERROR_POSITION, value);
+                }
+                status
+            }
+            Error::InvalidArgument(_) => tonic::Status::invalid_argument(message),
+            Error::NotFound(_) => tonic::Status::not_found(message),
+            Error::Unavailable(_) => tonic::Status::unavailable(message),
+            Error::Clerk(ClerkApiError::Api { status: 404, .. }) => tonic::Status::not_found(message),
+            Error::Clerk(ClerkApiError::Api { status: 429, .. }) => tonic::Status::resource_exhausted(message),
+            Error::Clerk(_) => tonic::Status::unavailable(message),
+            Error::Index(IndexError::WriterStopped) => tonic::Status::unavailable(message),
+            Error::Index(_) | Error::Internal(_) => tonic::Status::internal(message),
+        }
+    }
+}

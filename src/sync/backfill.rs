@@ -1,0 +1,153 @@
+//! The initial copy: every Clerk user, oldest first, 500 per page, with `starting_after` cursor
+//! paging (offset paging if Clerk refuses the cursor). Pages stream into the writer without
+//! waiting for each commit; each carries the cursor after it, so whatever commit lands last holds
+//! a cursor consistent with the data, and a restart resumes there. Users created during the walk
+//! are appended at the end of the ascending order, so the walk sees them too.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::state::{SyncState, now_ms};
+use crate::clerk::{ClerkApiError, ClerkClient, PageCursor};
+use crate::index::{UserIndex, WriterHandle};
+use crate::user::{ChangeSource, UserChange};
+
+/// Live backfill numbers, for logs, readiness and (later) metrics.
+#[derive(Debug, Default)]
+pub struct BackfillProgress {
+    pub users_seen: AtomicU64,
+    /// Clerk's `/users/count` at the start, 0 if unknown.
+    pub users_total: AtomicU64,
+    pub pages: AtomicU64,
+    pub complete: AtomicBool,
+}
+
+/// Runs the backfill to completion.
+pub struct Backfill {
+    pub clerk: ClerkClient,
+    pub writer: WriterHandle,
+    pub index: UserIndex,
+    pub progress: Arc<BackfillProgress>,
+    pub page_size: u32,
+}
+
+impl Backfill {
+    /// Copies every user, retrying failed pages (after the client's own retries) until it is
+    /// done or `cancel` fires. Returns whether the backfill completed.
+    pub async fn run(self, cancel: CancellationToken) -> bool {
+        let mut state = SyncState::from_payload(&self.index.snapshot().sync_state);
+        if state.backfill.complete {
+            self.progress.users_seen.store(state.backfill.users_seen, Ordering::Relaxed);
+            self.progress.complete.store(true, Ordering::Relaxed);
+            tracing::info!(users = state.backfill.users_seen, "backfill already complete; serving from the index on disk");
+            return true;
+        }
+        if state.backfill.started_at_ms.is_none() {
+            state.backfill.started_at_ms = Some(now_ms());
+        } else {
+            tracing::info!(users_seen = state.backfill.users_seen, after = ?state.backfill.last_user_id, "resuming backfill from the checkpoint");
+        }
+        match self.clerk.count_users().await {
+            Ok(total) => self.progress.users_total.store(total, Ordering::Relaxed),
+            Err(error) => tracing::warn!(%error, "could not count clerk users; progress will show no total"),
+        }
+        let reporter = tokio::spawn(report_progress(self.progress.clone(), cancel.clone()));
+        let done = loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break false,
+                result = self.copy_pages(&mut state) => match result {
+                    Ok(()) => break true,
+                    Err(error) => {
+                        tracing::error!(%error, "backfill page failed after retries; trying again in 10 s");
+                        tokio::select! {
+                            _ = cancel.cancelled() => break false,
+                            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                        }
+                    }
+                }
+            }
+        };
+        reporter.abort();
+        if done {
+            self.progress.complete.store(true, Ordering::Relaxed);
+            tracing::info!(users = state.backfill.users_seen, "backfill complete");
+        }
+        done
+    }
+
+    async fn copy_pages(&self, state: &mut SyncState) -> Result<(), BackfillError> {
+        loop {
+            let cursor = match state.backfill.offset {
+                Some(offset) => PageCursor::Offset(offset),
+                None => PageCursor::After(state.backfill.last_user_id.clone()),
+            };
+            let page = match self.clerk.list_users_page(&cursor, self.page_size).await {
+                Ok(page) => page,
+                Err(error) if cursor_refused(&cursor, &error) => {
+                    tracing::warn!(%error, "clerk refused cursor paging; continuing with offset paging");
+                    state.backfill.offset = Some(state.backfill.users_seen);
+                    continue;
+                }
+                Err(error) => return Err(BackfillError::Clerk(error)),
+            };
+            let count = page.len() as u64;
+            state.backfill.users_seen += count;
+            if let Some(last) = page.last() {
+                state.backfill.last_user_id = Some(last.id.clone());
+            }
+            if let Some(offset) = state.backfill.offset.as_mut() {
+                *offset += count;
+            }
+            let last_page = count < u64::from(self.page_size);
+            if last_page {
+                state.backfill.complete = true;
+                state.backfill.completed_at_ms = Some(now_ms());
+            }
+            let changes = page
+                .into_iter()
+                .map(|user| UserChange::Upsert { user: Arc::new(user), source: ChangeSource::Backfill })
+                .collect();
+            self.progress.users_seen.store(state.backfill.users_seen, Ordering::Relaxed);
+            self.progress.pages.fetch_add(1, Ordering::Relaxed);
+            if last_page {
+                // The last page is waited for: readiness must mean "durably in the index".
+                self.writer.apply(changes, Some(state.to_payload())).await.map_err(BackfillError::Index)?;
+                return Ok(());
+            }
+            self.writer.submit(changes, Some(state.to_payload())).await.map_err(BackfillError::Index)?;
+        }
+    }
+}
+
+/// A cursor Clerk will not accept (an old API version, or the cursor user was deleted).
+fn cursor_refused(cursor: &PageCursor, error: &ClerkApiError) -> bool {
+    matches!(cursor, PageCursor::After(Some(_))) && matches!(error.status(), Some(400 | 422))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BackfillError {
+    #[error(transparent)]
+    Clerk(ClerkApiError),
+    #[error(transparent)]
+    Index(crate::index::IndexError),
+}
+
+async fn report_progress(progress: Arc<BackfillProgress>, cancel: CancellationToken) {
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_secs(2));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let seen = progress.users_seen.load(Ordering::Relaxed);
+        let total = progress.users_total.load(Ordering::Relaxed);
+        let rate = seen as f64 / started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(users_seen = seen, users_total = total, users_per_second = rate as u64, "backfill progress");
+    }
+}
+

@@ -1,0 +1,148 @@
+//! One `TestServer` for the integration tests: the real service on 127.0.0.1:0 with a temp
+//! data dir, backfilling from a real fake-Clerk HTTP server, reached over real gRPC.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clerk_index::api::proto::user_index_client::UserIndexClient;
+use clerk_index::app::{self, Listeners, USER_INDEX_SERVICE};
+use clerk_index::clerk::fake::{FakeClerk, FakeClerkConfig, Population};
+use clerk_index::clerk::model::parse_user;
+use clerk_index::config::{Config, IndexArgs, LogFormat};
+use clerk_index::user::User;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// A fake Clerk on 127.0.0.1:0, stopped when dropped.
+pub struct RunningFakeClerk {
+    pub fake: FakeClerk,
+    pub url: String,
+    stop: CancellationToken,
+}
+
+impl RunningFakeClerk {
+    pub async fn start(config: FakeClerkConfig) -> Self {
+        let fake = FakeClerk::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        tokio::spawn(fake.clone().serve(listener, stop.clone().cancelled_owned()));
+        RunningFakeClerk { fake, url, stop }
+    }
+
+    /// Every user the fake holds, parsed as the service would.
+    pub fn users(&self) -> Vec<Arc<User>> {
+        self.fake
+            .user_ids()
+            .iter()
+            .map(|id| {
+                let json = self.fake.user_json(id).unwrap();
+                let raw = serde_json::value::RawValue::from_string(json.to_string()).unwrap();
+                Arc::new(parse_user(&raw).unwrap())
+            })
+            .collect()
+    }
+}
+
+impl Drop for RunningFakeClerk {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Settings a test may change before starting the server.
+pub struct TestOptions {
+    pub clerk_url: String,
+    pub rate_limit: String,
+    pub page_size: u32,
+    pub commit_interval_ms: u64,
+}
+
+impl TestOptions {
+    pub fn new(clerk_url: &str) -> Self {
+        TestOptions { clerk_url: clerk_url.into(), rate_limit: "1000/1s".into(), page_size: 500, commit_interval_ms: 100 }
+    }
+}
+
+pub struct TestServer {
+    pub grpc_url: String,
+    pub http_url: String,
+    pub data_dir: PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path, options: TestOptions) -> TestServer {
+        let args = IndexArgs {
+            data_dir: Some(data_dir.to_path_buf()),
+            clerk_rate_limit: options.rate_limit.clone(),
+            writer_memory_mb: 50,
+            commit_interval_ms: options.commit_interval_ms,
+            max_page_size: 1000,
+            log_format: LogFormat::Pretty,
+        };
+        let mut config = Config::new(&args, data_dir.to_path_buf(), &options.clerk_url, "sk_test_fake_clerk".into()).unwrap();
+        config.backfill_page_size = options.page_size;
+        config.clerk.initial_backoff = Duration::from_millis(20);
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+        let http_url = format!("http://{}", http.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app::run(config, Listeners { grpc, http }, stop.clone().cancelled_owned()));
+        TestServer { grpc_url, http_url, data_dir: data_dir.to_path_buf(), stop, task }
+    }
+
+    /// Starts against a fake with `users` generated users and waits until it serves.
+    pub async fn with_population(data_dir: &Path, users: usize) -> (RunningFakeClerk, TestServer) {
+        let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(users))).await;
+        let server = TestServer::start(data_dir, TestOptions::new(&fake.url)).await;
+        server.wait_serving().await;
+        (fake, server)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        for _ in 0..100 {
+            if let Ok(channel) = Channel::from_shared(self.grpc_url.clone()).unwrap().connect().await {
+                return channel;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the gRPC server at {} never accepted a connection", self.grpc_url);
+    }
+
+    pub async fn client(&self) -> UserIndexClient<Channel> {
+        UserIndexClient::new(self.channel().await)
+    }
+
+    pub async fn health(&self) -> ServingStatus {
+        let mut health = HealthClient::new(self.channel().await);
+        let response = health.check(HealthCheckRequest { service: USER_INDEX_SERVICE.into() }).await.unwrap();
+        ServingStatus::try_from(response.into_inner().status).unwrap()
+    }
+
+    /// Polls health until SERVING (at most 60 s).
+    pub async fn wait_serving(&self) {
+        for _ in 0..600 {
+            if self.health().await == ServingStatus::Serving {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server never reported SERVING");
+    }
+
+    /// Stops the server the way SIGTERM does and waits for a clean exit.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
