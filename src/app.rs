@@ -31,7 +31,11 @@ pub struct Listeners {
 pub const USER_INDEX_SERVICE: &str = "clerkindex.v1.UserIndex";
 
 /// Runs the service until `shutdown` resolves, then stops it in order.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (index, writer_task) = UserIndex::open(&config.index)?;
     let snapshot = index.snapshot();
     tracing::info!(
@@ -47,17 +51,27 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in ["", USER_INDEX_SERVICE] {
-        health.set_service_status(service, ServingStatus::NotServing).await;
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
     }
     let progress = Arc::new(BackfillProgress::default());
-    let backfill = Backfill { clerk, writer: writer.clone(), index: index.clone(), progress: progress.clone(), page_size: config.backfill_page_size };
+    let backfill = Backfill {
+        clerk,
+        writer: writer.clone(),
+        index: index.clone(),
+        progress: progress.clone(),
+        page_size: config.backfill_page_size,
+    };
     let sync_task = tokio::spawn({
         let cancel = cancel.clone();
         let health = health.clone();
         async move {
             if backfill.run(cancel).await {
                 for service in ["", USER_INDEX_SERVICE] {
-                    health.set_service_status(service, ServingStatus::Serving).await;
+                    health
+                        .set_service_status(service, ServingStatus::Serving)
+                        .await;
                 }
             }
         }
@@ -71,25 +85,32 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let user_index = UserIndexService::new(index.clone(), config.filter_limits, config.max_page_size);
+    let user_index =
+        UserIndexService::new(index.clone(), config.filter_limits, config.max_page_size);
     let grpc_addr = listeners.grpc.local_addr()?;
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(user_index.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), cancel.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.grpc),
+            cancel.clone().cancelled_owned(),
+        );
     let grpc_task = tokio::spawn(grpc);
 
     let http_addr = listeners.http.local_addr()?;
-    let http = axum::serve(listeners.http, probes(progress)).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let http = axum::serve(listeners.http, probes(progress))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let http_task = tokio::spawn(async move { http.await });
     tracing::info!(%grpc_addr, %http_addr, "clerk-index serving");
 
     shutdown.await;
     tracing::info!("shutting down");
     for service in ["", USER_INDEX_SERVICE] {
-        health.set_service_status(service, ServingStatus::NotServing).await;
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
     }
     cancel.cancel();
     let grpc_result = grpc_task.await?;
@@ -118,6 +139,9 @@ async fn readyz(State(progress): State<Arc<BackfillProgress>>) -> (StatusCode, S
     } else {
         let seen = progress.users_seen.load(Ordering::Relaxed);
         let total = progress.users_total.load(Ordering::Relaxed);
-        (StatusCode::SERVICE_UNAVAILABLE, format!("backfill in progress: {seen} of {total} users"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("backfill in progress: {seen} of {total} users"),
+        )
     }
 }

@@ -52,22 +52,52 @@ pub struct Config {
 
 impl Config {
     /// Builds and checks the configuration; the error says which setting is wrong and why.
-    pub fn new(args: &IndexArgs, default_data_dir: PathBuf, clerk_api_url: &str, clerk_secret_key: String) -> anyhow::Result<Config> {
-        let rate_limit = RateLimit::parse(&args.clerk_rate_limit).map_err(|e| anyhow::anyhow!("--clerk-rate-limit: {e}"))?;
-        anyhow::ensure!(args.writer_memory_mb >= 20, "--writer-memory-mb must be at least 20 (tantivy needs ~15 MiB per indexing thread)");
-        anyhow::ensure!((1..=10_000).contains(&args.max_page_size), "--max-page-size must be between 1 and 10000");
-        anyhow::ensure!(args.commit_interval_ms > 0, "--commit-interval-ms must be positive");
+    pub fn new(
+        args: &IndexArgs,
+        default_data_dir: PathBuf,
+        clerk_api_url: &str,
+        clerk_secret_key: String,
+    ) -> anyhow::Result<Config> {
+        let rate_limit = RateLimit::parse(&args.clerk_rate_limit)
+            .map_err(|e| anyhow::anyhow!("--clerk-rate-limit: {e}"))?;
+        anyhow::ensure!(
+            args.writer_memory_mb >= 20,
+            "--writer-memory-mb must be at least 20 (tantivy needs ~15 MiB per indexing thread)"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&args.max_page_size),
+            "--max-page-size must be between 1 and 10000"
+        );
+        anyhow::ensure!(
+            args.commit_interval_ms > 0,
+            "--commit-interval-ms must be positive"
+        );
         let url = clerk_api_url.trim_end_matches('/');
-        anyhow::ensure!(url.starts_with("http://") || url.starts_with("https://"), "--clerk-api-url must start with http:// or https:// (got {url:?})");
-        anyhow::ensure!(!url.ends_with("/v1"), "--clerk-api-url is the host without /v1 (e.g. https://api.clerk.com)");
-        anyhow::ensure!(!clerk_secret_key.trim().is_empty(), "the Clerk secret key is empty");
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "--clerk-api-url must start with http:// or https:// (got {url:?})"
+        );
+        anyhow::ensure!(
+            !url.ends_with("/v1"),
+            "--clerk-api-url is the host without /v1 (e.g. https://api.clerk.com)"
+        );
+        anyhow::ensure!(
+            !clerk_secret_key.trim().is_empty(),
+            "the Clerk secret key is empty"
+        );
         let mut index = IndexConfig::new(args.data_dir.clone().unwrap_or(default_data_dir));
         index.writer_memory_bytes = args.writer_memory_mb << 20;
         index.writer_threads = if args.writer_memory_mb >= 64 { 2 } else { 1 };
         index.commit_interval = Duration::from_millis(args.commit_interval_ms);
         let mut clerk = ClerkClientConfig::new(url, clerk_secret_key.trim());
         clerk.rate_limit = rate_limit;
-        Ok(Config { index, clerk, filter_limits: FilterLimits::default(), max_page_size: args.max_page_size, backfill_page_size: 500 })
+        Ok(Config {
+            index,
+            clerk,
+            filter_limits: FilterLimits::default(),
+            max_page_size: args.max_page_size,
+            backfill_page_size: 500,
+        })
     }
 }
 
@@ -80,12 +110,16 @@ pub fn clerk_secret_key_from_env() -> anyhow::Result<String> {
         return Ok(key);
     }
     if let Ok(path) = std::env::var("CLERK_SECRET_KEY_FILE") {
-        return std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading CLERK_SECRET_KEY_FILE {path}: {e}"));
+        return std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("reading CLERK_SECRET_KEY_FILE {path}: {e}"));
     }
-    anyhow::bail!("set CLERK_SECRET_KEY (sk_live_... or sk_test_...) or CLERK_SECRET_KEY_FILE; to try clerk-index without a Clerk account run `clerk-index demo`")
+    anyhow::bail!(
+        "set CLERK_SECRET_KEY (sk_live_... or sk_test_...) or CLERK_SECRET_KEY_FILE; to try clerk-index without a Clerk account run `clerk-index demo`"
+    )
 }
 
 /// Parses a listen address with a readable error.
 pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| format!("{text:?} is not a listen address like 127.0.0.1:50051"))
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a listen address like 127.0.0.1:50051"))
 }

@@ -41,8 +41,12 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(_) => tonic::Status::invalid_argument(message),
             Error::NotFound(_) => tonic::Status::not_found(message),
             Error::Unavailable(_) => tonic::Status::unavailable(message),
-            Error::Clerk(ClerkApiError::Api { status: 404, .. }) => tonic::Status::not_found(message),
-            Error::Clerk(ClerkApiError::Api { status: 429, .. }) => tonic::Status::resource_exhausted(message),
+            Error::Clerk(ClerkApiError::Api { status: 404, .. }) => {
+                tonic::Status::not_found(message)
+            }
+            Error::Clerk(ClerkApiError::Api { status: 429, .. }) => {
+                tonic::Status::resource_exhausted(message)
+            }
             Error::Clerk(_) => tonic::Status::unavailable(message),
             Error::Index(IndexError::WriterStopped) => tonic::Status::unavailable(message),
             Error::Index(_) | Error::Internal(_) => tonic::Status::internal(message),

@@ -12,14 +12,14 @@
 //! - [`user`]: the domain `User` and the one `UserChange` type every source produces.
 //! - [`error`]: the one error enum and its mapping to gRPC status codes.
 
-pub mod clerk;
-pub mod index;
-pub mod query;
-pub mod user;
-pub mod error;
-pub mod sync;
 pub mod api;
 pub mod app;
-pub mod config;
-pub mod telemetry;
+pub mod clerk;
 pub mod cli;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod query;
+pub mod sync;
+pub mod telemetry;
+pub mod user;

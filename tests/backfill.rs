@@ -12,17 +12,33 @@ use tonic_health::pb::health_check_response::ServingStatus;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_pages_through_injected_429s_and_500s() {
     let mut config = FakeClerkConfig::new(Population::new(1_234));
-    config.faults = FaultInjection { throttle_every: Some(4), server_error_every: Some(7), retry_after_secs: 1 };
+    config.faults = FaultInjection {
+        throttle_every: Some(4),
+        server_error_every: Some(7),
+        retry_after_secs: 1,
+    };
     let fake = RunningFakeClerk::start(config).await;
     let dir = tempfile::tempdir().unwrap();
     let mut options = TestOptions::new(&fake.url);
     options.page_size = 100;
     let server = TestServer::start(dir.path(), options).await;
     server.wait_serving().await;
-    let count = server.client().await.count_users(CountUsersRequest { filter: None }).await.unwrap().into_inner();
+    let count = server
+        .client()
+        .await
+        .count_users(CountUsersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(count.count, 1_234);
-    assert!(fake.fake.throttled_count() >= 2, "the test must exercise 429s");
-    assert!(fake.fake.request_count() > 13, "13 pages of 100 plus retries");
+    assert!(
+        fake.fake.throttled_count() >= 2,
+        "the test must exercise 429s"
+    );
+    assert!(
+        fake.fake.request_count() > 13,
+        "13 pages of 100 plus retries"
+    );
     server.stop().await;
 }
 
@@ -35,11 +51,25 @@ async fn health_and_readyz_flip_to_serving_when_backfill_is_done() {
     options.rate_limit = "1/100ms".into(); // 30 pages: ~3 s
     let server = TestServer::start(dir.path(), options).await;
     assert_eq!(server.health().await, ServingStatus::NotServing);
-    let readyz = reqwest::get(format!("{}/readyz", server.http_url)).await.unwrap();
+    let readyz = reqwest::get(format!("{}/readyz", server.http_url))
+        .await
+        .unwrap();
     assert_eq!(readyz.status(), 503);
-    assert_eq!(reqwest::get(format!("{}/livez", server.http_url)).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/livez", server.http_url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.wait_serving().await;
-    assert_eq!(reqwest::get(format!("{}/readyz", server.http_url)).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", server.http_url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.stop().await;
 }
 
@@ -47,15 +77,30 @@ async fn health_and_readyz_flip_to_serving_when_backfill_is_done() {
 async fn restart_serves_immediately_from_disk_without_clerk() {
     let dir = tempfile::tempdir().unwrap();
     let (fake, server) = TestServer::with_population(dir.path(), 2_000).await;
-    let before = server.client().await.count_users(CountUsersRequest { filter: None }).await.unwrap().into_inner();
+    let before = server
+        .client()
+        .await
+        .count_users(CountUsersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
     server.stop().await;
     drop(fake);
     // Clerk is gone: the restarted server must serve what it has.
     let server = TestServer::start(dir.path(), TestOptions::new("http://127.0.0.1:9")).await;
     assert_eq!(server.health().await, ServingStatus::Serving);
-    let after = server.client().await.count_users(CountUsersRequest { filter: None }).await.unwrap().into_inner();
+    let after = server
+        .client()
+        .await
+        .count_users(CountUsersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(after.count, 2_000);
-    assert_eq!(after.freshness.unwrap().generation, before.freshness.unwrap().generation);
+    assert_eq!(
+        after.freshness.unwrap().generation,
+        before.freshness.unwrap().generation
+    );
     server.stop().await;
 }
 
@@ -72,19 +117,35 @@ async fn interrupted_backfill_resumes_from_the_checkpoint() {
     };
     let server = TestServer::start(dir.path(), slow()).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(server.health().await, ServingStatus::NotServing, "40 pages at 20/s take 2 s");
+    assert_eq!(
+        server.health().await,
+        ServingStatus::NotServing,
+        "40 pages at 20/s take 2 s"
+    );
     server.stop().await;
     let requests_first_run = fake.fake.request_count();
-    assert!(requests_first_run > 5, "some pages were copied before the stop");
+    assert!(
+        requests_first_run > 5,
+        "some pages were copied before the stop"
+    );
 
     let server = TestServer::start(dir.path(), slow()).await;
     server.wait_serving().await;
-    let count = server.client().await.count_users(CountUsersRequest { filter: None }).await.unwrap().into_inner();
+    let count = server
+        .client()
+        .await
+        .count_users(CountUsersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(count.count, 4_000);
     let requests_second_run = fake.fake.request_count() - requests_first_run;
     // One uninterrupted run is a count and 41 pages (the last one short). Resuming from the
     // checkpoint costs one more count, and at most one page fetched but not yet handed over.
     let total = requests_first_run + requests_second_run;
-    assert!(total <= 2 + 41 + 1, "the runs made {requests_first_run} + {requests_second_run} requests: the second started over");
+    assert!(
+        total <= 2 + 41 + 1,
+        "the runs made {requests_first_run} + {requests_second_run} requests: the second started over"
+    );
     server.stop().await;
 }

@@ -5,11 +5,19 @@ use crate::error::Error;
 use crate::index::Freshness;
 use crate::query::ast::{CmpOp, Op, Predicate};
 use crate::query::sort::SortSpec;
-use crate::query::{DateValue, Filter, FilterError, FilterLimits, Value, parse_date_value, parse_filter, parse_path, validate};
+use crate::query::{
+    DateValue, Filter, FilterError, FilterLimits, Value, parse_date_value, parse_filter,
+    parse_path, validate,
+};
 
 /// The filter of a request; `None` (no filter, or an empty expression) means every user.
-pub fn filter_from_proto(spec: Option<proto::FilterSpec>, limits: &FilterLimits) -> Result<Option<Filter>, Error> {
-    let Some(spec) = spec.and_then(|s| s.spec) else { return Ok(None) };
+pub fn filter_from_proto(
+    spec: Option<proto::FilterSpec>,
+    limits: &FilterLimits,
+) -> Result<Option<Filter>, Error> {
+    let Some(spec) = spec.and_then(|s| s.spec) else {
+        return Ok(None);
+    };
     match spec {
         proto::filter_spec::Spec::Expression(text) if text.trim().is_empty() => Ok(None),
         proto::filter_spec::Spec::Expression(text) => Ok(Some(parse_filter(&text, limits)?)),
@@ -23,11 +31,23 @@ pub fn filter_from_proto(spec: Option<proto::FilterSpec>, limits: &FilterLimits)
 
 fn tree_to_filter(node: proto::Filter, counter: &mut usize) -> Result<Filter, FilterError> {
     let Some(node) = node.node else {
-        return Err(FilterError::general("a structured filter node is empty: set all, any, not or predicate"));
+        return Err(FilterError::general(
+            "a structured filter node is empty: set all, any, not or predicate",
+        ));
     };
     Ok(match node {
-        proto::filter::Node::All(list) => Filter::And(list.filters.into_iter().map(|f| tree_to_filter(f, counter)).collect::<Result<_, _>>()?),
-        proto::filter::Node::Any(list) => Filter::Or(list.filters.into_iter().map(|f| tree_to_filter(f, counter)).collect::<Result<_, _>>()?),
+        proto::filter::Node::All(list) => Filter::And(
+            list.filters
+                .into_iter()
+                .map(|f| tree_to_filter(f, counter))
+                .collect::<Result<_, _>>()?,
+        ),
+        proto::filter::Node::Any(list) => Filter::Or(
+            list.filters
+                .into_iter()
+                .map(|f| tree_to_filter(f, counter))
+                .collect::<Result<_, _>>()?,
+        ),
         proto::filter::Node::Not(inner) => Filter::Not(Box::new(tree_to_filter(*inner, counter)?)),
         proto::filter::Node::Predicate(predicate) => {
             *counter += 1;
@@ -36,23 +56,43 @@ fn tree_to_filter(node: proto::Filter, counter: &mut usize) -> Result<Filter, Fi
     })
 }
 
-fn predicate_from_proto(predicate: proto::Predicate, number: usize) -> Result<Predicate, FilterError> {
-    let proto::Predicate { path: path_text, op, values } = predicate;
-    let context = |message: String| FilterError::general(format!("predicate {number} ({path_text}): {message}"));
+fn predicate_from_proto(
+    predicate: proto::Predicate,
+    number: usize,
+) -> Result<Predicate, FilterError> {
+    let proto::Predicate {
+        path: path_text,
+        op,
+        values,
+    } = predicate;
+    let context = |message: String| {
+        FilterError::general(format!("predicate {number} ({path_text}): {message}"))
+    };
     let path = parse_path(&path_text).map_err(|e| context(e.message))?;
-    let values: Vec<Value> = values.into_iter().map(value_from_proto).collect::<Result<_, _>>().map_err(context)?;
+    let values: Vec<Value> = values
+        .into_iter()
+        .map(value_from_proto)
+        .collect::<Result<_, _>>()
+        .map_err(context)?;
     let operator = proto::Operator::try_from(op).unwrap_or(proto::Operator::Unspecified);
     let exactly = |n: usize, values: Vec<Value>| -> Result<Vec<Value>, FilterError> {
         if values.len() == n {
             Ok(values)
         } else {
-            Err(context(format!("{} needs {n} value(s), got {}", operator.as_str_name(), values.len())))
+            Err(context(format!(
+                "{} needs {n} value(s), got {}",
+                operator.as_str_name(),
+                values.len()
+            )))
         }
     };
     let single = |values: Vec<Value>| exactly(1, values).map(|mut v| v.remove(0));
     let string = |values: Vec<Value>| match single(values)? {
         Value::String(s) => Ok(s),
-        _ => Err(context(format!("{} needs a string value", operator.as_str_name()))),
+        _ => Err(context(format!(
+            "{} needs a string value",
+            operator.as_str_name()
+        ))),
     };
     let compare = |cmp: CmpOp, values: Vec<Value>| single(values).map(|v| Op::Compare(cmp, v));
     let op = match operator {
@@ -76,7 +116,11 @@ fn predicate_from_proto(predicate: proto::Predicate, number: usize) -> Result<Pr
         }
         proto::Operator::Unspecified => return Err(context("the operator is not set".into())),
     };
-    Ok(Predicate { path, op, position: 0 })
+    Ok(Predicate {
+        path,
+        op,
+        position: 0,
+    })
 }
 
 fn value_from_proto(value: proto::Value) -> Result<Value, String> {
@@ -88,13 +132,17 @@ fn value_from_proto(value: proto::Value) -> Result<Value, String> {
         Kind::Boolean(b) => Value::Bool(b),
         Kind::Null(_) => Value::Null,
         Kind::DateMs(ms) => Value::Date(DateValue::Absolute(ms)),
-        Kind::Date(text) => Value::Date(parse_date_value(&text).ok_or_else(|| format!("\"{text}\" is not a date: use RFC 3339, YYYY-MM-DD or now-30d"))?),
+        Kind::Date(text) => Value::Date(parse_date_value(&text).ok_or_else(|| {
+            format!("\"{text}\" is not a date: use RFC 3339, YYYY-MM-DD or now-30d")
+        })?),
     })
 }
 
 /// The sort of a request; by id when absent.
 pub fn sort_from_proto(sort: Option<proto::SortSpec>) -> Result<SortSpec, Error> {
-    let Some(sort) = sort.filter(|s| !s.path.trim().is_empty()) else { return Ok(SortSpec::by_id()) };
+    let Some(sort) = sort.filter(|s| !s.path.trim().is_empty()) else {
+        return Ok(SortSpec::by_id());
+    };
     let path = parse_path(sort.path.trim())?;
     if let crate::query::FieldPath::Core(field) = &path
         && !field.sortable()
@@ -104,12 +152,23 @@ pub fn sort_from_proto(sort: Option<proto::SortSpec>) -> Result<SortSpec, Error>
             field.name()
         )));
     }
-    Ok(SortSpec { path, descending: sort.descending })
+    Ok(SortSpec {
+        path,
+        descending: sort.descending,
+    })
 }
 
 pub fn freshness_to_proto(freshness: Freshness) -> proto::Freshness {
-    let Freshness { generation, newest_updated_at_ms, user_count } = freshness;
-    proto::Freshness { generation, newest_updated_at_ms, user_count }
+    let Freshness {
+        generation,
+        newest_updated_at_ms,
+        user_count,
+    } = freshness;
+    proto::Freshness {
+        generation,
+        newest_updated_at_ms,
+        user_count,
+    }
 }
 
 #[cfg(test)]
@@ -123,7 +182,10 @@ mod tests {
             node: Some(Node::Predicate(proto::Predicate {
                 path: path.into(),
                 op: op as i32,
-                values: values.into_iter().map(|k| proto::Value { kind: Some(k) }).collect(),
+                values: values
+                    .into_iter()
+                    .map(|k| proto::Value { kind: Some(k) })
+                    .collect(),
             })),
         }
     }
@@ -133,14 +195,34 @@ mod tests {
         let tree = proto::Filter {
             node: Some(Node::All(proto::FilterList {
                 filters: vec![
-                    predicate("public.membership_tier", proto::Operator::In, vec![Kind::String("gold".into()), Kind::String("platinum".into())]),
-                    proto::Filter { node: Some(Node::Not(Box::new(predicate("banned", proto::Operator::Eq, vec![Kind::Boolean(true)])))) },
-                    predicate("created_at", proto::Operator::Gt, vec![Kind::Date("now-30d".into())]),
+                    predicate(
+                        "public.membership_tier",
+                        proto::Operator::In,
+                        vec![Kind::String("gold".into()), Kind::String("platinum".into())],
+                    ),
+                    proto::Filter {
+                        node: Some(Node::Not(Box::new(predicate(
+                            "banned",
+                            proto::Operator::Eq,
+                            vec![Kind::Boolean(true)],
+                        )))),
+                    },
+                    predicate(
+                        "created_at",
+                        proto::Operator::Gt,
+                        vec![Kind::Date("now-30d".into())],
+                    ),
                 ],
             })),
         };
         let limits = FilterLimits::default();
-        let structured = filter_from_proto(Some(proto::FilterSpec { spec: Some(proto::filter_spec::Spec::Tree(tree)) }), &limits).unwrap();
+        let structured = filter_from_proto(
+            Some(proto::FilterSpec {
+                spec: Some(proto::filter_spec::Spec::Tree(tree)),
+            }),
+            &limits,
+        )
+        .unwrap();
         let text = parse_filter("public.membership_tier IN [\"gold\", \"platinum\"] AND NOT banned = true AND created_at > now-30d", &limits).unwrap();
         let strip = |f: Filter| format!("{f:?}").replace(|c: char| c.is_ascii_digit(), "");
         assert_eq!(strip(structured.unwrap()), strip(text));
@@ -148,8 +230,23 @@ mod tests {
 
     #[test]
     fn structured_errors_name_the_predicate() {
-        let tree = predicate("public.plan", proto::Operator::Between, vec![Kind::Integer(1)]);
-        let error = filter_from_proto(Some(proto::FilterSpec { spec: Some(proto::filter_spec::Spec::Tree(tree)) }), &FilterLimits::default()).unwrap_err();
-        assert!(error.to_string().contains("predicate 1 (public.plan): OPERATOR_BETWEEN needs 2 value(s)"), "{error}");
+        let tree = predicate(
+            "public.plan",
+            proto::Operator::Between,
+            vec![Kind::Integer(1)],
+        );
+        let error = filter_from_proto(
+            Some(proto::FilterSpec {
+                spec: Some(proto::filter_spec::Spec::Tree(tree)),
+            }),
+            &FilterLimits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("predicate 1 (public.plan): OPERATOR_BETWEEN needs 2 value(s)"),
+            "{error}"
+        );
     }
 }

@@ -14,5 +14,6 @@ pub mod proto {
     tonic::include_proto!("clerkindex.v1");
 
     /// For gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clerkindex_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("clerkindex_descriptor");
 }

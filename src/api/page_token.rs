@@ -20,15 +20,24 @@ struct PageToken {
 fn fingerprint(filter: Option<&Filter>, sort: &SortSpec) -> u64 {
     format!("{filter:?}|{sort:?}")
         .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 pub fn encode(after: SortCursor, filter: Option<&Filter>, sort: &SortSpec) -> String {
-    let token = PageToken { after, query: fingerprint(filter, sort) };
+    let token = PageToken {
+        after,
+        query: fingerprint(filter, sort),
+    };
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).expect("page tokens serialize"))
 }
 
-pub fn decode(token: &str, filter: Option<&Filter>, sort: &SortSpec) -> Result<Option<SortCursor>, Error> {
+pub fn decode(
+    token: &str,
+    filter: Option<&Filter>,
+    sort: &SortSpec,
+) -> Result<Option<SortCursor>, Error> {
     if token.is_empty() {
         return Ok(None);
     }

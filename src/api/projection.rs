@@ -3,16 +3,13 @@
 use serde_json::{Map, Value};
 
 /// Keeps only `paths` (dot-separated Clerk JSON paths; `public.`/`private.`/`unsafe.` stand for
-/// the metadata objects) plus `id`. An empty list keeps everything.
+/// the metadata objects) plus `id`, in Clerk's own key order. An empty list keeps everything.
 pub fn project_json(raw_json: &str, paths: &[String]) -> Result<String, serde_json::Error> {
     if paths.is_empty() {
         return Ok(raw_json.to_string());
     }
     let source: Value = serde_json::from_str(raw_json)?;
-    let mut out = Map::new();
-    if let Some(id) = source.get("id") {
-        out.insert("id".into(), id.clone());
-    }
+    let mut wanted: Vec<Vec<&str>> = vec![vec!["id"]];
     for path in paths {
         let mut keys: Vec<&str> = path.split('.').filter(|k| !k.is_empty()).collect();
         if let Some(first) = keys.first_mut()
@@ -20,24 +17,34 @@ pub fn project_json(raw_json: &str, paths: &[String]) -> Result<String, serde_js
         {
             *first = namespace.field_name();
         }
-        copy_path(&source, &mut out, &keys);
+        wanted.push(keys);
     }
-    serde_json::to_string(&Value::Object(out))
+    let projected = select(&source, &wanted).unwrap_or_else(|| Value::Object(Map::new()));
+    serde_json::to_string(&projected)
 }
 
-fn copy_path(source: &Value, out: &mut Map<String, Value>, keys: &[&str]) {
-    let Some((first, rest)) = keys.split_first() else { return };
-    let Some(value) = source.get(*first) else { return };
-    if rest.is_empty() {
-        out.insert(first.to_string(), value.clone());
-        return;
+/// The parts of `value` that `paths` (relative to it) select, in `value`'s key order.
+fn select(value: &Value, paths: &[Vec<&str>]) -> Option<Value> {
+    if paths.iter().any(|p| p.is_empty()) {
+        return Some(value.clone());
     }
-    if value.is_object() {
-        let child = out.entry(first.to_string()).or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(child) = child {
-            copy_path(value, child, rest);
+    let Value::Object(map) = value else {
+        return None;
+    };
+    let mut out = Map::new();
+    for (key, child) in map {
+        let below: Vec<Vec<&str>> = paths
+            .iter()
+            .filter(|p| p[0] == key)
+            .map(|p| p[1..].to_vec())
+            .collect();
+        if !below.is_empty()
+            && let Some(selected) = select(child, &below)
+        {
+            out.insert(key.clone(), selected);
         }
     }
+    Some(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -47,8 +54,19 @@ mod tests {
     #[test]
     fn keeps_requested_paths_and_the_id() {
         let raw = r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro","tier":"gold"},"private_metadata":{"ltv":3}}"#;
-        let projected = project_json(raw, &["public.plan".into(), "first_name".into(), "missing.key".into()]).unwrap();
-        assert_eq!(projected, r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"}}"#);
+        let projected = project_json(
+            raw,
+            &[
+                "public.plan".into(),
+                "first_name".into(),
+                "missing.key".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            projected,
+            r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"}}"#
+        );
         assert_eq!(project_json(raw, &[]).unwrap(), raw);
     }
 }

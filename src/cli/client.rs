@@ -8,7 +8,11 @@ use crate::api::proto::{self, FilterSpec, filter_spec};
 #[derive(Debug, clap::Args)]
 pub struct ConnectArgs {
     /// The server's gRPC address.
-    #[arg(long, env = "CLERK_INDEX_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "CLERK_INDEX_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub server: String,
 }
 
@@ -54,7 +58,9 @@ async fn connect(args: &ConnectArgs) -> anyhow::Result<UserIndexClient<tonic::tr
 }
 
 fn filter_spec(filter: &Option<String>) -> Option<FilterSpec> {
-    filter.as_ref().map(|text| FilterSpec { spec: Some(filter_spec::Spec::Expression(text.clone())) })
+    filter.as_ref().map(|text| FilterSpec {
+        spec: Some(filter_spec::Spec::Expression(text.clone())),
+    })
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
@@ -64,7 +70,9 @@ fn status_error(status: tonic::Status) -> anyhow::Error {
 pub async fn count(args: CountArgs) -> anyhow::Result<()> {
     let mut client = connect(&args.connect).await?;
     let response = client
-        .count_users(proto::CountUsersRequest { filter: filter_spec(&args.filter) })
+        .count_users(proto::CountUsersRequest {
+            filter: filter_spec(&args.filter),
+        })
         .await
         .map_err(status_error)?
         .into_inner();
@@ -76,7 +84,10 @@ pub async fn count(args: CountArgs) -> anyhow::Result<()> {
         );
     } else {
         println!("{}", response.count);
-        eprintln!("(of {} users, index generation {})", freshness.user_count, freshness.generation);
+        eprintln!(
+            "(of {} users, index generation {})",
+            freshness.user_count, freshness.generation
+        );
     }
     Ok(())
 }
@@ -84,8 +95,14 @@ pub async fn count(args: CountArgs) -> anyhow::Result<()> {
 pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
     let mut client = connect(&args.connect).await?;
     let sort = args.sort.as_ref().map(|s| match s.strip_prefix('-') {
-        Some(path) => proto::SortSpec { path: path.to_string(), descending: true },
-        None => proto::SortSpec { path: s.trim_start_matches('+').to_string(), descending: false },
+        Some(path) => proto::SortSpec {
+            path: path.to_string(),
+            descending: true,
+        },
+        None => proto::SortSpec {
+            path: s.trim_start_matches('+').to_string(),
+            descending: false,
+        },
     });
     let response = client
         .search_users(proto::SearchUsersRequest {
@@ -98,10 +115,17 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    let users: Vec<Value> = response.users.iter().map(|u| serde_json::from_str(&u.json).unwrap_or(Value::Null)).collect();
+    let users: Vec<Value> = response
+        .users
+        .iter()
+        .map(|u| serde_json::from_str(&u.json).unwrap_or(Value::Null))
+        .collect();
     if args.json {
         for user in &users {
-            println!("{}", crate::api::project_json(&user.to_string(), &args.fields)?);
+            println!(
+                "{}",
+                crate::api::project_json(&user.to_string(), &args.fields)?
+            );
         }
     } else {
         print_table(&users, &args.fields);
@@ -116,7 +140,12 @@ fn primary_email(user: &Value) -> String {
     let primary = &user["primary_email_address_id"];
     user["email_addresses"]
         .as_array()
-        .and_then(|emails| emails.iter().find(|e| &e["id"] == primary).or(emails.first()))
+        .and_then(|emails| {
+            emails
+                .iter()
+                .find(|e| &e["id"] == primary)
+                .or(emails.first())
+        })
         .and_then(|e| e["email_address"].as_str())
         .unwrap_or("")
         .to_string()
@@ -147,14 +176,27 @@ fn print_table(users: &[Value], fields: &[String]) {
     let rows: Vec<Vec<String>> = users
         .iter()
         .map(|user| {
-            let name = format!("{} {}", value_at(user, "first_name"), value_at(user, "last_name")).trim().to_string();
+            let name = format!(
+                "{} {}",
+                value_at(user, "first_name"),
+                value_at(user, "last_name")
+            )
+            .trim()
+            .to_string();
             let mut row = vec![value_at(user, "id"), primary_email(user), name];
             row.extend(fields.iter().map(|f| value_at(user, f)));
             row
         })
         .collect();
     let widths: Vec<usize> = (0..headers.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0).min(48))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+                .min(48)
+        })
         .collect();
     let line = |cells: &[String]| {
         cells

@@ -53,18 +53,26 @@ pub struct FakeClerkArgs {
 }
 
 fn population(users: usize, seed: u64) -> Population {
-    Population { seed, ..Population::new(users) }
+    Population {
+        seed,
+        ..Population::new(users)
+    }
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.index.log_format);
     let started = std::time::Instant::now();
     let fake = FakeClerk::new(FakeClerkConfig::new(population(args.users, args.seed)));
-    tracing::info!(users = args.users, took_ms = started.elapsed().as_millis() as u64, "generated the demo population");
+    tracing::info!(
+        users = args.users,
+        took_ms = started.elapsed().as_millis() as u64,
+        "generated the demo population"
+    );
     let fake_listener = TcpListener::bind(args.fake_clerk_addr).await?;
     let fake_url = format!("http://{}", fake_listener.local_addr()?);
     let fake_shutdown = tokio_util::sync::CancellationToken::new();
-    let fake_task = tokio::spawn(fake.serve(fake_listener, fake_shutdown.clone().cancelled_owned()));
+    let fake_task =
+        tokio::spawn(fake.serve(fake_listener, fake_shutdown.clone().cancelled_owned()));
 
     let temp_dir;
     let default_dir = match &args.index.data_dir {
@@ -74,7 +82,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             temp_dir.clone()
         }
     };
-    let config = Config::new(&args.index, default_dir.clone(), &fake_url, "sk_test_fake_clerk".into())?;
+    let config = Config::new(
+        &args.index,
+        default_dir.clone(),
+        &fake_url,
+        "sk_test_fake_clerk".into(),
+    )?;
     let listeners = super::serve::bind(args.grpc_addr, args.http_addr).await?;
     let grpc = listeners.grpc.local_addr()?;
     eprintln!(
@@ -109,8 +122,17 @@ pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
     crate::telemetry::init(crate::config::LogFormat::Pretty);
     let mut config = FakeClerkConfig::new(population(args.users, args.seed));
     config.secret_key = args.secret_key.clone();
-    config.faults = FaultInjection { throttle_every: args.throttle_every, server_error_every: args.server_error_every, retry_after_secs: 1 };
-    config.rate_limit = args.rate_limit.as_deref().map(RateLimit::parse).transpose().map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?;
+    config.faults = FaultInjection {
+        throttle_every: args.throttle_every,
+        server_error_every: args.server_error_every,
+        retry_after_secs: 1,
+    };
+    config.rate_limit = args
+        .rate_limit
+        .as_deref()
+        .map(RateLimit::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?;
     let fake = FakeClerk::new(config);
     let listener = TcpListener::bind(args.addr).await?;
     eprintln!(

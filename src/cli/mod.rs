@@ -12,7 +12,11 @@ pub use demo::{DemoArgs, FakeClerkArgs};
 pub use serve::ServeArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "clerk-index", version, about = "Mirror Clerk users into a local index; filter, count and sort them by metadata over gRPC.")]
+#[command(
+    name = "clerk-index",
+    version,
+    about = "Mirror Clerk users into a local index; filter, count and sort them by metadata over gRPC."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -17,7 +17,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CLERK_INDEX_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_addr)]
     pub http_addr: SocketAddr,
     /// Clerk Backend API base URL, without /v1; point it at any Clerk-compatible server.
-    #[arg(long, env = "CLERK_INDEX_CLERK_API_URL", default_value = "https://api.clerk.com")]
+    #[arg(
+        long,
+        env = "CLERK_INDEX_CLERK_API_URL",
+        default_value = "https://api.clerk.com"
+    )]
     pub clerk_api_url: String,
     #[command(flatten)]
     pub index: IndexArgs,
@@ -25,14 +29,23 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.index.log_format);
-    let config = Config::new(&args.index, PathBuf::from("clerk-index-data"), &args.clerk_api_url, clerk_secret_key_from_env()?)?;
+    let config = Config::new(
+        &args.index,
+        PathBuf::from("clerk-index-data"),
+        &args.clerk_api_url,
+        clerk_secret_key_from_env()?,
+    )?;
     let listeners = bind(args.grpc_addr, args.http_addr).await?;
     app::run(config, listeners, super::shutdown_signal()).await
 }
 
 /// Binds both listeners with errors that name the address.
 pub async fn bind(grpc: SocketAddr, http: SocketAddr) -> anyhow::Result<Listeners> {
-    let grpc = TcpListener::bind(grpc).await.map_err(|e| anyhow::anyhow!("cannot listen for gRPC on {grpc}: {e}"))?;
-    let http = TcpListener::bind(http).await.map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {http}: {e}"))?;
+    let grpc = TcpListener::bind(grpc)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for gRPC on {grpc}: {e}"))?;
+    let http = TcpListener::bind(http)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {http}: {e}"))?;
     Ok(Listeners { grpc, http })
 }

@@ -305,7 +305,12 @@ fn lex_relative(chars: &[char], i: usize, start: usize) -> Result<(i64, usize), 
 /// A date on its own: RFC 3339, `YYYY-MM-DD`, or relative (`now`, `now-30d`).
 pub fn parse_date_value(text: &str) -> Option<DateValue> {
     match tokenize(text.trim()).ok()?.as_slice() {
-        [Spanned { token: Token::Date(date), .. }] => Some(*date),
+        [
+            Spanned {
+                token: Token::Date(date),
+                ..
+            },
+        ] => Some(*date),
         _ => parse_date_literal(text.trim()).map(DateValue::Absolute),
     }
 }

@@ -40,9 +40,14 @@ impl Backfill {
     pub async fn run(self, cancel: CancellationToken) -> bool {
         let mut state = SyncState::from_payload(&self.index.snapshot().sync_state);
         if state.backfill.complete {
-            self.progress.users_seen.store(state.backfill.users_seen, Ordering::Relaxed);
+            self.progress
+                .users_seen
+                .store(state.backfill.users_seen, Ordering::Relaxed);
             self.progress.complete.store(true, Ordering::Relaxed);
-            tracing::info!(users = state.backfill.users_seen, "backfill already complete; serving from the index on disk");
+            tracing::info!(
+                users = state.backfill.users_seen,
+                "backfill already complete; serving from the index on disk"
+            );
             return true;
         }
         if state.backfill.started_at_ms.is_none() {
@@ -52,7 +57,9 @@ impl Backfill {
         }
         match self.clerk.count_users().await {
             Ok(total) => self.progress.users_total.store(total, Ordering::Relaxed),
-            Err(error) => tracing::warn!(%error, "could not count clerk users; progress will show no total"),
+            Err(error) => {
+                tracing::warn!(%error, "could not count clerk users; progress will show no total")
+            }
         }
         let reporter = tokio::spawn(report_progress(self.progress.clone(), cancel.clone()));
         let done = loop {
@@ -108,16 +115,27 @@ impl Backfill {
             }
             let changes = page
                 .into_iter()
-                .map(|user| UserChange::Upsert { user: Arc::new(user), source: ChangeSource::Backfill })
+                .map(|user| UserChange::Upsert {
+                    user: Arc::new(user),
+                    source: ChangeSource::Backfill,
+                })
                 .collect();
-            self.progress.users_seen.store(state.backfill.users_seen, Ordering::Relaxed);
+            self.progress
+                .users_seen
+                .store(state.backfill.users_seen, Ordering::Relaxed);
             self.progress.pages.fetch_add(1, Ordering::Relaxed);
             if last_page {
                 // The last page is waited for: readiness must mean "durably in the index".
-                self.writer.apply(changes, Some(state.to_payload())).await.map_err(BackfillError::Index)?;
+                self.writer
+                    .apply(changes, Some(state.to_payload()))
+                    .await
+                    .map_err(BackfillError::Index)?;
                 return Ok(());
             }
-            self.writer.submit(changes, Some(state.to_payload())).await.map_err(BackfillError::Index)?;
+            self.writer
+                .submit(changes, Some(state.to_payload()))
+                .await
+                .map_err(BackfillError::Index)?;
         }
     }
 }
@@ -147,7 +165,11 @@ async fn report_progress(progress: Arc<BackfillProgress>, cancel: CancellationTo
         let seen = progress.users_seen.load(Ordering::Relaxed);
         let total = progress.users_total.load(Ordering::Relaxed);
         let rate = seen as f64 / started.elapsed().as_secs_f64().max(0.001);
-        tracing::info!(users_seen = seen, users_total = total, users_per_second = rate as u64, "backfill progress");
+        tracing::info!(
+            users_seen = seen,
+            users_total = total,
+            users_per_second = rate as u64,
+            "backfill progress"
+        );
     }
 }
-

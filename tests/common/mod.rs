@@ -16,9 +16,9 @@ use clerk_index::user::User;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// A fake Clerk on 127.0.0.1:0, stopped when dropped.
 pub struct RunningFakeClerk {
@@ -67,7 +67,12 @@ pub struct TestOptions {
 
 impl TestOptions {
     pub fn new(clerk_url: &str) -> Self {
-        TestOptions { clerk_url: clerk_url.into(), rate_limit: "1000/1s".into(), page_size: 500, commit_interval_ms: 100 }
+        TestOptions {
+            clerk_url: clerk_url.into(),
+            rate_limit: "1000/1s".into(),
+            page_size: 500,
+            commit_interval_ms: 100,
+        }
     }
 }
 
@@ -89,7 +94,13 @@ impl TestServer {
             max_page_size: 1000,
             log_format: LogFormat::Pretty,
         };
-        let mut config = Config::new(&args, data_dir.to_path_buf(), &options.clerk_url, "sk_test_fake_clerk".into()).unwrap();
+        let mut config = Config::new(
+            &args,
+            data_dir.to_path_buf(),
+            &options.clerk_url,
+            "sk_test_fake_clerk".into(),
+        )
+        .unwrap();
         config.backfill_page_size = options.page_size;
         config.clerk.initial_backoff = Duration::from_millis(20);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,8 +108,18 @@ impl TestServer {
         let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
         let http_url = format!("http://{}", http.local_addr().unwrap());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(app::run(config, Listeners { grpc, http }, stop.clone().cancelled_owned()));
-        TestServer { grpc_url, http_url, data_dir: data_dir.to_path_buf(), stop, task }
+        let task = tokio::spawn(app::run(
+            config,
+            Listeners { grpc, http },
+            stop.clone().cancelled_owned(),
+        ));
+        TestServer {
+            grpc_url,
+            http_url,
+            data_dir: data_dir.to_path_buf(),
+            stop,
+            task,
+        }
     }
 
     /// Starts against a fake with `users` generated users and waits until it serves.
@@ -111,12 +132,19 @@ impl TestServer {
 
     pub async fn channel(&self) -> Channel {
         for _ in 0..100 {
-            if let Ok(channel) = Channel::from_shared(self.grpc_url.clone()).unwrap().connect().await {
+            if let Ok(channel) = Channel::from_shared(self.grpc_url.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
                 return channel;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("the gRPC server at {} never accepted a connection", self.grpc_url);
+        panic!(
+            "the gRPC server at {} never accepted a connection",
+            self.grpc_url
+        );
     }
 
     pub async fn client(&self) -> UserIndexClient<Channel> {
@@ -125,7 +153,12 @@ impl TestServer {
 
     pub async fn health(&self) -> ServingStatus {
         let mut health = HealthClient::new(self.channel().await);
-        let response = health.check(HealthCheckRequest { service: USER_INDEX_SERVICE.into() }).await.unwrap();
+        let response = health
+            .check(HealthCheckRequest {
+                service: USER_INDEX_SERVICE.into(),
+            })
+            .await
+            .unwrap();
         ServingStatus::try_from(response.into_inner().status).unwrap()
     }
 
