@@ -24,7 +24,7 @@ async fn cursor_and_offset_paging_walk_every_user_oldest_first() {
     let mut by_cursor = Vec::new();
     let mut cursor = PageCursor::After(None);
     loop {
-        let page = clerk.list_users_page(&cursor, 500).await.unwrap();
+        let page = clerk.list_users_page(&cursor, 500).await.unwrap().users;
         let done = page.len() < 500;
         by_cursor.extend(page.iter().map(|u| (u.created_at, u.id.clone())));
         cursor = PageCursor::After(page.last().map(|u| u.id.clone()));
@@ -37,7 +37,8 @@ async fn cursor_and_offset_paging_walk_every_user_oldest_first() {
         let page = clerk
             .list_users_page(&PageCursor::Offset(offset), 500)
             .await
-            .unwrap();
+            .unwrap()
+            .users;
         by_offset.extend(page.iter().map(|u| (u.created_at, u.id.clone())));
     }
     assert_eq!(by_cursor.len(), 1_050);

@@ -12,7 +12,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::model::{ClerkTotalCount, parse_user, parse_user_page};
+use super::model::{ClerkTotalCount, UserPage, parse_user, parse_user_page};
 use super::rate_limit::{RateLimit, RateLimiter};
 use crate::user::User;
 
@@ -149,7 +149,7 @@ impl ClerkClient {
         &self,
         cursor: &PageCursor,
         limit: u32,
-    ) -> Result<Vec<User>, ClerkApiError> {
+    ) -> Result<UserPage, ClerkApiError> {
         let mut query = vec![
             ("limit", limit.to_string()),
             ("order_by", "created_at".to_string()),
@@ -161,10 +161,14 @@ impl ClerkClient {
         }
         let request = "GET /v1/users";
         let body = self.get(request, "/v1/users", &query).await?;
-        parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
+        let page = parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
             request: request.into(),
             message: e.to_string(),
-        })
+        })?;
+        for error in &page.rejected {
+            tracing::warn!(%error, "skipping a clerk user that cannot be indexed");
+        }
+        Ok(page)
     }
 
     /// `GET /v1/users/{id}`; `Ok(None)` when Clerk says 404.

@@ -13,31 +13,73 @@ use serde_json::value::RawValue;
 
 use crate::user::User;
 
-/// A Clerk User object (`components.schemas.User` in the Backend API spec), every field optional.
+/// A Clerk User object (`components.schemas.User` in the Backend API spec `2026-05-12`): every
+/// field of the spec, every one optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ClerkUser {
     pub id: Option<String>,
+    pub object: Option<String>,
     pub external_id: Option<String>,
     pub primary_email_address_id: Option<String>,
+    pub primary_phone_number_id: Option<String>,
+    pub primary_web3_wallet_id: Option<String>,
     pub username: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    pub has_image: Option<bool>,
+    pub locale: Option<String>,
+    /// Deprecated by Clerk in favour of `image_url`.
+    pub profile_image_url: Option<String>,
     pub image_url: Option<String>,
+    pub has_image: Option<bool>,
     pub public_metadata: Value,
     pub private_metadata: Value,
     pub unsafe_metadata: Value,
     pub email_addresses: Option<Vec<ClerkEmailAddress>>,
     pub phone_numbers: Option<Vec<ClerkPhoneNumber>>,
+    pub web3_wallets: Option<Vec<ClerkWeb3Wallet>>,
+    pub passkeys: Option<Vec<ClerkPasskey>>,
     pub password_enabled: Option<bool>,
     pub two_factor_enabled: Option<bool>,
+    pub totp_enabled: Option<bool>,
+    pub backup_code_enabled: Option<bool>,
+    pub mfa_enabled_at: Option<i64>,
+    pub mfa_disabled_at: Option<i64>,
+    pub password_last_updated_at: Option<i64>,
+    pub external_accounts: Option<Vec<ClerkExternalAccount>>,
+    pub saml_accounts: Option<Vec<ClerkEnterpriseAccount>>,
+    pub enterprise_accounts: Option<Vec<ClerkEnterpriseAccount>>,
+    /// Optional in the spec and often absent: do not rely on it.
+    pub organization_memberships: Option<Vec<Value>>,
+    pub last_sign_in_at: Option<i64>,
     pub banned: Option<bool>,
     pub locked: Option<bool>,
-    pub created_at: Option<i64>,
+    pub deprovisioned: Option<bool>,
+    /// Seconds, unlike every other duration here.
+    pub lockout_expires_in_seconds: Option<i64>,
+    pub verification_attempts_remaining: Option<i64>,
     pub updated_at: Option<i64>,
-    pub last_sign_in_at: Option<i64>,
+    pub created_at: Option<i64>,
+    pub delete_self_enabled: Option<bool>,
+    pub create_organization_enabled: Option<bool>,
+    pub create_organizations_limit: Option<i64>,
+    /// Day precision.
     pub last_active_at: Option<i64>,
+    pub legal_accepted_at: Option<i64>,
+    pub bypass_client_trust: Option<bool>,
+    pub scim: Option<ClerkScim>,
+}
+
+/// `verification` on identifiers: a `oneOf` tagged by `object` in the spec, but real payloads
+/// often lack the tag and carry strategies outside the spec's enums, so it is one lenient struct.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkVerification {
+    pub object: Option<String>,
+    pub status: Option<String>,
+    pub strategy: Option<String>,
+    pub attempts: Option<i64>,
+    pub expire_at: Option<i64>,
 }
 
 /// `components.schemas.EmailAddress`; `id` is not marked required in the spec but is always sent.
@@ -45,7 +87,14 @@ pub struct ClerkUser {
 #[serde(default)]
 pub struct ClerkEmailAddress {
     pub id: Option<String>,
+    pub object: Option<String>,
     pub email_address: Option<String>,
+    pub reserved: Option<bool>,
+    pub verification: Option<ClerkVerification>,
+    pub linked_to: Option<Vec<Value>>,
+    pub matches_sso_connection: Option<bool>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
 }
 
 /// `components.schemas.PhoneNumber`.
@@ -53,7 +102,96 @@ pub struct ClerkEmailAddress {
 #[serde(default)]
 pub struct ClerkPhoneNumber {
     pub id: Option<String>,
+    pub object: Option<String>,
     pub phone_number: Option<String>,
+    pub reserved_for_second_factor: Option<bool>,
+    pub default_second_factor: Option<bool>,
+    pub reserved: Option<bool>,
+    pub verification: Option<ClerkVerification>,
+    pub linked_to: Option<Vec<Value>>,
+    pub backup_codes: Option<Vec<String>>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+/// `components.schemas.Web3Wallet`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkWeb3Wallet {
+    pub id: Option<String>,
+    pub object: Option<String>,
+    pub web3_wallet: Option<String>,
+    pub verification: Option<ClerkVerification>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+/// `components.schemas.Passkey`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkPasskey {
+    pub id: Option<String>,
+    pub object: Option<String>,
+    pub name: Option<String>,
+    pub last_used_at: Option<i64>,
+    pub verification: Option<ClerkVerification>,
+}
+
+/// `components.schemas.ExternalAccountWithVerification` (OAuth accounts).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkExternalAccount {
+    pub object: Option<String>,
+    pub id: Option<String>,
+    pub provider: Option<String>,
+    pub identification_id: Option<String>,
+    pub provider_user_id: Option<String>,
+    pub approved_scopes: Option<String>,
+    pub email_address: Option<String>,
+    pub email_address_verified: Option<bool>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub image_url: Option<String>,
+    pub username: Option<String>,
+    pub phone_number: Option<String>,
+    pub public_metadata: Value,
+    pub label: Option<String>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    pub verification: Option<ClerkVerification>,
+}
+
+/// `components.schemas.SAMLAccount` and `EnterpriseAccount`, which share their fields
+/// (`protocol` and `enterprise_connection*` only on the latter; the connection objects are kept
+/// as JSON).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkEnterpriseAccount {
+    pub id: Option<String>,
+    pub object: Option<String>,
+    pub protocol: Option<String>,
+    pub provider: Option<String>,
+    pub active: Option<bool>,
+    pub email_address: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub provider_user_id: Option<String>,
+    pub enterprise_connection_id: Option<String>,
+    pub last_authenticated_at: Option<i64>,
+    pub public_metadata: Value,
+    pub verification: Option<ClerkVerification>,
+    pub saml_connection: Option<Value>,
+    pub enterprise_connection: Option<Value>,
+}
+
+/// `scim` on a user provisioned through SCIM.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClerkScim {
+    pub directory_id: Option<String>,
+    pub directory_enabled: Option<bool>,
+    pub external_id: Option<String>,
 }
 
 /// `DeletedObject`, the `data` of a `user.deleted` event and the answer to `DELETE /v1/users/{id}`.
@@ -88,11 +226,30 @@ pub fn parse_user(raw: &RawValue) -> Result<User, UserParseError> {
     wire.into_user(Arc::from(raw.get()))
 }
 
+/// A `GET /v1/users` page. One malformed user must not block a whole backfill, so users that
+/// cannot be parsed are reported separately; `len` counts them too (a short page ends the walk).
+#[derive(Debug, Default)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub rejected: Vec<UserParseError>,
+    pub len: usize,
+}
+
 /// Parses a `GET /v1/users` page: a bare JSON array of users.
-pub fn parse_user_page(body: &[u8]) -> Result<Vec<User>, UserParseError> {
+pub fn parse_user_page(body: &[u8]) -> Result<UserPage, UserParseError> {
     let raws: Vec<&RawValue> =
         serde_json::from_slice(body).map_err(|e| UserParseError::Malformed(e.to_string()))?;
-    raws.into_iter().map(parse_user).collect()
+    let mut page = UserPage {
+        len: raws.len(),
+        ..UserPage::default()
+    };
+    for raw in raws {
+        match parse_user(raw) {
+            Ok(user) => page.users.push(user),
+            Err(error) => page.rejected.push(error),
+        }
+    }
+    Ok(page)
 }
 
 impl ClerkUser {
@@ -185,7 +342,8 @@ mod tests {
             let text = read_example(&name);
             let json: Value = serde_json::from_str(&text).unwrap();
             if json.is_array() {
-                assert!(!parse_user_page(text.as_bytes()).unwrap().is_empty());
+                let page = parse_user_page(text.as_bytes()).unwrap();
+                assert!(!page.users.is_empty() && page.rejected.is_empty());
                 parsed += 1;
             } else if json["data"]["object"] == "user" && json["type"] != "user.deleted" {
                 parse_user(&event_data(&name)).unwrap();
@@ -222,7 +380,7 @@ mod tests {
     #[test]
     fn ruby_fixture_list_is_a_bare_array_with_primary_email_first() {
         let text = read_example("sdk-ruby-fixture-all_users.json");
-        let users = parse_user_page(text.as_bytes()).unwrap();
+        let users = parse_user_page(text.as_bytes()).unwrap().users;
         assert_eq!(users.len(), 2);
         assert_eq!(users[0].emails, vec!["developer@clerk.dev"]);
         assert_eq!(users[0].phone_numbers, vec!["+31600000000"]);
@@ -239,6 +397,18 @@ mod tests {
         let event: ClerkDeletedObject =
             serde_json::from_str(event_data("spec-user.deleted.json").get()).unwrap();
         assert_eq!(event.external_id.as_deref(), Some("ex_123456789"));
+    }
+
+    #[test]
+    fn a_malformed_user_is_rejected_alone_and_still_counted() {
+        let body = br#"[{"id":"user_1"},{"id":"user_2","created_at":"yesterday"},{"id":"user_3"}]"#;
+        let page = parse_user_page(body).unwrap();
+        assert_eq!(page.len, 3);
+        assert_eq!(
+            page.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+            ["user_1", "user_3"]
+        );
+        assert_eq!(page.rejected.len(), 1);
     }
 
     #[test]

@@ -100,9 +100,9 @@ impl Backfill {
                 }
                 Err(error) => return Err(BackfillError::Clerk(error)),
             };
-            let count = page.len() as u64;
+            let count = page.len as u64;
             state.backfill.users_seen += count;
-            if let Some(last) = page.last() {
+            if let Some(last) = page.users.last() {
                 state.backfill.last_user_id = Some(last.id.clone());
             }
             if let Some(offset) = state.backfill.offset.as_mut() {
@@ -114,6 +114,7 @@ impl Backfill {
                 state.backfill.completed_at_ms = Some(now_ms());
             }
             let changes = page
+                .users
                 .into_iter()
                 .map(|user| UserChange::Upsert {
                     user: Arc::new(user),
