@@ -7,5 +7,6 @@ pub mod client;
 pub mod fake;
 pub mod model;
 pub mod rate_limit;
+pub mod webhook;
 
 pub use client::{ClerkApiError, ClerkClient, ClerkClientConfig, PageCursor};
