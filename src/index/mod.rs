@@ -25,7 +25,7 @@ use tokio::sync::watch;
 pub use schema::Fields;
 pub use search::SearchHit;
 pub use sort::SortCursor;
-pub use writer::{IndexWriterTask, WriterHandle};
+pub use writer::{IndexWriterTask, WriterHandle, WriterStats};
 
 /// Where and how the index lives.
 #[derive(Debug, Clone)]
@@ -39,6 +39,9 @@ pub struct IndexConfig {
     /// ...or once this many are pending. Changes someone waits for are committed at once,
     /// together with everything that queued up meanwhile (group commit).
     pub commit_max_changes: usize,
+    /// How long a deleted user's tombstone is kept. Svix retries a delivery for ~28 h, so a late
+    /// `user.updated` can arrive that long after the `user.deleted` that should win.
+    pub tombstone_retention: Duration,
 }
 
 impl IndexConfig {
@@ -49,6 +52,7 @@ impl IndexConfig {
             writer_threads: 2,
             commit_interval: Duration::from_secs(2),
             commit_max_changes: 100_000,
+            tombstone_retention: Duration::from_secs(72 * 3600),
         }
     }
 }
@@ -89,6 +93,10 @@ struct CommitPayload {
     /// Owned by `sync`: where backfill and reconcile stand. Opaque here.
     #[serde(default)]
     sync_state: serde_json::Value,
+    /// Deleted user ids and when they were deleted (ms). Kept in the commit with the deletion
+    /// itself, so a late update can never bring back a user whose deletion was acknowledged.
+    #[serde(default)]
+    tombstones: std::collections::BTreeMap<String, i64>,
 }
 
 /// An immutable view of one commit.
@@ -97,6 +105,8 @@ pub struct Snapshot {
     pub fields: Arc<Fields>,
     pub freshness: Freshness,
     pub sync_state: serde_json::Value,
+    /// Tombstones held at this commit.
+    pub tombstone_count: usize,
 }
 
 /// A handle on the index for readers. Cheap to clone.
@@ -177,6 +187,7 @@ fn snapshot_of(reader: &IndexReader, fields: &Arc<Fields>, payload: &CommitPaylo
         searcher,
         fields: fields.clone(),
         sync_state: payload.sync_state.clone(),
+        tombstone_count: payload.tombstones.len(),
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,10 +28,22 @@ enum Command {
     },
 }
 
+/// What the writer did with the changes it was given, since start.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub applied: AtomicU64,
+    /// Upserts older than the `updated_at` the index already held.
+    pub ignored_stale: AtomicU64,
+    /// Upserts of users deleted later than (or when) the upsert's `updated_at`.
+    pub ignored_deleted: AtomicU64,
+    pub commits: AtomicU64,
+}
+
 /// Sends changes to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
     commands: mpsc::Sender<Command>,
+    stats: Arc<WriterStats>,
 }
 
 impl WriterHandle {
@@ -70,6 +83,10 @@ impl WriterHandle {
             .map_err(|_| IndexError::WriterStopped)
     }
 
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+
     /// Commits everything queued so far and waits for it.
     pub async fn flush(&self) -> Result<u64, IndexError> {
         self.apply(Vec::new(), None).await
@@ -89,7 +106,7 @@ pub struct IndexWriterTask {
     pending_changes: usize,
     pending_since: Option<Instant>,
     waiting: Vec<oneshot::Sender<Result<u64, String>>>,
-    ignored_stale: u64,
+    stats: Arc<WriterStats>,
 }
 
 impl IndexWriterTask {
@@ -112,7 +129,7 @@ impl IndexWriterTask {
             pending_changes: 0,
             pending_since: None,
             waiting: Vec::new(),
-            ignored_stale: 0,
+            stats: Arc::new(WriterStats::default()),
         }
     }
 
@@ -121,11 +138,12 @@ impl IndexWriterTask {
     pub fn spawn(self) -> (WriterHandle, std::thread::JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(64);
         let runtime = tokio::runtime::Handle::current();
+        let stats = self.stats.clone();
         let thread = std::thread::Builder::new()
             .name("index-writer".into())
             .spawn(move || self.run(receiver, runtime))
             .expect("spawning the index writer thread");
-        (WriterHandle { commands }, thread)
+        (WriterHandle { commands, stats }, thread)
     }
 
     fn run(mut self, mut commands: mpsc::Receiver<Command>, runtime: tokio::runtime::Handle) {
@@ -165,7 +183,12 @@ impl IndexWriterTask {
         if let Err(error) = self.writer.wait_merging_threads() {
             tracing::warn!(%error, "index merges did not finish cleanly");
         }
-        tracing::info!(ignored_stale = self.ignored_stale, "index writer stopped");
+        tracing::info!(
+            applied = self.stats.applied.load(Ordering::Relaxed),
+            ignored_stale = self.stats.ignored_stale.load(Ordering::Relaxed),
+            ignored_deleted = self.stats.ignored_deleted.load(Ordering::Relaxed),
+            "index writer stopped"
+        );
     }
 
     fn handle(&mut self, command: Command) {
@@ -199,11 +222,12 @@ impl IndexWriterTask {
         let id_term = Term::from_field_text(self.fields.id, change.user_id());
         match change {
             UserChange::Upsert { user, .. } => {
-                if self
-                    .current_version(&user.id)
-                    .is_some_and(|held| held > user.updated_at)
-                {
-                    self.ignored_stale += 1;
+                if self.payload.tombstones.get(&user.id).is_some_and(|&deleted_at| deleted_at >= user.updated_at) {
+                    self.stats.ignored_deleted.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if self.current_version(&user.id).is_some_and(|held| held > user.updated_at) {
+                    self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 let doc: TantivyDocument = user_document(&self.fields, &user);
@@ -217,11 +241,14 @@ impl IndexWriterTask {
                 self.pending_versions
                     .insert(user.id.clone(), user.updated_at);
             }
-            UserChange::Delete { user_id, .. } => {
+            UserChange::Delete { user_id, deleted_at_ms, .. } => {
                 self.writer.delete_term(id_term);
+                let tombstone = self.payload.tombstones.entry(user_id.clone()).or_insert(deleted_at_ms);
+                *tombstone = (*tombstone).max(deleted_at_ms);
                 self.pending_versions.insert(user_id, i64::MIN);
             }
         }
+        self.stats.applied.fetch_add(1, Ordering::Relaxed);
         self.pending_changes += 1;
         self.pending_since.get_or_insert_with(Instant::now);
     }
@@ -234,6 +261,7 @@ impl IndexWriterTask {
         let waiting = std::mem::take(&mut self.waiting);
         match result {
             Ok(()) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 let generation = self.payload.generation;
                 tracing::debug!(
                     generation,
@@ -261,7 +289,16 @@ impl IndexWriterTask {
         self.pending_since = None;
     }
 
+    fn prune_tombstones(&mut self) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let oldest_kept = now_ms - self.config.tombstone_retention.as_millis() as i64;
+        self.payload.tombstones.retain(|_, deleted_at| *deleted_at >= oldest_kept);
+    }
+
     fn try_commit(&mut self) -> Result<(), IndexError> {
+        self.prune_tombstones();
         let payload =
             serde_json::to_string(&self.payload).map_err(|e| IndexError::Payload(e.to_string()))?;
         let mut prepared = self.writer.prepare_commit()?;
