@@ -17,9 +17,10 @@ use tonic_health::ServingStatus;
 
 use crate::api::{UserIndexService, proto};
 use crate::clerk::ClerkClient;
+use crate::clerk::webhook::WebhookVerifier;
 use crate::config::Config;
 use crate::index::UserIndex;
-use crate::sync::{Backfill, BackfillProgress};
+use crate::sync::{Backfill, BackfillProgress, WEBHOOK_PATH, WebhookReceiver};
 
 /// Already-bound sockets, so tests can listen on port 0 and production binds in `main`.
 pub struct Listeners {
@@ -99,8 +100,25 @@ pub async fn run(
         );
     let grpc_task = tokio::spawn(grpc);
 
+    let verifier = if config.webhook_secrets.is_empty() {
+        tracing::warn!(
+            "no CLERK_WEBHOOK_SIGNING_SECRET: webhook deliveries to {WEBHOOK_PATH} are refused with 503"
+        );
+        None
+    } else {
+        Some(
+            WebhookVerifier::new(&config.webhook_secrets)
+                .map_err(|e| anyhow::anyhow!("webhook signing secret: {e}"))?,
+        )
+    };
+    let webhooks = Arc::new(WebhookReceiver::new(verifier, writer.clone()));
+    let http_router = probes(progress).merge(
+        webhooks
+            .clone()
+            .router(config.webhook_body_limit, config.webhook_timeout),
+    );
     let http_addr = listeners.http.local_addr()?;
-    let http = axum::serve(listeners.http, probes(progress))
+    let http = axum::serve(listeners.http, http_router)
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let http_task = tokio::spawn(async move { http.await });
     tracing::info!(%grpc_addr, %http_addr, "clerk-index serving");
@@ -116,6 +134,7 @@ pub async fn run(
     let grpc_result = grpc_task.await?;
     http_task.await??;
     sync_task.await?;
+    drop(webhooks);
     drop(writer);
     // Every writer handle is gone now; the writer commits what is pending and stops.
     tokio::task::spawn_blocking(move || writer_thread.join())

@@ -48,6 +48,10 @@ pub struct Config {
     pub max_page_size: u32,
     /// Clerk users per backfill page (Clerk's maximum is 500).
     pub backfill_page_size: u32,
+    /// Svix signing secrets (`whsec_...`); several during a rotation. Empty: webhooks refused.
+    pub webhook_secrets: Vec<String>,
+    pub webhook_body_limit: usize,
+    pub webhook_timeout: Duration,
 }
 
 impl Config {
@@ -97,6 +101,9 @@ impl Config {
             filter_limits: FilterLimits::default(),
             max_page_size: args.max_page_size,
             backfill_page_size: 500,
+            webhook_secrets: Vec::new(),
+            webhook_body_limit: 1 << 20,
+            webhook_timeout: Duration::from_secs(10),
         })
     }
 }
@@ -116,6 +123,31 @@ pub fn clerk_secret_key_from_env() -> anyhow::Result<String> {
     anyhow::bail!(
         "set CLERK_SECRET_KEY (sk_live_... or sk_test_...) or CLERK_SECRET_KEY_FILE; to try clerk-index without a Clerk account run `clerk-index demo`"
     )
+}
+
+/// Webhook signing secrets from `CLERK_WEBHOOK_SIGNING_SECRET` (space- or comma-separated, for
+/// rotation) or the file named by `CLERK_WEBHOOK_SIGNING_SECRET_FILE`. None is not an error:
+/// the service then refuses deliveries with 503 and says so at start.
+pub fn webhook_secrets_from_env() -> anyhow::Result<Vec<String>> {
+    let text = match (
+        std::env::var("CLERK_WEBHOOK_SIGNING_SECRET"),
+        std::env::var("CLERK_WEBHOOK_SIGNING_SECRET_FILE"),
+    ) {
+        (Ok(text), _) if !text.trim().is_empty() => text,
+        (_, Ok(path)) => std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("reading CLERK_WEBHOOK_SIGNING_SECRET_FILE {path}: {e}")
+        })?,
+        _ => return Ok(Vec::new()),
+    };
+    let secrets: Vec<String> = text
+        .split([' ', ',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    crate::clerk::webhook::WebhookVerifier::new(&secrets)
+        .map_err(|e| anyhow::anyhow!("CLERK_WEBHOOK_SIGNING_SECRET: {e}"))?;
+    Ok(secrets)
 }
 
 /// Parses a listen address with a readable error.

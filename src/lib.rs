@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod clerk;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod index;

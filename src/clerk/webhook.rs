@@ -151,7 +151,7 @@ fn signed_content_mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Hma
 #[derive(Debug)]
 pub enum WebhookEvent {
     /// `user.created` / `user.updated`: the full user.
-    UserUpserted { user: User, event_type: String },
+    UserUpserted { user: Arc<User>, event_type: String },
     /// `user.deleted`: ordered by the envelope timestamp (the payload has no `updated_at`).
     UserDeleted { user_id: String, deleted_at_ms: i64 },
     /// Any other event type: acknowledged and counted, nothing to apply.
@@ -187,7 +187,7 @@ pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, Use
     };
     match envelope.event_type.as_str() {
         "user.created" | "user.updated" => Ok(WebhookEvent::UserUpserted {
-            user: parse_user(data()?)?,
+            user: Arc::new(parse_user(data()?)?),
             event_type: envelope.event_type.clone(),
         }),
         "user.deleted" => {

@@ -82,18 +82,27 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             temp_dir.clone()
         }
     };
-    let config = Config::new(
+    let mut config = Config::new(
         &args.index,
         default_dir.clone(),
         &fake_url,
         "sk_test_fake_clerk".into(),
     )?;
+    let webhook_secret = format!(
+        "whsec_{}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            rand::random::<[u8; 24]>()
+        )
+    );
+    config.webhook_secrets = vec![webhook_secret.clone()];
     let listeners = super::serve::bind(args.grpc_addr, args.http_addr).await?;
     let grpc = listeners.grpc.local_addr()?;
     eprintln!(
         "\nclerk-index demo: {users} generated users behind an embedded fake Clerk at {fake_url}\n\
          index: {dir}\n\
-         gRPC: {grpc} (UNAUTHENTICATED: demo only)   HTTP probes: http://{http}/readyz\n\n\
+         gRPC: {grpc} (UNAUTHENTICATED: demo only)   HTTP probes: http://{http}/readyz\n\
+         webhooks: POST http://{http}/webhooks/clerk, signing secret {webhook_secret}\n\n\
          try, in another terminal:\n  \
          clerk-index count --server http://{grpc} --filter 'public.membership_tier = \"gold\" AND public.plan_type IN [\"pro\", \"team\"]'\n  \
          clerk-index search --server http://{grpc} --filter 'public.favorite_genre = \"sci-fi\"' --sort -public.points --limit 5 --fields public.points,public.favorite_genre\n  \

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use tokio::net::TcpListener;
 
 use crate::app::{self, Listeners};
-use crate::config::{Config, IndexArgs, clerk_secret_key_from_env, parse_addr};
+use crate::config::{
+    Config, IndexArgs, clerk_secret_key_from_env, parse_addr, webhook_secrets_from_env,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -29,12 +31,13 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.index.log_format);
-    let config = Config::new(
+    let mut config = Config::new(
         &args.index,
         PathBuf::from("clerk-index-data"),
         &args.clerk_api_url,
         clerk_secret_key_from_env()?,
     )?;
+    config.webhook_secrets = webhook_secrets_from_env()?;
     let listeners = bind(args.grpc_addr, args.http_addr).await?;
     app::run(config, listeners, super::shutdown_signal()).await
 }

@@ -93,11 +93,17 @@ struct CommitPayload {
     /// Owned by `sync`: where backfill and reconcile stand. Opaque here.
     #[serde(default)]
     sync_state: serde_json::Value,
-    /// Deleted user ids and when they were deleted (ms). Kept in the commit with the deletion
-    /// itself, so a late update can never bring back a user whose deletion was acknowledged.
+    /// Deleted user ids, kept in the commit with the deletion itself, so a late update can never
+    /// bring back a user whose deletion was acknowledged.
     #[serde(default)]
-    tombstones: std::collections::BTreeMap<String, i64>,
+    tombstones: std::collections::BTreeMap<String, Tombstone>,
 }
+
+/// `[deleted_at_ms, recorded_at_ms]`: when Clerk deleted the user (orders it against updates),
+/// and when this index learned of it (retention counts from here, so a replayed old deletion is
+/// still protected for the whole retry window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Tombstone(i64, i64);
 
 /// An immutable view of one commit.
 pub struct Snapshot {

@@ -330,17 +330,31 @@ fn versioned(base: &User, updated_at: i64, plan: &str) -> Arc<User> {
 
 #[test]
 fn stale_updates_are_ignored_and_tombstones_outlive_a_restart() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let population = Population::new(2);
     let (a, b) = (to_user(&population.user(0)), to_user(&population.user(1)));
     let now = crate::sync::now_ms();
-    let upsert = |user: Arc<User>| UserChange::Upsert { user, source: ChangeSource::Webhook };
-    let delete = |id: &str, at: i64| UserChange::Delete { user_id: id.to_string(), deleted_at_ms: at, source: ChangeSource::Webhook };
+    let upsert = |user: Arc<User>| UserChange::Upsert {
+        user,
+        source: ChangeSource::Webhook,
+    };
+    let delete = |id: &str, at: i64| UserChange::Delete {
+        user_id: id.to_string(),
+        deleted_at_ms: at,
+        source: ChangeSource::Webhook,
+    };
     let plan_of = |index: &UserIndex, id: &str| {
         index.snapshot().get_raw_json(id).unwrap().map(|raw| {
             let json: serde_json::Value = serde_json::from_str(&raw).unwrap();
-            json["public_metadata"]["plan_type"].as_str().unwrap_or_default().to_string()
+            json["public_metadata"]["plan_type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         })
     };
     let open = || {
@@ -353,28 +367,85 @@ fn stale_updates_are_ignored_and_tombstones_outlive_a_restart() {
         let (index, task) = open();
         let (writer, thread) = task.spawn();
         // Newer then older: the older one is ignored, in one batch and across commits.
-        writer.apply(vec![upsert(versioned(&a, now - 1_000, "pro")), upsert(versioned(&a, now - 5_000, "free"))], None).await.unwrap();
+        writer
+            .apply(
+                vec![
+                    upsert(versioned(&a, now - 1_000, "pro")),
+                    upsert(versioned(&a, now - 5_000, "free")),
+                ],
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(plan_of(&index, &a.id).as_deref(), Some("pro"));
-        writer.apply(vec![upsert(versioned(&a, now - 2_000, "team"))], None).await.unwrap();
+        writer
+            .apply(vec![upsert(versioned(&a, now - 2_000, "team"))], None)
+            .await
+            .unwrap();
         assert_eq!(plan_of(&index, &a.id).as_deref(), Some("pro"));
         // Deleted, then a late update from before the deletion: stays deleted.
-        writer.apply(vec![upsert(versioned(&b, now - 3_000, "pro")), delete(&b.id, now - 500)], None).await.unwrap();
-        writer.apply(vec![upsert(versioned(&b, now - 600, "late"))], None).await.unwrap();
+        writer
+            .apply(
+                vec![
+                    upsert(versioned(&b, now - 3_000, "pro")),
+                    delete(&b.id, now - 500),
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        writer
+            .apply(vec![upsert(versioned(&b, now - 600, "late"))], None)
+            .await
+            .unwrap();
         assert_eq!(plan_of(&index, &b.id), None);
-        assert_eq!(writer.stats().ignored_stale.load(std::sync::atomic::Ordering::Relaxed), 2);
-        assert_eq!(writer.stats().ignored_deleted.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            writer
+                .stats()
+                .ignored_stale
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            writer
+                .stats()
+                .ignored_deleted
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         drop(writer);
-        tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     });
     runtime.block_on(async {
         let (index, task) = open();
         assert_eq!(index.snapshot().tombstone_count, 1);
         let (writer, thread) = task.spawn();
-        writer.apply(vec![upsert(versioned(&b, now - 400 - 200, "late again"))], None).await.unwrap();
-        assert_eq!(plan_of(&index, &b.id), None, "the tombstone survived the restart");
-        writer.apply(vec![upsert(versioned(&a, now - 1_500, "stale"))], None).await.unwrap();
-        assert_eq!(plan_of(&index, &a.id).as_deref(), Some("pro"), "versions survive the restart");
+        writer
+            .apply(
+                vec![upsert(versioned(&b, now - 400 - 200, "late again"))],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            plan_of(&index, &b.id),
+            None,
+            "the tombstone survived the restart"
+        );
+        writer
+            .apply(vec![upsert(versioned(&a, now - 1_500, "stale"))], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            plan_of(&index, &a.id).as_deref(),
+            Some("pro"),
+            "versions survive the restart"
+        );
         drop(writer);
-        tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     });
 }

@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 use super::document::user_document;
 use super::schema::Fields;
-use super::{CommitPayload, IndexConfig, IndexError, Snapshot, snapshot_of};
+use super::{CommitPayload, IndexConfig, IndexError, Snapshot, Tombstone, snapshot_of};
+use crate::clock::now_ms;
 use crate::user::UserChange;
 
 enum Command {
@@ -222,11 +223,19 @@ impl IndexWriterTask {
         let id_term = Term::from_field_text(self.fields.id, change.user_id());
         match change {
             UserChange::Upsert { user, .. } => {
-                if self.payload.tombstones.get(&user.id).is_some_and(|&deleted_at| deleted_at >= user.updated_at) {
+                if self
+                    .payload
+                    .tombstones
+                    .get(&user.id)
+                    .is_some_and(|tombstone| tombstone.0 >= user.updated_at)
+                {
                     self.stats.ignored_deleted.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                if self.current_version(&user.id).is_some_and(|held| held > user.updated_at) {
+                if self
+                    .current_version(&user.id)
+                    .is_some_and(|held| held > user.updated_at)
+                {
                     self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -241,10 +250,18 @@ impl IndexWriterTask {
                 self.pending_versions
                     .insert(user.id.clone(), user.updated_at);
             }
-            UserChange::Delete { user_id, deleted_at_ms, .. } => {
+            UserChange::Delete {
+                user_id,
+                deleted_at_ms,
+                ..
+            } => {
                 self.writer.delete_term(id_term);
-                let tombstone = self.payload.tombstones.entry(user_id.clone()).or_insert(deleted_at_ms);
-                *tombstone = (*tombstone).max(deleted_at_ms);
+                let tombstone = self
+                    .payload
+                    .tombstones
+                    .entry(user_id.clone())
+                    .or_insert(Tombstone(deleted_at_ms, now_ms()));
+                *tombstone = Tombstone(tombstone.0.max(deleted_at_ms), now_ms());
                 self.pending_versions.insert(user_id, i64::MIN);
             }
         }
@@ -290,11 +307,10 @@ impl IndexWriterTask {
     }
 
     fn prune_tombstones(&mut self) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let oldest_kept = now_ms - self.config.tombstone_retention.as_millis() as i64;
-        self.payload.tombstones.retain(|_, deleted_at| *deleted_at >= oldest_kept);
+        let oldest_kept = now_ms() - self.config.tombstone_retention.as_millis() as i64;
+        self.payload
+            .tombstones
+            .retain(|_, tombstone| tombstone.1 >= oldest_kept);
     }
 
     fn try_commit(&mut self) -> Result<(), IndexError> {

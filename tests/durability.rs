@@ -1,0 +1,148 @@
+//! A crash never loses an acknowledged change: the real binary is killed with SIGKILL in the
+//! middle of a burst of webhook deliveries, restarted on the same data directory, and every
+//! delivery that got a 2xx must be in the index.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clerk_index::api::proto::GetUserRequest;
+use clerk_index::api::proto::user_index_client::UserIndexClient;
+use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+use common::{RunningFakeClerk, WEBHOOK_SECRET, event};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_server(data_dir: &std::path::Path, clerk_url: &str, grpc: u16, http: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc}"),
+            "--http-addr",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .args([
+            "--clerk-api-url",
+            clerk_url,
+            "--writer-memory-mb",
+            "50",
+            "--commit-interval-ms",
+            "100",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
+        .env("CLERK_WEBHOOK_SIGNING_SECRET", WEBHOOK_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(http: u16) {
+    for _ in 0..300 {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server never became ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_loses_no_acknowledged_delivery() {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(50))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = spawn_server(dir.path(), &fake.url, grpc, http);
+    wait_ready(http).await;
+
+    let newcomers = Population {
+        seed: 9,
+        ..Population::new(100_000)
+    };
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let http_url = format!("http://127.0.0.1:{http}");
+    let workers: Vec<_> = (0..16)
+        .map(|worker| {
+            let (acknowledged, http_url) = (acknowledged.clone(), http_url.clone());
+            tokio::spawn(async move {
+                for n in 0..250 {
+                    let index = worker * 1_000 + n;
+                    let user = newcomers.user(index);
+                    let id = user["id"].as_str().unwrap().to_string();
+                    let body = event("user.created", user, 1_790_000_000_000);
+                    let sent = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        deliver_or_fail(&http_url, &format!("msg_kill_{index}"), &body),
+                    )
+                    .await;
+                    match sent {
+                        Ok(Some(200)) => acknowledged.lock().unwrap().push(id),
+                        Ok(Some(status)) => panic!("unexpected status {status} before the kill"),
+                        // The server died under us: the remaining deliveries are not acknowledged.
+                        Ok(None) | Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    while acknowledged.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap(); // SIGKILL: no shutdown, no final commit.
+    child.wait().await.unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() < 16 * 250,
+        "the kill must land during the burst"
+    );
+
+    let _child = spawn_server(dir.path(), &fake.url, grpc, http);
+    wait_ready(http).await;
+    let mut client = UserIndexClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    for id in &acknowledged {
+        let found = client
+            .get_user(GetUserRequest {
+                user_id: id.clone(),
+                fields: vec!["id".into()],
+            })
+            .await;
+        assert!(
+            found.is_ok(),
+            "acknowledged user {id} was lost in the crash ({} acknowledged)",
+            acknowledged.len()
+        );
+    }
+}
+
+/// `None` when the connection failed (the server is gone).
+async fn deliver_or_fail(http_url: &str, svix_id: &str, body: &serde_json::Value) -> Option<u16> {
+    let payload = serde_json::to_vec(body).unwrap();
+    let mut request = reqwest::Client::new()
+        .post(format!("{http_url}/webhooks/clerk"))
+        .body(payload.clone());
+    for (name, value) in common::svix_headers(svix_id, &payload) {
+        request = request.header(name, value);
+    }
+    request.send().await.ok().map(|r| r.status().as_u16())
+}

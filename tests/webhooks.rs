@@ -1,0 +1,337 @@
+//! Svix-signed webhooks over real HTTP: verification, durability of acknowledged changes,
+//! duplicates, ordering, tombstones, limits.
+
+mod common;
+
+use std::sync::Arc;
+
+use clerk_index::api::proto::{CountUsersRequest, FilterSpec, GetUserRequest, filter_spec};
+use clerk_index::clerk::fake::Population;
+use common::{TestServer, event, svix_headers};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use tonic::Code;
+
+/// Users that are not in the fake Clerk: they arrive by webhook only.
+fn newcomer(index: usize) -> Value {
+    Population {
+        seed: 7,
+        ..Population::new(10_000)
+    }
+    .user(index)
+}
+
+fn with_version(mut user: Value, updated_at: i64, plan: &str) -> Value {
+    user["updated_at"] = json!(updated_at);
+    user["public_metadata"]["plan_type"] = json!(plan);
+    user
+}
+
+async fn plan_of(server: &TestServer, id: &str) -> Option<String> {
+    let mut client = server.client().await;
+    match client
+        .get_user(GetUserRequest {
+            user_id: id.into(),
+            fields: vec![],
+        })
+        .await
+    {
+        Ok(response) => {
+            let json: Value =
+                serde_json::from_str(&response.into_inner().user.unwrap().json).unwrap();
+            Some(
+                json["public_metadata"]["plan_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        }
+        Err(status) if status.code() == Code::NotFound => None,
+        Err(status) => panic!("{status}"),
+    }
+}
+
+async fn count(server: &TestServer, filter: &str) -> u64 {
+    let spec = Some(FilterSpec {
+        spec: Some(filter_spec::Spec::Expression(filter.into())),
+    });
+    server
+        .client()
+        .await
+        .count_users(CountUsersRequest { filter: spec })
+        .await
+        .unwrap()
+        .into_inner()
+        .count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_user_created_is_searchable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 50).await;
+    let user = with_version(newcomer(1), 1_790_000_000_000, "webhook_plan");
+    let id = user["id"].as_str().unwrap().to_string();
+    let (status, answer) = server
+        .deliver("msg_1", &event("user.created", user, 1_790_000_000_000))
+        .await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    // No waiting: a 2xx means committed and visible.
+    assert_eq!(
+        count(&server, r#"public.plan_type = "webhook_plan""#).await,
+        1
+    );
+    assert_eq!(plan_of(&server, &id).await.as_deref(), Some("webhook_plan"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_and_malformed_bodies_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 50).await;
+    let body = serde_json::to_vec(&event(
+        "user.created",
+        with_version(newcomer(2), 1, "tampered"),
+        1,
+    ))
+    .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/webhooks/clerk", server.http_url);
+    let mut headers = svix_headers("msg_2", &body);
+    let tampered = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("tampered", "tampereD");
+    let mut request = http.post(&url).body(tampered);
+    for (name, value) in &headers {
+        request = request.header(*name, value);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.post(&url)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "no headers"
+    );
+    headers[1].1 = (clerk_index::sync::now_ms() / 1000 - 600).to_string();
+    let mut request = http.post(&url).body(body.clone());
+    for (name, value) in &headers {
+        request = request.header(*name, value);
+    }
+    assert_eq!(
+        request.send().await.unwrap().status(),
+        401,
+        "stale timestamp"
+    );
+    let (status, answer) = server
+        .deliver(
+            "msg_3",
+            &json!({"type": "user.updated", "data": {"first_name": "no id"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) = server.deliver("msg_4", &json!("not an event")).await;
+    assert_eq!(status, 400);
+    assert_eq!(count(&server, r#"public.plan_type = "tampered""#).await, 0);
+    assert_eq!(count(&server, "id EXISTS").await, 50);
+    let session = serde_json::from_str(
+        &std::fs::read_to_string("../shared/clerk/examples/spec-session.created.json").unwrap(),
+    )
+    .unwrap();
+    let (status, answer) = server.deliver("msg_5", &session).await;
+    assert_eq!((status, answer["outcome"].as_str()), (200, Some("ignored")));
+    let too_big = vec![b' '; 2 << 20];
+    let mut request = http.post(&url).body(too_big.clone());
+    for (name, value) in svix_headers("msg_6", &too_big) {
+        request = request.header(name, value);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 413);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_acknowledged_once_and_late_updates_cannot_resurrect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 50).await;
+    let user = newcomer(3);
+    let id = user["id"].as_str().unwrap().to_string();
+    let t = 1_790_000_000_000;
+    let created = event("user.created", with_version(user.clone(), t, "free"), t);
+    assert_eq!(
+        server.deliver("msg_c", &created).await.1["outcome"],
+        "applied"
+    );
+    assert_eq!(
+        server.deliver("msg_c", &created).await.1["outcome"],
+        "duplicate"
+    );
+    let deleted = event(
+        "user.deleted",
+        json!({"object": "user", "id": id, "deleted": true}),
+        (t + 2_000) / 1000,
+    );
+    assert_eq!(
+        server.deliver("msg_d", &deleted).await.1["outcome"],
+        "applied"
+    );
+    assert_eq!(plan_of(&server, &id).await, None);
+    // Svix retried an update from before the deletion; it arrives last.
+    let late = event(
+        "user.updated",
+        with_version(user, t + 1_000, "pro"),
+        t + 1_000,
+    );
+    assert_eq!(server.deliver("msg_u", &late).await.0, 200);
+    assert_eq!(
+        plan_of(&server, &id).await,
+        None,
+        "a late update resurrected a deleted user"
+    );
+    server.stop().await;
+}
+
+/// What Clerk did to one user, in order, and the state it ended in.
+struct History {
+    id: String,
+    events: Vec<(String, Value)>,
+    final_plan: Option<String>,
+}
+
+fn history(rng: &mut ChaCha8Rng, index: usize) -> History {
+    let user = newcomer(index);
+    let id = user["id"].as_str().unwrap().to_string();
+    let start = 1_790_000_000_000 + rng.random_range(0..1_000_000);
+    let mut events = vec![(
+        format!("msg_{index}_0"),
+        event(
+            "user.created",
+            with_version(user.clone(), start, "v0"),
+            start,
+        ),
+    )];
+    let updates = rng.random_range(0..4);
+    for n in 1..=updates {
+        let at = start + n as i64 * 1_000;
+        events.push((
+            format!("msg_{index}_{n}"),
+            event(
+                "user.updated",
+                with_version(user.clone(), at, &format!("v{n}")),
+                at,
+            ),
+        ));
+    }
+    let deleted = rng.random_bool(0.3);
+    if deleted {
+        let at = start + (updates + 1) as i64 * 1_000;
+        events.push((
+            format!("msg_{index}_del"),
+            event(
+                "user.deleted",
+                json!({"object": "user", "id": id, "deleted": true}),
+                at,
+            ),
+        ));
+    }
+    History {
+        id,
+        events,
+        final_plan: (!deleted).then(|| format!("v{updates}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_delivery_order_with_duplicates_converges_to_clerks_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 20).await;
+    let server = Arc::new(server);
+    for seed in 0..8u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let histories: Vec<History> = (0..12)
+            .map(|i| history(&mut rng, seed as usize * 100 + i))
+            .collect();
+        let mut deliveries: Vec<(String, Value)> =
+            histories.iter().flat_map(|h| h.events.clone()).collect();
+        let duplicates: Vec<(String, Value)> = deliveries
+            .iter()
+            .filter(|_| rng.random_bool(0.3))
+            .cloned()
+            .collect();
+        deliveries.extend(duplicates);
+        deliveries.shuffle(&mut rng);
+        // Concurrent, in the shuffled order, four at a time.
+        for chunk in deliveries.chunks(4) {
+            let sends = chunk.iter().map(|(svix_id, body)| {
+                let server = server.clone();
+                let (svix_id, body) = (svix_id.clone(), body.clone());
+                tokio::spawn(async move { server.deliver(&svix_id, &body).await.0 })
+            });
+            for send in sends {
+                assert_eq!(send.await.unwrap(), 200);
+            }
+        }
+        for history in &histories {
+            assert_eq!(
+                plan_of(&server, &history.id).await,
+                history.final_plan,
+                "seed {seed}, user {}",
+                history.id
+            );
+        }
+    }
+    Arc::into_inner(server).unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_deliveries_is_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 20).await;
+    let before = server
+        .client()
+        .await
+        .count_users(CountUsersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let server = Arc::new(server);
+    let sends: Vec<_> = (0..200)
+        .map(|i| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let user = with_version(newcomer(5_000 + i), 1_790_000_000_000, "burst");
+                server
+                    .deliver(
+                        &format!("msg_burst_{i}"),
+                        &event("user.created", user, 1_790_000_000_000),
+                    )
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap(), 200);
+    }
+    assert_eq!(count(&server, r#"public.plan_type = "burst""#).await, 200);
+    let after = server
+        .client()
+        .await
+        .count_users(CountUsersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let commits = after.freshness.unwrap().generation - before.freshness.unwrap().generation;
+    assert!(
+        commits < 200,
+        "200 concurrent deliveries took {commits} commits: no group commit"
+    );
+    Arc::into_inner(server).unwrap().stop().await;
+}
