@@ -20,7 +20,7 @@ use crate::clerk::ClerkClient;
 use crate::clerk::webhook::WebhookVerifier;
 use crate::config::Config;
 use crate::index::UserIndex;
-use crate::sync::{Backfill, BackfillProgress, WEBHOOK_PATH, WebhookReceiver};
+use crate::sync::{Backfill, BackfillProgress, WEBHOOK_PATH, WebhookReceiver, WriteThrough};
 
 /// Already-bound sockets, so tests can listen on port 0 and production binds in `main`.
 pub struct Listeners {
@@ -57,6 +57,7 @@ pub async fn run(
             .await;
     }
     let progress = Arc::new(BackfillProgress::default());
+    let write_through = WriteThrough::new(clerk.clone(), writer.clone());
     let backfill = Backfill {
         clerk,
         writer: writer.clone(),
@@ -86,8 +87,13 @@ pub async fn run(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let user_index =
-        UserIndexService::new(index.clone(), config.filter_limits, config.max_page_size);
+    let user_index = UserIndexService::new(
+        index.clone(),
+        write_through,
+        config.filter_limits,
+        config.max_page_size,
+        config.max_read_wait,
+    );
     let grpc_addr = listeners.grpc.local_addr()?;
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)

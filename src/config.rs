@@ -52,6 +52,8 @@ pub struct Config {
     pub webhook_secrets: Vec<String>,
     pub webhook_body_limit: usize,
     pub webhook_timeout: Duration,
+    /// Longest a read waits for a requested `min_generation`.
+    pub max_read_wait: Duration,
 }
 
 impl Config {
@@ -104,6 +106,7 @@ impl Config {
             webhook_secrets: Vec::new(),
             webhook_body_limit: 1 << 20,
             webhook_timeout: Duration::from_secs(10),
+            max_read_wait: Duration::from_secs(5),
         })
     }
 }

@@ -14,6 +14,8 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -41,12 +43,26 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(_) => tonic::Status::invalid_argument(message),
             Error::NotFound(_) => tonic::Status::not_found(message),
             Error::Unavailable(_) => tonic::Status::unavailable(message),
+            Error::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(message),
             Error::Clerk(ClerkApiError::Api { status: 404, .. }) => {
                 tonic::Status::not_found(message)
             }
-            Error::Clerk(ClerkApiError::Api { status: 429, .. }) => {
-                tonic::Status::resource_exhausted(message)
+            Error::Clerk(ClerkApiError::Api {
+                status: 429,
+                retry_after,
+                ..
+            }) => {
+                let seconds = retry_after.map_or(1, |d| d.as_secs().max(1));
+                let mut status =
+                    tonic::Status::resource_exhausted(format!("{message}; retry in {seconds} s"));
+                if let Ok(value) = seconds.to_string().parse() {
+                    status.metadata_mut().insert("retry-after", value);
+                }
+                status
             }
+            Error::Clerk(ClerkApiError::Api {
+                status: 400 | 422, ..
+            }) => tonic::Status::invalid_argument(message),
             Error::Clerk(_) => tonic::Status::unavailable(message),
             Error::Index(IndexError::WriterStopped) => tonic::Status::unavailable(message),
             Error::Index(_) | Error::Internal(_) => tonic::Status::internal(message),

@@ -26,7 +26,10 @@ async fn backfill_pages_through_injected_429s_and_500s() {
     let count = server
         .client()
         .await
-        .count_users(CountUsersRequest { filter: None })
+        .count_users(CountUsersRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -80,7 +83,10 @@ async fn restart_serves_immediately_from_disk_without_clerk() {
     let before = server
         .client()
         .await
-        .count_users(CountUsersRequest { filter: None })
+        .count_users(CountUsersRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -92,7 +98,10 @@ async fn restart_serves_immediately_from_disk_without_clerk() {
     let after = server
         .client()
         .await
-        .count_users(CountUsersRequest { filter: None })
+        .count_users(CountUsersRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -134,7 +143,10 @@ async fn interrupted_backfill_resumes_from_the_checkpoint() {
     let count = server
         .client()
         .await
-        .count_users(CountUsersRequest { filter: None })
+        .count_users(CountUsersRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

@@ -125,6 +125,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_delivery() {
             .get_user(GetUserRequest {
                 user_id: id.clone(),
                 fields: vec!["id".into()],
+                ..Default::default()
             })
             .await;
         assert!(

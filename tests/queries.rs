@@ -70,6 +70,7 @@ async fn search_all(
                 page_size,
                 page_token,
                 fields: vec!["id".into()],
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -119,6 +120,7 @@ async fn every_operator_counts_exactly_what_the_reference_matcher_says() {
         let got = client
             .count_users(CountUsersRequest {
                 filter: expression(text),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -197,6 +199,7 @@ async fn malformed_filters_are_invalid_argument_with_a_position() {
         let status = client
             .count_users(CountUsersRequest {
                 filter: expression(text),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -269,6 +272,7 @@ async fn get_user_returns_clerk_json_projected_by_the_field_mask() {
         .get_user(GetUserRequest {
             user_id: user.id.clone(),
             fields: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -280,6 +284,7 @@ async fn get_user_returns_clerk_json_projected_by_the_field_mask() {
         .get_user(GetUserRequest {
             user_id: user.id.clone(),
             fields: vec!["first_name".into(), "public.plan_type".into()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -299,6 +304,7 @@ async fn get_user_returns_clerk_json_projected_by_the_field_mask() {
         .get_user(GetUserRequest {
             user_id: "user_missing".into(),
             fields: vec![],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -351,6 +357,7 @@ async fn structured_filters_answer_like_their_text_form() {
             filter: Some(FilterSpec {
                 spec: Some(filter_spec::Spec::Tree(tree)),
             }),
+            ..Default::default()
         })
         .await
         .unwrap()

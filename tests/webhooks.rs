@@ -35,6 +35,7 @@ async fn plan_of(server: &TestServer, id: &str) -> Option<String> {
         .get_user(GetUserRequest {
             user_id: id.into(),
             fields: vec![],
+            ..Default::default()
         })
         .await
     {
@@ -60,7 +61,10 @@ async fn count(server: &TestServer, filter: &str) -> u64 {
     server
         .client()
         .await
-        .count_users(CountUsersRequest { filter: spec })
+        .count_users(CountUsersRequest {
+            filter: spec,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -297,7 +301,10 @@ async fn a_burst_of_concurrent_deliveries_is_group_committed() {
     let before = server
         .client()
         .await
-        .count_users(CountUsersRequest { filter: None })
+        .count_users(CountUsersRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -324,7 +331,10 @@ async fn a_burst_of_concurrent_deliveries_is_group_committed() {
     let after = server
         .client()
         .await
-        .count_users(CountUsersRequest { filter: None })
+        .count_users(CountUsersRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

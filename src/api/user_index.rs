@@ -2,6 +2,7 @@
 //! and convert back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -13,25 +14,47 @@ use super::proto::user_index_server::UserIndex as UserIndexApi;
 use crate::error::Error;
 use crate::index::{Snapshot, SortCursor, UserIndex};
 use crate::query::FilterLimits;
-use crate::sync::now_ms;
+use crate::sync::{MetadataPatch, WriteThrough, now_ms};
 
 /// Serves reads from the latest index snapshot.
 #[derive(Clone)]
 pub struct UserIndexService {
     index: UserIndex,
+    write_through: WriteThrough,
     limits: FilterLimits,
     max_page_size: u32,
+    /// Longest a read waits for `min_generation`.
+    max_read_wait: Duration,
 }
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 
 impl UserIndexService {
-    pub fn new(index: UserIndex, limits: FilterLimits, max_page_size: u32) -> Self {
+    pub fn new(
+        index: UserIndex,
+        write_through: WriteThrough,
+        limits: FilterLimits,
+        max_page_size: u32,
+        max_read_wait: Duration,
+    ) -> Self {
         UserIndexService {
             index,
+            write_through,
             limits,
             max_page_size,
+            max_read_wait,
         }
+    }
+
+    /// The snapshot to answer from: the newest, once it has reached `min_generation`.
+    async fn snapshot(&self, min_generation: u64) -> Result<Arc<Snapshot>, Error> {
+        self.index.snapshot_at_least(min_generation, self.max_read_wait).await.ok_or_else(|| {
+            Error::DeadlineExceeded(format!(
+                "the index did not reach generation {min_generation} within {} ms (it is at {})",
+                self.max_read_wait.as_millis(),
+                self.index.snapshot().freshness.generation
+            ))
+        })
     }
 
     pub fn into_server(self) -> proto::user_index_server::UserIndexServer<Self> {
@@ -61,11 +84,15 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::GetUserRequest>,
     ) -> Result<Response<proto::GetUserResponse>, Status> {
-        let proto::GetUserRequest { user_id, fields } = request.into_inner();
+        let proto::GetUserRequest {
+            user_id,
+            fields,
+            min_generation,
+        } = request.into_inner();
         if user_id.is_empty() {
             return Err(Error::InvalidArgument("user_id is required".into()).into());
         }
-        let snapshot = self.index.snapshot();
+        let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let id = user_id.clone();
         let raw = blocking(snapshot, move |s| Ok(s.get_raw_json(&id)?)).await?;
@@ -88,6 +115,7 @@ impl UserIndexApi for UserIndexService {
             page_size,
             page_token,
             fields,
+            min_generation,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let sort = sort_from_proto(sort)?;
@@ -103,7 +131,7 @@ impl UserIndexApi for UserIndexService {
             }
             n => n,
         } as usize;
-        let snapshot = self.index.snapshot();
+        let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let (query_filter, query_sort) = (filter.clone(), sort.clone());
         // One more than asked tells whether another page exists.
@@ -145,14 +173,51 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::CountUsersRequest>,
     ) -> Result<Response<proto::CountUsersResponse>, Status> {
-        let proto::CountUsersRequest { filter } = request.into_inner();
+        let proto::CountUsersRequest {
+            filter,
+            min_generation,
+        } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
-        let snapshot = self.index.snapshot();
+        let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let count = blocking(snapshot, move |s| Ok(s.count(filter.as_ref(), now_ms())?)).await?;
         Ok(Response::new(proto::CountUsersResponse {
             count,
             freshness: Some(freshness),
+        }))
+    }
+
+    async fn update_user_metadata(
+        &self,
+        request: Request<proto::UpdateUserMetadataRequest>,
+    ) -> Result<Response<proto::UpdateUserMetadataResponse>, Status> {
+        let proto::UpdateUserMetadataRequest {
+            user_id,
+            public_metadata,
+            private_metadata,
+            unsafe_metadata,
+            fields,
+        } = request.into_inner();
+        let parse = |name: &str,
+                     text: Option<String>|
+         -> Result<Option<serde_json::Value>, Error> {
+            text.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| Error::InvalidArgument(format!("{name} is not valid JSON: {e}")))
+            })
+            .transpose()
+        };
+        let patch = MetadataPatch {
+            public: parse("public_metadata", public_metadata)?,
+            private: parse("private_metadata", private_metadata)?,
+            unsafe_: parse("unsafe_metadata", unsafe_metadata)?,
+        };
+        let (user, generation) = self.write_through.update_metadata(&user_id, patch).await?;
+        let snapshot = self.snapshot(generation).await?;
+        let user = to_user(user.id.clone(), &user.raw_json, &fields)?;
+        Ok(Response::new(proto::UpdateUserMetadataResponse {
+            user: Some(user),
+            freshness: Some(freshness_to_proto(snapshot.freshness)),
         }))
     }
 }

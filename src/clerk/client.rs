@@ -102,6 +102,18 @@ pub enum PageCursor {
     Offset(u64),
 }
 
+/// One request, as the retry loop sees it.
+struct Call<'a> {
+    method: reqwest::Method,
+    /// `METHOD /path`, for messages.
+    request: &'a str,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<Vec<u8>>,
+    /// Wait out 429s (reads) or hand them to the caller (per-user write limits).
+    retry_throttled: bool,
+}
+
 /// One Clerk instance's Backend API.
 #[derive(Debug, Clone)]
 pub struct ClerkClient {
@@ -212,19 +224,68 @@ impl ClerkClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<bytes::Bytes, ClerkApiError> {
-        let url = format!("{}{}", self.config.api_url.trim_end_matches('/'), path);
+        self.send(Call {
+            method: reqwest::Method::GET,
+            request,
+            path,
+            query,
+            body: None,
+            retry_throttled: true,
+        })
+        .await
+    }
+
+    /// `PATCH /v1/users/{id}/metadata`: Clerk deep-merges the patch (`null` removes a key) and
+    /// returns the updated user. Clerk's per-user limit (10 writes / 10 s) is not waited out: the
+    /// 429 is returned with its `Retry-After`, for the caller to pass on.
+    pub async fn update_user_metadata(
+        &self,
+        user_id: &str,
+        patch: &serde_json::Value,
+    ) -> Result<User, ClerkApiError> {
+        let request = format!("PATCH /v1/users/{user_id}/metadata");
+        let path = format!("/v1/users/{}/metadata", urlencode_path_segment(user_id));
+        let body = serde_json::to_vec(patch).map_err(|e| ClerkApiError::Decode {
+            request: request.clone(),
+            message: e.to_string(),
+        })?;
+        let call = Call {
+            method: reqwest::Method::PATCH,
+            request: &request,
+            path: &path,
+            query: &[],
+            body: Some(body),
+            retry_throttled: false,
+        };
+        let answer = self.send(call).await?;
+        let raw: Box<serde_json::value::RawValue> =
+            serde_json::from_slice(&answer).map_err(|e| ClerkApiError::Decode {
+                request: request.clone(),
+                message: e.to_string(),
+            })?;
+        parse_user(&raw).map_err(|e| ClerkApiError::Decode {
+            request,
+            message: e.to_string(),
+        })
+    }
+
+    async fn send(&self, call: Call<'_>) -> Result<bytes::Bytes, ClerkApiError> {
+        let url = format!("{}{}", self.config.api_url.trim_end_matches('/'), call.path);
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.limiter.acquire().await;
-            let outcome = self.send_once(request, &url, query).await;
-            let error = match outcome {
+            let error = match self.send_once(&call, &url).await {
                 Ok(body) => return Ok(body),
-                Err(error) if !error.is_transient() || attempt >= self.config.max_attempts => {
-                    return Err(error);
-                }
                 Err(error) => error,
             };
+            let throttled = error.status() == Some(429);
+            if !error.is_transient()
+                || (throttled && !call.retry_throttled)
+                || attempt >= self.config.max_attempts
+            {
+                return Err(error);
+            }
             let wait = match &error {
                 ClerkApiError::Api {
                     retry_after: Some(after),
@@ -232,30 +293,28 @@ impl ClerkClient {
                 } => *after,
                 _ => self.backoff(attempt),
             };
-            tracing::warn!(request, attempt, wait_ms = wait.as_millis() as u64, error = %error, "clerk request failed, retrying");
+            tracing::warn!(request = call.request, attempt, wait_ms = wait.as_millis() as u64, error = %error, "clerk request failed, retrying");
             tokio::time::sleep(wait).await;
         }
     }
 
-    async fn send_once(
-        &self,
-        request: &str,
-        url: &str,
-        query: &[(&str, String)],
-    ) -> Result<bytes::Bytes, ClerkApiError> {
+    async fn send_once(&self, call: &Call<'_>, url: &str) -> Result<bytes::Bytes, ClerkApiError> {
         let transport = |e: reqwest::Error| ClerkApiError::Transport {
-            request: request.to_string(),
+            request: call.request.to_string(),
             message: e.to_string(),
         };
-        let response = self
+        let mut builder = self
             .http
-            .get(url)
-            .query(query)
+            .request(call.method.clone(), url)
+            .query(call.query)
             .bearer_auth(&self.config.secret_key)
-            .header("Clerk-API-Version", CLERK_API_VERSION)
-            .send()
-            .await
-            .map_err(transport)?;
+            .header("Clerk-API-Version", CLERK_API_VERSION);
+        if let Some(body) = &call.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let response = builder.send().await.map_err(transport)?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -272,14 +331,14 @@ impl ClerkClient {
         if status.is_success() {
             return Ok(body);
         }
+        let retry_after = retry_after
+            .or(Some(Duration::from_secs(1)).filter(|_| status == StatusCode::TOO_MANY_REQUESTS));
         Err(api_error(
-            request,
+            call.request,
             status,
             &body,
             trace_header,
-            retry_after
-                .or(Some(Duration::from_secs(1))
-                    .filter(|_| status == StatusCode::TOO_MANY_REQUESTS)),
+            retry_after,
         ))
     }
 

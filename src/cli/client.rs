@@ -72,6 +72,7 @@ pub async fn count(args: CountArgs) -> anyhow::Result<()> {
     let response = client
         .count_users(proto::CountUsersRequest {
             filter: filter_spec(&args.filter),
+            min_generation: 0,
         })
         .await
         .map_err(status_error)?
@@ -111,6 +112,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
             page_size: args.limit,
             page_token: args.page_token.clone().unwrap_or_default(),
             fields: Vec::new(),
+            min_generation: 0,
         })
         .await
         .map_err(status_error)?

@@ -172,6 +172,28 @@ impl UserIndex {
         self.snapshots.borrow().clone()
     }
 
+    /// The first snapshot at or past `generation`, waiting at most `timeout` for it.
+    pub async fn snapshot_at_least(
+        &self,
+        generation: u64,
+        timeout: Duration,
+    ) -> Option<Arc<Snapshot>> {
+        let current = self.snapshot();
+        if current.freshness.generation >= generation {
+            return Some(current);
+        }
+        let mut snapshots = self.snapshots.clone();
+        let reached = tokio::time::timeout(
+            timeout,
+            snapshots.wait_for(|s| s.freshness.generation >= generation),
+        )
+        .await;
+        match reached {
+            Ok(Ok(snapshot)) => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
     /// Notified after every commit.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.clone()

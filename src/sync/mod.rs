@@ -1,10 +1,13 @@
 //! Keeping the index in step with Clerk: the initial backfill (resumable from the checkpoint
-//! the index keeps in its commit payload) and Svix-signed webhooks.
+//! the index keeps in its commit payload), Svix-signed webhooks and write-through metadata
+//! updates.
 
 mod backfill;
 mod state;
 mod webhook;
+mod write_through;
 
 pub use backfill::{Backfill, BackfillProgress};
 pub use state::{BackfillState, SyncState, now_ms};
 pub use webhook::{WEBHOOK_PATH, WebhookCounters, WebhookReceiver};
+pub use write_through::{MetadataPatch, WriteThrough};

@@ -106,6 +106,7 @@ impl TestServer {
         .unwrap();
         config.backfill_page_size = options.page_size;
         config.webhook_secrets = vec![WEBHOOK_SECRET.to_string()];
+        config.max_read_wait = Duration::from_millis(500);
         config.clerk.initial_backoff = Duration::from_millis(20);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,15 +6,17 @@
 //! `created_at` ordering and no `offset` (422 otherwise); errors are `ClerkErrors` bodies.
 //! An unknown `starting_after` id is answered with 422 as well (Clerk does not document it).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -82,6 +84,8 @@ struct FakeState {
     secret_key: String,
     faults: RwLock<FaultInjection>,
     limiter: Option<RateLimiter>,
+    /// Clerk's per-user limit on metadata writes: 10 requests per 10 s.
+    metadata_limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
     requests: AtomicU64,
     throttled: AtomicU64,
 }
@@ -101,6 +105,7 @@ impl FakeClerk {
                 secret_key: config.secret_key,
                 faults: RwLock::new(config.faults),
                 limiter: config.rate_limit.map(RateLimiter::new),
+                metadata_limiters: Mutex::new(HashMap::new()),
                 requests: AtomicU64::new(0),
                 throttled: AtomicU64::new(0),
             }),
@@ -112,6 +117,7 @@ impl FakeClerk {
             .route("/v1/users", get(list_users))
             .route("/v1/users/count", get(count_users))
             .route("/v1/users/{user_id}", get(get_user))
+            .route("/v1/users/{user_id}/metadata", patch(update_user_metadata))
             .with_state(self.state.clone())
     }
 
@@ -476,5 +482,147 @@ async fn get_user(
             &format!("No user was found with id {user_id}"),
             json!({}),
         ),
+    }
+}
+
+/// RFC 7386 merge patch, which is what Clerk documents for `PATCH .../metadata`: objects merge
+/// recursively, `null` removes a key, anything else (arrays included) replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    let object = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            merge_patch(object.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+async fn update_user_metadata(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let limiter = state
+        .metadata_limiters
+        .lock()
+        .expect("fake limiter lock")
+        .entry(user_id.clone())
+        .or_insert_with(|| {
+            Arc::new(RateLimiter::new(RateLimit {
+                requests: 10,
+                per: Duration::from_secs(10),
+            }))
+        })
+        .clone();
+    if let Err(wait) = limiter.try_acquire().await {
+        return too_many_requests(&state, wait.as_secs_f64().ceil().max(1.0) as u64);
+    }
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(Value::Object(patch)) => Value::Object(patch),
+        _ => {
+            return clerk_error(
+                StatusCode::BAD_REQUEST,
+                "request_body_invalid",
+                "Request body invalid",
+                "The request body is not a JSON object.",
+                json!({}),
+            );
+        }
+    };
+    let known = ["public_metadata", "private_metadata", "unsafe_metadata"];
+    for (key, value) in patch.as_object().expect("checked above") {
+        if !known.contains(&key.as_str()) {
+            return clerk_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_unknown",
+                "is unknown",
+                &format!("{key} is not a valid parameter for this request."),
+                json!({"name": key}),
+            );
+        }
+        if !value.is_object() {
+            return form_param_invalid(key, &format!("{key} must be an object"));
+        }
+    }
+    let mut users = state.users.write().expect("fake store lock");
+    let Some(stored) = users.get(&user_id) else {
+        return clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "not found",
+            &format!("No user was found with id {user_id}"),
+            json!({}),
+        );
+    };
+    let mut user: Value = serde_json::from_str(&stored.json).expect("stored json is valid");
+    for key in known {
+        if let Some(changes) = patch.get(key) {
+            merge_patch(&mut user[key], changes);
+        }
+    }
+    let now = crate::clock::now_ms();
+    user["updated_at"] = json!(now.max(stored.updated_at + 1));
+    let updated = StoredUser::from_json(&user).expect("the user stays complete");
+    let body = updated.json.to_string();
+    users.put(updated);
+    json_response(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::merge_patch;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        // The examples of RFC 7386 appendix A that apply to objects.
+        for (target, patch, result) in [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": "b", "b": "c"}),
+                json!({"a": null}),
+                json!({"b": "c"}),
+            ),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (json!(null), json!({"a": 1}), json!({"a": 1})),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+        ] {
+            let mut merged = target.clone();
+            merge_patch(&mut merged, &patch);
+            assert_eq!(merged, result, "{target} + {patch}");
+        }
     }
 }
