@@ -10,7 +10,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("clerkindex_descriptor.bin"))
-        .compile_protos(&["proto/clerkindex/v1/user_index.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/clerkindex/v1/user_index.proto",
+                "proto/clerkindex/v1/sync.proto",
+            ],
+            &["proto"],
+        )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -15,12 +15,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use crate::api::{UserIndexService, proto};
+use crate::api::{SyncService, UserIndexService, proto};
 use crate::clerk::ClerkClient;
 use crate::clerk::webhook::WebhookVerifier;
 use crate::config::Config;
 use crate::index::UserIndex;
-use crate::sync::{Backfill, BackfillProgress, WEBHOOK_PATH, WebhookReceiver, WriteThrough};
+use crate::sync::{
+    Backfill, BackfillProgress, Reconciler, WEBHOOK_PATH, WebhookReceiver, WriteThrough,
+};
 
 /// Already-bound sockets, so tests can listen on port 0 and production binds in `main`.
 pub struct Listeners {
@@ -58,6 +60,12 @@ pub async fn run(
     }
     let progress = Arc::new(BackfillProgress::default());
     let write_through = WriteThrough::new(clerk.clone(), writer.clone());
+    let reconciler = Arc::new(Reconciler::new(
+        clerk.clone(),
+        writer.clone(),
+        index.clone(),
+        config.backfill_page_size,
+    ));
     let backfill = Backfill {
         clerk,
         writer: writer.clone(),
@@ -68,13 +76,16 @@ pub async fn run(
     let sync_task = tokio::spawn({
         let cancel = cancel.clone();
         let health = health.clone();
+        let reconciler = reconciler.clone();
+        let schedule = config.reconcile;
         async move {
-            if backfill.run(cancel).await {
+            if backfill.run(cancel.clone()).await {
                 for service in ["", USER_INDEX_SERVICE] {
                     health
                         .set_service_status(service, ServingStatus::Serving)
                         .await;
                 }
+                reconciler.run_periodically(schedule, cancel).await;
             }
         }
     });
@@ -94,31 +105,31 @@ pub async fn run(
         config.max_page_size,
         config.max_read_wait,
     );
+    let webhooks = Arc::new(WebhookReceiver::new(
+        webhook_verifier(&config)?,
+        writer.clone(),
+    ));
+    let sync_service = SyncService {
+        index: index.clone(),
+        backfill: progress.clone(),
+        webhooks: webhooks.counters.clone(),
+        writer: writer.stats().clone(),
+        reconciler,
+    };
     let grpc_addr = listeners.grpc.local_addr()?;
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(user_index.into_server())
+        .add_service(sync_service.into_server())
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.grpc),
             cancel.clone().cancelled_owned(),
         );
     let grpc_task = tokio::spawn(grpc);
 
-    let verifier = if config.webhook_secrets.is_empty() {
-        tracing::warn!(
-            "no CLERK_WEBHOOK_SIGNING_SECRET: webhook deliveries to {WEBHOOK_PATH} are refused with 503"
-        );
-        None
-    } else {
-        Some(
-            WebhookVerifier::new(&config.webhook_secrets)
-                .map_err(|e| anyhow::anyhow!("webhook signing secret: {e}"))?,
-        )
-    };
-    let webhooks = Arc::new(WebhookReceiver::new(verifier, writer.clone()));
-    let http_router = probes(progress).merge(
+    let http_router = probes(progress.clone()).merge(
         webhooks
             .clone()
             .router(config.webhook_body_limit, config.webhook_timeout),
@@ -149,6 +160,18 @@ pub async fn run(
     grpc_result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn webhook_verifier(config: &Config) -> anyhow::Result<Option<WebhookVerifier>> {
+    if config.webhook_secrets.is_empty() {
+        tracing::warn!(
+            "no CLERK_WEBHOOK_SIGNING_SECRET: webhook deliveries to {WEBHOOK_PATH} are refused with 503"
+        );
+        return Ok(None);
+    }
+    let verifier = WebhookVerifier::new(&config.webhook_secrets)
+        .map_err(|e| anyhow::anyhow!("webhook signing secret: {e}"))?;
+    Ok(Some(verifier))
 }
 
 fn probes(progress: Arc<BackfillProgress>) -> Router {

@@ -9,6 +9,7 @@ use crate::clerk::ClerkClientConfig;
 use crate::clerk::rate_limit::RateLimit;
 use crate::index::IndexConfig;
 use crate::query::FilterLimits;
+use crate::sync::ReconcileSchedule;
 
 /// Options shared by `serve` and `demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,6 +29,20 @@ pub struct IndexArgs {
     /// Largest page a SearchUsers request may ask for.
     #[arg(long, env = "CLERK_INDEX_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: u32,
+    /// Seconds between catch-ups (list users updated since the last one; repairs missed webhooks).
+    #[arg(
+        long,
+        env = "CLERK_INDEX_CATCH_UP_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub catch_up_interval_secs: u64,
+    /// Seconds between sweeps (compare every id with Clerk; removes users deleted unseen).
+    #[arg(
+        long,
+        env = "CLERK_INDEX_SWEEP_INTERVAL_SECS",
+        default_value_t = 21_600
+    )]
+    pub sweep_interval_secs: u64,
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -54,6 +69,7 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Longest a read waits for a requested `min_generation`.
     pub max_read_wait: Duration,
+    pub reconcile: ReconcileSchedule,
 }
 
 impl Config {
@@ -77,6 +93,10 @@ impl Config {
         anyhow::ensure!(
             args.commit_interval_ms > 0,
             "--commit-interval-ms must be positive"
+        );
+        anyhow::ensure!(
+            args.catch_up_interval_secs > 0 && args.sweep_interval_secs > 0,
+            "--catch-up-interval-secs and --sweep-interval-secs must be positive"
         );
         let url = clerk_api_url.trim_end_matches('/');
         anyhow::ensure!(
@@ -107,6 +127,10 @@ impl Config {
             webhook_body_limit: 1 << 20,
             webhook_timeout: Duration::from_secs(10),
             max_read_wait: Duration::from_secs(5),
+            reconcile: ReconcileSchedule {
+                catch_up_every: Duration::from_secs(args.catch_up_interval_secs),
+                sweep_every: Duration::from_secs(args.sweep_interval_secs),
+            },
         })
     }
 }

@@ -4,9 +4,11 @@
 mod convert;
 mod page_token;
 mod projection;
+mod sync_service;
 mod user_index;
 
 pub use projection::project_json;
+pub use sync_service::SyncService;
 pub use user_index::UserIndexService;
 
 /// The generated protobuf and gRPC code (`proto/clerkindex/v1`).

@@ -183,6 +183,26 @@ impl ClerkClient {
         Ok(page)
     }
 
+    /// `GET /v1/users?limit=N&order_by=-updated_at&offset=M`: most recently updated first. Clerk
+    /// allows the cursor only for `created_at` order, so this pages by offset.
+    pub async fn list_users_recently_updated(
+        &self,
+        offset: u64,
+        limit: u32,
+    ) -> Result<UserPage, ClerkApiError> {
+        let query = vec![
+            ("limit", limit.to_string()),
+            ("order_by", "-updated_at".to_string()),
+            ("offset", offset.to_string()),
+        ];
+        let request = "GET /v1/users?order_by=-updated_at";
+        let body = self.get(request, "/v1/users", &query).await?;
+        parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
+            request: request.into(),
+            message: e.to_string(),
+        })
+    }
+
     /// `GET /v1/users/{id}`; `Ok(None)` when Clerk says 404.
     pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, ClerkApiError> {
         let request = format!("GET /v1/users/{user_id}");

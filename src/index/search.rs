@@ -107,6 +107,24 @@ impl Snapshot {
             .collect()
     }
 
+    /// Ids of users created in `[from_ms, until_ms)`, in id order (for the reconcile sweep).
+    pub fn ids_created_between(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<String>, IndexError> {
+        use crate::query::ast::{CmpOp, DateValue, FieldPath, Op, Predicate, Value};
+        let bound = |cmp, ms| {
+            Filter::Predicate(Predicate {
+                path: FieldPath::Core(crate::query::CoreField::CreatedAt),
+                op: Op::Compare(cmp, Value::Date(DateValue::Absolute(ms))),
+                position: 0,
+            })
+        };
+        let filter = Filter::And(vec![bound(CmpOp::Gte, from_ms), bound(CmpOp::Lt, until_ms)]);
+        self.all_ids(Some(&filter), &SortSpec::by_id(), 0)
+    }
+
     /// Every matching id in `sort` order, paging internally (for tests and exports).
     pub fn all_ids(
         &self,

@@ -3,11 +3,13 @@
 //! updates.
 
 mod backfill;
+mod reconcile;
 mod state;
 mod webhook;
 mod write_through;
 
 pub use backfill::{Backfill, BackfillProgress};
-pub use state::{BackfillState, SyncState, now_ms};
+pub use reconcile::{ReconcileSchedule, Reconciler};
+pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState, now_ms};
 pub use webhook::{WEBHOOK_PATH, WebhookCounters, WebhookReceiver};
 pub use write_through::{MetadataPatch, WriteThrough};

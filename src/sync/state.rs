@@ -7,6 +7,41 @@ use serde::{Deserialize, Serialize};
 pub struct SyncState {
     #[serde(default)]
     pub backfill: BackfillState,
+    #[serde(default)]
+    pub reconcile: ReconcileState,
+}
+
+/// Where the periodic repairs stand.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileState {
+    /// Catch-up lists users updated at or after this (ms); 0 = not set yet.
+    pub watermark_updated_at_ms: i64,
+    pub last_catch_up: Option<ReconcileRun>,
+    pub last_sweep: Option<ReconcileRun>,
+    /// A sweep in progress, resumed after a restart.
+    pub sweep: Option<SweepCursor>,
+}
+
+/// One finished catch-up or sweep.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileRun {
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub users_listed: u64,
+    pub upserts: u64,
+    pub deletes: u64,
+}
+
+/// How far a sweep has compared Clerk with the index: everything created before `boundary_ms`
+/// is settled; `carry` are Clerk ids created exactly at `boundary_ms` seen so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepCursor {
+    pub started_at_ms: i64,
+    pub last_user_id: Option<String>,
+    pub boundary_ms: i64,
+    pub carry: Vec<String>,
+    pub users_listed: u64,
+    pub deletes: u64,
 }
 
 /// Progress of the initial copy of every Clerk user.

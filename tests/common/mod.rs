@@ -96,6 +96,9 @@ impl TestServer {
             commit_interval_ms: options.commit_interval_ms,
             max_page_size: 1000,
             log_format: LogFormat::Pretty,
+            // Tests trigger reconciles through the Sync service when they want one.
+            catch_up_interval_secs: 3_600,
+            sweep_interval_secs: 3_600,
         };
         let mut config = Config::new(
             &args,

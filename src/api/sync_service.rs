@@ -1,0 +1,127 @@
+//! `clerkindex.v1.Sync`: freshness and repair on demand.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::freshness_to_proto;
+use super::proto;
+use super::proto::sync_server::Sync as SyncApi;
+use crate::error::Error;
+use crate::index::{UserIndex, WriterStats};
+use crate::sync::{BackfillProgress, ReconcileRun, Reconciler, SyncState, WebhookCounters, now_ms};
+
+/// Reads the counters every part of sync keeps, and runs reconciles.
+pub struct SyncService {
+    pub index: UserIndex,
+    pub backfill: Arc<BackfillProgress>,
+    pub webhooks: Arc<WebhookCounters>,
+    pub writer: Arc<WriterStats>,
+    pub reconciler: Arc<Reconciler>,
+}
+
+impl SyncService {
+    pub fn into_server(self) -> proto::sync_server::SyncServer<Self> {
+        proto::sync_server::SyncServer::new(self)
+    }
+}
+
+fn run_to_proto(run: &ReconcileRun) -> proto::ReconcileRun {
+    let ReconcileRun {
+        started_at_ms,
+        finished_at_ms,
+        users_listed,
+        upserts,
+        deletes,
+    } = run.clone();
+    proto::ReconcileRun {
+        started_at_ms,
+        finished_at_ms,
+        users_listed,
+        upserts,
+        deletes,
+    }
+}
+
+#[tonic::async_trait]
+impl SyncApi for SyncService {
+    async fn get_sync_status(
+        &self,
+        _request: Request<proto::GetSyncStatusRequest>,
+    ) -> Result<Response<proto::SyncStatus>, Status> {
+        let snapshot = self.index.snapshot();
+        let state = SyncState::from_payload(&snapshot.sync_state);
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let newest = (load(&self.webhooks.newest_event_at_ms) as i64)
+            .max(snapshot.freshness.newest_updated_at_ms);
+        let status = proto::SyncStatus {
+            freshness: Some(freshness_to_proto(snapshot.freshness)),
+            backfill: Some(proto::BackfillStatus {
+                complete: state.backfill.complete,
+                users_seen: state
+                    .backfill
+                    .users_seen
+                    .max(load(&self.backfill.users_seen)),
+                users_total: load(&self.backfill.users_total),
+                started_at_ms: state.backfill.started_at_ms.unwrap_or_default(),
+                completed_at_ms: state.backfill.completed_at_ms.unwrap_or_default(),
+            }),
+            last_catch_up: state.reconcile.last_catch_up.as_ref().map(run_to_proto),
+            last_sweep: state.reconcile.last_sweep.as_ref().map(run_to_proto),
+            catch_up_watermark_ms: state.reconcile.watermark_updated_at_ms,
+            sweep_in_progress: state.reconcile.sweep.is_some(),
+            webhooks: Some(proto::WebhookCounts {
+                applied: load(&self.webhooks.applied),
+                duplicate: load(&self.webhooks.duplicate),
+                ignored_type: load(&self.webhooks.ignored_type),
+                bad_signature: load(&self.webhooks.bad_signature),
+                malformed: load(&self.webhooks.malformed),
+                failed: load(&self.webhooks.failed),
+            }),
+            writer: Some(proto::WriterCounts {
+                applied: load(&self.writer.applied),
+                ignored_stale: load(&self.writer.ignored_stale),
+                ignored_deleted: load(&self.writer.ignored_deleted),
+                commits: load(&self.writer.commits),
+            }),
+            lag_ms: if newest > 0 {
+                (now_ms() - newest).max(0)
+            } else {
+                0
+            },
+            tombstones: snapshot.tombstone_count as u64,
+        };
+        Ok(Response::new(status))
+    }
+
+    async fn trigger_reconcile(
+        &self,
+        request: Request<proto::TriggerReconcileRequest>,
+    ) -> Result<Response<proto::TriggerReconcileResponse>, Status> {
+        let kind = proto::ReconcileKind::try_from(request.into_inner().kind)
+            .unwrap_or(proto::ReconcileKind::Unspecified);
+        let (catch_up, sweep) = match kind {
+            proto::ReconcileKind::CatchUp => (true, false),
+            proto::ReconcileKind::Sweep => (false, true),
+            proto::ReconcileKind::Both | proto::ReconcileKind::Unspecified => (true, true),
+        };
+        if !SyncState::from_payload(&self.index.snapshot().sync_state)
+            .backfill
+            .complete
+        {
+            return Err(Error::Unavailable(
+                "the backfill is still running; reconcile after it completes".into(),
+            )
+            .into());
+        }
+        let mut response = proto::TriggerReconcileResponse::default();
+        if catch_up {
+            response.catch_up = Some(run_to_proto(&self.reconciler.catch_up().await?));
+        }
+        if sweep {
+            response.sweep = Some(run_to_proto(&self.reconciler.sweep().await?));
+        }
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,281 @@
+//! Periodic repairs of what webhooks missed.
+//!
+//! - **Catch-up** lists users by `-updated_at` (offset paging: Clerk's cursor needs `created_at`
+//!   order) down to the watermark and applies them; the writer ignores what the index already
+//!   has. The next watermark is this run's start minus an overlap, so updates made during a run
+//!   are listed again next time rather than missed.
+//! - **Sweep** walks every Clerk user in `created_at` order and merge-joins each page with the
+//!   index users created in the same time range: index users missing from Clerk are deleted
+//!   (leaving tombstones), Clerk users missing from the index are applied. The cursor lives in the
+//!   commit payload, so a sweep resumes after a restart. Users created after the sweep started are
+//!   never deleted by it (the walk may not have reached them).
+//!
+//! Both share the client's rate limiter with everything else and run one at a time.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{ReconcileRun, SweepCursor, SyncState, now_ms};
+use crate::clerk::{ClerkClient, PageCursor};
+use crate::error::Error;
+use crate::index::{UserIndex, WriterHandle};
+use crate::user::{ChangeSource, UserChange};
+
+/// Before any Clerk user (about 137,000 BC), yet far enough from `i64::MIN` for tantivy's
+/// millisecond-to-nanosecond conversion.
+const EARLIEST_MS: i64 = -(1 << 42);
+
+/// Updates made up to this long before a catch-up started are listed again by the next one.
+const WATERMARK_OVERLAP_MS: i64 = 60_000;
+
+/// When the periodic runs happen.
+#[derive(Debug, Clone, Copy)]
+pub struct ReconcileSchedule {
+    pub catch_up_every: Duration,
+    pub sweep_every: Duration,
+}
+
+impl Default for ReconcileSchedule {
+    fn default() -> Self {
+        ReconcileSchedule {
+            catch_up_every: Duration::from_secs(5 * 60),
+            sweep_every: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// Runs catch-ups and sweeps, on a schedule or on demand.
+pub struct Reconciler {
+    clerk: ClerkClient,
+    writer: WriterHandle,
+    index: UserIndex,
+    page_size: u32,
+    /// One run at a time; holds nothing but the turn.
+    turn: Mutex<()>,
+}
+
+impl Reconciler {
+    pub fn new(clerk: ClerkClient, writer: WriterHandle, index: UserIndex, page_size: u32) -> Self {
+        Reconciler {
+            clerk,
+            writer,
+            index,
+            page_size,
+            turn: Mutex::new(()),
+        }
+    }
+
+    fn state(&self) -> SyncState {
+        SyncState::from_payload(&self.index.snapshot().sync_state)
+    }
+
+    /// Lists users updated since the watermark and applies them.
+    pub async fn catch_up(&self) -> Result<ReconcileRun, Error> {
+        let _turn = self.turn.lock().await;
+        let mut state = self.state();
+        let started_at_ms = now_ms();
+        let watermark = state.reconcile.watermark_updated_at_ms;
+        let mut run = ReconcileRun {
+            started_at_ms,
+            ..ReconcileRun::default()
+        };
+        let mut offset = 0;
+        loop {
+            let page = self
+                .clerk
+                .list_users_recently_updated(offset, self.page_size)
+                .await?;
+            offset += page.len as u64;
+            run.users_listed += page.len as u64;
+            let reached_watermark = page.users.iter().any(|u| u.updated_at < watermark);
+            let changes: Vec<UserChange> = page
+                .users
+                .into_iter()
+                .filter(|u| u.updated_at >= watermark)
+                .map(|user| UserChange::Upsert {
+                    user: Arc::new(user),
+                    source: ChangeSource::Reconcile,
+                })
+                .collect();
+            run.upserts += changes.len() as u64;
+            if !changes.is_empty() {
+                self.writer.submit(changes, None).await?;
+            }
+            if reached_watermark || page.len < self.page_size as usize {
+                break;
+            }
+        }
+        run.finished_at_ms = now_ms();
+        state.reconcile.watermark_updated_at_ms = started_at_ms - WATERMARK_OVERLAP_MS;
+        state.reconcile.last_catch_up = Some(run.clone());
+        self.writer
+            .apply(Vec::new(), Some(state.to_payload()))
+            .await?;
+        tracing::info!(
+            listed = run.users_listed,
+            applied = run.upserts,
+            "catch-up done"
+        );
+        Ok(run)
+    }
+
+    /// Compares every Clerk user with the index; resumes an interrupted sweep.
+    pub async fn sweep(&self) -> Result<ReconcileRun, Error> {
+        let _turn = self.turn.lock().await;
+        let mut state = self.state();
+        let mut cursor = state.reconcile.sweep.take().unwrap_or_else(|| SweepCursor {
+            started_at_ms: now_ms(),
+            boundary_ms: EARLIEST_MS,
+            ..SweepCursor::default()
+        });
+        let mut upserts = 0;
+        loop {
+            let page = self
+                .clerk
+                .list_users_page(
+                    &PageCursor::After(cursor.last_user_id.clone()),
+                    self.page_size,
+                )
+                .await?;
+            cursor.users_listed += page.len as u64;
+            let last_page = page.len < self.page_size as usize;
+            let Some(last) = page.users.last() else {
+                if last_page {
+                    break;
+                }
+                continue;
+            };
+            cursor.last_user_id = Some(last.id.clone());
+            // Everything created before the newest creation time of this page is settled; users
+            // created exactly then may continue on the next page.
+            let upper = if last_page {
+                cursor.started_at_ms
+            } else {
+                last.created_at
+            };
+            let mut seen: HashSet<String> = cursor.carry.drain(..).collect();
+            for user in &page.users {
+                if user.created_at < upper {
+                    seen.insert(user.id.clone());
+                } else {
+                    cursor.carry.push(user.id.clone());
+                }
+            }
+            let snapshot = self.index.snapshot();
+            let (from, until) = (cursor.boundary_ms, upper);
+            let page_ids: Vec<String> = page.users.iter().map(|u| u.id.clone()).collect();
+            let (in_range, absent) =
+                tokio::task::spawn_blocking(move || -> Result<_, crate::index::IndexError> {
+                    let in_range = snapshot.ids_created_between(from, until)?;
+                    let mut absent = HashSet::new();
+                    for id in page_ids {
+                        if snapshot.updated_at_of(&id)?.is_none() {
+                            absent.insert(id);
+                        }
+                    }
+                    Ok((in_range, absent))
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let gone: Vec<UserChange> = in_range
+                .into_iter()
+                .filter(|id| !seen.contains(id))
+                .map(|user_id| UserChange::Delete {
+                    user_id,
+                    deleted_at_ms: now_ms(),
+                    source: ChangeSource::Reconcile,
+                })
+                .collect();
+            let missing: Vec<UserChange> = page
+                .users
+                .into_iter()
+                .filter(|u| absent.contains(&u.id))
+                .map(|user| UserChange::Upsert {
+                    user: Arc::new(user),
+                    source: ChangeSource::Reconcile,
+                })
+                .collect();
+            cursor.deletes += gone.len() as u64;
+            upserts += missing.len() as u64;
+            cursor.boundary_ms = upper;
+            state.reconcile.sweep = Some(cursor.clone());
+            let mut changes = gone;
+            changes.extend(missing);
+            self.writer
+                .submit(changes, Some(state.to_payload()))
+                .await?;
+            if last_page {
+                break;
+            }
+        }
+        let run = ReconcileRun {
+            started_at_ms: cursor.started_at_ms,
+            finished_at_ms: now_ms(),
+            users_listed: cursor.users_listed,
+            upserts,
+            deletes: cursor.deletes,
+        };
+        state.reconcile.sweep = None;
+        state.reconcile.last_sweep = Some(run.clone());
+        self.writer
+            .apply(Vec::new(), Some(state.to_payload()))
+            .await?;
+        tracing::info!(
+            listed = run.users_listed,
+            deleted = run.deletes,
+            applied = run.upserts,
+            "sweep done"
+        );
+        Ok(run)
+    }
+
+    /// Runs catch-ups and sweeps on `schedule` until cancelled. A sweep interrupted by a restart
+    /// is resumed first.
+    pub async fn run_periodically(
+        self: Arc<Self>,
+        schedule: ReconcileSchedule,
+        cancel: CancellationToken,
+    ) {
+        if self.state().reconcile.watermark_updated_at_ms == 0 {
+            // First start after the backfill: catch up from when the backfill began.
+            let mut state = self.state();
+            state.reconcile.watermark_updated_at_ms =
+                state.backfill.started_at_ms.unwrap_or(0) - WATERMARK_OVERLAP_MS;
+            if let Err(error) = self
+                .writer
+                .apply(Vec::new(), Some(state.to_payload()))
+                .await
+            {
+                tracing::error!(%error, "could not store the first reconcile watermark");
+            }
+        }
+        if self.state().reconcile.sweep.is_some()
+            && let Err(error) = self.sweep().await
+        {
+            tracing::error!(%error, "resumed sweep failed");
+        }
+        let mut catch_up = tokio::time::interval(schedule.catch_up_every);
+        let mut sweep = tokio::time::interval(schedule.sweep_every);
+        catch_up.tick().await;
+        sweep.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = catch_up.tick() => {
+                    if let Err(error) = self.catch_up().await {
+                        tracing::error!(%error, "catch-up failed; retrying at the next interval");
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Err(error) = self.sweep().await {
+                        tracing::error!(%error, "sweep failed; it resumes at the next interval");
+                    }
+                }
+            }
+        }
+    }
+}

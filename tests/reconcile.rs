@@ -1,0 +1,172 @@
+//! Reconcile repairs what webhooks missed; the Sync service reports and triggers it.
+
+mod common;
+
+use clerk_index::api::proto::sync_client::SyncClient;
+use clerk_index::api::proto::{
+    GetSyncStatusRequest, GetUserRequest, ReconcileKind, TriggerReconcileRequest,
+};
+use clerk_index::clerk::fake::Population;
+use common::{TestOptions, TestServer, event};
+use serde_json::{Value, json};
+use tonic::Code;
+
+async fn plan_of(server: &TestServer, id: &str) -> Result<Value, Code> {
+    let mut client = server.client().await;
+    match client
+        .get_user(GetUserRequest {
+            user_id: id.into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(response) => {
+            let json: Value =
+                serde_json::from_str(&response.into_inner().user.unwrap().json).unwrap();
+            Ok(json["public_metadata"]["plan_type"].clone())
+        }
+        Err(status) => Err(status.code()),
+    }
+}
+
+async fn reconcile(
+    server: &TestServer,
+    kind: ReconcileKind,
+) -> clerk_index::api::proto::TriggerReconcileResponse {
+    let mut sync = SyncClient::new(server.channel().await);
+    sync.trigger_reconcile(TriggerReconcileRequest { kind: kind as i32 })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_repairs_a_dropped_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = common::RunningFakeClerk::start(clerk_index::clerk::fake::FakeClerkConfig::new(
+        Population::new(300),
+    ))
+    .await;
+    let mut options = TestOptions::new(&fake.url);
+    options.page_size = 50;
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let id = fake.fake.user_ids()[17].clone();
+    // Changed in Clerk; the webhook never arrived.
+    let mut user = fake.fake.user_json(&id).unwrap();
+    user["public_metadata"]["plan_type"] = json!("changed_in_clerk");
+    user["updated_at"] = json!(clerk_index::sync::now_ms());
+    fake.fake.put_user_json(&user);
+    assert_ne!(plan_of(&server, &id).await.unwrap(), "changed_in_clerk");
+    let response = reconcile(&server, ReconcileKind::CatchUp).await;
+    let run = response.catch_up.unwrap();
+    assert_eq!(
+        (run.upserts, run.users_listed),
+        (1, 50),
+        "catch-up must stop at the watermark: {run:?}"
+    );
+    assert_eq!(plan_of(&server, &id).await.unwrap(), "changed_in_clerk");
+    let mut sync = SyncClient::new(server.channel().await);
+    let status = sync
+        .get_sync_status(GetSyncStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.backfill.unwrap().complete);
+    assert!(status.last_catch_up.is_some());
+    assert!(status.catch_up_watermark_ms > 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_removes_users_deleted_while_the_service_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = TestServer::with_population(dir.path(), 1_200).await;
+    let url = fake.url.clone();
+    server.stop().await;
+    let ids = fake.fake.user_ids();
+    let (gone, also_gone) = (ids[5].clone(), ids[700].clone());
+    assert!(fake.fake.delete_user(&gone) && fake.fake.delete_user(&also_gone));
+    // And one created while the service was down, in the middle of the creation order.
+    let mut newcomer = Population {
+        seed: 11,
+        ..Population::new(1_200)
+    }
+    .user(600);
+    newcomer["public_metadata"]["plan_type"] = json!("created_while_down");
+    let newcomer_id = newcomer["id"].as_str().unwrap().to_string();
+    fake.fake.put_user_json(&newcomer);
+
+    let mut options = TestOptions::new(&url);
+    options.page_size = 100;
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    assert!(
+        plan_of(&server, &gone).await.is_ok(),
+        "still there before the sweep"
+    );
+    let sweep = reconcile(&server, ReconcileKind::Sweep)
+        .await
+        .sweep
+        .unwrap();
+    assert_eq!(sweep.deletes, 2, "{sweep:?}");
+    assert_eq!(sweep.upserts, 1, "{sweep:?}");
+    assert_eq!(sweep.users_listed, 1_199);
+    assert_eq!(plan_of(&server, &gone).await, Err(Code::NotFound));
+    assert_eq!(plan_of(&server, &also_gone).await, Err(Code::NotFound));
+    assert_eq!(
+        plan_of(&server, &newcomer_id).await.unwrap(),
+        "created_while_down"
+    );
+    // A second sweep finds nothing to do.
+    let again = reconcile(&server, ReconcileKind::Sweep)
+        .await
+        .sweep
+        .unwrap();
+    assert_eq!((again.deletes, again.upserts), (0, 0));
+    let mut sync = SyncClient::new(server.channel().await);
+    let status = sync
+        .get_sync_status(GetSyncStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.tombstones, 2);
+    assert!(!status.sweep_in_progress);
+    assert_eq!(status.freshness.unwrap().user_count, 1_199);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_webhook_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 20).await;
+    let user = Population {
+        seed: 3,
+        ..Population::new(10)
+    }
+    .user(1);
+    let created = event("user.created", user, 1_790_000_000_000);
+    assert_eq!(server.deliver("msg_a", &created).await.0, 200);
+    assert_eq!(server.deliver("msg_a", &created).await.0, 200);
+    assert_eq!(
+        server
+            .deliver("msg_b", &json!({"type": "user.created"}))
+            .await
+            .0,
+        400
+    );
+    let mut sync = SyncClient::new(server.channel().await);
+    let status = sync
+        .get_sync_status(GetSyncStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let webhooks = status.webhooks.unwrap();
+    assert_eq!(
+        (webhooks.applied, webhooks.duplicate, webhooks.malformed),
+        (1, 1, 1)
+    );
+    assert!(status.writer.unwrap().commits >= 1);
+    assert!(status.lag_ms > 0);
+    server.stop().await;
+}
