@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tokio::net::TcpListener;
 
 use crate::app;
-use crate::clerk::fake::{FakeClerk, FakeClerkConfig, FaultInjection, Population};
+use crate::clerk::fake::{FakeClerk, FakeClerkConfig, FaultInjection, Population, WebhookTarget};
 use crate::clerk::rate_limit::RateLimit;
 use crate::config::{Config, IndexArgs, parse_addr};
 
@@ -26,6 +26,10 @@ pub struct DemoArgs {
     /// Where the embedded fake Clerk listens (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_addr)]
     pub fake_clerk_addr: SocketAddr,
+    /// Milliseconds between simulated changes made through the fake Clerk's API (each arrives
+    /// as a signed webhook); 0 turns the simulation off.
+    #[arg(long, default_value_t = 2000)]
+    pub activity_every_ms: u64,
     #[command(flatten)]
     pub index: IndexArgs,
 }
@@ -71,8 +75,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let fake_listener = TcpListener::bind(args.fake_clerk_addr).await?;
     let fake_url = format!("http://{}", fake_listener.local_addr()?);
     let fake_shutdown = tokio_util::sync::CancellationToken::new();
-    let fake_task =
-        tokio::spawn(fake.serve(fake_listener, fake_shutdown.clone().cancelled_owned()));
+    let fake_task = tokio::spawn(
+        fake.clone()
+            .serve(fake_listener, fake_shutdown.clone().cancelled_owned()),
+    );
 
     let temp_dir;
     let default_dir = match &args.index.data_dir {
@@ -98,6 +104,17 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.webhook_secrets = vec![webhook_secret.clone()];
     let listeners = super::serve::bind(args.grpc_addr, args.http_addr).await?;
     let grpc = listeners.grpc.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
+    fake.set_webhook_target(WebhookTarget::new(
+        format!("http://{http_addr}/webhooks/clerk"),
+        webhook_secret.clone(),
+    ))
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let activity = tokio::spawn(simulate_activity(
+        fake.clone(),
+        fake_url.clone(),
+        args.activity_every_ms,
+    ));
     eprintln!(
         "\nclerk-index demo: {users} generated users behind an embedded fake Clerk at {fake_url}\n\
          index: {dir}\n\
@@ -112,6 +129,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         http = listeners.http.local_addr()?,
     );
     let result = app::run(config, listeners, super::shutdown_signal()).await;
+    activity.abort();
     fake_shutdown.cancel();
     let _ = fake_task.await;
     if args.index.data_dir.is_none() {
@@ -152,4 +170,50 @@ pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
     );
     fake.serve(listener, super::shutdown_signal()).await?;
     Ok(())
+}
+
+/// Live updates for the demo: every `every_ms`, a change through the fake Clerk's HTTP API (a
+/// tier upgrade, new points, now and then a new or deleted user). The fake announces each one
+/// with a signed webhook, so counts in the running service move as they would with real Clerk.
+async fn simulate_activity(fake: FakeClerk, fake_url: String, every_ms: u64) {
+    use rand::Rng;
+    use rand::seq::IndexedRandom;
+    if every_ms == 0 {
+        return;
+    }
+    let http = reqwest::Client::new();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(every_ms));
+    ticks.tick().await;
+    for step in 1u64.. {
+        ticks.tick().await;
+        let ids = fake.user_ids();
+        let Some(id) = ids.choose(&mut rand::rng()).cloned() else {
+            continue;
+        };
+        let request = if step % 10 == 0 {
+            let body = serde_json::json!({
+                "email_address": [format!("demo.signup{step}@example.com")], "first_name": "Demo", "last_name": format!("Signup{step}"),
+                "public_metadata": {"membership_tier": "bronze", "plan_type": "free", "signup_source": "demo"},
+            });
+            tracing::info!(step, "demo activity: a new user signs up");
+            http.post(format!("{fake_url}/v1/users")).json(&body)
+        } else if step % 15 == 0 {
+            tracing::info!(user_id = %id, "demo activity: a user deletes their account");
+            http.delete(format!("{fake_url}/v1/users/{id}"))
+        } else {
+            let tier = ["silver", "gold", "platinum"]
+                .choose(&mut rand::rng())
+                .copied()
+                .unwrap_or("gold");
+            let points = rand::rng().random_range(0..10_000);
+            tracing::info!(user_id = %id, tier, points, "demo activity: membership_tier and points change");
+            let body =
+                serde_json::json!({"public_metadata": {"membership_tier": tier, "points": points}});
+            http.patch(format!("{fake_url}/v1/users/{id}/metadata"))
+                .json(&body)
+        };
+        if let Err(error) = request.bearer_auth("sk_test_fake_clerk").send().await {
+            tracing::warn!(%error, "demo activity request failed");
+        }
+    }
 }

@@ -1,9 +1,12 @@
 //! A fake Clerk Backend API: a real HTTP server speaking Clerk's wire format over a generated
-//! population, for tests, the demo and `clerk-index fake-clerk`.
+//! population, for tests, the demo and `clerk-index fake-clerk`. Changes made through its API
+//! (create, metadata patch, delete) are announced with signed webhooks when a target is set.
 
 mod generator;
 mod server;
 mod store;
+mod webhooks;
 
 pub use generator::{DEFAULT_ANCHOR_MS, Population};
-pub use server::{FakeClerk, FakeClerkConfig, FaultInjection};
+pub use server::{FakeClerk, FakeClerkConfig, FaultInjection, merge_patch};
+pub use webhooks::{WebhookDispatcher, WebhookTarget};

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 
 use super::generator::Population;
 use super::store::{StoredUser, UserStore};
+use super::webhooks::{WebhookDispatcher, WebhookTarget};
 use crate::clerk::rate_limit::{RateLimit, RateLimiter};
 
 /// API versions the fake accepts in `Clerk-API-Version` (Clerk's published ones).
@@ -66,6 +67,8 @@ pub struct FakeClerkConfig {
     pub faults: FaultInjection,
     /// A real per-instance limit, like Clerk's (production: 1000 / 10 s). `None` = unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Where to announce changes made through the API (create, metadata patch, delete).
+    pub webhooks: Option<WebhookTarget>,
 }
 
 impl FakeClerkConfig {
@@ -75,6 +78,7 @@ impl FakeClerkConfig {
             secret_key: "sk_test_fake_clerk".into(),
             faults: FaultInjection::default(),
             rate_limit: None,
+            webhooks: None,
         }
     }
 }
@@ -86,6 +90,7 @@ struct FakeState {
     limiter: Option<RateLimiter>,
     /// Clerk's per-user limit on metadata writes: 10 requests per 10 s.
     metadata_limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    webhooks: RwLock<Option<WebhookDispatcher>>,
     requests: AtomicU64,
     throttled: AtomicU64,
 }
@@ -97,7 +102,8 @@ pub struct FakeClerk {
 }
 
 impl FakeClerk {
-    /// Generates the population (in parallel) and prepares the server.
+    /// Generates the population (in parallel) and prepares the server. With a webhook target it
+    /// must be called inside a tokio runtime (the dispatcher runs on it).
     pub fn new(config: FakeClerkConfig) -> Self {
         FakeClerk {
             state: Arc::new(FakeState {
@@ -106,6 +112,9 @@ impl FakeClerk {
                 faults: RwLock::new(config.faults),
                 limiter: config.rate_limit.map(RateLimiter::new),
                 metadata_limiters: Mutex::new(HashMap::new()),
+                webhooks: RwLock::new(config.webhooks.map(|target| {
+                    WebhookDispatcher::start(target).expect("a valid webhook signing secret")
+                })),
                 requests: AtomicU64::new(0),
                 throttled: AtomicU64::new(0),
             }),
@@ -114,9 +123,9 @@ impl FakeClerk {
 
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/v1/users", get(list_users))
+            .route("/v1/users", get(list_users).post(create_user))
             .route("/v1/users/count", get(count_users))
-            .route("/v1/users/{user_id}", get(get_user))
+            .route("/v1/users/{user_id}", get(get_user).delete(delete_user))
             .route("/v1/users/{user_id}/metadata", patch(update_user_metadata))
             .with_state(self.state.clone())
     }
@@ -172,6 +181,13 @@ impl FakeClerk {
             .write()
             .expect("fake store lock")
             .remove(id)
+    }
+
+    /// Starts (or replaces) webhook deliveries; must be called inside a tokio runtime.
+    pub fn set_webhook_target(&self, target: WebhookTarget) -> Result<(), String> {
+        let dispatcher = WebhookDispatcher::start(target)?;
+        *self.state.webhooks.write().expect("fake webhook lock") = Some(dispatcher);
+        Ok(())
     }
 
     pub fn set_faults(&self, faults: FaultInjection) {
@@ -577,7 +593,111 @@ async fn update_user_metadata(
     let updated = StoredUser::from_json(&user).expect("the user stays complete");
     let body = updated.json.to_string();
     users.put(updated);
+    drop(users);
+    if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
+        webhooks.send("user.updated", user);
+    }
     json_response(body)
+}
+
+fn random_id(prefix: &str) -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let tail: String = (0..27)
+        .map(|_| BASE62[rand::random_range(0..62)] as char)
+        .collect();
+    format!("{prefix}_{tail}")
+}
+
+/// `POST /v1/users` (CreateUser): the fields a segmentation demo needs; others are ignored.
+async fn create_user(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    let Ok(Value::Object(params)) = serde_json::from_slice::<Value>(&body) else {
+        return clerk_error(
+            StatusCode::BAD_REQUEST,
+            "request_body_invalid",
+            "Request body invalid",
+            "The request body is not a JSON object.",
+            json!({}),
+        );
+    };
+    let now = crate::clock::now_ms();
+    let emails: Vec<Value> = params
+        .get("email_address")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|address| json!({"id": random_id("idn"), "object": "email_address", "email_address": address, "reserved": false,
+            "verification": {"status": "verified", "strategy": "admin"}, "linked_to": [], "created_at": now, "updated_at": now}))
+        .collect();
+    let field = |name: &str| params.get(name).cloned().unwrap_or(Value::Null);
+    let object_field = |name: &str| {
+        params
+            .get(name)
+            .filter(|v| v.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    };
+    let user = json!({
+        "id": random_id("user"), "object": "user", "external_id": field("external_id"),
+        "primary_email_address_id": emails.first().map(|e| e["id"].clone()).unwrap_or(Value::Null),
+        "primary_phone_number_id": null, "primary_web3_wallet_id": null,
+        "username": field("username"), "first_name": field("first_name"), "last_name": field("last_name"),
+        "image_url": "https://img.clerk.com/default", "has_image": false,
+        "public_metadata": object_field("public_metadata"), "private_metadata": object_field("private_metadata"),
+        "unsafe_metadata": object_field("unsafe_metadata"),
+        "email_addresses": emails, "phone_numbers": [], "web3_wallets": [], "passkeys": [],
+        "password_enabled": params.contains_key("password"), "two_factor_enabled": false, "totp_enabled": false,
+        "backup_code_enabled": false, "mfa_enabled_at": null, "mfa_disabled_at": null,
+        "external_accounts": [], "saml_accounts": [], "enterprise_accounts": [],
+        "last_sign_in_at": null, "banned": false, "locked": false, "lockout_expires_in_seconds": null,
+        "verification_attempts_remaining": 100, "created_at": now, "updated_at": now,
+        "delete_self_enabled": true, "create_organization_enabled": true, "create_organizations_limit": null,
+        "last_active_at": null, "legal_accepted_at": null,
+    });
+    let stored = StoredUser::from_json(&user).expect("a created user is complete");
+    let body = stored.json.to_string();
+    state.users.write().expect("fake store lock").put(stored);
+    if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
+        webhooks.send("user.created", user);
+    }
+    json_response(body)
+}
+
+/// `DELETE /v1/users/{id}`: answers Clerk's `DeletedObject`.
+async fn delete_user(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Response {
+    if let Err(response) = admit(&state, &headers).await {
+        return response;
+    }
+    if !state
+        .users
+        .write()
+        .expect("fake store lock")
+        .remove(&user_id)
+    {
+        return clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "not found",
+            &format!("No user was found with id {user_id}"),
+            json!({}),
+        );
+    }
+    let deleted = json!({"object": "user", "id": user_id, "deleted": true});
+    if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
+        webhooks.send("user.deleted", deleted.clone());
+    }
+    axum::Json(deleted).into_response()
 }
 
 #[cfg(test)]
