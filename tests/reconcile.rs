@@ -170,3 +170,71 @@ async fn status_counts_webhook_outcomes() {
     assert!(status.lag_ms > 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_sweep_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = common::RunningFakeClerk::start(clerk_index::clerk::fake::FakeClerkConfig::new(
+        Population::new(3_000),
+    ))
+    .await;
+    let options = |sweep_interval_secs| {
+        let mut options = TestOptions::new(&fake.url);
+        options.page_size = 100;
+        options.sweep_interval_secs = sweep_interval_secs;
+        options
+    };
+    let server = TestServer::start(dir.path(), options(3_600)).await;
+    server.wait_serving().await;
+    server.stop().await;
+    // Slow Clerk down so the periodic sweep (every second) is still running when we stop.
+    let mut slow = options(1);
+    slow.rate_limit = "1/100ms".into();
+    let server = TestServer::start(dir.path(), slow).await;
+    let mut in_progress = false;
+    for _ in 0..100 {
+        let mut sync = SyncClient::new(server.channel().await);
+        if sync
+            .get_sync_status(GetSyncStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sweep_in_progress
+        {
+            in_progress = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(in_progress, "the sweep never checkpointed");
+    server.stop().await;
+    let requests_before = fake.fake.request_count();
+
+    let server = TestServer::start(dir.path(), options(3_600)).await;
+    server.wait_serving().await;
+    let mut last_sweep = None;
+    for _ in 0..200 {
+        let mut sync = SyncClient::new(server.channel().await);
+        let status = sync
+            .get_sync_status(GetSyncStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if !status.sweep_in_progress && status.last_sweep.is_some() {
+            last_sweep = status.last_sweep;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sweep = last_sweep.expect("the resumed sweep never finished");
+    assert_eq!(
+        sweep.users_listed, 3_000,
+        "pages listed before and after the restart add up to one pass: {sweep:?}"
+    );
+    assert_eq!(sweep.deletes, 0);
+    assert!(
+        fake.fake.request_count() - requests_before < 31,
+        "the resumed sweep started over"
+    );
+    server.stop().await;
+}

@@ -253,10 +253,15 @@ impl Reconciler {
                 tracing::error!(%error, "could not store the first reconcile watermark");
             }
         }
-        if self.state().reconcile.sweep.is_some()
-            && let Err(error) = self.sweep().await
-        {
-            tracing::error!(%error, "resumed sweep failed");
+        // A run is raced against shutdown: dropping it mid-way is safe, since everything it
+        // applied went through the writer with its cursor, and a sweep resumes from there.
+        if self.state().reconcile.sweep.is_some() {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                result = self.sweep() => if let Err(error) = result {
+                    tracing::error!(%error, "resumed sweep failed");
+                }
+            }
         }
         let mut catch_up = tokio::time::interval(schedule.catch_up_every);
         let mut sweep = tokio::time::interval(schedule.sweep_every);
@@ -266,13 +271,19 @@ impl Reconciler {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = catch_up.tick() => {
-                    if let Err(error) = self.catch_up().await {
-                        tracing::error!(%error, "catch-up failed; retrying at the next interval");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        result = self.catch_up() => if let Err(error) = result {
+                            tracing::error!(%error, "catch-up failed; retrying at the next interval");
+                        }
                     }
                 }
                 _ = sweep.tick() => {
-                    if let Err(error) = self.sweep().await {
-                        tracing::error!(%error, "sweep failed; it resumes at the next interval");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        result = self.sweep() => if let Err(error) = result {
+                            tracing::error!(%error, "sweep failed; it resumes at the next interval");
+                        }
                     }
                 }
             }

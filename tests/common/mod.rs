@@ -66,6 +66,7 @@ pub struct TestOptions {
     pub rate_limit: String,
     pub page_size: u32,
     pub commit_interval_ms: u64,
+    pub sweep_interval_secs: u64,
 }
 
 impl TestOptions {
@@ -75,6 +76,7 @@ impl TestOptions {
             rate_limit: "1000/1s".into(),
             page_size: 500,
             commit_interval_ms: 100,
+            sweep_interval_secs: 3_600,
         }
     }
 }
@@ -98,7 +100,7 @@ impl TestServer {
             log_format: LogFormat::Pretty,
             // Tests trigger reconciles through the Sync service when they want one.
             catch_up_interval_secs: 3_600,
-            sweep_interval_secs: 3_600,
+            sweep_interval_secs: options.sweep_interval_secs,
         };
         let mut config = Config::new(
             &args,
