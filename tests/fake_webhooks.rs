@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use clerk_index::api::proto::{CountUsersRequest, FilterSpec, GetUserRequest, filter_spec};
+use clerk_index::api::proto::GetUserRequest;
 use clerk_index::clerk::fake::WebhookTarget;
 use clerk_index::clerk::webhook::{SvixHeaders, WebhookVerifier};
 use common::{TestServer, WEBHOOK_SECRET};
@@ -35,20 +35,7 @@ async fn clerk_api(
 }
 
 async fn count(server: &TestServer, filter: &str) -> u64 {
-    let spec = Some(FilterSpec {
-        spec: Some(filter_spec::Spec::Expression(filter.into())),
-    });
-    server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: spec,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .count
+    server.count(filter).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,9 +37,7 @@ async fn setup() -> Setup {
 }
 
 fn expression(text: &str) -> Option<FilterSpec> {
-    Some(FilterSpec {
-        spec: Some(filter_spec::Spec::Expression(text.into())),
-    })
+    common::expression(text)
 }
 
 /// The reference answer from the in-memory matcher.

@@ -3,30 +3,17 @@
 mod common;
 
 use clerk_index::api::proto::sync_client::SyncClient;
-use clerk_index::api::proto::{
-    GetSyncStatusRequest, GetUserRequest, ReconcileKind, TriggerReconcileRequest,
-};
+use clerk_index::api::proto::{GetSyncStatusRequest, ReconcileKind, TriggerReconcileRequest};
 use clerk_index::clerk::fake::Population;
 use common::{TestOptions, TestServer, event};
 use serde_json::{Value, json};
 use tonic::Code;
 
 async fn plan_of(server: &TestServer, id: &str) -> Result<Value, Code> {
-    let mut client = server.client().await;
-    match client
-        .get_user(GetUserRequest {
-            user_id: id.into(),
-            ..Default::default()
-        })
+    server
+        .user_json(id)
         .await
-    {
-        Ok(response) => {
-            let json: Value =
-                serde_json::from_str(&response.into_inner().user.unwrap().json).unwrap();
-            Ok(json["public_metadata"]["plan_type"].clone())
-        }
-        Err(status) => Err(status.code()),
-    }
+        .map(|json| json["public_metadata"]["plan_type"].clone())
 }
 
 async fn reconcile(

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use clerk_index::api::proto::{CountUsersRequest, FilterSpec, GetUserRequest, filter_spec};
+use clerk_index::api::proto::CountUsersRequest;
 use clerk_index::clerk::fake::Population;
 use common::{TestServer, event, svix_headers};
 use rand::seq::SliceRandom;
@@ -30,45 +30,20 @@ fn with_version(mut user: Value, updated_at: i64, plan: &str) -> Value {
 }
 
 async fn plan_of(server: &TestServer, id: &str) -> Option<String> {
-    let mut client = server.client().await;
-    match client
-        .get_user(GetUserRequest {
-            user_id: id.into(),
-            fields: vec![],
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(response) => {
-            let json: Value =
-                serde_json::from_str(&response.into_inner().user.unwrap().json).unwrap();
-            Some(
-                json["public_metadata"]["plan_type"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        }
-        Err(status) if status.code() == Code::NotFound => None,
-        Err(status) => panic!("{status}"),
+    match server.user_json(id).await {
+        Ok(json) => Some(
+            json["public_metadata"]["plan_type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        Err(Code::NotFound) => None,
+        Err(code) => panic!("get_user failed with {code:?}"),
     }
 }
 
 async fn count(server: &TestServer, filter: &str) -> u64 {
-    let spec = Some(FilterSpec {
-        spec: Some(filter_spec::Spec::Expression(filter.into())),
-    });
-    server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: spec,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .count
+    server.count(filter).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

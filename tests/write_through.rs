@@ -4,16 +4,14 @@
 mod common;
 
 use clerk_index::api::proto::{
-    CountUsersRequest, FilterSpec, GetUserRequest, UpdateUserMetadataRequest, filter_spec,
+    CountUsersRequest, FilterSpec, GetUserRequest, UpdateUserMetadataRequest,
 };
 use common::TestServer;
 use serde_json::{Value, json};
 use tonic::Code;
 
 fn expression(text: &str) -> Option<FilterSpec> {
-    Some(FilterSpec {
-        spec: Some(filter_spec::Spec::Expression(text.into())),
-    })
+    common::expression(text)
 }
 
 fn patch(user_id: &str, public: Value) -> UpdateUserMetadataRequest {

@@ -449,3 +449,40 @@ fn stale_updates_are_ignored_and_tombstones_outlive_a_restart() {
             .unwrap();
     });
 }
+
+#[test]
+fn tombstones_are_pruned_after_the_retention_window() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let user = to_user(&Population::new(1).user(0));
+    let mut config = IndexConfig::new(dir.path());
+    config.writer_memory_bytes = 20 << 20;
+    config.writer_threads = 1;
+    config.tombstone_retention = std::time::Duration::from_millis(50);
+    let (index, task) = UserIndex::open(&config).unwrap();
+    runtime.block_on(async {
+        let (writer, thread) = task.spawn();
+        let delete = UserChange::Delete {
+            user_id: user.id.clone(),
+            deleted_at_ms: user.updated_at + 10,
+            source: ChangeSource::Webhook,
+        };
+        writer.apply(vec![delete], None).await.unwrap();
+        assert_eq!(index.snapshot().tombstone_count, 1);
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        writer.flush().await.unwrap();
+        assert_eq!(
+            index.snapshot().tombstone_count,
+            0,
+            "pruned at the first commit after the window"
+        );
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    });
+}

@@ -183,6 +183,42 @@ impl TestServer {
         panic!("the server never reported SERVING");
     }
 
+    /// CountUsers with a text filter (`None`: every user).
+    pub async fn count_matching(
+        &self,
+        filter: Option<&str>,
+    ) -> clerk_index::api::proto::CountUsersResponse {
+        let request = clerk_index::api::proto::CountUsersRequest {
+            filter: filter.and_then(expression),
+            ..Default::default()
+        };
+        self.client()
+            .await
+            .count_users(request)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// The number of users matching a text filter.
+    pub async fn count(&self, filter: &str) -> u64 {
+        self.count_matching(Some(filter)).await.count
+    }
+
+    /// GetUser as parsed Clerk JSON, or the gRPC code it failed with.
+    pub async fn user_json(&self, id: &str) -> Result<serde_json::Value, tonic::Code> {
+        let request = clerk_index::api::proto::GetUserRequest {
+            user_id: id.into(),
+            ..Default::default()
+        };
+        match self.client().await.get_user(request).await {
+            Ok(response) => {
+                Ok(serde_json::from_str(&response.into_inner().user.unwrap().json).unwrap())
+            }
+            Err(status) => Err(status.code()),
+        }
+    }
+
     /// Delivers a signed webhook like Svix; returns the status and the JSON answer.
     pub async fn deliver(
         &self,
@@ -237,5 +273,13 @@ pub fn event(event_type: &str, data: serde_json::Value, timestamp_ms: i64) -> se
     serde_json::json!({
         "data": data, "object": "event", "type": event_type, "timestamp": timestamp_ms,
         "instance_id": "ins_test", "event_attributes": {"http_request": {"client_ip": "127.0.0.1", "user_agent": "test"}}
+    })
+}
+
+/// A text filter as a `FilterSpec`.
+pub fn expression(text: &str) -> Option<clerk_index::api::proto::FilterSpec> {
+    use clerk_index::api::proto::{FilterSpec, filter_spec};
+    Some(FilterSpec {
+        spec: Some(filter_spec::Spec::Expression(text.into())),
     })
 }
