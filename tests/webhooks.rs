@@ -320,3 +320,29 @@ async fn a_burst_of_concurrent_deliveries_is_group_committed() {
     );
     Arc::into_inner(server).unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_stalls_is_cut_off_by_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = common::RunningFakeClerk::start(clerk_index::clerk::fake::FakeClerkConfig::new(
+        Population::new(10),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = common::TestOptions::new(&fake.url);
+    options.webhook_timeout = std::time::Duration::from_millis(300);
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let address = server.http_url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // Headers promise 1000 bytes; 10 arrive, then nothing.
+    let request = "POST /webhooks/clerk HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nsvix-id: msg_slow\r\nsvix-timestamp: 1\r\nsvix-signature: v1,AAAA\r\n\r\n{\"data\": {";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("the server must answer, not wait for the body");
+    let answer = String::from_utf8_lossy(&answer[..read.unwrap()]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    server.stop().await;
+}

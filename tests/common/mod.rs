@@ -67,6 +67,7 @@ pub struct TestOptions {
     pub page_size: u32,
     pub commit_interval_ms: u64,
     pub sweep_interval_secs: u64,
+    pub webhook_timeout: Duration,
 }
 
 impl TestOptions {
@@ -77,6 +78,7 @@ impl TestOptions {
             page_size: 500,
             commit_interval_ms: 100,
             sweep_interval_secs: 3_600,
+            webhook_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -112,6 +114,7 @@ impl TestServer {
         config.backfill_page_size = options.page_size;
         config.webhook_secrets = vec![WEBHOOK_SECRET.to_string()];
         config.max_read_wait = Duration::from_millis(500);
+        config.webhook_timeout = options.webhook_timeout;
         config.clerk.initial_backoff = Duration::from_millis(20);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
