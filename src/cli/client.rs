@@ -111,7 +111,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
             sort,
             page_size: args.limit,
             page_token: args.page_token.clone().unwrap_or_default(),
-            fields: Vec::new(),
+            fields: requested_fields(&args),
             min_generation: 0,
         })
         .await
@@ -136,6 +136,24 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         eprintln!("next_page_token: {}", response.next_page_token);
     }
     Ok(())
+}
+
+/// The field mask sent to the server: what the table shows, or what `--json` asked for.
+fn requested_fields(args: &SearchArgs) -> Vec<String> {
+    if args.json {
+        return args.fields.clone();
+    }
+    let mut fields: Vec<String> = [
+        "first_name",
+        "last_name",
+        "email_addresses",
+        "primary_email_address_id",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    fields.extend(args.fields.iter().cloned());
+    fields
 }
 
 fn primary_email(user: &Value) -> String {
