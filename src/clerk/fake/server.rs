@@ -221,6 +221,17 @@ fn clerk_error(
     (status, axum::Json(body)).into_response()
 }
 
+/// Clerk's 404 for a user id (`UserNotFound` in its error catalog).
+fn user_not_found(user_id: &str) -> Response {
+    clerk_error(
+        StatusCode::NOT_FOUND,
+        "resource_not_found",
+        "not found",
+        &format!("No user was found with id {user_id}"),
+        json!({}),
+    )
+}
+
 fn form_param_invalid(name: &str, long_message: &str) -> Response {
     clerk_error(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -491,13 +502,7 @@ async fn get_user(
     let users = state.users.read().expect("fake store lock");
     match users.get(&user_id) {
         Some(user) => json_response(user.json.to_string()),
-        None => clerk_error(
-            StatusCode::NOT_FOUND,
-            "resource_not_found",
-            "not found",
-            &format!("No user was found with id {user_id}"),
-            json!({}),
-        ),
+        None => user_not_found(&user_id),
     }
 }
 
@@ -574,13 +579,7 @@ async fn update_user_metadata(
     }
     let mut users = state.users.write().expect("fake store lock");
     let Some(stored) = users.get(&user_id) else {
-        return clerk_error(
-            StatusCode::NOT_FOUND,
-            "resource_not_found",
-            "not found",
-            &format!("No user was found with id {user_id}"),
-            json!({}),
-        );
+        return user_not_found(&user_id);
     };
     let mut user: Value = serde_json::from_str(&stored.json).expect("stored json is valid");
     for key in known {
@@ -685,13 +684,7 @@ async fn delete_user(
         .expect("fake store lock")
         .remove(&user_id)
     {
-        return clerk_error(
-            StatusCode::NOT_FOUND,
-            "resource_not_found",
-            "not found",
-            &format!("No user was found with id {user_id}"),
-            json!({}),
-        );
+        return user_not_found(&user_id);
     }
     let deleted = json!({"object": "user", "id": user_id, "deleted": true});
     if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
