@@ -6,7 +6,9 @@ mod generator;
 mod server;
 mod store;
 mod webhooks;
+mod writes;
 
 pub use generator::{DEFAULT_ANCHOR_MS, Population};
-pub use server::{FakeClerk, FakeClerkConfig, FaultInjection, merge_patch};
+pub use server::{FakeClerk, FakeClerkConfig, FaultInjection};
 pub use webhooks::{WebhookDispatcher, WebhookTarget};
+pub use writes::merge_patch;

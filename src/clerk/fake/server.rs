@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -23,6 +22,7 @@ use tokio::net::TcpListener;
 use super::generator::Population;
 use super::store::{StoredUser, UserStore};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
+use super::writes;
 use crate::clerk::rate_limit::{RateLimit, RateLimiter};
 
 /// API versions the fake accepts in `Clerk-API-Version` (Clerk's published ones).
@@ -83,14 +83,14 @@ impl FakeClerkConfig {
     }
 }
 
-struct FakeState {
-    users: RwLock<UserStore>,
+pub(super) struct FakeState {
+    pub(super) users: RwLock<UserStore>,
     secret_key: String,
     faults: RwLock<FaultInjection>,
     limiter: Option<RateLimiter>,
     /// Clerk's per-user limit on metadata writes: 10 requests per 10 s.
-    metadata_limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
-    webhooks: RwLock<Option<WebhookDispatcher>>,
+    pub(super) metadata_limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    pub(super) webhooks: RwLock<Option<WebhookDispatcher>>,
     requests: AtomicU64,
     throttled: AtomicU64,
 }
@@ -123,10 +123,16 @@ impl FakeClerk {
 
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/v1/users", get(list_users).post(create_user))
+            .route("/v1/users", get(list_users).post(writes::create_user))
             .route("/v1/users/count", get(count_users))
-            .route("/v1/users/{user_id}", get(get_user).delete(delete_user))
-            .route("/v1/users/{user_id}/metadata", patch(update_user_metadata))
+            .route(
+                "/v1/users/{user_id}",
+                get(get_user).delete(writes::delete_user),
+            )
+            .route(
+                "/v1/users/{user_id}/metadata",
+                patch(writes::update_user_metadata),
+            )
             .with_state(self.state.clone())
     }
 
@@ -206,7 +212,7 @@ impl FakeClerk {
 }
 
 /// A `ClerkErrors` body with the given status.
-fn clerk_error(
+pub(super) fn clerk_error(
     status: StatusCode,
     code: &str,
     message: &str,
@@ -222,7 +228,7 @@ fn clerk_error(
 }
 
 /// Clerk's 404 for a user id (`UserNotFound` in its error catalog).
-fn user_not_found(user_id: &str) -> Response {
+pub(super) fn user_not_found(user_id: &str) -> Response {
     clerk_error(
         StatusCode::NOT_FOUND,
         "resource_not_found",
@@ -232,7 +238,7 @@ fn user_not_found(user_id: &str) -> Response {
     )
 }
 
-fn form_param_invalid(name: &str, long_message: &str) -> Response {
+pub(super) fn form_param_invalid(name: &str, long_message: &str) -> Response {
     clerk_error(
         StatusCode::UNPROCESSABLE_ENTITY,
         "form_param_value_invalid",
@@ -244,7 +250,7 @@ fn form_param_invalid(name: &str, long_message: &str) -> Response {
 
 /// Authentication, API version, injected faults and the rate limit, in Clerk's order.
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
-async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
+pub(super) async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let auth = headers
         .get(header::AUTHORIZATION)
@@ -310,7 +316,7 @@ async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
-fn too_many_requests(state: &FakeState, retry_after_secs: u64) -> Response {
+pub(super) fn too_many_requests(state: &FakeState, retry_after_secs: u64) -> Response {
     state.throttled.fetch_add(1, Ordering::Relaxed);
     let mut response = clerk_error(
         StatusCode::TOO_MANY_REQUESTS,
@@ -325,7 +331,7 @@ fn too_many_requests(state: &FakeState, retry_after_secs: u64) -> Response {
     response
 }
 
-fn json_response(body: String) -> Response {
+pub(super) fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -503,239 +509,5 @@ async fn get_user(
     match users.get(&user_id) {
         Some(user) => json_response(user.json.to_string()),
         None => user_not_found(&user_id),
-    }
-}
-
-/// RFC 7386 merge patch, which is what Clerk documents for `PATCH .../metadata`: objects merge
-/// recursively, `null` removes a key, anything else (arrays included) replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(serde_json::Map::new());
-    }
-    let object = target.as_object_mut().expect("made an object above");
-    for (key, value) in patch {
-        if value.is_null() {
-            object.remove(key);
-        } else {
-            merge_patch(object.entry(key.clone()).or_insert(Value::Null), value);
-        }
-    }
-}
-
-async fn update_user_metadata(
-    State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
-    Path(user_id): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
-    let limiter = state
-        .metadata_limiters
-        .lock()
-        .expect("fake limiter lock")
-        .entry(user_id.clone())
-        .or_insert_with(|| {
-            Arc::new(RateLimiter::new(RateLimit {
-                requests: 10,
-                per: Duration::from_secs(10),
-            }))
-        })
-        .clone();
-    if let Err(wait) = limiter.try_acquire().await {
-        return too_many_requests(&state, wait.as_secs_f64().ceil().max(1.0) as u64);
-    }
-    let patch: Value = match serde_json::from_slice(&body) {
-        Ok(Value::Object(patch)) => Value::Object(patch),
-        _ => {
-            return clerk_error(
-                StatusCode::BAD_REQUEST,
-                "request_body_invalid",
-                "Request body invalid",
-                "The request body is not a JSON object.",
-                json!({}),
-            );
-        }
-    };
-    let known = ["public_metadata", "private_metadata", "unsafe_metadata"];
-    for (key, value) in patch.as_object().expect("checked above") {
-        if !known.contains(&key.as_str()) {
-            return clerk_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "form_param_unknown",
-                "is unknown",
-                &format!("{key} is not a valid parameter for this request."),
-                json!({"name": key}),
-            );
-        }
-        if !value.is_object() {
-            return form_param_invalid(key, &format!("{key} must be an object"));
-        }
-    }
-    let mut users = state.users.write().expect("fake store lock");
-    let Some(stored) = users.get(&user_id) else {
-        return user_not_found(&user_id);
-    };
-    let mut user: Value = serde_json::from_str(&stored.json).expect("stored json is valid");
-    for key in known {
-        if let Some(changes) = patch.get(key) {
-            merge_patch(&mut user[key], changes);
-        }
-    }
-    let now = crate::clock::now_ms();
-    user["updated_at"] = json!(now.max(stored.updated_at + 1));
-    let updated = StoredUser::from_json(&user).expect("the user stays complete");
-    let body = updated.json.to_string();
-    users.put(updated);
-    drop(users);
-    if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
-        webhooks.send("user.updated", user);
-    }
-    json_response(body)
-}
-
-fn random_id(prefix: &str) -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let tail: String = (0..27)
-        .map(|_| BASE62[rand::random_range(0..62)] as char)
-        .collect();
-    format!("{prefix}_{tail}")
-}
-
-/// `POST /v1/users` (CreateUser): the fields a segmentation demo needs; others are ignored.
-async fn create_user(
-    State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
-    let Ok(Value::Object(params)) = serde_json::from_slice::<Value>(&body) else {
-        return clerk_error(
-            StatusCode::BAD_REQUEST,
-            "request_body_invalid",
-            "Request body invalid",
-            "The request body is not a JSON object.",
-            json!({}),
-        );
-    };
-    let now = crate::clock::now_ms();
-    let emails: Vec<Value> = params
-        .get("email_address")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|address| json!({"id": random_id("idn"), "object": "email_address", "email_address": address, "reserved": false,
-            "verification": {"status": "verified", "strategy": "admin"}, "linked_to": [], "created_at": now, "updated_at": now}))
-        .collect();
-    let field = |name: &str| params.get(name).cloned().unwrap_or(Value::Null);
-    let object_field = |name: &str| {
-        params
-            .get(name)
-            .filter(|v| v.is_object())
-            .cloned()
-            .unwrap_or_else(|| json!({}))
-    };
-    let user = json!({
-        "id": random_id("user"), "object": "user", "external_id": field("external_id"),
-        "primary_email_address_id": emails.first().map(|e| e["id"].clone()).unwrap_or(Value::Null),
-        "primary_phone_number_id": null, "primary_web3_wallet_id": null,
-        "username": field("username"), "first_name": field("first_name"), "last_name": field("last_name"),
-        "image_url": "https://img.clerk.com/default", "has_image": false,
-        "public_metadata": object_field("public_metadata"), "private_metadata": object_field("private_metadata"),
-        "unsafe_metadata": object_field("unsafe_metadata"),
-        "email_addresses": emails, "phone_numbers": [], "web3_wallets": [], "passkeys": [],
-        "password_enabled": params.contains_key("password"), "two_factor_enabled": false, "totp_enabled": false,
-        "backup_code_enabled": false, "mfa_enabled_at": null, "mfa_disabled_at": null,
-        "external_accounts": [], "saml_accounts": [], "enterprise_accounts": [],
-        "last_sign_in_at": null, "banned": false, "locked": false, "lockout_expires_in_seconds": null,
-        "verification_attempts_remaining": 100, "created_at": now, "updated_at": now,
-        "delete_self_enabled": true, "create_organization_enabled": true, "create_organizations_limit": null,
-        "last_active_at": null, "legal_accepted_at": null,
-    });
-    let stored = StoredUser::from_json(&user).expect("a created user is complete");
-    let body = stored.json.to_string();
-    state.users.write().expect("fake store lock").put(stored);
-    if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
-        webhooks.send("user.created", user);
-    }
-    json_response(body)
-}
-
-/// `DELETE /v1/users/{id}`: answers Clerk's `DeletedObject`.
-async fn delete_user(
-    State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
-    Path(user_id): Path<String>,
-) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
-    if !state
-        .users
-        .write()
-        .expect("fake store lock")
-        .remove(&user_id)
-    {
-        return user_not_found(&user_id);
-    }
-    let deleted = json!({"object": "user", "id": user_id, "deleted": true});
-    if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
-        webhooks.send("user.deleted", deleted.clone());
-    }
-    axum::Json(deleted).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::merge_patch;
-
-    #[test]
-    fn merge_patch_follows_rfc_7386() {
-        // The examples of RFC 7386 appendix A that apply to objects.
-        for (target, patch, result) in [
-            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (
-                json!({"a": "b"}),
-                json!({"b": "c"}),
-                json!({"a": "b", "b": "c"}),
-            ),
-            (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (
-                json!({"a": "b", "b": "c"}),
-                json!({"a": null}),
-                json!({"b": "c"}),
-            ),
-            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
-            (
-                json!({"a": {"b": "c"}}),
-                json!({"a": {"b": "d", "c": null}}),
-                json!({"a": {"b": "d"}}),
-            ),
-            (
-                json!({"a": [{"b": "c"}]}),
-                json!({"a": [1]}),
-                json!({"a": [1]}),
-            ),
-            (json!(null), json!({"a": 1}), json!({"a": 1})),
-            (
-                json!({"e": null}),
-                json!({"a": 1}),
-                json!({"e": null, "a": 1}),
-            ),
-        ] {
-            let mut merged = target.clone();
-            merge_patch(&mut merged, &patch);
-            assert_eq!(merged, result, "{target} + {patch}");
-        }
     }
 }
