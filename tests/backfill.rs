@@ -4,7 +4,6 @@ mod common;
 
 use std::time::Duration;
 
-use clerk_index::api::proto::CountUsersRequest;
 use clerk_index::clerk::fake::{FakeClerkConfig, FaultInjection, Population};
 use common::{RunningFakeClerk, TestOptions, TestServer};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -23,16 +22,7 @@ async fn backfill_pages_through_injected_429s_and_500s() {
     options.page_size = 100;
     let server = TestServer::start(dir.path(), options).await;
     server.wait_serving().await;
-    let count = server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let count = server.count_matching(None).await;
     assert_eq!(count.count, 1_234);
     assert!(
         fake.fake.throttled_count() >= 2,
@@ -80,31 +70,13 @@ async fn health_and_readyz_flip_to_serving_when_backfill_is_done() {
 async fn restart_serves_immediately_from_disk_without_clerk() {
     let dir = tempfile::tempdir().unwrap();
     let (fake, server) = TestServer::with_population(dir.path(), 2_000).await;
-    let before = server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let before = server.count_matching(None).await;
     server.stop().await;
     drop(fake);
     // Clerk is gone: the restarted server must serve what it has.
     let server = TestServer::start(dir.path(), TestOptions::new("http://127.0.0.1:9")).await;
     assert_eq!(server.health().await, ServingStatus::Serving);
-    let after = server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let after = server.count_matching(None).await;
     assert_eq!(after.count, 2_000);
     assert_eq!(
         after.freshness.unwrap().generation,
@@ -140,16 +112,7 @@ async fn interrupted_backfill_resumes_from_the_checkpoint() {
 
     let server = TestServer::start(dir.path(), slow()).await;
     server.wait_serving().await;
-    let count = server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let count = server.count_matching(None).await;
     assert_eq!(count.count, 4_000);
     let requests_second_run = fake.fake.request_count() - requests_first_run;
     // One uninterrupted run is a count and 41 pages (the last one short). Resuming from the

@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::Arc;
 
-use clerk_index::api::proto::CountUsersRequest;
 use clerk_index::clerk::fake::Population;
 use common::{TestServer, event, svix_headers};
 use rand::seq::SliceRandom;
@@ -273,16 +272,7 @@ async fn any_delivery_order_with_duplicates_converges_to_clerks_final_state() {
 async fn a_burst_of_concurrent_deliveries_is_group_committed() {
     let dir = tempfile::tempdir().unwrap();
     let (_fake, server) = TestServer::with_population(dir.path(), 20).await;
-    let before = server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let before = server.count_matching(None).await;
     let server = Arc::new(server);
     let sends: Vec<_> = (0..200)
         .map(|i| {
@@ -303,16 +293,7 @@ async fn a_burst_of_concurrent_deliveries_is_group_committed() {
         assert_eq!(send.await.unwrap(), 200);
     }
     assert_eq!(count(&server, r#"public.plan_type = "burst""#).await, 200);
-    let after = server
-        .client()
-        .await
-        .count_users(CountUsersRequest {
-            filter: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let after = server.count_matching(None).await;
     let commits = after.freshness.unwrap().generation - before.freshness.unwrap().generation;
     assert!(
         commits < 200,
