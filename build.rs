@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "proto/clerkindex/v1/user_index.proto",
                 "proto/clerkindex/v1/sync.proto",
+                "proto/clerkindex/v1/segments.proto",
             ],
             &["proto"],
         )?;

@@ -57,6 +57,8 @@ pub enum LogFormat {
 /// Everything `app::run` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Holds `index/` (the tantivy index) and `segments/` (saved segments and their event log).
+    pub data_dir: PathBuf,
     pub index: IndexConfig,
     pub clerk: ClerkClientConfig,
     pub filter_limits: FilterLimits,
@@ -111,13 +113,15 @@ impl Config {
             !clerk_secret_key.trim().is_empty(),
             "the Clerk secret key is empty"
         );
-        let mut index = IndexConfig::new(args.data_dir.clone().unwrap_or(default_data_dir));
+        let data_dir = args.data_dir.clone().unwrap_or(default_data_dir);
+        let mut index = IndexConfig::new(data_dir.join("index"));
         index.writer_memory_bytes = args.writer_memory_mb << 20;
         index.writer_threads = if args.writer_memory_mb >= 64 { 2 } else { 1 };
         index.commit_interval = Duration::from_millis(args.commit_interval_ms);
         let mut clerk = ClerkClientConfig::new(url, clerk_secret_key.trim());
         clerk.rate_limit = rate_limit;
         Ok(Config {
+            data_dir,
             index,
             clerk,
             filter_limits: FilterLimits::default(),

@@ -65,6 +65,7 @@ impl From<Error> for tonic::Status {
             }) => tonic::Status::invalid_argument(message),
             Error::Clerk(_) => tonic::Status::unavailable(message),
             Error::Index(IndexError::WriterStopped) => tonic::Status::unavailable(message),
+            Error::Index(IndexError::InvalidRequest(_)) => tonic::Status::invalid_argument(message),
             Error::Index(_) | Error::Internal(_) => tonic::Status::internal(message),
         }
     }

@@ -228,6 +228,83 @@ fn walk_paths(
     }
 }
 
+/// Separates a path from a JSON type name in [`metadata_path_types`] entries.
+pub const TYPE_SEPARATOR: char = '\u{1f}';
+
+/// The JSON types held at each path of one namespace, as `{encoded path}\u{1f}{type}` entries,
+/// sorted and deduplicated. Types are `string`, `integer`, `float`, `boolean`, `null`, `object`
+/// and `array`; an array also contributes the types of its elements (arrays are transparent, as
+/// in filters), and an object the paths beneath it.
+pub fn metadata_path_types(namespace: MetadataNamespace, value: &Value) -> Vec<String> {
+    let mut entries = Vec::new();
+    if let Value::Object(map) = value {
+        let mut path = namespace.field_name().to_string();
+        for (key, child) in map {
+            let len = path.len();
+            path.push('.');
+            push_escaped_key(&mut path, key);
+            walk_types(child, &mut path, &mut entries);
+            path.truncate(len);
+        }
+    }
+    entries.sort_unstable();
+    entries.dedup();
+    entries
+}
+
+fn walk_types(value: &Value, path: &mut String, entries: &mut Vec<String>) {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    entries.push(format!("{path}{TYPE_SEPARATOR}{kind}"));
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                walk_types(item, path, entries);
+            }
+        }
+        Value::Object(map) => {
+            for (key, child) in map {
+                let len = path.len();
+                path.push('.');
+                push_escaped_key(path, key);
+                walk_types(child, path, entries);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The inverse of [`encode_metadata_path`].
+pub fn decode_metadata_path(encoded: &str) -> Option<(MetadataNamespace, Vec<String>)> {
+    let (field, rest) = encoded.split_once('.').unwrap_or((encoded, ""));
+    let namespace = MetadataNamespace::ALL
+        .into_iter()
+        .find(|ns| ns.field_name() == field)?;
+    let mut keys = Vec::new();
+    if encoded.len() == field.len() {
+        return Some((namespace, keys));
+    }
+    let mut key = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => key.push(chars.next()?),
+            '.' => keys.push(std::mem::take(&mut key)),
+            c => key.push(c),
+        }
+    }
+    keys.push(key);
+    Some((namespace, keys))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -259,6 +336,55 @@ mod tests {
                 "public_metadata.referrer"
             ]
         );
+    }
+
+    #[test]
+    fn path_types_name_every_json_type_and_look_into_arrays() {
+        let value = json!({
+            "tier": "gold", "n": 3, "f": 0.5, "whole": 5.0, "ok": true, "gone": null,
+            "tags": ["a", 1], "orgs": [{"role": "admin"}], "a.b": {}
+        });
+        let entries: Vec<String> = metadata_path_types(MetadataNamespace::Unsafe, &value)
+            .into_iter()
+            .map(|e| e.replace(TYPE_SEPARATOR, " "))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                "unsafe_metadata.a\\.b object",
+                "unsafe_metadata.f float",
+                "unsafe_metadata.gone null",
+                "unsafe_metadata.n integer",
+                "unsafe_metadata.ok boolean",
+                "unsafe_metadata.orgs array",
+                "unsafe_metadata.orgs object",
+                "unsafe_metadata.orgs.role string",
+                "unsafe_metadata.tags array",
+                "unsafe_metadata.tags integer",
+                "unsafe_metadata.tags string",
+                "unsafe_metadata.tier string",
+                "unsafe_metadata.whole float",
+            ]
+        );
+    }
+
+    #[test]
+    fn decoding_inverts_encoding() {
+        for keys in [
+            vec![],
+            vec!["a"],
+            vec!["a.b", "c\\d", ""],
+            vec!["x", "y.", ".z"],
+        ] {
+            let keys: Vec<String> = keys.into_iter().map(String::from).collect();
+            let encoded = encode_metadata_path(MetadataNamespace::Private, &keys);
+            assert_eq!(
+                decode_metadata_path(&encoded),
+                Some((MetadataNamespace::Private, keys)),
+                "{encoded}"
+            );
+        }
+        assert_eq!(decode_metadata_path("email"), None);
     }
 
     #[test]

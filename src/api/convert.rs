@@ -2,7 +2,9 @@
 
 use super::proto;
 use crate::error::Error;
-use crate::index::Freshness;
+use crate::index::{
+    Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, Facets, Freshness, HistogramBucket,
+};
 use crate::query::ast::{CmpOp, Op, Predicate};
 use crate::query::sort::SortSpec;
 use crate::query::{
@@ -156,6 +158,153 @@ pub fn sort_from_proto(sort: Option<proto::SortSpec>) -> Result<SortSpec, Error>
         path,
         descending: sort.descending,
     })
+}
+
+/// Facets per request, at most.
+pub const MAX_FACETS: usize = 20;
+
+/// The facets of a `FacetUsers` request, checked.
+pub fn facets_from_proto(requests: Vec<proto::FacetRequest>) -> Result<Vec<FacetSpec>, Error> {
+    if requests.is_empty() {
+        return Err(Error::InvalidArgument(
+            "facets: ask for at least one facet".into(),
+        ));
+    }
+    if requests.len() > MAX_FACETS {
+        return Err(Error::InvalidArgument(format!(
+            "facets: at most {MAX_FACETS} per request, got {}",
+            requests.len()
+        )));
+    }
+    let mut specs: Vec<FacetSpec> = Vec::with_capacity(requests.len());
+    for (number, request) in requests.into_iter().enumerate() {
+        let label = if request.name.is_empty() {
+            format!("facet {}", number + 1)
+        } else {
+            format!("facet `{}`", request.name)
+        };
+        let path = parse_path(request.path.trim())
+            .map_err(|e| Error::InvalidArgument(format!("{label}: {}", e.message)))?;
+        let name = if request.name.is_empty() {
+            path.to_string()
+        } else {
+            request.name
+        };
+        if specs.iter().any(|s| s.name == name) {
+            return Err(Error::InvalidArgument(format!(
+                "{label}: two facets are named `{name}`; give them distinct names"
+            )));
+        }
+        use proto::facet_request::Kind;
+        let kind = match request.kind {
+            None => FacetKind::Terms {
+                size: 10,
+                include_missing: false,
+            },
+            Some(Kind::Terms(terms)) => FacetKind::Terms {
+                size: if terms.size == 0 {
+                    10
+                } else {
+                    terms.size as usize
+                },
+                include_missing: terms.include_missing,
+            },
+            Some(Kind::Stats(stats)) => FacetKind::Stats {
+                percentiles: stats.percentiles,
+            },
+            Some(Kind::Histogram(histogram)) => FacetKind::Histogram {
+                interval: histogram.interval,
+                offset: histogram.offset,
+            },
+            Some(Kind::DateHistogram(histogram)) => {
+                let calendar = match proto::CalendarInterval::try_from(histogram.interval) {
+                    Ok(proto::CalendarInterval::Day) => Calendar::Day,
+                    Ok(proto::CalendarInterval::Week) => Calendar::Week,
+                    Ok(proto::CalendarInterval::Month) => Calendar::Month,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "{label}: set the date histogram's interval (day, week or month)"
+                        )));
+                    }
+                };
+                FacetKind::DateHistogram(calendar)
+            }
+        };
+        let spec = FacetSpec { name, path, kind };
+        spec.check().map_err(Error::InvalidArgument)?;
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+fn facet_value_to_proto(value: FacetValue) -> proto::Value {
+    use proto::value::Kind;
+    proto::Value {
+        kind: Some(match value {
+            FacetValue::Str(s) => Kind::String(s),
+            FacetValue::Int(i) => Kind::Integer(i),
+            FacetValue::Float(f) => Kind::Number(f),
+            FacetValue::Bool(b) => Kind::Boolean(b),
+        }),
+    }
+}
+
+fn histogram_to_proto(buckets: Vec<HistogramBucket>) -> proto::HistogramResult {
+    proto::HistogramResult {
+        buckets: buckets
+            .into_iter()
+            .map(|b| proto::HistogramBucket {
+                key: b.key,
+                key_as_string: b.key_as_string.unwrap_or_default(),
+                count: b.count,
+            })
+            .collect(),
+    }
+}
+
+pub fn facets_to_proto(facets: Facets, specs: &[FacetSpec]) -> Vec<proto::FacetResult> {
+    use proto::facet_result::Result as Outcome;
+    facets
+        .results
+        .into_iter()
+        .zip(specs)
+        .map(|((name, outcome), spec)| proto::FacetResult {
+            name,
+            path: spec.path.to_string(),
+            result: Some(match outcome {
+                FacetOutcome::Terms(terms) => Outcome::Terms(proto::TermsResult {
+                    buckets: terms
+                        .buckets
+                        .into_iter()
+                        .map(|(value, count)| proto::TermBucket {
+                            value: Some(facet_value_to_proto(value)),
+                            count,
+                        })
+                        .collect(),
+                    other_count: terms.other_count,
+                    distinct_values: terms.distinct_values,
+                    distinct_values_exact: terms.distinct_exact,
+                    missing: terms.missing.unwrap_or(0),
+                }),
+                FacetOutcome::Stats(stats) => Outcome::Stats(proto::NumericStats {
+                    count: stats.count,
+                    min: stats.min,
+                    max: stats.max,
+                    avg: stats.avg,
+                    sum: stats.sum,
+                    percentiles: stats
+                        .percentiles
+                        .into_iter()
+                        .map(|(percent, value)| proto::Percentile { percent, value })
+                        .collect(),
+                }),
+                FacetOutcome::Histogram(buckets) => Outcome::Histogram(histogram_to_proto(buckets)),
+                FacetOutcome::DateHistogram(buckets) => {
+                    Outcome::DateHistogram(histogram_to_proto(buckets))
+                }
+            }),
+        })
+        .collect()
 }
 
 pub fn freshness_to_proto(freshness: Freshness) -> proto::Freshness {

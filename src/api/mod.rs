@@ -2,6 +2,7 @@
 //! that sees protobuf or tonic types (besides the error mapping in `error.rs`).
 
 mod convert;
+mod export;
 mod page_token;
 mod projection;
 mod sync_service;

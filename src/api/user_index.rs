@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{filter_from_proto, freshness_to_proto, sort_from_proto};
+use super::convert::{
+    facets_from_proto, facets_to_proto, filter_from_proto, freshness_to_proto, sort_from_proto,
+};
+use super::export::{self, ExportJob, ExportStream};
 use super::page_token;
 use super::projection::project_json;
 use super::proto;
@@ -14,6 +17,7 @@ use super::proto::user_index_server::UserIndex as UserIndexApi;
 use crate::error::Error;
 use crate::index::{Snapshot, SortCursor, UserIndex};
 use crate::query::FilterLimits;
+use crate::query::ast::CoreKind;
 use crate::sync::{MetadataPatch, WriteThrough, now_ms};
 
 /// Serves reads from the latest index snapshot.
@@ -218,6 +222,105 @@ impl UserIndexApi for UserIndexService {
         Ok(Response::new(proto::UpdateUserMetadataResponse {
             user: Some(user),
             freshness: Some(freshness_to_proto(snapshot.freshness)),
+        }))
+    }
+
+    type ExportUsersStream = ExportStream;
+
+    async fn facet_users(
+        &self,
+        request: Request<proto::FacetUsersRequest>,
+    ) -> Result<Response<proto::FacetUsersResponse>, Status> {
+        let proto::FacetUsersRequest {
+            filter,
+            facets,
+            min_generation,
+        } = request.into_inner();
+        let filter = filter_from_proto(filter, &self.limits)?;
+        let specs = facets_from_proto(facets)?;
+        let snapshot = self.snapshot(min_generation).await?;
+        let freshness = freshness_to_proto(snapshot.freshness);
+        let query_specs = specs.clone();
+        let facets = blocking(snapshot, move |s| {
+            Ok(s.facets(filter.as_ref(), &query_specs, now_ms())?)
+        })
+        .await?;
+        Ok(Response::new(proto::FacetUsersResponse {
+            matched: facets.matched,
+            facets: facets_to_proto(facets, &specs),
+            freshness: Some(freshness),
+        }))
+    }
+
+    async fn export_users(
+        &self,
+        request: Request<proto::ExportUsersRequest>,
+    ) -> Result<Response<Self::ExportUsersStream>, Status> {
+        let proto::ExportUsersRequest {
+            filter,
+            fields,
+            chunk_size,
+            resume_cursor,
+            min_generation,
+        } = request.into_inner();
+        let filter = filter_from_proto(filter, &self.limits)?;
+        let job = ExportJob::new(filter, fields, chunk_size, &resume_cursor)?;
+        let snapshot = self.snapshot(min_generation).await?;
+        Ok(Response::new(export::stream(snapshot, job, now_ms())))
+    }
+
+    async fn describe_fields(
+        &self,
+        request: Request<proto::DescribeFieldsRequest>,
+    ) -> Result<Response<proto::DescribeFieldsResponse>, Status> {
+        let proto::DescribeFieldsRequest {
+            path_prefix,
+            min_generation,
+        } = request.into_inner();
+        let snapshot = self.snapshot(min_generation).await?;
+        let freshness = freshness_to_proto(snapshot.freshness);
+        let (catalog, core) = blocking(snapshot, |s| {
+            Ok((s.field_catalog()?, s.core_field_counts()?))
+        })
+        .await?;
+        let prefix = path_prefix.trim();
+        let fields = catalog
+            .into_iter()
+            .filter(|entry| entry.path.to_string().starts_with(prefix))
+            .map(|entry| proto::FieldDescription {
+                path: entry.path.to_string(),
+                type_conflict: entry.type_conflict(),
+                types: entry
+                    .types
+                    .into_iter()
+                    .map(|(kind, users)| proto::TypeCount {
+                        r#type: kind,
+                        users,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let core_fields = core
+            .into_iter()
+            .filter(|(field, _)| field.name().starts_with(prefix))
+            .map(|(field, users)| proto::CoreFieldDescription {
+                path: field.name().to_string(),
+                kind: match field.kind() {
+                    CoreKind::Keyword { .. } => "keyword",
+                    CoreKind::TextOnly => "text",
+                    CoreKind::Date => "date",
+                    CoreKind::Bool => "boolean",
+                }
+                .to_string(),
+                sortable: field.sortable(),
+                facetable: field.facetable(),
+                users,
+            })
+            .collect();
+        Ok(Response::new(proto::DescribeFieldsResponse {
+            fields,
+            core_fields,
+            freshness: Some(freshness),
         }))
     }
 }

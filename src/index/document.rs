@@ -6,7 +6,7 @@ use tantivy::{DateTime, TantivyDocument};
 use super::schema::Fields;
 use crate::query::CoreField;
 use crate::query::eval::core_exists;
-use crate::user::{MetadataNamespace, User, metadata_path_facts};
+use crate::user::{MetadataNamespace, User, metadata_path_facts, metadata_path_types};
 
 /// The document for one user.
 pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
@@ -72,6 +72,9 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
         }
         for path in nulls {
             doc.add_text(fields.nulls, path);
+        }
+        for entry in metadata_path_types(namespace, metadata) {
+            doc.add_text(fields.field_types, entry);
         }
     }
     doc.add_bytes(fields.raw_json, user.raw_json.as_bytes());

@@ -6,8 +6,11 @@
 //! writer task updates after every commit. All calls here block; async callers use
 //! `spawn_blocking`.
 
+mod catalog;
 mod compile;
 mod document;
+mod export;
+mod facets;
 mod schema;
 mod search;
 mod sort;
@@ -22,6 +25,12 @@ use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{IndexReader, IndexSettings, ReloadPolicy, Searcher};
 use tokio::sync::watch;
 
+pub use catalog::PathTypes;
+pub use export::IdOrderedMatches;
+pub use facets::{
+    Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, Facets, HistogramBucket,
+    StatsOutcome, TermsOutcome,
+};
 pub use schema::Fields;
 pub use search::SearchHit;
 pub use sort::SortCursor;
@@ -72,6 +81,9 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
     #[error("reading stored users: {0}")]
     Read(String),
+    /// The request cannot be answered as asked (the message says why).
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 /// Which state of the index answered a request.
@@ -97,6 +109,9 @@ struct CommitPayload {
     /// bring back a user whose deletion was acknowledged.
     #[serde(default)]
     tombstones: std::collections::BTreeMap<String, Tombstone>,
+    /// The last saved-segment event whose change this commit holds (0: none yet).
+    #[serde(default)]
+    event_sequence: u64,
 }
 
 /// `[deleted_at_ms, recorded_at_ms]`: when Clerk deleted the user (orders it against updates),
@@ -113,6 +128,9 @@ pub struct Snapshot {
     pub sync_state: serde_json::Value,
     /// Tombstones held at this commit.
     pub tombstone_count: usize,
+    /// The last saved-segment event whose change this snapshot holds: watching from here sees
+    /// every membership change after it.
+    pub event_sequence: u64,
 }
 
 /// A handle on the index for readers. Cheap to clone.
@@ -130,21 +148,28 @@ impl UserIndex {
             path: config.dir.display().to_string(),
             message: e.to_string(),
         })?;
-        let directory = tantivy::directory::MmapDirectory::open(&config.dir).map_err(|e| {
-            IndexError::Directory {
-                path: config.dir.display().to_string(),
-                message: e.to_string(),
-            }
-        })?;
         let fields = Arc::new(Fields::build());
-        let settings = IndexSettings {
-            docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
-            ..IndexSettings::default()
+        let index = match open_or_create(config, &fields) {
+            Err(IndexError::Tantivy(tantivy::TantivyError::SchemaError(message))) => {
+                // The index is a mirror of Clerk: an index written by a version with another
+                // schema is rebuilt (backfilled again) rather than served wrongly.
+                tracing::warn!(
+                    dir = %config.dir.display(),
+                    %message,
+                    "the index on disk has an older schema; removing it to rebuild from Clerk"
+                );
+                for entry in std::fs::read_dir(&config.dir)? {
+                    let path = entry?.path();
+                    if path.is_dir() {
+                        std::fs::remove_dir_all(&path)?;
+                    } else {
+                        std::fs::remove_file(&path)?;
+                    }
+                }
+                open_or_create(config, &fields)?
+            }
+            other => other?,
         };
-        let index = tantivy::Index::builder()
-            .schema(fields.schema.clone())
-            .settings(settings)
-            .open_or_create(directory)?;
         schema::register_tokenizers(&index);
         let payload: CommitPayload = match index.load_metas()?.payload {
             Some(text) => {
@@ -204,6 +229,23 @@ impl UserIndex {
     }
 }
 
+fn open_or_create(config: &IndexConfig, fields: &Fields) -> Result<tantivy::Index, IndexError> {
+    let directory = tantivy::directory::MmapDirectory::open(&config.dir).map_err(|e| {
+        IndexError::Directory {
+            path: config.dir.display().to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    let settings = IndexSettings {
+        docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
+        ..IndexSettings::default()
+    };
+    Ok(tantivy::Index::builder()
+        .schema(fields.schema.clone())
+        .settings(settings)
+        .open_or_create(directory)?)
+}
+
 fn snapshot_of(reader: &IndexReader, fields: &Arc<Fields>, payload: &CommitPayload) -> Snapshot {
     let searcher = reader.searcher();
     Snapshot {
@@ -216,8 +258,11 @@ fn snapshot_of(reader: &IndexReader, fields: &Arc<Fields>, payload: &CommitPaylo
         fields: fields.clone(),
         sync_state: payload.sync_state.clone(),
         tombstone_count: payload.tombstones.len(),
+        event_sequence: payload.event_sequence,
     }
 }
 
 #[cfg(test)]
-mod tests;
+mod facet_tests;
+#[cfg(test)]
+pub(crate) mod tests;

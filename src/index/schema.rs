@@ -60,6 +60,8 @@ pub struct Fields {
     pub present: Field,
     /// Every metadata path holding an explicit `null`.
     pub nulls: Field,
+    /// `{path}\u{1f}{json type}` for every metadata path, for the field catalog.
+    pub field_types: Field,
     /// The user's Clerk JSON, in the zstd-compressed doc store.
     pub raw_json: Field,
 }
@@ -129,6 +131,7 @@ impl Fields {
         let username_words = b.add_text_field("username_words", words());
         let present = b.add_text_field("present", keyword(RAW, false));
         let nulls = b.add_text_field("nulls", keyword(RAW, false));
+        let field_types = b.add_text_field("field_types", keyword(RAW, false));
         let raw_json = b.add_bytes_field("raw_json", BytesOptions::default().set_stored());
         Fields {
             schema: b.build(),
@@ -160,6 +163,7 @@ impl Fields {
             username_words,
             present,
             nulls,
+            field_types,
             raw_json,
         }
     }

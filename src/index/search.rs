@@ -48,7 +48,7 @@ impl Snapshot {
         Ok(None)
     }
 
-    fn raw_json_at(&self, address: DocAddress) -> Result<String, IndexError> {
+    pub fn raw_json_at(&self, address: DocAddress) -> Result<String, IndexError> {
         let doc: TantivyDocument = self.searcher.doc(address)?;
         let bytes = doc
             .get_first(self.fields.raw_json)

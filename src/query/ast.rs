@@ -242,4 +242,9 @@ impl CoreField {
             CoreField::Name | CoreField::Email | CoreField::EmailDomain | CoreField::Phone
         )
     }
+
+    /// Whether the field has a column of values to facet on.
+    pub fn facetable(self) -> bool {
+        !matches!(self, CoreField::Name | CoreField::Email | CoreField::Phone)
+    }
 }
