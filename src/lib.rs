@@ -6,7 +6,8 @@
 //! - [`config`]: the one `Config`, from flags and `CLERK_INDEX_*` environment variables.
 //! - [`api`]: the tonic adapter: service impls and proto <-> domain conversion, nothing else.
 //! - [`query`]: the filter language: AST, parser, validation, in-memory matcher.
-//! - [`sync`]: backfill from Clerk into the index writer.
+//! - [`segments`]: saved segments, their Entered/Exited events and the persisted event log.
+//! - [`sync`]: backfill, webhooks, reconcile and write-through into the index writer.
 //! - [`index`]: tantivy: schema, documents, query compilation, the writer task, searches.
 //! - [`clerk`]: Clerk's wire formats: models, Backend API client, fake Clerk server.
 //! - [`user`]: the domain `User` and the one `UserChange` type every source produces.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod query;
+pub mod segments;
 pub mod sync;
 pub mod telemetry;
 pub mod user;

@@ -109,6 +109,17 @@ pub enum ChangeSource {
     WriteThrough,
 }
 
+impl ChangeSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeSource::Backfill => "backfill",
+            ChangeSource::Webhook => "webhook",
+            ChangeSource::Reconcile => "reconcile",
+            ChangeSource::WriteThrough => "write_through",
+        }
+    }
+}
+
 /// The one change type every source (backfill, webhooks, reconcile, write-through) produces and
 /// the index writer task applies.
 #[derive(Debug, Clone)]
@@ -131,6 +142,12 @@ impl UserChange {
         match self {
             UserChange::Upsert { user, .. } => &user.id,
             UserChange::Delete { user_id, .. } => user_id,
+        }
+    }
+
+    pub fn source(&self) -> ChangeSource {
+        match self {
+            UserChange::Upsert { source, .. } | UserChange::Delete { source, .. } => *source,
         }
     }
 }

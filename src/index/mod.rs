@@ -34,7 +34,7 @@ pub use facets::{
 pub use schema::Fields;
 pub use search::SearchHit;
 pub use sort::SortCursor;
-pub use writer::{IndexWriterTask, WriterHandle, WriterStats};
+pub use writer::{ChangeObserver, IndexWriterTask, Previous, WriterHandle, WriterStats};
 
 /// Where and how the index lives.
 #[derive(Debug, Clone)]
@@ -81,6 +81,8 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
     #[error("reading stored users: {0}")]
     Read(String),
+    #[error("recording the change's side effects: {0}")]
+    Observer(String),
     /// The request cannot be answered as asked (the message says why).
     #[error("{0}")]
     InvalidRequest(String),

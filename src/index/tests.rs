@@ -242,7 +242,7 @@ fn random_filter(rng: &mut ChaCha8Rng, users: &[Arc<User>], depth: u32) -> Filte
 }
 
 /// A random filter that passes validation (invalid combinations are regenerated).
-pub(super) fn valid_filter(seed: u64, users: &[Arc<User>]) -> Filter {
+pub(crate) fn valid_filter(seed: u64, users: &[Arc<User>]) -> Filter {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     loop {
         if let Ok(filter) = validate(random_filter(&mut rng, users, 3), &FilterLimits::default()) {

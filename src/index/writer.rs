@@ -19,7 +19,10 @@ use super::document::user_document;
 use super::schema::Fields;
 use super::{CommitPayload, IndexConfig, IndexError, Snapshot, Tombstone, snapshot_of};
 use crate::clock::now_ms;
-use crate::user::UserChange;
+use crate::user::{User, UserChange};
+
+/// Work run on the writer thread, on the latest snapshot.
+type ExclusiveWork = Box<dyn FnOnce(&Arc<Snapshot>) + Send>;
 
 enum Command {
     Apply {
@@ -27,6 +30,38 @@ enum Command {
         sync_state: Option<serde_json::Value>,
         ack: Option<oneshot::Sender<Result<u64, String>>>,
     },
+    /// Runs between changes, on a freshly committed snapshot; a commit follows it, and `ack`
+    /// reports that commit.
+    Exclusive {
+        work: ExclusiveWork,
+        ack: oneshot::Sender<Result<u64, String>>,
+    },
+}
+
+/// A user as it was before a change.
+pub enum Previous {
+    /// The index did not hold the user.
+    Absent,
+    /// Changed earlier in the same, not yet committed, batch.
+    User(Arc<User>),
+    /// The user's stored Clerk JSON.
+    Stored(String),
+}
+
+/// Sees every change the writer applies, with the user's previous state, and takes part in
+/// commits: whatever it records for a change must be durable before the change is, and is
+/// dropped if the commit fails. (Saved segments use this for their membership events.)
+pub trait ChangeObserver: Send {
+    /// Whether [`ChangeObserver::observe`] needs the previous state (reading it costs a lookup).
+    fn wants_previous(&self) -> bool;
+    fn observe(&mut self, previous: Previous, change: &UserChange);
+    /// Makes what was observed since the last commit durable; returns the sequence number to
+    /// record in the commit.
+    fn prepare_commit(&mut self) -> Result<u64, String>;
+    /// The commit holding the observed changes succeeded.
+    fn committed(&mut self);
+    /// The commit failed: forget what was observed since the last commit.
+    fn rolled_back(&mut self);
 }
 
 /// What the writer did with the changes it was given, since start.
@@ -92,6 +127,31 @@ impl WriterHandle {
     pub async fn flush(&self) -> Result<u64, IndexError> {
         self.apply(Vec::new(), None).await
     }
+
+    /// Runs `work` on the writer thread between two changes, on a snapshot holding every change
+    /// queued before it, then commits, so what `work` recorded through the [`ChangeObserver`] is
+    /// durable (and published) before this returns.
+    pub async fn exclusive<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Arc<Snapshot>) -> T + Send + 'static,
+    ) -> Result<T, IndexError> {
+        let (done, result) = oneshot::channel();
+        let (ack, committed) = oneshot::channel();
+        self.commands
+            .send(Command::Exclusive {
+                work: Box::new(move |snapshot| {
+                    let _ = done.send(work(snapshot));
+                }),
+                ack,
+            })
+            .await
+            .map_err(|_| IndexError::WriterStopped)?;
+        committed
+            .await
+            .map_err(|_| IndexError::WriterStopped)?
+            .map_err(IndexError::Read)?;
+        result.await.map_err(|_| IndexError::WriterStopped)
+    }
 }
 
 /// The writer task. Create with [`super::UserIndex::open`], start with [`IndexWriterTask::spawn`].
@@ -102,8 +162,9 @@ pub struct IndexWriterTask {
     publish: watch::Sender<Arc<Snapshot>>,
     payload: CommitPayload,
     config: IndexConfig,
-    /// `updated_at` of every user changed since the last commit (deletes as `i64::MAX`).
-    pending_versions: HashMap<String, i64>,
+    /// Every user changed since the last commit, as it now is (`None`: deleted).
+    pending_users: HashMap<String, Option<Arc<User>>>,
+    observer: Option<Box<dyn ChangeObserver>>,
     pending_changes: usize,
     pending_since: Option<Instant>,
     waiting: Vec<oneshot::Sender<Result<u64, String>>>,
@@ -126,12 +187,19 @@ impl IndexWriterTask {
             publish,
             payload,
             config: config.clone(),
-            pending_versions: HashMap::new(),
+            pending_users: HashMap::new(),
+            observer: None,
             pending_changes: 0,
             pending_since: None,
             waiting: Vec::new(),
             stats: Arc::new(WriterStats::default()),
         }
+    }
+
+    /// Lets `observer` see every applied change and take part in every commit.
+    pub fn with_observer(mut self, observer: Box<dyn ChangeObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Starts the task on its own thread (tantivy's calls block). It stops, after a final commit,
@@ -193,11 +261,23 @@ impl IndexWriterTask {
     }
 
     fn handle(&mut self, command: Command) {
-        let Command::Apply {
-            changes,
-            sync_state,
-            ack,
-        } = command;
+        let (changes, sync_state, ack) = match command {
+            Command::Apply {
+                changes,
+                sync_state,
+                ack,
+            } => (changes, sync_state, ack),
+            Command::Exclusive { work, ack } => {
+                if self.pending_since.is_some() || !self.waiting.is_empty() {
+                    self.commit();
+                }
+                let snapshot = self.publish.borrow().clone();
+                work(&snapshot);
+                self.waiting.push(ack);
+                self.commit();
+                return;
+            }
+        };
         for change in changes {
             self.apply_change(change);
         }
@@ -210,19 +290,54 @@ impl IndexWriterTask {
         }
     }
 
-    /// The `updated_at` the index holds for a user: pending changes first, then the last commit.
+    /// The `updated_at` the index holds for a user: pending changes first, then the last commit
+    /// (deleted users as `i64::MIN`).
     fn current_version(&self, user_id: &str) -> Option<i64> {
-        if let Some(version) = self.pending_versions.get(user_id) {
-            return Some(*version);
+        if let Some(pending) = self.pending_users.get(user_id) {
+            return Some(pending.as_ref().map_or(i64::MIN, |user| user.updated_at));
         }
         let snapshot = self.publish.borrow().clone();
         snapshot.updated_at_of(user_id).ok().flatten()
     }
 
+    /// What the index holds for a user, for the observer.
+    fn previous(&self, user_id: &str) -> Previous {
+        match self.pending_users.get(user_id) {
+            Some(Some(user)) => Previous::User(user.clone()),
+            Some(None) => Previous::Absent,
+            None => {
+                let snapshot = self.publish.borrow().clone();
+                match snapshot.get_raw_json(user_id) {
+                    Ok(Some(json)) => Previous::Stored(json),
+                    Ok(None) => Previous::Absent,
+                    Err(error) => {
+                        tracing::error!(%user_id, %error, "could not read a user's previous state");
+                        Previous::Absent
+                    }
+                }
+            }
+        }
+    }
+
+    fn notify(&mut self, change: &UserChange) {
+        let Some(wants) = self.observer.as_ref().map(|o| o.wants_previous()) else {
+            return;
+        };
+        let previous = if wants {
+            self.previous(change.user_id())
+        } else {
+            Previous::Absent
+        };
+        if let Some(observer) = self.observer.as_mut() {
+            observer.observe(previous, change);
+        }
+    }
+
     fn apply_change(&mut self, change: UserChange) {
         let id_term = Term::from_field_text(self.fields.id, change.user_id());
         match change {
-            UserChange::Upsert { user, .. } => {
+            UserChange::Upsert { ref user, .. } => {
+                let user = user.clone();
                 if self
                     .payload
                     .tombstones
@@ -245,24 +360,26 @@ impl IndexWriterTask {
                     tracing::error!(user_id = %user.id, %error, "could not add a user to the index");
                     return;
                 }
+                self.notify(&change);
                 self.payload.newest_updated_at_ms =
                     self.payload.newest_updated_at_ms.max(user.updated_at);
-                self.pending_versions
-                    .insert(user.id.clone(), user.updated_at);
+                self.pending_users.insert(user.id.clone(), Some(user));
             }
             UserChange::Delete {
-                user_id,
+                ref user_id,
                 deleted_at_ms,
                 ..
             } => {
                 self.writer.delete_term(id_term);
+                let user_id = user_id.clone();
+                self.notify(&change);
                 let tombstone = self
                     .payload
                     .tombstones
                     .entry(user_id.clone())
                     .or_insert(Tombstone(deleted_at_ms, now_ms()));
                 *tombstone = Tombstone(tombstone.0.max(deleted_at_ms), now_ms());
-                self.pending_versions.insert(user_id, i64::MIN);
+                self.pending_users.insert(user_id, None);
             }
         }
         self.stats.applied.fetch_add(1, Ordering::Relaxed);
@@ -278,6 +395,9 @@ impl IndexWriterTask {
         let waiting = std::mem::take(&mut self.waiting);
         match result {
             Ok(()) => {
+                if let Some(observer) = self.observer.as_mut() {
+                    observer.committed();
+                }
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 let generation = self.payload.generation;
                 tracing::debug!(
@@ -292,6 +412,9 @@ impl IndexWriterTask {
             }
             Err(error) => {
                 self.payload.generation -= 1;
+                if let Some(observer) = self.observer.as_mut() {
+                    observer.rolled_back();
+                }
                 tracing::error!(%error, "index commit failed; rolling back the uncommitted changes");
                 if let Err(rollback) = self.writer.rollback() {
                     tracing::error!(error = %rollback, "index rollback failed");
@@ -301,7 +424,7 @@ impl IndexWriterTask {
                 }
             }
         }
-        self.pending_versions.clear();
+        self.pending_users.clear();
         self.pending_changes = 0;
         self.pending_since = None;
     }
@@ -315,6 +438,11 @@ impl IndexWriterTask {
 
     fn try_commit(&mut self) -> Result<(), IndexError> {
         self.prune_tombstones();
+        if let Some(observer) = self.observer.as_mut() {
+            self.payload.event_sequence = observer
+                .prepare_commit()
+                .map_err(|e| IndexError::Observer(e.to_string()))?;
+        }
         let payload =
             serde_json::to_string(&self.payload).map_err(|e| IndexError::Payload(e.to_string()))?;
         let mut prepared = self.writer.prepare_commit()?;

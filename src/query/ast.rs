@@ -99,8 +99,7 @@ impl std::fmt::Display for FieldPath {
             FieldPath::Metadata { namespace, keys } => {
                 f.write_str(namespace.short_name())?;
                 for key in keys {
-                    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    {
+                    if super::print::is_bare_key(key) {
                         write!(f, ".{key}")?;
                     } else {
                         write!(f, ".`{key}`")?;
