@@ -15,11 +15,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use crate::api::{SyncService, UserIndexService, proto};
+use crate::api::{SegmentsService, SyncService, UserIndexService, proto};
 use crate::clerk::ClerkClient;
 use crate::clerk::webhook::WebhookVerifier;
 use crate::config::Config;
 use crate::index::UserIndex;
+use crate::segments::{self, Segments};
 use crate::sync::{
     Backfill, BackfillProgress, Reconciler, WEBHOOK_PATH, WebhookReceiver, WriteThrough,
 };
@@ -48,9 +49,18 @@ pub async fn run(
         "index opened"
     );
     drop(snapshot);
-    let (writer, writer_thread) = writer_task.spawn();
+    let (segments_observer, segments_handle) = segments::open(
+        &config.data_dir.join("segments"),
+        &index,
+        config.segments.clone(),
+        config.filter_limits,
+    )?;
+    let (writer, writer_thread) = writer_task
+        .with_observer(Box::new(segments_observer))
+        .spawn();
     let clerk = ClerkClient::new(config.clerk.clone())?;
     let cancel = CancellationToken::new();
+    let segments = Segments::new(segments_handle, writer.clone(), cancel.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in ["", USER_INDEX_SERVICE] {
@@ -116,6 +126,12 @@ pub async fn run(
         writer: writer.stats().clone(),
         reconciler,
     };
+    let segments_service = SegmentsService::new(
+        segments.clone(),
+        index.clone(),
+        config.filter_limits,
+        config.max_read_wait,
+    );
     let grpc_addr = listeners.grpc.local_addr()?;
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -123,6 +139,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(user_index.into_server())
         .add_service(sync_service.into_server())
+        .add_service(segments_service.into_server())
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.grpc),
             cancel.clone().cancelled_owned(),
@@ -152,6 +169,7 @@ pub async fn run(
     http_task.await??;
     sync_task.await?;
     drop(webhooks);
+    drop(segments);
     drop(writer);
     // Every writer handle is gone now; the writer commits what is pending and stops.
     tokio::task::spawn_blocking(move || writer_thread.join())

@@ -9,12 +9,13 @@ use crate::clerk::ClerkClientConfig;
 use crate::clerk::rate_limit::RateLimit;
 use crate::index::IndexConfig;
 use crate::query::FilterLimits;
+use crate::segments::SegmentsConfig;
 use crate::sync::ReconcileSchedule;
 
 /// Options shared by `serve` and `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IndexArgs {
-    /// Directory of the index (created if missing; reused across restarts).
+    /// Directory of the index and the saved segments (created if missing; reused across restarts).
     #[arg(long, env = "CLERK_INDEX_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Client-side limit for Clerk Backend API requests, as N/window (Clerk production: 1000/10s).
@@ -43,6 +44,13 @@ pub struct IndexArgs {
         default_value_t = 21_600
     )]
     pub sweep_interval_secs: u64,
+    /// Saved-segment events kept for WatchSegment replays (older ones answer OUT_OF_RANGE).
+    #[arg(
+        long,
+        env = "CLERK_INDEX_SEGMENT_EVENT_RETENTION",
+        default_value_t = 100_000
+    )]
+    pub segment_event_retention: usize,
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -60,6 +68,7 @@ pub struct Config {
     /// Holds `index/` (the tantivy index) and `segments/` (saved segments and their event log).
     pub data_dir: PathBuf,
     pub index: IndexConfig,
+    pub segments: SegmentsConfig,
     pub clerk: ClerkClientConfig,
     pub filter_limits: FilterLimits,
     pub max_page_size: u32,
@@ -120,9 +129,17 @@ impl Config {
         index.commit_interval = Duration::from_millis(args.commit_interval_ms);
         let mut clerk = ClerkClientConfig::new(url, clerk_secret_key.trim());
         clerk.rate_limit = rate_limit;
+        anyhow::ensure!(
+            args.segment_event_retention >= 100,
+            "--segment-event-retention must be at least 100"
+        );
         Ok(Config {
             data_dir,
             index,
+            segments: SegmentsConfig {
+                retained_events: args.segment_event_retention,
+                ..SegmentsConfig::default()
+            },
             clerk,
             filter_limits: FilterLimits::default(),
             max_page_size: args.max_page_size,

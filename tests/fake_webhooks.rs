@@ -10,29 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use clerk_index::api::proto::GetUserRequest;
 use clerk_index::clerk::fake::WebhookTarget;
 use clerk_index::clerk::webhook::{SvixHeaders, WebhookVerifier};
-use common::{TestServer, WEBHOOK_SECRET};
+use common::{TestServer, WEBHOOK_SECRET, clerk_api};
 use serde_json::{Value, json};
-
-async fn clerk_api(
-    fake_url: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{fake_url}{path}"))
-        .bearer_auth("sk_test_fake_clerk");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.json().await.unwrap()
-}
 
 async fn count(server: &TestServer, filter: &str) -> u64 {
     server.count(filter).await

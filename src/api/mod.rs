@@ -5,10 +5,12 @@ mod convert;
 mod export;
 mod page_token;
 mod projection;
+mod segments_service;
 mod sync_service;
 mod user_index;
 
 pub use projection::project_json;
+pub use segments_service::SegmentsService;
 pub use sync_service::SyncService;
 pub use user_index::UserIndexService;
 

@@ -51,19 +51,25 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
-async fn connect(args: &ConnectArgs) -> anyhow::Result<UserIndexClient<tonic::transport::Channel>> {
-    UserIndexClient::connect(args.server.clone())
+pub(super) async fn channel(args: &ConnectArgs) -> anyhow::Result<tonic::transport::Channel> {
+    tonic::transport::Endpoint::from_shared(args.server.clone())
+        .map_err(|e| anyhow::anyhow!("--server {}: {e}", args.server))?
+        .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to clerk-index at {}: {e}", args.server))
 }
 
-fn filter_spec(filter: &Option<String>) -> Option<FilterSpec> {
+async fn connect(args: &ConnectArgs) -> anyhow::Result<UserIndexClient<tonic::transport::Channel>> {
+    Ok(UserIndexClient::new(channel(args).await?))
+}
+
+pub(super) fn filter_spec(filter: &Option<String>) -> Option<FilterSpec> {
     filter.as_ref().map(|text| FilterSpec {
         spec: Some(filter_spec::Spec::Expression(text.clone())),
     })
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
+pub(super) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
@@ -156,7 +162,7 @@ fn requested_fields(args: &SearchArgs) -> Vec<String> {
     fields
 }
 
-fn primary_email(user: &Value) -> String {
+pub(super) fn primary_email(user: &Value) -> String {
     let primary = &user["primary_email_address_id"];
     user["email_addresses"]
         .as_array()
@@ -171,7 +177,7 @@ fn primary_email(user: &Value) -> String {
         .to_string()
 }
 
-fn value_at(user: &Value, path: &str) -> String {
+pub(super) fn value_at(user: &Value, path: &str) -> String {
     let mut keys = path.split('.');
     let mut current = match keys.next() {
         Some(first) => match crate::user::MetadataNamespace::parse(first) {

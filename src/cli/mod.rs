@@ -1,14 +1,17 @@
-//! The command line: `serve`, `demo`, `fake-clerk`, and client commands (`count`, `search`) that
+//! The command line: `serve`, `demo`, `fake-clerk`, and client commands (`count`, `search`,
+//! `export`) that
 //! talk to a running server over gRPC.
 
 mod client;
 mod demo;
+mod export;
 mod serve;
 
 use clap::{Parser, Subcommand};
 
 pub use client::{CountArgs, SearchArgs};
 pub use demo::{DemoArgs, FakeClerkArgs};
+pub use export::ExportArgs;
 pub use serve::ServeArgs;
 
 #[derive(Debug, Parser)]
@@ -34,6 +37,8 @@ pub enum Command {
     Count(CountArgs),
     /// List users matching a filter on a running server.
     Search(SearchArgs),
+    /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
+    Export(ExportArgs),
 }
 
 impl Cli {
@@ -44,6 +49,7 @@ impl Cli {
             Command::FakeClerk(args) => demo::fake_clerk(args).await,
             Command::Count(args) => client::count(args).await,
             Command::Search(args) => client::search(args).await,
+            Command::Export(args) => export::export(args).await,
         }
     }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::clerk::model::parse_user;
 use crate::clock::now_ms;
@@ -81,6 +82,8 @@ pub enum SegmentError {
     },
     #[error("{0}")]
     OutOfRange(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -405,6 +408,8 @@ impl ChangeObserver for SegmentsObserver {
 pub struct Segments {
     core: Arc<Mutex<Core>>,
     writer: WriterHandle,
+    /// Ends every watch (the server is stopping).
+    shutdown: CancellationToken,
 }
 
 /// Opens the store. Give the observer to the index writer task before spawning it, then make
@@ -462,10 +467,15 @@ fn member_ids(
 }
 
 impl Segments {
-    pub fn new(handle: SegmentsHandle, writer: WriterHandle) -> Segments {
+    pub fn new(
+        handle: SegmentsHandle,
+        writer: WriterHandle,
+        shutdown: CancellationToken,
+    ) -> Segments {
         Segments {
             core: handle.core,
             writer,
+            shutdown,
         }
     }
 
@@ -641,6 +651,7 @@ impl Segments {
         };
         let core = self.core.clone();
         let name = name.to_string();
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut pending: VecDeque<Arc<SegmentEvent>> = replay.into();
             loop {
@@ -654,7 +665,18 @@ impl Segments {
                         return;
                     }
                 }
-                match live.recv().await {
+                let next = tokio::select! {
+                    next = live.recv() => next,
+                    () = shutdown.cancelled() => {
+                        let _ = sink
+                            .send(Err(SegmentError::Unavailable(
+                                "the server is shutting down: watch again from the last sequence".into(),
+                            )))
+                            .await;
+                        return;
+                    }
+                };
+                match next {
                     Ok(event) if event.segment == name => pending.push_back(event),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -37,7 +37,7 @@ fn start(dir: &Path, config: SegmentsConfig) -> Harness {
     )
     .unwrap();
     let (writer, thread) = task.with_observer(Box::new(observer)).spawn();
-    let segments = Segments::new(handle, writer.clone());
+    let segments = Segments::new(handle, writer.clone(), CancellationToken::new());
     Harness {
         index,
         writer,

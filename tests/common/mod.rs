@@ -100,6 +100,7 @@ impl TestServer {
             commit_interval_ms: options.commit_interval_ms,
             max_page_size: 1000,
             log_format: LogFormat::Pretty,
+            segment_event_retention: 100_000,
             // Tests trigger reconciles through the Sync service when they want one.
             catch_up_interval_secs: 3_600,
             sweep_interval_secs: options.sweep_interval_secs,
@@ -285,4 +286,26 @@ pub fn expression(text: &str) -> Option<clerk_index::api::proto::FilterSpec> {
     Some(FilterSpec {
         spec: Some(filter_spec::Spec::Expression(text.into())),
     })
+}
+
+/// Calls the fake Clerk's Backend API as a Clerk SDK would; panics unless it succeeds.
+pub async fn clerk_api(
+    fake_url: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{fake_url}{path}"))
+        .bearer_auth("sk_test_fake_clerk");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
 }

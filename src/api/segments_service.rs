@@ -1,0 +1,254 @@
+//! `clerkindex.v1.Segments`: saved segments, their counts, members and events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{filter_from_proto, freshness_to_proto};
+use super::export::{self, ExportJob, ExportStream};
+use super::proto;
+use super::proto::segments_server::Segments as SegmentsApi;
+use crate::error::Error;
+use crate::index::{Snapshot, UserIndex};
+use crate::query::{Filter, FilterLimits};
+use crate::segments::{EventKind, SavedSegment, SegmentError, SegmentEvent, Segments};
+use crate::sync::now_ms;
+
+#[derive(Clone)]
+pub struct SegmentsService {
+    segments: Segments,
+    index: UserIndex,
+    limits: FilterLimits,
+    max_read_wait: Duration,
+}
+
+impl SegmentsService {
+    pub fn new(
+        segments: Segments,
+        index: UserIndex,
+        limits: FilterLimits,
+        max_read_wait: Duration,
+    ) -> Self {
+        SegmentsService {
+            segments,
+            index,
+            limits,
+            max_read_wait,
+        }
+    }
+
+    pub fn into_server(self) -> proto::segments_server::SegmentsServer<Self> {
+        proto::segments_server::SegmentsServer::new(self)
+    }
+
+    async fn snapshot(&self, min_generation: u64) -> Result<Arc<Snapshot>, Error> {
+        self.index
+            .snapshot_at_least(min_generation, self.max_read_wait)
+            .await
+            .ok_or_else(|| {
+                Error::DeadlineExceeded(format!(
+                    "the index did not reach generation {min_generation} within {} ms",
+                    self.max_read_wait.as_millis()
+                ))
+            })
+    }
+
+    /// A required filter, in either spelling.
+    fn filter(&self, spec: Option<proto::FilterSpec>) -> Result<Filter, Error> {
+        filter_from_proto(spec, &self.limits)?.ok_or_else(|| {
+            Error::InvalidArgument("a segment needs a filter (to match everyone: id EXISTS)".into())
+        })
+    }
+
+    fn lookup(&self, name: &str) -> Result<(SavedSegment, Filter), Status> {
+        self.segments.get(name).map_err(segment_status)
+    }
+}
+
+fn segment_status(error: SegmentError) -> Status {
+    let message = error.to_string();
+    match error {
+        SegmentError::Invalid(_) => Status::invalid_argument(message),
+        SegmentError::NotFound(_) => Status::not_found(message),
+        SegmentError::AlreadyExists(_) => Status::already_exists(message),
+        SegmentError::VersionMismatch { .. } => Status::aborted(message),
+        SegmentError::OutOfRange(_) => Status::out_of_range(message),
+        SegmentError::Unavailable(_) => Status::unavailable(message),
+        SegmentError::Index(index) => Error::Index(index).into(),
+        SegmentError::Log(_) => Status::internal(message),
+    }
+}
+
+fn segment_to_proto(segment: SavedSegment) -> proto::Segment {
+    proto::Segment {
+        name: segment.name,
+        description: segment.description,
+        filter: Some(proto::FilterSpec {
+            spec: Some(proto::filter_spec::Spec::Expression(segment.filter)),
+        }),
+        version: segment.version,
+        create_time_ms: segment.created_ms,
+        update_time_ms: segment.updated_ms,
+    }
+}
+
+fn event_to_proto(event: &SegmentEvent) -> proto::SegmentEvent {
+    use proto::segment_event::Kind;
+    proto::SegmentEvent {
+        sequence: event.sequence,
+        segment: event.segment.clone(),
+        kind: match event.kind {
+            EventKind::Entered => Kind::Entered,
+            EventKind::Exited => Kind::Exited,
+            EventKind::SegmentUpdated => Kind::SegmentUpdated,
+            EventKind::SegmentDeleted => Kind::SegmentDeleted,
+        } as i32,
+        user_id: event.user_id.clone(),
+        change_time_ms: event.change_time_ms,
+        recorded_at_ms: event.recorded_at_ms,
+        cause: event.cause.clone(),
+    }
+}
+
+type EventStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::SegmentEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SegmentsApi for SegmentsService {
+    async fn create_segment(
+        &self,
+        request: Request<proto::CreateSegmentRequest>,
+    ) -> Result<Response<proto::Segment>, Status> {
+        let proto::CreateSegmentRequest {
+            name,
+            description,
+            filter,
+        } = request.into_inner();
+        let filter = self.filter(filter)?;
+        let saved = self
+            .segments
+            .create(name, description, filter)
+            .await
+            .map_err(segment_status)?;
+        Ok(Response::new(segment_to_proto(saved)))
+    }
+
+    async fn get_segment(
+        &self,
+        request: Request<proto::GetSegmentRequest>,
+    ) -> Result<Response<proto::Segment>, Status> {
+        let (segment, _) = self.lookup(&request.into_inner().name)?;
+        Ok(Response::new(segment_to_proto(segment)))
+    }
+
+    async fn list_segments(
+        &self,
+        _request: Request<proto::ListSegmentsRequest>,
+    ) -> Result<Response<proto::ListSegmentsResponse>, Status> {
+        Ok(Response::new(proto::ListSegmentsResponse {
+            segments: self
+                .segments
+                .list()
+                .into_iter()
+                .map(segment_to_proto)
+                .collect(),
+        }))
+    }
+
+    async fn update_segment(
+        &self,
+        request: Request<proto::UpdateSegmentRequest>,
+    ) -> Result<Response<proto::Segment>, Status> {
+        let proto::UpdateSegmentRequest {
+            name,
+            description,
+            filter,
+            expected_version,
+        } = request.into_inner();
+        let filter = match filter.and_then(|f| f.spec) {
+            Some(spec) => Some(self.filter(Some(proto::FilterSpec { spec: Some(spec) }))?),
+            None => None,
+        };
+        let saved = self
+            .segments
+            .update(name, description, filter, expected_version)
+            .await
+            .map_err(segment_status)?;
+        Ok(Response::new(segment_to_proto(saved)))
+    }
+
+    async fn delete_segment(
+        &self,
+        request: Request<proto::DeleteSegmentRequest>,
+    ) -> Result<Response<proto::DeleteSegmentResponse>, Status> {
+        self.segments
+            .delete(request.into_inner().name)
+            .await
+            .map_err(segment_status)?;
+        Ok(Response::new(proto::DeleteSegmentResponse {}))
+    }
+
+    async fn count_segment(
+        &self,
+        request: Request<proto::CountSegmentRequest>,
+    ) -> Result<Response<proto::CountUsersResponse>, Status> {
+        let proto::CountSegmentRequest {
+            name,
+            min_generation,
+        } = request.into_inner();
+        let (_, filter) = self.lookup(&name)?;
+        let snapshot = self.snapshot(min_generation).await?;
+        let freshness = freshness_to_proto(snapshot.freshness);
+        let count = tokio::task::spawn_blocking(move || snapshot.count(Some(&filter), now_ms()))
+            .await
+            .map_err(|e| Error::Internal(format!("count task failed: {e}")))?
+            .map_err(Error::from)?;
+        Ok(Response::new(proto::CountUsersResponse {
+            count,
+            freshness: Some(freshness),
+        }))
+    }
+
+    type ListSegmentMembersStream = ExportStream;
+
+    async fn list_segment_members(
+        &self,
+        request: Request<proto::ListSegmentMembersRequest>,
+    ) -> Result<Response<Self::ListSegmentMembersStream>, Status> {
+        let proto::ListSegmentMembersRequest {
+            name,
+            fields,
+            chunk_size,
+            resume_cursor,
+            min_generation,
+        } = request.into_inner();
+        let (_, filter) = self.lookup(&name)?;
+        let job = ExportJob::new(Some(filter), fields, chunk_size, &resume_cursor)?;
+        let snapshot = self.snapshot(min_generation).await?;
+        Ok(Response::new(export::stream(snapshot, job, now_ms())))
+    }
+
+    type WatchSegmentStream = EventStream;
+
+    async fn watch_segment(
+        &self,
+        request: Request<proto::WatchSegmentRequest>,
+    ) -> Result<Response<Self::WatchSegmentStream>, Status> {
+        let proto::WatchSegmentRequest {
+            name,
+            after_sequence,
+        } = request.into_inner();
+        let events = self
+            .segments
+            .watch(&name, after_sequence)
+            .map_err(segment_status)?;
+        let stream = ReceiverStream::new(events).map(|event| match event {
+            Ok(event) => Ok(event_to_proto(&event)),
+            Err(error) => Err(segment_status(error)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

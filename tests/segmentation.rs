@@ -1,0 +1,596 @@
+//! Segmentation over real gRPC: facets against a brute-force count of the fake Clerk's users,
+//! the field catalog, large exports with a resume, saved segments, WatchSegment events caused by
+//! metadata updates through the fake Clerk, and segments surviving a restart.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use clerk_index::api::proto::segments_client::SegmentsClient;
+use clerk_index::api::proto::{
+    self, CalendarInterval, FacetRequest, FacetUsersRequest, facet_request, facet_result,
+    segment_event,
+};
+use clerk_index::clerk::fake::{FakeClerkConfig, Population, WebhookTarget};
+use common::{RunningFakeClerk, TestOptions, TestServer, WEBHOOK_SECRET, clerk_api, expression};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+async fn segments(server: &TestServer) -> SegmentsClient<Channel> {
+    SegmentsClient::new(server.channel().await)
+}
+
+fn facet(name: &str, path: &str, kind: facet_request::Kind) -> FacetRequest {
+    FacetRequest {
+        name: name.into(),
+        path: path.into(),
+        kind: Some(kind),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = TestServer::with_population(dir.path(), 2_000).await;
+    let users: Vec<Value> = fake
+        .fake
+        .user_ids()
+        .iter()
+        .map(|id| fake.fake.user_json(id).unwrap())
+        .collect();
+    let pro_or_free = |u: &&Value| u["banned"] == false;
+    let matching: Vec<&Value> = users.iter().filter(pro_or_free).collect();
+    let response = server
+        .client()
+        .await
+        .facet_users(FacetUsersRequest {
+            filter: expression("banned = false"),
+            facets: vec![
+                facet(
+                    "plans",
+                    "public.plan_type",
+                    facet_request::Kind::Terms(proto::TermsFacet {
+                        size: 2,
+                        include_missing: true,
+                    }),
+                ),
+                facet(
+                    "points",
+                    "public.points",
+                    facet_request::Kind::Stats(proto::NumericStatsFacet {
+                        percentiles: vec![50.0],
+                    }),
+                ),
+                facet(
+                    "signups",
+                    "created_at",
+                    facet_request::Kind::DateHistogram(proto::DateHistogramFacet {
+                        interval: CalendarInterval::Month as i32,
+                    }),
+                ),
+            ],
+            min_generation: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.matched, matching.len() as u64);
+
+    let mut plans: BTreeMap<String, u64> = BTreeMap::new();
+    let mut without_plan = 0;
+    for user in &matching {
+        match user["public_metadata"]["plan_type"].as_str() {
+            Some(plan) => *plans.entry(plan.to_string()).or_default() += 1,
+            None => without_plan += 1,
+        }
+    }
+    let mut ranked: Vec<(String, u64)> = plans.clone().into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let Some(facet_result::Result::Terms(terms)) = &response.facets[0].result else {
+        panic!("terms expected: {:?}", response.facets[0]);
+    };
+    let got: Vec<(String, u64)> = terms
+        .buckets
+        .iter()
+        .map(|b| match &b.value.as_ref().unwrap().kind {
+            Some(proto::value::Kind::String(s)) => (s.clone(), b.count),
+            other => panic!("string bucket expected, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(got, ranked[..2].to_vec());
+    assert_eq!(
+        terms.other_count,
+        ranked[2..].iter().map(|(_, c)| c).sum::<u64>()
+    );
+    assert_eq!(terms.distinct_values, plans.len() as u64);
+    assert_eq!(terms.missing, without_plan);
+
+    let points: Vec<f64> = matching
+        .iter()
+        .filter_map(|u| u["public_metadata"]["points"].as_f64())
+        .collect();
+    let Some(facet_result::Result::Stats(stats)) = &response.facets[1].result else {
+        panic!("stats expected");
+    };
+    assert_eq!(stats.count, points.len() as u64);
+    assert_eq!(stats.sum, points.iter().sum::<f64>());
+    assert_eq!(stats.max, points.iter().cloned().fold(f64::MIN, f64::max));
+
+    let Some(facet_result::Result::DateHistogram(months)) = &response.facets[2].result else {
+        panic!("date histogram expected");
+    };
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for user in &matching {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(user["created_at"].as_i64().unwrap()) * 1_000_000,
+        )
+        .unwrap();
+        *expected
+            .entry(format!("{}-{:02}", at.year(), at.month() as u8))
+            .or_default() += 1;
+    }
+    let got: BTreeMap<String, u64> = months
+        .buckets
+        .iter()
+        .filter(|b| b.count > 0)
+        .map(|b| (b.key_as_string[..7].to_string(), b.count))
+        .collect();
+    assert_eq!(got, expected);
+
+    // A facet that cannot work is refused with the reason.
+    let error = server
+        .client()
+        .await
+        .facet_users(FacetUsersRequest {
+            filter: None,
+            facets: vec![facet(
+                "e",
+                "email",
+                facet_request::Kind::Terms(proto::TermsFacet::default()),
+            )],
+            min_generation: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().contains("email_domain"),
+        "{}",
+        error.message()
+    );
+
+    // The catalog shows the generator's deliberate type conflict, with exact counts.
+    let catalog = server
+        .client()
+        .await
+        .describe_fields(proto::DescribeFieldsRequest {
+            path_prefix: "public.".into(),
+            min_generation: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let tier = catalog
+        .fields
+        .iter()
+        .find(|f| f.path == "public.membership_tier")
+        .unwrap();
+    assert!(tier.type_conflict);
+    let numeric_tiers = users
+        .iter()
+        .filter(|u| u["public_metadata"]["membership_tier"].is_i64())
+        .count() as u64;
+    let integer = tier.types.iter().find(|t| t.r#type == "integer").unwrap();
+    assert_eq!(integer.users, numeric_tiers);
+    assert!(catalog.fields.iter().all(|f| f.path.starts_with("public.")));
+    assert!(catalog.core_fields.is_empty());
+    let everything = server
+        .client()
+        .await
+        .describe_fields(proto::DescribeFieldsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        everything
+            .fields
+            .iter()
+            .any(|f| f.path.starts_with("private."))
+    );
+    let email = everything
+        .core_fields
+        .iter()
+        .find(|f| f.path == "primary_email")
+        .unwrap();
+    assert!(email.sortable && email.facetable);
+    server.stop().await;
+}
+
+/// Reads an export stream to the end (or `stop_after` chunks); returns ids, last cursor, total.
+async fn read_export(
+    mut stream: tonic::Streaming<proto::ExportUsersResponse>,
+    stop_after: Option<usize>,
+) -> (Vec<String>, String, u64, u64) {
+    let (mut ids, mut cursor, mut total, mut sequence) = (Vec::new(), String::new(), 0, 0);
+    let mut chunks = 0;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        if chunks == 0 {
+            total = chunk.total;
+            sequence = chunk.event_sequence;
+            assert!(chunk.freshness.is_some());
+        }
+        ids.extend(chunk.users.into_iter().map(|u| u.id));
+        cursor = chunk.cursor;
+        chunks += 1;
+        if stop_after == Some(chunks) {
+            break;
+        }
+    }
+    (ids, cursor, total, sequence)
+}
+
+/// 100,000 members, exported twice: once straight, once broken off halfway and resumed after
+/// two members beyond the cursor left the segment. Then the same through the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_segment_exports_every_member_exactly_once_across_a_resume() {
+    const USERS: usize = 104_000;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(USERS))).await;
+    let mut options = TestOptions::new(&fake.url);
+    options.rate_limit = "100000/1s".into();
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let mut segments_client = segments(&server).await;
+    segments_client
+        .create_segment(proto::CreateSegmentRequest {
+            name: "not-banned".into(),
+            description: "everyone who may sign in".into(),
+            filter: expression("banned = false"),
+        })
+        .await
+        .unwrap();
+    let expected: Vec<String> = {
+        let mut ids: Vec<String> = fake
+            .fake
+            .user_ids()
+            .into_iter()
+            .filter(|id| fake.fake.user_json(id).unwrap()["banned"] == false)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(expected.len() >= 100_000, "{} members", expected.len());
+    let members = |cursor: String| proto::ListSegmentMembersRequest {
+        name: "not-banned".into(),
+        fields: vec!["id".into()],
+        chunk_size: 5_000,
+        resume_cursor: cursor,
+        min_generation: 0,
+    };
+
+    let stream = segments_client
+        .list_segment_members(members(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let (all, _, total, _) = read_export(stream, None).await;
+    assert_eq!(total, expected.len() as u64);
+    assert_eq!(all, expected);
+
+    // Broken off after 10 chunks...
+    let stream = segments_client
+        .list_segment_members(members(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let (first, cursor, _, _) = read_export(stream, Some(10)).await;
+    assert_eq!(first.len(), 50_000);
+    // ...while two members after the cursor leave (one banned, one deleted)...
+    let (banned, deleted) = (expected[60_000].clone(), expected[70_000].clone());
+    let mut user = fake.fake.user_json(&banned).unwrap();
+    user["banned"] = json!(true);
+    user["updated_at"] = json!(user["updated_at"].as_i64().unwrap() + 1);
+    let now = clerk_index::sync::now_ms();
+    assert_eq!(
+        server
+            .deliver("msg_ban", &common::event("user.updated", user, now))
+            .await
+            .0,
+        200
+    );
+    let gone = json!({"id": deleted, "object": "user", "deleted": true});
+    assert_eq!(
+        server
+            .deliver("msg_del", &common::event("user.deleted", gone, now))
+            .await
+            .0,
+        200
+    );
+    // ...and the resumed export sends the rest as the index is now, each once.
+    let stream = segments_client
+        .list_segment_members(members(cursor))
+        .await
+        .unwrap()
+        .into_inner();
+    let (rest, _, remaining, _) = read_export(stream, None).await;
+    assert_eq!(remaining, (expected.len() - 50_000 - 2) as u64);
+    let mut resumed = first;
+    resumed.extend(rest);
+    let want: Vec<String> = expected
+        .iter()
+        .filter(|id| **id != banned && **id != deleted)
+        .cloned()
+        .collect();
+    assert_eq!(resumed, want);
+    let unique: BTreeSet<&String> = resumed.iter().collect();
+    assert_eq!(unique.len(), resumed.len());
+
+    // The CLI writes the same members to CSV.
+    let output = dir.path().join("members.csv");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args([
+            "export",
+            "--server",
+            &server.grpc_url,
+            "--segment",
+            "not-banned",
+        ])
+        .args([
+            "--format",
+            "csv",
+            "--fields",
+            "id,email,public.plan_type",
+            "--no-progress",
+        ])
+        .arg("-o")
+        .arg(&output)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut reader = csv::Reader::from_path(&output).unwrap();
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        vec!["id", "email", "public.plan_type"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), want.len());
+    let first_user = fake.fake.user_json(&rows[0][0]).unwrap();
+    assert_eq!(&rows[0][0], want[0].as_str());
+    assert!(rows[0][1].contains('@'), "{:?}", &rows[0]);
+    assert_eq!(
+        &rows[0][2],
+        first_user["public_metadata"]["plan_type"]
+            .as_str()
+            .unwrap_or("")
+    );
+    server.stop().await;
+}
+
+async fn patch_plan(fake: &RunningFakeClerk, id: &str, plan: &str) {
+    clerk_api(
+        &fake.url,
+        reqwest::Method::PATCH,
+        &format!("/v1/users/{id}/metadata"),
+        Some(json!({"public_metadata": {"plan_type": plan}})),
+    )
+    .await;
+}
+
+async fn next_event(
+    stream: &mut tonic::Streaming<proto::SegmentEvent>,
+) -> Option<proto::SegmentEvent> {
+    match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+        Ok(message) => message.unwrap(),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_updates_through_clerk_produce_entered_and_exited_events_that_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = TestServer::with_population(dir.path(), 300).await;
+    let mut target = WebhookTarget::new(
+        format!("{}/webhooks/clerk", server.http_url),
+        WEBHOOK_SECRET,
+    );
+    target.retry_scale = 0.001;
+    fake.fake.set_webhook_target(target).unwrap();
+    let mut client = segments(&server).await;
+    let created = client
+        .create_segment(proto::CreateSegmentRequest {
+            name: "enterprise".into(),
+            description: String::new(),
+            filter: expression("public.plan_type = 'enterprise'"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.version, 1);
+    let outsider = fake
+        .fake
+        .user_ids()
+        .into_iter()
+        .find(|id| fake.fake.user_json(id).unwrap()["public_metadata"]["plan_type"] != "enterprise")
+        .unwrap();
+    let mut watch = client
+        .watch_segment(proto::WatchSegmentRequest {
+            name: "enterprise".into(),
+            after_sequence: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    patch_plan(&fake, &outsider, "enterprise").await;
+    let entered = next_event(&mut watch).await.expect("an Entered event");
+    assert_eq!(entered.kind, segment_event::Kind::Entered as i32);
+    assert_eq!(
+        (entered.user_id.as_str(), entered.cause.as_str()),
+        (outsider.as_str(), "webhook")
+    );
+    // A change that keeps the user in the segment produces nothing; leaving produces Exited.
+    clerk_api(
+        &fake.url,
+        reqwest::Method::PATCH,
+        &format!("/v1/users/{outsider}/metadata"),
+        Some(json!({"private_metadata": {"note": "vip"}})),
+    )
+    .await;
+    patch_plan(&fake, &outsider, "free").await;
+    let exited = next_event(&mut watch).await.expect("an Exited event");
+    assert_eq!(exited.kind, segment_event::Kind::Exited as i32);
+    assert_eq!(exited.user_id, outsider);
+    assert!(exited.sequence > entered.sequence);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), watch.message())
+            .await
+            .is_err(),
+        "no other events"
+    );
+    let count = client
+        .count_segment(proto::CountSegmentRequest {
+            name: "enterprise".into(),
+            min_generation: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(count, server.count("public.plan_type = 'enterprise'").await);
+    drop(watch);
+    drop(client);
+    server.stop().await;
+
+    // After a restart the segment and its events are still there.
+    let server = TestServer::start(dir.path(), TestOptions::new(&fake.url)).await;
+    server.wait_serving().await;
+    let mut client = segments(&server).await;
+    let segment = client
+        .get_segment(proto::GetSegmentRequest {
+            name: "enterprise".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        segment.filter,
+        expression("public.plan_type = \"enterprise\"")
+    );
+    let mut replay = client
+        .watch_segment(proto::WatchSegmentRequest {
+            name: "enterprise".into(),
+            after_sequence: Some(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(300), replay.message())
+        .await
+        .map(|m| m.unwrap())
+    {
+        kinds.push((event.kind, event.user_id, event.sequence));
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            (
+                segment_event::Kind::SegmentUpdated as i32,
+                String::new(),
+                created_sequence(&kinds)
+            ),
+            (
+                segment_event::Kind::Entered as i32,
+                outsider.clone(),
+                entered.sequence
+            ),
+            (
+                segment_event::Kind::Exited as i32,
+                outsider.clone(),
+                exited.sequence
+            ),
+        ]
+    );
+    drop(replay);
+    drop(client);
+    server.stop().await;
+}
+
+fn created_sequence(kinds: &[(i32, String, u64)]) -> u64 {
+    kinds.first().map_or(0, |k| k.2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_segment_requests_get_the_right_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 50).await;
+    let mut client = segments(&server).await;
+    let create = |name: &str, filter: &str| proto::CreateSegmentRequest {
+        name: name.into(),
+        description: String::new(),
+        filter: expression(filter),
+    };
+    let error = client
+        .create_segment(create("ok", "public.plan = "))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.metadata().get("x-filter-error-position").is_some());
+    let error = client
+        .create_segment(create("Bad Name", "banned = true"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    client
+        .create_segment(create("ok", "banned = true"))
+        .await
+        .unwrap();
+    let error = client
+        .create_segment(create("ok", "banned = true"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::AlreadyExists);
+    let error = client
+        .update_segment(proto::UpdateSegmentRequest {
+            name: "ok".into(),
+            description: Some("x".into()),
+            filter: None,
+            expected_version: 7,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::Aborted);
+    let error = client
+        .watch_segment(proto::WatchSegmentRequest {
+            name: "missing".into(),
+            after_sequence: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    let error = client
+        .watch_segment(proto::WatchSegmentRequest {
+            name: "ok".into(),
+            after_sequence: Some(1_000_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::OutOfRange);
+    let listed = client
+        .list_segments(proto::ListSegmentsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.segments.len(), 1);
+    client
+        .delete_segment(proto::DeleteSegmentRequest { name: "ok".into() })
+        .await
+        .unwrap();
+    let error = client
+        .get_segment(proto::GetSegmentRequest { name: "ok".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    drop(client);
+    server.stop().await;
+}
