@@ -457,9 +457,16 @@ async fn metadata_updates_through_clerk_produce_entered_and_exited_events_that_s
         .into_inner()
         .count;
     assert_eq!(count, server.count("public.plan_type = 'enterprise'").await);
-    drop(watch);
+    // Stopping the server ends open watches (with UNAVAILABLE: watch again from the last sequence).
+    tokio::time::timeout(Duration::from_secs(20), server.stop())
+        .await
+        .expect("an open watch must not hold up shutdown");
+    let ended = watch.message().await;
+    assert!(
+        matches!(&ended, Err(status) if status.code() == tonic::Code::Unavailable),
+        "{ended:?}"
+    );
     drop(client);
-    server.stop().await;
 
     // After a restart the segment and its events are still there.
     let server = TestServer::start(dir.path(), TestOptions::new(&fake.url)).await;

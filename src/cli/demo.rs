@@ -123,7 +123,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
          try, in another terminal:\n  \
          clerk-index count --server http://{grpc} --filter 'public.membership_tier = \"gold\" AND public.plan_type IN [\"pro\", \"team\"]'\n  \
          clerk-index search --server http://{grpc} --filter 'public.favorite_genre = \"sci-fi\"' --sort -public.points --limit 5 --fields public.points,public.favorite_genre\n  \
-         grpcurl -plaintext -d '{{\"filter\":{{\"expression\":\"public.user_preferences.theme = \\\"dark\\\"\"}}}}' {grpc} clerkindex.v1.UserIndex/CountUsers\n",
+         grpcurl -plaintext -d '{{\"filter\":{{\"expression\":\"public.user_preferences.theme = \\\"dark\\\"\"}}}}' {grpc} clerkindex.v1.UserIndex/CountUsers\n  \
+         clerk-index export --server http://{grpc} --filter 'public.plan_type = \"enterprise\"' --format csv --fields id,email,public.membership_tier -o enterprise.csv\n  \
+         grpcurl -plaintext -d '{{\"name\":\"platinum\",\"filter\":{{\"expression\":\"public.membership_tier = \\\"platinum\\\"\"}}}}' {grpc} clerkindex.v1.Segments/CreateSegment\n  \
+         grpcurl -plaintext -d '{{\"name\":\"platinum\"}}' {grpc} clerkindex.v1.Segments/WatchSegment   # events as the simulated activity moves users\n",
         users = args.users,
         dir = default_dir.display(),
         http = listeners.http.local_addr()?,
