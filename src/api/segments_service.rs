@@ -11,6 +11,7 @@ use super::convert::{filter_from_proto, freshness_to_proto};
 use super::export::{self, ExportJob, ExportStream};
 use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
+use super::user_index::snapshot_at;
 use crate::error::Error;
 use crate::index::{Snapshot, UserIndex};
 use crate::query::{Filter, FilterLimits};
@@ -45,15 +46,7 @@ impl SegmentsService {
     }
 
     async fn snapshot(&self, min_generation: u64) -> Result<Arc<Snapshot>, Error> {
-        self.index
-            .snapshot_at_least(min_generation, self.max_read_wait)
-            .await
-            .ok_or_else(|| {
-                Error::DeadlineExceeded(format!(
-                    "the index did not reach generation {min_generation} within {} ms",
-                    self.max_read_wait.as_millis()
-                ))
-            })
+        snapshot_at(&self.index, min_generation, self.max_read_wait).await
     }
 
     /// A required filter, in either spelling.

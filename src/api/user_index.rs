@@ -50,20 +50,31 @@ impl UserIndexService {
         }
     }
 
-    /// The snapshot to answer from: the newest, once it has reached `min_generation`.
     async fn snapshot(&self, min_generation: u64) -> Result<Arc<Snapshot>, Error> {
-        self.index.snapshot_at_least(min_generation, self.max_read_wait).await.ok_or_else(|| {
-            Error::DeadlineExceeded(format!(
-                "the index did not reach generation {min_generation} within {} ms (it is at {})",
-                self.max_read_wait.as_millis(),
-                self.index.snapshot().freshness.generation
-            ))
-        })
+        snapshot_at(&self.index, min_generation, self.max_read_wait).await
     }
 
     pub fn into_server(self) -> proto::user_index_server::UserIndexServer<Self> {
         proto::user_index_server::UserIndexServer::new(self)
     }
+}
+
+/// The snapshot to answer from: the newest, once it has reached `min_generation`.
+pub(super) async fn snapshot_at(
+    index: &UserIndex,
+    min_generation: u64,
+    max_wait: Duration,
+) -> Result<Arc<Snapshot>, Error> {
+    index
+        .snapshot_at_least(min_generation, max_wait)
+        .await
+        .ok_or_else(|| {
+            Error::DeadlineExceeded(format!(
+                "the index did not reach generation {min_generation} within {} ms (it is at {})",
+                max_wait.as_millis(),
+                index.snapshot().freshness.generation
+            ))
+        })
 }
 
 /// Runs index work off the async threads.

@@ -97,28 +97,41 @@ fn users(count: usize) -> Vec<Arc<User>> {
         .collect()
 }
 
-/// The user with changed metadata and a newer `updated_at`.
-fn changed(user: &User, rng: &mut ChaCha8Rng, clock: &mut i64) -> Arc<User> {
+/// The user edited by `edit`, with the next `updated_at` of `clock`.
+fn edited(user: &User, clock: &mut i64, edit: impl FnOnce(&mut serde_json::Value)) -> Arc<User> {
     let mut json: serde_json::Value = serde_json::from_str(&user.raw_json).unwrap();
     *clock += 1;
     json["updated_at"] = (*clock).into();
-    let public = &mut json["public_metadata"];
-    if !public.is_object() {
-        *public = serde_json::json!({});
-    }
-    match rng.random_range(0..4) {
-        0 => {
-            public["plan_type"] =
-                (*["free", "pro", "enterprise", "team"].choose(rng).unwrap()).into()
-        }
-        1 => public["points"] = rng.random_range(0..50_000).into(),
-        2 => {
-            public["membership_tier"] = (*["gold", "silver", "bronze"].choose(rng).unwrap()).into()
-        }
-        _ => json["banned"] = rng.random_bool(0.5).into(),
-    }
+    edit(&mut json);
     let raw = RawValue::from_string(json.to_string()).unwrap();
     Arc::new(parse_user(&raw).unwrap())
+}
+
+/// The user with `banned` set, one tick later.
+fn banned(user: &User, clock: &mut i64, banned: bool) -> Arc<User> {
+    edited(user, clock, |json| json["banned"] = banned.into())
+}
+
+/// The user with randomly changed metadata and a newer `updated_at`.
+fn changed(user: &User, rng: &mut ChaCha8Rng, clock: &mut i64) -> Arc<User> {
+    edited(user, clock, |json| {
+        let public = &mut json["public_metadata"];
+        if !public.is_object() {
+            *public = serde_json::json!({});
+        }
+        match rng.random_range(0..4) {
+            0 => {
+                public["plan_type"] =
+                    (*["free", "pro", "enterprise", "team"].choose(rng).unwrap()).into()
+            }
+            1 => public["points"] = rng.random_range(0..50_000).into(),
+            2 => {
+                public["membership_tier"] =
+                    (*["gold", "silver", "bronze"].choose(rng).unwrap()).into()
+            }
+            _ => json["banned"] = rng.random_bool(0.5).into(),
+        }
+    })
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -266,16 +279,12 @@ async fn segments_and_their_events_survive_a_restart() {
             .await
             .unwrap();
         let mut clock = Population::new(1).anchor_ms;
-        let mut bans = Vec::new();
-        for user in population.iter().filter(|u| !u.banned).take(5) {
-            let mut json: serde_json::Value = serde_json::from_str(&user.raw_json).unwrap();
-            clock += 1;
-            json["banned"] = true.into();
-            json["updated_at"] = clock.into();
-            bans.push(Arc::new(
-                parse_user(&RawValue::from_string(json.to_string()).unwrap()).unwrap(),
-            ));
-        }
+        let bans: Vec<Arc<User>> = population
+            .iter()
+            .filter(|u| !u.banned)
+            .take(5)
+            .map(|u| banned(u, &mut clock, true))
+            .collect();
         harness.upsert(&bans).await;
         let events = harness.events_after("banned", 0).await;
         let last = harness.segments.last_sequence();
@@ -363,16 +372,12 @@ async fn watchers_get_live_events_replays_and_a_clear_error_when_too_far_behind(
         .unwrap();
     let mut live = harness.segments.watch("banned", None).unwrap();
     let mut clock = Population::new(1).anchor_ms;
-    let mut flips = Vec::new();
-    for user in population.iter().filter(|u| !u.banned).take(15) {
-        let mut json: serde_json::Value = serde_json::from_str(&user.raw_json).unwrap();
-        clock += 1;
-        json["banned"] = true.into();
-        json["updated_at"] = clock.into();
-        flips.push(Arc::new(
-            parse_user(&RawValue::from_string(json.to_string()).unwrap()).unwrap(),
-        ));
-    }
+    let flips: Vec<Arc<User>> = population
+        .iter()
+        .filter(|u| !u.banned)
+        .take(15)
+        .map(|u| banned(u, &mut clock, true))
+        .collect();
     harness.upsert(&flips).await;
     for flip in &flips {
         let event = live.recv().await.unwrap().unwrap();
@@ -428,13 +433,7 @@ async fn compaction_keeps_definitions_and_the_retained_window() {
     for round in 0..25 {
         current = current
             .iter()
-            .map(|user| {
-                let mut json: serde_json::Value = serde_json::from_str(&user.raw_json).unwrap();
-                clock += 1;
-                json["banned"] = (round % 2 == 0).into();
-                json["updated_at"] = clock.into();
-                Arc::new(parse_user(&RawValue::from_string(json.to_string()).unwrap()).unwrap())
-            })
+            .map(|user| banned(user, &mut clock, round % 2 == 0))
             .collect();
         harness.upsert(&current).await;
     }
