@@ -138,6 +138,43 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
         .collect();
     assert_eq!(got, expected);
 
+    // The CLI prints the same buckets.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args([
+            "facet",
+            "--server",
+            &server.grpc_url,
+            "--filter",
+            "banned = false",
+        ])
+        .args([
+            "--terms",
+            "public.plan_type:2",
+            "--date-histogram",
+            "created_at:month",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        printed.starts_with(&format!("{} users match", matching.len())),
+        "{printed}"
+    );
+    let top = format!("{:?}", ranked[0].0);
+    let line = printed
+        .lines()
+        .find(|l| l.trim_start().starts_with(&top))
+        .unwrap();
+    assert!(
+        line.trim_end().ends_with(&ranked[0].1.to_string()),
+        "{line}"
+    );
+
     // A facet that cannot work is refused with the reason.
     let error = server
         .client()

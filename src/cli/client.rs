@@ -240,3 +240,173 @@ fn print_table(users: &[Value], fields: &[String]) {
         println!("(no users match)");
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct FacetArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[arg(long, short)]
+    pub filter: Option<String>,
+    /// Value counts: PATH or PATH:SIZE (repeatable), e.g. --terms public.plan_type:5.
+    #[arg(long)]
+    pub terms: Vec<String>,
+    /// count/min/max/avg/sum and p50/p90/p99 of a numeric path or date field (repeatable).
+    #[arg(long)]
+    pub stats: Vec<String>,
+    /// Numeric buckets: PATH:INTERVAL (repeatable), e.g. --histogram public.points:1000.
+    #[arg(long)]
+    pub histogram: Vec<String>,
+    /// Calendar buckets: PATH:day|week|month (repeatable), e.g. --date-histogram created_at:month.
+    #[arg(long)]
+    pub date_histogram: Vec<String>,
+    /// Print the response as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn facet_requests(args: &FacetArgs) -> anyhow::Result<Vec<proto::FacetRequest>> {
+    use proto::facet_request::Kind;
+    let split = |spec: &str| match spec.rsplit_once(':') {
+        Some((path, arg)) => (path.to_string(), Some(arg.to_string())),
+        None => (spec.to_string(), None),
+    };
+    let request = |path: String, kind: Kind| proto::FacetRequest {
+        name: String::new(),
+        path,
+        kind: Some(kind),
+    };
+    let mut requests = Vec::new();
+    for spec in &args.terms {
+        let (path, size) = split(spec);
+        let size = size
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| anyhow::anyhow!("--terms {spec}: SIZE must be a number"))
+            })
+            .transpose()?
+            .unwrap_or(10);
+        requests.push(request(
+            path,
+            Kind::Terms(proto::TermsFacet {
+                size,
+                include_missing: true,
+            }),
+        ));
+    }
+    for path in &args.stats {
+        requests.push(request(
+            path.clone(),
+            Kind::Stats(proto::NumericStatsFacet {
+                percentiles: vec![50.0, 90.0, 99.0],
+            }),
+        ));
+    }
+    for spec in &args.histogram {
+        let (path, interval) = split(spec);
+        let interval = interval
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("--histogram {spec}: use PATH:INTERVAL"))?;
+        requests.push(request(
+            path,
+            Kind::Histogram(proto::HistogramFacet {
+                interval,
+                offset: 0.0,
+            }),
+        ));
+    }
+    for spec in &args.date_histogram {
+        let (path, unit) = split(spec);
+        let interval = match unit.as_deref() {
+            Some("day") => proto::CalendarInterval::Day,
+            Some("week") => proto::CalendarInterval::Week,
+            Some("month") | None => proto::CalendarInterval::Month,
+            Some(other) => {
+                anyhow::bail!("--date-histogram {spec}: {other} is not day, week or month")
+            }
+        };
+        requests.push(request(
+            path,
+            Kind::DateHistogram(proto::DateHistogramFacet {
+                interval: interval as i32,
+            }),
+        ));
+    }
+    anyhow::ensure!(
+        !requests.is_empty(),
+        "ask for at least one of --terms, --stats, --histogram, --date-histogram"
+    );
+    Ok(requests)
+}
+
+fn value_text(value: &Option<proto::Value>) -> String {
+    use proto::value::Kind;
+    match value.as_ref().and_then(|v| v.kind.as_ref()) {
+        Some(Kind::String(s)) => format!("{s:?}"),
+        Some(Kind::Integer(i)) => i.to_string(),
+        Some(Kind::Number(n)) => n.to_string(),
+        Some(Kind::Boolean(b)) => b.to_string(),
+        _ => "?".into(),
+    }
+}
+
+pub async fn facet(args: FacetArgs) -> anyhow::Result<()> {
+    let facets = facet_requests(&args)?;
+    let mut client = connect(&args.connect).await?;
+    let response = client
+        .facet_users(proto::FacetUsersRequest {
+            filter: filter_spec(&args.filter),
+            facets,
+            min_generation: 0,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if args.json {
+        println!("{response:#?}");
+        return Ok(());
+    }
+    println!("{} users match", response.matched);
+    use proto::facet_result::Result as Outcome;
+    for facet in &response.facets {
+        println!("\n{}", facet.name);
+        match &facet.result {
+            Some(Outcome::Terms(terms)) => {
+                for bucket in &terms.buckets {
+                    println!("  {:<32} {:>10}", value_text(&bucket.value), bucket.count);
+                }
+                println!("  {:<32} {:>10}", "(other)", terms.other_count);
+                println!("  {:<32} {:>10}", "(no value)", terms.missing);
+                println!(
+                    "  {} distinct values{}",
+                    terms.distinct_values,
+                    if terms.distinct_values_exact {
+                        ""
+                    } else {
+                        " or more"
+                    }
+                );
+            }
+            Some(Outcome::Stats(stats)) => {
+                println!(
+                    "  count {}  min {}  max {}  avg {:.3}  sum {}",
+                    stats.count, stats.min, stats.max, stats.avg, stats.sum
+                );
+                for p in &stats.percentiles {
+                    println!("  p{} ~ {}", p.percent, p.value);
+                }
+            }
+            Some(Outcome::Histogram(h)) | Some(Outcome::DateHistogram(h)) => {
+                for bucket in &h.buckets {
+                    let key = if bucket.key_as_string.is_empty() {
+                        bucket.key.to_string()
+                    } else {
+                        bucket.key_as_string[..10].to_string()
+                    };
+                    println!("  {key:<24} {:>10}", bucket.count);
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}

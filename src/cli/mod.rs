@@ -1,5 +1,5 @@
 //! The command line: `serve`, `demo`, `fake-clerk`, and client commands (`count`, `search`,
-//! `export`) that
+//! `facet`, `export`) that
 //! talk to a running server over gRPC.
 
 mod client;
@@ -9,7 +9,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-pub use client::{CountArgs, SearchArgs};
+pub use client::{CountArgs, FacetArgs, SearchArgs};
 pub use demo::{DemoArgs, FakeClerkArgs};
 pub use export::ExportArgs;
 pub use serve::ServeArgs;
@@ -37,6 +37,8 @@ pub enum Command {
     Count(CountArgs),
     /// List users matching a filter on a running server.
     Search(SearchArgs),
+    /// Value counts, stats and histograms of the users matching a filter.
+    Facet(FacetArgs),
     /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
     Export(ExportArgs),
 }
@@ -49,6 +51,7 @@ impl Cli {
             Command::FakeClerk(args) => demo::fake_clerk(args).await,
             Command::Count(args) => client::count(args).await,
             Command::Search(args) => client::search(args).await,
+            Command::Facet(args) => client::facet(args).await,
             Command::Export(args) => export::export(args).await,
         }
     }
