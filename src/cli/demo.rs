@@ -56,6 +56,35 @@ pub struct FakeClerkArgs {
     pub rate_limit: Option<String>,
 }
 
+/// `clerk-index generate`: the population the fake Clerk serves, as Clerk JSON lines.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output file; `-` is standard output.
+    #[arg(long, short, default_value = "-")]
+    pub output: PathBuf,
+}
+
+pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let population = population(args.users, args.seed);
+    let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::File::create(&args.output)?)
+    };
+    let mut out = std::io::BufWriter::new(out);
+    for i in 0..args.users {
+        serde_json::to_writer(&mut out, &population.user(i))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn population(users: usize, seed: u64) -> Population {
     Population {
         seed,

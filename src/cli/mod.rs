@@ -10,7 +10,7 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 pub use client::{CountArgs, FacetArgs, SearchArgs};
-pub use demo::{DemoArgs, FakeClerkArgs};
+pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
 pub use serve::ServeArgs;
 
@@ -33,6 +33,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run only the fake Clerk Backend API (for tests and experiments).
     FakeClerk(FakeClerkArgs),
+    /// Write the fake Clerk's generated population as Clerk JSON lines (for benchmarks).
+    Generate(GenerateArgs),
     /// Count users matching a filter on a running server.
     Count(CountArgs),
     /// List users matching a filter on a running server.
@@ -49,6 +51,7 @@ impl Cli {
             Command::Serve(args) => serve::serve(args).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::FakeClerk(args) => demo::fake_clerk(args).await,
+            Command::Generate(args) => demo::generate(args),
             Command::Count(args) => client::count(args).await,
             Command::Search(args) => client::search(args).await,
             Command::Facet(args) => client::facet(args).await,

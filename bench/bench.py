@@ -1,0 +1,566 @@
+#!/usr/bin/env python3
+"""clerk-index vs PostgreSQL 15 vs DuckDB, same users, same questions, same run.
+
+For each size: the fake Clerk serves the generated population, `clerk-index serve` backfills it
+(separate processes, real HTTP), the same users are loaded into PostgreSQL (JSONB + GIN
+jsonb_path_ops + btree expression indexes, tuned, prewarmed) and DuckDB (flattened typed
+columns), and a query mix runs against all three from this process (the service over real gRPC).
+Every answer is checked equal across engines before its timing counts. Writes bench/RESULTS.md.
+Run through bench/run, which installs what this needs.
+"""
+
+import argparse
+import base64
+import concurrent.futures
+import hashlib
+import hmac
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import grpc
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "clerk-index"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SECRET = "whsec_" + base64.b64encode(b"clerk-index-benchmark-secret-32b").decode()
+PROCESSES = []
+
+
+def spawn(command, **kwargs):
+    process = subprocess.Popen(command, **kwargs)
+    PROCESSES.append(process)
+    return process
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def compile_protos(out):
+    from grpc_tools import protoc
+
+    protos = [str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto")]
+    include = str(Path(protoc.__file__).parent / "_proto")
+    code = protoc.main(
+        ["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}"]
+        + protos
+    )
+    if code != 0:
+        raise RuntimeError("protoc failed")
+    sys.path.insert(0, str(out))
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def rss_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def dir_bytes(path):
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def mib(n):
+    return f"{n / 1048576:,.0f} MiB"
+
+
+# ---------------------------------------------------------------------------------------------
+# The query mix. Each query has the service's request and the SQL both peers answer it with.
+# `kind`: count | facet | ids (a set) | top (an ordered list).
+
+QUERIES = [
+    dict(
+        name="equality count",
+        kind="count",
+        filter='public.plan_type = "pro"',
+        pg="""SELECT count(*) FROM users WHERE public_metadata @> '{"plan_type": "pro"}'""",
+        duck="SELECT count(*) FROM users WHERE plan_type = 'pro'",
+    ),
+    dict(
+        name="IN + numeric range",
+        kind="count",
+        filter='public.membership_tier IN ["gold", "platinum"] AND public.points >= 2000',
+        pg="""SELECT count(*) FROM users WHERE (public_metadata @> '{"membership_tier": "gold"}'
+              OR public_metadata @> '{"membership_tier": "platinum"}') AND points(public_metadata) >= 2000""",
+        duck="SELECT count(*) FROM users WHERE membership_tier IN ('gold', 'platinum') AND points >= 2000",
+    ),
+    dict(
+        name="two date ranges",
+        kind="count",
+        filter="created_at >= 2025-01-01 AND last_sign_in_at >= 2026-06-01",
+        pg="SELECT count(*) FROM users WHERE created_at >= '2025-01-01Z' AND last_sign_in_at >= '2026-06-01Z'",
+        duck="SELECT count(*) FROM users WHERE created_at >= TIMESTAMP '2025-01-01' AND last_sign_in_at >= TIMESTAMP '2026-06-01'",
+    ),
+    dict(
+        name="array contains",
+        kind="count",
+        filter='public.favorite_genre = "sci-fi"',
+        pg="""SELECT count(*) FROM users WHERE public_metadata @> '{"favorite_genre": ["sci-fi"]}'""",
+        duck="SELECT count(*) FROM users WHERE list_contains(favorite_genre, 'sci-fi')",
+    ),
+    dict(
+        name="missing key AND range",
+        kind="count",
+        filter="NOT public.beta_cohort EXISTS AND public.points < 100",
+        pg="SELECT count(*) FROM users WHERE public_metadata -> 'beta_cohort' IS NULL AND points(public_metadata) < 100",
+        duck="SELECT count(*) FROM users WHERE beta_cohort IS NULL AND points < 100",
+    ),
+    dict(
+        name="facet under a filter",
+        kind="facet",
+        filter="banned = false AND created_at >= 2025-01-01",
+        facet="public.plan_type",
+        pg="""SELECT public_metadata ->> 'plan_type', count(*) FROM users
+              WHERE NOT banned AND created_at >= '2025-01-01Z' AND jsonb_typeof(public_metadata -> 'plan_type') = 'string'
+              GROUP BY 1""",
+        duck="""SELECT plan_type, count(*) FROM users WHERE NOT banned AND created_at >= TIMESTAMP '2025-01-01'
+                AND plan_type IS NOT NULL GROUP BY 1""",
+    ),
+    dict(
+        name="export ids of a ~11% segment",
+        kind="ids",
+        filter='public.plan_type = "team"',
+        pg="""SELECT id FROM users WHERE public_metadata @> '{"plan_type": "team"}'""",
+        duck="SELECT id FROM users WHERE plan_type = 'team'",
+    ),
+    dict(
+        name="top-50 by points under a filter",
+        kind="top",
+        filter='public.membership_tier = "gold"',
+        sort="public.points",
+        pg="""SELECT id FROM users WHERE public_metadata @> '{"membership_tier": "gold"}'
+              ORDER BY points(public_metadata) DESC NULLS LAST, id LIMIT 50""",
+        duck="SELECT id FROM users WHERE membership_tier = 'gold' ORDER BY points DESC NULLS LAST, id LIMIT 50",
+    ),
+    dict(
+        name="email prefix",
+        kind="count",
+        filter='primary_email STARTS WITH "ann"',
+        pg="SELECT count(*) FROM users WHERE primary_email LIKE 'ann%'",
+        duck="SELECT count(*) FROM users WHERE starts_with(primary_email, 'ann')",
+    ),
+    dict(
+        name="nested OR / NOT",
+        kind="count",
+        filter='(public.plan_type = "team" OR public.membership_tier = "platinum") AND NOT (banned = true OR public.user_preferences.theme = "dark")',
+        pg="""SELECT count(*) FROM users WHERE (public_metadata @> '{"plan_type": "team"}' OR public_metadata @> '{"membership_tier": "platinum"}')
+              AND NOT (banned OR public_metadata @> '{"user_preferences": {"theme": "dark"}}')""",
+        duck="""SELECT count(*) FROM users WHERE (plan_type = 'team' OR membership_tier = 'platinum')
+                AND NOT (banned OR coalesce(theme = 'dark', false))""",
+    ),
+]
+
+
+def normalize(kind, rows):
+    """SQL rows -> the comparable answer."""
+    if kind == "count":
+        return rows[0][0]
+    if kind == "facet":
+        return {k: v for k, v in rows}
+    if kind == "ids":
+        return sorted(r[0] for r in rows)
+    return [r[0] for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# The service
+
+
+class Service:
+    def __init__(self, users, work, log):
+        self.users = users
+        self.fake_port, self.grpc_port, self.http_port = free_port(), free_port(), free_port()
+        self.data = work / "service"
+        self.fake = spawn(
+            [BIN, "fake-clerk", "--users", str(users), "--addr", f"127.0.0.1:{self.fake_port}"],
+            stdout=log, stderr=log,
+        )
+        wait_until(lambda: socket.create_connection(("127.0.0.1", self.fake_port)).close() or True, 60, "the fake Clerk")
+        env = dict(os.environ, CLERK_SECRET_KEY="sk_test_fake_clerk", CLERK_WEBHOOK_SIGNING_SECRET=SECRET, RUST_LOG="warn")
+        self.started = time.monotonic()
+        self.server = spawn(
+            [BIN, "serve", "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}",
+             "--clerk-api-url", f"http://127.0.0.1:{self.fake_port}", "--data-dir", str(self.data),
+             "--clerk-rate-limit", "1000000/1s", "--writer-memory-mb", "1024", "--log-format", "json"],
+            stdout=log, stderr=log, env=env,
+        )
+
+        def ready():
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1) as r:
+                return r.status == 200
+
+        wait_until(ready, 3600, "the backfill")
+        self.backfill_s = time.monotonic() - self.started
+        self.fake.terminate()
+        self.fake.wait()
+        from clerkindex.v1 import segments_pb2_grpc, user_index_pb2, user_index_pb2_grpc  # noqa: F401
+
+        self.pb = user_index_pb2
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+        self.stub = user_index_pb2_grpc.UserIndexStub(self.channel)
+
+    def spec(self, text):
+        return self.pb.FilterSpec(expression=text)
+
+    def answer(self, q):
+        pb = self.pb
+        if q["kind"] == "count":
+            return self.stub.CountUsers(pb.CountUsersRequest(filter=self.spec(q["filter"]))).count
+        if q["kind"] == "facet":
+            response = self.stub.FacetUsers(pb.FacetUsersRequest(
+                filter=self.spec(q["filter"]),
+                facets=[pb.FacetRequest(path=q["facet"], terms=pb.TermsFacet(size=100))]))
+            return {b.value.string: b.count for b in response.facets[0].terms.buckets}
+        if q["kind"] == "ids":
+            ids = []
+            for chunk in self.stub.ExportUsers(pb.ExportUsersRequest(filter=self.spec(q["filter"]), fields=["id"], chunk_size=5000)):
+                ids.extend(u.id for u in chunk.users)
+            return ids
+        response = self.stub.SearchUsers(pb.SearchUsersRequest(
+            filter=self.spec(q["filter"]), sort=pb.SortSpec(path=q["sort"], descending=True),
+            page_size=50, fields=["id"]))
+        return [u.id for u in response.users]
+
+    def stop(self):
+        self.peak_rss_kib = rss_kib(self.server.pid, "VmHWM")
+        self.rss_kib = rss_kib(self.server.pid, "VmRSS")
+        self.channel.close()
+        self.server.terminate()
+        self.server.wait(timeout=60)
+        self.index_bytes = dir_bytes(self.data / "index")
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL 15
+
+
+class Postgres:
+    def __init__(self, users_file, work, log):
+        self.dir = work / "pg"
+        self.dir.mkdir()
+        self.port = free_port()
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if as_postgres:
+            shutil.chown(self.dir, "postgres")
+            os.chmod(work, 0o755)
+        subprocess.run(as_postgres + [PG_BIN / "initdb", "-D", self.dir / "data", "-U", "bench", "--auth=trust", "-E", "UTF8"],
+                       check=True, stdout=log, stderr=log)
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        self.server = spawn(
+            as_postgres + [PG_BIN / "postgres", "-D", self.dir / "data", "-p", str(self.port), "-k", self.dir,
+                           "-c", "listen_addresses=127.0.0.1", "-c", f"shared_buffers={int(memory_gib / 4)}GB",
+                           "-c", f"effective_cache_size={int(memory_gib / 2)}GB", "-c", "work_mem=256MB",
+                           "-c", "maintenance_work_mem=2GB", "-c", "max_parallel_workers_per_gather=2",
+                           "-c", "random_page_cost=1.1", "-c", "jit=off", "-c", "synchronous_commit=off"],
+            stdout=log, stderr=log)
+        self.dsn = f"host=127.0.0.1 port={self.port} user=bench dbname=postgres"
+        wait_until(lambda: psycopg.connect(self.dsn).close() or True, 60, "PostgreSQL")
+        started = time.monotonic()
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("CREATE UNLOGGED TABLE raw (doc jsonb)")
+            with conn.cursor().copy("COPY raw (doc) FROM STDIN WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')") as copy:
+                with open(users_file, "rb") as f:
+                    while block := f.read(1 << 20):
+                        copy.write(block)
+            conn.execute("""
+                CREATE FUNCTION points(m jsonb) RETURNS bigint IMMUTABLE PARALLEL SAFE LANGUAGE sql
+                RETURN CASE WHEN jsonb_typeof(m -> 'points') = 'number' THEN (m ->> 'points')::numeric::bigint END""")
+            conn.execute("""
+                CREATE TABLE users AS SELECT
+                    doc ->> 'id' AS id,
+                    (SELECT lower(e ->> 'email_address') FROM jsonb_array_elements(doc -> 'email_addresses') e
+                      WHERE e ->> 'id' = doc ->> 'primary_email_address_id') AS primary_email,
+                    to_timestamp((doc ->> 'created_at')::bigint / 1000.0) AS created_at,
+                    to_timestamp((doc ->> 'last_sign_in_at')::bigint / 1000.0) AS last_sign_in_at,
+                    (doc ->> 'banned')::boolean AS banned,
+                    doc -> 'public_metadata' AS public_metadata,
+                    doc -> 'private_metadata' AS private_metadata,
+                    doc -> 'unsafe_metadata' AS unsafe_metadata
+                FROM raw""")
+            conn.execute("DROP TABLE raw")
+            for ddl in [
+                "ALTER TABLE users ADD PRIMARY KEY (id)",
+                "CREATE INDEX ON users USING gin (public_metadata jsonb_path_ops)",
+                "CREATE INDEX ON users (points(public_metadata))",
+                "CREATE INDEX ON users (created_at)",
+                "CREATE INDEX ON users (last_sign_in_at)",
+                "CREATE INDEX ON users (primary_email text_pattern_ops)",
+                "VACUUM ANALYZE users",
+                "CREATE EXTENSION IF NOT EXISTS pg_prewarm",
+            ]:
+                conn.execute(ddl)
+            for (name,) in conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'users'::regclass").fetchall():
+                conn.execute("SELECT pg_prewarm(%s)", (name,))
+            conn.execute("SELECT pg_prewarm('users')")
+            self.size = conn.execute("SELECT pg_total_relation_size('users')").fetchone()[0]
+        self.load_s = time.monotonic() - started
+        self.conn = psycopg.connect(self.dsn, autocommit=True)
+
+    def answer(self, q):
+        return normalize(q["kind"], self.conn.execute(q["pg"]).fetchall())
+
+    def stop(self):
+        self.conn.close()
+        self.server.terminate()
+        self.server.wait(timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------
+# DuckDB
+
+
+class DuckDB:
+    def __init__(self, users_file, work):
+        started = time.monotonic()
+        self.path = work / "bench.duckdb"
+        self.conn = duckdb.connect(str(self.path))
+        self.conn.execute(f"""
+            CREATE TABLE raw AS SELECT * FROM read_json('{users_file}', format = 'newline_delimited',
+              columns = {{id: 'VARCHAR', email_addresses: 'JSON', primary_email_address_id: 'VARCHAR',
+                          created_at: 'BIGINT', last_sign_in_at: 'BIGINT', banned: 'BOOLEAN',
+                          public_metadata: 'JSON', private_metadata: 'JSON', unsafe_metadata: 'JSON'}})""")
+        self.conn.execute("""
+            CREATE TABLE users AS SELECT
+              id,
+              lower(list_filter(json_transform(email_addresses, '[{"id": "VARCHAR", "email_address": "VARCHAR"}]'),
+                                e -> e.id = primary_email_address_id)[1].email_address) AS primary_email,
+              make_timestamp(created_at * 1000) AS created_at,
+              make_timestamp(last_sign_in_at * 1000) AS last_sign_in_at,
+              banned,
+              CASE WHEN json_type(public_metadata, '$.plan_type') = 'VARCHAR' THEN public_metadata ->> '$.plan_type' END AS plan_type,
+              CASE WHEN json_type(public_metadata, '$.membership_tier') = 'VARCHAR' THEN public_metadata ->> '$.membership_tier' END AS membership_tier,
+              CASE WHEN json_type(public_metadata, '$.points') IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN CAST(public_metadata ->> '$.points' AS DOUBLE)::BIGINT END AS points,
+              CASE WHEN json_type(public_metadata, '$.favorite_genre') = 'ARRAY' THEN CAST(public_metadata -> '$.favorite_genre' AS VARCHAR[]) END AS favorite_genre,
+              CASE WHEN json_type(public_metadata, '$.beta_cohort') NOT IN ('NULL') THEN public_metadata -> '$.beta_cohort' END AS beta_cohort,
+              CASE WHEN json_type(public_metadata, '$.user_preferences.theme') = 'VARCHAR' THEN public_metadata ->> '$.user_preferences.theme' END AS theme
+            FROM raw""")
+        self.conn.execute("DROP TABLE raw")
+        self.conn.execute("CHECKPOINT")
+        self.load_s = time.monotonic() - started
+        self.size = self.path.stat().st_size
+
+    def answer(self, q):
+        return normalize(q["kind"], self.conn.execute(q["duck"]).fetchall())
+
+    def stop(self):
+        self.conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def timed(answer, q, warmup, runs):
+    for _ in range(warmup):
+        answer(q)
+    times = []
+    result = None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = answer(q)
+        times.append((time.perf_counter() - started) * 1000)
+    return result, statistics.median(times), percentile(times, 95)
+
+
+def comparable(kind, result):
+    return sorted(result) if kind == "ids" else result
+
+
+def svix_headers(msg_id, body):
+    ts = str(int(time.time()))
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    signature = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    return {"svix-id": msg_id, "svix-timestamp": ts, "svix-signature": f"v1,{signature}", "content-type": "application/json"}
+
+
+def webhook_latency(service, sample_users, count, rate):
+    """Sends `count` user.updated webhooks at `rate`/s; each is timed from send to searchable."""
+    latencies = []
+    for i, user in enumerate(sample_users[:count]):
+        user = dict(user)
+        user["public_metadata"] = dict(user.get("public_metadata") or {}, bench_tag=f"t{i}")
+        user["updated_at"] = int(time.time() * 1000) + i
+        body = json.dumps({"type": "user.updated", "object": "event", "data": user, "timestamp": user["updated_at"]}).encode()
+        started = time.perf_counter()
+        request = urllib.request.Request(f"http://127.0.0.1:{service.http_port}/webhooks/clerk", data=body,
+                                         headers=svix_headers(f"msg_bench_{i}", body), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200, response.status
+        query = dict(kind="count", filter=f'public.bench_tag = "t{i}"')
+        while service.answer(query) != 1:
+            time.sleep(0.0005)
+        latencies.append((time.perf_counter() - started) * 1000)
+        time.sleep(max(0.0, 1 / rate - latencies[-1] / 1000))
+    return statistics.median(latencies), percentile(latencies, 99)
+
+
+def throughput(service, q, threads, seconds):
+    deadline = time.monotonic() + seconds
+
+    def worker():
+        done = 0
+        while time.monotonic() < deadline:
+            service.answer(q)
+            done += 1
+        return done
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(lambda _: worker(), range(threads)))
+    return total / seconds
+
+
+def bench_size(users, args, work, log):
+    print(f"== {users:,} users", flush=True)
+    users_file = work / "users.jsonl"
+    subprocess.run([BIN, "generate", "--users", str(users), "-o", users_file], check=True)
+    service = Service(users, work, log)
+    print(f"   service backfill {service.backfill_s:.1f} s", flush=True)
+    pg = Postgres(users_file, work, log)
+    print(f"   postgres load {pg.load_s:.1f} s", flush=True)
+    duck = DuckDB(users_file, work)
+    print(f"   duckdb load {duck.load_s:.1f} s", flush=True)
+    rows = []
+    for q in QUERIES:
+        answers = {}
+        timings = {}
+        for engine, answer in [("service", service.answer), ("duckdb", duck.answer), ("postgres", pg.answer)]:
+            result, median, p95 = timed(answer, q, args.warmup, args.runs)
+            answers[engine] = comparable(q["kind"], result)
+            timings[engine] = (median, p95)
+        if not (answers["service"] == answers["duckdb"] == answers["postgres"]):
+            raise SystemExit(f"answers differ for {q['name']!r}: " + json.dumps({k: str(v)[:300] for k, v in answers.items()}))
+        size = answers["service"] if q["kind"] == "count" else len(answers["service"])
+        rows.append((q, timings, size))
+        print(f"   {q['name']:<32} service {timings['service'][0]:8.2f} ms  duckdb {timings['duckdb'][0]:8.2f} ms  "
+              f"postgres {timings['postgres'][0]:8.2f} ms  (answer size {size})", flush=True)
+    sample = []
+    with open(users_file) as f:
+        for line in f:
+            sample.append(json.loads(line))
+            if len(sample) >= args.webhooks:
+                break
+    webhook_p50, webhook_p99 = webhook_latency(service, sample, args.webhooks, args.webhook_rate)
+    qps = throughput(service, QUERIES[1], args.threads, args.seconds)
+    service.stop()
+    pg.stop()
+    duck.stop()
+    return dict(users=users, service=service, pg=pg, duck=duck, rows=rows,
+                webhook=(webhook_p50, webhook_p99), qps=qps)
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    pg_version = subprocess.run([PG_BIN / "postgres", "--version"], capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} vCPU ({cpu}), {memory:.0f} GiB RAM, {platform.system()} {platform.release()}; "
+            f"{pg_version}; DuckDB {duckdb.__version__}")
+
+
+def report(results, args):
+    lines = ["# Benchmark results", "",
+             f"Machine: {machine()}.", "",
+             f"Produced by `bench/run --sizes {','.join(str(r['users']) for r in results)} --runs {args.runs}` on "
+             f"{time.strftime('%Y-%m-%d')}. Medians (and p95) of {args.runs} runs after {args.warmup} warm-up runs, "
+             "milliseconds, measured from a separate client process: the service over real gRPC (Python grpcio "
+             "client), PostgreSQL over a loopback TCP connection (psycopg), DuckDB in-process (no network: the "
+             "most favourable setting for it). Every answer was checked equal across the three engines.", ""]
+    for r in results:
+        s, pg, duck = r["service"], r["pg"], r["duck"]
+        lines += [f"## {r['users']:,} users", "",
+                  "| | clerk-index | PostgreSQL 15 | DuckDB |", "|---|---|---|---|",
+                  f"| load | backfill from the fake Clerk over HTTP: {s.backfill_s:.1f} s ({r['users'] / s.backfill_s:,.0f} users/s) "
+                  f"| COPY + build + indexes + prewarm: {pg.load_s:.1f} s | read_json + flatten: {duck.load_s:.1f} s |",
+                  f"| size on disk | {mib(s.index_bytes)} (index incl. stored users) | {mib(pg.size)} (table + indexes) | {mib(duck.size)} |",
+                  f"| memory | peak RSS {s.peak_rss_kib / 1024:,.0f} MiB (backfill included), {s.rss_kib / 1024:,.0f} MiB after the queries | | |",
+                  "",
+                  "| query | answer | clerk-index | DuckDB | PostgreSQL | service/DuckDB | service/PostgreSQL |",
+                  "|---|---|---|---|---|---|---|"]
+        duck_ratios, pg_ratios = [], []
+        for q, t, size in r["rows"]:
+            sv, dk, pq = t["service"], t["duckdb"], t["postgres"]
+            duck_ratios.append(sv[0] / dk[0])
+            pg_ratios.append(sv[0] / pq[0])
+            lines.append(f"| {q['name']} | {size:,} | {sv[0]:.2f} ({sv[1]:.2f}) | {dk[0]:.2f} ({dk[1]:.2f}) | "
+                         f"{pq[0]:.2f} ({pq[1]:.2f}) | {sv[0] / dk[0]:.2f} | {sv[0] / pq[0]:.3f} |")
+        geo = lambda xs: math.exp(sum(math.log(x) for x in xs) / len(xs))  # noqa: E731
+        lines += [f"| **geometric mean of ratios** | | | | | **{geo(duck_ratios):.2f}** | **{geo(pg_ratios):.3f}** |", "",
+                  "A ratio below 1 means clerk-index was faster.", "",
+                  f"Webhook to searchable (signed `user.updated` at {args.webhook_rate}/s, acknowledged durably, then "
+                  f"visible to CountUsers): p50 {r['webhook'][0]:.1f} ms, p99 {r['webhook'][1]:.1f} ms over {args.webhooks} webhooks.", "",
+                  f"Concurrent counts (`{QUERIES[1]['filter']}`, {args.threads} client threads, {args.seconds} s): "
+                  f"{r['qps']:,.0f} queries/s.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--webhooks", type=int, default=200)
+    parser.add_argument("--webhook-rate", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="clerk-index-bench-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o755)  # PostgreSQL runs as its own user and must reach its directory
+        (work / "stubs").mkdir()
+        compile_protos(work / "stubs")
+        results = []
+        with open(work / "processes.log", "w") as log:
+            try:
+                for users in [int(s) for s in args.sizes.split(",")]:
+                    size_dir = work / str(users)
+                    size_dir.mkdir()
+                    results.append(bench_size(users, args, size_dir, log))
+            except BaseException:
+                log.flush()
+                sys.stderr.write(Path(work / "processes.log").read_text()[-4000:])
+                raise
+            finally:
+                for process in PROCESSES:
+                    if process.poll() is None:
+                        process.kill()
+    Path(args.output).write_text(report(results, args))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
