@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::convert::freshness_to_proto;
 use super::page_token;
-use super::projection::project_json;
+use super::projection::{id_json, ids_only, project_json};
 use super::proto;
 use crate::error::Error;
 use crate::index::{IdOrderedMatches, Snapshot, SortCursor};
@@ -120,9 +120,9 @@ pub fn produce(
         }
         let mut users = Vec::with_capacity(chunk.len());
         for (id, address) in &chunk {
-            let json = if job.fields.len() == 1 && job.fields[0] == "id" {
+            let json = if ids_only(&job.fields) {
                 // Served from the id column alone: no stored-document reads.
-                serde_json::json!({ "id": id }).to_string()
+                id_json(id)
             } else {
                 let projected = snapshot
                     .raw_json_at(*address)

@@ -2,6 +2,17 @@
 
 use serde_json::{Map, Value};
 
+/// Whether a field mask asks for the id alone, which the index answers without reading stored
+/// users.
+pub fn ids_only(paths: &[String]) -> bool {
+    paths.len() == 1 && paths[0] == "id"
+}
+
+/// `{"id": ...}`: the projection of any user to `["id"]`.
+pub fn id_json(id: &str) -> String {
+    serde_json::json!({ "id": id }).to_string()
+}
+
 /// Keeps only `paths` (dot-separated Clerk JSON paths; `public.`/`private.`/`unsafe.` stand for
 /// the metadata objects) plus `id`, in Clerk's own key order. An empty list keeps everything.
 pub fn project_json(raw_json: &str, paths: &[String]) -> Result<String, serde_json::Error> {
@@ -68,5 +79,14 @@ mod tests {
             r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"}}"#
         );
         assert_eq!(project_json(raw, &[]).unwrap(), raw);
+    }
+
+    #[test]
+    fn the_id_only_shortcut_equals_the_projection() {
+        let raw = r#"{"object":"user","id":"user_1","first_name":"Ann"}"#;
+        let mask = vec!["id".to_string()];
+        assert!(ids_only(&mask));
+        assert_eq!(id_json("user_1"), project_json(raw, &mask).unwrap());
+        assert!(!ids_only(&["id".into(), "first_name".into()]));
     }
 }

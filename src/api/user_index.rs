@@ -11,7 +11,7 @@ use super::convert::{
 };
 use super::export::{self, ExportJob, ExportStream};
 use super::page_token;
-use super::projection::project_json;
+use super::projection::{id_json, ids_only, project_json};
 use super::proto;
 use super::proto::user_index_server::UserIndex as UserIndexApi;
 use crate::error::Error;
@@ -149,6 +149,7 @@ impl UserIndexApi for UserIndexService {
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let (query_filter, query_sort) = (filter.clone(), sort.clone());
+        let with_json = !ids_only(&fields);
         // One more than asked tells whether another page exists.
         let mut hits = blocking(snapshot, move |s| {
             Ok(s.search(
@@ -156,6 +157,7 @@ impl UserIndexApi for UserIndexService {
                 &query_sort,
                 after,
                 limit + 1,
+                with_json,
                 now_ms(),
             )?)
         })
@@ -175,7 +177,13 @@ impl UserIndexApi for UserIndexService {
         };
         let users = hits
             .into_iter()
-            .map(|hit| to_user(hit.id, &hit.raw_json, &fields))
+            .map(|hit| match &hit.raw_json {
+                Some(raw) => to_user(hit.id, raw, &fields),
+                None => Ok(proto::User {
+                    json: id_json(&hit.id),
+                    id: hit.id,
+                }),
+            })
             .collect::<Result<_, _>>()?;
         Ok(Response::new(proto::SearchUsersResponse {
             users,

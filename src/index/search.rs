@@ -15,8 +15,8 @@ use crate::query::sort::{SortSpec, SortValue};
 pub struct SearchHit {
     pub id: String,
     pub sort_value: SortValue,
-    /// The user's Clerk JSON as stored.
-    pub raw_json: String,
+    /// The user's Clerk JSON as stored (`None` when not asked for).
+    pub raw_json: Option<String>,
 }
 
 impl Snapshot {
@@ -77,13 +77,15 @@ impl Snapshot {
             .map(|d| d.into_timestamp_millis()))
     }
 
-    /// Up to `limit` users matching `filter`, in `sort` order, strictly after `after`.
+    /// Up to `limit` users matching `filter`, in `sort` order, strictly after `after`, with
+    /// their stored Clerk JSON if `with_json` (reading it is most of the cost of a page).
     pub fn search(
         &self,
         filter: Option<&Filter>,
         sort: &SortSpec,
         after: Option<SortCursor>,
         limit: usize,
+        with_json: bool,
         now_ms: i64,
     ) -> Result<Vec<SearchHit>, IndexError> {
         let query = compile(&self.fields, filter, now_ms);
@@ -99,7 +101,11 @@ impl Snapshot {
         hits.into_iter()
             .map(|hit| {
                 Ok(SearchHit {
-                    raw_json: self.raw_json_at(hit.address)?,
+                    raw_json: if with_json {
+                        Some(self.raw_json_at(hit.address)?)
+                    } else {
+                        None
+                    },
                     id: hit.id,
                     sort_value: hit.value,
                 })

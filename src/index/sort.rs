@@ -143,6 +143,7 @@ impl Collector for TopHits {
             descending: self.spec.descending,
             limit: self.limit,
             hits: Vec::new(),
+            threshold: None,
         })
     }
 
@@ -178,6 +179,9 @@ pub struct SegmentTopHits {
     limit: usize,
     /// `(key, id half-ordinal, doc)`, pruned to `limit` whenever it doubles.
     hits: Vec<(LocalKey, u64, DocId)>,
+    /// Once `limit` hits are kept: the worst kept key. A document with a worse key cannot
+    /// enter, so it is dropped before its id is even read.
+    threshold: Option<LocalKey>,
 }
 
 impl SegmentTopHits {
@@ -223,6 +227,13 @@ impl SegmentTopHits {
             self.hits.select_nth_unstable_by(self.limit, cmp);
             self.hits.truncate(self.limit);
         }
+        if self.limit > 0 && self.hits.len() == self.limit {
+            self.threshold = self
+                .hits
+                .iter()
+                .map(|h| h.0)
+                .max_by(|a, b| local_cmp(*a, *b, descending));
+        }
     }
 
     fn resolve(&self, key: LocalKey, id_half: u64) -> io::Result<(SortValue, String)> {
@@ -252,10 +263,16 @@ impl SegmentCollector for SegmentTopHits {
     type Fruit = Result<Vec<Hit>, String>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
+        let key = self.key(doc);
+        if let Some(threshold) = self.threshold
+            && local_cmp(key, threshold, self.descending) == Ordering::Greater
+        {
+            return;
+        }
         let Some(id_ord) = self.ids.term_ords(doc).next() else {
             return;
         };
-        let hit = (self.key(doc), 2 * id_ord + 1, doc);
+        let hit = (key, 2 * id_ord + 1, doc);
         if let Some((after_key, after_id)) = self.after
             && self.order(&hit, &(after_key, after_id, 0)) != Ordering::Greater
         {

@@ -333,7 +333,7 @@ proptest! {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let hits = snapshot.search(filter.as_ref(), &spec, after.take(), page, fixture.now_ms).unwrap();
+            let hits = snapshot.search(filter.as_ref(), &spec, after.take(), page, false, fixture.now_ms).unwrap();
             prop_assert!(hits.len() <= page);
             let Some(last) = hits.last() else { break };
             after = Some(super::SortCursor { value: last.sort_value.clone(), id: last.id.clone() });
