@@ -75,6 +75,14 @@ pub struct WriterStats {
     pub commits: AtomicU64,
 }
 
+/// A user changed since the last commit. The whole user is kept only while an observer wants
+/// previous states: a backfill batch of 100k users would otherwise hold all of them in memory.
+enum Pending {
+    Version(i64),
+    User(Arc<User>),
+    Deleted,
+}
+
 /// Sends changes to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -162,8 +170,8 @@ pub struct IndexWriterTask {
     publish: watch::Sender<Arc<Snapshot>>,
     payload: CommitPayload,
     config: IndexConfig,
-    /// Every user changed since the last commit, as it now is (`None`: deleted).
-    pending_users: HashMap<String, Option<Arc<User>>>,
+    /// Every user changed since the last commit.
+    pending_users: HashMap<String, Pending>,
     observer: Option<Box<dyn ChangeObserver>>,
     pending_changes: usize,
     pending_since: Option<Instant>,
@@ -294,7 +302,11 @@ impl IndexWriterTask {
     /// (deleted users as `i64::MIN`).
     fn current_version(&self, user_id: &str) -> Option<i64> {
         if let Some(pending) = self.pending_users.get(user_id) {
-            return Some(pending.as_ref().map_or(i64::MIN, |user| user.updated_at));
+            return Some(match pending {
+                Pending::Version(version) => *version,
+                Pending::User(user) => user.updated_at,
+                Pending::Deleted => i64::MIN,
+            });
         }
         let snapshot = self.publish.borrow().clone();
         snapshot.updated_at_of(user_id).ok().flatten()
@@ -303,8 +315,10 @@ impl IndexWriterTask {
     /// What the index holds for a user, for the observer.
     fn previous(&self, user_id: &str) -> Previous {
         match self.pending_users.get(user_id) {
-            Some(Some(user)) => Previous::User(user.clone()),
-            Some(None) => Previous::Absent,
+            Some(Pending::User(user)) => Previous::User(user.clone()),
+            // Versions are kept only while nobody wants previous states, which changes only
+            // between commits (segment edits commit first).
+            Some(Pending::Deleted | Pending::Version(_)) => Previous::Absent,
             None => {
                 let snapshot = self.publish.borrow().clone();
                 match snapshot.get_raw_json(user_id) {
@@ -363,7 +377,13 @@ impl IndexWriterTask {
                 self.notify(&change);
                 self.payload.newest_updated_at_ms =
                     self.payload.newest_updated_at_ms.max(user.updated_at);
-                self.pending_users.insert(user.id.clone(), Some(user));
+                let keep_user = self.observer.as_ref().is_some_and(|o| o.wants_previous());
+                let pending = if keep_user {
+                    Pending::User(user.clone())
+                } else {
+                    Pending::Version(user.updated_at)
+                };
+                self.pending_users.insert(user.id.clone(), pending);
             }
             UserChange::Delete {
                 ref user_id,
@@ -379,7 +399,7 @@ impl IndexWriterTask {
                     .entry(user_id.clone())
                     .or_insert(Tombstone(deleted_at_ms, now_ms()));
                 *tombstone = Tombstone(tombstone.0.max(deleted_at_ms), now_ms());
-                self.pending_users.insert(user_id, None);
+                self.pending_users.insert(user_id, Pending::Deleted);
             }
         }
         self.stats.applied.fetch_add(1, Ordering::Relaxed);
