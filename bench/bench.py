@@ -526,7 +526,38 @@ def report(results, args):
                   f"visible to CountUsers): p50 {r['webhook'][0]:.1f} ms, p99 {r['webhook'][1]:.1f} ms over {args.webhooks} webhooks.", "",
                   f"Concurrent counts (`{QUERIES[1]['filter']}`, {args.threads} client threads, {args.seconds} s): "
                   f"{r['qps']:,.0f} queries/s.", ""]
+    lines += targets(results[-1])
+    notes = ROOT / "bench" / "NOTES.md"
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     return "\n".join(lines) + "\n"
+
+
+def targets(r):
+    """The issue's targets, checked against the largest size of this run."""
+    s = r["service"]
+    t = {q["name"]: (times, size) for q, times, size in r["rows"]}
+    med = lambda name, engine="service": t[name][0][engine][0]  # noqa: E731
+    ratio = lambda engine: math.exp(sum(math.log(times["service"][0] / times[engine][0])  # noqa: E731
+                                        for times, _ in t.values()) / len(t))
+    quick = [n for n in t if n not in ("export ids of a ~11% segment",)]
+    rows = [
+        ("every query at or below DuckDB's median", all(med(n) <= med(n, "duckdb") for n in t),
+         ", ".join(f"{n} {med(n):.1f} vs {med(n, 'duckdb'):.1f}" for n in t if med(n) > med(n, "duckdb")) or "all"),
+        ("geometric mean >= 2x faster than DuckDB", ratio("duckdb") <= 0.5, f"{1 / ratio('duckdb'):.1f}x"),
+        ("geometric mean >= 20x faster than PostgreSQL", ratio("postgres") <= 0.05, f"{1 / ratio('postgres'):.1f}x"),
+        ("counts, facets, conjunctions, top-50 <= 1 ms", all(med(n) <= 1.0 for n in quick),
+         ", ".join(f"{n} {med(n):.1f} ms" for n in quick if med(n) > 1.0) or "all"),
+        ("export of ~100k ids <= 30 ms", med("export ids of a ~11% segment") <= 30,
+         f"{med('export ids of a ~11% segment'):.0f} ms"),
+        ("backfill >= 25,000 users/s", r["users"] / s.backfill_s >= 25_000, f"{r['users'] / s.backfill_s:,.0f} users/s"),
+        ("index on disk <= 1 GB", s.index_bytes <= 2**30, mib(s.index_bytes)),
+        ("RSS <= 1.5 GB while serving", s.rss_kib <= 1.5 * 2**20, f"{s.rss_kib / 1024:,.0f} MiB (peak during backfill {s.peak_rss_kib / 1024:,.0f} MiB)"),
+        ("webhook-to-searchable p99 <= 250 ms", r["webhook"][1] <= 250, f"{r['webhook'][1]:.0f} ms"),
+    ]
+    lines = [f"## Targets at {r['users']:,} users", "", "| target | met | measured |", "|---|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else '**no**'} | {detail} |" for name, ok, detail in rows]
+    return lines
 
 
 def main():
