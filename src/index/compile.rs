@@ -346,6 +346,10 @@ impl Compiler<'_> {
         let all_low = Term::from_field_text(indexed, "");
         let mut all_high = Term::from_field_text(indexed, "");
         all_high.append_bytes(&[AFTER_ALL_STRINGS]);
+        // A field with a column of values is ranged over the column's ordinals in one pass;
+        // walking the term dictionary would union one posting list per matching value (tens of
+        // thousands for an email prefix).
+        let fast = self.fields.schema.get_field_entry(indexed).is_fast();
         let string_range = |low: Bound<Term>, high: Bound<Term>| -> Box<dyn Query> {
             let low = if let Bound::Unbounded = low {
                 Bound::Included(all_low.clone())
@@ -357,7 +361,11 @@ impl Compiler<'_> {
             } else {
                 high
             };
-            Box::new(InvertedIndexRangeQuery::new(low, high))
+            if fast {
+                Box::new(RangeQuery::new(low, high))
+            } else {
+                Box::new(InvertedIndexRangeQuery::new(low, high))
+            }
         };
         match op {
             Op::Compare(CmpOp::Eq, v) => equals(v),

@@ -78,7 +78,7 @@ impl Reconciler {
         let _turn = self.turn.lock().await;
         let mut state = self.state();
         let started_at_ms = now_ms();
-        let watermark = state.reconcile.watermark_updated_at_ms;
+        let watermark = watermark_of(&state);
         let mut run = ReconcileRun {
             started_at_ms,
             ..ReconcileRun::default()
@@ -241,10 +241,8 @@ impl Reconciler {
         cancel: CancellationToken,
     ) {
         if self.state().reconcile.watermark_updated_at_ms == 0 {
-            // First start after the backfill: catch up from when the backfill began.
             let mut state = self.state();
-            state.reconcile.watermark_updated_at_ms =
-                state.backfill.started_at_ms.unwrap_or(0) - WATERMARK_OVERLAP_MS;
+            state.reconcile.watermark_updated_at_ms = watermark_of(&state);
             if let Err(error) = self
                 .writer
                 .apply(Vec::new(), Some(state.to_payload()))
@@ -288,5 +286,14 @@ impl Reconciler {
                 }
             }
         }
+    }
+}
+
+/// Where a catch-up stops: the stored watermark, or, before the first catch-up stored one, when
+/// the backfill began (a catch-up triggered right after the backfill must not list everyone).
+fn watermark_of(state: &SyncState) -> i64 {
+    match state.reconcile.watermark_updated_at_ms {
+        0 => state.backfill.started_at_ms.unwrap_or(0) - WATERMARK_OVERLAP_MS,
+        stored => stored,
     }
 }
