@@ -88,7 +88,8 @@ pub fn stream(snapshot: Arc<Snapshot>, job: ExportJob, now_ms: i64) -> ExportStr
                 return;
             }
         };
-        produce(matches, &job, &sink);
+        let mut matches = matches;
+        produce(&mut matches, &job, &sink);
     });
     ReceiverStream::new(chunks)
 }
@@ -96,7 +97,7 @@ pub fn stream(snapshot: Arc<Snapshot>, job: ExportJob, now_ms: i64) -> ExportStr
 /// Sends every chunk of `matches`, waiting for room in `sink`. Stops early when the receiver is
 /// gone (the client cancelled or disconnected).
 pub fn produce(
-    mut matches: IdOrderedMatches,
+    matches: &mut IdOrderedMatches,
     job: &ExportJob,
     sink: &mpsc::Sender<Result<proto::ExportUsersResponse, Status>>,
 ) {
@@ -186,7 +187,10 @@ mod tests {
         let total = matches.total();
         assert!(total > 1_000);
         let (sink, mut chunks) = mpsc::channel(BUFFERED_CHUNKS);
-        let producer = std::thread::spawn(move || produce(matches, &job, &sink));
+        let producer = std::thread::spawn(move || {
+            let mut matches = matches;
+            produce(&mut matches, &job, &sink)
+        });
         let first = chunks.blocking_recv().unwrap().unwrap();
         assert_eq!(first.total, total);
         std::thread::sleep(Duration::from_millis(300));
@@ -212,11 +216,21 @@ mod tests {
         let snapshot = fixture.index.snapshot();
         let job = ExportJob::new(None, vec![], 10, "").unwrap();
         let matches = snapshot.export(None, None, 0).unwrap();
+        let total = matches.total();
         let (sink, mut chunks) = mpsc::channel(BUFFERED_CHUNKS);
-        let producer = std::thread::spawn(move || produce(matches, &job, &sink));
+        let producer = std::thread::spawn(move || {
+            let mut matches = matches;
+            produce(&mut matches, &job, &sink);
+            matches.remaining()
+        });
         chunks.blocking_recv().unwrap().unwrap();
         drop(chunks);
-        producer.join().unwrap();
+        // Stopped after at most the chunks in flight, not after reading every user.
+        let remaining = producer.join().unwrap();
+        assert!(
+            remaining > total - 10 * (BUFFERED_CHUNKS as u64 + 2),
+            "{remaining} of {total}"
+        );
     }
 
     #[test]

@@ -333,9 +333,11 @@ impl IndexWriterTask {
         }
     }
 
-    fn notify(&mut self, change: &UserChange) {
+    /// Shows `change` to the observer; returns whether it wants previous states (then pending
+    /// users must be kept whole).
+    fn notify(&mut self, change: &UserChange) -> bool {
         let Some(wants) = self.observer.as_ref().map(|o| o.wants_previous()) else {
-            return;
+            return false;
         };
         let previous = if wants {
             self.previous(change.user_id())
@@ -345,6 +347,7 @@ impl IndexWriterTask {
         if let Some(observer) = self.observer.as_mut() {
             observer.observe(previous, change);
         }
+        wants
     }
 
     fn apply_change(&mut self, change: UserChange) {
@@ -374,10 +377,9 @@ impl IndexWriterTask {
                     tracing::error!(user_id = %user.id, %error, "could not add a user to the index");
                     return;
                 }
-                self.notify(&change);
+                let keep_user = self.notify(&change);
                 self.payload.newest_updated_at_ms =
                     self.payload.newest_updated_at_ms.max(user.updated_at);
-                let keep_user = self.observer.as_ref().is_some_and(|o| o.wants_previous());
                 let pending = if keep_user {
                     Pending::User(user.clone())
                 } else {
