@@ -24,6 +24,10 @@ pub struct IndexArgs {
     /// Memory budget of the index writer, in MiB.
     #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value_t = 256)]
     pub writer_memory_mb: usize,
+    /// Memory for decoded numeric and date columns that filters range over and sorts read, in
+    /// MiB (2-8 bytes per user per column; 0 reads them from the index every time).
+    #[arg(long, env = "CLERK_INDEX_COLUMN_CACHE_MB", default_value_t = 256)]
+    pub column_cache_mb: usize,
     /// Longest time a bulk change (backfill page) waits for its commit, in milliseconds.
     #[arg(long, env = "CLERK_INDEX_COMMIT_INTERVAL_MS", default_value_t = 2000)]
     pub commit_interval_ms: u64,
@@ -127,6 +131,7 @@ impl Config {
         index.writer_memory_bytes = args.writer_memory_mb << 20;
         index.writer_threads = if args.writer_memory_mb >= 64 { 2 } else { 1 };
         index.commit_interval = Duration::from_millis(args.commit_interval_ms);
+        index.column_cache_bytes = args.column_cache_mb << 20;
         let mut clerk = ClerkClientConfig::new(url, clerk_secret_key.trim());
         clerk.rate_limit = rate_limit;
         anyhow::ensure!(

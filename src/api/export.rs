@@ -119,20 +119,25 @@ pub fn produce(
         if chunk.is_empty() && !first {
             return;
         }
+        let done = chunk.is_empty();
+        if let Some((last, _)) = chunk.last() {
+            cursor = job.cursor_after(last);
+        }
         let mut users = Vec::with_capacity(chunk.len());
-        for (id, address) in &chunk {
+        for (id, address) in chunk {
             let json = if ids_only(&job.fields) {
                 // Served from the id column alone: no stored-document reads.
-                id_json(id)
+                id_json(&id)
             } else {
-                let projected = snapshot
-                    .raw_json_at(*address)
-                    .map_err(Error::from)
-                    .and_then(|raw| {
-                        project_json(&raw, &job.fields).map_err(|e| {
-                            Error::Internal(format!("stored user {id} is not valid json: {e}"))
-                        })
-                    });
+                let projected =
+                    snapshot
+                        .raw_json_at(address)
+                        .map_err(Error::from)
+                        .and_then(|raw| {
+                            project_json(&raw, &job.fields).map_err(|e| {
+                                Error::Internal(format!("stored user {id} is not valid json: {e}"))
+                            })
+                        });
                 match projected {
                     Ok(json) => json,
                     Err(error) => {
@@ -141,13 +146,7 @@ pub fn produce(
                     }
                 }
             };
-            users.push(proto::User {
-                id: id.clone(),
-                json,
-            });
-        }
-        if let Some((last, _)) = chunk.last() {
-            cursor = job.cursor_after(last);
+            users.push(proto::User { id, json });
         }
         let message = proto::ExportUsersResponse {
             users,
@@ -163,7 +162,7 @@ pub fn produce(
             );
             return;
         }
-        if chunk.is_empty() {
+        if done {
             return;
         }
         first = false;

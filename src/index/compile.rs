@@ -19,6 +19,8 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DateTime, Term};
 
+use super::bitset::BitsetQuery;
+use super::column_filter::{ColumnFilterQuery, ColumnRange, RangeBounds};
 use super::schema::Fields;
 use crate::query::CoreField;
 use crate::query::ast::{CmpOp, CoreKind, FieldPath, Filter, Op, Predicate, Value};
@@ -32,7 +34,11 @@ const AFTER_ALL_STRINGS: u8 = 0xFF;
 pub fn compile(fields: &Fields, filter: Option<&Filter>, now_ms: i64) -> Box<dyn Query> {
     match filter {
         None => Box::new(AllQuery),
-        Some(filter) => Compiler { fields, now_ms }.filter(filter),
+        // Evaluated as per-segment bitmaps (bitset.rs); the tree below only says what matches.
+        Some(filter) => Box::new(BitsetQuery::new(
+            Compiler { fields, now_ms }.filter(filter),
+            fields.columns.clone(),
+        )),
     }
 }
 
@@ -65,13 +71,13 @@ fn range(lower: Bound<Term>, upper: Bound<Term>) -> Box<dyn Query> {
     Box::new(RangeQuery::new(lower, upper))
 }
 
-fn bounds_for(cmp: CmpOp, term: Term) -> (Bound<Term>, Bound<Term>) {
+fn bounds_for<T: Clone>(cmp: CmpOp, value: T) -> (Bound<T>, Bound<T>) {
     match cmp {
-        CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(term)),
-        CmpOp::Lte => (Bound::Unbounded, Bound::Included(term)),
-        CmpOp::Gt => (Bound::Excluded(term), Bound::Unbounded),
-        CmpOp::Gte => (Bound::Included(term), Bound::Unbounded),
-        CmpOp::Eq | CmpOp::Ne => (Bound::Included(term.clone()), Bound::Included(term)),
+        CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(value)),
+        CmpOp::Lte => (Bound::Unbounded, Bound::Included(value)),
+        CmpOp::Gt => (Bound::Excluded(value), Bound::Unbounded),
+        CmpOp::Gte => (Bound::Included(value), Bound::Unbounded),
+        CmpOp::Eq | CmpOp::Ne => (Bound::Included(value.clone()), Bound::Included(value)),
     }
 }
 
@@ -86,15 +92,48 @@ impl Compiler<'_> {
                         other => (Occur::Must, self.filter(other)),
                     })
                     .collect();
-                if clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
-                    clauses.push((Occur::Must, Box::new(AllQuery)));
+                // Column ranges are planned together with the rest (column_filter.rs).
+                let mut ranges = Vec::new();
+                clauses.retain(
+                    |(occur, query)| match query.downcast_ref::<ColumnFilterQuery>() {
+                        Some(filter) if *occur == Occur::Must && filter.base.is_none() => {
+                            ranges.extend(filter.ranges.iter().cloned());
+                            false
+                        }
+                        _ => true,
+                    },
+                );
+                let base: Option<Box<dyn Query>> = match clauses.len() {
+                    0 => None,
+                    1 if clauses[0].0 == Occur::Must => clauses.pop().map(|(_, query)| query),
+                    _ => {
+                        if clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+                            clauses.push((Occur::Must, Box::new(AllQuery)));
+                        }
+                        Some(Box::new(BooleanQuery::new(clauses)))
+                    }
+                };
+                match (base, ranges.is_empty()) {
+                    (Some(base), true) => base,
+                    (base, _) => Box::new(ColumnFilterQuery {
+                        base,
+                        ranges,
+                        cache: self.fields.columns.clone(),
+                    }),
                 }
-                Box::new(BooleanQuery::new(clauses))
             }
             Filter::Or(parts) => any_of(parts.iter().map(|p| self.filter(p)).collect()),
             Filter::Not(inner) => not(self.filter(inner)),
             Filter::Predicate(predicate) => self.predicate(predicate),
         }
+    }
+
+    fn column_range(&self, range: ColumnRange) -> Box<dyn Query> {
+        Box::new(ColumnFilterQuery {
+            base: None,
+            ranges: vec![range],
+            cache: self.fields.columns.clone(),
+        })
     }
 
     fn predicate(&self, predicate: &Predicate) -> Box<dyn Query> {
@@ -196,17 +235,32 @@ impl Compiler<'_> {
             _ => return Box::new(AllQuery),
         };
         match sample {
-            Resolved::Num(_) => {
-                let to_term = |b: Bound<Resolved>| match b {
+            Resolved::Num(n) => {
+                let to_term = |b: &Bound<Resolved>| match b {
                     Bound::Included(Resolved::Num(n)) => {
-                        Bound::Included(self.json_range_number_term(namespace, keys, n))
+                        Bound::Included(self.json_range_number_term(namespace, keys, *n))
                     }
                     Bound::Excluded(Resolved::Num(n)) => {
-                        Bound::Excluded(self.json_range_number_term(namespace, keys, n))
+                        Bound::Excluded(self.json_range_number_term(namespace, keys, *n))
                     }
                     _ => Bound::Unbounded,
                 };
-                range(to_term(low), to_term(high))
+                let to_f64 = |b: &Bound<Resolved>| match b {
+                    Bound::Included(Resolved::Num(n)) => Bound::Included(n.as_f64()),
+                    Bound::Excluded(Resolved::Num(n)) => Bound::Excluded(n.as_f64()),
+                    _ => Bound::Unbounded,
+                };
+                let column = self
+                    .json_range_number_term(namespace, keys, n)
+                    .get_full_path(&self.fields.schema);
+                self.column_range(ColumnRange {
+                    column,
+                    bounds: RangeBounds::Number {
+                        low: to_f64(&low),
+                        high: to_f64(&high),
+                    },
+                    fallback: range(to_term(&low), to_term(&high)),
+                })
             }
             Resolved::Str(_) => {
                 let (all_low, all_high) = self.json_str_bounds(namespace, keys);
@@ -389,31 +443,37 @@ impl Compiler<'_> {
     }
 
     fn date(&self, field: CoreField, indexed: Field, op: &Op) -> Box<dyn Query> {
-        let date_term = |v: &Value| match v {
-            Value::Date(d) => Some(Term::from_field_date(
-                indexed,
-                DateTime::from_timestamp_millis(d.resolve(self.now_ms)),
-            )),
+        let millis = |v: &Value| match v {
+            Value::Date(d) => Some(d.resolve(self.now_ms)),
             _ => None,
         };
-        let equals = |v: &Value| match (v, date_term(v)) {
+        let date_range = |low: Bound<i64>, high: Bound<i64>| {
+            let term =
+                |ms: i64| Term::from_field_date(indexed, DateTime::from_timestamp_millis(ms));
+            self.column_range(ColumnRange {
+                column: field.name().to_string(),
+                bounds: RangeBounds::Date { low, high },
+                fallback: range(low.map(term), high.map(term)),
+            })
+        };
+        let equals = |v: &Value| match (v, millis(v)) {
             (Value::Null, _) => not(self.present(field.name())),
-            (_, Some(term)) => range(Bound::Included(term.clone()), Bound::Included(term)),
+            (_, Some(ms)) => date_range(Bound::Included(ms), Bound::Included(ms)),
             _ => Box::new(EmptyQuery) as Box<dyn Query>,
         };
         match op {
             Op::Compare(CmpOp::Eq, v) => equals(v),
             Op::Compare(CmpOp::Ne, v) => not(equals(v)),
-            Op::Compare(cmp, v) => match date_term(v) {
-                Some(term) => {
-                    let (low, high) = bounds_for(*cmp, term);
-                    range(low, high)
+            Op::Compare(cmp, v) => match millis(v) {
+                Some(ms) => {
+                    let (low, high) = bounds_for(*cmp, ms);
+                    date_range(low, high)
                 }
                 None => Box::new(EmptyQuery),
             },
             Op::In(values) => any_of(values.iter().map(equals).collect()),
-            Op::Between(l, h) => match (date_term(l), date_term(h)) {
-                (Some(l), Some(h)) => range(Bound::Included(l), Bound::Included(h)),
+            Op::Between(l, h) => match (millis(l), millis(h)) {
+                (Some(l), Some(h)) => date_range(Bound::Included(l), Bound::Included(h)),
                 _ => Box::new(EmptyQuery),
             },
             _ => Box::new(EmptyQuery),

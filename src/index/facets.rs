@@ -265,16 +265,36 @@ impl Snapshot {
         if let Some(problem) = specs.iter().find_map(|s| s.check().err()) {
             return Err(IndexError::InvalidRequest(problem));
         }
+        let query = compile(&self.fields, filter, now_ms);
+        // Terms over plain string columns are counted from decoded ordinals (fast_terms.rs);
+        // everything else goes to tantivy's aggregations.
+        let string_columns: Vec<Option<String>> = specs
+            .iter()
+            .map(|spec| match (&spec.kind, column(&spec.path)) {
+                (FacetKind::Terms { .. }, Ok((name, ColumnKind::Keyword | ColumnKind::Json))) => {
+                    Some(name)
+                }
+                _ => None,
+            })
+            .collect();
+        let (mut counted, counted_matched) = if string_columns.iter().any(Option::is_some) {
+            self.string_term_counts(query.as_ref(), &string_columns)?
+        } else {
+            (vec![None; specs.len()], 0)
+        };
         let mut request = serde_json::Map::new();
         for (slot, spec) in specs.iter().enumerate() {
-            requests(spec, slot, &mut request);
+            if counted[slot].is_none() {
+                requests(spec, slot, &mut request);
+            }
         }
-        let query = compile(&self.fields, filter, now_ms);
         let (matched, mut results) = if request.is_empty() {
-            (
-                self.searcher.search(&query, &Count)?,
-                AggregationResults::default(),
-            )
+            let matched = if counted.iter().any(Option::is_some) {
+                counted_matched as usize
+            } else {
+                self.searcher.search(&query, &Count)?
+            };
+            (matched, AggregationResults::default())
         } else {
             let aggregations: Aggregations = serde_json::from_value(request.into())
                 .map_err(|e| IndexError::InvalidRequest(format!("facet request: {e}")))?;
@@ -292,7 +312,10 @@ impl Snapshot {
                     size,
                     include_missing,
                 } => {
-                    let mut terms = self.terms_outcome(main, kind, *size, &query, spec)?;
+                    let mut terms = match counted[slot].take() {
+                        Some(counts) => counted_terms(counts, *size),
+                        None => self.terms_outcome(main, kind, *size, &query, spec)?,
+                    };
                     if *include_missing {
                         terms.missing = Some(self.count_missing(filter, &spec.path, now_ms)?);
                     }
@@ -458,6 +481,25 @@ impl Snapshot {
             counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| value_cmp(&a.0, &b.0)));
         }
         Ok(())
+    }
+}
+
+/// The outcome of exact counts of every string value.
+fn counted_terms(counts: super::fast_terms::TermCounts, size: usize) -> TermsOutcome {
+    let mut buckets: Vec<(FacetValue, u64)> = counts
+        .into_iter()
+        .map(|(value, count)| (FacetValue::Str(value), count))
+        .collect();
+    buckets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| value_cmp(&a.0, &b.0)));
+    let distinct_values = buckets.len() as u64;
+    let other_count = buckets.iter().skip(size).map(|(_, count)| count).sum();
+    buckets.truncate(size);
+    TermsOutcome {
+        buckets,
+        other_count,
+        distinct_values,
+        distinct_exact: true,
+        missing: None,
     }
 }
 

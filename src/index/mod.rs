@@ -6,11 +6,15 @@
 //! writer task updates after every commit. All calls here block; async callers use
 //! `spawn_blocking`.
 
+mod bitset;
 mod catalog;
+mod column_cache;
+mod column_filter;
 mod compile;
 mod document;
 mod export;
 mod facets;
+mod fast_terms;
 mod schema;
 mod search;
 mod sort;
@@ -48,6 +52,8 @@ pub struct IndexConfig {
     /// ...or once this many are pending. Changes someone waits for are committed at once,
     /// together with everything that queued up meanwhile (group commit).
     pub commit_max_changes: usize,
+    /// Memory for decoded range and sort columns (`column_cache.rs`).
+    pub column_cache_bytes: usize,
     /// How long a deleted user's tombstone is kept. Svix retries a delivery for ~28 h, so a late
     /// `user.updated` can arrive that long after the `user.deleted` that should win.
     pub tombstone_retention: Duration,
@@ -61,6 +67,7 @@ impl IndexConfig {
             writer_threads: 2,
             commit_interval: Duration::from_secs(2),
             commit_max_changes: 100_000,
+            column_cache_bytes: schema::DEFAULT_COLUMN_CACHE_BYTES,
             tombstone_retention: Duration::from_secs(72 * 3600),
         }
     }
@@ -151,6 +158,7 @@ impl UserIndex {
             message: e.to_string(),
         })?;
         let fields = Arc::new(Fields::build());
+        fields.columns.set_budget(config.column_cache_bytes);
         let mut index = match open_or_create(config, &fields) {
             Err(IndexError::Tantivy(tantivy::TantivyError::SchemaError(message))) => {
                 // The index is a mirror of Clerk: an index written by a version with another
@@ -274,3 +282,15 @@ fn snapshot_of(reader: &IndexReader, fields: &Arc<Fields>, payload: &CommitPaylo
 mod facet_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[doc(hidden)]
+pub fn register_tokenizers_for_probe(index: &tantivy::Index) {
+    schema::register_tokenizers(index)
+}
+#[doc(hidden)]
+pub fn compile_for_probe(
+    fields: &Fields,
+    f: &crate::query::Filter,
+) -> Box<dyn tantivy::query::Query> {
+    compile::compile(fields, Some(f), 0)
+}

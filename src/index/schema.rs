@@ -15,6 +15,9 @@ use tantivy::tokenizer::{
     LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 
+use std::sync::Arc;
+
+use super::column_cache::ColumnCache;
 use crate::query::CoreField;
 use crate::user::MetadataNamespace;
 
@@ -24,6 +27,9 @@ pub const RAW: &str = "raw";
 pub const LOWERCASE: &str = "lowercase";
 /// Words for `MATCHES`: split at non-alphanumerics, lower-cased, long words dropped.
 pub const WORDS: &str = "words";
+
+/// Memory for decoded range columns unless configured otherwise.
+pub const DEFAULT_COLUMN_CACHE_BYTES: usize = 256 << 20;
 
 /// Handles of every field, resolved once.
 #[derive(Debug, Clone)]
@@ -64,6 +70,8 @@ pub struct Fields {
     pub field_types: Field,
     /// The user's Clerk JSON, in the zstd-compressed doc store.
     pub raw_json: Field,
+    /// Decoded range columns, shared by every snapshot (not part of the schema).
+    pub columns: Arc<ColumnCache>,
 }
 
 fn keyword(tokenizer: &str, fast: bool) -> TextOptions {
@@ -165,6 +173,7 @@ impl Fields {
             nulls,
             field_types,
             raw_json,
+            columns: Arc::new(ColumnCache::new(DEFAULT_COLUMN_CACHE_BYTES)),
         }
     }
 

@@ -93,6 +93,7 @@ impl Snapshot {
             spec: sort.clone(),
             after,
             limit,
+            cache: self.fields.columns.clone(),
         };
         let hits = self
             .searcher
@@ -146,6 +147,7 @@ impl Snapshot {
                 spec: sort.clone(),
                 after: after.take(),
                 limit: 4096,
+                cache: self.fields.columns.clone(),
             };
             let hits = self
                 .searcher

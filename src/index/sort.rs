@@ -10,11 +10,18 @@
 use std::cmp::Ordering;
 use std::io;
 
+use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
+
+use tantivy::columnar::{
+    Column, ColumnType, DynamicColumn, MonotonicallyMappableToU64, NumericalType, StrColumn,
+};
 use tantivy::{
     DateTime, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, f64_to_u64, u64_to_f64,
+    u64_to_i64,
 };
+
+use super::column_cache::{ColumnCache, DecodedColumn};
 use tantivy_sstable::{Dictionary, VoidSSTable};
 
 use crate::query::sort::{SortSpec, SortValue, hit_cmp};
@@ -41,6 +48,8 @@ pub struct TopHits {
     pub spec: SortSpec,
     pub after: Option<SortCursor>,
     pub limit: usize,
+    /// Where a single numeric or date sort column is read from decoded.
+    pub cache: Arc<ColumnCache>,
 }
 
 type LocalKey = (u8, u64);
@@ -71,12 +80,45 @@ fn half_ordinal(dictionary: &Dictionary<VoidSSTable>, text: &str) -> io::Result<
     })
 }
 
-fn open_sub_columns(reader: &SegmentReader, path: &FieldPath) -> tantivy::Result<Vec<SubColumn>> {
-    let fast = reader.fast_fields();
-    let name = match path {
+fn column_name(path: &FieldPath) -> String {
+    match path {
         FieldPath::Core(field) => field.name().to_string(),
         FieldPath::Metadata { namespace, keys } => encode_metadata_path(*namespace, keys),
+    }
+}
+
+/// The decoded form of the one numeric or date column of `name`, if the cache can hold it.
+fn decoded_sort_column(
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+    name: &str,
+) -> tantivy::Result<Option<(Arc<DecodedColumn>, ColumnType)>> {
+    let types = [
+        ColumnType::I64,
+        ColumnType::U64,
+        ColumnType::F64,
+        ColumnType::DateTime,
+    ];
+    let mut columns = reader
+        .fast_fields()
+        .u64_lenient_for_type_all(Some(&types), name)?;
+    let (Some((column, column_type)), true) = (columns.pop(), columns.is_empty()) else {
+        return Ok(None);
     };
+    Ok(cache
+        .get(
+            reader.segment_id(),
+            name,
+            column_type,
+            &column,
+            reader.max_doc(),
+        )
+        .map(|decoded| (decoded, column_type)))
+}
+
+fn open_sub_columns(reader: &SegmentReader, path: &FieldPath) -> tantivy::Result<Vec<SubColumn>> {
+    let fast = reader.fast_fields();
+    let name = column_name(path);
     let mut columns = Vec::new();
     for handle in fast.dynamic_column_handles(&name)? {
         let column = handle.open()?;
@@ -111,6 +153,12 @@ impl Collector for TopHits {
                 tantivy::TantivyError::SchemaError("the id fast field is missing".into())
             })?;
         let columns = open_sub_columns(reader, &self.spec.path)?;
+        let decoded = match columns.as_slice() {
+            [SubColumn::Num(_) | SubColumn::Date(_)] => {
+                decoded_sort_column(reader, &self.cache, &column_name(&self.spec.path))?
+            }
+            _ => None,
+        };
         let after = match &self.after {
             None => None,
             Some(cursor) => {
@@ -139,6 +187,7 @@ impl Collector for TopHits {
             segment,
             ids,
             columns,
+            decoded,
             after,
             descending: self.spec.descending,
             limit: self.limit,
@@ -151,22 +200,86 @@ impl Collector for TopHits {
         false
     }
 
+    /// Merges the segments' top hits. Ids are resolved only for the hits that can still make
+    /// the page (every value better than the `limit`-th, and its ties), not for every segment's
+    /// whole top `limit`: each lookup decodes a dictionary block.
     fn merge_fruits(
         &self,
-        fruits: Vec<Result<Vec<Hit>, String>>,
+        fruits: Vec<Result<SegmentHits, String>>,
     ) -> tantivy::Result<Result<Vec<Hit>, String>> {
-        let mut all = Vec::new();
+        let descending = self.spec.descending;
+        let mut segments = Vec::new();
         for fruit in fruits {
             match fruit {
-                Ok(hits) => all.extend(hits),
+                Ok(segment) => segments.push(segment),
                 Err(e) => return Ok(Err(e)),
             }
         }
-        let descending = self.spec.descending;
+        let mut candidates: Vec<(usize, PendingHit)> = segments
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, segment)| segment.hits.drain(..).map(move |hit| (i, hit)))
+            .collect();
+        let by_value = |a: &SortValue, b: &SortValue| hit_cmp((a, ""), (b, ""), descending);
+        candidates.sort_by(|a, b| by_value(&a.1.value, &b.1.value));
+        if candidates.len() > self.limit {
+            let last = self
+                .limit
+                .checked_sub(1)
+                .map(|i| candidates[i].1.value.clone());
+            match last {
+                Some(last) => {
+                    candidates.retain(|c| by_value(&c.1.value, &last) != Ordering::Greater)
+                }
+                None => candidates.clear(),
+            }
+        }
+        let mut all = Vec::with_capacity(candidates.len());
+        for (i, segment) in segments.iter().enumerate() {
+            let mut mine: Vec<&PendingHit> = candidates
+                .iter()
+                .filter(|c| c.0 == i)
+                .map(|c| &c.1)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            mine.sort_by_key(|hit| hit.id_ord);
+            let ords: Vec<u64> = mine.iter().map(|hit| hit.id_ord).collect();
+            let mut ids = Vec::with_capacity(ords.len());
+            let read = segment
+                .ids
+                .dictionary()
+                .sorted_ords_to_term_cb(&ords, |bytes| {
+                    ids.push(String::from_utf8_lossy(bytes).into_owned())
+                });
+            match read {
+                Ok(true) if ids.len() == ords.len() => {}
+                Ok(_) => return Ok(Err("reading ids: an id ordinal is missing".to_string())),
+                Err(e) => return Ok(Err(format!("reading ids: {e}"))),
+            }
+            all.extend(mine.into_iter().zip(ids).map(|(hit, id)| Hit {
+                value: hit.value.clone(),
+                id,
+                address: hit.address,
+            }));
+        }
         all.sort_by(|a, b| hit_cmp((&a.value, &a.id), (&b.value, &b.id), descending));
         all.truncate(self.limit);
         Ok(Ok(all))
     }
+}
+
+/// One segment's top hits, values resolved, ids still ordinals.
+pub struct SegmentHits {
+    ids: StrColumn,
+    hits: Vec<PendingHit>,
+}
+
+struct PendingHit {
+    value: SortValue,
+    id_ord: u64,
+    address: DocAddress,
 }
 
 /// The per-segment half of [`TopHits`].
@@ -174,6 +287,9 @@ pub struct SegmentTopHits {
     segment: SegmentOrdinal,
     ids: StrColumn,
     columns: Vec<SubColumn>,
+    /// The one numeric or date column, decoded: one array read per doc instead of a rank and an
+    /// unpack (and, for integers, a conversion to f64 through another column layer).
+    decoded: Option<(Arc<DecodedColumn>, ColumnType)>,
     after: Option<(LocalKey, u64)>,
     descending: bool,
     limit: usize,
@@ -186,6 +302,18 @@ pub struct SegmentTopHits {
 
 impl SegmentTopHits {
     fn key(&self, doc: DocId) -> LocalKey {
+        if let Some((decoded, column_type)) = &self.decoded {
+            let Some(value) = decoded.value(doc) else {
+                return MISSING;
+            };
+            let number = match column_type {
+                ColumnType::I64 => u64_to_i64(value) as f64,
+                ColumnType::F64 => u64_to_f64(value),
+                ColumnType::DateTime => DateTime::from_u64(value).into_timestamp_millis() as f64,
+                _ => value as f64,
+            };
+            return (1, f64_to_u64(number));
+        }
         let mut best: Option<LocalKey> = None;
         let mut offer = |key: LocalKey| {
             best = Some(match best {
@@ -236,8 +364,8 @@ impl SegmentTopHits {
         }
     }
 
-    fn resolve(&self, key: LocalKey, id_half: u64) -> io::Result<(SortValue, String)> {
-        let value = match key {
+    fn value_of(&self, key: LocalKey) -> io::Result<SortValue> {
+        Ok(match key {
             (0, b) => SortValue::Bool(b == 1),
             (1, v) => SortValue::Num(u64_to_f64(v)),
             (2, half) => {
@@ -252,15 +380,12 @@ impl SegmentTopHits {
                 SortValue::Str(text)
             }
             _ => SortValue::Missing,
-        };
-        let mut id = String::new();
-        self.ids.ord_to_str((id_half - 1) / 2, &mut id)?;
-        Ok((value, id))
+        })
     }
 }
 
 impl SegmentCollector for SegmentTopHits {
-    type Fruit = Result<Vec<Hit>, String>;
+    type Fruit = Result<SegmentHits, String>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         let key = self.key(doc);
@@ -289,18 +414,23 @@ impl SegmentCollector for SegmentTopHits {
         let descending = self.descending;
         self.hits
             .sort_by(|a, b| local_cmp(a.0, b.0, descending).then(a.1.cmp(&b.1)));
-        self.hits
+        let hits = self
+            .hits
             .iter()
             .map(|&(key, id_half, doc)| {
-                let (value, id) = self
-                    .resolve(key, id_half)
+                let value = self
+                    .value_of(key)
                     .map_err(|e| format!("reading sort keys: {e}"))?;
-                Ok(Hit {
+                Ok(PendingHit {
                     value,
-                    id,
+                    id_ord: (id_half - 1) / 2,
                     address: DocAddress::new(self.segment, doc),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(SegmentHits {
+            ids: self.ids,
+            hits,
+        })
     }
 }

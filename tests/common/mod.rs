@@ -97,6 +97,7 @@ impl TestServer {
             data_dir: Some(data_dir.to_path_buf()),
             clerk_rate_limit: options.rate_limit.clone(),
             writer_memory_mb: 50,
+            column_cache_mb: 64,
             commit_interval_ms: options.commit_interval_ms,
             max_page_size: 1000,
             log_format: LogFormat::Pretty,
