@@ -298,7 +298,7 @@ impl Node {
                     bits = Some(match bits {
                         // Few candidates left: check each; otherwise scan the column.
                         Some(mut bits) if bits.len() * 4 < max_doc as u64 => {
-                            bits.retain(|doc| check.matches(doc));
+                            check.retain(&mut bits);
                             bits
                         }
                         Some(mut bits) => {

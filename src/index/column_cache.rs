@@ -152,11 +152,50 @@ impl DecodedColumn {
         self.has(doc).then(|| self.offset(doc) + self.min)
     }
 
+    /// Adds one to `counts[value]` for the value of each of `docs` that has one (for columns of
+    /// small values, such as string ordinals).
+    pub fn count_values(&self, docs: &[DocId], counts: &mut [u32]) {
+        fn count<T: Copy + Into<u64>>(
+            offsets: &[T],
+            min: u64,
+            present: Option<&[u64]>,
+            docs: &[DocId],
+            counts: &mut [u32],
+        ) {
+            for &doc in docs {
+                if present.is_none_or(|bits| bits[doc as usize / 64] & (1 << (doc % 64)) != 0) {
+                    counts[(offsets[doc as usize].into() + min) as usize] += 1;
+                }
+            }
+        }
+        let present = self.present.as_deref();
+        match &self.offsets {
+            Offsets::U16(v) => count(v, self.min, present, docs, counts),
+            Offsets::U32(v) => count(v, self.min, present, docs, counts),
+            Offsets::U64(v) => count(v, self.min, present, docs, counts),
+        }
+    }
+
     /// Whether `doc` holds a value in `range`.
     #[inline]
     pub fn matches(&self, doc: DocId, range: &OffsetRange) -> bool {
         self.offset(doc).wrapping_sub(range.low) <= range.span
             && (!range.check_presence || self.has(doc))
+    }
+
+    /// Keeps the docs of `bits` holding a value in `range`.
+    pub fn retain(&self, bits: &mut Bits, range: &OffsetRange) {
+        let words = bits.words_mut();
+        match &self.offsets {
+            Offsets::U16(v) => retain_words(v, range, words),
+            Offsets::U32(v) => retain_words(v, range, words),
+            Offsets::U64(v) => retain_words(v, range, words),
+        }
+        if let (true, Some(present)) = (range.check_presence, &self.present) {
+            for (word, present) in words.iter_mut().zip(present) {
+                *word &= present;
+            }
+        }
     }
 
     /// The docs holding a value in `range`.
@@ -188,6 +227,22 @@ fn width(min: u64, max: u64) -> usize {
         amplitude if amplitude <= u16::MAX as u64 => 2,
         amplitude if amplitude <= u32::MAX as u64 => 4,
         _ => 8,
+    }
+}
+
+/// Clears the bits of docs whose value is out of range, one word of candidates at a time.
+fn retain_words<T: Copy + Into<u64>>(values: &[T], range: &OffsetRange, words: &mut [u64]) {
+    let (low, span) = (range.low, range.span);
+    for (index, word) in words.iter_mut().enumerate() {
+        let mut rest = *word;
+        let mut keep = 0u64;
+        while rest != 0 {
+            let bit = rest.trailing_zeros();
+            rest &= rest - 1;
+            let value: u64 = values[index * 64 + bit as usize].into();
+            keep |= ((value.wrapping_sub(low) <= span) as u64) << bit;
+        }
+        *word = keep;
     }
 }
 

@@ -273,13 +273,21 @@ pub(super) struct ColumnCheck {
 }
 
 impl ColumnCheck {
-    pub fn matches(&self, doc: DocId) -> bool {
+    fn matches(&self, doc: DocId) -> bool {
         match &self.decoded {
             Some((decoded, range)) => decoded.matches(doc, range),
             None => self
                 .column
                 .values_for_doc(doc)
                 .any(|value| self.range.contains(&value)),
+        }
+    }
+
+    /// Keeps the docs of `bits` holding a value in range.
+    pub fn retain(&self, bits: &mut Bits) {
+        match &self.decoded {
+            Some((decoded, range)) => decoded.retain(bits, range),
+            None => bits.retain(|doc| self.matches(doc)),
         }
     }
 

@@ -62,13 +62,6 @@ impl Ordinals {
             decoded,
         }))
     }
-
-    fn ordinal(&self, doc: u32) -> Option<u64> {
-        match &self.decoded {
-            Some(decoded) => decoded.value(doc),
-            None => self.column.first(doc),
-        }
-    }
 }
 
 /// Whether `name` can be counted here: a string-only, single-valued, low-cardinality column in
@@ -133,20 +126,33 @@ impl Snapshot {
                 let alive = reader.alive_bitset();
                 let mut scorer = weight.scorer(reader, 1.0)?;
                 let mut buffer = [0u32; COLLECT_BLOCK_BUFFER_LEN];
+                let mut live = Vec::with_capacity(COLLECT_BLOCK_BUFFER_LEN);
                 let mut matched = 0u64;
                 while scorer.doc() != TERMINATED {
                     let filled = scorer.fill_buffer(&mut buffer);
-                    for &doc in &buffer[..filled] {
-                        if alive.is_some_and(|a| !a.is_alive(doc)) {
-                            continue;
+                    let docs = match alive {
+                        None => &buffer[..filled],
+                        Some(alive) => {
+                            live.clear();
+                            live.extend(buffer[..filled].iter().filter(|&&d| alive.is_alive(d)));
+                            &live[..]
                         }
-                        matched += 1;
-                        for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
-                            if let Some(o) = ordinals
-                                && let Some(ord) = o.ordinal(doc)
-                            {
-                                counts[ord as usize] += 1;
+                    };
+                    matched += docs.len() as u64;
+                    for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
+                        match ordinals {
+                            Some(Ordinals {
+                                decoded: Some(decoded),
+                                ..
+                            }) => decoded.count_values(docs, counts),
+                            Some(o) => {
+                                for &doc in docs {
+                                    if let Some(ord) = o.column.first(doc) {
+                                        counts[ord as usize] += 1;
+                                    }
+                                }
                             }
+                            None => {}
                         }
                     }
                     if filled < buffer.len() {

@@ -282,15 +282,3 @@ fn snapshot_of(reader: &IndexReader, fields: &Arc<Fields>, payload: &CommitPaylo
 mod facet_tests;
 #[cfg(test)]
 pub(crate) mod tests;
-
-#[doc(hidden)]
-pub fn register_tokenizers_for_probe(index: &tantivy::Index) {
-    schema::register_tokenizers(index)
-}
-#[doc(hidden)]
-pub fn compile_for_probe(
-    fields: &Fields,
-    f: &crate::query::Filter,
-) -> Box<dyn tantivy::query::Query> {
-    compile::compile(fields, Some(f), 0)
-}
