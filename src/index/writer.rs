@@ -299,7 +299,7 @@ impl IndexWriterTask {
     }
 
     /// The `updated_at` the index holds for a user: pending changes first, then the last commit
-    /// (deleted users as `i64::MIN`).
+    /// (deleted users, and users whose version cannot be read, as `i64::MIN`).
     fn current_version(&self, user_id: &str) -> Option<i64> {
         if let Some(pending) = self.pending_users.get(user_id) {
             return Some(match pending {
@@ -309,7 +309,14 @@ impl IndexWriterTask {
             });
         }
         let snapshot = self.publish.borrow().clone();
-        snapshot.updated_at_of(user_id).ok().flatten()
+        match snapshot.updated_at_of(user_id) {
+            Ok(version) => version,
+            Err(error) => {
+                // Unknown: as if held at the oldest version, so an upsert still replaces it.
+                tracing::error!(%user_id, %error, "could not read a user's indexed version");
+                Some(i64::MIN)
+            }
+        }
     }
 
     /// What the index holds for a user, for the observer.
@@ -364,15 +371,17 @@ impl IndexWriterTask {
                     self.stats.ignored_deleted.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                if self
-                    .current_version(&user.id)
-                    .is_some_and(|held| held > user.updated_at)
-                {
+                let held = self.current_version(&user.id);
+                if held.is_some_and(|held| held > user.updated_at) {
                     self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 let doc: TantivyDocument = user_document(&self.fields, &user);
-                self.writer.delete_term(id_term);
+                // A user the index has never held (neither committed nor pending) has no document
+                // to replace: the delete would only cost a term lookup per segment at commit.
+                if held.is_some() {
+                    self.writer.delete_term(id_term);
+                }
                 if let Err(error) = self.writer.add_document(doc) {
                     tracing::error!(user_id = %user.id, %error, "could not add a user to the index");
                     return;
