@@ -70,7 +70,18 @@ async fn health_and_readyz_flip_to_serving_when_backfill_is_done() {
 async fn restart_serves_immediately_from_disk_without_clerk() {
     let dir = tempfile::tempdir().unwrap();
     let (fake, server) = TestServer::with_population(dir.path(), 2_000).await;
-    let before = server.count_matching(None).await;
+    // The backfill's last checkpoint may commit just after the server turns ready (sooner or
+    // later on a loaded machine): compare with the generation once it has settled.
+    let mut before = server.count_matching(None).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = server.count_matching(None).await;
+        let settled = again.freshness.unwrap().generation == before.freshness.unwrap().generation;
+        before = again;
+        if settled {
+            break;
+        }
+    }
     server.stop().await;
     drop(fake);
     // Clerk is gone: the restarted server must serve what it has.

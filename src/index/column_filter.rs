@@ -23,12 +23,18 @@ use super::bitset::{Bits, BitsetQuery};
 use super::column_cache::{ColumnCache, DecodedColumn, OffsetRange};
 
 /// The bounds of one range, in the terms of the filter.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum RangeBounds {
     /// Metadata numbers: compared with whichever numeric column (i64, u64, f64) holds the path.
     Number { low: Bound<f64>, high: Bound<f64> },
     /// Milliseconds since the epoch, against a date column.
     Date { low: Bound<i64>, high: Bound<i64> },
+    /// Strings of a keyword column, ranged over its ordinals (each segment's dictionary maps the
+    /// bounds to ordinals once).
+    Ordinals {
+        low: Bound<Vec<u8>>,
+        high: Bound<Vec<u8>>,
+    },
 }
 
 /// One range predicate on a fast column.
@@ -44,7 +50,7 @@ impl Clone for ColumnRange {
     fn clone(&self) -> Self {
         ColumnRange {
             column: self.column.clone(),
-            bounds: self.bounds,
+            bounds: self.bounds.clone(),
             fallback: self.fallback.box_clone(),
         }
     }
@@ -93,7 +99,7 @@ impl ColumnFilterQuery {
             .map(|range| {
                 Ok(RangeWeight {
                     column: range.column.clone(),
-                    bounds: range.bounds,
+                    bounds: range.bounds.clone(),
                     fallback: range.fallback.weight(enable_scoring)?,
                 })
             })
@@ -123,21 +129,38 @@ impl RangeWeight {
         reader: &SegmentReader,
         cache: &ColumnCache,
     ) -> tantivy::Result<Resolved> {
-        let types: &[ColumnType] = match self.bounds {
-            RangeBounds::Number { .. } => &[ColumnType::I64, ColumnType::U64, ColumnType::F64],
-            RangeBounds::Date { .. } => &[ColumnType::DateTime],
-        };
-        let mut columns = reader
-            .fast_fields()
-            .u64_lenient_for_type_all(Some(types), &self.column)?;
-        if columns.len() > 1 {
-            return Ok(Resolved::Fallback);
-        }
-        let Some((column, column_type)) = columns.pop() else {
-            return Ok(Resolved::NoDoc);
-        };
-        let Some(range) = u64_range(self.bounds, column_type) else {
-            return Ok(Resolved::NoDoc);
+        let (column, column_type, range) = match &self.bounds {
+            RangeBounds::Ordinals { low, high } => {
+                let Some(strings) = reader.fast_fields().str(&self.column)? else {
+                    return Ok(Resolved::NoDoc);
+                };
+                let (low, high) = strings
+                    .dictionary()
+                    .term_bounds_to_ord(low.as_ref(), high.as_ref())?;
+                let Some(range) = inclusive(low, high) else {
+                    return Ok(Resolved::NoDoc);
+                };
+                (strings.ords().clone(), ColumnType::Str, range)
+            }
+            numeric => {
+                let types: &[ColumnType] = match numeric {
+                    RangeBounds::Date { .. } => &[ColumnType::DateTime],
+                    _ => &[ColumnType::I64, ColumnType::U64, ColumnType::F64],
+                };
+                let mut columns = reader
+                    .fast_fields()
+                    .u64_lenient_for_type_all(Some(types), &self.column)?;
+                if columns.len() > 1 {
+                    return Ok(Resolved::Fallback);
+                }
+                let Some((column, column_type)) = columns.pop() else {
+                    return Ok(Resolved::NoDoc);
+                };
+                let Some(range) = u64_range(numeric, column_type) else {
+                    return Ok(Resolved::NoDoc);
+                };
+                (column, column_type, range)
+            }
         };
         let (min, max) = (column.min_value(), column.max_value());
         if *range.end() < min || *range.start() > max || column.values.num_vals() == 0 {
@@ -179,10 +202,25 @@ impl RangeWeight {
     }
 }
 
+/// `[low, high]` of ordinals as one inclusive range; `None` when empty.
+fn inclusive(low: Bound<u64>, high: Bound<u64>) -> Option<RangeInclusive<u64>> {
+    let low = match low {
+        Bound::Included(ord) => ord,
+        Bound::Excluded(ord) => ord.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let high = match high {
+        Bound::Included(ord) => ord,
+        Bound::Excluded(ord) => ord.checked_sub(1)?,
+        Bound::Unbounded => u64::MAX,
+    };
+    (low <= high).then_some(low..=high)
+}
+
 /// The inclusive range of the column's u64 representation holding exactly the values within
 /// `bounds`; `None` when none can.
-fn u64_range(bounds: RangeBounds, column_type: ColumnType) -> Option<RangeInclusive<u64>> {
-    match (bounds, column_type) {
+fn u64_range(bounds: &RangeBounds, column_type: ColumnType) -> Option<RangeInclusive<u64>> {
+    match (bounds.clone(), column_type) {
         (RangeBounds::Date { low, high }, _) => {
             let to_u64 = |ms: i64| DateTime::from_timestamp_millis(ms).to_u64();
             let low = match low {
@@ -314,7 +352,7 @@ mod tests {
     use super::*;
 
     fn number(low: Bound<f64>, high: Bound<f64>, column: ColumnType) -> Option<(u64, u64)> {
-        u64_range(RangeBounds::Number { low, high }, column).map(|r| (*r.start(), *r.end()))
+        u64_range(&RangeBounds::Number { low, high }, column).map(|r| (*r.start(), *r.end()))
     }
 
     #[test]
@@ -357,7 +395,7 @@ mod tests {
     fn date_bounds_are_milliseconds_of_the_date_column() {
         let at = |ms: i64| DateTime::from_timestamp_millis(ms).to_u64();
         let range = u64_range(
-            RangeBounds::Date {
+            &RangeBounds::Date {
                 low: Excluded(1_000),
                 high: Included(5_000),
             },

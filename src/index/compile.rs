@@ -416,7 +416,19 @@ impl Compiler<'_> {
                 high
             };
             if fast {
-                Box::new(RangeQuery::new(low, high))
+                let bytes = |b: &Bound<Term>| match b {
+                    Bound::Included(t) => Bound::Included(t.serialized_value_bytes().to_vec()),
+                    Bound::Excluded(t) => Bound::Excluded(t.serialized_value_bytes().to_vec()),
+                    Bound::Unbounded => Bound::Unbounded,
+                };
+                self.column_range(ColumnRange {
+                    column: field.name().to_string(),
+                    bounds: RangeBounds::Ordinals {
+                        low: bytes(&low),
+                        high: bytes(&high),
+                    },
+                    fallback: Box::new(RangeQuery::new(low, high)),
+                })
             } else {
                 Box::new(InvertedIndexRangeQuery::new(low, high))
             }
