@@ -1,6 +1,7 @@
-//! Facets: value counts, numeric stats and histograms, date histograms — all computed by
-//! tantivy's aggregation module over one snapshot, in one pass (plus exact follow-ups where the
-//! first pass could be approximate).
+//! Facets: value counts, numeric stats and histograms, date histograms — over one snapshot.
+//! Terms over plain string columns are counted from decoded ordinals (`fast_terms.rs`); the rest
+//! is computed by tantivy's aggregation module in one pass (plus exact follow-ups where the first
+//! pass could be approximate).
 //!
 //! What is ours: choosing the fast column a path lives in, merging buckets whose keys are the
 //! same number in different column types (a JSON path can be i64 in one segment and f64 in
