@@ -248,8 +248,9 @@ class Service:
             return {b.value.string: b.count for b in response.facets[0].terms.buckets}
         if q["kind"] == "ids":
             ids = []
-            for chunk in self.stub.ExportUsers(pb.ExportUsersRequest(filter=self.spec(q["filter"]), fields=["id"], chunk_size=5000)):
-                ids.extend(u.id for u in chunk.users)
+            request = pb.ExportUsersRequest(filter=self.spec(q["filter"]), ids_only=True, chunk_size=5000)
+            for chunk in self.stub.ExportUsers(request):
+                ids.extend(chunk.ids)
             return ids
         response = self.stub.SearchUsers(pb.SearchUsersRequest(
             filter=self.spec(q["filter"]), sort=pb.SortSpec(path=q["sort"], descending=True),

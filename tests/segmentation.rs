@@ -258,6 +258,7 @@ async fn read_export(
             assert!(chunk.freshness.is_some());
         }
         ids.extend(chunk.users.into_iter().map(|u| u.id));
+        ids.extend(chunk.ids);
         cursor = chunk.cursor;
         chunks += 1;
         if stop_after == Some(chunks) {
@@ -314,6 +315,41 @@ async fn a_large_segment_exports_every_member_exactly_once_across_a_resume() {
     let (all, _, total, _) = read_export(stream, None).await;
     assert_eq!(total, expected.len() as u64);
     assert_eq!(all, expected);
+
+    // The same members as a bare id list: `ids` instead of `users`, same order, same total.
+    let ids_only = |fields: Vec<String>| proto::ExportUsersRequest {
+        filter: expression("banned = false"),
+        fields,
+        chunk_size: 5_000,
+        ids_only: true,
+        ..Default::default()
+    };
+    let mut stream = server
+        .client()
+        .await
+        .export_users(ids_only(vec![]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(first.users.is_empty() && first.ids.len() == 5_000);
+    assert_eq!(first.total, expected.len() as u64);
+    let mut listed = first.ids;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        assert!(chunk.users.is_empty());
+        listed.extend(chunk.ids);
+    }
+    assert_eq!(listed, expected);
+    let refused = server
+        .client()
+        .await
+        .export_users(ids_only(vec!["email".into()]))
+        .await;
+    let refused = match refused {
+        Err(status) => status,
+        Ok(response) => response.into_inner().message().await.unwrap_err(),
+    };
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     // Broken off after 10 chunks...
     let stream = segments_client

@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::convert::freshness_to_proto;
 use super::page_token;
-use super::projection::{id_json, ids_only, project_json};
+use super::projection::{id_json, ids_only as ids_only_fields, project_json};
 use super::proto;
 use crate::error::Error;
 use crate::index::{IdOrderedMatches, Snapshot, SortCursor};
@@ -32,6 +32,8 @@ pub struct ExportJob {
     pub chunk_size: usize,
     /// Resume after this user id.
     pub after: Option<String>,
+    /// Send ids alone, in `ExportUsersResponse.ids`.
+    pub ids_only: bool,
 }
 
 impl ExportJob {
@@ -62,7 +64,19 @@ impl ExportJob {
             fields,
             chunk_size,
             after,
+            ids_only: false,
         })
+    }
+
+    /// Asks for ids alone (`ExportUsersRequest.ids_only`).
+    pub fn with_ids_only(mut self, ids_only: bool) -> Result<ExportJob, Error> {
+        if ids_only && !(self.fields.is_empty() || ids_only_fields(&self.fields)) {
+            return Err(Error::InvalidArgument(
+                "ids_only exports send ids alone: leave fields empty or [\"id\"]".into(),
+            ));
+        }
+        self.ids_only = ids_only;
+        Ok(self)
     }
 
     fn cursor_after(&self, id: &str) -> String {
@@ -123,9 +137,14 @@ pub fn produce(
         if let Some((last, _)) = chunk.last() {
             cursor = job.cursor_after(last);
         }
-        let mut users = Vec::with_capacity(chunk.len());
+        let mut users = Vec::with_capacity(if job.ids_only { 0 } else { chunk.len() });
+        let mut ids = Vec::with_capacity(if job.ids_only { chunk.len() } else { 0 });
         for (id, address) in chunk {
-            let json = if ids_only(&job.fields) {
+            if job.ids_only {
+                ids.push(id);
+                continue;
+            }
+            let json = if ids_only_fields(&job.fields) {
                 // Served from the id column alone: no stored-document reads.
                 id_json(&id)
             } else {
@@ -150,6 +169,7 @@ pub fn produce(
         }
         let message = proto::ExportUsersResponse {
             users,
+            ids,
             cursor: cursor.clone(),
             total: if first { matches.total() } else { 0 },
             freshness: first.then(|| freshness_to_proto(snapshot.freshness)),

@@ -281,9 +281,11 @@ impl UserIndexApi for UserIndexService {
             chunk_size,
             resume_cursor,
             min_generation,
+            ids_only,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
-        let job = ExportJob::new(filter, fields, chunk_size, &resume_cursor)?;
+        let job =
+            ExportJob::new(filter, fields, chunk_size, &resume_cursor)?.with_ids_only(ids_only)?;
         let snapshot = self.snapshot(min_generation).await?;
         Ok(Response::new(export::stream(snapshot, job, now_ms())))
     }

@@ -181,6 +181,7 @@ async fn open_stream(
                     chunk_size: args.chunk_size,
                     resume_cursor: cursor.to_string(),
                     min_generation: 0,
+                    ids_only: false,
                 })
                 .await?
         }
