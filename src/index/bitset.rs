@@ -440,9 +440,14 @@ impl DocSet for BitsDocSet {
         if from == TERMINATED {
             return 0;
         }
-        let mut bits = self.bits.clone();
-        bits.retain(|doc| doc >= from);
-        bits.len() as u32
+        // The rest of the current word, then whole words.
+        let index = from as usize / 64;
+        let first = (self.bits.words[index] & (u64::MAX << (from % 64))).count_ones();
+        let rest: u32 = self.bits.words[index + 1..]
+            .iter()
+            .map(|w| w.count_ones())
+            .sum();
+        first + rest
     }
 }
 

@@ -1,4 +1,5 @@
-//! Decoded copies of the fast columns that ranges filter on, one per (segment, column).
+//! Decoded copies of the fast columns that ranges filter on, sorts read and string facets count
+//! (their ordinals), one per (segment, column).
 //!
 //! tantivy stores a column compressed (bit-packed, or as piecewise lines for values that grow
 //! with the doc id, like `created_at`), and a key that not every user has as rows plus a
@@ -191,11 +192,7 @@ impl DecodedColumn {
             Offsets::U32(v) => retain_words(v, range, words),
             Offsets::U64(v) => retain_words(v, range, words),
         }
-        if let (true, Some(present)) = (range.check_presence, &self.present) {
-            for (word, present) in words.iter_mut().zip(present) {
-                *word &= present;
-            }
-        }
+        self.drop_absent(range, words);
     }
 
     /// The docs holding a value in `range`.
@@ -204,20 +201,25 @@ impl DecodedColumn {
             Offsets::U16(v) => v.len(),
             Offsets::U32(v) => v.len(),
             Offsets::U64(v) => v.len(),
-        } as DocId;
-        let mut bits = Bits::empty(max_doc);
+        };
+        let mut bits = Bits::empty(max_doc as DocId);
         let words = bits.words_mut();
         match &self.offsets {
             Offsets::U16(v) => scan_words(v, range, words),
             Offsets::U32(v) => scan_words(v, range, words),
             Offsets::U64(v) => scan_words(v, range, words),
         }
+        self.drop_absent(range, words);
+        bits
+    }
+
+    /// Docs without a value read offset 0: clears them when `range` holds 0.
+    fn drop_absent(&self, range: &OffsetRange, words: &mut [u64]) {
         if let (true, Some(present)) = (range.check_presence, &self.present) {
             for (word, present) in words.iter_mut().zip(present) {
                 *word &= present;
             }
         }
-        bits
     }
 }
 

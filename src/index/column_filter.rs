@@ -1,4 +1,4 @@
-//! Numeric and date ranges over fast columns.
+//! Numeric, date and keyword (ordinal) ranges over fast columns.
 //!
 //! tantivy's own fast-field range query reads a compressed column (3-5 ns per value) and turns
 //! each matching row of an optional column (a key not every user has) back into a doc id with a

@@ -235,7 +235,7 @@ impl Compiler<'_> {
             _ => return Box::new(AllQuery),
         };
         match sample {
-            Resolved::Num(n) => {
+            Resolved::Num(_) => {
                 let to_term = |b: &Bound<Resolved>| match b {
                     Bound::Included(Resolved::Num(n)) => {
                         Bound::Included(self.json_range_number_term(namespace, keys, *n))
@@ -250,11 +250,10 @@ impl Compiler<'_> {
                     Bound::Excluded(Resolved::Num(n)) => Bound::Excluded(n.as_f64()),
                     _ => Bound::Unbounded,
                 };
-                let column = self
-                    .json_range_number_term(namespace, keys, n)
-                    .get_full_path(&self.fields.schema);
+                // The name sorts and facets open the column by, too (one cached copy; keys
+                // with dots escaped as fast-field names need).
                 self.column_range(ColumnRange {
-                    column,
+                    column: encode_metadata_path(namespace, keys),
                     bounds: RangeBounds::Number {
                         low: to_f64(&low),
                         high: to_f64(&high),

@@ -29,26 +29,37 @@ struct Ordinals {
     decoded: Option<std::sync::Arc<DecodedColumn>>,
 }
 
+/// The string column of `name` in one segment, if counting ordinals applies there:
+/// `Some(None)` when the segment has no value at the path, `None` when it does not apply (other
+/// value types, several values per user, too many distinct values).
+fn plain_strings(reader: &SegmentReader, name: &str) -> tantivy::Result<Option<Option<StrColumn>>> {
+    let fast = reader.fast_fields();
+    let handles = fast.dynamic_column_handles(name)?;
+    if handles.iter().any(|h| h.column_type() != ColumnType::Str) {
+        return Ok(None);
+    }
+    Ok(match fast.str(name)? {
+        None => Some(None),
+        Some(column)
+            if matches!(column.ords().index, ColumnIndex::Multivalued(_))
+                || column.num_terms() as u64 > MAX_TERMS =>
+        {
+            None
+        }
+        Some(column) => Some(Some(column)),
+    })
+}
+
 impl Ordinals {
     fn open(
         snapshot: &Snapshot,
         reader: &SegmentReader,
         name: &str,
     ) -> tantivy::Result<Option<Self>> {
-        let fast = reader.fast_fields();
-        let handles = fast.dynamic_column_handles(name)?;
-        if handles.iter().any(|h| h.column_type() != ColumnType::Str) {
-            return Ok(None);
-        }
-        let Some(dictionary) = fast.str(name)? else {
+        let Some(Some(dictionary)) = plain_strings(reader, name)? else {
             return Ok(None);
         };
         let column = dictionary.ords().clone();
-        if matches!(column.index, ColumnIndex::Multivalued(_))
-            || dictionary.num_terms() as u64 > MAX_TERMS
-        {
-            return Ok(None);
-        }
         let decoded = snapshot.fields.columns.get(
             reader.segment_id(),
             name,
@@ -68,15 +79,7 @@ impl Ordinals {
 /// every segment.
 fn applicable(snapshot: &Snapshot, name: &str) -> tantivy::Result<bool> {
     for reader in snapshot.searcher.segment_readers() {
-        let fast = reader.fast_fields();
-        let handles = fast.dynamic_column_handles(name)?;
-        if handles.iter().any(|h| h.column_type() != ColumnType::Str) {
-            return Ok(false);
-        }
-        if let Some(column) = fast.str(name)?
-            && (matches!(column.ords().index, ColumnIndex::Multivalued(_))
-                || column.num_terms() as u64 > MAX_TERMS)
-        {
+        if plain_strings(reader, name)?.is_none() {
             return Ok(false);
         }
     }

@@ -7,6 +7,8 @@
 //! matched exactly, ranged, sorted and aggregated. `EXISTS` and `= null` are answered from two
 //! keyword fields of precomputed paths, because tantivy records neither nulls nor empty arrays.
 
+use std::sync::Arc;
+
 use tantivy::schema::{
     BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions,
     NumericOptions, Schema, TextFieldIndexing, TextOptions,
@@ -14,8 +16,6 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
-
-use std::sync::Arc;
 
 use super::column_cache::ColumnCache;
 use crate::query::CoreField;

@@ -9,10 +9,9 @@
 
 use std::cmp::Ordering;
 use std::io;
-
 use std::sync::Arc;
-use tantivy::collector::{Collector, SegmentCollector};
 
+use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{
     Column, ColumnType, DynamicColumn, MonotonicallyMappableToU64, NumericalType, StrColumn,
 };
@@ -20,9 +19,9 @@ use tantivy::{
     DateTime, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, f64_to_u64, u64_to_f64,
     u64_to_i64,
 };
+use tantivy_sstable::{Dictionary, VoidSSTable};
 
 use super::column_cache::{ColumnCache, DecodedColumn};
-use tantivy_sstable::{Dictionary, VoidSSTable};
 
 use crate::query::sort::{SortSpec, SortValue, hit_cmp};
 use crate::query::{CoreField, FieldPath};

@@ -558,3 +558,57 @@ fn tombstones_are_pruned_after_the_retention_window() {
             .unwrap();
     });
 }
+
+/// Ranges and sorts find the column of a key holding a dot (`` `a.b` ``) and of a nested path:
+/// filters, sorts and facets name columns the same escaped way.
+#[test]
+fn ranges_and_sorts_reach_dotted_and_nested_keys() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let population = Population::new(6);
+    let users: Vec<Arc<User>> = (0..6)
+        .map(|i| {
+            let mut user = to_user(&population.user(i));
+            user.public_metadata = serde_json::json!({ "a.b": i * 10, "x": { "y": i } });
+            Arc::new(user)
+        })
+        .collect();
+    let mut config = IndexConfig::new(dir.path());
+    config.writer_memory_bytes = 20 << 20;
+    config.writer_threads = 1;
+    let (index, task) = UserIndex::open(&config).unwrap();
+    runtime.block_on(async {
+        let (writer, thread) = task.spawn();
+        let changes = users
+            .iter()
+            .map(|user| UserChange::Upsert {
+                user: user.clone(),
+                source: ChangeSource::Backfill,
+            })
+            .collect();
+        writer.apply(changes, None).await.unwrap();
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    });
+    let snapshot = index.snapshot();
+    let count = |text: &str| {
+        let filter = crate::query::parse_filter(text, &FilterLimits::default()).unwrap();
+        snapshot.count(Some(&filter), 0).unwrap()
+    };
+    assert_eq!(count("public.`a.b` >= 30"), 3);
+    assert_eq!(count("public.`a.b` BETWEEN 10 AND 20"), 2);
+    assert_eq!(count("public.x.y < 2 AND public.`a.b` > 0"), 1);
+    let spec = SortSpec {
+        path: crate::query::parse_path("public.`a.b`").unwrap(),
+        descending: true,
+    };
+    let top = snapshot.search(None, &spec, None, 2, false, 0).unwrap();
+    let ids: Vec<&str> = top.iter().map(|hit| hit.id.as_str()).collect();
+    assert_eq!(ids, [users[5].id.as_str(), users[4].id.as_str()]);
+}
