@@ -2,70 +2,84 @@
 //!
 //! The matches are found once (one pass of the query over each segment), with each match's id
 //! ordinal from the `id` fast column: 12 bytes per match, so a million matches hold ~12 MB while
-//! the export runs. Ordinals are sorted per segment (a segment's ordinals follow id order), ids
-//! are resolved from the column's dictionary a block at a time, and the segments are merged by
-//! id. Nothing is re-searched per chunk, unlike paging with search-after.
+//! the export runs. Ordinals are sorted per segment (a segment's ordinals follow id order) and
+//! the segments are merged by id through a heap of their heads. Ids are read from the segment's
+//! decoded id dictionary (`DecodedTerms`, cached beside the decoded columns): one slice per id,
+//! no allocation until the id is returned. When the cache cannot hold it, the ids of the matches
+//! alone are resolved from the column's dictionary up front, in one sorted pass. Nothing is
+//! re-searched per chunk, unlike paging with search-after.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use tantivy::columnar::StrColumn;
 use tantivy::query::EnableScoring;
 use tantivy::{DocAddress, DocId, DocSet, TERMINATED};
 
+use super::column_cache::DecodedTerms;
 use super::compile::compile;
 use super::{IndexError, Snapshot};
 use crate::query::Filter;
-
-/// Ids resolved per segment at a time.
-const RESOLVE_BATCH: usize = 256;
 
 /// An export in progress. Holds its snapshot, so later commits do not change what it returns.
 pub struct IdOrderedMatches {
     snapshot: Arc<Snapshot>,
     segments: Vec<SegmentMatches>,
+    /// The next match of each segment to return.
+    cursors: Vec<usize>,
     total: u64,
     sent: u64,
 }
 
 struct SegmentMatches {
     ordinal: u32,
-    ids: StrColumn,
     /// `(id ordinal, doc)`, sorted.
     hits: Vec<(u64, DocId)>,
-    next: usize,
-    resolved: VecDeque<(String, DocId)>,
+    ids: SegmentIds,
+}
+
+/// Where the ids of a segment's matches are read.
+enum SegmentIds {
+    /// The segment's whole id dictionary, by ordinal.
+    Dictionary(Arc<DecodedTerms>),
+    /// The ids of the matches alone, by position in `hits`.
+    Matches(DecodedTerms),
 }
 
 impl SegmentMatches {
-    /// Makes sure the head is resolved, unless the segment is exhausted.
-    fn fill(&mut self) -> Result<(), IndexError> {
-        if !self.resolved.is_empty() || self.next >= self.hits.len() {
-            return Ok(());
-        }
-        let end = (self.next + RESOLVE_BATCH).min(self.hits.len());
-        let batch = &self.hits[self.next..end];
-        let ords: Vec<u64> = batch.iter().map(|(ord, _)| *ord).collect();
-        let mut docs = batch.iter().map(|(_, doc)| *doc);
-        let resolved = &mut self.resolved;
-        let mut invalid = false;
-        self.ids
-            .dictionary()
-            .sorted_ords_to_term_cb(&ords, |bytes| {
-                let doc = docs.next().expect("one doc per ordinal");
-                match std::str::from_utf8(bytes) {
-                    Ok(id) => resolved.push_back((id.to_string(), doc)),
-                    Err(_) => invalid = true,
+    fn new(
+        ordinal: u32,
+        hits: Vec<(u64, DocId)>,
+        decoded: Option<Arc<DecodedTerms>>,
+        column: &StrColumn,
+    ) -> Result<Self, IndexError> {
+        let ids = match decoded {
+            Some(terms) => SegmentIds::Dictionary(terms),
+            None => {
+                let ords: Vec<u64> = hits.iter().map(|(ord, _)| *ord).collect();
+                let mut terms = DecodedTerms::default();
+                let mut valid = true;
+                column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+                    valid &= terms.push(bytes);
+                })?;
+                if !valid {
+                    return Err(IndexError::Read(
+                        "a user id in the index is not UTF-8".into(),
+                    ));
                 }
-            })?;
-        if invalid {
-            return Err(IndexError::Read(
-                "a user id in the index is not UTF-8".into(),
-            ));
+                SegmentIds::Matches(terms)
+            }
+        };
+        Ok(SegmentMatches { ordinal, hits, ids })
+    }
+
+    /// The id of match `i`.
+    fn id(&self, i: usize) -> &str {
+        match &self.ids {
+            SegmentIds::Dictionary(terms) => terms.term(self.hits[i].0),
+            SegmentIds::Matches(terms) => terms.term(i as u64),
         }
-        self.next = end;
-        Ok(())
     }
 }
 
@@ -87,28 +101,32 @@ impl IdOrderedMatches {
     /// The next `n` users (fewer at the end): their ids and where their documents are.
     pub fn next_chunk(&mut self, n: usize) -> Result<Vec<(String, DocAddress)>, IndexError> {
         let mut chunk = Vec::with_capacity(n.min(self.remaining() as usize));
-        // The segments' heads, moved into a min-heap by id: one comparison per level per user,
-        // not one per segment. Heads not taken go back to their segments at the end.
-        let mut heads = BinaryHeap::with_capacity(self.segments.len());
-        for (i, segment) in self.segments.iter_mut().enumerate() {
-            segment.fill()?;
-            if let Some((id, doc)) = segment.resolved.pop_front() {
-                heads.push(Reverse((id, i, doc)));
-            }
-        }
+        let segments = &self.segments;
+        let cursors = &mut self.cursors;
+        // The segments' heads in a min-heap by id: one comparison per level per user, not one
+        // per segment.
+        let mut heads: BinaryHeap<Reverse<(&str, usize)>> = segments
+            .iter()
+            .enumerate()
+            .filter(|(i, segment)| cursors[*i] < segment.hits.len())
+            .map(|(i, segment)| Reverse((segment.id(cursors[i]), i)))
+            .collect();
         while chunk.len() < n {
-            let Some(Reverse((id, i, doc))) = heads.pop() else {
+            let Some(mut head) = heads.peek_mut() else {
                 break;
             };
-            let segment = &mut self.segments[i];
-            chunk.push((id, DocAddress::new(segment.ordinal, doc)));
-            segment.fill()?;
-            if let Some((id, doc)) = segment.resolved.pop_front() {
-                heads.push(Reverse((id, i, doc)));
+            let Reverse((id, i)) = *head;
+            let segment = &segments[i];
+            chunk.push((
+                id.to_string(),
+                DocAddress::new(segment.ordinal, segment.hits[cursors[i]].1),
+            ));
+            cursors[i] += 1;
+            if cursors[i] < segment.hits.len() {
+                *head = Reverse((segment.id(cursors[i]), i));
+            } else {
+                std::collections::binary_heap::PeekMut::pop(head);
             }
-        }
-        for Reverse((id, i, doc)) in heads {
-            self.segments[i].resolved.push_front((id, doc));
         }
         self.sent += chunk.len() as u64;
         Ok(chunk)
@@ -153,16 +171,18 @@ impl Snapshot {
             }
             hits.sort_unstable();
             total += hits.len() as u64;
-            segments.push(SegmentMatches {
-                ordinal: ordinal as u32,
-                ids,
-                hits,
-                next: 0,
-                resolved: VecDeque::new(),
-            });
+            let decoded = match hits.is_empty() {
+                true => None,
+                false => self
+                    .fields
+                    .columns
+                    .terms(reader.segment_id(), "id", ids.dictionary())?,
+            };
+            segments.push(SegmentMatches::new(ordinal as u32, hits, decoded, &ids)?);
         }
         Ok(IdOrderedMatches {
             snapshot: self.clone(),
+            cursors: vec![0; segments.len()],
             segments,
             total,
             sent: 0,

@@ -297,7 +297,12 @@ proptest! {
         let expected = expected_ids(fixture, &filter);
         prop_assert_eq!(uncached.count(Some(&filter), fixture.now_ms).unwrap() as usize, expected.len());
         let ids: BTreeSet<String> = uncached.all_ids(Some(&filter), &SortSpec::by_id(), fixture.now_ms).unwrap().into_iter().collect();
-        prop_assert_eq!(ids, expected, "ids differ for {:?}", filter);
+        prop_assert_eq!(&ids, &expected, "ids differ for {:?}", filter);
+        // Exports resolve ids from the dictionary when the decoded one is not cached.
+        let uncached = Arc::new(uncached);
+        let mut export = uncached.export(Some(&filter), None, fixture.now_ms).unwrap();
+        let exported: Vec<String> = export.next_chunk(expected.len() + 1).unwrap().into_iter().map(|(id, _)| id).collect();
+        prop_assert_eq!(exported, expected.into_iter().collect::<Vec<_>>());
         let path = paths().into_iter().filter(|p| !matches!(p, FieldPath::Core(f) if !f.sortable())).collect::<Vec<_>>().choose(&mut rng).unwrap().clone();
         let spec = SortSpec { path, descending: rng.random_bool(0.5) };
         let page = |snapshot: &super::Snapshot| snapshot.search(Some(&filter), &spec, None, 40, false, fixture.now_ms).unwrap()
