@@ -61,8 +61,26 @@ impl Bits {
         }
     }
 
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
     pub fn words_mut(&mut self) -> &mut [u64] {
         &mut self.words
+    }
+
+    /// The docs, in order.
+    pub fn docs(&self) -> impl Iterator<Item = DocId> + '_ {
+        self.words.iter().enumerate().flat_map(|(index, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    index as DocId * 64 + bit
+                })
+            })
+        })
     }
 
     #[inline]
@@ -374,6 +392,20 @@ impl Weight for BitsetWeight {
             )))
         }
     }
+}
+
+/// The live docs of `reader` that `weight` matches, as bits: taken whole from a
+/// [`BitsetQuery`]'s scorer, collected from any other.
+pub fn matching_bits(weight: &dyn Weight, reader: &SegmentReader) -> tantivy::Result<Bits> {
+    let scorer = weight.scorer(reader, 1.0)?;
+    let mut bits = match scorer.into_any().downcast::<BitsDocSet>() {
+        Ok(docs) => docs.bits,
+        Err(_) => scorer_bits(weight.scorer(reader, 1.0)?, reader.max_doc()),
+    };
+    if let Some(alive) = reader.alive_bitset() {
+        bits.retain(|doc| alive.is_alive(doc));
+    }
+    Ok(bits)
 }
 
 /// The docs of [`Bits`], in order.

@@ -12,10 +12,11 @@
 
 use std::collections::HashMap;
 
+use tantivy::SegmentReader;
 use tantivy::columnar::{Column, ColumnIndex, ColumnType, StrColumn};
 use tantivy::query::{EnableScoring, Query};
-use tantivy::{COLLECT_BLOCK_BUFFER_LEN, DocSet, SegmentReader, TERMINATED};
 
+use super::bitset::matching_bits;
 use super::column_cache::DecodedColumn;
 use super::{IndexError, Snapshot};
 
@@ -126,40 +127,22 @@ impl Snapshot {
                         None => Vec::new(),
                     })
                     .collect();
-                let alive = reader.alive_bitset();
-                let mut scorer = weight.scorer(reader, 1.0)?;
-                let mut buffer = [0u32; COLLECT_BLOCK_BUFFER_LEN];
-                let mut live = Vec::with_capacity(COLLECT_BLOCK_BUFFER_LEN);
-                let mut matched = 0u64;
-                while scorer.doc() != TERMINATED {
-                    let filled = scorer.fill_buffer(&mut buffer);
-                    let docs = match alive {
-                        None => &buffer[..filled],
-                        Some(alive) => {
-                            live.clear();
-                            live.extend(buffer[..filled].iter().filter(|&&d| alive.is_alive(d)));
-                            &live[..]
-                        }
-                    };
-                    matched += docs.len() as u64;
-                    for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
-                        match ordinals {
-                            Some(Ordinals {
-                                decoded: Some(decoded),
-                                ..
-                            }) => decoded.count_values(docs, counts),
-                            Some(o) => {
-                                for &doc in docs {
-                                    if let Some(ord) = o.column.first(doc) {
-                                        counts[ord as usize] += 1;
-                                    }
+                let docs = matching_bits(weight.as_ref(), reader)?;
+                let matched = docs.len();
+                for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
+                    match ordinals {
+                        Some(Ordinals {
+                            decoded: Some(decoded),
+                            ..
+                        }) => decoded.count_bits(docs.words(), counts),
+                        Some(o) => {
+                            for doc in docs.docs() {
+                                if let Some(ord) = o.column.first(doc) {
+                                    counts[ord as usize] += 1;
                                 }
                             }
-                            None => {}
                         }
-                    }
-                    if filled < buffer.len() {
-                        break;
+                        None => {}
                     }
                 }
                 let mut resolved = Vec::with_capacity(columns.len());
