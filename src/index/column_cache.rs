@@ -118,6 +118,11 @@ impl DecodedColumn {
         values + self.present.as_ref().map_or(0, |p| p.len() * 8)
     }
 
+    /// The smallest and largest u64 value of the column.
+    pub fn bounds(&self) -> (u64, u64) {
+        (self.min, self.max)
+    }
+
     /// `range` in this column's offsets; `None` when no value can be in it.
     pub fn offset_range(&self, range: &RangeInclusive<u64>) -> Option<OffsetRange> {
         if *range.end() < self.min || *range.start() > self.max {

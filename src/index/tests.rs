@@ -566,14 +566,40 @@ fn tombstones_are_pruned_after_the_retention_window() {
 
 /// Ranges and sorts find the column of a key holding a dot (`` `a.b` ``) and of a nested path:
 /// filters, sorts and facets name columns the same escaped way.
-#[test]
-fn ranges_and_sorts_reach_dotted_and_nested_keys() {
+/// An index of `users`, written in batches of `batch` (one segment each) and committed.
+fn index_of(users: &[Arc<User>], batch: usize) -> (UserIndex, tempfile::TempDir) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let mut config = IndexConfig::new(dir.path());
+    config.writer_memory_bytes = 20 << 20;
+    config.writer_threads = 1;
+    let (index, task) = UserIndex::open(&config).unwrap();
+    runtime.block_on(async {
+        let (writer, thread) = task.spawn();
+        for users in users.chunks(batch) {
+            let changes = users
+                .iter()
+                .map(|user| UserChange::Upsert {
+                    user: user.clone(),
+                    source: ChangeSource::Backfill,
+                })
+                .collect();
+            writer.apply(changes, None).await.unwrap();
+        }
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    });
+    (index, dir)
+}
+
+#[test]
+fn ranges_and_sorts_reach_dotted_and_nested_keys() {
     let population = Population::new(6);
     let users: Vec<Arc<User>> = (0..6)
         .map(|i| {
@@ -582,25 +608,7 @@ fn ranges_and_sorts_reach_dotted_and_nested_keys() {
             Arc::new(user)
         })
         .collect();
-    let mut config = IndexConfig::new(dir.path());
-    config.writer_memory_bytes = 20 << 20;
-    config.writer_threads = 1;
-    let (index, task) = UserIndex::open(&config).unwrap();
-    runtime.block_on(async {
-        let (writer, thread) = task.spawn();
-        let changes = users
-            .iter()
-            .map(|user| UserChange::Upsert {
-                user: user.clone(),
-                source: ChangeSource::Backfill,
-            })
-            .collect();
-        writer.apply(changes, None).await.unwrap();
-        drop(writer);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
-    });
+    let (index, _dir) = index_of(&users, users.len());
     let snapshot = index.snapshot();
     let count = |text: &str| {
         let filter = crate::query::parse_filter(text, &FilterLimits::default()).unwrap();
@@ -616,4 +624,49 @@ fn ranges_and_sorts_reach_dotted_and_nested_keys() {
     let top = snapshot.search(None, &spec, None, 2, false, 0).unwrap();
     let ids: Vec<&str> = top.iter().map(|hit| hit.id.as_str()).collect();
     assert_eq!(ids, [users[5].id.as_str(), users[4].id.as_str()]);
+}
+
+/// Top-N drops docs worse than the worst hit it keeps before reading their ids; a doc that ties
+/// with it must still get in (ties are broken by id), on every kind of sort column.
+#[test]
+fn sorted_pages_keep_the_ties_of_the_worst_kept_hit() {
+    let n = 700;
+    let population = Population::new(n);
+    let users: Vec<Arc<User>> = (0..n)
+        .map(|i| {
+            let mut user = to_user(&population.user(i));
+            user.public_metadata = match i % 11 {
+                0 => serde_json::json!({}),
+                _ => serde_json::json!({ "int": i % 7, "float": (i % 5) as f64 - 1.5 }),
+            };
+            // Many users signed in at the same millisecond.
+            user.last_sign_in_at = Some(1_700_000_000_000 + (i % 3) as i64);
+            Arc::new(user)
+        })
+        .collect();
+    // Written from the largest id down, so that every later doc of a tie sorts first.
+    let mut written = users.clone();
+    written.sort_by(|a, b| b.id.cmp(&a.id));
+    let (index, _dir) = index_of(&written, 300);
+    let snapshot = index.snapshot();
+    for path in ["public.int", "public.float", "last_sign_in_at"] {
+        let path = crate::query::parse_path(path).unwrap();
+        for descending in [true, false] {
+            let spec = SortSpec {
+                path: path.clone(),
+                descending,
+            };
+            let mut expected: Vec<(crate::query::sort::SortValue, String)> = users
+                .iter()
+                .map(|u| (sort_value(u, &path, descending), u.id.clone()))
+                .collect();
+            expected.sort_by(|a, b| hit_cmp((&a.0, &a.1), (&b.0, &b.1), descending));
+            for page in [1, 10, 50] {
+                let top = snapshot.search(None, &spec, None, page, false, 0).unwrap();
+                let got: Vec<&str> = top.iter().map(|hit| hit.id.as_str()).collect();
+                let want: Vec<&str> = expected[..page].iter().map(|(_, id)| id.as_str()).collect();
+                assert_eq!(got, want, "{spec:?}, page of {page}");
+            }
+        }
+    }
 }
