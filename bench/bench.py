@@ -11,6 +11,7 @@ Run through bench/run, which installs what this needs.
 
 import argparse
 import base64
+import collections
 import concurrent.futures
 import hashlib
 import hmac
@@ -201,6 +202,30 @@ def normalize(kind, rows):
 # The service
 
 
+class _CallDetails(
+    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends `authorization: Bearer <key>` with every call."""
+
+    def __init__(self, key):
+        self.header = ("authorization", f"Bearer {key}")
+
+    def _details(self, d):
+        metadata = list(d.metadata or []) + [self.header]
+        return _CallDetails(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
 class Service:
     def __init__(self, users, work, log):
         self.users = users
@@ -211,7 +236,11 @@ class Service:
             stdout=log, stderr=log,
         )
         wait_until(lambda: socket.create_connection(("127.0.0.1", self.fake_port)).close() or True, 60, "the fake Clerk")
-        env = dict(os.environ, CLERK_SECRET_KEY="sk_test_fake_clerk", CLERK_WEBHOOK_SIGNING_SECRET=SECRET, RUST_LOG="warn")
+        # Served as in production: callers authenticate with an API key (a SHA-256 per call).
+        self.api_key = "cki_bench_" + base64.urlsafe_b64encode(os.urandom(20)).decode().rstrip("=")
+        key_line = f"bench public,private,unsafe sha256:{hashlib.sha256(self.api_key.encode()).hexdigest()}"
+        env = dict(os.environ, CLERK_SECRET_KEY="sk_test_fake_clerk", CLERK_WEBHOOK_SIGNING_SECRET=SECRET,
+                   CLERK_INDEX_API_KEYS=key_line, RUST_LOG="warn")
         self.started = time.monotonic()
         self.server = spawn(
             [BIN, "serve", "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}",
@@ -232,7 +261,8 @@ class Service:
 
         self.pb = user_index_pb2
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
-        self.stub = user_index_pb2_grpc.UserIndexStub(self.channel)
+        authed = grpc.intercept_channel(self.channel, BearerToken(self.api_key))
+        self.stub = user_index_pb2_grpc.UserIndexStub(authed)
 
     def spec(self, text):
         return self.pb.FilterSpec(expression=text)

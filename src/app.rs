@@ -17,7 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use crate::api::{SegmentsService, SyncService, UserIndexService, proto};
+use crate::api::{Authenticate, SegmentsService, SyncService, UserIndexService, proto};
 use crate::clerk::ClerkClient;
 use crate::clerk::webhook::WebhookVerifier;
 use crate::config::Config;
@@ -42,6 +42,15 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.auth.validate()?;
+    if config.auth.keys.is_empty() {
+        tracing::warn!(
+            "serving WITHOUT authentication (--allow-unauthenticated): anyone who can reach the gRPC port reads every user"
+        );
+    } else {
+        tracing::info!(keys = config.auth.keys.len(), "API keys loaded");
+    }
+    let auth = Authenticate::new(config.auth.clone());
     let (index, writer_task) = UserIndex::open(&config.index)?;
     let snapshot = index.snapshot();
     tracing::info!(
@@ -135,13 +144,25 @@ pub async fn run(
         config.max_read_wait,
     );
     let grpc_addr = listeners.grpc.local_addr()?;
-    let grpc = tonic::transport::Server::builder()
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        );
+        if let Some(ca) = &tls.client_ca_pem {
+            server_tls = server_tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        grpc = grpc
+            .tls_config(server_tls)
+            .map_err(|e| anyhow::anyhow!("gRPC TLS certificate or key: {e}"))?;
+    }
+    let grpc = grpc
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(user_index.into_server())
-        .add_service(sync_service.into_server())
-        .add_service(segments_service.into_server())
+        .add_service(user_index.into_server(auth.clone()))
+        .add_service(sync_service.into_server(auth.clone()))
+        .add_service(segments_service.into_server(auth))
         .serve_with_incoming_shutdown(
             // Our own listener, so tonic's tcp_nodelay setting does not apply: without it, a
             // response spanning two TCP segments waits ~40 ms for the client's delayed ACK.
@@ -167,7 +188,12 @@ pub async fn run(
     let http = axum::serve(http_listener, http_router)
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let http_task = tokio::spawn(async move { http.await });
-    tracing::info!(%grpc_addr, %http_addr, "clerk-index serving");
+    let grpc_tls = match &config.tls {
+        None => "off",
+        Some(tls) if tls.client_ca_pem.is_some() => "mutual",
+        Some(_) => "on",
+    };
+    tracing::info!(%grpc_addr, %http_addr, grpc_tls, "clerk-index serving");
 
     shutdown.await;
     tracing::info!("shutting down");

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::{ApiKeys, AuthConfig};
 use crate::clerk::ClerkClientConfig;
 use crate::clerk::rate_limit::RateLimit;
 use crate::index::IndexConfig;
@@ -85,6 +86,10 @@ pub struct Config {
     /// Longest a read waits for a requested `min_generation`.
     pub max_read_wait: Duration,
     pub reconcile: ReconcileSchedule,
+    /// API keys; with none, `run` refuses to start unless unauthenticated serving is allowed.
+    pub auth: AuthConfig,
+    /// TLS for the gRPC port; `None` serves plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -157,6 +162,8 @@ impl Config {
                 catch_up_every: Duration::from_secs(args.catch_up_interval_secs),
                 sweep_every: Duration::from_secs(args.sweep_interval_secs),
             },
+            auth: AuthConfig::default(),
+            tls: None,
         })
     }
 }
@@ -207,4 +214,86 @@ pub fn webhook_secrets_from_env() -> anyhow::Result<Vec<String>> {
 pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|_| format!("{text:?} is not a listen address like 127.0.0.1:50051"))
+}
+
+/// How callers authenticate (`serve` and `demo`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// File of API keys, one per line: `<name> <scope,scope,...> sha256:<hex>` (create keys with
+    /// `clerk-index api-key create`). The keys can instead be given as the text of
+    /// CLERK_INDEX_API_KEYS.
+    #[arg(long, env = "CLERK_INDEX_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// With no API keys configured, serve every caller with every scope. Without this flag (and
+    /// without keys) the server refuses to start.
+    #[arg(long, env = "CLERK_INDEX_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
+
+impl AuthArgs {
+    /// The keys from `CLERK_INDEX_API_KEYS` or `--api-keys-file`, and the flag.
+    pub fn load(&self) -> anyhow::Result<AuthConfig> {
+        let text = match (std::env::var("CLERK_INDEX_API_KEYS"), &self.api_keys_file) {
+            (Ok(text), _) if !text.trim().is_empty() => text,
+            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("reading the API keys file {}: {e}", path.display())
+            })?,
+            _ => String::new(),
+        };
+        Ok(AuthConfig {
+            keys: ApiKeys::parse(&text)?,
+            allow_unauthenticated: self.allow_unauthenticated,
+        })
+    }
+}
+
+/// TLS for the gRPC port, from PEM files (`serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain of the gRPC server; with --tls-key, gRPC is served over TLS only.
+    #[arg(long, env = "CLERK_INDEX_TLS_CERT_FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CLERK_INDEX_TLS_KEY_FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: every client must present a certificate they signed (mutual TLS).
+    #[arg(long, env = "CLERK_INDEX_TLS_CLIENT_CA_FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+/// The PEM material of the gRPC server's TLS.
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Client certificates must chain to these (mutual TLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsArgs {
+    pub fn load(&self) -> anyhow::Result<Option<TlsConfig>> {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
+        };
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        Ok(Some(TlsConfig {
+            cert_pem: read("--tls-cert", cert)?,
+            key_pem: read("--tls-key", key)?,
+            client_ca_pem: self
+                .tls_client_ca
+                .as_ref()
+                .map(|path| read("--tls-client-ca", path))
+                .transpose()?,
+        }))
+    }
 }

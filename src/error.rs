@@ -1,5 +1,6 @@
 //! The one error type of request handling, and its one mapping to gRPC status codes.
 
+use crate::auth::{Denied, Unauthenticated};
 use crate::clerk::ClerkApiError;
 use crate::index::IndexError;
 use crate::query::FilterError;
@@ -20,6 +21,10 @@ pub enum Error {
     Index(#[from] IndexError),
     #[error(transparent)]
     Clerk(#[from] ClerkApiError),
+    #[error(transparent)]
+    Unauthenticated(#[from] Unauthenticated),
+    #[error(transparent)]
+    PermissionDenied(#[from] Denied),
     #[error("{0}")]
     Internal(String),
 }
@@ -42,6 +47,8 @@ impl From<Error> for tonic::Status {
             }
             Error::InvalidArgument(_) => tonic::Status::invalid_argument(message),
             Error::NotFound(_) => tonic::Status::not_found(message),
+            Error::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+            Error::PermissionDenied(_) => tonic::Status::permission_denied(message),
             Error::Unavailable(_) => tonic::Status::unavailable(message),
             Error::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(message),
             Error::Clerk(ClerkApiError::Api { status: 404, .. }) => {
@@ -68,5 +75,11 @@ impl From<Error> for tonic::Status {
             Error::Index(IndexError::InvalidRequest(_)) => tonic::Status::invalid_argument(message),
             Error::Index(_) | Error::Internal(_) => tonic::Status::internal(message),
         }
+    }
+}
+
+impl From<Denied> for tonic::Status {
+    fn from(denied: Denied) -> tonic::Status {
+        Error::from(denied).into()
     }
 }

@@ -6,6 +6,7 @@
 //! - [`config`]: the one `Config`, from flags and `CLERK_INDEX_*` environment variables.
 //! - [`api`]: the tonic adapter: service impls and proto <-> domain conversion, nothing else.
 //! - [`query`]: the filter language: AST, parser, validation, in-memory matcher.
+//! - [`auth`]: API keys, scopes and the field-level rules every read goes through.
 //! - [`segments`]: saved segments, their Entered/Exited events and the persisted event log.
 //! - [`sync`]: backfill, webhooks, reconcile and write-through into the index writer.
 //! - [`index`]: tantivy: schema, documents, query compilation, the writer task, searches.
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod clerk;
 pub mod cli;
 pub mod clock;

@@ -38,6 +38,7 @@ fn spawn_server(data_dir: &std::path::Path, clerk_url: &str, grpc: u16, http: u1
             "50",
             "--commit-interval-ms",
             "100",
+            "--allow-unauthenticated",
         ])
         .arg("--data-dir")
         .arg(data_dir)

@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::convert::freshness_to_proto;
 use super::page_token;
-use super::projection::{id_json, ids_only as ids_only_fields, project_json};
+use super::projection::{Projection, id_json};
 use super::proto;
 use crate::error::Error;
 use crate::index::{IdOrderedMatches, Snapshot, SortCursor};
@@ -28,7 +28,7 @@ pub type ExportStream = ReceiverStream<Result<proto::ExportUsersResponse, Status
 /// A validated export request.
 pub struct ExportJob {
     pub filter: Option<Filter>,
-    pub fields: Vec<String>,
+    pub projection: Projection,
     pub chunk_size: usize,
     /// Resume after this user id.
     pub after: Option<String>,
@@ -39,7 +39,7 @@ pub struct ExportJob {
 impl ExportJob {
     pub fn new(
         filter: Option<Filter>,
-        fields: Vec<String>,
+        projection: Projection,
         chunk_size: u32,
         resume_cursor: &str,
     ) -> Result<ExportJob, Error> {
@@ -61,7 +61,7 @@ impl ExportJob {
             .map(|cursor| cursor.id);
         Ok(ExportJob {
             filter,
-            fields,
+            projection,
             chunk_size,
             after,
             ids_only: false,
@@ -70,7 +70,7 @@ impl ExportJob {
 
     /// Asks for ids alone (`ExportUsersRequest.ids_only`).
     pub fn with_ids_only(mut self, ids_only: bool) -> Result<ExportJob, Error> {
-        if ids_only && !(self.fields.is_empty() || ids_only_fields(&self.fields)) {
+        if ids_only && !self.projection.is_empty_or_ids_only() {
             return Err(Error::InvalidArgument(
                 "ids_only exports send ids alone: leave fields empty or [\"id\"]".into(),
             ));
@@ -144,7 +144,7 @@ pub fn produce(
                 ids.push(id);
                 continue;
             }
-            let json = if ids_only_fields(&job.fields) {
+            let json = if job.projection.ids_only() {
                 // Served from the id column alone: no stored-document reads.
                 id_json(&id)
             } else {
@@ -153,7 +153,7 @@ pub fn produce(
                         .raw_json_at(address)
                         .map_err(Error::from)
                         .and_then(|raw| {
-                            project_json(&raw, &job.fields).map_err(|e| {
+                            job.projection.apply(&raw).map_err(|e| {
                                 Error::Internal(format!("stored user {id} is not valid json: {e}"))
                             })
                         });
@@ -195,13 +195,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::auth::Caller;
     use crate::index::tests::fixture;
 
     #[test]
     fn a_slow_reader_holds_the_producer_back_and_still_gets_every_user_once() {
         let fixture = fixture();
         let snapshot = fixture.index.snapshot();
-        let job = ExportJob::new(None, vec!["id".into()], 50, "").unwrap();
+        let job = ExportJob::new(
+            None,
+            Projection::new(vec!["id".into()], &Caller::unrestricted()).unwrap(),
+            50,
+            "",
+        )
+        .unwrap();
         let matches = snapshot.export(None, None, 0).unwrap();
         let total = matches.total();
         assert!(total > 1_000);
@@ -233,7 +240,7 @@ mod tests {
     fn the_producer_stops_when_the_reader_goes_away() {
         let fixture = fixture();
         let snapshot = fixture.index.snapshot();
-        let job = ExportJob::new(None, vec![], 10, "").unwrap();
+        let job = ExportJob::new(None, Projection::default(), 10, "").unwrap();
         let matches = snapshot.export(None, None, 0).unwrap();
         let total = matches.total();
         let (sink, mut chunks) = mpsc::channel(BUFFERED_CHUNKS);
@@ -254,18 +261,18 @@ mod tests {
 
     #[test]
     fn cursors_belong_to_their_filter() {
-        let job = ExportJob::new(None, vec![], 10, "").unwrap();
+        let job = ExportJob::new(None, Projection::default(), 10, "").unwrap();
         let cursor = job.cursor_after("user_5");
         assert_eq!(
-            ExportJob::new(None, vec![], 10, &cursor)
+            ExportJob::new(None, Projection::default(), 10, &cursor)
                 .unwrap()
                 .after
                 .as_deref(),
             Some("user_5")
         );
         let other = crate::query::parse_filter("banned = true", &Default::default()).unwrap();
-        assert!(ExportJob::new(Some(other), vec![], 10, &cursor).is_err());
-        assert!(ExportJob::new(None, vec![], 10, "garbage").is_err());
-        assert!(ExportJob::new(None, vec![], MAX_CHUNK_SIZE + 1, "").is_err());
+        assert!(ExportJob::new(Some(other), Projection::default(), 10, &cursor).is_err());
+        assert!(ExportJob::new(None, Projection::default(), 10, "garbage").is_err());
+        assert!(ExportJob::new(None, Projection::default(), MAX_CHUNK_SIZE + 1, "").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The tonic adapter: service implementations and proto <-> domain conversion. The only module
 //! that sees protobuf or tonic types (besides the error mapping in `error.rs`).
 
+mod auth;
 mod convert;
 mod export;
 mod page_token;
@@ -9,6 +10,7 @@ mod segments_service;
 mod sync_service;
 mod user_index;
 
+pub use auth::Authenticate;
 pub use projection::project_json;
 pub use segments_service::SegmentsService;
 pub use sync_service::SyncService;

@@ -1,6 +1,56 @@
-//! Field masks: reduce a user's Clerk JSON to the requested paths.
+//! Field masks: reduce a user's Clerk JSON to the requested paths, and to what the caller may
+//! read.
 
 use serde_json::{Map, Value};
+
+use crate::auth::Caller;
+use crate::error::Error;
+use crate::user::MetadataNamespace;
+
+/// What a response holds of each user: the requested paths, less the metadata namespaces the
+/// caller may not read.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    fields: Vec<String>,
+    hidden: Vec<MetadataNamespace>,
+}
+
+impl Projection {
+    /// A mask naming a namespace the caller cannot read is refused; an empty mask returns
+    /// everything the caller can.
+    pub fn new(fields: Vec<String>, caller: &Caller) -> Result<Projection, Error> {
+        caller.check_field_mask(&fields)?;
+        Ok(Projection {
+            fields,
+            hidden: caller.hidden_namespaces(),
+        })
+    }
+
+    /// Whether the mask asks for the id alone (answered without reading stored users).
+    pub fn ids_only(&self) -> bool {
+        ids_only(&self.fields)
+    }
+
+    /// Whether the mask is empty or the id alone.
+    pub fn is_empty_or_ids_only(&self) -> bool {
+        self.fields.is_empty() || self.ids_only()
+    }
+
+    /// The projection of one stored user's Clerk JSON.
+    pub fn apply(&self, raw_json: &str) -> Result<String, serde_json::Error> {
+        if self.hidden.is_empty() || !self.fields.is_empty() {
+            // A non-empty mask was checked to name only readable namespaces.
+            return project_json(raw_json, &self.fields);
+        }
+        let mut user: Value = serde_json::from_str(raw_json)?;
+        if let Value::Object(map) = &mut user {
+            for namespace in &self.hidden {
+                map.shift_remove(namespace.field_name());
+            }
+        }
+        serde_json::to_string(&user)
+    }
+}
 
 /// Whether a field mask asks for the id alone, which the index answers without reading stored
 /// users.
@@ -103,6 +153,29 @@ mod tests {
             r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"}}"#
         );
         assert_eq!(project_json(raw, &[]).unwrap(), raw);
+    }
+
+    #[test]
+    fn namespaces_the_caller_cannot_read_are_left_out() {
+        let raw = r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"},"private_metadata":{"ltv":3},"unsafe_metadata":{}}"#;
+        let caller = |scopes: &str| Caller {
+            name: "k".into(),
+            scopes: crate::auth::Scopes::parse_list(scopes).unwrap(),
+        };
+        let everything = Projection::new(vec![], &caller("public,private,unsafe")).unwrap();
+        assert_eq!(everything.apply(raw).unwrap(), raw);
+        let public = Projection::new(vec![], &caller("public")).unwrap();
+        assert_eq!(
+            public.apply(raw).unwrap(),
+            r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"}}"#
+        );
+        let masked = Projection::new(vec!["public.plan".into()], &caller("public")).unwrap();
+        assert_eq!(
+            masked.apply(raw).unwrap(),
+            r#"{"id":"user_1","public_metadata":{"plan":"pro"}}"#
+        );
+        let error = Projection::new(vec!["private.ltv".into()], &caller("public")).unwrap_err();
+        assert!(matches!(error, Error::PermissionDenied(_)), "{error}");
     }
 
     #[test]

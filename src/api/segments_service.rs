@@ -7,11 +7,15 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::auth::caller;
 use super::convert::{filter_from_proto, freshness_to_proto};
 use super::export::{self, ExportJob, ExportStream};
+use super::projection::Projection;
 use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
 use super::user_index::snapshot_at;
+use crate::auth::acl::filter_scopes;
+use crate::auth::{Caller, Scope};
 use crate::error::Error;
 use crate::index::{Snapshot, UserIndex};
 use crate::query::{Filter, FilterLimits};
@@ -41,8 +45,15 @@ impl SegmentsService {
         }
     }
 
-    pub fn into_server(self) -> proto::segments_server::SegmentsServer<Self> {
-        proto::segments_server::SegmentsServer::new(self)
+    /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
+    pub fn into_server(
+        self,
+        auth: super::Authenticate,
+    ) -> tonic::service::interceptor::InterceptedService<
+        proto::segments_server::SegmentsServer<Self>,
+        super::Authenticate,
+    > {
+        proto::segments_server::SegmentsServer::with_interceptor(self, auth)
     }
 
     async fn snapshot(&self, min_generation: u64) -> Result<Arc<Snapshot>, Error> {
@@ -58,6 +69,25 @@ impl SegmentsService {
 
     fn lookup(&self, name: &str) -> Result<(SavedSegment, Filter), Status> {
         self.segments.get(name).map_err(segment_status)
+    }
+
+    /// A segment the caller may evaluate: it reads users and may read every field the
+    /// segment's filter tests (a count of `private.ltv > 1000` reveals private data).
+    fn visible(&self, caller: &Caller, name: &str) -> Result<(SavedSegment, Filter), Status> {
+        caller.require_read().map_err(Error::from)?;
+        let (segment, filter) = self.lookup(name)?;
+        caller.check_filter(Some(&filter)).map_err(Error::from)?;
+        Ok((segment, filter))
+    }
+
+    /// The caller of a request that changes segments.
+    fn manager<T>(request: &Request<T>) -> Result<Caller, Error> {
+        let caller = caller(request)?;
+        caller.require(
+            Scope::Segments,
+            "creating, changing or deleting saved segments",
+        )?;
+        Ok(caller)
     }
 }
 
@@ -75,8 +105,12 @@ fn segment_status(error: SegmentError) -> Status {
     }
 }
 
-fn segment_to_proto(segment: SavedSegment) -> proto::Segment {
+fn segment_to_proto(segment: SavedSegment, filter: &Filter) -> proto::Segment {
     proto::Segment {
+        required_scopes: filter_scopes(filter)
+            .iter()
+            .map(|scope| scope.name().to_string())
+            .collect(),
         name: segment.name,
         description: segment.description,
         filter: Some(proto::FilterSpec {
@@ -115,38 +149,45 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::CreateSegmentRequest>,
     ) -> Result<Response<proto::Segment>, Status> {
+        let caller = Self::manager(&request)?;
         let proto::CreateSegmentRequest {
             name,
             description,
             filter,
         } = request.into_inner();
         let filter = self.filter(filter)?;
+        caller.check_filter(Some(&filter)).map_err(Error::from)?;
         let saved = self
             .segments
-            .create(name, description, filter)
+            .create(name, description, filter.clone())
             .await
             .map_err(segment_status)?;
-        Ok(Response::new(segment_to_proto(saved)))
+        Ok(Response::new(segment_to_proto(saved, &filter)))
     }
 
     async fn get_segment(
         &self,
         request: Request<proto::GetSegmentRequest>,
     ) -> Result<Response<proto::Segment>, Status> {
-        let (segment, _) = self.lookup(&request.into_inner().name)?;
-        Ok(Response::new(segment_to_proto(segment)))
+        let caller = caller(&request)?;
+        let (segment, filter) = self.visible(&caller, &request.into_inner().name)?;
+        Ok(Response::new(segment_to_proto(segment, &filter)))
     }
 
     async fn list_segments(
         &self,
-        _request: Request<proto::ListSegmentsRequest>,
+        request: Request<proto::ListSegmentsRequest>,
     ) -> Result<Response<proto::ListSegmentsResponse>, Status> {
+        let caller = caller(&request)?;
+        caller.require_read().map_err(Error::from)?;
+        // Segments the caller could not evaluate are left out.
         Ok(Response::new(proto::ListSegmentsResponse {
             segments: self
                 .segments
                 .list()
                 .into_iter()
-                .map(segment_to_proto)
+                .filter(|(_, filter)| caller.check_filter(Some(filter)).is_ok())
+                .map(|(segment, filter)| segment_to_proto(segment, &filter))
                 .collect(),
         }))
     }
@@ -155,6 +196,7 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::UpdateSegmentRequest>,
     ) -> Result<Response<proto::Segment>, Status> {
+        let caller = Self::manager(&request)?;
         let proto::UpdateSegmentRequest {
             name,
             description,
@@ -165,22 +207,28 @@ impl SegmentsApi for SegmentsService {
             Some(spec) => Some(self.filter(Some(proto::FilterSpec { spec: Some(spec) }))?),
             None => None,
         };
+        // Both the definition it replaces and the new one must be readable.
+        let (_, current) = self.visible(&caller, &name)?;
+        caller.check_filter(filter.as_ref()).map_err(Error::from)?;
         let saved = self
             .segments
-            .update(name, description, filter, expected_version)
+            .update(name, description, filter.clone(), expected_version)
             .await
             .map_err(segment_status)?;
-        Ok(Response::new(segment_to_proto(saved)))
+        Ok(Response::new(segment_to_proto(
+            saved,
+            filter.as_ref().unwrap_or(&current),
+        )))
     }
 
     async fn delete_segment(
         &self,
         request: Request<proto::DeleteSegmentRequest>,
     ) -> Result<Response<proto::DeleteSegmentResponse>, Status> {
-        self.segments
-            .delete(request.into_inner().name)
-            .await
-            .map_err(segment_status)?;
+        let caller = Self::manager(&request)?;
+        let name = request.into_inner().name;
+        self.visible(&caller, &name)?;
+        self.segments.delete(name).await.map_err(segment_status)?;
         Ok(Response::new(proto::DeleteSegmentResponse {}))
     }
 
@@ -188,11 +236,12 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::CountSegmentRequest>,
     ) -> Result<Response<proto::CountUsersResponse>, Status> {
+        let caller = caller(&request)?;
         let proto::CountSegmentRequest {
             name,
             min_generation,
         } = request.into_inner();
-        let (_, filter) = self.lookup(&name)?;
+        let (_, filter) = self.visible(&caller, &name)?;
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let count = tokio::task::spawn_blocking(move || snapshot.count(Some(&filter), now_ms()))
@@ -211,6 +260,7 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::ListSegmentMembersRequest>,
     ) -> Result<Response<Self::ListSegmentMembersStream>, Status> {
+        let caller = caller(&request)?;
         let proto::ListSegmentMembersRequest {
             name,
             fields,
@@ -218,8 +268,9 @@ impl SegmentsApi for SegmentsService {
             resume_cursor,
             min_generation,
         } = request.into_inner();
-        let (_, filter) = self.lookup(&name)?;
-        let job = ExportJob::new(Some(filter), fields, chunk_size, &resume_cursor)?;
+        let (_, filter) = self.visible(&caller, &name)?;
+        let projection = Projection::new(fields, &caller)?;
+        let job = ExportJob::new(Some(filter), projection, chunk_size, &resume_cursor)?;
         let snapshot = self.snapshot(min_generation).await?;
         Ok(Response::new(export::stream(snapshot, job, now_ms())))
     }
@@ -230,10 +281,12 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::WatchSegmentRequest>,
     ) -> Result<Response<Self::WatchSegmentStream>, Status> {
+        let caller = caller(&request)?;
         let proto::WatchSegmentRequest {
             name,
             after_sequence,
         } = request.into_inner();
+        self.visible(&caller, &name)?;
         let events = self
             .segments
             .watch(&name, after_sequence)

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use super::convert::freshness_to_proto;
 use super::proto;
 use super::proto::sync_server::Sync as SyncApi;
+use crate::auth::Scope;
 use crate::error::Error;
 use crate::index::{UserIndex, WriterStats};
 use crate::sync::{BackfillProgress, ReconcileRun, Reconciler, SyncState, WebhookCounters, now_ms};
@@ -22,8 +23,15 @@ pub struct SyncService {
 }
 
 impl SyncService {
-    pub fn into_server(self) -> proto::sync_server::SyncServer<Self> {
-        proto::sync_server::SyncServer::new(self)
+    /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
+    pub fn into_server(
+        self,
+        auth: super::Authenticate,
+    ) -> tonic::service::interceptor::InterceptedService<
+        proto::sync_server::SyncServer<Self>,
+        super::Authenticate,
+    > {
+        proto::sync_server::SyncServer::with_interceptor(self, auth)
     }
 }
 
@@ -44,12 +52,19 @@ fn run_to_proto(run: &ReconcileRun) -> proto::ReconcileRun {
     }
 }
 
+/// The Sync service is for operators: every call needs the admin scope.
+fn admin<T>(request: &Request<T>) -> Result<(), Error> {
+    super::auth::caller(request)?.require(Scope::Admin, "the Sync service")?;
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl SyncApi for SyncService {
     async fn get_sync_status(
         &self,
-        _request: Request<proto::GetSyncStatusRequest>,
+        request: Request<proto::GetSyncStatusRequest>,
     ) -> Result<Response<proto::SyncStatus>, Status> {
+        admin(&request)?;
         let snapshot = self.index.snapshot();
         let state = SyncState::from_payload(&snapshot.sync_state);
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
@@ -99,6 +114,7 @@ impl SyncApi for SyncService {
         &self,
         request: Request<proto::TriggerReconcileRequest>,
     ) -> Result<Response<proto::TriggerReconcileResponse>, Status> {
+        admin(&request)?;
         let kind = proto::ReconcileKind::try_from(request.into_inner().kind)
             .unwrap_or(proto::ReconcileKind::Unspecified);
         let (catch_up, sweep) = match kind {

@@ -6,19 +6,22 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::caller;
 use super::convert::{
     facets_from_proto, facets_to_proto, filter_from_proto, freshness_to_proto, sort_from_proto,
 };
 use super::export::{self, ExportJob, ExportStream};
 use super::page_token;
-use super::projection::{id_json, ids_only, project_json};
+use super::projection::{Projection, id_json};
 use super::proto;
 use super::proto::user_index_server::UserIndex as UserIndexApi;
+use crate::auth::{Caller, Scope};
 use crate::error::Error;
 use crate::index::{Snapshot, SortCursor, UserIndex};
 use crate::query::FilterLimits;
 use crate::query::ast::CoreKind;
 use crate::sync::{MetadataPatch, WriteThrough, now_ms};
+use crate::user::MetadataNamespace;
 
 /// Serves reads from the latest index snapshot.
 #[derive(Clone)]
@@ -54,8 +57,15 @@ impl UserIndexService {
         snapshot_at(&self.index, min_generation, self.max_read_wait).await
     }
 
-    pub fn into_server(self) -> proto::user_index_server::UserIndexServer<Self> {
-        proto::user_index_server::UserIndexServer::new(self)
+    /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
+    pub fn into_server(
+        self,
+        auth: super::Authenticate,
+    ) -> tonic::service::interceptor::InterceptedService<
+        proto::user_index_server::UserIndexServer<Self>,
+        super::Authenticate,
+    > {
+        proto::user_index_server::UserIndexServer::with_interceptor(self, auth)
     }
 }
 
@@ -87,10 +97,18 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("index task failed: {e}")))?
 }
 
-fn to_user(id: String, raw_json: &str, fields: &[String]) -> Result<proto::User, Error> {
-    let json = project_json(raw_json, fields)
+fn to_user(id: String, raw_json: &str, projection: &Projection) -> Result<proto::User, Error> {
+    let json = projection
+        .apply(raw_json)
         .map_err(|e| Error::Internal(format!("stored user {id} is not valid json: {e}")))?;
     Ok(proto::User { id, json })
+}
+
+/// The caller of a request that reads users.
+fn reader<T>(request: &Request<T>) -> Result<Caller, Error> {
+    let caller = caller(request)?;
+    caller.require_read()?;
+    Ok(caller)
 }
 
 #[tonic::async_trait]
@@ -99,6 +117,7 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::GetUserRequest>,
     ) -> Result<Response<proto::GetUserResponse>, Status> {
+        let caller = reader(&request)?;
         let proto::GetUserRequest {
             user_id,
             fields,
@@ -107,13 +126,14 @@ impl UserIndexApi for UserIndexService {
         if user_id.is_empty() {
             return Err(Error::InvalidArgument("user_id is required".into()).into());
         }
+        let projection = Projection::new(fields, &caller)?;
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let id = user_id.clone();
         let raw = blocking(snapshot, move |s| Ok(s.get_raw_json(&id)?)).await?;
         let raw =
             raw.ok_or_else(|| Error::NotFound(format!("no user with id {user_id} in the index")))?;
-        let user = to_user(user_id, &raw, &fields)?;
+        let user = to_user(user_id, &raw, &projection)?;
         Ok(Response::new(proto::GetUserResponse {
             user: Some(user),
             freshness: Some(freshness),
@@ -124,6 +144,7 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::SearchUsersRequest>,
     ) -> Result<Response<proto::SearchUsersResponse>, Status> {
+        let caller = reader(&request)?;
         let proto::SearchUsersRequest {
             filter,
             sort,
@@ -134,6 +155,9 @@ impl UserIndexApi for UserIndexService {
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let sort = sort_from_proto(sort)?;
+        caller.check_filter(filter.as_ref())?;
+        caller.check_path(&sort.path, "sorting by")?;
+        let projection = Projection::new(fields, &caller)?;
         let after = page_token::decode(&page_token, filter.as_ref(), &sort)?;
         let limit = match page_size {
             0 => DEFAULT_PAGE_SIZE,
@@ -149,7 +173,7 @@ impl UserIndexApi for UserIndexService {
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let (query_filter, query_sort) = (filter.clone(), sort.clone());
-        let with_json = !ids_only(&fields);
+        let with_json = !projection.ids_only();
         // One more than asked tells whether another page exists.
         let mut hits = blocking(snapshot, move |s| {
             Ok(s.search(
@@ -178,7 +202,7 @@ impl UserIndexApi for UserIndexService {
         let users = hits
             .into_iter()
             .map(|hit| match &hit.raw_json {
-                Some(raw) => to_user(hit.id, raw, &fields),
+                Some(raw) => to_user(hit.id, raw, &projection),
                 None => Ok(proto::User {
                     json: id_json(&hit.id),
                     id: hit.id,
@@ -196,11 +220,13 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::CountUsersRequest>,
     ) -> Result<Response<proto::CountUsersResponse>, Status> {
+        let caller = reader(&request)?;
         let proto::CountUsersRequest {
             filter,
             min_generation,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
+        caller.check_filter(filter.as_ref())?;
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let count = blocking(snapshot, move |s| Ok(s.count(filter.as_ref(), now_ms())?)).await?;
@@ -214,6 +240,8 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::UpdateUserMetadataRequest>,
     ) -> Result<Response<proto::UpdateUserMetadataResponse>, Status> {
+        let caller = caller(&request)?;
+        caller.require(Scope::Write, "UpdateUserMetadata")?;
         let proto::UpdateUserMetadataRequest {
             user_id,
             public_metadata,
@@ -235,9 +263,22 @@ impl UserIndexApi for UserIndexService {
             private: parse("private_metadata", private_metadata)?,
             unsafe_: parse("unsafe_metadata", unsafe_metadata)?,
         };
+        for (namespace, changed) in [
+            (MetadataNamespace::Public, patch.public.is_some()),
+            (MetadataNamespace::Private, patch.private.is_some()),
+            (MetadataNamespace::Unsafe, patch.unsafe_.is_some()),
+        ] {
+            if changed {
+                caller.require(
+                    Scope::of_namespace(namespace),
+                    &format!("changing {}", namespace.field_name()),
+                )?;
+            }
+        }
+        let projection = Projection::new(fields, &caller)?;
         let (user, generation) = self.write_through.update_metadata(&user_id, patch).await?;
         let snapshot = self.snapshot(generation).await?;
-        let user = to_user(user.id.clone(), &user.raw_json, &fields)?;
+        let user = to_user(user.id.clone(), &user.raw_json, &projection)?;
         Ok(Response::new(proto::UpdateUserMetadataResponse {
             user: Some(user),
             freshness: Some(freshness_to_proto(snapshot.freshness)),
@@ -250,6 +291,7 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::FacetUsersRequest>,
     ) -> Result<Response<proto::FacetUsersResponse>, Status> {
+        let caller = reader(&request)?;
         let proto::FacetUsersRequest {
             filter,
             facets,
@@ -257,6 +299,10 @@ impl UserIndexApi for UserIndexService {
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let specs = facets_from_proto(facets)?;
+        caller.check_filter(filter.as_ref())?;
+        for spec in &specs {
+            caller.check_path(&spec.path, "faceting on")?;
+        }
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let query_specs = specs.clone();
@@ -275,6 +321,7 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
+        let caller = reader(&request)?;
         let proto::ExportUsersRequest {
             filter,
             fields,
@@ -284,8 +331,10 @@ impl UserIndexApi for UserIndexService {
             ids_only,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
-        let job =
-            ExportJob::new(filter, fields, chunk_size, &resume_cursor)?.with_ids_only(ids_only)?;
+        caller.check_filter(filter.as_ref())?;
+        let projection = Projection::new(fields, &caller)?;
+        let job = ExportJob::new(filter, projection, chunk_size, &resume_cursor)?
+            .with_ids_only(ids_only)?;
         let snapshot = self.snapshot(min_generation).await?;
         Ok(Response::new(export::stream(snapshot, job, now_ms())))
     }
@@ -294,6 +343,7 @@ impl UserIndexApi for UserIndexService {
         &self,
         request: Request<proto::DescribeFieldsRequest>,
     ) -> Result<Response<proto::DescribeFieldsResponse>, Status> {
+        let caller = reader(&request)?;
         let proto::DescribeFieldsRequest {
             path_prefix,
             min_generation,
@@ -307,6 +357,8 @@ impl UserIndexApi for UserIndexService {
         let prefix = path_prefix.trim();
         let fields = catalog
             .into_iter()
+            // Key names are data too: only namespaces the caller may read are described.
+            .filter(|entry| caller.check_path(&entry.path, "describing").is_ok())
             .filter(|entry| entry.path.to_string().starts_with(prefix))
             .map(|entry| proto::FieldDescription {
                 path: entry.path.to_string(),

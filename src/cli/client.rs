@@ -14,6 +14,44 @@ pub struct ConnectArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
+    /// API key sent as `authorization: Bearer <key>` (not needed against the demo).
+    #[arg(long, env = "CLERK_INDEX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// PEM CA certificate(s) to verify an https:// server with.
+    #[arg(long, env = "CLERK_INDEX_CA_CERT_FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate, for a server that requires mutual TLS (with --client-key).
+    #[arg(long, env = "CLERK_INDEX_CLIENT_CERT_FILE", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    #[arg(long, env = "CLERK_INDEX_CLIENT_KEY_FILE", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl ConnectArgs {
+    /// TLS settings for an https:// server.
+    fn tls(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        if !self.server.starts_with("https://") {
+            return Ok(None);
+        }
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
+        };
+        let ca = self.ca_cert.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "an https:// server needs --ca-cert (the CA that signed its certificate)"
+            )
+        })?;
+        let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
+            tonic::transport::Certificate::from_pem(read("--ca-cert", ca)?),
+        );
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                read("--client-cert", cert)?,
+                read("--client-key", key)?,
+            ));
+        }
+        Ok(Some(tls))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,15 +89,55 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
-pub(super) async fn channel(args: &ConnectArgs) -> anyhow::Result<tonic::transport::Channel> {
-    tonic::transport::Endpoint::from_shared(args.server.clone())
-        .map_err(|e| anyhow::anyhow!("--server {}: {e}", args.server))?
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to clerk-index at {}: {e}", args.server))
+/// Adds the API key to every call.
+#[derive(Clone)]
+pub(super) struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
-async fn connect(args: &ConnectArgs) -> anyhow::Result<UserIndexClient<tonic::transport::Channel>> {
+/// A connection to the server that authenticates every call.
+pub(super) type Connection =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>;
+
+pub(super) async fn channel(args: &ConnectArgs) -> anyhow::Result<Connection> {
+    let token = match &args.api_key {
+        Some(key) => Some(
+            format!("Bearer {}", key.trim())
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--api-key holds characters a header cannot"))?,
+        ),
+        None => None,
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(args.server.clone())
+        .map_err(|e| anyhow::anyhow!("--server {}: {e}", args.server))?;
+    if let Some(tls) = args.tls()? {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("TLS settings for {}: {e}", args.server))?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to clerk-index at {}: {e}", args.server))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel,
+        BearerToken(token),
+    ))
+}
+
+async fn connect(args: &ConnectArgs) -> anyhow::Result<UserIndexClient<Connection>> {
     Ok(UserIndexClient::new(channel(args).await?))
 }
 

@@ -131,6 +131,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         )
     );
     config.webhook_secrets = vec![webhook_secret.clone()];
+    // The demo serves generated users to anyone on this machine (run warns about it).
+    config.auth = crate::auth::AuthConfig::unauthenticated();
     let listeners = super::serve::bind(args.grpc_addr, args.http_addr).await?;
     let grpc = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;

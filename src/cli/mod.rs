@@ -1,10 +1,10 @@
-//! The command line: `serve`, `demo`, `fake-clerk`, and client commands (`count`, `search`,
-//! `facet`, `export`) that
-//! talk to a running server over gRPC.
+//! The command line: `serve`, `demo`, `fake-clerk`, `api-key`, and client commands (`count`,
+//! `search`, `facet`, `export`) that talk to a running server over gRPC.
 
 mod client;
 mod demo;
 mod export;
+mod keys;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 pub use client::{CountArgs, FacetArgs, SearchArgs};
 pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
+pub use keys::ApiKeyArgs;
 pub use serve::ServeArgs;
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,8 @@ pub enum Command {
     Facet(FacetArgs),
     /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
     Export(ExportArgs),
+    /// Create API keys (and hash existing ones) for the server's key list.
+    ApiKey(ApiKeyArgs),
 }
 
 impl Cli {
@@ -56,6 +59,7 @@ impl Cli {
             Command::Search(args) => client::search(args).await,
             Command::Facet(args) => client::facet(args).await,
             Command::Export(args) => export::export(args).await,
+            Command::ApiKey(args) => keys::api_key(args),
         }
     }
 }

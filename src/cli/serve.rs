@@ -7,7 +7,8 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, Listeners};
 use crate::config::{
-    Config, IndexArgs, clerk_secret_key_from_env, parse_addr, webhook_secrets_from_env,
+    AuthArgs, Config, IndexArgs, TlsArgs, clerk_secret_key_from_env, parse_addr,
+    webhook_secrets_from_env,
 };
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +28,10 @@ pub struct ServeArgs {
     pub clerk_api_url: String,
     #[command(flatten)]
     pub index: IndexArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -38,6 +43,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clerk_secret_key_from_env()?,
     )?;
     config.webhook_secrets = webhook_secrets_from_env()?;
+    config.auth = args.auth.load()?;
+    config.tls = args.tls.load()?;
     let listeners = bind(args.grpc_addr, args.http_addr).await?;
     app::run(config, listeners, super::shutdown_signal()).await
 }

@@ -487,11 +487,12 @@ impl Segments {
             .ok_or_else(|| SegmentError::NotFound(name.to_string()))
     }
 
-    pub fn list(&self) -> Vec<SavedSegment> {
+    /// Every segment with its parsed filter, by name.
+    pub fn list(&self) -> Vec<(SavedSegment, Filter)> {
         lock(&self.core)
             .segments
             .values()
-            .map(|c| c.definition.clone())
+            .map(|c| (c.definition.clone(), c.filter.clone()))
             .collect()
     }
 

@@ -68,6 +68,8 @@ pub struct TestOptions {
     pub commit_interval_ms: u64,
     pub sweep_interval_secs: u64,
     pub webhook_timeout: Duration,
+    pub auth: clerk_index::auth::AuthConfig,
+    pub tls: Option<clerk_index::config::TlsConfig>,
 }
 
 impl TestOptions {
@@ -79,6 +81,8 @@ impl TestOptions {
             commit_interval_ms: 100,
             sweep_interval_secs: 3_600,
             webhook_timeout: Duration::from_secs(10),
+            auth: clerk_index::auth::AuthConfig::unauthenticated(),
+            tls: None,
         }
     }
 }
@@ -117,6 +121,8 @@ impl TestServer {
         config.webhook_secrets = vec![WEBHOOK_SECRET.to_string()];
         config.max_read_wait = Duration::from_millis(500);
         config.webhook_timeout = options.webhook_timeout;
+        config.auth = options.auth.clone();
+        config.tls = options.tls.clone();
         config.clerk.initial_backoff = Duration::from_millis(20);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
