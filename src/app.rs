@@ -66,9 +66,15 @@ pub async fn run(
         config.segments.clone(),
         config.filter_limits,
     )?;
-    let (writer, writer_thread) = writer_task
-        .with_observer(Box::new(segments_observer))
-        .spawn();
+    let mut writer_task = writer_task.with_observer(Box::new(segments_observer));
+    if let Some(sensitive) = &config.sensitive {
+        writer_task = writer_task.with_sealer(sensitive.clone());
+        tracing::info!(
+            active_key = sensitive.ring().active_id(),
+            "sensitive paths are sealed before indexing"
+        );
+    }
+    let (writer, writer_thread) = writer_task.spawn();
     let clerk = ClerkClient::new(config.clerk.clone())?;
     let cancel = CancellationToken::new();
     let segments = Segments::new(segments_handle, writer.clone(), cancel.clone());
@@ -136,6 +142,8 @@ pub async fn run(
         webhooks: webhooks.counters.clone(),
         writer: writer.stats().clone(),
         reconciler,
+        writer_handle: writer.clone(),
+        sensitive: config.sensitive.clone(),
     };
     let segments_service = SegmentsService::new(
         segments.clone(),

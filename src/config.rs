@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{ApiKeys, AuthConfig};
+use crate::auth::sensitive::{KeyRing, SensitivePaths};
+use crate::auth::{ApiKeys, AuthConfig, Sensitive};
 use crate::clerk::ClerkClientConfig;
 use crate::clerk::rate_limit::RateLimit;
 use crate::index::IndexConfig;
@@ -90,6 +92,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS for the gRPC port; `None` serves plaintext.
     pub tls: Option<TlsConfig>,
+    /// Sensitive paths and their keys (set with [`Config::set_sensitive`]).
+    pub sensitive: Option<Arc<Sensitive>>,
 }
 
 impl Config {
@@ -164,7 +168,19 @@ impl Config {
             },
             auth: AuthConfig::default(),
             tls: None,
+            sensitive: None,
         })
+    }
+
+    /// Seals `sensitive`'s paths before indexing, lets callers filter and read them by scope,
+    /// and rebuilds an index sealed otherwise.
+    pub fn set_sensitive(&mut self, sensitive: Option<Arc<Sensitive>>) {
+        self.index.sealing = sensitive
+            .as_ref()
+            .map(|s| s.fingerprint())
+            .unwrap_or_default();
+        self.auth.sensitive = sensitive.clone();
+        self.sensitive = sensitive;
     }
 }
 
@@ -243,6 +259,7 @@ impl AuthArgs {
         Ok(AuthConfig {
             keys: ApiKeys::parse(&text)?,
             allow_unauthenticated: self.allow_unauthenticated,
+            sensitive: None,
         })
     }
 }
@@ -295,5 +312,46 @@ impl TlsArgs {
                 .map(|path| read("--tls-client-ca", path))
                 .transpose()?,
         }))
+    }
+}
+
+/// Sensitive paths and their keys (`serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SensitiveArgs {
+    /// Comma-separated metadata paths never indexed or stored in plaintext, e.g.
+    /// `private.ssn,private.medical.*`: sealed with the key ring, filterable with =, != and IN by
+    /// callers with the sensitive scope.
+    #[arg(long, env = "CLERK_INDEX_SENSITIVE_PATHS", default_value = "")]
+    pub sensitive_paths: String,
+    /// File of the sensitive key ring: `blind-index <base64>` and `<key id> <base64>` lines, the
+    /// first key active (create lines with `clerk-index sensitive-key create`). The text can
+    /// instead be given in CLERK_INDEX_SENSITIVE_KEYS.
+    #[arg(long, env = "CLERK_INDEX_SENSITIVE_KEYS_FILE")]
+    pub sensitive_keys_file: Option<PathBuf>,
+}
+
+impl SensitiveArgs {
+    pub fn load(&self) -> anyhow::Result<Option<Arc<Sensitive>>> {
+        let paths = SensitivePaths::parse(&self.sensitive_paths)
+            .map_err(|e| anyhow::anyhow!("--sensitive-paths: {e}"))?;
+        let text = match (
+            std::env::var("CLERK_INDEX_SENSITIVE_KEYS"),
+            &self.sensitive_keys_file,
+        ) {
+            (Ok(text), _) if !text.trim().is_empty() => text,
+            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("reading the sensitive keys file {}: {e}", path.display())
+            })?,
+            _ => String::new(),
+        };
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            !text.trim().is_empty(),
+            "--sensitive-paths needs a key ring: set CLERK_INDEX_SENSITIVE_KEYS or --sensitive-keys-file (make keys with `clerk-index sensitive-key create`)"
+        );
+        let ring = KeyRing::parse(&text).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Some(Arc::new(Sensitive::new(paths, ring))))
     }
 }

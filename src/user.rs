@@ -36,6 +36,20 @@ pub struct User {
     pub unsafe_metadata: Value,
     /// The user's Clerk JSON, serialized once; unknown fields are kept.
     pub raw_json: Arc<str>,
+    /// The user's sensitive values once sealed (then absent from the metadata and `raw_json`);
+    /// `None` before sealing or when the user holds none.
+    pub sealed: Option<Arc<Sealed>>,
+}
+
+/// A user's sensitive values, sealed before the user reaches the index (`auth::sensitive`): the
+/// values encrypted, and blind-index tokens (keyed hashes of path and value) that equality
+/// filters look up. Nothing here is plaintext.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sealed {
+    /// The encrypted values as stored with the user: opaque outside `auth`.
+    pub values: String,
+    /// One token per sensitive path and value.
+    pub tokens: Vec<String>,
 }
 
 impl User {
@@ -107,6 +121,8 @@ pub enum ChangeSource {
     Webhook,
     Reconcile,
     WriteThrough,
+    /// Re-sealing sensitive values under a new key.
+    Reencrypt,
 }
 
 impl ChangeSource {
@@ -116,6 +132,7 @@ impl ChangeSource {
             ChangeSource::Webhook => "webhook",
             ChangeSource::Reconcile => "reconcile",
             ChangeSource::WriteThrough => "write_through",
+            ChangeSource::Reencrypt => "reencrypt",
         }
     }
 }

@@ -70,6 +70,7 @@ impl Keys {
         let config = AuthConfig {
             keys: ApiKeys::parse(&lines).unwrap(),
             allow_unauthenticated: false,
+            sensitive: None,
         };
         (Keys { keys }, config)
     }

@@ -150,12 +150,14 @@ pub fn produce(
             } else {
                 let projected =
                     snapshot
-                        .raw_json_at(address)
+                        .stored_at(address)
                         .map_err(Error::from)
-                        .and_then(|raw| {
-                            job.projection.apply(&raw).map_err(|e| {
-                                Error::Internal(format!("stored user {id} is not valid json: {e}"))
-                            })
+                        .and_then(|stored| {
+                            job.projection.apply_stored(
+                                &id,
+                                &stored.raw_json,
+                                stored.sealed.as_deref(),
+                            )
                         });
                 match projected {
                     Ok(json) => json,

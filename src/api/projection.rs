@@ -1,28 +1,36 @@
 //! Field masks: reduce a user's Clerk JSON to the requested paths, and to what the caller may
-//! read.
+//! read: metadata namespaces it lacks the scope for are left out, sensitive values are opened
+//! for callers with the `sensitive` scope and never reach anyone else.
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope, Sensitive};
 use crate::error::Error;
 use crate::user::MetadataNamespace;
 
-/// What a response holds of each user: the requested paths, less the metadata namespaces the
-/// caller may not read.
+/// What a response holds of each user.
 #[derive(Debug, Clone, Default)]
 pub struct Projection {
     fields: Vec<String>,
     hidden: Vec<MetadataNamespace>,
+    /// The server's sensitive paths, if any.
+    sensitive: Option<Arc<Sensitive>>,
+    /// The caller may read sensitive values.
+    reveal: bool,
 }
 
 impl Projection {
-    /// A mask naming a namespace the caller cannot read is refused; an empty mask returns
-    /// everything the caller can.
+    /// A mask naming a namespace or sensitive path the caller cannot read is refused; an empty
+    /// mask returns everything the caller can.
     pub fn new(fields: Vec<String>, caller: &Caller) -> Result<Projection, Error> {
         caller.check_field_mask(&fields)?;
         Ok(Projection {
             fields,
             hidden: caller.hidden_namespaces(),
+            sensitive: caller.sensitive.clone(),
+            reveal: caller.scopes.contains(Scope::Sensitive),
         })
     }
 
@@ -36,19 +44,84 @@ impl Projection {
         self.fields.is_empty() || self.ids_only()
     }
 
-    /// The projection of one stored user's Clerk JSON.
-    pub fn apply(&self, raw_json: &str) -> Result<String, serde_json::Error> {
-        if self.hidden.is_empty() || !self.fields.is_empty() {
-            // A non-empty mask was checked to name only readable namespaces.
-            return project_json(raw_json, &self.fields);
+    /// A stored user (sensitive values already cut out), with its sealed values opened for a
+    /// caller who may read them.
+    pub fn apply_stored(
+        &self,
+        id: &str,
+        raw_json: &str,
+        sealed: Option<&str>,
+    ) -> Result<String, Error> {
+        let opened = match (&self.sensitive, sealed, self.reveal) {
+            (Some(sensitive), Some(sealed), true) => sensitive
+                .reveal(id, sealed)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            _ => Vec::new(),
+        };
+        self.project(id, raw_json, false, opened)
+    }
+
+    /// A user's JSON as Clerk sent it (a write-through's answer): its sensitive values are
+    /// still in it, and are cut out unless the caller may read them.
+    pub fn apply_clerk(&self, id: &str, raw_json: &str) -> Result<String, Error> {
+        let strip = self.sensitive.is_some() && !self.reveal;
+        self.project(id, raw_json, strip, Vec::new())
+    }
+
+    fn project(
+        &self,
+        id: &str,
+        raw_json: &str,
+        strip: bool,
+        opened: Vec<(MetadataNamespace, Vec<String>, Value)>,
+    ) -> Result<String, Error> {
+        let invalid = |e: serde_json::Error| {
+            Error::Internal(format!("stored user {id} is not valid json: {e}"))
+        };
+        if self.hidden.is_empty() && !strip && opened.is_empty() {
+            return project_json(raw_json, &self.fields).map_err(invalid);
         }
-        let mut user: Value = serde_json::from_str(raw_json)?;
+        let mut user: Value = serde_json::from_str(raw_json).map_err(invalid)?;
+        if let (true, Some(sensitive)) = (strip, &self.sensitive) {
+            sensitive.strip(&mut user);
+        }
         if let Value::Object(map) = &mut user {
             for namespace in &self.hidden {
                 map.shift_remove(namespace.field_name());
             }
+            for (namespace, keys, value) in opened {
+                insert(map, namespace.field_name(), &keys, value);
+            }
         }
-        serde_json::to_string(&user)
+        let user = match self.fields.is_empty() {
+            true => user,
+            false => select(&user, &wanted_paths(&self.fields))
+                .unwrap_or_else(|| Value::Object(Map::new())),
+        };
+        serde_json::to_string(&user).map_err(invalid)
+    }
+}
+
+/// Puts `value` at `field.keys...` in `map`, making the objects on the way.
+fn insert(map: &mut Map<String, Value>, field: &str, keys: &[String], value: Value) {
+    let mut current = map
+        .entry(field.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    for key in keys.iter().take(keys.len().saturating_sub(1)) {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        current = current
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !current.is_object() {
+        *current = Value::Object(Map::new());
+    }
+    if let (Some(object), Some(last)) = (current.as_object_mut(), keys.last()) {
+        object.insert(last.clone(), value);
     }
 }
 
@@ -94,18 +167,24 @@ pub fn project_json(raw_json: &str, paths: &[String]) -> Result<String, serde_js
         return Ok(raw_json.to_string());
     }
     let source: Value = serde_json::from_str(raw_json)?;
+    let projected =
+        select(&source, &wanted_paths(paths)).unwrap_or_else(|| Value::Object(Map::new()));
+    serde_json::to_string(&projected)
+}
+
+/// A field mask as key lists, namespaces spelled as Clerk does, `id` always included.
+fn wanted_paths(paths: &[String]) -> Vec<Vec<&str>> {
     let mut wanted: Vec<Vec<&str>> = vec![vec!["id"]];
     for path in paths {
         let mut keys: Vec<&str> = path.split('.').filter(|k| !k.is_empty()).collect();
         if let Some(first) = keys.first_mut()
-            && let Some(namespace) = crate::user::MetadataNamespace::parse(first)
+            && let Some(namespace) = MetadataNamespace::parse(first)
         {
             *first = namespace.field_name();
         }
         wanted.push(keys);
     }
-    let projected = select(&source, &wanted).unwrap_or_else(|| Value::Object(Map::new()));
-    serde_json::to_string(&projected)
+    wanted
 }
 
 /// The parts of `value` that `paths` (relative to it) select, in `value`'s key order.
@@ -135,6 +214,65 @@ fn select(value: &Value, paths: &[Vec<&str>]) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::sensitive::{KeyRing, SensitivePaths, test_ring};
+
+    #[test]
+    fn sensitive_values_are_opened_for_the_sensitive_scope_and_cut_for_everyone_else() {
+        let sensitive = Arc::new(Sensitive::new(
+            SensitivePaths::parse("private.ssn").unwrap(),
+            KeyRing::parse(&test_ring(&["k1"])).unwrap(),
+        ));
+        let clerk = r#"{"id":"user_1","private_metadata":{"ltv":3,"ssn":"123-45-6789"},"public_metadata":{}}"#;
+        let raw = serde_json::value::RawValue::from_string(clerk.to_string()).unwrap();
+        let user = crate::clerk::model::parse_user(&raw).unwrap();
+        let sealed = sensitive.seal_user(&user).unwrap().unwrap();
+        let values = sealed.sealed.as_ref().map(|s| s.values.as_str());
+        let caller = |scopes: &str| Caller {
+            sensitive: Some(sensitive.clone()),
+            ..Caller::with_scopes("k", crate::auth::Scopes::parse_list(scopes).unwrap())
+        };
+        let reader = Projection::new(vec![], &caller("public,private,sensitive")).unwrap();
+        let shown = reader
+            .apply_stored("user_1", &sealed.raw_json, values)
+            .unwrap();
+        assert_eq!(
+            shown,
+            r#"{"id":"user_1","private_metadata":{"ltv":3,"ssn":"123-45-6789"},"public_metadata":{}}"#
+        );
+        // Only the sensitive tier: private.ssn without the rest of private.
+        let sensitive_only = Projection::new(vec![], &caller("sensitive")).unwrap();
+        assert_eq!(
+            sensitive_only
+                .apply_stored("user_1", &sealed.raw_json, values)
+                .unwrap(),
+            r#"{"id":"user_1","private_metadata":{"ssn":"123-45-6789"}}"#
+        );
+        let private = Projection::new(vec![], &caller("public,private")).unwrap();
+        for json in [
+            private
+                .apply_stored("user_1", &sealed.raw_json, values)
+                .unwrap(),
+            private.apply_clerk("user_1", clerk).unwrap(),
+        ] {
+            assert_eq!(
+                json,
+                r#"{"id":"user_1","private_metadata":{"ltv":3},"public_metadata":{}}"#
+            );
+        }
+        assert_eq!(reader.apply_clerk("user_1", clerk).unwrap(), clerk);
+        let masked = Projection::new(vec!["private.ssn".into()], &caller("sensitive")).unwrap();
+        assert_eq!(
+            masked
+                .apply_stored("user_1", &sealed.raw_json, values)
+                .unwrap(),
+            r#"{"id":"user_1","private_metadata":{"ssn":"123-45-6789"}}"#
+        );
+        let error = Projection::new(vec!["private.ssn".into()], &caller("private")).unwrap_err();
+        assert!(
+            error.to_string().contains("lacks the sensitive scope"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn keeps_requested_paths_and_the_id() {
@@ -158,20 +296,19 @@ mod tests {
     #[test]
     fn namespaces_the_caller_cannot_read_are_left_out() {
         let raw = r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"},"private_metadata":{"ltv":3},"unsafe_metadata":{}}"#;
-        let caller = |scopes: &str| Caller {
-            name: "k".into(),
-            scopes: crate::auth::Scopes::parse_list(scopes).unwrap(),
+        let caller = |scopes: &str| {
+            Caller::with_scopes("k", crate::auth::Scopes::parse_list(scopes).unwrap())
         };
         let everything = Projection::new(vec![], &caller("public,private,unsafe")).unwrap();
-        assert_eq!(everything.apply(raw).unwrap(), raw);
+        assert_eq!(everything.apply_stored("user_1", raw, None).unwrap(), raw);
         let public = Projection::new(vec![], &caller("public")).unwrap();
         assert_eq!(
-            public.apply(raw).unwrap(),
+            public.apply_stored("user_1", raw, None).unwrap(),
             r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"}}"#
         );
         let masked = Projection::new(vec!["public.plan".into()], &caller("public")).unwrap();
         assert_eq!(
-            masked.apply(raw).unwrap(),
+            masked.apply_stored("user_1", raw, None).unwrap(),
             r#"{"id":"user_1","public_metadata":{"plan":"pro"}}"#
         );
         let error = Projection::new(vec!["private.ltv".into()], &caller("public")).unwrap_err();

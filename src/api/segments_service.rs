@@ -14,7 +14,6 @@ use super::projection::Projection;
 use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
 use super::user_index::snapshot_at;
-use crate::auth::acl::filter_scopes;
 use crate::auth::{Caller, Scope};
 use crate::error::Error;
 use crate::index::{Snapshot, UserIndex};
@@ -80,6 +79,19 @@ impl SegmentsService {
         Ok((segment, filter))
     }
 
+    /// A definition the caller may save: readable, and free of sensitive paths (definitions
+    /// are stored as text, so a sensitive literal would be stored in plaintext).
+    fn check_definition(caller: &Caller, filter: &Filter) -> Result<(), Error> {
+        caller.check_filter(Some(filter))?;
+        if caller.sensitive.as_ref().is_some_and(|s| s.touches(filter)) {
+            return Err(Error::InvalidArgument(
+                "saved segments cannot test sensitive paths: their definitions are stored as text"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The caller of a request that changes segments.
     fn manager<T>(request: &Request<T>) -> Result<Caller, Error> {
         let caller = caller(request)?;
@@ -105,9 +117,10 @@ fn segment_status(error: SegmentError) -> Status {
     }
 }
 
-fn segment_to_proto(segment: SavedSegment, filter: &Filter) -> proto::Segment {
+fn segment_to_proto(caller: &Caller, segment: SavedSegment, filter: &Filter) -> proto::Segment {
     proto::Segment {
-        required_scopes: filter_scopes(filter)
+        required_scopes: caller
+            .filter_scopes(filter)
             .iter()
             .map(|scope| scope.name().to_string())
             .collect(),
@@ -156,13 +169,13 @@ impl SegmentsApi for SegmentsService {
             filter,
         } = request.into_inner();
         let filter = self.filter(filter)?;
-        caller.check_filter(Some(&filter)).map_err(Error::from)?;
+        Self::check_definition(&caller, &filter)?;
         let saved = self
             .segments
             .create(name, description, filter.clone())
             .await
             .map_err(segment_status)?;
-        Ok(Response::new(segment_to_proto(saved, &filter)))
+        Ok(Response::new(segment_to_proto(&caller, saved, &filter)))
     }
 
     async fn get_segment(
@@ -171,7 +184,7 @@ impl SegmentsApi for SegmentsService {
     ) -> Result<Response<proto::Segment>, Status> {
         let caller = caller(&request)?;
         let (segment, filter) = self.visible(&caller, &request.into_inner().name)?;
-        Ok(Response::new(segment_to_proto(segment, &filter)))
+        Ok(Response::new(segment_to_proto(&caller, segment, &filter)))
     }
 
     async fn list_segments(
@@ -187,7 +200,7 @@ impl SegmentsApi for SegmentsService {
                 .list()
                 .into_iter()
                 .filter(|(_, filter)| caller.check_filter(Some(filter)).is_ok())
-                .map(|(segment, filter)| segment_to_proto(segment, &filter))
+                .map(|(segment, filter)| segment_to_proto(&caller, segment, &filter))
                 .collect(),
         }))
     }
@@ -209,13 +222,16 @@ impl SegmentsApi for SegmentsService {
         };
         // Both the definition it replaces and the new one must be readable.
         let (_, current) = self.visible(&caller, &name)?;
-        caller.check_filter(filter.as_ref()).map_err(Error::from)?;
+        if let Some(filter) = &filter {
+            Self::check_definition(&caller, filter)?;
+        }
         let saved = self
             .segments
             .update(name, description, filter.clone(), expected_version)
             .await
             .map_err(segment_status)?;
         Ok(Response::new(segment_to_proto(
+            &caller,
             saved,
             filter.as_ref().unwrap_or(&current),
         )))

@@ -8,9 +8,10 @@ use tonic::{Request, Response, Status};
 use super::convert::freshness_to_proto;
 use super::proto;
 use super::proto::sync_server::Sync as SyncApi;
-use crate::auth::Scope;
+use crate::auth::sensitive::reseal_all;
+use crate::auth::{Scope, Sensitive};
 use crate::error::Error;
-use crate::index::{UserIndex, WriterStats};
+use crate::index::{UserIndex, WriterHandle, WriterStats};
 use crate::sync::{BackfillProgress, ReconcileRun, Reconciler, SyncState, WebhookCounters, now_ms};
 
 /// Reads the counters every part of sync keeps, and runs reconciles.
@@ -20,6 +21,10 @@ pub struct SyncService {
     pub webhooks: Arc<WebhookCounters>,
     pub writer: Arc<WriterStats>,
     pub reconciler: Arc<Reconciler>,
+    /// Writes re-sealed users.
+    pub writer_handle: WriterHandle,
+    /// The sensitive paths and their key ring, if configured.
+    pub sensitive: Option<Arc<Sensitive>>,
 }
 
 impl SyncService {
@@ -139,5 +144,25 @@ impl SyncApi for SyncService {
             response.sweep = Some(run_to_proto(&self.reconciler.sweep().await?));
         }
         Ok(Response::new(response))
+    }
+
+    async fn reencrypt_sensitive(
+        &self,
+        request: Request<proto::ReencryptSensitiveRequest>,
+    ) -> Result<Response<proto::ReencryptSensitiveResponse>, Status> {
+        admin(&request)?;
+        let sensitive = self.sensitive.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "no sensitive paths are configured: nothing to re-encrypt".into(),
+            )
+        })?;
+        let done = reseal_all(sensitive, &self.index, &self.writer_handle)
+            .await
+            .map_err(Error::Internal)?;
+        Ok(Response::new(proto::ReencryptSensitiveResponse {
+            users_resealed: done.users,
+            active_key_id: sensitive.ring().active_id().to_string(),
+            generation: done.generation,
+        }))
     }
 }

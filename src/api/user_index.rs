@@ -18,8 +18,8 @@ use super::proto::user_index_server::UserIndex as UserIndexApi;
 use crate::auth::{Caller, Scope};
 use crate::error::Error;
 use crate::index::{Snapshot, SortCursor, UserIndex};
-use crate::query::FilterLimits;
 use crate::query::ast::CoreKind;
+use crate::query::{FieldPath, Filter, FilterLimits};
 use crate::sync::{MetadataPatch, WriteThrough, now_ms};
 use crate::user::MetadataNamespace;
 
@@ -97,11 +97,41 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("index task failed: {e}")))?
 }
 
-fn to_user(id: String, raw_json: &str, projection: &Projection) -> Result<proto::User, Error> {
-    let json = projection
-        .apply(raw_json)
-        .map_err(|e| Error::Internal(format!("stored user {id} is not valid json: {e}")))?;
+fn to_user(
+    id: String,
+    raw_json: &str,
+    sealed: Option<&str>,
+    projection: &Projection,
+) -> Result<proto::User, Error> {
+    let json = projection.apply_stored(&id, raw_json, sealed)?;
     Ok(proto::User { id, json })
+}
+
+/// Checks that the caller may evaluate `filter`, and turns predicates on sensitive paths into
+/// blind-index lookups (the only form in which they reach the index).
+pub(super) fn authorize_filter(
+    caller: &Caller,
+    filter: Option<Filter>,
+) -> Result<Option<Filter>, Error> {
+    caller.check_filter(filter.as_ref())?;
+    match (filter, &caller.sensitive) {
+        (Some(filter), Some(sensitive)) => Ok(Some(
+            sensitive
+                .seal_filter(filter)
+                .map_err(Error::InvalidArgument)?,
+        )),
+        (filter, _) => Ok(filter),
+    }
+}
+
+/// Sorts and facets need values in the index, which sensitive paths do not have there.
+fn check_not_sensitive(caller: &Caller, path: &FieldPath, what: &str) -> Result<(), Error> {
+    if caller.is_sensitive(path) {
+        return Err(Error::InvalidArgument(format!(
+            "{path} is a sensitive path: it can be filtered only with =, != or IN, not used for {what}"
+        )));
+    }
+    Ok(())
 }
 
 /// The caller of a request that reads users.
@@ -130,10 +160,15 @@ impl UserIndexApi for UserIndexService {
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let id = user_id.clone();
-        let raw = blocking(snapshot, move |s| Ok(s.get_raw_json(&id)?)).await?;
-        let raw =
-            raw.ok_or_else(|| Error::NotFound(format!("no user with id {user_id} in the index")))?;
-        let user = to_user(user_id, &raw, &projection)?;
+        let stored = blocking(snapshot, move |s| Ok(s.get_stored(&id)?)).await?;
+        let stored = stored
+            .ok_or_else(|| Error::NotFound(format!("no user with id {user_id} in the index")))?;
+        let user = to_user(
+            user_id,
+            &stored.raw_json,
+            stored.sealed.as_deref(),
+            &projection,
+        )?;
         Ok(Response::new(proto::GetUserResponse {
             user: Some(user),
             freshness: Some(freshness),
@@ -155,8 +190,9 @@ impl UserIndexApi for UserIndexService {
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let sort = sort_from_proto(sort)?;
-        caller.check_filter(filter.as_ref())?;
+        let filter = authorize_filter(&caller, filter)?;
         caller.check_path(&sort.path, "sorting by")?;
+        check_not_sensitive(&caller, &sort.path, "sorting")?;
         let projection = Projection::new(fields, &caller)?;
         let after = page_token::decode(&page_token, filter.as_ref(), &sort)?;
         let limit = match page_size {
@@ -202,7 +238,7 @@ impl UserIndexApi for UserIndexService {
         let users = hits
             .into_iter()
             .map(|hit| match &hit.raw_json {
-                Some(raw) => to_user(hit.id, raw, &projection),
+                Some(raw) => to_user(hit.id, raw, hit.sealed.as_deref(), &projection),
                 None => Ok(proto::User {
                     json: id_json(&hit.id),
                     id: hit.id,
@@ -226,7 +262,7 @@ impl UserIndexApi for UserIndexService {
             min_generation,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
-        caller.check_filter(filter.as_ref())?;
+        let filter = authorize_filter(&caller, filter)?;
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let count = blocking(snapshot, move |s| Ok(s.count(filter.as_ref(), now_ms())?)).await?;
@@ -278,7 +314,10 @@ impl UserIndexApi for UserIndexService {
         let projection = Projection::new(fields, &caller)?;
         let (user, generation) = self.write_through.update_metadata(&user_id, patch).await?;
         let snapshot = self.snapshot(generation).await?;
-        let user = to_user(user.id.clone(), &user.raw_json, &projection)?;
+        let user = proto::User {
+            json: projection.apply_clerk(&user.id, &user.raw_json)?,
+            id: user.id.clone(),
+        };
         Ok(Response::new(proto::UpdateUserMetadataResponse {
             user: Some(user),
             freshness: Some(freshness_to_proto(snapshot.freshness)),
@@ -299,9 +338,10 @@ impl UserIndexApi for UserIndexService {
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let specs = facets_from_proto(facets)?;
-        caller.check_filter(filter.as_ref())?;
+        let filter = authorize_filter(&caller, filter)?;
         for spec in &specs {
             caller.check_path(&spec.path, "faceting on")?;
+            check_not_sensitive(&caller, &spec.path, "facets")?;
         }
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
@@ -331,7 +371,7 @@ impl UserIndexApi for UserIndexService {
             ids_only,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
-        caller.check_filter(filter.as_ref())?;
+        let filter = authorize_filter(&caller, filter)?;
         let projection = Projection::new(fields, &caller)?;
         let job = ExportJob::new(filter, projection, chunk_size, &resume_cursor)?
             .with_ids_only(ids_only)?;

@@ -36,9 +36,36 @@ fn visit_paths<T>(filter: &Filter, f: &mut impl FnMut(&FieldPath) -> Option<T>) 
 }
 
 impl Caller {
+    /// Whether `path` is one of the server's sensitive paths.
+    pub fn is_sensitive(&self, path: &FieldPath) -> bool {
+        self.sensitive.as_ref().is_some_and(|s| s.covers(path))
+    }
+
+    /// The scope reading `path` for this server: `sensitive` for a sensitive path, whatever
+    /// its namespace; otherwise its namespace's scope (none for core fields).
+    pub fn scope_for(&self, path: &FieldPath) -> Option<Scope> {
+        if self.is_sensitive(path) {
+            Some(Scope::Sensitive)
+        } else {
+            scope_of(path)
+        }
+    }
+
+    /// Every scope needed to evaluate `filter` on this server.
+    pub fn filter_scopes(&self, filter: &Filter) -> Scopes {
+        let mut scopes = Scopes::default();
+        visit_paths(filter, &mut |path| {
+            if let Some(scope) = self.scope_for(path) {
+                scopes.insert(scope);
+            }
+            None::<()>
+        });
+        scopes
+    }
+
     /// `Ok` when the caller may read `path`; `what` says what for ("sorting by").
     pub fn check_path(&self, path: &FieldPath, what: &str) -> Result<(), Denied> {
-        match scope_of(path) {
+        match self.scope_for(path) {
             Some(scope) => self.require(scope, &format!("{what} {path}")),
             None => Ok(()),
         }
@@ -62,12 +89,16 @@ impl Caller {
     pub fn check_field_mask(&self, fields: &[String]) -> Result<(), Denied> {
         for field in fields {
             let first = field.split('.').next().unwrap_or_default();
-            if let Some(namespace) = MetadataNamespace::parse(first) {
-                self.require(
-                    Scope::of_namespace(namespace),
-                    &format!("returning {field}"),
-                )?;
-            }
+            let Some(namespace) = MetadataNamespace::parse(first) else {
+                continue;
+            };
+            let keys: Vec<String> = field.split('.').skip(1).map(str::to_string).collect();
+            let path = FieldPath::Metadata { namespace, keys };
+            let scope = match self.is_sensitive(&path) {
+                true => Scope::Sensitive,
+                false => Scope::of_namespace(namespace),
+            };
+            self.require(scope, &format!("returning {field}"))?;
         }
         Ok(())
     }
@@ -79,10 +110,7 @@ mod tests {
     use crate::query::{FilterLimits, parse_filter, parse_path};
 
     fn caller(scopes: &str) -> Caller {
-        Caller {
-            name: "k".into(),
-            scopes: Scopes::parse_list(scopes).unwrap(),
-        }
+        Caller::with_scopes("k", Scopes::parse_list(scopes).unwrap())
     }
 
     #[test]

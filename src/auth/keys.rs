@@ -93,6 +93,7 @@ impl ApiKeys {
             let caller = Caller {
                 name: Arc::from(name),
                 scopes,
+                sensitive: None,
             };
             if keys.by_hash.insert(hash, caller).is_some() {
                 return Err(error(format!(

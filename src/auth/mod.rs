@@ -10,11 +10,13 @@
 
 pub mod acl;
 mod keys;
+pub mod sensitive;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use keys::{ApiKeys, KeysError, generate_key, hash_key, hash_text};
+pub use sensitive::Sensitive;
 
 use crate::user::MetadataNamespace;
 
@@ -157,6 +159,8 @@ pub struct Caller {
     /// The key's configured name (never the key): for errors and logs.
     pub name: Arc<str>,
     pub scopes: Scopes,
+    /// The server's sensitive paths, which need the `sensitive` scope whatever their namespace.
+    pub sensitive: Option<Arc<Sensitive>>,
 }
 
 impl Caller {
@@ -165,6 +169,16 @@ impl Caller {
         Caller {
             name: "anonymous".into(),
             scopes: Scopes::all(),
+            sensitive: None,
+        }
+    }
+
+    /// A caller with `scopes` (and no sensitive paths), for tests and tools.
+    pub fn with_scopes(name: &str, scopes: Scopes) -> Caller {
+        Caller {
+            name: name.into(),
+            scopes,
+            sensitive: None,
         }
     }
 
@@ -237,6 +251,8 @@ pub struct AuthConfig {
     pub keys: ApiKeys,
     /// With no keys configured, serve everyone with every scope (the demo; never production).
     pub allow_unauthenticated: bool,
+    /// Sensitive paths and their keys, if configured.
+    pub sensitive: Option<Arc<Sensitive>>,
 }
 
 impl AuthConfig {
@@ -245,6 +261,7 @@ impl AuthConfig {
         AuthConfig {
             keys: ApiKeys::default(),
             allow_unauthenticated: true,
+            sensitive: None,
         }
     }
 
@@ -262,7 +279,10 @@ impl AuthConfig {
     /// The caller presenting `authorization` (the header's value, if any).
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Unauthenticated> {
         if self.keys.is_empty() && self.allow_unauthenticated {
-            return Ok(Caller::unrestricted());
+            return Ok(Caller {
+                sensitive: self.sensitive.clone(),
+                ..Caller::unrestricted()
+            });
         }
         let header = authorization.ok_or(Unauthenticated::Missing)?;
         let (scheme, token) = header
@@ -272,9 +292,12 @@ impl AuthConfig {
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(Unauthenticated::Malformed);
         }
-        self.keys
+        let mut caller = self
+            .keys
             .find(token.trim())
-            .ok_or(Unauthenticated::UnknownKey)
+            .ok_or(Unauthenticated::UnknownKey)?;
+        caller.sensitive = self.sensitive.clone();
+        Ok(caller)
     }
 }
 
@@ -303,6 +326,7 @@ mod tests {
         let config = AuthConfig {
             keys,
             allow_unauthenticated: false,
+            sensitive: None,
         };
         let caller = config.authenticate(Some(&format!("Bearer {key}"))).unwrap();
         assert_eq!(&*caller.name, "reporting");
@@ -353,6 +377,7 @@ mod tests {
         let keyed = AuthConfig {
             keys: ApiKeys::parse(&format!("a public {hash}")).unwrap(),
             allow_unauthenticated: true,
+            sensitive: None,
         };
         assert_eq!(
             keyed.authenticate(None).unwrap_err(),

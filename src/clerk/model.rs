@@ -304,6 +304,7 @@ impl ClerkUser {
             private_metadata: object_or_null(self.private_metadata),
             unsafe_metadata: object_or_null(self.unsafe_metadata),
             raw_json,
+            sealed: None,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! `clerk-index api-key`: make keys for the key list the server reads.
+//! `clerk-index api-key` and `sensitive-key`: make keys for the lists the server reads;
+//! `clerk-index reencrypt`: re-seal sensitive values after a key rotation.
 
 use std::io::Read;
 
@@ -49,5 +50,59 @@ pub fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
             println!("{}", hash_text(key));
         }
     }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SensitiveKeyArgs {
+    #[command(subcommand)]
+    pub command: SensitiveKeyCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SensitiveKeyCommand {
+    /// Print a new random 256-bit key as a key ring line, `<id> <base64>`. Use the id
+    /// `blind-index` for the blind-index key (one per ring; changing it rebuilds the index);
+    /// put a new encryption key first in the ring to make it active.
+    Create {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+pub fn sensitive_key(args: SensitiveKeyArgs) -> anyhow::Result<()> {
+    match args.command {
+        SensitiveKeyCommand::Create { id } => {
+            anyhow::ensure!(
+                !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "--id holds only letters, digits, '-' and '_'"
+            );
+            println!("{}", crate::auth::sensitive::generate_key_line(&id));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReencryptArgs {
+    #[command(flatten)]
+    pub connect: super::client::ConnectArgs,
+}
+
+/// Asks a running server (admin scope) to re-seal everything under its active key.
+pub async fn reencrypt(args: ReencryptArgs) -> anyhow::Result<()> {
+    let channel = super::client::channel(&args.connect).await?;
+    let response = crate::api::proto::sync_client::SyncClient::new(channel)
+        .reencrypt_sensitive(crate::api::proto::ReencryptSensitiveRequest {})
+        .await
+        .map_err(|status| anyhow::anyhow!("{}: {}", status.code(), status.message()))?
+        .into_inner();
+    println!(
+        "re-sealed {} users under key {} (index generation {})",
+        response.users_resealed, response.active_key_id, response.generation
+    );
     Ok(())
 }

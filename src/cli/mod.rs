@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 pub use client::{CountArgs, FacetArgs, SearchArgs};
 pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
-pub use keys::ApiKeyArgs;
+pub use keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};
 pub use serve::ServeArgs;
 
 #[derive(Debug, Parser)]
@@ -46,6 +46,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Create API keys (and hash existing ones) for the server's key list.
     ApiKey(ApiKeyArgs),
+    /// Create keys for the sensitive-value key ring.
+    SensitiveKey(SensitiveKeyArgs),
+    /// Re-seal every sensitive value under the active key of a running server (admin scope).
+    Reencrypt(ReencryptArgs),
 }
 
 impl Cli {
@@ -60,6 +64,8 @@ impl Cli {
             Command::Facet(args) => client::facet(args).await,
             Command::Export(args) => export::export(args).await,
             Command::ApiKey(args) => keys::api_key(args),
+            Command::SensitiveKey(args) => keys::sensitive_key(args),
+            Command::Reencrypt(args) => keys::reencrypt(args).await,
         }
     }
 }

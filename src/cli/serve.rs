@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, Listeners};
 use crate::config::{
-    AuthArgs, Config, IndexArgs, TlsArgs, clerk_secret_key_from_env, parse_addr,
+    AuthArgs, Config, IndexArgs, SensitiveArgs, TlsArgs, clerk_secret_key_from_env, parse_addr,
     webhook_secrets_from_env,
 };
 
@@ -32,6 +32,8 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub sensitive: SensitiveArgs,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -45,6 +47,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.webhook_secrets = webhook_secrets_from_env()?;
     config.auth = args.auth.load()?;
     config.tls = args.tls.load()?;
+    config.set_sensitive(args.sensitive.load()?);
     let listeners = bind(args.grpc_addr, args.http_addr).await?;
     app::run(config, listeners, super::shutdown_signal()).await
 }

@@ -137,6 +137,14 @@ impl Compiler<'_> {
     }
 
     fn predicate(&self, predicate: &Predicate) -> Box<dyn Query> {
+        if let Op::Sealed(tokens) = &predicate.op {
+            return any_of(
+                tokens
+                    .iter()
+                    .map(|token| term_query(Term::from_field_text(self.fields.blind, token)))
+                    .collect(),
+            );
+        }
         match &predicate.path {
             FieldPath::Metadata { namespace, keys } => {
                 self.metadata(*namespace, keys, &predicate.op)
@@ -324,7 +332,7 @@ impl Compiler<'_> {
                     Bound::Included(high),
                 ))
             }
-            Op::Matches(_) => Box::new(EmptyQuery),
+            Op::Matches(_) | Op::Sealed(_) => Box::new(EmptyQuery),
             Op::Between(low, high) => {
                 self.metadata_range(namespace, keys, Bound::Included(low), Bound::Included(high))
             }

@@ -78,6 +78,12 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
         }
     }
     doc.add_bytes(fields.raw_json, user.raw_json.as_bytes());
+    if let Some(sealed) = &user.sealed {
+        doc.add_bytes(fields.sealed, sealed.values.as_bytes());
+        for token in &sealed.tokens {
+            doc.add_text(fields.blind, token);
+        }
+    }
     doc
 }
 

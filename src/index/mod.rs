@@ -36,9 +36,9 @@ pub use facets::{
     StatsOutcome, TermsOutcome,
 };
 pub use schema::Fields;
-pub use search::SearchHit;
+pub use search::{SearchHit, StoredUser};
 pub use sort::SortCursor;
-pub use writer::{ChangeObserver, IndexWriterTask, Previous, WriterHandle, WriterStats};
+pub use writer::{ChangeObserver, IndexWriterTask, Previous, Sealer, WriterHandle, WriterStats};
 
 /// Where and how the index lives.
 #[derive(Debug, Clone)]
@@ -57,6 +57,10 @@ pub struct IndexConfig {
     /// How long a deleted user's tombstone is kept. Svix retries a delivery for ~28 h, so a late
     /// `user.updated` can arrive that long after the `user.deleted` that should win.
     pub tombstone_retention: Duration,
+    /// Identifies how sensitive values are sealed (which paths, which blind-index key; empty:
+    /// none). An index sealed differently is rebuilt: it may hold in plaintext a path that is
+    /// sensitive now, or tokens no filter can match.
+    pub sealing: String,
 }
 
 impl IndexConfig {
@@ -69,6 +73,7 @@ impl IndexConfig {
             commit_max_changes: 100_000,
             column_cache_bytes: schema::DEFAULT_COLUMN_CACHE_BYTES,
             tombstone_retention: Duration::from_secs(72 * 3600),
+            sealing: String::new(),
         }
     }
 }
@@ -90,6 +95,8 @@ pub enum IndexError {
     Read(String),
     #[error("recording the change's side effects: {0}")]
     Observer(String),
+    #[error("sealing sensitive values: {0}")]
+    Seal(String),
     /// The request cannot be answered as asked (the message says why).
     #[error("{0}")]
     InvalidRequest(String),
@@ -121,6 +128,9 @@ struct CommitPayload {
     /// The last saved-segment event whose change this commit holds (0: none yet).
     #[serde(default)]
     event_sequence: u64,
+    /// [`IndexConfig::sealing`] of the process that wrote the index.
+    #[serde(default)]
+    sealing: String,
 }
 
 /// `[deleted_at_ms, recorded_at_ms]`: when Clerk deleted the user (orders it against updates),
@@ -168,18 +178,24 @@ impl UserIndex {
                     %message,
                     "the index on disk has an older schema; removing it to rebuild from Clerk"
                 );
-                for entry in std::fs::read_dir(&config.dir)? {
-                    let path = entry?.path();
-                    if path.is_dir() {
-                        std::fs::remove_dir_all(&path)?;
-                    } else {
-                        std::fs::remove_file(&path)?;
-                    }
-                }
+                remove_contents(&config.dir)?;
                 open_or_create(config, &fields)?
             }
             other => other?,
         };
+        if let Some(text) = index.load_metas()?.payload {
+            let written: CommitPayload =
+                serde_json::from_str(&text).map_err(|e| IndexError::Payload(e.to_string()))?;
+            if written.sealing != config.sealing {
+                tracing::warn!(
+                    dir = %config.dir.display(),
+                    "the index on disk was sealed with other sensitive paths or another blind-index key; removing it to rebuild from Clerk"
+                );
+                drop(index);
+                remove_contents(&config.dir)?;
+                index = open_or_create(config, &fields)?;
+            }
+        }
         schema::register_tokenizers(&index);
         // Segments are searched in parallel: scans (ranges over columns, facets) take about half
         // as long on two cores.
@@ -193,6 +209,7 @@ impl UserIndex {
             }
             None => CommitPayload {
                 format: 1,
+                sealing: config.sealing.clone(),
                 ..CommitPayload::default()
             },
         };
@@ -282,3 +299,16 @@ fn snapshot_of(reader: &IndexReader, fields: &Arc<Fields>, payload: &CommitPaylo
 mod facet_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// Empties a directory.
+fn remove_contents(dir: &std::path::Path) -> Result<(), IndexError> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}

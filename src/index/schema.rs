@@ -68,8 +68,12 @@ pub struct Fields {
     pub nulls: Field,
     /// `{path}\u{1f}{json type}` for every metadata path, for the field catalog.
     pub field_types: Field,
-    /// The user's Clerk JSON, in the zstd-compressed doc store.
+    /// The user's Clerk JSON, in the zstd-compressed doc store (sensitive values removed).
     pub raw_json: Field,
+    /// The user's sealed (encrypted) sensitive values, stored beside `raw_json`.
+    pub sealed: Field,
+    /// Blind-index tokens of the sensitive values, for `=`/`IN` on sensitive paths.
+    pub blind: Field,
     /// Decoded range columns, shared by every snapshot (not part of the schema).
     pub columns: Arc<ColumnCache>,
 }
@@ -141,6 +145,8 @@ impl Fields {
         let nulls = b.add_text_field("nulls", keyword(RAW, false));
         let field_types = b.add_text_field("field_types", keyword(RAW, false));
         let raw_json = b.add_bytes_field("raw_json", BytesOptions::default().set_stored());
+        let sealed = b.add_bytes_field("sealed", BytesOptions::default().set_stored());
+        let blind = b.add_text_field("blind", keyword(RAW, false));
         Fields {
             schema: b.build(),
             id,
@@ -173,6 +179,8 @@ impl Fields {
             nulls,
             field_types,
             raw_json,
+            sealed,
+            blind,
             columns: Arc::new(ColumnCache::new(DEFAULT_COLUMN_CACHE_BYTES)),
         }
     }

@@ -17,6 +17,15 @@ pub struct SearchHit {
     pub sort_value: SortValue,
     /// The user's Clerk JSON as stored (`None` when not asked for).
     pub raw_json: Option<String>,
+    /// The user's sealed sensitive values, if any (read with `raw_json`).
+    pub sealed: Option<String>,
+}
+
+/// A user as stored: its Clerk JSON without sensitive values, and those values sealed.
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    pub raw_json: String,
+    pub sealed: Option<String>,
 }
 
 impl Snapshot {
@@ -48,21 +57,60 @@ impl Snapshot {
         Ok(None)
     }
 
-    pub fn raw_json_at(&self, address: DocAddress) -> Result<String, IndexError> {
+    pub fn stored_at(&self, address: DocAddress) -> Result<StoredUser, IndexError> {
         let doc: TantivyDocument = self.searcher.doc(address)?;
-        let bytes = doc
-            .get_first(self.fields.raw_json)
-            .and_then(|v| v.as_bytes())
-            .ok_or_else(|| IndexError::Read(format!("document {address:?} has no stored user")))?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| IndexError::Read(e.to_string()))
+        let text = |field| -> Result<Option<String>, IndexError> {
+            doc.get_first(field)
+                .and_then(|v| v.as_bytes())
+                .map(|bytes| {
+                    String::from_utf8(bytes.to_vec()).map_err(|e| IndexError::Read(e.to_string()))
+                })
+                .transpose()
+        };
+        Ok(StoredUser {
+            raw_json: text(self.fields.raw_json)?.ok_or_else(|| {
+                IndexError::Read(format!("document {address:?} has no stored user"))
+            })?,
+            sealed: text(self.fields.sealed)?,
+        })
+    }
+
+    pub fn raw_json_at(&self, address: DocAddress) -> Result<String, IndexError> {
+        Ok(self.stored_at(address)?.raw_json)
+    }
+
+    /// One user as stored.
+    pub fn get_stored(&self, user_id: &str) -> Result<Option<StoredUser>, IndexError> {
+        match self.find(user_id)? {
+            Some(address) => self.stored_at(address).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The stored Clerk JSON of one user.
     pub fn get_raw_json(&self, user_id: &str) -> Result<Option<String>, IndexError> {
-        match self.find(user_id)? {
-            Some(address) => self.raw_json_at(address).map(Some),
-            None => Ok(None),
+        Ok(self.get_stored(user_id)?.map(|stored| stored.raw_json))
+    }
+
+    /// Where the live users indexed with `token` in the blind index are.
+    pub fn with_blind_token(&self, token: &str) -> Result<Vec<DocAddress>, IndexError> {
+        let term = Term::from_field_text(self.fields.blind, token);
+        let mut addresses = Vec::new();
+        for (ordinal, segment) in self.searcher.segment_readers().iter().enumerate() {
+            let inverted = segment.inverted_index(self.fields.blind)?;
+            let Some(mut postings) = inverted.read_postings(&term, IndexRecordOption::Basic)?
+            else {
+                continue;
+            };
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if !segment.is_deleted(doc) {
+                    addresses.push(DocAddress::new(ordinal as u32, doc));
+                }
+                doc = postings.advance();
+            }
         }
+        Ok(addresses)
     }
 
     /// The `updated_at` the index holds for a user.
@@ -101,12 +149,17 @@ impl Snapshot {
             .map_err(IndexError::Read)?;
         hits.into_iter()
             .map(|hit| {
+                let stored = match with_json {
+                    true => Some(self.stored_at(hit.address)?),
+                    false => None,
+                };
+                let (raw_json, sealed) = match stored {
+                    Some(stored) => (Some(stored.raw_json), stored.sealed),
+                    None => (None, None),
+                };
                 Ok(SearchHit {
-                    raw_json: if with_json {
-                        Some(self.raw_json_at(hit.address)?)
-                    } else {
-                        None
-                    },
+                    raw_json,
+                    sealed,
                     id: hit.id,
                     sort_value: hit.value,
                 })

@@ -38,6 +38,14 @@ enum Command {
     },
 }
 
+/// Seals each user's sensitive values before it reaches the index (`auth::sensitive`).
+pub trait Sealer: Send + Sync {
+    /// The user with its sensitive values sealed into [`User::sealed`] and removed from its
+    /// metadata and Clerk JSON; a user holding none comes back as it is. A user already sealed
+    /// (a re-encryption) is passed through.
+    fn seal(&self, user: Arc<User>) -> Result<Arc<User>, String>;
+}
+
 /// A user as it was before a change.
 pub enum Previous {
     /// The index did not hold the user.
@@ -88,15 +96,34 @@ enum Pending {
 pub struct WriterHandle {
     commands: mpsc::Sender<Command>,
     stats: Arc<WriterStats>,
+    sealer: Option<Arc<dyn Sealer>>,
 }
 
 impl WriterHandle {
+    /// Seals every upserted user (on the caller's thread: the writer thread stays free).
+    fn seal(&self, changes: Vec<UserChange>) -> Result<Vec<UserChange>, IndexError> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(changes);
+        };
+        changes
+            .into_iter()
+            .map(|change| match change {
+                UserChange::Upsert { user, source } => Ok(UserChange::Upsert {
+                    user: sealer.seal(user).map_err(IndexError::Seal)?,
+                    source,
+                }),
+                delete => Ok(delete),
+            })
+            .collect()
+    }
+
     /// Applies changes and waits until they are committed; returns the generation that holds them.
     pub async fn apply(
         &self,
         changes: Vec<UserChange>,
         sync_state: Option<serde_json::Value>,
     ) -> Result<u64, IndexError> {
+        let changes = self.seal(changes)?;
         let (ack, done) = oneshot::channel();
         self.commands
             .send(Command::Apply {
@@ -117,6 +144,7 @@ impl WriterHandle {
         changes: Vec<UserChange>,
         sync_state: Option<serde_json::Value>,
     ) -> Result<(), IndexError> {
+        let changes = self.seal(changes)?;
         self.commands
             .send(Command::Apply {
                 changes,
@@ -173,6 +201,7 @@ pub struct IndexWriterTask {
     /// Every user changed since the last commit.
     pending_users: HashMap<String, Pending>,
     observer: Option<Box<dyn ChangeObserver>>,
+    sealer: Option<Arc<dyn Sealer>>,
     pending_changes: usize,
     pending_since: Option<Instant>,
     waiting: Vec<oneshot::Sender<Result<u64, String>>>,
@@ -197,6 +226,7 @@ impl IndexWriterTask {
             config: config.clone(),
             pending_users: HashMap::new(),
             observer: None,
+            sealer: None,
             pending_changes: 0,
             pending_since: None,
             waiting: Vec::new(),
@@ -210,17 +240,31 @@ impl IndexWriterTask {
         self
     }
 
+    /// Seals sensitive values of every user written through the returned handles.
+    pub fn with_sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
     /// Starts the task on its own thread (tantivy's calls block). It stops, after a final commit,
     /// when every [`WriterHandle`] is dropped; join the returned handle to wait for that.
     pub fn spawn(self) -> (WriterHandle, std::thread::JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(64);
         let runtime = tokio::runtime::Handle::current();
         let stats = self.stats.clone();
+        let sealer = self.sealer.clone();
         let thread = std::thread::Builder::new()
             .name("index-writer".into())
             .spawn(move || self.run(receiver, runtime))
             .expect("spawning the index writer thread");
-        (WriterHandle { commands, stats }, thread)
+        (
+            WriterHandle {
+                commands,
+                stats,
+                sealer,
+            },
+            thread,
+        )
     }
 
     fn run(mut self, mut commands: mpsc::Receiver<Command>, runtime: tokio::runtime::Handle) {

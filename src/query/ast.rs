@@ -29,6 +29,10 @@ pub enum Op {
     Matches(String),
     /// Inclusive at both ends.
     Between(Value, Value),
+    /// The path's sealed (sensitive) value equals one of the values these blind-index tokens
+    /// stand for. Made from `=`/`IN` on a sensitive path by `auth::sensitive` after parsing;
+    /// never parsed, printed or stored.
+    Sealed(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

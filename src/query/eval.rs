@@ -83,6 +83,13 @@ impl Value {
 }
 
 fn predicate_matches(predicate: &Predicate, user: &User, now_ms: i64) -> bool {
+    if let Op::Sealed(tokens) = &predicate.op {
+        // Tokens bind path and value: the user holds one of them or does not match.
+        return user
+            .sealed
+            .as_ref()
+            .is_some_and(|sealed| tokens.iter().any(|t| sealed.tokens.contains(t)));
+    }
     match &predicate.path {
         FieldPath::Metadata { namespace, keys } => {
             metadata_matches(user, *namespace, keys, &predicate.op, now_ms)
@@ -186,7 +193,7 @@ fn metadata_matches(
             leaf.as_str()
                 .is_some_and(|s| s.starts_with(prefix.as_str()))
         }),
-        Op::Matches(_) => false,
+        Op::Matches(_) | Op::Sealed(_) => false,
         Op::Between(low, high) => {
             let (low, high) = (low.resolve(now_ms), high.resolve(now_ms));
             leaves.iter().any(|leaf| {
@@ -316,7 +323,7 @@ fn core_matches(user: &User, field: CoreField, op: &Op, now_ms: i64) -> bool {
                     }
                     _ => false,
                 },
-                Op::Exists | Op::Matches(_) => unreachable!("handled above"),
+                Op::Exists | Op::Matches(_) | Op::Sealed(_) => unreachable!("handled above"),
             }
         }
         CoreKind::Date => {
@@ -390,6 +397,7 @@ mod tests {
             private_metadata: Json::Null,
             unsafe_metadata: json!({}),
             raw_json: Arc::from("{}"),
+            sealed: None,
         }
     }
 

@@ -56,6 +56,7 @@ impl Display for Predicate {
             Op::StartsWith(prefix) => write!(f, " STARTS WITH {}", Quoted(prefix)),
             Op::Matches(text) => write!(f, " MATCHES {}", Quoted(text)),
             Op::Between(low, high) => write!(f, " BETWEEN {} AND {}", Literal(low), Literal(high)),
+            Op::Sealed(tokens) => write!(f, " = <{} sealed values>", tokens.len()),
         }
     }
 }
@@ -158,6 +159,9 @@ fn check_printable(filter: &Filter) -> Result<(), String> {
         }
         Filter::Not(inner) => check_printable(inner),
         Filter::Predicate(predicate) => {
+            if let Op::Sealed(_) = predicate.op {
+                return Err("a filter on sensitive paths has no text form".into());
+            }
             if let FieldPath::Metadata { keys, .. } = &predicate.path
                 && let Some(key) = keys.iter().find(|k| k.contains('`'))
             {

@@ -232,7 +232,7 @@ fn op_values(op: &Op) -> Vec<&Value> {
         Op::Compare(_, v) => vec![v],
         Op::In(values) => values.iter().collect(),
         Op::Between(low, high) => vec![low, high],
-        Op::Exists | Op::StartsWith(_) | Op::Matches(_) => Vec::new(),
+        Op::Exists | Op::StartsWith(_) | Op::Matches(_) | Op::Sealed(_) => Vec::new(),
     }
 }
 
@@ -241,7 +241,7 @@ fn op_values_mut(op: &mut Op) -> Vec<&mut Value> {
         Op::Compare(_, v) => vec![v],
         Op::In(values) => values.iter_mut().collect(),
         Op::Between(low, high) => vec![low, high],
-        Op::Exists | Op::StartsWith(_) | Op::Matches(_) => Vec::new(),
+        Op::Exists | Op::StartsWith(_) | Op::Matches(_) | Op::Sealed(_) => Vec::new(),
     }
 }
 

@@ -70,6 +70,7 @@ pub struct TestOptions {
     pub webhook_timeout: Duration,
     pub auth: clerk_index::auth::AuthConfig,
     pub tls: Option<clerk_index::config::TlsConfig>,
+    pub sensitive: Option<Arc<clerk_index::auth::Sensitive>>,
 }
 
 impl TestOptions {
@@ -83,6 +84,7 @@ impl TestOptions {
             webhook_timeout: Duration::from_secs(10),
             auth: clerk_index::auth::AuthConfig::unauthenticated(),
             tls: None,
+            sensitive: None,
         }
     }
 }
@@ -123,6 +125,7 @@ impl TestServer {
         config.webhook_timeout = options.webhook_timeout;
         config.auth = options.auth.clone();
         config.tls = options.tls.clone();
+        config.set_sensitive(options.sensitive.clone());
         config.clerk.initial_backoff = Duration::from_millis(20);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,547 @@
+//! Sensitive paths end to end: values sealed before indexing (from the backfill and from
+//! webhooks), filterable by equality with the `sensitive` scope only, readable only with it,
+//! absent from the index directory, readable across a key rotation and re-sealed on demand, and
+//! never written to the logs.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clerk_index::api::proto::sync_client::SyncClient;
+use clerk_index::api::proto::user_index_client::UserIndexClient;
+use clerk_index::api::proto::{
+    CountUsersRequest, ExportUsersRequest, GetUserRequest, ReencryptSensitiveRequest,
+    SearchUsersRequest, SortSpec,
+};
+use clerk_index::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
+use clerk_index::auth::{ApiKeys, AuthConfig, Sensitive, generate_key};
+use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+use clerk_index::index::{IndexConfig, UserIndex};
+use common::{RunningFakeClerk, TestOptions, TestServer, expression};
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+const PLANTED: &str = "SSN-PLANTED-7391-0458";
+const PLANTED_BY_WEBHOOK: &str = "SSN-WEBHOOK-2286-9917";
+/// Planted at a path that is not sensitive: the file scan must find it, or it proves nothing.
+const CONTROL: &str = "CONTROL-PLAIN-6613-3050";
+
+#[derive(Clone)]
+struct Header(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Header {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Header>;
+
+fn authed(channel: &Channel, key: &str) -> Authed {
+    InterceptedService::new(
+        channel.clone(),
+        Header(format!("Bearer {key}").parse().unwrap()),
+    )
+}
+
+/// API keys: `reader` (public, private), `vault` (+ sensitive), `ops` (admin).
+fn keys() -> (AuthConfig, [String; 3]) {
+    let (reader, reader_hash) = generate_key();
+    let (vault, vault_hash) = generate_key();
+    let (ops, ops_hash) = generate_key();
+    let lines = format!(
+        "reader public,private {reader_hash}\nvault public,private,sensitive {vault_hash}\nops admin {ops_hash}\n"
+    );
+    let auth = AuthConfig {
+        keys: ApiKeys::parse(&lines).unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    (auth, [reader, vault, ops])
+}
+
+fn sensitive(ring: &str) -> Arc<Sensitive> {
+    Arc::new(Sensitive::new(
+        SensitivePaths::parse("private.ssn, private.medical.*").unwrap(),
+        KeyRing::parse(ring).unwrap(),
+    ))
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+async fn count(client: &mut UserIndexClient<Authed>, filter: &str) -> Result<u64, tonic::Status> {
+    client
+        .count_users(CountUsersRequest {
+            filter: expression(filter),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().count)
+}
+
+async fn user_json(client: &mut UserIndexClient<Authed>, id: &str) -> Value {
+    let response = client
+        .get_user(GetUserRequest {
+            user_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    serde_json::from_str(&response.into_inner().user.unwrap().json).unwrap()
+}
+
+async fn start(dir: &Path, fake: &RunningFakeClerk, auth: &AuthConfig, ring: &str) -> TestServer {
+    let mut options = TestOptions::new(&fake.url);
+    options.auth = auth.clone();
+    options.sensitive = Some(sensitive(ring));
+    let server = TestServer::start(dir, options).await;
+    server.wait_serving().await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotation() {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(400))).await;
+    let ids = fake.fake.user_ids();
+    let (planted_id, webhook_id) = (ids[7].clone(), ids[8].clone());
+    let mut planted = fake.fake.user_json(&planted_id).unwrap();
+    planted["private_metadata"] = json!({
+        "ssn": PLANTED, "ltv": 12.5, "note": CONTROL,
+        "medical": {"condition": "asthma-planted-3321", "codes": [7, 12]}
+    });
+    fake.fake.put_user_json(&planted);
+    // The generated population holds real-looking SSNs for ~20% of its users.
+    let generated: Vec<(String, String)> = fake
+        .users()
+        .iter()
+        .filter_map(|u| {
+            let ssn = u.private_metadata.get("ssn")?.as_str()?.to_string();
+            Some((u.id.clone(), ssn))
+        })
+        .filter(|(id, _)| *id != planted_id && *id != webhook_id)
+        .collect();
+    assert!(generated.len() > 20);
+
+    let (auth, [reader_key, vault_key, ops_key]) = keys();
+    let blind = generate_key_line("blind-index");
+    let (k1, k2) = (generate_key_line("k1"), generate_key_line("k2"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &fake, &auth, &format!("{blind}\n{k1}")).await;
+    let channel = server.channel().await;
+    let mut reader = UserIndexClient::new(authed(&channel, &reader_key));
+    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
+
+    // A webhook brings a second planted value; it is sealed on that path too.
+    let mut updated = fake.fake.user_json(&webhook_id).unwrap();
+    updated["private_metadata"]["ssn"] = json!(PLANTED_BY_WEBHOOK);
+    updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);
+    let event = common::event("user.updated", updated.clone(), clerk_index::sync::now_ms());
+    assert_eq!(server.deliver("msg_sensitive_1", &event).await.0, 200);
+
+    // Equality, IN and != work for the sensitive scope, on backfilled and webhook values.
+    assert_eq!(
+        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut vault,
+            &format!(r#"private.ssn IN ["nope", "{PLANTED_BY_WEBHOOK}"]"#)
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut vault,
+            r#"private.medical.condition = "asthma-planted-3321""#
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(
+        count(&mut vault, "private.medical.codes = 12")
+            .await
+            .unwrap(),
+        1
+    );
+    let (some_id, some_ssn) = &generated[0];
+    let same_ssn = generated.iter().filter(|(_, s)| s == some_ssn).count() as u64;
+    assert_eq!(
+        count(&mut vault, &format!(r#"private.ssn = "{some_ssn}""#))
+            .await
+            .unwrap(),
+        same_ssn
+    );
+    let total = count(&mut vault, "id EXISTS").await.unwrap();
+    assert_eq!(
+        count(&mut vault, &format!(r#"private.ssn != "{PLANTED}""#))
+            .await
+            .unwrap(),
+        total - 1
+    );
+    assert_eq!(
+        count(
+            &mut vault,
+            &format!(r#"private.ssn = "{PLANTED}" AND private.ltv > 10"#)
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    // Nothing but equality: the values are not in the index to compare, scan, sort or facet.
+    for refused in [
+        format!(r#"private.ssn > "{PLANTED}""#),
+        r#"private.ssn STARTS WITH "SSN""#.to_string(),
+        "private.ssn EXISTS".to_string(),
+    ] {
+        let status = count(&mut vault, &refused).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{refused}");
+        assert!(status.message().contains("private.ssn is a sensitive path"));
+        assert!(!status.message().contains(PLANTED), "{}", status.message());
+    }
+    let sorted = vault
+        .search_users(SearchUsersRequest {
+            sort: Some(SortSpec {
+                path: "private.ssn".into(),
+                descending: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(sorted.code(), Code::InvalidArgument);
+
+    // The sensitive scope reads the values back; others never see them, nor filter on them.
+    let shown = user_json(&mut vault, &planted_id).await;
+    assert_eq!(shown["private_metadata"]["ssn"], PLANTED);
+    assert_eq!(
+        shown["private_metadata"]["medical"]["codes"],
+        json!([7, 12])
+    );
+    assert_eq!(shown["private_metadata"]["ltv"], 12.5);
+    assert_eq!(
+        user_json(&mut vault, some_id).await["private_metadata"]["ssn"],
+        some_ssn.as_str()
+    );
+    let hidden = user_json(&mut reader, &planted_id).await;
+    assert!(hidden["private_metadata"].get("ssn").is_none(), "{hidden}");
+    assert!(
+        hidden["private_metadata"].get("medical").is_none(),
+        "{hidden}"
+    );
+    assert_eq!(hidden["private_metadata"]["ltv"], 12.5);
+    let status = count(&mut reader, &format!(r#"private.ssn = "{PLANTED}""#))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("lacks the sensitive scope"),
+        "{}",
+        status.message()
+    );
+    let masked = reader
+        .get_user(GetUserRequest {
+            user_id: planted_id.clone(),
+            fields: vec!["private.ssn".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(masked.code(), Code::PermissionDenied);
+    let mut export = reader
+        .export_users(ExportUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(chunk) = export.message().await.unwrap() {
+        for user in chunk.users {
+            assert!(
+                !user.json.contains(PLANTED) && !user.json.contains("\"ssn\""),
+                "{}",
+                user.json
+            );
+        }
+    }
+    server.stop().await;
+
+    // The index directory holds no plaintext of sensitive values (the control value, at a
+    // path that is not sensitive, is found by the same scan).
+    assert!(
+        !files_containing(dir.path(), &CONTROL[8..]).is_empty(),
+        "the scan finds plaintext"
+    );
+    for secret in [
+        PLANTED,
+        PLANTED_BY_WEBHOOK,
+        "asthma-planted-3321",
+        some_ssn.as_str(),
+    ] {
+        assert_eq!(
+            files_containing(dir.path(), secret),
+            Vec::<String>::new(),
+            "{secret}"
+        );
+    }
+    // ...nor do the stored users, read back decompressed.
+    {
+        let mut config = IndexConfig::new(dir.path().join("index"));
+        config.sealing = sensitive(&format!("{blind}\n{k1}")).fingerprint();
+        let (index, _task) = UserIndex::open(&config).unwrap();
+        let snapshot = index.snapshot();
+        for id in [&planted_id, &webhook_id, some_id] {
+            let stored = snapshot.get_stored(id).unwrap().unwrap();
+            assert!(!stored.raw_json.contains("\"ssn\""), "{}", stored.raw_json);
+            let sealed = stored.sealed.expect("sealed values stored");
+            assert!(sealed.contains("\"k1:"), "{sealed}");
+            assert!(!sealed.contains(PLANTED) && !sealed.contains(some_ssn.as_str()));
+        }
+    }
+
+    // Rotation: k2 becomes active, k1 stays to open older values; no rebuild (same blind key).
+    let server = start(dir.path(), &fake, &auth, &format!("{blind}\n{k2}\n{k1}")).await;
+    let channel = server.channel().await;
+    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
+    assert_eq!(
+        user_json(&mut vault, &planted_id).await["private_metadata"]["ssn"],
+        PLANTED
+    );
+    assert_eq!(
+        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
+            .await
+            .unwrap(),
+        1
+    );
+    let mut admin = SyncClient::new(authed(&channel, &ops_key));
+    let denied = SyncClient::new(authed(&channel, &vault_key))
+        .reencrypt_sensitive(ReencryptSensitiveRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let done = admin
+        .reencrypt_sensitive(ReencryptSensitiveRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.active_key_id, "k2");
+    assert_eq!(
+        done.users_resealed as usize,
+        generated.len() + 2,
+        "every sealed user once"
+    );
+    let again = admin
+        .reencrypt_sensitive(ReencryptSensitiveRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.users_resealed, 0, "nothing left under k1");
+    server.stop().await;
+
+    // Without k1 now: everything still opens, and filters still match.
+    let server = start(dir.path(), &fake, &auth, &format!("{blind}\n{k2}")).await;
+    let channel = server.channel().await;
+    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
+    assert_eq!(
+        user_json(&mut vault, &planted_id).await["private_metadata"]["ssn"],
+        PLANTED
+    );
+    assert_eq!(
+        user_json(&mut vault, &webhook_id).await["private_metadata"]["ssn"],
+        PLANTED_BY_WEBHOOK
+    );
+    assert_eq!(
+        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
+            .await
+            .unwrap(),
+        1
+    );
+    server.stop().await;
+
+    // Another blind-index key cannot use the old tokens: the index is rebuilt from Clerk, and
+    // filters work again with the new key.
+    let server = start(
+        dir.path(),
+        &fake,
+        &auth,
+        &format!("{}\n{k2}", generate_key_line("blind-index")),
+    )
+    .await;
+    let channel = server.channel().await;
+    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
+    assert_eq!(
+        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
+            .await
+            .unwrap(),
+        1
+    );
+    server.stop().await;
+}
+
+/// The real binary with debug logging: planted values go through a webhook, filters, errors
+/// and reads, and never show up in what it logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_values_never_reach_the_logs() {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(50))).await;
+    let ids = fake.fake.user_ids();
+    let mut planted = fake.fake.user_json(&ids[3]).unwrap();
+    planted["private_metadata"] = json!({"ssn": PLANTED});
+    fake.fake.put_user_json(&planted);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, hash) = generate_key();
+    let ring = format!(
+        "{}\n{}",
+        generate_key_line("blind-index"),
+        generate_key_line("k1")
+    );
+    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
+    let grpc = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let http = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .args(["--clerk-api-url", &fake.url, "--writer-memory-mb", "50"])
+        .args([
+            "--commit-interval-ms",
+            "100",
+            "--sensitive-paths",
+            "private.ssn",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
+        .env("CLERK_WEBHOOK_SIGNING_SECRET", common::WEBHOOK_SECRET)
+        .env(
+            "CLERK_INDEX_API_KEYS",
+            format!("vault public,private,sensitive {hash}"),
+        )
+        .env("CLERK_INDEX_SENSITIVE_KEYS", ring)
+        .env("RUST_LOG", "debug")
+        .env("CLERK_INDEX_LOG_FORMAT", "json")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http_url = format!("http://127.0.0.1:{http}");
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(response) = reqwest::get(format!("{http_url}/readyz")).await
+            && response.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the server never became ready");
+    let mut updated = fake.fake.user_json(&ids[4]).unwrap();
+    updated["private_metadata"] = json!({"ssn": PLANTED_BY_WEBHOOK});
+    updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);
+    let event = common::event("user.updated", updated, clerk_index::sync::now_ms());
+    assert_eq!(common::deliver(&http_url, "msg_log_1", &event).await.0, 200);
+    // A delivery with a bad signature is logged as refused; its body must not be.
+    let bad = reqwest::Client::new()
+        .post(format!("{http_url}/webhooks/clerk"))
+        .header("svix-id", "msg_bad")
+        .header(
+            "svix-timestamp",
+            (clerk_index::sync::now_ms() / 1000).to_string(),
+        )
+        .header("svix-signature", "v1,AAAA")
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = UserIndexClient::new(authed(&channel, &key));
+    assert_eq!(
+        count(&mut client, &format!(r#"private.ssn = "{PLANTED}""#))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut client,
+            &format!(r#"private.ssn = "{PLANTED_BY_WEBHOOK}""#)
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert!(
+        count(&mut client, &format!(r#"private.ssn > "{PLANTED}""#))
+            .await
+            .is_err()
+    );
+    assert!(
+        count(&mut client, &format!(r#"private.ssn = "{PLANTED}" AND ("#))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        user_json(&mut client, &ids[3]).await["private_metadata"]["ssn"],
+        PLANTED
+    );
+
+    // Stop it the way Kubernetes does, so everything it would log is logged.
+    sigterm(child.id());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.contains("index opened"),
+        "the logs were captured: {logs}"
+    );
+    for secret in [PLANTED, PLANTED_BY_WEBHOOK] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+    assert!(!logs.contains(&key), "the API key appears in the logs");
+}
+
+fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
