@@ -27,6 +27,7 @@ use tonic::transport::Channel;
 
 const PLANTED: &str = "SSN-PLANTED-7391-0458";
 const PLANTED_BY_WEBHOOK: &str = "SSN-WEBHOOK-2286-9917";
+const PLANTED_AFTER_ROTATION: &str = "SSN-ROTATED-4410-7702";
 /// Planted at a path that is not sensitive: the file scan must find it, or it proves nothing.
 const CONTROL: &str = "CONTROL-PLAIN-6613-3050";
 
@@ -367,6 +368,12 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
         .unwrap()
         .into_inner();
     assert_eq!(again.users_resealed, 0, "nothing left under k1");
+    // A value arriving now is sealed under k2 (read back below without k1 in the ring).
+    let mut arriving = fake.fake.user_json(&ids[9]).unwrap();
+    arriving["private_metadata"]["ssn"] = json!(PLANTED_AFTER_ROTATION);
+    arriving["updated_at"] = json!(arriving["updated_at"].as_i64().unwrap() + 1000);
+    let event = common::event("user.updated", arriving, clerk_index::sync::now_ms());
+    assert_eq!(server.deliver("msg_sensitive_2", &event).await.0, 200);
     server.stop().await;
 
     // Without k1 now: everything still opens, and filters still match.
@@ -380,6 +387,10 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
     assert_eq!(
         user_json(&mut vault, &webhook_id).await["private_metadata"]["ssn"],
         PLANTED_BY_WEBHOOK
+    );
+    assert_eq!(
+        user_json(&mut vault, &ids[9]).await["private_metadata"]["ssn"],
+        PLANTED_AFTER_ROTATION
     );
     assert_eq!(
         count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
