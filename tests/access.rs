@@ -571,3 +571,29 @@ fn api_key_create_prints_a_key_whose_hash_the_line_holds() {
         line.split_whitespace().last().unwrap()
     );
 }
+
+/// `clerk-index health` (the Helm test pod's command) exits 0 only when the server is SERVING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_command_reports_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 20).await;
+    let grpc_url = server.grpc_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+            .args(["health", "--server", &grpc_url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "SERVING");
+    server.stop().await;
+    // Nothing listening: a clear failure, not a hang.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args(["health", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect"));
+}

@@ -488,3 +488,33 @@ pub async fn facet(args: FacetArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The service to ask about; empty: the whole server.
+    #[arg(long, default_value = "")]
+    pub service: String,
+}
+
+/// Asks the server's gRPC health service; exits non-zero unless SERVING (for probes, `helm test`
+/// and scripts).
+pub async fn health(args: HealthArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = channel(&args.connect).await?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: args.service.clone(),
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!("{}: {}", status.code(), status.message()))?
+        .into_inner();
+    let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
+    println!("{}", status.as_str_name());
+    anyhow::ensure!(
+        status == ServingStatus::Serving,
+        "the server is not serving yet"
+    );
+    Ok(())
+}

@@ -9,7 +9,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-pub use client::{CountArgs, FacetArgs, SearchArgs};
+pub use client::{CountArgs, FacetArgs, HealthArgs, SearchArgs};
 pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
 pub use keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};
@@ -44,6 +44,8 @@ pub enum Command {
     Facet(FacetArgs),
     /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
     Export(ExportArgs),
+    /// Ask a running server's gRPC health service (exit status 0 when SERVING).
+    Health(HealthArgs),
     /// Create API keys (and hash existing ones) for the server's key list.
     ApiKey(ApiKeyArgs),
     /// Create keys for the sensitive-value key ring.
@@ -63,6 +65,7 @@ impl Cli {
             Command::Search(args) => client::search(args).await,
             Command::Facet(args) => client::facet(args).await,
             Command::Export(args) => export::export(args).await,
+            Command::Health(args) => client::health(args).await,
             Command::ApiKey(args) => keys::api_key(args),
             Command::SensitiveKey(args) => keys::sensitive_key(args),
             Command::Reencrypt(args) => keys::reencrypt(args).await,

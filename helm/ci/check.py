@@ -1,0 +1,186 @@
+"""Checks the Helm chart without a cluster: lint, render and validate every manifest against
+Kubernetes' schemas (strict: unknown fields are errors), for the default values, a full-featured
+values file and a few variants, then assert what the templates must get right (probes on real
+ports, secrets only by reference, the config checksum, non-root and read-only root filesystem,
+persistence, the `helm test` pod). With the path of the clerk-index binary, also checks that
+every CLERK_INDEX_* variable the chart sets is one `serve` reads.
+
+Run by scripts/test through helm/ci/check (which makes the virtualenv).
+"""
+
+import copy
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+CHART = Path(__file__).resolve().parent.parent / "clerk-index"
+FULL = Path(__file__).resolve().parent / "values-full.yaml"
+KUBERNETES = "1.37.0"
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+
+
+def render(values, label):
+    chart = helm.Chart.load(str(CHART))
+    chart.validate_schema(values)
+    report = helm.lint(str(CHART), values, strict=True, namespace="search")
+    problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+    check(not problems and not report.get("errors"), f"{label}: helm lint: {problems} {report.get('errors')}")
+    rendered = chart.render(values, name="ci", namespace="search", is_install=True)
+    manifests = {}
+    for path, text in rendered.items():
+        if path.endswith("NOTES.txt"):
+            check("clerk-index" in text, f"{label}: NOTES.txt is empty")
+            continue
+        for doc in yaml.safe_load_all(text):
+            if not doc:
+                continue
+            try:
+                kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+            except Exception as error:  # the library raises several kinds
+                failures.append(f"{label}: {path} ({doc.get('kind')}): {error}")
+            manifests.setdefault(doc["kind"], []).append((path, text, doc))
+    return manifests
+
+
+def one(manifests, kind):
+    items = manifests.get(kind, [])
+    check(len(items) == 1, f"expected one {kind}, got {len(items)}")
+    return items[0][2] if items else {}
+
+
+def container_of(statefulset):
+    return statefulset["spec"]["template"]["spec"]["containers"][0]
+
+
+def common_checks(manifests, label):
+    sts = one(manifests, "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    container = container_of(sts)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    check(set(ports) == {"grpc", "http"}, f"{label}: container ports {ports}")
+    for probe in ("startupProbe", "readinessProbe"):
+        check(container[probe].get("grpc", {}).get("port") == ports["grpc"], f"{label}: {probe} is not gRPC health on the gRPC port")
+    check(container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}, f"{label}: liveness probe")
+    check(container["lifecycle"]["preStop"]["sleep"]["seconds"] >= 1, f"{label}: preStop")
+    check(pod["terminationGracePeriodSeconds"] >= 30, f"{label}: grace period")
+    check(pod["securityContext"]["runAsNonRoot"] is True, f"{label}: runAsNonRoot")
+    check(container["securityContext"]["readOnlyRootFilesystem"] is True, f"{label}: read-only root")
+    check(container["securityContext"]["capabilities"]["drop"] == ["ALL"], f"{label}: capabilities")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    check(mounts.get("data") == "/var/lib/clerk-index", f"{label}: data mount {mounts}")
+    check("tmp" in mounts, f"{label}: /tmp must be writable with a read-only root")
+    # Secrets only by reference: no literal value for any secret variable.
+    for env in container.get("env", []):
+        if env["name"] in ("CLERK_SECRET_KEY", "CLERK_WEBHOOK_SIGNING_SECRET"):
+            check("valueFrom" in env and "value" not in env, f"{label}: {env['name']} must come from a Secret")
+    # The checksum annotation is the hash of the rendered ConfigMap, so config changes roll pods.
+    (_, config_text, config) = manifests["ConfigMap"][0]
+    annotation = sts["spec"]["template"]["metadata"]["annotations"].get("checksum/config")
+    check(annotation == hashlib.sha256(config_text.encode()).hexdigest(), f"{label}: checksum/config does not match the ConfigMap")
+    # Services point at the named ports; the test pod asks gRPC health through the Service.
+    for _, _, service in manifests["Service"]:
+        for port in service["spec"]["ports"]:
+            check(port["targetPort"] in ports, f"{label}: Service port {port}")
+    tests = [doc for _, _, doc in manifests.get("Pod", []) if doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    check(len(tests) == 1 and tests[0]["spec"]["containers"][0]["args"][0] == "health", f"{label}: helm test pod")
+    check(one(manifests, "ServiceAccount").get("automountServiceAccountToken") is False, f"{label}: service account token")
+    return sts, container, config
+
+
+def env_names_serve_reads(binary):
+    help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    names = set(re.findall(r"\[env: ([A-Z0-9_]+)=", help_text))
+    # Read outside clap (secrets and lists from env or files).
+    names |= {"CLERK_SECRET_KEY", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_INDEX_API_KEYS", "CLERK_INDEX_SENSITIVE_KEYS", "RUST_LOG"}
+    return names
+
+
+def main():
+    defaults = helm.Chart.load(str(CHART)).values
+    full_values = helm.values_from_yaml(FULL.read_text())
+    binary = sys.argv[1] if len(sys.argv) > 1 else None
+    known_env = env_names_serve_reads(binary) if binary else None
+
+    # Default values: persistence, API keys from the Secret, plaintext gRPC.
+    manifests = render({}, "defaults")
+    sts, container, config = common_checks(manifests, "defaults")
+    check([t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])] == ["data"], "defaults: no PVC template")
+    check(container["args"] == ["serve"], f"defaults: args {container['args']}")
+    env = {e["name"]: e for e in container["env"]}
+    check(env["CLERK_INDEX_API_KEYS_FILE"]["value"].startswith("/etc/clerk-index/secrets/"), "defaults: API keys file")
+    check("CLERK_INDEX_ALLOW_UNAUTHENTICATED" not in config["data"], "defaults: unauthenticated must be off")
+    check("Ingress" not in manifests and "NetworkPolicy" not in manifests, "defaults: optional objects rendered")
+    check("PodDisruptionBudget" in manifests, "defaults: PodDisruptionBudget")
+
+    # Everything on.
+    manifests = render(full_values, "full")
+    sts, container, config = common_checks(manifests, "full")
+    args = container["args"]
+    check("--tls-client-ca=/etc/clerk-index/client-ca/ca.crt" in args and "--tls-cert=/etc/clerk-index/tls/tls.crt" in args, f"full: TLS args {args}")
+    env = {e["name"]: e for e in container["env"]}
+    check("CLERK_INDEX_SENSITIVE_KEYS_FILE" in env, "full: sensitive keys file")
+    check(config["data"]["CLERK_INDEX_SENSITIVE_PATHS"] == "private.ssn,private.medical.*", "full: sensitive paths")
+    ingress = one(manifests, "Ingress")
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    check([p["path"] for p in paths] == ["/webhooks/clerk"], f"full: the Ingress exposes only the webhook path: {paths}")
+    policy = one(manifests, "NetworkPolicy")
+    check(policy["spec"]["ingress"][0]["from"] == full_values["networkPolicy"]["grpcFrom"], "full: NetworkPolicy gRPC peers")
+    secret_items = [v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets"][0]["secret"]["items"]
+    check({i["key"] for i in secret_items} == {"api-keys", "sensitive-keys"}, f"full: secret files {secret_items}")
+    test_args = [doc for _, _, doc in manifests["Pod"]][0]["spec"]["containers"][0]["args"]
+    check(any(a.startswith("--server=https://") for a in test_args), f"full: helm test over TLS: {test_args}")
+
+    # Variants: no persistence; explicitly unauthenticated.
+    variant = copy.deepcopy(full_values)
+    variant["persistence"] = {"enabled": False}
+    variant["auth"] = {"allowUnauthenticated": True}
+    variant["sensitive"] = {"paths": []}
+    manifests = render(variant, "variant")
+    sts, container, config = common_checks(manifests, "variant")
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    check("emptyDir" in volumes.get("data", {}) and "volumeClaimTemplates" not in sts["spec"], "variant: emptyDir without persistence")
+    check("secrets" not in volumes, "variant: no secret files needed")
+    check(config["data"].get("CLERK_INDEX_ALLOW_UNAUTHENTICATED") == "true", "variant: unauthenticated flag")
+
+    # Every variable the chart sets is one the binary reads.
+    if known_env is not None:
+        for values, label in (({}, "defaults"), (full_values, "full"), (variant, "variant")):
+            manifests = render(values, label)
+            _, container, config = common_checks(manifests, label)
+            names = set(config["data"]) | {e["name"] for e in container["env"]}
+            unknown = {n for n in names if n not in known_env and n != "TZ"}
+            check(not unknown, f"{label}: variables serve does not read: {sorted(unknown)}")
+
+    # The schema refuses what cannot work.
+    chart = helm.Chart.load(str(CHART))
+    for bad in ({"replicaCount": 2}, {"clerk": {"rateLimit": "fast"}}, {"config": {"logFormat": "xml"}}, {"unknownKey": 1}):
+        try:
+            chart.validate_schema(bad)
+            failures.append(f"schema accepted {bad}")
+        except helm.HelmValuesError:
+            pass
+    check(defaults["replicaCount"] == 1, "defaults: one replica")
+
+    if failures:
+        print("helm chart check FAILED:")
+        for failure in failures:
+            print("  -", failure)
+        print(f"0 passed, {len(failures)} failed")
+        sys.exit(1)
+    print("helm chart: lint, render and strict validation passed for default, full and variant values")
+    print("1 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()
