@@ -7,7 +7,6 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clerk_index::api::proto::sync_client::SyncClient;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
@@ -467,17 +466,7 @@ async fn sensitive_values_never_reach_the_logs() {
         .spawn()
         .unwrap();
     let http_url = format!("http://127.0.0.1:{http}");
-    let mut ready = false;
-    for _ in 0..300 {
-        if let Ok(response) = reqwest::get(format!("{http_url}/readyz")).await
-            && response.status().is_success()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the server never became ready");
+    common::wait_ready(&http_url).await;
     let mut updated = fake.fake.user_json(&ids[4]).unwrap();
     updated["private_metadata"] = json!({"ssn": PLANTED_BY_WEBHOOK});
     updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use clerk_index::api::proto::CountUsersRequest;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
@@ -42,18 +40,6 @@ impl Ca {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
-}
-
-async fn wait_ready(server: &TestServer) {
-    for _ in 0..600 {
-        if let Ok(response) = reqwest::get(format!("{}/readyz", server.http_url)).await
-            && response.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server never became ready");
 }
 
 /// A TLS client trusting `ca`, with `identity` when given, to the server's port.
@@ -102,7 +88,7 @@ async fn grpc_is_served_over_tls_and_mutual_tls_refuses_clients_without_a_certif
         client_ca_pem: None,
     });
     let server = TestServer::start(dir.path(), options).await;
-    wait_ready(&server).await;
+    common::wait_ready(&server.http_url).await;
     let channel = connect(&server, &ca.pem, None).await.unwrap();
     assert_eq!(count(channel).await.unwrap(), 50);
     // A plaintext client gets nothing from a TLS port.
@@ -129,7 +115,7 @@ async fn grpc_is_served_over_tls_and_mutual_tls_refuses_clients_without_a_certif
         client_ca_pem: Some(ca.pem.clone().into_bytes()),
     });
     let server = TestServer::start(dir.path(), options).await;
-    wait_ready(&server).await;
+    common::wait_ready(&server.http_url).await;
     for identity in [None, Some(&rogue)] {
         let refused = match connect(&server, &ca.pem, identity).await {
             Err(_) => true,

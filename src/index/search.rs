@@ -40,21 +40,26 @@ impl Snapshot {
 
     fn find(&self, user_id: &str) -> Result<Option<DocAddress>, IndexError> {
         let term = Term::from_field_text(self.fields.id, user_id);
+        Ok(self.live_docs(&term, 1)?.pop())
+    }
+
+    /// Up to `limit` live documents holding `term`.
+    fn live_docs(&self, term: &Term, limit: usize) -> Result<Vec<DocAddress>, IndexError> {
+        let mut addresses = Vec::new();
         for (ordinal, segment) in self.searcher.segment_readers().iter().enumerate() {
-            let inverted = segment.inverted_index(self.fields.id)?;
-            let Some(mut postings) = inverted.read_postings(&term, IndexRecordOption::Basic)?
-            else {
+            let inverted = segment.inverted_index(term.field())?;
+            let Some(mut postings) = inverted.read_postings(term, IndexRecordOption::Basic)? else {
                 continue;
             };
             let mut doc = postings.doc();
-            while doc != TERMINATED {
+            while doc != TERMINATED && addresses.len() < limit {
                 if !segment.is_deleted(doc) {
-                    return Ok(Some(DocAddress::new(ordinal as u32, doc)));
+                    addresses.push(DocAddress::new(ordinal as u32, doc));
                 }
                 doc = postings.advance();
             }
         }
-        Ok(None)
+        Ok(addresses)
     }
 
     pub fn stored_at(&self, address: DocAddress) -> Result<StoredUser, IndexError> {
@@ -95,22 +100,7 @@ impl Snapshot {
     /// Where the live users indexed with `token` in the blind index are.
     pub fn with_blind_token(&self, token: &str) -> Result<Vec<DocAddress>, IndexError> {
         let term = Term::from_field_text(self.fields.blind, token);
-        let mut addresses = Vec::new();
-        for (ordinal, segment) in self.searcher.segment_readers().iter().enumerate() {
-            let inverted = segment.inverted_index(self.fields.blind)?;
-            let Some(mut postings) = inverted.read_postings(&term, IndexRecordOption::Basic)?
-            else {
-                continue;
-            };
-            let mut doc = postings.doc();
-            while doc != TERMINATED {
-                if !segment.is_deleted(doc) {
-                    addresses.push(DocAddress::new(ordinal as u32, doc));
-                }
-                doc = postings.advance();
-            }
-        }
-        Ok(addresses)
+        self.live_docs(&term, usize::MAX)
     }
 
     /// The `updated_at` the index holds for a user.

@@ -319,3 +319,17 @@ pub async fn clerk_api(
     );
     response.json().await.unwrap()
 }
+
+/// Polls `GET {http_url}/readyz` until 200 (at most 60 s): readiness without a gRPC client (for
+/// servers behind TLS or in another process).
+pub async fn wait_ready(http_url: &str) {
+    for _ in 0..600 {
+        if let Ok(response) = reqwest::get(format!("{http_url}/readyz")).await
+            && response.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server at {http_url} never became ready");
+}
