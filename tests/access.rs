@@ -16,31 +16,9 @@ use clerk_index::api::proto::{
 };
 use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
-use common::{RunningFakeClerk, TestOptions, TestServer, expression};
+use common::{RunningFakeClerk, TestOptions, TestServer, expression, with_header};
 use serde_json::Value;
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-
-/// Sends `authorization` as given (None: no header).
-#[derive(Clone)]
-struct Header(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Header {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Authed = InterceptedService<Channel, Header>;
 
 /// The keys of the matrix: name and scopes.
 const KEYS: [(&str, &str); 7] = [
@@ -78,10 +56,6 @@ impl Keys {
     fn key(&self, name: &str) -> &str {
         &self.keys.iter().find(|(n, _)| *n == name).unwrap().1
     }
-}
-
-fn with_header(channel: Channel, header: Option<String>) -> Authed {
-    InterceptedService::new(channel, Header(header.map(|h| h.parse().unwrap())))
 }
 
 fn scopes_of(name: &str) -> BTreeSet<&'static str> {

@@ -18,10 +18,9 @@ use clerk_index::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
 use clerk_index::auth::{ApiKeys, AuthConfig, Sensitive, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
 use clerk_index::index::{IndexConfig, UserIndex};
-use common::{RunningFakeClerk, TestOptions, TestServer, expression};
+use common::{Authed, RunningFakeClerk, TestOptions, TestServer, expression, with_header};
 use serde_json::{Value, json};
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 const PLANTED: &str = "SSN-PLANTED-7391-0458";
@@ -30,28 +29,8 @@ const PLANTED_AFTER_ROTATION: &str = "SSN-ROTATED-4410-7702";
 /// Planted at a path that is not sensitive: the file scan must find it, or it proves nothing.
 const CONTROL: &str = "CONTROL-PLAIN-6613-3050";
 
-#[derive(Clone)]
-struct Header(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Header {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Authed = InterceptedService<Channel, Header>;
-
 fn authed(channel: &Channel, key: &str) -> Authed {
-    InterceptedService::new(
-        channel.clone(),
-        Header(format!("Bearer {key}").parse().unwrap()),
-    )
+    with_header(channel.clone(), Some(format!("Bearer {key}")))
 }
 
 /// API keys: `reader` (public, private), `vault` (+ sensitive), `ops` (admin).
