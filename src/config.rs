@@ -355,3 +355,64 @@ impl SensitiveArgs {
         Ok(Some(Arc::new(Sensitive::new(paths, ring))))
     }
 }
+
+/// A secret as configuration output shows it: its kind prefix (`sk_live_`, `whsec_`) and length,
+/// never its value.
+pub fn mask(secret: &str) -> String {
+    let prefix: String = match secret.find('_') {
+        Some(end) if end <= 8 => {
+            let rest = &secret[end + 1..];
+            let second = rest.find('_').filter(|i| *i <= 8).map_or(0, |i| i + 1);
+            secret[..end + 1 + second].to_string()
+        }
+        _ => String::new(),
+    };
+    format!("{prefix}*** ({} characters)", secret.chars().count())
+}
+
+impl Config {
+    /// The effective configuration as JSON, secrets masked (`clerk-index config`).
+    pub fn describe(&self) -> serde_json::Value {
+        let seconds = |d: Duration| d.as_secs_f64();
+        serde_json::json!({
+            "data_dir": self.data_dir.display().to_string(),
+            "clerk": {
+                "api_url": self.clerk.api_url,
+                "secret_key": mask(&self.clerk.secret_key),
+                "rate_limit": format!("{}/{}s", self.clerk.rate_limit.requests, self.clerk.rate_limit.per.as_secs_f64()),
+            },
+            "webhooks": {
+                "signing_secrets": self.webhook_secrets.iter().map(|s| mask(s)).collect::<Vec<_>>(),
+                "body_limit_bytes": self.webhook_body_limit,
+                "timeout_secs": seconds(self.webhook_timeout),
+            },
+            "index": {
+                "writer_memory_mb": self.index.writer_memory_bytes >> 20,
+                "writer_threads": self.index.writer_threads,
+                "column_cache_mb": self.index.column_cache_bytes >> 20,
+                "commit_interval_ms": self.index.commit_interval.as_millis() as u64,
+                "tombstone_retention_hours": self.index.tombstone_retention.as_secs() / 3600,
+            },
+            "reconcile": {
+                "catch_up_every_secs": seconds(self.reconcile.catch_up_every),
+                "sweep_every_secs": seconds(self.reconcile.sweep_every),
+            },
+            "segments": {"retained_events": self.segments.retained_events},
+            "max_page_size": self.max_page_size,
+            "auth": {
+                "api_keys": self.auth.keys.describe(),
+                "allow_unauthenticated": self.auth.allow_unauthenticated,
+            },
+            "tls": match &self.tls {
+                None => "off",
+                Some(tls) if tls.client_ca_pem.is_some() => "mutual",
+                Some(_) => "on",
+            },
+            "sensitive": self.sensitive.as_ref().map(|s| serde_json::json!({
+                "paths": s.paths().describe_list(),
+                "key_ids": s.ring().ids().collect::<Vec<_>>(),
+                "active_key_id": s.ring().active_id(),
+            })),
+        })
+    }
+}

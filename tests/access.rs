@@ -571,3 +571,60 @@ async fn the_health_command_reports_serving() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect"));
 }
+
+/// `clerk-index config` checks the configuration `serve` would run with and prints it with every
+/// secret masked.
+#[test]
+fn the_config_command_prints_the_effective_configuration_with_secrets_masked() {
+    let (_, hash) = generate_key();
+    let ring_blind = clerk_index::auth::sensitive::generate_key_line("blind-index");
+    let ring_key = clerk_index::auth::sensitive::generate_key_line("k1");
+    let secret_key = "sk_live_Zm9vYmFyYmF6cXV4cXV1eA";
+    let signing = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+            .args(["config", "--sensitive-paths", "private.ssn"])
+            .args(extra)
+            .env("CLERK_SECRET_KEY", secret_key)
+            .env("CLERK_WEBHOOK_SIGNING_SECRET", signing)
+            .env("CLERK_INDEX_API_KEYS", format!("frontend public {hash}"))
+            .env(
+                "CLERK_INDEX_SENSITIVE_KEYS",
+                format!("{ring_blind}\n{ring_key}"),
+            )
+            .env_remove("CLERK_INDEX_ALLOW_UNAUTHENTICATED")
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--writer-memory-mb", "64"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["clerk"]["secret_key"], "sk_live_*** (30 characters)");
+    assert_eq!(
+        config["webhooks"]["signing_secrets"][0],
+        "whsec_*** (38 characters)"
+    );
+    assert_eq!(config["auth"]["api_keys"][0], "frontend (public)");
+    assert_eq!(config["sensitive"]["paths"][0], "private_metadata.ssn");
+    assert_eq!(config["sensitive"]["active_key_id"], "k1");
+    assert_eq!(config["index"]["writer_memory_mb"], 64);
+    assert_eq!(config["tls"], "off");
+    for secret in [
+        secret_key,
+        &signing[6..],
+        &hash[7..],
+        ring_blind.split(' ').nth(1).unwrap(),
+        ring_key.split(' ').nth(1).unwrap(),
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    // A setting that cannot work is refused with the flag's name.
+    let output = run(&["--writer-memory-mb", "5"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--writer-memory-mb must be at least 20"),
+        "{stderr}"
+    );
+}

@@ -26,13 +26,9 @@ pub struct ApiKeys {
 
 impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut keys: Vec<String> = self
-            .by_hash
-            .values()
-            .map(|c| format!("{} ({})", c.name, c.scopes))
-            .collect();
-        keys.sort();
-        f.debug_struct("ApiKeys").field("keys", &keys).finish()
+        f.debug_struct("ApiKeys")
+            .field("keys", &self.describe())
+            .finish()
     }
 }
 
@@ -106,6 +102,17 @@ impl ApiKeys {
 
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+
+    /// `name (scopes)` of every key, sorted: what may be shown of the list.
+    pub fn describe(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .by_hash
+            .values()
+            .map(|c| format!("{} ({})", c.name, c.scopes))
+            .collect();
+        keys.sort();
+        keys
     }
 
     pub fn len(&self) -> usize {

@@ -87,14 +87,16 @@ impl SensitivePaths {
         }
     }
 
-    /// The paths, canonical and sorted: `private_metadata.ssn,...`.
-    fn describe(&self) -> String {
-        let paths: Vec<String> = self
-            .paths
+    /// The paths, canonical and sorted: `private_metadata.ssn`, ...
+    pub fn describe_list(&self) -> Vec<String> {
+        self.paths
             .iter()
             .map(|(ns, keys)| encode_metadata_path(*ns, keys))
-            .collect();
-        paths.join(",")
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        self.describe_list().join(",")
     }
 }
 

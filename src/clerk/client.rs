@@ -22,7 +22,7 @@ pub const CLERK_API_VERSION: &str = "2026-05-12";
 pub const MAX_PAGE_SIZE: u32 = 500;
 
 /// How to reach one Clerk instance.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClerkClientConfig {
     /// Scheme and host, without `/v1` (e.g. `https://api.clerk.com`).
     pub api_url: String,
@@ -33,6 +33,19 @@ pub struct ClerkClientConfig {
     pub request_timeout: Duration,
     /// The first backoff after a 5xx or network error; doubles per attempt up to 30 s.
     pub initial_backoff: Duration,
+}
+
+impl std::fmt::Debug for ClerkClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClerkClientConfig")
+            .field("api_url", &self.api_url)
+            .field("secret_key", &crate::config::mask(&self.secret_key))
+            .field("rate_limit", &self.rate_limit)
+            .field("max_attempts", &self.max_attempts)
+            .field("request_timeout", &self.request_timeout)
+            .field("initial_backoff", &self.initial_backoff)
+            .finish()
+    }
 }
 
 impl ClerkClientConfig {

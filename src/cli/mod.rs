@@ -44,6 +44,9 @@ pub enum Command {
     Facet(FacetArgs),
     /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
     Export(ExportArgs),
+    /// Check the configuration `serve` would run with (same flags and environment) and print it,
+    /// secrets masked.
+    Config(ServeArgs),
     /// Ask a running server's gRPC health service (exit status 0 when SERVING).
     Health(HealthArgs),
     /// Create API keys (and hash existing ones) for the server's key list.
@@ -66,6 +69,7 @@ impl Cli {
             Command::Facet(args) => client::facet(args).await,
             Command::Export(args) => export::export(args).await,
             Command::Health(args) => client::health(args).await,
+            Command::Config(args) => serve::print_config(args),
             Command::ApiKey(args) => keys::api_key(args),
             Command::SensitiveKey(args) => keys::sensitive_key(args),
             Command::Reencrypt(args) => keys::reencrypt(args).await,

@@ -38,6 +38,13 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.index.log_format);
+    let config = build_config(&args)?;
+    let listeners = bind(args.grpc_addr, args.http_addr).await?;
+    app::run(config, listeners, super::shutdown_signal()).await
+}
+
+/// Everything `serve` would run with, from flags, environment and files, validated.
+fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::new(
         &args.index,
         PathBuf::from("clerk-index-data"),
@@ -48,8 +55,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.auth = args.auth.load()?;
     config.tls = args.tls.load()?;
     config.set_sensitive(args.sensitive.load()?);
-    let listeners = bind(args.grpc_addr, args.http_addr).await?;
-    app::run(config, listeners, super::shutdown_signal()).await
+    config.auth.validate()?;
+    Ok(config)
+}
+
+/// `clerk-index config`: validates the configuration `serve` would run with (same flags and
+/// environment) and prints it, secrets masked.
+pub fn print_config(args: ServeArgs) -> anyhow::Result<()> {
+    let config = build_config(&args)?;
+    let mut described = config.describe();
+    described["grpc_addr"] = args.grpc_addr.to_string().into();
+    described["http_addr"] = args.http_addr.to_string().into();
+    println!("{}", serde_json::to_string_pretty(&described)?);
+    Ok(())
 }
 
 /// Binds both listeners with errors that name the address.
