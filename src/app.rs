@@ -152,6 +152,8 @@ pub async fn run(
         config.max_read_wait,
     );
     let grpc_addr = listeners.grpc.local_addr()?;
+    // Cuts the gRPC connections still open when the shutdown deadline passes.
+    let force_close = CancellationToken::new();
     let mut grpc = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(
@@ -174,11 +176,14 @@ pub async fn run(
         .serve_with_incoming_shutdown(
             // Our own listener, so tonic's tcp_nodelay setting does not apply: without it, a
             // response spanning two TCP segments waits ~40 ms for the client's delayed ACK.
-            TcpListenerStream::new(listeners.grpc).map(|stream| {
-                if let Ok(stream) = &stream {
-                    let _ = stream.set_nodelay(true);
+            TcpListenerStream::new(listeners.grpc).map({
+                let force_close = force_close.clone();
+                move |stream| {
+                    stream.map(|stream| {
+                        let _ = stream.set_nodelay(true);
+                        Closable::new(stream, &force_close)
+                    })
                 }
-                stream
             }),
             cancel.clone().cancelled_owned(),
         );
@@ -203,6 +208,7 @@ pub async fn run(
     };
     tracing::info!(%grpc_addr, %http_addr, grpc_tls, "clerk-index serving");
 
+    let shutdown_timeout = config.shutdown_timeout;
     shutdown.await;
     tracing::info!("shutting down");
     for service in ["", USER_INDEX_SERVICE] {
@@ -211,7 +217,20 @@ pub async fn run(
             .await;
     }
     cancel.cancel();
-    let grpc_result = grpc_task.await?;
+    // In-flight calls finish, but a stream whose client stops reading would hold the shutdown
+    // forever: past the deadline they are closed.
+    let mut grpc_task = grpc_task;
+    let grpc_result = match tokio::time::timeout(shutdown_timeout, &mut grpc_task).await {
+        Ok(result) => result?,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = shutdown_timeout.as_secs(),
+                "in-flight gRPC calls did not finish in time; closing their connections"
+            );
+            force_close.cancel();
+            grpc_task.await?
+        }
+    };
     http_task.await??;
     sync_task.await?;
     drop(webhooks);
@@ -255,5 +274,82 @@ async fn readyz(State(progress): State<Arc<BackfillProgress>>) -> (StatusCode, S
             StatusCode::SERVICE_UNAVAILABLE,
             format!("backfill in progress: {seen} of {total} users"),
         )
+    }
+}
+
+/// A gRPC connection the server can cut: once `closed` fires, every read and write fails, so the
+/// connection and the calls on it end instead of waiting for a client that stopped reading.
+struct Closable {
+    inner: tokio::net::TcpStream,
+    closed: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl Closable {
+    fn new(inner: tokio::net::TcpStream, closed: &CancellationToken) -> Closable {
+        Closable {
+            inner,
+            closed: Box::pin(closed.clone().cancelled_owned()),
+        }
+    }
+
+    /// An error once the connection is cut (and a wake-up when it is).
+    fn cut(&mut self, cx: &mut std::task::Context<'_>) -> Option<std::io::Error> {
+        self.closed.as_mut().poll(cx).is_ready().then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the server is shutting down",
+            )
+        })
+    }
+}
+
+impl tokio::io::AsyncRead for Closable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(error) = self.cut(cx) {
+            return std::task::Poll::Ready(Err(error));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Closable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Some(error) = self.cut(cx) {
+            return std::task::Poll::Ready(Err(error));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(error) = self.cut(cx) {
+            return std::task::Poll::Ready(Err(error));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Closable {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
     }
 }

@@ -61,6 +61,10 @@ pub struct IndexArgs {
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+    /// On SIGTERM, how long in-flight gRPC calls may take to finish before they are closed, in
+    /// seconds (keep it below Kubernetes' termination grace period).
+    #[arg(long, env = "CLERK_INDEX_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -90,6 +94,8 @@ pub struct Config {
     pub reconcile: ReconcileSchedule,
     /// API keys; with none, `run` refuses to start unless unauthenticated serving is allowed.
     pub auth: AuthConfig,
+    /// How long in-flight gRPC calls may run on after a shutdown signal.
+    pub shutdown_timeout: Duration,
     /// TLS for the gRPC port; `None` serves plaintext.
     pub tls: Option<TlsConfig>,
     /// Sensitive paths and their keys (set with [`Config::set_sensitive`]).
@@ -167,6 +173,7 @@ impl Config {
                 sweep_every: Duration::from_secs(args.sweep_interval_secs),
             },
             auth: AuthConfig::default(),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             tls: None,
             sensitive: None,
         })
@@ -399,6 +406,7 @@ impl Config {
             },
             "segments": {"retained_events": self.segments.retained_events},
             "max_page_size": self.max_page_size,
+            "shutdown_timeout_secs": self.shutdown_timeout.as_secs(),
             "auth": {
                 "api_keys": self.auth.keys.describe(),
                 "allow_unauthenticated": self.auth.allow_unauthenticated,

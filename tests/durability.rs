@@ -219,3 +219,38 @@ async fn sigterm_commits_pending_writes_and_exits_cleanly() {
         "{users} users in the index, {seen} seen"
     );
 }
+
+/// A client that opens an export and stops reading would hold a graceful shutdown forever; past
+/// the shutdown timeout the server closes such calls and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_forever_for_a_stalled_stream() {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(4_000))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = common::TestOptions::new(&fake.url);
+    options.shutdown_timeout_secs = 1;
+    let server = common::TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let mut client = server.client().await;
+    // Every user with its whole JSON (~8 MB): far more than HTTP/2 lets through unread.
+    let mut stream = client
+        .export_users(clerk_index::api::proto::ExportUsersRequest {
+            chunk_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.users.len(), 100);
+    // The client now reads nothing more.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), server.stop())
+        .await
+        .expect("the server waited for the stalled stream");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stream);
+}

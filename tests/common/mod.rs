@@ -71,6 +71,7 @@ pub struct TestOptions {
     pub auth: clerk_index::auth::AuthConfig,
     pub tls: Option<clerk_index::config::TlsConfig>,
     pub sensitive: Option<Arc<clerk_index::auth::Sensitive>>,
+    pub shutdown_timeout_secs: u64,
 }
 
 impl TestOptions {
@@ -85,6 +86,7 @@ impl TestOptions {
             auth: clerk_index::auth::AuthConfig::unauthenticated(),
             tls: None,
             sensitive: None,
+            shutdown_timeout_secs: 20,
         }
     }
 }
@@ -111,6 +113,7 @@ impl TestServer {
             // Tests trigger reconciles through the Sync service when they want one.
             catch_up_interval_secs: 3_600,
             sweep_interval_secs: options.sweep_interval_secs,
+            shutdown_timeout_secs: options.shutdown_timeout_secs,
         };
         let mut config = Config::new(
             &args,
