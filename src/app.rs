@@ -140,9 +140,8 @@ pub async fn run(
         index: index.clone(),
         backfill: progress.clone(),
         webhooks: webhooks.counters.clone(),
-        writer: writer.stats().clone(),
+        writer: writer.clone(),
         reconciler,
-        writer_handle: writer.clone(),
         sensitive: config.sensitive.clone(),
     };
     let segments_service = SegmentsService::new(

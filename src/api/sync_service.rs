@@ -11,7 +11,7 @@ use super::proto::sync_server::Sync as SyncApi;
 use crate::auth::sensitive::reseal_all;
 use crate::auth::{Scope, Sensitive};
 use crate::error::Error;
-use crate::index::{UserIndex, WriterHandle, WriterStats};
+use crate::index::{UserIndex, WriterHandle};
 use crate::sync::{BackfillProgress, ReconcileRun, Reconciler, SyncState, WebhookCounters, now_ms};
 
 /// Reads the counters every part of sync keeps, and runs reconciles.
@@ -19,10 +19,9 @@ pub struct SyncService {
     pub index: UserIndex,
     pub backfill: Arc<BackfillProgress>,
     pub webhooks: Arc<WebhookCounters>,
-    pub writer: Arc<WriterStats>,
     pub reconciler: Arc<Reconciler>,
-    /// Writes re-sealed users.
-    pub writer_handle: WriterHandle,
+    /// Its counts, and re-sealed users go through it.
+    pub writer: WriterHandle,
     /// The sensitive paths and their key ring, if configured.
     pub sensitive: Option<Arc<Sensitive>>,
 }
@@ -100,10 +99,10 @@ impl SyncApi for SyncService {
                 failed: load(&self.webhooks.failed),
             }),
             writer: Some(proto::WriterCounts {
-                applied: load(&self.writer.applied),
-                ignored_stale: load(&self.writer.ignored_stale),
-                ignored_deleted: load(&self.writer.ignored_deleted),
-                commits: load(&self.writer.commits),
+                applied: load(&self.writer.stats().applied),
+                ignored_stale: load(&self.writer.stats().ignored_stale),
+                ignored_deleted: load(&self.writer.stats().ignored_deleted),
+                commits: load(&self.writer.stats().commits),
             }),
             lag_ms: if newest > 0 {
                 (now_ms() - newest).max(0)
@@ -156,7 +155,7 @@ impl SyncApi for SyncService {
                 "no sensitive paths are configured: nothing to re-encrypt".into(),
             )
         })?;
-        let done = reseal_all(sensitive, &self.index, &self.writer_handle)
+        let done = reseal_all(sensitive, &self.index, &self.writer)
             .await
             .map_err(Error::Internal)?;
         Ok(Response::new(proto::ReencryptSensitiveResponse {

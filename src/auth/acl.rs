@@ -14,18 +14,6 @@ pub fn scope_of(path: &FieldPath) -> Option<Scope> {
     }
 }
 
-/// Every scope needed to evaluate `filter` (what a saved segment records).
-pub fn filter_scopes(filter: &Filter) -> Scopes {
-    let mut scopes = Scopes::default();
-    visit_paths(filter, &mut |path| {
-        if let Some(scope) = scope_of(path) {
-            scopes.insert(scope);
-        }
-        None::<()>
-    });
-    scopes
-}
-
 /// Calls `f` on each predicate's path until it returns `Some`.
 fn visit_paths<T>(filter: &Filter, f: &mut impl FnMut(&FieldPath) -> Option<T>) -> Option<T> {
     match filter {
@@ -51,7 +39,7 @@ impl Caller {
         }
     }
 
-    /// Every scope needed to evaluate `filter` on this server.
+    /// Every scope needed to evaluate `filter` on this server (what a saved segment records).
     pub fn filter_scopes(&self, filter: &Filter) -> Scopes {
         let mut scopes = Scopes::default();
         visit_paths(filter, &mut |path| {
@@ -121,7 +109,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            filter_scopes(&filter),
+            caller("public").filter_scopes(&filter),
             Scopes::parse_list("public,unsafe").unwrap()
         );
         caller("public,unsafe").check_filter(Some(&filter)).unwrap();
@@ -132,7 +120,7 @@ mod tests {
         assert_eq!(denied.what, "filtering on unsafe.x");
         caller("private").check_filter(None).unwrap();
         let core = parse_filter("banned = false", &FilterLimits::default()).unwrap();
-        assert!(filter_scopes(&core).is_empty());
+        assert!(caller("public").filter_scopes(&core).is_empty());
         caller("public").check_filter(Some(&core)).unwrap();
     }
 

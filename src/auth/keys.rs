@@ -154,9 +154,8 @@ pub fn generate_key() -> (String, String) {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
     // 27 base62 characters carry 160.7 bits.
-    let key: String = std::iter::once("cki_".to_string())
-        .chain((0..27).map(|_| (ALPHABET[rng.random_range(0..ALPHABET.len())] as char).to_string()))
-        .collect();
+    let mut key = String::from("cki_");
+    key.extend((0..27).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char));
     let hash = hash_text(&key);
     (key, hash)
 }

@@ -115,11 +115,6 @@ impl Scopes {
         self.0 == 0
     }
 
-    /// The scopes of `self` that `other` lacks.
-    pub fn missing_from(self, other: Scopes) -> Scopes {
-        Scopes(self.0 & !other.0)
-    }
-
     pub fn iter(self) -> impl Iterator<Item = Scope> {
         Scope::ALL.into_iter().filter(move |s| self.contains(*s))
     }

@@ -333,23 +333,24 @@ impl Sensitive {
 
     /// `user` with its sensitive values cut out and sealed; `None` when it holds none.
     pub fn seal_user(&self, user: &User) -> Result<Option<User>, SealError> {
-        let mut metadata = [
-            user.public_metadata.clone(),
-            user.private_metadata.clone(),
-            user.unsafe_metadata.clone(),
-        ];
+        // Every user of a backfill comes through here: most hold no sensitive value, and are
+        // passed over without copying anything.
+        if !self
+            .paths
+            .paths
+            .iter()
+            .any(|(namespace, keys)| holds(user.metadata(*namespace), keys))
+        {
+            return Ok(None);
+        }
+        let mut metadata = MetadataNamespace::ALL.map(|ns| user.metadata(ns).clone());
         let mut taken: Vec<(MetadataNamespace, Vec<String>, Json)> = Vec::new();
         for (namespace, keys) in &self.paths.paths {
-            take(
-                &mut metadata[*namespace as usize],
-                &mut keys.clone(),
-                0,
-                *namespace,
-                &mut taken,
-            );
-        }
-        if taken.is_empty() {
-            return Ok(None);
+            let slot = MetadataNamespace::ALL
+                .iter()
+                .position(|ns| ns == namespace)
+                .expect("every namespace is in ALL");
+            take(&mut metadata[slot], keys, 0, *namespace, &mut taken);
         }
         let mut raw: Json =
             serde_json::from_str(&user.raw_json).map_err(|e| SealError::Json(e.to_string()))?;
@@ -438,7 +439,7 @@ impl Sensitive {
         if let Json::Object(raw) = raw {
             for (namespace, keys) in &self.paths.paths {
                 if let Some(object) = raw.get_mut(namespace.field_name()) {
-                    take(object, &mut keys.clone(), 0, *namespace, &mut Vec::new());
+                    take(object, keys, 0, *namespace, &mut Vec::new());
                 }
             }
         }
@@ -603,7 +604,7 @@ impl Sealer for Sensitive {
 /// sensitive key under an array never stays behind in plaintext.
 fn take(
     value: &mut Json,
-    keys: &mut Vec<String>,
+    keys: &[String],
     at: usize,
     namespace: MetadataNamespace,
     taken: &mut Vec<(MetadataNamespace, Vec<String>, Json)>,
@@ -621,6 +622,18 @@ fn take(
     } else if let Some(removed) = map.shift_remove(&key) {
         // The key itself, or an array or scalar standing where an object was expected.
         taken.push((namespace, keys[..=at].to_vec(), removed));
+    }
+}
+
+/// Whether [`take`] would cut anything out of `value` at `keys`.
+fn holds(value: &Json, keys: &[String]) -> bool {
+    let Json::Object(map) = value else {
+        return false;
+    };
+    match map.get(&keys[0]) {
+        None => false,
+        Some(child) if keys.len() > 1 && child.is_object() => holds(child, &keys[1..]),
+        Some(_) => true,
     }
 }
 

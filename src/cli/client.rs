@@ -89,11 +89,11 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
-/// Adds the API key to every call.
+/// Sends an `authorization` value (`Bearer <api key>`) with every call; `None` sends none.
 #[derive(Clone)]
-pub(super) struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub struct Authorization(pub Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
-impl tonic::service::Interceptor for BearerToken {
+impl tonic::service::Interceptor for Authorization {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
@@ -109,7 +109,7 @@ impl tonic::service::Interceptor for BearerToken {
 
 /// A connection to the server that authenticates every call.
 pub(super) type Connection =
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>;
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Authorization>;
 
 pub(super) async fn channel(args: &ConnectArgs) -> anyhow::Result<Connection> {
     let token = match &args.api_key {
@@ -133,7 +133,7 @@ pub(super) async fn channel(args: &ConnectArgs) -> anyhow::Result<Connection> {
         .map_err(|e| anyhow::anyhow!("cannot connect to clerk-index at {}: {e}", args.server))?;
     Ok(tonic::service::interceptor::InterceptedService::new(
         channel,
-        BearerToken(token),
+        Authorization(token),
     ))
 }
 

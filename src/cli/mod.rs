@@ -9,7 +9,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-pub use client::{CountArgs, FacetArgs, HealthArgs, SearchArgs};
+pub use client::{Authorization, CountArgs, FacetArgs, HealthArgs, SearchArgs};
 pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
 pub use keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};

@@ -398,9 +398,9 @@ impl Weight for BitsetWeight {
 /// [`BitsetQuery`]'s scorer, collected from any other.
 pub fn matching_bits(weight: &dyn Weight, reader: &SegmentReader) -> tantivy::Result<Bits> {
     let scorer = weight.scorer(reader, 1.0)?;
-    let mut bits = match scorer.into_any().downcast::<BitsDocSet>() {
+    let mut bits = match scorer.downcast::<BitsDocSet>() {
         Ok(docs) => docs.bits,
-        Err(_) => scorer_bits(weight.scorer(reader, 1.0)?, reader.max_doc()),
+        Err(scorer) => scorer_bits(scorer, reader.max_doc()),
     };
     if let Some(alive) = reader.alive_bitset() {
         bits.retain(|doc| alive.is_alive(doc));

@@ -337,30 +337,13 @@ pub async fn wait_ready(http_url: &str) {
     panic!("the server at {http_url} never became ready");
 }
 
-/// Sends `authorization` as given (None: no header).
-#[derive(Clone)]
-pub struct Header(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Header {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-pub type Authed = tonic::service::interceptor::InterceptedService<Channel, Header>;
+pub type Authed =
+    tonic::service::interceptor::InterceptedService<Channel, clerk_index::cli::Authorization>;
 
 /// A channel that sends `authorization: <header>` with every call.
 pub fn with_header(channel: Channel, header: Option<String>) -> Authed {
     tonic::service::interceptor::InterceptedService::new(
         channel,
-        Header(header.map(|h| h.parse().unwrap())),
+        clerk_index::cli::Authorization(header.map(|h| h.parse().unwrap())),
     )
 }
