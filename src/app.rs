@@ -17,7 +17,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use crate::api::{Authenticate, SegmentsService, SyncService, UserIndexService, proto};
+use crate::api::{
+    Authenticate, RpcTelemetry, SegmentsService, SyncService, UserIndexService, proto,
+};
 use crate::clerk::ClerkClient;
 use crate::clerk::webhook::WebhookVerifier;
 use crate::config::Config;
@@ -26,6 +28,7 @@ use crate::segments::{self, Segments};
 use crate::sync::{
     Backfill, BackfillProgress, Reconciler, WEBHOOK_PATH, WebhookReceiver, WriteThrough,
 };
+use crate::telemetry::metrics::{self, Metrics};
 
 /// Already-bound sockets, so tests can listen on port 0 and production binds in `main`.
 pub struct Listeners {
@@ -93,6 +96,7 @@ pub async fn run(
         index.clone(),
         config.backfill_page_size,
     ));
+    let clerk_stats = clerk.stats().clone();
     let backfill = Backfill {
         clerk,
         writer: writer.clone(),
@@ -136,6 +140,15 @@ pub async fn run(
         webhook_verifier(&config)?,
         writer.clone(),
     ));
+    let metrics = Metrics::new(metrics::Sources {
+        index: index.clone(),
+        index_dir: config.index.dir.clone(),
+        writer: writer.stats().clone(),
+        backfill: progress.clone(),
+        webhooks: webhooks.counters.clone(),
+        reconcile: reconciler.stats.clone(),
+        clerk: clerk_stats,
+    });
     let sync_service = SyncService {
         index: index.clone(),
         backfill: progress.clone(),
@@ -166,6 +179,7 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("gRPC TLS certificate or key: {e}"))?;
     }
     let grpc = grpc
+        .layer(RpcTelemetry::new(metrics.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -188,11 +202,13 @@ pub async fn run(
         );
     let grpc_task = tokio::spawn(grpc);
 
-    let http_router = probes(progress.clone()).merge(
-        webhooks
-            .clone()
-            .router(config.webhook_body_limit, config.webhook_timeout),
-    );
+    let http_router = probes(progress.clone())
+        .merge(metrics_route(metrics))
+        .merge(
+            webhooks
+                .clone()
+                .router(config.webhook_body_limit, config.webhook_timeout),
+        );
     let http_addr = listeners.http.local_addr()?;
     let http_listener = listeners.http.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -254,6 +270,20 @@ fn webhook_verifier(config: &Config) -> anyhow::Result<Option<WebhookVerifier>> 
     let verifier = WebhookVerifier::new(&config.webhook_secrets)
         .map_err(|e| anyhow::anyhow!("webhook signing secret: {e}"))?;
     Ok(Some(verifier))
+}
+
+fn metrics_route(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(metrics): State<Arc<Metrics>>| async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics.encode(),
+                )
+            }),
+        )
+        .with_state(metrics)
 }
 
 fn probes(progress: Arc<BackfillProgress>) -> Router {

@@ -65,6 +65,10 @@ pub struct IndexArgs {
     /// seconds (keep it below Kubernetes' termination grace period).
     #[arg(long, env = "CLERK_INDEX_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     pub shutdown_timeout_secs: u64,
+    /// OTLP/gRPC collector for traces (e.g. http://otel-collector:4317). Without it, traces are
+    /// exported only when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+    #[arg(long, env = "CLERK_INDEX_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

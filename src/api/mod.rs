@@ -8,12 +8,14 @@ mod page_token;
 mod projection;
 mod segments_service;
 mod sync_service;
+mod telemetry;
 mod user_index;
 
 pub use auth::Authenticate;
 pub use projection::project_json;
 pub use segments_service::SegmentsService;
 pub use sync_service::SyncService;
+pub use telemetry::RpcTelemetry;
 pub use user_index::UserIndexService;
 
 /// The generated protobuf and gRPC code (`proto/clerkindex/v1`).

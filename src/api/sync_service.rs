@@ -12,7 +12,9 @@ use crate::auth::sensitive::reseal_all;
 use crate::auth::{Scope, Sensitive};
 use crate::error::Error;
 use crate::index::{UserIndex, WriterHandle};
-use crate::sync::{BackfillProgress, ReconcileRun, Reconciler, SyncState, WebhookCounters, now_ms};
+use crate::sync::{
+    BackfillProgress, ReconcileRun, Reconciler, SyncState, WebhookCounters, freshness_lag_ms,
+};
 
 /// Reads the counters every part of sync keeps, and runs reconciles.
 pub struct SyncService {
@@ -72,8 +74,6 @@ impl SyncApi for SyncService {
         let snapshot = self.index.snapshot();
         let state = SyncState::from_payload(&snapshot.sync_state);
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        let newest = (load(&self.webhooks.newest_event_at_ms) as i64)
-            .max(snapshot.freshness.newest_updated_at_ms);
         let status = proto::SyncStatus {
             freshness: Some(freshness_to_proto(snapshot.freshness)),
             backfill: Some(proto::BackfillStatus {
@@ -104,11 +104,7 @@ impl SyncApi for SyncService {
                 ignored_deleted: load(&self.writer.stats().ignored_deleted),
                 commits: load(&self.writer.stats().commits),
             }),
-            lag_ms: if newest > 0 {
-                (now_ms() - newest).max(0)
-            } else {
-                0
-            },
+            lag_ms: freshness_lag_ms(&self.webhooks, snapshot.freshness.newest_updated_at_ms),
             tombstones: snapshot.tombstone_count as u64,
         };
         Ok(Response::new(status))

@@ -8,9 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::model::{ClerkTotalCount, UserPage, parse_user, parse_user_page};
 use super::rate_limit::{RateLimit, RateLimiter};
@@ -20,6 +25,11 @@ use crate::user::User;
 pub const CLERK_API_VERSION: &str = "2026-05-12";
 /// Clerk's largest page.
 pub const MAX_PAGE_SIZE: u32 = 500;
+/// Both user listings (by `created_at` and by `-updated_at`) use this endpoint.
+const LIST_USERS: &str = "GET /v1/users";
+const GET_USER: &str = "GET /v1/users/{user_id}";
+const COUNT_USERS: &str = "GET /v1/users/count";
+const UPDATE_METADATA: &str = "PATCH /v1/users/{user_id}/metadata";
 
 /// How to reach one Clerk instance.
 #[derive(Clone)]
@@ -96,6 +106,15 @@ impl ClerkApiError {
         }
     }
 
+    /// A short name for metrics and spans.
+    fn kind(&self) -> &'static str {
+        match self {
+            ClerkApiError::Api { .. } => "api_error",
+            ClerkApiError::Transport { .. } => "transport_error",
+            ClerkApiError::Decode { .. } => "decode_error",
+        }
+    }
+
     /// Whether retrying the same request may succeed.
     fn is_transient(&self) -> bool {
         match self {
@@ -118,6 +137,8 @@ pub enum PageCursor {
 /// One request, as the retry loop sees it.
 struct Call<'a> {
     method: reqwest::Method,
+    /// `METHOD /path` with ids as placeholders: the metric label and span name.
+    endpoint: &'static str,
     /// `METHOD /path`, for messages.
     request: &'a str,
     path: &'a str,
@@ -133,6 +154,65 @@ pub struct ClerkClient {
     http: reqwest::Client,
     config: Arc<ClerkClientConfig>,
     limiter: Arc<RateLimiter>,
+    stats: Arc<ClerkApiStats>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    endpoint: String,
+    /// The HTTP status (`200`, `429`, ...) or `transport_error`.
+    status: String,
+}
+
+/// Every attempt of every request (retries included), by endpoint and status, and their latency.
+#[derive(Debug)]
+pub struct ClerkApiStats {
+    requests: Family<StatusLabels, Counter>,
+    seconds: Family<EndpointLabels, Histogram>,
+}
+
+impl Default for ClerkApiStats {
+    fn default() -> Self {
+        ClerkApiStats {
+            requests: Family::default(),
+            seconds: Family::new_with_constructor(crate::telemetry::metrics::latency_histogram),
+        }
+    }
+}
+
+impl ClerkApiStats {
+    /// Adds both metrics to `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "clerk_api_requests",
+            "Clerk Backend API requests (each retry counts), by endpoint and HTTP status; 429 is Clerk's rate limit",
+            self.requests.clone(),
+        );
+        registry.register(
+            "clerk_api_request_duration_seconds",
+            "Clerk Backend API request latency, by endpoint",
+            self.seconds.clone(),
+        );
+    }
+
+    fn record(&self, endpoint: &str, status: String, elapsed: Duration) {
+        self.requests
+            .get_or_create(&StatusLabels {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+            .inc();
+        self.seconds
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
 }
 
 #[derive(Deserialize)]
@@ -164,9 +244,15 @@ impl ClerkClient {
             })?;
         Ok(ClerkClient {
             http,
+            stats: Arc::default(),
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             config: Arc::new(config),
         })
+    }
+
+    /// Requests by endpoint and status, for metrics.
+    pub fn stats(&self) -> &Arc<ClerkApiStats> {
+        &self.stats
     }
 
     /// `GET /v1/users?limit=N&order_by=created_at&...`: one page, oldest first.
@@ -185,7 +271,7 @@ impl ClerkClient {
             PageCursor::Offset(offset) => query.push(("offset", offset.to_string())),
         }
         let request = "GET /v1/users";
-        let body = self.get(request, "/v1/users", &query).await?;
+        let body = self.get(request, LIST_USERS, "/v1/users", &query).await?;
         let page = parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
             request: request.into(),
             message: e.to_string(),
@@ -209,7 +295,7 @@ impl ClerkClient {
             ("offset", offset.to_string()),
         ];
         let request = "GET /v1/users?order_by=-updated_at";
-        let body = self.get(request, "/v1/users", &query).await?;
+        let body = self.get(request, LIST_USERS, "/v1/users", &query).await?;
         parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
             request: request.into(),
             message: e.to_string(),
@@ -220,7 +306,7 @@ impl ClerkClient {
     pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, ClerkApiError> {
         let request = format!("GET /v1/users/{user_id}");
         let path = format!("/v1/users/{}", urlencode_path_segment(user_id));
-        match self.get(&request, &path, &[]).await {
+        match self.get(&request, GET_USER, &path, &[]).await {
             Ok(body) => {
                 let raw: Box<serde_json::value::RawValue> =
                     serde_json::from_slice(&body).map_err(|e| ClerkApiError::Decode {
@@ -242,7 +328,9 @@ impl ClerkClient {
     /// `GET /v1/users/count`.
     pub async fn count_users(&self) -> Result<u64, ClerkApiError> {
         let request = "GET /v1/users/count";
-        let body = self.get(request, "/v1/users/count", &[]).await?;
+        let body = self
+            .get(request, COUNT_USERS, "/v1/users/count", &[])
+            .await?;
         serde_json::from_slice::<ClerkTotalCount>(&body)
             .map(|c| c.total_count)
             .map_err(|e| ClerkApiError::Decode {
@@ -254,11 +342,13 @@ impl ClerkClient {
     async fn get(
         &self,
         request: &str,
+        endpoint: &'static str,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<bytes::Bytes, ClerkApiError> {
         self.send(Call {
             method: reqwest::Method::GET,
+            endpoint,
             request,
             path,
             query,
@@ -284,6 +374,7 @@ impl ClerkClient {
         })?;
         let call = Call {
             method: reqwest::Method::PATCH,
+            endpoint: UPDATE_METADATA,
             request: &request,
             path: &path,
             query: &[],
@@ -331,7 +422,38 @@ impl ClerkClient {
         }
     }
 
+    /// One attempt, timed and counted by endpoint and status, in a client span.
     async fn send_once(&self, call: &Call<'_>, url: &str) -> Result<bytes::Bytes, ClerkApiError> {
+        let span = tracing::info_span!(
+            "clerk.request",
+            otel.name = call.endpoint,
+            otel.kind = "client",
+            http.request.method = %call.method,
+            url.template = call.endpoint,
+            http.response.status_code = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let result = self.attempt(call, url).instrument(span.clone()).await;
+        let status = match &result {
+            Ok((status, _)) => status.as_u16().to_string(),
+            Err(ClerkApiError::Api { status, .. }) => status.to_string(),
+            Err(ClerkApiError::Transport { .. }) => "transport_error".to_string(),
+            Err(ClerkApiError::Decode { .. }) => "decode_error".to_string(),
+        };
+        span.record("http.response.status_code", status.as_str());
+        if let Err(error) = &result {
+            span.record("error.type", error.kind());
+        }
+        self.stats.record(call.endpoint, status, started.elapsed());
+        result.map(|(_, body)| body)
+    }
+
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        url: &str,
+    ) -> Result<(StatusCode, bytes::Bytes), ClerkApiError> {
         let transport = |e: reqwest::Error| ClerkApiError::Transport {
             request: call.request.to_string(),
             message: e.to_string(),
@@ -362,7 +484,7 @@ impl ClerkClient {
             .map(str::to_string);
         let body = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return Ok(body);
+            return Ok((status, body));
         }
         let retry_after = retry_after
             .or(Some(Duration::from_secs(1)).filter(|_| status == StatusCode::TOO_MANY_REQUESTS));

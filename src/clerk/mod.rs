@@ -9,4 +9,4 @@ pub mod model;
 pub mod rate_limit;
 pub mod webhook;
 
-pub use client::{ClerkApiError, ClerkClient, ClerkClientConfig, PageCursor};
+pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig, PageCursor};

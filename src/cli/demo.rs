@@ -93,7 +93,14 @@ fn population(users: usize, seed: u64) -> Population {
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    crate::telemetry::init(args.index.log_format);
+    let telemetry =
+        crate::telemetry::init(args.index.log_format, args.index.otlp_endpoint.as_deref());
+    let result = run_demo(args).await;
+    telemetry.stop().await;
+    result
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let fake = FakeClerk::new(FakeClerkConfig::new(population(args.users, args.seed)));
     tracing::info!(
@@ -180,7 +187,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
-    crate::telemetry::init(crate::config::LogFormat::Pretty);
+    let _telemetry = crate::telemetry::init(crate::config::LogFormat::Pretty, None);
     let mut config = FakeClerkConfig::new(population(args.users, args.seed));
     config.secret_key = args.secret_key.clone();
     config.faults = FaultInjection {

@@ -37,10 +37,17 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    crate::telemetry::init(args.index.log_format);
-    let config = build_config(&args)?;
-    let listeners = bind(args.grpc_addr, args.http_addr).await?;
-    app::run(config, listeners, super::shutdown_signal()).await
+    let telemetry =
+        crate::telemetry::init(args.index.log_format, args.index.otlp_endpoint.as_deref());
+    let served = async {
+        let config = build_config(&args)?;
+        let listeners = bind(args.grpc_addr, args.http_addr).await?;
+        app::run(config, listeners, super::shutdown_signal()).await
+    }
+    .await;
+    // The spans of the shutdown itself are exported too.
+    telemetry.stop().await;
+    served
 }
 
 /// Everything `serve` would run with, from flags, environment and files, validated.
@@ -66,6 +73,7 @@ pub fn print_config(args: ServeArgs) -> anyhow::Result<()> {
     let mut described = config.describe();
     described["grpc_addr"] = args.grpc_addr.to_string().into();
     described["http_addr"] = args.http_addr.to_string().into();
+    described["otlp_endpoint"] = args.index.otlp_endpoint.clone().into();
     println!("{}", serde_json::to_string_pretty(&described)?);
     Ok(())
 }

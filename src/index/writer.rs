@@ -73,7 +73,7 @@ pub trait ChangeObserver: Send {
 }
 
 /// What the writer did with the changes it was given, since start.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     pub applied: AtomicU64,
     /// Upserts older than the `updated_at` the index already held.
@@ -81,6 +81,20 @@ pub struct WriterStats {
     /// Upserts of users deleted later than (or when) the upsert's `updated_at`.
     pub ignored_deleted: AtomicU64,
     pub commits: AtomicU64,
+    /// Seconds per successful commit (prepare, fsync, reader reload).
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            applied: AtomicU64::default(),
+            ignored_stale: AtomicU64::default(),
+            ignored_deleted: AtomicU64::default(),
+            commits: AtomicU64::default(),
+            commit_seconds: crate::telemetry::metrics::latency_histogram(),
+        }
+    }
 }
 
 /// A user changed since the last commit. The whole user is kept only while an observer wants
@@ -466,6 +480,14 @@ impl IndexWriterTask {
         let started = std::time::Instant::now();
         self.payload.generation += 1;
         self.payload.format = 1;
+        let span = tracing::info_span!(
+            "index.commit",
+            generation = self.payload.generation,
+            changes = self.pending_changes,
+            waiting = self.waiting.len(),
+            error = tracing::field::Empty,
+        );
+        let _in_span = span.enter();
         let result = self.try_commit();
         let waiting = std::mem::take(&mut self.waiting);
         match result {
@@ -474,6 +496,9 @@ impl IndexWriterTask {
                     observer.committed();
                 }
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 let generation = self.payload.generation;
                 tracing::debug!(
                     generation,
@@ -490,6 +515,7 @@ impl IndexWriterTask {
                 if let Some(observer) = self.observer.as_mut() {
                     observer.rolled_back();
                 }
+                span.record("error", tracing::field::display(&error));
                 tracing::error!(%error, "index commit failed; rolling back the uncommitted changes");
                 if let Err(rollback) = self.writer.rollback() {
                     tracing::error!(error = %rollback, "index rollback failed");

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::state::{SyncState, now_ms};
 use crate::clerk::{ClerkApiError, ClerkClient, PageCursor};
@@ -91,7 +92,18 @@ impl Backfill {
                 Some(offset) => PageCursor::Offset(offset),
                 None => PageCursor::After(state.backfill.last_user_id.clone()),
             };
-            let page = match self.clerk.list_users_page(&cursor, self.page_size).await {
+            // One span per page: its Clerk request and its hand-over to the writer.
+            let span = tracing::info_span!(
+                "backfill.page",
+                users_seen_before = state.backfill.users_seen,
+                users = tracing::field::Empty,
+            );
+            let listed = self
+                .clerk
+                .list_users_page(&cursor, self.page_size)
+                .instrument(span.clone())
+                .await;
+            let page = match listed {
                 Ok(page) => page,
                 Err(error) if cursor_refused(&cursor, &error) => {
                     tracing::warn!(%error, "clerk refused cursor paging; continuing with offset paging");
@@ -101,6 +113,7 @@ impl Backfill {
                 Err(error) => return Err(BackfillError::Clerk(error)),
             };
             let count = page.len as u64;
+            span.record("users", count);
             state.backfill.users_seen += count;
             if let Some(last) = page.users.last() {
                 state.backfill.last_user_id = Some(last.id.clone());
@@ -129,12 +142,14 @@ impl Backfill {
                 // The last page is waited for: readiness must mean "durably in the index".
                 self.writer
                     .apply(changes, Some(state.to_payload()))
+                    .instrument(span)
                     .await
                     .map_err(BackfillError::Index)?;
                 return Ok(());
             }
             self.writer
                 .submit(changes, Some(state.to_payload()))
+                .instrument(span)
                 .await
                 .map_err(BackfillError::Index)?;
         }

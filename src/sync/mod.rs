@@ -9,7 +9,7 @@ mod webhook;
 mod write_through;
 
 pub use backfill::{Backfill, BackfillProgress};
-pub use reconcile::{ReconcileSchedule, Reconciler};
+pub use reconcile::{ReconcileSchedule, ReconcileStats, Reconciler};
 pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState, now_ms};
-pub use webhook::{WEBHOOK_PATH, WebhookCounters, WebhookReceiver};
+pub use webhook::{WEBHOOK_PATH, WebhookCounters, WebhookReceiver, freshness_lag_ms};
 pub use write_through::{MetadataPatch, WriteThrough};

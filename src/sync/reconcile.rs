@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -48,6 +49,22 @@ impl Default for ReconcileSchedule {
     }
 }
 
+/// Finished and failed runs since start, for metrics.
+#[derive(Debug, Default)]
+pub struct ReconcileStats {
+    pub catch_ups: AtomicU64,
+    pub catch_up_failures: AtomicU64,
+    pub sweeps: AtomicU64,
+    pub sweep_failures: AtomicU64,
+}
+
+impl ReconcileStats {
+    fn count<T, E>(&self, result: &Result<T, E>, done: &AtomicU64, failed: &AtomicU64) {
+        let counter = if result.is_ok() { done } else { failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Runs catch-ups and sweeps, on a schedule or on demand.
 pub struct Reconciler {
     clerk: ClerkClient,
@@ -56,6 +73,7 @@ pub struct Reconciler {
     page_size: u32,
     /// One run at a time; holds nothing but the turn.
     turn: Mutex<()>,
+    pub stats: Arc<ReconcileStats>,
 }
 
 impl Reconciler {
@@ -66,6 +84,7 @@ impl Reconciler {
             index,
             page_size,
             turn: Mutex::new(()),
+            stats: Arc::default(),
         }
     }
 
@@ -74,7 +93,15 @@ impl Reconciler {
     }
 
     /// Lists users updated since the watermark and applies them.
+    #[tracing::instrument(name = "reconcile.catch_up", skip_all, err(Display))]
     pub async fn catch_up(&self) -> Result<ReconcileRun, Error> {
+        let result = self.run_catch_up().await;
+        let stats = &self.stats;
+        stats.count(&result, &stats.catch_ups, &stats.catch_up_failures);
+        result
+    }
+
+    async fn run_catch_up(&self) -> Result<ReconcileRun, Error> {
         let _turn = self.turn.lock().await;
         let mut state = self.state();
         let started_at_ms = now_ms();
@@ -124,7 +151,15 @@ impl Reconciler {
     }
 
     /// Compares every Clerk user with the index; resumes an interrupted sweep.
+    #[tracing::instrument(name = "reconcile.sweep", skip_all, err(Display))]
     pub async fn sweep(&self) -> Result<ReconcileRun, Error> {
+        let result = self.run_sweep().await;
+        let stats = &self.stats;
+        stats.count(&result, &stats.sweeps, &stats.sweep_failures);
+        result
+    }
+
+    async fn run_sweep(&self) -> Result<ReconcileRun, Error> {
         let _turn = self.turn.lock().await;
         let mut state = self.state();
         let mut cursor = state.reconcile.sweep.take().unwrap_or_else(|| SweepCursor {

@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 
 use super::state::now_ms;
 use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_event};
@@ -41,6 +42,8 @@ pub struct WebhookCounters {
     pub malformed: AtomicU64,
     /// Verified and well-formed, but the commit failed: answered 503 so Svix retries.
     pub failed: AtomicU64,
+    /// Refused with 503 because no signing secret is configured.
+    pub not_configured: AtomicU64,
     /// Newest envelope event time applied, ms.
     pub newest_event_at_ms: AtomicU64,
 }
@@ -92,7 +95,7 @@ impl WebhookReceiver {
     /// The route, with a body size limit and a request timeout.
     pub fn router(self: Arc<Self>, body_limit: usize, timeout: Duration) -> Router {
         Router::new()
-            .route(WEBHOOK_PATH, post(receive))
+            .route(WEBHOOK_PATH, post(receive_in_span))
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -122,12 +125,44 @@ fn answer(status: StatusCode, outcome: &str, detail: Value) -> Answer {
     )
 }
 
+/// [`receive`] in a server span whose parent is the W3C trace context of the request, if any.
+async fn receive_in_span(
+    receiver: State<Arc<WebhookReceiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let span = tracing::info_span!(
+        "webhook",
+        otel.name = concat!("POST ", "/webhooks/clerk"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        http.route = WEBHOOK_PATH,
+        http.response.status_code = tracing::field::Empty,
+        svix.id = header(&headers, "svix-id", "webhook-id"),
+        clerk.outcome = tracing::field::Empty,
+    );
+    crate::telemetry::otel::set_parent_from_headers(&span, &headers);
+    let answer = receive(receiver, headers, body)
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", answer.0.as_u16());
+    if let Some(outcome) = answer.1.get("outcome").and_then(Value::as_str) {
+        span.record("clerk.outcome", outcome);
+    }
+    if answer.0.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    answer
+}
+
 async fn receive(
     State(receiver): State<Arc<WebhookReceiver>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let Some(verifier) = &receiver.verifier else {
+        receiver.count(&receiver.counters.not_configured);
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_configured",
@@ -230,5 +265,18 @@ async fn receive(
                 json!(error.to_string()),
             )
         }
+    }
+}
+
+/// Time since the newest change the index is known to hold was made in Clerk: the newest applied
+/// webhook event or the newest `updated_at` in the index, whichever is later; 0 before any. Quiet
+/// periods count too: it bounds staleness, it does not measure delivery delay.
+pub fn freshness_lag_ms(webhooks: &WebhookCounters, newest_updated_at_ms: i64) -> i64 {
+    let newest =
+        (webhooks.newest_event_at_ms.load(Ordering::Relaxed) as i64).max(newest_updated_at_ms);
+    if newest > 0 {
+        (now_ms() - newest).max(0)
+    } else {
+        0
     }
 }

@@ -114,6 +114,7 @@ impl TestServer {
             catch_up_interval_secs: 3_600,
             sweep_interval_secs: options.sweep_interval_secs,
             shutdown_timeout_secs: options.shutdown_timeout_secs,
+            otlp_endpoint: None,
         };
         let mut config = Config::new(
             &args,

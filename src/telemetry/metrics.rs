@@ -1,0 +1,361 @@
+//! Prometheus metrics, served as OpenMetrics text on `GET /metrics` (the HTTP port).
+//!
+//! Two kinds: RPC counts and latencies, recorded as calls end ([`Metrics::record_rpc`]); and
+//! everything the service already counts for `GetSyncStatus` (writer, webhooks, backfill,
+//! reconcile, Clerk API calls, index size), read when scraped by [`StateCollector`] so there is
+//! one source for each number. One [`Metrics`] per running service: tests run several in one
+//! process without sharing counters.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::clerk::ClerkApiStats;
+use crate::index::{UserIndex, WriterStats};
+use crate::sync::{
+    BackfillProgress, ReconcileStats, SyncState, WebhookCounters, freshness_lag_ms, now_ms,
+};
+
+/// The `Content-Type` of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Latency buckets from 0.25 ms to ~16 s, doubling: queries answer in about a millisecond,
+/// exports and Clerk calls take seconds.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    service: String,
+    method: String,
+    /// The gRPC status name (`OK`, `INVALID_ARGUMENT`, ...).
+    code: String,
+}
+
+/// The registry and the metrics recorded as things happen.
+pub struct Metrics {
+    registry: Registry,
+    rpc_requests: Family<RpcLabels, Counter>,
+    rpc_seconds: Family<RpcLabels, Histogram>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// What the service counts elsewhere, read at scrape time.
+pub struct Sources {
+    pub index: UserIndex,
+    pub index_dir: PathBuf,
+    pub writer: Arc<WriterStats>,
+    pub backfill: Arc<BackfillProgress>,
+    pub webhooks: Arc<WebhookCounters>,
+    pub reconcile: Arc<ReconcileStats>,
+    pub clerk: Arc<ClerkApiStats>,
+}
+
+impl Metrics {
+    pub fn new(sources: Sources) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("clerk_index");
+        let rpc_requests = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC calls handled, by service, method and status code",
+            rpc_requests.clone(),
+        );
+        let rpc_seconds =
+            Family::<RpcLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "grpc_request_duration_seconds",
+            "gRPC call latency until the last message (streams included), by service, method and status code",
+            rpc_seconds.clone(),
+        );
+        registry.register(
+            "commit_duration_seconds",
+            "Index commit latency (prepare, fsync, reader reload)",
+            sources.writer.commit_seconds.clone(),
+        );
+        sources.clerk.register(&mut registry);
+        registry.register_collector(Box::new(StateCollector(sources)));
+        Arc::new(Metrics {
+            registry,
+            rpc_requests,
+            rpc_seconds,
+        })
+    }
+
+    /// One finished gRPC call. `code` is the status name (`OK`, `NOT_FOUND`, ...).
+    pub fn record_rpc(&self, service: &str, method: &str, code: &str, elapsed: Duration) {
+        let labels = RpcLabels {
+            service: service.to_string(),
+            method: method.to_string(),
+            code: code.to_string(),
+        };
+        self.rpc_requests.get_or_create(&labels).inc();
+        self.rpc_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Every metric in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Reads the counters and state the service keeps anyway, on each scrape.
+struct StateCollector(Sources);
+
+impl fmt::Debug for StateCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let sources = &self.0;
+        let snapshot = sources.index.snapshot();
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let e = &mut encoder;
+
+        gauge(
+            e,
+            "users",
+            "Users in the index",
+            snapshot.freshness.user_count as f64,
+        )?;
+        gauge(
+            e,
+            "tombstones",
+            "Deleted users remembered so late updates cannot bring them back",
+            snapshot.tombstone_count as f64,
+        )?;
+        gauge(
+            e,
+            "index_generation",
+            "Index commits since the index was created",
+            snapshot.freshness.generation as f64,
+        )?;
+        gauge(
+            e,
+            "index_size_bytes",
+            "Bytes of the index files on disk",
+            directory_size(&sources.index_dir) as f64,
+        )?;
+        let lag_ms = freshness_lag_ms(&sources.webhooks, snapshot.freshness.newest_updated_at_ms);
+        gauge(
+            e,
+            "freshness_lag_seconds",
+            "Time since the newest change the index holds was made in Clerk (0 before any)",
+            lag_ms as f64 / 1000.0,
+        )?;
+
+        let writer = &sources.writer;
+        counters(
+            e,
+            "writer_changes",
+            "Changes the index writer received, by result",
+            "result",
+            &[
+                ("applied", load(&writer.applied)),
+                ("ignored_stale", load(&writer.ignored_stale)),
+                ("ignored_deleted", load(&writer.ignored_deleted)),
+            ],
+        )?;
+        counter(
+            e,
+            "commits",
+            "Index commits since start",
+            load(&writer.commits),
+        )?;
+
+        let webhooks = &sources.webhooks;
+        counters(
+            e,
+            "webhook_deliveries",
+            "Webhook deliveries since start, by outcome",
+            "outcome",
+            &[
+                ("applied", load(&webhooks.applied)),
+                ("duplicate", load(&webhooks.duplicate)),
+                ("ignored_type", load(&webhooks.ignored_type)),
+                ("bad_signature", load(&webhooks.bad_signature)),
+                ("malformed", load(&webhooks.malformed)),
+                ("failed", load(&webhooks.failed)),
+                ("not_configured", load(&webhooks.not_configured)),
+            ],
+        )?;
+
+        let backfill = &sources.backfill;
+        let state = SyncState::from_payload(&snapshot.sync_state);
+        let complete = backfill.complete.load(Ordering::Relaxed) || state.backfill.complete;
+        gauge(
+            e,
+            "backfill_complete",
+            "1 once the first full copy from Clerk is in the index",
+            if complete { 1.0 } else { 0.0 },
+        )?;
+        gauge(
+            e,
+            "backfill_users_seen",
+            "Users copied by the backfill so far",
+            load(&backfill.users_seen).max(state.backfill.users_seen) as f64,
+        )?;
+        gauge(
+            e,
+            "backfill_users_total",
+            "Users Clerk reported when the backfill started (0 if unknown)",
+            load(&backfill.users_total) as f64,
+        )?;
+        counter(
+            e,
+            "backfill_pages",
+            "Pages of users the backfill applied since start",
+            load(&backfill.pages),
+        )?;
+
+        let reconcile = &sources.reconcile;
+        counters(
+            e,
+            "reconcile_runs",
+            "Finished reconcile runs since start, by kind",
+            "kind",
+            &[
+                ("catch_up", load(&reconcile.catch_ups)),
+                ("sweep", load(&reconcile.sweeps)),
+            ],
+        )?;
+        counters(
+            e,
+            "reconcile_failures",
+            "Failed reconcile runs since start, by kind",
+            "kind",
+            &[
+                ("catch_up", load(&reconcile.catch_up_failures)),
+                ("sweep", load(&reconcile.sweep_failures)),
+            ],
+        )?;
+        let runs = [
+            ("catch_up", state.reconcile.last_catch_up.as_ref()),
+            ("sweep", state.reconcile.last_sweep.as_ref()),
+        ];
+        let last = |field: fn(&crate::sync::ReconcileRun) -> f64| -> Vec<(&str, f64)> {
+            runs.iter()
+                .filter_map(|(kind, run)| run.map(|run| (*kind, field(run))))
+                .collect()
+        };
+        gauges(
+            e,
+            "reconcile_last_finished_timestamp_seconds",
+            "When the last reconcile run of each kind finished (Unix time)",
+            "kind",
+            &last(|run| run.finished_at_ms as f64 / 1000.0),
+        )?;
+        gauges(
+            e,
+            "reconcile_last_users_listed",
+            "Clerk users the last run of each kind listed",
+            "kind",
+            &last(|run| run.users_listed as f64),
+        )?;
+        gauges(
+            e,
+            "reconcile_last_repairs",
+            "Users the last run of each kind applied or deleted (what webhooks had missed)",
+            "kind",
+            &last(|run| (run.upserts + run.deletes) as f64),
+        )?;
+        gauge(
+            e,
+            "reconcile_sweep_in_progress",
+            "1 while a sweep is under way (it resumes after a restart)",
+            if state.reconcile.sweep.is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        )?;
+        gauge(
+            e,
+            "scrape_timestamp_seconds",
+            "When this scrape was read (Unix time), to compare with the timestamps above",
+            now_ms() as f64 / 1000.0,
+        )?;
+        Ok(())
+    }
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
+    let metric = ConstGauge::new(value);
+    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(metric_encoder)
+}
+
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, f64)],
+) -> fmt::Result {
+    let mut metric_encoder = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (value_label, value) in values {
+        ConstGauge::new(*value).encode(metric_encoder.encode_family(&[(label, *value_label)])?)?;
+    }
+    Ok(())
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstCounter::new(value);
+    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(metric_encoder)
+}
+
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) -> fmt::Result {
+    let mut metric_encoder = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value_label, value) in values {
+        ConstCounter::new(*value)
+            .encode(metric_encoder.encode_family(&[(label, *value_label)])?)?;
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `dir` (the index: a few dozen segment files). Unreadable entries
+/// count as 0: a scrape must not fail because a merge removed a file meanwhile.
+fn directory_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => directory_size(&entry.path()),
+            Ok(_) => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
