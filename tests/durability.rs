@@ -12,16 +12,8 @@ use std::time::Duration;
 use clerk_index::api::proto::GetUserRequest;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
-use common::{RunningFakeClerk, WEBHOOK_SECRET, event};
+use common::{RunningFakeClerk, WEBHOOK_SECRET, event, free_port};
 use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_server(data_dir: &std::path::Path, clerk_url: &str, grpc: u16, http: u16) -> Child {
     spawn_server_committing_every(data_dir, clerk_url, grpc, http, 100)
@@ -192,14 +184,7 @@ async fn sigterm_commits_pending_writes_and_exits_cleanly() {
         "the backfill was not caught midway: {seen}"
     );
     let stopping = std::time::Instant::now();
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::terminate(&child);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("the process did not stop within 30 s")

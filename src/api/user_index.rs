@@ -93,7 +93,10 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce(&Snapshot) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     // A child of the call's span, timing the index work apart from waiting and encoding.
-    let span = tracing::info_span!("index.query", generation = snapshot.freshness.generation);
+    let span = tracing::info_span!(
+        "index.query",
+        generation = snapshot.freshness.generation as i64
+    );
     tokio::task::spawn_blocking(move || span.in_scope(|| work(&snapshot)))
         .await
         .map_err(|e| Error::Internal(format!("index task failed: {e}")))?
@@ -226,7 +229,7 @@ impl UserIndexApi for UserIndexService {
         .await?;
         let more = hits.len() > limit;
         hits.truncate(limit);
-        tracing::Span::current().record("clerk_index.result_count", hits.len());
+        tracing::Span::current().record("clerk_index.result_count", hits.len() as i64);
         let next_page_token = match (more, hits.last()) {
             (true, Some(last)) => page_token::encode(
                 SortCursor {
@@ -269,7 +272,7 @@ impl UserIndexApi for UserIndexService {
         let snapshot = self.snapshot(min_generation).await?;
         let freshness = freshness_to_proto(snapshot.freshness);
         let count = blocking(snapshot, move |s| Ok(s.count(filter.as_ref(), now_ms())?)).await?;
-        tracing::Span::current().record("clerk_index.result_count", count);
+        tracing::Span::current().record("clerk_index.result_count", count as i64);
         Ok(Response::new(proto::CountUsersResponse {
             count,
             freshness: Some(freshness),

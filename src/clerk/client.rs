@@ -441,7 +441,9 @@ impl ClerkClient {
             Err(ClerkApiError::Transport { .. }) => "transport_error".to_string(),
             Err(ClerkApiError::Decode { .. }) => "decode_error".to_string(),
         };
-        span.record("http.response.status_code", status.as_str());
+        if let Ok(code) = status.parse::<i64>() {
+            span.record("http.response.status_code", code);
+        }
         if let Err(error) = &result {
             span.record("error.type", error.kind());
         }

@@ -482,9 +482,9 @@ impl IndexWriterTask {
         self.payload.format = 1;
         let span = tracing::info_span!(
             "index.commit",
-            generation = self.payload.generation,
-            changes = self.pending_changes,
-            waiting = self.waiting.len(),
+            generation = self.payload.generation as i64,
+            changes = self.pending_changes as i64,
+            waiting = self.waiting.len() as i64,
             error = tracing::field::Empty,
         );
         let _in_span = span.enter();

@@ -95,7 +95,7 @@ impl Backfill {
             // One span per page: its Clerk request and its hand-over to the writer.
             let span = tracing::info_span!(
                 "backfill.page",
-                users_seen_before = state.backfill.users_seen,
+                users_seen_before = state.backfill.users_seen as i64,
                 users = tracing::field::Empty,
             );
             let listed = self
@@ -113,7 +113,7 @@ impl Backfill {
                 Err(error) => return Err(BackfillError::Clerk(error)),
             };
             let count = page.len as u64;
-            span.record("users", count);
+            span.record("users", count as i64);
             state.backfill.users_seen += count;
             if let Some(last) = page.users.last() {
                 state.backfill.last_user_id = Some(last.id.clone());

@@ -146,7 +146,7 @@ async fn receive_in_span(
     let answer = receive(receiver, headers, body)
         .instrument(span.clone())
         .await;
-    span.record("http.response.status_code", answer.0.as_u16());
+    span.record("http.response.status_code", i64::from(answer.0.as_u16()));
     if let Some(outcome) = answer.1.get("outcome").and_then(Value::as_str) {
         span.record("clerk.outcome", outcome);
     }

@@ -8,6 +8,7 @@ pub mod otel;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -41,19 +42,22 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Telemetry {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn"));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // `RUST_LOG` filters the logs only: spans go to the collector at INFO whatever it says.
     let logs = match format {
-        LogFormat::Pretty => logs.boxed(),
-        LogFormat::Json => logs.json().boxed(),
+        LogFormat::Pretty => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
     };
     // Set up before the subscriber exists, so its own messages are reported after it does.
     let (traces, problem) = match otel::TraceExport::from_env(otlp_endpoint) {
         Ok(traces) => (traces, None),
         Err(error) => (None, Some(error)),
     };
+    let spans = traces
+        .as_ref()
+        .map(|traces| traces.layer().with_filter(LevelFilter::INFO));
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(logs)
-        .with(traces.as_ref().map(otel::TraceExport::layer))
+        .with(spans)
         .try_init()
         .is_ok();
     if let Some(error) = problem {

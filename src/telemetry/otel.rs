@@ -8,6 +8,8 @@
 //! (`OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`, `OTEL_PROPAGATORS`). Only the gRPC protocol
 //! is built in.
 //!
+//! Numbers on spans are recorded as `i64`: `tracing-opentelemetry` turns `u64`s into strings.
+//!
 //! The SDK exports from its own thread, which has no Tokio reactor for tonic's connection: the
 //! exporter is polled inside a one-thread runtime of its own, which also outlives the
 //! application's runtime long enough to flush at shutdown.

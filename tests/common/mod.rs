@@ -326,6 +326,25 @@ pub async fn clerk_api(
 
 /// Polls `GET {http_url}/readyz` until 200 (at most 60 s): readiness without a gRPC client (for
 /// servers behind TLS or in another process).
+/// A port that was free a moment ago, for servers in child processes (which bind it themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends SIGTERM to a child process, as Kubernetes does to stop a pod.
+pub fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("the process is running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid} failed");
+}
+
 pub async fn wait_ready(http_url: &str) {
     for _ in 0..600 {
         if let Ok(response) = reqwest::get(format!("{http_url}/readyz")).await
