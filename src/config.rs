@@ -18,6 +18,10 @@ use crate::sync::ReconcileSchedule;
 /// Options shared by `serve` and `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IndexArgs {
+    /// TOML file of settings keyed by flag name (`writer-memory-mb = 128`); flags and
+    /// CLERK_INDEX_* variables override it. Secrets cannot be in it.
+    #[arg(long, env = "CLERK_INDEX_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory of the index and the saved segments (created if missing; reused across restarts).
     #[arg(long, env = "CLERK_INDEX_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

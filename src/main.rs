@@ -3,9 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use clerk_index::cli::Cli;
-
 /// mimalloc instead of glibc malloc: indexing allocates and frees small buffers across threads,
 /// which glibc served slowly and returned to the OS late (multi-GB RSS after a 1M-user backfill).
 #[global_allocator]
@@ -13,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().run().await {
+    match clerk_index::cli::parse().run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("clerk-index: {error:#}");

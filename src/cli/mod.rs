@@ -2,6 +2,7 @@
 //! `search`, `facet`, `export`) that talk to a running server over gRPC.
 
 mod client;
+mod config_file;
 mod demo;
 mod export;
 mod keys;
@@ -10,6 +11,7 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 pub use client::{Authorization, CountArgs, FacetArgs, HealthArgs, SearchArgs};
+pub use config_file::{parse, with_config_file};
 pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
 pub use keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};

@@ -74,6 +74,12 @@ pub fn print_config(args: ServeArgs) -> anyhow::Result<()> {
     described["grpc_addr"] = args.grpc_addr.to_string().into();
     described["http_addr"] = args.http_addr.to_string().into();
     described["otlp_endpoint"] = args.index.otlp_endpoint.clone().into();
+    described["config_file"] = args
+        .index
+        .config
+        .as_ref()
+        .map(|path| path.display().to_string())
+        .into();
     println!("{}", serde_json::to_string_pretty(&described)?);
     Ok(())
 }

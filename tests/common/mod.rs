@@ -102,6 +102,7 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(data_dir: &Path, options: TestOptions) -> TestServer {
         let args = IndexArgs {
+            config: None,
             data_dir: Some(data_dir.to_path_buf()),
             clerk_rate_limit: options.rate_limit.clone(),
             writer_memory_mb: 50,
