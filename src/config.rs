@@ -71,6 +71,10 @@ pub struct IndexArgs {
     pub shutdown_timeout_secs: u64,
     /// OTLP/gRPC collector for traces (e.g. http://otel-collector:4317). Without it, traces are
     /// exported only when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+    /// Also honoured: OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER, OTEL_SERVICE_NAME,
+    /// OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OTEL_PROPAGATORS,
+    /// OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_COMPRESSION,
+    /// OTEL_BSP_SCHEDULE_DELAY and OTEL_BSP_MAX_QUEUE_SIZE.
     #[arg(long, env = "CLERK_INDEX_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 }

@@ -22,6 +22,7 @@ import yaml
 CHART = Path(__file__).resolve().parent.parent / "clerk-index"
 FULL = Path(__file__).resolve().parent / "values-full.yaml"
 KUBERNETES = "1.37.0"
+CUSTOM_KINDS = {"ServiceMonitor"}
 failures = []
 
 
@@ -47,6 +48,9 @@ def render(values, label):
                 continue
             try:
                 kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+            except kubernetes_validate.SchemaNotFoundError:
+                # Custom resources have no bundled schema: checked field by field below.
+                check(doc["kind"] in CUSTOM_KINDS, f"{label}: {path}: no schema for {doc['kind']}")
             except Exception as error:  # the library raises several kinds
                 failures.append(f"{label}: {path} ({doc.get('kind')}): {error}")
             manifests.setdefault(doc["kind"], []).append((path, text, doc))
@@ -101,6 +105,8 @@ def common_checks(manifests, label):
 def env_names_serve_reads(binary):
     help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, check=True).stdout
     names = set(re.findall(r"\[env: ([A-Z0-9_]+)=", help_text))
+    # The OpenTelemetry variables serve's help says it honours.
+    names |= set(re.findall(r"\b(OTEL_[A-Z_]+[A-Z])\b", help_text))
     # Read outside clap (secrets and lists from env or files).
     names |= {"CLERK_SECRET_KEY", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_INDEX_API_KEYS", "CLERK_INDEX_SENSITIVE_KEYS", "RUST_LOG"}
     return names
@@ -120,7 +126,8 @@ def main():
     env = {e["name"]: e for e in container["env"]}
     check(env["CLERK_INDEX_API_KEYS_FILE"]["value"].startswith("/etc/clerk-index/secrets/"), "defaults: API keys file")
     check("CLERK_INDEX_ALLOW_UNAUTHENTICATED" not in config["data"], "defaults: unauthenticated must be off")
-    check("Ingress" not in manifests and "NetworkPolicy" not in manifests, "defaults: optional objects rendered")
+    check(not {"Ingress", "NetworkPolicy", "ServiceMonitor"} & set(manifests), "defaults: optional objects rendered")
+    check(not any(k.startswith("OTEL_") or k == "CLERK_INDEX_OTLP_ENDPOINT" for k in config["data"]), "defaults: tracing is off")
     check("PodDisruptionBudget" in manifests, "defaults: PodDisruptionBudget")
 
     # Everything on.
@@ -140,6 +147,22 @@ def main():
     check({i["key"] for i in secret_items} == {"api-keys", "sensitive-keys"}, f"full: secret files {secret_items}")
     test_args = [doc for _, _, doc in manifests["Pod"]][0]["spec"]["containers"][0]["args"]
     check(any(a.startswith("--server=https://") for a in test_args), f"full: helm test over TLS: {test_args}")
+    check("--client-cert=/etc/clerk-index/client/tls.crt" in test_args, f"full: helm test under mutual TLS: {test_args}")
+    # Traces: the endpoint, the sampler, and pod identity as resource attributes.
+    check(config["data"].get("CLERK_INDEX_OTLP_ENDPOINT") == full_values["tracing"]["otlpEndpoint"], "full: OTLP endpoint")
+    check(config["data"].get("OTEL_TRACES_SAMPLER_ARG") == "0.25", f"full: sampler {config['data']}")
+    names = [e["name"] for e in container["env"]]
+    check("OTEL_RESOURCE_ATTRIBUTES" in names and names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), f"full: resource attributes come after the variables they expand: {names}")
+    # The ServiceMonitor scrapes /metrics on the named http port of the main Service only.
+    monitor = one(manifests, "ServiceMonitor")
+    check(monitor.get("apiVersion") == "monitoring.coreos.com/v1", "full: ServiceMonitor apiVersion")
+    check(monitor["metadata"]["labels"].get("release") == "kube-prometheus-stack", "full: ServiceMonitor labels")
+    endpoints = monitor["spec"]["endpoints"]
+    check([(e["port"], e["path"], e["interval"]) for e in endpoints] == [("http", "/metrics", "15s")], f"full: ServiceMonitor endpoints {endpoints}")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [s["metadata"]["name"] for _, _, s in manifests["Service"] if selector.items() <= s["metadata"]["labels"].items()]
+    check(selected == ["ci-clerk-index"], f"full: the ServiceMonitor selects {selected}")
+    check(all(any(p["name"] == "http" for p in s["spec"]["ports"]) for _, _, s in manifests["Service"]), "full: http port on the Services")
 
     # Variants: no persistence; explicitly unauthenticated.
     variant = copy.deepcopy(full_values)
@@ -159,7 +182,9 @@ def main():
             manifests = render(values, label)
             _, container, config = common_checks(manifests, label)
             names = set(config["data"]) | {e["name"] for e in container["env"]}
-            unknown = {n for n in names if n not in known_env and n != "TZ"}
+            # Variables that only feed $(NAME) expansion in other values are not for serve.
+            expanded = {m for e in container["env"] for m in re.findall(r"\$\(([A-Z_]+)\)", e.get("value", ""))}
+            unknown = {n for n in names if n not in known_env and n not in expanded and n != "TZ"}
             check(not unknown, f"{label}: variables serve does not read: {sorted(unknown)}")
 
     # The schema refuses what cannot work.
