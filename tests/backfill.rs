@@ -10,18 +10,13 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_pages_through_injected_429s_and_500s() {
-    let mut config = FakeClerkConfig::new(Population::new(1_234));
-    config.faults = FaultInjection {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultInjection {
         throttle_every: Some(4),
         server_error_every: Some(7),
         retry_after_secs: 1,
     };
-    let fake = RunningFakeClerk::start(config).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut options = TestOptions::new(&fake.url);
-    options.page_size = 100;
-    let server = TestServer::start(dir.path(), options).await;
-    server.wait_serving().await;
+    let (fake, server) = TestServer::with_faulty_clerk(dir.path(), 1_234, faults).await;
     let count = server.count_matching(None).await;
     assert_eq!(count.count, 1_234);
     assert!(

@@ -304,9 +304,14 @@ impl Collector for StateCollector {
 }
 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
-    let metric = ConstGauge::new(value);
-    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(metric_encoder)
+    labelled(
+        encoder,
+        name,
+        help,
+        MetricType::Gauge,
+        None,
+        [("", ConstGauge::new(value))],
+    )
 }
 
 fn gauges(
@@ -316,17 +321,19 @@ fn gauges(
     label: &str,
     values: &[(&str, f64)],
 ) -> fmt::Result {
-    let mut metric_encoder = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (value_label, value) in values {
-        ConstGauge::new(*value).encode(metric_encoder.encode_family(&[(label, *value_label)])?)?;
-    }
-    Ok(())
+    let values = values.iter().map(|(at, v)| (*at, ConstGauge::new(*v)));
+    labelled(encoder, name, help, MetricType::Gauge, Some(label), values)
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
-    let metric = ConstCounter::new(value);
-    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(metric_encoder)
+    labelled(
+        encoder,
+        name,
+        help,
+        MetricType::Counter,
+        None,
+        [("", ConstCounter::new(value))],
+    )
 }
 
 fn counters(
@@ -336,10 +343,37 @@ fn counters(
     label: &str,
     values: &[(&str, u64)],
 ) -> fmt::Result {
-    let mut metric_encoder = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (value_label, value) in values {
-        ConstCounter::new(*value)
-            .encode(metric_encoder.encode_family(&[(label, *value_label)])?)?;
+    let values = values.iter().map(|(at, v)| (*at, ConstCounter::new(*v)));
+    labelled(
+        encoder,
+        name,
+        help,
+        MetricType::Counter,
+        Some(label),
+        values,
+    )
+}
+
+/// One metric: a single sample when `label` is `None`, else one sample per `(label value,
+/// metric)`.
+fn labelled<'v, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    label: Option<&str>,
+    values: impl IntoIterator<Item = (&'v str, M)>,
+) -> fmt::Result {
+    let mut metric_encoder = encoder.encode_descriptor(name, help, None, metric_type)?;
+    let Some(label) = label else {
+        // An unlabelled metric has one sample.
+        return match values.into_iter().next() {
+            Some((_, metric)) => metric.encode(metric_encoder),
+            None => Ok(()),
+        };
+    };
+    for (label_value, metric) in values {
+        metric.encode(metric_encoder.encode_family(&[(label, label_value)])?)?;
     }
     Ok(())
 }

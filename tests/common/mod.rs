@@ -151,6 +151,23 @@ impl TestServer {
         }
     }
 
+    /// Starts against a fake with `users` generated users that injects `faults`, backfilling in
+    /// pages of 100, and waits until it serves.
+    pub async fn with_faulty_clerk(
+        data_dir: &Path,
+        users: usize,
+        faults: clerk_index::clerk::fake::FaultInjection,
+    ) -> (RunningFakeClerk, TestServer) {
+        let mut config = FakeClerkConfig::new(Population::new(users));
+        config.faults = faults;
+        let fake = RunningFakeClerk::start(config).await;
+        let mut options = TestOptions::new(&fake.url);
+        options.page_size = 100;
+        let server = TestServer::start(data_dir, options).await;
+        server.wait_serving().await;
+        (fake, server)
+    }
+
     /// Starts against a fake with `users` generated users and waits until it serves.
     pub async fn with_population(data_dir: &Path, users: usize) -> (RunningFakeClerk, TestServer) {
         let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(users))).await;
