@@ -22,11 +22,13 @@ use crate::api::{
 };
 use crate::clerk::ClerkClient;
 use crate::clerk::webhook::WebhookVerifier;
+use crate::cluster::ChangeLog;
 use crate::config::Config;
 use crate::index::UserIndex;
 use crate::segments::{self, Segments};
 use crate::sync::{
-    Backfill, BackfillProgress, Reconciler, WEBHOOK_PATH, WebhookReceiver, WriteThrough,
+    Backfill, BackfillProgress, ChangeSink, Reconciler, Replicator, WEBHOOK_PATH, WebhookReceiver,
+    WriteThrough,
 };
 use crate::telemetry::metrics::{self, Metrics};
 
@@ -46,6 +48,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.auth.validate()?;
+    config.validate_modes()?;
     if config.auth.keys.is_empty() {
         tracing::warn!(
             "serving WITHOUT authentication (--allow-unauthenticated): anyone who can reach the gRPC port reads every user"
@@ -104,19 +107,57 @@ pub async fn run(
         progress: progress.clone(),
         page_size: config.backfill_page_size,
     };
+    // Cluster mode: changes go to the shared log, and this replica's index follows the log.
+    let change_log = match &config.cluster {
+        Some(cluster) => {
+            let log = ChangeLog::connect(cluster.clone()).await?;
+            tracing::info!(
+                url = %crate::config::mask_url(&cluster.url),
+                replica = %cluster.replica_id,
+                "cluster mode: following the change log on NATS JetStream"
+            );
+            Some(log)
+        }
+        None => None,
+    };
+    let replicator = change_log
+        .clone()
+        .map(|log| Replicator::new(log, writer.clone(), index.clone()));
     let sync_task = tokio::spawn({
         let cancel = cancel.clone();
         let health = health.clone();
         let reconciler = reconciler.clone();
         let schedule = config.reconcile;
+        let progress = progress.clone();
+        let replicator = replicator.clone();
         async move {
-            if backfill.run(cancel.clone()).await {
+            let serving = || async {
                 for service in ["", USER_INDEX_SERVICE] {
                     health
                         .set_service_status(service, ServingStatus::Serving)
                         .await;
                 }
-                reconciler.run_periodically(schedule, cancel).await;
+            };
+            match replicator {
+                // Ready once the index holds what the log held at start; backfill and reconcile
+                // against Clerk do not run in cluster mode yet.
+                Some(replicator) => {
+                    let follow = replicator.clone().run(cancel.clone());
+                    let ready = async {
+                        replicator.catch_up(&cancel).await;
+                        if !cancel.is_cancelled() {
+                            progress.complete.store(true, Ordering::Relaxed);
+                            serving().await;
+                        }
+                    };
+                    tokio::join!(follow, ready);
+                }
+                None => {
+                    if backfill.run(cancel.clone()).await {
+                        serving().await;
+                        reconciler.run_periodically(schedule, cancel).await;
+                    }
+                }
             }
         }
     });
@@ -136,10 +177,11 @@ pub async fn run(
         config.max_page_size,
         config.max_read_wait,
     );
-    let webhooks = Arc::new(WebhookReceiver::new(
-        webhook_verifier(&config)?,
-        writer.clone(),
-    ));
+    let sink = match &change_log {
+        Some(log) => ChangeSink::Log(Arc::new(log.clone())),
+        None => ChangeSink::Index(writer.clone()),
+    };
+    let webhooks = Arc::new(WebhookReceiver::new(webhook_verifier(&config)?, sink));
     let metrics = Metrics::new(metrics::Sources {
         index: index.clone(),
         index_dir: config.index.dir.clone(),
@@ -249,6 +291,7 @@ pub async fn run(
     http_task.await??;
     sync_task.await?;
     drop(webhooks);
+    drop(replicator);
     drop(segments);
     drop(writer);
     // Every writer handle is gone now; the writer commits what is pending and stops.

@@ -112,6 +112,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Sensitive paths and their keys (set with [`Config::set_sensitive`]).
     pub sensitive: Option<Arc<Sensitive>>,
+    /// Cluster mode: the change log's NATS; `None` in single mode.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Config {
@@ -188,6 +190,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             tls: None,
             sensitive: None,
+            cluster: None,
         })
     }
 
@@ -280,6 +283,41 @@ impl AuthArgs {
             allow_unauthenticated: self.allow_unauthenticated,
             sensitive: None,
         })
+    }
+}
+
+/// Cluster mode (`serve`): replicas sharing a change log on NATS JetStream.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// NATS with JetStream (nats://host:4222, several comma-separated): replicas share a change
+    /// log there. Without it one process owns the index (the default).
+    #[arg(long = "cluster", env = "CLERK_INDEX_CLUSTER")]
+    pub cluster_url: Option<String>,
+    /// Prefix of this deployment's stream and subjects in NATS.
+    #[arg(long, env = "CLERK_INDEX_CLUSTER_NAME", default_value = "clerk-index")]
+    pub cluster_name: String,
+    /// This replica's name in the cluster, stable across restarts (the pod name); default
+    /// $HOSTNAME.
+    #[arg(long, env = "CLERK_INDEX_REPLICA_ID")]
+    pub replica_id: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The cluster settings, validated; `None` in single mode.
+    pub fn load(&self) -> anyhow::Result<Option<crate::cluster::ClusterConfig>> {
+        let Some(url) = self.cluster_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let replica_id = match &self.replica_id {
+            Some(id) => id.clone(),
+            None => std::env::var("HOSTNAME").map_err(|_| {
+                anyhow::anyhow!("--replica-id is needed in cluster mode when $HOSTNAME is not set")
+            })?,
+        };
+        let mut config = crate::cluster::ClusterConfig::new(url.trim(), replica_id);
+        config.name = self.cluster_name.clone();
+        config.validate().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Some(config))
     }
 }
 
@@ -389,7 +427,35 @@ pub fn mask(secret: &str) -> String {
     format!("{prefix}*** ({} characters)", secret.chars().count())
 }
 
+/// URLs with the password or token of their user info masked (`nats://app:***@host`), for
+/// messages and `clerk-index config`. Several URLs may be comma-separated.
+pub fn mask_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme + 3 => {
+                let start = scheme + 3;
+                let userinfo = &url[start..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[at..]),
+                    None => format!("{}***{}", &url[..start], &url[at..]),
+                }
+            }
+            _ => url.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Config {
+    /// Refuses combinations that cluster mode does not support yet.
+    pub fn validate_modes(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.cluster.is_none() || self.sensitive.is_none(),
+            "--sensitive-paths is not supported in cluster mode yet (changes would cross NATS unsealed)"
+        );
+        Ok(())
+    }
+
     /// The effective configuration as JSON, secrets masked (`clerk-index config`).
     pub fn describe(&self) -> serde_json::Value {
         let seconds = |d: Duration| d.as_secs_f64();
@@ -428,6 +494,11 @@ impl Config {
                 Some(tls) if tls.client_ca_pem.is_some() => "mutual",
                 Some(_) => "on",
             },
+            "cluster": self.cluster.as_ref().map(|c| serde_json::json!({
+                "url": mask_url(&c.url),
+                "name": c.name,
+                "replica_id": c.replica_id,
+            })),
             "sensitive": self.sensitive.as_ref().map(|s| serde_json::json!({
                 "paths": s.paths().describe_list(),
                 "key_ids": s.ring().ids().collect::<Vec<_>>(),

@@ -9,6 +9,7 @@
 //! - [`auth`]: API keys, scopes and the field-level rules every read goes through.
 //! - [`segments`]: saved segments, their Entered/Exited events and the persisted event log.
 //! - [`sync`]: backfill, webhooks, reconcile and write-through into the index writer.
+//! - [`cluster`]: cluster mode's change log on NATS JetStream (stream, message format).
 //! - [`index`]: tantivy: schema, documents, query compilation, the writer task, searches.
 //! - [`clerk`]: Clerk's wire formats: models, Backend API client, fake Clerk server.
 //! - [`user`]: the domain `User` and the one `UserChange` type every source produces.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod clerk;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod index;

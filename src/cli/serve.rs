@@ -7,8 +7,8 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, Listeners};
 use crate::config::{
-    AuthArgs, Config, IndexArgs, SensitiveArgs, TlsArgs, clerk_secret_key_from_env, parse_addr,
-    webhook_secrets_from_env,
+    AuthArgs, ClusterArgs, Config, IndexArgs, SensitiveArgs, TlsArgs, clerk_secret_key_from_env,
+    parse_addr, webhook_secrets_from_env,
 };
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,8 @@ pub struct ServeArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub sensitive: SensitiveArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -62,6 +64,8 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
     config.auth = args.auth.load()?;
     config.tls = args.tls.load()?;
     config.set_sensitive(args.sensitive.load()?);
+    config.cluster = args.cluster.load()?;
+    config.validate_modes()?;
     config.auth.validate()?;
     Ok(config)
 }

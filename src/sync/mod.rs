@@ -4,12 +4,16 @@
 
 mod backfill;
 mod reconcile;
+mod replicate;
+mod sink;
 mod state;
 mod webhook;
 mod write_through;
 
 pub use backfill::{Backfill, BackfillProgress};
 pub use reconcile::{ReconcileSchedule, ReconcileStats, Reconciler};
+pub use replicate::Replicator;
+pub use sink::{ChangeSink, Recorded};
 pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState, now_ms};
 pub use webhook::{WEBHOOK_PATH, WebhookCounters, WebhookReceiver, freshness_lag_ms};
 pub use write_through::{MetadataPatch, WriteThrough};

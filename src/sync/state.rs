@@ -9,6 +9,10 @@ pub struct SyncState {
     pub backfill: BackfillState,
     #[serde(default)]
     pub reconcile: ReconcileState,
+    /// Cluster mode: the last change-log sequence this index holds; a restart consumes from the
+    /// next one.
+    #[serde(default)]
+    pub stream_sequence: u64,
 }
 
 /// Where the periodic repairs stand.

@@ -1,8 +1,9 @@
 //! `POST /webhooks/clerk`: Svix-signed Clerk deliveries become `UserChange`s.
 //!
 //! Order of checks: signature first (401, nothing changes), then the body (400, nothing
-//! changes), then the change is applied and the answer waits for the index commit: a 2xx is sent
-//! only for what a crash cannot lose. The writer batches concurrent deliveries into one commit.
+//! changes), then the change is recorded and the answer waits for it to be durable (the index
+//! commit, or in cluster mode JetStream's acknowledgement): a 2xx is sent only for what a crash
+//! cannot lose. The writer batches concurrent deliveries into one commit.
 //! Deliveries are at-least-once and unordered: a recently seen `svix-id` is acknowledged without
 //! work, and everything else is safe to apply twice (older `updated_at`s and users deleted later
 //! are ignored by the writer), so the duplicate memory need not survive restarts.
@@ -21,9 +22,9 @@ use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
+use super::sink::ChangeSink;
 use super::state::now_ms;
 use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_event};
-use crate::index::WriterHandle;
 use crate::user::{ChangeSource, UserChange};
 
 /// The path Clerk's dashboard should deliver to.
@@ -75,7 +76,7 @@ impl RecentIds {
 /// Receives Clerk webhooks and hands them to the index writer.
 pub struct WebhookReceiver {
     verifier: Option<WebhookVerifier>,
-    writer: WriterHandle,
+    sink: ChangeSink,
     seen: Mutex<RecentIds>,
     pub counters: Arc<WebhookCounters>,
 }
@@ -83,10 +84,10 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// `verifier` is `None` when no signing secret is configured: every delivery is then refused
     /// with 503, so a misconfiguration is loud in Clerk's dashboard instead of silently dropped.
-    pub fn new(verifier: Option<WebhookVerifier>, writer: WriterHandle) -> Self {
+    pub fn new(verifier: Option<WebhookVerifier>, sink: ChangeSink) -> Self {
         WebhookReceiver {
             verifier,
-            writer,
+            sink,
             seen: Mutex::new(RecentIds::default()),
             counters: Arc::new(WebhookCounters::default()),
         }
@@ -238,8 +239,8 @@ async fn receive(
         }
     };
     let user_id = change.user_id().to_string();
-    match receiver.writer.apply(vec![change], None).await {
-        Ok(generation) => {
+    match receiver.sink.record(change, Some(&svix_id)).await {
+        Ok(recorded) => {
             receiver.count(&receiver.counters.applied);
             receiver
                 .counters
@@ -250,11 +251,9 @@ async fn receive(
                 .lock()
                 .expect("webhook id lock")
                 .insert(svix_id);
-            answer(
-                StatusCode::OK,
-                "applied",
-                json!({ "user_id": user_id, "generation": generation }),
-            )
+            let mut detail = recorded.to_json();
+            detail["user_id"] = user_id.into();
+            answer(StatusCode::OK, "applied", detail)
         }
         Err(error) => {
             receiver.count(&receiver.counters.failed);

@@ -72,6 +72,7 @@ pub struct TestOptions {
     pub tls: Option<clerk_index::config::TlsConfig>,
     pub sensitive: Option<Arc<clerk_index::auth::Sensitive>>,
     pub shutdown_timeout_secs: u64,
+    pub cluster: Option<clerk_index::cluster::ClusterConfig>,
 }
 
 impl TestOptions {
@@ -87,6 +88,7 @@ impl TestOptions {
             tls: None,
             sensitive: None,
             shutdown_timeout_secs: 20,
+            cluster: None,
         }
     }
 }
@@ -131,6 +133,7 @@ impl TestServer {
         config.auth = options.auth.clone();
         config.tls = options.tls.clone();
         config.set_sensitive(options.sensitive.clone());
+        config.cluster = options.cluster.clone();
         config.clerk.initial_backoff = Duration::from_millis(20);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -344,6 +347,56 @@ pub async fn clerk_api(
 
 /// Polls `GET {http_url}/readyz` until 200 (at most 60 s): readiness without a gRPC client (for
 /// servers behind TLS or in another process).
+/// A real `nats-server` with JetStream on 127.0.0.1, its storage in a temp dir; stopped on drop.
+/// `scripts/install-nats-server` (run by `scripts/test`) installs Debian's package.
+pub struct NatsServer {
+    pub url: String,
+    child: Option<std::process::Child>,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub async fn start() -> NatsServer {
+        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = std::process::Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary} ({e}): run scripts/install-nats-server first")
+            });
+        let server = NatsServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            child: Some(child),
+            _store: store,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(server);
+        panic!("nats-server did not start on port {port}");
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A port that was free a moment ago, for servers in child processes (which bind it themselves).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

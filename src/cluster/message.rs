@@ -1,0 +1,163 @@
+//! The change log's message format. Headers say what changed and where it came from; the body
+//! is Clerk's own JSON, so the log stays readable with any NATS tool:
+//! - `Clerk-Index-Change: upsert`: the body is the user's Clerk JSON (unknown fields kept);
+//! - `Clerk-Index-Change: delete`: the body is `{"user_id": "...", "deleted_at_ms": N}`.
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::clerk::model::parse_user;
+use crate::user::{ChangeSource, UserChange};
+
+const CHANGE: &str = "Clerk-Index-Change";
+const SOURCE: &str = "Clerk-Index-Source";
+
+#[derive(Serialize, Deserialize)]
+struct Deletion {
+    user_id: String,
+    deleted_at_ms: i64,
+}
+
+/// The headers and body of `change`.
+pub fn encode(change: &UserChange) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(SOURCE, change.source().name());
+    let body = match change {
+        UserChange::Upsert { user, .. } => {
+            headers.insert(CHANGE, "upsert");
+            Bytes::copy_from_slice(user.raw_json.as_bytes())
+        }
+        UserChange::Delete {
+            user_id,
+            deleted_at_ms,
+            ..
+        } => {
+            headers.insert(CHANGE, "delete");
+            let deletion = Deletion {
+                user_id: user_id.clone(),
+                deleted_at_ms: *deleted_at_ms,
+            };
+            Bytes::from(serde_json::to_vec(&deletion).expect("a deletion serializes"))
+        }
+    };
+    (headers, body)
+}
+
+/// The change a message carries.
+pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<UserChange, String> {
+    let header = |name: &str| {
+        headers
+            .and_then(|headers| headers.get(name))
+            .map(|value| value.as_str().to_string())
+    };
+    let source = match header(SOURCE).as_deref() {
+        Some("backfill") => ChangeSource::Backfill,
+        Some("reconcile") => ChangeSource::Reconcile,
+        Some("write_through") => ChangeSource::WriteThrough,
+        Some("reencrypt") => ChangeSource::Reencrypt,
+        _ => ChangeSource::Webhook,
+    };
+    match header(CHANGE).as_deref() {
+        Some("upsert") => {
+            let raw: Box<serde_json::value::RawValue> =
+                serde_json::from_slice(payload).map_err(|e| format!("user JSON: {e}"))?;
+            let user = parse_user(&raw).map_err(|e| e.to_string())?;
+            Ok(UserChange::Upsert {
+                user: Arc::new(user),
+                source,
+            })
+        }
+        Some("delete") => {
+            let deletion: Deletion =
+                serde_json::from_slice(payload).map_err(|e| format!("deletion: {e}"))?;
+            Ok(UserChange::Delete {
+                user_id: deletion.user_id,
+                deleted_at_ms: deletion.deleted_at_ms,
+                source,
+            })
+        }
+        other => Err(format!(
+            "{CHANGE} header is {other:?}, not upsert or delete"
+        )),
+    }
+}
+
+/// A subject token for a user id: the id itself when NATS allows it (Clerk's `user_...` ids
+/// always are), else `x` and its bytes in hex, so no id can reach into another subject.
+pub(super) fn subject_token(user_id: &str) -> String {
+    let plain = !user_id.is_empty()
+        && user_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        user_id.to_string()
+    } else {
+        let hex: String = user_id.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("x{hex}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clerk::fake::Population;
+
+    fn user_change() -> UserChange {
+        let json = serde_json::to_string(&Population::new(1).user(0)).unwrap();
+        let raw = serde_json::value::RawValue::from_string(json).unwrap();
+        UserChange::Upsert {
+            user: Arc::new(parse_user(&raw).unwrap()),
+            source: ChangeSource::Reconcile,
+        }
+    }
+
+    #[test]
+    fn changes_survive_the_round_trip() {
+        let upsert = user_change();
+        let (headers, body) = encode(&upsert);
+        match (decode(Some(&headers), &body).unwrap(), &upsert) {
+            (UserChange::Upsert { user, source }, UserChange::Upsert { user: original, .. }) => {
+                assert_eq!(user.raw_json, original.raw_json);
+                assert_eq!(user.updated_at, original.updated_at);
+                assert_eq!(source, ChangeSource::Reconcile);
+            }
+            other => panic!("{other:?}"),
+        }
+        let delete = UserChange::Delete {
+            user_id: "user_2x".into(),
+            deleted_at_ms: 1_700_000_000_000,
+            source: ChangeSource::Webhook,
+        };
+        let (headers, body) = encode(&delete);
+        match decode(Some(&headers), &body).unwrap() {
+            UserChange::Delete {
+                user_id,
+                deleted_at_ms,
+                source,
+            } => {
+                assert_eq!(
+                    (user_id.as_str(), deleted_at_ms, source),
+                    ("user_2x", 1_700_000_000_000, ChangeSource::Webhook)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            decode(None, &body)
+                .unwrap_err()
+                .contains("Clerk-Index-Change")
+        );
+    }
+
+    #[test]
+    fn user_ids_cannot_escape_their_subject() {
+        assert_eq!(subject_token("user_2abcDEF"), "user_2abcDEF");
+        assert_eq!(subject_token("a.b"), "x612e62");
+        assert_eq!(subject_token("*"), "x2a");
+        assert_eq!(subject_token(">"), "x3e");
+        assert_eq!(subject_token(""), "x");
+    }
+}

@@ -1,0 +1,232 @@
+//! Cluster mode's change log on NATS JetStream: the one stream every replica publishes verified
+//! changes to and consumes into its own index.
+//!
+//! One subject per user (`<name>.changes.<user id>`) with `MaxMsgsPerSubject=1`, so the stream
+//! is a compacted latest-state log a new replica replays instead of scanning Clerk; the webhook's
+//! `svix-id` is the `Nats-Msg-Id`, so the same delivery published by two replicas is stored once.
+//! This module owns the NATS client and the message format; what a replica does with the
+//! messages is `sync`'s (see `sync::Replicator`). No consensus of our own: ordering per user
+//! does not matter, since every replica's writer keeps the newest `updated_at` and tombstones.
+
+mod message;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+
+pub use message::{decode, encode};
+
+use crate::user::UserChange;
+
+/// Where the cluster's NATS is and what this replica is called in it.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `nats://host:4222` (several comma-separated; credentials in the URL if needed).
+    pub url: String,
+    /// Prefix of the stream and subjects, so several deployments can share one NATS.
+    pub name: String,
+    /// This replica's durable consumer name; stable across restarts (the pod name).
+    pub replica_id: String,
+    /// How long JetStream remembers message ids for deduplication.
+    pub duplicate_window: Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(url: impl Into<String>, replica_id: impl Into<String>) -> Self {
+        ClusterConfig {
+            url: url.into(),
+            name: "clerk-index".into(),
+            replica_id: replica_id.into(),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+
+    fn stream_name(&self) -> String {
+        format!("{}-changes", self.name)
+    }
+
+    fn subject_prefix(&self) -> String {
+        format!("{}.changes", self.name)
+    }
+
+    /// Checks the names NATS will accept, with messages that say which setting is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let token = |value: &str, what: &str| {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                Err(format!(
+                    "{what} must be letters, digits, '-' or '_' (got {value:?})"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        token(&self.name, "--cluster-name")?;
+        token(&self.replica_id, "--replica-id")?;
+        if !self.url.starts_with("nats://") && !self.url.starts_with("tls://") {
+            return Err(format!(
+                "--cluster must be a nats:// or tls:// URL (got {:?})",
+                crate::config::mask_url(&self.url)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong with the change log.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("jetstream {action}: {message}")]
+    JetStream {
+        action: &'static str,
+        message: String,
+    },
+    #[error("change log message {sequence} is unreadable: {message}")]
+    Message { sequence: u64, message: String },
+}
+
+fn jetstream_error(action: &'static str) -> impl Fn(String) -> ClusterError {
+    move |message| ClusterError::JetStream { action, message }
+}
+
+/// The connected change log. Cheap to clone.
+#[derive(Clone)]
+pub struct ChangeLog {
+    jetstream: jetstream::Context,
+    /// Shared: the handle carries the stream's whole info.
+    stream: std::sync::Arc<stream::Stream>,
+    config: ClusterConfig,
+}
+
+/// Where a published change landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub sequence: u64,
+    /// JetStream already held a message with this id: nothing new was stored.
+    pub duplicate: bool,
+}
+
+impl ChangeLog {
+    /// Connects and creates (or updates) the stream. An unreachable NATS fails the start (the
+    /// orchestrator restarts the pod), with the URL, password masked, in the message.
+    pub async fn connect(config: ClusterConfig) -> Result<ChangeLog, ClusterError> {
+        config.validate().map_err(|message| ClusterError::Connect {
+            url: crate::config::mask_url(&config.url),
+            message,
+        })?;
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("clerk-index {}", config.replica_id))
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| ClusterError::Connect {
+                url: crate::config::mask_url(&config.url),
+                message: e.to_string(),
+            })?;
+        let jetstream = jetstream::new(client);
+        let stream_config = stream::Config {
+            name: config.stream_name(),
+            subjects: vec![format!("{}.>", config.subject_prefix())],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        };
+        // Update first: a stream made by an older version gets the current settings.
+        if jetstream.update_stream(&stream_config).await.is_err() {
+            jetstream
+                .create_stream(stream_config.clone())
+                .await
+                .map_err(|e| jetstream_error("create stream")(e.to_string()))?;
+        }
+        let stream = jetstream
+            .get_stream(&stream_config.name)
+            .await
+            .map_err(|e| jetstream_error("open stream")(e.to_string()))?;
+        Ok(ChangeLog {
+            jetstream,
+            stream: std::sync::Arc::new(stream),
+            config,
+        })
+    }
+}
+
+impl ChangeLog {
+    /// Publishes a change and waits for JetStream's acknowledgement: after it, the change is
+    /// stored (replicated, with a clustered NATS) and every replica will apply it. `message_id`
+    /// deduplicates (the webhook's `svix-id`).
+    pub async fn publish(
+        &self,
+        change: &UserChange,
+        message_id: Option<&str>,
+    ) -> Result<Published, ClusterError> {
+        let (mut headers, payload) = encode(change);
+        if let Some(id) = message_id.filter(|id| !id.is_empty()) {
+            headers.insert("Nats-Msg-Id", id);
+        }
+        let subject = format!(
+            "{}.{}",
+            self.config.subject_prefix(),
+            message::subject_token(change.user_id())
+        );
+        let ack = self
+            .jetstream
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(|e| jetstream_error("publish")(e.to_string()))?
+            .await
+            .map_err(|e| jetstream_error("publish acknowledgement")(e.to_string()))?;
+        Ok(Published {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// The sequence of the newest message in the stream (0 when empty).
+    pub async fn last_sequence(&self) -> Result<u64, ClusterError> {
+        let mut stream = stream::Stream::clone(&self.stream);
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| jetstream_error("stream info")(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// This replica's durable consumer, (re)created to deliver from `from_sequence` on: the
+    /// index, not the consumer, knows what is durably applied, so a restart starts over from it.
+    pub async fn consumer_from(
+        &self,
+        from_sequence: u64,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, ClusterError> {
+        let name = format!("replica-{}", self.config.replica_id);
+        // Absent on a first start; any other problem shows up when creating it.
+        let _ = self.stream.delete_consumer(&name).await;
+        let deliver_policy = if from_sequence <= 1 {
+            consumer::DeliverPolicy::All
+        } else {
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from_sequence,
+            }
+        };
+        self.stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name),
+                description: Some("a clerk-index replica's copy of the change log".into()),
+                deliver_policy,
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| jetstream_error("create consumer")(e.to_string()))
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,180 @@
+//! Cluster mode against a real `nats-server` (JetStream) on loopback: replicas share the change
+//! log, each keeps its own index, and Clerk is never needed to bring a replica up.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use clerk_index::api::proto::GetSyncStatusRequest;
+use clerk_index::api::proto::sync_client::SyncClient;
+use clerk_index::clerk::fake::Population;
+use clerk_index::cluster::{ChangeLog, ClusterConfig};
+use clerk_index::user::{ChangeSource, UserChange};
+use common::{NatsServer, TestOptions, TestServer, event};
+
+/// Nothing listens here: a replica that tried to reach Clerk would fail.
+const UNREACHABLE_CLERK: &str = "http://127.0.0.1:9";
+
+async fn replica(nats: &NatsServer, id: &str, dir: &Path) -> TestServer {
+    let mut options = TestOptions::new(UNREACHABLE_CLERK);
+    options.cluster = Some(ClusterConfig::new(&nats.url, id));
+    let server = TestServer::start(dir, options).await;
+    server.wait_serving().await;
+    server
+}
+
+/// Waits until `check` holds on `server` (replication is asynchronous).
+async fn eventually(server: &TestServer, what: &str, check: impl AsyncFn(&TestServer) -> bool) {
+    for _ in 0..200 {
+        if check(server).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: never seen on {}", server.grpc_url);
+}
+
+async fn writer_counts(server: &TestServer) -> clerk_index::api::proto::WriterCounts {
+    SyncClient::new(server.channel().await)
+        .get_sync_status(GetSyncStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .writer
+        .unwrap()
+}
+
+fn newcomer(index: usize) -> serde_json::Value {
+    Population {
+        seed: 31,
+        ..Population::new(10_000)
+    }
+    .user(index)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_sent_to_one_replica_is_searchable_on_all() {
+    let nats = NatsServer::start().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas = Vec::new();
+    for (n, dir) in dirs.iter().enumerate() {
+        replicas.push(replica(&nats, &format!("r{n}"), dir.path()).await);
+    }
+
+    let user = newcomer(0);
+    let id = user["id"].as_str().unwrap().to_string();
+    let (status, answer) = replicas[0]
+        .deliver(
+            "msg_cluster_1",
+            &event("user.created", user, 1_790_000_000_000),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "applied");
+    assert_eq!(answer["detail"]["sequence"], 1, "{answer}");
+    for server in &replicas {
+        eventually(server, "the new user", async |s| {
+            s.user_json(&id).await.is_ok()
+        })
+        .await;
+    }
+
+    // A deletion delivered to another replica removes the user everywhere.
+    let deleted = serde_json::json!({"id": id, "object": "user", "deleted": true});
+    let (status, _) = replicas[2]
+        .deliver(
+            "msg_cluster_2",
+            &event("user.deleted", deleted, 1_790_000_100_000),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for server in &replicas {
+        eventually(server, "the deletion", async |s| {
+            s.user_json(&id).await == Err(tonic::Code::NotFound)
+        })
+        .await;
+    }
+    for server in replicas {
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_deliveries_to_two_replicas_are_applied_once() {
+    let nats = NatsServer::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(&nats, "a", dir_a.path()).await;
+    let b = replica(&nats, "b", dir_b.path()).await;
+
+    let user = newcomer(1);
+    let id = user["id"].as_str().unwrap().to_string();
+    let body = event("user.created", user, 1_790_000_000_000);
+    // Svix retried a delivery whose first answer was lost; the retry reached the other replica.
+    let (first, second) = tokio::join!(a.deliver("msg_dup", &body), b.deliver("msg_dup", &body));
+    assert_eq!((first.0, second.0), (200, 200));
+    let duplicates = [&first.1, &second.1]
+        .iter()
+        .filter(|answer| answer["detail"]["duplicate"] == true)
+        .count();
+    assert_eq!(duplicates, 1, "{} / {}", first.1, second.1);
+    assert_eq!(
+        first.1["detail"]["sequence"],
+        second.1["detail"]["sequence"]
+    );
+
+    for server in [&a, &b] {
+        eventually(server, "the user", async |s| s.user_json(&id).await.is_ok()).await;
+        let counts = writer_counts(server).await;
+        assert_eq!(
+            (counts.applied, counts.ignored_stale),
+            (1, 0),
+            "each replica applies the change once"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_bootstrap_and_resume_from_the_log_without_clerk() {
+    let nats = NatsServer::start().await;
+    let log = ChangeLog::connect(ClusterConfig::new(&nats.url, "loader"))
+        .await
+        .unwrap();
+    let population = Population {
+        seed: 8,
+        ..Population::new(1_500)
+    };
+    let publish = async |range: std::ops::Range<usize>| {
+        for index in range {
+            let json = serde_json::to_string(&population.user(index)).unwrap();
+            let raw = serde_json::value::RawValue::from_string(json).unwrap();
+            let user = clerk_index::clerk::model::parse_user(&raw).unwrap();
+            let change = UserChange::Upsert {
+                user: std::sync::Arc::new(user),
+                source: ChangeSource::Backfill,
+            };
+            log.publish(&change, None).await.unwrap();
+        }
+    };
+    publish(0..1_000).await;
+
+    // A new replica, Clerk unreachable: it replays the log and is ready only once it holds it.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = replica(&nats, "fresh", dir.path()).await;
+    assert_eq!(fresh.count_matching(None).await.count, 1_000);
+    fresh.stop().await;
+
+    // More changes while it is down; restarted on its data directory, it takes only those.
+    publish(1_000..1_500).await;
+    let restarted = replica(&nats, "fresh", dir.path()).await;
+    assert_eq!(restarted.count_matching(None).await.count, 1_500);
+    let counts = writer_counts(&restarted).await;
+    assert_eq!(
+        (counts.applied, counts.ignored_stale),
+        (500, 0),
+        "the restart resumed from its committed sequence instead of replaying the log"
+    );
+    restarted.stop().await;
+}
