@@ -178,3 +178,87 @@ async fn replicas_bootstrap_and_resume_from_the_log_without_clerk() {
     );
     restarted.stop().await;
 }
+
+/// A replica process killed with SIGKILL in the middle of a burst of deliveries (to another
+/// replica) comes back on its data directory and holds every acknowledged change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_during_a_burst_converges_after_restart() {
+    let nats = NatsServer::start().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = replica(&nats, "a", dir_a.path()).await;
+    let dir_b = tempfile::tempdir().unwrap();
+    let (grpc, http) = (common::free_port(), common::free_port());
+    let spawn_b = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .args([
+                "--clerk-api-url",
+                UNREACHABLE_CLERK,
+                "--writer-memory-mb",
+                "50",
+            ])
+            .args(["--cluster", &nats.url, "--replica-id", "b"])
+            .args(["--allow-unauthenticated", "--data-dir"])
+            .arg(dir_b.path())
+            .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let b_url = format!("http://127.0.0.1:{http}");
+    let mut b = spawn_b();
+    common::wait_ready(&b_url).await;
+
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (http_url, acknowledged) = (a.http_url.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                for n in 0..100 {
+                    let index = worker * 100 + n;
+                    let body = event("user.created", newcomer(index), 1_790_000_000_000);
+                    let (status, answer) =
+                        common::deliver(&http_url, &format!("msg_burst_{index}"), &body).await;
+                    assert_eq!(status, 200, "{answer}");
+                    acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    while acknowledged.load(std::sync::atomic::Ordering::Relaxed) < 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.start_kill().unwrap(); // SIGKILL: no final commit.
+    b.wait().await.unwrap();
+    let killed_at = acknowledged.load(std::sync::atomic::Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert!(killed_at < 800, "the kill must land during the burst");
+
+    let _b = spawn_b();
+    common::wait_ready(&b_url).await;
+    let mut client = clerk_index::api::proto::user_index_client::UserIndexClient::connect(format!(
+        "http://127.0.0.1:{grpc}"
+    ))
+    .await
+    .unwrap();
+    let count = client
+        .count_users(clerk_index::api::proto::CountUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(
+        count, 800,
+        "the restarted replica must hold every acknowledged change"
+    );
+    eventually(&a, "all 800 on the receiving replica", async |s| {
+        s.count_matching(None).await.count == 800
+    })
+    .await;
+    a.stop().await;
+}
