@@ -230,3 +230,34 @@ impl ChangeLog {
         &self.config
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_nats_would_refuse_are_refused_by_name_and_passwords_never_shown() {
+        let config = |url: &str, id: &str| ClusterConfig::new(url, id).validate();
+        assert_eq!(config("nats://127.0.0.1:4222", "clerk-index-0"), Ok(()));
+        assert_eq!(config("tls://a:4222,tls://b:4222", "r_1"), Ok(()));
+        assert!(
+            config("nats://h:4222", "pod.0")
+                .unwrap_err()
+                .contains("--replica-id")
+        );
+        assert!(
+            config("nats://h:4222", "")
+                .unwrap_err()
+                .contains("--replica-id")
+        );
+        let error = config("http://app:s3cret@h:4222", "r").unwrap_err();
+        assert!(
+            error.contains("--cluster") && !error.contains("s3cret"),
+            "{error}"
+        );
+        assert_eq!(
+            crate::config::mask_url("nats://app:s3cret@a:4222,nats://token@b:4222,nats://c:4222"),
+            "nats://app:***@a:4222,nats://***@b:4222,nats://c:4222"
+        );
+    }
+}
