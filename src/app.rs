@@ -123,6 +123,11 @@ pub async fn run(
     let replicator = change_log
         .clone()
         .map(|log| Replicator::new(log, writer.clone(), index.clone()));
+    let change_log = change_log.map(Arc::new);
+    let write_through = match (&change_log, &replicator) {
+        (Some(log), Some(replicator)) => write_through.through_log(log.clone(), replicator.clone()),
+        _ => write_through,
+    };
     let sync_task = tokio::spawn({
         let cancel = cancel.clone();
         let health = health.clone();
@@ -178,7 +183,7 @@ pub async fn run(
         config.max_read_wait,
     );
     let sink = match &change_log {
-        Some(log) => ChangeSink::Log(Arc::new(log.clone())),
+        Some(log) => ChangeSink::Log(log.clone()),
         None => ChangeSink::Index(writer.clone()),
     };
     let webhooks = Arc::new(WebhookReceiver::new(webhook_verifier(&config)?, sink));

@@ -262,3 +262,43 @@ async fn a_replica_killed_during_a_burst_converges_after_restart() {
     .await;
     a.stop().await;
 }
+
+/// `UpdateUserMetadata` on one replica goes through Clerk and the change log: the caller reads
+/// its write on that replica as soon as the call returns, and every other replica gets it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_is_readable_at_once_where_it_was_made_and_reaches_every_replica() {
+    let nats = NatsServer::start().await;
+    let fake = common::RunningFakeClerk::start(clerk_index::clerk::fake::FakeClerkConfig::new(
+        Population::new(20),
+    ))
+    .await;
+    let start = async |id: &str, dir: &Path| {
+        let mut options = TestOptions::new(&fake.url);
+        options.cluster = Some(ClusterConfig::new(&nats.url, id));
+        let server = TestServer::start(dir, options).await;
+        server.wait_serving().await;
+        server
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start("a", dir_a.path()).await;
+    let b = start("b", dir_b.path()).await;
+    let id = fake.fake.user_ids()[3].clone();
+    a.client()
+        .await
+        .update_user_metadata(clerk_index::api::proto::UpdateUserMetadataRequest {
+            user_id: id.clone(),
+            public_metadata: Some(r#"{"plan_type": "cluster_plan"}"#.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let plan = |json: serde_json::Value| json["public_metadata"]["plan_type"].clone();
+    // No waiting on the replica that made the call.
+    assert_eq!(plan(a.user_json(&id).await.unwrap()), "cluster_plan");
+    eventually(&b, "the write-through", async |s| {
+        s.user_json(&id).await.map(plan) == Ok("cluster_plan".into())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

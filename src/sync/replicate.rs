@@ -56,10 +56,12 @@ impl Replicator {
         *self.committed.borrow()
     }
 
-    /// Waits until the index holds every change up to `sequence`.
-    pub async fn wait_for(&self, sequence: u64) {
+    /// Waits until the index holds every change up to `sequence`; returns the index generation
+    /// that does.
+    pub async fn wait_for(&self, sequence: u64) -> u64 {
         let mut committed = self.committed.subscribe();
         let _ = committed.wait_for(|c| *c >= sequence).await;
+        self.index.snapshot().freshness.generation
     }
 
     /// Waits until the index holds everything the log held when this was called: the replica's
