@@ -195,6 +195,7 @@ pub async fn run(
         webhooks: webhooks.counters.clone(),
         reconcile: reconciler.stats.clone(),
         clerk: clerk_stats,
+        replicator: replicator.clone(),
     });
     let sync_service = SyncService {
         index: index.clone(),

@@ -79,6 +79,16 @@ async fn a_webhook_sent_to_one_replica_is_searchable_on_all() {
         })
         .await;
     }
+    let metrics = reqwest::get(format!("{}/metrics", replicas[1].http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nclerk_index_cluster_committed_sequence 1.0\n"),
+        "{metrics}"
+    );
 
     // A deletion delivered to another replica removes the user everywhere.
     let deleted = serde_json::json!({"id": id, "object": "user", "deleted": true});

@@ -24,7 +24,8 @@ use prometheus_client::registry::Registry;
 use crate::clerk::ClerkApiStats;
 use crate::index::{UserIndex, WriterStats};
 use crate::sync::{
-    BackfillProgress, ReconcileStats, SyncState, WebhookCounters, freshness_lag_ms, now_ms,
+    BackfillProgress, ReconcileStats, Replicator, SyncState, WebhookCounters, freshness_lag_ms,
+    now_ms,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
@@ -66,6 +67,8 @@ pub struct Sources {
     pub webhooks: Arc<WebhookCounters>,
     pub reconcile: Arc<ReconcileStats>,
     pub clerk: Arc<ClerkApiStats>,
+    /// Cluster mode's consumer of the change log.
+    pub replicator: Option<Arc<Replicator>>,
 }
 
 impl Metrics {
@@ -293,6 +296,20 @@ impl Collector for StateCollector {
                 0.0
             },
         )?;
+        if let Some(replicator) = &sources.replicator {
+            gauge(
+                e,
+                "cluster_committed_sequence",
+                "Cluster mode: the last change-log sequence this replica's index has committed",
+                replicator.committed() as f64,
+            )?;
+            counter(
+                e,
+                "cluster_unreadable_messages",
+                "Cluster mode: change-log messages this replica could not read and skipped",
+                load(&replicator.unreadable),
+            )?;
+        }
         gauge(
             e,
             "scrape_timestamp_seconds",
