@@ -204,6 +204,7 @@ pub async fn run(
         writer: writer.clone(),
         reconciler,
         sensitive: config.sensitive.clone(),
+        cluster: config.cluster.is_some(),
     };
     let segments_service = SegmentsService::new(
         segments.clone(),

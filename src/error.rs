@@ -17,6 +17,9 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The call cannot work in the service's current mode or state, whatever is retried.
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -51,6 +54,7 @@ impl From<Error> for tonic::Status {
             Error::PermissionDenied(_) => tonic::Status::permission_denied(message),
             Error::Unavailable(_) => tonic::Status::unavailable(message),
             Error::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(message),
+            Error::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             Error::Clerk(ClerkApiError::Api { status: 404, .. }) => {
                 tonic::Status::not_found(message)
             }

@@ -142,6 +142,16 @@ async fn duplicate_deliveries_to_two_replicas_are_applied_once() {
             "each replica applies the change once"
         );
     }
+    // Reconcile would repair one replica only: refused until it runs under the cluster's lease.
+    let refused = SyncClient::new(a.channel().await)
+        .trigger_reconcile(clerk_index::api::proto::TriggerReconcileRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
     a.stop().await;
     b.stop().await;
 }

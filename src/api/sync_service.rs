@@ -26,6 +26,8 @@ pub struct SyncService {
     pub writer: WriterHandle,
     /// The sensitive paths and their key ring, if configured.
     pub sensitive: Option<Arc<Sensitive>>,
+    /// Cluster mode: reconcile would change only this replica's index, so it is refused.
+    pub cluster: bool,
 }
 
 impl SyncService {
@@ -115,6 +117,13 @@ impl SyncApi for SyncService {
         request: Request<proto::TriggerReconcileRequest>,
     ) -> Result<Response<proto::TriggerReconcileResponse>, Status> {
         admin(&request)?;
+        if self.cluster {
+            return Err(Error::FailedPrecondition(
+                "reconcile does not run in cluster mode yet (it would repair only this replica)"
+                    .into(),
+            )
+            .into());
+        }
         let kind = proto::ReconcileKind::try_from(request.into_inner().kind)
             .unwrap_or(proto::ReconcileKind::Unspecified);
         let (catch_up, sweep) = match kind {
