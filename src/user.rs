@@ -167,6 +167,34 @@ impl UserChange {
             UserChange::Upsert { source, .. } | UserChange::Delete { source, .. } => *source,
         }
     }
+
+    /// Whether this change, arriving after `held` (the latest state recorded for the same user),
+    /// changes what an index holds: the index writer's rules, for a log that keeps one change per
+    /// user. A deletion always does (unless an equal or later one is held); an upsert must be
+    /// newer than a held deletion, and at least as new as a held upsert and different from it.
+    pub fn supersedes(&self, held: &UserChange) -> bool {
+        match (self, held) {
+            (UserChange::Upsert { user, .. }, UserChange::Upsert { user: held, .. }) => {
+                user.updated_at > held.updated_at
+                    || (user.updated_at == held.updated_at && user.raw_json != held.raw_json)
+            }
+            (
+                UserChange::Upsert { user, .. },
+                UserChange::Delete {
+                    deleted_at_ms: held,
+                    ..
+                },
+            ) => user.updated_at > *held,
+            (UserChange::Delete { .. }, UserChange::Upsert { .. }) => true,
+            (
+                UserChange::Delete { deleted_at_ms, .. },
+                UserChange::Delete {
+                    deleted_at_ms: held,
+                    ..
+                },
+            ) => deleted_at_ms > held,
+        }
+    }
 }
 
 /// Joins a namespace and keys into one path string, `public_metadata.a.b`, escaping `\` and `.`
@@ -344,6 +372,40 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn upsert(updated_at: i64, plan: &str) -> UserChange {
+        let json = json!({"id": "user_1", "object": "user", "created_at": 1, "updated_at": updated_at,
+            "public_metadata": {"plan": plan}, "email_addresses": []});
+        let raw = serde_json::value::RawValue::from_string(json.to_string()).unwrap();
+        UserChange::Upsert {
+            user: Arc::new(crate::clerk::model::parse_user(&raw).unwrap()),
+            source: ChangeSource::Webhook,
+        }
+    }
+
+    fn delete(deleted_at_ms: i64) -> UserChange {
+        UserChange::Delete {
+            user_id: "user_1".into(),
+            deleted_at_ms,
+            source: ChangeSource::Webhook,
+        }
+    }
+
+    #[test]
+    fn a_change_supersedes_what_the_index_writer_would_replace_with_it() {
+        // Newer wins; an equal version replaces only when it says something else.
+        assert!(upsert(20, "pro").supersedes(&upsert(10, "free")));
+        assert!(!upsert(10, "free").supersedes(&upsert(20, "pro")));
+        assert!(upsert(10, "pro").supersedes(&upsert(10, "free")));
+        assert!(!upsert(10, "free").supersedes(&upsert(10, "free")));
+        // A deletion is final unless the user was changed after it.
+        assert!(delete(5).supersedes(&upsert(10, "free")));
+        assert!(!upsert(10, "free").supersedes(&delete(10)));
+        assert!(upsert(11, "free").supersedes(&delete(10)));
+        assert!(delete(11).supersedes(&delete(10)));
+        assert!(!delete(10).supersedes(&delete(10)));
+        assert!(!delete(9).supersedes(&delete(10)));
+    }
 
     #[test]
     fn path_facts_look_through_arrays_and_skip_empty_values() {

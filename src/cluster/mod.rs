@@ -5,8 +5,10 @@
 //! is a compacted latest-state log a new replica replays instead of scanning Clerk; the webhook's
 //! `svix-id` is the `Nats-Msg-Id`, so the same delivery published by two replicas is stored once.
 //! This module owns the NATS client and the message format; what a replica does with the
-//! messages is `sync`'s (see `sync::Replicator`). No consensus of our own: ordering per user
-//! does not matter, since every replica's writer keeps the newest `updated_at` and tombstones.
+//! messages is `sync`'s (see `sync::Replicator`). No consensus of our own: publishing is a
+//! compare-and-set on the user's subject, so the log keeps each user's newest state by the index
+//! writer's rules (newest `updated_at`, deletions final), and every replica's writer applies the
+//! same rules, so the order in which replicas see changes does not matter.
 
 mod message;
 
@@ -106,10 +108,35 @@ pub struct ChangeLog {
 /// Where a published change landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
+    /// The change's sequence; for a superseded change, the sequence of the state the log keeps.
     pub sequence: u64,
-    /// JetStream already held a message with this id: nothing new was stored.
-    pub duplicate: bool,
+    pub outcome: Outcome,
 }
+
+/// What publishing did to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The change is now the user's latest state.
+    Stored,
+    /// JetStream already held a message with this id: nothing new was stored.
+    Duplicate,
+    /// The log already holds this state or a newer one (`UserChange::supersedes`): nothing new
+    /// was stored, so a late or repeated change cannot overwrite a newer one.
+    Superseded,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Superseded => "superseded",
+        }
+    }
+}
+
+/// How often a publish re-reads the user's latest state after losing a race for it.
+const PUBLISH_ATTEMPTS: usize = 16;
 
 impl ChangeLog {
     /// Connects and creates (or updates) the stream. An unreachable NATS fails the start (the
@@ -161,6 +188,12 @@ impl ChangeLog {
     /// Publishes a change and waits for JetStream's acknowledgement: after it, the change is
     /// stored (replicated, with a clustered NATS) and every replica will apply it. `message_id`
     /// deduplicates (the webhook's `svix-id`).
+    ///
+    /// The stream keeps one message per user, so it must never keep an older state than one it
+    /// was given: the user's latest message is read first, a change that does not supersede it
+    /// is not published, and the publish expects that message to still be the latest
+    /// (`Nats-Expected-Last-Subject-Sequence`), re-reading when another publisher won the race.
+    /// That makes the log agree with every replica's index under any delivery order.
     pub async fn publish(
         &self,
         change: &UserChange,
@@ -175,17 +208,71 @@ impl ChangeLog {
             self.config.subject_prefix(),
             message::subject_token(change.user_id())
         );
-        let ack = self
-            .jetstream
-            .publish_with_headers(subject, headers, payload)
-            .await
-            .map_err(|e| jetstream_error("publish")(e.to_string()))?
-            .await
-            .map_err(|e| jetstream_error("publish acknowledgement")(e.to_string()))?;
-        Ok(Published {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        for _ in 0..PUBLISH_ATTEMPTS {
+            let expected = match self.latest(&subject).await? {
+                None => 0,
+                Some((sequence, Ok(held))) if !change.supersedes(&held) => {
+                    return Ok(Published {
+                        sequence,
+                        outcome: Outcome::Superseded,
+                    });
+                }
+                Some((sequence, _)) => sequence,
+            };
+            let message = jetstream::message::PublishMessage::build()
+                .headers(headers.clone())
+                .payload(payload.clone())
+                .expected_last_subject_sequence(expected);
+            let acked = self
+                .jetstream
+                .send_publish(subject.clone(), message)
+                .await
+                .map_err(|e| jetstream_error("publish")(e.to_string()))?
+                .await;
+            match acked {
+                Ok(ack) => {
+                    return Ok(Published {
+                        sequence: ack.sequence,
+                        outcome: if ack.duplicate {
+                            Outcome::Duplicate
+                        } else {
+                            Outcome::Stored
+                        },
+                    });
+                }
+                Err(error)
+                    if error.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {}
+                Err(error) => {
+                    return Err(jetstream_error("publish acknowledgement")(
+                        error.to_string(),
+                    ));
+                }
+            }
+        }
+        Err(jetstream_error("publish")(format!(
+            "user {} changed concurrently {PUBLISH_ATTEMPTS} times in a row",
+            change.user_id()
+        )))
+    }
+
+    /// The latest message on a user's subject: its sequence and change (or why it is unreadable,
+    /// in which case anything may replace it).
+    async fn latest(
+        &self,
+        subject: &str,
+    ) -> Result<Option<(u64, Result<UserChange, String>)>, ClusterError> {
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(Some((
+                message.sequence,
+                decode(Some(&message.headers), &message.payload),
+            ))),
+            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
+            Err(error) => Err(jetstream_error("read the user's latest change")(
+                error.to_string(),
+            )),
+        }
     }
 
     /// The sequence of the newest message in the stream (0 when empty).

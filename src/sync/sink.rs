@@ -2,7 +2,7 @@
 //! (single mode), or into the cluster's change log, from which every replica applies it
 //! (cluster mode). Webhooks answer 2xx only once [`ChangeSink::record`] returns.
 
-use crate::cluster::ChangeLog;
+use crate::cluster::{ChangeLog, Outcome};
 use crate::index::WriterHandle;
 use crate::user::UserChange;
 
@@ -20,8 +20,8 @@ pub enum ChangeSink {
 pub enum Recorded {
     /// In the index commit of this generation.
     Generation(u64),
-    /// In the change log at this sequence; `duplicate` when the log already had the message id.
-    Sequence { sequence: u64, duplicate: bool },
+    /// In the change log at this sequence (see [`Outcome`] for what publishing did).
+    Sequence { sequence: u64, outcome: Outcome },
 }
 
 impl Recorded {
@@ -29,10 +29,9 @@ impl Recorded {
     pub fn to_json(self) -> serde_json::Value {
         match self {
             Recorded::Generation(generation) => serde_json::json!({ "generation": generation }),
-            Recorded::Sequence {
-                sequence,
-                duplicate,
-            } => serde_json::json!({ "sequence": sequence, "duplicate": duplicate }),
+            Recorded::Sequence { sequence, outcome } => {
+                serde_json::json!({ "sequence": sequence, "outcome": outcome.name() })
+            }
         }
     }
 }
@@ -55,7 +54,7 @@ impl ChangeSink {
                 .await
                 .map(|published| Recorded::Sequence {
                     sequence: published.sequence,
-                    duplicate: published.duplicate,
+                    outcome: published.outcome,
                 })
                 .map_err(|e| e.to_string()),
         }
