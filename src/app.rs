@@ -27,8 +27,9 @@ use crate::config::Config;
 use crate::index::UserIndex;
 use crate::segments::{self, Segments};
 use crate::sync::{
-    Backfill, BackfillProgress, ChangeSink, Reconciler, Replicator, WEBHOOK_PATH, WebhookReceiver,
-    WriteThrough,
+    Backfill, BackfillProgress, ChangeSink, LogTarget, Reconciler, Replicator, SyncLease,
+    SyncState, SyncStateView, SyncTarget, WEBHOOK_PATH, WebhookReceiver, WriteThrough,
+    follow_shared_state,
 };
 use crate::telemetry::metrics::{self, Metrics};
 
@@ -92,22 +93,9 @@ pub async fn run(
             .await;
     }
     let progress = Arc::new(BackfillProgress::default());
-    let write_through = WriteThrough::new(clerk.clone(), writer.clone());
-    let reconciler = Arc::new(Reconciler::new(
-        clerk.clone(),
-        writer.clone(),
-        index.clone(),
-        config.backfill_page_size,
-    ));
     let clerk_stats = clerk.stats().clone();
-    let backfill = Backfill {
-        clerk,
-        writer: writer.clone(),
-        index: index.clone(),
-        progress: progress.clone(),
-        page_size: config.backfill_page_size,
-    };
-    // Cluster mode: changes go to the shared log, and this replica's index follows the log.
+    // Cluster mode: changes go to the shared log, this replica's index follows the log, and the
+    // replica holding the sync lease copies from Clerk into the log.
     let change_log = match &config.cluster {
         Some(cluster) => {
             let log = ChangeLog::connect(cluster.clone()).await?;
@@ -116,14 +104,44 @@ pub async fn run(
                 replica = %cluster.replica_id,
                 "cluster mode: following the change log on NATS JetStream"
             );
-            Some(log)
+            Some(Arc::new(log))
         }
         None => None,
     };
     let replicator = change_log
-        .clone()
-        .map(|log| Replicator::new(log, writer.clone(), index.clone()));
-    let change_log = change_log.map(Arc::new);
+        .as_ref()
+        .map(|log| Replicator::new(ChangeLog::clone(log), writer.clone(), index.clone()));
+    let log_target = change_log
+        .iter()
+        .zip(&replicator)
+        .map(|(log, replicator)| LogTarget::new(log.clone(), replicator.clone(), index.clone()))
+        .next();
+    let target = match &log_target {
+        Some(log) => SyncTarget::Log(log.clone()),
+        None => SyncTarget::Index {
+            writer: writer.clone(),
+            index: index.clone(),
+        },
+    };
+    let reconciler = Arc::new(Reconciler::new(
+        clerk.clone(),
+        target.clone(),
+        config.backfill_page_size,
+    ));
+    let backfill = Backfill {
+        clerk: clerk.clone(),
+        target,
+        progress: progress.clone(),
+        page_size: config.backfill_page_size,
+    };
+    let (shared_state, state_view) = match &log_target {
+        Some(_) => {
+            let (sender, receiver) = tokio::sync::watch::channel(SyncState::default());
+            (Some(sender), SyncStateView::Shared(receiver))
+        }
+        None => (None, SyncStateView::Index(index.clone())),
+    };
+    let write_through = WriteThrough::new(clerk, writer.clone());
     let write_through = match (&change_log, &replicator) {
         (Some(log), Some(replicator)) => write_through.through_log(log.clone(), replicator.clone()),
         _ => write_through,
@@ -134,28 +152,46 @@ pub async fn run(
         let reconciler = reconciler.clone();
         let schedule = config.reconcile;
         let progress = progress.clone();
-        let replicator = replicator.clone();
+        let cluster = replicator.clone().zip(log_target.clone()).zip(shared_state);
         async move {
             let serving = || async {
+                progress.complete.store(true, Ordering::Relaxed);
                 for service in ["", USER_INDEX_SERVICE] {
                     health
                         .set_service_status(service, ServingStatus::Serving)
                         .await;
                 }
             };
-            match replicator {
-                // Ready once the index holds what the log held at start; backfill and reconcile
-                // against Clerk do not run in cluster mode yet.
-                Some(replicator) => {
+            match cluster {
+                Some(((replicator, target), shared)) => {
                     let follow = replicator.clone().run(cancel.clone());
+                    let mut shared_now = shared.subscribe();
+                    let poll = follow_shared_state(
+                        target.coordination().clone(),
+                        shared,
+                        progress.clone(),
+                        cancel.clone(),
+                    );
+                    let lease = SyncLease {
+                        target,
+                        backfill,
+                        reconciler,
+                        schedule,
+                    }
+                    .run(cancel.clone());
+                    // Ready once the shared backfill is complete and this index holds what the
+                    // log held then.
                     let ready = async {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = shared_now.wait_for(|state| state.backfill.complete) => {}
+                        }
                         replicator.catch_up(&cancel).await;
                         if !cancel.is_cancelled() {
-                            progress.complete.store(true, Ordering::Relaxed);
                             serving().await;
                         }
                     };
-                    tokio::join!(follow, ready);
+                    tokio::join!(follow, poll, lease, ready);
                 }
                 None => {
                     if backfill.run(cancel.clone()).await {
@@ -195,7 +231,9 @@ pub async fn run(
         webhooks: webhooks.counters.clone(),
         reconcile: reconciler.stats.clone(),
         clerk: clerk_stats,
+        state: state_view.clone(),
         replicator: replicator.clone(),
+        sync_lease: log_target.clone(),
     });
     let sync_service = SyncService {
         index: index.clone(),
@@ -204,7 +242,8 @@ pub async fn run(
         writer: writer.clone(),
         reconciler,
         sensitive: config.sensitive.clone(),
-        cluster: config.cluster.is_some(),
+        state: state_view.clone(),
+        cluster: log_target.clone().zip(replicator.clone()),
     };
     let segments_service = SegmentsService::new(
         segments.clone(),
@@ -299,6 +338,8 @@ pub async fn run(
     sync_task.await?;
     drop(webhooks);
     drop(replicator);
+    // The reconciler and the sync target reach the writer through the replicator too.
+    drop(log_target);
     drop(segments);
     drop(writer);
     // Every writer handle is gone now; the writer commits what is pending and stops.

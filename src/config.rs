@@ -300,6 +300,10 @@ pub struct ClusterArgs {
     /// $HOSTNAME.
     #[arg(long, env = "CLERK_INDEX_REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// Seconds the sync lease (which replica copies from Clerk) outlives its holder's last
+    /// renewal: how long a dead holder delays the takeover. Renewed every third of it.
+    #[arg(long, env = "CLERK_INDEX_SYNC_LEASE_TTL_SECS", default_value_t = 15)]
+    pub sync_lease_ttl_secs: u64,
 }
 
 impl ClusterArgs {
@@ -316,6 +320,7 @@ impl ClusterArgs {
         };
         let mut config = crate::cluster::ClusterConfig::new(url.trim(), replica_id);
         config.name = self.cluster_name.clone();
+        config.lease_ttl = std::time::Duration::from_secs(self.sync_lease_ttl_secs);
         config.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(Some(config))
     }
@@ -498,6 +503,7 @@ impl Config {
                 "url": mask_url(&c.url),
                 "name": c.name,
                 "replica_id": c.replica_id,
+                "sync_lease_ttl_secs": c.lease_ttl.as_secs(),
             })),
             "sensitive": self.sensitive.as_ref().map(|s| serde_json::json!({
                 "paths": s.paths().describe_list(),

@@ -13,7 +13,8 @@ use crate::auth::{Scope, Sensitive};
 use crate::error::Error;
 use crate::index::{UserIndex, WriterHandle};
 use crate::sync::{
-    BackfillProgress, ReconcileRun, Reconciler, SyncState, WebhookCounters, freshness_lag_ms,
+    BackfillProgress, LogTarget, ReconcileRun, Reconciler, Replicator, SyncStateView,
+    WebhookCounters, freshness_lag_ms,
 };
 
 /// Reads the counters every part of sync keeps, and runs reconciles.
@@ -26,8 +27,29 @@ pub struct SyncService {
     pub writer: WriterHandle,
     /// The sensitive paths and their key ring, if configured.
     pub sensitive: Option<Arc<Sensitive>>,
-    /// Cluster mode: reconcile would change only this replica's index, so it is refused.
-    pub cluster: bool,
+    /// Where sync stands (the commit payload, or the shared checkpoint in cluster mode).
+    pub state: SyncStateView,
+    /// Cluster mode: the sync lease and this replica's copy of the log.
+    pub cluster: Option<(Arc<LogTarget>, Arc<Replicator>)>,
+}
+
+impl SyncService {
+    async fn cluster_status(&self) -> Option<proto::ClusterStatus> {
+        let (target, replicator) = self.cluster.as_ref()?;
+        let coordination = target.coordination();
+        Some(proto::ClusterStatus {
+            replica_id: coordination.replica_id().to_string(),
+            holds_sync_lease: target.holding(),
+            sync_lease_holder: coordination
+                .holder()
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            committed_sequence: replicator.committed(),
+            log_sequence: target.log().last_sequence().await.unwrap_or_default(),
+        })
+    }
 }
 
 impl SyncService {
@@ -74,7 +96,7 @@ impl SyncApi for SyncService {
     ) -> Result<Response<proto::SyncStatus>, Status> {
         admin(&request)?;
         let snapshot = self.index.snapshot();
-        let state = SyncState::from_payload(&snapshot.sync_state);
+        let state = self.state.current();
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let status = proto::SyncStatus {
             freshness: Some(freshness_to_proto(snapshot.freshness)),
@@ -84,7 +106,7 @@ impl SyncApi for SyncService {
                     .backfill
                     .users_seen
                     .max(load(&self.backfill.users_seen)),
-                users_total: load(&self.backfill.users_total),
+                users_total: load(&self.backfill.users_total).max(state.backfill.users_total),
                 started_at_ms: state.backfill.started_at_ms.unwrap_or_default(),
                 completed_at_ms: state.backfill.completed_at_ms.unwrap_or_default(),
             }),
@@ -108,6 +130,7 @@ impl SyncApi for SyncService {
             }),
             lag_ms: freshness_lag_ms(&self.webhooks, snapshot.freshness.newest_updated_at_ms),
             tombstones: snapshot.tombstone_count as u64,
+            cluster: self.cluster_status().await,
         };
         Ok(Response::new(status))
     }
@@ -117,13 +140,6 @@ impl SyncApi for SyncService {
         request: Request<proto::TriggerReconcileRequest>,
     ) -> Result<Response<proto::TriggerReconcileResponse>, Status> {
         admin(&request)?;
-        if self.cluster {
-            return Err(Error::FailedPrecondition(
-                "reconcile does not run in cluster mode yet (it would repair only this replica)"
-                    .into(),
-            )
-            .into());
-        }
         let kind = proto::ReconcileKind::try_from(request.into_inner().kind)
             .unwrap_or(proto::ReconcileKind::Unspecified);
         let (catch_up, sweep) = match kind {
@@ -131,10 +147,8 @@ impl SyncApi for SyncService {
             proto::ReconcileKind::Sweep => (false, true),
             proto::ReconcileKind::Both | proto::ReconcileKind::Unspecified => (true, true),
         };
-        if !SyncState::from_payload(&self.index.snapshot().sync_state)
-            .backfill
-            .complete
-        {
+        // In cluster mode the reconciler itself refuses on a replica without the sync lease.
+        if !self.state.current().backfill.complete {
             return Err(Error::Unavailable(
                 "the backfill is still running; reconcile after it completes".into(),
             )

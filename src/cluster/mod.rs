@@ -10,12 +10,14 @@
 //! writer's rules (newest `updated_at`, deletions final), and every replica's writer applies the
 //! same rules, so the order in which replicas see changes does not matter.
 
+mod coordination;
 mod message;
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 
+pub use coordination::{Coordination, LeaseRevision};
 pub use message::{decode, encode};
 
 use crate::user::UserChange;
@@ -31,6 +33,8 @@ pub struct ClusterConfig {
     pub replica_id: String,
     /// How long JetStream remembers message ids for deduplication.
     pub duplicate_window: Duration,
+    /// How long the sync lease outlives its holder's last renewal (renewed every third of it).
+    pub lease_ttl: Duration,
 }
 
 impl ClusterConfig {
@@ -40,6 +44,7 @@ impl ClusterConfig {
             name: "clerk-index".into(),
             replica_id: replica_id.into(),
             duplicate_window: Duration::from_secs(120),
+            lease_ttl: Duration::from_secs(15),
         }
     }
 
@@ -68,6 +73,12 @@ impl ClusterConfig {
         };
         token(&self.name, "--cluster-name")?;
         token(&self.replica_id, "--replica-id")?;
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(format!(
+                "--sync-lease-ttl-secs must be at least 1 (got {} ms)",
+                self.lease_ttl.as_millis()
+            ));
+        }
         if !self.url.starts_with("nats://") && !self.url.starts_with("tls://") {
             return Err(format!(
                 "--cluster must be a nats:// or tls:// URL (got {:?})",
@@ -102,6 +113,7 @@ pub struct ChangeLog {
     jetstream: jetstream::Context,
     /// Shared: the handle carries the stream's whole info.
     stream: std::sync::Arc<stream::Stream>,
+    coordination: Coordination,
     config: ClusterConfig,
 }
 
@@ -176,9 +188,11 @@ impl ChangeLog {
             .get_stream(&stream_config.name)
             .await
             .map_err(|e| jetstream_error("open stream")(e.to_string()))?;
+        let coordination = Coordination::open(&jetstream, &config).await?;
         Ok(ChangeLog {
             jetstream,
             stream: std::sync::Arc::new(stream),
+            coordination,
             config,
         })
     }
@@ -315,6 +329,11 @@ impl ChangeLog {
 
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+
+    /// The sync lease and checkpoint.
+    pub fn coordination(&self) -> &Coordination {
+        &self.coordination
     }
 }
 

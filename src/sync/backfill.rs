@@ -1,8 +1,10 @@
 //! The initial copy: every Clerk user, oldest first, 500 per page, with `starting_after` cursor
-//! paging (offset paging if Clerk refuses the cursor). Pages stream into the writer without
-//! waiting for each commit; each carries the cursor after it, so whatever commit lands last holds
-//! a cursor consistent with the data, and a restart resumes there. Users created during the walk
-//! are appended at the end of the ascending order, so the walk sees them too.
+//! paging (offset paging if Clerk refuses the cursor). Pages stream into the [`SyncTarget`]
+//! without waiting for each commit; each carries the cursor after it, so whatever commit lands
+//! last holds a cursor consistent with the data, and a restart resumes there. Users created
+//! during the walk are appended at the end of the ascending order, so the walk sees them too.
+//! In cluster mode the lease holder runs it into the change log, with the cursor in the shared
+//! checkpoint, so a new holder resumes where the last one stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::state::{SyncState, now_ms};
+use super::target::SyncTarget;
 use crate::clerk::{ClerkApiError, ClerkClient, PageCursor};
-use crate::index::{UserIndex, WriterHandle};
+use crate::error::Error;
 use crate::user::{ChangeSource, UserChange};
 
 /// Live backfill numbers, for logs, readiness and (later) metrics.
@@ -29,25 +32,35 @@ pub struct BackfillProgress {
 /// Runs the backfill to completion.
 pub struct Backfill {
     pub clerk: ClerkClient,
-    pub writer: WriterHandle,
-    pub index: UserIndex,
+    pub target: SyncTarget,
     pub progress: Arc<BackfillProgress>,
     pub page_size: u32,
 }
 
 impl Backfill {
     /// Copies every user, retrying failed pages (after the client's own retries) until it is
-    /// done or `cancel` fires. Returns whether the backfill completed.
-    pub async fn run(self, cancel: CancellationToken) -> bool {
-        let mut state = SyncState::from_payload(&self.index.snapshot().sync_state);
+    /// done or `cancel` fires. Returns whether the backfill is complete; the caller decides what
+    /// that makes ready.
+    pub async fn run(&self, cancel: CancellationToken) -> bool {
+        let mut state = loop {
+            match self.target.state().await {
+                Ok(state) => break state,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the backfill checkpoint; retrying in 1 s");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return false,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
         if state.backfill.complete {
             self.progress
                 .users_seen
-                .store(state.backfill.users_seen, Ordering::Relaxed);
-            self.progress.complete.store(true, Ordering::Relaxed);
+                .fetch_max(state.backfill.users_seen, Ordering::Relaxed);
             tracing::info!(
                 users = state.backfill.users_seen,
-                "backfill already complete; serving from the index on disk"
+                "backfill already complete"
             );
             return true;
         }
@@ -56,8 +69,15 @@ impl Backfill {
         } else {
             tracing::info!(users_seen = state.backfill.users_seen, after = ?state.backfill.last_user_id, "resuming backfill from the checkpoint");
         }
-        match self.clerk.count_users().await {
-            Ok(total) => self.progress.users_total.store(total, Ordering::Relaxed),
+        let counted = tokio::select! {
+            _ = cancel.cancelled() => return false,
+            counted = self.clerk.count_users() => counted,
+        };
+        match counted {
+            Ok(total) => {
+                self.progress.users_total.store(total, Ordering::Relaxed);
+                state.backfill.users_total = total;
+            }
             Err(error) => {
                 tracing::warn!(%error, "could not count clerk users; progress will show no total")
             }
@@ -80,13 +100,12 @@ impl Backfill {
         };
         reporter.abort();
         if done {
-            self.progress.complete.store(true, Ordering::Relaxed);
             tracing::info!(users = state.backfill.users_seen, "backfill complete");
         }
         done
     }
 
-    async fn copy_pages(&self, state: &mut SyncState) -> Result<(), BackfillError> {
+    async fn copy_pages(&self, state: &mut SyncState) -> Result<(), Error> {
         loop {
             let cursor = match state.backfill.offset {
                 Some(offset) => PageCursor::Offset(offset),
@@ -110,7 +129,7 @@ impl Backfill {
                     state.backfill.offset = Some(state.backfill.users_seen);
                     continue;
                 }
-                Err(error) => return Err(BackfillError::Clerk(error)),
+                Err(error) => return Err(Error::Clerk(error)),
             };
             let count = page.len as u64;
             span.record("users", count as i64);
@@ -140,18 +159,16 @@ impl Backfill {
             self.progress.pages.fetch_add(1, Ordering::Relaxed);
             if last_page {
                 // The last page is waited for: readiness must mean "durably in the index".
-                self.writer
-                    .apply(changes, Some(state.to_payload()))
+                self.target
+                    .apply(changes, Some(state))
                     .instrument(span)
-                    .await
-                    .map_err(BackfillError::Index)?;
+                    .await?;
                 return Ok(());
             }
-            self.writer
-                .submit(changes, Some(state.to_payload()))
+            self.target
+                .submit(changes, Some(state))
                 .instrument(span)
-                .await
-                .map_err(BackfillError::Index)?;
+                .await?;
         }
     }
 }
@@ -159,14 +176,6 @@ impl Backfill {
 /// A cursor Clerk will not accept (an old API version, or the cursor user was deleted).
 fn cursor_refused(cursor: &PageCursor, error: &ClerkApiError) -> bool {
     matches!(cursor, PageCursor::After(Some(_))) && matches!(error.status(), Some(400 | 422))
-}
-
-#[derive(Debug, thiserror::Error)]
-enum BackfillError {
-    #[error(transparent)]
-    Clerk(ClerkApiError),
-    #[error(transparent)]
-    Index(crate::index::IndexError),
 }
 
 async fn report_progress(progress: Arc<BackfillProgress>, cancel: CancellationToken) {

@@ -10,7 +10,8 @@
 //!   commit payload, so a sweep resumes after a restart. Users created after the sweep started are
 //!   never deleted by it (the walk may not have reached them).
 //!
-//! Both share the client's rate limiter with everything else and run one at a time.
+//! Both share the client's rate limiter with everything else and run one at a time. In cluster
+//! mode only the sync lease holder runs them, into the change log (see [`SyncTarget`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,9 +22,9 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{ReconcileRun, SweepCursor, SyncState, now_ms};
+use super::target::SyncTarget;
 use crate::clerk::{ClerkClient, PageCursor};
 use crate::error::Error;
-use crate::index::{UserIndex, WriterHandle};
 use crate::user::{ChangeSource, UserChange};
 
 /// Before any Clerk user (about 137,000 BC), yet far enough from `i64::MIN` for tantivy's
@@ -68,8 +69,7 @@ impl ReconcileStats {
 /// Runs catch-ups and sweeps, on a schedule or on demand.
 pub struct Reconciler {
     clerk: ClerkClient,
-    writer: WriterHandle,
-    index: UserIndex,
+    target: SyncTarget,
     page_size: u32,
     /// One run at a time; holds nothing but the turn.
     turn: Mutex<()>,
@@ -77,19 +77,14 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(clerk: ClerkClient, writer: WriterHandle, index: UserIndex, page_size: u32) -> Self {
+    pub fn new(clerk: ClerkClient, target: SyncTarget, page_size: u32) -> Self {
         Reconciler {
             clerk,
-            writer,
-            index,
+            target,
             page_size,
             turn: Mutex::new(()),
             stats: Arc::default(),
         }
-    }
-
-    fn state(&self) -> SyncState {
-        SyncState::from_payload(&self.index.snapshot().sync_state)
     }
 
     /// Lists users updated since the watermark and applies them.
@@ -103,7 +98,7 @@ impl Reconciler {
 
     async fn run_catch_up(&self) -> Result<ReconcileRun, Error> {
         let _turn = self.turn.lock().await;
-        let mut state = self.state();
+        let mut state = self.target.state().await?;
         let started_at_ms = now_ms();
         let watermark = watermark_of(&state);
         let mut run = ReconcileRun {
@@ -130,7 +125,7 @@ impl Reconciler {
                 .collect();
             run.upserts += changes.len() as u64;
             if !changes.is_empty() {
-                self.writer.submit(changes, None).await?;
+                self.target.submit(changes, None).await?;
             }
             if reached_watermark || page.len < self.page_size as usize {
                 break;
@@ -139,9 +134,7 @@ impl Reconciler {
         run.finished_at_ms = now_ms();
         state.reconcile.watermark_updated_at_ms = started_at_ms - WATERMARK_OVERLAP_MS;
         state.reconcile.last_catch_up = Some(run.clone());
-        self.writer
-            .apply(Vec::new(), Some(state.to_payload()))
-            .await?;
+        self.target.apply(Vec::new(), Some(&state)).await?;
         tracing::info!(
             listed = run.users_listed,
             applied = run.upserts,
@@ -161,7 +154,7 @@ impl Reconciler {
 
     async fn run_sweep(&self) -> Result<ReconcileRun, Error> {
         let _turn = self.turn.lock().await;
-        let mut state = self.state();
+        let mut state = self.target.state().await?;
         let mut cursor = state.reconcile.sweep.take().unwrap_or_else(|| SweepCursor {
             started_at_ms: now_ms(),
             boundary_ms: EARLIEST_MS,
@@ -200,7 +193,7 @@ impl Reconciler {
                     cursor.carry.push(user.id.clone());
                 }
             }
-            let snapshot = self.index.snapshot();
+            let snapshot = self.target.snapshot().await?;
             let (from, until) = (cursor.boundary_ms, upper);
             let page_ids: Vec<String> = page.users.iter().map(|u| u.id.clone()).collect();
             let (in_range, absent) =
@@ -240,9 +233,7 @@ impl Reconciler {
             state.reconcile.sweep = Some(cursor.clone());
             let mut changes = gone;
             changes.extend(missing);
-            self.writer
-                .submit(changes, Some(state.to_payload()))
-                .await?;
+            self.target.submit(changes, Some(&state)).await?;
             if last_page {
                 break;
             }
@@ -256,9 +247,7 @@ impl Reconciler {
         };
         state.reconcile.sweep = None;
         state.reconcile.last_sweep = Some(run.clone());
-        self.writer
-            .apply(Vec::new(), Some(state.to_payload()))
-            .await?;
+        self.target.apply(Vec::new(), Some(&state)).await?;
         tracing::info!(
             listed = run.users_listed,
             deleted = run.deletes,
@@ -275,20 +264,24 @@ impl Reconciler {
         schedule: ReconcileSchedule,
         cancel: CancellationToken,
     ) {
-        if self.state().reconcile.watermark_updated_at_ms == 0 {
-            let mut state = self.state();
-            state.reconcile.watermark_updated_at_ms = watermark_of(&state);
-            if let Err(error) = self
-                .writer
-                .apply(Vec::new(), Some(state.to_payload()))
-                .await
-            {
-                tracing::error!(%error, "could not store the first reconcile watermark");
+        match self.target.state().await {
+            Ok(mut state) if state.reconcile.watermark_updated_at_ms == 0 => {
+                state.reconcile.watermark_updated_at_ms = watermark_of(&state);
+                if let Err(error) = self.target.apply(Vec::new(), Some(&state)).await {
+                    tracing::error!(%error, "could not store the first reconcile watermark");
+                }
             }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "cannot read the reconcile checkpoint"),
         }
         // A run is raced against shutdown: dropping it mid-way is safe, since everything it
         // applied went through the writer with its cursor, and a sweep resumes from there.
-        if self.state().reconcile.sweep.is_some() {
+        if self
+            .target
+            .state()
+            .await
+            .is_ok_and(|state| state.reconcile.sweep.is_some())
+        {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 result = self.sweep() => if let Err(error) = result {

@@ -57,6 +57,9 @@ pub struct BackfillState {
     /// Set once Clerk refused cursor paging: the offset of the next page.
     pub offset: Option<u64>,
     pub users_seen: u64,
+    /// Clerk's `/users/count` when the backfill started (0 if unknown).
+    #[serde(default)]
+    pub users_total: u64,
     pub started_at_ms: Option<i64>,
     pub completed_at_ms: Option<i64>,
 }

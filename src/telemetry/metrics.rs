@@ -24,8 +24,8 @@ use prometheus_client::registry::Registry;
 use crate::clerk::ClerkApiStats;
 use crate::index::{UserIndex, WriterStats};
 use crate::sync::{
-    BackfillProgress, ReconcileStats, Replicator, SyncState, WebhookCounters, freshness_lag_ms,
-    now_ms,
+    BackfillProgress, LogTarget, ReconcileStats, Replicator, SyncStateView, WebhookCounters,
+    freshness_lag_ms, now_ms,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
@@ -67,8 +67,12 @@ pub struct Sources {
     pub webhooks: Arc<WebhookCounters>,
     pub reconcile: Arc<ReconcileStats>,
     pub clerk: Arc<ClerkApiStats>,
+    /// Where sync stands (the commit payload, or the shared checkpoint in cluster mode).
+    pub state: SyncStateView,
     /// Cluster mode's consumer of the change log.
     pub replicator: Option<Arc<Replicator>>,
+    /// Cluster mode's sync lease.
+    pub sync_lease: Option<Arc<LogTarget>>,
 }
 
 impl Metrics {
@@ -208,7 +212,7 @@ impl Collector for StateCollector {
         )?;
 
         let backfill = &sources.backfill;
-        let state = SyncState::from_payload(&snapshot.sync_state);
+        let state = sources.state.current();
         let complete = backfill.complete.load(Ordering::Relaxed) || state.backfill.complete;
         gauge(
             e,
@@ -226,7 +230,7 @@ impl Collector for StateCollector {
             e,
             "backfill_users_total",
             "Users Clerk reported when the backfill started (0 if unknown)",
-            load(&backfill.users_total) as f64,
+            load(&backfill.users_total).max(state.backfill.users_total) as f64,
         )?;
         counter(
             e,
@@ -308,6 +312,14 @@ impl Collector for StateCollector {
                 "cluster_unreadable_messages",
                 "Cluster mode: change-log messages this replica could not read and skipped",
                 load(&replicator.unreadable),
+            )?;
+        }
+        if let Some(lease) = &sources.sync_lease {
+            gauge(
+                e,
+                "cluster_sync_lease_held",
+                "Cluster mode: 1 while this replica holds the sync lease (copies from Clerk)",
+                if lease.holding() { 1.0 } else { 0.0 },
             )?;
         }
         gauge(

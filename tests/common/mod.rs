@@ -345,8 +345,6 @@ pub async fn clerk_api(
     response.json().await.unwrap()
 }
 
-/// Polls `GET {http_url}/readyz` until 200 (at most 60 s): readiness without a gRPC client (for
-/// servers behind TLS or in another process).
 /// A real `nats-server` with JetStream on 127.0.0.1, its storage in a temp dir; stopped on drop.
 /// `scripts/install-nats-server` (run by `scripts/test`) installs Debian's package.
 pub struct NatsServer {
@@ -416,6 +414,8 @@ pub fn terminate(child: &tokio::process::Child) {
     assert!(sent.success(), "kill -TERM {pid} failed");
 }
 
+/// Polls `GET {http_url}/readyz` until 200 (at most 60 s): readiness without a gRPC client (for
+/// servers behind TLS or in another process).
 pub async fn wait_ready(http_url: &str) {
     for _ in 0..600 {
         if let Ok(response) = reqwest::get(format!("{http_url}/readyz")).await
