@@ -362,6 +362,7 @@ async fn each_key_reads_and_filters_only_what_its_scopes_allow() {
             .count_segment(CountSegmentRequest {
                 name: "high-ltv".into(),
                 min_generation: 0,
+                min_log_sequence: 0,
             })
             .await;
         let get = segments

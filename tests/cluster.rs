@@ -526,7 +526,8 @@ async fn a_write_through_is_readable_at_once_where_it_was_made_and_reaches_every
     let a = start("a", dir_a.path()).await;
     let b = start("b", dir_b.path()).await;
     let id = fake.fake.user_ids()[3].clone();
-    a.client()
+    let written = a
+        .client()
         .await
         .update_user_metadata(clerk_index::api::proto::UpdateUserMetadataRequest {
             user_id: id.clone(),
@@ -534,14 +535,34 @@ async fn a_write_through_is_readable_at_once_where_it_was_made_and_reaches_every
             ..Default::default()
         })
         .await
+        .unwrap()
+        .into_inner()
+        .freshness
         .unwrap();
+    assert!(written.log_sequence > 0, "{written:?}");
     let plan = |json: serde_json::Value| json["public_metadata"]["plan_type"].clone();
     // No waiting on the replica that made the call.
     assert_eq!(plan(a.user_json(&id).await.unwrap()), "cluster_plan");
-    eventually(&b, "the write-through", async |s| {
-        s.user_json(&id).await.map(plan) == Ok("cluster_plan".into())
-    })
-    .await;
+    // On another replica, the write's log sequence makes the read wait for it.
+    let read = |min_log_sequence: u64| clerk_index::api::proto::GetUserRequest {
+        user_id: id.clone(),
+        min_log_sequence,
+        ..Default::default()
+    };
+    let mut client_b = b.client().await;
+    let answer = client_b
+        .get_user(read(written.log_sequence))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.freshness.unwrap().log_sequence >= written.log_sequence);
+    let user: serde_json::Value = serde_json::from_str(&answer.user.unwrap().json).unwrap();
+    assert_eq!(plan(user), "cluster_plan");
+    let too_far = client_b
+        .get_user(read(written.log_sequence + 1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(too_far.code(), tonic::Code::DeadlineExceeded, "{too_far:?}");
     a.stop().await;
     b.stop().await;
 }

@@ -71,6 +71,7 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
                 ),
             ],
             min_generation: 0,
+            min_log_sequence: 0,
         })
         .await
         .unwrap()
@@ -187,6 +188,7 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
                 facet_request::Kind::Terms(proto::TermsFacet::default()),
             )],
             min_generation: 0,
+            min_log_sequence: 0,
         })
         .await
         .unwrap_err();
@@ -204,6 +206,7 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
         .describe_fields(proto::DescribeFieldsRequest {
             path_prefix: "public.".into(),
             min_generation: 0,
+            min_log_sequence: 0,
         })
         .await
         .unwrap()
@@ -305,6 +308,7 @@ async fn a_large_segment_exports_every_member_exactly_once_across_a_resume() {
         chunk_size: 5_000,
         resume_cursor: cursor,
         min_generation: 0,
+        min_log_sequence: 0,
     };
 
     let stream = segments_client
@@ -524,6 +528,7 @@ async fn metadata_updates_through_clerk_produce_entered_and_exited_events_that_s
         .count_segment(proto::CountSegmentRequest {
             name: "enterprise".into(),
             min_generation: 0,
+            min_log_sequence: 0,
         })
         .await
         .unwrap()

@@ -4,6 +4,7 @@ use super::proto;
 use crate::error::Error;
 use crate::index::{
     Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, Facets, Freshness, HistogramBucket,
+    Snapshot,
 };
 use crate::query::ast::{CmpOp, Op, Predicate};
 use crate::query::sort::SortSpec;
@@ -11,6 +12,7 @@ use crate::query::{
     DateValue, Filter, FilterError, FilterLimits, Value, parse_date_value, parse_filter,
     parse_path, validate,
 };
+use crate::sync::SyncState;
 
 /// The filter of a request; `None` (no filter, or an empty expression) means every user.
 pub fn filter_from_proto(
@@ -307,16 +309,17 @@ pub fn facets_to_proto(facets: Facets, specs: &[FacetSpec]) -> Vec<proto::FacetR
         .collect()
 }
 
-pub fn freshness_to_proto(freshness: Freshness) -> proto::Freshness {
+pub fn freshness_to_proto(snapshot: &Snapshot) -> proto::Freshness {
     let Freshness {
         generation,
         newest_updated_at_ms,
         user_count,
-    } = freshness;
+    } = snapshot.freshness;
     proto::Freshness {
         generation,
         newest_updated_at_ms,
         user_count,
+        log_sequence: SyncState::log_sequence_of(&snapshot.sync_state),
     }
 }
 

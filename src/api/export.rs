@@ -174,7 +174,7 @@ pub fn produce(
             ids,
             cursor: cursor.clone(),
             total: if first { matches.total() } else { 0 },
-            freshness: first.then(|| freshness_to_proto(snapshot.freshness)),
+            freshness: first.then(|| freshness_to_proto(&snapshot)),
             event_sequence: if first { snapshot.event_sequence } else { 0 },
         };
         if sink.blocking_send(Ok(message)).is_err() {

@@ -13,7 +13,7 @@ use super::export::{self, ExportJob, ExportStream};
 use super::projection::Projection;
 use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
-use super::user_index::snapshot_at;
+use super::user_index::{ReadAt, snapshot_at};
 use crate::auth::{Caller, Scope};
 use crate::error::Error;
 use crate::index::{Snapshot, UserIndex};
@@ -55,8 +55,8 @@ impl SegmentsService {
         proto::segments_server::SegmentsServer::with_interceptor(self, auth)
     }
 
-    async fn snapshot(&self, min_generation: u64) -> Result<Arc<Snapshot>, Error> {
-        snapshot_at(&self.index, min_generation, self.max_read_wait).await
+    async fn snapshot(&self, at: ReadAt) -> Result<Arc<Snapshot>, Error> {
+        snapshot_at(&self.index, at, self.max_read_wait).await
     }
 
     /// A required filter, in either spelling.
@@ -256,10 +256,13 @@ impl SegmentsApi for SegmentsService {
         let proto::CountSegmentRequest {
             name,
             min_generation,
+            min_log_sequence,
         } = request.into_inner();
         let (_, filter) = self.visible(&caller, &name)?;
-        let snapshot = self.snapshot(min_generation).await?;
-        let freshness = freshness_to_proto(snapshot.freshness);
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
+        let freshness = freshness_to_proto(&snapshot);
         let count = tokio::task::spawn_blocking(move || snapshot.count(Some(&filter), now_ms()))
             .await
             .map_err(|e| Error::Internal(format!("count task failed: {e}")))?
@@ -283,11 +286,14 @@ impl SegmentsApi for SegmentsService {
             chunk_size,
             resume_cursor,
             min_generation,
+            min_log_sequence,
         } = request.into_inner();
         let (_, filter) = self.visible(&caller, &name)?;
         let projection = Projection::new(fields, &caller)?;
         let job = ExportJob::new(Some(filter), projection, chunk_size, &resume_cursor)?;
-        let snapshot = self.snapshot(min_generation).await?;
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
         Ok(Response::new(export::stream(snapshot, job, now_ms())))
     }
 

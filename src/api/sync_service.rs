@@ -99,7 +99,7 @@ impl SyncApi for SyncService {
         let state = self.state.current();
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         let status = proto::SyncStatus {
-            freshness: Some(freshness_to_proto(snapshot.freshness)),
+            freshness: Some(freshness_to_proto(&snapshot)),
             backfill: Some(proto::BackfillStatus {
                 complete: state.backfill.complete,
                 users_seen: state

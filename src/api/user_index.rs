@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::index::{Snapshot, SortCursor, UserIndex};
 use crate::query::ast::CoreKind;
 use crate::query::{FieldPath, Filter, FilterLimits};
+use crate::sync::SyncState;
 use crate::sync::{MetadataPatch, WriteThrough, now_ms};
 use crate::user::MetadataNamespace;
 
@@ -53,8 +54,8 @@ impl UserIndexService {
         }
     }
 
-    async fn snapshot(&self, min_generation: u64) -> Result<Arc<Snapshot>, Error> {
-        snapshot_at(&self.index, min_generation, self.max_read_wait).await
+    async fn snapshot(&self, at: ReadAt) -> Result<Arc<Snapshot>, Error> {
+        snapshot_at(&self.index, at, self.max_read_wait).await
     }
 
     /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
@@ -69,20 +70,48 @@ impl UserIndexService {
     }
 }
 
-/// The snapshot to answer from: the newest, once it has reached `min_generation`.
+/// How new the snapshot answering a read must be: `min_generation` (this replica's commits) and
+/// `min_log_sequence` (cluster mode's change log, the same on every replica).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ReadAt {
+    pub generation: u64,
+    pub log_sequence: u64,
+}
+
+impl ReadAt {
+    pub fn new(generation: u64, log_sequence: u64) -> ReadAt {
+        ReadAt {
+            generation,
+            log_sequence,
+        }
+    }
+
+    fn reached_by(self, snapshot: &Snapshot) -> bool {
+        snapshot.freshness.generation >= self.generation
+            && (self.log_sequence == 0
+                || SyncState::log_sequence_of(&snapshot.sync_state) >= self.log_sequence)
+    }
+}
+
+/// The snapshot to answer from: the newest, once it has reached `at`.
 pub(super) async fn snapshot_at(
     index: &UserIndex,
-    min_generation: u64,
+    at: ReadAt,
     max_wait: Duration,
 ) -> Result<Arc<Snapshot>, Error> {
     index
-        .snapshot_at_least(min_generation, max_wait)
+        .snapshot_when(|snapshot| at.reached_by(snapshot), max_wait)
         .await
         .ok_or_else(|| {
+            let now = index.snapshot();
             Error::DeadlineExceeded(format!(
-                "the index did not reach generation {min_generation} within {} ms (it is at {})",
+                "the index did not reach generation {} and change log sequence {} within {} ms \
+                 (it is at generation {} and sequence {})",
+                at.generation,
+                at.log_sequence,
                 max_wait.as_millis(),
-                index.snapshot().freshness.generation
+                now.freshness.generation,
+                SyncState::log_sequence_of(&now.sync_state),
             ))
         })
 }
@@ -157,13 +186,16 @@ impl UserIndexApi for UserIndexService {
             user_id,
             fields,
             min_generation,
+            min_log_sequence,
         } = request.into_inner();
         if user_id.is_empty() {
             return Err(Error::InvalidArgument("user_id is required".into()).into());
         }
         let projection = Projection::new(fields, &caller)?;
-        let snapshot = self.snapshot(min_generation).await?;
-        let freshness = freshness_to_proto(snapshot.freshness);
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
+        let freshness = freshness_to_proto(&snapshot);
         let id = user_id.clone();
         let stored = blocking(snapshot, move |s| Ok(s.get_stored(&id)?)).await?;
         let stored = stored
@@ -192,6 +224,7 @@ impl UserIndexApi for UserIndexService {
             page_token,
             fields,
             min_generation,
+            min_log_sequence,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let sort = sort_from_proto(sort)?;
@@ -211,8 +244,10 @@ impl UserIndexApi for UserIndexService {
             }
             n => n,
         } as usize;
-        let snapshot = self.snapshot(min_generation).await?;
-        let freshness = freshness_to_proto(snapshot.freshness);
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
+        let freshness = freshness_to_proto(&snapshot);
         let (query_filter, query_sort) = (filter.clone(), sort.clone());
         let with_json = !projection.ids_only();
         // One more than asked tells whether another page exists.
@@ -266,11 +301,14 @@ impl UserIndexApi for UserIndexService {
         let proto::CountUsersRequest {
             filter,
             min_generation,
+            min_log_sequence,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let filter = authorize_filter(&caller, filter)?;
-        let snapshot = self.snapshot(min_generation).await?;
-        let freshness = freshness_to_proto(snapshot.freshness);
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
+        let freshness = freshness_to_proto(&snapshot);
         let count = blocking(snapshot, move |s| Ok(s.count(filter.as_ref(), now_ms())?)).await?;
         tracing::Span::current().record("clerk_index.result_count", count as i64);
         Ok(Response::new(proto::CountUsersResponse {
@@ -320,14 +358,14 @@ impl UserIndexApi for UserIndexService {
         }
         let projection = Projection::new(fields, &caller)?;
         let (user, generation) = self.write_through.update_metadata(&user_id, patch).await?;
-        let snapshot = self.snapshot(generation).await?;
+        let snapshot = self.snapshot(ReadAt::new(generation, 0)).await?;
         let user = proto::User {
             json: projection.apply_clerk(&user.id, &user.raw_json)?,
             id: user.id.clone(),
         };
         Ok(Response::new(proto::UpdateUserMetadataResponse {
             user: Some(user),
-            freshness: Some(freshness_to_proto(snapshot.freshness)),
+            freshness: Some(freshness_to_proto(&snapshot)),
         }))
     }
 
@@ -342,6 +380,7 @@ impl UserIndexApi for UserIndexService {
             filter,
             facets,
             min_generation,
+            min_log_sequence,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let specs = facets_from_proto(facets)?;
@@ -350,8 +389,10 @@ impl UserIndexApi for UserIndexService {
             caller.check_path(&spec.path, "faceting on")?;
             check_not_sensitive(&caller, &spec.path, "facets")?;
         }
-        let snapshot = self.snapshot(min_generation).await?;
-        let freshness = freshness_to_proto(snapshot.freshness);
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
+        let freshness = freshness_to_proto(&snapshot);
         let query_specs = specs.clone();
         let facets = blocking(snapshot, move |s| {
             Ok(s.facets(filter.as_ref(), &query_specs, now_ms())?)
@@ -375,6 +416,7 @@ impl UserIndexApi for UserIndexService {
             chunk_size,
             resume_cursor,
             min_generation,
+            min_log_sequence,
             ids_only,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
@@ -382,7 +424,9 @@ impl UserIndexApi for UserIndexService {
         let projection = Projection::new(fields, &caller)?;
         let job = ExportJob::new(filter, projection, chunk_size, &resume_cursor)?
             .with_ids_only(ids_only)?;
-        let snapshot = self.snapshot(min_generation).await?;
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
         Ok(Response::new(export::stream(snapshot, job, now_ms())))
     }
 
@@ -394,9 +438,12 @@ impl UserIndexApi for UserIndexService {
         let proto::DescribeFieldsRequest {
             path_prefix,
             min_generation,
+            min_log_sequence,
         } = request.into_inner();
-        let snapshot = self.snapshot(min_generation).await?;
-        let freshness = freshness_to_proto(snapshot.freshness);
+        let snapshot = self
+            .snapshot(ReadAt::new(min_generation, min_log_sequence))
+            .await?;
+        let freshness = freshness_to_proto(&snapshot);
         let (catalog, core) = blocking(snapshot, |s| {
             Ok((s.field_catalog()?, s.core_field_counts()?))
         })

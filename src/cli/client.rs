@@ -157,6 +157,7 @@ pub async fn count(args: CountArgs) -> anyhow::Result<()> {
         .count_users(proto::CountUsersRequest {
             filter: filter_spec(&args.filter),
             min_generation: 0,
+            min_log_sequence: 0,
         })
         .await
         .map_err(status_error)?
@@ -197,6 +198,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
             page_token: args.page_token.clone().unwrap_or_default(),
             fields: requested_fields(&args),
             min_generation: 0,
+            min_log_sequence: 0,
         })
         .await
         .map_err(status_error)?
@@ -435,6 +437,7 @@ pub async fn facet(args: FacetArgs) -> anyhow::Result<()> {
             filter: filter_spec(&args.filter),
             facets,
             min_generation: 0,
+            min_log_sequence: 0,
         })
         .await
         .map_err(status_error)?

@@ -170,6 +170,7 @@ async fn open_stream(
                     chunk_size: args.chunk_size,
                     resume_cursor: cursor.to_string(),
                     min_generation: 0,
+                    min_log_sequence: 0,
                 })
                 .await?
         }
@@ -181,6 +182,7 @@ async fn open_stream(
                     chunk_size: args.chunk_size,
                     resume_cursor: cursor.to_string(),
                     min_generation: 0,
+                    min_log_sequence: 0,
                     ids_only: false,
                 })
                 .await?

@@ -230,22 +230,19 @@ impl UserIndex {
         self.snapshots.borrow().clone()
     }
 
-    /// The first snapshot at or past `generation`, waiting at most `timeout` for it.
-    pub async fn snapshot_at_least(
+    /// The first snapshot for which `ready` holds (the newest, if it already does), waiting at
+    /// most `timeout` for it.
+    pub async fn snapshot_when(
         &self,
-        generation: u64,
+        ready: impl Fn(&Snapshot) -> bool,
         timeout: Duration,
     ) -> Option<Arc<Snapshot>> {
         let current = self.snapshot();
-        if current.freshness.generation >= generation {
+        if ready(&current) {
             return Some(current);
         }
         let mut snapshots = self.snapshots.clone();
-        let reached = tokio::time::timeout(
-            timeout,
-            snapshots.wait_for(|s| s.freshness.generation >= generation),
-        )
-        .await;
+        let reached = tokio::time::timeout(timeout, snapshots.wait_for(|s| ready(s))).await;
         match reached {
             Ok(Ok(snapshot)) => Some(snapshot.clone()),
             _ => None,

@@ -70,6 +70,15 @@ impl SyncState {
         serde_json::from_value(value.clone()).unwrap_or_default()
     }
 
+    /// The change-log sequence a commit payload's state holds, read without parsing the rest
+    /// (every cluster-mode read checks it).
+    pub fn log_sequence_of(payload: &serde_json::Value) -> u64 {
+        payload
+            .get("stream_sequence")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
+
     pub fn to_payload(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("sync state serializes")
     }
