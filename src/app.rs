@@ -108,6 +108,10 @@ pub async fn run(
         }
         None => None,
     };
+    let segments = match &change_log {
+        Some(log) => segments.with_shared(log.segments().clone()),
+        None => segments,
+    };
     let replicator = change_log
         .as_ref()
         .map(|log| Replicator::new(ChangeLog::clone(log), writer.clone(), index.clone()));
@@ -153,6 +157,7 @@ pub async fn run(
         let schedule = config.reconcile;
         let progress = progress.clone();
         let cluster = replicator.clone().zip(log_target.clone()).zip(shared_state);
+        let segments = segments.clone();
         async move {
             let serving = || async {
                 progress.complete.store(true, Ordering::Relaxed);
@@ -191,7 +196,9 @@ pub async fn run(
                             serving().await;
                         }
                     };
-                    tokio::join!(follow, poll, lease, ready);
+                    let definitions = segments.clone().follow_shared(cancel.clone());
+                    let events = segments.publish_events(cancel.clone());
+                    tokio::join!(follow, poll, lease, ready, definitions, events);
                 }
                 None => {
                     if backfill.run(cancel.clone()).await {

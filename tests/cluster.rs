@@ -630,3 +630,141 @@ async fn one_lease_holder_at_a_time_and_no_stale_checkpoints() {
     y.release(held_y).await.unwrap();
     assert!(x.acquire().await.unwrap().is_some());
 }
+
+/// Saved segments live in the cluster's KV bucket: a segment saved on one replica is evaluated
+/// on all, edits are compare-and-set across replicas, and the Entered/Exited events every
+/// replica computes reach the events stream once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_segments_are_shared_and_their_events_published_once() {
+    use clerk_index::api::proto::{self, segments_client::SegmentsClient};
+    let cluster = Cluster::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = cluster.replica("a", dir_a.path()).await;
+    let b = cluster.replica("b", dir_b.path()).await;
+    let (mut seg_a, mut seg_b) = (
+        SegmentsClient::new(a.channel().await),
+        SegmentsClient::new(b.channel().await),
+    );
+    seg_a
+        .create_segment(proto::CreateSegmentRequest {
+            name: "pro".into(),
+            description: "paying".into(),
+            filter: common::expression(r#"public.stage = "pro""#),
+        })
+        .await
+        .unwrap();
+    let exists = seg_b
+        .create_segment(proto::CreateSegmentRequest {
+            name: "pro".into(),
+            description: String::new(),
+            filter: common::expression("banned = true"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(exists.code(), tonic::Code::AlreadyExists, "{exists:?}");
+    let names = async |client: &mut SegmentsClient<tonic::transport::Channel>| {
+        let listed = client
+            .list_segments(proto::ListSegmentsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        listed
+            .segments
+            .iter()
+            .map(|s| (s.name.clone(), s.version))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..200 {
+        if names(&mut seg_b).await == [("pro".to_string(), 1)] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(names(&mut seg_b).await, [("pro".to_string(), 1)]);
+
+    // A user entering the segment: both replicas see it, one event reaches the stream.
+    let mut user = newcomer(5);
+    user["public_metadata"] = serde_json::json!({"stage": "pro"});
+    let id = user["id"].as_str().unwrap().to_string();
+    let (status, _) = a
+        .deliver("msg_seg_1", &event("user.created", user, 1_790_000_000_000))
+        .await;
+    assert_eq!(status, 200);
+    for client in [&mut seg_a, &mut seg_b] {
+        let mut counted = 0;
+        for _ in 0..200 {
+            counted = client
+                .count_segment(proto::CountSegmentRequest {
+                    name: "pro".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .count;
+            if counted == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(counted, 1);
+    }
+    let nats = async_nats::connect(&cluster.nats.url).await.unwrap();
+    let events = async_nats::jetstream::new(nats)
+        .get_stream("clerk-index-segment-events")
+        .await
+        .unwrap();
+    let mut published = 0;
+    for _ in 0..200 {
+        published = events.clone().info().await.unwrap().state.messages;
+        if published >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Give the second replica's copy time to arrive (and be deduplicated).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(events.clone().info().await.unwrap().state.messages, 1);
+    assert_eq!(published, 1);
+    let message = events
+        .get_last_raw_message_by_subject("clerk-index.segments.pro.entered")
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(
+        (body["user_id"].as_str(), body["kind"].as_str()),
+        (Some(id.as_str()), Some("entered"))
+    );
+
+    // Edits are checked against the shared version, whichever replica takes them.
+    let update = |expected_version: u64| proto::UpdateSegmentRequest {
+        name: "pro".into(),
+        description: Some("paying customers".into()),
+        expected_version,
+        ..Default::default()
+    };
+    assert_eq!(
+        seg_b
+            .update_segment(update(1))
+            .await
+            .unwrap()
+            .into_inner()
+            .version,
+        2
+    );
+    let stale = seg_a.update_segment(update(1)).await.unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::Aborted, "{stale:?}");
+    seg_a
+        .delete_segment(proto::DeleteSegmentRequest { name: "pro".into() })
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if names(&mut seg_b).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(names(&mut seg_b).await.is_empty());
+    a.stop().await;
+    b.stop().await;
+}

@@ -34,7 +34,7 @@ pub struct Coordination {
 /// NATS documents (stream `KV_<bucket>` on `$KV.<bucket>.>`), so NATS tools see a KV bucket.
 /// The stream is made here rather than by `async-nats`' bucket creation, which first reads the
 /// account's limits in a shape nats-server 2.9 does not send.
-async fn open_bucket(
+pub(super) async fn open_bucket(
     jetstream: &jetstream::Context,
     bucket: String,
     description: &str,

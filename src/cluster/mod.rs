@@ -12,6 +12,7 @@
 
 mod coordination;
 mod message;
+mod segments;
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use async_nats::jetstream::{self, consumer, stream};
 
 pub use coordination::{Coordination, LeaseRevision};
 pub use message::{decode, encode};
+pub use segments::{SegmentBucket, Stored};
 
 use crate::user::UserChange;
 
@@ -114,6 +116,7 @@ pub struct ChangeLog {
     /// Shared: the handle carries the stream's whole info.
     stream: std::sync::Arc<stream::Stream>,
     coordination: Coordination,
+    segments: SegmentBucket,
     config: ClusterConfig,
 }
 
@@ -189,10 +192,12 @@ impl ChangeLog {
             .await
             .map_err(|e| jetstream_error("open stream")(e.to_string()))?;
         let coordination = Coordination::open(&jetstream, &config).await?;
+        let segments = SegmentBucket::open(&jetstream, &config).await?;
         Ok(ChangeLog {
             jetstream,
             stream: std::sync::Arc::new(stream),
             coordination,
+            segments,
             config,
         })
     }
@@ -334,6 +339,11 @@ impl ChangeLog {
     /// The sync lease and checkpoint.
     pub fn coordination(&self) -> &Coordination {
         &self.coordination
+    }
+
+    /// Saved segment definitions and events.
+    pub fn segments(&self) -> &SegmentBucket {
+        &self.segments
     }
 }
 

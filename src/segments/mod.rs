@@ -11,6 +11,7 @@
 //! with the index on the snapshot of that moment.
 
 mod log;
+mod shared;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -410,6 +411,8 @@ pub struct Segments {
     writer: WriterHandle,
     /// Ends every watch (the server is stopping).
     shutdown: CancellationToken,
+    /// Cluster mode: the definitions every replica shares (see [`shared`]).
+    shared: Option<crate::cluster::SegmentBucket>,
 }
 
 /// Opens the store. Give the observer to the index writer task before spawning it, then make
@@ -476,7 +479,14 @@ impl Segments {
             core: handle.core,
             writer,
             shutdown,
+            shared: None,
         }
+    }
+
+    /// Cluster mode: definitions are saved in `bucket` and followed from it.
+    pub fn with_shared(mut self, bucket: crate::cluster::SegmentBucket) -> Segments {
+        self.shared = Some(bucket);
+        self
     }
 
     pub fn get(&self, name: &str) -> Result<(SavedSegment, Filter), SegmentError> {
@@ -509,9 +519,12 @@ impl Segments {
     ) -> Result<SavedSegment, SegmentError> {
         check_name(&name)?;
         let text = to_text(&filter).map_err(|e| SegmentError::Invalid(format!("filter: {e}")))?;
+        if let Some(bucket) = &self.shared {
+            return self.create_shared(bucket, name, description, text).await;
+        }
         let core = self.core.clone();
         self.writer
-            .exclusive(move |_snapshot| {
+            .exclusive(move |snapshot| {
                 let mut core = lock(&core);
                 if core.segments.contains_key(&name) {
                     return Err(SegmentError::AlreadyExists(name));
@@ -531,11 +544,7 @@ impl Segments {
                     created_ms: now,
                     updated_ms: now,
                 };
-                let sequence = core.next_sequence();
-                core.record(
-                    segment_event(sequence, &name, EventKind::SegmentUpdated, now),
-                    Some(definition.clone()),
-                );
+                record_definition(&mut core, snapshot, definition.clone(), &filter)?;
                 Ok(definition)
             })
             .await?
@@ -555,6 +564,11 @@ impl Segments {
             .map(to_text)
             .transpose()
             .map_err(|e| SegmentError::Invalid(format!("filter: {e}")))?;
+        if let Some(bucket) = &self.shared {
+            return self
+                .update_shared(bucket, name, description, text, expected_version)
+                .await;
+        }
         let core = self.core.clone();
         self.writer
             .exclusive(move |snapshot| {
@@ -570,40 +584,27 @@ impl Segments {
                         actual: current.definition.version,
                     });
                 }
-                let now = now_ms();
                 let mut definition = current.definition.clone();
-                let old_filter = current.filter.clone();
+                let mut new_filter = current.filter.clone();
                 definition.version += 1;
-                definition.updated_ms = now;
+                definition.updated_ms = now_ms();
                 if let Some(description) = description {
                     definition.description = description;
                 }
-                let mut changes = Vec::new();
                 if let (Some(text), Some(filter)) = (text, filter) {
-                    if text != definition.filter {
-                        let before = member_ids(snapshot, &old_filter, now)?;
-                        let after = member_ids(snapshot, &filter, now)?;
-                        changes = membership_diff(&before, &after);
-                    }
                     definition.filter = text;
+                    new_filter = filter;
                 }
-                let sequence = core.next_sequence();
-                core.record(
-                    segment_event(sequence, &name, EventKind::SegmentUpdated, now),
-                    Some(definition.clone()),
-                );
-                for (user_id, kind) in changes {
-                    let sequence = core.next_sequence();
-                    let mut event = segment_event(sequence, &name, kind, now);
-                    event.user_id = user_id;
-                    core.record(event, None);
-                }
+                record_definition(&mut core, snapshot, definition.clone(), &new_filter)?;
                 Ok(definition)
             })
             .await?
     }
 
     pub async fn delete(&self, name: String) -> Result<(), SegmentError> {
+        if let Some(bucket) = &self.shared {
+            return self.delete_shared(bucket, name).await;
+        }
         let core = self.core.clone();
         self.writer
             .exclusive(move |_snapshot| {
@@ -725,6 +726,39 @@ fn segment_event(sequence: u64, name: &str, kind: EventKind, now: i64) -> Segmen
         recorded_at_ms: now,
         cause: "segment_edit".into(),
     }
+}
+
+/// Records `definition` as its segment's new state, and when its filter differs from the one in
+/// force, the Entered/Exited events of the users whose membership that changes; every event is
+/// timed at the definition's `updated_ms` (the same on every replica in cluster mode).
+fn record_definition(
+    core: &mut Core,
+    snapshot: &Arc<Snapshot>,
+    definition: SavedSegment,
+    filter: &Filter,
+) -> Result<(), SegmentError> {
+    let changes = match core.segments.get(&definition.name) {
+        Some(current) if current.definition.filter != definition.filter => {
+            let now = now_ms();
+            let before = member_ids(snapshot, &current.filter, now)?;
+            let after = member_ids(snapshot, filter, now)?;
+            membership_diff(&before, &after)
+        }
+        _ => Vec::new(),
+    };
+    let (name, time) = (definition.name.clone(), definition.updated_ms);
+    let sequence = core.next_sequence();
+    core.record(
+        segment_event(sequence, &name, EventKind::SegmentUpdated, time),
+        Some(definition),
+    );
+    for (user_id, kind) in changes {
+        let sequence = core.next_sequence();
+        let mut event = segment_event(sequence, &name, kind, time);
+        event.user_id = user_id;
+        core.record(event, None);
+    }
+    Ok(())
 }
 
 /// Users in `after` but not `before` entered; the reverse exited. Both lists are sorted.
