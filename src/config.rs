@@ -304,6 +304,10 @@ pub struct ClusterArgs {
     /// renewal: how long a dead holder delays the takeover. Renewed every third of it.
     #[arg(long, env = "CLERK_INDEX_SYNC_LEASE_TTL_SECS", default_value_t = 15)]
     pub sync_lease_ttl_secs: u64,
+    /// Copies NATS keeps of the change log, buckets and events stream (3 on a three-node NATS
+    /// cluster, so losing a NATS node loses nothing acknowledged).
+    #[arg(long, env = "CLERK_INDEX_CLUSTER_STREAM_REPLICAS", default_value_t = 1)]
+    pub cluster_stream_replicas: usize,
 }
 
 impl ClusterArgs {
@@ -321,6 +325,7 @@ impl ClusterArgs {
         let mut config = crate::cluster::ClusterConfig::new(url.trim(), replica_id);
         config.name = self.cluster_name.clone();
         config.lease_ttl = std::time::Duration::from_secs(self.sync_lease_ttl_secs);
+        config.stream_replicas = self.cluster_stream_replicas;
         config.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(Some(config))
     }
@@ -504,6 +509,7 @@ impl Config {
                 "name": c.name,
                 "replica_id": c.replica_id,
                 "sync_lease_ttl_secs": c.lease_ttl.as_secs(),
+                "stream_replicas": c.stream_replicas,
             })),
             "sensitive": self.sensitive.as_ref().map(|s| serde_json::json!({
                 "paths": s.paths().describe_list(),

@@ -8,8 +8,10 @@
 //! - [`query`]: the filter language: AST, parser, validation, in-memory matcher.
 //! - [`auth`]: API keys, scopes and the field-level rules every read goes through.
 //! - [`segments`]: saved segments, their Entered/Exited events and the persisted event log.
-//! - [`sync`]: backfill, webhooks, reconcile and write-through into the index writer.
-//! - [`cluster`]: cluster mode's change log on NATS JetStream (stream, message format).
+//! - [`sync`]: backfill, webhooks, reconcile and write-through into the index writer, or in
+//!   cluster mode into the change log (with the sync lease and the replicator following it).
+//! - [`cluster`]: cluster mode's NATS JetStream parts: the change log (stream, message format,
+//!   compare-and-set publishing), the sync lease and checkpoint, the segment bucket and events.
 //! - [`index`]: tantivy: schema, documents, query compilation, the writer task, searches.
 //! - [`clerk`]: Clerk's wire formats: models, Backend API client, fake Clerk server.
 //! - [`user`]: the domain `User` and the one `UserChange` type every source produces.

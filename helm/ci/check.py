@@ -180,13 +180,14 @@ def main():
     clustered = copy.deepcopy(full_values)
     clustered["replicaCount"] = 3
     clustered["sensitive"] = {"paths": []}
-    clustered["cluster"] = {"enabled": True, "natsUrl": "nats://nats.messaging:4222", "syncLeaseTtlSecs": 20}
+    clustered["cluster"] = {"enabled": True, "natsUrl": "nats://nats.messaging:4222", "syncLeaseTtlSecs": 20, "streamReplicas": 3}
     manifests = render(clustered, "cluster")
     sts, container, config = common_checks(manifests, "cluster")
     env = {e["name"]: e for e in container["env"]}
     check(sts["spec"]["replicas"] == 3, "cluster: three replicas")
     check(config["data"].get("CLERK_INDEX_CLUSTER") == "nats://nats.messaging:4222", f"cluster: NATS URL {config['data']}")
     check(config["data"].get("CLERK_INDEX_SYNC_LEASE_TTL_SECS") == "20", "cluster: lease TTL")
+    check(config["data"].get("CLERK_INDEX_CLUSTER_STREAM_REPLICAS") == "3", "cluster: stream replicas")
     check(env.get("CLERK_INDEX_REPLICA_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "cluster: replica id from the pod name")
     anti = sts["spec"]["template"]["spec"].get("affinity", {}).get("podAntiAffinity", {})
     preferred = anti.get("preferredDuringSchedulingIgnoredDuringExecution", [{}])[0].get("podAffinityTerm", {})

@@ -36,6 +36,7 @@ pub struct Coordination {
 /// account's limits in a shape nats-server 2.9 does not send.
 pub(super) async fn open_bucket(
     jetstream: &jetstream::Context,
+    cluster: &ClusterConfig,
     bucket: String,
     description: &str,
     max_age: Duration,
@@ -51,6 +52,7 @@ pub(super) async fn open_bucket(
         deny_delete: true,
         allow_direct: true,
         discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: cluster.stream_replicas,
         ..Default::default()
     };
     if jetstream.update_stream(&config).await.is_err() {
@@ -76,6 +78,7 @@ impl Coordination {
     ) -> Result<Coordination, ClusterError> {
         let lease = open_bucket(
             jetstream,
+            config,
             format!("{}-lease", config.name),
             "which clerk-index replica copies from Clerk",
             config.lease_ttl,
@@ -83,6 +86,7 @@ impl Coordination {
         .await?;
         let shared = open_bucket(
             jetstream,
+            config,
             format!("{}-sync", config.name),
             "where the clerk-index backfill and reconciles stand",
             Duration::ZERO,

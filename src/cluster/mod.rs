@@ -37,6 +37,8 @@ pub struct ClusterConfig {
     pub duplicate_window: Duration,
     /// How long the sync lease outlives its holder's last renewal (renewed every third of it).
     pub lease_ttl: Duration,
+    /// Copies NATS keeps of the stream and buckets (3 on a three-node NATS cluster).
+    pub stream_replicas: usize,
 }
 
 impl ClusterConfig {
@@ -47,6 +49,7 @@ impl ClusterConfig {
             replica_id: replica_id.into(),
             duplicate_window: Duration::from_secs(120),
             lease_ttl: Duration::from_secs(15),
+            stream_replicas: 1,
         }
     }
 
@@ -75,6 +78,12 @@ impl ClusterConfig {
         };
         token(&self.name, "--cluster-name")?;
         token(&self.replica_id, "--replica-id")?;
+        if !(1..=5).contains(&self.stream_replicas) {
+            return Err(format!(
+                "--cluster-stream-replicas must be 1 to 5, as NATS allows (got {})",
+                self.stream_replicas
+            ));
+        }
         if self.lease_ttl < Duration::from_secs(1) {
             return Err(format!(
                 "--sync-lease-ttl-secs must be at least 1 (got {} ms)",
@@ -178,6 +187,7 @@ impl ChangeLog {
             storage: stream::StorageType::File,
             duplicate_window: config.duplicate_window,
             discard: stream::DiscardPolicy::Old,
+            num_replicas: config.stream_replicas,
             ..Default::default()
         };
         // Update first: a stream made by an older version gets the current settings.
@@ -365,6 +375,24 @@ mod tests {
             config("nats://h:4222", "")
                 .unwrap_err()
                 .contains("--replica-id")
+        );
+        let mut replicated = ClusterConfig::new("nats://h:4222", "r");
+        replicated.stream_replicas = 3;
+        assert_eq!(replicated.validate(), Ok(()));
+        replicated.stream_replicas = 7;
+        assert!(
+            replicated
+                .validate()
+                .unwrap_err()
+                .contains("--cluster-stream-replicas")
+        );
+        let mut short = ClusterConfig::new("nats://h:4222", "r");
+        short.lease_ttl = Duration::from_millis(500);
+        assert!(
+            short
+                .validate()
+                .unwrap_err()
+                .contains("--sync-lease-ttl-secs")
         );
         let error = config("http://app:s3cret@h:4222", "r").unwrap_err();
         assert!(

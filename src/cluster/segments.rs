@@ -40,6 +40,7 @@ impl SegmentBucket {
     ) -> Result<SegmentBucket, ClusterError> {
         let store = super::coordination::open_bucket(
             jetstream,
+            config,
             format!("{}-segments", config.name),
             "clerk-index saved segment definitions",
             Duration::ZERO,
@@ -53,6 +54,7 @@ impl SegmentBucket {
             max_age: EVENT_RETENTION,
             storage: stream::StorageType::File,
             duplicate_window: config.duplicate_window,
+            num_replicas: config.stream_replicas,
             ..Default::default()
         };
         if jetstream.update_stream(&events).await.is_err() {
