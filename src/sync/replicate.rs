@@ -4,10 +4,10 @@
 //! index writer, whose ordering rules (newest `updated_at` wins, tombstones) make the order of
 //! the log irrelevant.
 //!
-//! Batches: what is ready is applied together. A full batch means the replica is behind (a
-//! bootstrap): it is queued for the writer's size- and age-based commits. A partial one means it
-//! is caught up: it is committed at once, so a webhook on any replica is searchable on all of
-//! them within a commit.
+//! Batches: what is ready is applied together. While the consumer reports messages still pending
+//! after a batch, the replica is behind (a bootstrap): the batch is queued for the writer's size-
+//! and age-based commits. When none are pending it is caught up: the batch is committed at once,
+//! so a webhook on any replica is searchable on all of them within a commit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,9 @@ use crate::user::UserChange;
 
 /// Messages applied in one writer command at most.
 const BATCH: usize = 512;
+
+/// Messages asked for in one pull request.
+const PULL_BATCH: usize = 2_048;
 
 /// Consumes the change log into the local index.
 pub struct Replicator {
@@ -113,6 +116,9 @@ impl Replicator {
             .await
             .map_err(|e| e.to_string())?;
         let messages = consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH)
+            .heartbeat(Duration::from_secs(15))
             .messages()
             .await
             .map_err(|e| format!("consume: {e}"))?;
@@ -134,15 +140,17 @@ impl Replicator {
                     None => return Err("the consumer ended".into()),
                 },
             };
-            let full = batch.len() == BATCH;
             let mut changes: Vec<UserChange> = Vec::with_capacity(batch.len());
             let mut last = None;
+            // Messages the log holds beyond this batch: more to come, so no commit yet.
+            let mut behind = false;
             for message in batch {
                 let message = message.map_err(|e| format!("receive: {e}"))?;
-                let sequence = message
+                let info = message
                     .info()
-                    .map_err(|e| format!("message metadata: {e}"))?
-                    .stream_sequence;
+                    .map_err(|e| format!("message metadata: {e}"))?;
+                let sequence = info.stream_sequence;
+                behind = info.pending > 0;
                 match decode(message.headers.as_ref(), &message.payload) {
                     Ok(change) => changes.push(change),
                     Err(error) => {
@@ -155,7 +163,7 @@ impl Replicator {
             let Some(last) = last else { continue };
             let mut state = SyncState::from_payload(&self.index.snapshot().sync_state);
             state.stream_sequence = last;
-            if full {
+            if behind {
                 self.writer
                     .submit(changes, Some(state.to_payload()))
                     .await
