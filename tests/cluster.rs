@@ -36,6 +36,58 @@ async fn replica_of(nats: &NatsServer, clerk_url: &str, id: &str, dir: &Path) ->
     server
 }
 
+/// A replica in its own process (so a test can SIGKILL it), on fixed ports so a restart is
+/// reachable where the first run was; `extra` args are appended.
+struct ReplicaProcess {
+    grpc: u16,
+    http: u16,
+    nats_url: String,
+    clerk_url: String,
+    id: &'static str,
+    dir: std::path::PathBuf,
+    extra: Vec<&'static str>,
+}
+
+impl ReplicaProcess {
+    fn new(nats: &NatsServer, clerk_url: &str, id: &'static str, dir: &Path) -> ReplicaProcess {
+        ReplicaProcess {
+            grpc: common::free_port(),
+            http: common::free_port(),
+            nats_url: nats.url.clone(),
+            clerk_url: clerk_url.into(),
+            id,
+            dir: dir.to_path_buf(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn spawn(&self) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
+            .args(["--clerk-api-url", &self.clerk_url])
+            .args(["--writer-memory-mb", "50"])
+            .args(["--cluster", &self.nats_url, "--replica-id", self.id])
+            .args(&self.extra)
+            .args(["--allow-unauthenticated", "--data-dir"])
+            .arg(&self.dir)
+            .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+}
+
 /// NATS and an empty Clerk (so the shared backfill finishes at once and every sequence in the
 /// log is a test's own).
 struct Cluster {
@@ -314,24 +366,9 @@ async fn the_sync_lease_moves_when_its_holder_dies() {
     // Replica a, a separate process, starts first and takes the lease; Clerk's pages of 500
     // come slowly (2 requests a second), so the kill lands mid-backfill.
     let dir_a = tempfile::tempdir().unwrap();
-    let (grpc, http) = (common::free_port(), common::free_port());
-    let spawn_a = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
-            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
-            .args(["--http-addr", &format!("127.0.0.1:{http}")])
-            .args(["--clerk-api-url", &clerk.url, "--clerk-rate-limit", "2/1s"])
-            .args(["--writer-memory-mb", "50"])
-            .args(["--cluster", &nats.url, "--replica-id", "a"])
-            .args(["--sync-lease-ttl-secs", "2"])
-            .args(["--allow-unauthenticated", "--data-dir"])
-            .arg(dir_a.path())
-            .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let mut process_a = ReplicaProcess::new(&nats, &clerk.url, "a", dir_a.path());
+    process_a.extra = vec!["--clerk-rate-limit", "2/1s", "--sync-lease-ttl-secs", "2"];
+    let spawn_a = || process_a.spawn();
     let mut a = spawn_a();
     let users_seen = async || {
         let (checkpoint, _) = coordination.checkpoint().await.unwrap();
@@ -397,8 +434,8 @@ async fn the_sync_lease_moves_when_its_holder_dies() {
         .into_inner();
     assert_eq!(run.sweep.unwrap().users_listed, 3_000);
     let _a = spawn_a();
-    common::wait_ready(&format!("http://127.0.0.1:{http}")).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+    common::wait_ready(&process_a.http_url()).await;
+    let channel = tonic::transport::Channel::from_shared(process_a.grpc_url())
         .unwrap()
         .connect()
         .await
@@ -430,28 +467,9 @@ async fn a_replica_killed_during_a_burst_converges_after_restart() {
     let dir_a = tempfile::tempdir().unwrap();
     let a = cluster.replica("a", dir_a.path()).await;
     let dir_b = tempfile::tempdir().unwrap();
-    let (grpc, http) = (common::free_port(), common::free_port());
-    let spawn_b = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
-            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
-            .args(["--http-addr", &format!("127.0.0.1:{http}")])
-            .args([
-                "--clerk-api-url",
-                UNREACHABLE_CLERK,
-                "--writer-memory-mb",
-                "50",
-            ])
-            .args(["--cluster", &nats.url, "--replica-id", "b"])
-            .args(["--allow-unauthenticated", "--data-dir"])
-            .arg(dir_b.path())
-            .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
-    let b_url = format!("http://127.0.0.1:{http}");
+    let process_b = ReplicaProcess::new(nats, UNREACHABLE_CLERK, "b", dir_b.path());
+    let spawn_b = || process_b.spawn();
+    let b_url = process_b.http_url();
     let mut b = spawn_b();
     common::wait_ready(&b_url).await;
 
@@ -484,11 +502,10 @@ async fn a_replica_killed_during_a_burst_converges_after_restart() {
 
     let _b = spawn_b();
     common::wait_ready(&b_url).await;
-    let mut client = clerk_index::api::proto::user_index_client::UserIndexClient::connect(format!(
-        "http://127.0.0.1:{grpc}"
-    ))
-    .await
-    .unwrap();
+    let mut client =
+        clerk_index::api::proto::user_index_client::UserIndexClient::connect(process_b.grpc_url())
+            .await
+            .unwrap();
     let count = client
         .count_users(clerk_index::api::proto::CountUsersRequest::default())
         .await

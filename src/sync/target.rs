@@ -58,15 +58,7 @@ impl SyncTarget {
         changes: Vec<UserChange>,
         state: Option<&SyncState>,
     ) -> Result<(), Error> {
-        match self {
-            SyncTarget::Index { writer, .. } => {
-                writer
-                    .submit(changes, state.map(SyncState::to_payload))
-                    .await?;
-                Ok(())
-            }
-            SyncTarget::Log(log) => log.record(changes, state).await,
-        }
+        self.record(changes, state, false).await
     }
 
     /// Records changes and the checkpoint and waits until they are durable: committed to the
@@ -76,13 +68,23 @@ impl SyncTarget {
         changes: Vec<UserChange>,
         state: Option<&SyncState>,
     ) -> Result<(), Error> {
+        self.record(changes, state, true).await
+    }
+
+    async fn record(
+        &self,
+        changes: Vec<UserChange>,
+        state: Option<&SyncState>,
+        wait_for_commit: bool,
+    ) -> Result<(), Error> {
+        let payload = state.map(SyncState::to_payload);
         match self {
-            SyncTarget::Index { writer, .. } => {
-                writer
-                    .apply(changes, state.map(SyncState::to_payload))
-                    .await?;
+            SyncTarget::Index { writer, .. } if wait_for_commit => {
+                writer.apply(changes, payload).await?;
                 Ok(())
             }
+            SyncTarget::Index { writer, .. } => Ok(writer.submit(changes, payload).await?),
+            // Acknowledged publishes are durable: there is nothing more to wait for.
             SyncTarget::Log(log) => log.record(changes, state).await,
         }
     }

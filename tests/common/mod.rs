@@ -140,11 +140,18 @@ impl TestServer {
         let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
         let http_url = format!("http://{}", http.local_addr().unwrap());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(app::run(
+        let running = app::run(
             config,
             Listeners { grpc, http },
             stop.clone().cancelled_owned(),
-        ));
+        );
+        let task = tokio::spawn(async move {
+            let result = running.await;
+            if let Err(error) = &result {
+                eprintln!("the test server stopped with an error: {error:#}");
+            }
+            result
+        });
         TestServer {
             grpc_url,
             http_url,
@@ -207,7 +214,13 @@ impl TestServer {
                 service: USER_INDEX_SERVICE.into(),
             })
             .await
-            .unwrap();
+            .unwrap_or_else(|status| {
+                // Say why when the server itself stopped (it failed to start).
+                if self.task.is_finished() {
+                    panic!("the server stopped ({status}); its error is printed above");
+                }
+                panic!("health check failed: {status}")
+            });
         ServingStatus::try_from(response.into_inner().status).unwrap()
     }
 
