@@ -116,19 +116,11 @@ impl Coordination {
         let me = Bytes::from(self.replica_id.clone());
         match self.lease.create(LEASE_KEY, me).await {
             Ok(revision) => Ok(Some(LeaseRevision(revision))),
-            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
-                let entry = self
-                    .lease
-                    .entry(LEASE_KEY)
-                    .await
-                    .map_err(|e| jetstream_error("read the sync lease")(e.to_string()))?;
-                Ok(entry
-                    .filter(|entry| {
-                        entry.operation == kv::Operation::Put
-                            && entry.value.as_ref() == self.replica_id.as_bytes()
-                    })
-                    .map(|entry| LeaseRevision(entry.revision)))
-            }
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(self
+                .held_lease()
+                .await?
+                .filter(|(holder, _)| *holder == self.replica_id)
+                .map(|(_, revision)| revision)),
             Err(error) => Err(jetstream_error("take the sync lease")(error.to_string())),
         }
     }
@@ -160,6 +152,11 @@ impl Coordination {
 
     /// The replica holding the lease, if any.
     pub async fn holder(&self) -> Result<Option<String>, ClusterError> {
+        Ok(self.held_lease().await?.map(|(holder, _)| holder))
+    }
+
+    /// The lease's holder and revision while someone holds it.
+    async fn held_lease(&self) -> Result<Option<(String, LeaseRevision)>, ClusterError> {
         let entry = self
             .lease
             .entry(LEASE_KEY)
@@ -167,7 +164,10 @@ impl Coordination {
             .map_err(|e| jetstream_error("read the sync lease")(e.to_string()))?;
         Ok(entry
             .filter(|entry| entry.operation == kv::Operation::Put)
-            .map(|entry| String::from_utf8_lossy(&entry.value).into_owned()))
+            .map(|entry| {
+                let holder = String::from_utf8_lossy(&entry.value).into_owned();
+                (holder, LeaseRevision(entry.revision))
+            }))
     }
 
     /// The shared checkpoint and its revision (`None` and 0 before the first one).
