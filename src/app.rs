@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
 use crate::api::{
-    Authenticate, RpcTelemetry, SegmentsService, SyncService, UserIndexService, proto,
+    Authenticate, RpcTelemetry, SegmentsService, SyncService, UserIndexService, WEBHOOK_PATH, proto,
 };
 use crate::clerk::ClerkClient;
 use crate::clerk::webhook::WebhookVerifier;
@@ -28,8 +28,7 @@ use crate::index::UserIndex;
 use crate::segments::{self, Segments};
 use crate::sync::{
     Backfill, BackfillProgress, ChangeSink, LogTarget, Reconciler, Replicator, SyncLease,
-    SyncState, SyncStateView, SyncTarget, WEBHOOK_PATH, WebhookReceiver, WriteThrough,
-    follow_shared_state,
+    SyncState, SyncStateView, SyncTarget, WebhookReceiver, WriteThrough, follow_shared_state,
 };
 use crate::telemetry::metrics::{self, Metrics};
 
@@ -100,7 +99,7 @@ pub async fn run(
         Some(cluster) => {
             let log = ChangeLog::connect(cluster.clone()).await?;
             tracing::info!(
-                url = %crate::config::mask_url(&cluster.url),
+                url = %crate::redact::mask_url(&cluster.url),
                 replica = %cluster.replica_id,
                 "cluster mode: following the change log on NATS JetStream"
             );
@@ -235,7 +234,7 @@ pub async fn run(
         index_dir: config.index.dir.clone(),
         writer: writer.stats().clone(),
         backfill: progress.clone(),
-        webhooks: webhooks.counters.clone(),
+        webhooks: webhooks.counters().clone(),
         reconcile: reconciler.stats.clone(),
         clerk: clerk_stats,
         state: state_view.clone(),
@@ -245,7 +244,7 @@ pub async fn run(
     let sync_service = SyncService {
         index: index.clone(),
         backfill: progress.clone(),
-        webhooks: webhooks.counters.clone(),
+        webhooks: webhooks.counters().clone(),
         writer: writer.clone(),
         reconciler,
         sensitive: config.sensitive.clone(),
@@ -299,11 +298,11 @@ pub async fn run(
 
     let http_router = probes(progress.clone())
         .merge(metrics_route(metrics))
-        .merge(
-            webhooks
-                .clone()
-                .router(config.webhook_body_limit, config.webhook_timeout),
-        );
+        .merge(crate::api::webhook_router(
+            webhooks.clone(),
+            config.webhook_body_limit,
+            config.webhook_timeout,
+        ));
     let http_addr = listeners.http.local_addr()?;
     let http_listener = listeners.http.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -12,8 +12,10 @@ use crate::clerk::ClerkClientConfig;
 use crate::clerk::rate_limit::RateLimit;
 use crate::index::IndexConfig;
 use crate::query::FilterLimits;
+use crate::redact::{mask, mask_url};
 use crate::segments::SegmentsConfig;
 use crate::sync::ReconcileSchedule;
+use crate::telemetry::LogFormat;
 
 /// Options shared by `serve` and `demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,12 +79,6 @@ pub struct IndexArgs {
     /// OTEL_BSP_SCHEDULE_DELAY and OTEL_BSP_MAX_QUEUE_SIZE.
     #[arg(long, env = "CLERK_INDEX_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
 }
 
 /// Everything `app::run` needs, validated.
@@ -421,39 +417,6 @@ impl SensitiveArgs {
         let ring = KeyRing::parse(&text).map_err(|e| anyhow::anyhow!(e))?;
         Ok(Some(Arc::new(Sensitive::new(paths, ring))))
     }
-}
-
-/// A secret as configuration output shows it: its kind prefix (`sk_live_`, `whsec_`) and length,
-/// never its value.
-pub fn mask(secret: &str) -> String {
-    let prefix: String = match secret.find('_') {
-        Some(end) if end <= 8 => {
-            let rest = &secret[end + 1..];
-            let second = rest.find('_').filter(|i| *i <= 8).map_or(0, |i| i + 1);
-            secret[..end + 1 + second].to_string()
-        }
-        _ => String::new(),
-    };
-    format!("{prefix}*** ({} characters)", secret.chars().count())
-}
-
-/// URLs with the password or token of their user info masked (`nats://app:***@host`), for
-/// messages and `clerk-index config`. Several URLs may be comma-separated.
-pub fn mask_url(urls: &str) -> String {
-    urls.split(',')
-        .map(|url| match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme + 3 => {
-                let start = scheme + 3;
-                let userinfo = &url[start..at];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[at..]),
-                    None => format!("{}***{}", &url[..start], &url[at..]),
-                }
-            }
-            _ => url.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 impl Config {

@@ -10,6 +10,7 @@ mod segments_service;
 mod sync_service;
 mod telemetry;
 mod user_index;
+mod webhook;
 
 pub use auth::Authenticate;
 pub use projection::project_json;
@@ -17,6 +18,7 @@ pub use segments_service::SegmentsService;
 pub use sync_service::SyncService;
 pub use telemetry::RpcTelemetry;
 pub use user_index::UserIndexService;
+pub use webhook::{WEBHOOK_PATH, webhook_router};
 
 /// The generated protobuf and gRPC code (`proto/clerkindex/v1`).
 pub mod proto {

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::index::{UserIndex, WriterHandle};
 use crate::sync::{
     BackfillProgress, LogTarget, ReconcileRun, Reconciler, Replicator, SyncStateView,
-    WebhookCounters, freshness_lag_ms,
+    WebhookCounters, WebhookOutcome,
 };
 
 /// Reads the counters every part of sync keeps, and runs reconciles.
@@ -115,12 +115,12 @@ impl SyncApi for SyncService {
             catch_up_watermark_ms: state.reconcile.watermark_updated_at_ms,
             sweep_in_progress: state.reconcile.sweep.is_some(),
             webhooks: Some(proto::WebhookCounts {
-                applied: load(&self.webhooks.applied),
-                duplicate: load(&self.webhooks.duplicate),
-                ignored_type: load(&self.webhooks.ignored_type),
-                bad_signature: load(&self.webhooks.bad_signature),
-                malformed: load(&self.webhooks.malformed),
-                failed: load(&self.webhooks.failed),
+                applied: self.webhooks.get(WebhookOutcome::Applied),
+                duplicate: self.webhooks.get(WebhookOutcome::Duplicate),
+                ignored_type: self.webhooks.get(WebhookOutcome::Ignored),
+                bad_signature: self.webhooks.get(WebhookOutcome::BadSignature),
+                malformed: self.webhooks.get(WebhookOutcome::Malformed),
+                failed: self.webhooks.get(WebhookOutcome::Failed),
             }),
             writer: Some(proto::WriterCounts {
                 applied: load(&self.writer.stats().applied),
@@ -128,7 +128,9 @@ impl SyncApi for SyncService {
                 ignored_deleted: load(&self.writer.stats().ignored_deleted),
                 commits: load(&self.writer.stats().commits),
             }),
-            lag_ms: freshness_lag_ms(&self.webhooks, snapshot.freshness.newest_updated_at_ms),
+            lag_ms: self
+                .webhooks
+                .freshness_lag_ms(snapshot.freshness.newest_updated_at_ms),
             tombstones: snapshot.tombstone_count as u64,
             cluster: self.cluster_status().await,
         };

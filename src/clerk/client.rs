@@ -49,7 +49,7 @@ impl std::fmt::Debug for ClerkClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClerkClientConfig")
             .field("api_url", &self.api_url)
-            .field("secret_key", &crate::config::mask(&self.secret_key))
+            .field("secret_key", &crate::redact::mask(&self.secret_key))
             .field("rate_limit", &self.rate_limit)
             .field("max_attempts", &self.max_attempts)
             .field("request_timeout", &self.request_timeout)
@@ -180,7 +180,7 @@ impl Default for ClerkApiStats {
     fn default() -> Self {
         ClerkApiStats {
             requests: Family::default(),
-            seconds: Family::new_with_constructor(crate::telemetry::metrics::latency_histogram),
+            seconds: Family::new_with_constructor(crate::latency::latency_histogram),
         }
     }
 }

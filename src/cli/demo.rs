@@ -187,7 +187,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
-    let _telemetry = crate::telemetry::init(crate::config::LogFormat::Pretty, None);
+    let _telemetry = crate::telemetry::init(crate::telemetry::LogFormat::Pretty, None);
     let mut config = FakeClerkConfig::new(population(args.users, args.seed));
     config.secret_key = args.secret_key.clone();
     config.faults = FaultInjection {

@@ -93,7 +93,7 @@ impl ClusterConfig {
         if !self.url.starts_with("nats://") && !self.url.starts_with("tls://") {
             return Err(format!(
                 "--cluster must be a nats:// or tls:// URL (got {:?})",
-                crate::config::mask_url(&self.url)
+                crate::redact::mask_url(&self.url)
             ));
         }
         Ok(())
@@ -167,7 +167,7 @@ impl ChangeLog {
     /// orchestrator restarts the pod), with the URL, password masked, in the message.
     pub async fn connect(config: ClusterConfig) -> Result<ChangeLog, ClusterError> {
         config.validate().map_err(|message| ClusterError::Connect {
-            url: crate::config::mask_url(&config.url),
+            url: crate::redact::mask_url(&config.url),
             message,
         })?;
         let client = async_nats::ConnectOptions::new()
@@ -176,7 +176,7 @@ impl ChangeLog {
             .connect(config.url.as_str())
             .await
             .map_err(|e| ClusterError::Connect {
-                url: crate::config::mask_url(&config.url),
+                url: crate::redact::mask_url(&config.url),
                 message: e.to_string(),
             })?;
         let jetstream = jetstream::new(client);
@@ -400,7 +400,7 @@ mod tests {
             "{error}"
         );
         assert_eq!(
-            crate::config::mask_url("nats://app:s3cret@a:4222,nats://token@b:4222,nats://c:4222"),
+            crate::redact::mask_url("nats://app:s3cret@a:4222,nats://token@b:4222,nats://c:4222"),
             "nats://app:***@a:4222,nats://***@b:4222,nats://c:4222"
         );
     }

@@ -92,7 +92,7 @@ impl Default for WriterStats {
             ignored_stale: AtomicU64::default(),
             ignored_deleted: AtomicU64::default(),
             commits: AtomicU64::default(),
-            commit_seconds: crate::telemetry::metrics::latency_histogram(),
+            commit_seconds: crate::latency::latency_histogram(),
         }
     }
 }

@@ -19,5 +19,5 @@ pub use replicate::Replicator;
 pub use sink::{ChangeSink, Recorded};
 pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState, now_ms};
 pub use target::{LogTarget, SyncStateView, SyncTarget, follow_shared_state};
-pub use webhook::{WEBHOOK_PATH, WebhookCounters, WebhookReceiver, freshness_lag_ms};
+pub use webhook::{WebhookAnswer, WebhookCounters, WebhookDetail, WebhookOutcome, WebhookReceiver};
 pub use write_through::{MetadataPatch, WriteThrough};

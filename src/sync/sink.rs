@@ -24,18 +24,6 @@ pub enum Recorded {
     Sequence { sequence: u64, outcome: Outcome },
 }
 
-impl Recorded {
-    /// The fields a webhook answer reports.
-    pub fn to_json(self) -> serde_json::Value {
-        match self {
-            Recorded::Generation(generation) => serde_json::json!({ "generation": generation }),
-            Recorded::Sequence { sequence, outcome } => {
-                serde_json::json!({ "sequence": sequence, "outcome": outcome.name() })
-            }
-        }
-    }
-}
-
 impl ChangeSink {
     /// Makes `change` durable; `message_id` deduplicates in the change log (the `svix-id`).
     pub async fn record(

@@ -1,52 +1,126 @@
-//! `POST /webhooks/clerk`: Svix-signed Clerk deliveries become `UserChange`s.
+//! Clerk webhook deliveries become changes: verify, parse, record, and say what happened.
 //!
-//! Order of checks: signature first (401, nothing changes), then the body (400, nothing
-//! changes), then the change is recorded and the answer waits for it to be durable (the index
-//! commit, or in cluster mode JetStream's acknowledgement): a 2xx is sent only for what a crash
-//! cannot lose. The writer batches concurrent deliveries into one commit.
-//! Deliveries are at-least-once and unordered: a recently seen `svix-id` is acknowledged without
-//! work, and everything else is safe to apply twice (older `updated_at`s and users deleted later
-//! are ignored by the writer), so the duplicate memory need not survive restarts.
+//! Order of checks: signature first (nothing changes), then the body (nothing changes), then the
+//! change is recorded and the answer waits for it to be durable (the index commit, or in cluster
+//! mode JetStream's acknowledgement): `Applied` is answered only for what a crash cannot lose.
+//! The writer batches concurrent deliveries into one commit. Deliveries are at-least-once and
+//! unordered: a recently seen `svix-id` is acknowledged without work, and everything else is
+//! safe to apply twice (older `updated_at`s and users deleted later are ignored by the writer),
+//! so the duplicate memory need not survive restarts. The HTTP route is `api`'s.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
-use bytes::Bytes;
-use serde_json::{Value, json};
-use tower_http::timeout::TimeoutLayer;
-use tracing::Instrument;
-
-use super::sink::ChangeSink;
+use super::sink::{ChangeSink, Recorded};
 use super::state::now_ms;
 use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_event};
 use crate::user::{ChangeSource, UserChange};
 
-/// The path Clerk's dashboard should deliver to.
-pub const WEBHOOK_PATH: &str = "/webhooks/clerk";
 /// How many recent `svix-id`s are remembered for duplicate detection.
 const REMEMBERED_IDS: usize = 100_000;
 
-/// Deliveries by outcome, since start.
+/// What became of one delivery: the answer's `outcome`, its HTTP status, its metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookOutcome {
+    /// Verified, parsed and durably recorded.
+    Applied,
+    /// A recently seen `svix-id`: acknowledged without work.
+    Duplicate,
+    /// Verified, of a type the index does not use (organizations, emails, ...).
+    Ignored,
+    /// The signature did not verify: nothing changed.
+    BadSignature,
+    /// Verified, but the body is not a Clerk event: nothing changed.
+    Malformed,
+    /// Verified and well-formed, but recording failed: Svix should retry.
+    Failed,
+    /// No signing secret is configured: every delivery is refused.
+    NotConfigured,
+}
+
+impl WebhookOutcome {
+    pub const ALL: [WebhookOutcome; 7] = [
+        WebhookOutcome::Applied,
+        WebhookOutcome::Duplicate,
+        WebhookOutcome::Ignored,
+        WebhookOutcome::BadSignature,
+        WebhookOutcome::Malformed,
+        WebhookOutcome::Failed,
+        WebhookOutcome::NotConfigured,
+    ];
+
+    /// The name in webhook answers and spans.
+    pub fn name(self) -> &'static str {
+        match self {
+            WebhookOutcome::Applied => "applied",
+            WebhookOutcome::Duplicate => "duplicate",
+            WebhookOutcome::Ignored => "ignored",
+            WebhookOutcome::BadSignature => "bad_signature",
+            WebhookOutcome::Malformed => "malformed",
+            WebhookOutcome::Failed => "failed",
+            WebhookOutcome::NotConfigured => "not_configured",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the answer to a delivery says besides its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookDetail {
+    None,
+    /// Why the delivery was refused or failed.
+    Message(String),
+    /// The type of an ignored event.
+    EventType(String),
+    /// Where an applied change was recorded.
+    Recorded {
+        user_id: String,
+        recorded: Recorded,
+    },
+}
+
+/// The answer to one delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookAnswer {
+    pub outcome: WebhookOutcome,
+    pub detail: WebhookDetail,
+}
+
+/// Deliveries by outcome since start, and the newest event time applied.
 #[derive(Debug, Default)]
 pub struct WebhookCounters {
-    pub applied: AtomicU64,
-    pub duplicate: AtomicU64,
-    /// Verified events of types the index does not use (sessions, organizations, ...).
-    pub ignored_type: AtomicU64,
-    pub bad_signature: AtomicU64,
-    pub malformed: AtomicU64,
-    /// Verified and well-formed, but the commit failed: answered 503 so Svix retries.
-    pub failed: AtomicU64,
-    /// Refused with 503 because no signing secret is configured.
-    pub not_configured: AtomicU64,
+    by_outcome: [AtomicU64; WebhookOutcome::ALL.len()],
     /// Newest envelope event time applied, ms.
-    pub newest_event_at_ms: AtomicU64,
+    newest_event_at_ms: AtomicU64,
+}
+
+impl WebhookCounters {
+    fn count(&self, outcome: WebhookOutcome) {
+        self.by_outcome[outcome.slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Deliveries that ended with `outcome`.
+    pub fn get(&self, outcome: WebhookOutcome) -> u64 {
+        self.by_outcome[outcome.slot()].load(Ordering::Relaxed)
+    }
+
+    /// Time since the newest change the index is known to hold was made in Clerk: the newest
+    /// applied webhook event or `newest_updated_at_ms` (the index's), whichever is later; 0
+    /// before any. Quiet periods count too: it bounds staleness, it does not measure delivery
+    /// delay.
+    pub fn freshness_lag_ms(&self, newest_updated_at_ms: i64) -> i64 {
+        let newest =
+            (self.newest_event_at_ms.load(Ordering::Relaxed) as i64).max(newest_updated_at_ms);
+        if newest > 0 {
+            (now_ms() - newest).max(0)
+        } else {
+            0
+        }
+    }
 }
 
 /// A bounded set of recently seen ids (oldest forgotten first).
@@ -73,209 +147,116 @@ impl RecentIds {
     }
 }
 
-/// Receives Clerk webhooks and hands them to the index writer.
+/// Receives Clerk webhook deliveries and records their changes.
 pub struct WebhookReceiver {
     verifier: Option<WebhookVerifier>,
     sink: ChangeSink,
     seen: Mutex<RecentIds>,
-    pub counters: Arc<WebhookCounters>,
+    counters: std::sync::Arc<WebhookCounters>,
 }
 
 impl WebhookReceiver {
     /// `verifier` is `None` when no signing secret is configured: every delivery is then refused
-    /// with 503, so a misconfiguration is loud in Clerk's dashboard instead of silently dropped.
+    /// (`NotConfigured`), so a misconfiguration is loud in Clerk's dashboard instead of silent.
     pub fn new(verifier: Option<WebhookVerifier>, sink: ChangeSink) -> Self {
         WebhookReceiver {
             verifier,
             sink,
             seen: Mutex::new(RecentIds::default()),
-            counters: Arc::new(WebhookCounters::default()),
+            counters: std::sync::Arc::default(),
         }
     }
 
-    /// The route, with a body size limit and a request timeout.
-    pub fn router(self: Arc<Self>, body_limit: usize, timeout: Duration) -> Router {
-        Router::new()
-            .route(WEBHOOK_PATH, post(receive_in_span))
-            .layer(DefaultBodyLimit::max(body_limit))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                timeout,
-            ))
-            .with_state(self)
+    pub fn counters(&self) -> &std::sync::Arc<WebhookCounters> {
+        &self.counters
     }
 
-    fn count(&self, counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    fn remember(&self, svix_id: String) {
+        self.seen.lock().expect("webhook id lock").insert(svix_id);
     }
-}
 
-fn header<'a>(headers: &'a HeaderMap, svix: &str, standard: &str) -> Option<&'a str> {
-    headers
-        .get(svix)
-        .or_else(|| headers.get(standard))
-        .and_then(|v| v.to_str().ok())
-}
-
-type Answer = (StatusCode, Json<Value>);
-
-fn answer(status: StatusCode, outcome: &str, detail: Value) -> Answer {
-    (
-        status,
-        Json(json!({ "outcome": outcome, "detail": detail })),
-    )
-}
-
-/// [`receive`] in a server span whose parent is the W3C trace context of the request, if any.
-async fn receive_in_span(
-    receiver: State<Arc<WebhookReceiver>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let span = tracing::info_span!(
-        "webhook",
-        otel.name = concat!("POST ", "/webhooks/clerk"),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = "POST",
-        http.route = WEBHOOK_PATH,
-        http.response.status_code = tracing::field::Empty,
-        svix.id = header(&headers, "svix-id", "webhook-id"),
-        clerk.outcome = tracing::field::Empty,
-    );
-    crate::telemetry::otel::set_parent_from_headers(&span, &headers);
-    let answer = receive(receiver, headers, body)
-        .instrument(span.clone())
-        .await;
-    span.record("http.response.status_code", i64::from(answer.0.as_u16()));
-    if let Some(outcome) = answer.1.get("outcome").and_then(Value::as_str) {
-        span.record("clerk.outcome", outcome);
+    /// Handles one delivery: its Svix headers and raw body.
+    pub async fn receive(&self, svix: SvixHeaders<'_>, body: &[u8]) -> WebhookAnswer {
+        let answer = self.answer(svix, body).await;
+        self.counters.count(answer.outcome);
+        answer
     }
-    if answer.0.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-    }
-    answer
-}
 
-async fn receive(
-    State(receiver): State<Arc<WebhookReceiver>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let Some(verifier) = &receiver.verifier else {
-        receiver.count(&receiver.counters.not_configured);
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_configured",
-            json!("no webhook signing secret is configured"),
-        );
-    };
-    let svix = SvixHeaders {
-        id: header(&headers, "svix-id", "webhook-id"),
-        timestamp: header(&headers, "svix-timestamp", "webhook-timestamp"),
-        signature: header(&headers, "svix-signature", "webhook-signature"),
-    };
-    if let Err(error) = verifier.verify(svix, &body, now_ms() / 1000) {
-        receiver.count(&receiver.counters.bad_signature);
-        tracing::warn!(%error, svix_id = svix.id, "webhook refused");
-        return answer(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            json!(error.to_string()),
-        );
-    }
-    let svix_id = svix.id.unwrap_or_default().to_string();
-    if receiver
-        .seen
-        .lock()
-        .expect("webhook id lock")
-        .contains(&svix_id)
-    {
-        receiver.count(&receiver.counters.duplicate);
-        return answer(StatusCode::OK, "duplicate", Value::Null);
-    }
-    let event = match parse_event(&body, now_ms()) {
-        Ok(event) => event,
-        Err(error) => {
-            receiver.count(&receiver.counters.malformed);
-            tracing::warn!(%error, %svix_id, "webhook body refused");
-            return answer(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                json!(error.to_string()),
+    async fn answer(&self, svix: SvixHeaders<'_>, body: &[u8]) -> WebhookAnswer {
+        let refused = |outcome, message: String| WebhookAnswer {
+            outcome,
+            detail: WebhookDetail::Message(message),
+        };
+        let Some(verifier) = &self.verifier else {
+            return refused(
+                WebhookOutcome::NotConfigured,
+                "no webhook signing secret is configured".into(),
             );
+        };
+        if let Err(error) = verifier.verify(svix, body, now_ms() / 1000) {
+            tracing::warn!(%error, svix_id = svix.id, "webhook refused");
+            return refused(WebhookOutcome::BadSignature, error.to_string());
         }
-    };
-    let (change, event_at_ms) = match event {
-        WebhookEvent::UserUpserted { user, .. } => {
-            let at = user.updated_at;
-            (
-                UserChange::Upsert {
-                    user,
-                    source: ChangeSource::Webhook,
-                },
-                at,
-            )
+        let svix_id = svix.id.unwrap_or_default().to_string();
+        if self
+            .seen
+            .lock()
+            .expect("webhook id lock")
+            .contains(&svix_id)
+        {
+            return WebhookAnswer {
+                outcome: WebhookOutcome::Duplicate,
+                detail: WebhookDetail::None,
+            };
         }
-        WebhookEvent::UserDeleted {
-            user_id,
-            deleted_at_ms,
-        } => (
-            UserChange::Delete {
+        let event = match parse_event(body, now_ms()) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, %svix_id, "webhook body refused");
+                return refused(WebhookOutcome::Malformed, error.to_string());
+            }
+        };
+        let (change, event_at_ms) = match event {
+            WebhookEvent::UserUpserted { user, .. } => {
+                let at = user.updated_at;
+                let source = ChangeSource::Webhook;
+                (UserChange::Upsert { user, source }, at)
+            }
+            WebhookEvent::UserDeleted {
                 user_id,
                 deleted_at_ms,
-                source: ChangeSource::Webhook,
-            },
-            deleted_at_ms,
-        ),
-        WebhookEvent::Other { event_type } => {
-            receiver.count(&receiver.counters.ignored_type);
-            receiver
-                .seen
-                .lock()
-                .expect("webhook id lock")
-                .insert(svix_id);
-            return answer(StatusCode::OK, "ignored", json!(event_type));
+            } => (
+                UserChange::Delete {
+                    user_id,
+                    deleted_at_ms,
+                    source: ChangeSource::Webhook,
+                },
+                deleted_at_ms,
+            ),
+            WebhookEvent::Other { event_type } => {
+                self.remember(svix_id);
+                return WebhookAnswer {
+                    outcome: WebhookOutcome::Ignored,
+                    detail: WebhookDetail::EventType(event_type),
+                };
+            }
+        };
+        let user_id = change.user_id().to_string();
+        match self.sink.record(change, Some(&svix_id)).await {
+            Ok(recorded) => {
+                self.counters
+                    .newest_event_at_ms
+                    .fetch_max(event_at_ms.max(0) as u64, Ordering::Relaxed);
+                self.remember(svix_id);
+                WebhookAnswer {
+                    outcome: WebhookOutcome::Applied,
+                    detail: WebhookDetail::Recorded { user_id, recorded },
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, %svix_id, "webhook change could not be committed");
+                refused(WebhookOutcome::Failed, error.to_string())
+            }
         }
-    };
-    let user_id = change.user_id().to_string();
-    match receiver.sink.record(change, Some(&svix_id)).await {
-        Ok(recorded) => {
-            receiver.count(&receiver.counters.applied);
-            receiver
-                .counters
-                .newest_event_at_ms
-                .fetch_max(event_at_ms.max(0) as u64, Ordering::Relaxed);
-            receiver
-                .seen
-                .lock()
-                .expect("webhook id lock")
-                .insert(svix_id);
-            let mut detail = recorded.to_json();
-            detail["user_id"] = user_id.into();
-            answer(StatusCode::OK, "applied", detail)
-        }
-        Err(error) => {
-            receiver.count(&receiver.counters.failed);
-            tracing::error!(%error, %svix_id, "webhook change could not be committed");
-            answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "failed",
-                json!(error.to_string()),
-            )
-        }
-    }
-}
-
-/// Time since the newest change the index is known to hold was made in Clerk: the newest applied
-/// webhook event or the newest `updated_at` in the index, whichever is later; 0 before any. Quiet
-/// periods count too: it bounds staleness, it does not measure delivery delay.
-pub fn freshness_lag_ms(webhooks: &WebhookCounters, newest_updated_at_ms: i64) -> i64 {
-    let newest =
-        (webhooks.newest_event_at_ms.load(Ordering::Relaxed) as i64).max(newest_updated_at_ms);
-    if newest > 0 {
-        (now_ms() - newest).max(0)
-    } else {
-        0
     }
 }

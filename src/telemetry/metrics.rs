@@ -18,24 +18,19 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::clerk::ClerkApiStats;
 use crate::index::{UserIndex, WriterStats};
+use crate::latency::latency_histogram;
 use crate::sync::{
     BackfillProgress, LogTarget, ReconcileStats, Replicator, SyncStateView, WebhookCounters,
-    freshness_lag_ms, now_ms,
+    WebhookOutcome, now_ms,
 };
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Latency buckets from 0.25 ms to ~16 s, doubling: queries answer in about a millisecond,
-/// exports and Clerk calls take seconds.
-pub fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
@@ -167,7 +162,9 @@ impl Collector for StateCollector {
             "Bytes of the index files on disk",
             directory_size(&sources.index_dir) as f64,
         )?;
-        let lag_ms = freshness_lag_ms(&sources.webhooks, snapshot.freshness.newest_updated_at_ms);
+        let lag_ms = sources
+            .webhooks
+            .freshness_lag_ms(snapshot.freshness.newest_updated_at_ms);
         gauge(
             e,
             "freshness_lag_seconds",
@@ -201,13 +198,16 @@ impl Collector for StateCollector {
             "Webhook deliveries since start, by outcome",
             "outcome",
             &[
-                ("applied", load(&webhooks.applied)),
-                ("duplicate", load(&webhooks.duplicate)),
-                ("ignored_type", load(&webhooks.ignored_type)),
-                ("bad_signature", load(&webhooks.bad_signature)),
-                ("malformed", load(&webhooks.malformed)),
-                ("failed", load(&webhooks.failed)),
-                ("not_configured", load(&webhooks.not_configured)),
+                ("applied", webhooks.get(WebhookOutcome::Applied)),
+                ("duplicate", webhooks.get(WebhookOutcome::Duplicate)),
+                ("ignored_type", webhooks.get(WebhookOutcome::Ignored)),
+                ("bad_signature", webhooks.get(WebhookOutcome::BadSignature)),
+                ("malformed", webhooks.get(WebhookOutcome::Malformed)),
+                ("failed", webhooks.get(WebhookOutcome::Failed)),
+                (
+                    "not_configured",
+                    webhooks.get(WebhookOutcome::NotConfigured),
+                ),
             ],
         )?;
 

@@ -12,7 +12,12 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::LogFormat;
+/// How logs are written: `pretty` for people, `json` for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
 
 /// What [`init`] installed that needs stopping: the span exporter, if traces are exported.
 #[must_use = "call shutdown() when the process stops, or buffered spans are lost"]
