@@ -1,344 +1,102 @@
-//! The one `Config`: flags and `CLERK_INDEX_*` environment variables, secrets from the
-//! environment or files only, a default for every non-secret value, validated once at start.
+//! The one `Config`, made by one [`ConfigBuilder`] (shared by `serve`, `demo` and the tests):
+//! a default for every non-secret setting, secrets given by the caller (read from the
+//! environment or files by `cli`, never from flags), everything validated once in
+//! [`ConfigBuilder::build`] with a message that names the setting. Nothing changes a `Config`
+//! afterwards: `app` takes it by value.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::sensitive::{KeyRing, SensitivePaths};
-use crate::auth::{ApiKeys, AuthConfig, Sensitive};
+use crate::auth::{AuthConfig, Sensitive};
 use crate::clerk::ClerkClientConfig;
-use crate::clerk::rate_limit::RateLimit;
+use crate::clerk::rate_limit::{RateLimit, RateLimitError};
+use crate::clerk::webhook::{WebhookSecretError, WebhookVerifier};
+use crate::cluster::{ClusterConfig, ClusterConfigError};
 use crate::index::IndexConfig;
 use crate::query::FilterLimits;
 use crate::redact::{mask, mask_url};
 use crate::segments::SegmentsConfig;
 use crate::sync::ReconcileSchedule;
-use crate::telemetry::LogFormat;
 
-/// Options shared by `serve` and `demo`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct IndexArgs {
-    /// TOML file of settings keyed by flag name (`writer-memory-mb = 128`); flags and
-    /// CLERK_INDEX_* variables override it. Secrets cannot be in it.
-    #[arg(long, env = "CLERK_INDEX_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Directory of the index and the saved segments (created if missing; reused across restarts).
-    #[arg(long, env = "CLERK_INDEX_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Client-side limit for Clerk Backend API requests, as N/window (Clerk production: 1000/10s).
-    #[arg(long, env = "CLERK_INDEX_CLERK_RATE_LIMIT", default_value = "900/10s")]
-    pub clerk_rate_limit: String,
-    /// Memory budget of the index writer, in MiB.
-    #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value_t = 256)]
-    pub writer_memory_mb: usize,
-    /// Memory for decoded numeric and date columns that filters range over and sorts read, in
-    /// MiB (2-8 bytes per user per column; 0 reads them from the index every time).
-    #[arg(long, env = "CLERK_INDEX_COLUMN_CACHE_MB", default_value_t = 256)]
-    pub column_cache_mb: usize,
-    /// Longest time a bulk change (backfill page) waits for its commit, in milliseconds.
-    #[arg(long, env = "CLERK_INDEX_COMMIT_INTERVAL_MS", default_value_t = 2000)]
-    pub commit_interval_ms: u64,
-    /// Largest page a SearchUsers request may ask for.
-    #[arg(long, env = "CLERK_INDEX_MAX_PAGE_SIZE", default_value_t = 1000)]
-    pub max_page_size: u32,
-    /// Seconds between catch-ups (list users updated since the last one; repairs missed webhooks).
-    #[arg(
-        long,
-        env = "CLERK_INDEX_CATCH_UP_INTERVAL_SECS",
-        default_value_t = 300
-    )]
-    pub catch_up_interval_secs: u64,
-    /// Seconds between sweeps (compare every id with Clerk; removes users deleted unseen).
-    #[arg(
-        long,
-        env = "CLERK_INDEX_SWEEP_INTERVAL_SECS",
-        default_value_t = 21_600
-    )]
-    pub sweep_interval_secs: u64,
-    /// Saved-segment events kept for WatchSegment replays (older ones answer OUT_OF_RANGE).
-    #[arg(
-        long,
-        env = "CLERK_INDEX_SEGMENT_EVENT_RETENTION",
-        default_value_t = 100_000
-    )]
-    pub segment_event_retention: usize,
-    /// Log format: pretty or json.
-    #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
-    pub log_format: LogFormat,
-    /// On SIGTERM, how long in-flight gRPC calls may take to finish before they are closed, in
-    /// seconds (keep it below Kubernetes' termination grace period).
-    #[arg(long, env = "CLERK_INDEX_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
-    pub shutdown_timeout_secs: u64,
-    /// OTLP/gRPC collector for traces (e.g. http://otel-collector:4317). Without it, traces are
-    /// exported only when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
-    /// Also honoured: OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER, OTEL_SERVICE_NAME,
-    /// OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OTEL_PROPAGATORS,
-    /// OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_COMPRESSION,
-    /// OTEL_BSP_SCHEDULE_DELAY and OTEL_BSP_MAX_QUEUE_SIZE.
-    #[arg(long, env = "CLERK_INDEX_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
+/// The defaults of the settings flags can change (the flags show them).
+pub mod defaults {
+    pub const CLERK_RATE_LIMIT: &str = "900/10s";
+    pub const WRITER_MEMORY_MB: usize = 256;
+    pub const COLUMN_CACHE_MB: usize = 256;
+    pub const COMMIT_INTERVAL_MS: u64 = 2000;
+    pub const MAX_PAGE_SIZE: u32 = 1000;
+    pub const CATCH_UP_INTERVAL_SECS: u64 = 300;
+    pub const SWEEP_INTERVAL_SECS: u64 = 21_600;
+    pub const SEGMENT_EVENT_RETENTION: usize = 100_000;
+    pub const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
 }
 
-/// Everything `app::run` needs, validated.
+/// A setting that cannot be served with, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{setting} {problem}")]
+    Setting {
+        setting: &'static str,
+        problem: String,
+    },
+    #[error("--clerk-rate-limit: {0}")]
+    RateLimit(#[from] RateLimitError),
+    #[error("CLERK_WEBHOOK_SIGNING_SECRET: {0}")]
+    WebhookSecret(#[from] WebhookSecretError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterConfigError),
+    #[error(
+        "no API keys configured: set CLERK_INDEX_API_KEYS or --api-keys-file (create keys with \
+         `clerk-index api-key create`), or pass --allow-unauthenticated to let anyone who can \
+         reach the gRPC port read every user"
+    )]
+    NoApiKeys,
+    #[error(
+        "--sensitive-paths is not supported in cluster mode yet (changes would cross NATS unsealed)"
+    )]
+    SensitiveInClusterMode,
+}
+
+fn check(ok: bool, setting: &'static str, problem: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Setting {
+            setting,
+            problem: problem.to_string(),
+        })
+    }
+}
+
+/// Everything `app` needs, validated. Built only by [`ConfigBuilder::build`].
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Holds `index/` (the tantivy index) and `segments/` (saved segments and their event log).
-    pub data_dir: PathBuf,
-    pub index: IndexConfig,
-    pub segments: SegmentsConfig,
-    pub clerk: ClerkClientConfig,
-    pub filter_limits: FilterLimits,
-    pub max_page_size: u32,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) index: IndexConfig,
+    pub(crate) segments: SegmentsConfig,
+    pub(crate) clerk: ClerkClientConfig,
+    pub(crate) filter_limits: FilterLimits,
+    pub(crate) max_page_size: u32,
     /// Clerk users per backfill page (Clerk's maximum is 500).
-    pub backfill_page_size: u32,
-    /// Svix signing secrets (`whsec_...`); several during a rotation. Empty: webhooks refused.
-    pub webhook_secrets: Vec<String>,
-    pub webhook_body_limit: usize,
-    pub webhook_timeout: Duration,
+    pub(crate) backfill_page_size: u32,
+    /// The webhook verifier of the signing secrets; `None`: deliveries are refused.
+    pub(crate) webhook_verifier: Option<WebhookVerifier>,
+    webhook_secrets: Vec<String>,
+    pub(crate) webhook_body_limit: usize,
+    pub(crate) webhook_timeout: Duration,
     /// Longest a read waits for a requested `min_generation`.
-    pub max_read_wait: Duration,
-    pub reconcile: ReconcileSchedule,
-    /// API keys; with none, `run` refuses to start unless unauthenticated serving is allowed.
-    pub auth: AuthConfig,
+    pub(crate) max_read_wait: Duration,
+    pub(crate) reconcile: ReconcileSchedule,
+    pub(crate) auth: AuthConfig,
     /// How long in-flight gRPC calls may run on after a shutdown signal.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// TLS for the gRPC port; `None` serves plaintext.
-    pub tls: Option<TlsConfig>,
-    /// Sensitive paths and their keys (set with [`Config::set_sensitive`]).
-    pub sensitive: Option<Arc<Sensitive>>,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) sensitive: Option<Arc<Sensitive>>,
     /// Cluster mode: the change log's NATS; `None` in single mode.
-    pub cluster: Option<crate::cluster::ClusterConfig>,
-}
-
-impl Config {
-    /// Builds and checks the configuration; the error says which setting is wrong and why.
-    pub fn new(
-        args: &IndexArgs,
-        default_data_dir: PathBuf,
-        clerk_api_url: &str,
-        clerk_secret_key: String,
-    ) -> anyhow::Result<Config> {
-        let rate_limit = RateLimit::parse(&args.clerk_rate_limit)
-            .map_err(|e| anyhow::anyhow!("--clerk-rate-limit: {e}"))?;
-        anyhow::ensure!(
-            args.writer_memory_mb >= 20,
-            "--writer-memory-mb must be at least 20 (tantivy needs ~15 MiB per indexing thread)"
-        );
-        anyhow::ensure!(
-            (1..=10_000).contains(&args.max_page_size),
-            "--max-page-size must be between 1 and 10000"
-        );
-        anyhow::ensure!(
-            args.commit_interval_ms > 0,
-            "--commit-interval-ms must be positive"
-        );
-        anyhow::ensure!(
-            args.catch_up_interval_secs > 0 && args.sweep_interval_secs > 0,
-            "--catch-up-interval-secs and --sweep-interval-secs must be positive"
-        );
-        let url = clerk_api_url.trim_end_matches('/');
-        anyhow::ensure!(
-            url.starts_with("http://") || url.starts_with("https://"),
-            "--clerk-api-url must start with http:// or https:// (got {url:?})"
-        );
-        anyhow::ensure!(
-            !url.ends_with("/v1"),
-            "--clerk-api-url is the host without /v1 (e.g. https://api.clerk.com)"
-        );
-        anyhow::ensure!(
-            !clerk_secret_key.trim().is_empty(),
-            "the Clerk secret key is empty"
-        );
-        let data_dir = args.data_dir.clone().unwrap_or(default_data_dir);
-        let mut index = IndexConfig::new(data_dir.join("index"));
-        index.writer_memory_bytes = args.writer_memory_mb << 20;
-        index.writer_threads = if args.writer_memory_mb >= 64 { 2 } else { 1 };
-        index.commit_interval = Duration::from_millis(args.commit_interval_ms);
-        index.column_cache_bytes = args.column_cache_mb << 20;
-        let mut clerk = ClerkClientConfig::new(url, clerk_secret_key.trim());
-        clerk.rate_limit = rate_limit;
-        anyhow::ensure!(
-            args.segment_event_retention >= 100,
-            "--segment-event-retention must be at least 100"
-        );
-        Ok(Config {
-            data_dir,
-            index,
-            segments: SegmentsConfig {
-                retained_events: args.segment_event_retention,
-                ..SegmentsConfig::default()
-            },
-            clerk,
-            filter_limits: FilterLimits::default(),
-            max_page_size: args.max_page_size,
-            backfill_page_size: 500,
-            webhook_secrets: Vec::new(),
-            webhook_body_limit: 1 << 20,
-            webhook_timeout: Duration::from_secs(10),
-            max_read_wait: Duration::from_secs(5),
-            reconcile: ReconcileSchedule {
-                catch_up_every: Duration::from_secs(args.catch_up_interval_secs),
-                sweep_every: Duration::from_secs(args.sweep_interval_secs),
-            },
-            auth: AuthConfig::default(),
-            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
-            tls: None,
-            sensitive: None,
-            cluster: None,
-        })
-    }
-
-    /// Seals `sensitive`'s paths before indexing, lets callers filter and read them by scope,
-    /// and rebuilds an index sealed otherwise.
-    pub fn set_sensitive(&mut self, sensitive: Option<Arc<Sensitive>>) {
-        self.index.sealing = sensitive
-            .as_ref()
-            .map(|s| s.fingerprint())
-            .unwrap_or_default();
-        self.auth.sensitive = sensitive.clone();
-        self.sensitive = sensitive;
-    }
-}
-
-/// The secret key from `CLERK_SECRET_KEY`, or from the file named by `CLERK_SECRET_KEY_FILE`
-/// (as a mounted Kubernetes Secret provides it).
-pub fn clerk_secret_key_from_env() -> anyhow::Result<String> {
-    if let Ok(key) = std::env::var("CLERK_SECRET_KEY")
-        && !key.trim().is_empty()
-    {
-        return Ok(key);
-    }
-    if let Ok(path) = std::env::var("CLERK_SECRET_KEY_FILE") {
-        return std::fs::read_to_string(&path)
-            .map_err(|e| anyhow::anyhow!("reading CLERK_SECRET_KEY_FILE {path}: {e}"));
-    }
-    anyhow::bail!(
-        "set CLERK_SECRET_KEY (sk_live_... or sk_test_...) or CLERK_SECRET_KEY_FILE; to try clerk-index without a Clerk account run `clerk-index demo`"
-    )
-}
-
-/// Webhook signing secrets from `CLERK_WEBHOOK_SIGNING_SECRET` (space- or comma-separated, for
-/// rotation) or the file named by `CLERK_WEBHOOK_SIGNING_SECRET_FILE`. None is not an error:
-/// the service then refuses deliveries with 503 and says so at start.
-pub fn webhook_secrets_from_env() -> anyhow::Result<Vec<String>> {
-    let text = match (
-        std::env::var("CLERK_WEBHOOK_SIGNING_SECRET"),
-        std::env::var("CLERK_WEBHOOK_SIGNING_SECRET_FILE"),
-    ) {
-        (Ok(text), _) if !text.trim().is_empty() => text,
-        (_, Ok(path)) => std::fs::read_to_string(&path).map_err(|e| {
-            anyhow::anyhow!("reading CLERK_WEBHOOK_SIGNING_SECRET_FILE {path}: {e}")
-        })?,
-        _ => return Ok(Vec::new()),
-    };
-    let secrets: Vec<String> = text
-        .split([' ', ',', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    crate::clerk::webhook::WebhookVerifier::new(&secrets)
-        .map_err(|e| anyhow::anyhow!("CLERK_WEBHOOK_SIGNING_SECRET: {e}"))?;
-    Ok(secrets)
-}
-
-/// Parses a listen address with a readable error.
-pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not a listen address like 127.0.0.1:50051"))
-}
-
-/// How callers authenticate (`serve` and `demo`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct AuthArgs {
-    /// File of API keys, one per line: `<name> <scope,scope,...> sha256:<hex>` (create keys with
-    /// `clerk-index api-key create`). The keys can instead be given as the text of
-    /// CLERK_INDEX_API_KEYS.
-    #[arg(long, env = "CLERK_INDEX_API_KEYS_FILE")]
-    pub api_keys_file: Option<PathBuf>,
-    /// With no API keys configured, serve every caller with every scope. Without this flag (and
-    /// without keys) the server refuses to start.
-    #[arg(long, env = "CLERK_INDEX_ALLOW_UNAUTHENTICATED")]
-    pub allow_unauthenticated: bool,
-}
-
-impl AuthArgs {
-    /// The keys from `CLERK_INDEX_API_KEYS` or `--api-keys-file`, and the flag.
-    pub fn load(&self) -> anyhow::Result<AuthConfig> {
-        let text = match (std::env::var("CLERK_INDEX_API_KEYS"), &self.api_keys_file) {
-            (Ok(text), _) if !text.trim().is_empty() => text,
-            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("reading the API keys file {}: {e}", path.display())
-            })?,
-            _ => String::new(),
-        };
-        Ok(AuthConfig {
-            keys: ApiKeys::parse(&text)?,
-            allow_unauthenticated: self.allow_unauthenticated,
-            sensitive: None,
-        })
-    }
-}
-
-/// Cluster mode (`serve`): replicas sharing a change log on NATS JetStream.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ClusterArgs {
-    /// NATS with JetStream (nats://host:4222, several comma-separated): replicas share a change
-    /// log there. Without it one process owns the index (the default).
-    #[arg(long = "cluster", env = "CLERK_INDEX_CLUSTER")]
-    pub cluster_url: Option<String>,
-    /// Prefix of this deployment's stream and subjects in NATS.
-    #[arg(long, env = "CLERK_INDEX_CLUSTER_NAME", default_value = "clerk-index")]
-    pub cluster_name: String,
-    /// This replica's name in the cluster, stable across restarts (the pod name); default
-    /// $HOSTNAME.
-    #[arg(long, env = "CLERK_INDEX_REPLICA_ID")]
-    pub replica_id: Option<String>,
-    /// Seconds the sync lease (which replica copies from Clerk) outlives its holder's last
-    /// renewal: how long a dead holder delays the takeover. Renewed every third of it.
-    #[arg(long, env = "CLERK_INDEX_SYNC_LEASE_TTL_SECS", default_value_t = 15)]
-    pub sync_lease_ttl_secs: u64,
-    /// Copies NATS keeps of the change log, buckets and events stream (3 on a three-node NATS
-    /// cluster, so losing a NATS node loses nothing acknowledged).
-    #[arg(long, env = "CLERK_INDEX_CLUSTER_STREAM_REPLICAS", default_value_t = 1)]
-    pub cluster_stream_replicas: usize,
-}
-
-impl ClusterArgs {
-    /// The cluster settings, validated; `None` in single mode.
-    pub fn load(&self) -> anyhow::Result<Option<crate::cluster::ClusterConfig>> {
-        let Some(url) = self.cluster_url.as_deref().filter(|u| !u.trim().is_empty()) else {
-            return Ok(None);
-        };
-        let replica_id = match &self.replica_id {
-            Some(id) => id.clone(),
-            None => std::env::var("HOSTNAME").map_err(|_| {
-                anyhow::anyhow!("--replica-id is needed in cluster mode when $HOSTNAME is not set")
-            })?,
-        };
-        let mut config = crate::cluster::ClusterConfig::new(url.trim(), replica_id);
-        config.name = self.cluster_name.clone();
-        config.lease_ttl = std::time::Duration::from_secs(self.sync_lease_ttl_secs);
-        config.stream_replicas = self.cluster_stream_replicas;
-        config.validate().map_err(|e| anyhow::anyhow!(e))?;
-        Ok(Some(config))
-    }
-}
-
-/// TLS for the gRPC port, from PEM files (`serve`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct TlsArgs {
-    /// PEM certificate chain of the gRPC server; with --tls-key, gRPC is served over TLS only.
-    #[arg(long, env = "CLERK_INDEX_TLS_CERT_FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, env = "CLERK_INDEX_TLS_KEY_FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates: every client must present a certificate they signed (mutual TLS).
-    #[arg(long, env = "CLERK_INDEX_TLS_CLIENT_CA_FILE", requires = "tls_cert")]
-    pub tls_client_ca: Option<PathBuf>,
+    pub(crate) cluster: Option<ClusterConfig>,
 }
 
 /// The PEM material of the gRPC server's TLS.
@@ -358,77 +116,244 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
-impl TlsArgs {
-    pub fn load(&self) -> anyhow::Result<Option<TlsConfig>> {
-        let read = |flag: &str, path: &PathBuf| {
-            std::fs::read(path).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
-        };
-        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
-            return Ok(None);
-        };
-        Ok(Some(TlsConfig {
-            cert_pem: read("--tls-cert", cert)?,
-            key_pem: read("--tls-key", key)?,
-            client_ca_pem: self
-                .tls_client_ca
-                .as_ref()
-                .map(|path| read("--tls-client-ca", path))
-                .transpose()?,
-        }))
+impl TlsConfig {
+    /// `off`, `on` or `mutual`.
+    pub fn mode(tls: Option<&TlsConfig>) -> &'static str {
+        match tls {
+            None => "off",
+            Some(tls) if tls.client_ca_pem.is_some() => "mutual",
+            Some(_) => "on",
+        }
     }
 }
 
-/// Sensitive paths and their keys (`serve`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct SensitiveArgs {
-    /// Comma-separated metadata paths never indexed or stored in plaintext, e.g.
-    /// `private.ssn,private.medical.*`: sealed with the key ring, filterable with =, != and IN by
-    /// callers with the sensitive scope.
-    #[arg(long, env = "CLERK_INDEX_SENSITIVE_PATHS", default_value = "")]
-    pub sensitive_paths: String,
-    /// File of the sensitive key ring: `blind-index <base64>` and `<key id> <base64>` lines, the
-    /// first key active (create lines with `clerk-index sensitive-key create`). The text can
-    /// instead be given in CLERK_INDEX_SENSITIVE_KEYS.
-    #[arg(long, env = "CLERK_INDEX_SENSITIVE_KEYS_FILE")]
-    pub sensitive_keys_file: Option<PathBuf>,
+/// Collects settings; [`ConfigBuilder::build`] checks them all at once.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    data_dir: PathBuf,
+    clerk_api_url: String,
+    clerk_secret_key: String,
+    clerk_rate_limit: String,
+    clerk_initial_backoff: Option<Duration>,
+    writer_memory_mb: usize,
+    column_cache_mb: usize,
+    commit_interval_ms: u64,
+    max_page_size: u32,
+    backfill_page_size: u32,
+    catch_up_interval_secs: u64,
+    sweep_interval_secs: u64,
+    segment_event_retention: usize,
+    shutdown_timeout_secs: u64,
+    webhook_secrets: Vec<String>,
+    webhook_body_limit: usize,
+    webhook_timeout: Duration,
+    max_read_wait: Duration,
+    auth: AuthConfig,
+    tls: Option<TlsConfig>,
+    sensitive: Option<Arc<Sensitive>>,
+    cluster: Option<ClusterConfig>,
 }
 
-impl SensitiveArgs {
-    pub fn load(&self) -> anyhow::Result<Option<Arc<Sensitive>>> {
-        let paths = SensitivePaths::parse(&self.sensitive_paths)
-            .map_err(|e| anyhow::anyhow!("--sensitive-paths: {e}"))?;
-        let text = match (
-            std::env::var("CLERK_INDEX_SENSITIVE_KEYS"),
-            &self.sensitive_keys_file,
-        ) {
-            (Ok(text), _) if !text.trim().is_empty() => text,
-            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("reading the sensitive keys file {}: {e}", path.display())
-            })?,
-            _ => String::new(),
-        };
-        if paths.is_empty() {
-            return Ok(None);
+impl Config {
+    /// A builder with every default, for an index in `data_dir` mirroring the Clerk instance at
+    /// `clerk_api_url` (without `/v1`) with `clerk_secret_key`.
+    pub fn builder(
+        data_dir: impl Into<PathBuf>,
+        clerk_api_url: &str,
+        clerk_secret_key: &str,
+    ) -> ConfigBuilder {
+        ConfigBuilder {
+            data_dir: data_dir.into(),
+            clerk_api_url: clerk_api_url.trim().trim_end_matches('/').to_string(),
+            clerk_secret_key: clerk_secret_key.trim().to_string(),
+            clerk_rate_limit: defaults::CLERK_RATE_LIMIT.into(),
+            clerk_initial_backoff: None,
+            writer_memory_mb: defaults::WRITER_MEMORY_MB,
+            column_cache_mb: defaults::COLUMN_CACHE_MB,
+            commit_interval_ms: defaults::COMMIT_INTERVAL_MS,
+            max_page_size: defaults::MAX_PAGE_SIZE,
+            backfill_page_size: 500,
+            catch_up_interval_secs: defaults::CATCH_UP_INTERVAL_SECS,
+            sweep_interval_secs: defaults::SWEEP_INTERVAL_SECS,
+            segment_event_retention: defaults::SEGMENT_EVENT_RETENTION,
+            shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
+            webhook_secrets: Vec::new(),
+            webhook_body_limit: 1 << 20,
+            webhook_timeout: Duration::from_secs(10),
+            max_read_wait: Duration::from_secs(5),
+            auth: AuthConfig::default(),
+            tls: None,
+            sensitive: None,
+            cluster: None,
         }
-        anyhow::ensure!(
-            !text.trim().is_empty(),
-            "--sensitive-paths needs a key ring: set CLERK_INDEX_SENSITIVE_KEYS or --sensitive-keys-file (make keys with `clerk-index sensitive-key create`)"
-        );
-        let ring = KeyRing::parse(&text).map_err(|e| anyhow::anyhow!(e))?;
-        Ok(Some(Arc::new(Sensitive::new(paths, ring))))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $type:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $name: $type) -> Self {
+                self.$name = $name;
+                self
+            }
+        )*
+    };
+}
+
+impl ConfigBuilder {
+    setters! {
+        /// Client-side limit for Clerk requests, as `N/window` (`900/10s`).
+        clerk_rate_limit: String,
+        /// Memory budget of the index writer, in MiB (at least 20).
+        writer_memory_mb: usize,
+        /// Memory for decoded range and sort columns, in MiB.
+        column_cache_mb: usize,
+        /// Longest time a bulk change waits for its commit, in milliseconds.
+        commit_interval_ms: u64,
+        /// Largest page a SearchUsers request may ask for (1 to 10,000).
+        max_page_size: u32,
+        /// Clerk users per backfill page (Clerk allows up to 500).
+        backfill_page_size: u32,
+        catch_up_interval_secs: u64,
+        sweep_interval_secs: u64,
+        /// Saved-segment events kept for replays (at least 100).
+        segment_event_retention: usize,
+        shutdown_timeout_secs: u64,
+        /// Svix signing secrets (`whsec_...`); several during a rotation, none refuses webhooks.
+        webhook_secrets: Vec<String>,
+        webhook_timeout: Duration,
+        /// Longest a read waits for a requested generation or log sequence.
+        max_read_wait: Duration,
+        /// API keys, and whether serving without any is allowed.
+        auth: AuthConfig,
+        tls: Option<TlsConfig>,
+        /// Sensitive paths and their key ring.
+        sensitive: Option<Arc<Sensitive>>,
+        /// Cluster mode's NATS.
+        cluster: Option<ClusterConfig>,
+    }
+
+    /// The first backoff after a failed Clerk request (tests shorten it).
+    pub fn clerk_initial_backoff(mut self, backoff: Duration) -> Self {
+        self.clerk_initial_backoff = Some(backoff);
+        self
+    }
+
+    /// Checks every setting and builds the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let rate_limit = RateLimit::parse(&self.clerk_rate_limit)?;
+        check(
+            self.writer_memory_mb >= 20,
+            "--writer-memory-mb",
+            "must be at least 20 (tantivy needs ~15 MiB per indexing thread)",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_page_size),
+            "--max-page-size",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            self.commit_interval_ms > 0,
+            "--commit-interval-ms",
+            "must be positive",
+        )?;
+        check(
+            self.catch_up_interval_secs > 0 && self.sweep_interval_secs > 0,
+            "--catch-up-interval-secs and --sweep-interval-secs",
+            "must be positive",
+        )?;
+        check(
+            self.segment_event_retention >= 100,
+            "--segment-event-retention",
+            "must be at least 100",
+        )?;
+        check(
+            (1..=500).contains(&self.backfill_page_size),
+            "the backfill page size",
+            "must be between 1 and 500 (Clerk's largest page)",
+        )?;
+        let url = &self.clerk_api_url;
+        check(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "--clerk-api-url",
+            &format!("must start with http:// or https:// (got {url:?})"),
+        )?;
+        check(
+            !url.ends_with("/v1"),
+            "--clerk-api-url",
+            "is the host without /v1 (e.g. https://api.clerk.com)",
+        )?;
+        check(
+            !self.clerk_secret_key.is_empty(),
+            "the Clerk secret key",
+            "is empty",
+        )?;
+        if self.auth.keys.is_empty() && !self.auth.allow_unauthenticated {
+            return Err(ConfigError::NoApiKeys);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+            if self.sensitive.is_some() {
+                return Err(ConfigError::SensitiveInClusterMode);
+            }
+        }
+        let webhook_verifier = match self.webhook_secrets.is_empty() {
+            true => None,
+            false => Some(WebhookVerifier::new(&self.webhook_secrets)?),
+        };
+        let mut index = IndexConfig::new(self.data_dir.join("index"));
+        index.writer_memory_bytes = self.writer_memory_mb << 20;
+        index.writer_threads = if self.writer_memory_mb >= 64 { 2 } else { 1 };
+        index.commit_interval = Duration::from_millis(self.commit_interval_ms);
+        index.column_cache_bytes = self.column_cache_mb << 20;
+        // An index sealed otherwise is rebuilt (it may hold a now-sensitive path in plaintext).
+        index.sealing = self
+            .sensitive
+            .as_ref()
+            .map(|s| s.fingerprint())
+            .unwrap_or_default();
+        let mut clerk = ClerkClientConfig::new(&self.clerk_api_url, &self.clerk_secret_key);
+        clerk.rate_limit = rate_limit;
+        if let Some(backoff) = self.clerk_initial_backoff {
+            clerk.initial_backoff = backoff;
+        }
+        let mut auth = self.auth;
+        auth.sensitive = self.sensitive.clone();
+        Ok(Config {
+            index,
+            segments: SegmentsConfig {
+                retained_events: self.segment_event_retention,
+                ..SegmentsConfig::default()
+            },
+            clerk,
+            filter_limits: FilterLimits::default(),
+            max_page_size: self.max_page_size,
+            backfill_page_size: self.backfill_page_size,
+            webhook_verifier,
+            webhook_secrets: self.webhook_secrets,
+            webhook_body_limit: self.webhook_body_limit,
+            webhook_timeout: self.webhook_timeout,
+            max_read_wait: self.max_read_wait,
+            reconcile: ReconcileSchedule {
+                catch_up_every: Duration::from_secs(self.catch_up_interval_secs),
+                sweep_every: Duration::from_secs(self.sweep_interval_secs),
+            },
+            auth,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            tls: self.tls,
+            sensitive: self.sensitive,
+            cluster: self.cluster,
+            data_dir: self.data_dir,
+        })
     }
 }
 
 impl Config {
-    /// Refuses combinations that cluster mode does not support yet.
-    pub fn validate_modes(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.cluster.is_none() || self.sensitive.is_none(),
-            "--sensitive-paths is not supported in cluster mode yet (changes would cross NATS unsealed)"
-        );
-        Ok(())
-    }
-
     /// The effective configuration as JSON, secrets masked (`clerk-index config`).
     pub fn describe(&self) -> serde_json::Value {
         let seconds = |d: Duration| d.as_secs_f64();
@@ -462,11 +387,7 @@ impl Config {
                 "api_keys": self.auth.keys.describe(),
                 "allow_unauthenticated": self.auth.allow_unauthenticated,
             },
-            "tls": match &self.tls {
-                None => "off",
-                Some(tls) if tls.client_ca_pem.is_some() => "mutual",
-                Some(_) => "on",
-            },
+            "tls": TlsConfig::mode(self.tls.as_ref()),
             "cluster": self.cluster.as_ref().map(|c| serde_json::json!({
                 "url": mask_url(&c.url),
                 "name": c.name,

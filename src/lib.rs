@@ -20,6 +20,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod change;
 pub mod clerk;
 pub mod cli;
 pub mod clock;

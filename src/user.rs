@@ -1,7 +1,7 @@
-//! The domain view of a Clerk user and the one change type every source produces.
+//! The domain view of a Clerk user, and how metadata paths are spelled.
 //!
 //! `clerk/` turns Clerk's wire JSON into a [`User`]; `index/` stores and indexes it; `query/`
-//! evaluates filters against it. Nothing here knows about HTTP, protobuf or tantivy.
+//! evaluates filters against it; [`crate::change`] carries it from every source to the writer. Nothing here knows about HTTP, protobuf or tantivy.
 
 use std::sync::Arc;
 
@@ -114,89 +114,6 @@ impl MetadataNamespace {
     }
 }
 
-/// Where a change came from; kept for logs and, later, per-source metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeSource {
-    Backfill,
-    Webhook,
-    Reconcile,
-    WriteThrough,
-    /// Re-sealing sensitive values under a new key.
-    Reencrypt,
-}
-
-impl ChangeSource {
-    pub fn name(self) -> &'static str {
-        match self {
-            ChangeSource::Backfill => "backfill",
-            ChangeSource::Webhook => "webhook",
-            ChangeSource::Reconcile => "reconcile",
-            ChangeSource::WriteThrough => "write_through",
-            ChangeSource::Reencrypt => "reencrypt",
-        }
-    }
-}
-
-/// The one change type every source (backfill, webhooks, reconcile, write-through) produces and
-/// the index writer task applies.
-#[derive(Debug, Clone)]
-pub enum UserChange {
-    /// Insert or replace a user. Ignored when the index holds a newer `updated_at` for the id.
-    Upsert {
-        user: Arc<User>,
-        source: ChangeSource,
-    },
-    /// Remove a user, as of `deleted_at_ms`.
-    Delete {
-        user_id: String,
-        deleted_at_ms: i64,
-        source: ChangeSource,
-    },
-}
-
-impl UserChange {
-    pub fn user_id(&self) -> &str {
-        match self {
-            UserChange::Upsert { user, .. } => &user.id,
-            UserChange::Delete { user_id, .. } => user_id,
-        }
-    }
-
-    pub fn source(&self) -> ChangeSource {
-        match self {
-            UserChange::Upsert { source, .. } | UserChange::Delete { source, .. } => *source,
-        }
-    }
-
-    /// Whether this change, arriving after `held` (the latest state recorded for the same user),
-    /// changes what an index holds: the index writer's rules, for a log that keeps one change per
-    /// user. A deletion always does (unless an equal or later one is held); an upsert must be
-    /// newer than a held deletion, and at least as new as a held upsert and different from it.
-    pub fn supersedes(&self, held: &UserChange) -> bool {
-        match (self, held) {
-            (UserChange::Upsert { user, .. }, UserChange::Upsert { user: held, .. }) => {
-                user.updated_at > held.updated_at
-                    || (user.updated_at == held.updated_at && user.raw_json != held.raw_json)
-            }
-            (
-                UserChange::Upsert { user, .. },
-                UserChange::Delete {
-                    deleted_at_ms: held,
-                    ..
-                },
-            ) => user.updated_at > *held,
-            (UserChange::Delete { .. }, UserChange::Upsert { .. }) => true,
-            (
-                UserChange::Delete { deleted_at_ms, .. },
-                UserChange::Delete {
-                    deleted_at_ms: held,
-                    ..
-                },
-            ) => deleted_at_ms > held,
-        }
-    }
-}
-
 /// Joins a namespace and keys into one path string, `public_metadata.a.b`, escaping `\` and `.`
 /// inside keys so `{"a.b": 1}` and `{"a": {"b": 1}}` stay distinct.
 pub fn encode_metadata_path(namespace: MetadataNamespace, keys: &[String]) -> String {
@@ -208,7 +125,8 @@ pub fn encode_metadata_path(namespace: MetadataNamespace, keys: &[String]) -> St
     path
 }
 
-fn push_escaped_key(path: &mut String, key: &str) {
+/// Appends `key` to an encoded path, escaping `\` and `.` (see [`encode_metadata_path`]).
+pub fn push_escaped_key(path: &mut String, key: &str) {
     for c in key.chars() {
         if c == '.' || c == '\\' {
             path.push('\\');
@@ -225,122 +143,6 @@ pub fn has_value(value: &Value) -> bool {
         Value::Array(items) => items.iter().any(has_value),
         Value::Object(map) => map.values().any(has_value),
         _ => true,
-    }
-}
-
-/// Every metadata path of one namespace that `EXISTS` (holds a value somewhere beneath it), and
-/// every path holding an explicit `null` (directly or as an array element). Arrays are
-/// transparent: `{"a": [{"b": 1}]}` has the path `a.b`, as it has in the index's JSON field.
-pub fn metadata_path_facts(
-    namespace: MetadataNamespace,
-    value: &Value,
-) -> (Vec<String>, Vec<String>) {
-    let mut present = Vec::new();
-    let mut nulls = Vec::new();
-    walk_paths(
-        value,
-        &mut namespace.field_name().to_string(),
-        true,
-        &mut present,
-        &mut nulls,
-    );
-    present.sort_unstable();
-    present.dedup();
-    nulls.sort_unstable();
-    nulls.dedup();
-    (present, nulls)
-}
-
-fn walk_paths(
-    value: &Value,
-    path: &mut String,
-    is_root: bool,
-    present: &mut Vec<String>,
-    nulls: &mut Vec<String>,
-) -> bool {
-    match value {
-        Value::Null => {
-            if !is_root {
-                nulls.push(path.clone());
-            }
-            false
-        }
-        Value::Array(items) => {
-            let mut any = false;
-            for item in items {
-                any |= walk_paths(item, path, is_root, present, nulls);
-            }
-            any
-        }
-        Value::Object(map) => {
-            let mut any = false;
-            for (key, child) in map {
-                let len = path.len();
-                path.push('.');
-                push_escaped_key(path, key);
-                if walk_paths(child, path, false, present, nulls) {
-                    present.push(path.clone());
-                    any = true;
-                }
-                path.truncate(len);
-            }
-            any
-        }
-        _ => true,
-    }
-}
-
-/// Separates a path from a JSON type name in [`metadata_path_types`] entries.
-pub const TYPE_SEPARATOR: char = '\u{1f}';
-
-/// The JSON types held at each path of one namespace, as `{encoded path}\u{1f}{type}` entries,
-/// sorted and deduplicated. Types are `string`, `integer`, `float`, `boolean`, `null`, `object`
-/// and `array`; an array also contributes the types of its elements (arrays are transparent, as
-/// in filters), and an object the paths beneath it.
-pub fn metadata_path_types(namespace: MetadataNamespace, value: &Value) -> Vec<String> {
-    let mut entries = Vec::new();
-    if let Value::Object(map) = value {
-        let mut path = namespace.field_name().to_string();
-        for (key, child) in map {
-            let len = path.len();
-            path.push('.');
-            push_escaped_key(&mut path, key);
-            walk_types(child, &mut path, &mut entries);
-            path.truncate(len);
-        }
-    }
-    entries.sort_unstable();
-    entries.dedup();
-    entries
-}
-
-fn walk_types(value: &Value, path: &mut String, entries: &mut Vec<String>) {
-    let kind = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
-    entries.push(format!("{path}{TYPE_SEPARATOR}{kind}"));
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                walk_types(item, path, entries);
-            }
-        }
-        Value::Object(map) => {
-            for (key, child) in map {
-                let len = path.len();
-                path.push('.');
-                push_escaped_key(path, key);
-                walk_types(child, path, entries);
-                path.truncate(len);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -369,100 +171,7 @@ pub fn decode_metadata_path(encoded: &str) -> Option<(MetadataNamespace, Vec<Str
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn upsert(updated_at: i64, plan: &str) -> UserChange {
-        let json = json!({"id": "user_1", "object": "user", "created_at": 1, "updated_at": updated_at,
-            "public_metadata": {"plan": plan}, "email_addresses": []});
-        let raw = serde_json::value::RawValue::from_string(json.to_string()).unwrap();
-        UserChange::Upsert {
-            user: Arc::new(crate::clerk::model::parse_user(&raw).unwrap()),
-            source: ChangeSource::Webhook,
-        }
-    }
-
-    fn delete(deleted_at_ms: i64) -> UserChange {
-        UserChange::Delete {
-            user_id: "user_1".into(),
-            deleted_at_ms,
-            source: ChangeSource::Webhook,
-        }
-    }
-
-    #[test]
-    fn a_change_supersedes_what_the_index_writer_would_replace_with_it() {
-        // Newer wins; an equal version replaces only when it says something else.
-        assert!(upsert(20, "pro").supersedes(&upsert(10, "free")));
-        assert!(!upsert(10, "free").supersedes(&upsert(20, "pro")));
-        assert!(upsert(10, "pro").supersedes(&upsert(10, "free")));
-        assert!(!upsert(10, "free").supersedes(&upsert(10, "free")));
-        // A deletion is final unless the user was changed after it.
-        assert!(delete(5).supersedes(&upsert(10, "free")));
-        assert!(!upsert(10, "free").supersedes(&delete(10)));
-        assert!(upsert(11, "free").supersedes(&delete(10)));
-        assert!(delete(11).supersedes(&delete(10)));
-        assert!(!delete(10).supersedes(&delete(10)));
-        assert!(!delete(9).supersedes(&delete(10)));
-    }
-
-    #[test]
-    fn path_facts_look_through_arrays_and_skip_empty_values() {
-        let value = json!({
-            "tier": "gold", "referrer": null, "tags": [], "maybe": [null, null],
-            "orgs": [{"role": "admin"}, {"role": null}], "empty": {}, "a.b": {"c": 1}
-        });
-        let (present, nulls) = metadata_path_facts(MetadataNamespace::Public, &value);
-        assert_eq!(
-            present,
-            vec![
-                "public_metadata.a\\.b",
-                "public_metadata.a\\.b.c",
-                "public_metadata.orgs",
-                "public_metadata.orgs.role",
-                "public_metadata.tier"
-            ]
-        );
-        assert_eq!(
-            nulls,
-            vec![
-                "public_metadata.maybe",
-                "public_metadata.orgs.role",
-                "public_metadata.referrer"
-            ]
-        );
-    }
-
-    #[test]
-    fn path_types_name_every_json_type_and_look_into_arrays() {
-        let value = json!({
-            "tier": "gold", "n": 3, "f": 0.5, "whole": 5.0, "ok": true, "gone": null,
-            "tags": ["a", 1], "orgs": [{"role": "admin"}], "a.b": {}
-        });
-        let entries: Vec<String> = metadata_path_types(MetadataNamespace::Unsafe, &value)
-            .into_iter()
-            .map(|e| e.replace(TYPE_SEPARATOR, " "))
-            .collect();
-        assert_eq!(
-            entries,
-            vec![
-                "unsafe_metadata.a\\.b object",
-                "unsafe_metadata.f float",
-                "unsafe_metadata.gone null",
-                "unsafe_metadata.n integer",
-                "unsafe_metadata.ok boolean",
-                "unsafe_metadata.orgs array",
-                "unsafe_metadata.orgs object",
-                "unsafe_metadata.orgs.role string",
-                "unsafe_metadata.tags array",
-                "unsafe_metadata.tags integer",
-                "unsafe_metadata.tags string",
-                "unsafe_metadata.tier string",
-                "unsafe_metadata.whole float",
-            ]
-        );
-    }
 
     #[test]
     fn decoding_inverts_encoding() {
@@ -481,11 +190,5 @@ mod tests {
             );
         }
         assert_eq!(decode_metadata_path("email"), None);
-    }
-
-    #[test]
-    fn null_metadata_has_no_paths() {
-        let (present, nulls) = metadata_path_facts(MetadataNamespace::Private, &Value::Null);
-        assert!(present.is_empty() && nulls.is_empty());
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clerk_index::api::proto::GetSyncStatusRequest;
 use clerk_index::api::proto::sync_client::SyncClient;
+use clerk_index::change::{ChangeSource, UserChange};
 use clerk_index::clerk::fake::FakeClerkConfig;
 use clerk_index::clerk::fake::Population;
 use clerk_index::cluster::{ChangeLog, ClusterConfig};
-use clerk_index::user::{ChangeSource, UserChange};
 use common::{NatsServer, RunningFakeClerk, TestOptions, TestServer, event};
 
 /// Nothing listens here: a replica that tried to reach Clerk would fail.
@@ -322,13 +322,12 @@ async fn replicas_bootstrap_and_resume_from_the_log_without_clerk() {
         .unwrap();
     for index in 1_000..1_500 {
         let json = serde_json::to_string(&population.user(index)).unwrap();
-        let raw = serde_json::value::RawValue::from_string(json).unwrap();
-        let user = clerk_index::clerk::model::parse_user(&raw).unwrap();
+        let user = clerk_index::clerk::user_from_json(&json).unwrap();
         let change = UserChange::Upsert {
             user: std::sync::Arc::new(user),
             source: ChangeSource::Webhook,
         };
-        log.publish(&change, None).await.unwrap();
+        log.publish(&change.into(), None).await.unwrap();
     }
     let restarted = replica_of(&nats, UNREACHABLE_CLERK, "fresh", dir.path()).await;
     assert_eq!(restarted.count_matching(None).await.count, 1_500);

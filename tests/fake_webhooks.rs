@@ -123,7 +123,7 @@ async fn failed_deliveries_are_retried_with_the_same_signed_message_id() {
                         signature: header("svix-signature"),
                     };
                     verifier
-                        .verify(svix, &body, clerk_index::sync::now_ms() / 1000)
+                        .verify(svix, &body, clerk_index::clock::now_ms() / 1000)
                         .unwrap();
                     let mut seen = attempts.lock().unwrap();
                     seen.push(svix.id.unwrap().to_string());

@@ -98,7 +98,7 @@ async fn metrics_expose_the_listed_series_after_some_traffic() {
     let forged = reqwest::Client::new()
         .post(format!("{}/webhooks/clerk", server.http_url))
         .header("svix-id", "msg_forged")
-        .header("svix-timestamp", clerk_index::sync::now_ms() / 1000)
+        .header("svix-timestamp", clerk_index::clock::now_ms() / 1000)
         .header("svix-signature", "v1,AAAA")
         .body(serde_json::to_vec(&created).unwrap())
         .send()

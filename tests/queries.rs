@@ -43,7 +43,7 @@ fn expression(text: &str) -> Option<FilterSpec> {
 /// The reference answer from the in-memory matcher.
 fn expected(users: &[Arc<User>], text: &str) -> HashSet<String> {
     let filter = parse_filter(text, &FilterLimits::default()).unwrap();
-    let now = clerk_index::sync::now_ms();
+    let now = clerk_index::clock::now_ms();
     users
         .iter()
         .filter(|u| eval::matches(&filter, u, now))

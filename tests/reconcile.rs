@@ -42,7 +42,7 @@ async fn catch_up_repairs_a_dropped_webhook() {
     // Changed in Clerk; the webhook never arrived.
     let mut user = fake.fake.user_json(&id).unwrap();
     user["public_metadata"]["plan_type"] = json!("changed_in_clerk");
-    user["updated_at"] = json!(clerk_index::sync::now_ms());
+    user["updated_at"] = json!(clerk_index::clock::now_ms());
     fake.fake.put_user_json(&user);
     assert_ne!(plan_of(&server, &id).await.unwrap(), "changed_in_clerk");
     let response = reconcile(&server, ReconcileKind::CatchUp).await;

@@ -368,7 +368,7 @@ async fn a_large_segment_exports_every_member_exactly_once_across_a_resume() {
     let mut user = fake.fake.user_json(&banned).unwrap();
     user["banned"] = json!(true);
     user["updated_at"] = json!(user["updated_at"].as_i64().unwrap() + 1);
-    let now = clerk_index::sync::now_ms();
+    let now = clerk_index::clock::now_ms();
     assert_eq!(
         server
             .deliver("msg_ban", &common::event("user.updated", user, now))

@@ -142,7 +142,11 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
     let mut updated = fake.fake.user_json(&webhook_id).unwrap();
     updated["private_metadata"]["ssn"] = json!(PLANTED_BY_WEBHOOK);
     updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);
-    let event = common::event("user.updated", updated.clone(), clerk_index::sync::now_ms());
+    let event = common::event(
+        "user.updated",
+        updated.clone(),
+        clerk_index::clock::now_ms(),
+    );
     assert_eq!(server.deliver("msg_sensitive_1", &event).await.0, 200);
 
     // Equality, IN and != work for the sensitive scope, on backfilled and webhook values.
@@ -350,7 +354,7 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
     let mut arriving = fake.fake.user_json(&ids[9]).unwrap();
     arriving["private_metadata"]["ssn"] = json!(PLANTED_AFTER_ROTATION);
     arriving["updated_at"] = json!(arriving["updated_at"].as_i64().unwrap() + 1000);
-    let event = common::event("user.updated", arriving, clerk_index::sync::now_ms());
+    let event = common::event("user.updated", arriving, clerk_index::clock::now_ms());
     assert_eq!(server.deliver("msg_sensitive_2", &event).await.0, 200);
     server.stop().await;
 
@@ -449,7 +453,7 @@ async fn sensitive_values_never_reach_the_logs() {
     let mut updated = fake.fake.user_json(&ids[4]).unwrap();
     updated["private_metadata"] = json!({"ssn": PLANTED_BY_WEBHOOK});
     updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);
-    let event = common::event("user.updated", updated, clerk_index::sync::now_ms());
+    let event = common::event("user.updated", updated, clerk_index::clock::now_ms());
     assert_eq!(common::deliver(&http_url, "msg_log_1", &event).await.0, 200);
     // A delivery with a bad signature is logged as refused; its body must not be.
     let bad = reqwest::Client::new()
@@ -457,7 +461,7 @@ async fn sensitive_values_never_reach_the_logs() {
         .header("svix-id", "msg_bad")
         .header(
             "svix-timestamp",
-            (clerk_index::sync::now_ms() / 1000).to_string(),
+            (clerk_index::clock::now_ms() / 1000).to_string(),
         )
         .header("svix-signature", "v1,AAAA")
         .body(event.to_string())

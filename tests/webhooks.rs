@@ -99,7 +99,7 @@ async fn bad_signatures_and_malformed_bodies_change_nothing() {
         401,
         "no headers"
     );
-    headers[1].1 = (clerk_index::sync::now_ms() / 1000 - 600).to_string();
+    headers[1].1 = (clerk_index::clock::now_ms() / 1000 - 600).to_string();
     let mut request = http.post(&url).body(body.clone());
     for (name, value) in &headers {
         request = request.header(*name, value);

@@ -309,17 +309,25 @@ pub fn facets_to_proto(facets: Facets, specs: &[FacetSpec]) -> Vec<proto::FacetR
         .collect()
 }
 
+/// The freshness stamp of the snapshot that answered.
 pub fn freshness_to_proto(snapshot: &Snapshot) -> proto::Freshness {
+    freshness_parts_to_proto(
+        snapshot.freshness,
+        SyncState::log_sequence_of(&snapshot.sync_state),
+    )
+}
+
+pub fn freshness_parts_to_proto(freshness: Freshness, log_sequence: u64) -> proto::Freshness {
     let Freshness {
         generation,
         newest_updated_at_ms,
         user_count,
-    } = snapshot.freshness;
+    } = freshness;
     proto::Freshness {
         generation,
         newest_updated_at_ms,
         user_count,
-        log_sequence: SyncState::log_sequence_of(&snapshot.sync_state),
+        log_sequence,
     }
 }
 

@@ -1,30 +1,29 @@
-//! The tonic adapter: service implementations and proto <-> domain conversion. The only module
-//! that sees protobuf or tonic types (besides the error mapping in `error.rs`).
+//! The gRPC and HTTP adapters: the servers, service implementations and proto <-> domain
+//! conversion, the one error -> status mapping, the webhook route. The only module that sees
+//! protobuf, tonic or HTTP types. This file only declares and re-exports.
 
 mod auth;
 mod convert;
 mod export;
+mod http;
 mod page_token;
 mod projection;
+pub mod proto;
 mod segments_service;
+mod server;
+mod status;
 mod sync_service;
 mod telemetry;
 mod user_index;
 mod webhook;
 
 pub use auth::Authenticate;
+pub use http::{HttpServices, serve_http};
 pub use projection::project_json;
 pub use segments_service::SegmentsService;
+pub use server::{GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
+pub use status::FILTER_ERROR_POSITION;
 pub use sync_service::SyncService;
 pub use telemetry::RpcTelemetry;
 pub use user_index::UserIndexService;
 pub use webhook::{WEBHOOK_PATH, webhook_router};
-
-/// The generated protobuf and gRPC code (`proto/clerkindex/v1`).
-pub mod proto {
-    tonic::include_proto!("clerkindex.v1");
-
-    /// For gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("clerkindex_descriptor");
-}

@@ -15,11 +15,11 @@ use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
 use super::user_index::{ReadAt, snapshot_at};
 use crate::auth::{Caller, Scope};
+use crate::clock::now_ms;
 use crate::error::Error;
 use crate::index::{Snapshot, UserIndex};
 use crate::query::{Filter, FilterLimits};
-use crate::segments::{EventKind, SavedSegment, SegmentError, SegmentEvent, Segments};
-use crate::sync::now_ms;
+use crate::segments::{EventKind, SavedSegment, SegmentEvent, Segments};
 
 #[derive(Clone)]
 pub struct SegmentsService {
@@ -47,10 +47,10 @@ impl SegmentsService {
     /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
     pub fn into_server(
         self,
-        auth: super::Authenticate,
+        auth: super::auth::Authenticate,
     ) -> tonic::service::interceptor::InterceptedService<
         proto::segments_server::SegmentsServer<Self>,
-        super::Authenticate,
+        super::auth::Authenticate,
     > {
         proto::segments_server::SegmentsServer::with_interceptor(self, auth)
     }
@@ -67,7 +67,7 @@ impl SegmentsService {
     }
 
     fn lookup(&self, name: &str) -> Result<(SavedSegment, Filter), Status> {
-        self.segments.get(name).map_err(segment_status)
+        Ok(self.segments.get(name).map_err(Error::from)?)
     }
 
     /// A segment the caller may evaluate: it reads users and may read every field the
@@ -100,20 +100,6 @@ impl SegmentsService {
             "creating, changing or deleting saved segments",
         )?;
         Ok(caller)
-    }
-}
-
-fn segment_status(error: SegmentError) -> Status {
-    let message = error.to_string();
-    match error {
-        SegmentError::Invalid(_) => Status::invalid_argument(message),
-        SegmentError::NotFound(_) => Status::not_found(message),
-        SegmentError::AlreadyExists(_) => Status::already_exists(message),
-        SegmentError::VersionMismatch { .. } => Status::aborted(message),
-        SegmentError::OutOfRange(_) => Status::out_of_range(message),
-        SegmentError::Unavailable(_) => Status::unavailable(message),
-        SegmentError::Index(index) => Error::Index(index).into(),
-        SegmentError::Log(_) => Status::internal(message),
     }
 }
 
@@ -174,7 +160,7 @@ impl SegmentsApi for SegmentsService {
             .segments
             .create(name, description, filter.clone())
             .await
-            .map_err(segment_status)?;
+            .map_err(Error::from)?;
         Ok(Response::new(segment_to_proto(&caller, saved, &filter)))
     }
 
@@ -229,7 +215,7 @@ impl SegmentsApi for SegmentsService {
             .segments
             .update(name, description, filter.clone(), expected_version)
             .await
-            .map_err(segment_status)?;
+            .map_err(Error::from)?;
         Ok(Response::new(segment_to_proto(
             &caller,
             saved,
@@ -244,7 +230,7 @@ impl SegmentsApi for SegmentsService {
         let caller = Self::manager(&request)?;
         let name = request.into_inner().name;
         self.visible(&caller, &name)?;
-        self.segments.delete(name).await.map_err(segment_status)?;
+        self.segments.delete(name).await.map_err(Error::from)?;
         Ok(Response::new(proto::DeleteSegmentResponse {}))
     }
 
@@ -312,10 +298,10 @@ impl SegmentsApi for SegmentsService {
         let events = self
             .segments
             .watch(&name, after_sequence)
-            .map_err(segment_status)?;
+            .map_err(Error::from)?;
         let stream = ReceiverStream::new(events).map(|event| match event {
             Ok(event) => Ok(event_to_proto(&event)),
-            Err(error) => Err(segment_status(error)),
+            Err(error) => Err(Error::from(error).into()),
         });
         Ok(Response::new(Box::pin(stream)))
     }

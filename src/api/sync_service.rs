@@ -1,65 +1,34 @@
 //! `clerkindex.v1.Sync`: freshness and repair on demand.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::freshness_to_proto;
+use super::convert::freshness_parts_to_proto;
 use super::proto;
 use super::proto::sync_server::Sync as SyncApi;
-use crate::auth::sensitive::reseal_all;
 use crate::auth::{Scope, Sensitive};
 use crate::error::Error;
-use crate::index::{UserIndex, WriterHandle};
 use crate::sync::{
-    BackfillProgress, LogTarget, ReconcileRun, Reconciler, Replicator, SyncStateView,
-    WebhookCounters, WebhookOutcome,
+    ClusterView, ReconcileRun, Reconciler, SyncMonitor, SyncStatus, WebhookOutcome, reseal_all,
 };
 
-/// Reads the counters every part of sync keeps, and runs reconciles.
+/// Reports where sync stands, runs reconciles and re-seals on demand.
 pub struct SyncService {
-    pub index: UserIndex,
-    pub backfill: Arc<BackfillProgress>,
-    pub webhooks: Arc<WebhookCounters>,
+    pub monitor: SyncMonitor,
     pub reconciler: Arc<Reconciler>,
-    /// Its counts, and re-sealed users go through it.
-    pub writer: WriterHandle,
     /// The sensitive paths and their key ring, if configured.
     pub sensitive: Option<Arc<Sensitive>>,
-    /// Where sync stands (the commit payload, or the shared checkpoint in cluster mode).
-    pub state: SyncStateView,
-    /// Cluster mode: the sync lease and this replica's copy of the log.
-    pub cluster: Option<(Arc<LogTarget>, Arc<Replicator>)>,
-}
-
-impl SyncService {
-    async fn cluster_status(&self) -> Option<proto::ClusterStatus> {
-        let (target, replicator) = self.cluster.as_ref()?;
-        let coordination = target.coordination();
-        Some(proto::ClusterStatus {
-            replica_id: coordination.replica_id().to_string(),
-            holds_sync_lease: target.holding(),
-            sync_lease_holder: coordination
-                .holder()
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_default(),
-            committed_sequence: replicator.committed(),
-            log_sequence: target.log().last_sequence().await.unwrap_or_default(),
-        })
-    }
 }
 
 impl SyncService {
     /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
     pub fn into_server(
         self,
-        auth: super::Authenticate,
+        auth: super::auth::Authenticate,
     ) -> tonic::service::interceptor::InterceptedService<
         proto::sync_server::SyncServer<Self>,
-        super::Authenticate,
+        super::auth::Authenticate,
     > {
         proto::sync_server::SyncServer::with_interceptor(self, auth)
     }
@@ -82,6 +51,60 @@ fn run_to_proto(run: &ReconcileRun) -> proto::ReconcileRun {
     }
 }
 
+fn status_to_proto(status: SyncStatus, cluster: Option<ClusterView>) -> proto::SyncStatus {
+    let SyncStatus {
+        freshness,
+        log_sequence,
+        tombstones,
+        lag_ms,
+        backfill,
+        reconcile,
+        webhooks: _,
+        writer,
+        replica,
+    } = status.clone();
+    proto::SyncStatus {
+        freshness: Some(freshness_parts_to_proto(freshness, log_sequence)),
+        backfill: Some(proto::BackfillStatus {
+            complete: backfill.complete,
+            users_seen: backfill.users_seen,
+            users_total: backfill.users_total,
+            started_at_ms: backfill.started_at_ms,
+            completed_at_ms: backfill.completed_at_ms,
+        }),
+        last_catch_up: reconcile.state.last_catch_up.as_ref().map(run_to_proto),
+        last_sweep: reconcile.state.last_sweep.as_ref().map(run_to_proto),
+        catch_up_watermark_ms: reconcile.state.watermark_updated_at_ms,
+        sweep_in_progress: reconcile.state.sweep.is_some(),
+        webhooks: Some(proto::WebhookCounts {
+            applied: status.webhooks(WebhookOutcome::Applied),
+            duplicate: status.webhooks(WebhookOutcome::Duplicate),
+            ignored_type: status.webhooks(WebhookOutcome::Ignored),
+            bad_signature: status.webhooks(WebhookOutcome::BadSignature),
+            malformed: status.webhooks(WebhookOutcome::Malformed),
+            failed: status.webhooks(WebhookOutcome::Failed),
+        }),
+        writer: Some(proto::WriterCounts {
+            applied: writer.applied,
+            ignored_stale: writer.ignored_stale,
+            ignored_deleted: writer.ignored_deleted,
+            commits: writer.commits,
+        }),
+        lag_ms,
+        tombstones,
+        cluster: replica.map(|replica| {
+            let cluster = cluster.unwrap_or_default();
+            proto::ClusterStatus {
+                replica_id: replica.replica_id,
+                holds_sync_lease: replica.holds_sync_lease,
+                sync_lease_holder: cluster.sync_lease_holder,
+                committed_sequence: replica.committed_sequence,
+                log_sequence: cluster.log_sequence,
+            }
+        }),
+    }
+}
+
 /// The Sync service is for operators: every call needs the admin scope.
 fn admin<T>(request: &Request<T>) -> Result<(), Error> {
     super::auth::caller(request)?.require(Scope::Admin, "the Sync service")?;
@@ -95,46 +118,9 @@ impl SyncApi for SyncService {
         request: Request<proto::GetSyncStatusRequest>,
     ) -> Result<Response<proto::SyncStatus>, Status> {
         admin(&request)?;
-        let snapshot = self.index.snapshot();
-        let state = self.state.current();
-        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        let status = proto::SyncStatus {
-            freshness: Some(freshness_to_proto(&snapshot)),
-            backfill: Some(proto::BackfillStatus {
-                complete: state.backfill.complete,
-                users_seen: state
-                    .backfill
-                    .users_seen
-                    .max(load(&self.backfill.users_seen)),
-                users_total: load(&self.backfill.users_total).max(state.backfill.users_total),
-                started_at_ms: state.backfill.started_at_ms.unwrap_or_default(),
-                completed_at_ms: state.backfill.completed_at_ms.unwrap_or_default(),
-            }),
-            last_catch_up: state.reconcile.last_catch_up.as_ref().map(run_to_proto),
-            last_sweep: state.reconcile.last_sweep.as_ref().map(run_to_proto),
-            catch_up_watermark_ms: state.reconcile.watermark_updated_at_ms,
-            sweep_in_progress: state.reconcile.sweep.is_some(),
-            webhooks: Some(proto::WebhookCounts {
-                applied: self.webhooks.get(WebhookOutcome::Applied),
-                duplicate: self.webhooks.get(WebhookOutcome::Duplicate),
-                ignored_type: self.webhooks.get(WebhookOutcome::Ignored),
-                bad_signature: self.webhooks.get(WebhookOutcome::BadSignature),
-                malformed: self.webhooks.get(WebhookOutcome::Malformed),
-                failed: self.webhooks.get(WebhookOutcome::Failed),
-            }),
-            writer: Some(proto::WriterCounts {
-                applied: load(&self.writer.stats().applied),
-                ignored_stale: load(&self.writer.stats().ignored_stale),
-                ignored_deleted: load(&self.writer.stats().ignored_deleted),
-                commits: load(&self.writer.stats().commits),
-            }),
-            lag_ms: self
-                .webhooks
-                .freshness_lag_ms(snapshot.freshness.newest_updated_at_ms),
-            tombstones: snapshot.tombstone_count as u64,
-            cluster: self.cluster_status().await,
-        };
-        Ok(Response::new(status))
+        let status = self.monitor.status();
+        let cluster = self.monitor.cluster_view().await;
+        Ok(Response::new(status_to_proto(status, cluster)))
     }
 
     async fn trigger_reconcile(
@@ -150,7 +136,7 @@ impl SyncApi for SyncService {
             proto::ReconcileKind::Both | proto::ReconcileKind::Unspecified => (true, true),
         };
         // In cluster mode the reconciler itself refuses on a replica without the sync lease.
-        if !self.state.current().backfill.complete {
+        if !self.monitor.status().backfill.complete {
             return Err(Error::Unavailable(
                 "the backfill is still running; reconcile after it completes".into(),
             )
@@ -176,9 +162,7 @@ impl SyncApi for SyncService {
                 "no sensitive paths are configured: nothing to re-encrypt".into(),
             )
         })?;
-        let done = reseal_all(sensitive, &self.index, &self.writer)
-            .await
-            .map_err(Error::Internal)?;
+        let done = reseal_all(sensitive, &self.monitor.destination).await?;
         Ok(Response::new(proto::ReencryptSensitiveResponse {
             users_resealed: done.users,
             active_key_id: sensitive.ring().active_id().to_string(),

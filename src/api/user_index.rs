@@ -16,12 +16,13 @@ use super::projection::{Projection, id_json};
 use super::proto;
 use super::proto::user_index_server::UserIndex as UserIndexApi;
 use crate::auth::{Caller, Scope};
+use crate::clock::now_ms;
 use crate::error::Error;
 use crate::index::{Snapshot, SortCursor, UserIndex};
 use crate::query::ast::CoreKind;
 use crate::query::{FieldPath, Filter, FilterLimits};
 use crate::sync::SyncState;
-use crate::sync::{MetadataPatch, WriteThrough, now_ms};
+use crate::sync::{MetadataPatch, WriteThrough};
 use crate::user::MetadataNamespace;
 
 /// Serves reads from the latest index snapshot.
@@ -61,10 +62,10 @@ impl UserIndexService {
     /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
     pub fn into_server(
         self,
-        auth: super::Authenticate,
+        auth: super::auth::Authenticate,
     ) -> tonic::service::interceptor::InterceptedService<
         proto::user_index_server::UserIndexServer<Self>,
-        super::Authenticate,
+        super::auth::Authenticate,
     > {
         proto::user_index_server::UserIndexServer::with_interceptor(self, auth)
     }
@@ -152,7 +153,7 @@ pub(super) fn authorize_filter(
         (Some(filter), Some(sensitive)) => Ok(Some(
             sensitive
                 .seal_filter(filter)
-                .map_err(Error::InvalidArgument)?,
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?,
         )),
         (filter, _) => Ok(filter),
     }

@@ -58,8 +58,8 @@ fn status_of(outcome: WebhookOutcome) -> StatusCode {
 
 fn recorded_json(recorded: Recorded) -> Value {
     match recorded {
-        Recorded::Generation(generation) => json!({ "generation": generation }),
-        Recorded::Sequence { sequence, outcome } => {
+        Recorded::Committed { generation } => json!({ "generation": generation }),
+        Recorded::Logged { sequence, outcome } => {
             json!({ "sequence": sequence, "outcome": outcome.name() })
         }
     }

@@ -10,3 +10,4 @@ pub mod rate_limit;
 pub mod webhook;
 
 pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig, PageCursor};
+pub use model::{UserParseError, user_from_json};

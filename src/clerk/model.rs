@@ -226,6 +226,14 @@ pub fn parse_user(raw: &RawValue) -> Result<User, UserParseError> {
     wire.into_user(Arc::from(raw.get()))
 }
 
+/// Parses one Clerk user from its JSON text (a stored copy, a change log message): the one way
+/// code outside `clerk` turns Clerk JSON into a [`User`].
+pub fn user_from_json(json: &str) -> Result<User, UserParseError> {
+    let raw: &RawValue =
+        serde_json::from_str(json).map_err(|e| UserParseError::Malformed(e.to_string()))?;
+    parse_user(raw)
+}
+
 /// A `GET /v1/users` page. One malformed user must not block a whole backfill, so users that
 /// cannot be parsed are reported separately; `len` counts them too (a short page ends the walk).
 #[derive(Debug, Default)]

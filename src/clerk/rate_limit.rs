@@ -9,6 +9,14 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+/// A rate limit that does not parse, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate limit {text:?}: {problem}")]
+pub struct RateLimitError {
+    pub text: String,
+    pub problem: String,
+}
+
 /// `requests` per `per`, with a burst of at most `requests`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
@@ -24,14 +32,18 @@ impl RateLimit {
     };
 
     /// Parses `N/10s`, `N/1s`, `N/1m` (the number before `/` is requests, after it a duration).
-    pub fn parse(text: &str) -> Result<RateLimit, String> {
+    pub fn parse(text: &str) -> Result<RateLimit, RateLimitError> {
+        let error = |problem: String| RateLimitError {
+            text: text.to_string(),
+            problem,
+        };
         let (count, window) = text
             .split_once('/')
-            .ok_or_else(|| format!("rate limit {text:?} must look like 900/10s"))?;
+            .ok_or_else(|| error("it must look like 900/10s".into()))?;
         let requests: u32 = count
             .trim()
             .parse()
-            .map_err(|_| format!("rate limit {text:?}: {count:?} is not a request count"))?;
+            .map_err(|_| error(format!("{count:?} is not a request count")))?;
         let window = window.trim();
         let (digits, unit) = window.split_at(
             window
@@ -43,17 +55,17 @@ impl RateLimit {
         } else {
             digits
                 .parse()
-                .map_err(|_| format!("rate limit {text:?}: bad window {window:?}"))?
+                .map_err(|_| error(format!("bad window {window:?}")))?
         };
         let per = match unit {
             "ms" => Duration::from_millis(amount),
             "s" | "" => Duration::from_secs(amount),
             "m" => Duration::from_secs(amount * 60),
-            _ => return Err(format!("rate limit {text:?}: unit must be ms, s or m")),
+            _ => return Err(error("the unit must be ms, s or m".into())),
         };
         if requests == 0 || per.is_zero() {
-            return Err(format!(
-                "rate limit {text:?} must allow at least one request per non-zero window"
+            return Err(error(
+                "it must allow at least one request per non-zero window".into(),
             ));
         }
         Ok(RateLimit { requests, per })

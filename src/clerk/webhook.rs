@@ -33,6 +33,15 @@ impl std::fmt::Debug for WebhookVerifier {
     }
 }
 
+/// What is wrong with configured signing secrets (never quoting one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookSecretError {
+    #[error("a webhook signing secret is not whsec_ followed by base64")]
+    NotBase64,
+    #[error("no webhook signing secret given")]
+    None,
+}
+
 /// Why a delivery was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -56,7 +65,7 @@ pub struct SvixHeaders<'a> {
 
 impl WebhookVerifier {
     /// `secrets` are Clerk signing secrets (`whsec_...`); whitespace-separated lists are split.
-    pub fn new(secrets: &[String]) -> Result<Self, String> {
+    pub fn new(secrets: &[String]) -> Result<Self, WebhookSecretError> {
         let mut keys = Vec::new();
         for secret in secrets
             .iter()
@@ -67,13 +76,13 @@ impl WebhookVerifier {
                 .trim()
                 .strip_prefix("whsec_")
                 .unwrap_or(secret.trim());
-            let key = STANDARD.decode(encoded).map_err(|_| {
-                "a webhook signing secret is not whsec_ followed by base64".to_string()
-            })?;
+            let key = STANDARD
+                .decode(encoded)
+                .map_err(|_| WebhookSecretError::NotBase64)?;
             keys.push(key);
         }
         if keys.is_empty() {
-            return Err("no webhook signing secret given".into());
+            return Err(WebhookSecretError::None);
         }
         Ok(WebhookVerifier {
             keys: Arc::new(keys),

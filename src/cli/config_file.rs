@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory};
 
-use super::Cli;
+use super::command::Cli;
 
 /// The subcommands that read a config file.
 const WITH_CONFIG_FILE: [&str; 3] = ["serve", "config", "demo"];

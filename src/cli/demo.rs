@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 
+use super::args::{IndexArgs, parse_addr};
+use super::signal::shutdown_signal;
 use crate::app;
 use crate::clerk::fake::{FakeClerk, FakeClerkConfig, FaultInjection, Population, WebhookTarget};
 use crate::clerk::rate_limit::RateLimit;
-use crate::config::{Config, IndexArgs, parse_addr};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -124,12 +125,6 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             temp_dir.clone()
         }
     };
-    let mut config = Config::new(
-        &args.index,
-        default_dir.clone(),
-        &fake_url,
-        "sk_test_fake_clerk".into(),
-    )?;
     let webhook_secret = format!(
         "whsec_{}",
         base64::Engine::encode(
@@ -137,17 +132,20 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             rand::random::<[u8; 24]>()
         )
     );
-    config.webhook_secrets = vec![webhook_secret.clone()];
-    // The demo serves generated users to anyone on this machine (run warns about it).
-    config.auth = crate::auth::AuthConfig::unauthenticated();
+    let config = args
+        .index
+        .builder(default_dir.clone(), &fake_url, "sk_test_fake_clerk")
+        .webhook_secrets(vec![webhook_secret.clone()])
+        // The demo serves generated users to anyone on this machine (run warns about it).
+        .auth(crate::auth::AuthConfig::unauthenticated())
+        .build()?;
     let listeners = super::serve::bind(args.grpc_addr, args.http_addr).await?;
     let grpc = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     fake.set_webhook_target(WebhookTarget::new(
         format!("http://{http_addr}/webhooks/clerk"),
         webhook_secret.clone(),
-    ))
-    .map_err(|e| anyhow::anyhow!(e))?;
+    ))?;
     let activity = tokio::spawn(simulate_activity(
         fake.clone(),
         fake_url.clone(),
@@ -169,7 +167,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         dir = default_dir.display(),
         http = listeners.http.local_addr()?,
     );
-    let result = app::run(config, listeners, super::shutdown_signal()).await;
+    let result = app::run(config, listeners, shutdown_signal()).await;
     activity.abort();
     fake_shutdown.cancel();
     let _ = fake_task.await;
@@ -209,7 +207,7 @@ pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
         listener.local_addr()?,
         args.secret_key
     );
-    fake.serve(listener, super::shutdown_signal()).await?;
+    fake.serve(listener, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 
-use crate::app::{self, Listeners};
-use crate::config::{
-    AuthArgs, ClusterArgs, Config, IndexArgs, SensitiveArgs, TlsArgs, clerk_secret_key_from_env,
+use super::args::{
+    AuthArgs, ClusterArgs, IndexArgs, SensitiveArgs, TlsArgs, clerk_secret_key_from_env,
     parse_addr, webhook_secrets_from_env,
 };
+use super::signal::shutdown_signal;
+use crate::app::{self, Listeners};
+use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -44,7 +46,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let served = async {
         let config = build_config(&args)?;
         let listeners = bind(args.grpc_addr, args.http_addr).await?;
-        app::run(config, listeners, super::shutdown_signal()).await
+        app::run(config, listeners, shutdown_signal()).await
     }
     .await;
     // The spans of the shutdown itself are exported too.
@@ -54,19 +56,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Everything `serve` would run with, from flags, environment and files, validated.
 fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
-    let mut config = Config::new(
-        &args.index,
-        PathBuf::from("clerk-index-data"),
-        &args.clerk_api_url,
-        clerk_secret_key_from_env()?,
-    )?;
-    config.webhook_secrets = webhook_secrets_from_env()?;
-    config.auth = args.auth.load()?;
-    config.tls = args.tls.load()?;
-    config.set_sensitive(args.sensitive.load()?);
-    config.cluster = args.cluster.load()?;
-    config.validate_modes()?;
-    config.auth.validate()?;
+    let config = args
+        .index
+        .builder(
+            PathBuf::from("clerk-index-data"),
+            &args.clerk_api_url,
+            &clerk_secret_key_from_env()?,
+        )
+        .webhook_secrets(webhook_secrets_from_env()?)
+        .auth(args.auth.load()?)
+        .tls(args.tls.load()?)
+        .sensitive(args.sensitive.load()?)
+        .cluster(args.cluster.load()?)
+        .build()?;
     Ok(config)
 }
 

@@ -16,7 +16,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 
-use super::{ClusterConfig, ClusterError, jetstream_error};
+use super::config::ClusterConfig;
+use super::error::{ClusterError, jetstream_error};
 
 const LEASE_KEY: &str = "sync";
 const CHECKPOINT_KEY: &str = "checkpoint";

@@ -9,8 +9,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::clerk::model::parse_user;
-use crate::user::{ChangeSource, UserChange};
+use crate::change::{Change, ChangeSource, UserChange};
+use crate::clerk::{UserParseError, user_from_json};
 
 const CHANGE: &str = "Clerk-Index-Change";
 const SOURCE: &str = "Clerk-Index-Source";
@@ -21,8 +21,20 @@ struct Deletion {
     deleted_at_ms: i64,
 }
 
+/// Why a change log message cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("the {CHANGE} header is {0:?}, not upsert or delete")]
+    UnknownKind(Option<String>),
+    #[error("the user JSON is unreadable: {0}")]
+    User(#[from] UserParseError),
+    #[error("the deletion is unreadable: {0}")]
+    Deletion(serde_json::Error),
+}
+
 /// The headers and body of `change`.
-pub fn encode(change: &UserChange) -> (HeaderMap, Bytes) {
+pub fn encode(change: &Change) -> (HeaderMap, Bytes) {
+    let Change::User(change) = change;
     let mut headers = HeaderMap::new();
     headers.insert(SOURCE, change.source().name());
     let body = match change {
@@ -47,7 +59,7 @@ pub fn encode(change: &UserChange) -> (HeaderMap, Bytes) {
 }
 
 /// The change a message carries.
-pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<UserChange, String> {
+pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Change, MessageError> {
     let header = |name: &str| {
         headers
             .and_then(|headers| headers.get(name))
@@ -62,40 +74,38 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<UserChange,
     };
     match header(CHANGE).as_deref() {
         Some("upsert") => {
-            let raw: Box<serde_json::value::RawValue> =
-                serde_json::from_slice(payload).map_err(|e| format!("user JSON: {e}"))?;
-            let user = parse_user(&raw).map_err(|e| e.to_string())?;
-            Ok(UserChange::Upsert {
+            let json = std::str::from_utf8(payload)
+                .map_err(|e| UserParseError::Malformed(e.to_string()))?;
+            let user = user_from_json(json)?;
+            Ok(Change::User(UserChange::Upsert {
                 user: Arc::new(user),
                 source,
-            })
+            }))
         }
         Some("delete") => {
             let deletion: Deletion =
-                serde_json::from_slice(payload).map_err(|e| format!("deletion: {e}"))?;
-            Ok(UserChange::Delete {
+                serde_json::from_slice(payload).map_err(MessageError::Deletion)?;
+            Ok(Change::User(UserChange::Delete {
                 user_id: deletion.user_id,
                 deleted_at_ms: deletion.deleted_at_ms,
                 source,
-            })
+            }))
         }
-        other => Err(format!(
-            "{CHANGE} header is {other:?}, not upsert or delete"
-        )),
+        other => Err(MessageError::UnknownKind(other.map(String::from))),
     }
 }
 
-/// A subject token for a user id: the id itself when NATS allows it (Clerk's `user_...` ids
+/// A subject token for a change's key (a user id): the id itself when NATS allows it (Clerk's `user_...` ids
 /// always are), else `x` and its bytes in hex, so no id can reach into another subject.
-pub(super) fn subject_token(user_id: &str) -> String {
-    let plain = !user_id.is_empty()
-        && user_id
+pub(super) fn subject_token(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if plain {
-        user_id.to_string()
+        key.to_string()
     } else {
-        let hex: String = user_id.bytes().map(|b| format!("{b:02x}")).collect();
+        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
         format!("x{hex}")
     }
 }
@@ -105,13 +115,12 @@ mod tests {
     use super::*;
     use crate::clerk::fake::Population;
 
-    fn user_change() -> UserChange {
+    fn user_change() -> Change {
         let json = serde_json::to_string(&Population::new(1).user(0)).unwrap();
-        let raw = serde_json::value::RawValue::from_string(json).unwrap();
-        UserChange::Upsert {
-            user: Arc::new(parse_user(&raw).unwrap()),
+        Change::User(UserChange::Upsert {
+            user: Arc::new(user_from_json(&json).unwrap()),
             source: ChangeSource::Reconcile,
-        }
+        })
     }
 
     #[test]
@@ -119,25 +128,28 @@ mod tests {
         let upsert = user_change();
         let (headers, body) = encode(&upsert);
         match (decode(Some(&headers), &body).unwrap(), &upsert) {
-            (UserChange::Upsert { user, source }, UserChange::Upsert { user: original, .. }) => {
+            (
+                Change::User(UserChange::Upsert { user, source }),
+                Change::User(UserChange::Upsert { user: original, .. }),
+            ) => {
                 assert_eq!(user.raw_json, original.raw_json);
                 assert_eq!(user.updated_at, original.updated_at);
                 assert_eq!(source, ChangeSource::Reconcile);
             }
             other => panic!("{other:?}"),
         }
-        let delete = UserChange::Delete {
+        let delete = Change::User(UserChange::Delete {
             user_id: "user_2x".into(),
             deleted_at_ms: 1_700_000_000_000,
             source: ChangeSource::Webhook,
-        };
+        });
         let (headers, body) = encode(&delete);
         match decode(Some(&headers), &body).unwrap() {
-            UserChange::Delete {
+            Change::User(UserChange::Delete {
                 user_id,
                 deleted_at_ms,
                 source,
-            } => {
+            }) => {
                 assert_eq!(
                     (user_id.as_str(), deleted_at_ms, source),
                     ("user_2x", 1_700_000_000_000, ChangeSource::Webhook)
@@ -148,6 +160,7 @@ mod tests {
         assert!(
             decode(None, &body)
                 .unwrap_err()
+                .to_string()
                 .contains("Clerk-Index-Change")
         );
     }

@@ -11,7 +11,8 @@ use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{ClusterConfig, ClusterError, jetstream_error};
+use super::config::ClusterConfig;
+use super::error::{ClusterError, jetstream_error};
 
 /// How long the events stream keeps events for consumers.
 const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, TERMINATED};
 
-use super::{IndexError, Snapshot};
+use super::error::IndexError;
+use super::paths::TYPE_SEPARATOR;
+use super::snapshot::Snapshot;
 use crate::query::CoreField;
 use crate::query::Filter;
 use crate::query::ast::{FieldPath, Op, Predicate};
-use crate::user::{TYPE_SEPARATOR, decode_metadata_path};
+use crate::user::decode_metadata_path;
 
 /// One metadata path of the catalog.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,8 +19,7 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DateTime, Term};
 
-use super::bitset::BitsetQuery;
-use super::column_filter::{ColumnFilterQuery, ColumnRange, RangeBounds};
+use super::engine::{BitsetQuery, ColumnFilterQuery, ColumnRange, RangeBounds};
 use super::schema::Fields;
 use crate::query::CoreField;
 use crate::query::ast::{CmpOp, CoreKind, FieldPath, Filter, Op, Predicate, Value};

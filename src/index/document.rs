@@ -3,10 +3,11 @@
 use tantivy::schema::OwnedValue;
 use tantivy::{DateTime, TantivyDocument};
 
+use super::paths::{metadata_path_facts, metadata_path_types};
 use super::schema::Fields;
 use crate::query::CoreField;
 use crate::query::eval::core_exists;
-use crate::user::{MetadataNamespace, User, metadata_path_facts, metadata_path_types};
+use crate::user::{MetadataNamespace, User};
 
 /// The document for one user.
 pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {

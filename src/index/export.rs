@@ -17,9 +17,10 @@ use tantivy::columnar::StrColumn;
 use tantivy::query::EnableScoring;
 use tantivy::{DocAddress, DocId, DocSet, TERMINATED};
 
-use super::column_cache::DecodedTerms;
 use super::compile::compile;
-use super::{IndexError, Snapshot};
+use super::engine::DecodedTerms;
+use super::error::IndexError;
+use super::snapshot::Snapshot;
 use crate::query::Filter;
 
 /// An export in progress. Holds its snapshot, so later commits do not change what it returns.

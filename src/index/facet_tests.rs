@@ -376,7 +376,8 @@ fn facets_that_cannot_work_are_refused_with_a_reason() {
 
 #[test]
 fn the_field_catalog_counts_each_type_of_each_path_exactly() {
-    use crate::user::{TYPE_SEPARATOR, decode_metadata_path, metadata_path_types};
+    use super::paths::{TYPE_SEPARATOR, metadata_path_types};
+    use crate::user::decode_metadata_path;
     let fixture = fixture();
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
     for user in &fixture.users {

@@ -22,7 +22,8 @@ use tantivy::collector::Count;
 use time::{Date, Duration, OffsetDateTime};
 
 use super::compile::compile;
-use super::{IndexError, Snapshot};
+use super::error::IndexError;
+use super::snapshot::Snapshot;
 use crate::query::Filter;
 use crate::query::ast::{CoreKind, FieldPath, Op, Predicate};
 use crate::user::encode_metadata_path;
@@ -486,7 +487,7 @@ impl Snapshot {
 }
 
 /// The outcome of exact counts of every string value.
-fn counted_terms(counts: super::fast_terms::TermCounts, size: usize) -> TermsOutcome {
+fn counted_terms(counts: super::engine::TermCounts, size: usize) -> TermsOutcome {
     let mut buckets: Vec<(FacetValue, u64)> = counts
         .into_iter()
         .map(|(value, count)| (FacetValue::Str(value), count))

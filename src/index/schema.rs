@@ -17,7 +17,7 @@ use tantivy::tokenizer::{
     LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 
-use super::column_cache::ColumnCache;
+use super::engine::ColumnCache;
 use crate::query::CoreField;
 use crate::user::MetadataNamespace;
 

@@ -5,8 +5,9 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, DocSet, TERMINATED, TantivyDocument, Term};
 
 use super::compile::compile;
-use super::sort::{SortCursor, TopHits};
-use super::{IndexError, Snapshot};
+use super::engine::{SortCursor, TopHits};
+use super::error::IndexError;
+use super::snapshot::Snapshot;
 use crate::query::Filter;
 use crate::query::sort::{SortSpec, SortValue};
 

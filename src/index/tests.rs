@@ -4,66 +4,43 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use proptest::prelude::*;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::value::RawValue;
 
-use super::{IndexConfig, UserIndex};
+use super::sandbox::{Sandbox, population_users, runtime, user_of};
+use super::snapshot::UserIndex;
+use crate::change::{ChangeSource, UserChange};
 use crate::clerk::fake::Population;
-use crate::clerk::model::parse_user;
 use crate::query::ast::{CmpOp, DateValue, FieldPath, Filter, Op, Predicate, Value};
 use crate::query::eval::{matches, metadata_leaves};
 use crate::query::sort::{SortSpec, hit_cmp, sort_value};
 use crate::query::{CoreField, FilterLimits, validate};
-use crate::user::{ChangeSource, MetadataNamespace, User, UserChange};
+use crate::user::{MetadataNamespace, User};
 
 const USERS: usize = 3_000;
 
 pub(crate) struct Fixture {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     pub(crate) index: UserIndex,
     pub(crate) users: Vec<Arc<User>>,
     pub(crate) now_ms: i64,
 }
 
-fn to_user(json: &serde_json::Value) -> User {
-    let raw = RawValue::from_string(json.to_string()).unwrap();
-    parse_user(&raw).unwrap()
-}
-
 pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let population = Population::new(USERS);
-        let mut users: Vec<Arc<User>> = (0..USERS)
-            .map(|i| Arc::new(to_user(&population.user(i))))
-            .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = IndexConfig::new(dir.path());
-        config.writer_memory_bytes = 50 << 20;
-        config.writer_threads = 1;
-        let (index, task) = UserIndex::open(&config).unwrap();
-        runtime.block_on(async {
-            let (writer, thread) = task.spawn();
+        let mut users = population_users(USERS);
+        let (index, dir) = runtime().block_on(async {
+            let sandbox = Sandbox::configured(|config| config.writer_memory_bytes = 50 << 20);
             // Three commits make three segments; the third rewrites some users of the first and
             // deletes others, so segments hold deleted documents too.
             for chunk in users.chunks(USERS / 3 + 1) {
-                let changes = chunk
-                    .iter()
-                    .map(|u| UserChange::Upsert {
-                        user: u.clone(),
-                        source: ChangeSource::Backfill,
-                    })
-                    .collect();
-                writer.apply(changes, None).await.unwrap();
+                sandbox.upsert(chunk, ChangeSource::Backfill).await;
             }
             let mut rewrites = Vec::new();
             for user in users.iter_mut().step_by(7) {
@@ -71,12 +48,9 @@ pub(crate) fn fixture() -> &'static Fixture {
                 changed.updated_at += 1;
                 changed.public_metadata["plan_type"] = "pro".into();
                 *user = Arc::new(changed);
-                rewrites.push(UserChange::Upsert {
-                    user: user.clone(),
-                    source: ChangeSource::Webhook,
-                });
+                rewrites.push(user.clone());
             }
-            writer.apply(rewrites, None).await.unwrap();
+            sandbox.upsert(&rewrites, ChangeSource::Webhook).await;
             let deleted: Vec<String> = users
                 .iter()
                 .skip(3)
@@ -91,12 +65,9 @@ pub(crate) fn fixture() -> &'static Fixture {
                     source: ChangeSource::Webhook,
                 })
                 .collect();
-            writer.apply(deletes, None).await.unwrap();
+            sandbox.apply(deletes).await;
             users.retain(|u| !deleted.contains(&u.id));
-            drop(writer);
-            tokio::task::spawn_blocking(move || thread.join().unwrap())
-                .await
-                .unwrap();
+            sandbox.close().await
         });
         Fixture {
             _dir: dir,
@@ -283,10 +254,10 @@ proptest! {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let filter = valid_filter(seed, &fixture.users);
         let cached = fixture.index.snapshot();
-        let uncached = super::Snapshot {
+        let uncached = super::snapshot::Snapshot {
             searcher: cached.searcher.clone(),
-            fields: Arc::new(super::Fields {
-                columns: Arc::new(super::column_cache::ColumnCache::new(0)),
+            fields: Arc::new(super::schema::Fields {
+                columns: Arc::new(super::engine::ColumnCache::new(0)),
                 ..(*cached.fields).clone()
             }),
             freshness: cached.freshness,
@@ -407,15 +378,9 @@ fn versioned(base: &User, updated_at: i64, plan: &str) -> Arc<User> {
 
 #[test]
 fn stale_updates_are_ignored_and_tombstones_outlive_a_restart() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let population = Population::new(2);
-    let (a, b) = (to_user(&population.user(0)), to_user(&population.user(1)));
-    let now = crate::sync::now_ms();
+    let users = population_users(2);
+    let (a, b) = (&users[0], &users[1]);
+    let now = crate::clock::now_ms();
     let upsert = |user: Arc<User>| UserChange::Upsert {
         user,
         source: ChangeSource::Webhook,
@@ -434,176 +399,102 @@ fn stale_updates_are_ignored_and_tombstones_outlive_a_restart() {
                 .to_string()
         })
     };
-    let open = || {
-        let mut config = IndexConfig::new(dir.path());
-        config.writer_memory_bytes = 20 << 20;
-        config.writer_threads = 1;
-        UserIndex::open(&config).unwrap()
-    };
-    runtime.block_on(async {
-        let (index, task) = open();
-        let (writer, thread) = task.spawn();
+    runtime().block_on(async {
+        let sandbox = Sandbox::new();
         // Newer then older: the older one is ignored, in one batch and across commits.
-        writer
-            .apply(
-                vec![
-                    upsert(versioned(&a, now - 1_000, "pro")),
-                    upsert(versioned(&a, now - 5_000, "free")),
-                ],
-                None,
-            )
-            .await
-            .unwrap();
-        assert_eq!(plan_of(&index, &a.id).as_deref(), Some("pro"));
-        writer
-            .apply(vec![upsert(versioned(&a, now - 2_000, "team"))], None)
-            .await
-            .unwrap();
-        assert_eq!(plan_of(&index, &a.id).as_deref(), Some("pro"));
+        sandbox
+            .apply(vec![
+                upsert(versioned(a, now - 1_000, "pro")),
+                upsert(versioned(a, now - 5_000, "free")),
+            ])
+            .await;
+        assert_eq!(plan_of(&sandbox.index, &a.id).as_deref(), Some("pro"));
+        sandbox
+            .apply(vec![upsert(versioned(a, now - 2_000, "team"))])
+            .await;
+        assert_eq!(plan_of(&sandbox.index, &a.id).as_deref(), Some("pro"));
         // Deleted, then a late update from before the deletion: stays deleted.
-        writer
-            .apply(
-                vec![
-                    upsert(versioned(&b, now - 3_000, "pro")),
-                    delete(&b.id, now - 500),
-                ],
-                None,
-            )
-            .await
-            .unwrap();
-        writer
-            .apply(vec![upsert(versioned(&b, now - 600, "late"))], None)
-            .await
-            .unwrap();
-        assert_eq!(plan_of(&index, &b.id), None);
+        sandbox
+            .apply(vec![
+                upsert(versioned(b, now - 3_000, "pro")),
+                delete(&b.id, now - 500),
+            ])
+            .await;
+        sandbox
+            .apply(vec![upsert(versioned(b, now - 600, "late"))])
+            .await;
+        assert_eq!(plan_of(&sandbox.index, &b.id), None);
+        let stats = sandbox.writer.stats();
+        assert_eq!(stats.ignored_stale.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.ignored_deleted.load(Ordering::Relaxed), 1);
+
+        let sandbox = sandbox.reopen().await;
+        assert_eq!(sandbox.index.snapshot().tombstone_count, 1);
+        sandbox
+            .apply(vec![upsert(versioned(b, now - 400 - 200, "late again"))])
+            .await;
         assert_eq!(
-            writer
-                .stats()
-                .ignored_stale
-                .load(std::sync::atomic::Ordering::Relaxed),
-            2
-        );
-        assert_eq!(
-            writer
-                .stats()
-                .ignored_deleted
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
-        drop(writer);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
-    });
-    runtime.block_on(async {
-        let (index, task) = open();
-        assert_eq!(index.snapshot().tombstone_count, 1);
-        let (writer, thread) = task.spawn();
-        writer
-            .apply(
-                vec![upsert(versioned(&b, now - 400 - 200, "late again"))],
-                None,
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            plan_of(&index, &b.id),
+            plan_of(&sandbox.index, &b.id),
             None,
             "the tombstone survived the restart"
         );
-        writer
-            .apply(vec![upsert(versioned(&a, now - 1_500, "stale"))], None)
-            .await
-            .unwrap();
+        sandbox
+            .apply(vec![upsert(versioned(a, now - 1_500, "stale"))])
+            .await;
         assert_eq!(
-            plan_of(&index, &a.id).as_deref(),
+            plan_of(&sandbox.index, &a.id).as_deref(),
             Some("pro"),
             "versions survive the restart"
         );
-        drop(writer);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
+        sandbox.close().await;
     });
 }
 
 #[test]
 fn tombstones_are_pruned_after_the_retention_window() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let user = to_user(&Population::new(1).user(0));
-    let mut config = IndexConfig::new(dir.path());
-    config.writer_memory_bytes = 20 << 20;
-    config.writer_threads = 1;
-    config.tombstone_retention = std::time::Duration::from_millis(50);
-    let (index, task) = UserIndex::open(&config).unwrap();
-    runtime.block_on(async {
-        let (writer, thread) = task.spawn();
-        let delete = UserChange::Delete {
-            user_id: user.id.clone(),
-            deleted_at_ms: user.updated_at + 10,
-            source: ChangeSource::Webhook,
-        };
-        writer.apply(vec![delete], None).await.unwrap();
-        assert_eq!(index.snapshot().tombstone_count, 1);
+    let user = population_users(1).remove(0);
+    runtime().block_on(async {
+        let sandbox = Sandbox::configured(|config| {
+            config.tombstone_retention = std::time::Duration::from_millis(50);
+        });
+        sandbox
+            .apply(vec![UserChange::Delete {
+                user_id: user.id.clone(),
+                deleted_at_ms: user.updated_at + 10,
+                source: ChangeSource::Webhook,
+            }])
+            .await;
+        assert_eq!(sandbox.index.snapshot().tombstone_count, 1);
         tokio::time::sleep(std::time::Duration::from_millis(80)).await;
-        writer.flush().await.unwrap();
+        sandbox.writer.flush().await.unwrap();
         assert_eq!(
-            index.snapshot().tombstone_count,
+            sandbox.index.snapshot().tombstone_count,
             0,
             "pruned at the first commit after the window"
         );
-        drop(writer);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
+        sandbox.close().await;
     });
+}
+
+/// An index of `users`, written in batches of `batch` (one segment each) and committed.
+fn index_of(users: &[Arc<User>], batch: usize) -> (UserIndex, Option<tempfile::TempDir>) {
+    runtime().block_on(async {
+        let sandbox = Sandbox::new();
+        for users in users.chunks(batch) {
+            sandbox.upsert(users, ChangeSource::Backfill).await;
+        }
+        sandbox.close().await
+    })
 }
 
 /// Ranges and sorts find the column of a key holding a dot (`` `a.b` ``) and of a nested path:
 /// filters, sorts and facets name columns the same escaped way.
-/// An index of `users`, written in batches of `batch` (one segment each) and committed.
-fn index_of(users: &[Arc<User>], batch: usize) -> (UserIndex, tempfile::TempDir) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = IndexConfig::new(dir.path());
-    config.writer_memory_bytes = 20 << 20;
-    config.writer_threads = 1;
-    let (index, task) = UserIndex::open(&config).unwrap();
-    runtime.block_on(async {
-        let (writer, thread) = task.spawn();
-        for users in users.chunks(batch) {
-            let changes = users
-                .iter()
-                .map(|user| UserChange::Upsert {
-                    user: user.clone(),
-                    source: ChangeSource::Backfill,
-                })
-                .collect();
-            writer.apply(changes, None).await.unwrap();
-        }
-        drop(writer);
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
-    });
-    (index, dir)
-}
-
 #[test]
 fn ranges_and_sorts_reach_dotted_and_nested_keys() {
     let population = Population::new(6);
     let users: Vec<Arc<User>> = (0..6)
         .map(|i| {
-            let mut user = to_user(&population.user(i));
+            let mut user = user_of(&population.user(i));
             user.public_metadata = serde_json::json!({ "a.b": i * 10, "x": { "y": i } });
             Arc::new(user)
         })
@@ -634,7 +525,7 @@ fn sorted_pages_keep_the_ties_of_the_worst_kept_hit() {
     let population = Population::new(n);
     let users: Vec<Arc<User>> = (0..n)
         .map(|i| {
-            let mut user = to_user(&population.user(i));
+            let mut user = user_of(&population.user(i));
             user.public_metadata = match i % 11 {
                 0 => serde_json::json!({}),
                 _ => serde_json::json!({ "int": i % 7, "float": (i % 5) as f64 - 1.5 }),

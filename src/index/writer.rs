@@ -15,27 +15,34 @@ use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::config::IndexConfig;
 use super::document::user_document;
+use super::error::{IndexError, WriteError};
+use super::payload::{CommitPayload, Tombstone};
 use super::schema::Fields;
-use super::{CommitPayload, IndexConfig, IndexError, Snapshot, Tombstone, snapshot_of};
+use super::snapshot::Snapshot;
+use crate::change::{Change, UserChange};
+use crate::clerk::user_from_json;
 use crate::clock::now_ms;
-use crate::user::{User, UserChange};
+use crate::user::User;
 
 /// Work run on the writer thread, on the latest snapshot.
 type ExclusiveWork = Box<dyn FnOnce(&Arc<Snapshot>) + Send>;
 
 enum Command {
     Apply {
-        changes: Vec<UserChange>,
+        changes: Vec<Change>,
         sync_state: Option<serde_json::Value>,
-        ack: Option<oneshot::Sender<Result<u64, String>>>,
+        ack: Option<oneshot::Sender<Result<u64, WriteError>>>,
     },
     /// Runs between changes, on a freshly committed snapshot; a commit follows it, and `ack`
     /// reports that commit.
     Exclusive {
         work: ExclusiveWork,
-        ack: oneshot::Sender<Result<u64, String>>,
+        ack: oneshot::Sender<Result<u64, WriteError>>,
     },
+    /// Commit what is pending and stop; commands queued after this one are refused.
+    Close,
 }
 
 /// Seals each user's sensitive values before it reaches the index (`auth::sensitive`).
@@ -43,18 +50,11 @@ pub trait Sealer: Send + Sync {
     /// The user with its sensitive values sealed into [`User::sealed`] and removed from its
     /// metadata and Clerk JSON; a user holding none comes back as it is. A user already sealed
     /// (a re-encryption) is passed through.
-    fn seal(&self, user: Arc<User>) -> Result<Arc<User>, String>;
+    fn seal(&self, user: Arc<User>) -> Result<Arc<User>, WriteError>;
 }
 
-/// A user as it was before a change.
-pub enum Previous {
-    /// The index did not hold the user.
-    Absent,
-    /// Changed earlier in the same, not yet committed, batch.
-    User(Arc<User>),
-    /// The user's stored Clerk JSON.
-    Stored(String),
-}
+/// A user as it was before a change: `None` when the index did not hold it.
+pub type Previous = Option<Arc<User>>;
 
 /// Sees every change the writer applies, with the user's previous state, and takes part in
 /// commits: whatever it records for a change must be durable before the change is, and is
@@ -65,7 +65,7 @@ pub trait ChangeObserver: Send {
     fn observe(&mut self, previous: Previous, change: &UserChange);
     /// Makes what was observed since the last commit durable; returns the sequence number to
     /// record in the commit.
-    fn prepare_commit(&mut self) -> Result<u64, String>;
+    fn prepare_commit(&mut self) -> Result<u64, WriteError>;
     /// The commit holding the observed changes succeeded.
     fn committed(&mut self);
     /// The commit failed: forget what was observed since the last commit.
@@ -115,18 +115,20 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Seals every upserted user (on the caller's thread: the writer thread stays free).
-    fn seal(&self, changes: Vec<UserChange>) -> Result<Vec<UserChange>, IndexError> {
+    fn seal(&self, changes: Vec<Change>) -> Result<Vec<Change>, WriteError> {
         let Some(sealer) = &self.sealer else {
             return Ok(changes);
         };
         changes
             .into_iter()
             .map(|change| match change {
-                UserChange::Upsert { user, source } => Ok(UserChange::Upsert {
-                    user: sealer.seal(user).map_err(IndexError::Seal)?,
-                    source,
-                }),
-                delete => Ok(delete),
+                Change::User(UserChange::Upsert { user, source }) => {
+                    Ok(Change::User(UserChange::Upsert {
+                        user: sealer.seal(user)?,
+                        source,
+                    }))
+                }
+                other => Ok(other),
             })
             .collect()
     }
@@ -134,9 +136,9 @@ impl WriterHandle {
     /// Applies changes and waits until they are committed; returns the generation that holds them.
     pub async fn apply(
         &self,
-        changes: Vec<UserChange>,
+        changes: Vec<Change>,
         sync_state: Option<serde_json::Value>,
-    ) -> Result<u64, IndexError> {
+    ) -> Result<u64, WriteError> {
         let changes = self.seal(changes)?;
         let (ack, done) = oneshot::channel();
         self.commands
@@ -146,18 +148,16 @@ impl WriterHandle {
                 ack: Some(ack),
             })
             .await
-            .map_err(|_| IndexError::WriterStopped)?;
-        done.await
-            .map_err(|_| IndexError::WriterStopped)?
-            .map_err(IndexError::Read)
+            .map_err(|_| WriteError::Stopped)?;
+        done.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Queues changes without waiting for their commit (bulk loads). Waits only for queue space.
     pub async fn submit(
         &self,
-        changes: Vec<UserChange>,
+        changes: Vec<Change>,
         sync_state: Option<serde_json::Value>,
-    ) -> Result<(), IndexError> {
+    ) -> Result<(), WriteError> {
         let changes = self.seal(changes)?;
         self.commands
             .send(Command::Apply {
@@ -166,7 +166,7 @@ impl WriterHandle {
                 ack: None,
             })
             .await
-            .map_err(|_| IndexError::WriterStopped)
+            .map_err(|_| WriteError::Stopped)
     }
 
     pub fn stats(&self) -> &Arc<WriterStats> {
@@ -174,7 +174,7 @@ impl WriterHandle {
     }
 
     /// Commits everything queued so far and waits for it.
-    pub async fn flush(&self) -> Result<u64, IndexError> {
+    pub async fn flush(&self) -> Result<u64, WriteError> {
         self.apply(Vec::new(), None).await
     }
 
@@ -184,7 +184,7 @@ impl WriterHandle {
     pub async fn exclusive<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Arc<Snapshot>) -> T + Send + 'static,
-    ) -> Result<T, IndexError> {
+    ) -> Result<T, WriteError> {
         let (done, result) = oneshot::channel();
         let (ack, committed) = oneshot::channel();
         self.commands
@@ -195,12 +195,32 @@ impl WriterHandle {
                 ack,
             })
             .await
-            .map_err(|_| IndexError::WriterStopped)?;
-        committed
-            .await
-            .map_err(|_| IndexError::WriterStopped)?
-            .map_err(IndexError::Read)?;
-        result.await.map_err(|_| IndexError::WriterStopped)
+            .map_err(|_| WriteError::Stopped)?;
+        committed.await.map_err(|_| WriteError::Stopped)??;
+        result.await.map_err(|_| WriteError::Stopped)
+    }
+}
+
+/// The running writer's thread.
+pub struct WriterThread {
+    commands: mpsc::Sender<Command>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriterThread {
+    /// Commits everything queued before this call, stops the writer and waits for its thread:
+    /// the explicit end of the index's life in a process. Handles still held elsewhere get
+    /// [`WriteError::Stopped`] afterwards.
+    pub async fn close(self) -> Result<(), WriteError> {
+        // A writer that already stopped (every handle dropped) has nothing left to do.
+        let _ = self.commands.send(Command::Close).await;
+        let thread = self.thread;
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(WriteError::commit(std::io::Error::other(
+                "the index writer thread panicked",
+            ))),
+        }
     }
 }
 
@@ -218,7 +238,7 @@ pub struct IndexWriterTask {
     sealer: Option<Arc<dyn Sealer>>,
     pending_changes: usize,
     pending_since: Option<Instant>,
-    waiting: Vec<oneshot::Sender<Result<u64, String>>>,
+    waiting: Vec<oneshot::Sender<Result<u64, WriteError>>>,
     stats: Arc<WriterStats>,
 }
 
@@ -260,9 +280,10 @@ impl IndexWriterTask {
         self
     }
 
-    /// Starts the task on its own thread (tantivy's calls block). It stops, after a final commit,
-    /// when every [`WriterHandle`] is dropped; join the returned handle to wait for that.
-    pub fn spawn(self) -> (WriterHandle, std::thread::JoinHandle<()>) {
+    /// Starts the task on its own thread (tantivy's calls block). It runs until
+    /// [`WriterThread::close`] (or until every [`WriterHandle`] is dropped), then commits what
+    /// is pending and stops.
+    pub fn spawn(self) -> (WriterHandle, WriterThread) {
         let (commands, receiver) = mpsc::channel(64);
         let runtime = tokio::runtime::Handle::current();
         let stats = self.stats.clone();
@@ -271,14 +292,16 @@ impl IndexWriterTask {
             .name("index-writer".into())
             .spawn(move || self.run(receiver, runtime))
             .expect("spawning the index writer thread");
-        (
-            WriterHandle {
-                commands,
-                stats,
-                sealer,
-            },
+        let handle = WriterHandle {
+            commands,
+            stats,
+            sealer,
+        };
+        let thread = WriterThread {
+            commands: handle.commands.clone(),
             thread,
-        )
+        };
+        (handle, thread)
     }
 
     fn run(mut self, mut commands: mpsc::Receiver<Command>, runtime: tokio::runtime::Handle) {
@@ -296,13 +319,21 @@ impl IndexWriterTask {
                 }
             };
             match next {
-                None => break,
+                None | Some(Some(Command::Close)) => break,
                 Some(None) => self.commit(),
                 Some(Some(command)) => {
                     self.handle(command);
                     // Group commit: take everything already queued before deciding.
+                    let mut closing = false;
                     while let Ok(command) = commands.try_recv() {
+                        if matches!(command, Command::Close) {
+                            closing = true;
+                            break;
+                        }
                         self.handle(command);
+                    }
+                    if closing {
+                        break;
                     }
                     if !self.waiting.is_empty()
                         || self.pending_changes >= self.config.commit_max_changes
@@ -312,6 +343,8 @@ impl IndexWriterTask {
                 }
             }
         }
+        // Whatever was queued behind a close is refused (its sender sees `Stopped`).
+        commands.close();
         if self.pending_since.is_some() || !self.waiting.is_empty() {
             self.commit();
         }
@@ -343,9 +376,13 @@ impl IndexWriterTask {
                 self.commit();
                 return;
             }
+            // The run loop stops at a close before handing it here.
+            Command::Close => return,
         };
         for change in changes {
-            self.apply_change(change);
+            match change {
+                Change::User(change) => self.apply_user_change(change),
+            }
         }
         if let Some(state) = sync_state {
             self.payload.sync_state = state;
@@ -380,18 +417,23 @@ impl IndexWriterTask {
     /// What the index holds for a user, for the observer.
     fn previous(&self, user_id: &str) -> Previous {
         match self.pending_users.get(user_id) {
-            Some(Pending::User(user)) => Previous::User(user.clone()),
+            Some(Pending::User(user)) => Some(user.clone()),
             // Versions are kept only while nobody wants previous states, which changes only
             // between commits (segment edits commit first).
-            Some(Pending::Deleted | Pending::Version(_)) => Previous::Absent,
+            Some(Pending::Deleted | Pending::Version(_)) => None,
             None => {
                 let snapshot = self.publish.borrow().clone();
-                match snapshot.get_raw_json(user_id) {
-                    Ok(Some(json)) => Previous::Stored(json),
-                    Ok(None) => Previous::Absent,
+                let stored = snapshot.get_raw_json(user_id).and_then(|json| {
+                    json.map(|json| {
+                        user_from_json(&json).map_err(|e| IndexError::Read(e.to_string()))
+                    })
+                    .transpose()
+                });
+                match stored {
+                    Ok(user) => user.map(Arc::new),
                     Err(error) => {
                         tracing::error!(%user_id, %error, "could not read a user's previous state");
-                        Previous::Absent
+                        None
                     }
                 }
             }
@@ -407,7 +449,7 @@ impl IndexWriterTask {
         let previous = if wants {
             self.previous(change.user_id())
         } else {
-            Previous::Absent
+            None
         };
         if let Some(observer) = self.observer.as_mut() {
             observer.observe(previous, change);
@@ -415,7 +457,7 @@ impl IndexWriterTask {
         wants
     }
 
-    fn apply_change(&mut self, change: UserChange) {
+    fn apply_user_change(&mut self, change: UserChange) {
         let id_term = Term::from_field_text(self.fields.id, change.user_id());
         match change {
             UserChange::Upsert { ref user, .. } => {
@@ -521,7 +563,7 @@ impl IndexWriterTask {
                     tracing::error!(error = %rollback, "index rollback failed");
                 }
                 for ack in waiting {
-                    let _ = ack.send(Err(format!("index commit failed: {error}")));
+                    let _ = ack.send(Err(error.clone()));
                 }
             }
         }
@@ -537,20 +579,17 @@ impl IndexWriterTask {
             .retain(|_, tombstone| tombstone.1 >= oldest_kept);
     }
 
-    fn try_commit(&mut self) -> Result<(), IndexError> {
+    fn try_commit(&mut self) -> Result<(), WriteError> {
         self.prune_tombstones();
         if let Some(observer) = self.observer.as_mut() {
-            self.payload.event_sequence = observer
-                .prepare_commit()
-                .map_err(|e| IndexError::Observer(e.to_string()))?;
+            self.payload.event_sequence = observer.prepare_commit()?;
         }
-        let payload =
-            serde_json::to_string(&self.payload).map_err(|e| IndexError::Payload(e.to_string()))?;
-        let mut prepared = self.writer.prepare_commit()?;
+        let payload = serde_json::to_string(&self.payload).map_err(WriteError::commit)?;
+        let mut prepared = self.writer.prepare_commit().map_err(WriteError::commit)?;
         prepared.set_payload(&payload);
-        prepared.commit()?;
-        self.reader.reload()?;
-        self.publish.send_replace(Arc::new(snapshot_of(
+        prepared.commit().map_err(WriteError::commit)?;
+        self.reader.reload().map_err(WriteError::commit)?;
+        self.publish.send_replace(Arc::new(Snapshot::of(
             &self.reader,
             &self.fields,
             &self.payload,

@@ -96,25 +96,6 @@ pub enum FieldPath {
     },
 }
 
-impl std::fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FieldPath::Core(field) => f.write_str(field.name()),
-            FieldPath::Metadata { namespace, keys } => {
-                f.write_str(namespace.short_name())?;
-                for key in keys {
-                    if super::print::is_bare_key(key) {
-                        write!(f, ".{key}")?;
-                    } else {
-                        write!(f, ".`{key}`")?;
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 /// The typed top-level user fields filters can address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CoreField {

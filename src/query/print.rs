@@ -61,8 +61,28 @@ impl Display for Predicate {
     }
 }
 
+/// The text form of a path: `public.plan`, ``public.`a.b` ``.
+impl Display for FieldPath {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Core(field) => f.write_str(field.name()),
+            FieldPath::Metadata { namespace, keys } => {
+                f.write_str(namespace.short_name())?;
+                for key in keys {
+                    if is_bare_key(key) {
+                        write!(f, ".{key}")?;
+                    } else {
+                        write!(f, ".`{key}`")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Whether a key can be written without backticks.
-pub(super) fn is_bare_key(key: &str) -> bool {
+fn is_bare_key(key: &str) -> bool {
     let mut chars = key.chars();
     let starts_well = chars
         .next()

@@ -18,16 +18,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::clerk::model::parse_user;
+use crate::change::UserChange;
 use crate::clock::now_ms;
-use crate::index::{ChangeObserver, IndexError, Previous, Snapshot, UserIndex, WriterHandle};
+use crate::index::{
+    ChangeObserver, IndexError, Previous, Snapshot, UserIndex, WriteError, WriterHandle,
+};
 use crate::query::eval::matches;
 use crate::query::{Filter, FilterLimits, parse_filter, to_text};
-use crate::user::{User, UserChange};
 use log::{LogError, LogFile, Record};
 
 /// A saved segment as stored and returned.
@@ -87,6 +87,8 @@ pub enum SegmentError {
     Unavailable(String),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -291,23 +293,6 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
     core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn parse_previous(previous: Previous) -> Option<Arc<User>> {
-    match previous {
-        Previous::Absent => None,
-        Previous::User(user) => Some(user),
-        Previous::Stored(json) => match RawValue::from_string(json)
-            .map_err(|e| e.to_string())
-            .and_then(|raw| parse_user(&raw).map_err(|e| e.to_string()))
-        {
-            Ok(user) => Some(Arc::new(user)),
-            Err(error) => {
-                tracing::error!(%error, "a stored user does not parse; treating it as absent");
-                None
-            }
-        },
-    }
-}
-
 impl ChangeObserver for SegmentsObserver {
     fn wants_previous(&self) -> bool {
         !lock(&self.core).segments.is_empty()
@@ -318,7 +303,6 @@ impl ChangeObserver for SegmentsObserver {
         if core.segments.is_empty() {
             return;
         }
-        let previous = parse_previous(previous);
         let (current, change_time) = match change {
             UserChange::Upsert { user, .. } => (Some(user), user.updated_at),
             UserChange::Delete { deleted_at_ms, .. } => (None, *deleted_at_ms),
@@ -358,14 +342,14 @@ impl ChangeObserver for SegmentsObserver {
         }
     }
 
-    fn prepare_commit(&mut self) -> Result<u64, String> {
+    fn prepare_commit(&mut self) -> Result<u64, WriteError> {
         let mut core = lock(&self.core);
         let records = std::mem::take(&mut core.pending);
         if records.is_empty() {
             core.written = Some((Vec::new(), 0));
             return Ok(core.committed);
         }
-        let before = core.file.append(&records).map_err(|e| e.to_string())?;
+        let before = core.file.append(&records).map_err(WriteError::observer)?;
         let last = records
             .iter()
             .filter_map(Record::sequence)

@@ -9,61 +9,54 @@ use proptest::prelude::*;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::value::RawValue;
 
 use super::*;
+use crate::change::{ChangeSource, UserChange};
 use crate::clerk::fake::Population;
-use crate::index::{IndexConfig, UserIndex, WriterHandle};
+use crate::index::UserIndex;
+use crate::index::sandbox::{Sandbox, population_users, user_of};
 use crate::query::parse_filter;
-use crate::user::{ChangeSource, User, UserChange};
+use crate::user::User;
 
 struct Harness {
+    sandbox: Sandbox,
     index: UserIndex,
-    writer: WriterHandle,
     segments: Segments,
-    thread: std::thread::JoinHandle<()>,
 }
 
 fn start(dir: &Path, config: SegmentsConfig) -> Harness {
-    let mut index_config = IndexConfig::new(dir.join("index"));
-    index_config.writer_memory_bytes = 30 << 20;
-    index_config.writer_threads = 1;
-    let (index, task) = UserIndex::open(&index_config).unwrap();
-    let (observer, handle) = open(
-        &dir.join("segments"),
-        &index,
-        config,
-        FilterLimits::default(),
-    )
-    .unwrap();
-    let (writer, thread) = task.with_observer(Box::new(observer)).spawn();
-    let segments = Segments::new(handle, writer.clone(), CancellationToken::new());
+    let mut handle = None;
+    let sandbox = Sandbox::open_at(
+        &dir.join("index"),
+        |index| index.writer_memory_bytes = 30 << 20,
+        |index, task| {
+            let (observer, segments) = open(
+                &dir.join("segments"),
+                index,
+                config,
+                FilterLimits::default(),
+            )
+            .unwrap();
+            handle = Some(segments);
+            task.with_observer(Box::new(observer))
+        },
+    );
+    let handle = handle.expect("the writer task was attached");
+    let segments = Segments::new(handle, sandbox.writer.clone(), CancellationToken::new());
     Harness {
-        index,
-        writer,
+        index: sandbox.index.clone(),
+        sandbox,
         segments,
-        thread,
     }
 }
 
 impl Harness {
     async fn stop(self) {
-        drop(self.writer);
-        drop(self.segments);
-        tokio::task::spawn_blocking(move || self.thread.join().unwrap())
-            .await
-            .unwrap();
+        self.sandbox.close().await;
     }
 
     async fn upsert(&self, users: &[Arc<User>]) {
-        let changes = users
-            .iter()
-            .map(|u| UserChange::Upsert {
-                user: u.clone(),
-                source: ChangeSource::Webhook,
-            })
-            .collect();
-        self.writer.apply(changes, None).await.unwrap();
+        self.sandbox.upsert(users, ChangeSource::Webhook).await;
     }
 
     fn members(&self, filter: &Filter) -> BTreeSet<String> {
@@ -88,13 +81,7 @@ impl Harness {
 }
 
 fn users(count: usize) -> Vec<Arc<User>> {
-    let population = Population::new(count);
-    (0..count)
-        .map(|i| {
-            let raw = RawValue::from_string(population.user(i).to_string()).unwrap();
-            Arc::new(parse_user(&raw).unwrap())
-        })
-        .collect()
+    population_users(count)
 }
 
 /// The user edited by `edit`, with the next `updated_at` of `clock`.
@@ -103,8 +90,7 @@ fn edited(user: &User, clock: &mut i64, edit: impl FnOnce(&mut serde_json::Value
     *clock += 1;
     json["updated_at"] = (*clock).into();
     edit(&mut json);
-    let raw = RawValue::from_string(json.to_string()).unwrap();
-    Arc::new(parse_user(&raw).unwrap())
+    Arc::new(user_of(&json))
 }
 
 /// The user with `banned` set, one tick later.
@@ -192,7 +178,7 @@ proptest! {
                         }
                     }
                 }
-                harness.writer.apply(changes, None).await.unwrap();
+                harness.sandbox.apply(changes).await;
                 for event in harness.events_after("s", after).await {
                     after = event.sequence;
                     match event.kind {

@@ -1,38 +1,29 @@
 //! The initial copy: every Clerk user, oldest first, 500 per page, with `starting_after` cursor
-//! paging (offset paging if Clerk refuses the cursor). Pages stream into the [`SyncTarget`]
-//! without waiting for each commit; each carries the cursor after it, so whatever commit lands
+//! paging (offset paging if Clerk refuses the cursor). Pages stream into the
+//! [`ChangeDestination`] without waiting for each commit; each carries the cursor after it, so whatever commit lands
 //! last holds a cursor consistent with the data, and a restart resumes there. Users created
 //! during the walk are appended at the end of the ascending order, so the walk sees them too.
 //! In cluster mode the lease holder runs it into the change log, with the cursor in the shared
 //! checkpoint, so a new holder resumes where the last one stopped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::state::{SyncState, now_ms};
-use super::target::SyncTarget;
+use super::destination::ChangeDestination;
+use super::state::SyncState;
+use super::status::BackfillProgress;
+use crate::change::{Change, ChangeSource, UserChange};
 use crate::clerk::{ClerkApiError, ClerkClient, PageCursor};
+use crate::clock::now_ms;
 use crate::error::Error;
-use crate::user::{ChangeSource, UserChange};
-
-/// Live backfill numbers, for logs, readiness and (later) metrics.
-#[derive(Debug, Default)]
-pub struct BackfillProgress {
-    pub users_seen: AtomicU64,
-    /// Clerk's `/users/count` at the start, 0 if unknown.
-    pub users_total: AtomicU64,
-    pub pages: AtomicU64,
-    pub complete: AtomicBool,
-}
 
 /// Runs the backfill to completion.
 pub struct Backfill {
     pub clerk: ClerkClient,
-    pub target: SyncTarget,
+    pub destination: ChangeDestination,
     pub progress: Arc<BackfillProgress>,
     pub page_size: u32,
 }
@@ -42,22 +33,9 @@ impl Backfill {
     /// done or `cancel` fires. Returns whether the backfill is complete; the caller decides what
     /// that makes ready.
     pub async fn run(&self, cancel: CancellationToken) -> bool {
-        let mut state = loop {
-            match self.target.state().await {
-                Ok(state) => break state,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read the backfill checkpoint; retrying in 1 s");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return false,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        };
+        let mut state = self.destination.state();
         if state.backfill.complete {
-            self.progress
-                .users_seen
-                .fetch_max(state.backfill.users_seen, Ordering::Relaxed);
+            self.progress.saw(&state.backfill);
             tracing::info!(
                 users = state.backfill.users_seen,
                 "backfill already complete"
@@ -75,7 +53,7 @@ impl Backfill {
         };
         match counted {
             Ok(total) => {
-                self.progress.users_total.store(total, Ordering::Relaxed);
+                self.progress.set_total(total);
                 state.backfill.users_total = total;
             }
             Err(error) => {
@@ -148,25 +126,24 @@ impl Backfill {
             let changes = page
                 .users
                 .into_iter()
-                .map(|user| UserChange::Upsert {
-                    user: Arc::new(user),
-                    source: ChangeSource::Backfill,
+                .map(|user| {
+                    Change::User(UserChange::Upsert {
+                        user: Arc::new(user),
+                        source: ChangeSource::Backfill,
+                    })
                 })
                 .collect();
-            self.progress
-                .users_seen
-                .store(state.backfill.users_seen, Ordering::Relaxed);
-            self.progress.pages.fetch_add(1, Ordering::Relaxed);
+            self.progress.page_done(state.backfill.users_seen);
             if last_page {
                 // The last page is waited for: readiness must mean "durably in the index".
-                self.target
-                    .apply(changes, Some(state))
+                self.destination
+                    .record(changes, Some(state))
                     .instrument(span)
                     .await?;
                 return Ok(());
             }
-            self.target
-                .submit(changes, Some(state))
+            self.destination
+                .queue(changes, Some(state))
                 .instrument(span)
                 .await?;
         }
@@ -187,8 +164,8 @@ async fn report_progress(progress: Arc<BackfillProgress>, cancel: CancellationTo
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let seen = progress.users_seen.load(Ordering::Relaxed);
-        let total = progress.users_total.load(Ordering::Relaxed);
+        let seen = progress.users_seen();
+        let total = progress.users_total();
         let rate = seen as f64 / started.elapsed().as_secs_f64().max(0.001);
         tracing::info!(
             users_seen = seen,

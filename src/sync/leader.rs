@@ -12,13 +12,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backfill::Backfill;
+use super::log_destination::LogDestination;
 use super::reconcile::{ReconcileSchedule, Reconciler};
-use super::target::LogTarget;
 use crate::cluster::{Coordination, LeaseRevision};
 
 /// The lease and what its holder does.
 pub struct SyncLease {
-    pub target: Arc<LogTarget>,
+    pub destination: Arc<LogDestination>,
     pub backfill: Backfill,
     pub reconciler: Arc<Reconciler>,
     pub schedule: ReconcileSchedule,
@@ -27,7 +27,7 @@ pub struct SyncLease {
 impl SyncLease {
     /// Takes part in the lease until `cancel` fires.
     pub async fn run(self, cancel: CancellationToken) {
-        let coordination = self.target.coordination().clone();
+        let coordination = self.destination.coordination().clone();
         let every = coordination.ttl() / 3;
         loop {
             let Some(held) = wait_for_lease(&coordination, every, &cancel).await else {
@@ -39,7 +39,7 @@ impl SyncLease {
             );
             let term = cancel.child_token();
             let work = async {
-                if let Err(error) = self.target.begin(term.clone()).await {
+                if let Err(error) = self.destination.begin(term.clone()).await {
                     tracing::error!(%error, "cannot read the sync checkpoint; giving the lease up");
                     term.cancel();
                     return;
@@ -52,7 +52,7 @@ impl SyncLease {
                 }
             };
             let (still_held, ()) = tokio::join!(keep_lease(&coordination, held, &term), work);
-            self.target.end();
+            self.destination.end();
             match still_held {
                 Some(held) if cancel.is_cancelled() => {
                     match coordination.release(held).await {

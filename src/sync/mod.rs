@@ -1,23 +1,32 @@
-//! Keeping the index in step with Clerk: the initial backfill (resumable from the checkpoint
-//! the index keeps in its commit payload), Svix-signed webhooks and write-through metadata
-//! updates.
+//! Keeping the index in step with Clerk: the initial backfill (resumable from its checkpoint),
+//! Svix-signed webhooks, periodic reconciles, write-through metadata updates and re-sealing,
+//! all writing through one [`ChangeDestination`] (the local index, or in cluster mode the change
+//! log, which each replica's [`Replicator`] follows and one lease holder copies Clerk into).
+//! [`SyncMonitor`] reads where it all stands. This file only declares and re-exports.
 
 mod backfill;
+mod destination;
 mod leader;
+mod log_destination;
 mod reconcile;
 mod replicate;
-mod sink;
+mod reseal;
 mod state;
-mod target;
+mod status;
 mod webhook;
 mod write_through;
 
-pub use backfill::{Backfill, BackfillProgress};
+pub use backfill::Backfill;
+pub use destination::{ChangeDestination, LOCAL_APPLY_TIMEOUT, Recorded};
 pub use leader::SyncLease;
+pub use log_destination::LogDestination;
 pub use reconcile::{ReconcileSchedule, ReconcileStats, Reconciler};
 pub use replicate::Replicator;
-pub use sink::{ChangeSink, Recorded};
-pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState, now_ms};
-pub use target::{LogTarget, SyncStateView, SyncTarget, follow_shared_state};
+pub use reseal::{Resealed, reseal_all};
+pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState};
+pub use status::{
+    BackfillProgress, BackfillStatus, ClusterView, ReconcileStatus, ReplicaStatus, SyncMonitor,
+    SyncStatus, WriterCounts,
+};
 pub use webhook::{WebhookAnswer, WebhookCounters, WebhookDetail, WebhookOutcome, WebhookReceiver};
 pub use write_through::{MetadataPatch, WriteThrough};

@@ -11,7 +11,7 @@
 //!   never deleted by it (the walk may not have reached them).
 //!
 //! Both share the client's rate limiter with everything else and run one at a time. In cluster
-//! mode only the sync lease holder runs them, into the change log (see [`SyncTarget`]).
+//! mode only the sync lease holder runs them, into the change log (see [`ChangeDestination`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,11 +21,12 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::state::{ReconcileRun, SweepCursor, SyncState, now_ms};
-use super::target::SyncTarget;
+use super::destination::ChangeDestination;
+use super::state::{ReconcileRun, SweepCursor, SyncState};
+use crate::change::{Change, ChangeSource, UserChange};
 use crate::clerk::{ClerkClient, PageCursor};
+use crate::clock::now_ms;
 use crate::error::Error;
-use crate::user::{ChangeSource, UserChange};
 
 /// Before any Clerk user (about 137,000 BC), yet far enough from `i64::MIN` for tantivy's
 /// millisecond-to-nanosecond conversion.
@@ -69,7 +70,7 @@ impl ReconcileStats {
 /// Runs catch-ups and sweeps, on a schedule or on demand.
 pub struct Reconciler {
     clerk: ClerkClient,
-    target: SyncTarget,
+    destination: ChangeDestination,
     page_size: u32,
     /// One run at a time; holds nothing but the turn.
     turn: Mutex<()>,
@@ -77,10 +78,10 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(clerk: ClerkClient, target: SyncTarget, page_size: u32) -> Self {
+    pub fn new(clerk: ClerkClient, destination: ChangeDestination, page_size: u32) -> Self {
         Reconciler {
             clerk,
-            target,
+            destination,
             page_size,
             turn: Mutex::new(()),
             stats: Arc::default(),
@@ -98,7 +99,8 @@ impl Reconciler {
 
     async fn run_catch_up(&self) -> Result<ReconcileRun, Error> {
         let _turn = self.turn.lock().await;
-        let mut state = self.target.state().await?;
+        self.destination.check_copies_from_clerk().await?;
+        let mut state = self.destination.state();
         let started_at_ms = now_ms();
         let watermark = watermark_of(&state);
         let mut run = ReconcileRun {
@@ -114,18 +116,15 @@ impl Reconciler {
             offset += page.len as u64;
             run.users_listed += page.len as u64;
             let reached_watermark = page.users.iter().any(|u| u.updated_at < watermark);
-            let changes: Vec<UserChange> = page
+            let changes: Vec<Change> = page
                 .users
                 .into_iter()
                 .filter(|u| u.updated_at >= watermark)
-                .map(|user| UserChange::Upsert {
-                    user: Arc::new(user),
-                    source: ChangeSource::Reconcile,
-                })
+                .map(|user| upsert(user).into())
                 .collect();
             run.upserts += changes.len() as u64;
             if !changes.is_empty() {
-                self.target.submit(changes, None).await?;
+                self.destination.queue(changes, None).await?;
             }
             if reached_watermark || page.len < self.page_size as usize {
                 break;
@@ -134,7 +133,7 @@ impl Reconciler {
         run.finished_at_ms = now_ms();
         state.reconcile.watermark_updated_at_ms = started_at_ms - WATERMARK_OVERLAP_MS;
         state.reconcile.last_catch_up = Some(run.clone());
-        self.target.apply(Vec::new(), Some(&state)).await?;
+        self.destination.record(Vec::new(), Some(&state)).await?;
         tracing::info!(
             listed = run.users_listed,
             applied = run.upserts,
@@ -154,7 +153,8 @@ impl Reconciler {
 
     async fn run_sweep(&self) -> Result<ReconcileRun, Error> {
         let _turn = self.turn.lock().await;
-        let mut state = self.target.state().await?;
+        self.destination.check_copies_from_clerk().await?;
+        let mut state = self.destination.state();
         let mut cursor = state.reconcile.sweep.take().unwrap_or_else(|| SweepCursor {
             started_at_ms: now_ms(),
             boundary_ms: EARLIEST_MS,
@@ -193,7 +193,7 @@ impl Reconciler {
                     cursor.carry.push(user.id.clone());
                 }
             }
-            let snapshot = self.target.snapshot().await?;
+            let snapshot = self.destination.snapshot().await?;
             let (from, until) = (cursor.boundary_ms, upper);
             let page_ids: Vec<String> = page.users.iter().map(|u| u.id.clone()).collect();
             let (in_range, absent) =
@@ -209,23 +209,22 @@ impl Reconciler {
                 })
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            let gone: Vec<UserChange> = in_range
+            let gone: Vec<Change> = in_range
                 .into_iter()
                 .filter(|id| !seen.contains(id))
-                .map(|user_id| UserChange::Delete {
-                    user_id,
-                    deleted_at_ms: now_ms(),
-                    source: ChangeSource::Reconcile,
+                .map(|user_id| {
+                    Change::User(UserChange::Delete {
+                        user_id,
+                        deleted_at_ms: now_ms(),
+                        source: ChangeSource::Reconcile,
+                    })
                 })
                 .collect();
-            let missing: Vec<UserChange> = page
+            let missing: Vec<Change> = page
                 .users
                 .into_iter()
                 .filter(|u| absent.contains(&u.id))
-                .map(|user| UserChange::Upsert {
-                    user: Arc::new(user),
-                    source: ChangeSource::Reconcile,
-                })
+                .map(|user| upsert(user).into())
                 .collect();
             cursor.deletes += gone.len() as u64;
             upserts += missing.len() as u64;
@@ -233,7 +232,7 @@ impl Reconciler {
             state.reconcile.sweep = Some(cursor.clone());
             let mut changes = gone;
             changes.extend(missing);
-            self.target.submit(changes, Some(&state)).await?;
+            self.destination.queue(changes, Some(&state)).await?;
             if last_page {
                 break;
             }
@@ -247,7 +246,7 @@ impl Reconciler {
         };
         state.reconcile.sweep = None;
         state.reconcile.last_sweep = Some(run.clone());
-        self.target.apply(Vec::new(), Some(&state)).await?;
+        self.destination.record(Vec::new(), Some(&state)).await?;
         tracing::info!(
             listed = run.users_listed,
             deleted = run.deletes,
@@ -264,24 +263,16 @@ impl Reconciler {
         schedule: ReconcileSchedule,
         cancel: CancellationToken,
     ) {
-        match self.target.state().await {
-            Ok(mut state) if state.reconcile.watermark_updated_at_ms == 0 => {
-                state.reconcile.watermark_updated_at_ms = watermark_of(&state);
-                if let Err(error) = self.target.apply(Vec::new(), Some(&state)).await {
-                    tracing::error!(%error, "could not store the first reconcile watermark");
-                }
+        let mut state = self.destination.state();
+        if state.reconcile.watermark_updated_at_ms == 0 {
+            state.reconcile.watermark_updated_at_ms = watermark_of(&state);
+            if let Err(error) = self.destination.record(Vec::new(), Some(&state)).await {
+                tracing::error!(%error, "could not store the first reconcile watermark");
             }
-            Ok(_) => {}
-            Err(error) => tracing::error!(%error, "cannot read the reconcile checkpoint"),
         }
         // A run is raced against shutdown: dropping it mid-way is safe, since everything it
         // applied went through the writer with its cursor, and a sweep resumes from there.
-        if self
-            .target
-            .state()
-            .await
-            .is_ok_and(|state| state.reconcile.sweep.is_some())
-        {
+        if self.destination.state().reconcile.sweep.is_some() {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 result = self.sweep() => if let Err(error) = result {
@@ -314,6 +305,13 @@ impl Reconciler {
                 }
             }
         }
+    }
+}
+
+fn upsert(user: crate::user::User) -> UserChange {
+    UserChange::Upsert {
+        user: Arc::new(user),
+        source: ChangeSource::Reconcile,
     }
 }
 

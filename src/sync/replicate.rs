@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::state::SyncState;
+use crate::change::Change;
 use crate::cluster::{ChangeLog, decode};
 use crate::index::{UserIndex, WriterHandle};
-use crate::user::UserChange;
 
 /// Messages applied in one writer command at most.
 const BATCH: usize = 512;
@@ -38,7 +38,7 @@ pub struct Replicator {
     /// The last sequence known to be committed.
     committed: watch::Sender<u64>,
     /// Messages that could not be read (skipped, logged).
-    pub unreadable: AtomicU64,
+    unreadable: AtomicU64,
 }
 
 impl Replicator {
@@ -52,6 +52,11 @@ impl Replicator {
             committed: watch::Sender::new(committed),
             unreadable: AtomicU64::new(0),
         })
+    }
+
+    /// Change-log messages that could not be read and were skipped.
+    pub fn unreadable(&self) -> u64 {
+        self.unreadable.load(Ordering::Relaxed)
     }
 
     /// The last change-log sequence this replica's index has committed.
@@ -140,7 +145,7 @@ impl Replicator {
                     None => return Err("the consumer ended".into()),
                 },
             };
-            let mut changes: Vec<UserChange> = Vec::with_capacity(batch.len());
+            let mut changes: Vec<Change> = Vec::with_capacity(batch.len());
             let mut last = None;
             // Messages the log holds beyond this batch: more to come, so no commit yet.
             let mut behind = false;

@@ -83,5 +83,3 @@ impl SyncState {
         serde_json::to_value(self).expect("sync state serializes")
     }
 }
-
-pub use crate::clock::now_ms;

@@ -12,10 +12,10 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::sink::{ChangeSink, Recorded};
-use super::state::now_ms;
+use super::destination::{ChangeDestination, Recorded};
+use crate::change::{ChangeSource, UserChange};
 use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_event};
-use crate::user::{ChangeSource, UserChange};
+use crate::clock::now_ms;
 
 /// How many recent `svix-id`s are remembered for duplicate detection.
 const REMEMBERED_IDS: usize = 100_000;
@@ -150,7 +150,7 @@ impl RecentIds {
 /// Receives Clerk webhook deliveries and records their changes.
 pub struct WebhookReceiver {
     verifier: Option<WebhookVerifier>,
-    sink: ChangeSink,
+    destination: ChangeDestination,
     seen: Mutex<RecentIds>,
     counters: std::sync::Arc<WebhookCounters>,
 }
@@ -158,10 +158,10 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// `verifier` is `None` when no signing secret is configured: every delivery is then refused
     /// (`NotConfigured`), so a misconfiguration is loud in Clerk's dashboard instead of silent.
-    pub fn new(verifier: Option<WebhookVerifier>, sink: ChangeSink) -> Self {
+    pub fn new(verifier: Option<WebhookVerifier>, destination: ChangeDestination) -> Self {
         WebhookReceiver {
             verifier,
-            sink,
+            destination,
             seen: Mutex::new(RecentIds::default()),
             counters: std::sync::Arc::default(),
         }
@@ -242,7 +242,11 @@ impl WebhookReceiver {
             }
         };
         let user_id = change.user_id().to_string();
-        match self.sink.record(change, Some(&svix_id)).await {
+        match self
+            .destination
+            .record_delivery(change.into(), &svix_id)
+            .await
+        {
             Ok(recorded) => {
                 self.counters
                     .newest_event_at_ms

@@ -1,18 +1,18 @@
 //! Write-through metadata updates: Clerk first (it owns the data), then the index, then the
 //! caller, so a search right after the call sees the change (read-your-writes). In cluster mode
 //! "the index" is reached through the change log: the call publishes Clerk's answer and waits
-//! until this replica has applied it; the other replicas apply it as they follow the log.
+//! until this replica has applied it; the other replicas apply it as they follow the log. Both
+//! are the [`ChangeDestination`]'s business.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::replicate::Replicator;
+use super::destination::ChangeDestination;
+use crate::change::{ChangeSource, UserChange};
 use crate::clerk::ClerkClient;
-use crate::cluster::ChangeLog;
 use crate::error::Error;
-use crate::index::WriterHandle;
-use crate::user::{ChangeSource, MetadataNamespace, User, UserChange};
+use crate::user::{MetadataNamespace, User};
 
 /// A deep-merge patch per namespace; `None` leaves a namespace alone, `null` inside removes a key.
 #[derive(Debug, Clone, Default)]
@@ -52,35 +52,20 @@ impl MetadataPatch {
     }
 }
 
-/// How long a write-through waits in cluster mode for this replica to apply its own change.
-const LOCAL_APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Applies metadata changes through Clerk and into the index.
 #[derive(Clone)]
 pub struct WriteThrough {
     clerk: ClerkClient,
-    writer: WriterHandle,
-    cluster: Option<(Arc<ChangeLog>, Arc<Replicator>)>,
+    destination: ChangeDestination,
 }
 
 impl WriteThrough {
-    pub fn new(clerk: ClerkClient, writer: WriterHandle) -> Self {
-        WriteThrough {
-            clerk,
-            writer,
-            cluster: None,
-        }
+    pub fn new(clerk: ClerkClient, destination: ChangeDestination) -> Self {
+        WriteThrough { clerk, destination }
     }
 
-    /// Cluster mode: Clerk's answer goes to the change log (so every replica gets it), and the
-    /// call waits until this replica's index holds it.
-    pub fn through_log(mut self, log: Arc<ChangeLog>, replicator: Arc<Replicator>) -> Self {
-        self.cluster = Some((log, replicator));
-        self
-    }
-
-    /// Patches the user in Clerk, applies Clerk's answer to the index and waits for the commit.
-    /// Returns Clerk's user and the index generation that holds it.
+    /// Patches the user in Clerk, records Clerk's answer and waits until this replica's index
+    /// holds it. Returns Clerk's user and the index generation that holds it.
     pub async fn update_metadata(
         &self,
         user_id: &str,
@@ -95,25 +80,8 @@ impl WriteThrough {
             user: user.clone(),
             source: ChangeSource::WriteThrough,
         };
-        let generation = match &self.cluster {
-            None => self.writer.apply(vec![change], None).await?,
-            Some((log, replicator)) => {
-                let published = log
-                    .publish(&change, None)
-                    .await
-                    .map_err(|e| Error::Unavailable(e.to_string()))?;
-                tokio::time::timeout(LOCAL_APPLY_TIMEOUT, replicator.wait_for(published.sequence))
-                    .await
-                    .map_err(|_| {
-                        Error::Unavailable(format!(
-                            "clerk and the change log have the update (sequence {}), but this \
-                         replica has not applied it within {} s",
-                            published.sequence,
-                            LOCAL_APPLY_TIMEOUT.as_secs()
-                        ))
-                    })?
-            }
-        };
+        let recorded = self.destination.record(vec![change.into()], None).await?;
+        let generation = self.destination.applied(recorded).await?;
         tracing::info!(%user_id, generation, "metadata updated through clerk");
         Ok((user, generation))
     }

@@ -9,7 +9,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -22,12 +21,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::clerk::ClerkApiStats;
-use crate::index::{UserIndex, WriterStats};
+use crate::clock::now_ms;
 use crate::latency::latency_histogram;
-use crate::sync::{
-    BackfillProgress, LogTarget, ReconcileStats, Replicator, SyncStateView, WebhookCounters,
-    WebhookOutcome, now_ms,
-};
+use crate::sync::{ReconcileRun, SyncMonitor, WebhookOutcome};
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -55,19 +51,10 @@ impl fmt::Debug for Metrics {
 
 /// What the service counts elsewhere, read at scrape time.
 pub struct Sources {
-    pub index: UserIndex,
+    /// Where sync stands: index, writer, webhooks, backfill, reconciles, cluster replica.
+    pub sync: SyncMonitor,
     pub index_dir: PathBuf,
-    pub writer: Arc<WriterStats>,
-    pub backfill: Arc<BackfillProgress>,
-    pub webhooks: Arc<WebhookCounters>,
-    pub reconcile: Arc<ReconcileStats>,
     pub clerk: Arc<ClerkApiStats>,
-    /// Where sync stands (the commit payload, or the shared checkpoint in cluster mode).
-    pub state: SyncStateView,
-    /// Cluster mode's consumer of the change log.
-    pub replicator: Option<Arc<Replicator>>,
-    /// Cluster mode's sync lease.
-    pub sync_lease: Option<Arc<LogTarget>>,
 }
 
 impl Metrics {
@@ -89,7 +76,7 @@ impl Metrics {
         registry.register(
             "commit_duration_seconds",
             "Index commit latency (prepare, fsync, reader reload)",
-            sources.writer.commit_seconds.clone(),
+            sources.sync.writer.commit_seconds.clone(),
         );
         sources.clerk.register(&mut registry);
         registry.register_collector(Box::new(StateCollector(sources)));
@@ -122,6 +109,14 @@ impl Metrics {
     }
 }
 
+/// The `outcome` label of webhook deliveries (`ignored_type` for what answers call `ignored`).
+fn webhook_label(outcome: WebhookOutcome) -> &'static str {
+    match outcome {
+        WebhookOutcome::Ignored => "ignored_type",
+        other => other.name(),
+    }
+}
+
 /// Reads the counters and state the service keeps anyway, on each scrape.
 struct StateCollector(Sources);
 
@@ -134,27 +129,26 @@ impl fmt::Debug for StateCollector {
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let sources = &self.0;
-        let snapshot = sources.index.snapshot();
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let status = sources.sync.status();
         let e = &mut encoder;
 
         gauge(
             e,
             "users",
             "Users in the index",
-            snapshot.freshness.user_count as f64,
+            status.freshness.user_count as f64,
         )?;
         gauge(
             e,
             "tombstones",
             "Deleted users remembered so late updates cannot bring them back",
-            snapshot.tombstone_count as f64,
+            status.tombstones as f64,
         )?;
         gauge(
             e,
             "index_generation",
             "Index commits since the index was created",
-            snapshot.freshness.generation as f64,
+            status.freshness.generation as f64,
         )?;
         gauge(
             e,
@@ -162,92 +156,75 @@ impl Collector for StateCollector {
             "Bytes of the index files on disk",
             directory_size(&sources.index_dir) as f64,
         )?;
-        let lag_ms = sources
-            .webhooks
-            .freshness_lag_ms(snapshot.freshness.newest_updated_at_ms);
         gauge(
             e,
             "freshness_lag_seconds",
             "Time since the newest change the index holds was made in Clerk (0 before any)",
-            lag_ms as f64 / 1000.0,
+            status.lag_ms as f64 / 1000.0,
         )?;
 
-        let writer = &sources.writer;
+        let writer = &status.writer;
         counters(
             e,
             "writer_changes",
             "Changes the index writer received, by result",
             "result",
             &[
-                ("applied", load(&writer.applied)),
-                ("ignored_stale", load(&writer.ignored_stale)),
-                ("ignored_deleted", load(&writer.ignored_deleted)),
+                ("applied", writer.applied),
+                ("ignored_stale", writer.ignored_stale),
+                ("ignored_deleted", writer.ignored_deleted),
             ],
         )?;
-        counter(
-            e,
-            "commits",
-            "Index commits since start",
-            load(&writer.commits),
-        )?;
+        counter(e, "commits", "Index commits since start", writer.commits)?;
 
-        let webhooks = &sources.webhooks;
+        let webhooks: Vec<(&str, u64)> = status
+            .webhooks
+            .iter()
+            .map(|(outcome, count)| (webhook_label(*outcome), *count))
+            .collect();
         counters(
             e,
             "webhook_deliveries",
             "Webhook deliveries since start, by outcome",
             "outcome",
-            &[
-                ("applied", webhooks.get(WebhookOutcome::Applied)),
-                ("duplicate", webhooks.get(WebhookOutcome::Duplicate)),
-                ("ignored_type", webhooks.get(WebhookOutcome::Ignored)),
-                ("bad_signature", webhooks.get(WebhookOutcome::BadSignature)),
-                ("malformed", webhooks.get(WebhookOutcome::Malformed)),
-                ("failed", webhooks.get(WebhookOutcome::Failed)),
-                (
-                    "not_configured",
-                    webhooks.get(WebhookOutcome::NotConfigured),
-                ),
-            ],
+            &webhooks,
         )?;
 
-        let backfill = &sources.backfill;
-        let state = sources.state.current();
-        let complete = backfill.complete.load(Ordering::Relaxed) || state.backfill.complete;
+        let backfill = &status.backfill;
         gauge(
             e,
             "backfill_complete",
             "1 once the first full copy from Clerk is in the index",
-            if complete { 1.0 } else { 0.0 },
+            if backfill.complete { 1.0 } else { 0.0 },
         )?;
         gauge(
             e,
             "backfill_users_seen",
             "Users copied by the backfill so far",
-            load(&backfill.users_seen).max(state.backfill.users_seen) as f64,
+            backfill.users_seen as f64,
         )?;
         gauge(
             e,
             "backfill_users_total",
             "Users Clerk reported when the backfill started (0 if unknown)",
-            load(&backfill.users_total).max(state.backfill.users_total) as f64,
+            backfill.users_total as f64,
         )?;
         counter(
             e,
             "backfill_pages",
             "Pages of users the backfill applied since start",
-            load(&backfill.pages),
+            backfill.pages,
         )?;
 
-        let reconcile = &sources.reconcile;
+        let reconcile = &status.reconcile;
         counters(
             e,
             "reconcile_runs",
             "Finished reconcile runs since start, by kind",
             "kind",
             &[
-                ("catch_up", load(&reconcile.catch_ups)),
-                ("sweep", load(&reconcile.sweeps)),
+                ("catch_up", reconcile.catch_ups),
+                ("sweep", reconcile.sweeps),
             ],
         )?;
         counters(
@@ -256,15 +233,15 @@ impl Collector for StateCollector {
             "Failed reconcile runs since start, by kind",
             "kind",
             &[
-                ("catch_up", load(&reconcile.catch_up_failures)),
-                ("sweep", load(&reconcile.sweep_failures)),
+                ("catch_up", reconcile.catch_up_failures),
+                ("sweep", reconcile.sweep_failures),
             ],
         )?;
         let runs = [
-            ("catch_up", state.reconcile.last_catch_up.as_ref()),
-            ("sweep", state.reconcile.last_sweep.as_ref()),
+            ("catch_up", reconcile.state.last_catch_up.as_ref()),
+            ("sweep", reconcile.state.last_sweep.as_ref()),
         ];
-        let last = |field: fn(&crate::sync::ReconcileRun) -> f64| -> Vec<(&str, f64)> {
+        let last = |field: fn(&ReconcileRun) -> f64| -> Vec<(&str, f64)> {
             runs.iter()
                 .filter_map(|(kind, run)| run.map(|run| (*kind, field(run))))
                 .collect()
@@ -294,32 +271,30 @@ impl Collector for StateCollector {
             e,
             "reconcile_sweep_in_progress",
             "1 while a sweep is under way (it resumes after a restart)",
-            if state.reconcile.sweep.is_some() {
+            if reconcile.state.sweep.is_some() {
                 1.0
             } else {
                 0.0
             },
         )?;
-        if let Some(replicator) = &sources.replicator {
+        if let Some(replica) = &status.replica {
             gauge(
                 e,
                 "cluster_committed_sequence",
                 "Cluster mode: the last change-log sequence this replica's index has committed",
-                replicator.committed() as f64,
+                replica.committed_sequence as f64,
             )?;
             counter(
                 e,
                 "cluster_unreadable_messages",
                 "Cluster mode: change-log messages this replica could not read and skipped",
-                load(&replicator.unreadable),
+                replica.unreadable_messages,
             )?;
-        }
-        if let Some(lease) = &sources.sync_lease {
             gauge(
                 e,
                 "cluster_sync_lease_held",
                 "Cluster mode: 1 while this replica holds the sync lease (copies from Clerk)",
-                if lease.holding() { 1.0 } else { 0.0 },
+                if replica.holds_sync_lease { 1.0 } else { 0.0 },
             )?;
         }
         gauge(

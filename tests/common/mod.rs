@@ -11,8 +11,7 @@ use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::app::{self, Listeners, USER_INDEX_SERVICE};
 use clerk_index::clerk::fake::{FakeClerk, FakeClerkConfig, Population};
 use clerk_index::clerk::model::parse_user;
-use clerk_index::config::{Config, IndexArgs};
-use clerk_index::telemetry::LogFormat;
+use clerk_index::config::Config;
 use clerk_index::user::User;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -104,38 +103,26 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(data_dir: &Path, options: TestOptions) -> TestServer {
-        let args = IndexArgs {
-            config: None,
-            data_dir: Some(data_dir.to_path_buf()),
-            clerk_rate_limit: options.rate_limit.clone(),
-            writer_memory_mb: 50,
-            column_cache_mb: 64,
-            commit_interval_ms: options.commit_interval_ms,
-            max_page_size: 1000,
-            log_format: LogFormat::Pretty,
-            segment_event_retention: 100_000,
+        let config = Config::builder(data_dir, &options.clerk_url, "sk_test_fake_clerk")
+            .clerk_rate_limit(options.rate_limit.clone())
+            .writer_memory_mb(50)
+            .column_cache_mb(64)
+            .commit_interval_ms(options.commit_interval_ms)
             // Tests trigger reconciles through the Sync service when they want one.
-            catch_up_interval_secs: 3_600,
-            sweep_interval_secs: options.sweep_interval_secs,
-            shutdown_timeout_secs: options.shutdown_timeout_secs,
-            otlp_endpoint: None,
-        };
-        let mut config = Config::new(
-            &args,
-            data_dir.to_path_buf(),
-            &options.clerk_url,
-            "sk_test_fake_clerk".into(),
-        )
-        .unwrap();
-        config.backfill_page_size = options.page_size;
-        config.webhook_secrets = vec![WEBHOOK_SECRET.to_string()];
-        config.max_read_wait = Duration::from_millis(500);
-        config.webhook_timeout = options.webhook_timeout;
-        config.auth = options.auth.clone();
-        config.tls = options.tls.clone();
-        config.set_sensitive(options.sensitive.clone());
-        config.cluster = options.cluster.clone();
-        config.clerk.initial_backoff = Duration::from_millis(20);
+            .catch_up_interval_secs(3_600)
+            .sweep_interval_secs(options.sweep_interval_secs)
+            .shutdown_timeout_secs(options.shutdown_timeout_secs)
+            .backfill_page_size(options.page_size)
+            .webhook_secrets(vec![WEBHOOK_SECRET.to_string()])
+            .max_read_wait(Duration::from_millis(500))
+            .webhook_timeout(options.webhook_timeout)
+            .auth(options.auth.clone())
+            .tls(options.tls.clone())
+            .sensitive(options.sensitive.clone())
+            .cluster(options.cluster.clone())
+            .clerk_initial_backoff(Duration::from_millis(20))
+            .build()
+            .unwrap();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
@@ -292,7 +279,7 @@ impl TestServer {
 pub fn svix_headers(svix_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
     let verifier =
         clerk_index::clerk::webhook::WebhookVerifier::new(&[WEBHOOK_SECRET.to_string()]).unwrap();
-    let timestamp = clerk_index::sync::now_ms() / 1000;
+    let timestamp = clerk_index::clock::now_ms() / 1000;
     vec![
         ("svix-id", svix_id.to_string()),
         ("svix-timestamp", timestamp.to_string()),

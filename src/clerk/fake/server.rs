@@ -24,6 +24,7 @@ use super::store::{StoredUser, UserStore};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
 use super::writes;
 use crate::clerk::rate_limit::{RateLimit, RateLimiter};
+use crate::clerk::webhook::WebhookSecretError;
 
 /// API versions the fake accepts in `Clerk-API-Version` (Clerk's published ones).
 const KNOWN_API_VERSIONS: &[&str] = &[
@@ -190,7 +191,7 @@ impl FakeClerk {
     }
 
     /// Starts (or replaces) webhook deliveries; must be called inside a tokio runtime.
-    pub fn set_webhook_target(&self, target: WebhookTarget) -> Result<(), String> {
+    pub fn set_webhook_target(&self, target: WebhookTarget) -> Result<(), WebhookSecretError> {
         let dispatcher = WebhookDispatcher::start(target)?;
         *self.state.webhooks.write().expect("fake webhook lock") = Some(dispatcher);
         Ok(())

@@ -9,7 +9,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::clerk::webhook::WebhookVerifier;
+use crate::clerk::webhook::{WebhookSecretError, WebhookVerifier};
 
 /// Svix's retry schedule after the first attempt.
 const SVIX_RETRIES: [Duration; 7] = [
@@ -58,7 +58,7 @@ pub struct WebhookDispatcher {
 
 impl WebhookDispatcher {
     /// Starts the dispatcher on the current runtime.
-    pub fn start(target: WebhookTarget) -> Result<Self, String> {
+    pub fn start(target: WebhookTarget) -> Result<Self, WebhookSecretError> {
         let verifier = WebhookVerifier::new(std::slice::from_ref(&target.secret))?;
         let (events, mut queue) = mpsc::unbounded_channel::<Value>();
         let http = reqwest::Client::new();

@@ -18,7 +18,8 @@ use tantivy::query::{EnableScoring, Query};
 
 use super::bitset::matching_bits;
 use super::column_cache::DecodedColumn;
-use super::{IndexError, Snapshot};
+use crate::index::error::IndexError;
+use crate::index::snapshot::Snapshot;
 
 /// Distinct values per segment above which the aggregation is used instead.
 pub const MAX_TERMS: u64 = 10_000;
@@ -93,7 +94,7 @@ pub type TermCounts = Vec<(String, u64)>;
 impl Snapshot {
     /// Counts the values of each of `columns` over the users `query` matches, for the columns
     /// this applies to (`None` for the others), and the number of matching users.
-    pub(super) fn string_term_counts(
+    pub(crate) fn string_term_counts(
         &self,
         query: &dyn Query,
         columns: &[Option<String>],

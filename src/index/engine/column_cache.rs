@@ -24,7 +24,7 @@ use tantivy::columnar::{Column, ColumnIndex, ColumnType};
 use tantivy::index::SegmentId;
 use tantivy_sstable::{Dictionary, VoidSSTable};
 
-use super::bitset::Bits;
+use super::bits::Bits;
 
 /// The values of every doc, as offsets from the column's minimum in the narrowest width that
 /// holds them (`points` between 0 and 10,000 take 2 bytes per user, dates 8).

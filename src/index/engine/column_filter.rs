@@ -19,7 +19,7 @@ use tantivy::columnar::{Column, ColumnIndex, ColumnType, MonotonicallyMappableTo
 use tantivy::query::{EnableScoring, Query, Weight};
 use tantivy::{DateTime, DocId, SegmentReader};
 
-use super::bitset::{Bits, BitsetQuery};
+use super::bits::Bits;
 use super::column_cache::{ColumnCache, DecodedColumn, OffsetRange};
 
 /// The bounds of one range, in the terms of the filter.
@@ -80,12 +80,6 @@ impl Clone for ColumnFilterQuery {
             ranges: self.ranges.clone(),
             cache: self.cache.clone(),
         }
-    }
-}
-
-impl Query for ColumnFilterQuery {
-    fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        BitsetQuery::new(Box::new(self.clone()), self.cache.clone()).weight(enable_scoring)
     }
 }
 

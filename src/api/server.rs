@@ -1,0 +1,206 @@
+//! The gRPC server: the three services behind the API-key interceptor, health (reporting
+//! `""` and `clerkindex.v1.UserIndex`), reflection (v1 and v1alpha), the telemetry layer, TLS,
+//! and connections the shutdown can cut once its deadline passes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+
+use super::auth::Authenticate;
+use super::proto;
+use super::segments_service::SegmentsService;
+use super::sync_service::SyncService;
+use super::telemetry::RpcTelemetry;
+use super::user_index::UserIndexService;
+use crate::config::TlsConfig;
+use crate::telemetry::metrics::Metrics;
+
+/// The gRPC service name health reports on (and `""`, the whole server).
+pub const USER_INDEX_SERVICE: &str = "clerkindex.v1.UserIndex";
+
+/// What the gRPC health service reports. Cheap to clone.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+}
+
+impl Health {
+    /// Reports `NOT_SERVING` or `SERVING` for the server and the `UserIndex` service.
+    pub async fn set_serving(&self, serving: bool) {
+        let status = match serving {
+            true => ServingStatus::Serving,
+            false => ServingStatus::NotServing,
+        };
+        for service in ["", USER_INDEX_SERVICE] {
+            self.reporter.set_service_status(service, status).await;
+        }
+    }
+}
+
+/// The services the gRPC port serves.
+pub struct GrpcServices {
+    pub user_index: UserIndexService,
+    pub sync: SyncService,
+    pub segments: SegmentsService,
+    pub auth: Authenticate,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The gRPC server, ready to run; and the health it reports (`NOT_SERVING` until told).
+pub struct GrpcServer {
+    health: Health,
+}
+
+impl GrpcServer {
+    pub async fn new() -> GrpcServer {
+        let health = Health {
+            reporter: HealthReporter::new(),
+        };
+        health.set_serving(false).await;
+        GrpcServer { health }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Serves `services` on `listener` until `stop` fires; in-flight calls then finish, and
+    /// connections still open when `cut` fires are closed.
+    pub fn serve(
+        self,
+        services: GrpcServices,
+        tls: Option<&TlsConfig>,
+        listener: TcpListener,
+        stop: CancellationToken,
+        cut: CancellationToken,
+    ) -> anyhow::Result<impl Future<Output = std::io::Result<()>> + use<>> {
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+            );
+            if let Some(ca) = &tls.client_ca_pem {
+                server_tls = server_tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            server = server
+                .tls_config(server_tls)
+                .map_err(|e| anyhow::anyhow!("gRPC TLS certificate or key: {e}"))?;
+        }
+        let GrpcServices {
+            user_index,
+            sync,
+            segments,
+            auth,
+            metrics,
+        } = services;
+        // Our own listener, so tonic's tcp_nodelay setting does not apply: without it, a
+        // response spanning two TCP segments waits ~40 ms for the client's delayed ACK.
+        let incoming = TcpListenerStream::new(listener).map(move |stream| {
+            stream.map(|stream| {
+                let _ = stream.set_nodelay(true);
+                Closable::new(stream, &cut)
+            })
+        });
+        let serving = server
+            .layer(RpcTelemetry::new(metrics))
+            .add_service(HealthServer::new(HealthService::from_health_reporter(
+                self.health.reporter,
+            )))
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(user_index.into_server(auth.clone()))
+            .add_service(sync.into_server(auth.clone()))
+            .add_service(segments.into_server(auth))
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        Ok(async move { serving.await.map_err(std::io::Error::other) })
+    }
+}
+
+/// A gRPC connection the server can cut: once `closed` fires, every read and write fails, so the
+/// connection and the calls on it end instead of waiting for a client that stopped reading.
+struct Closable {
+    inner: tokio::net::TcpStream,
+    closed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl Closable {
+    fn new(inner: tokio::net::TcpStream, closed: &CancellationToken) -> Closable {
+        Closable {
+            inner,
+            closed: Box::pin(closed.clone().cancelled_owned()),
+        }
+    }
+
+    /// An error once the connection is cut (and a wake-up when it is).
+    fn cut(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        self.closed.as_mut().poll(cx).is_ready().then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the server is shutting down",
+            )
+        })
+    }
+}
+
+impl tokio::io::AsyncRead for Closable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(error) = self.cut(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Closable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if let Some(error) = self.cut(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(error) = self.cut(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Closable {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}

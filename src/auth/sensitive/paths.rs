@@ -1,0 +1,84 @@
+//! Which metadata paths are sensitive, as configured (`private.ssn,private.medical.*`).
+
+use crate::query::FieldPath;
+use crate::user::{MetadataNamespace, encode_metadata_path};
+
+/// A configured path that cannot be sensitive, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SensitivePathError {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Which metadata paths are sensitive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SensitivePaths {
+    paths: Vec<(MetadataNamespace, Vec<String>)>,
+}
+
+impl SensitivePaths {
+    /// Comma-separated metadata paths as filters spell them (`private.ssn`,
+    /// ``private.`a.b` ``, `private_metadata.medical.*`); a trailing `.*` is allowed and means
+    /// the same as without it: everything at and below the path.
+    pub fn parse(text: &str) -> Result<SensitivePaths, SensitivePathError> {
+        let mut paths = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let path_text = part.strip_suffix(".*").unwrap_or(part);
+            match crate::query::parse_path(path_text) {
+                Ok(FieldPath::Metadata { namespace, keys }) if !keys.is_empty() => {
+                    paths.push((namespace, keys))
+                }
+                Ok(_) => {
+                    return Err(SensitivePathError {
+                        path: part.to_string(),
+                        reason:
+                            "only paths inside public, private or unsafe metadata can be sensitive"
+                                .into(),
+                    });
+                }
+                Err(e) => {
+                    return Err(SensitivePathError {
+                        path: part.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        Ok(SensitivePaths { paths })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Whether `path` is at or below a sensitive path.
+    pub fn covers(&self, path: &FieldPath) -> bool {
+        match path {
+            FieldPath::Core(_) => false,
+            FieldPath::Metadata { namespace, keys } => self
+                .paths
+                .iter()
+                .any(|(ns, prefix)| ns == namespace && keys.starts_with(prefix)),
+        }
+    }
+
+    /// The paths, canonical and sorted: `private_metadata.ssn`, ...
+    pub fn describe_list(&self) -> Vec<String> {
+        self.paths
+            .iter()
+            .map(|(ns, keys)| encode_metadata_path(*ns, keys))
+            .collect()
+    }
+
+    pub(super) fn describe(&self) -> String {
+        self.describe_list().join(",")
+    }
+
+    /// Every sensitive path as `(namespace, keys)`, sorted.
+    pub(super) fn entries(&self) -> &[(MetadataNamespace, Vec<String>)] {
+        &self.paths
+    }
+}

@@ -1,0 +1,170 @@
+//! The one change type every source produces (backfill, webhooks, reconcile, write-through,
+//! re-sealing, the cluster's change log) and the index writer applies.
+//!
+//! [`Change`] is what travels: today only [`UserChange`]s, with room for the organization and
+//! membership changes that come next (a new kind is a new variant, and the compiler then lists
+//! every place that must handle it: the writer, the change log's format, the observers).
+
+use std::sync::Arc;
+
+use crate::user::User;
+
+/// Any change to what the index holds.
+#[derive(Debug, Clone)]
+pub enum Change {
+    User(UserChange),
+}
+
+impl From<UserChange> for Change {
+    fn from(change: UserChange) -> Change {
+        Change::User(change)
+    }
+}
+
+impl Change {
+    pub fn source(&self) -> ChangeSource {
+        match self {
+            Change::User(change) => change.source(),
+        }
+    }
+
+    /// What the change is about, unique across kinds (the change log keeps one message per
+    /// key): a user's id.
+    pub fn key(&self) -> &str {
+        match self {
+            Change::User(change) => change.user_id(),
+        }
+    }
+
+    /// Whether this change, arriving after `held` (the latest change recorded under the same
+    /// key), changes what an index holds. See [`UserChange::supersedes`].
+    pub fn supersedes(&self, held: &Change) -> bool {
+        match (self, held) {
+            (Change::User(change), Change::User(held)) => change.supersedes(held),
+        }
+    }
+}
+
+/// Where a change came from; kept for logs and, later, per-source metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSource {
+    Backfill,
+    Webhook,
+    Reconcile,
+    WriteThrough,
+    /// Re-sealing sensitive values under a new key.
+    Reencrypt,
+}
+
+impl ChangeSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeSource::Backfill => "backfill",
+            ChangeSource::Webhook => "webhook",
+            ChangeSource::Reconcile => "reconcile",
+            ChangeSource::WriteThrough => "write_through",
+            ChangeSource::Reencrypt => "reencrypt",
+        }
+    }
+}
+
+/// The one change type every source (backfill, webhooks, reconcile, write-through) produces and
+/// the index writer task applies.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    /// Insert or replace a user. Ignored when the index holds a newer `updated_at` for the id.
+    Upsert {
+        user: Arc<User>,
+        source: ChangeSource,
+    },
+    /// Remove a user, as of `deleted_at_ms`.
+    Delete {
+        user_id: String,
+        deleted_at_ms: i64,
+        source: ChangeSource,
+    },
+}
+
+impl UserChange {
+    pub fn user_id(&self) -> &str {
+        match self {
+            UserChange::Upsert { user, .. } => &user.id,
+            UserChange::Delete { user_id, .. } => user_id,
+        }
+    }
+
+    pub fn source(&self) -> ChangeSource {
+        match self {
+            UserChange::Upsert { source, .. } | UserChange::Delete { source, .. } => *source,
+        }
+    }
+
+    /// Whether this change, arriving after `held` (the latest state recorded for the same user),
+    /// changes what an index holds: the index writer's rules, for a log that keeps one change per
+    /// user. A deletion always does (unless an equal or later one is held); an upsert must be
+    /// newer than a held deletion, and at least as new as a held upsert and different from it.
+    pub fn supersedes(&self, held: &UserChange) -> bool {
+        match (self, held) {
+            (UserChange::Upsert { user, .. }, UserChange::Upsert { user: held, .. }) => {
+                user.updated_at > held.updated_at
+                    || (user.updated_at == held.updated_at && user.raw_json != held.raw_json)
+            }
+            (
+                UserChange::Upsert { user, .. },
+                UserChange::Delete {
+                    deleted_at_ms: held,
+                    ..
+                },
+            ) => user.updated_at > *held,
+            (UserChange::Delete { .. }, UserChange::Upsert { .. }) => true,
+            (
+                UserChange::Delete { deleted_at_ms, .. },
+                UserChange::Delete {
+                    deleted_at_ms: held,
+                    ..
+                },
+            ) => deleted_at_ms > held,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn upsert(updated_at: i64, plan: &str) -> UserChange {
+        let json = json!({"id": "user_1", "object": "user", "created_at": 1, "updated_at": updated_at,
+            "public_metadata": {"plan": plan}, "email_addresses": []});
+        let raw = serde_json::value::RawValue::from_string(json.to_string()).unwrap();
+        UserChange::Upsert {
+            user: Arc::new(crate::clerk::model::parse_user(&raw).unwrap()),
+            source: ChangeSource::Webhook,
+        }
+    }
+
+    fn delete(deleted_at_ms: i64) -> UserChange {
+        UserChange::Delete {
+            user_id: "user_1".into(),
+            deleted_at_ms,
+            source: ChangeSource::Webhook,
+        }
+    }
+
+    #[test]
+    fn a_change_supersedes_what_the_index_writer_would_replace_with_it() {
+        // Newer wins; an equal version replaces only when it says something else.
+        assert!(upsert(20, "pro").supersedes(&upsert(10, "free")));
+        assert!(!upsert(10, "free").supersedes(&upsert(20, "pro")));
+        assert!(upsert(10, "pro").supersedes(&upsert(10, "free")));
+        assert!(!upsert(10, "free").supersedes(&upsert(10, "free")));
+        // A deletion is final unless the user was changed after it.
+        assert!(delete(5).supersedes(&upsert(10, "free")));
+        assert!(!upsert(10, "free").supersedes(&delete(10)));
+        assert!(upsert(11, "free").supersedes(&delete(10)));
+        assert!(delete(11).supersedes(&delete(10)));
+        assert!(!delete(10).supersedes(&delete(10)));
+        assert!(!delete(9).supersedes(&delete(10)));
+    }
+}

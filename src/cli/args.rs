@@ -1,0 +1,303 @@
+//! The flags and environment variables of `serve` and `demo`, and the loaders of what is read
+//! from the environment or files (secrets, keys, certificates). They fill a [`ConfigBuilder`];
+//! checking the result is the builder's job.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::sensitive::{KeyRing, SensitivePaths};
+use crate::auth::{ApiKeys, AuthConfig, Sensitive};
+use crate::cluster::ClusterConfig;
+use crate::config::{Config, ConfigBuilder, TlsConfig, defaults};
+use crate::telemetry::LogFormat;
+
+/// Options shared by `serve` and `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IndexArgs {
+    /// TOML file of settings keyed by flag name (`writer-memory-mb = 128`); flags and
+    /// CLERK_INDEX_* variables override it. Secrets cannot be in it.
+    #[arg(long, env = "CLERK_INDEX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the index and the saved segments (created if missing; reused across restarts).
+    #[arg(long, env = "CLERK_INDEX_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Client-side limit for Clerk Backend API requests, as N/window (Clerk production: 1000/10s).
+    #[arg(long, env = "CLERK_INDEX_CLERK_RATE_LIMIT", default_value = defaults::CLERK_RATE_LIMIT)]
+    pub clerk_rate_limit: String,
+    /// Memory budget of the index writer, in MiB.
+    #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value_t = defaults::WRITER_MEMORY_MB)]
+    pub writer_memory_mb: usize,
+    /// Memory for decoded numeric and date columns that filters range over and sorts read, in
+    /// MiB (2-8 bytes per user per column; 0 reads them from the index every time).
+    #[arg(long, env = "CLERK_INDEX_COLUMN_CACHE_MB", default_value_t = defaults::COLUMN_CACHE_MB)]
+    pub column_cache_mb: usize,
+    /// Longest time a bulk change (backfill page) waits for its commit, in milliseconds.
+    #[arg(long, env = "CLERK_INDEX_COMMIT_INTERVAL_MS", default_value_t = defaults::COMMIT_INTERVAL_MS)]
+    pub commit_interval_ms: u64,
+    /// Largest page a SearchUsers request may ask for.
+    #[arg(long, env = "CLERK_INDEX_MAX_PAGE_SIZE", default_value_t = defaults::MAX_PAGE_SIZE)]
+    pub max_page_size: u32,
+    /// Seconds between catch-ups (list users updated since the last one; repairs missed webhooks).
+    #[arg(
+        long,
+        env = "CLERK_INDEX_CATCH_UP_INTERVAL_SECS",
+        default_value_t = defaults::CATCH_UP_INTERVAL_SECS
+    )]
+    pub catch_up_interval_secs: u64,
+    /// Seconds between sweeps (compare every id with Clerk; removes users deleted unseen).
+    #[arg(
+        long,
+        env = "CLERK_INDEX_SWEEP_INTERVAL_SECS",
+        default_value_t = defaults::SWEEP_INTERVAL_SECS
+    )]
+    pub sweep_interval_secs: u64,
+    /// Saved-segment events kept for WatchSegment replays (older ones answer OUT_OF_RANGE).
+    #[arg(
+        long,
+        env = "CLERK_INDEX_SEGMENT_EVENT_RETENTION",
+        default_value_t = defaults::SEGMENT_EVENT_RETENTION
+    )]
+    pub segment_event_retention: usize,
+    /// Log format: pretty or json.
+    #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// On SIGTERM, how long in-flight gRPC calls may take to finish before they are closed, in
+    /// seconds (keep it below Kubernetes' termination grace period).
+    #[arg(long, env = "CLERK_INDEX_SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS)]
+    pub shutdown_timeout_secs: u64,
+    /// OTLP/gRPC collector for traces (e.g. http://otel-collector:4317). Without it, traces are
+    /// exported only when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+    /// Also honoured: OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER, OTEL_SERVICE_NAME,
+    /// OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OTEL_PROPAGATORS,
+    /// OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_COMPRESSION,
+    /// OTEL_BSP_SCHEDULE_DELAY and OTEL_BSP_MAX_QUEUE_SIZE.
+    #[arg(long, env = "CLERK_INDEX_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Everything `app::run` needs, validated.
+impl IndexArgs {
+    /// A builder for an index in `--data-dir` (or `default_data_dir`), with these settings.
+    pub fn builder(
+        &self,
+        default_data_dir: PathBuf,
+        clerk_api_url: &str,
+        clerk_secret_key: &str,
+    ) -> ConfigBuilder {
+        let data_dir = self.data_dir.clone().unwrap_or(default_data_dir);
+        Config::builder(data_dir, clerk_api_url, clerk_secret_key)
+            .clerk_rate_limit(self.clerk_rate_limit.clone())
+            .writer_memory_mb(self.writer_memory_mb)
+            .column_cache_mb(self.column_cache_mb)
+            .commit_interval_ms(self.commit_interval_ms)
+            .max_page_size(self.max_page_size)
+            .catch_up_interval_secs(self.catch_up_interval_secs)
+            .sweep_interval_secs(self.sweep_interval_secs)
+            .segment_event_retention(self.segment_event_retention)
+            .shutdown_timeout_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// The secret key from `CLERK_SECRET_KEY`, or from the file named by `CLERK_SECRET_KEY_FILE`
+/// (as a mounted Kubernetes Secret provides it).
+pub fn clerk_secret_key_from_env() -> anyhow::Result<String> {
+    if let Ok(key) = std::env::var("CLERK_SECRET_KEY")
+        && !key.trim().is_empty()
+    {
+        return Ok(key);
+    }
+    if let Ok(path) = std::env::var("CLERK_SECRET_KEY_FILE") {
+        return std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("reading CLERK_SECRET_KEY_FILE {path}: {e}"));
+    }
+    anyhow::bail!(
+        "set CLERK_SECRET_KEY (sk_live_... or sk_test_...) or CLERK_SECRET_KEY_FILE; to try clerk-index without a Clerk account run `clerk-index demo`"
+    )
+}
+
+/// Webhook signing secrets from `CLERK_WEBHOOK_SIGNING_SECRET` (space- or comma-separated, for
+/// rotation) or the file named by `CLERK_WEBHOOK_SIGNING_SECRET_FILE`. None is not an error:
+/// the service then refuses deliveries with 503 and says so at start.
+pub fn webhook_secrets_from_env() -> anyhow::Result<Vec<String>> {
+    let text = match (
+        std::env::var("CLERK_WEBHOOK_SIGNING_SECRET"),
+        std::env::var("CLERK_WEBHOOK_SIGNING_SECRET_FILE"),
+    ) {
+        (Ok(text), _) if !text.trim().is_empty() => text,
+        (_, Ok(path)) => std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("reading CLERK_WEBHOOK_SIGNING_SECRET_FILE {path}: {e}")
+        })?,
+        _ => return Ok(Vec::new()),
+    };
+    let secrets: Vec<String> = text
+        .split([' ', ',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    Ok(secrets)
+}
+
+/// A listen address that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a listen address like 127.0.0.1:50051")]
+pub struct BadAddress(String);
+
+/// Parses a listen address with a readable error.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, BadAddress> {
+    text.parse().map_err(|_| BadAddress(text.to_string()))
+}
+
+/// How callers authenticate (`serve` and `demo`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// File of API keys, one per line: `<name> <scope,scope,...> sha256:<hex>` (create keys with
+    /// `clerk-index api-key create`). The keys can instead be given as the text of
+    /// CLERK_INDEX_API_KEYS.
+    #[arg(long, env = "CLERK_INDEX_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// With no API keys configured, serve every caller with every scope. Without this flag (and
+    /// without keys) the server refuses to start.
+    #[arg(long, env = "CLERK_INDEX_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
+
+impl AuthArgs {
+    /// The keys from `CLERK_INDEX_API_KEYS` or `--api-keys-file`, and the flag.
+    pub fn load(&self) -> anyhow::Result<AuthConfig> {
+        let text = match (std::env::var("CLERK_INDEX_API_KEYS"), &self.api_keys_file) {
+            (Ok(text), _) if !text.trim().is_empty() => text,
+            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("reading the API keys file {}: {e}", path.display())
+            })?,
+            _ => String::new(),
+        };
+        Ok(AuthConfig {
+            keys: ApiKeys::parse(&text)?,
+            allow_unauthenticated: self.allow_unauthenticated,
+            sensitive: None,
+        })
+    }
+}
+
+/// Cluster mode (`serve`): replicas sharing a change log on NATS JetStream.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// NATS with JetStream (nats://host:4222, several comma-separated): replicas share a change
+    /// log there. Without it one process owns the index (the default).
+    #[arg(long = "cluster", env = "CLERK_INDEX_CLUSTER")]
+    pub cluster_url: Option<String>,
+    /// Prefix of this deployment's stream and subjects in NATS.
+    #[arg(long, env = "CLERK_INDEX_CLUSTER_NAME", default_value = "clerk-index")]
+    pub cluster_name: String,
+    /// This replica's name in the cluster, stable across restarts (the pod name); default
+    /// $HOSTNAME.
+    #[arg(long, env = "CLERK_INDEX_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Seconds the sync lease (which replica copies from Clerk) outlives its holder's last
+    /// renewal: how long a dead holder delays the takeover. Renewed every third of it.
+    #[arg(long, env = "CLERK_INDEX_SYNC_LEASE_TTL_SECS", default_value_t = 15)]
+    pub sync_lease_ttl_secs: u64,
+    /// Copies NATS keeps of the change log, buckets and events stream (3 on a three-node NATS
+    /// cluster, so losing a NATS node loses nothing acknowledged).
+    #[arg(long, env = "CLERK_INDEX_CLUSTER_STREAM_REPLICAS", default_value_t = 1)]
+    pub cluster_stream_replicas: usize,
+}
+
+impl ClusterArgs {
+    /// The cluster settings, validated; `None` in single mode.
+    pub fn load(&self) -> anyhow::Result<Option<ClusterConfig>> {
+        let Some(url) = self.cluster_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let replica_id = match &self.replica_id {
+            Some(id) => id.clone(),
+            None => std::env::var("HOSTNAME").map_err(|_| {
+                anyhow::anyhow!("--replica-id is needed in cluster mode when $HOSTNAME is not set")
+            })?,
+        };
+        let mut config = ClusterConfig::new(url.trim(), replica_id);
+        config.name = self.cluster_name.clone();
+        config.lease_ttl = std::time::Duration::from_secs(self.sync_lease_ttl_secs);
+        config.stream_replicas = self.cluster_stream_replicas;
+        config.validate()?;
+        Ok(Some(config))
+    }
+}
+
+/// TLS for the gRPC port, from PEM files (`serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain of the gRPC server; with --tls-key, gRPC is served over TLS only.
+    #[arg(long, env = "CLERK_INDEX_TLS_CERT_FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CLERK_INDEX_TLS_KEY_FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: every client must present a certificate they signed (mutual TLS).
+    #[arg(long, env = "CLERK_INDEX_TLS_CLIENT_CA_FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The PEM files, read; `None` without --tls-cert.
+    pub fn load(&self) -> anyhow::Result<Option<TlsConfig>> {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
+        };
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        Ok(Some(TlsConfig {
+            cert_pem: read("--tls-cert", cert)?,
+            key_pem: read("--tls-key", key)?,
+            client_ca_pem: self
+                .tls_client_ca
+                .as_ref()
+                .map(|path| read("--tls-client-ca", path))
+                .transpose()?,
+        }))
+    }
+}
+
+/// Sensitive paths and their keys (`serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SensitiveArgs {
+    /// Comma-separated metadata paths never indexed or stored in plaintext, e.g.
+    /// `private.ssn,private.medical.*`: sealed with the key ring, filterable with =, != and IN by
+    /// callers with the sensitive scope.
+    #[arg(long, env = "CLERK_INDEX_SENSITIVE_PATHS", default_value = "")]
+    pub sensitive_paths: String,
+    /// File of the sensitive key ring: `blind-index <base64>` and `<key id> <base64>` lines, the
+    /// first key active (create lines with `clerk-index sensitive-key create`). The text can
+    /// instead be given in CLERK_INDEX_SENSITIVE_KEYS.
+    #[arg(long, env = "CLERK_INDEX_SENSITIVE_KEYS_FILE")]
+    pub sensitive_keys_file: Option<PathBuf>,
+}
+
+impl SensitiveArgs {
+    pub fn load(&self) -> anyhow::Result<Option<Arc<Sensitive>>> {
+        let paths = SensitivePaths::parse(&self.sensitive_paths)
+            .map_err(|e| anyhow::anyhow!("--sensitive-paths: {e}"))?;
+        let text = match (
+            std::env::var("CLERK_INDEX_SENSITIVE_KEYS"),
+            &self.sensitive_keys_file,
+        ) {
+            (Ok(text), _) if !text.trim().is_empty() => text,
+            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("reading the sensitive keys file {}: {e}", path.display())
+            })?,
+            _ => String::new(),
+        };
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            !text.trim().is_empty(),
+            "--sensitive-paths needs a key ring: set CLERK_INDEX_SENSITIVE_KEYS or --sensitive-keys-file (make keys with `clerk-index sensitive-key create`)"
+        );
+        let ring = KeyRing::parse(&text)?;
+        Ok(Some(Arc::new(Sensitive::new(paths, ring))))
+    }
+}

@@ -1,0 +1,146 @@
+//! One bit per doc of a segment: the bitmap every engine evaluation produces and combines.
+
+use tantivy::{DocId, TERMINATED};
+
+/// The bits of one segment.
+#[derive(Clone)]
+pub struct Bits {
+    words: Vec<u64>,
+    max_doc: DocId,
+}
+
+impl Bits {
+    pub fn empty(max_doc: DocId) -> Bits {
+        Bits {
+            words: vec![0; (max_doc as usize).div_ceil(64)],
+            max_doc,
+        }
+    }
+
+    pub fn full(max_doc: DocId) -> Bits {
+        let mut bits = Bits {
+            words: vec![u64::MAX; (max_doc as usize).div_ceil(64)],
+            max_doc,
+        };
+        bits.clear_tail();
+        bits
+    }
+
+    /// Zeroes the bits past `max_doc` in the last word.
+    fn clear_tail(&mut self) {
+        let tail = self.max_doc % 64;
+        if tail != 0
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << tail) - 1;
+        }
+    }
+
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    pub fn words_mut(&mut self) -> &mut [u64] {
+        &mut self.words
+    }
+
+    /// The docs, in order.
+    pub fn docs(&self) -> impl Iterator<Item = DocId> + '_ {
+        self.words.iter().enumerate().flat_map(|(index, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    index as DocId * 64 + bit
+                })
+            })
+        })
+    }
+
+    #[inline]
+    pub fn insert(&mut self, doc: DocId) {
+        self.words[doc as usize / 64] |= 1 << (doc % 64);
+    }
+
+    /// Sets ascending docs, each word written once (dense postings would otherwise chain a
+    /// read-modify-write of the same word per doc).
+    pub fn insert_sorted(&mut self, docs: &[DocId]) {
+        let mut index = usize::MAX;
+        let mut word = 0u64;
+        for &doc in docs {
+            let at = doc as usize / 64;
+            if at != index {
+                if index != usize::MAX {
+                    self.words[index] |= word;
+                }
+                index = at;
+                word = 0;
+            }
+            word |= 1 << (doc % 64);
+        }
+        if index != usize::MAX {
+            self.words[index] |= word;
+        }
+    }
+
+    #[inline]
+    pub fn contains(&self, doc: DocId) -> bool {
+        self.words[doc as usize / 64] & (1 << (doc % 64)) != 0
+    }
+
+    pub fn len(&self) -> u64 {
+        self.words.iter().map(|w| w.count_ones() as u64).sum()
+    }
+
+    pub fn and(&mut self, other: &Bits) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= b;
+        }
+    }
+
+    pub fn or(&mut self, other: &Bits) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
+    }
+
+    pub fn and_not(&mut self, other: &Bits) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= !b;
+        }
+    }
+
+    /// Keeps the docs for which `keep` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(DocId) -> bool) {
+        for (index, word) in self.words.iter_mut().enumerate() {
+            let mut rest = *word;
+            while rest != 0 {
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                if !keep(index as u32 * 64 + bit) {
+                    *word &= !(1u64 << bit);
+                }
+            }
+        }
+    }
+
+    /// The first doc at or after `from`, or `TERMINATED`.
+    pub fn next_from(&self, from: DocId) -> DocId {
+        if from >= self.max_doc {
+            return TERMINATED;
+        }
+        let mut index = from as usize / 64;
+        let mut word = self.words[index] & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                return index as u32 * 64 + word.trailing_zeros();
+            }
+            index += 1;
+            match self.words.get(index) {
+                Some(&next) => word = next,
+                None => return TERMINATED,
+            }
+        }
+    }
+}

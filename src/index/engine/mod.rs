@@ -1,0 +1,22 @@
+//! The filter engine: compiled queries evaluated as per-segment bitmaps over decoded columns,
+//! top-N by any fast field, and terms facets counted from decoded ordinals.
+//!
+//! Contract: every answer here is the answer the compiled tantivy query gives; only the order
+//! of work changes (postings decoded block by block into bits, ranges checked against decoded
+//! columns, boolean nodes as word-wise operations). The property tests in `index/tests.rs` run
+//! the same filters with the column cache on and off and compare with the in-memory matcher,
+//! which enforces it. Nothing here parses filters or knows the schema's field names; the index
+//! compiles, and calls in with tantivy queries and column names.
+
+mod bits;
+mod bitset;
+mod column_cache;
+mod column_filter;
+mod fast_terms;
+mod sort;
+
+pub use bitset::BitsetQuery;
+pub use column_cache::{ColumnCache, DecodedTerms};
+pub use column_filter::{ColumnFilterQuery, ColumnRange, RangeBounds};
+pub use fast_terms::TermCounts;
+pub use sort::{SortCursor, TopHits};

@@ -1,0 +1,32 @@
+//! What each commit stores next to the data (tantivy's commit payload): the generation, the
+//! sync checkpoint, tombstones and the segment-event sequence, so index and checkpoint never
+//! disagree after a crash.
+
+use serde::{Deserialize, Serialize};
+
+/// What each commit stores next to the data, so index and checkpoint never disagree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct CommitPayload {
+    pub(super) format: u32,
+    pub(super) generation: u64,
+    pub(super) newest_updated_at_ms: i64,
+    /// Owned by `sync`: where backfill and reconcile stand. Opaque here.
+    #[serde(default)]
+    pub(super) sync_state: serde_json::Value,
+    /// Deleted user ids, kept in the commit with the deletion itself, so a late update can never
+    /// bring back a user whose deletion was acknowledged.
+    #[serde(default)]
+    pub(super) tombstones: std::collections::BTreeMap<String, Tombstone>,
+    /// The last saved-segment event whose change this commit holds (0: none yet).
+    #[serde(default)]
+    pub(super) event_sequence: u64,
+    /// [`crate::index::IndexConfig::sealing`] of the process that wrote the index.
+    #[serde(default)]
+    pub(super) sealing: String,
+}
+
+/// `[deleted_at_ms, recorded_at_ms]`: when Clerk deleted the user (orders it against updates),
+/// and when this index learned of it (retention counts from here, so a replayed old deletion is
+/// still protected for the whole retry window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Tombstone(pub i64, pub i64);

@@ -1,0 +1,105 @@
+//! What readers hold: an immutable [`Snapshot`] of one commit (a tantivy `Searcher` with the
+//! freshness stamp and sync state of that commit), and the [`UserIndex`] handle that hands out
+//! the latest one. The writer task publishes a new snapshot after every commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tantivy::{IndexReader, Searcher};
+use tokio::sync::watch;
+
+use super::payload::CommitPayload;
+use super::schema::Fields;
+
+/// Which state of the index answered a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// Increases by one per commit; survives restarts.
+    pub generation: u64,
+    /// The newest `updated_at` of any applied user, ms since the epoch.
+    pub newest_updated_at_ms: i64,
+    pub user_count: u64,
+}
+
+/// An immutable view of one commit.
+pub struct Snapshot {
+    pub searcher: Searcher,
+    pub fields: Arc<Fields>,
+    pub freshness: Freshness,
+    pub sync_state: serde_json::Value,
+    /// Tombstones held at this commit.
+    pub tombstone_count: usize,
+    /// The last saved-segment event whose change this snapshot holds: watching from here sees
+    /// every membership change after it.
+    pub event_sequence: u64,
+}
+
+impl Snapshot {
+    /// The snapshot of the commit `reader` shows, whose payload is `payload`.
+    pub(super) fn of(
+        reader: &IndexReader,
+        fields: &Arc<Fields>,
+        payload: &CommitPayload,
+    ) -> Snapshot {
+        let searcher = reader.searcher();
+        Snapshot {
+            freshness: Freshness {
+                generation: payload.generation,
+                newest_updated_at_ms: payload.newest_updated_at_ms,
+                user_count: searcher.num_docs(),
+            },
+            searcher,
+            fields: fields.clone(),
+            sync_state: payload.sync_state.clone(),
+            tombstone_count: payload.tombstones.len(),
+            event_sequence: payload.event_sequence,
+        }
+    }
+}
+
+/// A handle on the index for readers. Cheap to clone.
+#[derive(Clone)]
+pub struct UserIndex {
+    fields: Arc<Fields>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl UserIndex {
+    pub(super) fn new(fields: Arc<Fields>, snapshots: watch::Receiver<Arc<Snapshot>>) -> Self {
+        UserIndex { fields, snapshots }
+    }
+
+    /// The latest committed state.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// The first snapshot for which `ready` holds (the newest, if it already does), waiting at
+    /// most `timeout` for it.
+    pub async fn snapshot_when(
+        &self,
+        ready: impl Fn(&Snapshot) -> bool,
+        timeout: Duration,
+    ) -> Option<Arc<Snapshot>> {
+        let current = self.snapshot();
+        if ready(&current) {
+            return Some(current);
+        }
+        let mut snapshots = self.snapshots.clone();
+        let reached = tokio::time::timeout(timeout, snapshots.wait_for(|s| ready(s))).await;
+        match reached {
+            Ok(Ok(snapshot)) => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
+    /// Notified after every commit.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.clone()
+    }
+
+    pub fn fields(&self) -> &Arc<Fields> {
+        &self.fields
+    }
+}
