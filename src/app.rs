@@ -105,33 +105,18 @@ impl Services {
             destination.clone(),
             config.backfill_page_size,
         ));
-        let backfill = Backfill {
-            clerk: clerk.clone(),
-            destination: destination.clone(),
-            progress: progress.clone(),
-            page_size: config.backfill_page_size,
-        };
-        let mut segments = Segments::new(storage.segments, storage.writer.clone(), cancel.clone());
-        let sync = match destination.cluster() {
-            None => SyncWork::Single {
-                backfill,
-                reconciler: reconciler.clone(),
-                schedule: config.reconcile,
+        let segments = Segments::new(storage.segments, storage.writer.clone(), cancel.clone());
+        let (sync, segments) = sync_work(
+            &config,
+            Backfill {
+                clerk: clerk.clone(),
+                destination: destination.clone(),
+                progress: progress.clone(),
+                page_size: config.backfill_page_size,
             },
-            Some(log) => {
-                segments = segments.with_shared(log.log().segments().clone());
-                SyncWork::Cluster(Box::new(ClusterWork {
-                    log: log.clone(),
-                    lease: SyncLease {
-                        destination: log.clone(),
-                        backfill,
-                        reconciler: reconciler.clone(),
-                        schedule: config.reconcile,
-                    },
-                    segments: segments.clone(),
-                }))
-            }
-        };
+            reconciler.clone(),
+            segments,
+        );
         if config.webhook_verifier.is_none() {
             tracing::warn!(
                 "no CLERK_WEBHOOK_SIGNING_SECRET: webhook deliveries to {WEBHOOK_PATH} are refused with 503"
@@ -153,31 +138,22 @@ impl Services {
             index_dir: config.index.dir.clone(),
             clerk: clerk.stats().clone(),
         });
-        let grpc_services = GrpcServices {
-            user_index: UserIndexService::new(
-                storage.index.clone(),
-                WriteThrough::new(clerk, destination),
-                config.filter_limits,
-                config.max_page_size,
-                config.max_read_wait,
-            ),
-            sync: SyncService {
-                monitor,
-                reconciler,
-                sensitive: config.sensitive.clone(),
-            },
-            segments: SegmentsService::new(
-                segments,
-                storage.index,
-                config.filter_limits,
-                config.max_read_wait,
-            ),
-            auth: Authenticate::new(config.auth.clone()),
-            metrics: metrics.clone(),
+        let sync_service = SyncService {
+            monitor,
+            reconciler,
+            sensitive: config.sensitive.clone(),
         };
+        let write_through = WriteThrough::new(clerk, destination);
         Ok(Services {
             grpc: GrpcServer::new().await,
-            grpc_services,
+            grpc_services: grpc_services(
+                &config,
+                storage.index,
+                write_through,
+                sync_service,
+                segments,
+                metrics.clone(),
+            ),
             http_services: HttpServices {
                 progress,
                 metrics,
@@ -281,6 +257,60 @@ impl Running {
         grpc_result?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// What copies from Clerk: the backfill and reconciles directly in one process; in cluster mode
+/// the lease (whose holder runs them) and saved segments shared through the cluster.
+fn sync_work(
+    config: &Config,
+    backfill: Backfill,
+    reconciler: Arc<Reconciler>,
+    segments: Segments,
+) -> (SyncWork, Segments) {
+    let Some(log) = backfill.destination.cluster().cloned() else {
+        let work = SyncWork::Single {
+            backfill,
+            reconciler,
+            schedule: config.reconcile,
+        };
+        return (work, segments);
+    };
+    let segments = segments.with_shared(log.log().segments().clone());
+    let work = SyncWork::Cluster(Box::new(ClusterWork {
+        lease: SyncLease {
+            destination: log.clone(),
+            backfill,
+            reconciler,
+            schedule: config.reconcile,
+        },
+        log,
+        segments: segments.clone(),
+    }));
+    (work, segments)
+}
+
+/// The services of the gRPC port, over the same index.
+fn grpc_services(
+    config: &Config,
+    index: UserIndex,
+    write_through: WriteThrough,
+    sync: SyncService,
+    segments: Segments,
+    metrics: Arc<Metrics>,
+) -> GrpcServices {
+    GrpcServices {
+        user_index: UserIndexService::new(
+            index.clone(),
+            write_through,
+            config.filter_limits,
+            config.max_page_size,
+            config.max_read_wait,
+        ),
+        sync,
+        segments: SegmentsService::new(segments, index, config.filter_limits, config.max_read_wait),
+        auth: Authenticate::new(config.auth.clone()),
+        metrics,
     }
 }
 

@@ -233,7 +233,7 @@ pub fn facets_from_proto(requests: Vec<proto::FacetRequest>) -> Result<Vec<Facet
             }
         };
         let spec = FacetSpec { name, path, kind };
-        spec.check().map_err(Error::InvalidArgument)?;
+        spec.check()?;
         specs.push(spec);
     }
     Ok(specs)

@@ -2,7 +2,8 @@
 //! it read. Checked before a request touches the index, so a refused request reveals nothing,
 //! not even whether anything would have matched.
 
-use super::{Caller, Denied, Scope, Scopes};
+use super::caller::{Caller, Denied};
+use super::scope::{Scope, Scopes};
 use crate::query::ast::{FieldPath, Filter};
 use crate::user::MetadataNamespace;
 

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use super::{Caller, Scopes};
+use super::caller::Caller;
+use super::scope::Scopes;
 
 /// The configured keys, by hash.
 #[derive(Clone, Default)]
@@ -68,7 +69,7 @@ impl ApiKeys {
                     "key name {name:?} may hold only letters, digits, '.', '_' and '-'"
                 )));
             }
-            let scopes = Scopes::parse_list(scopes).map_err(error)?;
+            let scopes = Scopes::parse_list(scopes).map_err(|e| error(e.to_string()))?;
             if scopes.is_empty() {
                 return Err(error(format!("key {name:?} has no scopes")));
             }

@@ -18,6 +18,18 @@ use super::command::Cli;
 const WITH_CONFIG_FILE: [&str; 3] = ["serve", "config", "demo"];
 const CONFIG_ARG: &str = "config";
 
+/// A config file that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {problem}")]
+    Invalid { path: String, problem: String },
+}
+
 /// Parses the command line, merging in the config file when one is named. Exits with clap's
 /// message on bad arguments, like `Cli::parse`.
 pub fn parse() -> Cli {
@@ -52,7 +64,7 @@ pub fn parse() -> Cli {
 }
 
 /// `argv` with the config file's settings appended, or unchanged without a config file.
-pub fn with_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>, String> {
+pub fn with_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigFileError> {
     let command = Cli::command();
     // Bad arguments are reported by the final parse, with the file's settings in place.
     let Ok(matches) = command.clone().try_get_matches_from(&argv) else {
@@ -70,10 +82,16 @@ pub fn with_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let subcommand = command
         .find_subcommand(name)
         .expect("the parsed subcommand exists");
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-    let extra = arguments_from_file(&text, subcommand, sub_matches)
-        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let extra = arguments_from_file(&text, subcommand, sub_matches).map_err(|problem| {
+        ConfigFileError::Invalid {
+            path: path.display().to_string(),
+            problem,
+        }
+    })?;
     let mut argv = argv;
     argv.extend(extra.into_iter().map(OsString::from));
     Ok(argv)

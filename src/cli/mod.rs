@@ -18,7 +18,7 @@ pub use args::{
 };
 pub use client::{Authorization, CountArgs, FacetArgs, HealthArgs, SearchArgs};
 pub use command::{Cli, Command};
-pub use config_file::{parse, with_config_file};
+pub use config_file::{ConfigFileError, parse, with_config_file};
 pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
 pub use keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use serde_json::Value as Json;
 
-use super::facets::{Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue};
+use super::facet_spec::{Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue};
 use super::tests::{fixture, meta, valid_filter};
 use crate::query::ast::FieldPath;
 use crate::query::eval::{core_bool, core_date, core_strings, matches, metadata_leaves};
@@ -368,7 +368,7 @@ fn facets_that_cannot_work_are_refused_with_a_reason() {
             .facets(None, std::slice::from_ref(&spec), 0)
             .unwrap_err();
         assert!(
-            matches!(error, super::IndexError::InvalidRequest(_)),
+            matches!(error, super::error::IndexError::InvalidRequest(_)),
             "{spec:?}: {error}"
         );
     }

@@ -13,6 +13,8 @@ mod document;
 mod engine;
 mod error;
 mod export;
+mod facet_results;
+mod facet_spec;
 mod facets;
 mod open;
 pub mod paths;
@@ -27,7 +29,7 @@ pub use config::IndexConfig;
 pub use engine::SortCursor;
 pub use error::{IndexError, WriteError};
 pub use export::IdOrderedMatches;
-pub use facets::{
+pub use facet_spec::{
     Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, Facets, HistogramBucket,
     StatsOutcome, TermsOutcome,
 };

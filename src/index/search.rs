@@ -134,10 +134,7 @@ impl Snapshot {
             limit,
             cache: self.fields.columns.clone(),
         };
-        let hits = self
-            .searcher
-            .search(&query, &collector)?
-            .map_err(IndexError::Read)?;
+        let hits = self.searcher.search(&query, &collector)??;
         hits.into_iter()
             .map(|hit| {
                 let stored = match with_json {
@@ -193,10 +190,7 @@ impl Snapshot {
                 limit: 4096,
                 cache: self.fields.columns.clone(),
             };
-            let hits = self
-                .searcher
-                .search(&query, &collector)?
-                .map_err(IndexError::Read)?;
+            let hits = self.searcher.search(&query, &collector)??;
             let Some(last) = hits.last() else {
                 return Ok(ids);
             };

@@ -161,33 +161,40 @@ impl Display for Quoted<'_> {
 
 /// The filter as text, or why it has none (a key holding a backtick, a non-finite number, a
 /// date outside years 0-9999, or a relative time finer than a second).
-pub fn to_text(filter: &Filter) -> Result<String, String> {
+pub fn to_text(filter: &Filter) -> Result<String, NoTextForm> {
     let mut text = String::new();
     write!(text, "{filter}")
-        .map_err(|_| "the filter has a date that cannot be written as text".to_string())?;
+        .map_err(|_| NoTextForm("the filter has a date that cannot be written as text".into()))?;
     check_printable(filter)?;
     Ok(text)
 }
 
-fn check_printable(filter: &Filter) -> Result<(), String> {
+/// Why a filter has no text form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoTextForm(String);
+
+fn check_printable(filter: &Filter) -> Result<(), NoTextForm> {
     match filter {
         Filter::And(items) | Filter::Or(items) => {
             if items.is_empty() {
-                return Err("an empty AND/OR list has no text form".into());
+                return Err(NoTextForm("an empty AND/OR list has no text form".into()));
             }
             items.iter().try_for_each(check_printable)
         }
         Filter::Not(inner) => check_printable(inner),
         Filter::Predicate(predicate) => {
             if let Op::Sealed(_) = predicate.op {
-                return Err("a filter on sensitive paths has no text form".into());
+                return Err(NoTextForm(
+                    "a filter on sensitive paths has no text form".into(),
+                ));
             }
             if let FieldPath::Metadata { keys, .. } = &predicate.path
                 && let Some(key) = keys.iter().find(|k| k.contains('`'))
             {
-                return Err(format!(
+                return Err(NoTextForm(format!(
                     "the key {key:?} holds a backtick, which the text form cannot quote"
-                ));
+                )));
             }
             let values: Vec<&Value> = match &predicate.op {
                 Op::Compare(_, v) => vec![v],
@@ -198,10 +205,12 @@ fn check_printable(filter: &Filter) -> Result<(), String> {
             for value in values {
                 match value {
                     Value::Float(x) if !x.is_finite() => {
-                        return Err(format!("{x} is not a finite number"));
+                        return Err(NoTextForm(format!("{x} is not a finite number")));
                     }
                     Value::Date(DateValue::Relative(ms)) if ms % 1_000 != 0 => {
-                        return Err("relative times are whole seconds in the text form".into());
+                        return Err(NoTextForm(
+                            "relative times are whole seconds in the text form".into(),
+                        ));
                     }
                     _ => {}
                 }
@@ -267,7 +276,12 @@ mod tests {
             op: Op::Exists,
             position: 0,
         });
-        assert!(to_text(&filter).unwrap_err().contains("backtick"));
+        assert!(
+            to_text(&filter)
+                .unwrap_err()
+                .to_string()
+                .contains("backtick")
+        );
     }
 
     proptest! {

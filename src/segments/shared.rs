@@ -10,10 +10,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    EventKind, SavedSegment, SegmentError, Segments, check_name, lock, record_definition,
-    segment_event,
-};
+use super::core::{check_name, lock, record_definition, segment_event};
+use super::error::SegmentError;
+use super::model::{EventKind, SavedSegment};
+use super::service::Segments;
 use crate::clock::now_ms;
 use crate::cluster::{ClusterError, SegmentBucket, Stored};
 use crate::query::parse_filter;

@@ -10,12 +10,17 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use tokio_util::sync::CancellationToken;
+
+use super::core::{check_name, member_ids};
 use super::*;
 use crate::change::{ChangeSource, UserChange};
 use crate::clerk::fake::Population;
+use crate::clock::now_ms;
 use crate::index::UserIndex;
 use crate::index::sandbox::{Sandbox, population_users, user_of};
 use crate::query::parse_filter;
+use crate::query::{Filter, FilterLimits};
 use crate::user::User;
 
 struct Harness {

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::destination::ChangeDestination;
+use super::progress::BackfillProgress;
 use super::state::SyncState;
-use super::status::BackfillProgress;
 use crate::change::{Change, ChangeSource, UserChange};
 use crate::clerk::{ClerkApiError, ClerkClient, PageCursor};
 use crate::clock::now_ms;

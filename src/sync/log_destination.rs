@@ -15,10 +15,10 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::destination::Recorded;
+use super::progress::BackfillProgress;
+use super::recorded::Recorded;
 use super::replicate::Replicator;
 use super::state::SyncState;
-use super::status::BackfillProgress;
 use crate::change::{Change, ChangeSource};
 use crate::cluster::{ChangeLog, Coordination, Outcome};
 use crate::error::Error;

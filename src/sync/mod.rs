@@ -8,7 +8,9 @@ mod backfill;
 mod destination;
 mod leader;
 mod log_destination;
+mod progress;
 mod reconcile;
+mod recorded;
 mod replicate;
 mod reseal;
 mod state;
@@ -17,16 +19,18 @@ mod webhook;
 mod write_through;
 
 pub use backfill::Backfill;
-pub use destination::{ChangeDestination, LOCAL_APPLY_TIMEOUT, Recorded};
+pub use destination::ChangeDestination;
 pub use leader::SyncLease;
 pub use log_destination::LogDestination;
+pub use progress::BackfillProgress;
 pub use reconcile::{ReconcileSchedule, ReconcileStats, Reconciler};
+pub use recorded::{LOCAL_APPLY_TIMEOUT, Recorded};
 pub use replicate::Replicator;
 pub use reseal::{Resealed, reseal_all};
 pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState};
 pub use status::{
-    BackfillProgress, BackfillStatus, ClusterView, ReconcileStatus, ReplicaStatus, SyncMonitor,
-    SyncStatus, WriterCounts,
+    BackfillStatus, ClusterView, ReconcileStatus, ReplicaStatus, SyncMonitor, SyncStatus,
+    WriterCounts,
 };
 pub use webhook::{WebhookAnswer, WebhookCounters, WebhookDetail, WebhookOutcome, WebhookReceiver};
 pub use write_through::{MetadataPatch, WriteThrough};

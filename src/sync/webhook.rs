@@ -12,7 +12,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::destination::{ChangeDestination, Recorded};
+use super::destination::ChangeDestination;
+use super::recorded::Recorded;
 use crate::change::{ChangeSource, UserChange};
 use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_event};
 use crate::clock::now_ms;

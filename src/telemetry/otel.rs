@@ -39,6 +39,20 @@ pub struct TraceExport {
     endpoint: String,
 }
 
+/// Why traces cannot be exported as configured (traces then stay off, and the start says why).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TraceSetupError {
+    /// An OpenTelemetry variable asks for something clerk-index does not do.
+    #[error("{variable}={value} is not supported: {supported}")]
+    Unsupported {
+        variable: String,
+        value: String,
+        supported: &'static str,
+    },
+    #[error("{0}")]
+    Exporter(String),
+}
+
 /// Where spans go, as decided from the flag and the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Destination {
@@ -53,7 +67,7 @@ enum Destination {
 fn destination(
     env: impl Fn(&str) -> Option<String>,
     flag: Option<&str>,
-) -> Result<Option<Destination>, String> {
+) -> Result<Option<Destination>, TraceSetupError> {
     let set = |name: &str| {
         env(name)
             .map(|v| v.trim().to_string())
@@ -66,9 +80,11 @@ fn destination(
         None | Some("otlp") => {}
         Some("none") => return Ok(None),
         Some(other) => {
-            return Err(format!(
-                "OTEL_TRACES_EXPORTER={other} is not supported (only otlp or none)"
-            ));
+            return Err(TraceSetupError::Unsupported {
+                variable: "OTEL_TRACES_EXPORTER".into(),
+                value: other.into(),
+                supported: "only otlp or none",
+            });
         }
     }
     for name in [
@@ -77,9 +93,11 @@ fn destination(
     ] {
         if let Some(protocol) = set(name) {
             if protocol != "grpc" {
-                return Err(format!(
-                    "{name}={protocol} is not supported: clerk-index exports OTLP over gRPC only (usually port 4317)"
-                ));
+                return Err(TraceSetupError::Unsupported {
+                    variable: name.into(),
+                    value: protocol,
+                    supported: "clerk-index exports OTLP over gRPC only (usually port 4317)",
+                });
             }
             break;
         }
@@ -95,7 +113,7 @@ fn destination(
 impl TraceExport {
     /// Sets up the exporter when the flag or the environment asks for traces; `Ok(None)` when
     /// nothing does.
-    pub fn from_env(otlp_endpoint: Option<&str>) -> Result<Option<TraceExport>, String> {
+    pub fn from_env(otlp_endpoint: Option<&str>) -> Result<Option<TraceExport>, TraceSetupError> {
         let Some(destination) = destination(|name| std::env::var(name).ok(), otlp_endpoint)? else {
             return Ok(None);
         };
@@ -104,7 +122,9 @@ impl TraceExport {
             .thread_name("otlp-export")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the span exporter's runtime: {e}"))?;
+            .map_err(|e| {
+                TraceSetupError::Exporter(format!("cannot start the span exporter's runtime: {e}"))
+            })?;
         let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
         let endpoint = match destination {
             Destination::Flag(endpoint) => {
@@ -116,9 +136,9 @@ impl TraceExport {
         let exporter = {
             // tonic's lazily connected channel starts its worker on the current runtime.
             let _in_runtime = runtime.enter();
-            builder
-                .build()
-                .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?
+            builder.build().map_err(|e| {
+                TraceSetupError::Exporter(format!("OTLP exporter for {endpoint}: {e}"))
+            })?
         };
         let exporter = OnRuntime {
             inner: exporter,
@@ -189,7 +209,7 @@ fn resource() -> Resource {
 }
 
 /// `OTEL_PROPAGATORS` (default `tracecontext,baggage`).
-fn propagator() -> Result<TextMapCompositePropagator, String> {
+fn propagator() -> Result<TextMapCompositePropagator, TraceSetupError> {
     let names = std::env::var("OTEL_PROPAGATORS").unwrap_or_else(|_| "tracecontext,baggage".into());
     let mut propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -198,9 +218,11 @@ fn propagator() -> Result<TextMapCompositePropagator, String> {
             "baggage" => propagators.push(Box::new(BaggagePropagator::new())),
             "none" => propagators.clear(),
             other => {
-                return Err(format!(
-                    "OTEL_PROPAGATORS: {other} is not supported (tracecontext, baggage or none)"
-                ));
+                return Err(TraceSetupError::Unsupported {
+                    variable: "OTEL_PROPAGATORS".into(),
+                    value: other.into(),
+                    supported: "tracecontext, baggage or none",
+                });
             }
         }
     }
@@ -295,6 +317,7 @@ mod tests {
             },
             flag,
         )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -4,11 +4,13 @@
 
 mod generator;
 mod server;
+mod state;
 mod store;
 mod webhooks;
 mod writes;
 
 pub use generator::{DEFAULT_ANCHOR_MS, Population};
-pub use server::{FakeClerk, FakeClerkConfig, FaultInjection};
+pub use server::{FakeClerk, FakeClerkConfig};
+pub use state::FaultInjection;
 pub use webhooks::{WebhookDispatcher, WebhookTarget};
 pub use writes::merge_patch;

@@ -13,28 +13,22 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::generator::Population;
+use super::state::{
+    FakeState, FaultInjection, admit, form_param_invalid, json_response, user_not_found,
+};
 use super::store::{StoredUser, UserStore};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
 use super::writes;
 use crate::clerk::rate_limit::{RateLimit, RateLimiter};
 use crate::clerk::webhook::WebhookSecretError;
 
-/// API versions the fake accepts in `Clerk-API-Version` (Clerk's published ones).
-const KNOWN_API_VERSIONS: &[&str] = &[
-    "2021-02-05",
-    "2024-10-01",
-    "2025-03-12",
-    "2025-04-10",
-    "2025-11-10",
-    "2026-05-12",
-];
 const ORDER_FIELDS: &[&str] = &[
     "created_at",
     "updated_at",
@@ -47,17 +41,6 @@ const ORDER_FIELDS: &[&str] = &[
     "last_active_at",
     "last_sign_in_at",
 ];
-
-/// Deliberate failures, counted over every request to `/v1/...`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FaultInjection {
-    /// Answer every Nth request with 429 and `Retry-After`.
-    pub throttle_every: Option<u64>,
-    /// Answer every Nth request with 500 `internal_clerk_error`.
-    pub server_error_every: Option<u64>,
-    /// The `Retry-After` seconds sent with injected 429s.
-    pub retry_after_secs: u64,
-}
 
 /// How to build a fake Clerk.
 #[derive(Debug, Clone)]
@@ -82,18 +65,6 @@ impl FakeClerkConfig {
             webhooks: None,
         }
     }
-}
-
-pub(super) struct FakeState {
-    pub(super) users: RwLock<UserStore>,
-    secret_key: String,
-    faults: RwLock<FaultInjection>,
-    limiter: Option<RateLimiter>,
-    /// Clerk's per-user limit on metadata writes: 10 requests per 10 s.
-    pub(super) metadata_limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
-    pub(super) webhooks: RwLock<Option<WebhookDispatcher>>,
-    requests: AtomicU64,
-    throttled: AtomicU64,
 }
 
 /// A running (or ready to run) fake Clerk. Cheap to clone; clones share the users.
@@ -210,130 +181,6 @@ impl FakeClerk {
     pub fn throttled_count(&self) -> u64 {
         self.state.throttled.load(Ordering::Relaxed)
     }
-}
-
-/// A `ClerkErrors` body with the given status.
-pub(super) fn clerk_error(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    long_message: &str,
-    meta: Value,
-) -> Response {
-    let body = json!({
-        "errors": [{"code": code, "message": message, "long_message": long_message, "meta": meta}],
-        "meta": {},
-        "clerk_trace_id": format!("fake_{:016x}", rand::random::<u64>()),
-    });
-    (status, axum::Json(body)).into_response()
-}
-
-/// Clerk's 404 for a user id (`UserNotFound` in its error catalog).
-pub(super) fn user_not_found(user_id: &str) -> Response {
-    clerk_error(
-        StatusCode::NOT_FOUND,
-        "resource_not_found",
-        "not found",
-        &format!("No user was found with id {user_id}"),
-        json!({}),
-    )
-}
-
-pub(super) fn form_param_invalid(name: &str, long_message: &str) -> Response {
-    clerk_error(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "form_param_value_invalid",
-        "is invalid",
-        long_message,
-        json!({"name": name}),
-    )
-}
-
-/// Authentication, API version, injected faults and the rate limit, in Clerk's order.
-#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
-pub(super) async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
-    let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(key) = auth.and_then(|v| v.strip_prefix("Bearer ")) else {
-        return Err(clerk_error(
-            StatusCode::UNAUTHORIZED,
-            "authorization_header_format_invalid",
-            "Invalid Authorization header format",
-            "Invalid Authorization header format. Must be 'Bearer <YOUR_API_KEY>'",
-            json!({}),
-        ));
-    };
-    if key != state.secret_key {
-        return Err(clerk_error(
-            StatusCode::UNAUTHORIZED,
-            "clerk_key_invalid",
-            "Secret Key invalid",
-            "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is correct.",
-            json!({}),
-        ));
-    }
-    if let Some(version) = headers
-        .get("clerk-api-version")
-        .and_then(|v| v.to_str().ok())
-        && !KNOWN_API_VERSIONS.contains(&version)
-    {
-        return Err(clerk_error(
-            StatusCode::BAD_REQUEST,
-            "api_version_invalid",
-            "Invalid API version",
-            &format!("The API version {version} is not valid."),
-            json!({}),
-        ));
-    }
-    let faults = *state.faults.read().expect("fake faults lock");
-    if faults
-        .throttle_every
-        .is_some_and(|k| k > 0 && n.is_multiple_of(k))
-    {
-        return Err(too_many_requests(state, faults.retry_after_secs));
-    }
-    if faults
-        .server_error_every
-        .is_some_and(|k| k > 0 && n.is_multiple_of(k))
-    {
-        return Err(clerk_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_clerk_error",
-            "Oops, an unexpected error occurred",
-            "There was an internal error on our servers. We've been notified and are working on fixing it.",
-            json!({}),
-        ));
-    }
-    if let Some(limiter) = &state.limiter
-        && let Err(wait) = limiter.try_acquire().await
-    {
-        return Err(too_many_requests(
-            state,
-            wait.as_secs_f64().ceil().max(1.0) as u64,
-        ));
-    }
-    Ok(())
-}
-
-pub(super) fn too_many_requests(state: &FakeState, retry_after_secs: u64) -> Response {
-    state.throttled.fetch_add(1, Ordering::Relaxed);
-    let mut response = clerk_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_requests",
-        "Too many requests",
-        "Too many requests, retry later",
-        json!({"ResetsIn": retry_after_secs}),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-    response
-}
-
-pub(super) fn json_response(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 struct ListParams {

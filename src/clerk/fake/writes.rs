@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::server::{
+use super::state::{
     FakeState, admit, clerk_error, form_param_invalid, json_response, too_many_requests,
     user_not_found,
 };

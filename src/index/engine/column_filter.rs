@@ -20,7 +20,8 @@ use tantivy::query::{EnableScoring, Query, Weight};
 use tantivy::{DateTime, DocId, SegmentReader};
 
 use super::bits::Bits;
-use super::column_cache::{ColumnCache, DecodedColumn, OffsetRange};
+use super::column_cache::ColumnCache;
+use super::decoded_column::{DecodedColumn, OffsetRange};
 
 /// The bounds of one range, in the terms of the filter.
 #[derive(Debug, Clone)]

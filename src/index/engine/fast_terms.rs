@@ -12,14 +12,13 @@
 
 use std::collections::HashMap;
 
-use tantivy::SegmentReader;
 use tantivy::columnar::{Column, ColumnIndex, ColumnType, StrColumn};
 use tantivy::query::{EnableScoring, Query};
+use tantivy::{Searcher, SegmentReader};
 
 use super::bitset::matching_bits;
-use super::column_cache::DecodedColumn;
-use crate::index::error::IndexError;
-use crate::index::snapshot::Snapshot;
+use super::column_cache::ColumnCache;
+use super::decoded_column::DecodedColumn;
 
 /// Distinct values per segment above which the aggregation is used instead.
 pub const MAX_TERMS: u64 = 10_000;
@@ -54,7 +53,7 @@ fn plain_strings(reader: &SegmentReader, name: &str) -> tantivy::Result<Option<O
 
 impl Ordinals {
     fn open(
-        snapshot: &Snapshot,
+        cache: &ColumnCache,
         reader: &SegmentReader,
         name: &str,
     ) -> tantivy::Result<Option<Self>> {
@@ -62,7 +61,7 @@ impl Ordinals {
             return Ok(None);
         };
         let column = dictionary.ords().clone();
-        let decoded = snapshot.fields.columns.get(
+        let decoded = cache.get(
             reader.segment_id(),
             name,
             ColumnType::Str,
@@ -79,8 +78,8 @@ impl Ordinals {
 
 /// Whether `name` can be counted here: a string-only, single-valued, low-cardinality column in
 /// every segment.
-fn applicable(snapshot: &Snapshot, name: &str) -> tantivy::Result<bool> {
-    for reader in snapshot.searcher.segment_readers() {
+fn applicable(searcher: &Searcher, name: &str) -> tantivy::Result<bool> {
+    for reader in searcher.segment_readers() {
         if plain_strings(reader, name)?.is_none() {
             return Ok(false);
         }
@@ -91,107 +90,106 @@ fn applicable(snapshot: &Snapshot, name: &str) -> tantivy::Result<bool> {
 /// Per column: every value with its number of matching users.
 pub type TermCounts = Vec<(String, u64)>;
 
-impl Snapshot {
-    /// Counts the values of each of `columns` over the users `query` matches, for the columns
-    /// this applies to (`None` for the others), and the number of matching users.
-    pub(crate) fn string_term_counts(
-        &self,
-        query: &dyn Query,
-        columns: &[Option<String>],
-    ) -> Result<(Vec<Option<TermCounts>>, u64), IndexError> {
-        let wanted: Vec<bool> = columns
-            .iter()
-            .map(|name| match name {
-                Some(name) => applicable(self, name),
-                None => Ok(false),
-            })
-            .collect::<tantivy::Result<_>>()?;
-        if !wanted.contains(&true) {
-            return Ok((vec![None; columns.len()], 0));
-        }
-        let weight = query.weight(EnableScoring::disabled_from_searcher(&self.searcher))?;
-        let readers = self.searcher.segment_readers();
-        let per_segment = self.searcher.index().search_executor().map(
-            |reader: &SegmentReader| -> tantivy::Result<(Vec<Option<TermCounts>>, u64)> {
-                let ordinals = columns
-                    .iter()
-                    .zip(&wanted)
-                    .map(|(name, &wanted)| match (name, wanted) {
-                        (Some(name), true) => Ordinals::open(self, reader, name),
-                        _ => Ok(None),
-                    })
-                    .collect::<tantivy::Result<Vec<_>>>()?;
-                let mut counts: Vec<Vec<u32>> = ordinals
-                    .iter()
-                    .map(|o| match o {
-                        Some(o) => vec![0; o.dictionary.num_terms()],
-                        None => Vec::new(),
-                    })
-                    .collect();
-                let docs = matching_bits(weight.as_ref(), reader)?;
-                let matched = docs.len();
-                for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
-                    match ordinals {
-                        Some(Ordinals {
-                            decoded: Some(decoded),
-                            ..
-                        }) => decoded.count_bits(docs.words(), counts),
-                        Some(o) => {
-                            for doc in docs.docs() {
-                                if let Some(ord) = o.column.first(doc) {
-                                    counts[ord as usize] += 1;
-                                }
+/// Counts the values of each of `columns` over the users `query` matches, for the columns this
+/// applies to (`None` for the others), and the number of matching users.
+pub fn string_term_counts(
+    searcher: &Searcher,
+    cache: &ColumnCache,
+    query: &dyn Query,
+    columns: &[Option<String>],
+) -> tantivy::Result<(Vec<Option<TermCounts>>, u64)> {
+    let wanted: Vec<bool> = columns
+        .iter()
+        .map(|name| match name {
+            Some(name) => applicable(searcher, name),
+            None => Ok(false),
+        })
+        .collect::<tantivy::Result<_>>()?;
+    if !wanted.contains(&true) {
+        return Ok((vec![None; columns.len()], 0));
+    }
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let readers = searcher.segment_readers();
+    let per_segment = searcher.index().search_executor().map(
+        |reader: &SegmentReader| -> tantivy::Result<(Vec<Option<TermCounts>>, u64)> {
+            let ordinals = columns
+                .iter()
+                .zip(&wanted)
+                .map(|(name, &wanted)| match (name, wanted) {
+                    (Some(name), true) => Ordinals::open(cache, reader, name),
+                    _ => Ok(None),
+                })
+                .collect::<tantivy::Result<Vec<_>>>()?;
+            let mut counts: Vec<Vec<u32>> = ordinals
+                .iter()
+                .map(|o| match o {
+                    Some(o) => vec![0; o.dictionary.num_terms()],
+                    None => Vec::new(),
+                })
+                .collect();
+            let docs = matching_bits(weight.as_ref(), reader)?;
+            let matched = docs.len();
+            for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
+                match ordinals {
+                    Some(Ordinals {
+                        decoded: Some(decoded),
+                        ..
+                    }) => decoded.count_bits(docs.words(), counts),
+                    Some(o) => {
+                        for doc in docs.docs() {
+                            if let Some(ord) = o.column.first(doc) {
+                                counts[ord as usize] += 1;
                             }
                         }
-                        None => {}
                     }
+                    None => {}
                 }
-                let mut resolved = Vec::with_capacity(columns.len());
-                for (ordinals, counts) in ordinals.iter().zip(counts) {
-                    let Some(o) = ordinals else {
-                        resolved.push(None);
-                        continue;
-                    };
-                    let hit: Vec<u64> = (0..counts.len() as u64)
-                        .filter(|&ord| counts[ord as usize] > 0)
-                        .collect();
-                    let mut values = Vec::with_capacity(hit.len());
-                    o.dictionary
-                        .dictionary()
-                        .sorted_ords_to_term_cb(&hit, |bytes| {
-                            values.push(String::from_utf8_lossy(bytes).into_owned())
-                        })?;
-                    resolved.push(Some(
-                        values
-                            .into_iter()
-                            .zip(hit.iter().map(|&ord| counts[ord as usize] as u64))
-                            .collect(),
-                    ));
-                }
-                Ok((resolved, matched))
-            },
-            readers.iter(),
-        )?;
-        let mut merged: Vec<Option<HashMap<String, u64>>> =
-            wanted.iter().map(|&w| w.then(HashMap::new)).collect();
-        let mut matched = 0;
-        for segment in per_segment {
-            let (columns, segment_matched) = segment;
-            matched += segment_matched;
-            for (into, counts) in merged.iter_mut().zip(columns) {
-                if let (Some(into), Some(counts)) = (into, counts) {
-                    for (value, count) in counts {
-                        *into.entry(value).or_default() += count;
-                    }
+            }
+            let mut resolved = Vec::with_capacity(columns.len());
+            for (ordinals, counts) in ordinals.iter().zip(counts) {
+                let Some(o) = ordinals else {
+                    resolved.push(None);
+                    continue;
+                };
+                let hit: Vec<u64> = (0..counts.len() as u64)
+                    .filter(|&ord| counts[ord as usize] > 0)
+                    .collect();
+                let mut values = Vec::with_capacity(hit.len());
+                o.dictionary
+                    .dictionary()
+                    .sorted_ords_to_term_cb(&hit, |bytes| {
+                        values.push(String::from_utf8_lossy(bytes).into_owned())
+                    })?;
+                resolved.push(Some(
+                    values
+                        .into_iter()
+                        .zip(hit.iter().map(|&ord| counts[ord as usize] as u64))
+                        .collect(),
+                ));
+            }
+            Ok((resolved, matched))
+        },
+        readers.iter(),
+    )?;
+    let mut merged: Vec<Option<HashMap<String, u64>>> =
+        wanted.iter().map(|&w| w.then(HashMap::new)).collect();
+    let mut matched = 0;
+    for segment in per_segment {
+        let (columns, segment_matched) = segment;
+        matched += segment_matched;
+        for (into, counts) in merged.iter_mut().zip(columns) {
+            if let (Some(into), Some(counts)) = (into, counts) {
+                for (value, count) in counts {
+                    *into.entry(value).or_default() += count;
                 }
             }
         }
-        Ok((
-            merged
-                .into_iter()
-                .map(|m| m.map(|m| m.into_iter().collect()))
-                .collect(),
-            matched,
-        ))
     }
+    Ok((
+        merged
+            .into_iter()
+            .map(|m| m.map(|m| m.into_iter().collect()))
+            .collect(),
+        matched,
+    ))
 }

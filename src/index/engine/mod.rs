@@ -12,11 +12,12 @@ mod bits;
 mod bitset;
 mod column_cache;
 mod column_filter;
+mod decoded_column;
 mod fast_terms;
 mod sort;
 
 pub use bitset::BitsetQuery;
 pub use column_cache::{ColumnCache, DecodedTerms};
 pub use column_filter::{ColumnFilterQuery, ColumnRange, RangeBounds};
-pub use fast_terms::TermCounts;
+pub use fast_terms::{TermCounts, string_term_counts};
 pub use sort::{SortCursor, TopHits};

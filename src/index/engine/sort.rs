@@ -21,7 +21,8 @@ use tantivy::{
 };
 use tantivy_sstable::{Dictionary, VoidSSTable};
 
-use super::column_cache::{ColumnCache, DecodedColumn};
+use super::column_cache::ColumnCache;
+use super::decoded_column::DecodedColumn;
 
 use crate::query::sort::{SortSpec, SortValue, hit_cmp};
 use crate::query::{CoreField, FieldPath};
@@ -153,7 +154,7 @@ fn open_sub_columns(reader: &SegmentReader, path: &FieldPath) -> tantivy::Result
 }
 
 impl Collector for TopHits {
-    type Fruit = Result<Vec<Hit>, String>;
+    type Fruit = io::Result<Vec<Hit>>;
     type Child = SegmentTopHits;
 
     fn for_segment(
@@ -221,8 +222,8 @@ impl Collector for TopHits {
     /// whole top `limit`: each lookup decodes a dictionary block.
     fn merge_fruits(
         &self,
-        fruits: Vec<Result<SegmentHits, String>>,
-    ) -> tantivy::Result<Result<Vec<Hit>, String>> {
+        fruits: Vec<io::Result<SegmentHits>>,
+    ) -> tantivy::Result<io::Result<Vec<Hit>>> {
         let descending = self.spec.descending;
         let mut segments = Vec::new();
         for fruit in fruits {
@@ -271,8 +272,13 @@ impl Collector for TopHits {
                 });
             match read {
                 Ok(true) if ids.len() == ords.len() => {}
-                Ok(_) => return Ok(Err("reading ids: an id ordinal is missing".to_string())),
-                Err(e) => return Ok(Err(format!("reading ids: {e}"))),
+                Ok(_) => {
+                    return Ok(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "reading ids: an id ordinal is missing",
+                    )));
+                }
+                Err(e) => return Ok(Err(io::Error::new(e.kind(), format!("reading ids: {e}")))),
             }
             all.extend(mine.into_iter().zip(ids).map(|(hit, id)| Hit {
                 value: hit.value.clone(),
@@ -412,7 +418,7 @@ impl SegmentTopHits {
 }
 
 impl SegmentCollector for SegmentTopHits {
-    type Fruit = Result<SegmentHits, String>;
+    type Fruit = io::Result<SegmentHits>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         if let (Some(raw_threshold), Some((decoded, _))) = (self.raw_threshold, &self.decoded) {
@@ -456,14 +462,14 @@ impl SegmentCollector for SegmentTopHits {
             .map(|&(key, id_half, doc)| {
                 let value = self
                     .value_of(key)
-                    .map_err(|e| format!("reading sort keys: {e}"))?;
+                    .map_err(|e| io::Error::new(e.kind(), format!("reading sort keys: {e}")))?;
                 Ok(PendingHit {
                     value,
                     id_ord: (id_half - 1) / 2,
                     address: DocAddress::new(self.segment, doc),
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<io::Result<Vec<_>>>()?;
         Ok(SegmentHits {
             ids: self.ids,
             hits,

@@ -1,0 +1,321 @@
+//! The store's shared state, held by the writer-side observer and the service alike: compiled
+//! definitions, the retained events, sequence numbers, and the log file; and the rules for
+//! recording a definition (with the membership difference a new filter makes).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+
+use super::error::SegmentError;
+use super::log::{LogFile, Record};
+use super::model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
+use crate::clock::now_ms;
+use crate::index::{IndexError, Snapshot, UserIndex};
+use crate::query::{Filter, FilterLimits, parse_filter};
+
+pub(super) struct Compiled {
+    pub(super) definition: SavedSegment,
+    pub(super) filter: Filter,
+    /// The event that saved this definition.
+    pub(super) sequence: u64,
+}
+
+/// Shared by the observer (on the writer thread) and the service.
+pub(super) struct Core {
+    pub(super) file: LogFile,
+    pub(super) config: SegmentsConfig,
+    pub(super) segments: BTreeMap<String, Compiled>,
+    pub(super) retained: VecDeque<Arc<SegmentEvent>>,
+    /// The definitions saved by the `SegmentUpdated` events in `retained`.
+    pub(super) retained_definitions: BTreeMap<u64, SavedSegment>,
+    /// Sequence numbers up to here are no longer in `retained`.
+    pub(super) evicted_through: u64,
+    /// The last sequence number handed out, and the last one committed.
+    pub(super) assigned: u64,
+    pub(super) committed: u64,
+    /// Recorded since the last commit, not yet written.
+    pub(super) pending: Vec<Record>,
+    /// Written and fsynced for the commit in progress: `(records, file length before)`.
+    pub(super) written: Option<(Vec<Record>, u64)>,
+    pub(super) live: broadcast::Sender<Arc<SegmentEvent>>,
+    pub(super) limits: FilterLimits,
+}
+
+impl Core {
+    pub(super) fn record(&mut self, event: SegmentEvent, definition: Option<SavedSegment>) {
+        self.pending.push(Record::Event { event, definition });
+    }
+
+    pub(super) fn next_sequence(&mut self) -> u64 {
+        self.assigned += 1;
+        self.assigned
+    }
+
+    pub(super) fn retain(&mut self, event: Arc<SegmentEvent>) {
+        self.retained.push_back(event);
+        while self.retained.len() > self.config.retained_events {
+            if let Some(old) = self.retained.pop_front() {
+                self.evicted_through = self.evicted_through.max(old.sequence);
+                self.retained_definitions.remove(&old.sequence);
+            }
+        }
+    }
+
+    /// Applies a record to the in-memory state (on load, and once its commit succeeded).
+    pub(super) fn apply(&mut self, record: Record, publish: bool) {
+        match record {
+            Record::Horizon { evicted_through } => {
+                self.evicted_through = self.evicted_through.max(evicted_through);
+            }
+            Record::Event { event, definition } => {
+                self.assigned = self.assigned.max(event.sequence);
+                self.committed = self.committed.max(event.sequence);
+                let mut saved = None;
+                match (event.kind, definition) {
+                    (EventKind::SegmentUpdated, Some(definition)) => {
+                        match parse_filter(&definition.filter, &self.limits) {
+                            Ok(filter) => {
+                                saved = Some(definition.clone());
+                                self.segments.insert(
+                                    definition.name.clone(),
+                                    Compiled {
+                                        definition,
+                                        filter,
+                                        sequence: event.sequence,
+                                    },
+                                );
+                            }
+                            Err(error) => tracing::error!(
+                                segment = %definition.name,
+                                %error,
+                                "a saved segment's filter no longer parses; it is skipped"
+                            ),
+                        }
+                    }
+                    (EventKind::SegmentDeleted, _) => {
+                        self.segments.remove(&event.segment);
+                    }
+                    _ => {}
+                }
+                if event.sequence <= self.evicted_through {
+                    return;
+                }
+                if let Some(definition) = saved {
+                    self.retained_definitions.insert(event.sequence, definition);
+                }
+                let event = Arc::new(event);
+                self.retain(event.clone());
+                if publish {
+                    let _ = self.live.send(event);
+                }
+            }
+        }
+    }
+
+    /// The file's contents after compaction: the horizon, the definitions saved before it,
+    /// and the retained events.
+    pub(super) fn compacted(&self) -> Vec<Record> {
+        let first_retained = self.retained.front().map_or(u64::MAX, |e| e.sequence);
+        let mut records = vec![Record::Horizon {
+            evicted_through: self.evicted_through,
+        }];
+        let mut pinned: Vec<&Compiled> = self
+            .segments
+            .values()
+            .filter(|c| c.sequence < first_retained)
+            .collect();
+        pinned.sort_by_key(|c| c.sequence);
+        for compiled in pinned {
+            let mut event = segment_event(
+                compiled.sequence,
+                &compiled.definition.name,
+                EventKind::SegmentUpdated,
+                compiled.definition.updated_ms,
+            );
+            event.recorded_at_ms = compiled.definition.updated_ms;
+            records.push(Record::Event {
+                event,
+                definition: Some(compiled.definition.clone()),
+            });
+        }
+        for event in &self.retained {
+            records.push(Record::Event {
+                event: (**event).clone(),
+                definition: self.retained_definitions.get(&event.sequence).cloned(),
+            });
+        }
+        records
+    }
+}
+
+/// Opens the log and returns the store's shared state. `index` is the freshly opened index: its
+/// last commit says which logged events belong to committed changes.
+pub(super) fn open_core(
+    dir: &Path,
+    index: &UserIndex,
+    config: SegmentsConfig,
+    limits: FilterLimits,
+) -> Result<Core, SegmentError> {
+    let snapshot = index.snapshot();
+    // A brand-new (or rebuilt) index has no checkpoint: keep the log as it is.
+    let checkpoint = (snapshot.freshness.generation > 0).then_some(snapshot.event_sequence);
+    let (file, records) = LogFile::open(dir, checkpoint)?;
+    let (live, _) = broadcast::channel(4096);
+    let mut core = Core {
+        file,
+        config,
+        segments: BTreeMap::new(),
+        retained: VecDeque::new(),
+        retained_definitions: BTreeMap::new(),
+        evicted_through: 0,
+        assigned: 0,
+        committed: 0,
+        pending: Vec::new(),
+        written: None,
+        live,
+        limits,
+    };
+    for record in records {
+        core.apply(record, false);
+    }
+    tracing::info!(
+        segments = core.segments.len(),
+        retained_events = core.retained.len(),
+        last_sequence = core.committed,
+        "saved segments loaded"
+    );
+    Ok(core)
+}
+
+pub(super) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Valid names: 1-64 of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
+pub(super) fn check_name(name: &str) -> Result<(), SegmentError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(SegmentError::Invalid(format!(
+            "segment name {name:?}: use 1-64 lower-case letters, digits, '-' and '_', starting with a letter or digit"
+        )))
+    }
+}
+
+/// The ids matching `filter` on `snapshot`, in id order.
+pub(super) fn member_ids(
+    snapshot: &Arc<Snapshot>,
+    filter: &Filter,
+    now: i64,
+) -> Result<Vec<String>, IndexError> {
+    let mut export = snapshot.export(Some(filter), None, now)?;
+    let total = export.total() as usize;
+    Ok(export
+        .next_chunk(total)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+pub(super) fn segment_event(sequence: u64, name: &str, kind: EventKind, now: i64) -> SegmentEvent {
+    SegmentEvent {
+        sequence,
+        segment: name.to_string(),
+        kind,
+        user_id: String::new(),
+        change_time_ms: now,
+        recorded_at_ms: now,
+        cause: "segment_edit".into(),
+    }
+}
+
+/// Records `definition` as its segment's new state, and when its filter differs from the one in
+/// force, the Entered/Exited events of the users whose membership that changes; every event is
+/// timed at the definition's `updated_ms` (the same on every replica in cluster mode).
+pub(super) fn record_definition(
+    core: &mut Core,
+    snapshot: &Arc<Snapshot>,
+    definition: SavedSegment,
+    filter: &Filter,
+) -> Result<(), SegmentError> {
+    let changes = match core.segments.get(&definition.name) {
+        Some(current) if current.definition.filter != definition.filter => {
+            let now = now_ms();
+            let before = member_ids(snapshot, &current.filter, now)?;
+            let after = member_ids(snapshot, filter, now)?;
+            membership_diff(&before, &after)
+        }
+        _ => Vec::new(),
+    };
+    let (name, time) = (definition.name.clone(), definition.updated_ms);
+    let sequence = core.next_sequence();
+    core.record(
+        segment_event(sequence, &name, EventKind::SegmentUpdated, time),
+        Some(definition),
+    );
+    for (user_id, kind) in changes {
+        let sequence = core.next_sequence();
+        let mut event = segment_event(sequence, &name, kind, time);
+        event.user_id = user_id;
+        core.record(event, None);
+    }
+    Ok(())
+}
+
+/// Users in `after` but not `before` entered; the reverse exited. Both lists are sorted.
+pub(super) fn membership_diff(before: &[String], after: &[String]) -> Vec<(String, EventKind)> {
+    let mut changes = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < after.len() {
+        match (before.get(i), after.get(j)) {
+            (Some(b), Some(a)) if b == a => {
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(a)) if b < a => {
+                changes.push((b.clone(), EventKind::Exited));
+                i += 1;
+            }
+            (Some(b), None) => {
+                changes.push((b.clone(), EventKind::Exited));
+                i += 1;
+            }
+            (_, Some(a)) => {
+                changes.push((a.clone(), EventKind::Entered));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    changes
+}
+
+/// The retained events of `name` after `after`, or why they are gone.
+pub(super) fn backlog(
+    core: &Core,
+    name: &str,
+    after: u64,
+) -> Result<Vec<Arc<SegmentEvent>>, SegmentError> {
+    if after < core.evicted_through {
+        return Err(SegmentError::OutOfRange(format!(
+            "events after sequence {after} are no longer retained (the log starts after {}): list the segment's members again and watch from the event_sequence that listing returns",
+            core.evicted_through
+        )));
+    }
+    Ok(core
+        .retained
+        .iter()
+        .filter(|e| e.sequence > after && e.segment == name)
+        .cloned()
+        .collect())
+}

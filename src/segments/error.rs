@@ -1,0 +1,31 @@
+//! What goes wrong with segments; `api` maps each variant to one gRPC code.
+
+use super::log::LogError;
+use crate::index::{IndexError, WriteError};
+
+/// What can go wrong with segments; each maps to one gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no segment named {0:?}")]
+    NotFound(String),
+    #[error("a segment named {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("segment {name:?} is at version {actual}, not {expected}: re-read it and retry")]
+    VersionMismatch {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}

@@ -1,0 +1,57 @@
+//! What segments are made of: saved definitions, the events of users crossing them, and the
+//! store's settings.
+
+use serde::{Deserialize, Serialize};
+
+/// A saved segment as stored and returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedSegment {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The filter's text form.
+    pub filter: String,
+    pub version: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Entered,
+    Exited,
+    /// The segment was created or its definition changed.
+    SegmentUpdated,
+    SegmentDeleted,
+}
+
+/// One membership change (or segment-level change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentEvent {
+    pub sequence: u64,
+    pub segment: String,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
+    pub change_time_ms: i64,
+    pub recorded_at_ms: i64,
+    pub cause: String,
+}
+
+/// Settings of the segments store.
+#[derive(Debug, Clone)]
+pub struct SegmentsConfig {
+    /// Events kept for replay (`WatchSegment` with `after_sequence`).
+    pub retained_events: usize,
+    pub max_segments: usize,
+}
+
+impl Default for SegmentsConfig {
+    fn default() -> Self {
+        SegmentsConfig {
+            retained_events: 100_000,
+            max_segments: 1_000,
+        }
+    }
+}
