@@ -23,6 +23,7 @@ use crate::clerk::ClerkClient;
 use crate::cluster::ChangeLog;
 use crate::config::{Config, TlsConfig};
 use crate::index::{UserIndex, WriterHandle, WriterThread};
+use crate::read::UserReader;
 use crate::redact::mask_url;
 use crate::segments::{self, Segments};
 use crate::sync::{
@@ -299,16 +300,11 @@ fn grpc_services(
     segments: Segments,
     metrics: Arc<Metrics>,
 ) -> GrpcServices {
+    let reader = UserReader::new(index, config.max_page_size, config.max_read_wait);
     GrpcServices {
-        user_index: UserIndexService::new(
-            index.clone(),
-            write_through,
-            config.filter_limits,
-            config.max_page_size,
-            config.max_read_wait,
-        ),
+        user_index: UserIndexService::new(reader.clone(), write_through, config.filter_limits),
         sync,
-        segments: SegmentsService::new(segments, index, config.filter_limits, config.max_read_wait),
+        segments: SegmentsService::new(segments, reader, config.filter_limits),
         auth: Authenticate::new(config.auth.clone()),
         metrics,
     }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod index;
 pub mod latency;
 pub mod query;
+pub mod read;
 pub mod redact;
 pub mod segments;
 pub mod sync;

@@ -6,8 +6,6 @@ mod auth;
 mod convert;
 mod export;
 mod http;
-mod page_token;
-mod projection;
 pub mod proto;
 mod segments_service;
 mod server;
@@ -19,7 +17,6 @@ mod webhook;
 
 pub use auth::Authenticate;
 pub use http::{HttpServices, serve_http};
-pub use projection::project_json;
 pub use segments_service::SegmentsService;
 pub use server::{GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
 pub use status::FILTER_ERROR_POSITION;

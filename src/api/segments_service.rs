@@ -1,46 +1,33 @@
 //! `clerkindex.v1.Segments`: saved segments, their counts, members and events.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::caller;
 use super::convert::{filter_from_proto, freshness_to_proto};
-use super::export::{self, ExportJob, ExportStream};
-use super::projection::Projection;
+use super::export::{ExportStream, export_stream};
 use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
-use super::user_index::{ReadAt, snapshot_at};
 use crate::auth::{Caller, Scope};
-use crate::clock::now_ms;
 use crate::error::Error;
-use crate::index::{Snapshot, UserIndex};
 use crate::query::{Filter, FilterLimits};
+use crate::read::{ExportQuery, ReadAt, UserReader};
 use crate::segments::{EventKind, SavedSegment, SegmentEvent, Segments};
 
 #[derive(Clone)]
 pub struct SegmentsService {
     segments: Segments,
-    index: UserIndex,
+    reader: UserReader,
     limits: FilterLimits,
-    max_read_wait: Duration,
 }
 
 impl SegmentsService {
-    pub fn new(
-        segments: Segments,
-        index: UserIndex,
-        limits: FilterLimits,
-        max_read_wait: Duration,
-    ) -> Self {
+    pub fn new(segments: Segments, reader: UserReader, limits: FilterLimits) -> Self {
         SegmentsService {
             segments,
-            index,
+            reader,
             limits,
-            max_read_wait,
         }
     }
 
@@ -53,10 +40,6 @@ impl SegmentsService {
         super::auth::Authenticate,
     > {
         proto::segments_server::SegmentsServer::with_interceptor(self, auth)
-    }
-
-    async fn snapshot(&self, at: ReadAt) -> Result<Arc<Snapshot>, Error> {
-        snapshot_at(&self.index, at, self.max_read_wait).await
     }
 
     /// A required filter, in either spelling.
@@ -245,17 +228,14 @@ impl SegmentsApi for SegmentsService {
             min_log_sequence,
         } = request.into_inner();
         let (_, filter) = self.visible(&caller, &name)?;
-        let snapshot = self
-            .snapshot(ReadAt::new(min_generation, min_log_sequence))
-            .await?;
-        let freshness = freshness_to_proto(&snapshot);
-        let count = tokio::task::spawn_blocking(move || snapshot.count(Some(&filter), now_ms()))
-            .await
-            .map_err(|e| Error::Internal(format!("count task failed: {e}")))?
-            .map_err(Error::from)?;
+        let at = ReadAt {
+            generation: min_generation,
+            log_sequence: min_log_sequence,
+        };
+        let answer = self.reader.count(&caller, Some(filter), at).await?;
         Ok(Response::new(proto::CountUsersResponse {
-            count,
-            freshness: Some(freshness),
+            count: answer.value,
+            freshness: Some(freshness_to_proto(&answer.snapshot)),
         }))
     }
 
@@ -275,12 +255,19 @@ impl SegmentsApi for SegmentsService {
             min_log_sequence,
         } = request.into_inner();
         let (_, filter) = self.visible(&caller, &name)?;
-        let projection = Projection::new(fields, &caller)?;
-        let job = ExportJob::new(Some(filter), projection, chunk_size, &resume_cursor)?;
-        let snapshot = self
-            .snapshot(ReadAt::new(min_generation, min_log_sequence))
-            .await?;
-        Ok(Response::new(export::stream(snapshot, job, now_ms())))
+        let query = ExportQuery {
+            filter: Some(filter),
+            fields,
+            chunk_size,
+            resume_cursor,
+            ids_only: false,
+            at: ReadAt {
+                generation: min_generation,
+                log_sequence: min_log_sequence,
+            },
+        };
+        let chunks = self.reader.export(&caller, query).await?;
+        Ok(Response::new(export_stream(chunks)))
     }
 
     type WatchSegmentStream = EventStream;

@@ -212,7 +212,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         for user in &users {
             println!(
                 "{}",
-                crate::api::project_json(&user.to_string(), &args.fields)?
+                crate::read::project_json(&user.to_string(), &args.fields)?
             );
         }
     } else {

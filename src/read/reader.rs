@@ -1,0 +1,346 @@
+//! The read use cases on a caller's behalf: which snapshot answers (waiting, bounded, for a
+//! requested generation or change-log sequence), what the caller may filter, sort and facet on,
+//! paging with opaque tokens, projections, exports and the field catalog. Index work runs on a
+//! blocking thread, in an `index.query` span of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::export::{ExportChunks, ExportJob, ReadUser, export};
+use super::page_token;
+use super::projection::{Projection, id_json};
+use crate::auth::Caller;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::index::{FacetSpec, Facets, PathTypes, Snapshot, SortCursor, UserIndex};
+use crate::query::sort::SortSpec;
+use crate::query::{CoreField, FieldPath, Filter};
+use crate::sync::SyncState;
+
+/// Page size of a search that asks for none.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// How new the snapshot answering a read must be: `generation` (this replica's commits) and
+/// `log_sequence` (cluster mode's change log, the same on every replica); 0 for either means
+/// any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadAt {
+    pub generation: u64,
+    pub log_sequence: u64,
+}
+
+impl ReadAt {
+    fn reached_by(self, snapshot: &Snapshot) -> bool {
+        snapshot.freshness.generation >= self.generation
+            && (self.log_sequence == 0
+                || SyncState::log_sequence_of(&snapshot.sync_state) >= self.log_sequence)
+    }
+}
+
+/// An answer and the snapshot that gave it (for its freshness stamp).
+pub struct Answer<T> {
+    pub value: T,
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// A search: filter, order, page and fields.
+pub struct SearchQuery {
+    pub filter: Option<Filter>,
+    pub sort: SortSpec,
+    /// 0 asks for [`DEFAULT_PAGE_SIZE`].
+    pub page_size: u32,
+    /// Empty for the first page.
+    pub page_token: String,
+    pub fields: Vec<String>,
+    pub at: ReadAt,
+}
+
+/// One page of a search.
+pub struct SearchPage {
+    pub users: Vec<ReadUser>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// An export: filter, fields, chunking and where to resume.
+pub struct ExportQuery {
+    pub filter: Option<Filter>,
+    pub fields: Vec<String>,
+    pub chunk_size: u32,
+    pub resume_cursor: String,
+    pub ids_only: bool,
+    pub at: ReadAt,
+}
+
+/// What the index holds, as far as the caller may see it.
+pub struct FieldCatalog {
+    pub metadata: Vec<PathTypes>,
+    pub core: Vec<(CoreField, u64)>,
+}
+
+/// Reads users on behalf of callers. Cheap to clone.
+#[derive(Clone)]
+pub struct UserReader {
+    index: UserIndex,
+    max_page_size: u32,
+    /// Longest a read waits for the snapshot it asks for.
+    max_read_wait: Duration,
+}
+
+impl UserReader {
+    pub fn new(index: UserIndex, max_page_size: u32, max_read_wait: Duration) -> UserReader {
+        UserReader {
+            index,
+            max_page_size,
+            max_read_wait,
+        }
+    }
+
+    /// The snapshot to answer from: the newest, once it has reached `at`.
+    pub async fn snapshot(&self, at: ReadAt) -> Result<Arc<Snapshot>, Error> {
+        self.index
+            .snapshot_when(|snapshot| at.reached_by(snapshot), self.max_read_wait)
+            .await
+            .ok_or_else(|| {
+                let now = self.index.snapshot();
+                Error::DeadlineExceeded(format!(
+                    "the index did not reach generation {} and change log sequence {} within {} ms \
+                     (it is at generation {} and sequence {})",
+                    at.generation,
+                    at.log_sequence,
+                    self.max_read_wait.as_millis(),
+                    now.freshness.generation,
+                    SyncState::log_sequence_of(&now.sync_state),
+                ))
+            })
+    }
+
+    /// One user by id, projected by `fields`.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        user_id: String,
+        fields: Vec<String>,
+        at: ReadAt,
+    ) -> Result<Answer<ReadUser>, Error> {
+        if user_id.is_empty() {
+            return Err(Error::InvalidArgument("user_id is required".into()));
+        }
+        let projection = Projection::new(fields, caller)?;
+        let snapshot = self.snapshot(at).await?;
+        let id = user_id.clone();
+        let stored = blocking(snapshot.clone(), move |s| Ok(s.get_stored(&id)?)).await?;
+        let stored = stored
+            .ok_or_else(|| Error::NotFound(format!("no user with id {user_id} in the index")))?;
+        let json = projection.apply_stored(&user_id, &stored.raw_json, stored.sealed.as_deref())?;
+        Ok(Answer {
+            value: ReadUser { id: user_id, json },
+            snapshot,
+        })
+    }
+
+    /// One page of the users matching a filter, in `sort` order, ties broken by id.
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        query: SearchQuery,
+    ) -> Result<Answer<SearchPage>, Error> {
+        let SearchQuery {
+            filter,
+            sort,
+            page_size,
+            page_token,
+            fields,
+            at,
+        } = query;
+        let filter = authorize_filter(caller, filter)?;
+        caller.check_path(&sort.path, "sorting by")?;
+        check_not_sensitive(caller, &sort.path, "sorting")?;
+        let projection = Projection::new(fields, caller)?;
+        let after = page_token::decode(&page_token, filter.as_ref(), &sort)?;
+        let limit = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > self.max_page_size => {
+                return Err(Error::InvalidArgument(format!(
+                    "page_size {n} is above the limit of {}",
+                    self.max_page_size
+                )));
+            }
+            n => n,
+        } as usize;
+        let snapshot = self.snapshot(at).await?;
+        let (query_filter, query_sort) = (filter.clone(), sort.clone());
+        let with_json = !projection.ids_only();
+        // One more than asked tells whether another page exists.
+        let mut hits = blocking(snapshot.clone(), move |s| {
+            Ok(s.search(
+                query_filter.as_ref(),
+                &query_sort,
+                after,
+                limit + 1,
+                with_json,
+                now_ms(),
+            )?)
+        })
+        .await?;
+        let more = hits.len() > limit;
+        hits.truncate(limit);
+        let next_page_token = match (more, hits.last()) {
+            (true, Some(last)) => page_token::encode(
+                SortCursor {
+                    value: last.sort_value.clone(),
+                    id: last.id.clone(),
+                },
+                filter.as_ref(),
+                &sort,
+            ),
+            _ => String::new(),
+        };
+        let users = hits
+            .into_iter()
+            .map(|hit| {
+                let json = match &hit.raw_json {
+                    Some(raw) => projection.apply_stored(&hit.id, raw, hit.sealed.as_deref())?,
+                    None => id_json(&hit.id),
+                };
+                Ok(ReadUser { id: hit.id, json })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Answer {
+            value: SearchPage {
+                users,
+                next_page_token,
+            },
+            snapshot,
+        })
+    }
+
+    /// The number of users matching a filter (every user without one).
+    pub async fn count(
+        &self,
+        caller: &Caller,
+        filter: Option<Filter>,
+        at: ReadAt,
+    ) -> Result<Answer<u64>, Error> {
+        let filter = authorize_filter(caller, filter)?;
+        let snapshot = self.snapshot(at).await?;
+        let count = blocking(snapshot.clone(), move |s| {
+            Ok(s.count(filter.as_ref(), now_ms())?)
+        })
+        .await?;
+        Ok(Answer {
+            value: count,
+            snapshot,
+        })
+    }
+
+    /// Facets over the users matching a filter.
+    pub async fn facets(
+        &self,
+        caller: &Caller,
+        filter: Option<Filter>,
+        specs: Vec<FacetSpec>,
+        at: ReadAt,
+    ) -> Result<Answer<Facets>, Error> {
+        let filter = authorize_filter(caller, filter)?;
+        for spec in &specs {
+            caller.check_path(&spec.path, "faceting on")?;
+            check_not_sensitive(caller, &spec.path, "facets")?;
+        }
+        let snapshot = self.snapshot(at).await?;
+        let facets = blocking(snapshot.clone(), move |s| {
+            Ok(s.facets(filter.as_ref(), &specs, now_ms())?)
+        })
+        .await?;
+        Ok(Answer {
+            value: facets,
+            snapshot,
+        })
+    }
+
+    /// Starts an export of the users matching a filter, from one snapshot.
+    pub async fn export(&self, caller: &Caller, query: ExportQuery) -> Result<ExportChunks, Error> {
+        let ExportQuery {
+            filter,
+            fields,
+            chunk_size,
+            resume_cursor,
+            ids_only,
+            at,
+        } = query;
+        let filter = authorize_filter(caller, filter)?;
+        let projection = Projection::new(fields, caller)?;
+        let job = ExportJob::new(filter, projection, chunk_size, &resume_cursor)?
+            .with_ids_only(ids_only)?;
+        let snapshot = self.snapshot(at).await?;
+        Ok(export(snapshot, job, now_ms()))
+    }
+
+    /// The metadata paths and core fields the index holds, whose names start with `prefix`,
+    /// among what the caller may read (key names are data too).
+    pub async fn describe(
+        &self,
+        caller: &Caller,
+        prefix: &str,
+        at: ReadAt,
+    ) -> Result<Answer<FieldCatalog>, Error> {
+        let snapshot = self.snapshot(at).await?;
+        let (metadata, core) = blocking(snapshot.clone(), |s| {
+            Ok((s.field_catalog()?, s.core_field_counts()?))
+        })
+        .await?;
+        let prefix = prefix.trim();
+        let metadata = metadata
+            .into_iter()
+            .filter(|entry| caller.check_path(&entry.path, "describing").is_ok())
+            .filter(|entry| entry.path.to_string().starts_with(prefix))
+            .collect();
+        let core = core
+            .into_iter()
+            .filter(|(field, _)| field.name().starts_with(prefix))
+            .collect();
+        Ok(Answer {
+            value: FieldCatalog { metadata, core },
+            snapshot,
+        })
+    }
+}
+
+/// Runs index work off the async threads.
+async fn blocking<T: Send + 'static>(
+    snapshot: Arc<Snapshot>,
+    work: impl FnOnce(&Snapshot) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    // A child of the call's span, timing the index work apart from waiting and encoding.
+    let span = tracing::info_span!(
+        "index.query",
+        generation = snapshot.freshness.generation as i64
+    );
+    tokio::task::spawn_blocking(move || span.in_scope(|| work(&snapshot)))
+        .await
+        .map_err(|e| Error::Internal(format!("index task failed: {e}")))?
+}
+
+/// Checks that the caller may evaluate `filter`, and turns predicates on sensitive paths into
+/// blind-index lookups (the only form in which they reach the index).
+fn authorize_filter(caller: &Caller, filter: Option<Filter>) -> Result<Option<Filter>, Error> {
+    caller.check_filter(filter.as_ref())?;
+    match (filter, &caller.sensitive) {
+        (Some(filter), Some(sensitive)) => Ok(Some(
+            sensitive
+                .seal_filter(filter)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        )),
+        (filter, _) => Ok(filter),
+    }
+}
+
+/// Sorts and facets need values in the index, which sensitive paths do not have there.
+fn check_not_sensitive(caller: &Caller, path: &FieldPath, what: &str) -> Result<(), Error> {
+    if caller.is_sensitive(path) {
+        return Err(Error::InvalidArgument(format!(
+            "{path} is a sensitive path: it can be filtered only with =, != or IN, not used for {what}"
+        )));
+    }
+    Ok(())
+}
