@@ -127,45 +127,47 @@ impl TlsConfig {
     }
 }
 
-/// Collects settings; [`ConfigBuilder::build`] checks them all at once.
+/// Every setting a deployment may change, with its default (the flags show the same ones).
+/// Secrets are given here only once `cli` has read them from the environment or a file.
 #[derive(Debug, Clone)]
-pub struct ConfigBuilder {
-    data_dir: PathBuf,
-    clerk_api_url: String,
-    clerk_secret_key: String,
-    clerk_rate_limit: String,
-    clerk_initial_backoff: Option<Duration>,
-    writer_memory_mb: usize,
-    column_cache_mb: usize,
-    commit_interval_ms: u64,
-    max_page_size: u32,
-    backfill_page_size: u32,
-    catch_up_interval_secs: u64,
-    sweep_interval_secs: u64,
-    segment_event_retention: usize,
-    shutdown_timeout_secs: u64,
-    webhook_secrets: Vec<String>,
-    webhook_body_limit: usize,
-    webhook_timeout: Duration,
-    max_read_wait: Duration,
-    auth: AuthConfig,
-    tls: Option<TlsConfig>,
-    sensitive: Option<Arc<Sensitive>>,
-    cluster: Option<ClusterConfig>,
+pub struct Settings {
+    /// Client-side limit for Clerk requests, as `N/window` (`900/10s`).
+    pub clerk_rate_limit: String,
+    /// The first backoff after a failed Clerk request; `None`: the client's default.
+    pub clerk_initial_backoff: Option<Duration>,
+    /// Memory budget of the index writer, in MiB (at least 20).
+    pub writer_memory_mb: usize,
+    /// Memory for decoded range and sort columns, in MiB.
+    pub column_cache_mb: usize,
+    /// Longest time a bulk change waits for its commit, in milliseconds.
+    pub commit_interval_ms: u64,
+    /// Largest page a SearchUsers request may ask for (1 to 10,000).
+    pub max_page_size: u32,
+    /// Clerk users per backfill page (Clerk allows up to 500).
+    pub backfill_page_size: u32,
+    pub catch_up_interval_secs: u64,
+    pub sweep_interval_secs: u64,
+    /// Saved-segment events kept for replays (at least 100).
+    pub segment_event_retention: usize,
+    pub shutdown_timeout_secs: u64,
+    /// Svix signing secrets (`whsec_...`); several during a rotation, none refuses webhooks.
+    pub webhook_secrets: Vec<String>,
+    pub webhook_body_limit: usize,
+    pub webhook_timeout: Duration,
+    /// Longest a read waits for a requested generation or log sequence.
+    pub max_read_wait: Duration,
+    /// API keys, and whether serving without any is allowed.
+    pub auth: AuthConfig,
+    pub tls: Option<TlsConfig>,
+    /// Sensitive paths and their key ring.
+    pub sensitive: Option<Arc<Sensitive>>,
+    /// Cluster mode's NATS.
+    pub cluster: Option<ClusterConfig>,
 }
 
-impl Config {
-    /// A builder with every default, for an index in `data_dir` mirroring the Clerk instance at
-    /// `clerk_api_url` (without `/v1`) with `clerk_secret_key`.
-    pub fn builder(
-        data_dir: impl Into<PathBuf>,
-        clerk_api_url: &str,
-        clerk_secret_key: &str,
-    ) -> ConfigBuilder {
-        ConfigBuilder {
-            data_dir: data_dir.into(),
-            clerk_api_url: clerk_api_url.trim().trim_end_matches('/').to_string(),
-            clerk_secret_key: clerk_secret_key.trim().to_string(),
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
             clerk_rate_limit: defaults::CLERK_RATE_LIMIT.into(),
             clerk_initial_backoff: None,
             writer_memory_mb: defaults::WRITER_MEMORY_MB,
@@ -187,93 +189,76 @@ impl Config {
             cluster: None,
         }
     }
+}
+
+/// Collects settings; [`ConfigBuilder::build`] checks them all at once.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    data_dir: PathBuf,
+    clerk_api_url: String,
+    clerk_secret_key: String,
+    settings: Settings,
+}
+
+impl Config {
+    /// A builder with every default, for an index in `data_dir` mirroring the Clerk instance at
+    /// `clerk_api_url` (without `/v1`) with `clerk_secret_key`.
+    pub fn builder(
+        data_dir: impl Into<PathBuf>,
+        clerk_api_url: &str,
+        clerk_secret_key: &str,
+    ) -> ConfigBuilder {
+        ConfigBuilder {
+            data_dir: data_dir.into(),
+            clerk_api_url: clerk_api_url.trim().trim_end_matches('/').to_string(),
+            clerk_secret_key: clerk_secret_key.trim().to_string(),
+            settings: Settings::default(),
+        }
+    }
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 }
 
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $type:ty),* $(,)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, $name: $type) -> Self {
-                self.$name = $name;
-                self
-            }
-        )*
-    };
-}
-
 impl ConfigBuilder {
-    setters! {
-        /// Client-side limit for Clerk requests, as `N/window` (`900/10s`).
-        clerk_rate_limit: String,
-        /// Memory budget of the index writer, in MiB (at least 20).
-        writer_memory_mb: usize,
-        /// Memory for decoded range and sort columns, in MiB.
-        column_cache_mb: usize,
-        /// Longest time a bulk change waits for its commit, in milliseconds.
-        commit_interval_ms: u64,
-        /// Largest page a SearchUsers request may ask for (1 to 10,000).
-        max_page_size: u32,
-        /// Clerk users per backfill page (Clerk allows up to 500).
-        backfill_page_size: u32,
-        catch_up_interval_secs: u64,
-        sweep_interval_secs: u64,
-        /// Saved-segment events kept for replays (at least 100).
-        segment_event_retention: usize,
-        shutdown_timeout_secs: u64,
-        /// Svix signing secrets (`whsec_...`); several during a rotation, none refuses webhooks.
-        webhook_secrets: Vec<String>,
-        webhook_timeout: Duration,
-        /// Longest a read waits for a requested generation or log sequence.
-        max_read_wait: Duration,
-        /// API keys, and whether serving without any is allowed.
-        auth: AuthConfig,
-        tls: Option<TlsConfig>,
-        /// Sensitive paths and their key ring.
-        sensitive: Option<Arc<Sensitive>>,
-        /// Cluster mode's NATS.
-        cluster: Option<ClusterConfig>,
-    }
-
-    /// The first backoff after a failed Clerk request (tests shorten it).
-    pub fn clerk_initial_backoff(mut self, backoff: Duration) -> Self {
-        self.clerk_initial_backoff = Some(backoff);
+    /// Changes settings (checked by [`ConfigBuilder::build`]).
+    pub fn settings(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        change(&mut self.settings);
         self
     }
 
     /// Checks every setting and builds the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let rate_limit = RateLimit::parse(&self.clerk_rate_limit)?;
+        let settings = self.settings;
+        let rate_limit = RateLimit::parse(&settings.clerk_rate_limit)?;
         check(
-            self.writer_memory_mb >= 20,
+            settings.writer_memory_mb >= 20,
             "--writer-memory-mb",
             "must be at least 20 (tantivy needs ~15 MiB per indexing thread)",
         )?;
         check(
-            (1..=10_000).contains(&self.max_page_size),
+            (1..=10_000).contains(&settings.max_page_size),
             "--max-page-size",
             "must be between 1 and 10000",
         )?;
         check(
-            self.commit_interval_ms > 0,
+            settings.commit_interval_ms > 0,
             "--commit-interval-ms",
             "must be positive",
         )?;
         check(
-            self.catch_up_interval_secs > 0 && self.sweep_interval_secs > 0,
+            settings.catch_up_interval_secs > 0 && settings.sweep_interval_secs > 0,
             "--catch-up-interval-secs and --sweep-interval-secs",
             "must be positive",
         )?;
         check(
-            self.segment_event_retention >= 100,
+            settings.segment_event_retention >= 100,
             "--segment-event-retention",
             "must be at least 100",
         )?;
         check(
-            (1..=500).contains(&self.backfill_page_size),
+            (1..=500).contains(&settings.backfill_page_size),
             "the backfill page size",
             "must be between 1 and 500 (Clerk's largest page)",
         )?;
@@ -293,61 +278,65 @@ impl ConfigBuilder {
             "the Clerk secret key",
             "is empty",
         )?;
-        if self.auth.keys.is_empty() && !self.auth.allow_unauthenticated {
+        if settings.auth.keys.is_empty() && !settings.auth.allow_unauthenticated {
             return Err(ConfigError::NoApiKeys);
         }
-        if let Some(cluster) = &self.cluster {
+        if let Some(cluster) = &settings.cluster {
             cluster.validate()?;
-            if self.sensitive.is_some() {
+            if settings.sensitive.is_some() {
                 return Err(ConfigError::SensitiveInClusterMode);
             }
         }
-        let webhook_verifier = match self.webhook_secrets.is_empty() {
+        let webhook_verifier = match settings.webhook_secrets.is_empty() {
             true => None,
-            false => Some(WebhookVerifier::new(&self.webhook_secrets)?),
+            false => Some(WebhookVerifier::new(&settings.webhook_secrets)?),
         };
         let mut index = IndexConfig::new(self.data_dir.join("index"));
-        index.writer_memory_bytes = self.writer_memory_mb << 20;
-        index.writer_threads = if self.writer_memory_mb >= 64 { 2 } else { 1 };
-        index.commit_interval = Duration::from_millis(self.commit_interval_ms);
-        index.column_cache_bytes = self.column_cache_mb << 20;
+        index.writer_memory_bytes = settings.writer_memory_mb << 20;
+        index.writer_threads = if settings.writer_memory_mb >= 64 {
+            2
+        } else {
+            1
+        };
+        index.commit_interval = Duration::from_millis(settings.commit_interval_ms);
+        index.column_cache_bytes = settings.column_cache_mb << 20;
         // An index sealed otherwise is rebuilt (it may hold a now-sensitive path in plaintext).
-        index.sealing = self
+        index.sealing = settings
             .sensitive
             .as_ref()
             .map(|s| s.fingerprint())
             .unwrap_or_default();
         let mut clerk = ClerkClientConfig::new(&self.clerk_api_url, &self.clerk_secret_key);
         clerk.rate_limit = rate_limit;
-        if let Some(backoff) = self.clerk_initial_backoff {
+        if let Some(backoff) = settings.clerk_initial_backoff {
             clerk.initial_backoff = backoff;
         }
-        let mut auth = self.auth;
-        auth.sensitive = self.sensitive.clone();
+        let mut auth = settings.auth;
+        auth.sensitive = settings.sensitive.clone();
         Ok(Config {
             index,
             segments: SegmentsConfig {
-                retained_events: self.segment_event_retention,
+                retained_events: settings.segment_event_retention,
                 ..SegmentsConfig::default()
             },
             clerk,
             filter_limits: FilterLimits::default(),
-            max_page_size: self.max_page_size,
-            backfill_page_size: self.backfill_page_size,
+            max_page_size: settings.max_page_size,
+            backfill_page_size: settings.backfill_page_size,
             webhook_verifier,
-            webhook_secrets: self.webhook_secrets,
-            webhook_body_limit: self.webhook_body_limit,
-            webhook_timeout: self.webhook_timeout,
-            max_read_wait: self.max_read_wait,
+            webhook_secrets: settings.webhook_secrets,
+            webhook_body_limit: settings.webhook_body_limit,
+            webhook_timeout: settings.webhook_timeout,
+            max_read_wait: settings.max_read_wait,
             reconcile: ReconcileSchedule {
-                catch_up_every: Duration::from_secs(self.catch_up_interval_secs),
-                sweep_every: Duration::from_secs(self.sweep_interval_secs),
+                catch_up_every: Duration::from_secs(settings.catch_up_interval_secs),
+                sweep_every: Duration::from_secs(settings.sweep_interval_secs),
             },
             auth,
-            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
-            tls: self.tls,
-            sensitive: self.sensitive,
-            cluster: self.cluster,
+            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            tls: settings.tls,
+            sensitive: settings.sensitive,
+            cluster: settings.cluster,
             data_dir: self.data_dir,
         })
     }

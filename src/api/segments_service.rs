@@ -228,10 +228,7 @@ impl SegmentsApi for SegmentsService {
             min_log_sequence,
         } = request.into_inner();
         let (_, filter) = self.visible(&caller, &name)?;
-        let at = ReadAt {
-            generation: min_generation,
-            log_sequence: min_log_sequence,
-        };
+        let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self.reader.count(&caller, Some(filter), at).await?;
         Ok(Response::new(proto::CountUsersResponse {
             count: answer.value,
@@ -261,10 +258,7 @@ impl SegmentsApi for SegmentsService {
             chunk_size,
             resume_cursor,
             ids_only: false,
-            at: ReadAt {
-                generation: min_generation,
-                log_sequence: min_log_sequence,
-            },
+            at: ReadAt::new(min_generation, min_log_sequence),
         };
         let chunks = self.reader.export(&caller, query).await?;
         Ok(Response::new(export_stream(chunks)))

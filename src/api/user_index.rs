@@ -119,10 +119,7 @@ impl UserIndexApi for UserIndexService {
             min_generation,
             min_log_sequence,
         } = request.into_inner();
-        let at = ReadAt {
-            generation: min_generation,
-            log_sequence: min_log_sequence,
-        };
+        let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self.reader.get(&caller, user_id, fields, at).await?;
         Ok(Response::new(proto::GetUserResponse {
             freshness: freshness(&answer.snapshot),
@@ -150,10 +147,7 @@ impl UserIndexApi for UserIndexService {
             page_size,
             page_token,
             fields,
-            at: ReadAt {
-                generation: min_generation,
-                log_sequence: min_log_sequence,
-            },
+            at: ReadAt::new(min_generation, min_log_sequence),
         };
         let answer = self.reader.search(&caller, query).await?;
         let page = answer.value;
@@ -176,10 +170,7 @@ impl UserIndexApi for UserIndexService {
             min_log_sequence,
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
-        let at = ReadAt {
-            generation: min_generation,
-            log_sequence: min_log_sequence,
-        };
+        let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self.reader.count(&caller, filter, at).await?;
         tracing::Span::current().record("clerk_index.result_count", answer.value as i64);
         Ok(Response::new(proto::CountUsersResponse {
@@ -229,13 +220,7 @@ impl UserIndexApi for UserIndexService {
         }
         let projection = Projection::new(fields, &caller)?;
         let (user, generation) = self.write_through.update_metadata(&user_id, patch).await?;
-        let snapshot = self
-            .reader
-            .snapshot(ReadAt {
-                generation,
-                log_sequence: 0,
-            })
-            .await?;
+        let snapshot = self.reader.snapshot(ReadAt::new(generation, 0)).await?;
         let user = proto::User {
             json: projection.apply_clerk(&user.id, &user.raw_json)?,
             id: user.id.clone(),
@@ -261,10 +246,7 @@ impl UserIndexApi for UserIndexService {
         } = request.into_inner();
         let filter = filter_from_proto(filter, &self.limits)?;
         let specs = facets_from_proto(facets)?;
-        let at = ReadAt {
-            generation: min_generation,
-            log_sequence: min_log_sequence,
-        };
+        let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self
             .reader
             .facets(&caller, filter, specs.clone(), at)
@@ -296,10 +278,7 @@ impl UserIndexApi for UserIndexService {
             chunk_size,
             resume_cursor,
             ids_only,
-            at: ReadAt {
-                generation: min_generation,
-                log_sequence: min_log_sequence,
-            },
+            at: ReadAt::new(min_generation, min_log_sequence),
         };
         let chunks = self.reader.export(&caller, query).await?;
         Ok(Response::new(export_stream(chunks)))
@@ -315,10 +294,7 @@ impl UserIndexApi for UserIndexService {
             min_generation,
             min_log_sequence,
         } = request.into_inner();
-        let at = ReadAt {
-            generation: min_generation,
-            log_sequence: min_log_sequence,
-        };
+        let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self.reader.describe(&caller, &path_prefix, at).await?;
         Ok(Response::new(catalog_to_proto(answer)))
     }

@@ -39,25 +39,13 @@ pub struct IndexArgs {
     #[arg(long, env = "CLERK_INDEX_MAX_PAGE_SIZE", default_value_t = defaults::MAX_PAGE_SIZE)]
     pub max_page_size: u32,
     /// Seconds between catch-ups (list users updated since the last one; repairs missed webhooks).
-    #[arg(
-        long,
-        env = "CLERK_INDEX_CATCH_UP_INTERVAL_SECS",
-        default_value_t = defaults::CATCH_UP_INTERVAL_SECS
-    )]
+    #[arg(long, env = "CLERK_INDEX_CATCH_UP_INTERVAL_SECS", default_value_t = defaults::CATCH_UP_INTERVAL_SECS)]
     pub catch_up_interval_secs: u64,
     /// Seconds between sweeps (compare every id with Clerk; removes users deleted unseen).
-    #[arg(
-        long,
-        env = "CLERK_INDEX_SWEEP_INTERVAL_SECS",
-        default_value_t = defaults::SWEEP_INTERVAL_SECS
-    )]
+    #[arg(long, env = "CLERK_INDEX_SWEEP_INTERVAL_SECS", default_value_t = defaults::SWEEP_INTERVAL_SECS)]
     pub sweep_interval_secs: u64,
     /// Saved-segment events kept for WatchSegment replays (older ones answer OUT_OF_RANGE).
-    #[arg(
-        long,
-        env = "CLERK_INDEX_SEGMENT_EVENT_RETENTION",
-        default_value_t = defaults::SEGMENT_EVENT_RETENTION
-    )]
+    #[arg(long, env = "CLERK_INDEX_SEGMENT_EVENT_RETENTION", default_value_t = defaults::SEGMENT_EVENT_RETENTION)]
     pub segment_event_retention: usize,
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
@@ -86,16 +74,17 @@ impl IndexArgs {
         clerk_secret_key: &str,
     ) -> ConfigBuilder {
         let data_dir = self.data_dir.clone().unwrap_or(default_data_dir);
-        Config::builder(data_dir, clerk_api_url, clerk_secret_key)
-            .clerk_rate_limit(self.clerk_rate_limit.clone())
-            .writer_memory_mb(self.writer_memory_mb)
-            .column_cache_mb(self.column_cache_mb)
-            .commit_interval_ms(self.commit_interval_ms)
-            .max_page_size(self.max_page_size)
-            .catch_up_interval_secs(self.catch_up_interval_secs)
-            .sweep_interval_secs(self.sweep_interval_secs)
-            .segment_event_retention(self.segment_event_retention)
-            .shutdown_timeout_secs(self.shutdown_timeout_secs)
+        Config::builder(data_dir, clerk_api_url, clerk_secret_key).settings(|s| {
+            s.clerk_rate_limit = self.clerk_rate_limit.clone();
+            s.writer_memory_mb = self.writer_memory_mb;
+            s.column_cache_mb = self.column_cache_mb;
+            s.commit_interval_ms = self.commit_interval_ms;
+            s.max_page_size = self.max_page_size;
+            s.catch_up_interval_secs = self.catch_up_interval_secs;
+            s.sweep_interval_secs = self.sweep_interval_secs;
+            s.segment_event_retention = self.segment_event_retention;
+            s.shutdown_timeout_secs = self.shutdown_timeout_secs;
+        })
     }
 }
 

@@ -135,9 +135,11 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let config = args
         .index
         .builder(default_dir.clone(), &fake_url, "sk_test_fake_clerk")
-        .webhook_secrets(vec![webhook_secret.clone()])
-        // The demo serves generated users to anyone on this machine (run warns about it).
-        .auth(crate::auth::AuthConfig::unauthenticated())
+        .settings(|s| {
+            s.webhook_secrets = vec![webhook_secret.clone()];
+            // The demo serves generated users to anyone on this machine (run warns about it).
+            s.auth = crate::auth::AuthConfig::unauthenticated();
+        })
         .build()?;
     let listeners = super::serve::bind(args.grpc_addr, args.http_addr).await?;
     let grpc = listeners.grpc.local_addr()?;

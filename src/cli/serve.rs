@@ -56,6 +56,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Everything `serve` would run with, from flags, environment and files, validated.
 fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let webhook_secrets = webhook_secrets_from_env()?;
+    let (auth, tls) = (args.auth.load()?, args.tls.load()?);
+    let (sensitive, cluster) = (args.sensitive.load()?, args.cluster.load()?);
     let config = args
         .index
         .builder(
@@ -63,11 +66,13 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
             &args.clerk_api_url,
             &clerk_secret_key_from_env()?,
         )
-        .webhook_secrets(webhook_secrets_from_env()?)
-        .auth(args.auth.load()?)
-        .tls(args.tls.load()?)
-        .sensitive(args.sensitive.load()?)
-        .cluster(args.cluster.load()?)
+        .settings(|s| {
+            s.webhook_secrets = webhook_secrets;
+            s.auth = auth;
+            s.tls = tls;
+            s.sensitive = sensitive;
+            s.cluster = cluster;
+        })
         .build()?;
     Ok(config)
 }

@@ -80,6 +80,15 @@ fn bounds_for<T: Clone>(cmp: CmpOp, value: T) -> (Bound<T>, Bound<T>) {
     }
 }
 
+/// What a number's term is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumberUse {
+    /// Looked up in the inverted index, as documents store it.
+    Stored,
+    /// The bound of a range over a fast column.
+    RangeBound,
+}
+
 impl Compiler<'_> {
     fn filter(&self, filter: &Filter) -> Box<dyn Query> {
         match filter {
@@ -170,13 +179,21 @@ impl Compiler<'_> {
         term
     }
 
+    /// The term of a JSON number: as the inverted index stores it, or as a range bound. Range
+    /// bounds are always f64: tantivy's fast-column range reads the type of one bound and
+    /// assumes the other has it too, and converts f64 bounds correctly to i64/u64 columns.
     fn json_number_term(
         &self,
         namespace: MetadataNamespace,
         keys: &[String],
         number: Number,
+        usage: NumberUse,
     ) -> Term {
         let mut term = self.json_term(namespace, keys);
+        if usage == NumberUse::RangeBound {
+            term.append_type_and_fast_value(number.as_f64());
+            return term;
+        }
         let normalized = match number {
             Number::I64(i) => NumericalValue::I64(i),
             Number::U64(u) => NumericalValue::U64(u),
@@ -207,7 +224,9 @@ impl Compiler<'_> {
     ) -> Box<dyn Query> {
         match value.resolve(self.now_ms) {
             Resolved::Str(s) => term_query(self.json_str_term(namespace, keys, s)),
-            Resolved::Num(n) => term_query(self.json_number_term(namespace, keys, n)),
+            Resolved::Num(n) => {
+                term_query(self.json_number_term(namespace, keys, n, NumberUse::Stored))
+            }
             Resolved::Bool(b) => {
                 let mut term = self.json_term(namespace, keys);
                 term.append_type_and_fast_value(b);
@@ -243,15 +262,16 @@ impl Compiler<'_> {
         };
         match sample {
             Resolved::Num(_) => {
-                let to_term = |b: &Bound<Resolved>| match b {
-                    Bound::Included(Resolved::Num(n)) => {
-                        Bound::Included(self.json_range_number_term(namespace, keys, *n))
-                    }
-                    Bound::Excluded(Resolved::Num(n)) => {
-                        Bound::Excluded(self.json_range_number_term(namespace, keys, *n))
-                    }
-                    _ => Bound::Unbounded,
-                };
+                let to_term =
+                    |b: &Bound<Resolved>| match b {
+                        Bound::Included(Resolved::Num(n)) => Bound::Included(
+                            self.json_number_term(namespace, keys, *n, NumberUse::RangeBound),
+                        ),
+                        Bound::Excluded(Resolved::Num(n)) => Bound::Excluded(
+                            self.json_number_term(namespace, keys, *n, NumberUse::RangeBound),
+                        ),
+                        _ => Bound::Unbounded,
+                    };
                 let to_f64 = |b: &Bound<Resolved>| match b {
                     Bound::Included(Resolved::Num(n)) => Bound::Included(n.as_f64()),
                     Bound::Excluded(Resolved::Num(n)) => Bound::Excluded(n.as_f64()),
@@ -287,19 +307,6 @@ impl Compiler<'_> {
             // Validation rejects ordering on booleans and null.
             Resolved::Bool(_) | Resolved::Null => Box::new(EmptyQuery),
         }
-    }
-
-    /// Range bounds are always f64: tantivy's fast-column range reads the type of one bound and
-    /// assumes the other has it too, and converts f64 bounds correctly to i64/u64 columns.
-    fn json_range_number_term(
-        &self,
-        namespace: MetadataNamespace,
-        keys: &[String],
-        number: Number,
-    ) -> Term {
-        let mut term = self.json_term(namespace, keys);
-        term.append_type_and_fast_value(number.as_f64());
-        term
     }
 
     fn metadata(&self, namespace: MetadataNamespace, keys: &[String], op: &Op) -> Box<dyn Query> {

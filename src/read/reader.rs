@@ -30,6 +30,13 @@ pub struct ReadAt {
 }
 
 impl ReadAt {
+    pub fn new(generation: u64, log_sequence: u64) -> ReadAt {
+        ReadAt {
+            generation,
+            log_sequence,
+        }
+    }
+
     fn reached_by(self, snapshot: &Snapshot) -> bool {
         snapshot.freshness.generation >= self.generation
             && (self.log_sequence == 0

@@ -23,7 +23,9 @@ use prometheus_client::registry::Registry;
 use crate::clerk::ClerkApiStats;
 use crate::clock::now_ms;
 use crate::latency::latency_histogram;
-use crate::sync::{ReconcileRun, SyncMonitor, WebhookOutcome};
+use crate::sync::{
+    ReconcileRun, ReconcileState, ReplicaStatus, SyncMonitor, SyncStatus, WebhookOutcome,
+};
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -126,236 +128,208 @@ impl fmt::Debug for StateCollector {
     }
 }
 
+/// Gauges read from the sync status: `(name, help)`, in the order [`gauge_values`] gives them.
+const GAUGES: [(&str, &str); 9] = [
+    ("users", "Users in the index"),
+    (
+        "tombstones",
+        "Deleted users remembered so late updates cannot bring them back",
+    ),
+    (
+        "index_generation",
+        "Index commits since the index was created",
+    ),
+    ("index_size_bytes", "Bytes of the index files on disk"),
+    (
+        "freshness_lag_seconds",
+        "Time since the newest change the index holds was made in Clerk (0 before any)",
+    ),
+    (
+        "backfill_complete",
+        "1 once the first full copy from Clerk is in the index",
+    ),
+    ("backfill_users_seen", "Users copied by the backfill so far"),
+    (
+        "backfill_users_total",
+        "Users Clerk reported when the backfill started (0 if unknown)",
+    ),
+    (
+        "reconcile_sweep_in_progress",
+        "1 while a sweep is under way (it resumes after a restart)",
+    ),
+];
+
+fn gauge_values(status: &SyncStatus, index_bytes: u64) -> [f64; 9] {
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    [
+        status.freshness.user_count as f64,
+        status.tombstones as f64,
+        status.freshness.generation as f64,
+        index_bytes as f64,
+        status.lag_ms as f64 / 1000.0,
+        flag(status.backfill.complete),
+        status.backfill.users_seen as f64,
+        status.backfill.users_total as f64,
+        flag(status.reconcile.state.sweep.is_some()),
+    ]
+}
+
+/// Counters with a label: `(name, label, help)`, in the order [`labelled_values`] gives them.
+const LABELLED_COUNTERS: [(&str, &str, &str); 4] = [
+    (
+        "writer_changes",
+        "result",
+        "Changes the index writer received, by result",
+    ),
+    (
+        "webhook_deliveries",
+        "outcome",
+        "Webhook deliveries since start, by outcome",
+    ),
+    (
+        "reconcile_runs",
+        "kind",
+        "Finished reconcile runs since start, by kind",
+    ),
+    (
+        "reconcile_failures",
+        "kind",
+        "Failed reconcile runs since start, by kind",
+    ),
+];
+
+fn labelled_values(status: &SyncStatus) -> [Vec<(&'static str, u64)>; 4] {
+    let (writer, reconcile) = (&status.writer, &status.reconcile);
+    [
+        vec![
+            ("applied", writer.applied),
+            ("ignored_stale", writer.ignored_stale),
+            ("ignored_deleted", writer.ignored_deleted),
+        ],
+        status
+            .webhooks
+            .iter()
+            .map(|(outcome, count)| (webhook_label(*outcome), *count))
+            .collect(),
+        vec![
+            ("catch_up", reconcile.catch_ups),
+            ("sweep", reconcile.sweeps),
+        ],
+        vec![
+            ("catch_up", reconcile.catch_up_failures),
+            ("sweep", reconcile.sweep_failures),
+        ],
+    ]
+}
+
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let sources = &self.0;
         let status = sources.sync.status();
         let e = &mut encoder;
-
-        gauge(
-            e,
-            "users",
-            "Users in the index",
-            status.freshness.user_count as f64,
-        )?;
-        gauge(
-            e,
-            "tombstones",
-            "Deleted users remembered so late updates cannot bring them back",
-            status.tombstones as f64,
-        )?;
-        gauge(
-            e,
-            "index_generation",
-            "Index commits since the index was created",
-            status.freshness.generation as f64,
-        )?;
-        gauge(
-            e,
-            "index_size_bytes",
-            "Bytes of the index files on disk",
-            directory_size(&sources.index_dir) as f64,
-        )?;
-        gauge(
-            e,
-            "freshness_lag_seconds",
-            "Time since the newest change the index holds was made in Clerk (0 before any)",
-            status.lag_ms as f64 / 1000.0,
-        )?;
-
-        let writer = &status.writer;
-        counters(
-            e,
-            "writer_changes",
-            "Changes the index writer received, by result",
-            "result",
-            &[
-                ("applied", writer.applied),
-                ("ignored_stale", writer.ignored_stale),
-                ("ignored_deleted", writer.ignored_deleted),
-            ],
-        )?;
-        counter(e, "commits", "Index commits since start", writer.commits)?;
-
-        let webhooks: Vec<(&str, u64)> = status
-            .webhooks
-            .iter()
-            .map(|(outcome, count)| (webhook_label(*outcome), *count))
-            .collect();
-        counters(
-            e,
-            "webhook_deliveries",
-            "Webhook deliveries since start, by outcome",
-            "outcome",
-            &webhooks,
-        )?;
-
-        let backfill = &status.backfill;
-        gauge(
-            e,
-            "backfill_complete",
-            "1 once the first full copy from Clerk is in the index",
-            if backfill.complete { 1.0 } else { 0.0 },
-        )?;
-        gauge(
-            e,
-            "backfill_users_seen",
-            "Users copied by the backfill so far",
-            backfill.users_seen as f64,
-        )?;
-        gauge(
-            e,
-            "backfill_users_total",
-            "Users Clerk reported when the backfill started (0 if unknown)",
-            backfill.users_total as f64,
-        )?;
-        counter(
+        let values = gauge_values(&status, directory_size(&sources.index_dir));
+        for ((name, help), value) in GAUGES.iter().zip(values) {
+            single(e, name, help, ConstGauge::new(value))?;
+        }
+        let commits = ConstCounter::new(status.writer.commits);
+        single(e, "commits", "Index commits since start", commits)?;
+        let pages = ConstCounter::new(status.backfill.pages);
+        single(
             e,
             "backfill_pages",
             "Pages of users the backfill applied since start",
-            backfill.pages,
+            pages,
         )?;
-
-        let reconcile = &status.reconcile;
-        counters(
-            e,
-            "reconcile_runs",
-            "Finished reconcile runs since start, by kind",
-            "kind",
-            &[
-                ("catch_up", reconcile.catch_ups),
-                ("sweep", reconcile.sweeps),
-            ],
-        )?;
-        counters(
-            e,
-            "reconcile_failures",
-            "Failed reconcile runs since start, by kind",
-            "kind",
-            &[
-                ("catch_up", reconcile.catch_up_failures),
-                ("sweep", reconcile.sweep_failures),
-            ],
-        )?;
-        let runs = [
-            ("catch_up", reconcile.state.last_catch_up.as_ref()),
-            ("sweep", reconcile.state.last_sweep.as_ref()),
-        ];
-        let last = |field: fn(&ReconcileRun) -> f64| -> Vec<(&str, f64)> {
-            runs.iter()
-                .filter_map(|(kind, run)| run.map(|run| (*kind, field(run))))
-                .collect()
-        };
-        gauges(
-            e,
-            "reconcile_last_finished_timestamp_seconds",
-            "When the last reconcile run of each kind finished (Unix time)",
-            "kind",
-            &last(|run| run.finished_at_ms as f64 / 1000.0),
-        )?;
-        gauges(
-            e,
-            "reconcile_last_users_listed",
-            "Clerk users the last run of each kind listed",
-            "kind",
-            &last(|run| run.users_listed as f64),
-        )?;
-        gauges(
-            e,
-            "reconcile_last_repairs",
-            "Users the last run of each kind applied or deleted (what webhooks had missed)",
-            "kind",
-            &last(|run| (run.upserts + run.deletes) as f64),
-        )?;
-        gauge(
-            e,
-            "reconcile_sweep_in_progress",
-            "1 while a sweep is under way (it resumes after a restart)",
-            if reconcile.state.sweep.is_some() {
-                1.0
-            } else {
-                0.0
-            },
-        )?;
-        if let Some(replica) = &status.replica {
-            gauge(
-                e,
-                "cluster_committed_sequence",
-                "Cluster mode: the last change-log sequence this replica's index has committed",
-                replica.committed_sequence as f64,
-            )?;
-            counter(
-                e,
-                "cluster_unreadable_messages",
-                "Cluster mode: change-log messages this replica could not read and skipped",
-                replica.unreadable_messages,
-            )?;
-            gauge(
-                e,
-                "cluster_sync_lease_held",
-                "Cluster mode: 1 while this replica holds the sync lease (copies from Clerk)",
-                if replica.holds_sync_lease { 1.0 } else { 0.0 },
-            )?;
+        for ((name, label, help), values) in LABELLED_COUNTERS.iter().zip(labelled_values(&status))
+        {
+            let values = values.into_iter().map(|(at, v)| (at, ConstCounter::new(v)));
+            labelled(e, name, help, MetricType::Counter, Some(label), values)?;
         }
-        gauge(
+        encode_last_runs(e, &status.reconcile.state)?;
+        if let Some(replica) = &status.replica {
+            encode_replica(e, replica)?;
+        }
+        let now = ConstGauge::new(now_ms() as f64 / 1000.0);
+        single(
             e,
             "scrape_timestamp_seconds",
             "When this scrape was read (Unix time), to compare with the timestamps above",
-            now_ms() as f64 / 1000.0,
-        )?;
-        Ok(())
+            now,
+        )
     }
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
-    labelled(
-        encoder,
-        name,
-        help,
-        MetricType::Gauge,
-        None,
-        [("", ConstGauge::new(value))],
+/// One number of a reconcile run.
+type RunField = fn(&ReconcileRun) -> f64;
+
+/// What the last run of each reconcile kind did.
+fn encode_last_runs(e: &mut DescriptorEncoder, state: &ReconcileState) -> fmt::Result {
+    let runs = [
+        ("catch_up", state.last_catch_up.as_ref()),
+        ("sweep", state.last_sweep.as_ref()),
+    ];
+    let last = |field: fn(&ReconcileRun) -> f64| -> Vec<(&str, f64)> {
+        runs.iter()
+            .filter_map(|(kind, run)| run.map(|run| (*kind, field(run))))
+            .collect()
+    };
+    let tables: [(&str, &str, RunField); 3] = [
+        (
+            "reconcile_last_finished_timestamp_seconds",
+            "When the last reconcile run of each kind finished (Unix time)",
+            |run| run.finished_at_ms as f64 / 1000.0,
+        ),
+        (
+            "reconcile_last_users_listed",
+            "Clerk users the last run of each kind listed",
+            |run| run.users_listed as f64,
+        ),
+        (
+            "reconcile_last_repairs",
+            "Users the last run of each kind applied or deleted (what webhooks had missed)",
+            |run| (run.upserts + run.deletes) as f64,
+        ),
+    ];
+    for (name, help, field) in tables {
+        let values = last(field)
+            .into_iter()
+            .map(|(at, v)| (at, ConstGauge::new(v)));
+        labelled(e, name, help, MetricType::Gauge, Some("kind"), values)?;
+    }
+    Ok(())
+}
+
+/// Cluster mode: this replica's place in the change log and the lease.
+fn encode_replica(e: &mut DescriptorEncoder, replica: &ReplicaStatus) -> fmt::Result {
+    single(
+        e,
+        "cluster_committed_sequence",
+        "Cluster mode: the last change-log sequence this replica's index has committed",
+        ConstGauge::new(replica.committed_sequence as f64),
+    )?;
+    single(
+        e,
+        "cluster_unreadable_messages",
+        "Cluster mode: change-log messages this replica could not read and skipped",
+        ConstCounter::new(replica.unreadable_messages),
+    )?;
+    single(
+        e,
+        "cluster_sync_lease_held",
+        "Cluster mode: 1 while this replica holds the sync lease (copies from Clerk)",
+        ConstGauge::new(if replica.holds_sync_lease { 1.0 } else { 0.0 }),
     )
 }
 
-fn gauges(
+/// A metric of one sample.
+fn single(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    label: &str,
-    values: &[(&str, f64)],
+    metric: impl EncodeMetric,
 ) -> fmt::Result {
-    let values = values.iter().map(|(at, v)| (*at, ConstGauge::new(*v)));
-    labelled(encoder, name, help, MetricType::Gauge, Some(label), values)
-}
-
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
-    labelled(
-        encoder,
-        name,
-        help,
-        MetricType::Counter,
-        None,
-        [("", ConstCounter::new(value))],
-    )
-}
-
-fn counters(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, u64)],
-) -> fmt::Result {
-    let values = values.iter().map(|(at, v)| (*at, ConstCounter::new(*v)));
-    labelled(
-        encoder,
-        name,
-        help,
-        MetricType::Counter,
-        Some(label),
-        values,
-    )
+    let metric_type = metric.metric_type();
+    labelled(encoder, name, help, metric_type, None, [("", metric)])
 }
 
 /// One metric: a single sample when `label` is `None`, else one sample per `(label value,

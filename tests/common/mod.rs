@@ -104,23 +104,25 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(data_dir: &Path, options: TestOptions) -> TestServer {
         let config = Config::builder(data_dir, &options.clerk_url, "sk_test_fake_clerk")
-            .clerk_rate_limit(options.rate_limit.clone())
-            .writer_memory_mb(50)
-            .column_cache_mb(64)
-            .commit_interval_ms(options.commit_interval_ms)
-            // Tests trigger reconciles through the Sync service when they want one.
-            .catch_up_interval_secs(3_600)
-            .sweep_interval_secs(options.sweep_interval_secs)
-            .shutdown_timeout_secs(options.shutdown_timeout_secs)
-            .backfill_page_size(options.page_size)
-            .webhook_secrets(vec![WEBHOOK_SECRET.to_string()])
-            .max_read_wait(Duration::from_millis(500))
-            .webhook_timeout(options.webhook_timeout)
-            .auth(options.auth.clone())
-            .tls(options.tls.clone())
-            .sensitive(options.sensitive.clone())
-            .cluster(options.cluster.clone())
-            .clerk_initial_backoff(Duration::from_millis(20))
+            .settings(|s| {
+                s.clerk_rate_limit = options.rate_limit.clone();
+                s.writer_memory_mb = 50;
+                s.column_cache_mb = 64;
+                s.commit_interval_ms = options.commit_interval_ms;
+                // Tests trigger reconciles through the Sync service when they want one.
+                s.catch_up_interval_secs = 3_600;
+                s.sweep_interval_secs = options.sweep_interval_secs;
+                s.shutdown_timeout_secs = options.shutdown_timeout_secs;
+                s.backfill_page_size = options.page_size;
+                s.webhook_secrets = vec![WEBHOOK_SECRET.to_string()];
+                s.max_read_wait = Duration::from_millis(500);
+                s.webhook_timeout = options.webhook_timeout;
+                s.auth = options.auth.clone();
+                s.tls = options.tls.clone();
+                s.sensitive = options.sensitive.clone();
+                s.cluster = options.cluster.clone();
+                s.clerk_initial_backoff = Some(Duration::from_millis(20));
+            })
             .build()
             .unwrap();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();

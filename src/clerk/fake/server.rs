@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
@@ -21,7 +20,7 @@ use tokio::net::TcpListener;
 
 use super::generator::Population;
 use super::state::{
-    FakeState, FaultInjection, admit, form_param_invalid, json_response, user_not_found,
+    Admitted, FakeState, FaultInjection, form_param_invalid, json_response, user_not_found,
 };
 use super::store::{StoredUser, UserStore};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
@@ -259,12 +258,9 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
 
 async fn list_users(
     State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
+    _: Admitted,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
     let params = match parse_list_params(query) {
         Ok(params) => params,
         Err(response) => return response,
@@ -337,22 +333,16 @@ fn sort_users(users: &mut [&StoredUser], field: &str) {
     }
 }
 
-async fn count_users(State(state): State<Arc<FakeState>>, headers: HeaderMap) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
+async fn count_users(State(state): State<Arc<FakeState>>, _: Admitted) -> Response {
     let total = state.users.read().expect("fake store lock").len();
     axum::Json(json!({"object": "total_count", "total_count": total})).into_response()
 }
 
 async fn get_user(
     State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
+    _: Admitted,
     Path(user_id): Path<String>,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
     let users = state.users.read().expect("fake store lock");
     match users.get(&user_id) {
         Some(user) => json_response(user.json.to_string()),

@@ -85,9 +85,25 @@ pub(super) fn form_param_invalid(name: &str, long_message: &str) -> Response {
     )
 }
 
+/// A request that passed [`admit`]: every `/v1` handler takes one first, so a refused request
+/// is answered before anything else is looked at.
+pub(super) struct Admitted;
+
+impl axum::extract::FromRequestParts<Arc<FakeState>> for Admitted {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<FakeState>,
+    ) -> Result<Admitted, Response> {
+        admit(state, &parts.headers).await?;
+        Ok(Admitted)
+    }
+}
+
 /// Authentication, API version, injected faults and the rate limit, in Clerk's order.
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
-pub(super) async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
+async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let auth = headers
         .get(header::AUTHORIZATION)
@@ -166,6 +182,17 @@ pub(super) fn too_many_requests(state: &FakeState, retry_after_secs: u64) -> Res
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
+}
+
+/// Clerk's 400 for a body that is not a JSON object.
+pub(super) fn body_not_an_object() -> Response {
+    clerk_error(
+        StatusCode::BAD_REQUEST,
+        "request_body_invalid",
+        "Request body invalid",
+        "The request body is not a JSON object.",
+        json!({}),
+    )
 }
 
 pub(super) fn json_response(body: String) -> Response {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::state::{
-    FakeState, admit, clerk_error, form_param_invalid, json_response, too_many_requests,
-    user_not_found,
+    Admitted, FakeState, body_not_an_object, clerk_error, form_param_invalid, json_response,
+    too_many_requests, user_not_found,
 };
 use super::store::StoredUser;
 use crate::clerk::rate_limit::{RateLimit, RateLimiter};
@@ -38,13 +38,10 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 pub(super) async fn update_user_metadata(
     State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
+    _: Admitted,
     Path(user_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
     let limiter = state
         .metadata_limiters
         .lock()
@@ -63,13 +60,7 @@ pub(super) async fn update_user_metadata(
     let patch: Value = match serde_json::from_slice(&body) {
         Ok(Value::Object(patch)) => Value::Object(patch),
         _ => {
-            return clerk_error(
-                StatusCode::BAD_REQUEST,
-                "request_body_invalid",
-                "Request body invalid",
-                "The request body is not a JSON object.",
-                json!({}),
-            );
+            return body_not_an_object();
         }
     };
     let known = ["public_metadata", "private_metadata", "unsafe_metadata"];
@@ -120,20 +111,11 @@ fn random_id(prefix: &str) -> String {
 /// `POST /v1/users` (CreateUser): the fields a segmentation demo needs; others are ignored.
 pub(super) async fn create_user(
     State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
+    _: Admitted,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
     let Ok(Value::Object(params)) = serde_json::from_slice::<Value>(&body) else {
-        return clerk_error(
-            StatusCode::BAD_REQUEST,
-            "request_body_invalid",
-            "Request body invalid",
-            "The request body is not a JSON object.",
-            json!({}),
-        );
+        return body_not_an_object();
     };
     let now = crate::clock::now_ms();
     let emails: Vec<Value> = params
@@ -182,12 +164,9 @@ pub(super) async fn create_user(
 /// `DELETE /v1/users/{id}`: answers Clerk's `DeletedObject`.
 pub(super) async fn delete_user(
     State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
+    _: Admitted,
     Path(user_id): Path<String>,
 ) -> Response {
-    if let Err(response) = admit(&state, &headers).await {
-        return response;
-    }
     if !state
         .users
         .write()
