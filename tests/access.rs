@@ -16,9 +16,10 @@ use clerk_index::api::proto::{
 };
 use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
-use common::{RunningFakeClerk, TestOptions, TestServer, expression, with_header};
+use common::{Authed, Checks, RunningFakeClerk, TestOptions, TestServer, expression, with_header};
 use serde_json::Value;
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// The keys of the matrix: name and scopes.
 const KEYS: [(&str, &str); 7] = [
@@ -93,96 +94,294 @@ fn reads(scopes: &BTreeSet<&str>) -> bool {
         .any(|s| scopes.contains(s))
 }
 
-/// Asserts `result` is PERMISSION_DENIED naming `scope`.
-fn assert_denied<T: std::fmt::Debug>(result: Result<T, tonic::Status>, scope: &str, context: &str) {
-    let status = result.expect_err(context);
-    assert_eq!(
-        status.code(),
-        Code::PermissionDenied,
-        "{context}: {status:?}"
-    );
-    assert!(
-        status
-            .message()
-            .contains(&format!("lacks the {scope} scope")),
-        "{context}: {}",
-        status.message()
-    );
+/// A server with one key per row of [`KEYS`], and a user with all three metadata namespaces.
+struct Matrix {
+    _dir: tempfile::TempDir,
+    _fake: RunningFakeClerk,
+    server: TestServer,
+    channel: Channel,
+    keys: Keys,
+    user_id: String,
+}
+
+impl Matrix {
+    async fn start() -> Matrix {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(300))).await;
+        let (keys, auth) = Keys::new();
+        let mut options = TestOptions::new(&fake.url);
+        options.auth = auth;
+        let server = TestServer::start(dir.path(), options).await;
+        server.wait_serving().await; // health needs no key
+        let channel = server.channel().await;
+        let user_id = fake
+            .users()
+            .iter()
+            .find(|u| {
+                let json: Value = serde_json::from_str(&u.raw_json).unwrap();
+                ["public_metadata", "private_metadata", "unsafe_metadata"]
+                    .iter()
+                    .all(|ns| json[*ns].as_object().is_some_and(|m| !m.is_empty()))
+            })
+            .expect("a user with all three namespaces")
+            .id
+            .clone();
+        Matrix {
+            _dir: dir,
+            _fake: fake,
+            server,
+            channel,
+            keys,
+            user_id,
+        }
+    }
+
+    /// A channel presenting the key called `name`.
+    fn authed(&self, name: &str) -> Authed {
+        with_header(
+            self.channel.clone(),
+            Some(format!("Bearer {}", self.keys.key(name))),
+        )
+    }
+
+    /// Saves `name` with `filter` with the key that may do anything.
+    async fn save_segment(&self, name: &str, filter: &str) -> proto::Segment {
+        SegmentsClient::new(self.authed("everything"))
+            .create_segment(CreateSegmentRequest {
+                name: name.into(),
+                description: String::new(),
+                filter: expression(filter),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+/// The case name of `what` done with the key `name`.
+fn case(name: &str, what: impl std::fmt::Display) -> String {
+    format!(
+        "key {name} ({}): {what}",
+        KEYS.iter().find(|(n, _)| *n == name).unwrap().1
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_key_reads_and_filters_only_what_its_scopes_allow() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(300))).await;
-    let (keys, auth) = Keys::new();
-    let mut options = TestOptions::new(&fake.url);
-    options.auth = auth;
-    let server = TestServer::start(dir.path(), options).await;
-    server.wait_serving().await; // health needs no key
-    let channel = server.channel().await;
-    let users = fake.users();
-    let user = users
-        .iter()
-        .find(|u| {
-            ["public_metadata", "private_metadata", "unsafe_metadata"]
-                .iter()
-                .all(|ns| {
-                    let json: Value = serde_json::from_str(&u.raw_json).unwrap();
-                    json[*ns].as_object().is_some_and(|m| !m.is_empty())
-                })
-        })
-        .expect("a user with all three namespaces");
-
-    // No key, a malformed header, an unknown key: UNAUTHENTICATED on every service.
+async fn requests_without_a_valid_key_are_unauthenticated_on_every_service() {
+    let m = Matrix::start().await;
+    let mut checks = Checks::default();
     for header in [
         None,
         Some("Basic abc".to_string()),
-        Some(format!("Bearer {}x", keys.key("everything"))),
+        Some(format!("Bearer {}x", m.keys.key("everything"))),
     ] {
-        let mut index = UserIndexClient::new(with_header(channel.clone(), header.clone()));
-        let status = index
-            .count_users(CountUsersRequest::default())
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated, "{header:?}");
-        let mut segments = SegmentsClient::new(with_header(channel.clone(), header.clone()));
-        let status = segments
-            .list_segments(ListSegmentsRequest {})
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated, "{header:?}");
-        let mut sync = SyncClient::new(with_header(channel.clone(), header.clone()));
-        let status = sync
-            .get_sync_status(GetSyncStatusRequest {})
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated, "{header:?}");
+        let channel = with_header(m.channel.clone(), header.clone());
+        let answers = [
+            UserIndexClient::new(channel.clone())
+                .count_users(CountUsersRequest::default())
+                .await
+                .map(drop),
+            SegmentsClient::new(channel.clone())
+                .list_segments(ListSegmentsRequest {})
+                .await
+                .map(drop),
+            SyncClient::new(channel)
+                .get_sync_status(GetSyncStatusRequest {})
+                .await
+                .map(drop),
+        ];
+        for (service, answer) in ["UserIndex", "Segments", "Sync"].iter().zip(answers) {
+            let code = answer.err().map(|status| status.code());
+            checks.check(
+                format!("{service} with {header:?}"),
+                code == Some(Code::Unauthenticated),
+                format!("answered {code:?}"),
+            );
+        }
     }
+    checks.finish();
+    m.server.stop().await;
+}
 
-    // A saved segment over a private field, made by a key that can read it.
-    let everything = with_header(
-        channel.clone(),
-        Some(format!("Bearer {}", keys.key("everything"))),
-    );
-    let created = SegmentsClient::new(everything.clone())
-        .create_segment(CreateSegmentRequest {
-            name: "high-ltv".into(),
-            description: String::new(),
-            filter: expression("private.ltv > 100"),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_hold_exactly_the_namespaces_each_key_may_read() {
+    let m = Matrix::start().await;
+    let mut checks = Checks::default();
+    for (name, _) in KEYS {
+        let scopes = scopes_of(name);
+        let mut index = UserIndexClient::new(m.authed(name));
+        let got = index
+            .get_user(GetUserRequest {
+                user_id: m.user_id.clone(),
+                ..Default::default()
+            })
+            .await;
+        // Reads need a read scope at all.
+        if !reads(&scopes) {
+            checks.denied(case(name, "GetUser"), got, "public");
+            let counted = index.count_users(CountUsersRequest::default()).await;
+            checks.denied(case(name, "CountUsers"), counted, "public");
+            continue;
+        }
+        if let Some(got) = checks.ok(case(name, "GetUser"), got) {
+            let json: Value = serde_json::from_str(&got.into_inner().user.unwrap().json).unwrap();
+            let seen = namespaces(&json);
+            checks.check(
+                case(name, "GetUser"),
+                seen == readable(&scopes),
+                format!("{seen:?}"),
+            );
+        }
+        let request = SearchUsersRequest {
+            page_size: 50,
+            ..Default::default()
+        };
+        if let Some(page) = checks.ok(case(name, "SearchUsers"), index.search_users(request).await)
+        {
+            let seen: BTreeSet<_> = page
+                .into_inner()
+                .users
+                .iter()
+                .flat_map(|u| namespaces(&serde_json::from_str(&u.json).unwrap()))
+                .collect();
+            let ok = seen.is_subset(&readable(&scopes));
+            checks.check(case(name, "SearchUsers"), ok, format!("{seen:?}"));
+        }
+        let export = index.export_users(ExportUsersRequest::default()).await;
+        if let Some(export) = checks.ok(case(name, "ExportUsers"), export) {
+            let mut export = export.into_inner();
+            let mut seen = BTreeSet::new();
+            while let Some(chunk) = export.message().await.unwrap() {
+                for exported in chunk.users {
+                    seen.extend(namespaces(&serde_json::from_str(&exported.json).unwrap()));
+                }
+            }
+            checks.check(
+                case(name, "ExportUsers"),
+                seen == readable(&scopes),
+                format!("{seen:?}"),
+            );
+        }
+        let described = index
+            .describe_fields(DescribeFieldsRequest::default())
+            .await;
+        if let Some(described) = checks.ok(case(name, "DescribeFields"), described) {
+            let described: BTreeSet<String> = described
+                .into_inner()
+                .fields
+                .iter()
+                .map(|f| f.path.split('.').next().unwrap().to_string())
+                .collect();
+            let expected: BTreeSet<String> = ["public", "private", "unsafe"]
+                .into_iter()
+                .filter(|s| scopes.contains(s))
+                .map(String::from)
+                .collect();
+            checks.check(
+                case(name, "DescribeFields"),
+                described == expected,
+                format!("{described:?}"),
+            );
+        }
+    }
+    checks.finish();
+    m.server.stop().await;
+}
+
+/// `(filter, a path to sort, facet and mask on, the scope they need)`
+const GUARDED: [(&str, &str, &str); 4] = [
+    (
+        r#"public.membership_tier = "gold""#,
+        "public.points",
+        "public",
+    ),
+    ("private.ltv > 100", "private.ltv", "private"),
+    (
+        "unsafe.onboarding_step >= 3",
+        "unsafe.onboarding_step",
+        "unsafe",
+    ),
+    ("banned = false", "banned", ""),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_namespaces_cannot_be_filtered_sorted_faceted_or_masked() {
+    let m = Matrix::start().await;
+    let mut checks = Checks::default();
+    for (name, _) in KEYS.into_iter().filter(|(name, _)| reads(&scopes_of(name))) {
+        let scopes = scopes_of(name);
+        let mut index = UserIndexClient::new(m.authed(name));
+        for (filter, path, scope) in GUARDED {
+            let count = |filter: String| CountUsersRequest {
+                filter: expression(&filter),
+                ..Default::default()
+            };
+            let sort = SearchUsersRequest {
+                sort: Some(SortSpec {
+                    path: path.into(),
+                    descending: true,
+                }),
+                page_size: 5,
+                ..Default::default()
+            };
+            let facet = FacetUsersRequest {
+                facets: vec![FacetRequest {
+                    path: path.into(),
+                    kind: Some(proto::facet_request::Kind::Terms(TermsFacet {
+                        size: 5,
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let mask = GetUserRequest {
+                user_id: m.user_id.clone(),
+                fields: vec![path.into()],
+                ..Default::default()
+            };
+            // Also inside a larger filter: no way around it through OR or NOT.
+            let nested = count(format!("banned = true OR NOT ({filter})"));
+            let answers = [
+                (
+                    format!("count {filter}"),
+                    index.count_users(count(filter.into())).await.map(drop),
+                ),
+                (
+                    format!("sort by {path}"),
+                    index.search_users(sort).await.map(drop),
+                ),
+                (
+                    format!("facet on {path}"),
+                    index.facet_users(facet).await.map(drop),
+                ),
+                (format!("mask {path}"), index.get_user(mask).await.map(drop)),
+                (
+                    format!("nested {filter}"),
+                    index.count_users(nested).await.map(drop),
+                ),
+            ];
+            for (what, answer) in answers {
+                if scope.is_empty() || scopes.contains(scope) {
+                    checks.ok(case(name, what), answer);
+                } else {
+                    checks.denied(case(name, what), answer, scope);
+                }
+            }
+        }
+    }
+    checks.finish();
+    m.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_need_their_filters_scopes_to_evaluate_and_the_segments_scope_to_manage() {
+    let m = Matrix::start().await;
+    let created = m.save_segment("high-ltv", "private.ltv > 100").await;
     assert_eq!(created.required_scopes, ["private"]);
-    SegmentsClient::new(everything.clone())
-        .create_segment(CreateSegmentRequest {
-            name: "gold".into(),
-            description: String::new(),
-            filter: expression(r#"public.membership_tier = "gold""#),
-        })
-        .await
-        .unwrap();
-    let high_ltv = UserIndexClient::new(everything.clone())
+    m.save_segment("gold", r#"public.membership_tier = "gold""#)
+        .await;
+    let high_ltv = UserIndexClient::new(m.authed("everything"))
         .count_users(CountUsersRequest {
             filter: expression("private.ltv > 100"),
             ..Default::default()
@@ -192,163 +391,10 @@ async fn each_key_reads_and_filters_only_what_its_scopes_allow() {
         .into_inner()
         .count;
     assert!(high_ltv > 0);
-
-    // (filter, a path to sort, facet and mask on, the scope they need)
-    let filters = [
-        (
-            r#"public.membership_tier = "gold""#,
-            "public.points",
-            "public",
-        ),
-        ("private.ltv > 100", "private.ltv", "private"),
-        (
-            "unsafe.onboarding_step >= 3",
-            "unsafe.onboarding_step",
-            "unsafe",
-        ),
-        ("banned = false", "banned", ""),
-    ];
-    for (name, _) in KEYS {
+    let mut checks = Checks::default();
+    for (name, _) in KEYS.into_iter().filter(|(name, _)| reads(&scopes_of(name))) {
         let scopes = scopes_of(name);
-        let authed = with_header(channel.clone(), Some(format!("Bearer {}", keys.key(name))));
-        let mut index = UserIndexClient::new(authed.clone());
-        let mut segments = SegmentsClient::new(authed.clone());
-        let context = |what: &str| format!("key {name} ({scopes:?}): {what}");
-
-        // Reads need a read scope at all.
-        let got = index
-            .get_user(GetUserRequest {
-                user_id: user.id.clone(),
-                ..Default::default()
-            })
-            .await;
-        if !reads(&scopes) {
-            assert_denied(got, "public", &context("GetUser"));
-            assert_denied(
-                index.count_users(CountUsersRequest::default()).await,
-                "public",
-                &context("CountUsers"),
-            );
-            continue;
-        }
-        // Responses hold exactly the readable namespaces, whatever the call.
-        let json: Value =
-            serde_json::from_str(&got.unwrap().into_inner().user.unwrap().json).unwrap();
-        assert_eq!(
-            namespaces(&json),
-            readable(&scopes),
-            "{}",
-            context("GetUser")
-        );
-        assert_eq!(json["id"], user.id.as_str());
-        let page = index
-            .search_users(SearchUsersRequest {
-                page_size: 50,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for found in &page.users {
-            let json: Value = serde_json::from_str(&found.json).unwrap();
-            assert!(
-                namespaces(&json).is_subset(&readable(&scopes)),
-                "{}",
-                context("SearchUsers")
-            );
-        }
-        let mut export = index
-            .export_users(ExportUsersRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
-        let mut seen = BTreeSet::new();
-        while let Some(chunk) = export.message().await.unwrap() {
-            for exported in chunk.users {
-                let json: Value = serde_json::from_str(&exported.json).unwrap();
-                seen.extend(namespaces(&json));
-            }
-        }
-        assert_eq!(seen, readable(&scopes), "{}", context("ExportUsers"));
-        let described = index
-            .describe_fields(DescribeFieldsRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
-        let described: BTreeSet<&str> = described
-            .fields
-            .iter()
-            .map(|f| f.path.split('.').next().unwrap())
-            .collect();
-        let expected: BTreeSet<&str> = ["public", "private", "unsafe"]
-            .into_iter()
-            .filter(|s| scopes.contains(s))
-            .collect();
-        assert_eq!(described, expected, "{}", context("DescribeFields"));
-
-        // Predicates, sorts, facets and masks on a hidden namespace are refused, naming it.
-        for (filter, path, scope) in filters {
-            let count = index
-                .count_users(CountUsersRequest {
-                    filter: expression(filter),
-                    ..Default::default()
-                })
-                .await;
-            let search = index
-                .search_users(SearchUsersRequest {
-                    sort: Some(SortSpec {
-                        path: path.into(),
-                        descending: true,
-                    }),
-                    page_size: 5,
-                    ..Default::default()
-                })
-                .await;
-            let facet = index
-                .facet_users(FacetUsersRequest {
-                    facets: vec![FacetRequest {
-                        path: path.into(),
-                        kind: Some(proto::facet_request::Kind::Terms(TermsFacet {
-                            size: 5,
-                            ..Default::default()
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                })
-                .await;
-            let masked = index
-                .get_user(GetUserRequest {
-                    user_id: user.id.clone(),
-                    fields: vec![path.into()],
-                    ..Default::default()
-                })
-                .await;
-            // Also inside a larger filter: no way around it through OR or NOT.
-            let nested = index
-                .count_users(CountUsersRequest {
-                    filter: expression(&format!("banned = true OR NOT ({filter})")),
-                    ..Default::default()
-                })
-                .await;
-            if scope.is_empty() || scopes.contains(scope) {
-                let context = context(filter);
-                count.expect(&context);
-                search.expect(&context);
-                facet.expect(&context);
-                masked.expect(&context);
-                nested.expect(&context);
-            } else {
-                assert_denied(count, scope, &context(&format!("count {filter}")));
-                assert_denied(search, scope, &context(&format!("sort by {path}")));
-                assert_denied(facet, scope, &context(&format!("facet on {path}")));
-                assert_denied(masked, scope, &context(&format!("mask {path}")));
-                assert_denied(nested, scope, &context(&format!("nested {filter}")));
-            }
-        }
-
-        // Saved segments: evaluating one needs the scopes of its filter; managing needs
-        // `segments`.
+        let mut segments = SegmentsClient::new(m.authed(name));
         let listed: BTreeSet<String> = segments
             .list_segments(ListSegmentsRequest {})
             .await
@@ -358,6 +404,19 @@ async fn each_key_reads_and_filters_only_what_its_scopes_allow() {
             .into_iter()
             .map(|s| s.name)
             .collect();
+        let private = scopes.contains("private");
+        let shows = listed.contains("high-ltv");
+        checks.check(
+            case(name, "ListSegments high-ltv"),
+            shows == private,
+            format!("{listed:?}"),
+        );
+        let shows = listed.contains("gold");
+        checks.check(
+            case(name, "ListSegments gold"),
+            shows == scopes.contains("public"),
+            format!("{listed:?}"),
+        );
         let count = segments
             .count_segment(CountSegmentRequest {
                 name: "high-ltv".into(),
@@ -369,94 +428,118 @@ async fn each_key_reads_and_filters_only_what_its_scopes_allow() {
             .get_segment(GetSegmentRequest {
                 name: "high-ltv".into(),
             })
-            .await;
+            .await
+            .map(drop);
         let watch = segments
             .watch_segment(WatchSegmentRequest {
                 name: "high-ltv".into(),
                 after_sequence: None,
             })
-            .await;
-        if scopes.contains("private") {
-            assert_eq!(count.unwrap().into_inner().count, high_ltv);
-            assert!(get.is_ok() && watch.is_ok(), "{}", context("segment"));
-            assert!(listed.contains("high-ltv"), "{}", context("list"));
-        } else {
-            assert_denied(count, "private", &context("CountSegment"));
-            assert_denied(get, "private", &context("GetSegment"));
-            assert_denied(watch, "private", &context("WatchSegment"));
-            assert!(!listed.contains("high-ltv"), "{}", context("list"));
-        }
-        assert_eq!(listed.contains("gold"), scopes.contains("public"));
-        let create = segments
-            .create_segment(CreateSegmentRequest {
-                name: format!("by-{name}"),
-                description: String::new(),
-                filter: expression("banned = false"),
-            })
-            .await;
-        if scopes.contains("segments") {
-            create.unwrap();
-        } else {
-            assert_denied(create, "segments", &context("CreateSegment"));
-        }
-        let private_segment = segments
-            .create_segment(CreateSegmentRequest {
-                name: format!("private-by-{name}"),
-                description: String::new(),
-                filter: expression("private.ltv < 1"),
-            })
-            .await;
-        match (scopes.contains("segments"), scopes.contains("private")) {
-            (true, true) => {
-                private_segment.unwrap();
+            .await
+            .map(drop);
+        if private {
+            if let Some(count) = checks.ok(case(name, "CountSegment"), count) {
+                let count = count.into_inner().count;
+                checks.check(
+                    case(name, "CountSegment"),
+                    count == high_ltv,
+                    format!("{count} of {high_ltv}"),
+                );
             }
-            (false, _) => assert_denied(private_segment, "segments", &context("create")),
-            (true, false) => assert_denied(private_segment, "private", &context("create")),
+            checks.ok(case(name, "GetSegment"), get);
+            checks.ok(case(name, "WatchSegment"), watch);
+        } else {
+            checks.denied(case(name, "CountSegment"), count, "private");
+            checks.denied(case(name, "GetSegment"), get, "private");
+            checks.denied(case(name, "WatchSegment"), watch, "private");
         }
+        let create = |segment: String, filter: &str| CreateSegmentRequest {
+            name: segment,
+            description: String::new(),
+            filter: expression(filter),
+        };
+        let open = segments
+            .create_segment(create(format!("by-{name}"), "banned = false"))
+            .await;
+        let hidden = segments
+            .create_segment(create(format!("private-by-{name}"), "private.ltv < 1"))
+            .await;
+        match (scopes.contains("segments"), private) {
+            (true, true) => {
+                checks.ok(case(name, "CreateSegment"), open);
+                checks.ok(case(name, "CreateSegment on private"), hidden);
+            }
+            (true, false) => {
+                checks.ok(case(name, "CreateSegment"), open);
+                checks.denied(case(name, "CreateSegment on private"), hidden, "private");
+            }
+            (false, _) => {
+                checks.denied(case(name, "CreateSegment"), open, "segments");
+                checks.denied(case(name, "CreateSegment on private"), hidden, "segments");
+            }
+        }
+    }
+    checks.finish();
+    m.server.stop().await;
+}
 
-        // Writes need `write` and the scope of each namespace they change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_write_and_the_scope_of_each_namespace_they_change() {
+    let m = Matrix::start().await;
+    let mut checks = Checks::default();
+    for (name, _) in KEYS.into_iter().filter(|(name, _)| reads(&scopes_of(name))) {
+        let scopes = scopes_of(name);
+        let mut index = UserIndexClient::new(m.authed(name));
         let write = |namespace: &str| UpdateUserMetadataRequest {
-            user_id: user.id.clone(),
+            user_id: m.user_id.clone(),
             public_metadata: (namespace == "public").then(|| r#"{"acl_test": 1}"#.into()),
             private_metadata: (namespace == "private").then(|| r#"{"acl_test": 1}"#.into()),
             ..Default::default()
         };
         let public_write = index.update_user_metadata(write("public")).await;
         let private_write = index.update_user_metadata(write("private")).await;
-        if scopes.contains("write") {
-            let response = public_write.unwrap().into_inner();
-            let json: Value = serde_json::from_str(&response.user.unwrap().json).unwrap();
-            assert_eq!(
-                namespaces(&json),
-                readable(&scopes),
-                "{}",
-                context("write answer")
-            );
-        } else {
-            assert_denied(public_write, "write", &context("UpdateUserMetadata"));
+        if !scopes.contains("write") {
+            checks.denied(case(name, "public write"), public_write, "write");
+            checks.denied(case(name, "private write"), private_write, "write");
+            continue;
         }
-        match (scopes.contains("write"), scopes.contains("private")) {
-            (true, true) => {
-                private_write.unwrap();
-            }
-            (false, _) => assert_denied(private_write, "write", &context("private write")),
-            (true, false) => assert_denied(private_write, "private", &context("private write")),
+        // The answer holds what the key may read, like any read.
+        if let Some(answer) = checks.ok(case(name, "public write"), public_write) {
+            let json: Value =
+                serde_json::from_str(&answer.into_inner().user.unwrap().json).unwrap();
+            let seen = namespaces(&json);
+            checks.check(
+                case(name, "public write answer"),
+                seen == readable(&scopes),
+                format!("{seen:?}"),
+            );
+        }
+        if scopes.contains("private") {
+            checks.ok(case(name, "private write"), private_write);
+        } else {
+            checks.denied(case(name, "private write"), private_write, "private");
         }
     }
+    checks.finish();
+    m.server.stop().await;
+}
 
-    // The Sync service is for the admin scope alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_service_is_for_the_admin_scope_alone() {
+    let m = Matrix::start().await;
+    let mut checks = Checks::default();
     for (name, _) in KEYS {
-        let authed = with_header(channel.clone(), Some(format!("Bearer {}", keys.key(name))));
-        let status = SyncClient::new(authed)
+        let status = SyncClient::new(m.authed(name))
             .get_sync_status(GetSyncStatusRequest {})
             .await;
-        if name == "ops" {
-            status.unwrap();
+        if scopes_of(name).contains("admin") {
+            checks.ok(case(name, "GetSyncStatus"), status);
         } else {
-            assert_denied(status, "admin", &format!("key {name}: GetSyncStatus"));
+            checks.denied(case(name, "GetSyncStatus"), status, "admin");
         }
     }
-    server.stop().await;
+    checks.finish();
+    m.server.stop().await;
 }
 
 #[test]

@@ -12,7 +12,7 @@ use clerk_index::change::{ChangeSource, UserChange};
 use clerk_index::clerk::fake::FakeClerkConfig;
 use clerk_index::clerk::fake::Population;
 use clerk_index::cluster::{ChangeLog, ClusterConfig};
-use common::{NatsServer, RunningFakeClerk, TestOptions, TestServer, event};
+use common::{NatsServer, RunningFakeClerk, TestOptions, TestServer, event, newcomer};
 
 /// Nothing listens here: a replica that tried to reach Clerk would fail.
 const UNREACHABLE_CLERK: &str = "http://127.0.0.1:9";
@@ -126,14 +126,6 @@ async fn writer_counts(server: &TestServer) -> clerk_index::api::proto::WriterCo
         .into_inner()
         .writer
         .unwrap()
-}
-
-fn newcomer(index: usize) -> serde_json::Value {
-    Population {
-        seed: 31,
-        ..Population::new(10_000)
-    }
-    .user(index)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,10 +13,6 @@ use clerk_index::clerk::webhook::{SvixHeaders, WebhookVerifier};
 use common::{TestServer, WEBHOOK_SECRET, clerk_api};
 use serde_json::{Value, json};
 
-async fn count(server: &TestServer, filter: &str) -> u64 {
-    server.count(filter).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_through_the_fake_api_arrive_by_webhook_despite_duplicates_and_reordering() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,14 +88,12 @@ async fn changes_through_the_fake_api_arrive_by_webhook_despite_duplicates_and_r
     }
     assert!(converged, "the index never reached Clerk's state");
     assert_eq!(
-        count(
-            &server,
-            r#"public.plan_type = "trial" AND email = "NEW.PERSON@example.com""#
-        )
-        .await,
+        server
+            .count(r#"public.plan_type = "trial" AND email = "NEW.PERSON@example.com""#)
+            .await,
         1
     );
-    assert_eq!(count(&server, "id EXISTS").await, 100);
+    assert_eq!(server.count("id EXISTS").await, 100);
     server.stop().await;
 }
 

@@ -29,16 +29,37 @@ fn facet(name: &str, path: &str, kind: facet_request::Kind) -> FacetRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let (fake, server) = TestServer::with_population(dir.path(), 2_000).await;
+/// A server over 2,000 generated users, and their Clerk JSON.
+async fn population(dir: &std::path::Path) -> (RunningFakeClerk, TestServer, Vec<Value>) {
+    let (fake, server) = TestServer::with_population(dir, 2_000).await;
     let users: Vec<Value> = fake
         .fake
         .user_ids()
         .iter()
         .map(|id| fake.fake.user_json(id).unwrap())
         .collect();
+    (fake, server, users)
+}
+
+/// Plan types by count (most first, ties by name) among unbanned users, and how many have none.
+fn ranked_plans(users: &[Value]) -> (Vec<(String, u64)>, u64) {
+    let mut plans: BTreeMap<String, u64> = BTreeMap::new();
+    let mut without_plan = 0;
+    for user in users.iter().filter(|u| u["banned"] == false) {
+        match user["public_metadata"]["plan_type"].as_str() {
+            Some(plan) => *plans.entry(plan.to_string()).or_default() += 1,
+            None => without_plan += 1,
+        }
+    }
+    let mut ranked: Vec<(String, u64)> = plans.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    (ranked, without_plan)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server, users) = population(dir.path()).await;
     let pro_or_free = |u: &&Value| u["banned"] == false;
     let matching: Vec<&Value> = users.iter().filter(pro_or_free).collect();
     let response = server
@@ -78,16 +99,7 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
         .into_inner();
     assert_eq!(response.matched, matching.len() as u64);
 
-    let mut plans: BTreeMap<String, u64> = BTreeMap::new();
-    let mut without_plan = 0;
-    for user in &matching {
-        match user["public_metadata"]["plan_type"].as_str() {
-            Some(plan) => *plans.entry(plan.to_string()).or_default() += 1,
-            None => without_plan += 1,
-        }
-    }
-    let mut ranked: Vec<(String, u64)> = plans.clone().into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let (ranked, without_plan) = ranked_plans(&users);
     let Some(facet_result::Result::Terms(terms)) = &response.facets[0].result else {
         panic!("terms expected: {:?}", response.facets[0]);
     };
@@ -104,7 +116,7 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
         terms.other_count,
         ranked[2..].iter().map(|(_, c)| c).sum::<u64>()
     );
-    assert_eq!(terms.distinct_values, plans.len() as u64);
+    assert_eq!(terms.distinct_values, ranked.len() as u64);
     assert_eq!(terms.missing, without_plan);
 
     let points: Vec<f64> = matching
@@ -139,7 +151,15 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
         .collect();
     assert_eq!(got, expected);
 
-    // The CLI prints the same buckets.
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_facet_command_prints_the_same_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server, users) = population(dir.path()).await;
+    let (ranked, _) = ranked_plans(&users);
+    let matching = users.iter().filter(|u| u["banned"] == false).count();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
         .args([
             "facet",
@@ -163,7 +183,7 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
     );
     let printed = String::from_utf8(output.stdout).unwrap();
     assert!(
-        printed.starts_with(&format!("{} users match", matching.len())),
+        printed.starts_with(&format!("{matching} users match")),
         "{printed}"
     );
     let top = format!("{:?}", ranked[0].0);
@@ -176,7 +196,13 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
         "{line}"
     );
 
-    // A facet that cannot work is refused with the reason.
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facet_that_cannot_work_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 50).await;
     let error = server
         .client()
         .await
@@ -199,7 +225,13 @@ async fn facets_over_grpc_equal_a_brute_force_count_of_clerks_users() {
         error.message()
     );
 
-    // The catalog shows the generator's deliberate type conflict, with exact counts.
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_field_catalog_shows_type_conflicts_with_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server, users) = population(dir.path()).await;
     let catalog = server
         .client()
         .await

@@ -11,14 +11,13 @@ use std::sync::Arc;
 use clerk_index::api::proto::sync_client::SyncClient;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::api::proto::{
-    CountUsersRequest, ExportUsersRequest, GetUserRequest, ReencryptSensitiveRequest,
-    SearchUsersRequest, SortSpec,
+    ExportUsersRequest, GetUserRequest, ReencryptSensitiveRequest, SearchUsersRequest, SortSpec,
 };
 use clerk_index::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
 use clerk_index::auth::{ApiKeys, AuthConfig, Sensitive, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
 use clerk_index::index::{IndexConfig, UserIndex};
-use common::{Authed, RunningFakeClerk, TestOptions, TestServer, expression, with_header};
+use common::{Authed, Checks, RunningFakeClerk, TestOptions, TestServer, with_header};
 use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -77,13 +76,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 }
 
 async fn count(client: &mut UserIndexClient<Authed>, filter: &str) -> Result<u64, tonic::Status> {
-    client
-        .count_users(CountUsersRequest {
-            filter: expression(filter),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().count)
+    common::count_with(client, Some(filter)).await
 }
 
 async fn user_json(client: &mut UserIndexClient<Authed>, id: &str) -> Value {
@@ -93,8 +86,9 @@ async fn user_json(client: &mut UserIndexClient<Authed>, id: &str) -> Value {
             ..Default::default()
         })
         .await
-        .unwrap();
-    serde_json::from_str(&response.into_inner().user.unwrap().json).unwrap()
+        .unwrap()
+        .into_inner();
+    serde_json::from_str(&response.user.unwrap().json).unwrap()
 }
 
 async fn start(dir: &Path, fake: &RunningFakeClerk, auth: &AuthConfig, ring: &str) -> TestServer {
@@ -106,114 +100,162 @@ async fn start(dir: &Path, fake: &RunningFakeClerk, auth: &AuthConfig, ring: &st
     server
 }
 
+/// A server over 400 users, `planted` holding known sensitive values from the backfill and
+/// `by_webhook` receiving one through a webhook, keys `reader`, `vault` and `ops`, and a ring of
+/// a blind-index key and `k1`.
+struct Vault {
+    fake: RunningFakeClerk,
+    dir: tempfile::TempDir,
+    server: TestServer,
+    auth: AuthConfig,
+    /// reader, vault, ops
+    keys: [String; 3],
+    blind: String,
+    k1: String,
+    ids: Vec<String>,
+    planted: String,
+    by_webhook: String,
+    /// `(id, ssn)` of the generated users holding an SSN (~20% of them).
+    generated: Vec<(String, String)>,
+}
+
+impl Vault {
+    async fn start() -> Vault {
+        let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(400))).await;
+        let ids = fake.fake.user_ids();
+        let (planted, by_webhook) = (ids[7].clone(), ids[8].clone());
+        let mut json = fake.fake.user_json(&planted).unwrap();
+        json["private_metadata"] = json!({
+            "ssn": PLANTED, "ltv": 12.5, "note": CONTROL,
+            "medical": {"condition": "asthma-planted-3321", "codes": [7, 12]}
+        });
+        fake.fake.put_user_json(&json);
+        let generated: Vec<(String, String)> = fake
+            .users()
+            .iter()
+            .filter_map(|u| {
+                let ssn = u.private_metadata.get("ssn")?.as_str()?.to_string();
+                Some((u.id.clone(), ssn))
+            })
+            .filter(|(id, _)| *id != planted && *id != by_webhook)
+            .collect();
+        assert!(generated.len() > 20);
+        let (auth, keys) = keys();
+        let (blind, k1) = (generate_key_line("blind-index"), generate_key_line("k1"));
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), &fake, &auth, &format!("{blind}\n{k1}")).await;
+        // A webhook brings a second planted value; it is sealed on that path too.
+        let mut updated = fake.fake.user_json(&by_webhook).unwrap();
+        updated["private_metadata"]["ssn"] = json!(PLANTED_BY_WEBHOOK);
+        updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);
+        let event = common::event("user.updated", updated, clerk_index::clock::now_ms());
+        assert_eq!(server.deliver("msg_sensitive_1", &event).await.0, 200);
+        Vault {
+            fake,
+            dir,
+            server,
+            auth,
+            keys,
+            blind,
+            k1,
+            ids,
+            planted,
+            by_webhook,
+            generated,
+        }
+    }
+
+    async fn client(&self, key: usize) -> UserIndexClient<Authed> {
+        UserIndexClient::new(authed(&self.server.channel().await, &self.keys[key]))
+    }
+
+    /// Stops the server and starts it again on the same index with the key ring `ring`.
+    async fn restart(self, ring: &str) -> Vault {
+        let Vault {
+            fake,
+            dir,
+            server,
+            auth,
+            keys,
+            blind,
+            k1,
+            ids,
+            planted,
+            by_webhook,
+            generated,
+        } = self;
+        server.stop().await;
+        let server = start(dir.path(), &fake, &auth, ring).await;
+        Vault {
+            fake,
+            dir,
+            server,
+            auth,
+            keys,
+            blind,
+            k1,
+            ids,
+            planted,
+            by_webhook,
+            generated,
+        }
+    }
+}
+
+const READER: usize = 0;
+const VAULT: usize = 1;
+const OPS: usize = 2;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotation() {
-    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(400))).await;
-    let ids = fake.fake.user_ids();
-    let (planted_id, webhook_id) = (ids[7].clone(), ids[8].clone());
-    let mut planted = fake.fake.user_json(&planted_id).unwrap();
-    planted["private_metadata"] = json!({
-        "ssn": PLANTED, "ltv": 12.5, "note": CONTROL,
-        "medical": {"condition": "asthma-planted-3321", "codes": [7, 12]}
-    });
-    fake.fake.put_user_json(&planted);
-    // The generated population holds real-looking SSNs for ~20% of its users.
-    let generated: Vec<(String, String)> = fake
-        .users()
-        .iter()
-        .filter_map(|u| {
-            let ssn = u.private_metadata.get("ssn")?.as_str()?.to_string();
-            Some((u.id.clone(), ssn))
-        })
-        .filter(|(id, _)| *id != planted_id && *id != webhook_id)
-        .collect();
-    assert!(generated.len() > 20);
-
-    let (auth, [reader_key, vault_key, ops_key]) = keys();
-    let blind = generate_key_line("blind-index");
-    let (k1, k2) = (generate_key_line("k1"), generate_key_line("k2"));
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &fake, &auth, &format!("{blind}\n{k1}")).await;
-    let channel = server.channel().await;
-    let mut reader = UserIndexClient::new(authed(&channel, &reader_key));
-    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
-
-    // A webhook brings a second planted value; it is sealed on that path too.
-    let mut updated = fake.fake.user_json(&webhook_id).unwrap();
-    updated["private_metadata"]["ssn"] = json!(PLANTED_BY_WEBHOOK);
-    updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);
-    let event = common::event(
-        "user.updated",
-        updated.clone(),
-        clerk_index::clock::now_ms(),
-    );
-    assert_eq!(server.deliver("msg_sensitive_1", &event).await.0, 200);
-
-    // Equality, IN and != work for the sensitive scope, on backfilled and webhook values.
-    assert_eq!(
-        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        count(
-            &mut vault,
-            &format!(r#"private.ssn IN ["nope", "{PLANTED_BY_WEBHOOK}"]"#)
-        )
-        .await
-        .unwrap(),
-        1
-    );
-    assert_eq!(
-        count(
-            &mut vault,
-            r#"private.medical.condition = "asthma-planted-3321""#
-        )
-        .await
-        .unwrap(),
-        1
-    );
-    assert_eq!(
-        count(&mut vault, "private.medical.codes = 12")
-            .await
-            .unwrap(),
-        1
-    );
-    let (some_id, some_ssn) = &generated[0];
-    let same_ssn = generated.iter().filter(|(_, s)| s == some_ssn).count() as u64;
-    assert_eq!(
-        count(&mut vault, &format!(r#"private.ssn = "{some_ssn}""#))
-            .await
-            .unwrap(),
-        same_ssn
-    );
+async fn equality_filters_match_sealed_values_from_the_backfill_and_webhooks() {
+    let v = Vault::start().await;
+    let mut vault = v.client(VAULT).await;
+    let (_, some_ssn) = &v.generated[0];
+    let same_ssn = v.generated.iter().filter(|(_, s)| s == some_ssn).count() as u64;
     let total = count(&mut vault, "id EXISTS").await.unwrap();
-    assert_eq!(
-        count(&mut vault, &format!(r#"private.ssn != "{PLANTED}""#))
-            .await
-            .unwrap(),
-        total - 1
-    );
-    assert_eq!(
-        count(
-            &mut vault,
-            &format!(r#"private.ssn = "{PLANTED}" AND private.ltv > 10"#)
-        )
-        .await
-        .unwrap(),
-        1
-    );
+    let cases = [
+        (format!(r#"private.ssn = "{PLANTED}""#), 1),
+        (
+            format!(r#"private.ssn IN ["nope", "{PLANTED_BY_WEBHOOK}"]"#),
+            1,
+        ),
+        (
+            r#"private.medical.condition = "asthma-planted-3321""#.to_string(),
+            1,
+        ),
+        ("private.medical.codes = 12".to_string(), 1),
+        (format!(r#"private.ssn = "{some_ssn}""#), same_ssn),
+        (format!(r#"private.ssn != "{PLANTED}""#), total - 1),
+        (
+            format!(r#"private.ssn = "{PLANTED}" AND private.ltv > 10"#),
+            1,
+        ),
+    ];
+    let mut checks = Checks::default();
+    for (filter, expected) in cases {
+        let counted = count(&mut vault, &filter).await;
+        if let Some(counted) = checks.ok(&filter, counted) {
+            checks.check(
+                &filter,
+                counted == expected,
+                format!("{counted}, not {expected}"),
+            );
+        }
+    }
     // Nothing but equality: the values are not in the index to compare, scan, sort or facet.
     for refused in [
         format!(r#"private.ssn > "{PLANTED}""#),
         r#"private.ssn STARTS WITH "SSN""#.to_string(),
         "private.ssn EXISTS".to_string(),
     ] {
-        let status = count(&mut vault, &refused).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{refused}");
-        assert!(status.message().contains("private.ssn is a sensitive path"));
-        assert!(!status.message().contains(PLANTED), "{}", status.message());
+        let answer = count(&mut vault, &refused).await;
+        let refusal = answer.err().map(|s| (s.code(), s.message().to_string()));
+        let ok = refusal.as_ref().is_some_and(|(code, message)| {
+            *code == Code::InvalidArgument
+                && message.contains("private.ssn is a sensitive path")
+                && !message.contains(PLANTED)
+        });
+        checks.check(&refused, ok, format!("{refusal:?}"));
     }
     let sorted = vault
         .search_users(SearchUsersRequest {
@@ -224,46 +266,50 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
             ..Default::default()
         })
         .await
-        .unwrap_err();
-    assert_eq!(sorted.code(), Code::InvalidArgument);
+        .map(drop);
+    let code = sorted.err().map(|s| s.code());
+    checks.check(
+        "sort by private.ssn",
+        code == Some(Code::InvalidArgument),
+        format!("{code:?}"),
+    );
+    checks.finish();
+    v.server.stop().await;
+}
 
-    // The sensitive scope reads the values back; others never see them, nor filter on them.
-    let shown = user_json(&mut vault, &planted_id).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_sensitive_scope_reads_or_filters_sealed_values() {
+    let v = Vault::start().await;
+    let (mut vault, mut reader) = (v.client(VAULT).await, v.client(READER).await);
+    let shown = user_json(&mut vault, &v.planted).await;
     assert_eq!(shown["private_metadata"]["ssn"], PLANTED);
     assert_eq!(
         shown["private_metadata"]["medical"]["codes"],
         json!([7, 12])
     );
     assert_eq!(shown["private_metadata"]["ltv"], 12.5);
-    assert_eq!(
-        user_json(&mut vault, some_id).await["private_metadata"]["ssn"],
-        some_ssn.as_str()
-    );
-    let hidden = user_json(&mut reader, &planted_id).await;
+    let (some_id, some_ssn) = &v.generated[0];
+    let shown = user_json(&mut vault, some_id).await;
+    assert_eq!(shown["private_metadata"]["ssn"], some_ssn.as_str());
+    let hidden = user_json(&mut reader, &v.planted).await;
     assert!(hidden["private_metadata"].get("ssn").is_none(), "{hidden}");
     assert!(
         hidden["private_metadata"].get("medical").is_none(),
         "{hidden}"
     );
     assert_eq!(hidden["private_metadata"]["ltv"], 12.5);
-    let status = count(&mut reader, &format!(r#"private.ssn = "{PLANTED}""#))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
-    assert!(
-        status.message().contains("lacks the sensitive scope"),
-        "{}",
-        status.message()
-    );
+    let mut checks = Checks::default();
+    let filtered = count(&mut reader, &format!(r#"private.ssn = "{PLANTED}""#)).await;
+    checks.denied("a reader's filter on private.ssn", filtered, "sensitive");
     let masked = reader
         .get_user(GetUserRequest {
-            user_id: planted_id.clone(),
+            user_id: v.planted.clone(),
             fields: vec!["private.ssn".into()],
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert_eq!(masked.code(), Code::PermissionDenied);
+        .await;
+    checks.denied("a reader's mask of private.ssn", masked, "sensitive");
+    checks.finish();
     let mut export = reader
         .export_users(ExportUsersRequest::default())
         .await
@@ -271,54 +317,55 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
         .into_inner();
     while let Some(chunk) = export.message().await.unwrap() {
         for user in chunk.users {
-            assert!(
-                !user.json.contains(PLANTED) && !user.json.contains("\"ssn\""),
-                "{}",
-                user.json
-            );
+            let leaks = user.json.contains(PLANTED) || user.json.contains("\"ssn\"");
+            assert!(!leaks, "{}", user.json);
         }
     }
-    server.stop().await;
+    v.server.stop().await;
+}
 
-    // The index directory holds no plaintext of sensitive values (the control value, at a
-    // path that is not sensitive, is found by the same scan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_directory_holds_no_plaintext_of_sensitive_values() {
+    let v = Vault::start().await;
+    v.server.stop().await;
+    // The control value, at a path that is not sensitive, is found by the same scan.
+    let dir = v.dir.path();
     assert!(
-        !files_containing(dir.path(), &CONTROL[8..]).is_empty(),
+        !files_containing(dir, &CONTROL[8..]).is_empty(),
         "the scan finds plaintext"
     );
-    for secret in [
-        PLANTED,
-        PLANTED_BY_WEBHOOK,
-        "asthma-planted-3321",
-        some_ssn.as_str(),
-    ] {
+    let (some_id, some_ssn) = &v.generated[0];
+    for secret in [PLANTED, PLANTED_BY_WEBHOOK, "asthma-planted-3321", some_ssn] {
         assert_eq!(
-            files_containing(dir.path(), secret),
+            files_containing(dir, secret),
             Vec::<String>::new(),
             "{secret}"
         );
     }
     // ...nor do the stored users, read back decompressed.
-    {
-        let mut config = IndexConfig::new(dir.path().join("index"));
-        config.sealing = sensitive(&format!("{blind}\n{k1}")).fingerprint();
-        let (index, _task) = UserIndex::open(&config).unwrap();
-        let snapshot = index.snapshot();
-        for id in [&planted_id, &webhook_id, some_id] {
-            let stored = snapshot.get_stored(id).unwrap().unwrap();
-            assert!(!stored.raw_json.contains("\"ssn\""), "{}", stored.raw_json);
-            let sealed = stored.sealed.expect("sealed values stored");
-            assert!(sealed.contains("\"k1:"), "{sealed}");
-            assert!(!sealed.contains(PLANTED) && !sealed.contains(some_ssn.as_str()));
-        }
+    let mut config = IndexConfig::new(dir.join("index"));
+    config.sealing = sensitive(&format!("{}\n{}", v.blind, v.k1)).fingerprint();
+    let (index, _task) = UserIndex::open(&config).unwrap();
+    let snapshot = index.snapshot();
+    for id in [&v.planted, &v.by_webhook, some_id] {
+        let stored = snapshot.get_stored(id).unwrap().unwrap();
+        assert!(!stored.raw_json.contains("\"ssn\""), "{}", stored.raw_json);
+        let sealed = stored.sealed.expect("sealed values stored");
+        assert!(sealed.contains("\"k1:"), "{sealed}");
+        assert!(!sealed.contains(PLANTED) && !sealed.contains(some_ssn.as_str()));
     }
+}
 
-    // Rotation: k2 becomes active, k1 stays to open older values; no rebuild (same blind key).
-    let server = start(dir.path(), &fake, &auth, &format!("{blind}\n{k2}\n{k1}")).await;
-    let channel = server.channel().await;
-    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_reseals_every_value_and_the_old_key_can_then_be_dropped() {
+    let v = Vault::start().await;
+    let k2 = generate_key_line("k2");
+    // k2 becomes active, k1 stays to open older values; no rebuild (same blind key).
+    let ring = format!("{}\n{k2}\n{}", v.blind, v.k1);
+    let v = v.restart(&ring).await;
+    let mut vault = v.client(VAULT).await;
     assert_eq!(
-        user_json(&mut vault, &planted_id).await["private_metadata"]["ssn"],
+        user_json(&mut vault, &v.planted).await["private_metadata"]["ssn"],
         PLANTED
     );
     assert_eq!(
@@ -327,12 +374,12 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
             .unwrap(),
         1
     );
-    let mut admin = SyncClient::new(authed(&channel, &ops_key));
-    let denied = SyncClient::new(authed(&channel, &vault_key))
+    let denied = SyncClient::new(authed(&v.server.channel().await, &v.keys[VAULT]))
         .reencrypt_sensitive(ReencryptSensitiveRequest {})
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut admin = SyncClient::new(authed(&v.server.channel().await, &v.keys[OPS]));
     let done = admin
         .reencrypt_sensitive(ReencryptSensitiveRequest {})
         .await
@@ -341,7 +388,7 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
     assert_eq!(done.active_key_id, "k2");
     assert_eq!(
         done.users_resealed as usize,
-        generated.len() + 2,
+        v.generated.len() + 2,
         "every sealed user once"
     );
     let again = admin
@@ -351,55 +398,54 @@ async fn sensitive_values_are_sealed_filterable_by_scope_and_survive_a_key_rotat
         .into_inner();
     assert_eq!(again.users_resealed, 0, "nothing left under k1");
     // A value arriving now is sealed under k2 (read back below without k1 in the ring).
-    let mut arriving = fake.fake.user_json(&ids[9]).unwrap();
+    let mut arriving = v.fake.fake.user_json(&v.ids[9]).unwrap();
     arriving["private_metadata"]["ssn"] = json!(PLANTED_AFTER_ROTATION);
     arriving["updated_at"] = json!(arriving["updated_at"].as_i64().unwrap() + 1000);
     let event = common::event("user.updated", arriving, clerk_index::clock::now_ms());
-    assert_eq!(server.deliver("msg_sensitive_2", &event).await.0, 200);
-    server.stop().await;
+    assert_eq!(v.server.deliver("msg_sensitive_2", &event).await.0, 200);
 
     // Without k1 now: everything still opens, and filters still match.
-    let server = start(dir.path(), &fake, &auth, &format!("{blind}\n{k2}")).await;
-    let channel = server.channel().await;
-    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
-    assert_eq!(
-        user_json(&mut vault, &planted_id).await["private_metadata"]["ssn"],
-        PLANTED
-    );
-    assert_eq!(
-        user_json(&mut vault, &webhook_id).await["private_metadata"]["ssn"],
-        PLANTED_BY_WEBHOOK
-    );
-    assert_eq!(
-        user_json(&mut vault, &ids[9]).await["private_metadata"]["ssn"],
-        PLANTED_AFTER_ROTATION
-    );
+    let ring = format!("{}\n{k2}", v.blind);
+    let v = v.restart(&ring).await;
+    let mut vault = v.client(VAULT).await;
+    let mut checks = Checks::default();
+    for (id, value) in [
+        (&v.planted, PLANTED),
+        (&v.by_webhook, PLANTED_BY_WEBHOOK),
+        (&v.ids[9], PLANTED_AFTER_ROTATION),
+    ] {
+        let shown = user_json(&mut vault, id).await["private_metadata"]["ssn"].clone();
+        checks.check(
+            format!("{id} without k1"),
+            shown == value,
+            format!("{shown}"),
+        );
+    }
+    checks.finish();
     assert_eq!(
         count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
             .await
             .unwrap(),
         1
     );
-    server.stop().await;
+    v.server.stop().await;
+}
 
-    // Another blind-index key cannot use the old tokens: the index is rebuilt from Clerk, and
-    // filters work again with the new key.
-    let server = start(
-        dir.path(),
-        &fake,
-        &auth,
-        &format!("{}\n{k2}", generate_key_line("blind-index")),
-    )
-    .await;
-    let channel = server.channel().await;
-    let mut vault = UserIndexClient::new(authed(&channel, &vault_key));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_blind_index_key_rebuilds_the_index_and_filters_work_again() {
+    let v = Vault::start().await;
+    // The old tokens are useless under another blind-index key: the index is rebuilt from
+    // Clerk, and filters work again with the new key.
+    let ring = format!("{}\n{}", generate_key_line("blind-index"), v.k1);
+    let v = v.restart(&ring).await;
+    let mut vault = v.client(VAULT).await;
     assert_eq!(
         count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
             .await
             .unwrap(),
         1
     );
-    server.stop().await;
+    v.server.stop().await;
 }
 
 /// The real binary with debug logging: planted values go through a webhook, filters, errors

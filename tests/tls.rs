@@ -4,7 +4,6 @@
 
 mod common;
 
-use clerk_index::api::proto::CountUsersRequest;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
 use clerk_index::config::TlsConfig;
@@ -65,10 +64,7 @@ async fn connect(
 
 /// Counts every user over `channel`.
 async fn count(channel: Channel) -> Result<u64, tonic::Status> {
-    UserIndexClient::new(channel)
-        .count_users(CountUsersRequest::default())
-        .await
-        .map(|r| r.into_inner().count)
+    common::count_with(&mut UserIndexClient::new(channel), None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

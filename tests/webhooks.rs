@@ -6,43 +6,16 @@ mod common;
 use std::sync::Arc;
 
 use clerk_index::clerk::fake::Population;
-use common::{TestServer, event, svix_headers};
+use common::{TestServer, event, newcomer, svix_headers};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use tonic::Code;
-
-/// Users that are not in the fake Clerk: they arrive by webhook only.
-fn newcomer(index: usize) -> Value {
-    Population {
-        seed: 7,
-        ..Population::new(10_000)
-    }
-    .user(index)
-}
 
 fn with_version(mut user: Value, updated_at: i64, plan: &str) -> Value {
     user["updated_at"] = json!(updated_at);
     user["public_metadata"]["plan_type"] = json!(plan);
     user
-}
-
-async fn plan_of(server: &TestServer, id: &str) -> Option<String> {
-    match server.user_json(id).await {
-        Ok(json) => Some(
-            json["public_metadata"]["plan_type"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        Err(Code::NotFound) => None,
-        Err(code) => panic!("get_user failed with {code:?}"),
-    }
-}
-
-async fn count(server: &TestServer, filter: &str) -> u64 {
-    server.count(filter).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,10 +34,10 @@ async fn an_acknowledged_user_created_is_searchable_at_once() {
     );
     // No waiting: a 2xx means committed and visible.
     assert_eq!(
-        count(&server, r#"public.plan_type = "webhook_plan""#).await,
+        server.count(r#"public.plan_type = "webhook_plan""#).await,
         1
     );
-    assert_eq!(plan_of(&server, &id).await.as_deref(), Some("webhook_plan"));
+    assert_eq!(server.plan_of(&id).await.as_deref(), Some("webhook_plan"));
     server.stop().await;
 }
 
@@ -118,8 +91,8 @@ async fn bad_signatures_and_malformed_bodies_change_nothing() {
     assert_eq!(status, 400, "{answer}");
     let (status, _) = server.deliver("msg_4", &json!("not an event")).await;
     assert_eq!(status, 400);
-    assert_eq!(count(&server, r#"public.plan_type = "tampered""#).await, 0);
-    assert_eq!(count(&server, "id EXISTS").await, 50);
+    assert_eq!(server.count(r#"public.plan_type = "tampered""#).await, 0);
+    assert_eq!(server.count("id EXISTS").await, 50);
     let session = serde_json::from_str(
         &std::fs::read_to_string("../shared/clerk/examples/spec-session.created.json").unwrap(),
     )
@@ -160,7 +133,7 @@ async fn duplicates_are_acknowledged_once_and_late_updates_cannot_resurrect() {
         server.deliver("msg_d", &deleted).await.1["outcome"],
         "applied"
     );
-    assert_eq!(plan_of(&server, &id).await, None);
+    assert_eq!(server.plan_of(&id).await, None);
     // Svix retried an update from before the deletion; it arrives last.
     let late = event(
         "user.updated",
@@ -169,7 +142,7 @@ async fn duplicates_are_acknowledged_once_and_late_updates_cannot_resurrect() {
     );
     assert_eq!(server.deliver("msg_u", &late).await.0, 200);
     assert_eq!(
-        plan_of(&server, &id).await,
+        server.plan_of(&id).await,
         None,
         "a late update resurrected a deleted user"
     );
@@ -258,7 +231,7 @@ async fn any_delivery_order_with_duplicates_converges_to_clerks_final_state() {
         }
         for history in &histories {
             assert_eq!(
-                plan_of(&server, &history.id).await,
+                server.plan_of(&history.id).await,
                 history.final_plan,
                 "seed {seed}, user {}",
                 history.id
@@ -292,7 +265,7 @@ async fn a_burst_of_concurrent_deliveries_is_group_committed() {
     for send in sends {
         assert_eq!(send.await.unwrap(), 200);
     }
-    assert_eq!(count(&server, r#"public.plan_type = "burst""#).await, 200);
+    assert_eq!(server.count(r#"public.plan_type = "burst""#).await, 200);
     let after = server.count_matching(None).await;
     let commits = after.freshness.unwrap().generation - before.freshness.unwrap().generation;
     assert!(

@@ -261,6 +261,21 @@ impl TestServer {
         }
     }
 
+    /// The user's `public_metadata.plan_type` as the index holds it; `None` when it holds no
+    /// such user.
+    pub async fn plan_of(&self, id: &str) -> Option<String> {
+        match self.user_json(id).await {
+            Ok(json) => Some(
+                json["public_metadata"]["plan_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            Err(tonic::Code::NotFound) => None,
+            Err(code) => panic!("get_user failed with {code:?}"),
+        }
+    }
+
     /// Delivers a signed webhook like Svix; returns the status and the JSON answer.
     pub async fn deliver(
         &self,
@@ -440,4 +455,108 @@ pub fn with_header(channel: Channel, header: Option<String>) -> Authed {
         channel,
         clerk_index::cli::Authorization(header.map(|h| h.parse().unwrap())),
     )
+}
+
+/// Collects the failed checks of a table-driven test, each named by its case, so one run
+/// reports every failing case instead of stopping at the first. [`Checks::finish`] fails the
+/// test with the whole list.
+#[derive(Default)]
+pub struct Checks {
+    failures: Vec<String>,
+}
+
+impl Checks {
+    /// Records a failure of `case` unless `ok`.
+    pub fn check(
+        &mut self,
+        case: impl std::fmt::Display,
+        ok: bool,
+        detail: impl std::fmt::Display,
+    ) {
+        if !ok {
+            self.failures.push(format!("{case}: {detail}"));
+        }
+    }
+
+    /// The value of an answer that must succeed; records the failure of `case` otherwise.
+    pub fn ok<T>(
+        &mut self,
+        case: impl std::fmt::Display,
+        result: Result<T, tonic::Status>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(status) => {
+                self.failures
+                    .push(format!("{case}: failed with {status:?}"));
+                None
+            }
+        }
+    }
+
+    /// Checks that an answer is PERMISSION_DENIED naming `scope`.
+    pub fn denied<T>(
+        &mut self,
+        case: impl std::fmt::Display,
+        result: Result<T, tonic::Status>,
+        scope: &str,
+    ) {
+        match result {
+            Ok(_) => self.failures.push(format!(
+                "{case}: allowed, expected a denial for lacking {scope}"
+            )),
+            Err(status) => {
+                let named = status
+                    .message()
+                    .contains(&format!("lacks the {scope} scope"));
+                if status.code() != tonic::Code::PermissionDenied || !named {
+                    self.failures.push(format!(
+                        "{case}: expected PERMISSION_DENIED for lacking {scope}, got {status:?}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Fails the test listing every failed case.
+    pub fn finish(self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} failed checks:\n{}",
+            self.failures.len(),
+            self.failures.join("\n")
+        );
+    }
+}
+
+/// Users that are not in the fake Clerk (another seed): they arrive by webhook only.
+pub fn newcomer(index: usize) -> serde_json::Value {
+    Population {
+        seed: 7,
+        ..Population::new(10_000)
+    }
+    .user(index)
+}
+
+/// CountUsers with a text filter (`None`: every user) over any client: a plain channel, or one
+/// presenting an API key.
+pub async fn count_with<T>(
+    client: &mut UserIndexClient<T>,
+    filter: Option<&str>,
+) -> Result<u64, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    let request = clerk_index::api::proto::CountUsersRequest {
+        filter: filter.and_then(expression),
+        ..Default::default()
+    };
+    client
+        .count_users(request)
+        .await
+        .map(|response| response.into_inner().count)
 }
