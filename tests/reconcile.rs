@@ -19,6 +19,10 @@ async fn reconcile(
         .into_inner()
 }
 
+async fn sweep(server: &TestServer) -> clerk_index::api::proto::ReconcileRun {
+    reconcile(server, ReconcileKind::Sweep).await.sweep.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_repairs_a_dropped_webhook() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,13 +88,10 @@ async fn sweep_removes_users_deleted_while_the_service_was_down() {
         server.plan_of(&gone).await.is_some(),
         "still there before the sweep"
     );
-    let sweep = reconcile(&server, ReconcileKind::Sweep)
-        .await
-        .sweep
-        .unwrap();
-    assert_eq!(sweep.deletes, 2, "{sweep:?}");
-    assert_eq!(sweep.upserts, 1, "{sweep:?}");
-    assert_eq!(sweep.users_listed, 1_199);
+    let run = sweep(&server).await;
+    assert_eq!(run.deletes, 2, "{run:?}");
+    assert_eq!(run.upserts, 1, "{run:?}");
+    assert_eq!(run.users_listed, 1_199);
     assert_eq!(server.plan_of(&gone).await, None);
     assert_eq!(server.plan_of(&also_gone).await, None);
     assert_eq!(
@@ -98,10 +99,7 @@ async fn sweep_removes_users_deleted_while_the_service_was_down() {
         "created_while_down"
     );
     // A second sweep finds nothing to do.
-    let again = reconcile(&server, ReconcileKind::Sweep)
-        .await
-        .sweep
-        .unwrap();
+    let again = sweep(&server).await;
     assert_eq!((again.deletes, again.upserts), (0, 0));
     let mut sync = SyncClient::new(server.channel().await);
     let status = sync

@@ -104,9 +104,14 @@ async fn start(dir: &Path, fake: &RunningFakeClerk, auth: &AuthConfig, ring: &st
 /// `by_webhook` receiving one through a webhook, keys `reader`, `vault` and `ops`, and a ring of
 /// a blind-index key and `k1`.
 struct Vault {
+    setup: Setup,
+    server: TestServer,
+}
+
+/// Everything of a [`Vault`] but its running server.
+struct Setup {
     fake: RunningFakeClerk,
     dir: tempfile::TempDir,
-    server: TestServer,
     auth: AuthConfig,
     /// reader, vault, ops
     keys: [String; 3],
@@ -117,6 +122,14 @@ struct Vault {
     by_webhook: String,
     /// `(id, ssn)` of the generated users holding an SSN (~20% of them).
     generated: Vec<(String, String)>,
+}
+
+impl std::ops::Deref for Vault {
+    type Target = Setup;
+
+    fn deref(&self) -> &Setup {
+        &self.setup
+    }
 }
 
 impl Vault {
@@ -150,10 +163,9 @@ impl Vault {
         updated["updated_at"] = json!(updated["updated_at"].as_i64().unwrap() + 1000);
         let event = common::event("user.updated", updated, clerk_index::clock::now_ms());
         assert_eq!(server.deliver("msg_sensitive_1", &event).await.0, 200);
-        Vault {
+        let setup = Setup {
             fake,
             dir,
-            server,
             auth,
             keys,
             blind,
@@ -162,7 +174,8 @@ impl Vault {
             planted,
             by_webhook,
             generated,
-        }
+        };
+        Vault { setup, server }
     }
 
     async fn client(&self, key: usize) -> UserIndexClient<Authed> {
@@ -171,34 +184,10 @@ impl Vault {
 
     /// Stops the server and starts it again on the same index with the key ring `ring`.
     async fn restart(self, ring: &str) -> Vault {
-        let Vault {
-            fake,
-            dir,
-            server,
-            auth,
-            keys,
-            blind,
-            k1,
-            ids,
-            planted,
-            by_webhook,
-            generated,
-        } = self;
+        let Vault { setup, server } = self;
         server.stop().await;
-        let server = start(dir.path(), &fake, &auth, ring).await;
-        Vault {
-            fake,
-            dir,
-            server,
-            auth,
-            keys,
-            blind,
-            k1,
-            ids,
-            planted,
-            by_webhook,
-            generated,
-        }
+        let server = start(setup.dir.path(), &setup.fake, &setup.auth, ring).await;
+        Vault { setup, server }
     }
 }
 
@@ -326,8 +315,8 @@ async fn only_the_sensitive_scope_reads_or_filters_sealed_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_directory_holds_no_plaintext_of_sensitive_values() {
-    let v = Vault::start().await;
-    v.server.stop().await;
+    let Vault { setup: v, server } = Vault::start().await;
+    server.stop().await;
     // The control value, at a path that is not sensitive, is found by the same scan.
     let dir = v.dir.path();
     assert!(
