@@ -227,12 +227,12 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 
 
 class Service:
-    def __init__(self, users, work, log):
+    def __init__(self, users, work, log, binary=BIN):
         self.users = users
         self.fake_port, self.grpc_port, self.http_port = free_port(), free_port(), free_port()
-        self.data = work / "service"
+        self.data = work / ("service-" + Path(binary).name)
         self.fake = spawn(
-            [BIN, "fake-clerk", "--users", str(users), "--addr", f"127.0.0.1:{self.fake_port}"],
+            [binary, "fake-clerk", "--users", str(users), "--addr", f"127.0.0.1:{self.fake_port}"],
             stdout=log, stderr=log,
         )
         wait_until(lambda: socket.create_connection(("127.0.0.1", self.fake_port)).close() or True, 60, "the fake Clerk")
@@ -243,7 +243,7 @@ class Service:
                    CLERK_INDEX_API_KEYS=key_line, RUST_LOG="warn")
         self.started = time.monotonic()
         self.server = spawn(
-            [BIN, "serve", "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}",
+            [binary, "serve", "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}",
              "--clerk-api-url", f"http://127.0.0.1:{self.fake_port}", "--data-dir", str(self.data),
              "--clerk-rate-limit", "1000000/1s", "--log-format", "json"],
             stdout=log, stderr=log, env=env,
@@ -515,6 +515,65 @@ def bench_size(users, args, work, log):
                 webhook=(webhook_p50, webhook_p99), qps=qps)
 
 
+def compare_size(users, args, work, log):
+    """The query mix on the baseline binary and on this tree's, in one run: both serve the same
+    population, each query is timed on one then the other, alternating, and their answers must
+    be equal."""
+    print(f"== {users:,} users: baseline {args.baseline_ref} vs this tree", flush=True)
+    baseline = Service(users, work, log, binary=args.baseline_bin)
+    print(f"   baseline backfill {baseline.backfill_s:.1f} s", flush=True)
+    current = Service(users, work, log)
+    print(f"   this tree's backfill {current.backfill_s:.1f} s", flush=True)
+    rows = []
+    for q in QUERIES:
+        timings = {"baseline": [], "current": []}
+        answers = {}
+        for _ in range(args.warmup):
+            baseline.answer(q)
+            current.answer(q)
+        # Alternate single runs, so drift of the machine's speed hits both alike.
+        for _ in range(args.runs):
+            for name, service in (("baseline", baseline), ("current", current)):
+                started = time.perf_counter()
+                answers[name] = comparable(q["kind"], service.answer(q))
+                timings[name].append((time.perf_counter() - started) * 1000)
+        if answers["baseline"] != answers["current"]:
+            raise SystemExit(f"answers differ for {q['name']!r} between the baseline and this tree")
+        before, after = (statistics.median(timings[n]) for n in ("baseline", "current"))
+        rows.append((q["name"], before, after))
+        print(f"   {q['name']:<32} baseline {before:8.2f} ms  this tree {after:8.2f} ms  ratio {after / before:.2f}",
+              flush=True)
+    baseline.stop()
+    current.stop()
+    return dict(users=users, rows=rows, backfill=(baseline.backfill_s, current.backfill_s),
+                sizes=(baseline.index_bytes, current.index_bytes))
+
+
+def compare_report(results, args):
+    geo = lambda xs: math.exp(sum(math.log(x) for x in xs) / len(xs))  # noqa: E731
+    lines = ["# Before and after", "",
+             f"Machine: {os.cpu_count()} vCPU, {platform.system()} {platform.release()}.", "",
+             f"Produced by `bench/run --baseline {args.baseline_ref} --sizes {','.join(str(r['users']) for r in results)} "
+             f"--runs {args.runs}` on {time.strftime('%Y-%m-%d')}: the query mix of `bench/run` on the release binary "
+             f"of `{args.baseline_ref}` and on this tree's, both serving the same generated users at once, each "
+             f"query timed {args.runs} times on one then the other, alternating, after {args.warmup} warm-up runs "
+             "(medians, milliseconds, over real gRPC from Python). Answers were checked equal.", ""]
+    for r in results:
+        lines += [f"## {r['users']:,} users", "",
+                  "| query | baseline | this tree | this tree / baseline |", "|---|---|---|---|"]
+        ratios = []
+        for name, before, after in r["rows"]:
+            ratios.append(after / before)
+            lines.append(f"| {name} | {before:.2f} | {after:.2f} | {after / before:.2f} |")
+        mean = geo(ratios)
+        verdict = "within ±10%" if 0.9 <= mean <= 1.1 else "**outside ±10%**"
+        (b_fill, c_fill), (b_size, c_size) = r["backfill"], r["sizes"]
+        lines += [f"| **geometric mean** | | | **{mean:.3f}** ({verdict}) |", "",
+                  f"Backfill: baseline {b_fill:.1f} s, this tree {c_fill:.1f} s. Index on disk: baseline "
+                  f"{mib(b_size)}, this tree {mib(c_size)}.", ""]
+    return "\n".join(lines) + "\n"
+
+
 def machine():
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -600,8 +659,14 @@ def main():
     parser.add_argument("--webhook-rate", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--baseline-bin", default=None,
+                        help="compare this tree's binary with this one (bench/run --baseline REF builds it)")
+    parser.add_argument("--baseline-ref", default="baseline")
     args = parser.parse_args()
+    compare = args.baseline_bin is not None
+    if args.output is None:
+        args.output = str(ROOT / "bench" / ("BASELINE-RESULTS.md" if compare else "RESULTS.md"))
     with tempfile.TemporaryDirectory(prefix="clerk-index-bench-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)  # PostgreSQL runs as its own user and must reach its directory
@@ -613,7 +678,8 @@ def main():
                 for users in [int(s) for s in args.sizes.split(",")]:
                     size_dir = work / str(users)
                     size_dir.mkdir()
-                    results.append(bench_size(users, args, size_dir, log))
+                    run = compare_size if compare else bench_size
+                    results.append(run(users, args, size_dir, log))
             except BaseException:
                 log.flush()
                 sys.stderr.write(Path(work / "processes.log").read_text()[-4000:])
@@ -622,7 +688,7 @@ def main():
                 for process in PROCESSES:
                     if process.poll() is None:
                         process.kill()
-    Path(args.output).write_text(report(results, args))
+    Path(args.output).write_text(compare_report(results, args) if compare else report(results, args))
     print(f"wrote {args.output}")
 
 

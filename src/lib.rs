@@ -1,21 +1,27 @@
 //! clerk-index: a local, always-fresh mirror of a Clerk instance's users in a tantivy index,
 //! queryable by any metadata attribute over gRPC.
 //!
-//! Layout (imports point down; see `../shared/DESIGN.md`):
-//! - [`app`]: `run(config, listeners, shutdown)` wires everything together.
-//! - [`config`]: the one `Config`, from flags and `CLERK_INDEX_*` environment variables.
-//! - [`api`]: the tonic adapter: service impls and proto <-> domain conversion, nothing else.
-//! - [`query`]: the filter language: AST, parser, validation, in-memory matcher.
-//! - [`auth`]: API keys, scopes and the field-level rules every read goes through.
+//! Layout, from the top down; a module imports only modules below it, and no two files import
+//! each other (`scripts/check-architecture` checks both; `docs/ARCHITECTURE.md` explains them):
+//! - [`cli`]: the commands, their flags and environment, the gRPC client commands.
+//! - [`app`]: the composition root: `Services::build`, `serve`, shutdown.
+//! - [`api`]: the gRPC and HTTP adapters: servers, handlers, proto <-> domain conversion, the one
+//!   error -> status mapping, the webhook route. The only module that sees tonic on the server.
+//! - [`config`]: the one `Config`, made by one builder and validated once.
+//! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics (reading status snapshots).
+//! - [`read`]: reading users on a caller's behalf: snapshots, paging, projections, exports.
+//! - [`sync`]: every source of changes (backfill, webhooks, reconcile, write-through,
+//!   re-sealing) through one [`sync::ChangeDestination`]: the local index, or the change log.
+//! - [`error`]: the one error enum of operations.
 //! - [`segments`]: saved segments, their Entered/Exited events and the persisted event log.
-//! - [`sync`]: backfill, webhooks, reconcile and write-through into the index writer, or in
-//!   cluster mode into the change log (with the sync lease and the replicator following it).
-//! - [`cluster`]: cluster mode's NATS JetStream parts: the change log (stream, message format,
-//!   compare-and-set publishing), the sync lease and checkpoint, the segment bucket and events.
-//! - [`index`]: tantivy: schema, documents, query compilation, the writer task, searches.
-//! - [`clerk`]: Clerk's wire formats: models, Backend API client, fake Clerk server.
-//! - [`user`]: the domain `User` and the one `UserChange` type every source produces.
-//! - [`error`]: the one error enum and its mapping to gRPC status codes.
+//! - [`auth`]: API keys, scopes, field-level rules, sensitive-path sealing.
+//! - [`cluster`]: NATS JetStream: the change log, the sync lease and checkpoint, shared segments.
+//! - [`index`]: tantivy: schema, documents, query compilation, the filter engine, the writer.
+//! - [`query`]: the filter language: AST, parser, validation, the in-memory matcher.
+//! - [`clerk`]: Clerk's wire formats: models, Backend API client, webhooks, the fake Clerk.
+//! - [`change`]: the one change type every source produces.
+//! - [`user`]: the domain `User` and metadata paths.
+//! - [`clock`], [`redact`], [`latency`]: leaves.
 
 pub mod api;
 pub mod app;

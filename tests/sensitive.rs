@@ -17,7 +17,7 @@ use clerk_index::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
 use clerk_index::auth::{ApiKeys, AuthConfig, Sensitive, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
 use clerk_index::index::{IndexConfig, UserIndex};
-use common::{Authed, Checks, RunningFakeClerk, TestOptions, TestServer, with_header};
+use common::{Authed, Checks, RunningFakeClerk, TestOptions, TestServer, count_with, with_header};
 use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -73,10 +73,6 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
         }
     }
     found
-}
-
-async fn count(client: &mut UserIndexClient<Authed>, filter: &str) -> Result<u64, tonic::Status> {
-    common::count_with(client, Some(filter)).await
 }
 
 async fn user_json(client: &mut UserIndexClient<Authed>, id: &str) -> Value {
@@ -201,7 +197,7 @@ async fn equality_filters_match_sealed_values_from_the_backfill_and_webhooks() {
     let mut vault = v.client(VAULT).await;
     let (_, some_ssn) = &v.generated[0];
     let same_ssn = v.generated.iter().filter(|(_, s)| s == some_ssn).count() as u64;
-    let total = count(&mut vault, "id EXISTS").await.unwrap();
+    let total = count_with(&mut vault, Some("id EXISTS")).await.unwrap();
     let cases = [
         (format!(r#"private.ssn = "{PLANTED}""#), 1),
         (
@@ -222,7 +218,7 @@ async fn equality_filters_match_sealed_values_from_the_backfill_and_webhooks() {
     ];
     let mut checks = Checks::default();
     for (filter, expected) in cases {
-        let counted = count(&mut vault, &filter).await;
+        let counted = count_with(&mut vault, Some(&filter)).await;
         if let Some(counted) = checks.ok(&filter, counted) {
             checks.check(
                 &filter,
@@ -237,7 +233,7 @@ async fn equality_filters_match_sealed_values_from_the_backfill_and_webhooks() {
         r#"private.ssn STARTS WITH "SSN""#.to_string(),
         "private.ssn EXISTS".to_string(),
     ] {
-        let answer = count(&mut vault, &refused).await;
+        let answer = count_with(&mut vault, Some(&refused)).await;
         let refusal = answer.err().map(|s| (s.code(), s.message().to_string()));
         let ok = refusal.as_ref().is_some_and(|(code, message)| {
             *code == Code::InvalidArgument
@@ -288,7 +284,7 @@ async fn only_the_sensitive_scope_reads_or_filters_sealed_values() {
     );
     assert_eq!(hidden["private_metadata"]["ltv"], 12.5);
     let mut checks = Checks::default();
-    let filtered = count(&mut reader, &format!(r#"private.ssn = "{PLANTED}""#)).await;
+    let filtered = count_with(&mut reader, Some(&format!(r#"private.ssn = "{PLANTED}""#))).await;
     checks.denied("a reader's filter on private.ssn", filtered, "sensitive");
     let masked = reader
         .get_user(GetUserRequest {
@@ -358,7 +354,7 @@ async fn a_key_rotation_reseals_every_value_and_the_old_key_can_then_be_dropped(
         PLANTED
     );
     assert_eq!(
-        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
+        count_with(&mut vault, Some(&format!(r#"private.ssn = "{PLANTED}""#)))
             .await
             .unwrap(),
         1
@@ -412,7 +408,7 @@ async fn a_key_rotation_reseals_every_value_and_the_old_key_can_then_be_dropped(
     }
     checks.finish();
     assert_eq!(
-        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
+        count_with(&mut vault, Some(&format!(r#"private.ssn = "{PLANTED}""#)))
             .await
             .unwrap(),
         1
@@ -429,7 +425,7 @@ async fn another_blind_index_key_rebuilds_the_index_and_filters_work_again() {
     let v = v.restart(&ring).await;
     let mut vault = v.client(VAULT).await;
     assert_eq!(
-        count(&mut vault, &format!(r#"private.ssn = "{PLANTED}""#))
+        count_with(&mut vault, Some(&format!(r#"private.ssn = "{PLANTED}""#)))
             .await
             .unwrap(),
         1
@@ -512,30 +508,27 @@ async fn sensitive_values_never_reach_the_logs() {
         .unwrap();
     let mut client = UserIndexClient::new(authed(&channel, &key));
     assert_eq!(
-        count(&mut client, &format!(r#"private.ssn = "{PLANTED}""#))
+        count_with(&mut client, Some(&format!(r#"private.ssn = "{PLANTED}""#)))
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        count(
+        count_with(
             &mut client,
-            &format!(r#"private.ssn = "{PLANTED_BY_WEBHOOK}""#)
+            Some(&format!(r#"private.ssn = "{PLANTED_BY_WEBHOOK}""#))
         )
         .await
         .unwrap(),
         1
     );
     assert!(
-        count(&mut client, &format!(r#"private.ssn > "{PLANTED}""#))
+        count_with(&mut client, Some(&format!(r#"private.ssn > "{PLANTED}""#)))
             .await
             .is_err()
     );
-    assert!(
-        count(&mut client, &format!(r#"private.ssn = "{PLANTED}" AND ("#))
-            .await
-            .is_err()
-    );
+    let unbalanced = format!(r#"private.ssn = "{PLANTED}" AND ("#);
+    assert!(count_with(&mut client, Some(&unbalanced)).await.is_err());
     assert_eq!(
         user_json(&mut client, &ids[3]).await["private_metadata"]["ssn"],
         PLANTED

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::count_with;
+
 use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
 use clerk_index::config::TlsConfig;
@@ -62,11 +64,6 @@ async fn connect(
         .await
 }
 
-/// Counts every user over `channel`.
-async fn count(channel: Channel) -> Result<u64, tonic::Status> {
-    common::count_with(&mut UserIndexClient::new(channel), None).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_is_served_over_tls_and_mutual_tls_refuses_clients_without_a_certificate() {
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(50))).await;
@@ -86,20 +83,33 @@ async fn grpc_is_served_over_tls_and_mutual_tls_refuses_clients_without_a_certif
     let server = TestServer::start(dir.path(), options).await;
     common::wait_ready(&server.http_url).await;
     let channel = connect(&server, &ca.pem, None).await.unwrap();
-    assert_eq!(count(channel).await.unwrap(), 50);
+    assert_eq!(
+        count_with(&mut UserIndexClient::new(channel), None)
+            .await
+            .unwrap(),
+        50
+    );
     // A plaintext client gets nothing from a TLS port.
     let plaintext = Endpoint::from_shared(server.grpc_url.clone())
         .unwrap()
         .connect()
         .await;
     if let Ok(plaintext) = plaintext {
-        assert!(count(plaintext).await.is_err());
+        assert!(
+            count_with(&mut UserIndexClient::new(plaintext), None)
+                .await
+                .is_err()
+        );
     }
     // A client that does not trust the server's CA refuses it.
     let untrusting = connect(&server, &Ca::new("other").pem, None).await;
     match untrusting {
         Err(_) => {}
-        Ok(channel) => assert!(count(channel).await.is_err()),
+        Ok(channel) => assert!(
+            count_with(&mut UserIndexClient::new(channel), None)
+                .await
+                .is_err()
+        ),
     }
     server.stop().await;
 
@@ -115,11 +125,18 @@ async fn grpc_is_served_over_tls_and_mutual_tls_refuses_clients_without_a_certif
     for identity in [None, Some(&rogue)] {
         let refused = match connect(&server, &ca.pem, identity).await {
             Err(_) => true,
-            Ok(channel) => count(channel).await.is_err(),
+            Ok(channel) => count_with(&mut UserIndexClient::new(channel), None)
+                .await
+                .is_err(),
         };
         assert!(refused, "a client with {identity:?} was served");
     }
     let channel = connect(&server, &ca.pem, Some(&client)).await.unwrap();
-    assert_eq!(count(channel).await.unwrap(), 50);
+    assert_eq!(
+        count_with(&mut UserIndexClient::new(channel), None)
+            .await
+            .unwrap(),
+        50
+    );
     server.stop().await;
 }
