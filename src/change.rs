@@ -102,12 +102,14 @@ impl UserChange {
     /// Whether this change, arriving after `held` (the latest state recorded for the same user),
     /// changes what an index holds: the index writer's rules, for a log that keeps one change per
     /// user. A deletion always does (unless an equal or later one is held); an upsert must be
-    /// newer than a held deletion, and at least as new as a held upsert and different from it.
+    /// newer than a held deletion (by `updated_at`), and at least as new as a held upsert (by
+    /// [`crate::user::UserVersion`]) and different from it.
     pub fn supersedes(&self, held: &UserChange) -> bool {
         match (self, held) {
             (UserChange::Upsert { user, .. }, UserChange::Upsert { user: held, .. }) => {
-                user.updated_at > held.updated_at
-                    || (user.updated_at == held.updated_at && user.raw_json != held.raw_json)
+                let (version, held_version) = (user.version(), held.version());
+                version > held_version
+                    || (version == held_version && user.raw_json != held.raw_json)
             }
             (
                 UserChange::Upsert { user, .. },
@@ -135,11 +137,16 @@ mod tests {
     use super::*;
 
     fn upsert(updated_at: i64, plan: &str) -> UserChange {
+        signed_in(updated_at, None, plan)
+    }
+
+    /// The user as a `session.created` carries it: signed in at `at`, `updated_at` unchanged.
+    fn signed_in(updated_at: i64, at: Option<i64>, plan: &str) -> UserChange {
         let json = json!({"id": "user_1", "object": "user", "created_at": 1, "updated_at": updated_at,
+            "last_sign_in_at": at, "last_active_at": at,
             "public_metadata": {"plan": plan}, "email_addresses": []});
-        let raw = serde_json::value::RawValue::from_string(json.to_string()).unwrap();
         UserChange::Upsert {
-            user: Arc::new(crate::clerk::model::parse_user(&raw).unwrap()),
+            user: Arc::new(crate::clerk::user_from_json(&json.to_string()).unwrap()),
             source: ChangeSource::Webhook,
         }
     }
@@ -166,5 +173,28 @@ mod tests {
         assert!(delete(11).supersedes(&delete(10)));
         assert!(!delete(10).supersedes(&delete(10)));
         assert!(!delete(9).supersedes(&delete(10)));
+    }
+
+    #[test]
+    fn a_newer_sign_in_wins_at_the_same_updated_at_and_an_older_one_never_does() {
+        let (before, signed, later) = (
+            signed_in(10, Some(100), "pro"),
+            signed_in(10, Some(200), "pro"),
+            signed_in(10, Some(300), "pro"),
+        );
+        assert!(signed.supersedes(&before));
+        assert!(
+            !before.supersedes(&signed),
+            "an older sign-in regresses nothing"
+        );
+        assert!(later.supersedes(&signed));
+        assert!(
+            signed.supersedes(&upsert(10, "pro")),
+            "a first sign-in counts"
+        );
+        // A newer updated_at wins whatever its sign-in time says.
+        assert!(signed_in(11, Some(100), "pro").supersedes(&later));
+        // A deletion still beats a sign-in made before it.
+        assert!(!signed_in(10, Some(400), "pro").supersedes(&delete(10)));
     }
 }

@@ -52,7 +52,36 @@ pub struct Sealed {
     pub tokens: Vec<String>,
 }
 
+/// How new a user's state is: `updated_at` first, then `last_sign_in_at`, then
+/// `last_active_at`. A sign-in need not change `updated_at` (Clerk announces it with
+/// `session.created`), so two states with the same `updated_at` are told apart by their sign-in
+/// and activity times; an older sign-in never replaces a newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UserVersion {
+    pub updated_at: i64,
+    pub last_sign_in_at: i64,
+    pub last_active_at: i64,
+}
+
+impl UserVersion {
+    /// Older than any user's state (what a deleted user's version reads as).
+    pub const OLDEST: UserVersion = UserVersion {
+        updated_at: i64::MIN,
+        last_sign_in_at: i64::MIN,
+        last_active_at: i64::MIN,
+    };
+}
+
 impl User {
+    /// How new this state is.
+    pub fn version(&self) -> UserVersion {
+        UserVersion {
+            updated_at: self.updated_at,
+            last_sign_in_at: self.last_sign_in_at.unwrap_or(i64::MIN),
+            last_active_at: self.last_active_at.unwrap_or(i64::MIN),
+        }
+    }
+
     /// The domains of every email address, lower-cased and deduplicated, in address order.
     pub fn email_domains(&self) -> Vec<String> {
         let mut domains: Vec<String> = Vec::with_capacity(self.emails.len());

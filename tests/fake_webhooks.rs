@@ -98,6 +98,45 @@ async fn changes_through_the_fake_api_arrive_by_webhook_despite_duplicates_and_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_in_the_fake_arrive_as_session_created_and_keep_recency_segments_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = TestServer::with_population(dir.path(), 100).await;
+    let target = WebhookTarget::new(
+        format!("{}/webhooks/clerk", server.http_url),
+        WEBHOOK_SECRET,
+    );
+    fake.fake.set_webhook_target(target).unwrap();
+    let recent = "last_sign_in_at > now-10m";
+    let before = server.count(recent).await;
+    let now = clerk_index::clock::now_ms();
+    let ids = fake.fake.user_ids();
+    let mut unchanged = Vec::new();
+    for id in ids.iter().take(3) {
+        unchanged.push(fake.fake.user_json(id).unwrap()["updated_at"].clone());
+        assert!(fake.fake.sign_in(id, now));
+    }
+    // Clerk's own record: the sign-in moved, updated_at did not.
+    for (id, updated_at) in ids.iter().zip(&unchanged) {
+        let user = fake.fake.user_json(id).unwrap();
+        assert_eq!(
+            (&user["updated_at"], &user["last_sign_in_at"]),
+            (updated_at, &json!(now))
+        );
+    }
+    let mut counted = before;
+    for _ in 0..100 {
+        counted = server.count(recent).await;
+        if counted == before + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, before + 3, "the three sign-ins reached the index");
+    assert!(!fake.fake.sign_in("user_nobody", now));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_deliveries_are_retried_with_the_same_signed_message_id() {
     // A receiver that fails twice, then accepts; it checks every signature.
     let attempts: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -41,6 +41,53 @@ async fn an_acknowledged_user_created_is_searchable_at_once() {
     server.stop().await;
 }
 
+/// A `session.*` delivery as Clerk sends it: the session, with the whole user in `data.user`.
+fn session_event(event_type: &str, user: &Value, at_ms: i64) -> Value {
+    let session = json!({
+        "object": "session", "id": format!("sess_{at_ms}"), "user_id": user["id"],
+        "status": "active", "last_active_at": at_ms, "created_at": at_ms, "updated_at": at_ms,
+        "user": user,
+    });
+    event(event_type, session, at_ms)
+}
+
+/// The user signed in at `at_ms`: `last_sign_in_at` and `last_active_at` move, `updated_at` not.
+fn signed_in(mut user: Value, at_ms: i64) -> Value {
+    user["last_sign_in_at"] = json!(at_ms);
+    user["last_active_at"] = json!(at_ms);
+    user
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_announced_by_session_created_counts_at_once_and_an_older_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = TestServer::with_population(dir.path(), 200).await;
+    let recent = r#"last_sign_in_at > now-10m"#;
+    let before = server.count(recent).await;
+    let now = clerk_index::clock::now_ms();
+    let ids = fake.fake.user_ids();
+    // Three users sign in; Clerk says so with session.created only.
+    for (n, id) in ids.iter().take(3).enumerate() {
+        let user = signed_in(fake.fake.user_json(id).unwrap(), now - n as i64 * 1000);
+        let delivery = session_event("session.created", &user, now);
+        let (status, answer) = server.deliver(&format!("msg_session_{n}"), &delivery).await;
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (200, Some("applied")),
+            "{answer}"
+        );
+    }
+    assert_eq!(server.count(recent).await, before + 3);
+    // A late delivery of an earlier sign-in (same updated_at) does not move the first user back.
+    let first = fake.fake.user_json(&ids[0]).unwrap();
+    let stale = session_event("session.created", &signed_in(first, now - 3_600_000), now);
+    assert_eq!(server.deliver("msg_session_old", &stale).await.0, 200);
+    assert_eq!(server.count(recent).await, before + 3);
+    let exact = format!("last_sign_in_at = {now}");
+    assert_eq!(server.count(&exact).await, 1, "{exact}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signatures_and_malformed_bodies_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,11 +140,13 @@ async fn bad_signatures_and_malformed_bodies_change_nothing() {
     assert_eq!(status, 400);
     assert_eq!(server.count(r#"public.plan_type = "tampered""#).await, 0);
     assert_eq!(server.count("id EXISTS").await, 50);
-    let session = serde_json::from_str(
-        &std::fs::read_to_string("../shared/clerk/examples/spec-session.created.json").unwrap(),
+    // Event types the index does not use are acknowledged without work.
+    let organization = serde_json::from_str(
+        &std::fs::read_to_string("../shared/clerk/examples/spec-organization.created.json")
+            .unwrap(),
     )
     .unwrap();
-    let (status, answer) = server.deliver("msg_5", &session).await;
+    let (status, answer) = server.deliver("msg_5", &organization).await;
     assert_eq!((status, answer["outcome"].as_str()), (200, Some("ignored")));
     let too_big = vec![b' '; 2 << 20];
     let mut request = http.post(&url).body(too_big.clone());

@@ -159,7 +159,8 @@ fn signed_content_mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Hma
 /// What a verified delivery asks for.
 #[derive(Debug)]
 pub enum WebhookEvent {
-    /// `user.created` / `user.updated`: the full user.
+    /// `user.created` / `user.updated`, and `session.*` (whose payload carries the user): the
+    /// full user.
     UserUpserted { user: Arc<User>, event_type: String },
     /// `user.deleted`: ordered by the envelope timestamp (the payload has no `updated_at`).
     UserDeleted { user_id: String, deleted_at_ms: i64 },
@@ -174,6 +175,13 @@ struct Envelope<'a> {
     timestamp: Option<i64>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+}
+
+/// The part of a `session.*` payload the index uses.
+#[derive(Deserialize)]
+struct SessionPayload<'a> {
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
 }
 
 /// Clerk documents the envelope timestamp in milliseconds; its spec examples use seconds.
@@ -199,6 +207,21 @@ pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, Use
             user: Arc::new(parse_user(data()?)?),
             event_type: envelope.event_type.clone(),
         }),
+        // A sign-in (and a session's end) need not change `updated_at`: the session's `user` is
+        // the whole user as of the event, with its new `last_sign_in_at`/`last_active_at`.
+        event_type if event_type.starts_with("session.") => {
+            let session: SessionPayload = serde_json::from_str(data()?.get())
+                .map_err(|e| UserParseError::Malformed(e.to_string()))?;
+            match session.user {
+                Some(user) => Ok(WebhookEvent::UserUpserted {
+                    user: Arc::new(parse_user(user)?),
+                    event_type: envelope.event_type.clone(),
+                }),
+                None => Ok(WebhookEvent::Other {
+                    event_type: envelope.event_type.clone(),
+                }),
+            }
+        }
         "user.deleted" => {
             let deleted: ClerkDeletedObject = serde_json::from_str(data()?.get())
                 .map_err(|e| UserParseError::Malformed(e.to_string()))?;
@@ -359,9 +382,22 @@ mod tests {
             parse_event(&read("docs-user.created.json"), 0).unwrap(),
             WebhookEvent::UserUpserted { .. }
         ));
-        assert!(
-            matches!(parse_event(&read("spec-session.created.json"), 0).unwrap(), WebhookEvent::Other { event_type } if event_type == "session.created")
-        );
+        // A sign-in is the session's user, with its sign-in and activity times.
+        match parse_event(&read("spec-session.created.json"), 0).unwrap() {
+            WebhookEvent::UserUpserted { user, event_type } => {
+                assert_eq!(event_type, "session.created");
+                assert_eq!(user.id, "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S");
+                assert_eq!(user.last_sign_in_at, Some(1_716_883_200_000));
+                assert_eq!(user.last_active_at, Some(1_716_883_200_000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let without_user =
+            br#"{"type": "session.ended", "data": {"object": "session", "id": "sess_1"}}"#;
+        assert!(matches!(
+            parse_event(without_user, 0).unwrap(),
+            WebhookEvent::Other { event_type } if event_type == "session.ended"
+        ));
         assert!(parse_event(br#"{"type": "user.updated"}"#, 0).is_err());
         assert!(parse_event(b"not json", 0).is_err());
     }

@@ -213,8 +213,8 @@ pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Live updates for the demo: every `every_ms`, a change through the fake Clerk's HTTP API (a
-/// tier upgrade, new points, now and then a new or deleted user). The fake announces each one
+/// Live updates for the demo: every `every_ms`, a sign-in or a change through the fake Clerk's
+/// HTTP API (a tier upgrade, new points, now and then a new or deleted user). The fake announces each one
 /// with a signed webhook, so counts in the running service move as they would with real Clerk.
 async fn simulate_activity(fake: FakeClerk, fake_url: String, every_ms: u64) {
     use rand::Rng;
@@ -231,6 +231,12 @@ async fn simulate_activity(fake: FakeClerk, fake_url: String, every_ms: u64) {
         let Some(id) = ids.choose(&mut rand::rng()).cloned() else {
             continue;
         };
+        if step % 3 == 0 {
+            // Sign-ins change no `updated_at`: Clerk announces them with session.created only.
+            tracing::info!(user_id = %id, "demo activity: a user signs in");
+            fake.sign_in(&id, crate::clock::now_ms());
+            continue;
+        }
         let request = if step % 10 == 0 {
             let body = serde_json::json!({
                 "email_address": [format!("demo.signup{step}@example.com")], "first_name": "Demo", "last_name": format!("Signup{step}"),

@@ -10,6 +10,7 @@ use super::error::IndexError;
 use super::snapshot::Snapshot;
 use crate::query::Filter;
 use crate::query::sort::{SortSpec, SortValue};
+use crate::user::UserVersion;
 
 /// One user of a sorted page.
 #[derive(Debug, Clone)]
@@ -104,16 +105,31 @@ impl Snapshot {
         self.live_docs(&term, usize::MAX)
     }
 
-    /// The `updated_at` the index holds for a user.
-    pub fn updated_at_of(&self, user_id: &str) -> Result<Option<i64>, IndexError> {
+    /// The version of a user the index holds: its `updated_at`, `last_sign_in_at` and
+    /// `last_active_at`; `None` when it holds no such user.
+    pub fn version_of(&self, user_id: &str) -> Result<Option<UserVersion>, IndexError> {
         let Some(address) = self.find(user_id)? else {
             return Ok(None);
         };
-        let segment = self.searcher.segment_reader(address.segment_ord);
-        let column = segment.fast_fields().date("updated_at")?;
-        Ok(column
-            .first(address.doc_id)
-            .map(|d| d.into_timestamp_millis()))
+        let fast = self
+            .searcher
+            .segment_reader(address.segment_ord)
+            .fast_fields();
+        let date = |name: &str| -> Result<Option<i64>, IndexError> {
+            // A segment where no user has a value has no column at all.
+            let column = fast.column_opt::<tantivy::DateTime>(name)?;
+            Ok(column
+                .and_then(|column| column.first(address.doc_id))
+                .map(|d| d.into_timestamp_millis()))
+        };
+        let Some(updated_at) = date("updated_at")? else {
+            return Ok(Some(UserVersion::OLDEST));
+        };
+        Ok(Some(UserVersion {
+            updated_at,
+            last_sign_in_at: date("last_sign_in_at")?.unwrap_or(i64::MIN),
+            last_active_at: date("last_active_at")?.unwrap_or(i64::MIN),
+        }))
     }
 
     /// Up to `limit` users matching `filter`, in `sort` order, strictly after `after`, with

@@ -359,10 +359,7 @@ fn get_returns_the_stored_clerk_json_and_deleted_users_are_gone() {
     let user = &fixture.users[10];
     let raw = snapshot.get_raw_json(&user.id).unwrap().unwrap();
     assert_eq!(raw, &*user.raw_json);
-    assert_eq!(
-        snapshot.updated_at_of(&user.id).unwrap(),
-        Some(user.updated_at)
-    );
+    assert_eq!(snapshot.version_of(&user.id).unwrap(), Some(user.version()));
     let population = Population::new(USERS);
     let deleted = population.user(3)["id"].as_str().unwrap().to_string();
     assert_eq!(snapshot.get_raw_json(&deleted).unwrap(), None);
@@ -446,6 +443,39 @@ fn stale_updates_are_ignored_and_tombstones_outlive_a_restart() {
             Some("pro"),
             "versions survive the restart"
         );
+        sandbox.close().await;
+    });
+}
+
+#[test]
+fn a_newer_sign_in_at_the_same_updated_at_replaces_the_user_and_an_older_one_does_not() {
+    let base = population_users(1).remove(0);
+    let signed_in = |at: i64| {
+        let mut user = (*base).clone();
+        user.last_sign_in_at = Some(at);
+        user.last_active_at = Some(at);
+        Arc::new(user)
+    };
+    runtime().block_on(async {
+        let sandbox = Sandbox::new();
+        for at in [1_000, 3_000, 2_000] {
+            sandbox
+                .upsert(&[signed_in(at)], ChangeSource::Webhook)
+                .await;
+        }
+        let held = sandbox
+            .index
+            .snapshot()
+            .version_of(&base.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            held,
+            signed_in(3_000).version(),
+            "the late, older sign-in is ignored"
+        );
+        let stale = sandbox.writer.stats().ignored_stale.load(Ordering::Relaxed);
+        assert_eq!(stale, 1);
         sandbox.close().await;
     });
 }

@@ -24,7 +24,7 @@ use super::snapshot::Snapshot;
 use crate::change::{Change, UserChange};
 use crate::clerk::user_from_json;
 use crate::clock::now_ms;
-use crate::user::User;
+use crate::user::{User, UserVersion};
 
 /// Work run on the writer thread, on the latest snapshot.
 type ExclusiveWork = Box<dyn FnOnce(&Arc<Snapshot>) + Send>;
@@ -100,7 +100,7 @@ impl Default for WriterStats {
 /// A user changed since the last commit. The whole user is kept only while an observer wants
 /// previous states: a backfill batch of 100k users would otherwise hold all of them in memory.
 enum Pending {
-    Version(i64),
+    Version(UserVersion),
     User(Arc<User>),
     Deleted,
 }
@@ -393,23 +393,23 @@ impl IndexWriterTask {
         }
     }
 
-    /// The `updated_at` the index holds for a user: pending changes first, then the last commit
-    /// (deleted users, and users whose version cannot be read, as `i64::MIN`).
-    fn current_version(&self, user_id: &str) -> Option<i64> {
+    /// The version the index holds for a user: pending changes first, then the last commit
+    /// (deleted users, and users whose version cannot be read, as the oldest version).
+    fn current_version(&self, user_id: &str) -> Option<UserVersion> {
         if let Some(pending) = self.pending_users.get(user_id) {
             return Some(match pending {
                 Pending::Version(version) => *version,
-                Pending::User(user) => user.updated_at,
-                Pending::Deleted => i64::MIN,
+                Pending::User(user) => user.version(),
+                Pending::Deleted => UserVersion::OLDEST,
             });
         }
         let snapshot = self.publish.borrow().clone();
-        match snapshot.updated_at_of(user_id) {
+        match snapshot.version_of(user_id) {
             Ok(version) => version,
             Err(error) => {
                 // Unknown: as if held at the oldest version, so an upsert still replaces it.
                 tracing::error!(%user_id, %error, "could not read a user's indexed version");
-                Some(i64::MIN)
+                Some(UserVersion::OLDEST)
             }
         }
     }
@@ -472,7 +472,7 @@ impl IndexWriterTask {
                     return;
                 }
                 let held = self.current_version(&user.id);
-                if held.is_some_and(|held| held > user.updated_at) {
+                if held.is_some_and(|held| held > user.version()) {
                     self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -492,7 +492,7 @@ impl IndexWriterTask {
                 let pending = if keep_user {
                     Pending::User(user.clone())
                 } else {
-                    Pending::Version(user.updated_at)
+                    Pending::Version(user.version())
                 };
                 self.pending_users.insert(user.id.clone(), pending);
             }

@@ -201,7 +201,7 @@ impl Reconciler {
                     let in_range = snapshot.ids_created_between(from, until)?;
                     let mut absent = HashSet::new();
                     for id in page_ids {
-                        if snapshot.updated_at_of(&id)?.is_none() {
+                        if snapshot.version_of(&id)?.is_none() {
                             absent.insert(id);
                         }
                     }

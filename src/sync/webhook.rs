@@ -28,7 +28,8 @@ pub enum WebhookOutcome {
     Applied,
     /// A recently seen `svix-id`: acknowledged without work.
     Duplicate,
-    /// Verified, of a type the index does not use (organizations, emails, ...).
+    /// Verified, of a type the index does not use (organizations, emails, ...), or a session
+    /// event without its user.
     Ignored,
     /// The signature did not verify: nothing changed.
     BadSignature,
@@ -219,7 +220,11 @@ impl WebhookReceiver {
         };
         let (change, event_at_ms) = match event {
             WebhookEvent::UserUpserted { user, .. } => {
-                let at = user.updated_at;
+                let version = user.version();
+                let at = version
+                    .updated_at
+                    .max(version.last_sign_in_at)
+                    .max(version.last_active_at);
                 let source = ChangeSource::Webhook;
                 (UserChange::Upsert { user, source }, at)
             }

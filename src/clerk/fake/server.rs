@@ -152,6 +152,47 @@ impl FakeClerk {
             .put(stored);
     }
 
+    /// A sign-in at `at_ms`, as Clerk records one made through its frontend API:
+    /// `last_sign_in_at` and `last_active_at` move, `updated_at` does not, and the only
+    /// announcement is a `session.created` whose `data.user` is the whole user. `false` when
+    /// no such user exists.
+    pub fn sign_in(&self, id: &str, at_ms: i64) -> bool {
+        let user = {
+            let mut users = self.state.users.write().expect("fake store lock");
+            let Some(stored) = users.get(id) else {
+                return false;
+            };
+            let mut user: Value = serde_json::from_str(&stored.json).expect("stored json is valid");
+            user["last_sign_in_at"] = at_ms.into();
+            user["last_active_at"] = at_ms.into();
+            users.put(StoredUser::from_json(&user).expect("a stored user stays valid"));
+            user
+        };
+        if let Some(webhooks) = self
+            .state
+            .webhooks
+            .read()
+            .expect("fake webhook lock")
+            .as_ref()
+        {
+            let session = serde_json::json!({
+                "object": "session",
+                "id": format!("sess_fake_{}", rand::random::<u64>()),
+                "user_id": id,
+                "client_id": "client_fake",
+                "status": "active",
+                "last_active_at": at_ms,
+                "expire_at": at_ms + 7 * 24 * 3_600_000,
+                "abandon_at": at_ms + 30 * 24 * 3_600_000,
+                "created_at": at_ms,
+                "updated_at": at_ms,
+                "user": user,
+            });
+            webhooks.send("session.created", session);
+        }
+        true
+    }
+
     pub fn delete_user(&self, id: &str) -> bool {
         self.state
             .users
