@@ -227,8 +227,9 @@ async fn metrics_expose_the_listed_series_after_some_traffic() {
         )
         .unwrap_or(0.0)
     };
-    // 11 backfill pages + 1 catch-up page succeeded; the fake throttled every 4th request.
-    assert_eq!(clerk("GET /v1/users", "200"), 12.0, "{text}");
+    // 11 backfill pages + 3 catch-up pages (updated, signed in, active) succeeded; the fake
+    // throttled every 4th request.
+    assert_eq!(clerk("GET /v1/users", "200"), 14.0, "{text}");
     let throttled = clerk("GET /v1/users", "429") + clerk("GET /v1/users/count", "429");
     assert!(throttled >= 3.0, "{text}");
     assert_eq!(throttled, fake.fake.throttled_count() as f64, "{text}");

@@ -61,6 +61,72 @@ async fn catch_up_repairs_a_dropped_webhook() {
     server.stop().await;
 }
 
+/// A server over `users` generated users, backfilled in pages of `page_size`.
+async fn serving(
+    dir: &std::path::Path,
+    users: usize,
+    page_size: u32,
+) -> (common::RunningFakeClerk, TestServer) {
+    let config = clerk_index::clerk::fake::FakeClerkConfig::new(Population::new(users));
+    let fake = common::RunningFakeClerk::start(config).await;
+    let mut options = TestOptions::new(&fake.url);
+    options.page_size = page_size;
+    let server = TestServer::start(dir, options).await;
+    server.wait_serving().await;
+    (fake, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_repairs_dropped_sign_ins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = serving(dir.path(), 300, 100).await;
+    let recent = "last_sign_in_at > now-10m";
+    let before = server.count(recent).await;
+    let now = clerk_index::clock::now_ms();
+    // Three sign-ins whose session.created never arrived (no webhook target).
+    for id in fake.fake.user_ids().iter().skip(40).take(3) {
+        assert!(fake.fake.sign_in(id, now));
+    }
+    assert_eq!(server.count(recent).await, before);
+    let run = reconcile(&server, ReconcileKind::CatchUp)
+        .await
+        .catch_up
+        .unwrap();
+    assert_eq!(server.count(recent).await, before + 3);
+    assert_eq!(run.upserts, 3, "the sign-ins, once each: {run:?}");
+    // Nothing new since: the next catch-up applies nothing.
+    let again = reconcile(&server, ReconcileKind::CatchUp)
+        .await
+        .catch_up
+        .unwrap();
+    assert_eq!(again.upserts, 0, "{again:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_shared_by_more_users_than_a_page_is_caught_up_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = serving(dir.path(), 400, 100).await;
+    // Clerk keeps activity to the day: 250 users active today share one `last_active_at`, and
+    // nothing else about them changed (no updated_at, no sign-in).
+    let now = clerk_index::clock::now_ms();
+    let today = now - now.rem_euclid(86_400_000);
+    for id in fake.fake.user_ids().iter().take(250) {
+        let mut user = fake.fake.user_json(id).unwrap();
+        user["last_active_at"] = json!(today);
+        fake.fake.put_user_json(&user);
+    }
+    let active_today = format!("last_active_at >= {today}");
+    assert_eq!(server.count(&active_today).await, 0);
+    let run = reconcile(&server, ReconcileKind::CatchUp)
+        .await
+        .catch_up
+        .unwrap();
+    assert_eq!(server.count(&active_today).await, 250);
+    assert_eq!(run.upserts, 250, "each active user once: {run:?}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_removes_users_deleted_while_the_service_was_down() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tracing::Instrument;
 
+use super::listing::{ActivityField, PageCursor};
 use super::model::{ClerkTotalCount, UserPage, parse_user, parse_user_page};
 use super::rate_limit::{RateLimit, RateLimiter};
 use crate::user::User;
@@ -123,15 +124,6 @@ impl ClerkApiError {
             ClerkApiError::Decode { .. } => false,
         }
     }
-}
-
-/// Which page of `GET /v1/users` to fetch, always in ascending `created_at` order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageCursor {
-    /// `starting_after=<id of the last user seen>`; `None` for the first page.
-    After(Option<String>),
-    /// `offset=N`: the fallback for servers without cursor paging.
-    Offset(u64),
 }
 
 /// One request, as the retry loop sees it.
@@ -295,6 +287,39 @@ impl ClerkClient {
             ("offset", offset.to_string()),
         ];
         let request = "GET /v1/users?order_by=-updated_at";
+        let body = self.get(request, LIST_USERS, "/v1/users", &query).await?;
+        parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
+            request: request.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `GET /v1/users?limit=N&order_by=-<field>&<field>_after=A[&<field>_before=B][&offset=M]`:
+    /// users who signed in (or were active) after `after` and before `before`, latest first.
+    pub async fn list_users_by_activity(
+        &self,
+        field: ActivityField,
+        after: i64,
+        before: Option<i64>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<UserPage, ClerkApiError> {
+        let name = field.name();
+        let mut query = vec![
+            ("limit", limit.to_string()),
+            ("order_by", format!("-{name}")),
+            (field.after_param(), after.to_string()),
+        ];
+        if let Some(before) = before {
+            query.push((field.before_param(), before.to_string()));
+        }
+        if offset > 0 {
+            query.push(("offset", offset.to_string()));
+        }
+        let request = match field {
+            ActivityField::SignIn => "GET /v1/users?order_by=-last_sign_in_at",
+            ActivityField::Active => "GET /v1/users?order_by=-last_active_at",
+        };
         let body = self.get(request, LIST_USERS, "/v1/users", &query).await?;
         parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
             request: request.into(),

@@ -5,9 +5,11 @@
 
 pub mod client;
 pub mod fake;
+mod listing;
 pub mod model;
 pub mod rate_limit;
 pub mod webhook;
 
-pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig, PageCursor};
+pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig};
+pub use listing::{ActivityField, PageCursor};
 pub use model::{UserParseError, user_from_json};

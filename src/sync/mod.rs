@@ -4,6 +4,7 @@
 //! log, which each replica's [`Replicator`] follows and one lease holder copies Clerk into).
 //! [`SyncMonitor`] reads where it all stands. This file only declares and re-exports.
 
+mod activity;
 mod backfill;
 mod destination;
 mod leader;

@@ -13,7 +13,7 @@
 //! Both share the client's rate limiter with everything else and run one at a time. In cluster
 //! mode only the sync lease holder runs them, into the change log (see [`ChangeDestination`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,12 +21,14 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::ActivityWalk;
 use super::destination::ChangeDestination;
 use super::state::{ReconcileRun, SweepCursor, SyncState};
 use crate::change::{Change, ChangeSource, UserChange};
-use crate::clerk::{ClerkClient, PageCursor};
+use crate::clerk::{ActivityField, ClerkClient, PageCursor};
 use crate::clock::now_ms;
 use crate::error::Error;
+use crate::user::{User, UserVersion};
 
 /// Before any Clerk user (about 137,000 BC), yet far enough from `i64::MIN` for tantivy's
 /// millisecond-to-nanosecond conversion.
@@ -130,8 +132,20 @@ impl Reconciler {
                 break;
             }
         }
+        // Sign-ins and activity change no `updated_at`: they are listed by their own times.
+        // What this run queued is not committed yet, so it is remembered here.
+        let mut queued = HashMap::new();
+        for field in [ActivityField::SignIn, ActivityField::Active] {
+            let since = activity_watermark_of(&state, field);
+            let (listed, applied) = self.catch_up_activity(field, since, &mut queued).await?;
+            run.users_listed += listed;
+            run.upserts += applied;
+        }
         run.finished_at_ms = now_ms();
-        state.reconcile.watermark_updated_at_ms = started_at_ms - WATERMARK_OVERLAP_MS;
+        let next = started_at_ms - WATERMARK_OVERLAP_MS;
+        state.reconcile.watermark_updated_at_ms = next;
+        state.reconcile.watermark_sign_in_ms = next;
+        state.reconcile.watermark_active_ms = next;
         state.reconcile.last_catch_up = Some(run.clone());
         self.destination.record(Vec::new(), Some(&state)).await?;
         tracing::info!(
@@ -140,6 +154,36 @@ impl Reconciler {
             "catch-up done"
         );
         Ok(run)
+    }
+
+    /// Lists the users whose `field` is after `since` and applies those newer than both the
+    /// index's copy and what this run already `queued`; returns how many were listed and applied.
+    async fn catch_up_activity(
+        &self,
+        field: ActivityField,
+        since: i64,
+        queued: &mut HashMap<String, UserVersion>,
+    ) -> Result<(u64, u64), Error> {
+        let mut walk = ActivityWalk::new(field, since, self.page_size);
+        let mut applied = 0;
+        while let Some(users) = walk.next(&self.clerk).await? {
+            let users = users
+                .into_iter()
+                .filter(|u| queued.get(&u.id).is_none_or(|held| *held < u.version()));
+            let changes: Vec<Change> = newer_than_indexed(&self.destination, users.collect())
+                .await?
+                .into_iter()
+                .map(|user| {
+                    queued.insert(user.id.clone(), user.version());
+                    upsert(user).into()
+                })
+                .collect();
+            applied += changes.len() as u64;
+            if !changes.is_empty() {
+                self.destination.queue(changes, None).await?;
+            }
+        }
+        Ok((walk.listed, applied))
     }
 
     /// Compares every Clerk user with the index; resumes an interrupted sweep.
@@ -308,10 +352,50 @@ impl Reconciler {
     }
 }
 
-fn upsert(user: crate::user::User) -> UserChange {
+fn upsert(user: User) -> UserChange {
     UserChange::Upsert {
         user: Arc::new(user),
         source: ChangeSource::Reconcile,
+    }
+}
+
+/// The users of `users` the index does not hold, or holds in an older state.
+async fn newer_than_indexed(
+    destination: &ChangeDestination,
+    users: Vec<User>,
+) -> Result<Vec<User>, Error> {
+    let snapshot = destination.local_index().snapshot();
+    tokio::task::spawn_blocking(move || {
+        let mut newer = Vec::with_capacity(users.len());
+        for user in users {
+            match snapshot.version_of(&user.id)? {
+                Some(held) if held >= user.version() => {}
+                _ => newer.push(user),
+            }
+        }
+        Ok(newer)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Where the sign-in or activity catch-up starts: its stored watermark, or the one of the
+/// `updated_at` catch-up before it has stored its own. Activity is kept to the day by Clerk, so
+/// its walk starts at the beginning of the watermark's day.
+fn activity_watermark_of(state: &SyncState, field: ActivityField) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let stored = match field {
+        ActivityField::SignIn => state.reconcile.watermark_sign_in_ms,
+        ActivityField::Active => state.reconcile.watermark_active_ms,
+    };
+    let watermark = if stored == 0 {
+        watermark_of(state)
+    } else {
+        stored
+    };
+    match field {
+        ActivityField::SignIn => watermark,
+        ActivityField::Active => watermark - watermark.rem_euclid(DAY_MS) - 1,
     }
 }
 

@@ -20,6 +20,13 @@ pub struct SyncState {
 pub struct ReconcileState {
     /// Catch-up lists users updated at or after this (ms); 0 = not set yet.
     pub watermark_updated_at_ms: i64,
+    /// Catch-up lists users who signed in after this (ms); 0 = not set yet.
+    #[serde(default)]
+    pub watermark_sign_in_ms: i64,
+    /// Catch-up lists users active after this (ms; Clerk keeps activity to the day); 0 = not
+    /// set yet.
+    #[serde(default)]
+    pub watermark_active_ms: i64,
     pub last_catch_up: Option<ReconcileRun>,
     pub last_sweep: Option<ReconcileRun>,
     /// A sweep in progress, resumed after a restart.

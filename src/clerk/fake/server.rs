@@ -164,7 +164,8 @@ impl FakeClerk {
             };
             let mut user: Value = serde_json::from_str(&stored.json).expect("stored json is valid");
             user["last_sign_in_at"] = at_ms.into();
-            user["last_active_at"] = at_ms.into();
+            // Clerk keeps `last_active_at` to the day.
+            user["last_active_at"] = (at_ms - at_ms.rem_euclid(86_400_000)).into();
             users.put(StoredUser::from_json(&user).expect("a stored user stays valid"));
             user
         };
@@ -230,6 +231,45 @@ struct ListParams {
     descending: bool,
     starting_after: Option<String>,
     user_ids: Vec<String>,
+    /// `(field, after, before)` time filters: `created_at_after=…` and the like (exclusive).
+    windows: Vec<(TimeField, Option<i64>, Option<i64>)>,
+}
+
+/// The user timestamps Clerk's list filters by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeField {
+    /// `created_at`
+    Created,
+    /// `last_sign_in_at`
+    SignIn,
+    /// `last_active_at`
+    Active,
+}
+
+impl TimeField {
+    fn of(self, user: &StoredUser) -> Option<i64> {
+        match self {
+            TimeField::Created => Some(user.created_at),
+            TimeField::SignIn => user.last_sign_in_at,
+            TimeField::Active => user.last_active_at,
+        }
+    }
+
+    /// The field and bound a query parameter names: `last_sign_in_at_after` -> (sign-in, after).
+    fn parse(key: &str) -> Option<(TimeField, bool)> {
+        let (field, after) = match key.rsplit_once('_')? {
+            (field, "after") => (field, true),
+            (field, "before") => (field, false),
+            _ => return None,
+        };
+        let field = match field {
+            "created_at" => TimeField::Created,
+            "last_sign_in_at" => TimeField::SignIn,
+            "last_active_at" => TimeField::Active,
+            _ => return None,
+        };
+        Some((field, after))
+    }
 }
 
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
@@ -241,6 +281,7 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
         descending: true,
         starting_after: None,
         user_ids: Vec::new(),
+        windows: Vec::new(),
     };
     let mut offset_given = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -277,7 +318,22 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
             }
             "starting_after" => params.starting_after = Some(value.into_owned()),
             "user_id" => params.user_ids.push(value.into_owned()),
-            _ => {}
+            key => {
+                if let Some((field, after)) = TimeField::parse(key) {
+                    let ms: i64 = value.parse().map_err(|_| {
+                        form_param_invalid(
+                            key,
+                            &format!("{key} must be milliseconds since the epoch"),
+                        )
+                    })?;
+                    let bound = if after {
+                        (Some(ms), None)
+                    } else {
+                        (None, Some(ms))
+                    };
+                    params.windows.push((field, bound.0, bound.1));
+                }
+            }
         }
     }
     if params.starting_after.is_some() {
@@ -308,15 +364,19 @@ async fn list_users(
     };
     let page: Vec<Arc<str>> = {
         let users = state.users.read().expect("fake store lock");
-        let mut selected: Vec<&StoredUser> = if params.user_ids.is_empty() {
-            users.ascending().iter().collect()
-        } else {
-            users
-                .ascending()
-                .iter()
-                .filter(|u| params.user_ids.contains(&u.id))
-                .collect()
+        let in_windows = |u: &StoredUser| {
+            params.windows.iter().all(|(field, after, before)| {
+                field.of(u).is_some_and(|t| {
+                    after.is_none_or(|after| t > after) && before.is_none_or(|before| t < before)
+                })
+            })
         };
+        let mut selected: Vec<&StoredUser> = users
+            .ascending()
+            .iter()
+            .filter(|u| params.user_ids.is_empty() || params.user_ids.contains(&u.id))
+            .filter(|u| in_windows(u))
+            .collect();
         sort_users(&mut selected, &params.order_field);
         if params.descending {
             selected.reverse();
@@ -358,6 +418,13 @@ fn sort_users(users: &mut [&StoredUser], field: &str) {
     match field {
         "created_at" => {}
         "updated_at" => users.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id))),
+        // Ascending with users who never signed in last, as PostgreSQL orders NULLs.
+        "last_sign_in_at" => {
+            users.sort_by_key(|u| (u.last_sign_in_at.is_none(), u.last_sign_in_at, u.id.clone()))
+        }
+        "last_active_at" => {
+            users.sort_by_key(|u| (u.last_active_at.is_none(), u.last_active_at, u.id.clone()))
+        }
         other => {
             let key = |u: &StoredUser| {
                 let json: Value = serde_json::from_str(&u.json).unwrap_or_default();

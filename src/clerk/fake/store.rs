@@ -13,6 +13,8 @@ pub struct StoredUser {
     pub id: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub last_sign_in_at: Option<i64>,
+    pub last_active_at: Option<i64>,
     pub json: Arc<str>,
 }
 
@@ -22,6 +24,8 @@ impl StoredUser {
             id: json.get("id")?.as_str()?.to_string(),
             created_at: json.get("created_at")?.as_i64()?,
             updated_at: json.get("updated_at")?.as_i64()?,
+            last_sign_in_at: json.get("last_sign_in_at").and_then(Value::as_i64),
+            last_active_at: json.get("last_active_at").and_then(Value::as_i64),
             json: Arc::from(serde_json::to_string(json).ok()?),
         })
     }
