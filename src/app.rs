@@ -104,7 +104,8 @@ impl Services {
         let reconciler = Arc::new(Reconciler::new(
             clerk.clone(),
             destination.clone(),
-            config.backfill_page_size,
+            config.walk,
+            config.catch_up_max_offset,
         ));
         let segments = Segments::new(storage.segments, storage.writer.clone(), cancel.clone());
         let (sync, segments) = sync_work(
@@ -113,7 +114,7 @@ impl Services {
                 clerk: clerk.clone(),
                 destination: destination.clone(),
                 progress: progress.clone(),
-                page_size: config.backfill_page_size,
+                plan: config.walk,
             },
             reconciler.clone(),
             segments,

@@ -57,6 +57,12 @@ pub enum ChangeSource {
 }
 
 impl ChangeSource {
+    /// Changes made from a listing of Clerk's users (the backfill, catch-ups and sweeps): a
+    /// deletion made from one only says a listing did not show the user.
+    pub fn is_listing(self) -> bool {
+        matches!(self, ChangeSource::Backfill | ChangeSource::Reconcile)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ChangeSource::Backfill => "backfill",
@@ -101,9 +107,10 @@ impl UserChange {
 
     /// Whether this change, arriving after `held` (the latest state recorded for the same user),
     /// changes what an index holds: the index writer's rules, for a log that keeps one change per
-    /// user. A deletion always does (unless an equal or later one is held); an upsert must be
-    /// newer than a held deletion (by `updated_at`), and at least as new as a held upsert (by
-    /// [`crate::user::UserVersion`]) and different from it.
+    /// user. A deletion always does (unless an equal or later one is held, or it only repeats
+    /// from a listing what a `user.deleted` said); an upsert must be newer than a held deletion
+    /// (by `updated_at`) unless a listing shows a user only a listing had deleted, and at least
+    /// as new as a held upsert (by [`crate::user::UserVersion`]) and different from it.
     pub fn supersedes(&self, held: &UserChange) -> bool {
         match (self, held) {
             (UserChange::Upsert { user, .. }, UserChange::Upsert { user: held, .. }) => {
@@ -112,20 +119,26 @@ impl UserChange {
                     || (version == held_version && user.raw_json != held.raw_json)
             }
             (
-                UserChange::Upsert { user, .. },
+                UserChange::Upsert { user, source },
                 UserChange::Delete {
                     deleted_at_ms: held,
+                    source: held_source,
                     ..
                 },
-            ) => user.updated_at > *held,
+            ) => (held_source.is_listing() && source.is_listing()) || user.updated_at > *held,
             (UserChange::Delete { .. }, UserChange::Upsert { .. }) => true,
             (
-                UserChange::Delete { deleted_at_ms, .. },
                 UserChange::Delete {
-                    deleted_at_ms: held,
+                    deleted_at_ms,
+                    source,
                     ..
                 },
-            ) => deleted_at_ms > held,
+                UserChange::Delete {
+                    deleted_at_ms: held,
+                    source: held_source,
+                    ..
+                },
+            ) => deleted_at_ms > held || (held_source.is_listing() && !source.is_listing()),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::index::IndexConfig;
 use crate::query::FilterLimits;
 use crate::redact::{mask, mask_url};
 use crate::segments::SegmentsConfig;
-use crate::sync::ReconcileSchedule;
+use crate::sync::{ReconcileSchedule, WalkPlan};
 
 /// The defaults of the settings flags can change (the flags show them).
 pub mod defaults {
@@ -30,6 +30,9 @@ pub mod defaults {
     pub const SWEEP_INTERVAL_SECS: u64 = 21_600;
     pub const SEGMENT_EVENT_RETENTION: usize = 100_000;
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
+    /// 16 walks at ~150 ms per page stay under Clerk's production limit of 100 requests/s.
+    pub const CLERK_CONCURRENCY: usize = 16;
+    pub const CATCH_UP_MAX_OFFSET: u64 = 10_000;
 }
 
 /// A setting that cannot be served with, and why.
@@ -79,8 +82,10 @@ pub struct Config {
     pub(crate) clerk: ClerkClientConfig,
     pub(crate) filter_limits: FilterLimits,
     pub(crate) max_page_size: u32,
-    /// Clerk users per backfill page (Clerk's maximum is 500).
-    pub(crate) backfill_page_size: u32,
+    /// Page size and parallel walks of the backfill and the sweep.
+    pub(crate) walk: WalkPlan,
+    /// How deep the `-updated_at` catch-up pages by offset before it hands over to a sweep.
+    pub(crate) catch_up_max_offset: u64,
     /// The webhook verifier of the signing secrets; `None`: deliveries are refused.
     pub(crate) webhook_verifier: Option<WebhookVerifier>,
     webhook_secrets: Vec<String>,
@@ -145,6 +150,10 @@ pub struct Settings {
     pub max_page_size: u32,
     /// Clerk users per backfill page (Clerk allows up to 500).
     pub backfill_page_size: u32,
+    /// Listing requests in flight at once in backfills and sweeps (1 to 64).
+    pub clerk_concurrency: usize,
+    /// How deep the catch-up pages by offset before it hands over to a sweep (100 to 100,000).
+    pub catch_up_max_offset: u64,
     pub catch_up_interval_secs: u64,
     pub sweep_interval_secs: u64,
     /// Saved-segment events kept for replays (at least 100).
@@ -175,6 +184,8 @@ impl Default for Settings {
             commit_interval_ms: defaults::COMMIT_INTERVAL_MS,
             max_page_size: defaults::MAX_PAGE_SIZE,
             backfill_page_size: 500,
+            clerk_concurrency: defaults::CLERK_CONCURRENCY,
+            catch_up_max_offset: defaults::CATCH_UP_MAX_OFFSET,
             catch_up_interval_secs: defaults::CATCH_UP_INTERVAL_SECS,
             sweep_interval_secs: defaults::SWEEP_INTERVAL_SECS,
             segment_event_retention: defaults::SEGMENT_EVENT_RETENTION,
@@ -262,6 +273,16 @@ impl ConfigBuilder {
             "the backfill page size",
             "must be between 1 and 500 (Clerk's largest page)",
         )?;
+        check(
+            (1..=64).contains(&settings.clerk_concurrency),
+            "--clerk-concurrency",
+            "must be between 1 and 64",
+        )?;
+        check(
+            (100..=100_000).contains(&settings.catch_up_max_offset),
+            "--catch-up-max-offset",
+            "must be between 100 and 100000 (Clerk's large offsets get slow and time out)",
+        )?;
         let url = &self.clerk_api_url;
         check(
             url.starts_with("http://") || url.starts_with("https://"),
@@ -322,7 +343,11 @@ impl ConfigBuilder {
             clerk,
             filter_limits: FilterLimits::default(),
             max_page_size: settings.max_page_size,
-            backfill_page_size: settings.backfill_page_size,
+            walk: WalkPlan {
+                page_size: settings.backfill_page_size,
+                concurrency: settings.clerk_concurrency,
+            },
+            catch_up_max_offset: settings.catch_up_max_offset,
             webhook_verifier,
             webhook_secrets: settings.webhook_secrets,
             webhook_body_limit: settings.webhook_body_limit,
@@ -352,6 +377,8 @@ impl Config {
                 "api_url": self.clerk.api_url,
                 "secret_key": mask(&self.clerk.secret_key),
                 "rate_limit": format!("{}/{}s", self.clerk.rate_limit.requests, self.clerk.rate_limit.per.as_secs_f64()),
+                "page_size": self.walk.page_size,
+                "concurrency": self.walk.concurrency,
             },
             "webhooks": {
                 "signing_secrets": self.webhook_secrets.iter().map(|s| mask(s)).collect::<Vec<_>>(),
@@ -368,6 +395,7 @@ impl Config {
             "reconcile": {
                 "catch_up_every_secs": seconds(self.reconcile.catch_up_every),
                 "sweep_every_secs": seconds(self.reconcile.sweep_every),
+                "catch_up_max_offset": self.catch_up_max_offset,
             },
             "segments": {"retained_events": self.segments.retained_events},
             "max_page_size": self.max_page_size,

@@ -15,6 +15,7 @@ async fn backfill_pages_through_injected_429s_and_500s() {
         throttle_every: Some(4),
         server_error_every: Some(7),
         retry_after_secs: 1,
+        ..FaultInjection::default()
     };
     let (fake, server) = TestServer::with_faulty_clerk(dir.path(), 1_234, faults).await;
     let count = server.count_matching(None).await;
@@ -92,41 +93,42 @@ async fn restart_serves_immediately_from_disk_without_clerk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupted_backfill_resumes_from_the_checkpoint() {
+async fn a_killed_parallel_backfill_resumes_every_walk_from_the_checkpoint() {
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(4_000))).await;
     let dir = tempfile::tempdir().unwrap();
     let slow = || {
         let mut options = TestOptions::new(&fake.url);
         options.page_size = 100;
+        options.concurrency = 4;
         options.rate_limit = "2/100ms".into(); // a burst of 2, then 20 pages/s
         options.commit_interval_ms = 50;
         options
     };
     let server = TestServer::start(dir.path(), slow()).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(
         server.health().await,
         ServingStatus::NotServing,
         "40 pages at 20/s take 2 s"
     );
     server.stop().await;
-    let requests_first_run = fake.fake.request_count();
+    let listed_first_run = fake.fake.users_listed();
     assert!(
-        requests_first_run > 5,
-        "some pages were copied before the stop"
+        listed_first_run >= 1_000,
+        "{listed_first_run} users were listed before the stop"
     );
 
     let server = TestServer::start(dir.path(), slow()).await;
     server.wait_serving().await;
     let count = server.count_matching(None).await;
     assert_eq!(count.count, 4_000);
-    let requests_second_run = fake.fake.request_count() - requests_first_run;
-    // One uninterrupted run is a count and 41 pages (the last one short). Resuming from the
-    // checkpoint costs one more count, and at most one page fetched but not yet handed over.
-    let total = requests_first_run + requests_second_run;
+    let listed_second_run = fake.fake.users_listed() - listed_first_run;
+    // Every walk resumes at its cursor: the second run lists what the first had not handed
+    // over, plus at most the pages in flight at the stop (4 walks x 100), plus the users each
+    // resumed or split walk sees again at its boundary.
     assert!(
-        total <= 2 + 41 + 1,
-        "the runs made {requests_first_run} + {requests_second_run} requests: the second started over"
+        listed_second_run + listed_first_run <= 4_000 + 400 + 100,
+        "the runs listed {listed_first_run} + {listed_second_run} users: the second started over"
     );
     server.stop().await;
 }

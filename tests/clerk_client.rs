@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clerk_index::clerk::fake::{FakeClerkConfig, FaultInjection, Population};
 use clerk_index::clerk::rate_limit::RateLimit;
-use clerk_index::clerk::{ClerkApiError, ClerkClient, ClerkClientConfig, PageCursor};
+use clerk_index::clerk::{ClerkApiError, ClerkClient, ClerkClientConfig, CreatedPage, PageCursor};
 use common::RunningFakeClerk;
 
 fn client(url: &str, key: &str) -> ClerkClient {
@@ -21,25 +21,29 @@ async fn cursor_and_offset_paging_walk_every_user_oldest_first() {
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(1_050))).await;
     let clerk = client(&fake.url, "sk_test_fake_clerk");
     assert_eq!(clerk.count_users().await.unwrap(), 1_050);
+    let page = |cursor| CreatedPage {
+        after: None,
+        before: None,
+        cursor,
+    };
     let mut by_cursor = Vec::new();
-    let mut cursor = PageCursor::After(None);
+    let mut cursor = PageCursor::Start;
     loop {
-        let page = clerk.list_users_page(&cursor, 500).await.unwrap().users;
-        let done = page.len() < 500;
-        by_cursor.extend(page.iter().map(|u| (u.created_at, u.id.clone())));
-        cursor = PageCursor::After(page.last().map(|u| u.id.clone()));
+        let listed = clerk.list_users_created(&page(cursor), 500).await.unwrap();
+        let done = listed.len() < 500;
+        by_cursor.extend(listed.users.iter().map(|u| (u.created_at, u.id.clone())));
+        cursor = PageCursor::After(listed.users.last().unwrap().id.clone());
         if done {
             break;
         }
     }
     let mut by_offset = Vec::new();
     for offset in (0..1_100).step_by(500) {
-        let page = clerk
-            .list_users_page(&PageCursor::Offset(offset), 500)
+        let listed = clerk
+            .list_users_created(&page(PageCursor::Offset(offset)), 500)
             .await
-            .unwrap()
-            .users;
-        by_offset.extend(page.iter().map(|u| (u.created_at, u.id.clone())));
+            .unwrap();
+        by_offset.extend(listed.users.iter().map(|u| (u.created_at, u.id.clone())));
     }
     assert_eq!(by_cursor.len(), 1_050);
     assert_eq!(by_cursor, by_offset);
@@ -53,6 +57,52 @@ async fn cursor_and_offset_paging_walk_every_user_oldest_first() {
             .map(|(_, id)| id.clone())
             .collect::<Vec<_>>(),
         fake.fake.user_ids()
+    );
+    // A time window lists only its users; an out-of-range limit is Clerk's default page of 10.
+    let (from, until) = (by_cursor[100].0, by_cursor[200].0);
+    let window = CreatedPage {
+        after: Some(from - 1),
+        before: Some(until),
+        cursor: PageCursor::Start,
+    };
+    let listed = clerk.list_users_created(&window, 500).await.unwrap();
+    assert_eq!(listed.len(), 100);
+    assert_eq!(listed.users[0].id, by_cursor[100].1);
+    let listed = clerk.list_users_created(&window, 501).await.unwrap();
+    assert_eq!(listed.len(), 10, "Clerk answers a limit over 500 with 10 users");
+    assert_eq!(clerk.created_at_edge(false).await.unwrap(), Some(by_cursor[0].0));
+    assert_eq!(
+        clerk.created_at_edge(true).await.unwrap(),
+        Some(by_cursor[1_049].0)
+    );
+}
+
+#[tokio::test]
+async fn a_list_answer_that_is_not_json_is_asked_for_again_then_fails_visibly() {
+    let mut config = FakeClerkConfig::new(Population::new(30));
+    config.faults.unreadable_list_every = Some(2);
+    let fake = RunningFakeClerk::start(config).await;
+    let clerk = client(&fake.url, "sk_test_fake_clerk");
+    let first = CreatedPage {
+        after: None,
+        before: None,
+        cursor: PageCursor::Start,
+    };
+    for _ in 0..3 {
+        assert_eq!(clerk.list_users_created(&first, 500).await.unwrap().len(), 30);
+    }
+    fake.fake.set_faults(FaultInjection {
+        unreadable_list_every: Some(1),
+        ..FaultInjection::default()
+    });
+    let before = fake.fake.request_count();
+    let error = clerk.list_users_created(&first, 500).await.unwrap_err();
+    assert!(matches!(error, ClerkApiError::Decode { .. }), "{error}");
+    assert!(error.to_string().contains("the page is not JSON"), "{error}");
+    assert!(!error.to_string().contains("Bad Gateway"), "no body quoted: {error}");
+    assert_eq!(
+        fake.fake.request_count() - before,
+        u64::from(clerk_index::clerk::client::UNREADABLE_ATTEMPTS)
     );
 }
 
@@ -80,15 +130,6 @@ async fn clerk_errors_are_surfaced_with_code_and_message_and_not_retried() {
     assert!(clerk.get_user("user_nobody").await.unwrap().is_none());
     let id = fake.fake.user_ids()[3].clone();
     assert_eq!(clerk.get_user(&id).await.unwrap().unwrap().id, id);
-    let too_big = clerk
-        .list_users_page(&PageCursor::After(None), 501)
-        .await
-        .unwrap_err();
-    assert_eq!(too_big.status(), Some(422));
-    assert!(
-        too_big.to_string().contains("form_param_value_invalid"),
-        "{too_big}"
-    );
 }
 
 #[tokio::test]
@@ -98,6 +139,7 @@ async fn retry_after_is_honoured_and_server_errors_are_retried() {
         throttle_every: Some(1),
         server_error_every: None,
         retry_after_secs: 1,
+        ..FaultInjection::default()
     };
     let fake = RunningFakeClerk::start(config).await;
     let clerk = client(&fake.url, "sk_test_fake_clerk");
@@ -114,6 +156,7 @@ async fn retry_after_is_honoured_and_server_errors_are_retried() {
         throttle_every: None,
         server_error_every: Some(2),
         retry_after_secs: 1,
+        ..FaultInjection::default()
     });
     for _ in 0..3 {
         assert_eq!(
@@ -172,7 +215,15 @@ async fn the_fake_follows_clerks_paging_rules() {
             .status(),
         422
     );
-    assert_eq!(get("limit=0").await.unwrap().status(), 422);
+    for limit in ["0", "501", "ten"] {
+        let page: Vec<serde_json::Value> = get(&format!("limit={limit}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 10, "limit={limit} is Clerk's default page");
+    }
     let default: Vec<serde_json::Value> = get("").await.unwrap().json().await.unwrap();
     assert_eq!(default.len(), 10, "default limit");
     assert!(

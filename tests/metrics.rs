@@ -57,6 +57,7 @@ async fn metrics_expose_the_listed_series_after_some_traffic() {
         throttle_every: Some(4),
         server_error_every: None,
         retry_after_secs: 0,
+        ..FaultInjection::default()
     };
     let (fake, server) = TestServer::with_faulty_clerk(dir.path(), 1_000, faults).await;
 

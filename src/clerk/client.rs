@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tracing::Instrument;
 
-use super::listing::{ActivityField, PageCursor};
+use super::listing::{ActivityField, CreatedPage, PageCursor};
 use super::model::{ClerkTotalCount, UserPage, parse_user, parse_user_page};
 use super::rate_limit::{RateLimit, RateLimiter};
 use crate::user::User;
@@ -31,6 +31,8 @@ const LIST_USERS: &str = "GET /v1/users";
 const GET_USER: &str = "GET /v1/users/{user_id}";
 const COUNT_USERS: &str = "GET /v1/users/count";
 const UPDATE_METADATA: &str = "PATCH /v1/users/{user_id}/metadata";
+/// Answers to one list request that are not a JSON array before it fails.
+pub const UNREADABLE_ATTEMPTS: u32 = 3;
 
 /// How to reach one Clerk instance.
 #[derive(Clone)]
@@ -248,30 +250,36 @@ impl ClerkClient {
     }
 
     /// `GET /v1/users?limit=N&order_by=created_at&...`: one page, oldest first.
-    pub async fn list_users_page(
+    pub async fn list_users_created(
         &self,
-        cursor: &PageCursor,
+        page: &CreatedPage,
         limit: u32,
     ) -> Result<UserPage, ClerkApiError> {
         let mut query = vec![
             ("limit", limit.to_string()),
             ("order_by", "created_at".to_string()),
         ];
-        match cursor {
-            PageCursor::After(Some(id)) => query.push(("starting_after", id.clone())),
-            PageCursor::After(None) => {}
+        if let Some(after) = page.after {
+            query.push(("created_at_after", after.to_string()));
+        }
+        if let Some(before) = page.before {
+            query.push(("created_at_before", before.to_string()));
+        }
+        match &page.cursor {
+            PageCursor::Start => {}
+            PageCursor::After(id) => query.push(("starting_after", id.clone())),
             PageCursor::Offset(offset) => query.push(("offset", offset.to_string())),
         }
-        let request = "GET /v1/users";
-        let body = self.get(request, LIST_USERS, "/v1/users", &query).await?;
-        let page = parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
-            request: request.into(),
-            message: e.to_string(),
-        })?;
-        for error in &page.rejected {
-            tracing::warn!(%error, "skipping a clerk user that cannot be indexed");
-        }
-        Ok(page)
+        self.list_users("GET /v1/users?order_by=created_at", &query)
+            .await
+    }
+
+    /// The creation time of the oldest (or newest) user; `None` when there are no users.
+    pub async fn created_at_edge(&self, newest: bool) -> Result<Option<i64>, ClerkApiError> {
+        let order = if newest { "-created_at" } else { "created_at" };
+        let query = [("limit", "1".to_string()), ("order_by", order.to_string())];
+        let page = self.list_users("GET /v1/users?limit=1", &query).await?;
+        Ok(page.keys.first().and_then(|key| key.created_at))
     }
 
     /// `GET /v1/users?limit=N&order_by=-updated_at&offset=M`: most recently updated first. Clerk
@@ -286,12 +294,8 @@ impl ClerkClient {
             ("order_by", "-updated_at".to_string()),
             ("offset", offset.to_string()),
         ];
-        let request = "GET /v1/users?order_by=-updated_at";
-        let body = self.get(request, LIST_USERS, "/v1/users", &query).await?;
-        parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
-            request: request.into(),
-            message: e.to_string(),
-        })
+        self.list_users("GET /v1/users?order_by=-updated_at", &query)
+            .await
     }
 
     /// `GET /v1/users?limit=N&order_by=-<field>&<field>_after=A[&<field>_before=B][&offset=M]`:
@@ -320,11 +324,35 @@ impl ClerkClient {
             ActivityField::SignIn => "GET /v1/users?order_by=-last_sign_in_at",
             ActivityField::Active => "GET /v1/users?order_by=-last_active_at",
         };
-        let body = self.get(request, LIST_USERS, "/v1/users", &query).await?;
-        parse_user_page(&body).map_err(|e| ClerkApiError::Decode {
-            request: request.into(),
-            message: e.to_string(),
-        })
+        self.list_users(request, &query).await
+    }
+
+    /// One `GET /v1/users` page. A body that is not a JSON array (a proxy's error page, a cut
+    /// answer) is asked for again, [`UNREADABLE_ATTEMPTS`] times in all, then fails the request.
+    async fn list_users(
+        &self,
+        request: &str,
+        query: &[(&str, String)],
+    ) -> Result<UserPage, ClerkApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let body = self.get(request, LIST_USERS, "/v1/users", query).await?;
+            match parse_user_page(&body) {
+                Ok(page) => return Ok(page),
+                Err(error) if attempt < UNREADABLE_ATTEMPTS => {
+                    let wait = self.backoff(attempt);
+                    tracing::warn!(request, attempt, bytes = body.len(), wait_ms = wait.as_millis() as u64, %error, "clerk sent an unreadable page, asking again");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => {
+                    return Err(ClerkApiError::Decode {
+                        request: request.into(),
+                        message: format!("{error} ({attempt} answers in a row)"),
+                    });
+                }
+            }
+        }
     }
 
     /// `GET /v1/users/{id}`; `Ok(None)` when Clerk says 404.

@@ -3,13 +3,26 @@
 
 use crate::user::User;
 
-/// Which page of `GET /v1/users` to fetch, always in ascending `created_at` order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where in a listing the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PageCursor {
-    /// `starting_after=<id of the last user seen>`; `None` for the first page.
-    After(Option<String>),
-    /// `offset=N`: the fallback for servers without cursor paging.
+    /// The first page.
+    Start,
+    /// `starting_after=<id of the last element of the previous page>`.
+    After(String),
+    /// `offset=N`: only inside a run of users created in the same millisecond.
     Offset(u64),
+}
+
+/// One page of the ascending `created_at` listing (`order_by=created_at`), optionally limited to
+/// `created_at_after` / `created_at_before` (milliseconds; Clerk does not say whether they are
+/// inclusive, so callers ask for a little more and drop what is out of their range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedPage {
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    pub cursor: PageCursor,
 }
 
 /// A user timestamp Clerk's list filters (`_after`, `_before`) and orders by.

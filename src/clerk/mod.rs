@@ -11,5 +11,5 @@ pub mod rate_limit;
 pub mod webhook;
 
 pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig};
-pub use listing::{ActivityField, PageCursor};
-pub use model::{UserParseError, user_from_json};
+pub use listing::{ActivityField, CreatedPage, PageCursor};
+pub use model::{ListedKey, RejectedUser, UserPage, UserParseError, user_from_json};

@@ -222,39 +222,139 @@ pub enum UserParseError {
 /// Parses one Clerk user, keeping its JSON verbatim as the stored copy.
 pub fn parse_user(raw: &RawValue) -> Result<User, UserParseError> {
     let wire: ClerkUser =
-        serde_json::from_str(raw.get()).map_err(|e| UserParseError::Malformed(e.to_string()))?;
+        serde_json::from_str(raw.get()).map_err(|e| malformed(raw.get(), &e))?;
     wire.into_user(Arc::from(raw.get()))
+}
+
+/// Says how and where JSON is wrong without quoting it (serde's message may repeat a value).
+pub(super) fn json_error(error: &serde_json::Error) -> UserParseError {
+    UserParseError::Malformed(format!(
+        "{} at line {} column {}",
+        error_kind(error),
+        error.line(),
+        error.column()
+    ))
+}
+
+fn error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Eof => "truncated JSON",
+        serde_json::error::Category::Data => "a value of the wrong type",
+        serde_json::error::Category::Io => "unreadable JSON",
+    }
+}
+
+/// Says where and how a user's JSON is wrong without quoting it: serde's own message repeats
+/// the offending value (`invalid type: string "…"`), which may be a person's data. The path is
+/// found by parsing again, only on this rare path.
+fn malformed(json: &str, error: &serde_json::Error) -> UserParseError {
+    let kind = error_kind(error);
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let path = match serde_path_to_error::deserialize::<_, ClerkUser>(&mut deserializer) {
+        Err(located) if located.path().iter().next().is_some() => located.path().to_string(),
+        _ => format!("line {} column {}", error.line(), error.column()),
+    };
+    UserParseError::Malformed(format!("{kind} at {path}"))
 }
 
 /// Parses one Clerk user from its JSON text (a stored copy, a change log message): the one way
 /// code outside `clerk` turns Clerk JSON into a [`User`].
 pub fn user_from_json(json: &str) -> Result<User, UserParseError> {
     let raw: &RawValue =
-        serde_json::from_str(json).map_err(|e| UserParseError::Malformed(e.to_string()))?;
+        serde_json::from_str(json).map_err(|e| malformed(json, &e))?;
     parse_user(raw)
 }
 
-/// A `GET /v1/users` page. One malformed user must not block a whole backfill, so users that
-/// cannot be parsed are reported separately; `len` counts them too (a short page ends the walk).
+/// Where one element of a `GET /v1/users` page sits in the listing, whether it parsed or not:
+/// a walk positions itself by these, so one bad user can neither stop nor rewind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    pub id: Option<String>,
+    pub created_at: Option<i64>,
+}
+
+/// A listed user that could not be indexed; fetched again by id later.
+#[derive(Debug)]
+pub struct RejectedUser {
+    pub id: Option<String>,
+    pub error: UserParseError,
+}
+
+/// A `GET /v1/users` page. One malformed user must not block a whole walk, so users that cannot
+/// be parsed are reported separately; `keys` holds every element, in Clerk's order.
 #[derive(Debug, Default)]
 pub struct UserPage {
     pub users: Vec<User>,
-    pub rejected: Vec<UserParseError>,
-    pub len: usize,
+    pub rejected: Vec<RejectedUser>,
+    pub keys: Vec<ListedKey>,
 }
 
-/// Parses a `GET /v1/users` page: a bare JSON array of users.
+impl UserPage {
+    /// How many elements Clerk sent (parsed or not): a short page ends a walk.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The id and creation time of an element that did not parse as a user, read as leniently as
+/// possible (either may be missing or of the wrong type).
+fn loose_key(raw: &RawValue) -> ListedKey {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        id: Value,
+        #[serde(default)]
+        created_at: Value,
+    }
+    let loose: Option<Loose> = serde_json::from_str(raw.get()).ok();
+    ListedKey {
+        id: loose
+            .as_ref()
+            .and_then(|l| l.id.as_str())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string),
+        created_at: loose.and_then(|l| l.created_at.as_i64()),
+    }
+}
+
+/// Parses a `GET /v1/users` page: a bare JSON array of users. Only a body that is not a JSON
+/// array is an error.
 pub fn parse_user_page(body: &[u8]) -> Result<UserPage, UserParseError> {
-    let raws: Vec<&RawValue> =
-        serde_json::from_slice(body).map_err(|e| UserParseError::Malformed(e.to_string()))?;
+    let raws: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        let kind = if e.classify() == serde_json::error::Category::Data {
+            "not a JSON array"
+        } else {
+            "not JSON"
+        };
+        UserParseError::Malformed(format!("the page is {kind}"))
+    })?;
     let mut page = UserPage {
-        len: raws.len(),
+        keys: Vec::with_capacity(raws.len()),
+        users: Vec::with_capacity(raws.len()),
         ..UserPage::default()
     };
     for raw in raws {
         match parse_user(raw) {
-            Ok(user) => page.users.push(user),
-            Err(error) => page.rejected.push(error),
+            Ok(user) => {
+                page.keys.push(ListedKey {
+                    id: Some(user.id.clone()),
+                    created_at: Some(user.created_at),
+                });
+                page.users.push(user);
+            }
+            Err(error) => {
+                let key = loose_key(raw);
+                page.rejected.push(RejectedUser {
+                    id: key.id.clone(),
+                    error,
+                });
+                page.keys.push(key);
+            }
         }
     }
     Ok(page)
@@ -412,12 +512,33 @@ mod tests {
     fn a_malformed_user_is_rejected_alone_and_still_counted() {
         let body = br#"[{"id":"user_1"},{"id":"user_2","created_at":"yesterday"},{"id":"user_3"}]"#;
         let page = parse_user_page(body).unwrap();
-        assert_eq!(page.len, 3);
+        assert_eq!(page.len(), 3);
         assert_eq!(
             page.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
             ["user_1", "user_3"]
         );
         assert_eq!(page.rejected.len(), 1);
+        assert_eq!(page.rejected[0].id.as_deref(), Some("user_2"));
+        assert_eq!(
+            page.keys[1],
+            ListedKey {
+                id: Some("user_2".into()),
+                created_at: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_parse_error_names_the_field_but_never_its_value() {
+        let body = br#"[{"id":"user_1","first_name":"x","email_addresses":[{"id":"e","email_address":["secret@example.com"]}]}]"#;
+        let page = parse_user_page(body).unwrap();
+        let error = page.rejected[0].error.to_string();
+        assert!(error.contains("email_addresses[0].email_address"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+        let error = parse_user_page(b"<html>502 Bad Gateway</html>").unwrap_err();
+        assert_eq!(error.to_string(), "clerk user json is malformed: the page is not JSON");
+        let error = parse_user_page(br#"{"data":[]}"#).unwrap_err();
+        assert!(error.to_string().contains("not a JSON array"), "{error}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
-use super::model::{ClerkDeletedObject, UserParseError, parse_user};
+use super::model::{ClerkDeletedObject, UserParseError, json_error, parse_user};
 use crate::user::User;
 
 /// Svix's tolerance, in seconds, both ways.
@@ -196,7 +196,7 @@ pub fn timestamp_to_ms(timestamp: i64) -> i64 {
 /// Parses a verified body. `received_at_ms` stands in for a missing envelope timestamp.
 pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, UserParseError> {
     let envelope: Envelope =
-        serde_json::from_slice(body).map_err(|e| UserParseError::Malformed(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let data = || {
         envelope.data.ok_or_else(|| {
             UserParseError::Malformed(format!("{} event without data", envelope.event_type))
@@ -211,7 +211,7 @@ pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, Use
         // the whole user as of the event, with its new `last_sign_in_at`/`last_active_at`.
         event_type if event_type.starts_with("session.") => {
             let session: SessionPayload = serde_json::from_str(data()?.get())
-                .map_err(|e| UserParseError::Malformed(e.to_string()))?;
+                .map_err(|e| json_error(&e))?;
             match session.user {
                 Some(user) => Ok(WebhookEvent::UserUpserted {
                     user: Arc::new(parse_user(user)?),
@@ -224,7 +224,7 @@ pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, Use
         }
         "user.deleted" => {
             let deleted: ClerkDeletedObject = serde_json::from_str(data()?.get())
-                .map_err(|e| UserParseError::Malformed(e.to_string()))?;
+                .map_err(|e| json_error(&e))?;
             let user_id = deleted
                 .id
                 .filter(|id| !id.is_empty())

@@ -25,6 +25,10 @@ pub struct IndexArgs {
     /// Client-side limit for Clerk Backend API requests, as N/window (Clerk production: 1000/10s).
     #[arg(long, env = "CLERK_INDEX_CLERK_RATE_LIMIT", default_value = defaults::CLERK_RATE_LIMIT)]
     pub clerk_rate_limit: String,
+    /// Listing requests to Clerk in flight at once during backfills and sweeps (each walks its
+    /// own range of creation times; the rate limit still caps the total).
+    #[arg(long, env = "CLERK_INDEX_CLERK_CONCURRENCY", default_value_t = defaults::CLERK_CONCURRENCY)]
+    pub clerk_concurrency: usize,
     /// Memory budget of the index writer, in MiB.
     #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value_t = defaults::WRITER_MEMORY_MB)]
     pub writer_memory_mb: usize,
@@ -41,6 +45,10 @@ pub struct IndexArgs {
     /// Seconds between catch-ups (list users updated since the last one; repairs missed webhooks).
     #[arg(long, env = "CLERK_INDEX_CATCH_UP_INTERVAL_SECS", default_value_t = defaults::CATCH_UP_INTERVAL_SECS)]
     pub catch_up_interval_secs: u64,
+    /// How many users the catch-up lists by `-updated_at` (offset paging, slow when deep)
+    /// before it stops and runs a sweep instead.
+    #[arg(long, env = "CLERK_INDEX_CATCH_UP_MAX_OFFSET", default_value_t = defaults::CATCH_UP_MAX_OFFSET)]
+    pub catch_up_max_offset: u64,
     /// Seconds between sweeps (compare every id with Clerk; removes users deleted unseen).
     #[arg(long, env = "CLERK_INDEX_SWEEP_INTERVAL_SECS", default_value_t = defaults::SWEEP_INTERVAL_SECS)]
     pub sweep_interval_secs: u64,
@@ -76,6 +84,8 @@ impl IndexArgs {
         let data_dir = self.data_dir.clone().unwrap_or(default_data_dir);
         Config::builder(data_dir, clerk_api_url, clerk_secret_key).settings(|s| {
             s.clerk_rate_limit = self.clerk_rate_limit.clone();
+            s.clerk_concurrency = self.clerk_concurrency;
+            s.catch_up_max_offset = self.catch_up_max_offset;
             s.writer_memory_mb = self.writer_memory_mb;
             s.column_cache_mb = self.column_cache_mb;
             s.commit_interval_ms = self.commit_interval_ms;

@@ -55,6 +55,9 @@ pub struct FakeClerkArgs {
     /// Enforce a real per-instance rate limit, e.g. 1000/10s (Clerk production).
     #[arg(long)]
     pub rate_limit: Option<String>,
+    /// Milliseconds every request takes, like a round trip to Clerk (~100-200 ms).
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
 }
 
 /// `clerk-index generate`: the population the fake Clerk serves, as Clerk JSON lines.
@@ -194,6 +197,8 @@ pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
         throttle_every: args.throttle_every,
         server_error_every: args.server_error_every,
         retry_after_secs: 1,
+        latency_ms: args.latency_ms,
+        ..FaultInjection::default()
     };
     config.rate_limit = args
         .rate_limit

@@ -25,8 +25,24 @@ pub(super) struct CommitPayload {
     pub(super) sealing: String,
 }
 
-/// `[deleted_at_ms, recorded_at_ms]`: when Clerk deleted the user (orders it against updates),
-/// and when this index learned of it (retention counts from here, so a replayed old deletion is
-/// still protected for the whole retry window).
+/// `[deleted_at_ms, recorded_at_ms, from_listing]`: when Clerk deleted the user (orders it
+/// against updates), when this index learned of it (retention counts from here, so a replayed
+/// old deletion is still protected for the whole retry window), and whether only a sweep's
+/// listing said so (then any later listing that shows the user overrides it: a listing glitch
+/// must not hide a user for days, while a `user.deleted` beats every stale upsert).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Tombstone(pub i64, pub i64);
+pub(super) struct Tombstone(
+    pub i64,
+    pub i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")] pub bool,
+);
+
+impl Tombstone {
+    /// Whether this deletion keeps `user` (arriving from `source`) out of the index.
+    pub(super) fn hides(&self, user: &crate::user::User, source: crate::change::ChangeSource) -> bool {
+        if self.2 && source.is_listing() {
+            return false;
+        }
+        self.0 >= user.updated_at
+    }
+}

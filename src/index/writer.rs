@@ -460,13 +460,13 @@ impl IndexWriterTask {
     fn apply_user_change(&mut self, change: UserChange) {
         let id_term = Term::from_field_text(self.fields.id, change.user_id());
         match change {
-            UserChange::Upsert { ref user, .. } => {
+            UserChange::Upsert { ref user, source } => {
                 let user = user.clone();
                 if self
                     .payload
                     .tombstones
                     .get(&user.id)
-                    .is_some_and(|tombstone| tombstone.0 >= user.updated_at)
+                    .is_some_and(|tombstone| tombstone.hides(&user, source))
                 {
                     self.stats.ignored_deleted.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -499,17 +499,22 @@ impl IndexWriterTask {
             UserChange::Delete {
                 ref user_id,
                 deleted_at_ms,
-                ..
+                source,
             } => {
                 self.writer.delete_term(id_term);
                 let user_id = user_id.clone();
                 self.notify(&change);
+                let from_listing = source.is_listing();
                 let tombstone = self
                     .payload
                     .tombstones
                     .entry(user_id.clone())
-                    .or_insert(Tombstone(deleted_at_ms, now_ms()));
-                *tombstone = Tombstone(tombstone.0.max(deleted_at_ms), now_ms());
+                    .or_insert(Tombstone(deleted_at_ms, now_ms(), from_listing));
+                *tombstone = Tombstone(
+                    tombstone.0.max(deleted_at_ms),
+                    now_ms(),
+                    tombstone.2 && from_listing,
+                );
                 self.pending_users.insert(user_id, Pending::Deleted);
             }
         }

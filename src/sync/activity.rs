@@ -64,8 +64,9 @@ impl ActivityWalk {
                 self.page_size,
             )
             .await?;
-        self.listed += page.len as u64;
-        let full = page.len >= self.page_size as usize;
+        let len = page.len() as u64;
+        self.listed += len;
+        let full = len >= u64::from(self.page_size);
         let oldest = page.users.iter().filter_map(|u| self.field.of(u)).min();
         let fresh: Vec<User> = page
             .users
@@ -76,10 +77,10 @@ impl ActivityWalk {
         match (self.offset, oldest) {
             _ if self.done => {}
             // Within an offset walk: on to the next page of the same window.
-            (Some(offset), _) => self.offset = Some(offset + page.len as u64),
+            (Some(offset), _) => self.offset = Some(offset + len),
             // Nothing new at this time: a run of equal times longer than a page, or `_before`
             // ignored. Page the same window by offset from here on.
-            (None, _) if fresh.is_empty() => self.offset = Some(page.len as u64),
+            (None, _) if fresh.is_empty() => self.offset = Some(len),
             // On to the users at or before the oldest time seen (the ones seen are skipped).
             (None, Some(oldest)) => self.before = Some(oldest.saturating_add(1)),
             (None, None) => self.done = true,

@@ -1,22 +1,23 @@
-//! The initial copy: every Clerk user, oldest first, 500 per page, with `starting_after` cursor
-//! paging (offset paging if Clerk refuses the cursor). Pages stream into the
-//! [`ChangeDestination`] without waiting for each commit; each carries the cursor after it, so whatever commit lands
-//! last holds a cursor consistent with the data, and a restart resumes there. Users created
-//! during the walk are appended at the end of the ascending order, so the walk sees them too.
-//! In cluster mode the lease holder runs it into the change log, with the cursor in the shared
+//! The initial copy: every Clerk user, walked as several ranges of creation times at once (see
+//! [`walk_all`]), 500 per page. Pages stream into the [`ChangeDestination`] without waiting for
+//! each commit; each carries the checkpoint after it (every walk's cursor), so whatever commit
+//! lands last holds cursors consistent with the data, and a restart resumes every walk. The
+//! last walk has no end, so users created during the backfill are copied too.
+//! In cluster mode the lease holder runs it into the change log, with the cursors in the shared
 //! checkpoint, so a new holder resumes where the last one stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::destination::ChangeDestination;
+use super::partitions::{PageSink, WalkPlan, note_rejected, walk_all};
 use super::progress::BackfillProgress;
 use super::state::SyncState;
+use super::walk::{Partitions, WalkPage};
 use crate::change::{Change, ChangeSource, UserChange};
-use crate::clerk::{ClerkApiError, ClerkClient, PageCursor};
+use crate::clerk::ClerkClient;
 use crate::clock::now_ms;
 use crate::error::Error;
 
@@ -25,7 +26,7 @@ pub struct Backfill {
     pub clerk: ClerkClient,
     pub destination: ChangeDestination,
     pub progress: Arc<BackfillProgress>,
-    pub page_size: u32,
+    pub plan: WalkPlan,
 }
 
 impl Backfill {
@@ -45,7 +46,13 @@ impl Backfill {
         if state.backfill.started_at_ms.is_none() {
             state.backfill.started_at_ms = Some(now_ms());
         } else {
-            tracing::info!(users_seen = state.backfill.users_seen, after = ?state.backfill.last_user_id, "resuming backfill from the checkpoint");
+            let walks = &state.backfill.partitions.walks;
+            tracing::info!(
+                users_seen = state.backfill.users_seen,
+                walks = walks.len(),
+                unfinished = walks.iter().filter(|w| !w.done).count(),
+                "resuming backfill from the checkpoint"
+            );
         }
         let counted = tokio::select! {
             _ = cancel.cancelled() => return false,
@@ -67,7 +74,13 @@ impl Backfill {
                 result = self.copy_pages(&mut state) => match result {
                     Ok(()) => break true,
                     Err(error) => {
-                        tracing::error!(%error, "backfill page failed after retries; trying again in 10 s");
+                        tracing::error!(%error, "backfill page failed after retries; trying again in 10 s from the last checkpoint");
+                        // What was handed on before the failure is in the checkpoint; what
+                        // was not is listed again.
+                        let (started_at_ms, total) = (state.backfill.started_at_ms, state.backfill.users_total);
+                        state = self.destination.state();
+                        state.backfill.started_at_ms = state.backfill.started_at_ms.or(started_at_ms);
+                        state.backfill.users_total = total;
                         tokio::select! {
                             _ = cancel.cancelled() => break false,
                             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
@@ -84,75 +97,50 @@ impl Backfill {
     }
 
     async fn copy_pages(&self, state: &mut SyncState) -> Result<(), Error> {
-        loop {
-            let cursor = match state.backfill.offset {
-                Some(offset) => PageCursor::Offset(offset),
-                None => PageCursor::After(state.backfill.last_user_id.clone()),
-            };
-            // One span per page: its Clerk request and its hand-over to the writer.
-            let span = tracing::info_span!(
-                "backfill.page",
-                users_seen_before = state.backfill.users_seen as i64,
-                users = tracing::field::Empty,
-            );
-            let listed = self
-                .clerk
-                .list_users_page(&cursor, self.page_size)
-                .instrument(span.clone())
-                .await;
-            let page = match listed {
-                Ok(page) => page,
-                Err(error) if cursor_refused(&cursor, &error) => {
-                    tracing::warn!(%error, "clerk refused cursor paging; continuing with offset paging");
-                    state.backfill.offset = Some(state.backfill.users_seen);
-                    continue;
-                }
-                Err(error) => return Err(Error::Clerk(error)),
-            };
-            let count = page.len as u64;
-            span.record("users", count as i64);
-            state.backfill.users_seen += count;
-            if let Some(last) = page.users.last() {
-                state.backfill.last_user_id = Some(last.id.clone());
-            }
-            if let Some(offset) = state.backfill.offset.as_mut() {
-                *offset += count;
-            }
-            let last_page = count < u64::from(self.page_size);
-            if last_page {
-                state.backfill.complete = true;
-                state.backfill.completed_at_ms = Some(now_ms());
-            }
-            let changes = page
-                .users
-                .into_iter()
-                .map(|user| {
-                    Change::User(UserChange::Upsert {
-                        user: Arc::new(user),
-                        source: ChangeSource::Backfill,
-                    })
-                })
-                .collect();
-            self.progress.page_done(state.backfill.users_seen);
-            if last_page {
-                // The last page is waited for: readiness must mean "durably in the index".
-                self.destination
-                    .record(changes, Some(state))
-                    .instrument(span)
-                    .await?;
-                return Ok(());
-            }
-            self.destination
-                .queue(changes, Some(state))
-                .instrument(span)
-                .await?;
+        if state.backfill.partitions.walks.is_empty() {
+            state.backfill.partitions =
+                Partitions::begin(&self.clerk, state.backfill.users_total).await?;
         }
+        let sink = BackfillSink {
+            destination: &self.destination,
+            progress: &self.progress,
+        };
+        walk_all(&self.clerk, self.plan, &sink, state).await?;
+        state.backfill.complete = true;
+        state.backfill.completed_at_ms = Some(now_ms());
+        // Waited for: readiness must mean "durably in the index".
+        self.destination.record(Vec::new(), Some(state)).await?;
+        Ok(())
     }
 }
 
-/// A cursor Clerk will not accept (an old API version, or the cursor user was deleted).
-fn cursor_refused(cursor: &PageCursor, error: &ClerkApiError) -> bool {
-    matches!(cursor, PageCursor::After(Some(_))) && matches!(error.status(), Some(400 | 422))
+/// Hands each page to the destination with the checkpoint after it.
+struct BackfillSink<'a> {
+    destination: &'a ChangeDestination,
+    progress: &'a BackfillProgress,
+}
+
+impl PageSink for BackfillSink<'_> {
+    fn partitions(state: &mut SyncState) -> &mut Partitions {
+        &mut state.backfill.partitions
+    }
+
+    async fn page(&self, state: &mut SyncState, _walk: usize, page: WalkPage) -> Result<(), Error> {
+        state.backfill.users_seen += (page.users.len() + page.rejected.len()) as u64;
+        note_rejected(state, page.rejected);
+        let changes: Vec<Change> = page
+            .users
+            .into_iter()
+            .map(|user| {
+                Change::User(UserChange::Upsert {
+                    user: Arc::new(user),
+                    source: ChangeSource::Backfill,
+                })
+            })
+            .collect();
+        self.progress.page_done(state.backfill.users_seen);
+        self.destination.queue(changes, Some(state)).await
+    }
 }
 
 async fn report_progress(progress: Arc<BackfillProgress>, cancel: CancellationToken) {

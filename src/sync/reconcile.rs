@@ -1,19 +1,20 @@
 //! Periodic repairs of what webhooks missed.
 //!
 //! - **Catch-up** lists users by `-updated_at` (offset paging: Clerk's cursor needs `created_at`
-//!   order) down to the watermark and applies them; the writer ignores what the index already
-//!   has. The next watermark is this run's start minus an overlap, so updates made during a run
-//!   are listed again next time rather than missed.
-//! - **Sweep** walks every Clerk user in `created_at` order and merge-joins each page with the
-//!   index users created in the same time range: index users missing from Clerk are deleted
-//!   (leaving tombstones), Clerk users missing from the index are applied. The cursor lives in the
-//!   commit payload, so a sweep resumes after a restart. Users created after the sweep started are
-//!   never deleted by it (the walk may not have reached them).
+//!   order, and its list has no `updated_at` filter) down to the watermark and applies them; the
+//!   writer ignores what the index already has. The next watermark is this run's start minus an
+//!   overlap, so updates made during a run are listed again next time rather than missed. Then
+//!   it lists sign-ins and activity by their own times (see [`ActivityWalk`]), and fetches again
+//!   by id the users a listing could not parse. When the updated users go deeper than the
+//!   offset cap (Clerk's large offsets get slow and time out), it stops there and runs a sweep.
+//! - **Sweep** (see [`sweep`]) walks every Clerk user and compares it with the index: deletes
+//!   what Clerk no longer has, applies what the index lacks or holds in an older state. A
+//!   finished sweep moves the catch-up watermarks to its start: everything before is repaired.
 //!
 //! Both share the client's rate limiter with everything else and run one at a time. In cluster
 //! mode only the sync lease holder runs them, into the change log (see [`ChangeDestination`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,16 +24,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::ActivityWalk;
 use super::destination::ChangeDestination;
-use super::state::{ReconcileRun, SweepCursor, SyncState};
+use super::partitions::{WalkPlan, note_rejected};
+use super::state::{ReconcileRun, SyncState};
+use super::sweep::sweep;
 use crate::change::{Change, ChangeSource, UserChange};
-use crate::clerk::{ActivityField, ClerkClient, PageCursor};
+use crate::clerk::{ActivityField, ClerkApiError, ClerkClient};
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::user::{User, UserVersion};
 
-/// Before any Clerk user (about 137,000 BC), yet far enough from `i64::MIN` for tantivy's
-/// millisecond-to-nanosecond conversion.
-const EARLIEST_MS: i64 = -(1 << 42);
+/// Unreadable users fetched again by id per catch-up (the rest wait for the next one).
+const REFETCH_PER_CATCH_UP: usize = 100;
 
 /// Updates made up to this long before a catch-up started are listed again by the next one.
 const WATERMARK_OVERLAP_MS: i64 = 60_000;
@@ -73,18 +75,26 @@ impl ReconcileStats {
 pub struct Reconciler {
     clerk: ClerkClient,
     destination: ChangeDestination,
-    page_size: u32,
+    plan: WalkPlan,
+    /// The deepest offset of the `-updated_at` listing; deeper, a sweep takes over.
+    max_offset: u64,
     /// One run at a time; holds nothing but the turn.
     turn: Mutex<()>,
     pub stats: Arc<ReconcileStats>,
 }
 
 impl Reconciler {
-    pub fn new(clerk: ClerkClient, destination: ChangeDestination, page_size: u32) -> Self {
+    pub fn new(
+        clerk: ClerkClient,
+        destination: ChangeDestination,
+        plan: WalkPlan,
+        max_offset: u64,
+    ) -> Self {
         Reconciler {
             clerk,
             destination,
-            page_size,
+            plan,
+            max_offset,
             turn: Mutex::new(()),
             stats: Arc::default(),
         }
@@ -109,14 +119,20 @@ impl Reconciler {
             started_at_ms,
             ..ReconcileRun::default()
         };
+        let page_size = self.plan.page_size;
         let mut offset = 0;
-        loop {
-            let page = self
+        let too_deep = loop {
+            if offset >= self.max_offset {
+                break true;
+            }
+            let mut page = self
                 .clerk
-                .list_users_recently_updated(offset, self.page_size)
+                .list_users_recently_updated(offset, page_size)
                 .await?;
-            offset += page.len as u64;
-            run.users_listed += page.len as u64;
+            let len = page.len();
+            offset += len as u64;
+            run.users_listed += len as u64;
+            note_rejected(&mut state, std::mem::take(&mut page.rejected));
             let reached_watermark = page.users.iter().any(|u| u.updated_at < watermark);
             let changes: Vec<Change> = page
                 .users
@@ -128,10 +144,10 @@ impl Reconciler {
             if !changes.is_empty() {
                 self.destination.queue(changes, None).await?;
             }
-            if reached_watermark || page.len < self.page_size as usize {
-                break;
+            if reached_watermark || len < page_size as usize {
+                break false;
             }
-        }
+        };
         // Sign-ins and activity change no `updated_at`: they are listed by their own times.
         // What this run queued is not committed yet, so it is remembered here.
         let mut queued = HashMap::new();
@@ -141,9 +157,12 @@ impl Reconciler {
             run.users_listed += listed;
             run.upserts += applied;
         }
+        run.upserts += self.refetch_unreadable(&mut state).await?;
         run.finished_at_ms = now_ms();
         let next = started_at_ms - WATERMARK_OVERLAP_MS;
-        state.reconcile.watermark_updated_at_ms = next;
+        if !too_deep {
+            state.reconcile.watermark_updated_at_ms = next;
+        }
         state.reconcile.watermark_sign_in_ms = next;
         state.reconcile.watermark_active_ms = next;
         state.reconcile.last_catch_up = Some(run.clone());
@@ -153,7 +172,48 @@ impl Reconciler {
             applied = run.upserts,
             "catch-up done"
         );
+        if too_deep {
+            tracing::warn!(
+                max_offset = self.max_offset,
+                "more users were updated since the last catch-up than it lists by offset; running a sweep to repair the rest"
+            );
+            let swept = self.sweep_in_turn().await;
+            self.stats
+                .count(&swept, &self.stats.sweeps, &self.stats.sweep_failures);
+            swept?;
+        }
         Ok(run)
+    }
+
+    /// Fetches again by id (a few per run) the users a listing could not parse; those that
+    /// still do not parse wait for the next run, those Clerk no longer has are dropped (the
+    /// sweep deletes them).
+    async fn refetch_unreadable(&self, state: &mut SyncState) -> Result<u64, Error> {
+        let take = state.unreadable.len().min(REFETCH_PER_CATCH_UP);
+        let ids: Vec<String> = state.unreadable.drain(..take).collect();
+        let mut changes: Vec<Change> = Vec::new();
+        let mut still = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match self.clerk.get_user(id).await {
+                Ok(Some(user)) => changes.push(upsert(user).into()),
+                Ok(None) => {}
+                Err(error @ ClerkApiError::Decode { .. }) => {
+                    tracing::warn!(user_id = %id, %error, "a clerk user still cannot be parsed; trying again at the next catch-up");
+                    still.push(id.clone());
+                }
+                Err(error) => {
+                    still.extend(ids[i..].iter().cloned());
+                    state.unreadable.extend(still);
+                    return Err(error.into());
+                }
+            }
+        }
+        state.unreadable.extend(still);
+        let applied = changes.len() as u64;
+        if !changes.is_empty() {
+            self.destination.queue(changes, None).await?;
+        }
+        Ok(applied)
     }
 
     /// Lists the users whose `field` is after `since` and applies those newer than both the
@@ -164,7 +224,7 @@ impl Reconciler {
         since: i64,
         queued: &mut HashMap<String, UserVersion>,
     ) -> Result<(u64, u64), Error> {
-        let mut walk = ActivityWalk::new(field, since, self.page_size);
+        let mut walk = ActivityWalk::new(field, since, self.plan.page_size);
         let mut applied = 0;
         while let Some(users) = walk.next(&self.clerk).await? {
             let users = users
@@ -197,99 +257,25 @@ impl Reconciler {
 
     async fn run_sweep(&self) -> Result<ReconcileRun, Error> {
         let _turn = self.turn.lock().await;
+        self.sweep_in_turn().await
+    }
+
+    /// A sweep, by a caller holding the turn.
+    async fn sweep_in_turn(&self) -> Result<ReconcileRun, Error> {
         self.destination.check_copies_from_clerk().await?;
-        let mut state = self.destination.state();
-        let mut cursor = state.reconcile.sweep.take().unwrap_or_else(|| SweepCursor {
-            started_at_ms: now_ms(),
-            boundary_ms: EARLIEST_MS,
-            ..SweepCursor::default()
-        });
-        let mut upserts = 0;
-        loop {
-            let page = self
-                .clerk
-                .list_users_page(
-                    &PageCursor::After(cursor.last_user_id.clone()),
-                    self.page_size,
-                )
-                .await?;
-            cursor.users_listed += page.len as u64;
-            let last_page = page.len < self.page_size as usize;
-            let Some(last) = page.users.last() else {
-                if last_page {
-                    break;
-                }
-                continue;
-            };
-            cursor.last_user_id = Some(last.id.clone());
-            // Everything created before the newest creation time of this page is settled; users
-            // created exactly then may continue on the next page.
-            let upper = if last_page {
-                cursor.started_at_ms
-            } else {
-                last.created_at
-            };
-            let mut seen: HashSet<String> = cursor.carry.drain(..).collect();
-            for user in &page.users {
-                if user.created_at < upper {
-                    seen.insert(user.id.clone());
-                } else {
-                    cursor.carry.push(user.id.clone());
-                }
-            }
-            let snapshot = self.destination.snapshot().await?;
-            let (from, until) = (cursor.boundary_ms, upper);
-            let page_ids: Vec<String> = page.users.iter().map(|u| u.id.clone()).collect();
-            let (in_range, absent) =
-                tokio::task::spawn_blocking(move || -> Result<_, crate::index::IndexError> {
-                    let in_range = snapshot.ids_created_between(from, until)?;
-                    let mut absent = HashSet::new();
-                    for id in page_ids {
-                        if snapshot.version_of(&id)?.is_none() {
-                            absent.insert(id);
-                        }
-                    }
-                    Ok((in_range, absent))
-                })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
-            let gone: Vec<Change> = in_range
-                .into_iter()
-                .filter(|id| !seen.contains(id))
-                .map(|user_id| {
-                    Change::User(UserChange::Delete {
-                        user_id,
-                        deleted_at_ms: now_ms(),
-                        source: ChangeSource::Reconcile,
-                    })
-                })
-                .collect();
-            let missing: Vec<Change> = page
-                .users
-                .into_iter()
-                .filter(|u| absent.contains(&u.id))
-                .map(|user| upsert(user).into())
-                .collect();
-            cursor.deletes += gone.len() as u64;
-            upserts += missing.len() as u64;
-            cursor.boundary_ms = upper;
-            state.reconcile.sweep = Some(cursor.clone());
-            let mut changes = gone;
-            changes.extend(missing);
-            self.destination.queue(changes, Some(&state)).await?;
-            if last_page {
-                break;
-            }
+        let (mut state, run) = sweep(&self.clerk, &self.destination, self.plan).await?;
+        // Every user listed by the sweep is now as new in the index as in Clerk: catch-ups
+        // need not look further back than its start.
+        let repaired = run.started_at_ms - WATERMARK_OVERLAP_MS;
+        let reconcile = &mut state.reconcile;
+        for watermark in [
+            &mut reconcile.watermark_updated_at_ms,
+            &mut reconcile.watermark_sign_in_ms,
+            &mut reconcile.watermark_active_ms,
+        ] {
+            *watermark = (*watermark).max(repaired);
         }
-        let run = ReconcileRun {
-            started_at_ms: cursor.started_at_ms,
-            finished_at_ms: now_ms(),
-            users_listed: cursor.users_listed,
-            upserts,
-            deletes: cursor.deletes,
-        };
-        state.reconcile.sweep = None;
-        state.reconcile.last_sweep = Some(run.clone());
+        reconcile.last_sweep = Some(run.clone());
         self.destination.record(Vec::new(), Some(&state)).await?;
         tracing::info!(
             listed = run.users_listed,

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::walk::Partitions;
+
+/// Ids of listed users that could not be parsed, kept to fetch again by id: at most this many.
+pub const MAX_UNREADABLE_IDS: usize = 10_000;
+
 /// Everything `sync` needs to resume after a restart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SyncState {
@@ -13,6 +18,10 @@ pub struct SyncState {
     /// next one.
     #[serde(default)]
     pub stream_sequence: u64,
+    /// Users Clerk listed that could not be parsed: fetched again by id by the next catch-up
+    /// (at most [`MAX_UNREADABLE_IDS`]).
+    #[serde(default)]
+    pub unreadable: Vec<String>,
 }
 
 /// Where the periodic repairs stand.
@@ -43,15 +52,14 @@ pub struct ReconcileRun {
     pub deletes: u64,
 }
 
-/// How far a sweep has compared Clerk with the index: everything created before `boundary_ms`
-/// is settled; `carry` are Clerk ids created exactly at `boundary_ms` seen so far.
+/// How far a sweep has compared Clerk with the index: its walks, and what it changed so far.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SweepCursor {
     pub started_at_ms: i64,
-    pub last_user_id: Option<String>,
-    pub boundary_ms: i64,
-    pub carry: Vec<String>,
-    pub users_listed: u64,
+    #[serde(default)]
+    pub partitions: Partitions,
+    #[serde(default)]
+    pub upserts: u64,
     pub deletes: u64,
 }
 
@@ -59,10 +67,9 @@ pub struct SweepCursor {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackfillState {
     pub complete: bool,
-    /// The id of the last user of the last applied page (`starting_after`).
-    pub last_user_id: Option<String>,
-    /// Set once Clerk refused cursor paging: the offset of the next page.
-    pub offset: Option<u64>,
+    /// The walks over creation times and where each stands.
+    #[serde(default)]
+    pub partitions: Partitions,
     pub users_seen: u64,
     /// Clerk's `/users/count` when the backfill started (0 if unknown).
     #[serde(default)]
@@ -72,6 +79,18 @@ pub struct BackfillState {
 }
 
 impl SyncState {
+    /// Remembers listed users that could not be parsed, to fetch again by id.
+    pub fn note_unreadable(&mut self, ids: impl IntoIterator<Item = String>) {
+        for id in ids {
+            if self.unreadable.len() >= MAX_UNREADABLE_IDS {
+                break;
+            }
+            if !self.unreadable.contains(&id) {
+                self.unreadable.push(id);
+            }
+        }
+    }
+
     /// Reads the state from a commit payload; a missing or foreign payload means "from scratch".
     pub fn from_payload(value: &serde_json::Value) -> SyncState {
         serde_json::from_value(value.clone()).unwrap_or_default()

@@ -65,6 +65,8 @@ pub struct TestOptions {
     pub clerk_url: String,
     pub rate_limit: String,
     pub page_size: u32,
+    /// Listing requests in flight at once (the service's default is 16).
+    pub concurrency: usize,
     pub commit_interval_ms: u64,
     pub sweep_interval_secs: u64,
     pub webhook_timeout: Duration,
@@ -81,6 +83,7 @@ impl TestOptions {
             clerk_url: clerk_url.into(),
             rate_limit: "1000/1s".into(),
             page_size: 500,
+            concurrency: 16,
             commit_interval_ms: 100,
             sweep_interval_secs: 3_600,
             webhook_timeout: Duration::from_secs(10),
@@ -114,6 +117,7 @@ impl TestServer {
                 s.sweep_interval_secs = options.sweep_interval_secs;
                 s.shutdown_timeout_secs = options.shutdown_timeout_secs;
                 s.backfill_page_size = options.page_size;
+                s.clerk_concurrency = options.concurrency;
                 s.webhook_secrets = vec![WEBHOOK_SECRET.to_string()];
                 s.max_read_wait = Duration::from_millis(500);
                 s.webhook_timeout = options.webhook_timeout;

@@ -11,6 +11,6 @@ mod writes;
 
 pub use generator::{DEFAULT_ANCHOR_MS, Population};
 pub use server::{FakeClerk, FakeClerkConfig};
-pub use state::FaultInjection;
+pub use state::{CursorGone, FaultInjection};
 pub use webhooks::{WebhookDispatcher, WebhookTarget};
 pub use writes::merge_patch;

@@ -2,9 +2,10 @@
 //! authentication, a real per-key rate limit and optional injected 429s and 500s.
 //!
 //! Fidelity notes (from Clerk's Backend API spec `2026-05-12`): the list is a bare JSON array;
-//! `limit` is 1..=500 (default 10); the default order is `-created_at`; `starting_after` needs
-//! `created_at` ordering and no `offset` (422 otherwise); errors are `ClerkErrors` bodies.
-//! An unknown `starting_after` id is answered with 422 as well (Clerk does not document it).
+//! `limit` is 1..=500, default 10, and one out of range is not an error: Clerk answers its
+//! default page of 10; the default order is `-created_at`; `starting_after` needs `created_at`
+//! ordering and no `offset` (422 otherwise); errors are `ClerkErrors` bodies. An unknown
+//! `starting_after` id is answered as [`CursorGone`] says (Clerk does not document it).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +21,8 @@ use tokio::net::TcpListener;
 
 use super::generator::Population;
 use super::state::{
-    Admitted, FakeState, FaultInjection, form_param_invalid, json_response, user_not_found,
+    Admitted, CursorGone, FakeState, FaultInjection, form_param_invalid, json_response,
+    user_not_found,
 };
 use super::store::{StoredUser, UserStore};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
@@ -88,6 +90,8 @@ impl FakeClerk {
                 })),
                 requests: AtomicU64::new(0),
                 throttled: AtomicU64::new(0),
+                lists: AtomicU64::new(0),
+                users_listed: AtomicU64::new(0),
             }),
         }
     }
@@ -218,6 +222,11 @@ impl FakeClerk {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    /// Users sent in list answers so far (a user on two pages counts twice).
+    pub fn users_listed(&self) -> u64 {
+        self.state.users_listed.load(Ordering::Relaxed)
+    }
+
     /// Requests answered with 429 (injected or rate-limited).
     pub fn throttled_count(&self) -> u64 {
         self.state.throttled.load(Ordering::Relaxed)
@@ -286,14 +295,13 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
     let mut offset_given = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
+            // Out of range (or not a number): Clerk's default page, silently.
             "limit" => {
                 params.limit = value
                     .parse()
                     .ok()
                     .filter(|l| (1..=500).contains(l))
-                    .ok_or_else(|| {
-                        form_param_invalid("limit", "limit must be an integer between 1 and 500")
-                    })?;
+                    .unwrap_or(10);
             }
             "offset" => {
                 params.offset = value.parse().map_err(|_| {
@@ -362,44 +370,49 @@ async fn list_users(
         Ok(params) => params,
         Err(response) => return response,
     };
+    let faults = *state.faults.read().expect("fake faults lock");
+    let n = state.lists.fetch_add(1, Ordering::Relaxed) + 1;
+    if faults
+        .unreadable_list_every
+        .is_some_and(|k| k > 0 && n.is_multiple_of(k))
+    {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response();
+    }
+    if params.offset >= 1000 {
+        // Clerk: "a large offset has to walk and discard every row before it".
+        let skipped = std::time::Duration::from_millis(params.offset as u64 / 1000);
+        tokio::time::sleep(skipped).await;
+    }
     let page: Vec<Arc<str>> = {
         let users = state.users.read().expect("fake store lock");
-        let in_windows = |u: &StoredUser| {
-            params.windows.iter().all(|(field, after, before)| {
-                field.of(u).is_some_and(|t| {
-                    after.is_none_or(|after| t > after) && before.is_none_or(|before| t < before)
-                })
-            })
-        };
-        let mut selected: Vec<&StoredUser> = users
-            .ascending()
-            .iter()
-            .filter(|u| params.user_ids.is_empty() || params.user_ids.contains(&u.id))
-            .filter(|u| in_windows(u))
-            .collect();
-        sort_users(&mut selected, &params.order_field);
-        if params.descending {
-            selected.reverse();
-        }
+        let selected = Selection::of(users.ascending(), &params);
         let start = match &params.starting_after {
-            Some(after) => match selected.iter().position(|u| &u.id == after) {
+            Some(_) if faults.ignore_cursor => 0,
+            Some(after) => match selected.position(after, &users) {
                 Some(position) => position + 1,
-                None => {
-                    return form_param_invalid(
-                        "starting_after",
-                        &format!("no user with id {after} to start after"),
-                    );
-                }
+                None => match faults.cursor_gone {
+                    CursorGone::Unprocessable => {
+                        return form_param_invalid(
+                            "starting_after",
+                            &format!("no user with id {after} to start after"),
+                        );
+                    }
+                    CursorGone::NotFound => return user_not_found(after),
+                    CursorGone::EmptyPage => selected.len(),
+                    CursorGone::FirstPage => 0,
+                },
             },
             None => params.offset,
         };
-        selected
-            .iter()
-            .skip(start)
-            .take(params.limit)
-            .map(|u| u.json.clone())
-            .collect()
+        selected.page(start, params.limit)
     };
+    state
+        .users_listed
+        .fetch_add(page.len() as u64, Ordering::Relaxed);
     let mut body = String::with_capacity(page.iter().map(|u| u.len() + 1).sum::<usize>() + 2);
     body.push('[');
     for (i, user) in page.iter().enumerate() {
@@ -410,6 +423,93 @@ async fn list_users(
     }
     body.push(']');
     json_response(body)
+}
+
+/// The users a list request selects, in its order. The common case (ascending `created_at`,
+/// at most a `created_at` window) is a slice of the stored order found by binary search, so a
+/// million-user fake answers each page without scanning everyone.
+enum Selection<'a> {
+    Ascending(&'a [StoredUser]),
+    Listed(Vec<&'a StoredUser>),
+}
+
+impl<'a> Selection<'a> {
+    fn of(ascending: &'a [StoredUser], params: &ListParams) -> Selection<'a> {
+        let only_created = params
+            .windows
+            .iter()
+            .all(|(field, _, _)| *field == TimeField::Created);
+        if params.order_field == "created_at"
+            && !params.descending
+            && params.user_ids.is_empty()
+            && only_created
+        {
+            let mut users = ascending;
+            for (_, after, before) in &params.windows {
+                if let Some(after) = after {
+                    users = &users[users.partition_point(|u| u.created_at <= *after)..];
+                }
+                if let Some(before) = before {
+                    users = &users[..users.partition_point(|u| u.created_at < *before)];
+                }
+            }
+            return Selection::Ascending(users);
+        }
+        let in_windows = |u: &StoredUser| {
+            params.windows.iter().all(|(field, after, before)| {
+                field.of(u).is_some_and(|t| {
+                    after.is_none_or(|after| t > after) && before.is_none_or(|before| t < before)
+                })
+            })
+        };
+        let mut selected: Vec<&StoredUser> = ascending
+            .iter()
+            .filter(|u| params.user_ids.is_empty() || params.user_ids.contains(&u.id))
+            .filter(|u| in_windows(u))
+            .collect();
+        sort_users(&mut selected, &params.order_field);
+        if params.descending {
+            selected.reverse();
+        }
+        Selection::Listed(selected)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Selection::Ascending(users) => users.len(),
+            Selection::Listed(users) => users.len(),
+        }
+    }
+
+    /// Where user `id` is in the selection.
+    fn position(&self, id: &str, store: &UserStore) -> Option<usize> {
+        match self {
+            Selection::Ascending(users) => {
+                let user = store.get(id)?;
+                let key = (user.created_at, &user.id);
+                let at = users.partition_point(|u| (u.created_at, &u.id) < key);
+                (users.get(at)?.id == id).then_some(at)
+            }
+            Selection::Listed(users) => users.iter().position(|u| u.id == id),
+        }
+    }
+
+    fn page(&self, start: usize, limit: usize) -> Vec<Arc<str>> {
+        match self {
+            Selection::Ascending(users) => users
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|u| u.json.clone())
+                .collect(),
+            Selection::Listed(users) => users
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|u| u.json.clone())
+                .collect(),
+        }
+    }
 }
 
 /// Sorts by one of Clerk's `order_by` fields, ascending, ties by id; the stored order is already

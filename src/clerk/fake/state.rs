@@ -25,7 +25,8 @@ const KNOWN_API_VERSIONS: &[&str] = &[
     "2026-05-12",
 ];
 
-/// Deliberate failures, counted over every request to `/v1/...`.
+/// Deliberate failures, counted over every request to `/v1/...`, and the behaviours Clerk does
+/// not document, each of which the client must survive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultInjection {
     /// Answer every Nth request with 429 and `Retry-After`.
@@ -34,6 +35,30 @@ pub struct FaultInjection {
     pub server_error_every: Option<u64>,
     /// The `Retry-After` seconds sent with injected 429s.
     pub retry_after_secs: u64,
+    /// Answer every Nth user list with a 200 whose body is not JSON (a proxy's error page).
+    pub unreadable_list_every: Option<u64>,
+    /// How a `starting_after` naming a user that no longer exists is answered.
+    pub cursor_gone: CursorGone,
+    /// Ignore `starting_after` altogether (answer the query's first page).
+    pub ignore_cursor: bool,
+    /// Milliseconds every request takes (a round trip to Clerk is ~100-200 ms); a listing's
+    /// `offset` adds 1 ms per 1,000 users skipped, as Clerk's large offsets get slower.
+    pub latency_ms: u64,
+}
+
+/// Clerk's answer to a `starting_after` whose user was deleted is not documented: each
+/// plausible one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CursorGone {
+    /// 422 `form_param_value_invalid`.
+    #[default]
+    Unprocessable,
+    /// 404 `resource_not_found`.
+    NotFound,
+    /// An empty page, as if the listing had ended.
+    EmptyPage,
+    /// The query's first page, as if there were no cursor.
+    FirstPage,
 }
 
 pub(super) struct FakeState {
@@ -46,6 +71,10 @@ pub(super) struct FakeState {
     pub(super) webhooks: RwLock<Option<WebhookDispatcher>>,
     pub(super) requests: AtomicU64,
     pub(super) throttled: AtomicU64,
+    /// User lists answered, for [`FaultInjection::unreadable_list_every`].
+    pub(super) lists: AtomicU64,
+    /// Users sent in list answers, all pages together.
+    pub(super) users_listed: AtomicU64,
 }
 
 /// A `ClerkErrors` body with the given status.
@@ -105,6 +134,10 @@ impl axum::extract::FromRequestParts<Arc<FakeState>> for Admitted {
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
 async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let latency_ms = state.faults.read().expect("fake faults lock").latency_ms;
+    if latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
+    }
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
