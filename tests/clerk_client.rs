@@ -69,8 +69,15 @@ async fn cursor_and_offset_paging_walk_every_user_oldest_first() {
     assert_eq!(listed.len(), 100);
     assert_eq!(listed.users[0].id, by_cursor[100].1);
     let listed = clerk.list_users_created(&window, 501).await.unwrap();
-    assert_eq!(listed.len(), 10, "Clerk answers a limit over 500 with 10 users");
-    assert_eq!(clerk.created_at_edge(false).await.unwrap(), Some(by_cursor[0].0));
+    assert_eq!(
+        listed.len(),
+        10,
+        "Clerk answers a limit over 500 with 10 users"
+    );
+    assert_eq!(
+        clerk.created_at_edge(false).await.unwrap(),
+        Some(by_cursor[0].0)
+    );
     assert_eq!(
         clerk.created_at_edge(true).await.unwrap(),
         Some(by_cursor[1_049].0)
@@ -89,7 +96,10 @@ async fn a_list_answer_that_is_not_json_is_asked_for_again_then_fails_visibly() 
         cursor: PageCursor::Start,
     };
     for _ in 0..3 {
-        assert_eq!(clerk.list_users_created(&first, 500).await.unwrap().len(), 30);
+        assert_eq!(
+            clerk.list_users_created(&first, 500).await.unwrap().len(),
+            30
+        );
     }
     fake.fake.set_faults(FaultInjection {
         unreadable_list_every: Some(1),
@@ -98,8 +108,14 @@ async fn a_list_answer_that_is_not_json_is_asked_for_again_then_fails_visibly() 
     let before = fake.fake.request_count();
     let error = clerk.list_users_created(&first, 500).await.unwrap_err();
     assert!(matches!(error, ClerkApiError::Decode { .. }), "{error}");
-    assert!(error.to_string().contains("the page is not JSON"), "{error}");
-    assert!(!error.to_string().contains("Bad Gateway"), "no body quoted: {error}");
+    assert!(
+        error.to_string().contains("the page is not JSON"),
+        "{error}"
+    );
+    assert!(
+        !error.to_string().contains("Bad Gateway"),
+        "no body quoted: {error}"
+    );
     assert_eq!(
         fake.fake.request_count() - before,
         u64::from(clerk_index::clerk::client::UNREADABLE_ATTEMPTS)

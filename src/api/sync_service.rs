@@ -56,6 +56,7 @@ fn status_to_proto(status: SyncStatus, cluster: Option<ClusterView>) -> proto::S
         freshness,
         log_sequence,
         tombstones,
+        unreadable_users,
         lag_ms,
         backfill,
         reconcile,
@@ -92,6 +93,7 @@ fn status_to_proto(status: SyncStatus, cluster: Option<ClusterView>) -> proto::S
         }),
         lag_ms,
         tombstones,
+        unreadable_users,
         cluster: replica.map(|replica| {
             let cluster = cluster.unwrap_or_default();
             proto::ClusterStatus {

@@ -8,10 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -20,6 +16,7 @@ use tracing::Instrument;
 use super::listing::{ActivityField, CreatedPage, PageCursor};
 use super::model::{ClerkTotalCount, UserPage, parse_user, parse_user_page};
 use super::rate_limit::{RateLimit, RateLimiter};
+pub use super::stats::ClerkApiStats;
 use crate::user::User;
 
 /// The Backend API version this client speaks (Clerk's latest at the time of writing).
@@ -149,64 +146,6 @@ pub struct ClerkClient {
     config: Arc<ClerkClientConfig>,
     limiter: Arc<RateLimiter>,
     stats: Arc<ClerkApiStats>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EndpointLabels {
-    endpoint: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    endpoint: String,
-    /// The HTTP status (`200`, `429`, ...) or `transport_error`.
-    status: String,
-}
-
-/// Every attempt of every request (retries included), by endpoint and status, and their latency.
-#[derive(Debug)]
-pub struct ClerkApiStats {
-    requests: Family<StatusLabels, Counter>,
-    seconds: Family<EndpointLabels, Histogram>,
-}
-
-impl Default for ClerkApiStats {
-    fn default() -> Self {
-        ClerkApiStats {
-            requests: Family::default(),
-            seconds: Family::new_with_constructor(crate::latency::latency_histogram),
-        }
-    }
-}
-
-impl ClerkApiStats {
-    /// Adds both metrics to `registry`.
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register(
-            "clerk_api_requests",
-            "Clerk Backend API requests (each retry counts), by endpoint and HTTP status; 429 is Clerk's rate limit",
-            self.requests.clone(),
-        );
-        registry.register(
-            "clerk_api_request_duration_seconds",
-            "Clerk Backend API request latency, by endpoint",
-            self.seconds.clone(),
-        );
-    }
-
-    fn record(&self, endpoint: &str, status: String, elapsed: Duration) {
-        self.requests
-            .get_or_create(&StatusLabels {
-                endpoint: endpoint.to_string(),
-                status,
-            })
-            .inc();
-        self.seconds
-            .get_or_create(&EndpointLabels {
-                endpoint: endpoint.to_string(),
-            })
-            .observe(elapsed.as_secs_f64());
-    }
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ pub mod fake;
 mod listing;
 pub mod model;
 pub mod rate_limit;
+mod stats;
 pub mod webhook;
 
 pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig};

@@ -221,8 +221,7 @@ pub enum UserParseError {
 
 /// Parses one Clerk user, keeping its JSON verbatim as the stored copy.
 pub fn parse_user(raw: &RawValue) -> Result<User, UserParseError> {
-    let wire: ClerkUser =
-        serde_json::from_str(raw.get()).map_err(|e| malformed(raw.get(), &e))?;
+    let wire: ClerkUser = serde_json::from_str(raw.get()).map_err(|e| malformed(raw.get(), &e))?;
     wire.into_user(Arc::from(raw.get()))
 }
 
@@ -261,8 +260,7 @@ fn malformed(json: &str, error: &serde_json::Error) -> UserParseError {
 /// Parses one Clerk user from its JSON text (a stored copy, a change log message): the one way
 /// code outside `clerk` turns Clerk JSON into a [`User`].
 pub fn user_from_json(json: &str) -> Result<User, UserParseError> {
-    let raw: &RawValue =
-        serde_json::from_str(json).map_err(|e| malformed(json, &e))?;
+    let raw: &RawValue = serde_json::from_str(json).map_err(|e| malformed(json, &e))?;
     parse_user(raw)
 }
 
@@ -533,10 +531,16 @@ mod tests {
         let body = br#"[{"id":"user_1","first_name":"x","email_addresses":[{"id":"e","email_address":["secret@example.com"]}]}]"#;
         let page = parse_user_page(body).unwrap();
         let error = page.rejected[0].error.to_string();
-        assert!(error.contains("email_addresses[0].email_address"), "{error}");
+        assert!(
+            error.contains("email_addresses[0].email_address"),
+            "{error}"
+        );
         assert!(!error.contains("secret"), "{error}");
         let error = parse_user_page(b"<html>502 Bad Gateway</html>").unwrap_err();
-        assert_eq!(error.to_string(), "clerk user json is malformed: the page is not JSON");
+        assert_eq!(
+            error.to_string(),
+            "clerk user json is malformed: the page is not JSON"
+        );
         let error = parse_user_page(br#"{"data":[]}"#).unwrap_err();
         assert!(error.to_string().contains("not a JSON array"), "{error}");
     }

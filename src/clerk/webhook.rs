@@ -195,8 +195,7 @@ pub fn timestamp_to_ms(timestamp: i64) -> i64 {
 
 /// Parses a verified body. `received_at_ms` stands in for a missing envelope timestamp.
 pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, UserParseError> {
-    let envelope: Envelope =
-        serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let data = || {
         envelope.data.ok_or_else(|| {
             UserParseError::Malformed(format!("{} event without data", envelope.event_type))
@@ -210,8 +209,8 @@ pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, Use
         // A sign-in (and a session's end) need not change `updated_at`: the session's `user` is
         // the whole user as of the event, with its new `last_sign_in_at`/`last_active_at`.
         event_type if event_type.starts_with("session.") => {
-            let session: SessionPayload = serde_json::from_str(data()?.get())
-                .map_err(|e| json_error(&e))?;
+            let session: SessionPayload =
+                serde_json::from_str(data()?.get()).map_err(|e| json_error(&e))?;
             match session.user {
                 Some(user) => Ok(WebhookEvent::UserUpserted {
                     user: Arc::new(parse_user(user)?),
@@ -223,8 +222,8 @@ pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, Use
             }
         }
         "user.deleted" => {
-            let deleted: ClerkDeletedObject = serde_json::from_str(data()?.get())
-                .map_err(|e| json_error(&e))?;
+            let deleted: ClerkDeletedObject =
+                serde_json::from_str(data()?.get()).map_err(|e| json_error(&e))?;
             let user_id = deleted
                 .id
                 .filter(|id| !id.is_empty())

@@ -38,8 +38,26 @@ pub(super) struct Tombstone(
 );
 
 impl Tombstone {
+    pub(super) fn new(deleted_at_ms: i64, source: crate::change::ChangeSource) -> Tombstone {
+        Tombstone(deleted_at_ms, crate::clock::now_ms(), source.is_listing())
+    }
+
+    /// A second deletion of the same user: the later time, retention from now, and final once
+    /// anything but a listing said so.
+    pub(super) fn merge(&mut self, deleted_at_ms: i64, source: crate::change::ChangeSource) {
+        *self = Tombstone(
+            self.0.max(deleted_at_ms),
+            crate::clock::now_ms(),
+            self.2 && source.is_listing(),
+        );
+    }
+
     /// Whether this deletion keeps `user` (arriving from `source`) out of the index.
-    pub(super) fn hides(&self, user: &crate::user::User, source: crate::change::ChangeSource) -> bool {
+    pub(super) fn hides(
+        &self,
+        user: &crate::user::User,
+        source: crate::change::ChangeSource,
+    ) -> bool {
         if self.2 && source.is_listing() {
             return false;
         }

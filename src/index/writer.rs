@@ -504,17 +504,11 @@ impl IndexWriterTask {
                 self.writer.delete_term(id_term);
                 let user_id = user_id.clone();
                 self.notify(&change);
-                let from_listing = source.is_listing();
-                let tombstone = self
-                    .payload
+                self.payload
                     .tombstones
                     .entry(user_id.clone())
-                    .or_insert(Tombstone(deleted_at_ms, now_ms(), from_listing));
-                *tombstone = Tombstone(
-                    tombstone.0.max(deleted_at_ms),
-                    now_ms(),
-                    tombstone.2 && from_listing,
-                );
+                    .and_modify(|held| held.merge(deleted_at_ms, source))
+                    .or_insert_with(|| Tombstone::new(deleted_at_ms, source));
                 self.pending_users.insert(user_id, Pending::Deleted);
             }
         }

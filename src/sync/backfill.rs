@@ -121,6 +121,8 @@ struct BackfillSink<'a> {
 }
 
 impl PageSink for BackfillSink<'_> {
+    const SPAN: &'static str = "backfill.page";
+
     fn partitions(state: &mut SyncState) -> &mut Partitions {
         &mut state.backfill.partitions
     }

@@ -23,6 +23,10 @@ use crate::error::Error;
 /// What a partitioned walk does with each page. It runs with the state locked, so the changes
 /// it hands on and the checkpoint it hands on with them are in step across walks.
 pub trait PageSink: Sync {
+    /// The name of each page's span (`backfill.page`, `sweep.page`), under which its Clerk
+    /// request is traced.
+    const SPAN: &'static str;
+
     /// The walks inside the state.
     fn partitions(state: &mut SyncState) -> &mut Partitions;
 
@@ -88,7 +92,11 @@ async fn work<S: PageSink>(
             (walk, S::partitions(&mut shared.state).walks[walk].request())
         };
         loop {
-            let listed = clerk.list_users_created(&request, plan.page_size).await;
+            let span = tracing::info_span!("walk.page", otel.name = S::SPAN, walk);
+            let listed = clerk
+                .list_users_created(&request, plan.page_size)
+                .instrument(span.clone())
+                .await;
             let mut shared = shared.lock().await;
             let Shared { state, busy } = &mut *shared;
             let cursor = &mut S::partitions(state).walks[walk];
@@ -113,7 +121,7 @@ async fn work<S: PageSink>(
             };
             let done = cursor.done;
             request = cursor.request();
-            let handed = sink.page(state, walk, page).await;
+            let handed = sink.page(state, walk, page).instrument(span).await;
             if done || handed.is_err() {
                 busy[walk] = false;
             }

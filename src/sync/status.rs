@@ -71,6 +71,8 @@ pub struct SyncStatus {
     /// Cluster mode: the last change-log sequence the index's last commit holds.
     pub log_sequence: u64,
     pub tombstones: u64,
+    /// Listed users that could not be parsed, waiting to be fetched again by id.
+    pub unreadable_users: u64,
     /// Time since the newest change the index is known to hold was made in Clerk.
     pub lag_ms: i64,
     pub backfill: BackfillStatus,
@@ -111,6 +113,7 @@ impl SyncMonitor {
             freshness: snapshot.freshness,
             log_sequence: SyncState::log_sequence_of(&snapshot.sync_state),
             tombstones: snapshot.tombstone_count as u64,
+            unreadable_users: state.unreadable.len() as u64,
             lag_ms: self
                 .webhooks
                 .freshness_lag_ms(snapshot.freshness.newest_updated_at_ms),

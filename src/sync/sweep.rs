@@ -53,6 +53,8 @@ struct SweepSink<'a> {
 }
 
 impl PageSink for SweepSink<'_> {
+    const SPAN: &'static str = "sweep.page";
+
     fn partitions(state: &mut SyncState) -> &mut Partitions {
         &mut state
             .reconcile

@@ -70,7 +70,8 @@ pub struct WalkPage {
 impl WalkPage {
     /// Whether this page settled any range.
     pub fn settles(&self) -> bool {
-        self.settled_until.is_none_or(|until| until > self.settled_from)
+        self.settled_until
+            .is_none_or(|until| until > self.settled_from)
     }
 }
 
@@ -242,7 +243,11 @@ impl WalkCursor {
             Some(())
         };
 
-        let users: Vec<User> = page.users.into_iter().filter(|u| fresh_ids.contains(&u.id)).collect();
+        let users: Vec<User> = page
+            .users
+            .into_iter()
+            .filter(|u| fresh_ids.contains(&u.id))
+            .collect();
         let rejected: Vec<RejectedUser> = page
             .rejected
             .into_iter()

@@ -129,7 +129,7 @@ impl fmt::Debug for StateCollector {
 }
 
 /// Gauges read from the sync status: `(name, help)`, in the order [`gauge_values`] gives them.
-const GAUGES: [(&str, &str); 9] = [
+const GAUGES: [(&str, &str); 10] = [
     ("users", "Users in the index"),
     (
         "tombstones",
@@ -157,9 +157,13 @@ const GAUGES: [(&str, &str); 9] = [
         "reconcile_sweep_in_progress",
         "1 while a sweep is under way (it resumes after a restart)",
     ),
+    (
+        "unreadable_users",
+        "Users Clerk listed that could not be parsed; catch-ups fetch them again by id",
+    ),
 ];
 
-fn gauge_values(status: &SyncStatus, index_bytes: u64) -> [f64; 9] {
+fn gauge_values(status: &SyncStatus, index_bytes: u64) -> [f64; 10] {
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     [
         status.freshness.user_count as f64,
@@ -171,6 +175,7 @@ fn gauge_values(status: &SyncStatus, index_bytes: u64) -> [f64; 9] {
         status.backfill.users_seen as f64,
         status.backfill.users_total as f64,
         flag(status.reconcile.state.sweep.is_some()),
+        status.unreadable_users as f64,
     ]
 }
 

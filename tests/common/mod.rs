@@ -67,6 +67,7 @@ pub struct TestOptions {
     pub page_size: u32,
     /// Listing requests in flight at once (the service's default is 16).
     pub concurrency: usize,
+    pub catch_up_max_offset: u64,
     pub commit_interval_ms: u64,
     pub sweep_interval_secs: u64,
     pub webhook_timeout: Duration,
@@ -84,6 +85,7 @@ impl TestOptions {
             rate_limit: "1000/1s".into(),
             page_size: 500,
             concurrency: 16,
+            catch_up_max_offset: 10_000,
             commit_interval_ms: 100,
             sweep_interval_secs: 3_600,
             webhook_timeout: Duration::from_secs(10),
@@ -118,6 +120,7 @@ impl TestServer {
                 s.shutdown_timeout_secs = options.shutdown_timeout_secs;
                 s.backfill_page_size = options.page_size;
                 s.clerk_concurrency = options.concurrency;
+                s.catch_up_max_offset = options.catch_up_max_offset;
                 s.webhook_secrets = vec![WEBHOOK_SECRET.to_string()];
                 s.max_read_wait = Duration::from_millis(500);
                 s.webhook_timeout = options.webhook_timeout;
@@ -252,6 +255,30 @@ impl TestServer {
     }
 
     /// GetUser as parsed Clerk JSON, or the gRPC code it failed with.
+    /// Every id the index holds, in id order.
+    pub async fn all_ids(&self) -> Vec<String> {
+        let mut client = self.client().await;
+        let mut ids = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = client
+                .search_users(clerk_index::api::proto::SearchUsersRequest {
+                    page_size: 1000,
+                    page_token,
+                    fields: vec!["id".into()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            ids.extend(page.users.into_iter().map(|u| u.id));
+            if page.next_page_token.is_empty() {
+                return ids;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     pub async fn user_json(&self, id: &str) -> Result<serde_json::Value, tonic::Code> {
         let request = clerk_index::api::proto::GetUserRequest {
             user_id: id.into(),

@@ -92,6 +92,7 @@ impl FakeClerk {
                 throttled: AtomicU64::new(0),
                 lists: AtomicU64::new(0),
                 users_listed: AtomicU64::new(0),
+                full_created_pages: AtomicU64::new(0),
             }),
         }
     }
@@ -413,6 +414,18 @@ async fn list_users(
     state
         .users_listed
         .fetch_add(page.len() as u64, Ordering::Relaxed);
+    if let Some(every) = faults.delete_cursor_user_every
+        && params.order_field == "created_at"
+        && page.len() == params.limit
+        && state.full_created_pages.fetch_add(1, Ordering::Relaxed) % every.max(1)
+            == every.max(1) - 1
+        && let Some(last) = page.last()
+        && let Some(id) = serde_json::from_str::<Value>(last)
+            .ok()
+            .and_then(|u| u["id"].as_str().map(str::to_string))
+    {
+        state.users.write().expect("fake store lock").remove(&id);
+    }
     let mut body = String::with_capacity(page.iter().map(|u| u.len() + 1).sum::<usize>() + 2);
     body.push('[');
     for (i, user) in page.iter().enumerate() {

@@ -41,6 +41,9 @@ pub struct FaultInjection {
     pub cursor_gone: CursorGone,
     /// Ignore `starting_after` altogether (answer the query's first page).
     pub ignore_cursor: bool,
+    /// After every Nth full page of a `created_at` listing, delete the page's last user (no
+    /// webhook), as a deletion racing a walk's cursor would.
+    pub delete_cursor_user_every: Option<u64>,
     /// Milliseconds every request takes (a round trip to Clerk is ~100-200 ms); a listing's
     /// `offset` adds 1 ms per 1,000 users skipped, as Clerk's large offsets get slower.
     pub latency_ms: u64,
@@ -75,6 +78,8 @@ pub(super) struct FakeState {
     pub(super) lists: AtomicU64,
     /// Users sent in list answers, all pages together.
     pub(super) users_listed: AtomicU64,
+    /// Full `created_at` pages answered, for [`FaultInjection::delete_cursor_user_every`].
+    pub(super) full_created_pages: AtomicU64,
 }
 
 /// A `ClerkErrors` body with the given status.

@@ -138,7 +138,9 @@ fn assert_each_once(outcome: &Outcome, listing: &Listing, from: i64, until: Opti
     let expected: Vec<&String> = listing
         .users
         .iter()
-        .filter(|(id, t)| *t >= from && until.is_none_or(|u| *t < u) && !listing.broken.contains(id))
+        .filter(|(id, t)| {
+            *t >= from && until.is_none_or(|u| *t < u) && !listing.broken.contains(id)
+        })
         .map(|(id, _)| id)
         .collect();
     for id in &expected {
@@ -191,7 +193,11 @@ fn a_deleted_cursor_user_resumes_from_its_time_however_clerk_answers() {
             });
             assert!(!deleted.is_empty());
             for id in &deleted {
-                assert_eq!(outcome.listed.get(id), Some(&1), "{gone:?}: {id} was listed before");
+                assert_eq!(
+                    outcome.listed.get(id),
+                    Some(&1),
+                    "{gone:?}: {id} was listed before"
+                );
             }
             assert_eq!(
                 outcome.listed.len(),
@@ -271,7 +277,12 @@ fn a_range_walk_stops_at_its_end_and_a_split_continues_from_there() {
     let rest_of_first = walk(&mut listing, first, 10, |_, _| {});
     let rest = walk(&mut listing, split, 10, |_, _| {});
     assert_eq!(rest_of_first.listed.len() + rest.listed.len(), 80);
-    assert!(rest_of_first.listed.keys().all(|id| !rest.listed.contains_key(id)));
+    assert!(
+        rest_of_first
+            .listed
+            .keys()
+            .all(|id| !rest.listed.contains_key(id))
+    );
     assert_each_once(&rest, &listing, at, None);
 }
 
