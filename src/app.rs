@@ -58,6 +58,7 @@ pub struct Services {
     grpc_services: GrpcServices,
     http_services: HttpServices,
     sync: SyncWork,
+    clerk: ClerkClient,
     writer_thread: WriterThread,
     tls: Option<TlsConfig>,
     shutdown_timeout: Duration,
@@ -126,6 +127,7 @@ impl Services {
         }
         let webhooks = Arc::new(WebhookReceiver::new(
             config.webhook_verifier.clone(),
+            clerk.known_instance().clone(),
             destination.clone(),
         ));
         let monitor = SyncMonitor {
@@ -134,6 +136,7 @@ impl Services {
             backfill: progress.clone(),
             webhooks: webhooks.counters().clone(),
             reconcile: reconciler.stats.clone(),
+            clerk: clerk.clone(),
         };
         let metrics = Metrics::new(metrics::Sources {
             sync: monitor.clone(),
@@ -145,7 +148,7 @@ impl Services {
             reconciler,
             sensitive: config.sensitive.clone(),
         };
-        let write_through = WriteThrough::new(clerk, destination);
+        let write_through = WriteThrough::new(clerk.clone(), destination);
         Ok(Services {
             grpc: GrpcServer::new().await,
             grpc_services: grpc_services(
@@ -164,6 +167,7 @@ impl Services {
                 webhook_timeout: config.webhook_timeout,
             },
             sync,
+            clerk,
             writer_thread: storage.writer_thread,
             tls: config.tls,
             shutdown_timeout: config.shutdown_timeout,
@@ -190,7 +194,11 @@ impl Services {
             progress: self.http_services.progress.clone(),
             health: health.clone(),
         };
-        let sync_task = tokio::spawn(run_sync(self.sync, ready, self.cancel.clone()));
+        let learn = crate::sync::learn_instance(self.clerk, self.cancel.clone());
+        let sync = run_sync(self.sync, ready, self.cancel.clone());
+        let sync_task = tokio::spawn(async move {
+            tokio::join!(sync, learn);
+        });
         // Cuts the gRPC connections still open when the shutdown deadline passes.
         let cut = CancellationToken::new();
         let grpc = self.grpc.serve(

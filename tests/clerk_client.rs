@@ -192,10 +192,10 @@ async fn the_fake_enforces_a_real_rate_limit_the_client_rides_through() {
     });
     let fake = RunningFakeClerk::start(config).await;
     let mut client_config = ClerkClientConfig::new(&fake.url, "sk_test_fake_clerk");
-    client_config.rate_limit = RateLimit {
+    client_config.rate_limit = clerk_index::clerk::LimitSource::Given(RateLimit {
         requests: 100,
         per: Duration::from_secs(1),
-    };
+    });
     let clerk = ClerkClient::new(client_config).unwrap();
     for _ in 0..5 {
         assert_eq!(clerk.count_users().await.unwrap(), 10);
@@ -264,5 +264,74 @@ async fn the_fake_follows_clerks_paging_rules() {
     assert_eq!(
         body["errors"][0]["code"],
         "authorization_header_format_invalid"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_follows_the_instance_and_a_429_blocks_only_its_endpoint() {
+    let mut config = FakeClerkConfig::new(Population::new(30));
+    config.environment_type = "development".into();
+    let fake = RunningFakeClerk::start(config).await;
+    let mut client_config = ClerkClientConfig::new(&fake.url, "sk_live_fake_clerk");
+    client_config.rate_limit = clerk_index::clerk::LimitSource::Instance;
+    // Not the fake's key: the instance cannot be asked, the key's prefix decides.
+    let wrong_key = ClerkClient::new(client_config.clone()).unwrap();
+    assert!(wrong_key.learn_instance().await.is_err());
+    assert_eq!(wrong_key.rate_limit(), RateLimit::CLERK_PRODUCTION_DEFAULT);
+    client_config.secret_key = "sk_test_fake_clerk".into();
+    client_config.max_attempts = 3;
+    let client = ClerkClient::new(client_config).unwrap();
+    let instance = client.learn_instance().await.unwrap();
+    assert_eq!(instance.environment_type, "development");
+    assert_eq!(client.rate_limit(), RateLimit::CLERK_DEVELOPMENT_DEFAULT);
+    assert_eq!(
+        client.known_instance().get().map(|i| i.id.as_str()),
+        Some(clerk_index::clerk::fake::FAKE_INSTANCE_ID)
+    );
+
+    // The next request is throttled for 2 s: Clerk (and the fake) block that endpoint, not
+    // the others, and the client waits the block out once for all its callers. (After 20
+    // requests, the next multiple of the throttling period is far away.)
+    for _ in 0..20 {
+        client.count_users().await.unwrap();
+    }
+    fake.fake.set_faults(FaultInjection {
+        throttle_every: Some(fake.fake.request_count() + 1),
+        retry_after_secs: 2,
+        ..FaultInjection::default()
+    });
+    let started = std::time::Instant::now();
+    let page = CreatedPage {
+        after: None,
+        before: None,
+        cursor: PageCursor::Start,
+    };
+    let lists = (0..4).map(|_| client.list_users_created(&page, 10));
+    // Callers that come during the block wait for it without asking Clerk.
+    let later = (0..4).map(|_| async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        client.list_users_created(&page, 10).await
+    });
+    let (lists, later, count) = tokio::join!(
+        futures_util::future::join_all(lists),
+        futures_util::future::join_all(later),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            client.count_users().await
+        }
+    );
+    assert_eq!(count.unwrap(), 30, "another endpoint is not blocked");
+    assert!(
+        lists
+            .iter()
+            .chain(&later)
+            .all(|page| page.as_ref().unwrap().len() == 10)
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    // The first 429, and at most the other requests already in flight with it.
+    assert!(
+        fake.fake.throttled_count() <= 4,
+        "{}",
+        fake.fake.throttled_count()
     );
 }

@@ -141,11 +141,12 @@ async fn bad_signatures_and_malformed_bodies_change_nothing() {
     assert_eq!(server.count(r#"public.plan_type = "tampered""#).await, 0);
     assert_eq!(server.count("id EXISTS").await, 50);
     // Event types the index does not use are acknowledged without work.
-    let organization = serde_json::from_str(
+    let mut organization: Value = serde_json::from_str(
         &std::fs::read_to_string("../shared/clerk/examples/spec-organization.created.json")
             .unwrap(),
     )
     .unwrap();
+    organization["instance_id"] = clerk_index::clerk::fake::FAKE_INSTANCE_ID.into();
     let (status, answer) = server.deliver("msg_5", &organization).await;
     assert_eq!((status, answer["outcome"].as_str()), (200, Some("ignored")));
     let too_big = vec![b' '; 2 << 20];
@@ -347,5 +348,62 @@ async fn a_delivery_that_stalls_is_cut_off_by_the_request_timeout() {
         .expect("the server must answer, not wait for the body");
     let answer = String::from_utf8_lossy(&answer[..read.unwrap()]).to_string();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_for_another_instance_is_acknowledged_counted_and_applied_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server) = TestServer::with_population(dir.path(), 20).await;
+    let learned = server.instance_learned().await;
+    assert_eq!(
+        learned.instance_id,
+        clerk_index::clerk::fake::FAKE_INSTANCE_ID
+    );
+    assert_eq!(learned.environment_type, "production");
+    assert_eq!(learned.requests_per_10s, 10_000, "a given limit is kept");
+
+    let foreign_user = with_version(newcomer(1), 1_790_000_000_000, "foreign_plan");
+    let mut foreign = event("user.created", foreign_user, 1_790_000_000_000);
+    foreign["instance_id"] = "ins_someone_else".into();
+    for n in 0..3 {
+        let (status, answer) = server.deliver(&format!("msg_f{n}"), &foreign).await;
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (200, Some("foreign_instance")),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        server.count(r#"public.plan_type = "foreign_plan""#).await,
+        0
+    );
+
+    // An envelope without instance_id (older payloads) is ours.
+    let mut unnamed = event(
+        "user.created",
+        with_version(newcomer(2), 1_790_000_000_000, "unnamed_plan"),
+        1_790_000_000_000,
+    );
+    unnamed.as_object_mut().unwrap().remove("instance_id");
+    let (status, answer) = server.deliver("msg_unnamed", &unnamed).await;
+    assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
+    assert_eq!(
+        server.count(r#"public.plan_type = "unnamed_plan""#).await,
+        1
+    );
+
+    let webhooks = server.sync_status().await.webhooks.unwrap();
+    assert_eq!((webhooks.foreign_instance, webhooks.applied), (3, 1));
+    let metrics = reqwest::get(format!("{}/metrics", server.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"clerk_index_webhook_deliveries_total{outcome="foreign_instance"} 3"#),
+        "{metrics}"
+    );
     server.stop().await;
 }

@@ -188,6 +188,7 @@ def main():
     check(config["data"].get("CLERK_INDEX_CLUSTER") == "nats://nats.messaging:4222", f"cluster: NATS URL {config['data']}")
     check(config["data"].get("CLERK_INDEX_SYNC_LEASE_TTL_SECS") == "20", "cluster: lease TTL")
     check(config["data"].get("CLERK_INDEX_CLUSTER_STREAM_REPLICAS") == "3", "cluster: stream replicas")
+    check(config["data"].get("CLERK_INDEX_CLUSTER_REPLICAS") == "3", "cluster: each replica knows its share of Clerk's rate limit")
     check(env.get("CLERK_INDEX_REPLICA_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "cluster: replica id from the pod name")
     anti = sts["spec"]["template"]["spec"].get("affinity", {}).get("podAntiAffinity", {})
     preferred = anti.get("preferredDuringSchedulingIgnoredDuringExecution", [{}])[0].get("podAffinityTerm", {})

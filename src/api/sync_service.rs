@@ -63,6 +63,8 @@ fn status_to_proto(status: SyncStatus, cluster: Option<ClusterView>) -> proto::S
         webhooks: _,
         writer,
         replica,
+        instance,
+        rate_limit,
     } = status.clone();
     proto::SyncStatus {
         freshness: Some(freshness_parts_to_proto(freshness, log_sequence)),
@@ -84,6 +86,7 @@ fn status_to_proto(status: SyncStatus, cluster: Option<ClusterView>) -> proto::S
             bad_signature: status.webhooks(WebhookOutcome::BadSignature),
             malformed: status.webhooks(WebhookOutcome::Malformed),
             failed: status.webhooks(WebhookOutcome::Failed),
+            foreign_instance: status.webhooks(WebhookOutcome::ForeignInstance),
         }),
         writer: Some(proto::WriterCounts {
             applied: writer.applied,
@@ -94,6 +97,12 @@ fn status_to_proto(status: SyncStatus, cluster: Option<ClusterView>) -> proto::S
         lag_ms,
         tombstones,
         unreadable_users,
+        clerk: Some(proto::ClerkInstance {
+            instance_id: instance.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
+            environment_type: instance.map(|i| i.environment_type).unwrap_or_default(),
+            requests_per_10s: (f64::from(rate_limit.requests) * 10.0 / rate_limit.per.as_secs_f64())
+                .round() as u32,
+        }),
         cluster: replica.map(|replica| {
             let cluster = cluster.unwrap_or_default();
             proto::ClusterStatus {

@@ -47,9 +47,10 @@ fn header<'a>(headers: &'a HeaderMap, svix: &str, standard: &str) -> Option<&'a 
 /// fix; 503 for what it can.
 fn status_of(outcome: WebhookOutcome) -> StatusCode {
     match outcome {
-        WebhookOutcome::Applied | WebhookOutcome::Duplicate | WebhookOutcome::Ignored => {
-            StatusCode::OK
-        }
+        WebhookOutcome::Applied
+        | WebhookOutcome::Duplicate
+        | WebhookOutcome::Ignored
+        | WebhookOutcome::ForeignInstance => StatusCode::OK,
         WebhookOutcome::BadSignature => StatusCode::UNAUTHORIZED,
         WebhookOutcome::Malformed => StatusCode::BAD_REQUEST,
         WebhookOutcome::Failed | WebhookOutcome::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,

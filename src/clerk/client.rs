@@ -1,7 +1,8 @@
 //! A small Backend API client: list users (cursor or offset paging), get one user, count.
 //!
-//! Every request goes through one shared [`RateLimiter`], pins `Clerk-API-Version`, honours
-//! `Retry-After` on 429 and retries 5xx and network errors with exponential backoff and jitter.
+//! Every request goes through one shared [`Budget`] (the instance's rate limit and the endpoints
+//! Clerk has blocked after a 429), pins `Clerk-API-Version`, honours `Retry-After` on 429 and
+//! retries 5xx and network errors with exponential backoff and jitter.
 //! Clerk's error body (`{"errors":[{code,message,long_message}],"clerk_trace_id"}`) is surfaced
 //! in the error message, since that is what tells an operator what to fix.
 
@@ -13,9 +14,10 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tracing::Instrument;
 
+use super::instance::{Budget, BudgetShare, Instance, KnownInstance, LimitSource, Spend};
 use super::listing::{ActivityField, CreatedPage, PageCursor};
 use super::model::{ClerkTotalCount, UserPage, parse_user, parse_user_page};
-use super::rate_limit::{RateLimit, RateLimiter};
+use super::rate_limit::RateLimit;
 pub use super::stats::ClerkApiStats;
 use crate::user::User;
 
@@ -28,6 +30,7 @@ const LIST_USERS: &str = "GET /v1/users";
 const GET_USER: &str = "GET /v1/users/{user_id}";
 const COUNT_USERS: &str = "GET /v1/users/count";
 const UPDATE_METADATA: &str = "PATCH /v1/users/{user_id}/metadata";
+const GET_INSTANCE: &str = "GET /v1/instance";
 /// Answers to one list request that are not a JSON array before it fails.
 pub const UNREADABLE_ATTEMPTS: u32 = 3;
 
@@ -37,7 +40,10 @@ pub struct ClerkClientConfig {
     /// Scheme and host, without `/v1` (e.g. `https://api.clerk.com`).
     pub api_url: String,
     pub secret_key: String,
-    pub rate_limit: RateLimit,
+    /// The instance's rate limit: given, or Clerk's default for its environment.
+    pub rate_limit: LimitSource,
+    /// How the limit is shared (cluster mode splits reads and writes).
+    pub budget_share: BudgetShare,
     /// Attempts per request before giving up (429s, 5xx and network errors count).
     pub max_attempts: u32,
     pub request_timeout: Duration,
@@ -51,6 +57,7 @@ impl std::fmt::Debug for ClerkClientConfig {
             .field("api_url", &self.api_url)
             .field("secret_key", &crate::redact::mask(&self.secret_key))
             .field("rate_limit", &self.rate_limit)
+            .field("budget_share", &self.budget_share)
             .field("max_attempts", &self.max_attempts)
             .field("request_timeout", &self.request_timeout)
             .field("initial_backoff", &self.initial_backoff)
@@ -63,7 +70,8 @@ impl ClerkClientConfig {
         ClerkClientConfig {
             api_url: api_url.into(),
             secret_key: secret_key.into(),
-            rate_limit: RateLimit::CLERK_PRODUCTION_DEFAULT,
+            rate_limit: LimitSource::Given(RateLimit::CLERK_PRODUCTION_DEFAULT),
+            budget_share: BudgetShare::Whole,
             max_attempts: 8,
             request_timeout: Duration::from_secs(30),
             initial_backoff: Duration::from_millis(250),
@@ -144,7 +152,8 @@ struct Call<'a> {
 pub struct ClerkClient {
     http: reqwest::Client,
     config: Arc<ClerkClientConfig>,
-    limiter: Arc<RateLimiter>,
+    budget: Arc<Budget>,
+    instance: Arc<KnownInstance>,
     stats: Arc<ClerkApiStats>,
 }
 
@@ -178,7 +187,12 @@ impl ClerkClient {
         Ok(ClerkClient {
             http,
             stats: Arc::default(),
-            limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            budget: Arc::new(Budget::new(
+                config.rate_limit,
+                config.budget_share,
+                &config.secret_key,
+            )),
+            instance: Arc::default(),
             config: Arc::new(config),
         })
     }
@@ -186,6 +200,32 @@ impl ClerkClient {
     /// Requests by endpoint and status, for metrics.
     pub fn stats(&self) -> &Arc<ClerkApiStats> {
         &self.stats
+    }
+
+    /// The instance, once [`ClerkClient::learn_instance`] has succeeded.
+    pub fn known_instance(&self) -> &Arc<KnownInstance> {
+        &self.instance
+    }
+
+    /// The instance's whole rate limit as this process counts it.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.budget.limit()
+    }
+
+    /// `GET /v1/instance`: remembers the instance (for webhook envelopes) and adopts the rate
+    /// limit of its environment unless one was given.
+    pub async fn learn_instance(&self) -> Result<Instance, ClerkApiError> {
+        let body = self
+            .get(GET_INSTANCE, GET_INSTANCE, "/v1/instance", &[])
+            .await?;
+        let instance: Instance =
+            serde_json::from_slice(&body).map_err(|e| ClerkApiError::Decode {
+                request: GET_INSTANCE.into(),
+                message: e.to_string(),
+            })?;
+        self.budget.adopt(&instance).await;
+        self.instance.set(instance.clone());
+        Ok(instance)
     }
 
     /// `GET /v1/users?limit=N&order_by=created_at&...`: one page, oldest first.
@@ -390,12 +430,27 @@ impl ClerkClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.limiter.acquire().await;
+            let spend = if call.retry_throttled {
+                Spend::Read
+            } else {
+                Spend::Write
+            };
+            self.budget.acquire(call.endpoint, spend).await;
             let error = match self.send_once(&call, &url).await {
                 Ok(body) => return Ok(body),
                 Err(error) => error,
             };
             let throttled = error.status() == Some(429);
+            if let ClerkApiError::Api {
+                retry_after: Some(after),
+                ..
+            } = &error
+                && throttled
+                && call.retry_throttled
+            {
+                // Clerk blocks the endpoint for this long: every walk waits it out together.
+                self.budget.block(call.endpoint, *after);
+            }
             if !error.is_transient()
                 || (throttled && !call.retry_throttled)
                 || attempt >= self.config.max_attempts

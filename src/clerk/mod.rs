@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod fake;
+mod instance;
 mod listing;
 pub mod model;
 pub mod rate_limit;
@@ -12,5 +13,6 @@ mod stats;
 pub mod webhook;
 
 pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig};
+pub use instance::{BudgetShare, Instance, KnownInstance, LimitSource};
 pub use listing::{ActivityField, CreatedPage, PageCursor};
 pub use model::{ListedKey, RejectedUser, UserPage, UserParseError, user_from_json};

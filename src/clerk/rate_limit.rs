@@ -31,6 +31,41 @@ impl RateLimit {
         per: Duration::from_secs(10),
     };
 
+    /// 90 requests per 10 s: Clerk's development limit (100 / 10 s) with 10% left.
+    pub const CLERK_DEVELOPMENT_DEFAULT: RateLimit = RateLimit {
+        requests: 90,
+        per: Duration::from_secs(10),
+    };
+
+    /// The default for an instance of this `environment_type` (Clerk's `GET /v1/instance`):
+    /// `development` gets the development limit, anything else (`production`, `staging`) the
+    /// production one.
+    pub fn for_environment(environment_type: &str) -> RateLimit {
+        if environment_type.eq_ignore_ascii_case("development") {
+            RateLimit::CLERK_DEVELOPMENT_DEFAULT
+        } else {
+            RateLimit::CLERK_PRODUCTION_DEFAULT
+        }
+    }
+
+    /// The default guessed from a secret key when the instance cannot be asked: `sk_test_` keys
+    /// belong to development instances, `sk_live_` keys to production ones.
+    pub fn for_secret_key(secret_key: &str) -> RateLimit {
+        if secret_key.starts_with("sk_test_") {
+            RateLimit::CLERK_DEVELOPMENT_DEFAULT
+        } else {
+            RateLimit::CLERK_PRODUCTION_DEFAULT
+        }
+    }
+
+    /// This limit times `fraction` (at least one request per window).
+    pub fn share(self, fraction: f64) -> RateLimit {
+        RateLimit {
+            requests: ((f64::from(self.requests) * fraction).floor() as u32).max(1),
+            per: self.per,
+        }
+    }
+
     /// Parses `N/10s`, `N/1s`, `N/1m` (the number before `/` is requests, after it a duration).
     pub fn parse(text: &str) -> Result<RateLimit, RateLimitError> {
         let error = |problem: String| RateLimitError {
@@ -72,48 +107,67 @@ impl RateLimit {
     }
 }
 
-/// An async token bucket.
+/// An async token bucket whose limit can change (when the instance's environment is learned).
 #[derive(Debug)]
 pub struct RateLimiter {
-    limit: RateLimit,
     state: Mutex<Bucket>,
 }
 
 #[derive(Debug)]
 struct Bucket {
+    limit: RateLimit,
     tokens: f64,
     refilled_at: Instant,
+}
+
+impl Bucket {
+    fn tokens_per_second(&self) -> f64 {
+        f64::from(self.limit.requests) / self.limit.per.as_secs_f64()
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled_at).as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * self.tokens_per_second()).min(f64::from(self.limit.requests));
+        self.refilled_at = now;
+    }
 }
 
 impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
         RateLimiter {
-            limit,
             state: Mutex::new(Bucket {
+                limit,
                 tokens: f64::from(limit.requests),
                 refilled_at: Instant::now(),
             }),
         }
     }
 
-    fn tokens_per_second(&self) -> f64 {
-        f64::from(self.limit.requests) / self.limit.per.as_secs_f64()
+    /// The limit in force.
+    pub async fn limit(&self) -> RateLimit {
+        self.state.lock().await.limit
+    }
+
+    /// Changes the limit; tokens already in the bucket stay, up to the new burst.
+    pub async fn set_limit(&self, limit: RateLimit) {
+        let mut bucket = self.state.lock().await;
+        bucket.refill();
+        bucket.limit = limit;
+        bucket.tokens = bucket.tokens.min(f64::from(limit.requests));
     }
 
     /// Takes one token without waiting; on failure returns how long until one is available.
     pub async fn try_acquire(&self) -> Result<(), Duration> {
         let mut bucket = self.state.lock().await;
-        let now = Instant::now();
-        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.tokens_per_second())
-            .min(f64::from(self.limit.requests));
-        bucket.refilled_at = now;
+        bucket.refill();
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
             Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.tokens_per_second(),
+                (1.0 - bucket.tokens) / bucket.tokens_per_second(),
             ))
         }
     }
@@ -150,6 +204,38 @@ mod tests {
         assert!(RateLimit::parse("0/1s").is_err());
         assert!(RateLimit::parse("10").is_err());
         assert!(RateLimit::parse("10/1h").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_the_instance_or_the_key() {
+        assert_eq!(RateLimit::for_environment("development").requests, 90);
+        assert_eq!(RateLimit::for_environment("production").requests, 900);
+        assert_eq!(RateLimit::for_environment("staging").requests, 900);
+        assert_eq!(RateLimit::for_secret_key("sk_test_abc").requests, 90);
+        assert_eq!(RateLimit::for_secret_key("sk_live_abc").requests, 900);
+        assert_eq!(RateLimit::CLERK_PRODUCTION_DEFAULT.share(0.1).requests, 90);
+        assert_eq!(
+            RateLimit::CLERK_DEVELOPMENT_DEFAULT.share(0.001).requests,
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_limit_takes_effect_at_once() {
+        let limiter = RateLimiter::new(RateLimit {
+            requests: 100,
+            per: Duration::from_secs(1),
+        });
+        limiter
+            .set_limit(RateLimit {
+                requests: 2,
+                per: Duration::from_secs(1),
+            })
+            .await;
+        assert!(limiter.try_acquire().await.is_ok());
+        assert!(limiter.try_acquire().await.is_ok());
+        assert!(limiter.try_acquire().await.is_err());
+        assert_eq!(limiter.limit().await.requests, 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -168,10 +168,20 @@ pub enum WebhookEvent {
     Other { event_type: String },
 }
 
+/// A verified delivery: the instance its envelope names, and what it asks for.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The envelope's `instance_id` (Clerk's spec requires it; older payloads may lack it).
+    pub instance_id: Option<String>,
+    pub event: WebhookEvent,
+}
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "type")]
     event_type: String,
+    #[serde(default)]
+    instance_id: Option<String>,
     timestamp: Option<i64>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
@@ -194,8 +204,14 @@ pub fn timestamp_to_ms(timestamp: i64) -> i64 {
 }
 
 /// Parses a verified body. `received_at_ms` stands in for a missing envelope timestamp.
-pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, UserParseError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+pub fn parse_delivery(body: &[u8], received_at_ms: i64) -> Result<Delivery, UserParseError> {
+    let mut envelope: Envelope = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let instance_id = envelope.instance_id.take();
+    let event = parse_event(envelope, received_at_ms)?;
+    Ok(Delivery { instance_id, event })
+}
+
+fn parse_event(envelope: Envelope, received_at_ms: i64) -> Result<WebhookEvent, UserParseError> {
     let data = || {
         envelope.data.ok_or_else(|| {
             UserParseError::Malformed(format!("{} event without data", envelope.event_type))
@@ -242,6 +258,10 @@ pub fn parse_event(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, Use
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(body: &[u8], received_at_ms: i64) -> Result<WebhookEvent, UserParseError> {
+        parse_delivery(body, received_at_ms).map(|d| d.event)
+    }
 
     fn examples() -> std::path::PathBuf {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/clerk/examples")
@@ -357,14 +377,21 @@ mod tests {
     #[test]
     fn clerk_example_events_parse_with_both_timestamp_units() {
         let read = |name: &str| std::fs::read(examples().join(name)).unwrap();
-        match parse_event(&read("spec-user.created.json"), 0).unwrap() {
+        let delivery = parse_delivery(&read("spec-user.created.json"), 0).unwrap();
+        assert_eq!(
+            delivery.instance_id.as_deref(),
+            Some("ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
+        );
+        let without = br#"{"type":"email.created","object":"event","data":{}}"#;
+        assert_eq!(parse_delivery(without, 0).unwrap().instance_id, None);
+        match parse(&read("spec-user.created.json"), 0).unwrap() {
             WebhookEvent::UserUpserted { user, event_type } => {
                 assert_eq!(event_type, "user.created");
                 assert_eq!(user.id, "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S");
             }
             other => panic!("{other:?}"),
         }
-        match parse_event(&read("spec-user.deleted.json"), 0).unwrap() {
+        match parse(&read("spec-user.deleted.json"), 0).unwrap() {
             WebhookEvent::UserDeleted {
                 user_id,
                 deleted_at_ms,
@@ -378,11 +405,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            parse_event(&read("docs-user.created.json"), 0).unwrap(),
+            parse(&read("docs-user.created.json"), 0).unwrap(),
             WebhookEvent::UserUpserted { .. }
         ));
         // A sign-in is the session's user, with its sign-in and activity times.
-        match parse_event(&read("spec-session.created.json"), 0).unwrap() {
+        match parse(&read("spec-session.created.json"), 0).unwrap() {
             WebhookEvent::UserUpserted { user, event_type } => {
                 assert_eq!(event_type, "session.created");
                 assert_eq!(user.id, "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S");
@@ -394,10 +421,10 @@ mod tests {
         let without_user =
             br#"{"type": "session.ended", "data": {"object": "session", "id": "sess_1"}}"#;
         assert!(matches!(
-            parse_event(without_user, 0).unwrap(),
+            parse(without_user, 0).unwrap(),
             WebhookEvent::Other { event_type } if event_type == "session.ended"
         ));
-        assert!(parse_event(br#"{"type": "user.updated"}"#, 0).is_err());
-        assert!(parse_event(b"not json", 0).is_err());
+        assert!(parse(br#"{"type": "user.updated"}"#, 0).is_err());
+        assert!(parse(b"not json", 0).is_err());
     }
 }

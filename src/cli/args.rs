@@ -22,7 +22,9 @@ pub struct IndexArgs {
     /// Directory of the index and the saved segments (created if missing; reused across restarts).
     #[arg(long, env = "CLERK_INDEX_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Client-side limit for Clerk Backend API requests, as N/window (Clerk production: 1000/10s).
+    /// Client-side limit for Clerk Backend API requests, as N/window, or `auto`: 900/10s for a
+    /// production instance, 90/10s for a development one (Clerk's limits are 1000 and 100),
+    /// from `GET /v1/instance`, or from the key's sk_live_/sk_test_ prefix until it answers.
     #[arg(long, env = "CLERK_INDEX_CLERK_RATE_LIMIT", default_value = defaults::CLERK_RATE_LIMIT)]
     pub clerk_rate_limit: String,
     /// Listing requests to Clerk in flight at once during backfills and sweeps (each walks its
@@ -202,6 +204,10 @@ pub struct ClusterArgs {
     /// cluster, so losing a NATS node loses nothing acknowledged).
     #[arg(long, env = "CLERK_INDEX_CLUSTER_STREAM_REPLICAS", default_value_t = 1)]
     pub cluster_stream_replicas: usize,
+    /// Replicas in the deployment (the chart passes replicaCount): each writes through to Clerk
+    /// on 10% / N of the instance's rate limit, the sync lease holder reads on the other 90%.
+    #[arg(long, env = "CLERK_INDEX_CLUSTER_REPLICAS", default_value_t = 2)]
+    pub cluster_replicas: u32,
 }
 
 impl ClusterArgs {
@@ -220,6 +226,7 @@ impl ClusterArgs {
         config.name = self.cluster_name.clone();
         config.lease_ttl = std::time::Duration::from_secs(self.sync_lease_ttl_secs);
         config.stream_replicas = self.cluster_stream_replicas;
+        config.replicas = self.cluster_replicas;
         config.validate()?;
         Ok(Some(config))
     }

@@ -58,6 +58,10 @@ pub struct FakeClerkArgs {
     /// Milliseconds every request takes, like a round trip to Clerk (~100-200 ms).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// What GET /v1/instance says the instance is (`development` makes a client left on
+    /// `--clerk-rate-limit auto` keep to 90 requests / 10 s).
+    #[arg(long, default_value = "production", value_parser = ["production", "development", "staging"])]
+    pub environment: String,
 }
 
 /// `clerk-index generate`: the population the fake Clerk serves, as Clerk JSON lines.
@@ -193,6 +197,7 @@ pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
     let _telemetry = crate::telemetry::init(crate::telemetry::LogFormat::Pretty, None);
     let mut config = FakeClerkConfig::new(population(args.users, args.seed));
     config.secret_key = args.secret_key.clone();
+    config.environment_type = args.environment.clone();
     config.faults = FaultInjection {
         throttle_every: args.throttle_every,
         server_error_every: args.server_error_every,

@@ -28,6 +28,9 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// Copies NATS keeps of the stream and buckets (3 on a three-node NATS cluster).
     pub stream_replicas: usize,
+    /// How many replicas the deployment runs: each writes through to Clerk on its own share of
+    /// the instance's rate limit.
+    pub replicas: u32,
 }
 
 impl ClusterConfig {
@@ -39,6 +42,7 @@ impl ClusterConfig {
             duplicate_window: Duration::from_secs(120),
             lease_ttl: Duration::from_secs(15),
             stream_replicas: 1,
+            replicas: 2,
         }
     }
 
@@ -68,6 +72,12 @@ impl ClusterConfig {
         };
         token(&self.name, "--cluster-name")?;
         token(&self.replica_id, "--replica-id")?;
+        if !(1..=100).contains(&self.replicas) {
+            return Err(ClusterConfigError {
+                setting: "--cluster-replicas",
+                problem: format!("must be 1 to 100 (got {})", self.replicas),
+            });
+        }
         if !(1..=5).contains(&self.stream_replicas) {
             return Err(ClusterConfigError {
                 setting: "--cluster-stream-replicas",

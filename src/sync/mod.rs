@@ -7,6 +7,7 @@
 mod activity;
 mod backfill;
 mod destination;
+mod instance;
 mod leader;
 mod log_destination;
 mod partitions;
@@ -24,6 +25,7 @@ mod write_through;
 
 pub use backfill::Backfill;
 pub use destination::ChangeDestination;
+pub use instance::learn_instance;
 pub use leader::SyncLease;
 pub use log_destination::LogDestination;
 pub use partitions::WalkPlan;

@@ -11,6 +11,8 @@ use super::progress::BackfillProgress;
 use super::reconcile::ReconcileStats;
 use super::state::{ReconcileState, SyncState};
 use super::webhook::{WebhookCounters, WebhookOutcome};
+use crate::clerk::rate_limit::RateLimit;
+use crate::clerk::{ClerkClient, Instance};
 use crate::index::{Freshness, WriterStats};
 
 /// The first copy from Clerk.
@@ -80,6 +82,10 @@ pub struct SyncStatus {
     pub webhooks: Vec<(WebhookOutcome, u64)>,
     pub writer: WriterCounts,
     pub replica: Option<ReplicaStatus>,
+    /// The Clerk instance, once `GET /v1/instance` has answered.
+    pub instance: Option<Instance>,
+    /// The rate limit this process keeps to.
+    pub rate_limit: RateLimit,
 }
 
 impl SyncStatus {
@@ -100,6 +106,7 @@ pub struct SyncMonitor {
     pub backfill: Arc<BackfillProgress>,
     pub webhooks: Arc<WebhookCounters>,
     pub reconcile: Arc<ReconcileStats>,
+    pub clerk: ClerkClient,
 }
 
 impl SyncMonitor {
@@ -114,6 +121,8 @@ impl SyncMonitor {
             log_sequence: SyncState::log_sequence_of(&snapshot.sync_state),
             tombstones: snapshot.tombstone_count as u64,
             unreadable_users: state.unreadable.len() as u64,
+            instance: self.clerk.known_instance().get().cloned(),
+            rate_limit: self.clerk.rate_limit(),
             lag_ms: self
                 .webhooks
                 .freshness_lag_ms(snapshot.freshness.newest_updated_at_ms),

@@ -6,16 +6,19 @@
 //! The writer batches concurrent deliveries into one commit. Deliveries are at-least-once and
 //! unordered: a recently seen `svix-id` is acknowledged without work, and everything else is
 //! safe to apply twice (older `updated_at`s and users deleted later are ignored by the writer),
-//! so the duplicate memory need not survive restarts. The HTTP route is `api`'s.
+//! so the duplicate memory need not survive restarts. A delivery whose envelope names another
+//! Clerk instance than the one learned at start is acknowledged and applied nowhere. The HTTP
+//! route is `api`'s.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::destination::ChangeDestination;
 use super::recorded::Recorded;
 use crate::change::{ChangeSource, UserChange};
-use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_event};
+use crate::clerk::KnownInstance;
+use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_delivery};
 use crate::clock::now_ms;
 
 /// How many recent `svix-id`s are remembered for duplicate detection.
@@ -39,10 +42,13 @@ pub enum WebhookOutcome {
     Failed,
     /// No signing secret is configured: every delivery is refused.
     NotConfigured,
+    /// Verified, but its envelope names another Clerk instance (a signing secret configured
+    /// that belongs to another instance): acknowledged, applied nowhere.
+    ForeignInstance,
 }
 
 impl WebhookOutcome {
-    pub const ALL: [WebhookOutcome; 7] = [
+    pub const ALL: [WebhookOutcome; 8] = [
         WebhookOutcome::Applied,
         WebhookOutcome::Duplicate,
         WebhookOutcome::Ignored,
@@ -50,6 +56,7 @@ impl WebhookOutcome {
         WebhookOutcome::Malformed,
         WebhookOutcome::Failed,
         WebhookOutcome::NotConfigured,
+        WebhookOutcome::ForeignInstance,
     ];
 
     /// The name in webhook answers and spans.
@@ -62,6 +69,7 @@ impl WebhookOutcome {
             WebhookOutcome::Malformed => "malformed",
             WebhookOutcome::Failed => "failed",
             WebhookOutcome::NotConfigured => "not_configured",
+            WebhookOutcome::ForeignInstance => "foreign_instance",
         }
     }
 
@@ -152,6 +160,9 @@ impl RecentIds {
 /// Receives Clerk webhook deliveries and records their changes.
 pub struct WebhookReceiver {
     verifier: Option<WebhookVerifier>,
+    instance: Arc<KnownInstance>,
+    /// When a foreign delivery was last logged, ms: one line a minute at most.
+    foreign_logged_at_ms: AtomicI64,
     destination: ChangeDestination,
     seen: Mutex<RecentIds>,
     counters: std::sync::Arc<WebhookCounters>,
@@ -160,9 +171,17 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// `verifier` is `None` when no signing secret is configured: every delivery is then refused
     /// (`NotConfigured`), so a misconfiguration is loud in Clerk's dashboard instead of silent.
-    pub fn new(verifier: Option<WebhookVerifier>, destination: ChangeDestination) -> Self {
+    /// `instance` is the Clerk instance this index mirrors, once learned: deliveries naming
+    /// another one are refused.
+    pub fn new(
+        verifier: Option<WebhookVerifier>,
+        instance: Arc<KnownInstance>,
+        destination: ChangeDestination,
+    ) -> Self {
         WebhookReceiver {
             verifier,
+            instance,
+            foreign_logged_at_ms: AtomicI64::new(i64::MIN),
             destination,
             seen: Mutex::new(RecentIds::default()),
             counters: std::sync::Arc::default(),
@@ -171,6 +190,27 @@ impl WebhookReceiver {
 
     pub fn counters(&self) -> &std::sync::Arc<WebhookCounters> {
         &self.counters
+    }
+
+    /// Logs a delivery for another instance, at most once a minute (the sender is verified,
+    /// but its deliveries are not ours, and there may be many).
+    fn log_foreign(&self, named: &str, svix_id: &str) {
+        let now = now_ms();
+        let last = self.foreign_logged_at_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000
+            && self
+                .foreign_logged_at_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let ours = self.instance.get().map(|i| i.id.as_str()).unwrap_or("");
+            tracing::warn!(
+                instance_id = named,
+                ours,
+                svix_id,
+                "a webhook for another Clerk instance was refused (is a signing secret of another instance configured?); further ones are counted, logged at most once a minute"
+            );
+        }
     }
 
     fn remember(&self, svix_id: String) {
@@ -211,8 +251,16 @@ impl WebhookReceiver {
                 detail: WebhookDetail::None,
             };
         }
-        let event = match parse_event(body, now_ms()) {
-            Ok(event) => event,
+        let event = match parse_delivery(body, now_ms()) {
+            Ok(delivery) if self.instance.is_foreign(delivery.instance_id.as_deref()) => {
+                let named = delivery.instance_id.unwrap_or_default();
+                self.log_foreign(&named, &svix_id);
+                return refused(
+                    WebhookOutcome::ForeignInstance,
+                    format!("this index mirrors another Clerk instance than {named}"),
+                );
+            }
+            Ok(delivery) => delivery.event,
             Err(error) => {
                 tracing::warn!(%error, %svix_id, "webhook body refused");
                 return refused(WebhookOutcome::Malformed, error.to_string());

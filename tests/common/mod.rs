@@ -307,6 +307,27 @@ impl TestServer {
         }
     }
 
+    /// `GetSyncStatus` as an operator sees it.
+    pub async fn sync_status(&self) -> clerk_index::api::proto::SyncStatus {
+        clerk_index::api::proto::sync_client::SyncClient::new(self.channel().await)
+            .get_sync_status(clerk_index::api::proto::GetSyncStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits (up to 10 s) until the server has learned its Clerk instance; its status then.
+    pub async fn instance_learned(&self) -> clerk_index::api::proto::ClerkInstance {
+        for _ in 0..200 {
+            let clerk = self.sync_status().await.clerk.unwrap();
+            if !clerk.instance_id.is_empty() {
+                return clerk;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("GET /v1/instance was never learned");
+    }
+
     /// Delivers a signed webhook like Svix; returns the status and the JSON answer.
     pub async fn deliver(
         &self,
@@ -360,7 +381,7 @@ pub async fn deliver(
 pub fn event(event_type: &str, data: serde_json::Value, timestamp_ms: i64) -> serde_json::Value {
     serde_json::json!({
         "data": data, "object": "event", "type": event_type, "timestamp": timestamp_ms,
-        "instance_id": "ins_test", "event_attributes": {"http_request": {"client_ip": "127.0.0.1", "user_agent": "test"}}
+        "instance_id": clerk_index::clerk::fake::FAKE_INSTANCE_ID, "event_attributes": {"http_request": {"client_ip": "127.0.0.1", "user_agent": "test"}}
     })
 }
 

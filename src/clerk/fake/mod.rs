@@ -12,5 +12,5 @@ mod writes;
 pub use generator::{DEFAULT_ANCHOR_MS, Population};
 pub use server::{FakeClerk, FakeClerkConfig};
 pub use state::{CursorGone, FaultInjection};
-pub use webhooks::{WebhookDispatcher, WebhookTarget};
+pub use webhooks::{FAKE_INSTANCE_ID, WebhookDispatcher, WebhookTarget};
 pub use writes::merge_patch;

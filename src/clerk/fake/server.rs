@@ -54,6 +54,8 @@ pub struct FakeClerkConfig {
     pub rate_limit: Option<RateLimit>,
     /// Where to announce changes made through the API (create, metadata patch, delete).
     pub webhooks: Option<WebhookTarget>,
+    /// `GET /v1/instance`'s `environment_type`: `production` (the default) or `development`.
+    pub environment_type: String,
 }
 
 impl FakeClerkConfig {
@@ -64,6 +66,7 @@ impl FakeClerkConfig {
             faults: FaultInjection::default(),
             rate_limit: None,
             webhooks: None,
+            environment_type: "production".into(),
         }
     }
 }
@@ -82,6 +85,8 @@ impl FakeClerk {
             state: Arc::new(FakeState {
                 users: RwLock::new(UserStore::generate(&config.population)),
                 secret_key: config.secret_key,
+                environment_type: config.environment_type,
+                blocked: Mutex::new(HashMap::new()),
                 faults: RwLock::new(config.faults),
                 limiter: config.rate_limit.map(RateLimiter::new),
                 metadata_limiters: Mutex::new(HashMap::new()),
@@ -101,6 +106,7 @@ impl FakeClerk {
         Router::new()
             .route("/v1/users", get(list_users).post(writes::create_user))
             .route("/v1/users/count", get(count_users))
+            .route("/v1/instance", get(get_instance))
             .route(
                 "/v1/users/{user_id}",
                 get(get_user).delete(writes::delete_user),
@@ -557,6 +563,17 @@ fn sort_users(users: &mut [&StoredUser], field: &str) {
 async fn count_users(State(state): State<Arc<FakeState>>, _: Admitted) -> Response {
     let total = state.users.read().expect("fake store lock").len();
     axum::Json(json!({"object": "total_count", "total_count": total})).into_response()
+}
+
+async fn get_instance(State(state): State<Arc<FakeState>>, _: Admitted) -> Response {
+    axum::Json(json!({
+        "object": "instance",
+        "id": super::webhooks::FAKE_INSTANCE_ID,
+        "environment_type": state.environment_type,
+        "allowed_origins": null,
+        "workspace_id": null,
+    }))
+    .into_response()
 }
 
 async fn get_user(

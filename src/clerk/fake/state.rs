@@ -67,6 +67,11 @@ pub enum CursorGone {
 pub(super) struct FakeState {
     pub(super) users: RwLock<UserStore>,
     pub(super) secret_key: String,
+    /// What `GET /v1/instance` answers for `environment_type`.
+    pub(super) environment_type: String,
+    /// Endpoints (`METHOD /route`) answered 429 until then, as Clerk blocks an endpoint after
+    /// a 429 for its `Retry-After`.
+    pub(super) blocked: Mutex<HashMap<String, std::time::Instant>>,
     pub(super) faults: RwLock<FaultInjection>,
     pub(super) limiter: Option<RateLimiter>,
     /// Clerk's per-user limit on metadata writes: 10 requests per 10 s.
@@ -130,14 +135,19 @@ impl axum::extract::FromRequestParts<Arc<FakeState>> for Admitted {
         parts: &mut axum::http::request::Parts,
         state: &Arc<FakeState>,
     ) -> Result<Admitted, Response> {
-        admit(state, &parts.headers).await?;
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+        let endpoint = format!("{} {route}", parts.method);
+        admit(state, &parts.headers, endpoint).await?;
         Ok(Admitted)
     }
 }
 
 /// Authentication, API version, injected faults and the rate limit, in Clerk's order.
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
-async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
+async fn admit(state: &FakeState, headers: &HeaderMap, endpoint: String) -> Result<(), Response> {
     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let latency_ms = state.faults.read().expect("fake faults lock").latency_ms;
     if latency_ms > 0 {
@@ -177,12 +187,31 @@ async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
             json!({}),
         ));
     }
+    let now = std::time::Instant::now();
+    let blocked_for = state
+        .blocked
+        .lock()
+        .expect("fake block lock")
+        .get(&endpoint)
+        .and_then(|until| until.checked_duration_since(now))
+        .filter(|left| !left.is_zero());
+    if let Some(left) = blocked_for {
+        return Err(too_many_requests(state, left.as_secs_f64().ceil() as u64));
+    }
+    let block = |secs: u64| {
+        state
+            .blocked
+            .lock()
+            .expect("fake block lock")
+            .insert(endpoint.clone(), now + std::time::Duration::from_secs(secs));
+        too_many_requests(state, secs)
+    };
     let faults = *state.faults.read().expect("fake faults lock");
     if faults
         .throttle_every
         .is_some_and(|k| k > 0 && n.is_multiple_of(k))
     {
-        return Err(too_many_requests(state, faults.retry_after_secs));
+        return Err(block(faults.retry_after_secs));
     }
     if faults
         .server_error_every
@@ -199,10 +228,7 @@ async fn admit(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
     if let Some(limiter) = &state.limiter
         && let Err(wait) = limiter.try_acquire().await
     {
-        return Err(too_many_requests(
-            state,
-            wait.as_secs_f64().ceil().max(1.0) as u64,
-        ));
+        return Err(block(wait.as_secs_f64().ceil().max(1.0) as u64));
     }
     Ok(())
 }

@@ -22,6 +22,9 @@ const SVIX_RETRIES: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
 ];
 
+/// The fake's instance id, in `GET /v1/instance` and every webhook envelope.
+pub const FAKE_INSTANCE_ID: &str = "ins_fake_clerk";
+
 /// Where and how the fake delivers webhooks.
 #[derive(Debug, Clone)]
 pub struct WebhookTarget {
@@ -94,7 +97,7 @@ impl WebhookDispatcher {
             "object": "event",
             "type": event_type,
             "timestamp": crate::clock::now_ms(),
-            "instance_id": "ins_fake_clerk",
+            "instance_id": FAKE_INSTANCE_ID,
             "event_attributes": {"http_request": {"client_ip": "127.0.0.1", "user_agent": "fake-clerk"}},
         });
         let _ = self.events.send(event);
