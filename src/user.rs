@@ -31,6 +31,22 @@ pub struct User {
     pub two_factor_enabled: bool,
     pub password_enabled: bool,
     pub has_image: bool,
+    /// The primary email address is verified.
+    pub primary_email_verified: bool,
+    /// Any email address is verified.
+    pub email_verified: bool,
+    /// `external_accounts[].provider`, e.g. `oauth_google`, without repeats.
+    pub oauth_providers: Vec<String>,
+    /// The ids of the enterprise (SAML/OIDC) connections the user signs in through.
+    pub enterprise_connections: Vec<String>,
+    /// The user's locale (`en-US`), if Clerk has one.
+    pub locale: Option<String>,
+    /// When the user accepted the legal terms, ms.
+    pub legal_accepted_at: Option<i64>,
+    /// Multi-factor authentication is on (`mfa_enabled_at` set and not disabled since).
+    pub mfa_enabled: bool,
+    pub totp_enabled: bool,
+    pub backup_code_enabled: bool,
     pub public_metadata: Value,
     pub private_metadata: Value,
     pub unsafe_metadata: Value,

@@ -112,6 +112,16 @@ async fn every_operator_counts_exactly_what_the_reference_matcher_says() {
         r#"email_domain = "GMAIL.com" AND two_factor_enabled = true"#,
         r#"unsafe.onboarding_step >= 3 AND unsafe.onboarding_complete = false"#,
         r#"(public.plan_type = "free" OR public.plan_type = "pro") AND public.points > 1000 AND NOT public.tags = "vip""#,
+        r#"primary_email_verified = false"#,
+        r#"email_verified = true AND NOT primary_email_verified = true"#,
+        r#"oauth_providers = "OAUTH_GOOGLE" AND oauth_providers != "oauth_github""#,
+        r#"oauth_providers IN ["oauth_apple", "oauth_microsoft"]"#,
+        r#"enterprise_connection EXISTS"#,
+        r#"locale IN ["de-de", "FR-FR"]"#,
+        r#"locale = null"#,
+        r#"legal_accepted_at > 2020-01-01"#,
+        r#"mfa_enabled = true AND backup_code_enabled = false"#,
+        r#"totp_enabled = true"#,
     ];
     for text in filters {
         let want = expected(&s.users, text);

@@ -702,3 +702,90 @@ async fn bad_segment_requests_get_the_right_codes() {
     drop(client);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server, users) = population(dir.path()).await;
+    let mut providers: BTreeMap<String, u64> = BTreeMap::new();
+    let mut locales: BTreeMap<String, u64> = BTreeMap::new();
+    for user in &users {
+        let mut seen = std::collections::BTreeSet::new();
+        for account in user["external_accounts"].as_array().unwrap() {
+            seen.insert(account["provider"].as_str().unwrap().to_string());
+        }
+        for provider in seen {
+            *providers.entry(provider).or_default() += 1;
+        }
+        if let Some(locale) = user["locale"].as_str() {
+            *locales.entry(locale.to_lowercase()).or_default() += 1;
+        }
+    }
+    assert!(
+        providers.len() >= 3 && locales.len() >= 5,
+        "the fake varies"
+    );
+    let terms = |name: &str| {
+        facet(
+            name,
+            name,
+            facet_request::Kind::Terms(proto::TermsFacet {
+                size: 100,
+                include_missing: false,
+            }),
+        )
+    };
+    let response = server
+        .client()
+        .await
+        .facet_users(FacetUsersRequest {
+            filter: None,
+            facets: vec![terms("oauth_providers"), terms("locale")],
+            min_generation: 0,
+            min_log_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let buckets = |n: usize| -> BTreeMap<String, u64> {
+        let Some(facet_result::Result::Terms(terms)) = &response.facets[n].result else {
+            panic!("terms expected: {:?}", response.facets[n]);
+        };
+        terms
+            .buckets
+            .iter()
+            .map(|b| match &b.value.as_ref().unwrap().kind {
+                Some(proto::value::Kind::String(s)) => (s.clone(), b.count),
+                other => panic!("string bucket expected, got {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(buckets(0), providers);
+    assert_eq!(buckets(1), locales);
+
+    let fields = server
+        .client()
+        .await
+        .describe_fields(proto::DescribeFieldsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let described = format!("{fields:?}");
+    for name in [
+        "primary_email_verified",
+        "email_verified",
+        "oauth_providers",
+        "enterprise_connection",
+        "locale",
+        "legal_accepted_at",
+        "mfa_enabled",
+        "totp_enabled",
+        "backup_code_enabled",
+    ] {
+        assert!(
+            described.contains(&format!("\"{name}\"")),
+            "{name} not described"
+        );
+    }
+    server.stop().await;
+}

@@ -57,6 +57,24 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
     doc.add_bool(fields.two_factor_enabled, user.two_factor_enabled);
     doc.add_bool(fields.password_enabled, user.password_enabled);
     doc.add_bool(fields.has_image, user.has_image);
+    doc.add_bool(fields.primary_email_verified, user.primary_email_verified);
+    doc.add_bool(fields.email_verified, user.email_verified);
+    doc.add_bool(fields.mfa_enabled, user.mfa_enabled);
+    doc.add_bool(fields.totp_enabled, user.totp_enabled);
+    doc.add_bool(fields.backup_code_enabled, user.backup_code_enabled);
+    for provider in &user.oauth_providers {
+        doc.add_text(fields.oauth_providers, provider);
+    }
+    for connection in &user.enterprise_connections {
+        doc.add_text(fields.enterprise_connection, connection);
+    }
+    optional_text(&mut doc, fields.locale, &user.locale);
+    if let Some(ms) = user.legal_accepted_at {
+        doc.add_date(
+            fields.legal_accepted_at,
+            DateTime::from_timestamp_millis(ms),
+        );
+    }
     for field in CoreField::ALL {
         if core_exists(user, field) {
             doc.add_text(fields.present, field.name());

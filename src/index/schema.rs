@@ -53,6 +53,15 @@ pub struct Fields {
     pub two_factor_enabled: Field,
     pub password_enabled: Field,
     pub has_image: Field,
+    pub primary_email_verified: Field,
+    pub email_verified: Field,
+    pub oauth_providers: Field,
+    pub enterprise_connection: Field,
+    pub locale: Field,
+    pub legal_accepted_at: Field,
+    pub mfa_enabled: Field,
+    pub totp_enabled: Field,
+    pub backup_code_enabled: Field,
     pub public_metadata: Field,
     pub private_metadata: Field,
     pub unsafe_metadata: Field,
@@ -125,12 +134,21 @@ impl Fields {
         let created_at = b.add_date_field("created_at", date.clone());
         let updated_at = b.add_date_field("updated_at", date.clone());
         let last_sign_in_at = b.add_date_field("last_sign_in_at", date.clone());
-        let last_active_at = b.add_date_field("last_active_at", date);
+        let last_active_at = b.add_date_field("last_active_at", date.clone());
+        let legal_accepted_at = b.add_date_field("legal_accepted_at", date);
         let banned = b.add_bool_field("banned", boolean.clone());
         let locked = b.add_bool_field("locked", boolean.clone());
         let two_factor_enabled = b.add_bool_field("two_factor_enabled", boolean.clone());
         let password_enabled = b.add_bool_field("password_enabled", boolean.clone());
-        let has_image = b.add_bool_field("has_image", boolean);
+        let has_image = b.add_bool_field("has_image", boolean.clone());
+        let primary_email_verified = b.add_bool_field("primary_email_verified", boolean.clone());
+        let email_verified = b.add_bool_field("email_verified", boolean.clone());
+        let mfa_enabled = b.add_bool_field("mfa_enabled", boolean.clone());
+        let totp_enabled = b.add_bool_field("totp_enabled", boolean.clone());
+        let backup_code_enabled = b.add_bool_field("backup_code_enabled", boolean);
+        let oauth_providers = b.add_text_field("oauth_providers", keyword(LOWERCASE, true));
+        let enterprise_connection = b.add_text_field("enterprise_connection", keyword(RAW, true));
+        let locale = b.add_text_field("locale", keyword(LOWERCASE, true));
         let public_metadata =
             b.add_json_field(MetadataNamespace::Public.field_name(), json.clone());
         let private_metadata =
@@ -167,6 +185,15 @@ impl Fields {
             two_factor_enabled,
             password_enabled,
             has_image,
+            primary_email_verified,
+            email_verified,
+            oauth_providers,
+            enterprise_connection,
+            locale,
+            legal_accepted_at,
+            mfa_enabled,
+            totp_enabled,
+            backup_code_enabled,
             public_metadata,
             private_metadata,
             unsafe_metadata,
@@ -215,6 +242,15 @@ impl Fields {
             CoreField::TwoFactorEnabled => self.two_factor_enabled,
             CoreField::PasswordEnabled => self.password_enabled,
             CoreField::HasImage => self.has_image,
+            CoreField::PrimaryEmailVerified => self.primary_email_verified,
+            CoreField::EmailVerified => self.email_verified,
+            CoreField::OauthProviders => self.oauth_providers,
+            CoreField::EnterpriseConnection => self.enterprise_connection,
+            CoreField::Locale => self.locale,
+            CoreField::LegalAcceptedAt => self.legal_accepted_at,
+            CoreField::MfaEnabled => self.mfa_enabled,
+            CoreField::TotpEnabled => self.totp_enabled,
+            CoreField::BackupCodeEnabled => self.backup_code_enabled,
         })
     }
 

@@ -122,6 +122,20 @@ pub enum CoreField {
     TwoFactorEnabled,
     PasswordEnabled,
     HasImage,
+    /// The primary email address is verified.
+    PrimaryEmailVerified,
+    /// Any email address is verified.
+    EmailVerified,
+    /// Any of the user's OAuth providers (`oauth_google`, from `external_accounts`).
+    OauthProviders,
+    /// Any enterprise (SAML/OIDC) connection id the user signs in through.
+    EnterpriseConnection,
+    Locale,
+    LegalAcceptedAt,
+    /// `mfa_enabled_at` is set (and later than `mfa_disabled_at`).
+    MfaEnabled,
+    TotpEnabled,
+    BackupCodeEnabled,
 }
 
 /// How a core field is typed, which decides the operators and values it accepts.
@@ -139,7 +153,7 @@ pub enum CoreKind {
 }
 
 impl CoreField {
-    pub const ALL: [CoreField; 19] = [
+    pub const ALL: [CoreField; 28] = [
         CoreField::Id,
         CoreField::ExternalId,
         CoreField::Username,
@@ -159,6 +173,15 @@ impl CoreField {
         CoreField::TwoFactorEnabled,
         CoreField::PasswordEnabled,
         CoreField::HasImage,
+        CoreField::PrimaryEmailVerified,
+        CoreField::EmailVerified,
+        CoreField::OauthProviders,
+        CoreField::EnterpriseConnection,
+        CoreField::Locale,
+        CoreField::LegalAcceptedAt,
+        CoreField::MfaEnabled,
+        CoreField::TotpEnabled,
+        CoreField::BackupCodeEnabled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -182,6 +205,15 @@ impl CoreField {
             CoreField::TwoFactorEnabled => "two_factor_enabled",
             CoreField::PasswordEnabled => "password_enabled",
             CoreField::HasImage => "has_image",
+            CoreField::PrimaryEmailVerified => "primary_email_verified",
+            CoreField::EmailVerified => "email_verified",
+            CoreField::OauthProviders => "oauth_providers",
+            CoreField::EnterpriseConnection => "enterprise_connection",
+            CoreField::Locale => "locale",
+            CoreField::LegalAcceptedAt => "legal_accepted_at",
+            CoreField::MfaEnabled => "mfa_enabled",
+            CoreField::TotpEnabled => "totp_enabled",
+            CoreField::BackupCodeEnabled => "backup_code_enabled",
         }
     }
 
@@ -209,13 +241,19 @@ impl CoreField {
                 case_insensitive: true,
                 text: true,
             },
-            PrimaryEmail | EmailDomain => CoreKind::Keyword {
+            PrimaryEmail | EmailDomain | OauthProviders | Locale => CoreKind::Keyword {
                 case_insensitive: true,
                 text: false,
             },
+            EnterpriseConnection => CoreKind::Keyword {
+                case_insensitive: false,
+                text: false,
+            },
             Name => CoreKind::TextOnly,
-            CreatedAt | UpdatedAt | LastSignInAt | LastActiveAt => CoreKind::Date,
-            Banned | Locked | TwoFactorEnabled | PasswordEnabled | HasImage => CoreKind::Bool,
+            CreatedAt | UpdatedAt | LastSignInAt | LastActiveAt | LegalAcceptedAt => CoreKind::Date,
+            Banned | Locked | TwoFactorEnabled | PasswordEnabled | HasImage
+            | PrimaryEmailVerified | EmailVerified | MfaEnabled | TotpEnabled
+            | BackupCodeEnabled => CoreKind::Bool,
         }
     }
 
@@ -223,7 +261,12 @@ impl CoreField {
     pub fn sortable(self) -> bool {
         !matches!(
             self,
-            CoreField::Name | CoreField::Email | CoreField::EmailDomain | CoreField::Phone
+            CoreField::Name
+                | CoreField::Email
+                | CoreField::EmailDomain
+                | CoreField::Phone
+                | CoreField::OauthProviders
+                | CoreField::EnterpriseConnection
         )
     }
 

@@ -217,6 +217,9 @@ pub fn core_strings(user: &User, field: CoreField) -> Vec<String> {
         CoreField::PrimaryEmail => one(&user.primary_email),
         CoreField::EmailDomain => user.email_domains(),
         CoreField::Phone => user.phone_numbers.clone(),
+        CoreField::OauthProviders => user.oauth_providers.clone(),
+        CoreField::EnterpriseConnection => user.enterprise_connections.clone(),
+        CoreField::Locale => one(&user.locale),
         CoreField::Name => user
             .first_name
             .iter()
@@ -240,6 +243,7 @@ pub fn core_date(user: &User, field: CoreField) -> Option<i64> {
         CoreField::UpdatedAt => Some(user.updated_at),
         CoreField::LastSignInAt => user.last_sign_in_at,
         CoreField::LastActiveAt => user.last_active_at,
+        CoreField::LegalAcceptedAt => user.legal_accepted_at,
         _ => None,
     }
 }
@@ -251,6 +255,11 @@ pub fn core_bool(user: &User, field: CoreField) -> Option<bool> {
         CoreField::TwoFactorEnabled => Some(user.two_factor_enabled),
         CoreField::PasswordEnabled => Some(user.password_enabled),
         CoreField::HasImage => Some(user.has_image),
+        CoreField::PrimaryEmailVerified => Some(user.primary_email_verified),
+        CoreField::EmailVerified => Some(user.email_verified),
+        CoreField::MfaEnabled => Some(user.mfa_enabled),
+        CoreField::TotpEnabled => Some(user.totp_enabled),
+        CoreField::BackupCodeEnabled => Some(user.backup_code_enabled),
         _ => None,
     }
 }
@@ -393,6 +402,15 @@ mod tests {
             two_factor_enabled: true,
             password_enabled: true,
             has_image: false,
+            primary_email_verified: true,
+            email_verified: true,
+            oauth_providers: vec!["oauth_google".into()],
+            enterprise_connections: Vec::new(),
+            locale: Some("fr-FR".into()),
+            legal_accepted_at: None,
+            mfa_enabled: true,
+            totp_enabled: false,
+            backup_code_enabled: false,
             public_metadata: public,
             private_metadata: Json::Null,
             unsafe_metadata: json!({}),
@@ -480,6 +498,13 @@ mod tests {
             ("email STARTS WITH \"ANN@\"", true),
             ("primary_email > \"ann@a\"", true),
             ("external_id = null", true),
+            ("primary_email_verified = true", true),
+            ("oauth_providers = \"OAUTH_GOOGLE\"", true),
+            ("oauth_providers IN [\"oauth_github\"]", false),
+            ("enterprise_connection EXISTS", false),
+            ("locale = \"fr-fr\"", true),
+            ("legal_accepted_at = null", true),
+            ("mfa_enabled = true AND totp_enabled = false", true),
         ] {
             assert_eq!(check(&u, text), expected, "{text}");
         }

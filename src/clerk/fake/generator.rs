@@ -241,7 +241,7 @@ fn generate_user(population: &Population, index: usize) -> Value {
     } else {
         Value::Null
     };
-    json!({
+    let mut user = json!({
         "id": clerk_id(&mut rng, "user", index),
         "object": "user",
         "external_id": if chance(&mut rng, 0.3) { Value::from(format!("ext_{index}")) } else { Value::Null },
@@ -281,7 +281,117 @@ fn generate_user(population: &Population, index: usize) -> Value {
         "create_organizations_limit": null,
         "last_active_at": last_active_at,
         "legal_accepted_at": null,
-    })
+    });
+    identities(population, index, &mut user);
+    user
+}
+
+const LOCALES: &[(&str, u32)] = &[
+    ("en-US", 45),
+    ("en-GB", 12),
+    ("de-DE", 10),
+    ("fr-FR", 9),
+    ("es-ES", 8),
+    ("pt-BR", 8),
+    ("ja-JP", 5),
+];
+const OAUTH: &[(&str, f64)] = &[
+    ("oauth_google", 0.4),
+    ("oauth_github", 0.1),
+    ("oauth_apple", 0.05),
+    ("oauth_microsoft", 0.03),
+];
+
+/// How the user signs in and what Clerk knows of it: unverified and reserved addresses, OAuth
+/// and enterprise accounts, a locale, passkeys, MFA methods, legal acceptance. Drawn from a
+/// stream of its own, so the rest of the population stays as it was.
+fn identities(population: &Population, index: usize, user: &mut Value) {
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        population.seed ^ 0x1D_E4_71_7E ^ (index as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93),
+    );
+    let created_at = user["created_at"].as_i64().unwrap_or_default();
+    if let Some(addresses) = user["email_addresses"].as_array_mut() {
+        for (n, address) in addresses.iter_mut().enumerate() {
+            // Primary addresses are mostly verified, secondary ones less often.
+            let unverified = chance(&mut rng, if n == 0 { 0.04 } else { 0.2 });
+            if unverified {
+                address["verification"] = json!({"object": "verification_otp", "status": "unverified", "strategy": "email_code", "attempts": 0, "expire_at": created_at + 600_000});
+            }
+            address["reserved"] = (n > 0 && chance(&mut rng, 0.01)).into();
+        }
+    }
+    let email = user["email_addresses"][0]["email_address"].clone();
+    let mut accounts = Vec::new();
+    for &(provider, probability) in OAUTH {
+        if chance(&mut rng, probability) {
+            accounts.push(json!({
+                "object": "external_account",
+                "id": clerk_id(&mut rng, "eac", index * 8 + accounts.len()),
+                "provider": provider,
+                "identification_id": clerk_id(&mut rng, "idn", index * 8 + 4 + accounts.len()),
+                "provider_user_id": format!("{}", rng.random::<u64>()),
+                "approved_scopes": "email profile openid",
+                "email_address": email,
+                "first_name": user["first_name"],
+                "last_name": user["last_name"],
+                "image_url": "",
+                "username": null,
+                "phone_number": null,
+                "public_metadata": {},
+                "label": null,
+                "created_at": created_at,
+                "updated_at": created_at,
+                "verification": {"object": "verification_oauth", "status": "verified", "strategy": provider, "attempts": null, "expire_at": null},
+            }));
+        }
+    }
+    user["external_accounts"] = accounts.into();
+    if chance(&mut rng, 0.03) {
+        let connection = format!("entconn_fake{:02}", rng.random_range(0..12));
+        user["enterprise_accounts"] = json!([{
+            "id": clerk_id(&mut rng, "enta", index),
+            "object": "enterprise_account",
+            "protocol": "saml",
+            "provider": "saml_okta",
+            "active": true,
+            "email_address": email,
+            "first_name": user["first_name"],
+            "last_name": user["last_name"],
+            "provider_user_id": format!("okta|{index}"),
+            "enterprise_connection_id": connection,
+            "public_metadata": {},
+            "verification": null,
+            "enterprise_connection": null,
+            "last_authenticated_at": user["last_sign_in_at"],
+        }]);
+    }
+    user["locale"] = if chance(&mut rng, 0.7) {
+        weighted(&mut rng, LOCALES).into()
+    } else {
+        Value::Null
+    };
+    let passkeys = if chance(&mut rng, 0.08) {
+        rng.random_range(1..=2)
+    } else {
+        0
+    };
+    user["passkeys"] = (0..passkeys)
+        .map(|n| {
+            json!({
+                "id": clerk_id(&mut rng, "pkey", index * 2 + n),
+                "object": "passkey",
+                "name": if n == 0 { "iCloud Keychain" } else { "YubiKey" },
+                "last_used_at": user["last_sign_in_at"],
+                "verification": {"object": "verification_passkey", "status": "verified", "strategy": "passkey", "attempts": null, "expire_at": null},
+            })
+        })
+        .collect::<Vec<_>>()
+        .into();
+    let two_factor = user["two_factor_enabled"].as_bool().unwrap_or(false);
+    user["backup_code_enabled"] = (two_factor && chance(&mut rng, 0.5)).into();
+    if chance(&mut rng, 0.6) {
+        user["legal_accepted_at"] = created_at.into();
+    }
 }
 
 fn ascii_lower(name: &str) -> String {
@@ -458,52 +568,4 @@ fn unsafe_metadata(rng: &mut ChaCha8Rng) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn users_are_deterministic_unique_and_ordered_by_creation() {
-        let population = Population::new(2_000);
-        assert_eq!(population.user(7), population.user(7));
-        let users: Vec<Value> = (0..population.count).map(|i| population.user(i)).collect();
-        let ids: std::collections::HashSet<&str> =
-            users.iter().map(|u| u["id"].as_str().unwrap()).collect();
-        assert_eq!(ids.len(), users.len());
-        for pair in users.windows(2) {
-            assert!(pair[0]["created_at"].as_i64() < pair[1]["created_at"].as_i64());
-        }
-        for user in &users {
-            assert!(user["updated_at"].as_i64() >= user["created_at"].as_i64());
-            assert!(user["updated_at"].as_i64().unwrap() <= population.anchor_ms);
-        }
-    }
-
-    #[test]
-    fn population_has_skew_sparsity_nulls_and_a_type_conflict() {
-        let population = Population::new(5_000);
-        let users: Vec<Value> = (0..population.count).map(|i| population.user(i)).collect();
-        let count = |f: &dyn Fn(&Value) -> bool| users.iter().filter(|u| f(u)).count();
-        let free = count(&|u| u["public_metadata"]["plan_type"] == "free");
-        let enterprise = count(&|u| u["public_metadata"]["plan_type"] == "enterprise");
-        assert!(
-            free > 4 * enterprise,
-            "free {free} vs enterprise {enterprise}"
-        );
-        assert!(count(&|u| u["public_metadata"]["membership_tier"].is_number()) > 0);
-        assert!(count(&|u| u["public_metadata"]["beta_cohort"] == true) < users.len() / 5);
-        assert!(
-            count(&|u| u["public_metadata"]
-                .get("referrer")
-                .is_some_and(Value::is_null))
-                > 0
-        );
-        assert!(count(&|u| u["private_metadata"].is_null()) > 0);
-        assert!(count(&|u| u["email_addresses"].as_array().unwrap().len() > 1) > 0);
-        assert!(
-            count(&|u| u["public_metadata"]["score"]
-                .as_f64()
-                .is_some_and(|s| s.fract() == 0.0))
-                > 0
-        );
-    }
-}
+mod tests;
