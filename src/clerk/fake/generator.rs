@@ -210,7 +210,8 @@ fn generate_user(population: &Population, index: usize) -> Value {
             "object": "phone_number",
             "phone_number": format!("+1555{:07}", index % 10_000_000),
             "reserved_for_second_factor": false,
-            "verification": {"status": "verified", "strategy": "phone_code"},
+            "reserved": false,
+            "verification": {"object": "verification_otp", "status": "verified", "strategy": "phone_code", "attempts": 1, "expire_at": null},
             "linked_to": [],
             "created_at": created_at,
             "updated_at": created_at,
@@ -332,8 +333,8 @@ fn identities(population: &Population, index: usize, user: &mut Value) {
                 "provider_user_id": format!("{}", rng.random::<u64>()),
                 "approved_scopes": "email profile openid",
                 "email_address": email,
-                "first_name": user["first_name"],
-                "last_name": user["last_name"],
+                "first_name": user["first_name"].as_str().unwrap_or(""),
+                "last_name": user["last_name"].as_str().unwrap_or(""),
                 "image_url": "",
                 "username": null,
                 "phone_number": null,
@@ -341,7 +342,7 @@ fn identities(population: &Population, index: usize, user: &mut Value) {
                 "label": null,
                 "created_at": created_at,
                 "updated_at": created_at,
-                "verification": {"object": "verification_oauth", "status": "verified", "strategy": provider, "attempts": null, "expire_at": null},
+                "verification": {"object": "verification_oauth", "status": "verified", "strategy": provider, "attempts": null, "expire_at": created_at + 600_000},
             }));
         }
     }
@@ -360,8 +361,15 @@ fn identities(population: &Population, index: usize, user: &mut Value) {
             "provider_user_id": format!("okta|{index}"),
             "enterprise_connection_id": connection,
             "public_metadata": {},
-            "verification": null,
-            "enterprise_connection": null,
+            "verification": {"object": "verification_saml", "status": "verified", "strategy": "saml", "attempts": null, "expire_at": null},
+            "enterprise_connection": {
+                "id": connection, "protocol": "saml", "provider": "saml_okta",
+                "name": format!("Okta {connection}"), "logo_public_url": null,
+                "domains": ["example.com"], "active": true, "sync_user_attributes": true,
+                "allow_subdomains": false, "allow_idp_initiated": false,
+                "disable_additional_identifications": false,
+                "created_at": created_at, "updated_at": created_at,
+            },
             "last_authenticated_at": user["last_sign_in_at"],
         }]);
     }
@@ -381,7 +389,7 @@ fn identities(population: &Population, index: usize, user: &mut Value) {
                 "id": clerk_id(&mut rng, "pkey", index * 2 + n),
                 "object": "passkey",
                 "name": if n == 0 { "iCloud Keychain" } else { "YubiKey" },
-                "last_used_at": user["last_sign_in_at"],
+                "last_used_at": user["last_sign_in_at"].as_i64().unwrap_or(created_at),
                 "verification": {"object": "verification_passkey", "status": "verified", "strategy": "passkey", "attempts": null, "expire_at": null},
             })
         })

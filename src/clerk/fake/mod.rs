@@ -3,6 +3,7 @@
 //! (create, metadata patch, delete) are announced with signed webhooks when a target is set.
 
 mod generator;
+mod record;
 mod server;
 mod state;
 mod store;

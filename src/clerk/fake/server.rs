@@ -56,6 +56,8 @@ pub struct FakeClerkConfig {
     pub webhooks: Option<WebhookTarget>,
     /// `GET /v1/instance`'s `environment_type`: `production` (the default) or `development`.
     pub environment_type: String,
+    /// Keep every request and answer (`FakeClerk::recorded_exchanges`).
+    pub record_exchanges: bool,
 }
 
 impl FakeClerkConfig {
@@ -67,6 +69,7 @@ impl FakeClerkConfig {
             rate_limit: None,
             webhooks: None,
             environment_type: "production".into(),
+            record_exchanges: false,
         }
     }
 }
@@ -87,6 +90,7 @@ impl FakeClerk {
                 secret_key: config.secret_key,
                 environment_type: config.environment_type,
                 blocked: Mutex::new(HashMap::new()),
+                exchanges: config.record_exchanges.then(Mutex::default),
                 faults: RwLock::new(config.faults),
                 limiter: config.rate_limit.map(RateLimiter::new),
                 metadata_limiters: Mutex::new(HashMap::new()),
@@ -103,7 +107,7 @@ impl FakeClerk {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/v1/users", get(list_users).post(writes::create_user))
             .route("/v1/users/count", get(count_users))
             .route("/v1/instance", get(get_instance))
@@ -115,7 +119,8 @@ impl FakeClerk {
                 "/v1/users/{user_id}/metadata",
                 patch(writes::update_user_metadata),
             )
-            .with_state(self.state.clone())
+            .with_state(self.state.clone());
+        super::record::recording(router, &self.state)
     }
 
     /// Serves until `shutdown` resolves.
@@ -232,6 +237,12 @@ impl FakeClerk {
     /// Users sent in list answers so far (a user on two pages counts twice).
     pub fn users_listed(&self) -> u64 {
         self.state.users_listed.load(Ordering::Relaxed)
+    }
+
+    /// The requests received and answers sent so far, when recording (else empty).
+    pub fn recorded_exchanges(&self) -> Vec<Value> {
+        let exchanges = self.state.exchanges.as_ref();
+        exchanges.map_or_else(Vec::new, |e| e.lock().expect("fake record lock").clone())
     }
 
     /// Requests answered with 429 (injected or rate-limited).

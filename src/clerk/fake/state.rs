@@ -72,6 +72,8 @@ pub(super) struct FakeState {
     /// Endpoints (`METHOD /route`) answered 429 until then, as Clerk blocks an endpoint after
     /// a 429 for its `Retry-After`.
     pub(super) blocked: Mutex<HashMap<String, std::time::Instant>>,
+    /// Requests and answers, when recording (`record.rs`).
+    pub(super) exchanges: Option<Mutex<Vec<Value>>>,
     pub(super) faults: RwLock<FaultInjection>,
     pub(super) limiter: Option<RateLimiter>,
     /// Clerk's per-user limit on metadata writes: 10 requests per 10 s.

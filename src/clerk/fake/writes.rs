@@ -125,7 +125,7 @@ pub(super) async fn create_user(
         .flatten()
         .filter_map(Value::as_str)
         .map(|address| json!({"id": random_id("idn"), "object": "email_address", "email_address": address, "reserved": false,
-            "verification": {"status": "verified", "strategy": "admin"}, "linked_to": [], "created_at": now, "updated_at": now}))
+            "verification": {"object": "verification_admin", "status": "verified", "strategy": "admin", "attempts": null, "expire_at": null}, "linked_to": [], "created_at": now, "updated_at": now}))
         .collect();
     let field = |name: &str| params.get(name).cloned().unwrap_or(Value::Null);
     let object_field = |name: &str| {
