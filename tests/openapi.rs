@@ -94,16 +94,17 @@ async fn the_fakes_answers_the_clients_requests_and_the_webhooks_follow_clerks_s
         &fake.url,
         reqwest::Method::POST,
         "/v1/users",
-        Some(json!({"email_address": ["spec@example.com"], "first_name": "Spec"})),
+        Some(json!({"email_address": ["spec@example.com"], "first_name": "Spec", "external_id": "crm_42"})),
     )
     .await;
-    clerk_api(
+    let deleted = clerk_api(
         &fake.url,
         reqwest::Method::DELETE,
         &format!("/v1/users/{}", created["id"].as_str().unwrap()),
         None,
     )
     .await;
+    assert_eq!(deleted["external_id"], "crm_42", "{deleted}");
     assert!(fake.fake.sign_in(&ids[5], clerk_index::clock::now_ms()));
     // Errors are answered in Clerk's shape too.
     let http = reqwest::Client::new();
@@ -147,6 +148,8 @@ async fn the_fakes_answers_the_clients_requests_and_the_webhooks_follow_clerks_s
     ] {
         assert!(types.iter().any(|t| t.contains(expected)), "{types:?}");
     }
+    let deletion = hooks.iter().find(|b| b.contains("user.deleted")).unwrap();
+    assert!(deletion.contains(r#""external_id":"crm_42""#), "{deletion}");
     records.extend(
         hooks
             .iter()

@@ -24,6 +24,8 @@ pub struct Population {
     pub count: usize,
     /// "Now" for the population: every timestamp is before it.
     pub anchor_ms: i64,
+    /// Users created by one bulk import share one `created_at` (see [`bulk_import`]).
+    pub bulk_import: bool,
 }
 
 impl Population {
@@ -32,7 +34,14 @@ impl Population {
             seed: 42,
             count,
             anchor_ms: DEFAULT_ANCHOR_MS,
+            bulk_import: false,
         }
+    }
+
+    /// The same population with a bulk import in its middle.
+    pub fn with_bulk_import(mut self) -> Self {
+        self.bulk_import = true;
+        self
     }
 
     /// User `index`, `0 <= index < count`, ordered by `created_at` ascending.
@@ -160,15 +169,29 @@ fn clerk_id(rng: &mut ChaCha8Rng, prefix: &str, index: usize) -> String {
     )
 }
 
+/// The users of one bulk import (one `created_at`) mid-population: longer than Clerk's largest
+/// page (500) from 3,000 users, a fifth of smaller ones from 1,000.
+pub fn bulk_import(count: usize) -> Option<std::ops::Range<usize>> {
+    (count >= 1_000).then(|| {
+        let start = count / 2;
+        start..start + (count / 5).min(600)
+    })
+}
+
 fn generate_user(population: &Population, index: usize) -> Value {
     let mut rng = ChaCha8Rng::seed_from_u64(
         population.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
     let count = population.count.max(1) as i64;
-    // Strictly increasing with the index, with jitter inside each user's slot.
+    // Increasing with the index, with jitter inside each user's slot; a bulk import ties a run.
     let slot = SPAN_MS / count;
-    let created_at =
+    let mut created_at =
         population.anchor_ms - SPAN_MS + index as i64 * slot + rng.random_range(0..slot.max(1));
+    if let Some(import) = bulk_import(population.count).filter(|_| population.bulk_import)
+        && import.contains(&index)
+    {
+        created_at = population.anchor_ms - SPAN_MS + import.start as i64 * slot;
+    }
     let age = population.anchor_ms - created_at;
     let updated_at = created_at + rng.random_range(0..=age.min(400 * DAY_MS));
     let first = *FIRST_NAMES.choose(&mut rng).expect("non-empty");
@@ -303,9 +326,8 @@ const OAUTH: &[(&str, f64)] = &[
     ("oauth_microsoft", 0.03),
 ];
 
-/// How the user signs in and what Clerk knows of it: unverified and reserved addresses, OAuth
-/// and enterprise accounts, a locale, passkeys, MFA methods, legal acceptance. Drawn from a
-/// stream of its own, so the rest of the population stays as it was.
+/// How the user signs in: unverified and reserved addresses, OAuth and enterprise accounts, a
+/// locale, passkeys, MFA methods, legal acceptance; from a stream of its own (the rest stays).
 fn identities(population: &Population, index: usize, user: &mut Value) {
     let mut rng = ChaCha8Rng::seed_from_u64(
         population.seed ^ 0x1D_E4_71_7E ^ (index as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93),
@@ -314,8 +336,7 @@ fn identities(population: &Population, index: usize, user: &mut Value) {
     if let Some(addresses) = user["email_addresses"].as_array_mut() {
         for (n, address) in addresses.iter_mut().enumerate() {
             // Primary addresses are mostly verified, secondary ones less often.
-            let unverified = chance(&mut rng, if n == 0 { 0.04 } else { 0.2 });
-            if unverified {
+            if chance(&mut rng, if n == 0 { 0.04 } else { 0.2 }) {
                 address["verification"] = json!({"object": "verification_otp", "status": "unverified", "strategy": "email_code", "attempts": 0, "expire_at": created_at + 600_000});
             }
             address["reserved"] = (n > 0 && chance(&mut rng, 0.01)).into();

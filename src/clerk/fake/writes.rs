@@ -161,21 +161,26 @@ pub(super) async fn create_user(
     json_response(body)
 }
 
-/// `DELETE /v1/users/{id}`: answers Clerk's `DeletedObject`.
+/// `DELETE /v1/users/{id}`: answers Clerk's `DeletedObject`, with the user's `external_id`
+/// when it had one (the spec's `DeletedObject` carries it).
 pub(super) async fn delete_user(
     State(state): State<Arc<FakeState>>,
     _: Admitted,
     Path(user_id): Path<String>,
 ) -> Response {
-    if !state
-        .users
-        .write()
-        .expect("fake store lock")
-        .remove(&user_id)
-    {
-        return user_not_found(&user_id);
+    let external_id = {
+        let mut users = state.users.write().expect("fake store lock");
+        let Some(user) = users.get(&user_id) else {
+            return user_not_found(&user_id);
+        };
+        let json: Value = serde_json::from_str(&user.json).expect("stored json is valid");
+        users.remove(&user_id);
+        json["external_id"].as_str().map(str::to_string)
+    };
+    let mut deleted = json!({"object": "user", "id": user_id, "deleted": true});
+    if let Some(external_id) = external_id {
+        deleted["external_id"] = external_id.into();
     }
-    let deleted = json!({"object": "user", "id": user_id, "deleted": true});
     if let Some(webhooks) = &*state.webhooks.read().expect("fake webhook lock") {
         webhooks.send("user.deleted", deleted.clone());
     }

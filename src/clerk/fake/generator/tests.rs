@@ -11,6 +11,16 @@ fn users_are_deterministic_unique_and_ordered_by_creation() {
     for pair in users.windows(2) {
         assert!(pair[0]["created_at"].as_i64() < pair[1]["created_at"].as_i64());
     }
+    // With a bulk import, a run longer than Clerk's largest page shares one creation time.
+    let imported = Population::new(3_000).with_bulk_import();
+    let times: Vec<i64> = (0..imported.count)
+        .map(|i| imported.user(i)["created_at"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    let run = bulk_import(3_000).unwrap();
+    assert!(run.len() > 500);
+    assert!(times[run.clone()].iter().all(|&t| t == times[run.start]));
+    assert!(times[run.start - 1] < times[run.start] && times[run.end] > times[run.start]);
     for user in &users {
         assert!(user["updated_at"].as_i64() >= user["created_at"].as_i64());
         assert!(user["updated_at"].as_i64().unwrap() <= population.anchor_ms);
