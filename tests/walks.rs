@@ -281,3 +281,25 @@ async fn a_bulk_import_longer_than_a_page_is_walked_whole_even_as_its_users_are_
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_of_a_user_that_does_not_parse_is_remembered_for_a_fetch_by_id() {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(300))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), options(&fake.url)).await;
+    server.wait_serving().await;
+    // The user updated longest ago (so the -updated_at list does not reach it) signs in, and
+    // Clerk now sends it in a shape that does not parse: only the sign-in listing sees it.
+    let ids = fake.fake.user_ids();
+    let oldest = ids
+        .iter()
+        .min_by_key(|id| fake.fake.user_json(id).unwrap()["updated_at"].as_i64())
+        .unwrap();
+    let mut user = fake.fake.user_json(oldest).unwrap();
+    user["email_addresses"] = json!("not-a-list");
+    user["last_sign_in_at"] = clerk_index::clock::now_ms().into();
+    fake.fake.put_user_json(&user);
+    reconcile(&server, ReconcileKind::CatchUp).await;
+    assert_eq!(status(&server).await.unreadable_users, 1);
+    server.stop().await;
+}

@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use crate::clerk::{ActivityField, ClerkApiError, ClerkClient};
+use crate::clerk::{ActivityField, ClerkApiError, ClerkClient, RejectedUser};
 use crate::user::User;
 
 /// The deepest offset an activity walk pages to.
@@ -30,6 +30,8 @@ pub(super) struct ActivityWalk {
     seen: HashSet<String>,
     /// Users Clerk listed, whether new to this walk or not.
     pub listed: u64,
+    /// Listed elements that did not parse, for the caller to fetch again by id later.
+    pub rejected: Vec<RejectedUser>,
     done: bool,
 }
 
@@ -43,6 +45,7 @@ impl ActivityWalk {
             offset: None,
             seen: HashSet::new(),
             listed: 0,
+            rejected: Vec::new(),
             done: false,
         }
     }
@@ -68,6 +71,9 @@ impl ActivityWalk {
         self.listed += len;
         let full = len >= u64::from(self.page_size);
         let oldest = page.users.iter().filter_map(|u| self.field.of(u)).min();
+        // As many as the sync state remembers (it keeps at most 10,000 ids to fetch again).
+        let room = 10_000usize.saturating_sub(self.rejected.len());
+        self.rejected.extend(page.rejected.into_iter().take(room));
         let fresh: Vec<User> = page
             .users
             .into_iter()

@@ -153,7 +153,9 @@ impl Reconciler {
         let mut queued = HashMap::new();
         for field in [ActivityField::SignIn, ActivityField::Active] {
             let since = activity_watermark_of(&state, field);
-            let (listed, applied) = self.catch_up_activity(field, since, &mut queued).await?;
+            let (listed, applied, rejected) =
+                self.catch_up_activity(field, since, &mut queued).await?;
+            note_rejected(&mut state, rejected);
             run.users_listed += listed;
             run.upserts += applied;
         }
@@ -217,13 +219,14 @@ impl Reconciler {
     }
 
     /// Lists the users whose `field` is after `since` and applies those newer than both the
-    /// index's copy and what this run already `queued`; returns how many were listed and applied.
+    /// index's copy and what this run already `queued`; returns how many were listed and
+    /// applied, and the listed users that did not parse.
     async fn catch_up_activity(
         &self,
         field: ActivityField,
         since: i64,
         queued: &mut HashMap<String, UserVersion>,
-    ) -> Result<(u64, u64), Error> {
+    ) -> Result<(u64, u64, Vec<crate::clerk::RejectedUser>), Error> {
         let mut walk = ActivityWalk::new(field, since, self.plan.page_size);
         let mut applied = 0;
         while let Some(users) = walk.next(&self.clerk).await? {
@@ -243,7 +246,7 @@ impl Reconciler {
                 self.destination.queue(changes, None).await?;
             }
         }
-        Ok((walk.listed, applied))
+        Ok((walk.listed, applied, walk.rejected))
     }
 
     /// Compares every Clerk user with the index; resumes an interrupted sweep.
