@@ -385,7 +385,7 @@ impl Config {
                 "api_url": self.clerk.api_url,
                 "secret_key": mask(&self.clerk.secret_key),
                 "rate_limit": match self.clerk.rate_limit {
-                    LimitSource::Given(limit) => format!("{}/{}s", limit.requests, limit.per.as_secs_f64()),
+                    LimitSource::Given(limit) => limit.to_string(),
                     LimitSource::Instance => "auto".to_string(),
                 },
                 "page_size": self.walk.page_size,

@@ -154,12 +154,7 @@ async fn a_webhook_sent_to_one_replica_is_searchable_on_all() {
         })
         .await;
     }
-    let metrics = reqwest::get(format!("{}/metrics", replicas[1].http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = replicas[1].metrics_text().await;
     assert!(
         metrics.contains("\nclerk_index_cluster_committed_sequence 1.0\n"),
         "{metrics}"
@@ -392,12 +387,7 @@ async fn the_sync_lease_moves_when_its_holder_dies() {
     assert!(status.holds_sync_lease, "{status:?}");
     assert_eq!(status.sync_lease_holder, "b");
     // b resumed from the checkpoint instead of copying everything again.
-    let metrics = reqwest::get(format!("{}/metrics", b.http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = b.metrics_text().await;
     let pages: f64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("clerk_index_backfill_pages_total "))

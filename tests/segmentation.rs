@@ -770,22 +770,44 @@ async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
         .await
         .unwrap()
         .into_inner();
-    let described = format!("{fields:?}");
-    for name in [
-        "primary_email_verified",
-        "email_verified",
-        "oauth_providers",
-        "enterprise_connection",
-        "locale",
-        "legal_accepted_at",
-        "mfa_enabled",
-        "totp_enabled",
-        "backup_code_enabled",
+    let described = |name: &str| {
+        fields
+            .core_fields
+            .iter()
+            .find(|f| f.path == name)
+            .unwrap_or_else(|| panic!("{name} not described"))
+            .clone()
+    };
+    for (name, kind, sortable) in [
+        ("primary_email_verified", "boolean", true),
+        ("email_verified", "boolean", true),
+        ("oauth_providers", "keyword", false),
+        ("enterprise_connection", "keyword", false),
+        ("locale", "keyword", true),
+        ("legal_accepted_at", "date", true),
+        ("mfa_enabled", "boolean", true),
+        ("totp_enabled", "boolean", true),
+        ("backup_code_enabled", "boolean", true),
     ] {
-        assert!(
-            described.contains(&format!("\"{name}\"")),
-            "{name} not described"
+        let field = described(name);
+        assert_eq!(
+            (field.kind.as_str(), field.sortable, field.facetable),
+            (kind, sortable, true),
+            "{name}"
         );
     }
+    let holders = |has: &dyn Fn(&Value) -> bool| users.iter().filter(|u| has(u)).count() as u64;
+    assert_eq!(
+        described("oauth_providers").users,
+        holders(&|u| !u["external_accounts"].as_array().unwrap().is_empty())
+    );
+    assert_eq!(
+        described("locale").users,
+        holders(&|u| u["locale"].is_string())
+    );
+    assert_eq!(
+        described("legal_accepted_at").users,
+        holders(&|u| u["legal_accepted_at"].is_i64())
+    );
     server.stop().await;
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use clerk_index::api::proto::sync_client::SyncClient;
-use clerk_index::api::proto::{GetSyncStatusRequest, ReconcileKind, TriggerReconcileRequest};
+use clerk_index::api::proto::{ReconcileKind, TriggerReconcileRequest};
 use clerk_index::clerk::fake::{CursorGone, FakeClerkConfig, FaultInjection, Population};
 use common::{RunningFakeClerk, TestOptions, TestServer, event};
 use serde_json::json;
@@ -24,14 +24,6 @@ async fn reconcile(
         ReconcileKind::Sweep => response.sweep.unwrap(),
         _ => response.catch_up.unwrap(),
     }
-}
-
-async fn status(server: &TestServer) -> clerk_index::api::proto::SyncStatus {
-    let mut sync = SyncClient::new(server.channel().await);
-    sync.get_sync_status(GetSyncStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 fn options(url: &str) -> TestOptions {
@@ -112,7 +104,7 @@ async fn backfill_and_sweep_get_past_deleted_cursor_users_however_clerk_answers(
         let mut expected = fake.fake.user_ids();
         expected.sort();
         assert_eq!(indexed_ids(&server).await, expected, "{case}");
-        assert!(!status(&server).await.sweep_in_progress);
+        assert!(!server.sync_status().await.sweep_in_progress);
         server.stop().await;
     }
 }
@@ -138,13 +130,8 @@ async fn a_user_that_does_not_parse_is_skipped_counted_and_fetched_again_by_id()
         298,
         "the rest is there"
     );
-    assert_eq!(status(&server).await.unreadable_users, 2);
-    let metrics = reqwest::get(format!("{}/metrics", server.http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(server.sync_status().await.unreadable_users, 2);
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("clerk_index_unreadable_users 2"),
         "{metrics}"
@@ -152,12 +139,12 @@ async fn a_user_that_does_not_parse_is_skipped_counted_and_fetched_again_by_id()
 
     // Still broken at the next catch-up: kept; fixed in Clerk: fetched by id and applied.
     reconcile(&server, ReconcileKind::CatchUp).await;
-    assert_eq!(status(&server).await.unreadable_users, 2);
+    assert_eq!(server.sync_status().await.unreadable_users, 2);
     fake.fake.put_user_json(&originals[0]);
     fake.fake.put_user_json(&originals[1]);
     let run = reconcile(&server, ReconcileKind::CatchUp).await;
     assert_eq!(run.upserts, 2, "{run:?}");
-    assert_eq!(status(&server).await.unreadable_users, 0);
+    assert_eq!(server.sync_status().await.unreadable_users, 0);
     assert_eq!(server.count_matching(None).await.count, 300);
     server.stop().await;
 }
@@ -238,7 +225,7 @@ async fn a_catch_up_deeper_than_its_offset_cap_hands_over_to_a_sweep() {
         server.count("public.plan_type = \"changed_unseen\"").await,
         300
     );
-    let status = status(&server).await;
+    let status = server.sync_status().await;
     let sweep = status.last_sweep.expect("a sweep ran after the catch-up");
     assert_eq!(
         sweep.upserts, 200,
@@ -300,6 +287,6 @@ async fn a_sign_in_of_a_user_that_does_not_parse_is_remembered_for_a_fetch_by_id
     user["last_sign_in_at"] = clerk_index::clock::now_ms().into();
     fake.fake.put_user_json(&user);
     reconcile(&server, ReconcileKind::CatchUp).await;
-    assert_eq!(status(&server).await.unreadable_users, 1);
+    assert_eq!(server.sync_status().await.unreadable_users, 1);
     server.stop().await;
 }

@@ -395,12 +395,7 @@ async fn a_delivery_for_another_instance_is_acknowledged_counted_and_applied_now
 
     let webhooks = server.sync_status().await.webhooks.unwrap();
     assert_eq!((webhooks.foreign_instance, webhooks.applied), (3, 1));
-    let metrics = reqwest::get(format!("{}/metrics", server.http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains(r#"clerk_index_webhook_deliveries_total{outcome="foreign_instance"} 3"#),
         "{metrics}"

@@ -107,6 +107,13 @@ impl RateLimit {
     }
 }
 
+/// `900/10s`: requests, then the window in seconds (as `--clerk-rate-limit` takes it).
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}s", self.requests, self.per.as_secs_f64())
+    }
+}
+
 /// An async token bucket whose limit can change (when the instance's environment is learned).
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -204,6 +211,8 @@ mod tests {
         assert!(RateLimit::parse("0/1s").is_err());
         assert!(RateLimit::parse("10").is_err());
         assert!(RateLimit::parse("10/1h").is_err());
+        assert_eq!(RateLimit::parse("900/10s").unwrap().to_string(), "900/10s");
+        assert_eq!(RateLimit::parse("5/250ms").unwrap().to_string(), "5/0.25s");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub async fn learn_instance(clerk: ClerkClient, cancel: CancellationToken) {
                 tracing::info!(
                     instance_id = instance.id,
                     environment_type = instance.environment_type,
-                    rate_limit = format!("{}/{}s", limit.requests, limit.per.as_secs_f64()),
+                    rate_limit = %limit,
                     "mirroring this Clerk instance"
                 );
                 return;
@@ -34,7 +34,7 @@ pub async fn learn_instance(clerk: ClerkClient, cancel: CancellationToken) {
                 let limit = clerk.rate_limit();
                 tracing::warn!(
                     %error,
-                    rate_limit = format!("{}/{}s", limit.requests, limit.per.as_secs_f64()),
+                    rate_limit = %limit,
                     "could not ask Clerk which instance this is; webhook deliveries for any instance are accepted meanwhile; asking again in a minute"
                 );
             }

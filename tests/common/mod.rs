@@ -307,6 +307,16 @@ impl TestServer {
         }
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.http_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `GetSyncStatus` as an operator sees it.
     pub async fn sync_status(&self) -> clerk_index::api::proto::SyncStatus {
         clerk_index::api::proto::sync_client::SyncClient::new(self.channel().await)
