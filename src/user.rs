@@ -47,6 +47,8 @@ pub struct User {
     pub mfa_enabled: bool,
     pub totp_enabled: bool,
     pub backup_code_enabled: bool,
+    /// How many passkeys the user has registered.
+    pub passkey_count: i64,
     pub public_metadata: Value,
     pub private_metadata: Value,
     pub unsafe_metadata: Value,

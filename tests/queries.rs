@@ -122,6 +122,10 @@ async fn every_operator_counts_exactly_what_the_reference_matcher_says() {
         r#"legal_accepted_at > 2020-01-01"#,
         r#"mfa_enabled = true AND backup_code_enabled = false"#,
         r#"totp_enabled = true"#,
+        r#"passkey_count > 0"#,
+        r#"passkey_count = 2 OR passkey_count IN [1.5, 0]"#,
+        r#"passkey_count BETWEEN 0.5 AND 1 AND NOT passkey_count != 1"#,
+        r#"passkey_count = null"#,
     ];
     for text in filters {
         let want = expected(&s.users, text);
@@ -158,6 +162,7 @@ async fn sorted_cursor_pages_visit_every_match_exactly_once_in_order() {
         ("created_at", true),
         ("username", false),
         ("public.membership_tier", false),
+        ("passkey_count", true),
     ] {
         let ids = search_all(
             &s.server,

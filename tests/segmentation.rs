@@ -709,6 +709,7 @@ async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
     let (_fake, server, users) = population(dir.path()).await;
     let mut providers: BTreeMap<String, u64> = BTreeMap::new();
     let mut locales: BTreeMap<String, u64> = BTreeMap::new();
+    let mut passkeys: BTreeMap<i64, u64> = BTreeMap::new();
     for user in &users {
         let mut seen = std::collections::BTreeSet::new();
         for account in user["external_accounts"].as_array().unwrap() {
@@ -720,9 +721,12 @@ async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
         if let Some(locale) = user["locale"].as_str() {
             *locales.entry(locale.to_lowercase()).or_default() += 1;
         }
+        *passkeys
+            .entry(user["passkeys"].as_array().unwrap().len() as i64)
+            .or_default() += 1;
     }
     assert!(
-        providers.len() >= 3 && locales.len() >= 5,
+        providers.len() >= 3 && locales.len() >= 5 && passkeys.len() >= 2,
         "the fake varies"
     );
     let terms = |name: &str| {
@@ -740,7 +744,18 @@ async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
         .await
         .facet_users(FacetUsersRequest {
             filter: None,
-            facets: vec![terms("oauth_providers"), terms("locale")],
+            facets: vec![
+                terms("oauth_providers"),
+                terms("locale"),
+                terms("passkey_count"),
+                facet(
+                    "passkey_stats",
+                    "passkey_count",
+                    facet_request::Kind::Stats(proto::NumericStatsFacet {
+                        percentiles: vec![],
+                    }),
+                ),
+            ],
             min_generation: 0,
             min_log_sequence: 0,
         })
@@ -762,6 +777,23 @@ async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
     };
     assert_eq!(buckets(0), providers);
     assert_eq!(buckets(1), locales);
+    let Some(facet_result::Result::Terms(counts)) = &response.facets[2].result else {
+        panic!("terms expected: {:?}", response.facets[2]);
+    };
+    let counts: BTreeMap<i64, u64> = counts
+        .buckets
+        .iter()
+        .map(|b| match &b.value.as_ref().unwrap().kind {
+            Some(proto::value::Kind::Integer(n)) => (*n, b.count),
+            other => panic!("integer bucket expected, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(counts, passkeys);
+    let Some(facet_result::Result::Stats(stats)) = &response.facets[3].result else {
+        panic!("stats expected: {:?}", response.facets[3]);
+    };
+    let total: i64 = passkeys.iter().map(|(n, users)| n * *users as i64).sum();
+    assert_eq!((stats.count, stats.sum), (users.len() as u64, total as f64));
 
     let fields = server
         .client()
@@ -788,6 +820,7 @@ async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
         ("mfa_enabled", "boolean", true),
         ("totp_enabled", "boolean", true),
         ("backup_code_enabled", "boolean", true),
+        ("passkey_count", "integer", true),
     ] {
         let field = described(name);
         assert_eq!(
@@ -805,6 +838,7 @@ async fn how_users_sign_in_facets_like_a_brute_force_count_and_is_described() {
         described("locale").users,
         holders(&|u| u["locale"].is_string())
     );
+    assert_eq!(described("passkey_count").users, users.len() as u64);
     assert_eq!(
         described("legal_accepted_at").users,
         holders(&|u| u["legal_accepted_at"].is_i64())

@@ -95,6 +95,7 @@ fn catalog_to_proto(answer: Answer<FieldCatalog>) -> proto::DescribeFieldsRespon
                     CoreKind::TextOnly => "text",
                     CoreKind::Date => "date",
                     CoreKind::Bool => "boolean",
+                    CoreKind::Integer => "integer",
                 }
                 .to_string(),
                 sortable: field.sortable(),

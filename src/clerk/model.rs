@@ -457,6 +457,7 @@ impl ClerkUser {
             mfa_enabled,
             totp_enabled: self.totp_enabled.unwrap_or(false),
             backup_code_enabled: self.backup_code_enabled.unwrap_or(false),
+            passkey_count: self.passkeys.as_ref().map_or(0, |p| p.len() as i64),
             public_metadata: object_or_null(self.public_metadata),
             private_metadata: object_or_null(self.private_metadata),
             unsafe_metadata: object_or_null(self.unsafe_metadata),

@@ -374,6 +374,7 @@ impl Compiler<'_> {
                 case_insensitive, ..
             } => self.keyword(field, indexed, case_insensitive, op),
             CoreKind::Date => self.date(field, indexed, op),
+            CoreKind::Integer => self.integer(field, indexed, op),
             CoreKind::Bool => {
                 let equals = |v: &Value| match v {
                     Value::Bool(b) => term_query(Term::from_field_bool(indexed, *b)),
@@ -499,6 +500,58 @@ impl Compiler<'_> {
             Op::In(values) => any_of(values.iter().map(equals).collect()),
             Op::Between(l, h) => match (millis(l), millis(h)) {
                 (Some(l), Some(h)) => date_range(Bound::Included(l), Bound::Included(h)),
+                _ => Box::new(EmptyQuery),
+            },
+            _ => Box::new(EmptyQuery),
+        }
+    }
+
+    fn integer(&self, field: CoreField, indexed: Field, op: &Op) -> Box<dyn Query> {
+        let number = |v: &Value| match v {
+            Value::Integer(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        let number_range = |low: Bound<f64>, high: Bound<f64>| -> Box<dyn Query> {
+            // The whole numbers within the bounds, for tantivy's own range over the terms.
+            let low_int = match low {
+                Bound::Included(x) => x.ceil(),
+                Bound::Excluded(x) => x.floor() + 1.0,
+                Bound::Unbounded => i64::MIN as f64,
+            };
+            let high_int = match high {
+                Bound::Included(x) => x.floor(),
+                Bound::Excluded(x) => x.ceil() - 1.0,
+                Bound::Unbounded => i64::MAX as f64,
+            };
+            if low_int > high_int {
+                return Box::new(EmptyQuery);
+            }
+            let term = |x: f64| Bound::Included(Term::from_field_i64(indexed, x as i64));
+            self.column_range(ColumnRange {
+                column: field.name().to_string(),
+                bounds: RangeBounds::Number { low, high },
+                fallback: range(term(low_int), term(high_int)),
+            })
+        };
+        let equals = |v: &Value| match (v, number(v)) {
+            (Value::Null, _) => not(self.present(field.name())),
+            (_, Some(n)) => number_range(Bound::Included(n), Bound::Included(n)),
+            _ => Box::new(EmptyQuery) as Box<dyn Query>,
+        };
+        match op {
+            Op::Compare(CmpOp::Eq, v) => equals(v),
+            Op::Compare(CmpOp::Ne, v) => not(equals(v)),
+            Op::Compare(cmp, v) => match number(v) {
+                Some(n) => {
+                    let (low, high) = bounds_for(*cmp, n);
+                    number_range(low, high)
+                }
+                None => Box::new(EmptyQuery),
+            },
+            Op::In(values) => any_of(values.iter().map(equals).collect()),
+            Op::Between(l, h) => match (number(l), number(h)) {
+                (Some(l), Some(h)) => number_range(Bound::Included(l), Bound::Included(h)),
                 _ => Box::new(EmptyQuery),
             },
             _ => Box::new(EmptyQuery),

@@ -62,6 +62,7 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
     doc.add_bool(fields.mfa_enabled, user.mfa_enabled);
     doc.add_bool(fields.totp_enabled, user.totp_enabled);
     doc.add_bool(fields.backup_code_enabled, user.backup_code_enabled);
+    doc.add_i64(fields.passkey_count, user.passkey_count);
     for provider in &user.oauth_providers {
         doc.add_text(fields.oauth_providers, provider);
     }

@@ -98,6 +98,8 @@ pub(super) enum ColumnKind {
     Keyword,
     Bool,
     Date,
+    /// A core count: whole numbers only.
+    Integer,
     /// A metadata path: strings, numbers and booleans side by side.
     Json,
 }
@@ -109,6 +111,7 @@ pub(super) fn column(path: &FieldPath) -> Result<(String, ColumnKind), IndexErro
                 CoreKind::Keyword { .. } if field.facetable() => ColumnKind::Keyword,
                 CoreKind::Bool => ColumnKind::Bool,
                 CoreKind::Date => ColumnKind::Date,
+                CoreKind::Integer => ColumnKind::Integer,
                 _ => {
                     return Err(IndexError::InvalidRequest(format!(
                         "`{}` cannot be faceted (it has no column of values; facet on `email_domain` or a keyword field instead)",
@@ -138,7 +141,7 @@ impl FacetSpec {
         match (&self.kind, column) {
             (
                 FacetKind::Terms { size, .. },
-                ColumnKind::Keyword | ColumnKind::Bool | ColumnKind::Json,
+                ColumnKind::Keyword | ColumnKind::Bool | ColumnKind::Integer | ColumnKind::Json,
             ) => {
                 if *size == 0 || *size > 1000 {
                     return Err(IndexError::InvalidRequest(format!(
@@ -154,7 +157,10 @@ impl FacetSpec {
                     self.name
                 )))
             }
-            (FacetKind::Stats { percentiles }, ColumnKind::Json | ColumnKind::Date) => {
+            (
+                FacetKind::Stats { percentiles },
+                ColumnKind::Json | ColumnKind::Integer | ColumnKind::Date,
+            ) => {
                 if percentiles.iter().any(|p| !(0.0..=100.0).contains(p)) {
                     return Err(IndexError::InvalidRequest(format!(
                         "facet `{}`: percentiles must be between 0 and 100",
@@ -163,7 +169,7 @@ impl FacetSpec {
                 }
                 Ok(())
             }
-            (FacetKind::Histogram { interval, offset }, ColumnKind::Json) => {
+            (FacetKind::Histogram { interval, offset }, ColumnKind::Json | ColumnKind::Integer) => {
                 if !(interval.is_finite() && *interval > 0.0 && offset.is_finite()) {
                     return Err(IndexError::InvalidRequest(format!(
                         "facet `{}`: a histogram needs a positive interval",

@@ -62,6 +62,7 @@ pub struct Fields {
     pub mfa_enabled: Field,
     pub totp_enabled: Field,
     pub backup_code_enabled: Field,
+    pub passkey_count: Field,
     pub public_metadata: Field,
     pub private_metadata: Field,
     pub unsafe_metadata: Field,
@@ -146,6 +147,8 @@ impl Fields {
         let mfa_enabled = b.add_bool_field("mfa_enabled", boolean.clone());
         let totp_enabled = b.add_bool_field("totp_enabled", boolean.clone());
         let backup_code_enabled = b.add_bool_field("backup_code_enabled", boolean);
+        let integer = NumericOptions::default().set_indexed().set_fast();
+        let passkey_count = b.add_i64_field("passkey_count", integer);
         let oauth_providers = b.add_text_field("oauth_providers", keyword(LOWERCASE, true));
         let enterprise_connection = b.add_text_field("enterprise_connection", keyword(RAW, true));
         let locale = b.add_text_field("locale", keyword(LOWERCASE, true));
@@ -194,6 +197,7 @@ impl Fields {
             mfa_enabled,
             totp_enabled,
             backup_code_enabled,
+            passkey_count,
             public_metadata,
             private_metadata,
             unsafe_metadata,
@@ -251,6 +255,7 @@ impl Fields {
             CoreField::MfaEnabled => self.mfa_enabled,
             CoreField::TotpEnabled => self.totp_enabled,
             CoreField::BackupCodeEnabled => self.backup_code_enabled,
+            CoreField::PasskeyCount => self.passkey_count,
         })
     }
 

@@ -136,6 +136,8 @@ pub enum CoreField {
     MfaEnabled,
     TotpEnabled,
     BackupCodeEnabled,
+    /// How many passkeys the user has registered.
+    PasskeyCount,
 }
 
 /// How a core field is typed, which decides the operators and values it accepts.
@@ -150,10 +152,12 @@ pub enum CoreKind {
     TextOnly,
     Date,
     Bool,
+    /// A whole number every user has (a count, 0 when there is nothing to count).
+    Integer,
 }
 
 impl CoreField {
-    pub const ALL: [CoreField; 28] = [
+    pub const ALL: [CoreField; 29] = [
         CoreField::Id,
         CoreField::ExternalId,
         CoreField::Username,
@@ -182,6 +186,7 @@ impl CoreField {
         CoreField::MfaEnabled,
         CoreField::TotpEnabled,
         CoreField::BackupCodeEnabled,
+        CoreField::PasskeyCount,
     ];
 
     pub fn name(self) -> &'static str {
@@ -214,6 +219,7 @@ impl CoreField {
             CoreField::MfaEnabled => "mfa_enabled",
             CoreField::TotpEnabled => "totp_enabled",
             CoreField::BackupCodeEnabled => "backup_code_enabled",
+            CoreField::PasskeyCount => "passkey_count",
         }
     }
 
@@ -254,6 +260,7 @@ impl CoreField {
             Banned | Locked | TwoFactorEnabled | PasswordEnabled | HasImage
             | PrimaryEmailVerified | EmailVerified | MfaEnabled | TotpEnabled
             | BackupCodeEnabled => CoreKind::Bool,
+            PasskeyCount => CoreKind::Integer,
         }
     }
 

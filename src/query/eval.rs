@@ -264,12 +264,20 @@ pub fn core_bool(user: &User, field: CoreField) -> Option<bool> {
     }
 }
 
+pub fn core_integer(user: &User, field: CoreField) -> Option<i64> {
+    match field {
+        CoreField::PasskeyCount => Some(user.passkey_count),
+        _ => None,
+    }
+}
+
 /// Whether a core field holds a value (`EXISTS`).
 pub fn core_exists(user: &User, field: CoreField) -> bool {
     match field.kind() {
         CoreKind::Keyword { .. } | CoreKind::TextOnly => !core_strings(user, field).is_empty(),
         CoreKind::Date => core_date(user, field).is_some(),
         CoreKind::Bool => true,
+        CoreKind::Integer => core_integer(user, field).is_some(),
     }
 }
 
@@ -370,6 +378,34 @@ fn core_matches(user: &User, field: CoreField, op: &Op, now_ms: i64) -> bool {
                 _ => false,
             }
         }
+        CoreKind::Integer => {
+            let value = core_integer(user, field);
+            let number = |v: &Value| match v {
+                Value::Integer(i) => Some(*i as f64),
+                Value::Float(f) => Some(*f),
+                _ => None,
+            };
+            let equal = |v: &Value| match v {
+                Value::Null => value.is_none(),
+                other => value.is_some_and(|n| number(other) == Some(n as f64)),
+            };
+            match op {
+                Op::Compare(CmpOp::Eq, v) => equal(v),
+                Op::Compare(CmpOp::Ne, v) => !equal(v),
+                Op::Compare(cmp, v) => match (value, number(v)) {
+                    (Some(n), Some(q)) => (n as f64)
+                        .partial_cmp(&q)
+                        .is_some_and(|o| ordering_holds(*cmp, o)),
+                    _ => false,
+                },
+                Op::In(vs) => vs.iter().any(equal),
+                Op::Between(low, high) => match (value, number(low), number(high)) {
+                    (Some(n), Some(l), Some(h)) => l <= n as f64 && n as f64 <= h,
+                    _ => false,
+                },
+                _ => false,
+            }
+        }
         CoreKind::TextOnly => false,
     }
 }
@@ -411,6 +447,7 @@ mod tests {
             mfa_enabled: true,
             totp_enabled: false,
             backup_code_enabled: false,
+            passkey_count: 2,
             public_metadata: public,
             private_metadata: Json::Null,
             unsafe_metadata: json!({}),

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 use super::ast::{CoreField, CoreKind, FieldPath};
-use super::eval::{Number, core_bool, core_date, core_strings, metadata_leaves};
+use super::eval::{Number, core_bool, core_date, core_integer, core_strings, metadata_leaves};
 use crate::user::User;
 
 /// What to sort by.
@@ -88,6 +88,10 @@ pub fn sort_value(user: &User, path: &FieldPath, descending: bool) -> SortValue 
                 .collect(),
             CoreKind::Date => core_date(user, *field)
                 .map(|ms| SortValue::Num(ms as f64))
+                .into_iter()
+                .collect(),
+            CoreKind::Integer => core_integer(user, *field)
+                .map(|n| SortValue::Num(n as f64))
                 .into_iter()
                 .collect(),
             CoreKind::Bool => core_bool(user, *field)

@@ -159,6 +159,20 @@ fn check_predicate(
                         )));
                     }
                 }
+                (op, CoreKind::Integer) => {
+                    let ordering = matches!(op, Op::Between(..))
+                        || matches!(op, Op::Compare(c, _) if is_ordering(*c));
+                    if let Some(bad) = op_values(op).into_iter().find(|v| match v {
+                        Value::Integer(_) | Value::Float(_) => false,
+                        Value::Null => ordering,
+                        _ => true,
+                    }) {
+                        return Err(at(format!(
+                            "{name} is a whole number; {} is not a number",
+                            describe(bad)
+                        )));
+                    }
+                }
                 (_, CoreKind::Date) => {
                     let ordering = matches!(predicate.op, Op::Between(..))
                         || matches!(predicate.op, Op::Compare(c, _) if is_ordering(c));
@@ -268,6 +282,10 @@ mod tests {
         assert!(error("public.x > null").contains("null has no order"));
         assert!(error("public.x BETWEEN 1 AND \"z\"").contains("same type"));
         assert!(error("public.x = 1e999").contains("finite"));
+        assert!(error("passkey_count = \"two\"").contains("whole number"));
+        assert!(error("passkey_count > null").contains("whole number"));
+        assert!(error("passkey_count STARTS WITH \"1\"").contains("STARTS WITH"));
+        assert!(error("passkey_count MATCHES \"1\"").contains("not a text field"));
     }
 
     #[test]
