@@ -50,6 +50,18 @@ pub struct WalkCursor {
     pub checking: bool,
     pub listed: u64,
     pub done: bool,
+    /// While the walk jumps into a long tie after a resume (see [`WalkCursor::advance`]): how
+    /// far the next jump steps back if this one lands past a user it has not seen.
+    #[serde(default)]
+    pub probing: Option<u64>,
+    /// Jumps into the current tie landed too far even from its start: page it by offset from
+    /// the start until the walk moves on.
+    #[serde(default)]
+    pub sequential: bool,
+    /// How many of the tie's users seen are no longer listed before its first user not seen
+    /// (deleted since), as last measured: where the next jump aims.
+    #[serde(default)]
+    pub tie_shift: i64,
 }
 
 /// What one page brought: the users to apply, and what it settled.
@@ -101,6 +113,9 @@ impl WalkCursor {
             checking: false,
             listed: 0,
             done: false,
+            probing: None,
+            sequential: false,
+            tie_shift: 0,
         }
     }
 
@@ -138,6 +153,30 @@ impl WalkCursor {
     /// Moves past `page` (the answer to [`WalkCursor::request`] with page size `limit`) and
     /// returns what it brought for the first time.
     pub fn advance(&mut self, page: UserPage, limit: usize) -> Result<WalkPage, WalkStuck> {
+        if let (Some(step), PageCursor::Offset(at)) = (self.probing, &self.cursor) {
+            let at = *at;
+            if !self.lands_in_seen_tie(&page) {
+                // Users not seen yet may lie before `at`: nothing on this page can be trusted
+                // to settle anything. Step back twice as far, down to the start of the tie.
+                let step = step.saturating_mul(2);
+                let back = at.saturating_sub(step);
+                if back == 0 {
+                    self.cursor = PageCursor::Start;
+                    self.probing = None;
+                    self.sequential = true;
+                } else {
+                    self.cursor = PageCursor::Offset(back);
+                    self.probing = Some(step);
+                }
+                return Ok(WalkPage {
+                    settled_from: self.settled,
+                    settled_until: Some(self.settled),
+                    ..WalkPage::default()
+                });
+            }
+            self.probing = None;
+        }
+        self.measure_tie_shift(&page);
         let full = page.len() >= limit;
         let mut beyond = false;
         let mut fresh_ids: HashSet<String> = HashSet::new();
@@ -187,6 +226,7 @@ impl WalkCursor {
                 }
                 _ => {
                     seen.append(&mut self.tie);
+                    self.tie_shift = 0;
                     self.reached = Some(t);
                     self.settled = t;
                     self.tie.push(id);
@@ -218,17 +258,23 @@ impl WalkCursor {
                 match &self.cursor {
                     // The cursor was ignored, or restarted the listing: resume.
                     PageCursor::After(_) => self.resume(),
-                    // More users created in one millisecond than a page holds.
-                    PageCursor::Start => self.cursor = PageCursor::Offset(page.len() as u64),
-                    PageCursor::Offset(offset) => {
-                        let offset = offset + page.len() as u64;
-                        if offset > MAX_TIE_OFFSET {
-                            return Err(WalkStuck {
-                                created_at: self.reached.unwrap_or(self.from),
-                            });
+                    // More users created in one millisecond than a page holds. After a
+                    // resume inside a long run, jump to just before the first user not seen
+                    // yet rather than re-reading the run page by page: Clerk lists a run in a
+                    // stable order, so the ids seen are the run's first ones (less those
+                    // deleted since), and a jump is kept only where it lands on one of them.
+                    PageCursor::Start => {
+                        let listed = self.tie.len() as i64 - self.tie_shift;
+                        let page_len = page.len() as u64;
+                        let jump = (listed - page_len as i64).max(0) as u64;
+                        if !self.sequential && jump >= 2 * page_len {
+                            self.cursor = PageCursor::Offset(jump);
+                            self.probing = Some(page_len);
+                        } else {
+                            self.next_offset(0, page_len)?;
                         }
-                        self.cursor = PageCursor::Offset(offset);
                     }
+                    PageCursor::Offset(offset) => self.next_offset(*offset, page.len() as u64)?,
                 }
                 Some(())
             }
@@ -236,9 +282,25 @@ impl WalkCursor {
             None
         } else {
             self.checking = false;
-            match last_id {
-                Some(id) => self.cursor = PageCursor::After(id),
-                None => self.resume(),
+            // Still inside the tie this query began at (not one reached on this page).
+            let last_in_tie = self.reached.is_some_and(|reached| {
+                self.query_after == reached - 1
+                    && page
+                        .keys
+                        .last()
+                        .is_some_and(|k| k.created_at == Some(reached) && k.id.is_some())
+            });
+            match (&self.cursor, last_id) {
+                // Paging a tie by offset: stay on offsets to its end, as a cursor's user
+                // deleted there would send the walk back to the tie's start.
+                (PageCursor::Offset(offset), Some(_)) if last_in_tie => {
+                    self.next_offset(*offset, page.len() as u64)?
+                }
+                (_, Some(id)) => {
+                    self.sequential = false;
+                    self.cursor = PageCursor::After(id);
+                }
+                (_, None) => self.resume(),
             }
             Some(())
         };
@@ -267,6 +329,64 @@ impl WalkCursor {
             settled_from: previous_settled,
             settled_until,
             seen,
+        })
+    }
+
+    /// Pages on by offset inside a tie after the page of `page_len` at offset `at`. The next
+    /// page starts with this one's last user, which must come back (as a user seen): when
+    /// users before it were deleted in between, it does not, and the walk steps back instead
+    /// of skipping the users that moved up. Pages follow without the check past [`MAX_TIE_IDS`]
+    /// (the ids are no longer kept) and once checks failed back to the tie's start (Clerk may
+    /// not list a tie in a stable order): plain offsets always end.
+    fn next_offset(&mut self, at: u64, page_len: u64) -> Result<(), WalkStuck> {
+        let checked = page_len > 1 && self.tie.len() < MAX_TIE_IDS && !self.sequential;
+        let next = at + page_len - u64::from(checked);
+        if next > MAX_TIE_OFFSET {
+            return Err(WalkStuck {
+                created_at: self.reached.unwrap_or(self.from),
+            });
+        }
+        self.cursor = PageCursor::Offset(next);
+        self.probing = checked.then_some(1);
+        Ok(())
+    }
+
+    /// Where a page of the current tie's query (from its start or an offset) shows the first
+    /// user of the tie not seen yet, learns how many seen users are listed before it.
+    fn measure_tie_shift(&mut self, page: &UserPage) {
+        let at = match self.cursor {
+            PageCursor::Start => 0,
+            PageCursor::Offset(at) => at,
+            PageCursor::After(_) => return,
+        };
+        let Some(reached) = self.reached else {
+            return;
+        };
+        if self.query_after != reached - 1 {
+            return;
+        }
+        let first_new = page.keys.iter().position(|key| {
+            key.created_at == Some(reached)
+                && key
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| !self.tie.iter().any(|t| t == id))
+        });
+        if let Some(p) = first_new {
+            self.tie_shift = self.tie.len() as i64 - (at + p as u64) as i64;
+        }
+    }
+
+    /// Whether the first element of `page` is a user of the current tie already seen, so that
+    /// every user before it has been seen too.
+    fn lands_in_seen_tie(&self, page: &UserPage) -> bool {
+        page.keys.first().is_some_and(|key| {
+            key.created_at.is_some()
+                && key.created_at == self.reached
+                && key
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| self.tie.iter().any(|t| t == id))
         })
     }
 

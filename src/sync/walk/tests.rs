@@ -294,3 +294,120 @@ fn remaining_estimate_follows_what_was_found() {
     cursor.listed = 200;
     assert_eq!(cursor.remaining_estimate(0.5, 999), 1800.0);
 }
+
+#[test]
+fn a_resume_inside_a_long_tie_jumps_past_the_users_seen_instead_of_rereading_them() {
+    // 1,000 users created in one millisecond, between others, in pages of 10.
+    let mut times: Vec<i64> = (0..30).map(|i| 100 + i).collect();
+    times.extend(std::iter::repeat_n(500, 1_000));
+    times.extend((0..30).map(|i| 900 + i));
+    for gone in [Gone::Refuse, Gone::EmptyPage, Gone::FirstPage] {
+        let mut listing = Listing::new(&times);
+        listing.gone = gone;
+        let mut deleted = Vec::new();
+        let mut next = 50;
+        let outcome = walk(&mut listing, WalkCursor::new(0, None), 10, |l, c| {
+            // Delete the last user listed (the cursor's, or the one an offset page must start
+            // with) each time another 50 of the run are listed.
+            if c.reached == Some(500)
+                && c.listed >= next
+                && let Some(id) = c.tie.last()
+            {
+                next += 50;
+                deleted.push(id.clone());
+                l.delete(&id.clone());
+            }
+        });
+        assert!(deleted.len() >= 15, "{gone:?}");
+        for id in &deleted {
+            assert_eq!(outcome.listed.get(id), Some(&1), "{gone:?}: {id}");
+        }
+        assert_eq!(outcome.listed.len(), 1_060, "{gone:?}");
+        assert!(outcome.listed.values().all(|n| *n == 1), "{gone:?}");
+        // A resume costs a few pages, not a pass over the users seen (~50 pages each: 1,106
+        // requests in all when the walk re-read the run by offset).
+        assert!(
+            outcome.requests < 106 + 4 * deleted.len(),
+            "{gone:?}: {} requests for {} deletions",
+            outcome.requests,
+            deleted.len()
+        );
+    }
+}
+
+#[test]
+fn a_jump_that_lands_past_unseen_users_steps_back_until_it_does_not() {
+    let mut times: Vec<i64> = (0..5).map(|i| 100 + i).collect();
+    times.extend(std::iter::repeat_n(500, 400));
+    times.extend((0..5).map(|i| 900 + i));
+    for burst in [15, 45, 200, 290] {
+        let mut listing = Listing::new(&times);
+        let mut deleted = Vec::new();
+        let outcome = walk(&mut listing, WalkCursor::new(0, None), 10, |l, c| {
+            // Once 300 of the run are listed, delete `burst` users seen at its start and the
+            // cursor's user: the seen users now end well before the count remembered.
+            if deleted.is_empty()
+                && c.tie.len() >= 300
+                && let PageCursor::After(id) = &c.cursor
+            {
+                for seen in c.tie.iter().take(burst) {
+                    deleted.push(seen.clone());
+                    l.delete(&seen.clone());
+                }
+                deleted.push(id.clone());
+                l.delete(&id.clone());
+            }
+        });
+        assert_eq!(deleted.len(), burst + 1);
+        assert_eq!(outcome.listed.len(), 410, "burst {burst}");
+        assert!(outcome.listed.values().all(|n| *n == 1), "burst {burst}");
+        // 41 pages hold everyone; stepping back costs a few more, never a page per user seen.
+        assert!(outcome.requests < 70, "burst {burst}: {}", outcome.requests);
+    }
+}
+
+#[test]
+fn users_seen_deleted_while_a_tie_is_paged_by_offset_do_not_make_it_skip_any() {
+    let mut times: Vec<i64> = (0..5).map(|i| 100 + i).collect();
+    times.extend(std::iter::repeat_n(500, 300));
+    times.extend((0..5).map(|i| 900 + i));
+    for inclusive_after in [false, true] {
+        let mut listing = Listing::new(&times);
+        listing.inclusive_after = inclusive_after;
+        let mut deleted: Vec<String> = Vec::new();
+        let outcome = walk(&mut listing, WalkCursor::new(0, None), 10, |l, c| {
+            match &c.cursor {
+                // Once 150 of the run are listed, the cursor's user goes: the walk resumes.
+                PageCursor::After(id) if c.tie.len() >= 150 && deleted.is_empty() => {
+                    deleted.push(id.clone());
+                    l.delete(&id.clone());
+                }
+                // While it pages by offset, a user it has seen goes after every page, so the
+                // users not seen yet move up past the next offset.
+                PageCursor::Offset(_) => {
+                    if let Some(id) = c.tie.iter().find(|id| !deleted.contains(id)) {
+                        deleted.push(id.clone());
+                        l.delete(&id.clone());
+                    }
+                }
+                _ => {}
+            }
+        });
+        assert!(deleted.len() > 10, "inclusive={inclusive_after}");
+        for id in &deleted {
+            assert_eq!(outcome.listed.get(id), Some(&1), "{id}");
+        }
+        assert_eq!(outcome.listed.len(), 310, "inclusive={inclusive_after}");
+        assert!(outcome.listed.values().all(|n| *n == 1));
+    }
+}
+
+#[test]
+fn a_checkpoint_written_before_tie_jumps_still_resumes() {
+    let mut stored = serde_json::to_value(WalkCursor::new(5, Some(9))).unwrap();
+    for added in ["probing", "sequential", "tie_shift"] {
+        stored.as_object_mut().unwrap().remove(added).unwrap();
+    }
+    let cursor: WalkCursor = serde_json::from_value(stored).unwrap();
+    assert_eq!(cursor, WalkCursor::new(5, Some(9)));
+}
