@@ -147,6 +147,10 @@ impl DecodedColumn {
     /// one (for columns of small values, such as string ordinals). Dense words of matches, the
     /// common case under broad filters, count without branching per doc.
     pub fn count_bits(&self, docs: &[u64], counts: &mut [u32]) {
+        if counts.is_empty() {
+            // No value to count into (a column without values): every doc is absent.
+            return;
+        }
         fn count<T: Copy + Into<u64>>(
             offsets: &[T],
             min: u64,

@@ -60,6 +60,10 @@ impl Ordinals {
         let Some(Some(dictionary)) = plain_strings(reader, name)? else {
             return Ok(None);
         };
+        // A column without any value (no user of the segment has one): nothing to count.
+        if dictionary.num_terms() == 0 {
+            return Ok(None);
+        }
         let column = dictionary.ords().clone();
         let decoded = cache.get(
             reader.segment_id(),
