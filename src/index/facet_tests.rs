@@ -1,12 +1,15 @@
 //! Facets must equal a brute-force count over the same users, under random filters.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::Value as Json;
 
 use super::facet_spec::{Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue};
-use super::tests::{fixture, meta, valid_filter};
+use super::sandbox::user_of;
+use super::tests::{fixture, index_of, meta, valid_filter};
+use crate::clerk::fake::Population;
 use crate::query::ast::FieldPath;
 use crate::query::eval::{core_bool, core_date, core_strings, matches, metadata_leaves};
 use crate::query::{CoreField, Filter};
@@ -410,4 +413,48 @@ fn the_field_catalog_counts_each_type_of_each_path_exactly() {
         .find(|p| p.path.to_string() == "public.plan_type")
         .unwrap();
     assert!(!plan.type_conflict());
+}
+
+/// A segment where no user has a username (null usernames are normal in Clerk) must not break a
+/// terms facet on it: its string column exists with no values at all.
+#[test]
+fn a_terms_facet_over_a_segment_without_any_value_counts_the_others() {
+    let population = Population::new(40);
+    let users: Vec<Arc<User>> = (0..40)
+        .map(|i| {
+            let mut user = user_of(&population.user(i));
+            if i >= 20 {
+                user.username = None;
+                user.first_name = None;
+            }
+            Arc::new(user)
+        })
+        .collect();
+    let (index, _dir) = index_of(&users, 20);
+    let snapshot = index.snapshot();
+    for field in [CoreField::Username, CoreField::FirstName] {
+        let spec = FacetSpec {
+            name: "t".into(),
+            path: FieldPath::Core(field),
+            kind: FacetKind::Terms {
+                size: 100,
+                include_missing: true,
+            },
+        };
+        let facets = snapshot.facets(None, &[spec], 0).unwrap();
+        let FacetOutcome::Terms(terms) = &facets.results[0].1 else {
+            panic!("terms expected");
+        };
+        let counted: u64 = terms.buckets.iter().map(|(_, n)| n).sum::<u64>() + terms.other_count;
+        let holders = users
+            .iter()
+            .filter(|u| !crate::query::eval::core_strings(u, field).is_empty())
+            .count() as u64;
+        assert!(holders > 0, "{field:?}");
+        assert_eq!(
+            (counted, terms.missing),
+            (holders, Some(40 - holders)),
+            "{field:?}"
+        );
+    }
 }

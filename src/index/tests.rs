@@ -507,7 +507,10 @@ fn tombstones_are_pruned_after_the_retention_window() {
 }
 
 /// An index of `users`, written in batches of `batch` (one segment each) and committed.
-fn index_of(users: &[Arc<User>], batch: usize) -> (UserIndex, Option<tempfile::TempDir>) {
+pub(super) fn index_of(
+    users: &[Arc<User>],
+    batch: usize,
+) -> (UserIndex, Option<tempfile::TempDir>) {
     runtime().block_on(async {
         let sandbox = Sandbox::new();
         for users in users.chunks(batch) {
@@ -589,50 +592,5 @@ fn sorted_pages_keep_the_ties_of_the_worst_kept_hit() {
                 assert_eq!(got, want, "{spec:?}, page of {page}");
             }
         }
-    }
-}
-
-/// A segment where no user has a username (null usernames are normal in Clerk) must not break a
-/// terms facet on it: its string column exists with no values at all.
-#[test]
-fn a_terms_facet_over_a_segment_without_any_value_counts_the_others() {
-    use super::facet_spec::{FacetKind, FacetOutcome, FacetSpec};
-    let population = Population::new(40);
-    let users: Vec<Arc<User>> = (0..40)
-        .map(|i| {
-            let mut user = user_of(&population.user(i));
-            if i >= 20 {
-                user.username = None;
-                user.first_name = None;
-            }
-            Arc::new(user)
-        })
-        .collect();
-    let (index, _dir) = index_of(&users, 20);
-    let snapshot = index.snapshot();
-    for field in [CoreField::Username, CoreField::FirstName] {
-        let spec = FacetSpec {
-            name: "t".into(),
-            path: FieldPath::Core(field),
-            kind: FacetKind::Terms {
-                size: 100,
-                include_missing: true,
-            },
-        };
-        let facets = snapshot.facets(None, &[spec], 0).unwrap();
-        let FacetOutcome::Terms(terms) = &facets.results[0].1 else {
-            panic!("terms expected");
-        };
-        let counted: u64 = terms.buckets.iter().map(|(_, n)| n).sum::<u64>() + terms.other_count;
-        let holders = users
-            .iter()
-            .filter(|u| !crate::query::eval::core_strings(u, field).is_empty())
-            .count() as u64;
-        assert!(holders > 0, "{field:?}");
-        assert_eq!(
-            (counted, terms.missing),
-            (holders, Some(40 - holders)),
-            "{field:?}"
-        );
     }
 }

@@ -10,7 +10,9 @@
 //!   a full one (which may be the end, or a deleted cursor: resuming tells which);
 //! - a cursor Clerk ignores (the same page twice: nothing new on a full page);
 //! - a run of users created in the same millisecond longer than a page (a bulk import): there
-//!   the walk pages by offset, which stays as small as the run.
+//!   the walk pages by offset, which stays as small as the run; each offset page must start
+//!   with a user already seen (the walk steps back when deletions moved users up), and a resume
+//!   inside the run jumps past the users seen instead of re-reading them.
 //!
 //! The walk never asks for a large offset, and every page either moves the newest time seen,
 //! grows the offset inside one millisecond, or ends the walk; [`MAX_TIE_OFFSET`] bounds the rest.
@@ -50,8 +52,9 @@ pub struct WalkCursor {
     pub checking: bool,
     pub listed: u64,
     pub done: bool,
-    /// While the walk jumps into a long tie after a resume (see [`WalkCursor::advance`]): how
-    /// far the next jump steps back if this one lands past a user it has not seen.
+    /// While the walk pages a tie by offset with checks (a jump after a resume, or the next
+    /// page overlapping the last): how far to step back if this page does not start with a
+    /// user already seen.
     #[serde(default)]
     pub probing: Option<u64>,
     /// Jumps into the current tie landed too far even from its start: page it by offset from
@@ -365,12 +368,9 @@ impl WalkCursor {
         if self.query_after != reached - 1 {
             return;
         }
+        let tie: HashSet<&str> = self.tie.iter().map(String::as_str).collect();
         let first_new = page.keys.iter().position(|key| {
-            key.created_at == Some(reached)
-                && key
-                    .id
-                    .as_deref()
-                    .is_some_and(|id| !self.tie.iter().any(|t| t == id))
+            key.created_at == Some(reached) && key.id.as_deref().is_some_and(|id| !tie.contains(id))
         });
         if let Some(p) = first_new {
             self.tie_shift = self.tie.len() as i64 - (at + p as u64) as i64;
