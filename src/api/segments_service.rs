@@ -276,9 +276,12 @@ impl SegmentsApi for SegmentsService {
             after_sequence,
         } = request.into_inner();
         self.visible(&caller, &name)?;
+        // Asked again whenever the definition changes during the watch.
+        let watcher = caller.clone();
+        let may_watch = Box::new(move |filter: &Filter| watcher.check_filter(Some(filter)).is_ok());
         let events = self
             .segments
-            .watch(&name, after_sequence)
+            .watch(&name, after_sequence, may_watch)
             .map_err(Error::from)?;
         let stream = ReceiverStream::new(events).map(|event| match event {
             Ok(event) => Ok(event_to_proto(&event)),

@@ -102,6 +102,7 @@ fn segment_status(error: SegmentError, message: String) -> Status {
         SegmentError::VersionMismatch { .. } => Status::aborted(message),
         SegmentError::OutOfRange(_) => Status::out_of_range(message),
         SegmentError::Unavailable(_) => Status::unavailable(message),
+        SegmentError::Denied(_) => Status::permission_denied(message),
         SegmentError::Index(index) => index_status(&index, message),
         SegmentError::Write(write) => write_status(&write, message),
         SegmentError::Log(_) => Status::internal(message),

@@ -6,12 +6,15 @@
 //! so the response body is wrapped and the call is recorded when the body ends: a stream is
 //! timed to its last message. A body dropped before its end is a call the client cancelled.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame};
+use prost::Message;
+use prost_types::FileDescriptorSet;
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -19,16 +22,35 @@ use tracing::field::Empty;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otel;
 
-/// Services whose method names are recorded as they are; anything else is `unknown`, so a
-/// client cannot grow the metric labels with made-up paths.
-const KNOWN_SERVICES: [&str; 6] = [
-    "clerkindex.v1.UserIndex",
-    "clerkindex.v1.Segments",
-    "clerkindex.v1.Sync",
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
-];
+/// Every `/package.Service/Method` path the server answers, read from the protos' own file
+/// descriptors (ours, health, reflection): the only method labels a call can get. Anything else
+/// is `unknown`, so no caller, with or without a key, can grow the metric labels with made-up
+/// paths (the key check answers before routing, so an unknown method never reaches UNIMPLEMENTED).
+static KNOWN_METHODS: LazyLock<HashMap<String, (String, String)>> = LazyLock::new(|| {
+    let sets = [
+        crate::api::proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut known = HashMap::new();
+    for bytes in sets {
+        let set = FileDescriptorSet::decode(bytes).expect("compiled-in descriptors decode");
+        for file in set.file {
+            let package = file.package().to_string();
+            for service in file.service {
+                let service_name = format!("{package}.{}", service.name());
+                for method in service.method {
+                    known.insert(
+                        format!("/{service_name}/{}", method.name()),
+                        (service_name.clone(), method.name().to_string()),
+                    );
+                }
+            }
+        }
+    }
+    known
+});
 
 /// Adds [`RpcTelemetryService`] to the gRPC server.
 #[derive(Clone)]
@@ -59,17 +81,14 @@ pub struct RpcTelemetryService<S> {
     metrics: Arc<Metrics>,
 }
 
-/// `/package.Service/Method` -> (`package.Service`, `Method`), bounded to known services.
-fn service_and_method(path: &str) -> (&str, &str) {
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    match (parts.next(), parts.next()) {
-        (Some(service), Some(method))
-            if KNOWN_SERVICES.contains(&service) && !method.is_empty() && !method.contains('/') =>
-        {
-            (service, method)
-        }
-        _ => ("unknown", "unknown"),
-    }
+/// `/package.Service/Method` -> (`package.Service`, `Method`) for the protos' own methods,
+/// `("unknown", "unknown")` for anything else.
+fn service_and_method(path: &str) -> (&'static str, &'static str) {
+    KNOWN_METHODS
+        .get(path)
+        .map_or(("unknown", "unknown"), |(service, method)| {
+            (service.as_str(), method.as_str())
+        })
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RpcTelemetryService<S>
@@ -89,7 +108,6 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let (service, method) = service_and_method(request.uri().path());
-        let (service, method) = (service.to_string(), method.to_string());
         let span = tracing::info_span!(
             "grpc",
             otel.name = %format_args!("{service}/{method}"),
@@ -135,8 +153,8 @@ where
 /// One call, recorded once when its response ends.
 struct Call {
     metrics: Arc<Metrics>,
-    service: String,
-    method: String,
+    service: &'static str,
+    method: &'static str,
     started: Instant,
     span: tracing::Span,
 }
@@ -146,7 +164,7 @@ impl Call {
         let (service, method) = if code == tonic::Code::Unimplemented {
             ("unknown", "unknown")
         } else {
-            (self.service.as_str(), self.method.as_str())
+            (self.service, self.method)
         };
         let name = code_name(code);
         self.metrics
@@ -270,8 +288,23 @@ mod tests {
             service_and_method("/grpc.health.v1.Health/Check"),
             ("grpc.health.v1.Health", "Check")
         );
+        assert_eq!(
+            service_and_method("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            (
+                "grpc.reflection.v1.ServerReflection",
+                "ServerReflectionInfo"
+            )
+        );
+        assert_eq!(
+            service_and_method("/clerkindex.v1.Segments/WatchSegment"),
+            ("clerkindex.v1.Segments", "WatchSegment")
+        );
         for path in [
             "/made.up.Service/Method",
+            // A made-up method of a real service is as unknown as a made-up service.
+            "/clerkindex.v1.UserIndex/MadeUp",
+            "/grpc.health.v1.Health/Nope",
+            "//clerkindex.v1.UserIndex/SearchUsers",
             "/",
             "",
             "/clerkindex.v1.UserIndex/",

@@ -21,6 +21,14 @@ use crate::user::User;
 /// Svix's tolerance, in seconds, both ways.
 pub const TIMESTAMP_TOLERANCE_SECS: i64 = 5 * 60;
 
+/// The shortest signing key accepted, in decoded bytes. Svix's own are 24 bytes; a short key
+/// (or `whsec_` alone, an empty one) makes forging a signature a matter of guessing.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// How far ahead of the receiver's clock an envelope timestamp may order a change, ms: the same
+/// tolerance as the signature's. A later timestamp is taken as now plus this.
+pub const ENVELOPE_SKEW_MS: i64 = TIMESTAMP_TOLERANCE_SECS * 1000;
+
 /// Verifies Svix signatures with one or more signing secrets.
 #[derive(Clone)]
 pub struct WebhookVerifier {
@@ -40,6 +48,10 @@ pub enum WebhookSecretError {
     NotBase64,
     #[error("no webhook signing secret given")]
     None,
+    #[error(
+        "a webhook signing secret decodes to {0} bytes; at least {MIN_SECRET_BYTES} are needed (copy the whole whsec_ secret from Clerk's dashboard)"
+    )]
+    TooShort(usize),
 }
 
 /// Why a delivery was refused.
@@ -79,6 +91,9 @@ impl WebhookVerifier {
             let key = STANDARD
                 .decode(encoded)
                 .map_err(|_| WebhookSecretError::NotBase64)?;
+            if key.len() < MIN_SECRET_BYTES {
+                return Err(WebhookSecretError::TooShort(key.len()));
+            }
             keys.push(key);
         }
         if keys.is_empty() {
@@ -107,7 +122,8 @@ impl WebhookVerifier {
             .trim()
             .parse()
             .map_err(|_| VerifyError::BadTimestamp)?;
-        if (now_secs - seconds).abs() > TIMESTAMP_TOLERANCE_SECS {
+        // `abs_diff` cannot wrap, whatever the sender's number.
+        if now_secs.abs_diff(seconds) > TIMESTAMP_TOLERANCE_SECS.unsigned_abs() {
             return Err(VerifyError::TimestampOutOfTolerance);
         }
         self.verify_signature(id, timestamp, body, signatures)
@@ -197,10 +213,18 @@ struct SessionPayload<'a> {
 /// Clerk documents the envelope timestamp in milliseconds; its spec examples use seconds.
 pub fn timestamp_to_ms(timestamp: i64) -> i64 {
     if timestamp < 1_000_000_000_000 {
-        timestamp * 1000
+        timestamp.saturating_mul(1000)
     } else {
         timestamp
     }
+}
+
+/// An envelope timestamp as it may order a change: in ms, and never later than `received_at_ms`
+/// plus [`ENVELOPE_SKEW_MS`]. Signed is not the same as sensible: a far-future deletion would
+/// leave a tombstone that refuses every later version of the user, and would pin the freshness
+/// lag at zero.
+pub fn envelope_time_ms(timestamp: i64, received_at_ms: i64) -> i64 {
+    timestamp_to_ms(timestamp).min(received_at_ms.saturating_add(ENVELOPE_SKEW_MS))
 }
 
 /// Parses a verified body. `received_at_ms` stands in for a missing envelope timestamp.
@@ -246,7 +270,9 @@ fn parse_event(envelope: Envelope, received_at_ms: i64) -> Result<WebhookEvent, 
                 .ok_or(UserParseError::MissingId)?;
             Ok(WebhookEvent::UserDeleted {
                 user_id,
-                deleted_at_ms: envelope.timestamp.map_or(received_at_ms, timestamp_to_ms),
+                deleted_at_ms: envelope
+                    .timestamp
+                    .map_or(received_at_ms, |t| envelope_time_ms(t, received_at_ms)),
             })
         }
         _ => Ok(WebhookEvent::Other {
@@ -342,6 +368,18 @@ mod tests {
             verifier.verify(ok, v.payload.as_bytes(), now - 301),
             Err(VerifyError::TimestampOutOfTolerance)
         );
+        // Timestamps at the ends of i64 are refused, not wrapped into the window.
+        for far in [i64::MIN, i64::MAX, now - i64::MAX] {
+            let far = far.to_string();
+            let headers = SvixHeaders {
+                timestamp: Some(&far),
+                ..ok
+            };
+            assert_eq!(
+                verifier.verify(headers, v.payload.as_bytes(), now),
+                Err(VerifyError::TimestampOutOfTolerance)
+            );
+        }
         let missing = SvixHeaders {
             signature: None,
             ..ok
@@ -371,7 +409,41 @@ mod tests {
             .verify_signature(&v.msg_id, &v.timestamp, v.payload.as_bytes(), &signatures)
             .unwrap();
         assert!(WebhookVerifier::new(&["whsec_!!".into()]).is_err());
+        // Empty and short keys are refused; 16 decoded bytes are the least accepted.
+        for (secret, bytes) in [
+            ("whsec_", 0),
+            ("whsec_AA==", 1),
+            ("whsec_AAAAAAAAAAAAAAAAAAAA", 15),
+        ] {
+            assert_eq!(
+                WebhookVerifier::new(&[secret.into()]).unwrap_err(),
+                WebhookSecretError::TooShort(bytes)
+            );
+        }
+        WebhookVerifier::new(&["whsec_AAAAAAAAAAAAAAAAAAAAAA==".into()]).unwrap();
         assert!(WebhookVerifier::new(&[]).is_err());
+    }
+
+    #[test]
+    fn envelope_times_order_changes_no_later_than_now_plus_the_skew() {
+        let deleted_at = |timestamp: i64, received_at_ms: i64| {
+            let body = format!(
+                r#"{{"type":"user.deleted","timestamp":{timestamp},"data":{{"id":"user_1","deleted":true}}}}"#
+            );
+            match parse(body.as_bytes(), received_at_ms).unwrap() {
+                WebhookEvent::UserDeleted { deleted_at_ms, .. } => deleted_at_ms,
+                other => panic!("{other:?}"),
+            }
+        };
+        let now = 1_800_000_000_000;
+        assert_eq!(deleted_at(now - 5, now), now - 5);
+        assert_eq!(deleted_at(now + 1_000, now), now + 1_000);
+        // A far-future deletion would leave a tombstone refusing the user forever.
+        assert_eq!(deleted_at(i64::MAX, now), now + ENVELOPE_SKEW_MS);
+        assert_eq!(deleted_at(4_000_000_000, now), now + ENVELOPE_SKEW_MS);
+        // A far-past one saturates instead of wrapping (a debug build would panic).
+        assert_eq!(deleted_at(i64::MIN, now), i64::MIN);
+        assert_eq!(deleted_at(-(1 << 62), now), i64::MIN);
     }
 
     #[test]
@@ -391,7 +463,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match parse(&read("spec-user.deleted.json"), 0).unwrap() {
+        match parse(&read("spec-user.deleted.json"), 1_716_883_201_000).unwrap() {
             WebhookEvent::UserDeleted {
                 user_id,
                 deleted_at_ms,

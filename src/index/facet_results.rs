@@ -155,7 +155,7 @@ pub(super) fn stats_outcome(
         outcome.avg = stats.avg.map(scale).unwrap_or(0.0);
     }
     if let Some(AggregationResult::MetricResult(MetricResult::Percentiles(result))) = percentiles {
-        let values: Vec<(f64, f64)> = match result.values {
+        let mut values: Vec<(f64, f64)> = match result.values {
             PercentileValues::Vec(entries) => {
                 entries.into_iter().map(|e| (e.key, e.value)).collect()
             }
@@ -164,12 +164,15 @@ pub(super) fn stats_outcome(
                 .filter_map(|(k, v)| k.parse::<f64>().ok().map(|k| (k, v)))
                 .collect(),
         };
+        // Sorted once and searched per percentile: not a scan per percentile.
+        values.sort_by(|a, b| a.0.total_cmp(&b.0));
         outcome.percentiles = asked
             .iter()
             .map(|p| {
+                let from = values.partition_point(|(k, _)| *k < p - 1e-9);
                 let value = values
-                    .iter()
-                    .find(|(k, _)| (k - p).abs() < 1e-9)
+                    .get(from)
+                    .filter(|(k, _)| (k - p).abs() < 1e-9)
                     .map_or(f64::NAN, |(_, v)| *v);
                 (
                     *p,

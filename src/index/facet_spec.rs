@@ -133,6 +133,9 @@ pub(super) fn column(path: &FieldPath) -> Result<(String, ColumnKind), IndexErro
     }
 }
 
+/// Percentiles one stats facet may ask for.
+pub const MAX_PERCENTILES: usize = 100;
+
 impl FacetSpec {
     /// Whether this facet can be computed; the message says why not.
     pub fn check(&self) -> Result<(), IndexError> {
@@ -161,6 +164,13 @@ impl FacetSpec {
                 FacetKind::Stats { percentiles },
                 ColumnKind::Json | ColumnKind::Integer | ColumnKind::Date,
             ) => {
+                if percentiles.len() > MAX_PERCENTILES {
+                    return Err(IndexError::InvalidRequest(format!(
+                        "facet `{}`: at most {MAX_PERCENTILES} percentiles, got {}",
+                        self.name,
+                        percentiles.len()
+                    )));
+                }
                 if percentiles.iter().any(|p| !(0.0..=100.0).contains(p)) {
                     return Err(IndexError::InvalidRequest(format!(
                         "facet `{}`: percentiles must be between 0 and 100",

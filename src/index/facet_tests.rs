@@ -6,7 +6,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::Value as Json;
 
-use super::facet_spec::{Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue};
+use super::facet_spec::{
+    Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, MAX_PERCENTILES,
+};
 use super::sandbox::user_of;
 use super::tests::{fixture, index_of, meta, valid_filter};
 use crate::clerk::fake::Population;
@@ -173,7 +175,7 @@ fn check_stats(filter: Option<&Filter>, path: &FieldPath) {
         name: "s".into(),
         path: path.clone(),
         kind: FacetKind::Stats {
-            percentiles: vec![50.0, 90.0],
+            percentiles: vec![90.0, 50.0, 50.0, 99.5],
         },
     };
     let snapshot = fixture.index.snapshot();
@@ -457,4 +459,18 @@ fn a_terms_facet_over_a_segment_without_any_value_counts_the_others() {
             "{field:?}"
         );
     }
+}
+
+#[test]
+fn a_stats_facet_takes_at_most_a_hundred_percentiles() {
+    let spec = |count: usize| FacetSpec {
+        name: "s".into(),
+        path: FieldPath::Core(CoreField::CreatedAt),
+        kind: FacetKind::Stats {
+            percentiles: (0..count).map(|i| (i % 100) as f64).collect(),
+        },
+    };
+    spec(MAX_PERCENTILES).check().unwrap();
+    let error = spec(400_000).check().unwrap_err().to_string();
+    assert!(error.contains("at most 100 percentiles"), "{error}");
 }

@@ -31,7 +31,7 @@ pub use error::{IndexError, WriteError};
 pub use export::IdOrderedMatches;
 pub use facet_spec::{
     Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, Facets, HistogramBucket,
-    StatsOutcome, TermsOutcome,
+    MAX_PERCENTILES, StatsOutcome, TermsOutcome,
 };
 pub use schema::Fields;
 pub use search::{SearchHit, StoredUser};

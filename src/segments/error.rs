@@ -22,6 +22,9 @@ pub enum SegmentError {
     OutOfRange(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The caller's scopes do not cover the segment's (new) definition.
+    #[error("{0}")]
+    Denied(String),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]

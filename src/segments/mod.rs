@@ -25,6 +25,7 @@ pub use error::SegmentError;
 pub use model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
 pub use observer::{SegmentsHandle, SegmentsObserver, open};
 pub use service::Segments;
+pub use watch::MayWatch;
 
 #[cfg(test)]
 mod tests;

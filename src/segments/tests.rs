@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use tokio_util::sync::CancellationToken;
 
-use super::core::{check_name, member_ids};
+use super::core::{check_name, lock, member_ids};
 use super::*;
 use crate::change::{ChangeSource, UserChange};
 use crate::clerk::fake::Population;
@@ -74,7 +74,10 @@ impl Harness {
 
     /// Every retained event of a segment after `after`, without waiting.
     async fn events_after(&self, name: &str, after: u64) -> Vec<Arc<SegmentEvent>> {
-        let mut watch = self.segments.watch(name, Some(after)).unwrap();
+        let mut watch = self
+            .segments
+            .watch(name, Some(after), Box::new(|_| true))
+            .unwrap();
         let mut events = Vec::new();
         while let Ok(Some(event)) =
             tokio::time::timeout(Duration::from_millis(50), watch.recv()).await
@@ -361,7 +364,10 @@ async fn watchers_get_live_events_replays_and_a_clear_error_when_too_far_behind(
         )
         .await
         .unwrap();
-    let mut live = harness.segments.watch("banned", None).unwrap();
+    let mut live = harness
+        .segments
+        .watch("banned", None, Box::new(|_| true))
+        .unwrap();
     let mut clock = Population::new(1).anchor_ms;
     let flips: Vec<Arc<User>> = population
         .iter()
@@ -378,12 +384,17 @@ async fn watchers_get_live_events_replays_and_a_clear_error_when_too_far_behind(
         );
     }
     // Only the last 10 events are retained.
-    let error = harness.segments.watch("banned", Some(1)).unwrap_err();
+    let error = harness
+        .segments
+        .watch("banned", Some(1), Box::new(|_| true))
+        .unwrap_err();
     assert!(matches!(error, SegmentError::OutOfRange(_)), "{error}");
     let last = harness.segments.last_sequence();
     assert_eq!(harness.events_after("banned", last - 3).await.len(), 3);
     assert!(matches!(
-        harness.segments.watch("banned", Some(last + 1)),
+        harness
+            .segments
+            .watch("banned", Some(last + 1), Box::new(|_| true)),
         Err(SegmentError::OutOfRange(_))
     ));
     // Deleting the segment ends the stream after a last event.
@@ -392,7 +403,7 @@ async fn watchers_get_live_events_replays_and_a_clear_error_when_too_far_behind(
     assert_eq!(event.kind, EventKind::SegmentDeleted);
     assert!(live.recv().await.is_none());
     assert!(matches!(
-        harness.segments.watch("banned", None),
+        harness.segments.watch("banned", None, Box::new(|_| true)),
         Err(SegmentError::NotFound(_))
     ));
     harness.stop().await;
@@ -441,7 +452,12 @@ async fn compaction_keeps_definitions_and_the_retained_window() {
     assert_eq!(harness.segments.get("keep").unwrap().0.description, "k");
     assert_eq!(harness.segments.last_sequence(), last);
     assert_eq!(harness.events_after("keep", last - 5).await, tail);
-    assert!(harness.segments.watch("keep", Some(last - 6)).is_err());
+    assert!(
+        harness
+            .segments
+            .watch("keep", Some(last - 6), Box::new(|_| true))
+            .is_err()
+    );
     harness.stop().await;
 }
 
@@ -453,4 +469,76 @@ fn names_are_checked() {
     for bad in ["", "-a", "A", "a b", "ä", &"x".repeat(65)] {
         assert!(check_name(bad).is_err(), "{bad}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_ends_denied_before_the_events_of_a_definition_it_may_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = FilterLimits::default();
+    let harness = start(dir.path(), SegmentsConfig::default());
+    harness.upsert(&users(200)).await;
+    let public = parse_filter("banned = true", &limits).unwrap();
+    let private = parse_filter("private.ltv > 900", &limits).unwrap();
+    let saved = harness
+        .segments
+        .create("s".into(), String::new(), public)
+        .await
+        .unwrap();
+    let public_only: MayWatch = Box::new(|filter| !filter.to_string().contains("private."));
+    let mut watch = harness.segments.watch("s", None, public_only).unwrap();
+    harness
+        .segments
+        .update("s".into(), None, Some(private), saved.version)
+        .await
+        .unwrap();
+    let ended = watch.recv().await.unwrap().unwrap_err();
+    assert!(matches!(ended, SegmentError::Denied(_)), "{ended}");
+    assert!(watch.recv().await.is_none(), "no event of the new filter");
+    // Nor can a replay from before the change, or a new watch, see it.
+    let public_only: MayWatch = Box::new(|filter| !filter.to_string().contains("private."));
+    let mut replay = harness.segments.watch("s", Some(1), public_only).unwrap();
+    assert!(matches!(
+        replay.recv().await.unwrap(),
+        Err(SegmentError::Denied(_))
+    ));
+    let public_only: MayWatch = Box::new(|filter| !filter.to_string().contains("private."));
+    assert!(matches!(
+        harness.segments.watch("s", None, public_only),
+        Err(SegmentError::Denied(_))
+    ));
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_watcher_lets_go_of_its_subscription_without_waiting_for_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = start(dir.path(), SegmentsConfig::default());
+    let filter = parse_filter("banned = true", &FilterLimits::default()).unwrap();
+    harness
+        .segments
+        .create("quiet".into(), String::new(), filter)
+        .await
+        .unwrap();
+    let subscribers = || lock(&harness.segments.core).live.receiver_count();
+    let before = subscribers();
+    let watches: Vec<_> = (0..100)
+        .map(|_| {
+            harness
+                .segments
+                .watch("quiet", None, Box::new(|_| true))
+                .unwrap()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(subscribers(), before + 100);
+    drop(watches);
+    // No event arrives on the segment, yet every watch task ends.
+    for _ in 0..200 {
+        if subscribers() == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(subscribers(), before);
+    harness.stop().await;
 }

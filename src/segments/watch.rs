@@ -6,19 +6,56 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
-use super::core::{backlog, lock};
+use super::core::{Core, backlog, lock};
 use super::error::SegmentError;
 use super::model::{EventKind, SegmentEvent};
 use super::service::Segments;
+use crate::query::{Filter, parse_filter};
+
+/// Whether the watcher may see the members of a segment with this filter (its scopes cover
+/// every field the filter tests). Asked again at every definition change the watch carries.
+pub type MayWatch = Box<dyn Fn(&Filter) -> bool + Send + Sync>;
+
+/// The filter a `SegmentUpdated` event saved (the one in force now if the log no longer holds
+/// it): a definition is only ever retained with its event.
+fn definition_filter(core: &Core, name: &str, sequence: u64) -> Option<Filter> {
+    match core.retained_definitions.get(&sequence) {
+        Some(definition) => parse_filter(&definition.filter, &core.limits).ok(),
+        None => core.segments.get(name).map(|c| c.filter.clone()),
+    }
+}
+
+/// The filter in force for `name` just after `sequence`.
+fn filter_at(core: &Core, name: &str, sequence: u64) -> Option<Filter> {
+    let saved = core
+        .retained_definitions
+        .range(..=sequence)
+        .rev()
+        .find(|(_, definition)| definition.name == name);
+    match saved {
+        Some((_, definition)) => parse_filter(&definition.filter, &core.limits).ok(),
+        None => core.segments.get(name).map(|c| c.filter.clone()),
+    }
+}
+
+fn denied(name: &str) -> SegmentError {
+    SegmentError::Denied(format!(
+        "segment {name:?} now tests fields this key's scopes do not cover; the watch ends"
+    ))
+}
 
 impl Segments {
     /// Streams a segment's events: the retained ones after `after` (if given), then live ones.
-    /// Ends after a `SegmentDeleted` event, or with an error if the watcher fell so far behind
-    /// that the log dropped events it had not seen.
+    /// Ends after a `SegmentDeleted` event, with an error if the watcher fell so far behind
+    /// that the log dropped events it had not seen, and with [`SegmentError::Denied`] before
+    /// the first event of a definition `may_watch` refuses (a key may not keep watching a
+    /// segment whose filter was changed to test fields it cannot read). Ends at once when the
+    /// receiver is dropped, without waiting for an event to fail to send.
     pub fn watch(
         &self,
         name: &str,
         after: Option<u64>,
+        may_watch: MayWatch,
     ) -> Result<mpsc::Receiver<Result<Arc<SegmentEvent>, SegmentError>>, SegmentError> {
         let (sink, events) = mpsc::channel(256);
         let (mut live, replay, mut last_sent) = {
@@ -40,6 +77,12 @@ impl Segments {
                 }
             }
         };
+        // The definition the first event sent is under must be readable too.
+        let start = lock(&self.core);
+        if filter_at(&start, name, last_sent).is_some_and(|filter| !may_watch(&filter)) {
+            return Err(denied(name));
+        }
+        drop(start);
         let core = self.core.clone();
         let name = name.to_string();
         let shutdown = self.shutdown.clone();
@@ -51,6 +94,13 @@ impl Segments {
                         continue;
                     }
                     last_sent = event.sequence;
+                    if event.kind == EventKind::SegmentUpdated {
+                        let filter = definition_filter(&lock(&core), &name, event.sequence);
+                        if filter.is_some_and(|filter| !may_watch(&filter)) {
+                            let _ = sink.send(Err(denied(&name))).await;
+                            return;
+                        }
+                    }
                     let deleted = event.kind == EventKind::SegmentDeleted;
                     if sink.send(Ok(event)).await.is_err() || deleted {
                         return;
@@ -58,6 +108,9 @@ impl Segments {
                 }
                 let next = tokio::select! {
                     next = live.recv() => next,
+                    // The watcher went away: let go of its subscription now, not at the next
+                    // event of this segment.
+                    () = sink.closed() => return,
                     () = shutdown.cancelled() => {
                         let _ = sink
                             .send(Err(SegmentError::Unavailable(

@@ -18,7 +18,9 @@ use super::destination::ChangeDestination;
 use super::recorded::Recorded;
 use crate::change::{ChangeSource, UserChange};
 use crate::clerk::KnownInstance;
-use crate::clerk::webhook::{SvixHeaders, WebhookEvent, WebhookVerifier, parse_delivery};
+use crate::clerk::webhook::{
+    ENVELOPE_SKEW_MS, SvixHeaders, WebhookEvent, WebhookVerifier, parse_delivery,
+};
 use crate::clock::now_ms;
 
 /// How many recent `svix-id`s are remembered for duplicate detection.
@@ -302,9 +304,11 @@ impl WebhookReceiver {
             .await
         {
             Ok(recorded) => {
+                // A far-future time would pin the freshness lag at zero.
+                let event_at_ms = event_at_ms.clamp(0, now_ms().saturating_add(ENVELOPE_SKEW_MS));
                 self.counters
                     .newest_event_at_ms
-                    .fetch_max(event_at_ms.max(0) as u64, Ordering::Relaxed);
+                    .fetch_max(event_at_ms as u64, Ordering::Relaxed);
                 self.remember(svix_id);
                 WebhookAnswer {
                     outcome: WebhookOutcome::Applied,
