@@ -161,6 +161,27 @@ impl MetadataNamespace {
     }
 }
 
+/// The longest user id accepted, in bytes (Clerk's are `user_` and 27 characters).
+pub const MAX_USER_ID_BYTES: usize = 64;
+
+/// Whether `id` has the shape of a Clerk user id: `user_` followed by ASCII letters, digits and
+/// underscores, at most [`MAX_USER_ID_BYTES`] long. Anything else (`..`, a NUL, 100 KB) is
+/// refused wherever an id enters: it could never be a Clerk user, and in a URL path it could
+/// name another endpoint.
+pub fn is_user_id(id: &str) -> bool {
+    id.len() <= MAX_USER_ID_BYTES
+        && id.strip_prefix("user_").is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+/// Why an id was refused, without repeating it.
+pub fn user_id_rule() -> String {
+    format!(
+        "a Clerk user id is user_ followed by letters, digits and underscores, at most {MAX_USER_ID_BYTES} bytes"
+    )
+}
+
 /// Joins a namespace and keys into one path string, `public_metadata.a.b`, escaping `\` and `.`
 /// inside keys so `{"a.b": 1}` and `{"a": {"b": 1}}` stay distinct.
 pub fn encode_metadata_path(namespace: MetadataNamespace, keys: &[String]) -> String {
@@ -219,6 +240,19 @@ pub fn decode_metadata_path(encoded: &str) -> Option<(MetadataNamespace, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_have_clerks_shape() {
+        for id in ["user_1", "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S", "user_a_B_9"] {
+            assert!(is_user_id(id), "{id}");
+        }
+        let long = format!("user_{}", "a".repeat(MAX_USER_ID_BYTES));
+        for id in [
+            "", ".", "..", "user_", "user_..", "user_a\0", "usr_1", "user_a-b", "USER_1", &long,
+        ] {
+            assert!(!is_user_id(id), "{id:?}");
+        }
+    }
 
     #[test]
     fn decoding_inverts_encoding() {

@@ -12,6 +12,7 @@ use clerk_index::api::proto::sync_client::SyncClient;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::api::proto::{
     ExportUsersRequest, GetUserRequest, ReencryptSensitiveRequest, SearchUsersRequest, SortSpec,
+    UpdateUserMetadataRequest,
 };
 use clerk_index::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
 use clerk_index::auth::{ApiKeys, AuthConfig, Sensitive, generate_key};
@@ -32,13 +33,14 @@ fn authed(channel: &Channel, key: &str) -> Authed {
     with_header(channel.clone(), Some(format!("Bearer {key}")))
 }
 
-/// API keys: `reader` (public, private), `vault` (+ sensitive), `ops` (admin).
+/// API keys: `reader` (write, public, private), `vault` (public, private, sensitive), `ops`
+/// (admin).
 fn keys() -> (AuthConfig, [String; 3]) {
     let (reader, reader_hash) = generate_key();
     let (vault, vault_hash) = generate_key();
     let (ops, ops_hash) = generate_key();
     let lines = format!(
-        "reader public,private {reader_hash}\nvault public,private,sensitive {vault_hash}\nops admin {ops_hash}\n"
+        "reader write,public,private {reader_hash}\nvault public,private,sensitive {vault_hash}\nops admin {ops_hash}\n"
     );
     let auth = AuthConfig {
         keys: ApiKeys::parse(&lines).unwrap(),
@@ -294,7 +296,34 @@ async fn only_the_sensitive_scope_reads_or_filters_sealed_values() {
         })
         .await;
     checks.denied("a reader's mask of private.ssn", masked, "sensitive");
+    // Writing, replacing or deleting a sensitive value needs the scope too, even with write
+    // and private; other private keys stay writable.
+    for (what, patch) in [
+        ("set private.ssn", json!({"ssn": "overwritten"})),
+        ("delete private.ssn", json!({"ssn": null})),
+        ("replace private.medical", json!({"medical": "gone"})),
+    ] {
+        let written = reader
+            .update_user_metadata(UpdateUserMetadataRequest {
+                user_id: v.planted.clone(),
+                private_metadata: Some(patch.to_string()),
+                ..Default::default()
+            })
+            .await;
+        checks.denied(what, written, "sensitive");
+    }
+    let allowed = reader
+        .update_user_metadata(UpdateUserMetadataRequest {
+            user_id: v.planted.clone(),
+            private_metadata: Some(json!({"ltv": 13.5}).to_string()),
+            ..Default::default()
+        })
+        .await;
+    checks.ok("a reader's write of private.ltv", allowed);
     checks.finish();
+    let kept = user_json(&mut vault, &v.planted).await;
+    assert_eq!(kept["private_metadata"]["ssn"], PLANTED);
+    assert_eq!(kept["private_metadata"]["ltv"], 13.5);
     let mut export = reader
         .export_users(ExportUsersRequest::default())
         .await

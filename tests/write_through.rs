@@ -93,6 +93,25 @@ async fn clerk_refusals_map_to_grpc_codes() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+    // Ids Clerk could not have are refused before any request (`..` once became
+    // `PATCH /v1/metadata`), and are not repeated in the answer.
+    let long = format!("user_{}", "x".repeat(100_000));
+    for bad in ["..", ".", "user_a\0b", "user_../metadata", long.as_str()] {
+        let refused = client
+            .update_user_metadata(patch(bad, json!({"a": 1})))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bad:.40}");
+        assert!(refused.message().len() < 300, "{bad:.40}");
+        let read = client
+            .get_user(GetUserRequest {
+                user_id: bad.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(read.code(), Code::InvalidArgument, "{bad:.40}");
+    }
     let not_object = client
         .update_user_metadata(patch(&id, json!([1, 2])))
         .await

@@ -107,6 +107,19 @@ fn catalog_to_proto(answer: Answer<FieldCatalog>) -> proto::DescribeFieldsRespon
     }
 }
 
+/// A `user_id` argument shaped like Clerk's; anything else is refused without being repeated.
+fn check_user_id(user_id: &str) -> Result<(), Error> {
+    if crate::user::is_user_id(user_id) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "user_id ({} bytes) is not a user id: {}",
+            user_id.len(),
+            crate::user::user_id_rule()
+        )))
+    }
+}
+
 #[tonic::async_trait]
 impl UserIndexApi for UserIndexService {
     async fn get_user(
@@ -121,6 +134,7 @@ impl UserIndexApi for UserIndexService {
             min_log_sequence,
         } = request.into_inner();
         let at = ReadAt::new(min_generation, min_log_sequence);
+        check_user_id(&user_id)?;
         let answer = self.reader.get(&caller, user_id, fields, at).await?;
         Ok(Response::new(proto::GetUserResponse {
             freshness: freshness(&answer.snapshot),
@@ -193,6 +207,7 @@ impl UserIndexApi for UserIndexService {
             unsafe_metadata,
             fields,
         } = request.into_inner();
+        check_user_id(&user_id)?;
         let parse = |name: &str,
                      text: Option<String>|
          -> Result<Option<serde_json::Value>, Error> {
@@ -208,15 +223,22 @@ impl UserIndexApi for UserIndexService {
             unsafe_: parse("unsafe_metadata", unsafe_metadata)?,
         };
         for (namespace, changed) in [
-            (MetadataNamespace::Public, patch.public.is_some()),
-            (MetadataNamespace::Private, patch.private.is_some()),
-            (MetadataNamespace::Unsafe, patch.unsafe_.is_some()),
+            (MetadataNamespace::Public, &patch.public),
+            (MetadataNamespace::Private, &patch.private),
+            (MetadataNamespace::Unsafe, &patch.unsafe_),
         ] {
-            if changed {
-                caller.require(
-                    Scope::of_namespace(namespace),
-                    &format!("changing {}", namespace.field_name()),
-                )?;
+            let Some(changed) = changed else { continue };
+            caller.require(
+                Scope::of_namespace(namespace),
+                &format!("changing {}", namespace.field_name()),
+            )?;
+            // Writing, replacing or deleting a sensitive value needs the scope that reads it.
+            if let Some(path) = caller
+                .sensitive
+                .as_ref()
+                .and_then(|s| s.paths().touched_by_patch(namespace, changed))
+            {
+                caller.require(Scope::Sensitive, &format!("changing {path}"))?;
             }
         }
         let projection = Projection::new(fields, &caller)?;

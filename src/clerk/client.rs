@@ -336,6 +336,10 @@ impl ClerkClient {
 
     /// `GET /v1/users/{id}`; `Ok(None)` when Clerk says 404.
     pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, ClerkApiError> {
+        if !crate::user::is_user_id(user_id) {
+            // No Clerk user has it, and in a path it could name another endpoint.
+            return Ok(None);
+        }
         let request = format!("GET /v1/users/{user_id}");
         let path = format!("/v1/users/{}", urlencode_path_segment(user_id));
         match self.get(&request, GET_USER, &path, &[]).await {
@@ -398,6 +402,16 @@ impl ClerkClient {
         user_id: &str,
         patch: &serde_json::Value,
     ) -> Result<User, ClerkApiError> {
+        if !crate::user::is_user_id(user_id) {
+            return Err(ClerkApiError::Api {
+                request: "PATCH /v1/users/{user_id}/metadata".into(),
+                status: 404,
+                code: "resource_not_found".into(),
+                long_message: crate::user::user_id_rule(),
+                trace_id: None,
+                retry_after: None,
+            });
+        }
         let request = format!("PATCH /v1/users/{user_id}/metadata");
         let path = format!("/v1/users/{}/metadata", urlencode_path_segment(user_id));
         let body = serde_json::to_vec(patch).map_err(|e| ClerkApiError::Decode {

@@ -217,6 +217,18 @@ pub enum UserParseError {
     Malformed(String),
     #[error("clerk user has no id")]
     MissingId,
+    /// The id is not shaped like Clerk's (never repeated: it may be anything).
+    #[error("clerk user id of {0} bytes is not one: {rule}", rule = crate::user::user_id_rule())]
+    InvalidId(usize),
+}
+
+/// `id` when it is shaped like a Clerk user id.
+pub(super) fn checked_user_id(id: Option<String>) -> Result<String, UserParseError> {
+    match id.filter(|id| !id.is_empty()) {
+        None => Err(UserParseError::MissingId),
+        Some(id) if crate::user::is_user_id(&id) => Ok(id),
+        Some(id) => Err(UserParseError::InvalidId(id.len())),
+    }
 }
 
 /// Parses one Clerk user, keeping its JSON verbatim as the stored copy.
@@ -348,7 +360,8 @@ pub fn parse_user_page(body: &[u8]) -> Result<UserPage, UserParseError> {
             Err(error) => {
                 let key = loose_key(raw);
                 page.rejected.push(RejectedUser {
-                    id: key.id.clone(),
+                    // Fetched again by id later: only an id Clerk could have.
+                    id: key.id.clone().filter(|id| crate::user::is_user_id(id)),
                     error,
                 });
                 page.keys.push(key);
@@ -361,10 +374,7 @@ pub fn parse_user_page(body: &[u8]) -> Result<UserPage, UserParseError> {
 impl ClerkUser {
     /// Builds the domain view. `raw_json` is the user's full JSON as received.
     pub fn into_user(self, raw_json: Arc<str>) -> Result<User, UserParseError> {
-        let id = self
-            .id
-            .filter(|id| !id.is_empty())
-            .ok_or(UserParseError::MissingId)?;
+        let id = checked_user_id(self.id)?;
         let addresses = self.email_addresses.unwrap_or_default();
         let primary_email = addresses
             .iter()

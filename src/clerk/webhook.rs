@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
-use super::model::{ClerkDeletedObject, UserParseError, json_error, parse_user};
+use super::model::{ClerkDeletedObject, UserParseError, checked_user_id, json_error, parse_user};
 use crate::user::User;
 
 /// Svix's tolerance, in seconds, both ways.
@@ -264,10 +264,7 @@ fn parse_event(envelope: Envelope, received_at_ms: i64) -> Result<WebhookEvent, 
         "user.deleted" => {
             let deleted: ClerkDeletedObject =
                 serde_json::from_str(data()?.get()).map_err(|e| json_error(&e))?;
-            let user_id = deleted
-                .id
-                .filter(|id| !id.is_empty())
-                .ok_or(UserParseError::MissingId)?;
+            let user_id = checked_user_id(deleted.id)?;
             Ok(WebhookEvent::UserDeleted {
                 user_id,
                 deleted_at_ms: envelope

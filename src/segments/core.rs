@@ -206,10 +206,28 @@ pub(super) fn check_name(name: &str) -> Result<(), SegmentError> {
     if valid {
         Ok(())
     } else {
+        // A name far too long is described, not repeated.
+        let named = match name.len() {
+            0..=80 => format!("{name:?}"),
+            n => format!("of {n} bytes"),
+        };
         Err(SegmentError::Invalid(format!(
-            "segment name {name:?}: use 1-64 lower-case letters, digits, '-' and '_', starting with a letter or digit"
+            "segment name {named}: use 1-64 lower-case letters, digits, '-' and '_', starting with a letter or digit"
         )))
     }
+}
+
+/// The longest segment description, in bytes: every `ListSegments` answer carries them all.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+pub(super) fn check_description(description: &str) -> Result<(), SegmentError> {
+    if description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(SegmentError::Invalid(format!(
+            "the description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are kept",
+            description.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The ids matching `filter` on `snapshot`, in id order.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::core::{Core, check_name, lock, record_definition, segment_event};
+use super::core::{Core, check_description, check_name, lock, record_definition, segment_event};
 use super::error::SegmentError;
 use super::model::{EventKind, SavedSegment};
 use super::observer::SegmentsHandle;
@@ -74,6 +74,7 @@ impl Segments {
         filter: Filter,
     ) -> Result<SavedSegment, SegmentError> {
         check_name(&name)?;
+        check_description(&description)?;
         let text = to_text(&filter).map_err(|e| SegmentError::Invalid(format!("filter: {e}")))?;
         if let Some(bucket) = &self.shared {
             return self.create_shared(bucket, name, description, text).await;
@@ -115,6 +116,9 @@ impl Segments {
         filter: Option<Filter>,
         expected_version: u64,
     ) -> Result<SavedSegment, SegmentError> {
+        if let Some(description) = &description {
+            check_description(description)?;
+        }
         let text = filter
             .as_ref()
             .map(to_text)

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use tokio_util::sync::CancellationToken;
 
-use super::core::{check_name, lock, member_ids};
+use super::core::{MAX_DESCRIPTION_BYTES, check_description, check_name, lock, member_ids};
 use super::*;
 use crate::change::{ChangeSource, UserChange};
 use crate::clerk::fake::Population;
@@ -469,6 +469,10 @@ fn names_are_checked() {
     for bad in ["", "-a", "A", "a b", "ä", &"x".repeat(65)] {
         assert!(check_name(bad).is_err(), "{bad}");
     }
+    let huge = check_name(&"x".repeat(1 << 20)).unwrap_err().to_string();
+    assert!(huge.len() < 200, "not repeated: {} bytes", huge.len());
+    assert!(check_description(&"d".repeat(MAX_DESCRIPTION_BYTES)).is_ok());
+    assert!(check_description(&"d".repeat(3 << 20)).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -516,9 +520,14 @@ async fn a_dropped_watcher_lets_go_of_its_subscription_without_waiting_for_an_ev
     let filter = parse_filter("banned = true", &FilterLimits::default()).unwrap();
     harness
         .segments
-        .create("quiet".into(), String::new(), filter)
+        .create("quiet".into(), String::new(), filter.clone())
         .await
         .unwrap();
+    let too_long = harness
+        .segments
+        .create("long".into(), "d".repeat(3 << 20), filter.clone())
+        .await;
+    assert!(matches!(too_long, Err(SegmentError::Invalid(_))));
     let subscribers = || lock(&harness.segments.core).live.receiver_count();
     let before = subscribers();
     let watches: Vec<_> = (0..100)

@@ -65,6 +65,34 @@ impl SensitivePaths {
         }
     }
 
+    /// The first sensitive path a metadata update of `namespace` with `patch` would write or
+    /// delete. Clerk merges a patch deeply: a key set to an object merges into it, anything
+    /// else (a value, an array, `null`) replaces or removes everything below it.
+    pub fn touched_by_patch(
+        &self,
+        namespace: MetadataNamespace,
+        patch: &serde_json::Value,
+    ) -> Option<String> {
+        self.paths
+            .iter()
+            .filter(|(ns, _)| *ns == namespace)
+            .find(|(_, keys)| {
+                let mut node = patch;
+                for key in keys {
+                    match node {
+                        serde_json::Value::Object(map) => match map.get(key) {
+                            Some(below) => node = below,
+                            None => return false,
+                        },
+                        // Replaces (or deletes) an object the sensitive path is inside.
+                        _ => return true,
+                    }
+                }
+                true
+            })
+            .map(|(ns, keys)| encode_metadata_path(*ns, keys))
+    }
+
     /// The paths, canonical and sorted: `private_metadata.ssn`, ...
     pub fn describe_list(&self) -> Vec<String> {
         self.paths

@@ -54,6 +54,38 @@ fn paths_parse_and_cover_what_is_below_them() {
 }
 
 #[test]
+fn a_metadata_patch_touches_what_it_writes_replaces_or_deletes() {
+    use crate::user::MetadataNamespace::{Private, Public};
+    let paths = SensitivePaths::parse("private.ssn, private.medical.codes").unwrap();
+    let touched = |namespace, patch: Json| paths.touched_by_patch(namespace, &patch);
+    for patch in [
+        serde_json::json!({"ssn": "x"}),
+        serde_json::json!({"ssn": null}),
+        serde_json::json!({"medical": null}),
+        serde_json::json!({"medical": "gone"}),
+        serde_json::json!({"medical": {"codes": [1]}}),
+        serde_json::json!({"ltv": 3, "ssn": {"nested": 1}}),
+        serde_json::json!(null),
+        serde_json::json!("replaces everything"),
+    ] {
+        assert!(touched(Private, patch.clone()).is_some(), "{patch}");
+    }
+    assert_eq!(
+        touched(Private, serde_json::json!({"medical": {"codes": 1}})).as_deref(),
+        Some("private_metadata.medical.codes")
+    );
+    for patch in [
+        serde_json::json!({}),
+        serde_json::json!({"ltv": 3}),
+        serde_json::json!({"medical": {"condition": "x"}}),
+        serde_json::json!({"ssn_last4": "1234"}),
+    ] {
+        assert_eq!(touched(Private, patch.clone()), None, "{patch}");
+    }
+    assert_eq!(touched(Public, serde_json::json!({"ssn": "x"})), None);
+}
+
+#[test]
 fn key_rings_parse_and_never_quote_a_key() {
     let ring = KeyRing::parse(&test_ring(&["k2", "k1"])).unwrap();
     assert_eq!(ring.active_id(), "k2");

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use serde_json::json;
 
 fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/clerk/examples")
@@ -130,6 +131,29 @@ fn a_parse_error_names_the_field_but_never_its_value() {
 fn user_without_id_is_rejected_and_minimal_user_is_accepted() {
     let raw = RawValue::from_string(r#"{"first_name":"x"}"#.into()).unwrap();
     assert_eq!(parse_user(&raw), Err(UserParseError::MissingId));
+    // Ids not shaped like Clerk's are refused, and a listed one is not fetched again by id.
+    for id in [
+        ".",
+        "..",
+        "user_..",
+        "user_\u{0}",
+        "usr_1",
+        "user_a-b",
+        &"user_x".repeat(20),
+    ] {
+        let raw = RawValue::from_string(json!({"id": id}).to_string()).unwrap();
+        let error = parse_user(&raw).unwrap_err();
+        assert!(
+            matches!(error, UserParseError::InvalidId(_)),
+            "{id}: {error}"
+        );
+        assert!(!error.to_string().contains(id), "the id is not repeated");
+    }
+    let page =
+        parse_user_page(br#"[{"id":"..","created_at":1},{"id":"user_2","created_at":2}]"#).unwrap();
+    assert_eq!(page.users.len(), 1);
+    assert_eq!(page.rejected[0].id, None);
+    assert_eq!(page.keys[0].id.as_deref(), Some(".."));
     let raw = RawValue::from_string(r#"{"id":"user_1","created_at":5}"#.into()).unwrap();
     let user = parse_user(&raw).unwrap();
     assert_eq!(
