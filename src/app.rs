@@ -23,6 +23,7 @@ use crate::clerk::ClerkClient;
 use crate::cluster::ChangeLog;
 use crate::config::{Config, TlsConfig};
 use crate::index::{UserIndex, WriterHandle, WriterThread};
+use crate::limits::Budgets;
 use crate::read::UserReader;
 use crate::redact::mask_url;
 use crate::segments::{self, Segments};
@@ -99,6 +100,7 @@ impl Services {
         announce_access(&config);
         let storage = open_storage(&config)?;
         let cancel = CancellationToken::new();
+        let budgets = Budgets::new(config.limits.clone());
         let destination = connect_destination(&config, &storage).await?;
         let clerk = ClerkClient::new(config.clerk.clone())?;
         let progress = Arc::new(BackfillProgress::default());
@@ -120,15 +122,11 @@ impl Services {
             reconciler.clone(),
             segments,
         );
-        if config.webhook_verifier.is_none() {
-            tracing::warn!(
-                "no CLERK_WEBHOOK_SIGNING_SECRET: webhook deliveries to {WEBHOOK_PATH} are refused with 503"
-            );
-        }
         let webhooks = Arc::new(WebhookReceiver::new(
             config.webhook_verifier.clone(),
             clerk.known_instance().clone(),
             destination.clone(),
+            budgets.clone(),
         ));
         let monitor = SyncMonitor {
             destination: destination.clone(),
@@ -142,6 +140,7 @@ impl Services {
             sync: monitor.clone(),
             index_dir: config.index.dir.clone(),
             clerk: clerk.stats().clone(),
+            budgets: budgets.clone(),
         });
         let sync_service = SyncService {
             monitor,
@@ -158,6 +157,7 @@ impl Services {
                 sync_service,
                 segments,
                 metrics.clone(),
+                budgets.clone(),
             ),
             http_services: HttpServices {
                 progress,
@@ -165,6 +165,7 @@ impl Services {
                 webhooks,
                 webhook_body_limit: config.webhook_body_limit,
                 webhook_timeout: config.webhook_timeout,
+                budgets,
             },
             sync,
             clerk,
@@ -308,19 +309,31 @@ fn grpc_services(
     sync: SyncService,
     segments: Segments,
     metrics: Arc<Metrics>,
+    budgets: Arc<Budgets>,
 ) -> GrpcServices {
-    let reader = UserReader::new(index, config.max_page_size, config.max_read_wait);
+    let reader = UserReader::new(
+        index,
+        config.max_page_size,
+        config.max_read_wait,
+        budgets.clone(),
+    );
     GrpcServices {
         user_index: UserIndexService::new(reader.clone(), write_through, config.filter_limits),
         sync,
         segments: SegmentsService::new(segments, reader, config.filter_limits),
         auth: Authenticate::new(config.auth.clone()),
         metrics,
+        budgets,
     }
 }
 
-/// Says who may read, loudly when anyone may.
+/// Says who may read, loudly when anyone may, and whether webhooks can be received.
 fn announce_access(config: &Config) {
+    if config.webhook_verifier.is_none() {
+        tracing::warn!(
+            "no CLERK_WEBHOOK_SIGNING_SECRET: webhook deliveries to {WEBHOOK_PATH} are refused with 503"
+        );
+    }
     if config.auth.keys.is_empty() {
         tracing::warn!(
             "serving WITHOUT authentication (--allow-unauthenticated): anyone who can reach the gRPC port reads every user"

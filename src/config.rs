@@ -14,6 +14,7 @@ use crate::clerk::webhook::{WebhookSecretError, WebhookVerifier};
 use crate::clerk::{BudgetShare, ClerkClientConfig, LimitSource};
 use crate::cluster::{ClusterConfig, ClusterConfigError};
 use crate::index::IndexConfig;
+use crate::limits::Limits;
 use crate::query::FilterLimits;
 use crate::redact::{mask, mask_url};
 use crate::segments::SegmentsConfig;
@@ -61,6 +62,32 @@ pub enum ConfigError {
     SensitiveInClusterMode,
 }
 
+fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
+    let positive = [
+        (
+            limits.streams_per_connection as usize,
+            "--max-streams-per-connection",
+        ),
+        (limits.exports, "--max-exports"),
+        (limits.exports_per_key, "--max-exports-per-key"),
+        (limits.watches, "--max-watches"),
+        (limits.watches_per_key, "--max-watches-per-key"),
+        (limits.http_connections, "--max-http-connections"),
+        (
+            limits.http_header_timeout.as_millis() as usize,
+            "--http-header-timeout-secs",
+        ),
+    ];
+    for (value, setting) in positive {
+        check(value > 0, setting, "must be positive")?;
+    }
+    check(
+        limits.stream_buffer_bytes >= 64 << 10,
+        "--stream-buffer-bytes",
+        "must be at least 65536",
+    )
+}
+
 fn check(ok: bool, setting: &'static str, problem: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
@@ -97,6 +124,8 @@ pub struct Config {
     pub(crate) auth: AuthConfig,
     /// How long in-flight gRPC calls may run on after a shutdown signal.
     pub(crate) shutdown_timeout: Duration,
+    /// What one caller (or the unauthenticated world) may hold.
+    pub(crate) limits: Limits,
     /// TLS for the gRPC port; `None` serves plaintext.
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) sensitive: Option<Arc<Sensitive>>,
@@ -172,6 +201,8 @@ pub struct Settings {
     pub sensitive: Option<Arc<Sensitive>>,
     /// Cluster mode's NATS.
     pub cluster: Option<ClusterConfig>,
+    /// Streams, exports, watches, buffers, HTTP connections, unauthenticated log lines.
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -198,6 +229,7 @@ impl Default for Settings {
             tls: None,
             sensitive: None,
             cluster: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -302,6 +334,7 @@ impl ConfigBuilder {
             "the Clerk secret key",
             "is empty",
         )?;
+        check_limits(&settings.limits)?;
         if settings.auth.keys.is_empty() && !settings.auth.allow_unauthenticated {
             return Err(ConfigError::NoApiKeys);
         }
@@ -367,6 +400,7 @@ impl ConfigBuilder {
             },
             auth,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            limits: settings.limits,
             tls: settings.tls,
             sensitive: settings.sensitive,
             cluster: settings.cluster,
@@ -410,6 +444,17 @@ impl Config {
             },
             "segments": {"retained_events": self.segments.retained_events},
             "max_page_size": self.max_page_size,
+            "limits": {
+                "streams_per_connection": self.limits.streams_per_connection,
+                "exports": self.limits.exports,
+                "exports_per_key": self.limits.exports_per_key,
+                "watches": self.limits.watches,
+                "watches_per_key": self.limits.watches_per_key,
+                "stream_buffer_bytes": self.limits.stream_buffer_bytes,
+                "http_connections": self.limits.http_connections,
+                "http_header_timeout_secs": seconds(self.limits.http_header_timeout),
+                "unauthenticated_log_lines_per_second": self.limits.unauthenticated_log_lines_per_second,
+            },
             "shutdown_timeout_secs": self.shutdown_timeout.as_secs(),
             "auth": {
                 "api_keys": self.auth.keys.describe(),

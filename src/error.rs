@@ -7,6 +7,7 @@ use crate::auth::{Denied, Unauthenticated};
 use crate::clerk::ClerkApiError;
 use crate::cluster::ClusterError;
 use crate::index::{IndexError, WriteError};
+use crate::limits::Exhausted;
 use crate::query::FilterError;
 use crate::segments::SegmentError;
 
@@ -39,6 +40,8 @@ pub enum Error {
     Unauthenticated(#[from] Unauthenticated),
     #[error(transparent)]
     PermissionDenied(#[from] Denied),
+    #[error(transparent)]
+    ResourceExhausted(#[from] Exhausted),
     #[error("{0}")]
     Internal(String),
 }

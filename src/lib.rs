@@ -21,7 +21,7 @@
 //! - [`clerk`]: Clerk's wire formats: models, Backend API client, webhooks, the fake Clerk.
 //! - [`change`]: the one change type every source produces.
 //! - [`user`]: the domain `User` and metadata paths.
-//! - [`clock`], [`redact`], [`latency`]: leaves.
+//! - [`clock`], [`redact`], [`latency`], [`limits`]: leaves.
 
 pub mod api;
 pub mod app;
@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod latency;
+pub mod limits;
 pub mod query;
 pub mod read;
 pub mod redact;

@@ -15,6 +15,20 @@ pub fn mask(secret: &str) -> String {
     format!("{prefix}*** ({} characters)", secret.chars().count())
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary) with what was cut said, for
+/// messages that may carry a caller's input: a gRPC status (whose `grpc-message` header a
+/// client may refuse past 8 KiB), a webhook answer, a log line.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}... ({} bytes, cut)", &text[..end], text.len()))
+}
+
 /// URLs with the password or token of their user info masked (`nats://app:***@host`), for
 /// messages and `clerk-index config`. Several URLs may be comma-separated.
 pub fn mask_url(urls: &str) -> String {
@@ -32,4 +46,17 @@ pub fn mask_url(urls: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+
+    #[test]
+    fn clipping_keeps_short_text_and_cuts_long_text_on_a_character() {
+        assert_eq!(clip("short", 10), "short");
+        let long = "é".repeat(1000);
+        let cut = clip(&long, 11);
+        assert_eq!(cut, "ééééé... (2000 bytes, cut)");
+    }
 }

@@ -29,10 +29,16 @@ impl Interceptor for Authenticate {
                     .map_err(|_| Status::from(Error::from(Unauthenticated::Malformed)))?,
             ),
         };
-        let caller = self
+        let mut caller = self
             .0
             .authenticate(header)
             .map_err(|e| Status::from(Error::from(e)))?;
+        // Serving without keys, budgets per key become budgets per peer address.
+        if self.0.keys.is_empty()
+            && let Some(peer) = request.remote_addr()
+        {
+            caller.name = format!("{}@{}", caller.name, peer.ip()).into();
+        }
         // The key's name, never the key: it tells whose call a trace shows.
         tracing::Span::current().record("clerk_index.caller", &*caller.name);
         request.extensions_mut().insert(caller);

@@ -29,6 +29,9 @@ fn chunk_to_proto(chunk: ExportChunk) -> proto::ExportUsersResponse {
         cursor,
         first,
         total,
+        // Dropped once the message is built: the bytes are then the connection's (bounded by
+        // HTTP/2 flow control), no longer the export's.
+        buffered: _,
     } = chunk;
     proto::ExportUsersResponse {
         users: users

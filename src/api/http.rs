@@ -1,5 +1,10 @@
 //! The HTTP port: `/livez`, `/readyz` (503 with the backfill's progress until ready),
 //! `/metrics` (OpenMetrics text) and the webhook route.
+//!
+//! HTTP/1.1, served by our own accept loop so that no client can hold the port: a connection
+//! must send each request's headers within the header timeout (idle keep-alive time counts), and
+//! connections beyond the budget are closed at accept. Nothing here streams, so nothing needs
+//! to be exempt from the timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +13,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::serve::ListenerExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::webhook::webhook_router;
+use crate::limits::{Budget, Budgets};
 use crate::sync::{BackfillProgress, WebhookReceiver};
 use crate::telemetry::metrics::{self, Metrics};
 
@@ -25,14 +34,17 @@ pub struct HttpServices {
     pub webhook_body_limit: usize,
     /// How long a webhook delivery may take before it is answered 503.
     pub webhook_timeout: Duration,
+    /// The connection budget and the header timeout.
+    pub budgets: Arc<Budgets>,
 }
 
-/// Serves `services` on `listener` until `stop` fires.
+/// Serves `services` on `listener` until `stop` fires; requests in flight then finish.
 pub async fn serve_http(
     services: HttpServices,
     listener: TcpListener,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    let budgets = services.budgets.clone();
     let router = probes(services.progress)
         .merge(metrics_route(services.metrics))
         .merge(webhook_router(
@@ -40,12 +52,48 @@ pub async fn serve_http(
             services.webhook_body_limit,
             services.webhook_timeout,
         ));
-    let listener = listener.tap_io(|tcp| {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors, or a connection reset before accept: wait a little
+                // rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = budgets.acquire(Budget::HttpConnections, &peer.ip().to_string()) else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
+        let service = TowerToHyperService::new(router.clone());
+        let header_timeout = budgets.limits.http_header_timeout;
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(tcp), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 fn metrics_route(metrics: Arc<Metrics>) -> Router {

@@ -11,6 +11,7 @@ use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
 use crate::auth::{Caller, Scope};
 use crate::error::Error;
+use crate::limits::Budget;
 use crate::query::{Filter, FilterLimits};
 use crate::read::{ExportQuery, ReadAt, UserReader};
 use crate::segments::{EventKind, SavedSegment, SegmentEvent, Segments};
@@ -276,6 +277,12 @@ impl SegmentsApi for SegmentsService {
             after_sequence,
         } = request.into_inner();
         self.visible(&caller, &name)?;
+        // Held by the stream: given back as soon as the client goes away.
+        let slot = self
+            .reader
+            .budgets()
+            .acquire(Budget::Watches, &caller.name)
+            .map_err(Error::from)?;
         // Asked again whenever the definition changes during the watch.
         let watcher = caller.clone();
         let may_watch = Box::new(move |filter: &Filter| watcher.check_filter(Some(filter)).is_ok());
@@ -283,9 +290,12 @@ impl SegmentsApi for SegmentsService {
             .segments
             .watch(&name, after_sequence, may_watch)
             .map_err(Error::from)?;
-        let stream = ReceiverStream::new(events).map(|event| match event {
-            Ok(event) => Ok(event_to_proto(&event)),
-            Err(error) => Err(Error::from(error).into()),
+        let stream = ReceiverStream::new(events).map(move |event| {
+            let _held = &slot;
+            match event {
+                Ok(event) => Ok(event_to_proto(&event)),
+                Err(error) => Err(Error::from(error).into()),
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

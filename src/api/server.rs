@@ -23,6 +23,7 @@ use super::sync_service::SyncService;
 use super::telemetry::RpcTelemetry;
 use super::user_index::UserIndexService;
 use crate::config::TlsConfig;
+use crate::limits::Budgets;
 use crate::telemetry::metrics::Metrics;
 
 /// The gRPC service name health reports on (and `""`, the whole server).
@@ -54,6 +55,7 @@ pub struct GrpcServices {
     pub segments: SegmentsService,
     pub auth: Authenticate,
     pub metrics: Arc<Metrics>,
+    pub budgets: Arc<Budgets>,
 }
 
 /// The gRPC server, ready to run; and the health it reports (`NOT_SERVING` until told).
@@ -110,7 +112,10 @@ impl GrpcServer {
             segments,
             auth,
             metrics,
+            budgets,
         } = services;
+        // HTTP/2's own per-connection limit: a client may not open more concurrent calls.
+        let server = server.max_concurrent_streams(Some(budgets.limits.streams_per_connection));
         // Our own listener, so tonic's tcp_nodelay setting does not apply: without it, a
         // response spanning two TCP segments waits ~40 ms for the client's delayed ACK.
         let incoming = TcpListenerStream::new(listener).map(move |stream| {

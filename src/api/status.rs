@@ -13,9 +13,14 @@ use crate::segments::SegmentError;
 /// Metadata key carrying the character position of a filter error, for programmatic clients.
 pub const FILTER_ERROR_POSITION: &str = "x-filter-error-position";
 
+/// The longest status message sent, in bytes: messages may quote a caller's input, and
+/// `grpc-message` travels in a header that clients cap (8 KiB in several).
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
-        let message = error.to_string();
+        let message =
+            crate::redact::clip(&error.to_string(), MAX_STATUS_MESSAGE_BYTES).into_owned();
         match error {
             Error::InvalidFilter(filter_error) => {
                 let mut status = Status::invalid_argument(message);
@@ -34,6 +39,7 @@ impl From<Error> for Status {
             Error::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             Error::FailedPrecondition(_) => Status::failed_precondition(message),
             Error::Internal(_) => Status::internal(message),
+            Error::ResourceExhausted(_) => Status::resource_exhausted(message),
             Error::Clerk(clerk) => clerk_status(clerk, message),
             Error::Index(index) => index_status(&index, message),
             Error::Write(write) => write_status(&write, message),

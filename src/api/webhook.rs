@@ -98,7 +98,7 @@ async fn receive(
         http.request.method = "POST",
         http.route = WEBHOOK_PATH,
         http.response.status_code = tracing::field::Empty,
-        svix.id = svix.id,
+        svix.id = tracing::field::Empty,
         clerk.outcome = tracing::field::Empty,
     );
     crate::telemetry::otel::set_parent_from_headers(&span, &headers);
@@ -106,6 +106,14 @@ async fn receive(
     let status = status_of(answer.outcome);
     span.record("http.response.status_code", i64::from(status.as_u16()));
     span.record("clerk.outcome", answer.outcome.name());
+    // The sender's id only once its signature held, and never much of it.
+    if !matches!(
+        answer.outcome,
+        WebhookOutcome::BadSignature | WebhookOutcome::NotConfigured
+    ) && let Some(id) = svix.id
+    {
+        span.record("svix.id", &*crate::redact::clip(id, 64));
+    }
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

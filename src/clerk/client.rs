@@ -14,6 +14,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tracing::Instrument;
 
+pub use super::error::ClerkApiError;
+use super::error::user_path;
 use super::instance::{Budget, BudgetShare, Instance, KnownInstance, LimitSource, Spend};
 use super::listing::{ActivityField, CreatedPage, PageCursor};
 use super::model::{ClerkTotalCount, UserPage, parse_user, parse_user_page};
@@ -75,60 +77,6 @@ impl ClerkClientConfig {
             max_attempts: 8,
             request_timeout: Duration::from_secs(30),
             initial_backoff: Duration::from_millis(250),
-        }
-    }
-}
-
-/// What went wrong talking to Clerk.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClerkApiError {
-    /// Clerk answered with an error status; `code` and `long_message` come from its body.
-    #[error("clerk answered {status} to {request}: {code}: {long_message}{}", trace_suffix(.trace_id))]
-    Api {
-        request: String,
-        status: u16,
-        code: String,
-        long_message: String,
-        trace_id: Option<String>,
-        /// From `Retry-After` on a 429.
-        retry_after: Option<Duration>,
-    },
-    #[error("clerk request {request} failed: {message}")]
-    Transport { request: String, message: String },
-    #[error("clerk sent an unreadable answer to {request}: {message}")]
-    Decode { request: String, message: String },
-}
-
-fn trace_suffix(trace_id: &Option<String>) -> String {
-    trace_id
-        .as_ref()
-        .map(|t| format!(" (clerk trace {t})"))
-        .unwrap_or_default()
-}
-
-impl ClerkApiError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClerkApiError::Api { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// A short name for metrics and spans.
-    fn kind(&self) -> &'static str {
-        match self {
-            ClerkApiError::Api { .. } => "api_error",
-            ClerkApiError::Transport { .. } => "transport_error",
-            ClerkApiError::Decode { .. } => "decode_error",
-        }
-    }
-
-    /// Whether retrying the same request may succeed.
-    fn is_transient(&self) -> bool {
-        match self {
-            ClerkApiError::Api { status, .. } => *status == 429 || *status >= 500,
-            ClerkApiError::Transport { .. } => true,
-            ClerkApiError::Decode { .. } => false,
         }
     }
 }
@@ -336,12 +284,11 @@ impl ClerkClient {
 
     /// `GET /v1/users/{id}`; `Ok(None)` when Clerk says 404.
     pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, ClerkApiError> {
-        if !crate::user::is_user_id(user_id) {
-            // No Clerk user has it, and in a path it could name another endpoint.
+        // No Clerk user has a malformed id, and in a path it could name another endpoint.
+        let Some(path) = user_path(user_id, "") else {
             return Ok(None);
-        }
+        };
         let request = format!("GET /v1/users/{user_id}");
-        let path = format!("/v1/users/{}", urlencode_path_segment(user_id));
         match self.get(&request, GET_USER, &path, &[]).await {
             Ok(body) => {
                 let raw: Box<serde_json::value::RawValue> =
@@ -402,18 +349,10 @@ impl ClerkClient {
         user_id: &str,
         patch: &serde_json::Value,
     ) -> Result<User, ClerkApiError> {
-        if !crate::user::is_user_id(user_id) {
-            return Err(ClerkApiError::Api {
-                request: "PATCH /v1/users/{user_id}/metadata".into(),
-                status: 404,
-                code: "resource_not_found".into(),
-                long_message: crate::user::user_id_rule(),
-                trace_id: None,
-                retry_after: None,
-            });
-        }
+        let Some(path) = user_path(user_id, "/metadata") else {
+            return Err(ClerkApiError::not_a_user(UPDATE_METADATA));
+        };
         let request = format!("PATCH /v1/users/{user_id}/metadata");
-        let path = format!("/v1/users/{}/metadata", urlencode_path_segment(user_id));
         let body = serde_json::to_vec(patch).map_err(|e| ClerkApiError::Decode {
             request: request.clone(),
             message: e.to_string(),
@@ -602,8 +541,4 @@ fn api_error(
         trace_id: parsed.and_then(|b| b.clerk_trace_id).or(trace_header),
         retry_after,
     }
-}
-
-fn urlencode_path_segment(segment: &str) -> String {
-    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }

@@ -4,6 +4,7 @@
 //! Nothing outside this module parses Clerk JSON; it hands out [`crate::user::User`]s.
 
 pub mod client;
+mod error;
 pub mod fake;
 mod instance;
 mod listing;

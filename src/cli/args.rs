@@ -10,6 +10,7 @@ use crate::auth::sensitive::{KeyRing, SensitivePaths};
 use crate::auth::{ApiKeys, AuthConfig, Sensitive};
 use crate::cluster::ClusterConfig;
 use crate::config::{Config, ConfigBuilder, TlsConfig, defaults};
+use crate::limits::Limits;
 use crate::telemetry::LogFormat;
 
 /// Options shared by `serve` and `demo`.
@@ -72,6 +73,57 @@ pub struct IndexArgs {
     /// OTEL_BSP_SCHEDULE_DELAY and OTEL_BSP_MAX_QUEUE_SIZE.
     #[arg(long, env = "CLERK_INDEX_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one caller may hold (see the README's budget table). Past a budget, calls get
+/// RESOURCE_EXHAUSTED and connections are closed at accept; `/metrics` counts both.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Concurrent gRPC calls on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "CLERK_INDEX_MAX_STREAMS_PER_CONNECTION", default_value_t = Limits::default().streams_per_connection)]
+    pub max_streams_per_connection: u32,
+    /// Concurrent exports (ExportUsers, ListSegmentMembers) in all.
+    #[arg(long, env = "CLERK_INDEX_MAX_EXPORTS", default_value_t = Limits::default().exports)]
+    pub max_exports: usize,
+    /// Concurrent exports per API key (per peer address when serving without keys).
+    #[arg(long, env = "CLERK_INDEX_MAX_EXPORTS_PER_KEY", default_value_t = Limits::default().exports_per_key)]
+    pub max_exports_per_key: usize,
+    /// Concurrent WatchSegment streams in all.
+    #[arg(long, env = "CLERK_INDEX_MAX_WATCHES", default_value_t = Limits::default().watches)]
+    pub max_watches: usize,
+    /// Concurrent WatchSegment streams per API key (or peer address).
+    #[arg(long, env = "CLERK_INDEX_MAX_WATCHES_PER_KEY", default_value_t = Limits::default().watches_per_key)]
+    pub max_watches_per_key: usize,
+    /// Bytes of users one export may hold between the index and its connection.
+    #[arg(long, env = "CLERK_INDEX_STREAM_BUFFER_BYTES", default_value_t = Limits::default().stream_buffer_bytes)]
+    pub stream_buffer_bytes: usize,
+    /// Open connections on the HTTP port.
+    #[arg(long, env = "CLERK_INDEX_MAX_HTTP_CONNECTIONS", default_value_t = Limits::default().http_connections)]
+    pub max_http_connections: usize,
+    /// Seconds the HTTP port waits for a request's headers (idle keep-alive time included).
+    #[arg(long, env = "CLERK_INDEX_HTTP_HEADER_TIMEOUT_SECS", default_value_t = Limits::default().http_header_timeout.as_secs())]
+    pub http_header_timeout_secs: u64,
+    /// Log lines per second about refused webhook deliveries (the rest are counted).
+    #[arg(long, env = "CLERK_INDEX_UNAUTHENTICATED_LOG_LINES_PER_SECOND", default_value_t = Limits::default().unauthenticated_log_lines_per_second)]
+    pub unauthenticated_log_lines_per_second: u32,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            streams_per_connection: self.max_streams_per_connection,
+            exports: self.max_exports,
+            exports_per_key: self.max_exports_per_key,
+            watches: self.max_watches,
+            watches_per_key: self.max_watches_per_key,
+            stream_buffer_bytes: self.stream_buffer_bytes,
+            http_connections: self.max_http_connections,
+            http_header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            unauthenticated_log_lines_per_second: self.unauthenticated_log_lines_per_second,
+        }
+    }
 }
 
 /// Everything `app::run` needs, validated.
@@ -96,6 +148,7 @@ impl IndexArgs {
             s.sweep_interval_secs = self.sweep_interval_secs;
             s.segment_event_retention = self.segment_event_retention;
             s.shutdown_timeout_secs = self.shutdown_timeout_secs;
+            s.limits = self.limits.limits();
         })
     }
 }

@@ -12,13 +12,14 @@ use super::page_token;
 use super::projection::{Projection, id_json};
 use crate::error::Error;
 use crate::index::{IdOrderedMatches, Snapshot, SortCursor};
+use crate::limits::{Budgets, Buffered, Slot};
 use crate::query::Filter;
 use crate::query::sort::{SortSpec, SortValue};
 
 pub const DEFAULT_CHUNK_SIZE: u32 = 500;
 pub const MAX_CHUNK_SIZE: u32 = 5_000;
 /// Chunks buffered between the producer and gRPC.
-const BUFFERED_CHUNKS: usize = 2;
+const BUFFERED_CHUNKS: usize = 1;
 
 /// One user of an answer: its id and its projected JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub struct ExportChunk {
     /// The first chunk only: the users the export will send, and the snapshot it reads.
     pub first: Option<Arc<Snapshot>>,
     pub total: u64,
+    /// Counts the chunk's bytes as buffered until it is handed to the connection.
+    pub buffered: Arc<Buffered>,
 }
 
 /// The chunks of one export, as produced.
@@ -110,102 +113,181 @@ impl ExportJob {
     }
 }
 
-/// Starts the export on a blocking thread and returns its chunks as they are produced.
-pub fn export(snapshot: Arc<Snapshot>, job: ExportJob, now_ms: i64) -> ExportChunks {
+/// Starts the export (holding `slot` of the exports budget until it ends) and returns its chunks
+/// as they are produced. Each chunk is made on a
+/// blocking thread once the channel has room for it; while a slow reader keeps the channel full,
+/// the export waits as a task, holding no thread. A chunk ends at `chunk_size` users or at a
+/// third of the stream buffer budget in bytes, whichever comes first: with one chunk in the
+/// channel and one being sent, an export holds about the budget at most. The export stops as
+/// soon as its reader is gone.
+pub fn export(
+    snapshot: Arc<Snapshot>,
+    job: ExportJob,
+    now_ms: i64,
+    budgets: Arc<Budgets>,
+    slot: Slot,
+) -> ExportChunks {
     let (sink, chunks) = mpsc::channel(BUFFERED_CHUNKS);
-    tokio::task::spawn_blocking(move || {
-        let matches = match snapshot.export(job.filter.as_ref(), job.after.as_deref(), now_ms) {
-            Ok(matches) => matches,
-            Err(error) => {
-                let _ = sink.blocking_send(Err(Error::from(error)));
+    tokio::spawn(async move {
+        // The export's place in the exports budget, given back when this task ends.
+        let _slot = slot;
+        let opened = {
+            let (budgets, job) = (budgets.clone(), Arc::new(job));
+            let job_for_open = job.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                let _producing = budgets.producer();
+                snapshot.export(
+                    job_for_open.filter.as_ref(),
+                    job_for_open.after.as_deref(),
+                    now_ms,
+                )
+            })
+            .await;
+            (opened, job)
+        };
+        let (matches, job) = match opened {
+            (Ok(Ok(matches)), job) => (matches, job),
+            (Ok(Err(error)), _) => {
+                let _ = sink.send(Err(Error::from(error))).await;
+                return;
+            }
+            (Err(panic), _) => {
+                let _ = sink
+                    .send(Err(Error::Internal(format!("export task failed: {panic}"))))
+                    .await;
                 return;
             }
         };
-        let mut matches = matches;
-        produce(&mut matches, &job, &sink);
+        let mut producer = Producer::new(matches, job, budgets.clone());
+        loop {
+            // Room first: a full channel (a slow reader) is waited out here, not on a thread;
+            // a reader gone ends the export at once.
+            let Ok(permit) = sink.reserve().await else {
+                tracing::debug!(
+                    remaining = producer.matches.remaining(),
+                    "export receiver gone; stopping"
+                );
+                return;
+            };
+            let budgets = budgets.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                let _producing = budgets.producer();
+                let chunk = producer.next_chunk();
+                (producer, chunk)
+            })
+            .await;
+            match made {
+                Ok((next, Ok(Some(chunk)))) => {
+                    permit.send(Ok(chunk));
+                    producer = next;
+                }
+                Ok((_, Ok(None))) => return,
+                Ok((_, Err(error))) => {
+                    permit.send(Err(error));
+                    return;
+                }
+                Err(panic) => {
+                    permit.send(Err(Error::Internal(format!("export task failed: {panic}"))));
+                    return;
+                }
+            }
+        }
     });
     chunks
 }
 
-/// Sends every chunk of `matches`, waiting for room in `sink`. Stops early when the receiver is
-/// gone (the client cancelled or disconnected).
-fn produce(
-    matches: &mut IdOrderedMatches,
-    job: &ExportJob,
-    sink: &mpsc::Sender<Result<ExportChunk, Error>>,
-) {
-    let snapshot = matches.snapshot().clone();
-    let mut first = true;
-    let mut cursor = job
-        .after
-        .as_deref()
-        .map(|id| job.cursor_after(id))
-        .unwrap_or_default();
-    loop {
-        let chunk = match matches.next_chunk(job.chunk_size) {
-            Ok(chunk) => chunk,
-            Err(error) => {
-                let _ = sink.blocking_send(Err(Error::from(error)));
-                return;
-            }
-        };
-        if chunk.is_empty() && !first {
-            return;
+/// Makes the chunks of one export, one at a time.
+struct Producer {
+    matches: IdOrderedMatches,
+    job: Arc<ExportJob>,
+    budgets: Arc<Budgets>,
+    snapshot: Arc<Snapshot>,
+    first: bool,
+    done: bool,
+}
+
+impl Producer {
+    fn new(matches: IdOrderedMatches, job: Arc<ExportJob>, budgets: Arc<Budgets>) -> Producer {
+        Producer {
+            snapshot: matches.snapshot().clone(),
+            matches,
+            job,
+            budgets,
+            first: true,
+            done: false,
         }
-        let done = chunk.is_empty();
-        if let Some((last, _)) = chunk.last() {
-            cursor = job.cursor_after(last);
+    }
+
+    /// The most bytes of users one chunk holds (one user more than that is still sent alone).
+    fn chunk_bytes(&self) -> usize {
+        (self.budgets.limits.stream_buffer_bytes / (BUFFERED_CHUNKS + 2)).max(1)
+    }
+
+    /// The next chunk; `None` after the last. The first chunk is sent even when empty (it
+    /// carries the total and the snapshot).
+    fn next_chunk(&mut self) -> Result<Option<ExportChunk>, Error> {
+        if self.done {
+            return Ok(None);
         }
-        let mut users = Vec::with_capacity(if job.ids_only { 0 } else { chunk.len() });
-        let mut ids = Vec::with_capacity(if job.ids_only { chunk.len() } else { 0 });
-        for (id, address) in chunk {
-            if job.ids_only {
-                ids.push(id);
-                continue;
-            }
-            let json = if job.projection.ids_only() {
-                // Served from the id column alone: no stored-document reads.
-                id_json(&id)
-            } else {
-                let projected =
-                    snapshot
-                        .stored_at(address)
-                        .map_err(Error::from)
-                        .and_then(|stored| {
-                            job.projection.apply_stored(
-                                &id,
-                                &stored.raw_json,
-                                stored.sealed.as_deref(),
-                            )
-                        });
-                match projected {
-                    Ok(json) => json,
-                    Err(error) => {
-                        let _ = sink.blocking_send(Err(error));
-                        return;
-                    }
-                }
+        let job = self.job.clone();
+        let limit = self.chunk_bytes();
+        let (mut users, mut ids, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        while users.len() + ids.len() < job.chunk_size && bytes < limit {
+            let (taken, left) = (
+                users.len() + ids.len(),
+                job.chunk_size - users.len() - ids.len(),
+            );
+            // As many as should still fit, judging by the users so far (a few to start with):
+            // users read from the index are sent, so the byte limit is kept by asking for few.
+            let fit = match taken {
+                0 => 8,
+                _ => ((limit - bytes) / (bytes / taken).max(1)).max(1),
             };
-            users.push(ReadUser { id, json });
+            let want = left.min(fit);
+            let part = self.matches.next_chunk(want)?;
+            if part.is_empty() {
+                self.done = true;
+                break;
+            }
+            for (id, address) in part {
+                if job.ids_only {
+                    bytes += id.len();
+                    ids.push(id);
+                    continue;
+                }
+                let json = if job.projection.ids_only() {
+                    // Served from the id column alone: no stored-document reads.
+                    id_json(&id)
+                } else {
+                    let stored = self.snapshot.stored_at(address)?;
+                    job.projection
+                        .apply_stored(&id, &stored.raw_json, stored.sealed.as_deref())?
+                };
+                bytes += id.len() + json.len();
+                users.push(ReadUser { id, json });
+            }
         }
-        let message = ExportChunk {
+        if users.is_empty() && ids.is_empty() && !self.first {
+            return Ok(None);
+        }
+        let last = users.last().map(|u| &u.id).or(ids.last());
+        let cursor = match last {
+            Some(id) => job.cursor_after(id),
+            None => job
+                .after
+                .as_deref()
+                .map(|id| job.cursor_after(id))
+                .unwrap_or_default(),
+        };
+        let first = std::mem::replace(&mut self.first, false);
+        Ok(Some(ExportChunk {
             users,
             ids,
-            cursor: cursor.clone(),
-            total: if first { matches.total() } else { 0 },
-            first: first.then(|| snapshot.clone()),
-        };
-        if sink.blocking_send(Ok(message)).is_err() {
-            tracing::debug!(
-                remaining = matches.remaining(),
-                "export receiver gone; stopping"
-            );
-            return;
-        }
-        if done {
-            return;
-        }
-        first = false;
+            cursor,
+            total: if first { self.matches.total() } else { 0 },
+            first: first.then(|| self.snapshot.clone()),
+            buffered: Arc::new(self.budgets.buffer(bytes)),
+        }))
     }
 }
 
@@ -218,64 +300,124 @@ mod tests {
     use crate::auth::Caller;
     use crate::index::tests::fixture;
 
-    #[test]
-    fn a_slow_reader_holds_the_producer_back_and_still_gets_every_user_once() {
-        let fixture = fixture();
+    fn job(fields: Vec<String>, chunk_size: u32) -> ExportJob {
+        let projection = Projection::new(fields, &Caller::unrestricted()).unwrap();
+        ExportJob::new(None, projection, chunk_size, "").unwrap()
+    }
+
+    fn slot(budgets: &Arc<Budgets>) -> Slot {
+        budgets
+            .acquire(crate::limits::Budget::Exports, "test")
+            .unwrap()
+    }
+
+    /// Waits until `done` holds (the producer is a task: it settles shortly after each read).
+    async fn settle(done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_reader_holds_the_producer_back_without_a_thread_and_gets_every_user_once() {
+        // Built outside the runtime: the shared fixture starts its own.
+        let fixture = tokio::task::spawn_blocking(fixture).await.unwrap();
+        let budgets = Budgets::new(Default::default());
         let snapshot = fixture.index.snapshot();
-        let job = ExportJob::new(
-            None,
-            Projection::new(vec!["id".into()], &Caller::unrestricted()).unwrap(),
-            50,
-            "",
-        )
-        .unwrap();
-        let matches = snapshot.export(None, None, 0).unwrap();
-        let total = matches.total();
+        let total = snapshot.export(None, None, 0).unwrap().total();
         assert!(total > 1_000);
-        let (sink, mut chunks) = mpsc::channel(BUFFERED_CHUNKS);
-        let producer = std::thread::spawn(move || {
-            let mut matches = matches;
-            produce(&mut matches, &job, &sink)
-        });
-        let first = chunks.blocking_recv().unwrap().unwrap();
+        let mut chunks = export(
+            snapshot,
+            job(vec!["id".into()], 50),
+            0,
+            budgets.clone(),
+            slot(&budgets),
+        );
+        let first = chunks.recv().await.unwrap().unwrap();
         assert_eq!(first.total, total);
-        std::thread::sleep(Duration::from_millis(300));
-        // Waiting for room, not racing ahead: at most the channel's worth is buffered.
-        assert!(!producer.is_finished());
-        assert!(chunks.len() <= BUFFERED_CHUNKS);
         let mut ids: Vec<String> = first.users.into_iter().map(|u| u.id).collect();
-        while let Some(chunk) = chunks.blocking_recv() {
+        drop(first.buffered);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Waiting for room as a task: one chunk buffered, no blocking thread held.
+        assert_eq!(chunks.len(), BUFFERED_CHUNKS);
+        settle(|| budgets.producing() == 0).await;
+        assert_eq!(budgets.producing(), 0);
+        while let Some(chunk) = chunks.recv().await {
             let chunk = chunk.unwrap();
             assert_eq!(chunk.total, 0);
             ids.extend(chunk.users.into_iter().map(|u| u.id));
         }
-        producer.join().unwrap();
         let unique: BTreeSet<&String> = ids.iter().collect();
         assert_eq!(ids.len() as u64, total);
         assert_eq!(unique.len(), ids.len());
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(budgets.buffered_bytes(), 0, "every chunk handed over");
     }
 
-    #[test]
-    fn the_producer_stops_when_the_reader_goes_away() {
-        let fixture = fixture();
-        let snapshot = fixture.index.snapshot();
-        let job = ExportJob::new(None, Projection::default(), 10, "").unwrap();
-        let matches = snapshot.export(None, None, 0).unwrap();
-        let total = matches.total();
-        let (sink, mut chunks) = mpsc::channel(BUFFERED_CHUNKS);
-        let producer = std::thread::spawn(move || {
-            let mut matches = matches;
-            produce(&mut matches, &job, &sink);
-            matches.remaining()
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_are_cut_by_bytes_and_an_export_holds_about_its_buffer_budget() {
+        let fixture = tokio::task::spawn_blocking(fixture).await.unwrap();
+        let budget = 64 << 10;
+        let budgets = Budgets::new(crate::limits::Limits {
+            stream_buffer_bytes: budget,
+            ..Default::default()
         });
-        chunks.blocking_recv().unwrap().unwrap();
-        drop(chunks);
-        // Stopped after at most the chunks in flight, not after reading every user.
-        let remaining = producer.join().unwrap();
+        let snapshot = fixture.index.snapshot();
+        let total = snapshot.export(None, None, 0).unwrap().total();
+        // Whole users, 5,000 asked per chunk: far more than the budget allows.
+        let mut chunks = export(
+            snapshot,
+            job(vec![], MAX_CHUNK_SIZE),
+            0,
+            budgets.clone(),
+            slot(&budgets),
+        );
+        let first = chunks.recv().await.unwrap().unwrap();
+        let bytes = |chunk: &ExportChunk| -> usize {
+            chunk.users.iter().map(|u| u.id.len() + u.json.len()).sum()
+        };
+        let largest_user = 16 << 10;
         assert!(
-            remaining > total - 10 * (BUFFERED_CHUNKS as u64 + 2),
-            "{remaining} of {total}"
+            bytes(&first) < budget / 3 + largest_user,
+            "{}",
+            bytes(&first)
+        );
+        assert!((first.users.len() as u64) < total);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The one held by the test, plus the one in the channel.
+        assert!(budgets.buffered_bytes() <= 2 * (budget / 3 + largest_user));
+        let mut seen = first.users.len() as u64;
+        drop(first);
+        while let Some(chunk) = chunks.recv().await {
+            seen += chunk.unwrap().users.len() as u64;
+        }
+        assert_eq!(seen, total);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_producer_stops_when_the_reader_goes_away() {
+        // Built outside the runtime: the shared fixture starts its own.
+        let fixture = tokio::task::spawn_blocking(fixture).await.unwrap();
+        let budgets = Budgets::new(Default::default());
+        let snapshot = fixture.index.snapshot();
+        let mut chunks = export(
+            snapshot,
+            job(vec![], 10),
+            0,
+            budgets.clone(),
+            slot(&budgets),
+        );
+        chunks.recv().await.unwrap().unwrap();
+        drop(chunks);
+        let exports = || budgets.held(crate::limits::Budget::Exports);
+        settle(|| budgets.buffered_bytes() == 0 && budgets.producing() == 0 && exports() == 0)
+            .await;
+        assert_eq!(
+            (budgets.buffered_bytes(), budgets.producing(), exports()),
+            (0, 0, 0)
         );
     }
 

@@ -2,6 +2,7 @@
 //! read: metadata namespaces it lacks the scope for are left out, sensitive values are opened
 //! for callers with the `sensitive` scope and never reach anyone else.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -10,10 +11,17 @@ use crate::auth::{Caller, Scope, Sensitive};
 use crate::error::Error;
 use crate::user::MetadataNamespace;
 
+/// Field-mask entries one request may name.
+pub const MAX_FIELD_MASK_ENTRIES: usize = 256;
+/// The longest field-mask entry, in bytes.
+pub const MAX_FIELD_PATH_BYTES: usize = 512;
+
 /// What a response holds of each user.
 #[derive(Debug, Clone, Default)]
 pub struct Projection {
     fields: Vec<String>,
+    /// `fields` as a tree, built once per request (not once per user).
+    mask: Arc<Mask>,
     hidden: Vec<MetadataNamespace>,
     /// The server's sensitive paths, if any.
     sensitive: Option<Arc<Sensitive>>,
@@ -25,8 +33,10 @@ impl Projection {
     /// A mask naming a namespace or sensitive path the caller cannot read is refused; an empty
     /// mask returns everything the caller can.
     pub fn new(fields: Vec<String>, caller: &Caller) -> Result<Projection, Error> {
+        check_mask_size(&fields)?;
         caller.check_field_mask(&fields)?;
         Ok(Projection {
+            mask: Arc::new(Mask::of(&fields)),
             fields,
             hidden: caller.hidden_namespaces(),
             sensitive: caller.sensitive.clone(),
@@ -79,7 +89,7 @@ impl Projection {
             Error::Internal(format!("stored user {id} is not valid json: {e}"))
         };
         if self.hidden.is_empty() && !strip && opened.is_empty() {
-            return project_json(raw_json, &self.fields).map_err(invalid);
+            return self.mask.project_json(raw_json).map_err(invalid);
         }
         let mut user: Value = serde_json::from_str(raw_json).map_err(invalid)?;
         if let (true, Some(sensitive)) = (strip, &self.sensitive) {
@@ -95,8 +105,7 @@ impl Projection {
         }
         let user = match self.fields.is_empty() {
             true => user,
-            false => select(&user, &wanted_paths(&self.fields))
-                .unwrap_or_else(|| Value::Object(Map::new())),
+            false => self.mask.select_user(&user),
         };
         serde_json::to_string(&user).map_err(invalid)
     }
@@ -160,55 +169,95 @@ fn unsafe_free_string_writer(json: &mut String) -> impl std::io::Write + '_ {
     Appender(json)
 }
 
+/// Refuses masks too large to be meant, without repeating them.
+fn check_mask_size(fields: &[String]) -> Result<(), Error> {
+    if fields.len() > MAX_FIELD_MASK_ENTRIES {
+        return Err(Error::InvalidArgument(format!(
+            "fields: at most {MAX_FIELD_MASK_ENTRIES} entries, got {}",
+            fields.len()
+        )));
+    }
+    if let Some((n, field)) = fields
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.len() > MAX_FIELD_PATH_BYTES)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "fields[{n}] is {} bytes; at most {MAX_FIELD_PATH_BYTES}",
+            field.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Keeps only `paths` (dot-separated Clerk JSON paths; `public.`/`private.`/`unsafe.` stand for
 /// the metadata objects) plus `id`, in Clerk's own key order. An empty list keeps everything.
 pub fn project_json(raw_json: &str, paths: &[String]) -> Result<String, serde_json::Error> {
     if paths.is_empty() {
         return Ok(raw_json.to_string());
     }
-    let source: Value = serde_json::from_str(raw_json)?;
-    let projected =
-        select(&source, &wanted_paths(paths)).unwrap_or_else(|| Value::Object(Map::new()));
-    serde_json::to_string(&projected)
+    Mask::of(paths).project_json(raw_json)
 }
 
-/// A field mask as key lists, namespaces spelled as Clerk does, `id` always included.
-fn wanted_paths(paths: &[String]) -> Vec<Vec<&str>> {
-    let mut wanted: Vec<Vec<&str>> = vec![vec!["id"]];
-    for path in paths {
-        let mut keys: Vec<&str> = path.split('.').filter(|k| !k.is_empty()).collect();
-        if let Some(first) = keys.first_mut()
-            && let Some(namespace) = MetadataNamespace::parse(first)
-        {
-            *first = namespace.field_name();
-        }
-        wanted.push(keys);
-    }
-    wanted
+/// A field mask as a tree of keys: a node either takes everything below it or the children
+/// it names. Namespaces are spelled as Clerk does, and `id` is always included.
+#[derive(Debug, Default)]
+struct Mask {
+    all: bool,
+    children: HashMap<String, Mask>,
 }
 
-/// The parts of `value` that `paths` (relative to it) select, in `value`'s key order.
-fn select(value: &Value, paths: &[Vec<&str>]) -> Option<Value> {
-    if paths.iter().any(|p| p.is_empty()) {
-        return Some(value.clone());
-    }
-    let Value::Object(map) = value else {
-        return None;
-    };
-    let mut out = Map::new();
-    for (key, child) in map {
-        let below: Vec<Vec<&str>> = paths
-            .iter()
-            .filter(|p| p[0] == key)
-            .map(|p| p[1..].to_vec())
-            .collect();
-        if !below.is_empty()
-            && let Some(selected) = select(child, &below)
-        {
-            out.insert(key.clone(), selected);
+impl Mask {
+    fn of(paths: &[String]) -> Mask {
+        let mut root = Mask::default();
+        if paths.is_empty() {
+            root.all = true;
+            return root;
         }
+        root.children.entry("id".into()).or_default().all = true;
+        for path in paths {
+            let mut node = &mut root;
+            for (n, key) in path.split('.').filter(|k| !k.is_empty()).enumerate() {
+                let key = match MetadataNamespace::parse(key) {
+                    Some(namespace) if n == 0 => namespace.field_name(),
+                    _ => key,
+                };
+                node = node.children.entry(key.to_string()).or_default();
+            }
+            node.all = true;
+        }
+        root
     }
-    Some(Value::Object(out))
+
+    fn project_json(&self, raw_json: &str) -> Result<String, serde_json::Error> {
+        if self.all {
+            return Ok(raw_json.to_string());
+        }
+        let source: Value = serde_json::from_str(raw_json)?;
+        serde_json::to_string(&self.select_user(&source))
+    }
+
+    fn select_user(&self, user: &Value) -> Value {
+        self.select(user)
+            .unwrap_or_else(|| Value::Object(Map::new()))
+    }
+
+    /// The parts of `value` this mask selects, in `value`'s key order.
+    fn select(&self, value: &Value) -> Option<Value> {
+        if self.all {
+            return Some(value.clone());
+        }
+        let Value::Object(map) = value else {
+            return None;
+        };
+        let mut out = Map::new();
+        for (key, child) in map {
+            if let Some(selected) = self.children.get(key).and_then(|m| m.select(child)) {
+                out.insert(key.clone(), selected);
+            }
+        }
+        Some(Value::Object(out))
+    }
 }
 
 #[cfg(test)]
@@ -322,5 +371,38 @@ mod tests {
         assert!(ids_only(&mask));
         assert_eq!(id_json("user_1"), project_json(raw, &mask).unwrap());
         assert!(!ids_only(&["id".into(), "first_name".into()]));
+    }
+
+    #[test]
+    fn masks_are_bounded_and_wide_ones_select_like_narrow_ones() {
+        let caller = Caller::unrestricted();
+        let entries = |n: usize| (0..n).map(|i| format!("public.k{i}")).collect::<Vec<_>>();
+        assert!(Projection::new(entries(MAX_FIELD_MASK_ENTRIES), &caller).is_ok());
+        for refused in [
+            entries(MAX_FIELD_MASK_ENTRIES + 1),
+            entries(1_000_000),
+            vec![format!("public.{}", "k".repeat(1 << 20))],
+        ] {
+            let error = Projection::new(refused, &caller).unwrap_err().to_string();
+            assert!(error.len() < 100, "not repeated: {error:.100}");
+        }
+        // Overlapping entries: the wider one wins, in Clerk's key order.
+        let raw = r#"{"id":"user_1","public_metadata":{"a":{"b":1,"c":2},"d":3},"first_name":"A"}"#;
+        let mask = |fields: &[&str]| {
+            let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            Projection::new(fields, &caller)
+                .unwrap()
+                .apply_stored("user_1", raw, None)
+                .unwrap()
+        };
+        assert_eq!(
+            mask(&["public.a.b", "public.a", "first_name"]),
+            r#"{"id":"user_1","public_metadata":{"a":{"b":1,"c":2}},"first_name":"A"}"#
+        );
+        assert_eq!(
+            mask(&["public.a.c", "public.d"]),
+            r#"{"id":"user_1","public_metadata":{"a":{"c":2},"d":3}}"#
+        );
+        assert_eq!(mask(&["."]), raw, "an empty path is the whole user");
     }
 }

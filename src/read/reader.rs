@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::index::{FacetSpec, Facets, PathTypes, Snapshot, SortCursor, UserIndex};
+use crate::limits::{Budget, Budgets};
 use crate::query::sort::SortSpec;
 use crate::query::{CoreField, FieldPath, Filter};
 use crate::sync::SyncState;
@@ -92,14 +93,22 @@ pub struct UserReader {
     max_page_size: u32,
     /// Longest a read waits for the snapshot it asks for.
     max_read_wait: Duration,
+    /// Exports' buffers and threads are counted here.
+    budgets: Arc<Budgets>,
 }
 
 impl UserReader {
-    pub fn new(index: UserIndex, max_page_size: u32, max_read_wait: Duration) -> UserReader {
+    pub fn new(
+        index: UserIndex,
+        max_page_size: u32,
+        max_read_wait: Duration,
+        budgets: Arc<Budgets>,
+    ) -> UserReader {
         UserReader {
             index,
             max_page_size,
             max_read_wait,
+            budgets,
         }
     }
 
@@ -178,41 +187,42 @@ impl UserReader {
         let snapshot = self.snapshot(at).await?;
         let (query_filter, query_sort) = (filter.clone(), sort.clone());
         let with_json = !projection.ids_only();
-        // One more than asked tells whether another page exists.
-        let mut hits = blocking(snapshot.clone(), move |s| {
-            Ok(s.search(
+        // Projection too runs off the async threads: a page of large users under a wide mask
+        // is real work.
+        let (users, last) = blocking(snapshot.clone(), move |s| {
+            // One more than asked tells whether another page exists.
+            let mut hits = s.search(
                 query_filter.as_ref(),
                 &query_sort,
                 after,
                 limit + 1,
                 with_json,
                 now_ms(),
-            )?)
+            )?;
+            let more = hits.len() > limit;
+            hits.truncate(limit);
+            let last = hits.last().filter(|_| more).map(|last| SortCursor {
+                value: last.sort_value.clone(),
+                id: last.id.clone(),
+            });
+            let users = hits
+                .into_iter()
+                .map(|hit| {
+                    let json = match &hit.raw_json {
+                        Some(raw) => {
+                            projection.apply_stored(&hit.id, raw, hit.sealed.as_deref())?
+                        }
+                        None => id_json(&hit.id),
+                    };
+                    Ok(ReadUser { id: hit.id, json })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            Ok((users, last))
         })
         .await?;
-        let more = hits.len() > limit;
-        hits.truncate(limit);
-        let next_page_token = match (more, hits.last()) {
-            (true, Some(last)) => page_token::encode(
-                SortCursor {
-                    value: last.sort_value.clone(),
-                    id: last.id.clone(),
-                },
-                filter.as_ref(),
-                &sort,
-            ),
-            _ => String::new(),
-        };
-        let users = hits
-            .into_iter()
-            .map(|hit| {
-                let json = match &hit.raw_json {
-                    Some(raw) => projection.apply_stored(&hit.id, raw, hit.sealed.as_deref())?,
-                    None => id_json(&hit.id),
-                };
-                Ok(ReadUser { id: hit.id, json })
-            })
-            .collect::<Result<_, Error>>()?;
+        let next_page_token = last
+            .map(|last| page_token::encode(last, filter.as_ref(), &sort))
+            .unwrap_or_default();
         Ok(Answer {
             value: SearchPage {
                 users,
@@ -279,8 +289,15 @@ impl UserReader {
         let projection = Projection::new(fields, caller)?;
         let job = ExportJob::new(filter, projection, chunk_size, &resume_cursor)?
             .with_ids_only(ids_only)?;
+        // Held by the export until it ends or its reader goes away.
+        let slot = self.budgets.acquire(Budget::Exports, &caller.name)?;
         let snapshot = self.snapshot(at).await?;
-        Ok(export(snapshot, job, now_ms()))
+        Ok(export(snapshot, job, now_ms(), self.budgets.clone(), slot))
+    }
+
+    /// The budgets of every stream the service holds.
+    pub fn budgets(&self) -> &Arc<Budgets> {
+        &self.budgets
     }
 
     /// The metadata paths and core fields the index holds, whose names start with `prefix`,

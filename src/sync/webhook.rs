@@ -22,6 +22,8 @@ use crate::clerk::webhook::{
     ENVELOPE_SKEW_MS, SvixHeaders, WebhookEvent, WebhookVerifier, parse_delivery,
 };
 use crate::clock::now_ms;
+use crate::limits::Budgets;
+use crate::redact::clip;
 
 /// How many recent `svix-id`s are remembered for duplicate detection.
 const REMEMBERED_IDS: usize = 100_000;
@@ -168,6 +170,8 @@ pub struct WebhookReceiver {
     destination: ChangeDestination,
     seen: Mutex<RecentIds>,
     counters: std::sync::Arc<WebhookCounters>,
+    /// Refused deliveries are unauthenticated input: their log lines come out of this budget.
+    budgets: Arc<Budgets>,
 }
 
 impl WebhookReceiver {
@@ -179,6 +183,7 @@ impl WebhookReceiver {
         verifier: Option<WebhookVerifier>,
         instance: Arc<KnownInstance>,
         destination: ChangeDestination,
+        budgets: Arc<Budgets>,
     ) -> Self {
         WebhookReceiver {
             verifier,
@@ -187,6 +192,7 @@ impl WebhookReceiver {
             destination,
             seen: Mutex::new(RecentIds::default()),
             counters: std::sync::Arc::default(),
+            budgets,
         }
     }
 
@@ -227,9 +233,10 @@ impl WebhookReceiver {
     }
 
     async fn answer(&self, svix: SvixHeaders<'_>, body: &[u8]) -> WebhookAnswer {
+        // Answers may carry what the sender sent (a path in its body): never much of it.
         let refused = |outcome, message: String| WebhookAnswer {
             outcome,
-            detail: WebhookDetail::Message(message),
+            detail: WebhookDetail::Message(clip(&message, 256).into_owned()),
         };
         let Some(verifier) = &self.verifier else {
             return refused(
@@ -238,7 +245,11 @@ impl WebhookReceiver {
             );
         };
         if let Err(error) = verifier.verify(svix, body, now_ms() / 1000) {
-            tracing::warn!(%error, svix_id = svix.id, "webhook refused");
+            // Nothing the sender chose (its svix-id) is logged before the signature holds, and
+            // a flood of forgeries is counted rather than written line by line.
+            if self.budgets.unauthenticated_log.allow() {
+                tracing::warn!(%error, "webhook refused (further refusals beyond the log budget are only counted)");
+            }
             return refused(WebhookOutcome::BadSignature, error.to_string());
         }
         let svix_id = svix.id.unwrap_or_default().to_string();
@@ -264,7 +275,8 @@ impl WebhookReceiver {
             }
             Ok(delivery) => delivery.event,
             Err(error) => {
-                tracing::warn!(%error, %svix_id, "webhook body refused");
+                let error = error.to_string();
+                tracing::warn!(error = %clip(&error, 256), svix_id = %clip(&svix_id, 64), "webhook body refused");
                 return refused(WebhookOutcome::Malformed, error.to_string());
             }
         };

@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use crate::clerk::ClerkApiStats;
 use crate::clock::now_ms;
 use crate::latency::latency_histogram;
+use crate::limits::{Budget, Budgets};
 use crate::sync::{
     ReconcileRun, ReconcileState, ReplicaStatus, SyncMonitor, SyncStatus, WebhookOutcome,
 };
@@ -57,6 +58,8 @@ pub struct Sources {
     pub sync: SyncMonitor,
     pub index_dir: PathBuf,
     pub clerk: Arc<ClerkApiStats>,
+    /// What callers hold of each budget, and what was refused.
+    pub budgets: Arc<Budgets>,
 }
 
 impl Metrics {
@@ -251,6 +254,7 @@ impl Collector for StateCollector {
             labelled(e, name, help, MetricType::Counter, Some(label), values)?;
         }
         encode_last_runs(e, &status.reconcile.state)?;
+        encode_budgets(e, &sources.budgets)?;
         if let Some(replica) = &status.replica {
             encode_replica(e, replica)?;
         }
@@ -302,6 +306,52 @@ fn encode_last_runs(e: &mut DescriptorEncoder, state: &ReconcileState) -> fmt::R
         labelled(e, name, help, MetricType::Gauge, Some("kind"), values)?;
     }
     Ok(())
+}
+
+/// Every budget: what is held now, what was refused, what is buffered and suppressed.
+fn encode_budgets(e: &mut DescriptorEncoder, budgets: &Budgets) -> fmt::Result {
+    let held = Budget::ALL
+        .iter()
+        .map(|b| (b.name(), ConstGauge::new(budgets.held(*b) as f64)));
+    let help = "Slots of each budget held now (exports, watches, HTTP connections)";
+    labelled(
+        e,
+        "budget_held",
+        help,
+        MetricType::Gauge,
+        Some("budget"),
+        held,
+    )?;
+    let refused = Budget::ALL
+        .iter()
+        .map(|b| (b.name(), ConstCounter::new(budgets.refused(*b))));
+    let help = "Requests and connections refused since start because a budget was used up";
+    labelled(
+        e,
+        "budget_refused",
+        help,
+        MetricType::Counter,
+        Some("budget"),
+        refused,
+    )?;
+    single(
+        e,
+        "stream_buffered_bytes",
+        "Bytes of export chunks made and not yet handed to their connections",
+        ConstGauge::new(budgets.buffered_bytes() as f64),
+    )?;
+    single(
+        e,
+        "export_threads",
+        "Export producers on blocking threads now (none wait there for slow readers)",
+        ConstGauge::new(budgets.producing() as f64),
+    )?;
+    single(
+        e,
+        "log_lines_suppressed",
+        "Log lines from unauthenticated input not written (over the per-second budget)",
+        ConstCounter::new(budgets.unauthenticated_log.suppressed()),
+    )
 }
 
 /// Cluster mode: this replica's place in the change log and the lease.

@@ -76,6 +76,7 @@ pub struct TestOptions {
     pub sensitive: Option<Arc<clerk_index::auth::Sensitive>>,
     pub shutdown_timeout_secs: u64,
     pub cluster: Option<clerk_index::cluster::ClusterConfig>,
+    pub limits: clerk_index::limits::Limits,
 }
 
 impl TestOptions {
@@ -94,6 +95,7 @@ impl TestOptions {
             sensitive: None,
             shutdown_timeout_secs: 20,
             cluster: None,
+            limits: clerk_index::limits::Limits::default(),
         }
     }
 }
@@ -128,6 +130,7 @@ impl TestServer {
                 s.tls = options.tls.clone();
                 s.sensitive = options.sensitive.clone();
                 s.cluster = options.cluster.clone();
+                s.limits = options.limits.clone();
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
             })
             .build()
