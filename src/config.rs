@@ -169,6 +169,8 @@ pub struct Settings {
     pub clerk_rate_limit: String,
     /// The first backoff after a failed Clerk request; `None`: the client's default.
     pub clerk_initial_backoff: Option<Duration>,
+    /// How long one Clerk request may take; `None`: the client's default (30 s).
+    pub clerk_request_timeout: Option<Duration>,
     /// Memory budget of the index writer, in MiB (at least 20).
     pub writer_memory_mb: usize,
     /// Memory for decoded range and sort columns, in MiB.
@@ -210,6 +212,7 @@ impl Default for Settings {
         Settings {
             clerk_rate_limit: defaults::CLERK_RATE_LIMIT.into(),
             clerk_initial_backoff: None,
+            clerk_request_timeout: None,
             writer_memory_mb: defaults::WRITER_MEMORY_MB,
             column_cache_mb: defaults::COLUMN_CACHE_MB,
             commit_interval_ms: defaults::COMMIT_INTERVAL_MS,
@@ -369,6 +372,9 @@ impl ConfigBuilder {
             clerk.budget_share = BudgetShare::Cluster {
                 replicas: cluster.replicas,
             };
+        }
+        if let Some(timeout) = settings.clerk_request_timeout {
+            clerk.request_timeout = timeout;
         }
         if let Some(backoff) = settings.clerk_initial_backoff {
             clerk.initial_backoff = backoff;

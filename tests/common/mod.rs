@@ -77,6 +77,8 @@ pub struct TestOptions {
     pub shutdown_timeout_secs: u64,
     pub cluster: Option<clerk_index::cluster::ClusterConfig>,
     pub limits: clerk_index::limits::Limits,
+    /// How long one Clerk request may take (the service's default is 30 s).
+    pub clerk_request_timeout: Option<Duration>,
 }
 
 impl TestOptions {
@@ -96,6 +98,7 @@ impl TestOptions {
             shutdown_timeout_secs: 20,
             cluster: None,
             limits: clerk_index::limits::Limits::default(),
+            clerk_request_timeout: None,
         }
     }
 }
@@ -131,6 +134,7 @@ impl TestServer {
                 s.sensitive = options.sensitive.clone();
                 s.cluster = options.cluster.clone();
                 s.limits = options.limits.clone();
+                s.clerk_request_timeout = options.clerk_request_timeout;
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
             })
             .build()

@@ -47,6 +47,13 @@ pub struct FaultInjection {
     /// Milliseconds every request takes (a round trip to Clerk is ~100-200 ms); a listing's
     /// `offset` adds 1 ms per 1,000 users skipped, as Clerk's large offsets get slower.
     pub latency_ms: u64,
+    /// Hold every Nth request for `stall_ms` before answering it (past a client's timeout).
+    pub stall_every: Option<u64>,
+    pub stall_ms: u64,
+    /// Answer every Nth request with a 200 whose body breaks off midway (a connection reset).
+    pub truncate_every: Option<u64>,
+    /// Send injected 429s without `Retry-After` (the endpoint stays blocked all the same).
+    pub omit_retry_after: bool,
 }
 
 /// Clerk's answer to a `starting_after` whose user was deleted is not documented: each
@@ -209,16 +216,21 @@ async fn admit(state: &FakeState, headers: &HeaderMap, endpoint: String) -> Resu
         too_many_requests(state, secs)
     };
     let faults = *state.faults.read().expect("fake faults lock");
-    if faults
-        .throttle_every
-        .is_some_and(|k| k > 0 && n.is_multiple_of(k))
-    {
-        return Err(block(faults.retry_after_secs));
+    let every = |k: Option<u64>| k.is_some_and(|k| k > 0 && n.is_multiple_of(k));
+    if every(faults.stall_every) {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.stall_ms)).await;
     }
-    if faults
-        .server_error_every
-        .is_some_and(|k| k > 0 && n.is_multiple_of(k))
-    {
+    if every(faults.truncate_every) {
+        return Err(truncated());
+    }
+    if every(faults.throttle_every) {
+        let mut throttled = block(faults.retry_after_secs);
+        if faults.omit_retry_after {
+            throttled.headers_mut().remove(header::RETRY_AFTER);
+        }
+        return Err(throttled);
+    }
+    if every(faults.server_error_every) {
         return Err(clerk_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_clerk_error",
@@ -248,6 +260,19 @@ pub(super) fn too_many_requests(state: &FakeState, retry_after_secs: u64) -> Res
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
+}
+
+/// A 200 whose body breaks off after a few bytes, as when the connection is reset mid-answer.
+fn truncated() -> Response {
+    let parts: [Result<bytes::Bytes, std::io::Error>; 2] = [
+        Ok(bytes::Bytes::from_static(b"[{\"id\":\"user_")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "the fake cut this answer short",
+        )),
+    ];
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(parts));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Clerk's 400 for a body that is not a JSON object.
