@@ -8,6 +8,7 @@
 //!    writer explicitly, which commits what is pending.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,8 @@ pub struct Services {
     writer_thread: WriterThread,
     tls: Option<TlsConfig>,
     shutdown_timeout: Duration,
+    /// The API key file to follow, and how often to look at it.
+    reload: Option<(PathBuf, Duration)>,
     /// Ends sync work, segment watches and both servers.
     cancel: CancellationToken,
 }
@@ -170,6 +173,9 @@ impl Services {
             sync,
             clerk,
             writer_thread: storage.writer_thread,
+            reload: config
+                .api_keys_file
+                .map(|file| (file, config.reload_interval)),
             tls: config.tls,
             shutdown_timeout: config.shutdown_timeout,
             cancel,
@@ -200,6 +206,16 @@ impl Services {
         let sync_task = tokio::spawn(async move {
             tokio::join!(sync, learn);
         });
+        if let Some((file, every)) = self.reload {
+            let (auth, metrics) = (&self.grpc_services.auth, &self.http_services.metrics);
+            tokio::spawn(crate::api::reload_api_keys(
+                file,
+                auth.clone(),
+                metrics.clone(),
+                every,
+                self.cancel.clone(),
+            ));
+        }
         // Cuts the gRPC connections still open when the shutdown deadline passes.
         let cut = CancellationToken::new();
         let grpc = self.grpc.serve(

@@ -126,6 +126,9 @@ pub struct Config {
     pub(crate) shutdown_timeout: Duration,
     /// What one caller (or the unauthenticated world) may hold.
     pub(crate) limits: Limits,
+    /// Read again while serving, every `reload_interval`.
+    pub(crate) api_keys_file: Option<PathBuf>,
+    pub(crate) reload_interval: Duration,
     /// TLS for the gRPC port; `None` serves plaintext.
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) sensitive: Option<Arc<Sensitive>>,
@@ -205,6 +208,10 @@ pub struct Settings {
     pub cluster: Option<ClusterConfig>,
     /// Streams, exports, watches, buffers, HTTP connections, unauthenticated log lines.
     pub limits: Limits,
+    /// The file the API keys came from, read again when it changes; `None`: keys are fixed.
+    pub api_keys_file: Option<PathBuf>,
+    /// How often files read again while serving are checked.
+    pub reload_interval: Duration,
 }
 
 impl Default for Settings {
@@ -233,6 +240,8 @@ impl Default for Settings {
             sensitive: None,
             cluster: None,
             limits: Limits::default(),
+            api_keys_file: None,
+            reload_interval: Duration::from_secs(5),
         }
     }
 }
@@ -407,6 +416,8 @@ impl ConfigBuilder {
             auth,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
             limits: settings.limits,
+            api_keys_file: settings.api_keys_file,
+            reload_interval: settings.reload_interval,
             tls: settings.tls,
             sensitive: settings.sensitive,
             cluster: settings.cluster,

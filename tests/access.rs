@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use clerk_index::api::proto::segments_client::SegmentsClient;
 use clerk_index::api::proto::sync_client::SyncClient;
@@ -711,4 +712,74 @@ fn the_config_command_prints_the_effective_configuration_with_secrets_masked() {
         stderr.contains("--writer-memory-mb must be at least 20"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_follow_their_file_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(50))).await;
+    let (old, old_hash) = generate_key();
+    let (new, new_hash) = generate_key();
+    let file = dir.path().join("api-keys");
+    std::fs::write(&file, format!("old public {old_hash}\n")).unwrap();
+    let mut options = TestOptions::new(&fake.url);
+    options.auth = AuthConfig {
+        keys: ApiKeys::parse(&std::fs::read_to_string(&file).unwrap()).unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    options.api_keys_file = Some(file.clone());
+    let server = TestServer::start(&dir.path().join("data"), options).await;
+    server.wait_serving().await;
+    let channel = server.channel().await;
+    let count = |key: &str| {
+        let mut client =
+            UserIndexClient::new(with_header(channel.clone(), Some(format!("Bearer {key}"))));
+        async move {
+            client
+                .count_users(CountUsersRequest::default())
+                .await
+                .map(|r| r.into_inner().count)
+                .map_err(|s| s.code())
+        }
+    };
+    /// Polls until `key` gets `expected` (the file is checked every 100 ms).
+    async fn settles<F: Future<Output = Result<u64, Code>>>(
+        call: impl Fn() -> F,
+        expected: Result<u64, Code>,
+    ) {
+        for _ in 0..100 {
+            if call().await == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(call().await, expected);
+    }
+    assert_eq!(count(&old).await, Ok(50));
+    assert_eq!(count(&new).await, Err(Code::Unauthenticated));
+    // The file is replaced the way Kubernetes updates a Secret: a new file renamed over it.
+    let replace = |text: String| {
+        let next = dir.path().join("api-keys.next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &file).unwrap();
+    };
+    replace(format!("new public {new_hash}\n"));
+    settles(|| count(&new), Ok(50)).await;
+    assert_eq!(count(&old).await, Err(Code::Unauthenticated));
+    // A broken or empty list is refused; the keys in force stay.
+    replace("new public not-a-hash\n".into());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    replace(String::new());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(count(&new).await, Ok(50));
+    let text = server.metrics_text().await;
+    assert!(
+        text.contains("clerk_index_config_reloads_total{file=\"api_keys\",outcome=\"applied\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clerk_index_config_reloads_total{file=\"api_keys\",outcome=\"refused\"} 2")
+    );
+    server.stop().await;
 }

@@ -1,21 +1,33 @@
 //! Turns a request's `authorization` metadata into the [`Caller`] its handler checks.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use crate::auth::{AuthConfig, Caller, Unauthenticated};
+use crate::auth::{ApiKeys, AuthConfig, Caller, Unauthenticated};
 use crate::error::Error;
 
 /// The interceptor in front of every service that reads or changes users (health and reflection
-/// stay open: they reveal no user data).
+/// stay open: they reveal no user data). Its keys can be replaced while it serves.
 #[derive(Clone)]
-pub struct Authenticate(Arc<AuthConfig>);
+pub struct Authenticate(Arc<RwLock<Arc<AuthConfig>>>);
 
 impl Authenticate {
     pub fn new(config: AuthConfig) -> Authenticate {
-        Authenticate(Arc::new(config))
+        Authenticate(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    fn current(&self) -> Arc<AuthConfig> {
+        self.0.read().expect("auth config lock").clone()
+    }
+
+    /// Serves `keys` from the next call on (calls in flight keep the caller they had).
+    pub fn replace_keys(&self, keys: ApiKeys) {
+        let mut config = self.0.write().expect("auth config lock");
+        let mut next = AuthConfig::clone(&config);
+        next.keys = keys;
+        *config = Arc::new(next);
     }
 }
 
@@ -29,12 +41,12 @@ impl Interceptor for Authenticate {
                     .map_err(|_| Status::from(Error::from(Unauthenticated::Malformed)))?,
             ),
         };
-        let mut caller = self
-            .0
+        let config = self.current();
+        let mut caller = config
             .authenticate(header)
             .map_err(|e| Status::from(Error::from(e)))?;
         // Serving without keys, budgets per key become budgets per peer address.
-        if self.0.keys.is_empty()
+        if config.keys.is_empty()
             && let Some(peer) = request.remote_addr()
         {
             caller.name = format!("{}@{}", caller.name, peer.ip()).into();

@@ -7,6 +7,7 @@ mod convert;
 mod export;
 mod http;
 pub mod proto;
+mod reload;
 mod segments_service;
 mod server;
 mod status;
@@ -17,6 +18,7 @@ mod webhook;
 
 pub use auth::Authenticate;
 pub use http::{HttpServices, serve_http};
+pub use reload::reload_api_keys;
 pub use segments_service::SegmentsService;
 pub use server::{GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
 pub use status::FILTER_ERROR_POSITION;

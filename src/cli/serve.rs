@@ -69,6 +69,12 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
         .settings(|s| {
             s.webhook_secrets = webhook_secrets;
             s.auth = auth;
+            // Keys from the environment are fixed; keys from a file follow the file.
+            if std::env::var("CLERK_INDEX_API_KEYS").is_ok_and(|keys| !keys.trim().is_empty()) {
+                s.api_keys_file = None;
+            } else {
+                s.api_keys_file = args.auth.api_keys_file.clone();
+            }
             s.tls = tls;
             s.sensitive = sensitive;
             s.cluster = cluster;

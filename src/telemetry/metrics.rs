@@ -39,11 +39,18 @@ struct RpcLabels {
     code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    file: &'static str,
+    outcome: &'static str,
+}
+
 /// The registry and the metrics recorded as things happen.
 pub struct Metrics {
     registry: Registry,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_seconds: Family<RpcLabels, Histogram>,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -83,12 +90,19 @@ impl Metrics {
             "Index commit latency (prepare, fsync, reader reload)",
             sources.sync.writer.commit_seconds.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Files read again while serving (api_keys), by outcome: applied, or refused (the previous contents stay in force)",
+            reloads.clone(),
+        );
         sources.clerk.register(&mut registry);
         registry.register_collector(Box::new(StateCollector(sources)));
         Arc::new(Metrics {
             registry,
             rpc_requests,
             rpc_seconds,
+            reloads,
         })
     }
 
@@ -103,6 +117,14 @@ impl Metrics {
         self.rpc_seconds
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A file read again while serving: `applied` or `refused`.
+    pub fn record_reload(&self, file: &'static str, applied: bool) {
+        let outcome = if applied { "applied" } else { "refused" };
+        self.reloads
+            .get_or_create(&ReloadLabels { file, outcome })
+            .inc();
     }
 
     /// Every metric in the OpenMetrics text format.

@@ -79,6 +79,8 @@ pub struct TestOptions {
     pub limits: clerk_index::limits::Limits,
     /// How long one Clerk request may take (the service's default is 30 s).
     pub clerk_request_timeout: Option<Duration>,
+    /// An API key file to follow while serving (checked every 100 ms).
+    pub api_keys_file: Option<PathBuf>,
 }
 
 impl TestOptions {
@@ -99,6 +101,7 @@ impl TestOptions {
             cluster: None,
             limits: clerk_index::limits::Limits::default(),
             clerk_request_timeout: None,
+            api_keys_file: None,
         }
     }
 }
@@ -135,6 +138,8 @@ impl TestServer {
                 s.cluster = options.cluster.clone();
                 s.limits = options.limits.clone();
                 s.clerk_request_timeout = options.clerk_request_timeout;
+                s.api_keys_file = options.api_keys_file.clone();
+                s.reload_interval = Duration::from_millis(100);
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
             })
             .build()
