@@ -5,6 +5,7 @@
 //! each other (`scripts/check-architecture` checks both; `docs/ARCHITECTURE.md` explains them):
 //! - [`cli`]: the commands, their flags and environment, the gRPC client commands.
 //! - [`app`]: the composition root: `Services::build`, `serve`, shutdown.
+//! - [`fuzzing`]: fuzz targets over everything a caller or Clerk sends (replayed by the tests).
 //! - [`api`]: the gRPC and HTTP adapters: servers, handlers, proto <-> domain conversion, the one
 //!   error -> status mapping, the webhook route. The only module that sees tonic on the server.
 //! - [`config`]: the one `Config`, made by one builder and validated once.
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod index;
 pub mod latency;
 pub mod limits;

@@ -12,6 +12,21 @@ pub enum Filter {
     Predicate(Predicate),
 }
 
+impl Filter {
+    /// The same filter with every position set to 0: what two texts of one filter share.
+    pub fn unplaced(&self) -> Filter {
+        match self {
+            Filter::And(items) => Filter::And(items.iter().map(Filter::unplaced).collect()),
+            Filter::Or(items) => Filter::Or(items.iter().map(Filter::unplaced).collect()),
+            Filter::Not(inner) => Filter::Not(Box::new(inner.unplaced())),
+            Filter::Predicate(p) => Filter::Predicate(Predicate {
+                position: 0,
+                ..p.clone()
+            }),
+        }
+    }
+}
+
 /// `path op value(s)`, with the character position it was parsed at (0 for structured filters).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predicate {

@@ -227,17 +227,8 @@ mod tests {
     use super::*;
     use crate::query::{FilterLimits, parse_filter};
 
-    /// The same filter with every position set to 0.
     fn unplaced(filter: &Filter) -> Filter {
-        match filter {
-            Filter::And(items) => Filter::And(items.iter().map(unplaced).collect()),
-            Filter::Or(items) => Filter::Or(items.iter().map(unplaced).collect()),
-            Filter::Not(inner) => Filter::Not(Box::new(unplaced(inner))),
-            Filter::Predicate(p) => Filter::Predicate(Predicate {
-                position: 0,
-                ..p.clone()
-            }),
-        }
+        filter.unplaced()
     }
 
     fn round_trip(text: &str) -> String {

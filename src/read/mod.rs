@@ -9,7 +9,8 @@ mod page_token;
 mod projection;
 mod reader;
 
-pub use export::{ExportChunk, ExportChunks, ReadUser};
+pub use export::{ExportChunk, ExportChunks, ExportJob, ReadUser};
+pub use page_token::{decode as decode_page_token, encode as encode_page_token};
 pub use projection::{Projection, project_json};
 pub use reader::{
     Answer, DEFAULT_PAGE_SIZE, ExportQuery, FieldCatalog, ReadAt, SearchPage, SearchQuery,
