@@ -412,10 +412,15 @@ async fn connect_destination(
         "cluster mode: following the change log on NATS JetStream"
     );
     let replicator = Replicator::new(log.clone(), storage.writer.clone(), storage.index.clone());
+    let sealer = config
+        .sensitive
+        .clone()
+        .map(|sensitive| sensitive as Arc<dyn crate::index::Sealer>);
     Ok(ChangeDestination::log(LogDestination::new(
         log,
         replicator,
         storage.index.clone(),
+        sealer,
     )))
 }
 

@@ -56,10 +56,6 @@ pub enum ConfigError {
          reach the gRPC port read every user"
     )]
     NoApiKeys,
-    #[error(
-        "--sensitive-paths is not supported in cluster mode yet (changes would cross NATS unsealed)"
-    )]
-    SensitiveInClusterMode,
 }
 
 fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
@@ -352,9 +348,6 @@ impl ConfigBuilder {
         }
         if let Some(cluster) = &settings.cluster {
             cluster.validate()?;
-            if settings.sensitive.is_some() {
-                return Err(ConfigError::SensitiveInClusterMode);
-            }
         }
         let webhook_verifier = match settings.webhook_secrets.is_empty() {
             true => None,

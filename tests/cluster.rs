@@ -766,3 +766,75 @@ async fn saved_segments_are_shared_and_their_events_published_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Every file under `dir` holding `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_values_are_sealed_before_they_cross_nats_and_open_on_every_replica() {
+    use clerk_index::auth::Sensitive;
+    use clerk_index::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
+    const PLANTED: &str = "SSN-PLANTED-4417-9921";
+    const CONTROL: &str = "CONTROL-PLAIN-5531-0087";
+    let cluster = Cluster::start().await;
+    let ring = format!(
+        "{}\n{}",
+        generate_key_line("blind-index"),
+        generate_key_line("k1")
+    );
+    let sensitive = std::sync::Arc::new(Sensitive::new(
+        SensitivePaths::parse("private.ssn").unwrap(),
+        KeyRing::parse(&ring).unwrap(),
+    ));
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas = Vec::new();
+    for (n, dir) in dirs.iter().enumerate() {
+        let mut options = TestOptions::new(&cluster.clerk.url);
+        options.cluster = Some(cluster_config(&cluster.nats, &format!("s{n}")));
+        options.sensitive = Some(sensitive.clone());
+        let server = TestServer::start(dir.path(), options).await;
+        server.wait_serving().await;
+        replicas.push(server);
+    }
+    let mut user = newcomer(1);
+    user["private_metadata"] = serde_json::json!({"ssn": PLANTED, "note": CONTROL});
+    let id = user["id"].as_str().unwrap().to_string();
+    let (status, answer) = replicas[0]
+        .deliver(
+            "msg_sealed_1",
+            &event("user.created", user, 1_790_000_000_000),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    // The other replica filters on the sealed value and opens it for a caller who may read it.
+    let filter = format!(r#"private.ssn = "{PLANTED}""#);
+    eventually(&replicas[1], "the sealed user", async |s| {
+        s.count(&filter).await == 1
+    })
+    .await;
+    let shown = replicas[1].user_json(&id).await.unwrap();
+    assert_eq!(shown["private_metadata"]["ssn"], PLANTED);
+    // NATS holds the user (the control value proves the scan reads its files), never the value.
+    let store = cluster.nats.store_dir();
+    assert!(
+        !files_holding(store, CONTROL).is_empty(),
+        "the scan finds the message"
+    );
+    assert_eq!(files_holding(store, PLANTED), Vec::<String>::new());
+    for server in replicas {
+        server.stop().await;
+    }
+}

@@ -11,9 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::change::{Change, ChangeSource, UserChange};
 use crate::clerk::{UserParseError, user_from_json};
+use crate::user::Sealed;
 
 const CHANGE: &str = "Clerk-Index-Change";
 const SOURCE: &str = "Clerk-Index-Source";
+/// A sealed user's encrypted sensitive values (the body then holds none of them).
+const SEALED: &str = "Clerk-Index-Sealed";
+/// A sealed user's blind-index tokens, space-separated.
+const SEALED_TOKENS: &str = "Clerk-Index-Sealed-Tokens";
 
 #[derive(Serialize, Deserialize)]
 struct Deletion {
@@ -40,6 +45,11 @@ pub fn encode(change: &Change) -> (HeaderMap, Bytes) {
     let body = match change {
         UserChange::Upsert { user, .. } => {
             headers.insert(CHANGE, "upsert");
+            // Sealed before publishing: plaintext of a sensitive path never crosses NATS.
+            if let Some(sealed) = &user.sealed {
+                headers.insert(SEALED, sealed.values.as_str());
+                headers.insert(SEALED_TOKENS, sealed.tokens.join(" ").as_str());
+            }
             Bytes::copy_from_slice(user.raw_json.as_bytes())
         }
         UserChange::Delete {
@@ -76,7 +86,14 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Change, Mes
         Some("upsert") => {
             let json = std::str::from_utf8(payload)
                 .map_err(|e| UserParseError::Malformed(e.to_string()))?;
-            let user = user_from_json(json)?;
+            let mut user = user_from_json(json)?;
+            if let Some(values) = header(SEALED) {
+                let tokens = header(SEALED_TOKENS).unwrap_or_default();
+                user.sealed = Some(Arc::new(Sealed {
+                    values,
+                    tokens: tokens.split_whitespace().map(String::from).collect(),
+                }));
+            }
             Ok(Change::User(UserChange::Upsert {
                 user: Arc::new(user),
                 source,

@@ -19,10 +19,10 @@ use super::progress::BackfillProgress;
 use super::recorded::Recorded;
 use super::replicate::Replicator;
 use super::state::SyncState;
-use crate::change::{Change, ChangeSource};
+use crate::change::{Change, ChangeSource, UserChange};
 use crate::cluster::{ChangeLog, Coordination, Outcome};
 use crate::error::Error;
-use crate::index::UserIndex;
+use crate::index::{Sealer, UserIndex};
 
 /// Changes published to the log at once.
 const PUBLISH_CONCURRENCY: usize = 64;
@@ -38,6 +38,8 @@ pub struct LogDestination {
     published: AtomicU64,
     /// The shared checkpoint as last read (every replica follows it; the holder writes it).
     shared: watch::Sender<SyncState>,
+    /// Seals sensitive values before they are published.
+    sealer: Option<Arc<dyn Sealer>>,
 }
 
 /// One lease term: the checkpoint as this replica last read or wrote it.
@@ -49,11 +51,19 @@ struct Term {
 }
 
 impl LogDestination {
-    pub fn new(log: ChangeLog, replicator: Arc<Replicator>, index: UserIndex) -> Arc<Self> {
+    /// `sealer` seals sensitive values before a change is published (every replica opens them
+    /// with the same key ring).
+    pub fn new(
+        log: ChangeLog,
+        replicator: Arc<Replicator>,
+        index: UserIndex,
+        sealer: Option<Arc<dyn Sealer>>,
+    ) -> Arc<Self> {
         Arc::new(LogDestination {
             log,
             replicator,
             index,
+            sealer,
             term: Mutex::new(None),
             published: AtomicU64::new(0),
             shared: watch::Sender::new(SyncState::default()),
@@ -162,6 +172,13 @@ impl LogDestination {
         if copied || checkpoint.is_some() {
             self.check_holding().await?;
         }
+        let changes = match &self.sealer {
+            Some(sealer) => changes
+                .into_iter()
+                .map(|change| seal(sealer.as_ref(), change))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => changes,
+        };
         let log = &self.log;
         let mut published = futures_util::stream::iter(changes)
             .map(|change| async move { log.publish(&change, delivery_id).await })
@@ -190,7 +207,18 @@ impl LogDestination {
         }
         Ok(last.unwrap_or_else(|| self.published()))
     }
+}
 
+/// `change` with its user's sensitive values sealed.
+fn seal(sealer: &dyn Sealer, change: Change) -> Result<Change, Error> {
+    let Change::User(UserChange::Upsert { user, source }) = change else {
+        return Ok(change);
+    };
+    let user = sealer.seal(user)?;
+    Ok(Change::User(UserChange::Upsert { user, source }))
+}
+
+impl LogDestination {
     async fn store_checkpoint(&self, state: &SyncState) -> Result<(), Error> {
         let mut shared = state.clone();
         // Which log sequence an index holds is each replica's own business.

@@ -442,10 +442,15 @@ pub async fn clerk_api(
 pub struct NatsServer {
     pub url: String,
     child: Option<std::process::Child>,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 impl NatsServer {
+    /// Where this server keeps JetStream's files.
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
     pub async fn start() -> NatsServer {
         let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let store = tempfile::tempdir().unwrap();
@@ -462,7 +467,7 @@ impl NatsServer {
         let server = NatsServer {
             url: format!("nats://127.0.0.1:{port}"),
             child: Some(child),
-            _store: store,
+            store,
         };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
