@@ -173,9 +173,7 @@ impl Services {
             sync,
             clerk,
             writer_thread: storage.writer_thread,
-            reload: config
-                .api_keys_file
-                .map(|file| (file, config.reload_interval)),
+            reload: config.api_keys_reload,
             tls: config.tls,
             shutdown_timeout: config.shutdown_timeout,
             cancel,

@@ -122,9 +122,8 @@ pub struct Config {
     pub(crate) shutdown_timeout: Duration,
     /// What one caller (or the unauthenticated world) may hold.
     pub(crate) limits: Limits,
-    /// Read again while serving, every `reload_interval`.
-    pub(crate) api_keys_file: Option<PathBuf>,
-    pub(crate) reload_interval: Duration,
+    /// The API key file read again while serving, and how often.
+    pub(crate) api_keys_reload: Option<(PathBuf, Duration)>,
     /// TLS for the gRPC port; `None` serves plaintext.
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) sensitive: Option<Arc<Sensitive>>,
@@ -409,8 +408,9 @@ impl ConfigBuilder {
             auth,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
             limits: settings.limits,
-            api_keys_file: settings.api_keys_file,
-            reload_interval: settings.reload_interval,
+            api_keys_reload: settings
+                .api_keys_file
+                .map(|file| (file, settings.reload_interval)),
             tls: settings.tls,
             sensitive: settings.sensitive,
             cluster: settings.cluster,
