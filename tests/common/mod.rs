@@ -441,6 +441,7 @@ pub async fn clerk_api(
 /// `scripts/install-nats-server` (run by `scripts/test`) installs Debian's package.
 pub struct NatsServer {
     pub url: String,
+    port: u16,
     child: Option<std::process::Child>,
     store: tempfile::TempDir,
 }
@@ -452,43 +453,63 @@ impl NatsServer {
     }
 
     pub async fn start() -> NatsServer {
-        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let store = tempfile::tempdir().unwrap();
         let port = free_port();
+        let mut server = NatsServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            child: None,
+            store,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Kills the server (its JetStream files stay).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again, on the same port and files.
+    pub async fn restart(&mut self) {
+        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let child = std::process::Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot run {binary} ({e}): run scripts/install-nats-server first")
             });
-        let server = NatsServer {
-            url: format!("nats://127.0.0.1:{port}"),
-            child: Some(child),
-            store,
-        };
+        self.child = Some(child);
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
-                return server;
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        drop(server);
-        panic!("nats-server did not start on port {port}");
+        self.stop();
+        panic!("nats-server did not start on port {}", self.port);
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
