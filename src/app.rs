@@ -8,7 +8,6 @@
 //!    writer explicitly, which commits what is pending.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +16,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{
-    Authenticate, GrpcServer, GrpcServices, Health, HttpServices, SegmentsService, SyncService,
-    UserIndexService, WEBHOOK_PATH,
+    Authenticate, Followed, GrpcServer, GrpcServices, Health, HttpServices, SegmentsService,
+    SyncService, UserIndexService, WEBHOOK_PATH, follow_files,
 };
 use crate::clerk::ClerkClient;
 use crate::cluster::ChangeLog;
-use crate::config::{Config, TlsConfig};
+use crate::config::{Config, FollowFiles, TlsConfig};
 use crate::index::{UserIndex, WriterHandle, WriterThread};
 use crate::limits::Budgets;
 use crate::read::UserReader;
@@ -64,8 +63,8 @@ pub struct Services {
     writer_thread: WriterThread,
     tls: Option<TlsConfig>,
     shutdown_timeout: Duration,
-    /// The API key file to follow, and how often to look at it.
-    reload: Option<(PathBuf, Duration)>,
+    /// The files to follow while serving.
+    follow: FollowFiles,
     /// Ends sync work, segment watches and both servers.
     cancel: CancellationToken,
 }
@@ -173,7 +172,7 @@ impl Services {
             sync,
             clerk,
             writer_thread: storage.writer_thread,
-            reload: config.api_keys_reload,
+            follow: config.follow,
             tls: config.tls,
             shutdown_timeout: config.shutdown_timeout,
             cancel,
@@ -204,15 +203,21 @@ impl Services {
         let sync_task = tokio::spawn(async move {
             tokio::join!(sync, learn);
         });
-        if let Some((file, every)) = self.reload {
-            let (auth, metrics) = (&self.grpc_services.auth, &self.http_services.metrics);
-            tokio::spawn(crate::api::reload_api_keys(
-                file,
-                auth.clone(),
-                metrics.clone(),
-                every,
-                self.cancel.clone(),
-            ));
+        let mut followed = Vec::new();
+        if let Some(file) = self.follow.api_keys {
+            let auth = self.grpc_services.auth.clone();
+            followed.push(Followed::api_keys(file, auth));
+        }
+        if let (Some(file), Some(sensitive)) = (
+            self.follow.sensitive_keys,
+            &self.grpc_services.sync.sensitive,
+        ) {
+            followed.push(Followed::sensitive_keys(file, sensitive.clone()));
+        }
+        if !followed.is_empty() {
+            let metrics = self.http_services.metrics.clone();
+            let (every, stop) = (self.follow.every, self.cancel.clone());
+            tokio::spawn(follow_files(followed, metrics, every, stop));
         }
         // Cuts the gRPC connections still open when the shutdown deadline passes.
         let cut = CancellationToken::new();

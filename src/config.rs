@@ -122,13 +122,21 @@ pub struct Config {
     pub(crate) shutdown_timeout: Duration,
     /// What one caller (or the unauthenticated world) may hold.
     pub(crate) limits: Limits,
-    /// The API key file read again while serving, and how often.
-    pub(crate) api_keys_reload: Option<(PathBuf, Duration)>,
+    /// The files read again while serving.
+    pub(crate) follow: FollowFiles,
     /// TLS for the gRPC port; `None` serves plaintext.
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) sensitive: Option<Arc<Sensitive>>,
     /// Cluster mode: the change log's NATS; `None` in single mode.
     pub(crate) cluster: Option<ClusterConfig>,
+}
+
+/// The files read again while serving, and how often they are checked.
+#[derive(Debug, Clone)]
+pub struct FollowFiles {
+    pub api_keys: Option<PathBuf>,
+    pub sensitive_keys: Option<PathBuf>,
+    pub every: Duration,
 }
 
 /// The PEM material of the gRPC server's TLS.
@@ -205,6 +213,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The file the API keys came from, read again when it changes; `None`: keys are fixed.
     pub api_keys_file: Option<PathBuf>,
+    /// The file the sensitive key ring came from, likewise.
+    pub sensitive_keys_file: Option<PathBuf>,
     /// How often files read again while serving are checked.
     pub reload_interval: Duration,
 }
@@ -236,6 +246,7 @@ impl Default for Settings {
             cluster: None,
             limits: Limits::default(),
             api_keys_file: None,
+            sensitive_keys_file: None,
             reload_interval: Duration::from_secs(5),
         }
     }
@@ -408,9 +419,11 @@ impl ConfigBuilder {
             auth,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
             limits: settings.limits,
-            api_keys_reload: settings
-                .api_keys_file
-                .map(|file| (file, settings.reload_interval)),
+            follow: FollowFiles {
+                api_keys: settings.api_keys_file,
+                sensitive_keys: settings.sensitive_keys_file,
+                every: settings.reload_interval,
+            },
             tls: settings.tls,
             sensitive: settings.sensitive,
             cluster: settings.cluster,

@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clerk_index::api::proto::sync_client::SyncClient;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
@@ -584,4 +585,80 @@ fn sigterm(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_ring_file_is_followed_while_serving() {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(60))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (blind, k1, k2) = (
+        generate_key_line("blind-index"),
+        generate_key_line("k1"),
+        generate_key_line("k2"),
+    );
+    let file = dir.path().join("sensitive-keys");
+    let replace = |text: String| {
+        let next = dir.path().join("sensitive-keys.next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &file).unwrap();
+    };
+    replace(format!("{blind}\n{k1}\n"));
+    let mut options = TestOptions::new(&fake.url);
+    options.sensitive = Some(sensitive(&std::fs::read_to_string(&file).unwrap()));
+    options.sensitive_keys_file = Some(file.clone());
+    let server = TestServer::start(&dir.path().join("data"), options).await;
+    server.wait_serving().await;
+    let id = fake.fake.user_ids()[3].clone();
+    let mut user = fake.fake.user_json(&id).unwrap();
+    user["private_metadata"]["ssn"] = json!(PLANTED);
+    user["updated_at"] = json!(user["updated_at"].as_i64().unwrap() + 1000);
+    let event = common::event("user.updated", user, clerk_index::clock::now_ms());
+    assert_eq!(server.deliver("msg_ring_1", &event).await.0, 200);
+    let reloads = |outcome: &str| {
+        format!(
+            "clerk_index_config_reloads_total{{file=\"sensitive_keys\",outcome=\"{outcome}\"}} 1"
+        )
+    };
+    let wait_for = async |line: String| {
+        for _ in 0..100 {
+            if server.metrics_text().await.contains(&line) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("never counted: {line}");
+    };
+    // k2 becomes active without a restart: a re-encryption moves the value to it.
+    replace(format!("{blind}\n{k2}\n{k1}\n"));
+    wait_for(reloads("applied")).await;
+    let mut admin = SyncClient::new(server.channel().await);
+    let done = admin
+        .reencrypt_sensitive(ReencryptSensitiveRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.active_key_id, "k2");
+    assert!(done.users_resealed >= 1);
+    // Another blind-index key would make every token wrong: refused, the ring in force stays.
+    replace(format!(
+        "{}\n{k2}\n{k1}\n",
+        generate_key_line("blind-index")
+    ));
+    wait_for(reloads("refused")).await;
+    let mut client = server.client().await;
+    let shown = client
+        .get_user(GetUserRequest {
+            user_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let shown: Value = serde_json::from_str(&shown.user.unwrap().json).unwrap();
+    assert_eq!(shown["private_metadata"]["ssn"], PLANTED);
+    assert_eq!(
+        server.count(&format!(r#"private.ssn = "{PLANTED}""#)).await,
+        1
+    );
+    server.stop().await;
 }

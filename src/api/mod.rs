@@ -18,7 +18,7 @@ mod webhook;
 
 pub use auth::Authenticate;
 pub use http::{HttpServices, serve_http};
-pub use reload::reload_api_keys;
+pub use reload::{Followed, follow_files};
 pub use segments_service::SegmentsService;
 pub use server::{GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
 pub use status::FILTER_ERROR_POSITION;

@@ -75,6 +75,12 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
             } else {
                 s.api_keys_file = args.auth.api_keys_file.clone();
             }
+            if std::env::var("CLERK_INDEX_SENSITIVE_KEYS").is_ok_and(|keys| !keys.trim().is_empty())
+            {
+                s.sensitive_keys_file = None;
+            } else {
+                s.sensitive_keys_file = args.sensitive.sensitive_keys_file.clone();
+            }
             s.tls = tls;
             s.sensitive = sensitive;
             s.cluster = cluster;

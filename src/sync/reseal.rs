@@ -30,8 +30,9 @@ pub async fn reseal_all(
     let snapshot = destination.local_index().snapshot();
     let mut users = 0;
     let mut generation = snapshot.freshness.generation;
-    let active = sensitive.ring().active_id();
-    for key_id in sensitive.ring().ids().filter(|id| *id != active) {
+    let ring = sensitive.ring();
+    let active = ring.active_id();
+    for key_id in ring.ids().filter(|id| *id != active) {
         let addresses = snapshot.with_blind_token(&Sensitive::key_token(key_id))?;
         for batch in addresses.chunks(BATCH) {
             let mut changes: Vec<Change> = Vec::with_capacity(batch.len());

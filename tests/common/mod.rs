@@ -81,6 +81,8 @@ pub struct TestOptions {
     pub clerk_request_timeout: Option<Duration>,
     /// An API key file to follow while serving (checked every 100 ms).
     pub api_keys_file: Option<PathBuf>,
+    /// A sensitive key ring file to follow while serving.
+    pub sensitive_keys_file: Option<PathBuf>,
 }
 
 impl TestOptions {
@@ -102,6 +104,7 @@ impl TestOptions {
             limits: clerk_index::limits::Limits::default(),
             clerk_request_timeout: None,
             api_keys_file: None,
+            sensitive_keys_file: None,
         }
     }
 }
@@ -139,6 +142,7 @@ impl TestServer {
                 s.limits = options.limits.clone();
                 s.clerk_request_timeout = options.clerk_request_timeout;
                 s.api_keys_file = options.api_keys_file.clone();
+                s.sensitive_keys_file = options.sensitive_keys_file.clone();
                 s.reload_interval = Duration::from_millis(100);
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
             })

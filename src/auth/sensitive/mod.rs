@@ -23,7 +23,7 @@ mod seal;
 pub use filter::SensitiveFilterError;
 pub use keyring::{KeyRing, KeyRingError, generate_key_line};
 pub use paths::{SensitivePathError, SensitivePaths};
-pub use seal::{SealError, Sensitive};
+pub use seal::{RingRefused, SealError, Sensitive};
 
 #[cfg(test)]
 pub(crate) use keyring::test_ring;

@@ -4,7 +4,7 @@
 //! separate key of the path and the normalized value). Opening them again for responses, and
 //! re-sealing under a new active key.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -39,25 +39,60 @@ pub enum SealError {
     Json(String),
 }
 
+/// Why a new key ring was not put in force (never quoting a key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingRefused {
+    #[error(
+        "the blind-index key differs: changing it means rebuilding the index (restart with the new ring)"
+    )]
+    BlindKey,
+    #[error("key {0:?} has other key material than before; add a key under a new id")]
+    KeyChanged(String),
+}
+
 /// The configured sensitive paths with their keys: seals users, turns filter literals into
 /// tokens, and opens values for responses.
+/// The key ring can be replaced while serving ([`Sensitive::replace_ring`]); the paths cannot.
 #[derive(Debug)]
 pub struct Sensitive {
     paths: SensitivePaths,
-    ring: KeyRing,
+    ring: RwLock<Arc<KeyRing>>,
 }
 
 impl Sensitive {
     pub fn new(paths: SensitivePaths, ring: KeyRing) -> Sensitive {
-        Sensitive { paths, ring }
+        Sensitive {
+            paths,
+            ring: RwLock::new(Arc::new(ring)),
+        }
     }
 
     pub fn paths(&self) -> &SensitivePaths {
         &self.paths
     }
 
-    pub fn ring(&self) -> &KeyRing {
-        &self.ring
+    /// The key ring in force now.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().expect("key ring lock").clone()
+    }
+
+    /// Puts `ring` in force: new values are sealed with its active key, and values sealed with
+    /// any of its keys open. Refused (the ring in force stays) when it would make the index or
+    /// sealed values unreadable: another blind-index key (every token would change), or other
+    /// key material under an id already in use.
+    pub fn replace_ring(&self, ring: KeyRing) -> Result<(), RingRefused> {
+        let mut current = self.ring.write().expect("key ring lock");
+        if ring.blind_key() != current.blind_key() {
+            return Err(RingRefused::BlindKey);
+        }
+        if let Some(id) = ring
+            .ids()
+            .find(|id| current.key(id).is_some_and(|key| Some(key) != ring.key(id)))
+        {
+            return Err(RingRefused::KeyChanged(id.to_string()));
+        }
+        *current = Arc::new(ring);
+        Ok(())
     }
 
     /// Identifies the paths and the blind-index key (an HMAC: it reveals neither), so an index
@@ -74,7 +109,7 @@ impl Sensitive {
     }
 
     fn blind_mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as Mac>::new_from_slice(self.ring.blind_key())
+        <Hmac<Sha256> as Mac>::new_from_slice(self.ring().blind_key())
             .expect("HMAC takes any key length")
     }
 
@@ -118,7 +153,8 @@ impl Sensitive {
     }
 
     fn encrypt(&self, user_id: &str, path: &str, plaintext: &[u8]) -> String {
-        let (id, key) = self.ring.active();
+        let ring = self.ring();
+        let (id, key) = ring.active();
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
         let aad = associated_data(user_id, path);
@@ -142,8 +178,8 @@ impl Sensitive {
             path: path.to_string(),
         };
         let (id, body) = sealed.split_once(':').ok_or_else(damaged)?;
-        let key = self
-            .ring
+        let ring = self.ring();
+        let key = ring
             .key(id)
             .ok_or_else(|| SealError::UnknownKey(id.to_string()))?;
         let bytes = BASE64.decode(body).map_err(|_| damaged())?;
@@ -205,7 +241,7 @@ impl Sensitive {
         taken: &[(MetadataNamespace, Vec<String>, Json)],
     ) -> Sealed {
         let mut values = Map::new();
-        let mut tokens = vec![format!("{KEY_TOKEN_PREFIX}{}", self.ring.active_id())];
+        let mut tokens = vec![format!("{KEY_TOKEN_PREFIX}{}", self.ring().active_id())];
         for (namespace, keys, value) in taken {
             let path = encode_metadata_path(*namespace, keys);
             let plaintext = value.to_string();
@@ -251,7 +287,7 @@ impl Sensitive {
     pub fn reseal(&self, user: &User, sealed: &str) -> Result<Option<User>, SealError> {
         let values: Map<String, Json> =
             serde_json::from_str(sealed).map_err(|e| SealError::Json(e.to_string()))?;
-        let active = format!("{}:", self.ring.active_id());
+        let active = format!("{}:", self.ring().active_id());
         if values
             .values()
             .all(|v| v.as_str().is_some_and(|s| s.starts_with(&active)))

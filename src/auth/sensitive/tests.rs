@@ -283,3 +283,31 @@ fn rotation_keeps_old_values_readable_and_reseals_them_under_the_new_key() {
         SealError::UnknownKey("k1".into())
     );
 }
+
+#[test]
+fn a_new_ring_keeps_the_blind_key_and_the_material_of_every_id_in_use() {
+    let blind = generate_key_line(BLIND_INDEX_ID);
+    let k1 = generate_key_line("k1");
+    let sensitive = sensitive("private.ssn", &format!("{blind}\n{k1}"));
+    let sealed = sensitive
+        .seal_user(&user(serde_json::json!({"ssn": "123"})))
+        .unwrap()
+        .unwrap();
+    let values = sealed.sealed.as_ref().unwrap().values.clone();
+    let refused = |ring: String| sensitive.replace_ring(KeyRing::parse(&ring).unwrap());
+    assert_eq!(
+        refused(format!("{}\n{k1}", generate_key_line(BLIND_INDEX_ID))),
+        Err(RingRefused::BlindKey)
+    );
+    assert_eq!(
+        refused(format!("{blind}\n{}", generate_key_line("k1"))),
+        Err(RingRefused::KeyChanged("k1".into()))
+    );
+    let k2 = generate_key_line("k2");
+    refused(format!("{blind}\n{k2}\n{k1}")).unwrap();
+    assert_eq!(sensitive.ring().active_id(), "k2");
+    // What k1 sealed still opens, and k2 seals from now on.
+    assert_eq!(sensitive.reveal("user_1", &values).unwrap().len(), 1);
+    let resealed = sensitive.reseal(&sealed, &values).unwrap().unwrap();
+    assert!(resealed.sealed.unwrap().values.contains("\"k2:"));
+}
