@@ -132,6 +132,25 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned>, FilterError> {
                 i += end + 2;
                 Token::QuotedKey(key)
             }
+            // A key after '.' that starts with a digit (`tags.0`, `codes.007`) is a key as
+            // written, never a number: `a.0.5` is the keys 0 and 5, not a key and 0.5.
+            c if c.is_ascii_digit()
+                && matches!(
+                    tokens.last(),
+                    Some(Spanned {
+                        token: Token::Dot,
+                        ..
+                    })
+                ) =>
+            {
+                let end = chars[i..]
+                    .iter()
+                    .position(|&c| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                    .map_or(chars.len(), |n| i + n);
+                let key: String = chars[i..end].iter().collect();
+                i = end;
+                Token::Word(key)
+            }
             c if c.is_ascii_digit()
                 || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
             {

@@ -254,6 +254,12 @@ mod tests {
         round_trip("created_at BETWEEN 2024-01-02 AND 2024-05-01T12:30:00.125Z");
         round_trip("name MATCHES \"ann \\\"the\\\" \\\\ best\\n\" AND username STARTS WITH 'a'");
         round_trip("public.tags.0 EXISTS AND NOT public.x EXISTS");
+        // Found by fuzzing: digit keys are keys as written, so `0.5` never turns into a number
+        // and `007` keeps its zeros.
+        assert_eq!(
+            round_trip("public.codes.007 .5.x = 1"),
+            "public.codes.007.5.x = 1"
+        );
         round_trip("NOT (public.a = 1 AND (public.b = 2 OR public.c = 3))");
     }
 
