@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{
     Authenticate, Followed, GrpcServer, GrpcServices, Health, HttpServices, SegmentsService,
-    SyncService, UserIndexService, WEBHOOK_PATH, follow_files,
+    ServerTls, SyncService, UserIndexService, WEBHOOK_PATH, follow_files,
 };
 use crate::clerk::ClerkClient;
 use crate::cluster::ChangeLog;
@@ -214,6 +214,10 @@ impl Services {
         ) {
             followed.push(Followed::sensitive_keys(file, sensitive.clone()));
         }
+        let server_tls = self.tls.as_ref().map(ServerTls::new).transpose()?;
+        if let (Some(files), Some(tls)) = (self.follow.tls, &server_tls) {
+            followed.push(Followed::tls(files, tls.clone()));
+        }
         if !followed.is_empty() {
             let metrics = self.http_services.metrics.clone();
             let (every, stop) = (self.follow.every, self.cancel.clone());
@@ -223,7 +227,7 @@ impl Services {
         let cut = CancellationToken::new();
         let grpc = self.grpc.serve(
             self.grpc_services,
-            self.tls.as_ref(),
+            server_tls,
             listeners.grpc,
             self.cancel.clone(),
             cut.clone(),

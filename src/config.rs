@@ -136,7 +136,16 @@ pub struct Config {
 pub struct FollowFiles {
     pub api_keys: Option<PathBuf>,
     pub sensitive_keys: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
     pub every: Duration,
+}
+
+/// Where the gRPC port's TLS material came from.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The PEM material of the gRPC server's TLS.
@@ -215,6 +224,8 @@ pub struct Settings {
     pub api_keys_file: Option<PathBuf>,
     /// The file the sensitive key ring came from, likewise.
     pub sensitive_keys_file: Option<PathBuf>,
+    /// The files `tls` came from, likewise.
+    pub tls_files: Option<TlsFiles>,
     /// How often files read again while serving are checked.
     pub reload_interval: Duration,
 }
@@ -247,6 +258,7 @@ impl Default for Settings {
             limits: Limits::default(),
             api_keys_file: None,
             sensitive_keys_file: None,
+            tls_files: None,
             reload_interval: Duration::from_secs(5),
         }
     }
@@ -422,6 +434,7 @@ impl ConfigBuilder {
             follow: FollowFiles {
                 api_keys: settings.api_keys_file,
                 sensitive_keys: settings.sensitive_keys_file,
+                tls: settings.tls_files.filter(|_| settings.tls.is_some()),
                 every: settings.reload_interval,
             },
             tls: settings.tls,

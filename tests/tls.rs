@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::count_with;
 
 use clerk_index::api::proto::user_index_client::UserIndexClient;
@@ -139,4 +141,92 @@ async fn grpc_is_served_over_tls_and_mutual_tls_refuses_clients_without_a_certif
         50
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_replaced_while_serving() {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(30))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+    // Kubernetes updates a mounted Secret by pointing a symlink at a new directory: every file
+    // changes at once.
+    let mounted = dir.path().join("tls");
+    let publish = |version: &str, (cert, key): &(String, String)| {
+        let target = dir.path().join(version);
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("tls.crt"), cert).unwrap();
+        std::fs::write(target.join("tls.key"), key).unwrap();
+        let link = dir.path().join("tls.next");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        std::fs::rename(&link, &mounted).unwrap();
+    };
+    let old = old_ca.sign(&["localhost", "127.0.0.1"]);
+    publish("v1", &old);
+    let mut options = TestOptions::new(&fake.url);
+    options.tls = Some(TlsConfig {
+        cert_pem: old.0.clone().into_bytes(),
+        key_pem: old.1.clone().into_bytes(),
+        client_ca_pem: None,
+    });
+    options.tls_files = Some(clerk_index::config::TlsFiles {
+        cert: mounted.join("tls.crt"),
+        key: mounted.join("tls.key"),
+        client_ca: None,
+    });
+    let server = TestServer::start(&dir.path().join("data"), options).await;
+    common::wait_ready(&server.http_url).await;
+    let count = async |channel: Channel| count_with(&mut UserIndexClient::new(channel), None).await;
+    // Clients that open a connection and never finish their handshake hold nobody else up.
+    let port = server.grpc_url.rsplit(':').next().unwrap().to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        stalled.push(
+            tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let before = connect(&server, &old_ca.pem, None).await.unwrap();
+    assert_eq!(count(before.clone()).await.unwrap(), 30);
+
+    publish("v2", &new_ca.sign(&["localhost", "127.0.0.1"]));
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(channel) = connect(&server, &new_ca.pem, None).await
+            && count(channel).await.is_ok()
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "new connections never got the new certificate");
+    let stale = match connect(&server, &old_ca.pem, None).await {
+        Err(_) => true,
+        Ok(channel) => count(channel).await.is_err(),
+    };
+    assert!(stale, "a new connection still got the old certificate");
+    // A connection made before keeps the certificate it was made with.
+    assert_eq!(count(before).await.unwrap(), 30);
+    drop(stalled);
+
+    // A broken version is refused; the certificate in force stays.
+    publish("v3", &("not a certificate".into(), "not a key".into()));
+    let text = metrics_until(&server, "outcome=\"refused\"").await;
+    assert!(text.contains("clerk_index_config_reloads_total{file=\"tls\",outcome=\"applied\"} 1"));
+    let channel = connect(&server, &new_ca.pem, None).await.unwrap();
+    assert_eq!(count(channel).await.unwrap(), 30);
+    server.stop().await;
+}
+
+/// `/metrics` once it contains `needle` (up to 5 s).
+async fn metrics_until(server: &TestServer, needle: &str) -> String {
+    for _ in 0..100 {
+        let text = server.metrics_text().await;
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never in the metrics: {needle}");
 }

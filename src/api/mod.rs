@@ -3,6 +3,7 @@
 //! protobuf, tonic or HTTP types. This file only declares and re-exports.
 
 mod auth;
+mod closable;
 mod convert;
 mod export;
 mod http;
@@ -13,6 +14,7 @@ mod server;
 mod status;
 mod sync_service;
 mod telemetry;
+mod tls;
 mod user_index;
 mod webhook;
 
@@ -24,5 +26,6 @@ pub use server::{GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
 pub use status::FILTER_ERROR_POSITION;
 pub use sync_service::SyncService;
 pub use telemetry::RpcTelemetry;
+pub use tls::{ServerTls, TlsError};
 pub use user_index::UserIndexService;
 pub use webhook::{WEBHOOK_PATH, webhook_router};

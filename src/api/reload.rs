@@ -1,8 +1,9 @@
-//! Files read again while serving: the API key list (`--api-keys-file`) and the sensitive key
-//! ring (`--sensitive-keys-file`). Each is polled by content hash, not watched: Kubernetes swaps
-//! a mounted Secret's files through symlinks, which file-change events and modification times
-//! miss. A new version that cannot be put in force is refused with the reason logged and counted
-//! (never its contents), and the version in force stays.
+//! Files read again while serving: the API key list (`--api-keys-file`), the sensitive key ring
+//! (`--sensitive-keys-file`) and the gRPC port's certificate, key and client CA. Each is polled by
+//! content hash, not watched: Kubernetes swaps a mounted Secret's files through symlinks, which
+//! file-change events and modification times miss. A new version that cannot be put in force is
+//! refused with the reason logged and counted (never its contents), and the version in force
+//! stays.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,26 +13,29 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Authenticate;
+use super::tls::ServerTls;
 use crate::auth::sensitive::KeyRing;
 use crate::auth::{ApiKeys, Sensitive};
+use crate::config::{TlsConfig, TlsFiles};
 use crate::telemetry::metrics::Metrics;
 
-/// Puts a file's new text in force; what it now holds, or why it was refused.
-type Apply = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+/// Puts the files' new texts in force (in the order of their paths); what they now hold, or why
+/// they were refused.
+type Apply = Box<dyn Fn(&[String]) -> Result<String, String> + Send + Sync>;
 
-/// One file followed while serving.
+/// Files followed together while serving (a certificate and its key change at once).
 pub struct Followed {
     /// The `file` label of `clerk_index_config_reloads_total`.
     label: &'static str,
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     apply: Apply,
 }
 
 impl Followed {
     /// The API key list: a new list that parses and names at least one key.
     pub fn api_keys(path: PathBuf, auth: Authenticate) -> Followed {
-        let apply = move |text: &str| {
-            let keys = ApiKeys::parse(text).map_err(|e| e.to_string())?;
+        let apply = move |texts: &[String]| {
+            let keys = ApiKeys::parse(&texts[0]).map_err(|e| e.to_string())?;
             if keys.is_empty() {
                 return Err("it lists no keys".into());
             }
@@ -41,7 +45,7 @@ impl Followed {
         };
         Followed {
             label: "api_keys",
-            path,
+            paths: vec![path],
             apply: Box::new(apply),
         }
     }
@@ -49,15 +53,36 @@ impl Followed {
     /// The sensitive key ring: a new ring that parses and keeps the blind-index key and the
     /// material of every key id it shares with the ring in force.
     pub fn sensitive_keys(path: PathBuf, sensitive: Arc<Sensitive>) -> Followed {
-        let apply = move |text: &str| {
-            let ring = KeyRing::parse(text).map_err(|e| e.to_string())?;
+        let apply = move |texts: &[String]| {
+            let ring = KeyRing::parse(&texts[0]).map_err(|e| e.to_string())?;
             let active = ring.active_id().to_string();
             sensitive.replace_ring(ring).map_err(|e| e.to_string())?;
             Ok(format!("active key {active}"))
         };
         Followed {
             label: "sensitive_keys",
-            path,
+            paths: vec![path],
+            apply: Box::new(apply),
+        }
+    }
+
+    /// The gRPC port's certificate chain, key and client CA: new handshakes use them once they
+    /// make a working TLS configuration together.
+    pub fn tls(files: TlsFiles, tls: Arc<ServerTls>) -> Followed {
+        let mut paths = vec![files.cert, files.key];
+        paths.extend(files.client_ca);
+        let apply = move |texts: &[String]| {
+            let config = TlsConfig {
+                cert_pem: texts[0].clone().into_bytes(),
+                key_pem: texts[1].clone().into_bytes(),
+                client_ca_pem: texts.get(2).map(|ca| ca.clone().into_bytes()),
+            };
+            tls.replace(&config).map_err(|e| e.to_string())?;
+            Ok(TlsConfig::mode(Some(&config)).to_string())
+        };
+        Followed {
+            label: "tls",
+            paths,
             apply: Box::new(apply),
         }
     }
@@ -80,7 +105,7 @@ pub async fn follow_files(
     // What is in force was read from these files at start.
     let mut seen = Vec::with_capacity(files.len());
     for file in &files {
-        seen.push(read(&file.path).await.0);
+        seen.push(read(&file.paths).await.0);
     }
     loop {
         tokio::select! {
@@ -88,18 +113,16 @@ pub async fn follow_files(
             () = tokio::time::sleep(every) => {}
         }
         for (file, seen) in files.iter().zip(seen.iter_mut()) {
-            let (now, text) = read(&file.path).await;
+            let (now, texts) = read(&file.paths).await;
             if now == *seen {
                 continue;
             }
             let outcome = match &now {
-                Seen::Unreadable(error) => Err(format!("cannot read it: {error}")),
-                Seen::Contents(_) => std::str::from_utf8(&text)
-                    .map_err(|_| "it is not UTF-8 text".to_string())
-                    .and_then(|text| (file.apply)(text)),
+                Seen::Unreadable(why) => Err(format!("cannot read it: {why}")),
+                Seen::Contents(_) => (file.apply)(&texts),
             };
             *seen = now;
-            let path = file.path.display();
+            let path = file.paths[0].display();
             match outcome {
                 Ok(holds) => {
                     tracing::info!(file = %path, %holds, "{} reloaded", file.label);
@@ -114,9 +137,27 @@ pub async fn follow_files(
     }
 }
 
-async fn read(path: &PathBuf) -> (Seen, Vec<u8>) {
-    match tokio::fs::read(path).await {
-        Ok(text) => (Seen::Contents(Sha256::digest(&text).into()), text),
-        Err(error) => (Seen::Unreadable(error.kind().to_string()), Vec::new()),
+/// The files' texts and their hash together, or why one cannot be read as text.
+async fn read(paths: &[PathBuf]) -> (Seen, Vec<String>) {
+    let mut hash = Sha256::new();
+    let mut texts = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = match tokio::fs::read(path).await {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    let why = format!("{} is not UTF-8 text", path.display());
+                    return (Seen::Unreadable(why), Vec::new());
+                }
+            },
+            Err(error) => {
+                let why = format!("{}: {}", path.display(), error.kind());
+                return (Seen::Unreadable(why), Vec::new());
+            }
+        };
+        hash.update((text.len() as u64).to_le_bytes());
+        hash.update(text.as_bytes());
+        texts.push(text);
     }
+    (Seen::Contents(hash.finalize().into()), texts)
 }

@@ -5,24 +5,23 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
 use super::auth::Authenticate;
+use super::closable::Closable;
 use super::proto;
 use super::segments_service::SegmentsService;
 use super::sync_service::SyncService;
 use super::telemetry::RpcTelemetry;
+use super::tls::ServerTls;
 use super::user_index::UserIndexService;
-use crate::config::TlsConfig;
 use crate::limits::Budgets;
 use crate::telemetry::metrics::Metrics;
 
@@ -81,7 +80,7 @@ impl GrpcServer {
     pub fn serve(
         self,
         services: GrpcServices,
-        tls: Option<&TlsConfig>,
+        tls: Option<Arc<ServerTls>>,
         listener: TcpListener,
         stop: CancellationToken,
         cut: CancellationToken,
@@ -94,18 +93,7 @@ impl GrpcServer {
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(
-                tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
-            );
-            if let Some(ca) = &tls.client_ca_pem {
-                server_tls = server_tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-            }
-            server = server
-                .tls_config(server_tls)
-                .map_err(|e| anyhow::anyhow!("gRPC TLS certificate or key: {e}"))?;
-        }
+        let server = tonic::transport::Server::builder();
         let GrpcServices {
             user_index,
             sync,
@@ -116,15 +104,7 @@ impl GrpcServer {
         } = services;
         // HTTP/2's own per-connection limit: a client may not open more concurrent calls.
         let server = server.max_concurrent_streams(Some(budgets.limits.streams_per_connection));
-        // Our own listener, so tonic's tcp_nodelay setting does not apply: without it, a
-        // response spanning two TCP segments waits ~40 ms for the client's delayed ACK.
-        let incoming = TcpListenerStream::new(listener).map(move |stream| {
-            stream.map(|stream| {
-                let _ = stream.set_nodelay(true);
-                Closable::new(stream, &cut)
-            })
-        });
-        let serving = server
+        let router = server
             .layer(RpcTelemetry::new(metrics))
             .add_service(HealthServer::new(HealthService::from_health_reporter(
                 self.health.reporter,
@@ -133,79 +113,25 @@ impl GrpcServer {
             .add_service(reflection_v1alpha)
             .add_service(user_index.into_server(auth.clone()))
             .add_service(sync.into_server(auth.clone()))
-            .add_service(segments.into_server(auth))
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+            .add_service(segments.into_server(auth));
+        let stop = stop.cancelled_owned();
+        let serving: Pin<Box<dyn Future<Output = _> + Send>> = match tls {
+            // Our own TLS acceptor, so certificates can be replaced while serving.
+            Some(tls) => {
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener, cut), stop))
+            }
+            None => {
+                // Our own listener, so tonic's tcp_nodelay setting does not apply: without it,
+                // a response spanning two TCP segments waits ~40 ms for the client's delayed ACK.
+                let incoming = TcpListenerStream::new(listener).map(move |stream| {
+                    stream.map(|stream| {
+                        let _ = stream.set_nodelay(true);
+                        Closable::new(stream, &cut)
+                    })
+                });
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
+            }
+        };
         Ok(async move { serving.await.map_err(std::io::Error::other) })
-    }
-}
-
-/// A gRPC connection the server can cut: once `closed` fires, every read and write fails, so the
-/// connection and the calls on it end instead of waiting for a client that stopped reading.
-struct Closable {
-    inner: tokio::net::TcpStream,
-    closed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
-}
-
-impl Closable {
-    fn new(inner: tokio::net::TcpStream, closed: &CancellationToken) -> Closable {
-        Closable {
-            inner,
-            closed: Box::pin(closed.clone().cancelled_owned()),
-        }
-    }
-
-    /// An error once the connection is cut (and a wake-up when it is).
-    fn cut(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
-        self.closed.as_mut().poll(cx).is_ready().then(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "the server is shutting down",
-            )
-        })
-    }
-}
-
-impl tokio::io::AsyncRead for Closable {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if let Some(error) = self.cut(cx) {
-            return Poll::Ready(Err(error));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Closable {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if let Some(error) = self.cut(cx) {
-            return Poll::Ready(Err(error));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        if let Some(error) = self.cut(cx) {
-            return Poll::Ready(Err(error));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl Connected for Closable {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
     }
 }

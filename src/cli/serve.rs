@@ -11,7 +11,7 @@ use super::args::{
 };
 use super::signal::shutdown_signal;
 use crate::app::{self, Listeners};
-use crate::config::Config;
+use crate::config::{Config, TlsFiles};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -82,6 +82,13 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
                 s.sensitive_keys_file = args.sensitive.sensitive_keys_file.clone();
             }
             s.tls = tls;
+            if let (Some(cert), Some(key)) = (&args.tls.tls_cert, &args.tls.tls_key) {
+                s.tls_files = Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.tls.tls_client_ca.clone(),
+                });
+            }
             s.sensitive = sensitive;
             s.cluster = cluster;
         })

@@ -93,7 +93,7 @@ impl Metrics {
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "config_reloads",
-            "Files read again while serving (api_keys, sensitive_keys), by outcome: applied, or refused (the previous contents stay in force)",
+            "Files read again while serving (api_keys, sensitive_keys, tls), by outcome: applied, or refused (the previous contents stay in force)",
             reloads.clone(),
         );
         sources.clerk.register(&mut registry);

@@ -83,6 +83,8 @@ pub struct TestOptions {
     pub api_keys_file: Option<PathBuf>,
     /// A sensitive key ring file to follow while serving.
     pub sensitive_keys_file: Option<PathBuf>,
+    /// The files `tls` came from, to follow while serving.
+    pub tls_files: Option<clerk_index::config::TlsFiles>,
 }
 
 impl TestOptions {
@@ -105,6 +107,7 @@ impl TestOptions {
             clerk_request_timeout: None,
             api_keys_file: None,
             sensitive_keys_file: None,
+            tls_files: None,
         }
     }
 }
@@ -143,6 +146,7 @@ impl TestServer {
                 s.clerk_request_timeout = options.clerk_request_timeout;
                 s.api_keys_file = options.api_keys_file.clone();
                 s.sensitive_keys_file = options.sensitive_keys_file.clone();
+                s.tls_files = options.tls_files.clone();
                 s.reload_interval = Duration::from_millis(100);
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
             })
