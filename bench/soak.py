@@ -169,6 +169,7 @@ def main():
     parser.add_argument("--every", type=float, default=10, help="seconds between samples")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clerk-index-soak-"))
+    (work / "pb").mkdir()
     compile_protos(work / "pb")
     log = open(work / "server.log", "w")
     server = Server(args.users, work, log)
