@@ -334,8 +334,9 @@ async fn forged_webhooks_are_refused_and_their_log_lines_are_budgeted() {
             "the forged id is not echoed"
         );
     }
-    // At most the per-second budget (10) was written in each second the flood took.
-    let written_at_most = 10 * (started.elapsed().as_secs() + 1);
+    // At most the per-second budget (10) was written in each one-second window the flood
+    // touched (the windows need not start with it).
+    let written_at_most = 10 * (started.elapsed().as_secs() + 2);
     let text = setup.server.metrics_text().await;
     let suppressed = metric(&text, "log_lines_suppressed_total", "");
     assert!(
