@@ -645,16 +645,7 @@ async fn the_key_ring_file_is_followed_while_serving() {
         generate_key_line("blind-index")
     ));
     wait_for(reloads("refused")).await;
-    let mut client = server.client().await;
-    let shown = client
-        .get_user(GetUserRequest {
-            user_id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let shown: Value = serde_json::from_str(&shown.user.unwrap().json).unwrap();
+    let shown = server.user_json(&id).await.unwrap();
     assert_eq!(shown["private_metadata"]["ssn"], PLANTED);
     assert_eq!(
         server.count(&format!(r#"private.ssn = "{PLANTED}""#)).await,

@@ -43,11 +43,7 @@ impl Followed {
             auth.replace_keys(keys);
             Ok(format!("{count} keys"))
         };
-        Followed {
-            label: "api_keys",
-            paths: vec![path],
-            apply: Box::new(apply),
-        }
+        Followed::one("api_keys", path, apply)
     }
 
     /// The sensitive key ring: a new ring that parses and keeps the blind-index key and the
@@ -59,8 +55,16 @@ impl Followed {
             sensitive.replace_ring(ring).map_err(|e| e.to_string())?;
             Ok(format!("active key {active}"))
         };
+        Followed::one("sensitive_keys", path, apply)
+    }
+
+    fn one(
+        label: &'static str,
+        path: PathBuf,
+        apply: impl Fn(&[String]) -> Result<String, String> + Send + Sync + 'static,
+    ) -> Followed {
         Followed {
-            label: "sensitive_keys",
+            label,
             paths: vec![path],
             apply: Box::new(apply),
         }

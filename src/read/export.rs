@@ -131,27 +131,20 @@ pub fn export(
     tokio::spawn(async move {
         // The export's place in the exports budget, given back when this task ends.
         let _slot = slot;
-        let opened = {
-            let (budgets, job) = (budgets.clone(), Arc::new(job));
-            let job_for_open = job.clone();
-            let opened = tokio::task::spawn_blocking(move || {
-                let _producing = budgets.producer();
-                snapshot.export(
-                    job_for_open.filter.as_ref(),
-                    job_for_open.after.as_deref(),
-                    now_ms,
-                )
-            })
-            .await;
-            (opened, job)
-        };
-        let (matches, job) = match opened {
-            (Ok(Ok(matches)), job) => (matches, job),
-            (Ok(Err(error)), _) => {
+        let job = Arc::new(job);
+        let (opening, producing) = (job.clone(), budgets.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let _producing = producing.producer();
+            snapshot.export(opening.filter.as_ref(), opening.after.as_deref(), now_ms)
+        })
+        .await;
+        let matches = match opened {
+            Ok(Ok(matches)) => matches,
+            Ok(Err(error)) => {
                 let _ = sink.send(Err(Error::from(error))).await;
                 return;
             }
-            (Err(panic), _) => {
+            Err(panic) => {
                 let _ = sink
                     .send(Err(Error::Internal(format!("export task failed: {panic}"))))
                     .await;
