@@ -43,6 +43,12 @@ impl Snapshot {
         payload: &CommitPayload,
     ) -> Snapshot {
         let searcher = reader.searcher();
+        let live: Vec<_> = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.segment_id())
+            .collect();
+        fields.columns.keep_segments(&live);
         Snapshot {
             freshness: Freshness {
                 generation: payload.generation,

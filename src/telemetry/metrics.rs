@@ -261,6 +261,14 @@ impl Collector for StateCollector {
         for ((name, help), value) in GAUGES.iter().zip(values) {
             single(e, name, help, ConstGauge::new(value))?;
         }
+        let columns = &sources.sync.destination.local_index().fields().columns;
+        let cached = ConstGauge::new(columns.bytes() as f64);
+        single(
+            e,
+            "column_cache_bytes",
+            "Bytes of decoded columns held in memory (bounded by --column-cache-mb)",
+            cached,
+        )?;
         let commits = ConstCounter::new(status.writer.commits);
         single(e, "commits", "Index commits since start", commits)?;
         let pages = ConstCounter::new(status.backfill.pages);
@@ -335,7 +343,7 @@ fn encode_budgets(e: &mut DescriptorEncoder, budgets: &Budgets) -> fmt::Result {
     let held = Budget::ALL
         .iter()
         .map(|b| (b.name(), ConstGauge::new(budgets.held(*b) as f64)));
-    let help = "Slots of each budget held now (exports, watches, HTTP connections)";
+    let help = "Slots of each budget held now (exports, watches, HTTP and gRPC connections)";
     labelled(
         e,
         "budget_held",

@@ -9,7 +9,9 @@
 //! is one array read.
 //!
 //! Segments are immutable, so a decoded column never goes stale; it is dropped when the cache
-//! needs room (least recently used first) and simply not found once its segment is merged away.
+//! needs room (least recently used first), and as soon as a new snapshot no longer holds its
+//! segment (merged away): under steady writes, merges replace segments every few seconds, and
+//! keeping their columns until the budget forces them out held the whole budget in dead copies.
 //! The budget bounds the memory (2-8 bytes per user per cached column, plus a bit per user for
 //! optional columns); a column that does not fit is read from the index instead.
 
@@ -135,6 +137,22 @@ impl ColumnCache {
     /// Bytes held now.
     pub fn bytes(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+
+    /// Drops the entries of segments not in `live` (the segments of the newest snapshot). A query
+    /// still reading an older snapshot may decode a dropped column again; the next snapshot
+    /// drops it once more.
+    pub fn keep_segments(&self, live: &[SegmentId]) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut freed = 0;
+        entries.map.retain(|(segment, ..), entry| {
+            let keep = live.contains(segment);
+            if !keep {
+                freed += entry.bytes;
+            }
+            keep
+        });
+        entries.bytes -= freed;
     }
 
     /// The decoded form of `column` of `segment`, decoding it on first use; `None` when it is
@@ -280,6 +298,35 @@ mod tests {
         // A column larger than the whole budget is not decoded at all.
         let tiny = ColumnCache::new(10);
         assert!(tiny.get(id, "a", column_type, &column, 1000).is_none());
+    }
+
+    #[test]
+    fn columns_of_segments_merged_away_are_dropped_at_once() {
+        let (index, name) = segment(&vec![Some(1); 1000]);
+        let searcher = index.reader().unwrap().searcher();
+        let reader = searcher.segment_reader(0);
+        let (column, column_type) = reader
+            .fast_fields()
+            .u64_lenient_for_type(None, &name)
+            .unwrap()
+            .unwrap();
+        let cache = ColumnCache::new(1 << 20);
+        let live = reader.segment_id();
+        let gone = SegmentId::generate_random();
+        cache.get(live, "a", column_type, &column, 1000).unwrap();
+        cache.get(gone, "a", column_type, &column, 1000).unwrap();
+        cache.get(gone, "b", column_type, &column, 1000).unwrap();
+        let one = cache.bytes() / 3;
+        cache.keep_segments(&[live]);
+        assert_eq!(cache.bytes(), one, "only the live segment's column is left");
+        let kept = cache.get(live, "a", column_type, &column, 1000).unwrap();
+        cache.keep_segments(&[live]);
+        assert!(Arc::ptr_eq(
+            &kept,
+            &cache.get(live, "a", column_type, &column, 1000).unwrap()
+        ));
+        cache.keep_segments(&[]);
+        assert_eq!(cache.bytes(), 0);
     }
 
     #[test]
