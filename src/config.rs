@@ -69,6 +69,11 @@ fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
         (limits.watches, "--max-watches"),
         (limits.watches_per_key, "--max-watches-per-key"),
         (limits.http_connections, "--max-http-connections"),
+        (limits.grpc_connections, "--max-grpc-connections"),
+        (
+            limits.grpc_connections_per_peer,
+            "--max-grpc-connections-per-peer",
+        ),
         (
             limits.http_header_timeout.as_millis() as usize,
             "--http-header-timeout-secs",
@@ -488,6 +493,8 @@ impl Config {
                 "watches_per_key": self.limits.watches_per_key,
                 "stream_buffer_bytes": self.limits.stream_buffer_bytes,
                 "http_connections": self.limits.http_connections,
+                "grpc_connections": self.limits.grpc_connections,
+                "grpc_connections_per_peer": self.limits.grpc_connections_per_peer,
                 "http_header_timeout_secs": seconds(self.limits.http_header_timeout),
                 "unauthenticated_log_lines_per_second": self.limits.unauthenticated_log_lines_per_second,
             },

@@ -24,6 +24,9 @@ pub struct Limits {
     pub stream_buffer_bytes: usize,
     /// Open connections on the HTTP port.
     pub http_connections: usize,
+    /// Open connections on the gRPC port in all, and from one peer address.
+    pub grpc_connections: usize,
+    pub grpc_connections_per_peer: usize,
     /// How long the HTTP port waits for a request's headers, idle keep-alive time included.
     pub http_header_timeout: Duration,
     /// Log lines per second from unauthenticated input (refused webhook deliveries).
@@ -40,6 +43,8 @@ impl Default for Limits {
             watches_per_key: 256,
             stream_buffer_bytes: 8 << 20,
             http_connections: 1024,
+            grpc_connections: 4096,
+            grpc_connections_per_peer: 1024,
             http_header_timeout: Duration::from_secs(10),
             unauthenticated_log_lines_per_second: 10,
         }
@@ -52,16 +57,23 @@ pub enum Budget {
     Exports,
     Watches,
     HttpConnections,
+    GrpcConnections,
 }
 
 impl Budget {
-    pub const ALL: [Budget; 3] = [Budget::Exports, Budget::Watches, Budget::HttpConnections];
+    pub const ALL: [Budget; 4] = [
+        Budget::Exports,
+        Budget::Watches,
+        Budget::HttpConnections,
+        Budget::GrpcConnections,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Budget::Exports => "exports",
             Budget::Watches => "watches",
             Budget::HttpConnections => "http_connections",
+            Budget::GrpcConnections => "grpc_connections",
         }
     }
 }
@@ -87,7 +99,7 @@ struct Slots {
 /// and the log budget of unauthenticated input. Shared by every part that holds a slot.
 pub struct Budgets {
     pub limits: Limits,
-    slots: [Slots; 3],
+    slots: [Slots; 4],
     /// Bytes of export chunks produced and not yet handed to the connection.
     buffered_bytes: AtomicUsize,
     /// Export producers on blocking threads now (none while they wait for a slow reader).
@@ -116,6 +128,11 @@ impl Budgets {
             Budget::Exports => (l.exports, l.exports_per_key, "exports"),
             Budget::Watches => (l.watches, l.watches_per_key, "watches"),
             Budget::HttpConnections => (l.http_connections, l.http_connections, "connections"),
+            Budget::GrpcConnections => (
+                l.grpc_connections,
+                l.grpc_connections_per_peer,
+                "connections",
+            ),
         }
     }
 

@@ -307,6 +307,97 @@ async fn the_http_port_drops_slow_headers_and_connections_past_its_budget() {
     setup.server.stop().await;
 }
 
+/// A connection to `address` from the loopback address `from` (Linux routes all of 127/8 to
+/// loopback, so a test can be several peers).
+async fn connect_from(from: &str, address: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(address.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_port_bounds_connections_per_peer_and_in_all_and_drops_silent_ones() {
+    let setup = start(
+        Limits {
+            grpc_connections: 6,
+            grpc_connections_per_peer: 4,
+            ..Limits::default()
+        },
+        false,
+    )
+    .await;
+    let address = setup
+        .server
+        .grpc_url
+        .trim_start_matches("http://")
+        .to_string();
+    // The test's own channel holds one connection from 127.0.0.1 while it counts.
+    let mut users = UserIndexClient::new(setup.server.channel().await);
+    users
+        .count_users(CountUsersRequest::default())
+        .await
+        .unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(connect_from("127.0.0.1", &address).await);
+    }
+    // 127.0.0.1 has used its share of four: a fifth is closed at once.
+    let mut fifth = connect_from("127.0.0.1", &address).await;
+    assert!(
+        closed_within(&mut fifth, Duration::from_millis(500))
+            .await
+            .is_some(),
+        "a connection past the peer's share was kept"
+    );
+    // Another peer still gets in, up to the budget of six in all.
+    let mut other = vec![connect_from("127.0.0.2", &address).await];
+    other.push(connect_from("127.0.0.2", &address).await);
+    let mut seventh = connect_from("127.0.0.3", &address).await;
+    assert!(
+        closed_within(&mut seventh, Duration::from_millis(500))
+            .await
+            .is_some(),
+        "a connection past the whole budget was kept"
+    );
+    assert!(
+        closed_within(&mut other[0], Duration::from_millis(200))
+            .await
+            .is_none(),
+        "a connection within the budget was closed"
+    );
+    let text = setup.server.metrics_text().await;
+    assert_eq!(
+        metric(&text, "budget_held", "budget=\"grpc_connections\""),
+        6.0
+    );
+    assert!(metric(&text, "budget_refused_total", "budget=\"grpc_connections\"") >= 2.0);
+    // The open channel keeps working while the budget is full.
+    users
+        .count_users(CountUsersRequest::default())
+        .await
+        .unwrap();
+    // Connections that never send a byte are closed after the opening timeout (10 s), and
+    // their slots come back.
+    for tcp in silent.iter_mut().chain(&mut other) {
+        let closed = closed_within(tcp, Duration::from_secs(15)).await;
+        assert!(closed.is_some(), "a silent connection was kept");
+    }
+    let text = metrics_until(&setup.server, |text| {
+        metric(text, "budget_held", "budget=\"grpc_connections\"") == 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "budget_held", "budget=\"grpc_connections\""),
+        1.0
+    );
+    let mut fresh = UserIndexClient::new(setup.server.channel().await);
+    fresh
+        .count_users(CountUsersRequest::default())
+        .await
+        .unwrap();
+    setup.server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_webhooks_are_refused_and_their_log_lines_are_budgeted() {
     let setup = start(Limits::default(), false).await;

@@ -1,4 +1,5 @@
-//! A gRPC connection the server can cut when its shutdown deadline passes.
+//! A gRPC connection the server can cut when its shutdown deadline passes, holding its slot of
+//! the connection budget while it lives.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -6,18 +7,35 @@ use std::task::{Context, Poll};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::limits::Slot;
+
 /// A gRPC connection the server can cut: once `closed` fires, every read and write fails, so the
 /// connection and the calls on it end instead of waiting for a client that stopped reading.
 pub(super) struct Closable {
     inner: tokio::net::TcpStream,
     closed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    _slot: Slot,
 }
 
 impl Closable {
-    pub(super) fn new(inner: tokio::net::TcpStream, closed: &CancellationToken) -> Closable {
+    pub(super) fn new(
+        inner: tokio::net::TcpStream,
+        closed: &CancellationToken,
+        slot: Slot,
+    ) -> Closable {
         Closable {
             inner,
             closed: Box::pin(closed.clone().cancelled_owned()),
+            _slot: slot,
+        }
+    }
+
+    /// Waits until the client has sent something (a plaintext connection's first bytes).
+    pub(super) async fn first_bytes(&self) -> std::io::Result<()> {
+        let mut byte = [0u8; 1];
+        match self.inner.peek(&mut byte).await? {
+            0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            _ => Ok(()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! conversion, the one error -> status mapping, the webhook route. The only module that sees
 //! protobuf, tonic or HTTP types. This file only declares and re-exports.
 
+mod accept;
 mod auth;
 mod closable;
 mod convert;

@@ -1,21 +1,19 @@
 //! The gRPC server: the three services behind the API-key interceptor, health (reporting
 //! `""` and `clerkindex.v1.UserIndex`), reflection (v1 and v1alpha), the telemetry layer, TLS,
-//! and connections the shutdown can cut once its deadline passes.
+//! a connection budget, and connections the shutdown can cut once its deadline passes.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
+use super::accept;
 use super::auth::Authenticate;
-use super::closable::Closable;
 use super::proto;
 use super::segments_service::SegmentsService;
 use super::sync_service::SyncService;
@@ -27,6 +25,10 @@ use crate::telemetry::metrics::Metrics;
 
 /// The gRPC service name health reports on (and `""`, the whole server).
 pub const USER_INDEX_SERVICE: &str = "clerkindex.v1.UserIndex";
+
+/// How often an HTTP/2 connection is pinged, and how long the answer may take.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What the gRPC health service reports. Cheap to clone.
 #[derive(Clone)]
@@ -103,7 +105,12 @@ impl GrpcServer {
             budgets,
         } = services;
         // HTTP/2's own per-connection limit: a client may not open more concurrent calls.
-        let server = server.max_concurrent_streams(Some(budgets.limits.streams_per_connection));
+        let server = server
+            .max_concurrent_streams(Some(budgets.limits.streams_per_connection))
+            // Pings find peers that vanished without closing (a node lost, a NAT entry expired),
+            // so their connections give back their slots.
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
         let router = server
             .layer(RpcTelemetry::new(metrics))
             .add_service(HealthServer::new(HealthService::from_health_reporter(
@@ -118,17 +125,11 @@ impl GrpcServer {
         let serving: Pin<Box<dyn Future<Output = _> + Send>> = match tls {
             // Our own TLS acceptor, so certificates can be replaced while serving.
             Some(tls) => {
-                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener, cut), stop))
+                let incoming = accept::incoming(listener, budgets, cut, move |c| tls.open(c));
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
             }
             None => {
-                // Our own listener, so tonic's tcp_nodelay setting does not apply: without it,
-                // a response spanning two TCP segments waits ~40 ms for the client's delayed ACK.
-                let incoming = TcpListenerStream::new(listener).map(move |stream| {
-                    stream.map(|stream| {
-                        let _ = stream.set_nodelay(true);
-                        Closable::new(stream, &cut)
-                    })
-                });
+                let incoming = accept::incoming(listener, budgets, cut, accept::plaintext);
                 Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
             }
         };

@@ -1,27 +1,20 @@
 //! TLS on the gRPC port, with our own acceptor in front of tonic so that certificates can be
 //! replaced while serving: every handshake takes the configuration in force, a connection keeps
-//! the one it was made with. Handshakes run on their own tasks with a timeout, so a client that
-//! stalls mid-handshake holds nothing but its socket, and not for long.
+//! the one it was made with. Handshakes run on the accept loop's tasks with its timeout
+//! (`accept.rs`), so a client that stalls mid-handshake holds nothing but its socket, and not
+//! for long.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 
 use super::closable::Closable;
 use crate::config::TlsConfig;
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why certificates cannot be served (never quoting a key).
 #[derive(Debug, thiserror::Error)]
@@ -52,38 +45,14 @@ impl ServerTls {
         TlsAcceptor::from(self.config.read().expect("tls config lock").clone())
     }
 
-    /// The connections of `listener` once their handshakes succeed, until the stream is
-    /// dropped; each can be cut by `cut`.
-    pub(super) fn incoming(
-        self: Arc<Self>,
-        listener: TcpListener,
-        cut: CancellationToken,
-    ) -> ReceiverStream<std::io::Result<TlsStream<Closable>>> {
-        let (sender, receiver) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    () = sender.closed() => return,
-                };
-                let Ok((tcp, _)) = accepted else {
-                    // Out of file descriptors, or reset before accept: wait rather than spin.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, sender, cut) = (self.acceptor(), sender.clone(), cut.clone());
-                tokio::spawn(async move {
-                    let stream = Closable::new(tcp, &cut);
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    if let Ok(Ok(tls)) = handshake.await {
-                        let _ = sender.send(Ok(tls)).await;
-                    }
-                });
-            }
-        });
-        ReceiverStream::new(receiver)
+    /// Opens `connection` with the configuration in force: the stream once the handshake
+    /// succeeds (the caller bounds how long it may take).
+    pub(super) fn open(
+        self: &Arc<Self>,
+        connection: Closable,
+    ) -> impl std::future::Future<Output = Option<TlsStream<Closable>>> + Send + use<> {
+        let accept = self.acceptor().accept(connection);
+        async move { accept.await.ok() }
     }
 }
 

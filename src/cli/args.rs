@@ -102,6 +102,12 @@ pub struct LimitArgs {
     /// Open connections on the HTTP port.
     #[arg(long, env = "CLERK_INDEX_MAX_HTTP_CONNECTIONS", default_value_t = Limits::default().http_connections)]
     pub max_http_connections: usize,
+    /// Open connections on the gRPC port.
+    #[arg(long, env = "CLERK_INDEX_MAX_GRPC_CONNECTIONS", default_value_t = Limits::default().grpc_connections)]
+    pub max_grpc_connections: usize,
+    /// Open connections on the gRPC port from one peer address (a proxy in front counts as one).
+    #[arg(long, env = "CLERK_INDEX_MAX_GRPC_CONNECTIONS_PER_PEER", default_value_t = Limits::default().grpc_connections_per_peer)]
+    pub max_grpc_connections_per_peer: usize,
     /// Seconds the HTTP port waits for a request's headers (idle keep-alive time included).
     #[arg(long, env = "CLERK_INDEX_HTTP_HEADER_TIMEOUT_SECS", default_value_t = Limits::default().http_header_timeout.as_secs())]
     pub http_header_timeout_secs: u64,
@@ -120,6 +126,8 @@ impl LimitArgs {
             watches_per_key: self.max_watches_per_key,
             stream_buffer_bytes: self.stream_buffer_bytes,
             http_connections: self.max_http_connections,
+            grpc_connections: self.max_grpc_connections,
+            grpc_connections_per_peer: self.max_grpc_connections_per_peer,
             http_header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
             unauthenticated_log_lines_per_second: self.unauthenticated_log_lines_per_second,
         }
