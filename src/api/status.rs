@@ -93,7 +93,9 @@ fn index_status(error: &IndexError, message: String) -> Status {
 
 fn write_status(error: &WriteError, message: String) -> Status {
     match error {
-        WriteError::Stopped => Status::unavailable(message),
+        WriteError::Stopped | WriteError::Paused(_) | WriteError::Lost => {
+            Status::unavailable(message)
+        }
         WriteError::Commit(_) | WriteError::Observer(_) | WriteError::Seal(_) => {
             Status::internal(message)
         }

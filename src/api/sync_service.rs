@@ -93,6 +93,11 @@ fn status_to_proto(status: SyncStatus, cluster: Option<ClusterView>) -> proto::S
             ignored_stale: writer.ignored_stale,
             ignored_deleted: writer.ignored_deleted,
             commits: writer.commits,
+            commit_failures: writer.commit_failures,
+            paused: writer.paused.as_ref().map(|pause| proto::WriterPause {
+                reason: pause.reason.clone(),
+                since_ms: pause.since_ms,
+            }),
         }),
         lag_ms,
         tombstones,

@@ -31,6 +31,13 @@ pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 pub enum WriteError {
     #[error("the index writer has stopped")]
     Stopped,
+    /// A commit failed and no retry has succeeded yet; nothing is written until one does.
+    #[error("index writes are paused after a failed commit ({0}); retry later")]
+    Paused(Arc<str>),
+    /// Changes streamed without waiting were lost to a failed commit after the producer read its
+    /// state: it must start again from the committed state.
+    #[error("changes were lost to a failed index commit; starting again from the committed state")]
+    Lost,
     #[error("index commit failed: {0}")]
     Commit(Cause),
     /// The writer's [`super::writer::ChangeObserver`] could not make what it recorded durable.

@@ -23,6 +23,7 @@ mod schema;
 mod search;
 mod snapshot;
 mod writer;
+mod writer_stats;
 
 pub use catalog::PathTypes;
 pub use config::IndexConfig;
@@ -37,8 +38,9 @@ pub use schema::Fields;
 pub use search::{SearchHit, StoredUser};
 pub use snapshot::{Freshness, Snapshot, UserIndex};
 pub use writer::{
-    ChangeObserver, IndexWriterTask, Previous, Sealer, WriterHandle, WriterStats, WriterThread,
+    ChangeObserver, Checkpoint, IndexWriterTask, Previous, Sealer, WriterHandle, WriterThread,
 };
+pub use writer_stats::{Pause, WriterStats};
 
 #[cfg(test)]
 mod facet_tests;

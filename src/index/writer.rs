@@ -6,10 +6,16 @@
 //! costs one commit, not one per change). Changes nobody waits for (backfill pages) are committed
 //! by size or age. Each commit writes the sync state that came with the last applied command
 //! into the commit payload, so a crash resumes from exactly what is in the index.
+//!
+//! A failed commit (a full disk, an I/O error) rolls back what it held and pauses the writer:
+//! waiters get the error, and until a retry commits (after 1 s, doubling up to 10 s) every write
+//! is refused at once, so webhooks are answered 503 and Svix delivers them again. Producers that
+//! stream changes without waiting (the backfill, a replica catching up) learn of the loss through
+//! their [`Checkpoint`]'s epoch and start again from the committed state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,18 +27,33 @@ use super::error::{IndexError, WriteError};
 use super::payload::{CommitPayload, Tombstone};
 use super::schema::Fields;
 use super::snapshot::Snapshot;
+use super::writer_stats::{FIRST_RETRY, MAX_RETRY, WriterStats};
 use crate::change::{Change, UserChange};
 use crate::clerk::user_from_json;
 use crate::clock::now_ms;
 use crate::user::{User, UserVersion};
 
+mod commit;
+#[cfg(test)]
+mod tests;
+
 /// Work run on the writer thread, on the latest snapshot.
 type ExclusiveWork = Box<dyn FnOnce(&Arc<Snapshot>) + Send>;
+
+/// A producer's sync state to commit with its changes, and the writer's loss count
+/// ([`WriterHandle::losses`]) when the producer read the committed state it continues from.
+/// Refused once changes were lost since then: the producer's cursor is past changes the index
+/// does not hold, so it must start again from the committed state.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub state: serde_json::Value,
+    pub epoch: u64,
+}
 
 enum Command {
     Apply {
         changes: Vec<Change>,
-        sync_state: Option<serde_json::Value>,
+        checkpoint: Option<Checkpoint>,
         ack: Option<oneshot::Sender<Result<u64, WriteError>>>,
     },
     /// Runs between changes, on a freshly committed snapshot; a commit follows it, and `ack`
@@ -72,31 +93,6 @@ pub trait ChangeObserver: Send {
     fn rolled_back(&mut self);
 }
 
-/// What the writer did with the changes it was given, since start.
-#[derive(Debug)]
-pub struct WriterStats {
-    pub applied: AtomicU64,
-    /// Upserts older than the `updated_at` the index already held.
-    pub ignored_stale: AtomicU64,
-    /// Upserts of users deleted later than (or when) the upsert's `updated_at`.
-    pub ignored_deleted: AtomicU64,
-    pub commits: AtomicU64,
-    /// Seconds per successful commit (prepare, fsync, reader reload).
-    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
-}
-
-impl Default for WriterStats {
-    fn default() -> Self {
-        WriterStats {
-            applied: AtomicU64::default(),
-            ignored_stale: AtomicU64::default(),
-            ignored_deleted: AtomicU64::default(),
-            commits: AtomicU64::default(),
-            commit_seconds: crate::latency::latency_histogram(),
-        }
-    }
-}
-
 /// A user changed since the last commit. The whole user is kept only while an observer wants
 /// previous states: a backfill batch of 100k users would otherwise hold all of them in memory.
 enum Pending {
@@ -133,18 +129,36 @@ impl WriterHandle {
             .collect()
     }
 
+    /// Refuses a write at once while the writer is paused, or when `checkpoint` was read
+    /// before changes were lost.
+    fn check(&self, checkpoint: Option<&Checkpoint>) -> Result<(), WriteError> {
+        if let Some(pause) = self.stats.paused() {
+            return Err(WriteError::Paused(pause.reason.into()));
+        }
+        match checkpoint {
+            Some(checkpoint) if checkpoint.epoch < self.stats.losses() => Err(WriteError::Lost),
+            _ => Ok(()),
+        }
+    }
+
+    /// The epoch for a [`Checkpoint`] made from a state read now (read it before the state).
+    pub fn losses(&self) -> u64 {
+        self.stats.losses()
+    }
+
     /// Applies changes and waits until they are committed; returns the generation that holds them.
     pub async fn apply(
         &self,
         changes: Vec<Change>,
-        sync_state: Option<serde_json::Value>,
+        checkpoint: Option<Checkpoint>,
     ) -> Result<u64, WriteError> {
+        self.check(checkpoint.as_ref())?;
         let changes = self.seal(changes)?;
         let (ack, done) = oneshot::channel();
         self.commands
             .send(Command::Apply {
                 changes,
-                sync_state,
+                checkpoint,
                 ack: Some(ack),
             })
             .await
@@ -156,13 +170,14 @@ impl WriterHandle {
     pub async fn submit(
         &self,
         changes: Vec<Change>,
-        sync_state: Option<serde_json::Value>,
+        checkpoint: Option<Checkpoint>,
     ) -> Result<(), WriteError> {
+        self.check(checkpoint.as_ref())?;
         let changes = self.seal(changes)?;
         self.commands
             .send(Command::Apply {
                 changes,
-                sync_state,
+                checkpoint,
                 ack: None,
             })
             .await
@@ -240,6 +255,12 @@ pub struct IndexWriterTask {
     pending_since: Option<Instant>,
     waiting: Vec<oneshot::Sender<Result<u64, WriteError>>>,
     stats: Arc<WriterStats>,
+    /// The payload of the last commit, put back when a commit fails.
+    committed_payload: String,
+    /// Whether changes or a checkpoint nobody waits for are pending (lost if the commit fails).
+    unacknowledged_pending: bool,
+    /// While paused by a failed commit: when to retry, and the wait after that retry fails.
+    paused: Option<(Instant, std::time::Duration)>,
 }
 
 impl IndexWriterTask {
@@ -256,6 +277,9 @@ impl IndexWriterTask {
             reader,
             fields,
             publish,
+            committed_payload: serde_json::to_string(&payload).expect("payload serializes"),
+            unacknowledged_pending: false,
+            paused: None,
             payload,
             config: config.clone(),
             pending_users: HashMap::new(),
@@ -308,6 +332,14 @@ impl IndexWriterTask {
         // Timers and `Instant::now` need the runtime's context on this plain thread.
         let _context = runtime.enter();
         loop {
+            if let Some((retry_at, _)) = self.paused {
+                match runtime.block_on(tokio::time::timeout_at(retry_at, commands.recv())) {
+                    Err(_elapsed) => self.commit(),
+                    Ok(None | Some(Command::Close)) => break,
+                    Ok(Some(command)) => self.refuse(command),
+                }
+                continue;
+            }
             let next = match self.pending_since {
                 None => runtime.block_on(commands.recv()).map(Some),
                 Some(since) => {
@@ -359,13 +391,48 @@ impl IndexWriterTask {
         );
     }
 
-    fn handle(&mut self, command: Command) {
-        let (changes, sync_state, ack) = match command {
+    /// Answers a command that arrives while paused: waiters get the pause, and changes nobody
+    /// waits for are dropped and counted as lost.
+    fn refuse(&mut self, command: Command) {
+        let paused = || {
+            let reason = self.stats.paused().map_or_else(String::new, |p| p.reason);
+            Err(WriteError::Paused(reason.into()))
+        };
+        match command {
+            Command::Apply { ack: Some(ack), .. } | Command::Exclusive { ack, .. } => {
+                let _ = ack.send(paused());
+            }
             Command::Apply {
                 changes,
-                sync_state,
+                checkpoint,
+                ack: None,
+            } => {
+                if !changes.is_empty() || checkpoint.is_some() {
+                    self.stats.lost();
+                }
+            }
+            Command::Close => {}
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        let (changes, checkpoint, ack) = match command {
+            Command::Apply {
+                checkpoint: Some(checkpoint),
                 ack,
-            } => (changes, sync_state, ack),
+                ..
+            } if checkpoint.epoch < self.stats.losses() => {
+                // Read before a loss: the producer starts again from the committed state.
+                if let Some(ack) = ack {
+                    let _ = ack.send(Err(WriteError::Lost));
+                }
+                return;
+            }
+            Command::Apply {
+                changes,
+                checkpoint,
+                ack,
+            } => (changes, checkpoint, ack),
             Command::Exclusive { work, ack } => {
                 if self.pending_since.is_some() || !self.waiting.is_empty() {
                     self.commit();
@@ -379,17 +446,20 @@ impl IndexWriterTask {
             // The run loop stops at a close before handing it here.
             Command::Close => return,
         };
+        let changes_were_empty = changes.is_empty();
         for change in changes {
             match change {
                 Change::User(change) => self.apply_user_change(change),
             }
         }
-        if let Some(state) = sync_state {
-            self.payload.sync_state = state;
+        let carries = !changes_were_empty || checkpoint.is_some();
+        if let Some(checkpoint) = checkpoint {
+            self.payload.sync_state = checkpoint.state;
             self.pending_since.get_or_insert_with(Instant::now);
         }
-        if let Some(ack) = ack {
-            self.waiting.push(ack);
+        match ack {
+            Some(ack) => self.waiting.push(ack),
+            None => self.unacknowledged_pending |= carries,
         }
     }
 
@@ -515,84 +585,5 @@ impl IndexWriterTask {
         self.stats.applied.fetch_add(1, Ordering::Relaxed);
         self.pending_changes += 1;
         self.pending_since.get_or_insert_with(Instant::now);
-    }
-
-    fn commit(&mut self) {
-        let started = std::time::Instant::now();
-        self.payload.generation += 1;
-        self.payload.format = 1;
-        let span = tracing::info_span!(
-            "index.commit",
-            generation = self.payload.generation as i64,
-            changes = self.pending_changes as i64,
-            waiting = self.waiting.len() as i64,
-            error = tracing::field::Empty,
-        );
-        let _in_span = span.enter();
-        let result = self.try_commit();
-        let waiting = std::mem::take(&mut self.waiting);
-        match result {
-            Ok(()) => {
-                if let Some(observer) = self.observer.as_mut() {
-                    observer.committed();
-                }
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                let generation = self.payload.generation;
-                tracing::debug!(
-                    generation,
-                    changes = self.pending_changes,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "index committed"
-                );
-                for ack in waiting {
-                    let _ = ack.send(Ok(generation));
-                }
-            }
-            Err(error) => {
-                self.payload.generation -= 1;
-                if let Some(observer) = self.observer.as_mut() {
-                    observer.rolled_back();
-                }
-                span.record("error", tracing::field::display(&error));
-                tracing::error!(%error, "index commit failed; rolling back the uncommitted changes");
-                if let Err(rollback) = self.writer.rollback() {
-                    tracing::error!(error = %rollback, "index rollback failed");
-                }
-                for ack in waiting {
-                    let _ = ack.send(Err(error.clone()));
-                }
-            }
-        }
-        self.pending_users.clear();
-        self.pending_changes = 0;
-        self.pending_since = None;
-    }
-
-    fn prune_tombstones(&mut self) {
-        let oldest_kept = now_ms() - self.config.tombstone_retention.as_millis() as i64;
-        self.payload
-            .tombstones
-            .retain(|_, tombstone| tombstone.1 >= oldest_kept);
-    }
-
-    fn try_commit(&mut self) -> Result<(), WriteError> {
-        self.prune_tombstones();
-        if let Some(observer) = self.observer.as_mut() {
-            self.payload.event_sequence = observer.prepare_commit()?;
-        }
-        let payload = serde_json::to_string(&self.payload).map_err(WriteError::commit)?;
-        let mut prepared = self.writer.prepare_commit().map_err(WriteError::commit)?;
-        prepared.set_payload(&payload);
-        prepared.commit().map_err(WriteError::commit)?;
-        self.reader.reload().map_err(WriteError::commit)?;
-        self.publish.send_replace(Arc::new(Snapshot::of(
-            &self.reader,
-            &self.fields,
-            &self.payload,
-        )));
-        Ok(())
     }
 }

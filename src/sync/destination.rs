@@ -16,7 +16,7 @@ use super::recorded::{LOCAL_APPLY_TIMEOUT, Recorded};
 use super::state::SyncState;
 use crate::change::Change;
 use crate::error::Error;
-use crate::index::{Snapshot, UserIndex, WriterHandle};
+use crate::index::{Checkpoint, Snapshot, UserIndex, WriterHandle};
 
 /// The durable destination of changes. Cheap to clone.
 #[derive(Clone)]
@@ -104,7 +104,10 @@ impl ChangeDestination {
     ) -> Result<Recorded, Error> {
         match &self.to {
             To::Index { writer, index } => {
-                let payload = checkpoint.map(SyncState::to_payload);
+                let payload = checkpoint.map(|state| Checkpoint {
+                    state: state.to_payload(),
+                    epoch: state.epoch,
+                });
                 let generation = if wait {
                     writer.apply(changes, payload).await?
                 } else {
@@ -156,7 +159,14 @@ impl ChangeDestination {
     /// replica's lease term (the shared one, as last read, when it holds none).
     pub fn state(&self) -> SyncState {
         match &self.to {
-            To::Index { index, .. } => SyncState::from_payload(&index.snapshot().sync_state),
+            To::Index { index, writer } => {
+                // The epoch first: a loss between the two reads only makes it look older.
+                let epoch = writer.losses();
+                SyncState {
+                    epoch,
+                    ..SyncState::from_payload(&index.snapshot().sync_state)
+                }
+            }
             To::Log(log) => log.state(),
         }
     }

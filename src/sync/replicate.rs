@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::state::SyncState;
 use crate::change::Change;
 use crate::cluster::{ChangeLog, decode};
-use crate::index::{UserIndex, WriterHandle};
+use crate::index::{Checkpoint, UserIndex, WriterHandle};
 
 /// Messages applied in one writer command at most.
 const BATCH: usize = 512;
@@ -114,7 +114,12 @@ impl Replicator {
     }
 
     async fn follow(&self, cancel: &CancellationToken) -> Result<(), String> {
-        let from = self.applied.load(Ordering::Relaxed) + 1;
+        // From what the index holds, not what was handed to the writer: a failed commit may
+        // have lost batches streamed without waiting (their checkpoints carry this epoch).
+        let epoch = self.writer.losses();
+        let committed = SyncState::log_sequence_of(&self.index.snapshot().sync_state);
+        self.applied.store(committed, Ordering::Relaxed);
+        let from = committed + 1;
         let consumer = self
             .log
             .consumer_from(from)
@@ -168,16 +173,20 @@ impl Replicator {
             let Some(last) = last else { continue };
             let mut state = SyncState::from_payload(&self.index.snapshot().sync_state);
             state.stream_sequence = last;
+            let checkpoint = Checkpoint {
+                state: state.to_payload(),
+                epoch,
+            };
             if behind {
                 self.writer
-                    .submit(changes, Some(state.to_payload()))
+                    .submit(changes, Some(checkpoint))
                     .await
                     .map_err(|e| format!("index: {e}"))?;
                 self.applied.store(last, Ordering::Relaxed);
                 uncommitted = true;
             } else {
                 self.writer
-                    .apply(changes, Some(state.to_payload()))
+                    .apply(changes, Some(checkpoint))
                     .await
                     .map_err(|e| format!("index: {e}"))?;
                 self.applied.store(last, Ordering::Relaxed);

@@ -22,6 +22,10 @@ pub struct SyncState {
     /// (at most [`MAX_UNREADABLE_IDS`]).
     #[serde(default)]
     pub unreadable: Vec<String>,
+    /// The index writer's loss count when this state was read (never stored): a checkpoint
+    /// made from it is refused once streamed changes were lost since (`index::Checkpoint`).
+    #[serde(skip)]
+    pub epoch: u64,
 }
 
 /// Where the periodic repairs stand.

@@ -13,7 +13,7 @@ use super::state::{ReconcileState, SyncState};
 use super::webhook::{WebhookCounters, WebhookOutcome};
 use crate::clerk::rate_limit::RateLimit;
 use crate::clerk::{ClerkClient, Instance};
-use crate::index::{Freshness, WriterStats};
+use crate::index::{Freshness, Pause, WriterStats};
 
 /// The first copy from Clerk.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,12 +38,15 @@ pub struct ReconcileStatus {
 }
 
 /// What the index writer did with the changes it was given, since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriterCounts {
     pub applied: u64,
     pub ignored_stale: u64,
     pub ignored_deleted: u64,
     pub commits: u64,
+    pub commit_failures: u64,
+    /// Why writes are paused after a failed commit, if they are.
+    pub paused: Option<Pause>,
 }
 
 /// Cluster mode: this replica's place in the cluster, as it knows it without asking NATS.
@@ -150,6 +153,8 @@ impl SyncMonitor {
                 ignored_stale: load(&self.writer.ignored_stale),
                 ignored_deleted: load(&self.writer.ignored_deleted),
                 commits: load(&self.writer.commits),
+                commit_failures: load(&self.writer.commit_failures),
+                paused: self.writer.paused(),
             },
             replica: self.destination.cluster().map(|log| ReplicaStatus {
                 replica_id: log.coordination().replica_id().to_string(),

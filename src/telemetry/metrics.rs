@@ -269,6 +269,24 @@ impl Collector for StateCollector {
             "Bytes of decoded columns held in memory (bounded by --column-cache-mb)",
             cached,
         )?;
+        let paused = ConstGauge::new(if status.writer.paused.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        single(
+            e,
+            "writes_paused",
+            "1 while index writes are paused after a failed commit (webhooks get 503 until a retry commits)",
+            paused,
+        )?;
+        let failures = ConstCounter::new(status.writer.commit_failures);
+        single(
+            e,
+            "commit_failures",
+            "Index commits that failed since start",
+            failures,
+        )?;
         let commits = ConstCounter::new(status.writer.commits);
         single(e, "commits", "Index commits since start", commits)?;
         let pages = ConstCounter::new(status.backfill.pages);
