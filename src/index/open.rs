@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tantivy::directory::MmapDirectory;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{IndexReader, IndexSettings, ReloadPolicy};
 use tokio::sync::watch;
@@ -25,7 +26,7 @@ impl UserIndex {
         })?;
         let fields = Arc::new(Fields::build());
         fields.columns.set_budget(config.column_cache_bytes);
-        let mut index = match open_or_create(config, &fields) {
+        let (mut index, mut directory) = match open_or_create(config, &fields) {
             Err(IndexError::Tantivy(tantivy::TantivyError::SchemaError(message))) => {
                 // The index is a mirror of Clerk: an index written by a version with another
                 // schema is rebuilt (backfilled again) rather than served wrongly.
@@ -49,7 +50,7 @@ impl UserIndex {
                 );
                 drop(index);
                 remove_contents(&config.dir)?;
-                index = open_or_create(config, &fields)?;
+                (index, directory) = open_or_create(config, &fields)?;
             }
         }
         schema::register_tokenizers(&index);
@@ -77,13 +78,18 @@ impl UserIndex {
         let (publish, snapshots) = watch::channel(first);
         let writer = index
             .writer_with_num_threads(config.writer_threads.max(1), config.writer_memory_bytes)?;
-        let task = IndexWriterTask::new(writer, reader, fields.clone(), publish, payload, config);
+        let task = IndexWriterTask::new(writer, reader, fields.clone(), publish, payload, config)
+            .with_directory(directory);
         Ok((UserIndex::new(fields, snapshots), task))
     }
 }
 
-fn open_or_create(config: &IndexConfig, fields: &Fields) -> Result<tantivy::Index, IndexError> {
-    let directory = tantivy::directory::MmapDirectory::open(&config.dir).map_err(|e| {
+/// The index, and its directory (a handle on the same mmap cache, which the writer prunes).
+fn open_or_create(
+    config: &IndexConfig,
+    fields: &Fields,
+) -> Result<(tantivy::Index, MmapDirectory), IndexError> {
+    let directory = MmapDirectory::open(&config.dir).map_err(|e| {
         IndexError::Directory {
             path: config.dir.display().to_string(),
             message: e.to_string(),
@@ -93,10 +99,11 @@ fn open_or_create(config: &IndexConfig, fields: &Fields) -> Result<tantivy::Inde
         docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
         ..IndexSettings::default()
     };
-    Ok(tantivy::Index::builder()
+    let index = tantivy::Index::builder()
         .schema(fields.schema.clone())
         .settings(settings)
-        .open_or_create(directory)?)
+        .open_or_create(directory.clone())?;
+    Ok((index, directory))
 }
 
 /// Empties a directory.

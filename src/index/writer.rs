@@ -261,6 +261,8 @@ pub struct IndexWriterTask {
     unacknowledged_pending: bool,
     /// While paused by a failed commit: when to retry, and the wait after that retry fails.
     paused: Option<(Instant, std::time::Duration)>,
+    /// The index's directory, whose cache of mapped files the writer prunes (`commit.rs`).
+    directory: Option<tantivy::directory::MmapDirectory>,
 }
 
 impl IndexWriterTask {
@@ -280,6 +282,7 @@ impl IndexWriterTask {
             committed_payload: serde_json::to_string(&payload).expect("payload serializes"),
             unacknowledged_pending: false,
             paused: None,
+            directory: None,
             payload,
             config: config.clone(),
             pending_users: HashMap::new(),
@@ -290,6 +293,12 @@ impl IndexWriterTask {
             waiting: Vec::new(),
             stats: Arc::new(WriterStats::default()),
         }
+    }
+
+    /// Prunes the mapped-file cache of `directory` as commits replace files.
+    pub(super) fn with_directory(mut self, directory: tantivy::directory::MmapDirectory) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// Lets `observer` see every applied change and take part in every commit.
