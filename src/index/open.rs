@@ -89,11 +89,9 @@ fn open_or_create(
     config: &IndexConfig,
     fields: &Fields,
 ) -> Result<(tantivy::Index, MmapDirectory), IndexError> {
-    let directory = MmapDirectory::open(&config.dir).map_err(|e| {
-        IndexError::Directory {
-            path: config.dir.display().to_string(),
-            message: e.to_string(),
-        }
+    let directory = MmapDirectory::open(&config.dir).map_err(|e| IndexError::Directory {
+        path: config.dir.display().to_string(),
+        message: e.to_string(),
     })?;
     let settings = IndexSettings {
         docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
