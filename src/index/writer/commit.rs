@@ -105,7 +105,7 @@ impl IndexWriterTask {
     /// to the files of live segments.
     fn prune_mapped_files(&mut self) {
         if let Some(directory) = &self.directory
-            && self.payload.generation % PRUNE_EVERY == 0
+            && self.payload.generation.is_multiple_of(PRUNE_EVERY)
         {
             let _ = directory.get_cache_info();
         }
