@@ -33,6 +33,19 @@ impl ChangeObserver for FailingObserver {
     fn rolled_back(&mut self) {}
 }
 
+/// A sandbox whose commits fail while the returned flag is set (starting at `failing`).
+fn failing_sandbox(failing: bool) -> (Sandbox, Arc<AtomicBool>, tempfile::TempDir) {
+    let fail = Arc::new(AtomicBool::new(failing));
+    let observer = FailingObserver { fail: fail.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::open_at(
+        dir.path(),
+        |_| {},
+        |_, task| task.with_observer(Box::new(observer)),
+    );
+    (sandbox, fail, dir)
+}
+
 fn upsert(user: &Arc<User>) -> Vec<Change> {
     vec![Change::User(UserChange::Upsert {
         user: user.clone(),
@@ -49,14 +62,7 @@ fn checkpoint(step: u64, epoch: u64) -> Option<Checkpoint> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_pauses_writes_until_a_retry_commits_and_loses_nothing_acknowledged() {
-    let fail = Arc::new(AtomicBool::new(false));
-    let observer = FailingObserver { fail: fail.clone() };
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::open_at(
-        dir.path(),
-        |_| {},
-        |_, task| task.with_observer(Box::new(observer)),
-    );
+    let (sandbox, fail, _dir) = failing_sandbox(false);
     let users = population_users(5);
     let writer = &sandbox.writer;
     writer
@@ -123,14 +129,7 @@ async fn a_failed_commit_pauses_writes_until_a_retry_commits_and_loses_nothing_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_streamed_while_paused_are_counted_as_lost() {
-    let fail = Arc::new(AtomicBool::new(true));
-    let observer = FailingObserver { fail: fail.clone() };
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::open_at(
-        dir.path(),
-        |_| {},
-        |_, task| task.with_observer(Box::new(observer)),
-    );
+    let (sandbox, fail, _dir) = failing_sandbox(true);
     let users = population_users(2);
     let writer = &sandbox.writer;
     // The first failure holds only a waited-for change: nothing streamed is lost.
