@@ -355,7 +355,7 @@ async fn structured_filters_answer_like_their_text_form() {
                     vec![Kind::Integer(500)],
                 ),
                 proto::Filter {
-                    node: Some(Node::Not(Box::new(predicate(
+                    node: Some(Node::Negate(Box::new(predicate(
                         "public.user_preferences.theme",
                         proto::Operator::Eq,
                         vec![Kind::String("dark".into())],

@@ -52,7 +52,9 @@ fn tree_to_filter(node: proto::Filter, counter: &mut usize) -> Result<Filter, Fi
                 .map(|f| tree_to_filter(f, counter))
                 .collect::<Result<_, _>>()?,
         ),
-        proto::filter::Node::Not(inner) => Filter::Not(Box::new(tree_to_filter(*inner, counter)?)),
+        proto::filter::Node::Negate(inner) => {
+            Filter::Not(Box::new(tree_to_filter(*inner, counter)?))
+        }
         proto::filter::Node::Predicate(predicate) => {
             *counter += 1;
             Filter::Predicate(predicate_from_proto(predicate, *counter)?)
@@ -361,7 +363,7 @@ mod tests {
                         vec![Kind::String("gold".into()), Kind::String("platinum".into())],
                     ),
                     proto::Filter {
-                        node: Some(Node::Not(Box::new(predicate(
+                        node: Some(Node::Negate(Box::new(predicate(
                             "banned",
                             proto::Operator::Eq,
                             vec![Kind::Boolean(true)],
