@@ -15,10 +15,13 @@ use crate::segments::SegmentError;
 pub enum Error {
     #[error("invalid filter: {0}")]
     InvalidFilter(#[from] FilterError),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    NotFound(String),
+    /// A request field that is wrong whatever the index holds; `field` is its path in the
+    /// request (`page_size`, `facets[2]`, `sort.path`), as in `google.rpc.BadRequest`.
+    #[error("{message}")]
+    InvalidArgument { field: String, message: String },
+    /// `kind` is the resource's type (`user`), `name` its id.
+    #[error("no {kind} with id {name} in the index")]
+    NotFound { kind: &'static str, name: String },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -44,4 +47,14 @@ pub enum Error {
     ResourceExhausted(#[from] Exhausted),
     #[error("{0}")]
     Internal(String),
+}
+
+impl Error {
+    /// A bad value in the request's `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }

@@ -146,6 +146,19 @@ async fn clerk_refusals_map_to_grpc_codes() {
         .parse()
         .unwrap();
     assert!((1..=10).contains(&retry_after));
+    // The same delay as a google.rpc.RetryInfo, with the reason.
+    use tonic_types::StatusExt;
+    let retry = limited
+        .get_details_retry_info()
+        .unwrap()
+        .retry_delay
+        .unwrap();
+    assert_eq!(retry.as_secs(), retry_after, "{limited:?}");
+    let info = limited.get_details_error_info().unwrap();
+    assert_eq!(
+        info.reason,
+        clerk_index::api::Reason::ClerkRateLimited.as_str()
+    );
     let user = client
         .get_user(GetUserRequest {
             user_id: id,

@@ -153,10 +153,13 @@ pub fn sort_from_proto(sort: Option<proto::SortSpec>) -> Result<SortSpec, Error>
     if let crate::query::FieldPath::Core(field) = &path
         && !field.sortable()
     {
-        return Err(Error::InvalidArgument(format!(
-            "cannot sort by {}: it holds several values per user; sort by primary_email or a single-valued field",
-            field.name()
-        )));
+        return Err(Error::invalid(
+            "sort.path",
+            format!(
+                "cannot sort by {}: it holds several values per user; sort by primary_email or a single-valued field",
+                field.name()
+            ),
+        ));
     }
     Ok(SortSpec {
         path,
@@ -170,15 +173,19 @@ pub const MAX_FACETS: usize = 20;
 /// The facets of a `FacetUsers` request, checked.
 pub fn facets_from_proto(requests: Vec<proto::FacetRequest>) -> Result<Vec<FacetSpec>, Error> {
     if requests.is_empty() {
-        return Err(Error::InvalidArgument(
-            "facets: ask for at least one facet".into(),
+        return Err(Error::invalid(
+            "facets",
+            "facets: ask for at least one facet",
         ));
     }
     if requests.len() > MAX_FACETS {
-        return Err(Error::InvalidArgument(format!(
-            "facets: at most {MAX_FACETS} per request, got {}",
-            requests.len()
-        )));
+        return Err(Error::invalid(
+            "facets",
+            format!(
+                "facets: at most {MAX_FACETS} per request, got {}",
+                requests.len()
+            ),
+        ));
     }
     let mut specs: Vec<FacetSpec> = Vec::with_capacity(requests.len());
     for (number, request) in requests.into_iter().enumerate() {
@@ -187,17 +194,22 @@ pub fn facets_from_proto(requests: Vec<proto::FacetRequest>) -> Result<Vec<Facet
         } else {
             format!("facet `{}`", request.name)
         };
-        let path = parse_path(request.path.trim())
-            .map_err(|e| Error::InvalidArgument(format!("{label}: {}", e.message)))?;
+        let path = parse_path(request.path.trim()).map_err(|e| {
+            Error::invalid(
+                format!("facets[{number}].path"),
+                format!("{label}: {}", e.message),
+            )
+        })?;
         let name = if request.name.is_empty() {
             path.to_string()
         } else {
             request.name
         };
         if specs.iter().any(|s| s.name == name) {
-            return Err(Error::InvalidArgument(format!(
-                "{label}: two facets are named `{name}`; give them distinct names"
-            )));
+            return Err(Error::invalid(
+                format!("facets[{number}].name"),
+                format!("{label}: two facets are named `{name}`; give them distinct names"),
+            ));
         }
         use proto::facet_request::Kind;
         let kind = match request.kind {
@@ -226,9 +238,12 @@ pub fn facets_from_proto(requests: Vec<proto::FacetRequest>) -> Result<Vec<Facet
                     Ok(proto::CalendarInterval::Week) => Calendar::Week,
                     Ok(proto::CalendarInterval::Month) => Calendar::Month,
                     _ => {
-                        return Err(Error::InvalidArgument(format!(
-                            "{label}: set the date histogram's interval (day, week or month)"
-                        )));
+                        return Err(Error::invalid(
+                            format!("facets[{number}].date_histogram.interval"),
+                            format!(
+                                "{label}: set the date histogram's interval (day, week or month)"
+                            ),
+                        ));
                     }
                 };
                 FacetKind::DateHistogram(calendar)

@@ -24,7 +24,7 @@ pub use http::{HttpServices, serve_http};
 pub use reload::{Followed, follow_files};
 pub use segments_service::SegmentsService;
 pub use server::{GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
-pub use status::FILTER_ERROR_POSITION;
+pub use status::{ERROR_DOMAIN, FILTER_ERROR_POSITION, Reason};
 pub use sync_service::SyncService;
 pub use telemetry::RpcTelemetry;
 pub use tls::{ServerTls, TlsError};

@@ -46,7 +46,10 @@ impl SegmentsService {
     /// A required filter, in either spelling.
     fn filter(&self, spec: Option<proto::FilterSpec>) -> Result<Filter, Error> {
         filter_from_proto(spec, &self.limits)?.ok_or_else(|| {
-            Error::InvalidArgument("a segment needs a filter (to match everyone: id EXISTS)".into())
+            Error::invalid(
+                "filter",
+                "a segment needs a filter (to match everyone: id EXISTS)",
+            )
         })
     }
 
@@ -68,9 +71,9 @@ impl SegmentsService {
     fn check_definition(caller: &Caller, filter: &Filter) -> Result<(), Error> {
         caller.check_filter(Some(filter))?;
         if caller.sensitive.as_ref().is_some_and(|s| s.touches(filter)) {
-            return Err(Error::InvalidArgument(
-                "saved segments cannot test sensitive paths: their definitions are stored as text"
-                    .into(),
+            return Err(Error::invalid(
+                "filter",
+                "saved segments cannot test sensitive paths: their definitions are stored as text",
             ));
         }
         Ok(())

@@ -174,7 +174,7 @@ impl SyncApi for SyncService {
     ) -> Result<Response<proto::ReencryptSensitiveResponse>, Status> {
         admin(&request)?;
         let sensitive = self.sensitive.as_ref().ok_or_else(|| {
-            Error::InvalidArgument(
+            Error::FailedPrecondition(
                 "no sensitive paths are configured: nothing to re-encrypt".into(),
             )
         })?;

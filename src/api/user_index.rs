@@ -112,11 +112,14 @@ fn check_user_id(user_id: &str) -> Result<(), Error> {
     if crate::user::is_user_id(user_id) {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "user_id ({} bytes) is not a user id: {}",
-            user_id.len(),
-            crate::user::user_id_rule()
-        )))
+        Err(Error::invalid(
+            "user_id",
+            format!(
+                "user_id ({} bytes) is not a user id: {}",
+                user_id.len(),
+                crate::user::user_id_rule()
+            ),
+        ))
     }
 }
 
@@ -208,15 +211,14 @@ impl UserIndexApi for UserIndexService {
             fields,
         } = request.into_inner();
         check_user_id(&user_id)?;
-        let parse = |name: &str,
-                     text: Option<String>|
-         -> Result<Option<serde_json::Value>, Error> {
-            text.map(|t| {
-                serde_json::from_str(&t)
-                    .map_err(|e| Error::InvalidArgument(format!("{name} is not valid JSON: {e}")))
-            })
-            .transpose()
-        };
+        let parse =
+            |name: &str, text: Option<String>| -> Result<Option<serde_json::Value>, Error> {
+                text.map(|t| {
+                    serde_json::from_str(&t)
+                        .map_err(|e| Error::invalid(name, format!("{name} is not valid JSON: {e}")))
+                })
+                .transpose()
+            };
         let patch = MetadataPatch {
             public: parse("public_metadata", public_metadata)?,
             private: parse("private_metadata", private_metadata)?,

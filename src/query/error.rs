@@ -33,6 +33,19 @@ pub struct FilterLimits {
     pub max_in_values: usize,
 }
 
+impl FilterLimits {
+    /// The limits for filter text this service printed itself (saved segments' definitions):
+    /// the same, without the length limit. Printing escapes control characters and spaces out
+    /// lists, so a filter within `max_length` can print longer; the other limits bounded it
+    /// when it was saved.
+    pub fn stored(&self) -> FilterLimits {
+        FilterLimits {
+            max_length: usize::MAX,
+            ..*self
+        }
+    }
+}
+
 impl Default for FilterLimits {
     fn default() -> Self {
         FilterLimits {

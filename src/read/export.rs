@@ -68,16 +68,18 @@ impl ExportJob {
         let chunk_size = match chunk_size {
             0 => DEFAULT_CHUNK_SIZE,
             n if n > MAX_CHUNK_SIZE => {
-                return Err(Error::InvalidArgument(format!(
-                    "chunk_size {n} is above the limit of {MAX_CHUNK_SIZE}"
-                )));
+                return Err(Error::invalid(
+                    "chunk_size",
+                    format!("chunk_size {n} is above the limit of {MAX_CHUNK_SIZE}"),
+                ));
             }
             n => n,
         } as usize;
         let after = page_token::decode(resume_cursor, filter.as_ref(), &SortSpec::by_id())
             .map_err(|_| {
-                Error::InvalidArgument(
-                    "resume_cursor is not a cursor of an export with this filter".into(),
+                Error::invalid(
+                    "resume_cursor",
+                    "resume_cursor is not a cursor of an export with this filter",
                 )
             })?
             .map(|cursor| cursor.id);
@@ -93,8 +95,9 @@ impl ExportJob {
     /// Asks for ids alone (`ExportUsersRequest.ids_only`).
     pub fn with_ids_only(mut self, ids_only: bool) -> Result<ExportJob, Error> {
         if ids_only && !self.projection.is_empty_or_ids_only() {
-            return Err(Error::InvalidArgument(
-                "ids_only exports send ids alone: leave fields empty or [\"id\"]".into(),
+            return Err(Error::invalid(
+                "ids_only",
+                "ids_only exports send ids alone: leave fields empty or [\"id\"]",
             ));
         }
         self.ids_only = ids_only;

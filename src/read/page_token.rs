@@ -41,11 +41,14 @@ pub fn decode(
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || Error::InvalidArgument("page_token is not a token this server issued".into());
+    let invalid = || Error::invalid("page_token", "page_token is not a token this server issued");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let token: PageToken = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     if token.query != fingerprint(filter, sort) {
-        return Err(Error::InvalidArgument("page_token belongs to a different filter or sort: send the same filter and sort as for the first page".into()));
+        return Err(Error::invalid(
+            "page_token",
+            "page_token belongs to a different filter or sort: send the same filter and sort as for the first page",
+        ));
     }
     Ok(Some(token.after))
 }

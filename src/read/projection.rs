@@ -172,20 +172,26 @@ fn unsafe_free_string_writer(json: &mut String) -> impl std::io::Write + '_ {
 /// Refuses masks too large to be meant, without repeating them.
 fn check_mask_size(fields: &[String]) -> Result<(), Error> {
     if fields.len() > MAX_FIELD_MASK_ENTRIES {
-        return Err(Error::InvalidArgument(format!(
-            "fields: at most {MAX_FIELD_MASK_ENTRIES} entries, got {}",
-            fields.len()
-        )));
+        return Err(Error::invalid(
+            "fields",
+            format!(
+                "fields: at most {MAX_FIELD_MASK_ENTRIES} entries, got {}",
+                fields.len()
+            ),
+        ));
     }
     if let Some((n, field)) = fields
         .iter()
         .enumerate()
         .find(|(_, f)| f.len() > MAX_FIELD_PATH_BYTES)
     {
-        return Err(Error::InvalidArgument(format!(
-            "fields[{n}] is {} bytes; at most {MAX_FIELD_PATH_BYTES}",
-            field.len()
-        )));
+        return Err(Error::invalid(
+            format!("fields[{n}]"),
+            format!(
+                "fields[{n}] is {} bytes; at most {MAX_FIELD_PATH_BYTES}",
+                field.len()
+            ),
+        ));
     }
     Ok(())
 }

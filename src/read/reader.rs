@@ -140,14 +140,16 @@ impl UserReader {
         at: ReadAt,
     ) -> Result<Answer<ReadUser>, Error> {
         if user_id.is_empty() {
-            return Err(Error::InvalidArgument("user_id is required".into()));
+            return Err(Error::invalid("user_id", "user_id is required"));
         }
         let projection = Projection::new(fields, caller)?;
         let snapshot = self.snapshot(at).await?;
         let id = user_id.clone();
         let stored = blocking(snapshot.clone(), move |s| Ok(s.get_stored(&id)?)).await?;
-        let stored = stored
-            .ok_or_else(|| Error::NotFound(format!("no user with id {user_id} in the index")))?;
+        let stored = stored.ok_or_else(|| Error::NotFound {
+            kind: "user",
+            name: user_id.clone(),
+        })?;
         let json = projection.apply_stored(&user_id, &stored.raw_json, stored.sealed.as_deref())?;
         Ok(Answer {
             value: ReadUser { id: user_id, json },
@@ -171,16 +173,16 @@ impl UserReader {
         } = query;
         let filter = authorize_filter(caller, filter)?;
         caller.check_path(&sort.path, "sorting by")?;
-        check_not_sensitive(caller, &sort.path, "sorting")?;
+        check_not_sensitive(caller, &sort.path, "sort.path", "sorting")?;
         let projection = Projection::new(fields, caller)?;
         let after = page_token::decode(&page_token, filter.as_ref(), &sort)?;
         let limit = match page_size {
             0 => DEFAULT_PAGE_SIZE,
             n if n > self.max_page_size => {
-                return Err(Error::InvalidArgument(format!(
-                    "page_size {n} is above the limit of {}",
-                    self.max_page_size
-                )));
+                return Err(Error::invalid(
+                    "page_size",
+                    format!("page_size {n} is above the limit of {}", self.max_page_size),
+                ));
             }
             n => n,
         } as usize;
@@ -260,9 +262,9 @@ impl UserReader {
         at: ReadAt,
     ) -> Result<Answer<Facets>, Error> {
         let filter = authorize_filter(caller, filter)?;
-        for spec in &specs {
+        for (n, spec) in specs.iter().enumerate() {
             caller.check_path(&spec.path, "faceting on")?;
-            check_not_sensitive(caller, &spec.path, "facets")?;
+            check_not_sensitive(caller, &spec.path, &format!("facets[{n}].path"), "facets")?;
         }
         let snapshot = self.snapshot(at).await?;
         let facets = blocking(snapshot.clone(), move |s| {
@@ -353,18 +355,26 @@ fn authorize_filter(caller: &Caller, filter: Option<Filter>) -> Result<Option<Fi
         (Some(filter), Some(sensitive)) => Ok(Some(
             sensitive
                 .seal_filter(filter)
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+                .map_err(|e| Error::invalid("filter", e.to_string()))?,
         )),
         (filter, _) => Ok(filter),
     }
 }
 
 /// Sorts and facets need values in the index, which sensitive paths do not have there.
-fn check_not_sensitive(caller: &Caller, path: &FieldPath, what: &str) -> Result<(), Error> {
+fn check_not_sensitive(
+    caller: &Caller,
+    path: &FieldPath,
+    field: &str,
+    what: &str,
+) -> Result<(), Error> {
     if caller.is_sensitive(path) {
-        return Err(Error::InvalidArgument(format!(
-            "{path} is a sensitive path: it can be filtered only with =, != or IN, not used for {what}"
-        )));
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{path} is a sensitive path: it can be filtered only with =, != or IN, not used for {what}"
+            ),
+        ));
     }
     Ok(())
 }

@@ -75,7 +75,7 @@ impl Core {
                 let mut saved = None;
                 match (event.kind, definition) {
                     (EventKind::SegmentUpdated, Some(definition)) => {
-                        match parse_filter(&definition.filter, &self.limits) {
+                        match parse_filter(&definition.filter, &self.limits.stored()) {
                             Ok(filter) => {
                                 saved = Some(definition.clone());
                                 self.segments.insert(
@@ -211,9 +211,12 @@ pub(super) fn check_name(name: &str) -> Result<(), SegmentError> {
             0..=80 => format!("{name:?}"),
             n => format!("of {n} bytes"),
         };
-        Err(SegmentError::Invalid(format!(
-            "segment name {named}: use 1-64 lower-case letters, digits, '-' and '_', starting with a letter or digit"
-        )))
+        Err(SegmentError::invalid(
+            "name",
+            format!(
+                "segment name {named}: use 1-64 lower-case letters, digits, '-' and '_', starting with a letter or digit"
+            ),
+        ))
     }
 }
 
@@ -222,10 +225,13 @@ pub const MAX_DESCRIPTION_BYTES: usize = 4096;
 
 pub(super) fn check_description(description: &str) -> Result<(), SegmentError> {
     if description.len() > MAX_DESCRIPTION_BYTES {
-        return Err(SegmentError::Invalid(format!(
-            "the description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are kept",
-            description.len()
-        )));
+        return Err(SegmentError::invalid(
+            "description",
+            format!(
+                "the description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are kept",
+                description.len()
+            ),
+        ));
     }
     Ok(())
 }

@@ -6,8 +6,15 @@ use crate::index::{IndexError, WriteError};
 /// What can go wrong with segments; each maps to one gRPC code.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
-    #[error("{0}")]
-    Invalid(String),
+    /// A bad request field (`name`, `description`, `filter`), as in `google.rpc.BadRequest`.
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The configured number of saved segments is reached.
+    #[error("at most {0} segments can be saved")]
+    TooMany(usize),
     #[error("no segment named {0:?}")]
     NotFound(String),
     #[error("a segment named {0:?} already exists")]
@@ -31,4 +38,13 @@ pub enum SegmentError {
     Write(#[from] WriteError),
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+impl SegmentError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> SegmentError {
+        SegmentError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
 }

@@ -75,7 +75,8 @@ impl Segments {
     ) -> Result<SavedSegment, SegmentError> {
         check_name(&name)?;
         check_description(&description)?;
-        let text = to_text(&filter).map_err(|e| SegmentError::Invalid(format!("filter: {e}")))?;
+        let text = to_text(&filter)
+            .map_err(|e| SegmentError::invalid("filter", format!("filter: {e}")))?;
         if let Some(bucket) = &self.shared {
             return self.create_shared(bucket, name, description, text).await;
         }
@@ -87,10 +88,7 @@ impl Segments {
                     return Err(SegmentError::AlreadyExists(name));
                 }
                 if core.segments.len() >= core.config.max_segments {
-                    return Err(SegmentError::Invalid(format!(
-                        "at most {} segments can be saved",
-                        core.config.max_segments
-                    )));
+                    return Err(SegmentError::TooMany(core.config.max_segments));
                 }
                 let now = now_ms();
                 let definition = SavedSegment {
@@ -123,7 +121,7 @@ impl Segments {
             .as_ref()
             .map(to_text)
             .transpose()
-            .map_err(|e| SegmentError::Invalid(format!("filter: {e}")))?;
+            .map_err(|e| SegmentError::invalid("filter", format!("filter: {e}")))?;
         if let Some(bucket) = &self.shared {
             return self
                 .update_shared(bucket, name, description, text, expected_version)

@@ -36,9 +36,7 @@ impl Segments {
     ) -> Result<SavedSegment, SegmentError> {
         let max = lock(&self.core).config.max_segments;
         if self.list().len() >= max {
-            return Err(SegmentError::Invalid(format!(
-                "at most {max} segments can be saved"
-            )));
+            return Err(SegmentError::TooMany(max));
         }
         let now = now_ms();
         let definition = SavedSegment {
@@ -133,8 +131,8 @@ impl Segments {
     async fn install(&self, definition: SavedSegment) -> Result<(), SegmentError> {
         check_name(&definition.name)?;
         let limits = lock(&self.core).limits;
-        let filter = parse_filter(&definition.filter, &limits)
-            .map_err(|e| SegmentError::Invalid(format!("filter: {e}")))?;
+        let filter = parse_filter(&definition.filter, &limits.stored())
+            .map_err(|e| SegmentError::invalid("filter", format!("filter: {e}")))?;
         let core = self.core.clone();
         self.writer
             .exclusive(move |snapshot| {
@@ -210,7 +208,7 @@ impl Segments {
         let result = match stored {
             Stored::Value(bytes, _) => match serde_json::from_slice::<SavedSegment>(&bytes) {
                 Ok(definition) if definition.name == name => self.install(definition).await,
-                Ok(_) | Err(_) => Err(SegmentError::Invalid(
+                Ok(_) | Err(_) => Err(SegmentError::Unavailable(
                     "its stored definition is unreadable".into(),
                 )),
             },

@@ -20,7 +20,7 @@ pub type MayWatch = Box<dyn Fn(&Filter) -> bool + Send + Sync>;
 /// it): a definition is only ever retained with its event.
 fn definition_filter(core: &Core, name: &str, sequence: u64) -> Option<Filter> {
     match core.retained_definitions.get(&sequence) {
-        Some(definition) => parse_filter(&definition.filter, &core.limits).ok(),
+        Some(definition) => parse_filter(&definition.filter, &core.limits.stored()).ok(),
         None => core.segments.get(name).map(|c| c.filter.clone()),
     }
 }
@@ -33,7 +33,7 @@ fn filter_at(core: &Core, name: &str, sequence: u64) -> Option<Filter> {
         .rev()
         .find(|(_, definition)| definition.name == name);
     match saved {
-        Some((_, definition)) => parse_filter(&definition.filter, &core.limits).ok(),
+        Some((_, definition)) => parse_filter(&definition.filter, &core.limits.stored()).ok(),
         None => core.segments.get(name).map(|c| c.filter.clone()),
     }
 }

@@ -36,16 +36,17 @@ impl MetadataPatch {
                     body.insert(namespace.field_name().into(), Value::Object(object));
                 }
                 Some(_) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} must be a JSON object",
-                        namespace.field_name()
-                    )));
+                    return Err(Error::invalid(
+                        namespace.field_name(),
+                        format!("{} must be a JSON object", namespace.field_name()),
+                    ));
                 }
             }
         }
         if body.is_empty() {
-            return Err(Error::InvalidArgument(
-                "give at least one of public_metadata, private_metadata, unsafe_metadata".into(),
+            return Err(Error::invalid(
+                "public_metadata",
+                "give at least one of public_metadata, private_metadata, unsafe_metadata",
             ));
         }
         Ok(Value::Object(body))
@@ -72,7 +73,7 @@ impl WriteThrough {
         patch: MetadataPatch,
     ) -> Result<(Arc<User>, u64), Error> {
         if user_id.is_empty() {
-            return Err(Error::InvalidArgument("user_id is required".into()));
+            return Err(Error::invalid("user_id", "user_id is required"));
         }
         let body = patch.into_body()?;
         let user = Arc::new(self.clerk.update_user_metadata(user_id, &body).await?);
