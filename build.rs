@@ -18,6 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["proto"],
         )?;
+    // proto3 JSON (serde) for every message: the CLI's `-o json`, and later the JSON API.
+    let descriptors = std::fs::read(out_dir.join("clerkindex_descriptor.bin"))?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .build(&[".clerkindex"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("clerk-index: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(clerk_index::cli::exit_code(&error))
         }
     }
 }

@@ -450,7 +450,8 @@ async fn the_cli_counts_and_searches_a_running_server() {
             "-public.points",
             "--limit",
             "3",
-            "--json",
+            "-o",
+            "jsonl",
             "--fields",
             "public.points",
         ])
@@ -488,7 +489,14 @@ async fn the_cli_counts_and_searches_a_running_server() {
         .output()
         .await
         .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("at position 15"));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at position 15"), "{stderr}");
+    // The filter again, with a caret under position 15.
+    assert!(stderr.contains("INVALID_FILTER"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("\n  public.points >\n  {}^", " ".repeat(15))),
+        "{stderr}"
+    );
     s.server.stop().await;
 }

@@ -181,20 +181,35 @@ async fn the_facet_command_prints_the_same_buckets() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // A table: one row per bucket, `facet key count value`.
     let printed = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        printed.starts_with(&format!("{matching} users match")),
-        "{printed}"
-    );
-    let top = format!("{:?}", ranked[0].0);
+    let top = &ranked[0].0;
     let line = printed
         .lines()
-        .find(|l| l.trim_start().starts_with(&top))
-        .unwrap();
-    assert!(
-        line.trim_end().ends_with(&ranked[0].1.to_string()),
-        "{line}"
+        .find(|l| l.starts_with("public.plan_type") && l.split_whitespace().nth(1) == Some(top))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert_eq!(
+        line.split_whitespace().nth(2),
+        Some(ranked[0].1.to_string().as_str())
     );
+    // JSON: the proto3 JSON form of the answer.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args([
+            "facet",
+            "--server",
+            &server.grpc_url,
+            "--filter",
+            "banned = false",
+        ])
+        .args(["--terms", "public.plan_type:2", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["matched"], matching.to_string());
+    let bucket = &json["facets"][0]["terms"]["buckets"][0];
+    assert_eq!(bucket["value"]["string"], *top);
+    assert_eq!(bucket["count"], ranked[0].1.to_string());
 
     server.stop().await;
 }

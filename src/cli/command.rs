@@ -2,11 +2,14 @@
 
 use clap::{Parser, Subcommand};
 
-use super::client::{CountArgs, FacetArgs, HealthArgs, SearchArgs};
+use super::client::HealthArgs;
 use super::demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 use super::export::ExportArgs;
+use super::facet::FacetArgs;
 use super::keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};
+use super::segments::{SegmentsArgs, SyncArgs, WatchArgs};
 use super::serve::ServeArgs;
+use super::users::{CountArgs, FieldsArgs, GetArgs, SearchArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,12 +34,22 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Count users matching a filter on a running server.
     Count(CountArgs),
-    /// List users matching a filter on a running server.
+    /// List users matching a filter on a running server, a page at a time or --all.
     Search(SearchArgs),
+    /// One user by id.
+    Get(GetArgs),
+    /// The metadata paths users hold, with their JSON types and how many users hold each.
+    Fields(FieldsArgs),
     /// Value counts, stats and histograms of the users matching a filter.
     Facet(FacetArgs),
     /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
     Export(ExportArgs),
+    /// List, create, change, delete and count saved segments.
+    Segments(SegmentsArgs),
+    /// Print a saved segment's Entered/Exited events as they happen.
+    Watch(WatchArgs),
+    /// The mirror's freshness and sync counters, and reconciles on demand.
+    Sync(SyncArgs),
     /// Check the configuration `serve` would run with (same flags and environment) and print it,
     /// secrets masked.
     Config(ServeArgs),
@@ -48,6 +61,23 @@ pub enum Command {
     SensitiveKey(SensitiveKeyArgs),
     /// Re-seal every sensitive value under the active key of a running server (admin scope).
     Reencrypt(ReencryptArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions(CompletionsArgs),
+    /// Write the man pages (clerk-index.1 and one per command) into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell, e.g. `clerk-index completions bash > /etc/bash_completion.d/clerk-index`.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(default_value = ".")]
+    pub dir: std::path::PathBuf,
 }
 
 impl Cli {
@@ -57,15 +87,37 @@ impl Cli {
             Command::Demo(args) => super::demo::demo(args).await,
             Command::FakeClerk(args) => super::demo::fake_clerk(args).await,
             Command::Generate(args) => super::demo::generate(args),
-            Command::Count(args) => super::client::count(args).await,
-            Command::Search(args) => super::client::search(args).await,
-            Command::Facet(args) => super::client::facet(args).await,
+            Command::Count(args) => super::users::count(args).await,
+            Command::Search(args) => super::users::search(args).await,
+            Command::Get(args) => super::users::get(args).await,
+            Command::Fields(args) => super::users::fields(args).await,
+            Command::Facet(args) => super::facet::facet(args).await,
+            Command::Segments(args) => super::segments::segments(args).await,
+            Command::Watch(args) => super::segments::watch(args).await,
+            Command::Sync(args) => super::segments::sync(args).await,
             Command::Export(args) => super::export::export(args).await,
             Command::Health(args) => super::client::health(args).await,
             Command::Config(args) => super::serve::print_config(args),
             Command::ApiKey(args) => super::keys::api_key(args),
             Command::SensitiveKey(args) => super::keys::sensitive_key(args),
             Command::Reencrypt(args) => super::keys::reencrypt(args).await,
+            Command::Completions(args) => {
+                use clap::CommandFactory;
+                let mut command = Cli::command();
+                clap_complete::generate(
+                    args.shell,
+                    &mut command,
+                    "clerk-index",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
+            Command::Man(args) => {
+                use clap::CommandFactory;
+                std::fs::create_dir_all(&args.dir)?;
+                clap_mangen::generate_to(Cli::command(), &args.dir)?;
+                Ok(())
+            }
         }
     }
 }

@@ -20,8 +20,10 @@ pub struct DemoArgs {
     /// Seed of the generated population (same seed, same users).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Address of the gRPC API.
     #[arg(long, env = "CLERK_INDEX_GRPC_ADDR", default_value = "127.0.0.1:50051", value_parser = parse_addr)]
     pub grpc_addr: SocketAddr,
+    /// Address of the HTTP port: webhooks, /livez, /readyz, /metrics.
     #[arg(long, env = "CLERK_INDEX_HTTP_ADDR", default_value = "127.0.0.1:8080", value_parser = parse_addr)]
     pub http_addr: SocketAddr,
     /// Where the embedded fake Clerk listens (port 0: any free port).
@@ -37,10 +39,13 @@ pub struct DemoArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct FakeClerkArgs {
+    /// Users in the generated population.
     #[arg(long, default_value_t = 10_000)]
     pub users: usize,
+    /// Seed of the generated population (same seed, same users).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Address the fake Clerk Backend API listens on.
     #[arg(long, default_value = "127.0.0.1:8081", value_parser = parse_addr)]
     pub addr: SocketAddr,
     /// The secret key clients must send as `Authorization: Bearer <key>`.
@@ -67,8 +72,10 @@ pub struct FakeClerkArgs {
 /// `clerk-index generate`: the population the fake Clerk serves, as Clerk JSON lines.
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
+    /// Users to generate.
     #[arg(long, default_value_t = 10_000)]
     pub users: usize,
+    /// Seed of the generated population (same seed, same users as `demo --seed`).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Output file; `-` is standard output.

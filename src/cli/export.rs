@@ -33,6 +33,7 @@ pub struct ExportArgs {
     /// Export the members of this saved segment.
     #[arg(long)]
     pub segment: Option<String>,
+    /// File format.
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: Format,
     /// Comma-separated paths to export, e.g. id,email,public.plan_type. CSV default:

@@ -65,6 +65,7 @@ pub enum SensitiveKeyCommand {
     /// `blind-index` for the blind-index key (one per ring; changing it rebuilds the index);
     /// put a new encryption key first in the ring to make it active.
     Create {
+        /// The key's id in the ring (letters, digits, '-', '_'), or `blind-index`.
         #[arg(long)]
         id: String,
     },

@@ -8,19 +8,27 @@ mod command;
 mod config_file;
 mod demo;
 mod export;
+mod facet;
 mod keys;
+mod output;
+mod segments;
 mod serve;
 mod signal;
+mod users;
 
 pub use args::{
     AuthArgs, BadAddress, ClusterArgs, IndexArgs, SensitiveArgs, TlsArgs,
     clerk_secret_key_from_env, parse_addr, webhook_secrets_from_env,
 };
-pub use client::{Authorization, CountArgs, FacetArgs, HealthArgs, SearchArgs};
+pub use client::{Authorization, HealthArgs};
 pub use command::{Cli, Command};
 pub use config_file::{ConfigFileError, parse, with_config_file};
 pub use demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 pub use export::ExportArgs;
+pub use facet::FacetArgs;
 pub use keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};
+pub use output::{Failure, exit, exit_code};
+pub use segments::{SegmentsArgs, SyncArgs, WatchArgs};
 pub use serve::ServeArgs;
 pub use signal::shutdown_signal;
+pub use users::{CountArgs, FieldsArgs, GetArgs, SearchArgs};

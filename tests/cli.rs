@@ -1,0 +1,238 @@
+//! The client commands against a running server: every command that prints data prints JSON a
+//! program can parse (`-o json`, `-o jsonl`) and CSV with a header, data goes to stdout only, and
+//! the exit codes tell a server error (1), a usage error (2) and no server (3) apart. Completions
+//! and man pages come from the same definitions.
+
+mod common;
+
+use std::process::Output;
+
+use common::TestServer;
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs a command against `server`, expects success and parses stdout as one JSON document.
+fn json(server: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--server", server, "-o", "json"]);
+    let output = run(&all);
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// As [`json`], for `-o jsonl`: one JSON value per line.
+fn jsonl(server: &str, args: &[&str]) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.extend(["--server", server, "-o", "jsonl"]);
+    let output = run(&all);
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_command_prints_parseable_json_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = TestServer::with_population(dir.path(), 60).await;
+    let url = server.grpc_url.clone();
+    let total = fake.users().len();
+    let url = url.as_str();
+    tokio::task::spawn_blocking({
+        let url = url.to_string();
+        move || check_commands(&url, total)
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}
+
+fn check_commands(url: &str, total: usize) {
+    // count: the proto3 JSON form (uint64 as a string).
+    let count = json(url, &["count"]);
+    assert_eq!(count["count"], total.to_string());
+
+    // search --all follows every page; jsonl is one user per line.
+    let users = jsonl(
+        url,
+        &["search", "--all", "--page-size", "7", "--fields", "id"],
+    );
+    assert_eq!(users.len(), total);
+    let mut ids: Vec<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "pages overlap");
+    let page = json(url, &["search", "--page-size", "5"]);
+    assert_eq!(page["users"].as_array().unwrap().len(), 5);
+    assert!(!page["nextPageToken"].as_str().unwrap().is_empty());
+
+    // get: the user's JSON.
+    let id = ids[3];
+    let user = json(url, &["get", id]);
+    assert_eq!(user["id"], id);
+
+    // fields: the catalog.
+    let fields = json(url, &["fields", "--prefix", "public."]);
+    assert!(
+        fields["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["path"].as_str().unwrap().starts_with("public.")),
+        "{fields}"
+    );
+
+    // segments: create, list, get, update with a stale version (exit 1) and a current one,
+    // count, delete.
+    let created = json(
+        url,
+        &[
+            "segments",
+            "create",
+            "everyone",
+            "--filter",
+            "banned = true",
+        ],
+    );
+    assert_eq!(created["name"], "everyone");
+    let listed = jsonl(url, &["segments", "list"]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        json(url, &["segments", "get", "everyone"])["version"],
+        created["version"]
+    );
+    let stale = run(&[
+        "segments",
+        "update",
+        "everyone",
+        "--description",
+        "x",
+        "--expected-version",
+        "99",
+        "--server",
+        url,
+    ]);
+    assert_eq!(stale.status.code(), Some(1), "{stale:?}");
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("VERSION_MISMATCH"));
+    assert!(stale.stdout.is_empty(), "errors go to stderr");
+    let version = created["version"].as_str().unwrap().to_string();
+    let updated = json(
+        url,
+        &[
+            "segments",
+            "update",
+            "everyone",
+            "--filter",
+            "id EXISTS",
+            "--expected-version",
+            &version,
+        ],
+    );
+    assert_ne!(updated["version"], created["version"]);
+    assert_eq!(
+        json(url, &["segments", "count", "everyone"])["count"],
+        total.to_string()
+    );
+
+    // watch: replays the retained events (the edit, then users entering) and stops after
+    // --limit.
+    let events = jsonl(url, &["watch", "everyone", "--after", "0", "--limit", "3"]);
+    assert_eq!(events.len(), 3);
+    assert!(
+        events.iter().all(|e| e["segment"] == "everyone"),
+        "{events:?}"
+    );
+    json(url, &["segments", "delete", "everyone"]);
+    assert!(jsonl(url, &["segments", "list"]).is_empty());
+
+    // sync status and reconcile.
+    let status = json(url, &["sync", "status"]);
+    assert_eq!(status["backfill"]["complete"], true, "{status}");
+    let reconcile = json(url, &["sync", "reconcile", "--kind", "catch-up"]);
+    assert!(reconcile.get("catchUp").is_some(), "{reconcile}");
+
+    // CSV: a header row, then one row per user.
+    let output = run(&[
+        "search",
+        "--all",
+        "--server",
+        url,
+        "-o",
+        "csv",
+        "--fields",
+        "public.plan_type",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,email,name,public.plan_type"));
+    assert_eq!(lines.count(), total);
+    let output = run(&["facet", "--server", url, "--terms", "banned", "-o", "csv"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("facet,key,count,value\n(matched),,"),
+        "{text}"
+    );
+}
+
+#[test]
+fn exit_codes_tell_usage_errors_and_unreachable_servers_apart() {
+    let usage = run(&["count", "--no-such-flag"]);
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+    let nothing = run(&["count", "--server", "http://127.0.0.1:9"]);
+    assert_eq!(nothing.status.code(), Some(3), "{nothing:?}");
+    assert!(nothing.stdout.is_empty());
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = run(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        for command in ["count", "search", "segments", "watch", "sync", "--output"] {
+            assert!(
+                script.contains(command),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&["man", dir.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
+    let main = std::fs::read_to_string(dir.path().join("clerk-index.1")).unwrap();
+    assert!(main.contains(".TH clerk-index"), "{main}");
+    assert!(dir.path().join("clerk-index-segments.1").exists());
+}
+
+/// Every option of every command has help text.
+#[test]
+fn every_option_has_help() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(
+        &clerk_index::cli::Cli::command(),
+        "clerk-index",
+        &mut missing,
+    );
+    assert!(missing.is_empty(), "options without help: {missing:#?}");
+}
