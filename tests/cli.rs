@@ -10,11 +10,27 @@ use std::process::Output;
 use common::TestServer;
 use serde_json::Value;
 
+/// Runs the binary; a command still running after 60 s (e.g. a `watch` whose events never
+/// come) is killed and fails the test instead of hanging it.
 fn run(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
         .args(args)
-        .output()
-        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (done, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
+    match output.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(output) => output,
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+            panic!("{args:?} did not finish within 60 s");
+        }
+    }
 }
 
 /// Runs a command against `server`, expects success and parses stdout as one JSON document.

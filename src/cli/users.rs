@@ -94,8 +94,10 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
             descending: false,
         },
     });
-    let structured = matches!(args.output.format, super::output::Format::Json)
-        || matches!(args.output.format, super::output::Format::Jsonl);
+    let structured = matches!(
+        args.output.format,
+        super::output::Format::Json | super::output::Format::Jsonl
+    );
     let mut fields = args.fields.clone();
     if !structured {
         fields.extend(USER_COLUMNS.map(String::from));
