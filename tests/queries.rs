@@ -500,3 +500,50 @@ async fn the_cli_counts_and_searches_a_running_server() {
     );
     s.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_are_gzip_compressed_for_a_client_that_accepts_it_and_read_the_same() {
+    use clerk_index::api::proto::ExportUsersRequest;
+    use clerk_index::api::proto::user_index_client::UserIndexClient;
+    use tonic::codec::CompressionEncoding::Gzip;
+
+    let s = setup().await;
+    async fn export(
+        mut client: UserIndexClient<tonic::transport::Channel>,
+    ) -> (Option<String>, Vec<String>) {
+        let response = client
+            .export_users(ExportUsersRequest {
+                filter: expression("banned = false"),
+                fields: vec!["id".into(), "first_name".into(), "public.plan_type".into()],
+                chunk_size: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let encoding = response
+            .metadata()
+            .get("grpc-encoding")
+            .map(|v| v.to_str().unwrap().to_string());
+        let mut stream = response.into_inner();
+        let mut users = Vec::new();
+        while let Some(chunk) = stream.message().await.unwrap() {
+            users.extend(chunk.users.into_iter().map(|u| u.json));
+        }
+        (encoding, users)
+    }
+    let channel = s.server.channel().await;
+    let (plain_encoding, plain) = export(UserIndexClient::new(channel.clone())).await;
+    // The client also compresses its request: the server accepts gzip both ways.
+    let gzip_client = UserIndexClient::new(channel)
+        .accept_compressed(Gzip)
+        .send_compressed(Gzip);
+    let (gzip_encoding, gzipped) = export(gzip_client).await;
+    assert_eq!(
+        plain_encoding, None,
+        "a client that did not ask gets identity"
+    );
+    assert_eq!(gzip_encoding.as_deref(), Some("gzip"));
+    assert!(plain.len() > 1_000, "{}", plain.len());
+    assert_eq!(plain, gzipped);
+    s.server.stop().await;
+}

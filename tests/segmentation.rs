@@ -461,13 +461,13 @@ async fn a_large_segment_exports_every_member_exactly_once_across_a_resume() {
             "not-banned",
         ])
         .args([
-            "--format",
+            "-o",
             "csv",
             "--fields",
             "id,email,public.plan_type",
             "--no-progress",
         ])
-        .arg("-o")
+        .arg("--file")
         .arg(&output)
         .status()
         .unwrap();

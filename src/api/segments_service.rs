@@ -40,7 +40,10 @@ impl SegmentsService {
         proto::segments_server::SegmentsServer<Self>,
         super::auth::Authenticate,
     > {
-        proto::segments_server::SegmentsServer::with_interceptor(self, auth)
+        let server = proto::segments_server::SegmentsServer::new(self)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        tonic::service::interceptor::InterceptedService::new(server, auth)
     }
 
     /// A required filter, in either spelling.

@@ -30,7 +30,10 @@ impl SyncService {
         proto::sync_server::SyncServer<Self>,
         super::auth::Authenticate,
     > {
-        proto::sync_server::SyncServer::with_interceptor(self, auth)
+        let server = proto::sync_server::SyncServer::new(self)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        tonic::service::interceptor::InterceptedService::new(server, auth)
     }
 }
 

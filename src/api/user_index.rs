@@ -48,7 +48,10 @@ impl UserIndexService {
         proto::user_index_server::UserIndexServer<Self>,
         super::auth::Authenticate,
     > {
-        proto::user_index_server::UserIndexServer::with_interceptor(self, auth)
+        let server = proto::user_index_server::UserIndexServer::new(self)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        tonic::service::interceptor::InterceptedService::new(server, auth)
     }
 }
 

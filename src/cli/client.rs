@@ -123,7 +123,8 @@ pub(super) async fn channel(args: &ConnectArgs) -> anyhow::Result<Connection> {
 }
 
 pub(super) async fn connect(args: &ConnectArgs) -> anyhow::Result<UserIndexClient<Connection>> {
-    Ok(UserIndexClient::new(channel(args).await?))
+    Ok(UserIndexClient::new(channel(args).await?)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip))
 }
 
 pub(super) fn filter_spec(filter: &Option<String>) -> Option<FilterSpec> {

@@ -33,20 +33,27 @@ pub struct ExportArgs {
     /// Export the members of this saved segment.
     #[arg(long)]
     pub segment: Option<String>,
-    /// File format.
-    #[arg(long, value_enum, default_value = "jsonl")]
+    /// Output format: `jsonl` (one Clerk user JSON object per line) or `csv` (as every data
+    /// command's `-o`; `--format` is the older spelling).
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_enum,
+        default_value = "jsonl"
+    )]
     pub format: Format,
     /// Comma-separated paths to export, e.g. id,email,public.plan_type. CSV default:
     /// id,email,first_name,last_name,created_at.
     #[arg(long, value_delimiter = ',')]
     pub fields: Vec<String>,
-    /// Output file; `-` (the default) is standard output.
-    #[arg(long, short, default_value = "-")]
-    pub output: PathBuf,
+    /// File to write; `-` (the default) is standard output.
+    #[arg(long, value_name = "PATH", default_value = "-")]
+    pub file: PathBuf,
     /// Users per streamed chunk.
     #[arg(long, default_value_t = 1000)]
     pub chunk_size: u32,
-    /// Continue an export that stopped: the cursor it printed. Appends to --output.
+    /// Continue an export that stopped: the cursor it printed. Appends to --file.
     #[arg(long)]
     pub resume: Option<String>,
     /// How many times a broken stream is resumed automatically.
@@ -125,7 +132,7 @@ fn plan(args: &ExportArgs) -> (Vec<String>, Vec<String>) {
 
 fn open_sink(args: &ExportArgs, columns: Vec<String>) -> anyhow::Result<Sink> {
     let appending = args.resume.is_some();
-    let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
+    let out: Box<dyn Write> = if args.file.as_os_str() == "-" {
         Box::new(BufWriter::new(std::io::stdout()))
     } else {
         let file = OpenOptions::new()
@@ -133,8 +140,8 @@ fn open_sink(args: &ExportArgs, columns: Vec<String>) -> anyhow::Result<Sink> {
             .write(true)
             .append(appending)
             .truncate(!appending)
-            .open(&args.output)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
+            .open(&args.file)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.file.display()))?;
         Box::new(BufWriter::new(file))
     };
     Ok(match args.format {
@@ -165,6 +172,7 @@ async fn open_stream(
     let response = match &args.segment {
         Some(name) => {
             SegmentsClient::new(channel)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
                 .list_segment_members(proto::ListSegmentMembersRequest {
                     name: name.clone(),
                     fields: fields.to_vec(),
@@ -177,6 +185,7 @@ async fn open_stream(
         }
         None => {
             UserIndexClient::new(channel)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
                 .export_users(proto::ExportUsersRequest {
                     filter: filter_spec(&args.filter),
                     fields: fields.to_vec(),
@@ -268,10 +277,10 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         }
     }
     progress.finish_and_clear();
-    let target = if args.output.as_os_str() == "-" {
+    let target = if args.file.as_os_str() == "-" {
         "standard output".to_string()
     } else {
-        args.output.display().to_string()
+        args.file.display().to_string()
     };
     eprintln!("exported {exported} users to {target}");
     Ok(())

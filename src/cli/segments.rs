@@ -88,7 +88,8 @@ fn segment_rows(segments: &[proto::Segment]) -> Rows {
 }
 
 pub async fn segments(args: SegmentsArgs) -> anyhow::Result<()> {
-    let mut client = SegmentsClient::new(channel(&args.connect).await?);
+    let mut client = SegmentsClient::new(channel(&args.connect).await?)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
     let printed = match args.command {
         SegmentsCommand::List => {
             let response = client
@@ -197,6 +198,7 @@ pub struct WatchArgs {
 /// what `--after` takes to resume.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut stream = SegmentsClient::new(channel(&args.connect).await?)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .watch_segment(proto::WatchSegmentRequest {
             name: args.segment.clone(),
             after_sequence: args.after,
@@ -269,7 +271,8 @@ pub enum ReconcileKind {
 }
 
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
-    let mut client = SyncClient::new(channel(&args.connect).await?);
+    let mut client = SyncClient::new(channel(&args.connect).await?)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
     let document = match args.command {
         SyncCommand::Status => json_of(
             &client
