@@ -1,0 +1,139 @@
+from clerkindex.v1 import user_index_pb2 as _user_index_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Segment(_message.Message):
+    __slots__ = ("name", "description", "filter", "version", "create_time_ms", "update_time_ms", "required_scopes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_SCOPES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    filter: _user_index_pb2.FilterSpec
+    version: int
+    create_time_ms: int
+    update_time_ms: int
+    required_scopes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., filter: _Optional[_Union[_user_index_pb2.FilterSpec, _Mapping]] = ..., version: _Optional[int] = ..., create_time_ms: _Optional[int] = ..., update_time_ms: _Optional[int] = ..., required_scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateSegmentRequest(_message.Message):
+    __slots__ = ("name", "description", "filter")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    filter: _user_index_pb2.FilterSpec
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., filter: _Optional[_Union[_user_index_pb2.FilterSpec, _Mapping]] = ...) -> None: ...
+
+class GetSegmentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListSegmentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSegmentsResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
+
+class UpdateSegmentRequest(_message.Message):
+    __slots__ = ("name", "description", "filter", "expected_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    filter: _user_index_pb2.FilterSpec
+    expected_version: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., filter: _Optional[_Union[_user_index_pb2.FilterSpec, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class DeleteSegmentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteSegmentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CountSegmentRequest(_message.Message):
+    __slots__ = ("name", "min_generation", "min_log_sequence")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MIN_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    MIN_LOG_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    min_generation: int
+    min_log_sequence: int
+    def __init__(self, name: _Optional[str] = ..., min_generation: _Optional[int] = ..., min_log_sequence: _Optional[int] = ...) -> None: ...
+
+class ListSegmentMembersRequest(_message.Message):
+    __slots__ = ("name", "fields", "chunk_size", "resume_cursor", "min_generation", "min_log_sequence")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    MIN_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    MIN_LOG_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    chunk_size: int
+    resume_cursor: str
+    min_generation: int
+    min_log_sequence: int
+    def __init__(self, name: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., chunk_size: _Optional[int] = ..., resume_cursor: _Optional[str] = ..., min_generation: _Optional[int] = ..., min_log_sequence: _Optional[int] = ...) -> None: ...
+
+class WatchSegmentRequest(_message.Message):
+    __slots__ = ("name", "after_sequence")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    after_sequence: int
+    def __init__(self, name: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class SegmentEvent(_message.Message):
+    __slots__ = ("sequence", "segment", "kind", "user_id", "change_time_ms", "recorded_at_ms", "cause")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[SegmentEvent.Kind]
+        KIND_ENTERED: _ClassVar[SegmentEvent.Kind]
+        KIND_EXITED: _ClassVar[SegmentEvent.Kind]
+        KIND_SEGMENT_UPDATED: _ClassVar[SegmentEvent.Kind]
+        KIND_SEGMENT_DELETED: _ClassVar[SegmentEvent.Kind]
+    KIND_UNSPECIFIED: SegmentEvent.Kind
+    KIND_ENTERED: SegmentEvent.Kind
+    KIND_EXITED: SegmentEvent.Kind
+    KIND_SEGMENT_UPDATED: SegmentEvent.Kind
+    KIND_SEGMENT_DELETED: SegmentEvent.Kind
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    segment: str
+    kind: SegmentEvent.Kind
+    user_id: str
+    change_time_ms: int
+    recorded_at_ms: int
+    cause: str
+    def __init__(self, sequence: _Optional[int] = ..., segment: _Optional[str] = ..., kind: _Optional[_Union[SegmentEvent.Kind, str]] = ..., user_id: _Optional[str] = ..., change_time_ms: _Optional[int] = ..., recorded_at_ms: _Optional[int] = ..., cause: _Optional[str] = ...) -> None: ...

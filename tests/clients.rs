@@ -1,0 +1,104 @@
+//! The client packages against a live server over real gRPC on loopback: the Python package's
+//! tests and README examples (pytest), and the TypeScript package's tests and README examples
+//! (node --test), each with a key holding every scope and one holding only `public`. Their
+//! dependencies come from `scripts/install-client-deps` (the test command runs it first).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
+use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+use common::{RunningFakeClerk, TestOptions, TestServer};
+
+const USERS: usize = 3_000;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Keys {
+    everything: String,
+    public: String,
+}
+
+async fn serve(dir: &Path) -> (RunningFakeClerk, TestServer, Keys) {
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(USERS))).await;
+    let (everything, hash) = generate_key();
+    let (public, public_hash) = generate_key();
+    let mut options = TestOptions::new(&fake.url);
+    options.auth = AuthConfig {
+        keys: ApiKeys::parse(&format!(
+            "clients public,private,unsafe,segments,write,admin {hash}\nreader public {public_hash}\n"
+        ))
+        .unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    let server = TestServer::start(dir, options).await;
+    server.wait_serving().await;
+    (fake, server, Keys { everything, public })
+}
+
+/// Runs a client test command with the server's address and keys, killing it after 5 minutes.
+async fn run(program: &Path, args: &[&str], cwd: &Path, server: &TestServer, keys: &Keys) {
+    assert!(
+        program.exists(),
+        "{} is missing: run scripts/install-client-deps (the test command does)",
+        program.display()
+    );
+    let address = server.grpc_url.trim_start_matches("http://").to_string();
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("CLERK_INDEX_SERVER", &address)
+        .env("CLERK_INDEX_API_KEY", &keys.everything)
+        .env("CLERK_INDEX_PUBLIC_KEY", &keys.public)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let status = tokio::time::timeout(Duration::from_secs(300), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{} {args:?} ran past 5 minutes", program.display()))
+        .unwrap();
+    assert!(status.success(), "{} {args:?}: {status}", program.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_passes_its_tests_and_readme_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server, keys) = serve(dir.path()).await;
+    let package = root().join("clients/python");
+    let python = package.join(".venv/bin/python");
+    let args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"];
+    run(&python, &args, &package, &server, &keys).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_passes_its_tests_and_readme_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, server, keys) = serve(dir.path()).await;
+    let package = root().join("clients/typescript");
+    let node = PathBuf::from("/usr/bin/env");
+    let args = ["node", "--import", "tsx", "--test", "test/"];
+    assert!(
+        package.join("node_modules/tsx").exists(),
+        "run scripts/install-client-deps"
+    );
+    run(&node, &args, &package, &server, &keys).await;
+    server.stop().await;
+}
+
+#[test]
+fn the_committed_stubs_match_the_protos() {
+    let status = std::process::Command::new(root().join("clients/generate"))
+        .arg("--check")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "run clients/generate and commit the stubs"
+    );
+}
