@@ -163,11 +163,13 @@ class Client:
         options: Sequence["tuple[str, Any]"] = (),
     ):
         target, secure = _target(server)
+        # Messages up to 64 MiB (gRPC's default is 4 MiB; an export chunk of full users can pass it).
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
         if secure or root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self._channel = grpc.secure_channel(target, creds, options=list(options), compression=grpc.Compression.Gzip)
+            self._channel = grpc.secure_channel(target, creds, options=options, compression=grpc.Compression.Gzip)
         else:
-            self._channel = grpc.insecure_channel(target, options=list(options), compression=grpc.Compression.Gzip)
+            self._channel = grpc.insecure_channel(target, options=options, compression=grpc.Compression.Gzip)
         self._metadata = (("authorization", f"Bearer {api_key.strip()}"),) if api_key else ()
         self.timeout = timeout
         self.read_your_writes = read_your_writes
