@@ -388,6 +388,14 @@ async fn the_sync_lease_moves_when_its_holder_dies() {
     assert_eq!(status.sync_lease_holder, "b");
     // b resumed from the checkpoint instead of copying everything again.
     let metrics = b.metrics_text().await;
+    // The Helm chart's cluster-mode alert and dashboard panel query series a replica serves.
+    let chart = common::chart_metric_names();
+    common::assert_series_served(
+        &metrics,
+        chart
+            .iter()
+            .filter(|n| n.starts_with("clerk_index_cluster_")),
+    );
     let pages: f64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("clerk_index_backfill_pages_total "))

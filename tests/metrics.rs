@@ -184,7 +184,7 @@ async fn metrics_expose_the_listed_series_after_some_traffic() {
         Some(1_000.0)
     );
     assert_eq!(
-        sample(&text, "clerk_index_backfill_users_total", &[]),
+        sample(&text, "clerk_index_backfill_users_expected", &[]),
         Some(1_000.0)
     );
     // At least ten pages of 100 (parallel walks end with a short page each).
@@ -240,6 +240,15 @@ async fn metrics_expose_the_listed_series_after_some_traffic() {
         )
         .unwrap()
             >= 12.0
+    );
+    // The Helm chart's alerts and dashboard query series this server serves (the cluster-mode
+    // ones are checked by tests/cluster.rs).
+    let chart = common::chart_metric_names();
+    common::assert_series_served(
+        &text,
+        chart
+            .iter()
+            .filter(|n| !n.starts_with("clerk_index_cluster_")),
     );
     server.stop().await;
 }

@@ -175,7 +175,7 @@ const GAUGES: [(&str, &str); 10] = [
     ),
     ("backfill_users_seen", "Users copied by the backfill so far"),
     (
-        "backfill_users_total",
+        "backfill_users_expected",
         "Users Clerk reported when the backfill started (0 if unknown)",
     ),
     (

@@ -668,3 +668,42 @@ where
         .await
         .map(|response| response.into_inner().count)
 }
+
+/// Every `clerk_index_*` series the Helm chart's alerts and Grafana dashboard query.
+#[allow(dead_code)]
+pub fn chart_metric_names() -> std::collections::BTreeSet<String> {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/clerk-index");
+    let mut names = std::collections::BTreeSet::new();
+    for file in ["templates/prometheusrule.yaml", "files/dashboard.json"] {
+        let text = std::fs::read_to_string(chart.join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("clerk_index_") {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    assert!(names.len() > 10, "{names:?}");
+    names
+}
+
+/// Fails unless every name is a sample /metrics served (`name{...} v` or `name v`).
+#[allow(dead_code)]
+pub fn assert_series_served<'a>(text: &str, names: impl IntoIterator<Item = &'a String>) {
+    let served: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<&String> = names
+        .into_iter()
+        .filter(|name| !served.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the Helm chart's alerts or dashboard query series /metrics does not serve: {missing:?}"
+    );
+}
