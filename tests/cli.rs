@@ -214,7 +214,20 @@ fn completions_and_man_pages_cover_every_command() {
         let output = run(&["completions", shell]);
         assert!(output.status.success(), "{shell}: {output:?}");
         let script = String::from_utf8(output.stdout).unwrap();
-        for command in ["count", "search", "segments", "watch", "sync", "--output"] {
+        // fish spells a long option `-l output`, bash and zsh `--output`.
+        let output_option = if shell == "fish" {
+            "-l output"
+        } else {
+            "--output"
+        };
+        for command in [
+            "count",
+            "search",
+            "segments",
+            "watch",
+            "sync",
+            output_option,
+        ] {
             assert!(
                 script.contains(command),
                 "{shell} completions lack {command}"
