@@ -22,6 +22,7 @@
 //! - [`clerk`]: Clerk's wire formats: models, Backend API client, webhooks, the fake Clerk.
 //! - [`change`]: the one change type every source produces.
 //! - [`user`]: the domain `User` and metadata paths.
+//! - [`organization`]: the domain `Organization` and `Membership` (not indexed yet).
 //! - [`clock`], [`redact`], [`latency`], [`limits`]: leaves.
 
 pub mod api;
@@ -38,6 +39,7 @@ pub mod fuzzing;
 pub mod index;
 pub mod latency;
 pub mod limits;
+pub mod organization;
 pub mod query;
 pub mod read;
 pub mod redact;

@@ -308,6 +308,19 @@ impl WebhookReceiver {
                     detail: WebhookDetail::EventType(event_type),
                 };
             }
+            // Parsed and verified, but not applied until organizations are indexed
+            // (docs/ORGANIZATIONS.md): acknowledged as an ignored type, as before.
+            event @ (WebhookEvent::OrganizationUpserted { .. }
+            | WebhookEvent::OrganizationDeleted { .. }
+            | WebhookEvent::MembershipUpserted { .. }
+            | WebhookEvent::MembershipDeleted { .. }) => {
+                self.remember(svix_id);
+                let event_type = event.organization_event_type().unwrap_or_default();
+                return WebhookAnswer {
+                    outcome: WebhookOutcome::Ignored,
+                    detail: WebhookDetail::EventType(event_type.to_string()),
+                };
+            }
         };
         let user_id = change.user_id().to_string();
         match self
