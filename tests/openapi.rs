@@ -179,3 +179,155 @@ async fn the_fakes_answers_the_clients_requests_and_the_webhooks_follow_clerks_s
     assert!(output.contains("webhook"), "{output}");
     assert!(output.contains(" 2 problems"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fakes_organization_endpoints_follow_clerks_spec() {
+    let (hook_url, hooks) = webhook_sink().await;
+    let mut config = FakeClerkConfig::new(Population::new(2_000).with_organizations());
+    config.record_exchanges = true;
+    config.webhooks = Some(WebhookTarget::new(hook_url, WEBHOOK_SECRET));
+    let fake = RunningFakeClerk::start(config).await;
+    let url = fake.url.clone();
+    let get = move |path: String| {
+        let url = url.clone();
+        async move { clerk_api(&url, reqwest::Method::GET, &path, None).await }
+    };
+
+    // Organizations, newest first by default; a walk in ascending order sees all 200.
+    let orgs =
+        get("/v1/organizations?limit=500&order_by=%2Bcreated_at&include_members_count=true".into())
+            .await;
+    assert_eq!(orgs["total_count"], 200, "{orgs}");
+    let data = orgs["data"].as_array().unwrap();
+    assert_eq!(data.len(), 200);
+    let created: Vec<i64> = data
+        .iter()
+        .map(|o| o["created_at"].as_i64().unwrap())
+        .collect();
+    assert!(created.windows(2).all(|w| w[0] <= w[1]));
+    let counts: Vec<i64> = data
+        .iter()
+        .map(|o| o["members_count"].as_i64().unwrap())
+        .collect();
+    let largest = data
+        .iter()
+        .max_by_key(|o| o["members_count"].as_i64())
+        .unwrap();
+    let org_id = largest["id"].as_str().unwrap().to_string();
+    let default = get("/v1/organizations".into()).await;
+    assert_eq!(default["data"].as_array().unwrap().len(), 10);
+    assert!(
+        default["data"][0].get("members_count").is_none(),
+        "only when asked"
+    );
+    assert!(default["data"][0]["created_at"].as_i64() >= default["data"][1]["created_at"].as_i64());
+
+    // Every membership, instance-wide, adds up to the organizations' counts.
+    let mut memberships = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = get(format!(
+            "/v1/organization_memberships?limit=500&offset={offset}&order_by=%2Bcreated_at"
+        ))
+        .await;
+        let data = page["data"].as_array().unwrap().clone();
+        offset += data.len();
+        memberships.extend(data);
+        if offset >= page["total_count"].as_u64().unwrap() as usize {
+            break;
+        }
+    }
+    assert_eq!(memberships.len() as i64, counts.iter().sum::<i64>());
+    let per_org = get(format!("/v1/organizations/{org_id}/memberships?limit=500")).await;
+    assert_eq!(per_org["total_count"], largest["members_count"]);
+    let admins = get(format!(
+        "/v1/organizations/{org_id}/memberships?role=org:admin"
+    ))
+    .await;
+    assert!(admins["total_count"].as_u64().unwrap() >= 1);
+    let member = per_org["data"][0]["public_user_data"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mine = get(format!("/v1/users/{member}/organization_memberships")).await;
+    assert!(
+        mine["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["organization"]["id"] == org_id.as_str())
+    );
+    let windowed = get(format!(
+        "/v1/organizations/{org_id}/memberships?created_at_after={}&limit=500",
+        per_org["data"][0]["created_at"]
+    ))
+    .await;
+    assert!(windowed["total_count"].as_u64() < per_org["total_count"].as_u64());
+
+    // A metadata merge, announced as organization.updated.
+    let patched = clerk_api(
+        &fake.url,
+        reqwest::Method::PATCH,
+        &format!("/v1/organizations/{org_id}/metadata"),
+        Some(json!({"public_metadata": {"plan": "enterprise", "renewal": {"month": 3}}})),
+    )
+    .await;
+    assert_eq!(patched["public_metadata"]["plan"], "enterprise");
+    assert!(
+        patched["public_metadata"]["seats"].is_number(),
+        "merged, not replaced"
+    );
+    assert!(patched["updated_at"].as_i64() > largest["updated_at"].as_i64());
+
+    let http = reqwest::Client::new();
+    // Unknown ids are empty lists (the spec has no 404 for these); a bad order is 422, an
+    // unknown organization's metadata 404.
+    for path in [
+        "/v1/organizations/org_does_not_exist/memberships",
+        "/v1/users/user_does_not_exist/organization_memberships",
+    ] {
+        assert_eq!(get(path.to_string()).await["total_count"], 0, "{path}");
+    }
+    let missing = http
+        .patch(format!(
+            "{}/v1/organizations/org_does_not_exist/metadata",
+            fake.url
+        ))
+        .bearer_auth("sk_test_fake_clerk")
+        .json(&json!({"public_metadata": {}}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(missing, reqwest::StatusCode::NOT_FOUND);
+    for path in ["/v1/organizations?order_by=seats"] {
+        let status = http
+            .get(format!("{}{path}", fake.url))
+            .bearer_auth("sk_test_fake_clerk")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_client_error(), "{path}: {status}");
+    }
+    for _ in 0..200 {
+        if !hooks.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut records = fake.fake.recorded_exchanges();
+    let hooks = hooks.lock().unwrap().clone();
+    assert!(
+        hooks.iter().any(|b| b.contains("organization.updated")),
+        "{hooks:?}"
+    );
+    records.extend(
+        hooks
+            .iter()
+            .map(|body| json!({"kind": "webhook", "body": body})),
+    );
+    let (valid, output) = check(&records);
+    assert!(valid, "{output}");
+    assert!(output.contains(" 0 problems"), "{output}");
+}

@@ -9,6 +9,8 @@
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use super::random::{chance, clerk_id, weighted};
 use serde_json::{Map, Value, json};
 
 /// 2026-11-01T00:00:00Z: the default anchor, so tests see the same population on every day.
@@ -26,6 +28,8 @@ pub struct Population {
     pub anchor_ms: i64,
     /// Users created by one bulk import share one `created_at` (see [`bulk_import`]).
     pub bulk_import: bool,
+    /// The fake also serves organizations and memberships (one organization per ten users).
+    pub organizations: bool,
 }
 
 impl Population {
@@ -35,7 +39,14 @@ impl Population {
             count,
             anchor_ms: DEFAULT_ANCHOR_MS,
             bulk_import: false,
+            organizations: false,
         }
+    }
+
+    /// The same population in organizations (docs/ORGANIZATIONS.md: the fake's B2B shape).
+    pub fn with_organizations(mut self) -> Self {
+        self.organizations = true;
+        self
     }
 
     /// The same population with a bulk import in its middle.
@@ -133,42 +144,6 @@ const TAGS: &[&str] = &[
     "newsletter",
     "power_user",
 ];
-const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-fn weighted<'a>(rng: &mut ChaCha8Rng, items: &[(&'a str, u32)]) -> &'a str {
-    let total: u32 = items.iter().map(|(_, w)| w).sum();
-    let mut roll = rng.random_range(0..total);
-    for (item, weight) in items {
-        if roll < *weight {
-            return item;
-        }
-        roll -= weight;
-    }
-    items[0].0
-}
-
-fn chance(rng: &mut ChaCha8Rng, probability: f64) -> bool {
-    rng.random_bool(probability)
-}
-
-/// A Clerk-looking id: prefix, then the index in base62 (for uniqueness), then random characters.
-fn clerk_id(rng: &mut ChaCha8Rng, prefix: &str, index: usize) -> String {
-    let mut digits = Vec::with_capacity(27);
-    let mut n = index as u64;
-    for _ in 0..6 {
-        digits.push(BASE62[(n % 62) as usize]);
-        n /= 62;
-    }
-    digits.reverse();
-    while digits.len() < 27 {
-        digits.push(BASE62[rng.random_range(0..62)]);
-    }
-    format!(
-        "{prefix}_{}",
-        String::from_utf8(digits).expect("base62 is ascii")
-    )
-}
-
 /// The users of one bulk import (one `created_at`) mid-population: longer than Clerk's largest
 /// page (500) from 3,000 users, a fifth of smaller ones from 1,000.
 pub fn bulk_import(count: usize) -> Option<std::ops::Range<usize>> {

@@ -3,6 +3,10 @@
 //! (create, metadata patch, delete) are announced with signed webhooks when a target is set.
 
 mod generator;
+mod org_generator;
+mod org_store;
+mod organizations;
+mod random;
 mod record;
 mod server;
 mod state;
@@ -11,7 +15,7 @@ mod webhooks;
 mod writes;
 
 pub use generator::{DEFAULT_ANCHOR_MS, Population};
-pub use server::{FakeClerk, FakeClerkConfig};
-pub use state::{CursorGone, FaultInjection};
+pub use server::FakeClerk;
+pub use state::{CursorGone, FakeClerkConfig, FaultInjection};
 pub use webhooks::{FAKE_INSTANCE_ID, WebhookDispatcher, WebhookTarget};
 pub use writes::merge_patch;

@@ -19,15 +19,15 @@ use axum::routing::{get, patch};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::generator::Population;
+use super::org_store::OrgStore;
 use super::state::{
-    Admitted, CursorGone, FakeState, FaultInjection, form_param_invalid, json_response,
-    user_not_found,
+    Admitted, CursorGone, FakeClerkConfig, FakeState, FaultInjection, form_param_invalid,
+    json_response, user_not_found,
 };
 use super::store::{StoredUser, UserStore};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
 use super::writes;
-use crate::clerk::rate_limit::{RateLimit, RateLimiter};
+use crate::clerk::rate_limit::RateLimiter;
 use crate::clerk::webhook::WebhookSecretError;
 
 const ORDER_FIELDS: &[&str] = &[
@@ -43,37 +43,6 @@ const ORDER_FIELDS: &[&str] = &[
     "last_sign_in_at",
 ];
 
-/// How to build a fake Clerk.
-#[derive(Debug, Clone)]
-pub struct FakeClerkConfig {
-    pub population: Population,
-    /// The only secret key the fake accepts as `Authorization: Bearer <key>`.
-    pub secret_key: String,
-    pub faults: FaultInjection,
-    /// A real per-instance limit, like Clerk's (production: 1000 / 10 s). `None` = unlimited.
-    pub rate_limit: Option<RateLimit>,
-    /// Where to announce changes made through the API (create, metadata patch, delete).
-    pub webhooks: Option<WebhookTarget>,
-    /// `GET /v1/instance`'s `environment_type`: `production` (the default) or `development`.
-    pub environment_type: String,
-    /// Keep every request and answer (`FakeClerk::recorded_exchanges`).
-    pub record_exchanges: bool,
-}
-
-impl FakeClerkConfig {
-    pub fn new(population: Population) -> Self {
-        FakeClerkConfig {
-            population,
-            secret_key: "sk_test_fake_clerk".into(),
-            faults: FaultInjection::default(),
-            rate_limit: None,
-            webhooks: None,
-            environment_type: "production".into(),
-            record_exchanges: false,
-        }
-    }
-}
-
 /// A running (or ready to run) fake Clerk. Cheap to clone; clones share the users.
 #[derive(Clone)]
 pub struct FakeClerk {
@@ -84,9 +53,12 @@ impl FakeClerk {
     /// Generates the population (in parallel) and prepares the server. With a webhook target it
     /// must be called inside a tokio runtime (the dispatcher runs on it).
     pub fn new(config: FakeClerkConfig) -> Self {
+        let users = UserStore::generate(&config.population);
+        let organizations = OrgStore::generate(&config.population, &users);
         FakeClerk {
             state: Arc::new(FakeState {
-                users: RwLock::new(UserStore::generate(&config.population)),
+                users: RwLock::new(users),
+                organizations: RwLock::new(organizations),
                 secret_key: config.secret_key,
                 environment_type: config.environment_type,
                 blocked: Mutex::new(HashMap::new()),
@@ -119,6 +91,7 @@ impl FakeClerk {
                 "/v1/users/{user_id}/metadata",
                 patch(writes::update_user_metadata),
             )
+            .merge(super::organizations::routes())
             .with_state(self.state.clone());
         super::record::recording(router, &self.state)
     }

@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::generator::Population;
 use super::store::UserStore;
-use super::webhooks::WebhookDispatcher;
-use crate::clerk::rate_limit::RateLimiter;
+use super::webhooks::{WebhookDispatcher, WebhookTarget};
+use crate::clerk::rate_limit::{RateLimit, RateLimiter};
 
 /// API versions the fake accepts in `Clerk-API-Version` (Clerk's published ones).
 const KNOWN_API_VERSIONS: &[&str] = &[
@@ -71,8 +72,41 @@ pub enum CursorGone {
     FirstPage,
 }
 
+/// How to build a fake Clerk.
+#[derive(Debug, Clone)]
+pub struct FakeClerkConfig {
+    pub population: Population,
+    /// The only secret key the fake accepts as `Authorization: Bearer <key>`.
+    pub secret_key: String,
+    pub faults: FaultInjection,
+    /// A real per-instance limit, like Clerk's (production: 1000 / 10 s). `None` = unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Where to announce changes made through the API (create, metadata patch, delete).
+    pub webhooks: Option<WebhookTarget>,
+    /// `GET /v1/instance`'s `environment_type`: `production` (the default) or `development`.
+    pub environment_type: String,
+    /// Keep every request and answer (`FakeClerk::recorded_exchanges`).
+    pub record_exchanges: bool,
+}
+
+impl FakeClerkConfig {
+    pub fn new(population: Population) -> Self {
+        FakeClerkConfig {
+            population,
+            secret_key: "sk_test_fake_clerk".into(),
+            faults: FaultInjection::default(),
+            rate_limit: None,
+            webhooks: None,
+            environment_type: "production".into(),
+            record_exchanges: false,
+        }
+    }
+}
+
 pub(super) struct FakeState {
     pub(super) users: RwLock<UserStore>,
+    /// Organizations and memberships (empty unless the population has them).
+    pub(super) organizations: RwLock<super::org_store::OrgStore>,
     pub(super) secret_key: String,
     /// What `GET /v1/instance` answers for `environment_type`.
     pub(super) environment_type: String,
