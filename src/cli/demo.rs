@@ -67,6 +67,10 @@ pub struct FakeClerkArgs {
     /// `--clerk-rate-limit auto` keep to 90 requests / 10 s).
     #[arg(long, default_value = "production", value_parser = ["production", "development", "staging"])]
     pub environment: String,
+    /// Also serve organizations and memberships (one organization per ten users, most small,
+    /// a few large), as Clerk's /v1/organizations and /v1/organization_memberships do.
+    #[arg(long)]
+    pub organizations: bool,
 }
 
 /// `clerk-index generate`: the population the fake Clerk serves, as Clerk JSON lines.
@@ -202,7 +206,9 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 
 pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
     let _telemetry = crate::telemetry::init(crate::telemetry::LogFormat::Pretty, None);
-    let mut config = FakeClerkConfig::new(population(args.users, args.seed));
+    let mut population = population(args.users, args.seed);
+    population.organizations = args.organizations;
+    let mut config = FakeClerkConfig::new(population);
     config.secret_key = args.secret_key.clone();
     config.environment_type = args.environment.clone();
     config.faults = FaultInjection {
