@@ -335,3 +335,99 @@ async fn the_rate_limit_follows_the_instance_and_a_429_blocks_only_its_endpoint(
         fake.fake.throttled_count()
     );
 }
+
+#[tokio::test]
+async fn organizations_and_memberships_are_walked_by_offset_oldest_first() {
+    let population = Population::new(3_000).with_organizations();
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(population)).await;
+    let clerk = client(&fake.url, "sk_test_fake_clerk");
+    let mut organizations = Vec::new();
+    loop {
+        let page = clerk
+            .list_organizations(organizations.len(), 120)
+            .await
+            .unwrap();
+        assert!(page.rejected.is_empty());
+        assert_eq!(page.total_count, Some(300));
+        organizations.extend(page.items);
+        if page.len < 120 {
+            break;
+        }
+    }
+    assert_eq!(organizations.len(), 300);
+    assert!(
+        organizations
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at)
+    );
+    let expected: i64 = organizations.iter().map(|o| o.members_count.unwrap()).sum();
+    let mut memberships = Vec::new();
+    loop {
+        let page = clerk
+            .list_memberships(memberships.len(), 500)
+            .await
+            .unwrap();
+        memberships.extend(page.items);
+        if page.len < 500 {
+            break;
+        }
+    }
+    assert_eq!(memberships.len() as i64, expected);
+    let ids: std::collections::HashSet<&str> = memberships
+        .iter()
+        .map(|m| m.membership.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), memberships.len(), "every membership once");
+    // One organization's members, as its members_count says.
+    let largest = organizations
+        .iter()
+        .max_by_key(|o| o.members_count)
+        .unwrap();
+    let mut members = Vec::new();
+    loop {
+        let page = clerk
+            .list_organization_memberships(&largest.id, members.len(), 50)
+            .await
+            .unwrap();
+        members.extend(page.items);
+        if page.len < 50 {
+            break;
+        }
+    }
+    assert_eq!(Some(members.len() as i64), largest.members_count);
+    assert!(members.iter().all(|m| m.organization.id == largest.id));
+    // Unknown and malformed ids have no members.
+    for id in ["org_unknown", "../users"] {
+        let page = clerk
+            .list_organization_memberships(id, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!((page.len, page.total_count), (0, Some(0)), "{id}");
+    }
+}
+
+/// Clerk's spec has no 404 for one organization's members; a Clerk that answers one anyway
+/// (an organization deleted mid-walk) still reads as "no members".
+#[tokio::test]
+async fn a_404_for_an_organizations_members_reads_as_none() {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/v1/organizations/{id}/memberships",
+        get(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                r#"{"errors":[{"code":"resource_not_found","message":"not found"}]}"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let clerk = client(&url, "sk_test_fake_clerk");
+    let page = clerk
+        .list_organization_memberships("org_gone", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((page.len, page.total_count), (0, Some(0)));
+    server.abort();
+}

@@ -322,7 +322,7 @@ impl ClerkClient {
             })
     }
 
-    async fn get(
+    pub(super) async fn get(
         &self,
         request: &str,
         endpoint: &'static str,

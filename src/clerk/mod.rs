@@ -9,6 +9,7 @@ pub mod fake;
 mod instance;
 mod listing;
 pub mod model;
+mod org_client;
 pub mod organization;
 pub mod rate_limit;
 mod stats;
@@ -18,6 +19,7 @@ pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig};
 pub use instance::{BudgetShare, Instance, KnownInstance, LimitSource};
 pub use listing::{ActivityField, CreatedPage, PageCursor};
 pub use model::{ListedKey, RejectedUser, UserPage, UserParseError, user_from_json};
+pub use org_client::{ListPage, ORGANIZATION_PAGE_LIMIT, parse_list_page};
 pub use organization::{
     OrganizationParseError, ParsedMembership, parse_membership, parse_organization,
 };
