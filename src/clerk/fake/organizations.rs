@@ -19,7 +19,9 @@ use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
 use super::org_store::StoredMembership;
-use super::state::{Admitted, FakeState, clerk_error, form_param_invalid, json_response};
+use super::state::{
+    Admitted, FakeState, clerk_error, form_param_invalid, json_response, list_limit, order_by,
+};
 use super::writes::merge_patch;
 
 pub(super) fn routes() -> Router<Arc<FakeState>> {
@@ -81,32 +83,14 @@ fn params(
     };
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "limit" => {
-                params.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=500).contains(l))
-                    .unwrap_or(10);
-            }
+            "limit" => params.limit = list_limit(&value),
             "offset" => {
                 params.offset = value.parse().map_err(|_| {
                     form_param_invalid("offset", "offset must be a non-negative integer")
                 })?;
             }
             "order_by" => {
-                let (descending, field) = match value.as_bytes().first() {
-                    Some(b'-') => (true, &value[1..]),
-                    Some(b'+') => (false, &value[1..]),
-                    _ => (false, value.as_ref()),
-                };
-                if !order_fields.contains(&field) {
-                    return Err(form_param_invalid(
-                        "order_by",
-                        &format!("order_by must be one of {}", order_fields.join(", ")),
-                    ));
-                }
-                params.order_field = field.to_string();
-                params.descending = descending;
+                (params.descending, params.order_field) = order_by(&value, order_fields)?;
             }
             "include_members_count" => params.include_members_count = value == "true",
             "user_id" => params.user_ids.push(value.into_owned()),

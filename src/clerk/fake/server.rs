@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use super::org_store::OrgStore;
 use super::state::{
     Admitted, CursorGone, FakeClerkConfig, FakeState, FaultInjection, form_param_invalid,
-    json_response, user_not_found,
+    json_response, list_limit, order_by, user_not_found,
 };
 use super::store::{StoredUser, UserStore};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
@@ -287,13 +287,7 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
             // Out of range (or not a number): Clerk's default page, silently.
-            "limit" => {
-                params.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=500).contains(l))
-                    .unwrap_or(10);
-            }
+            "limit" => params.limit = list_limit(&value),
             "offset" => {
                 params.offset = value.parse().map_err(|_| {
                     form_param_invalid("offset", "offset must be a non-negative integer")
@@ -301,19 +295,7 @@ fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
                 offset_given = params.offset != 0;
             }
             "order_by" => {
-                let (descending, field) = match value.as_bytes().first() {
-                    Some(b'-') => (true, &value[1..]),
-                    Some(b'+') => (false, &value[1..]),
-                    _ => (false, value.as_ref()),
-                };
-                if !ORDER_FIELDS.contains(&field) {
-                    return Err(form_param_invalid(
-                        "order_by",
-                        &format!("order_by must be one of {}", ORDER_FIELDS.join(", ")),
-                    ));
-                }
-                params.order_field = field.to_string();
-                params.descending = descending;
+                (params.descending, params.order_field) = order_by(&value, ORDER_FIELDS)?;
             }
             "starting_after" => params.starting_after = Some(value.into_owned()),
             "user_id" => params.user_ids.push(value.into_owned()),

@@ -130,6 +130,34 @@ pub(super) struct FakeState {
     pub(super) full_created_pages: AtomicU64,
 }
 
+/// A list's `limit`: 1..=500; anything else (out of range, not a number) is not an error but
+/// Clerk's default page of 10.
+pub(super) fn list_limit(value: &str) -> usize {
+    value
+        .parse()
+        .ok()
+        .filter(|l| (1..=500).contains(l))
+        .unwrap_or(10)
+}
+
+/// A list's `order_by`: a field of `fields`, `+` (the default) or `-` before it; whether it
+/// descends, and the field. 422 for another field.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
+pub(super) fn order_by(value: &str, fields: &[&str]) -> Result<(bool, String), Response> {
+    let (descending, field) = match value.as_bytes().first() {
+        Some(b'-') => (true, &value[1..]),
+        Some(b'+') => (false, &value[1..]),
+        _ => (false, value),
+    };
+    if !fields.contains(&field) {
+        return Err(form_param_invalid(
+            "order_by",
+            &format!("order_by must be one of {}", fields.join(", ")),
+        ));
+    }
+    Ok((descending, field.to_string()))
+}
+
 /// A `ClerkErrors` body with the given status.
 pub(super) fn clerk_error(
     status: StatusCode,
