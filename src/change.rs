@@ -1,18 +1,35 @@
 //! The one change type every source produces (backfill, webhooks, reconcile, write-through,
 //! re-sealing, the cluster's change log) and the index writer applies.
 //!
-//! [`Change`] is what travels: today only [`UserChange`]s, with room for the organization and
-//! membership changes that come next (a new kind is a new variant, and the compiler then lists
-//! every place that must handle it: the writer, the change log's format, the observers).
+//! [`Change`] is what travels: [`UserChange`]s, [`OrganizationChange`]s and
+//! [`MembershipChange`]s (a new kind is a new variant, and the compiler then lists every place
+//! that must handle it: the writer, the change log's format, the observers). Each kind keeps its
+//! own version clock (`updated_at`); ids of the three kinds never collide (`user_`, `org_`,
+//! `orgmem_`), so one key space serves them all.
 
 use std::sync::Arc;
 
+use crate::organization::{Membership, Organization};
 use crate::user::User;
 
 /// Any change to what the index holds.
 #[derive(Debug, Clone)]
 pub enum Change {
     User(UserChange),
+    Organization(OrganizationChange),
+    Membership(MembershipChange),
+}
+
+impl From<OrganizationChange> for Change {
+    fn from(change: OrganizationChange) -> Change {
+        Change::Organization(change)
+    }
+}
+
+impl From<MembershipChange> for Change {
+    fn from(change: MembershipChange) -> Change {
+        Change::Membership(change)
+    }
 }
 
 impl From<UserChange> for Change {
@@ -25,22 +42,201 @@ impl Change {
     pub fn source(&self) -> ChangeSource {
         match self {
             Change::User(change) => change.source(),
+            Change::Organization(change) => change.source(),
+            Change::Membership(change) => change.source(),
         }
     }
 
     /// What the change is about, unique across kinds (the change log keeps one message per
-    /// key): a user's id.
+    /// key): a user's, an organization's or a membership's id.
     pub fn key(&self) -> &str {
         match self {
             Change::User(change) => change.user_id(),
+            Change::Organization(change) => change.organization_id(),
+            Change::Membership(change) => &change.membership().id,
         }
     }
 
     /// Whether this change, arriving after `held` (the latest change recorded under the same
-    /// key), changes what an index holds. See [`UserChange::supersedes`].
+    /// key), changes what an index holds. See [`UserChange::supersedes`]; organizations and
+    /// memberships follow the same rules by their `updated_at`.
     pub fn supersedes(&self, held: &Change) -> bool {
         match (self, held) {
             (Change::User(change), Change::User(held)) => change.supersedes(held),
+            (Change::Organization(change), Change::Organization(held)) => {
+                versioned_supersedes(change.versioned(), held.versioned())
+            }
+            (Change::Membership(change), Change::Membership(held)) => {
+                versioned_supersedes(change.versioned(), held.versioned())
+            }
+            // Keys of different kinds never meet.
+            _ => true,
+        }
+    }
+}
+
+/// What [`versioned_supersedes`] compares: an upsert's `updated_at` and JSON, or a deletion's
+/// time and source.
+#[derive(Debug, Clone, Copy)]
+pub enum Versioned<'a> {
+    Upsert {
+        updated_at: i64,
+        raw_json: &'a str,
+        source: ChangeSource,
+    },
+    Delete {
+        deleted_at_ms: i64,
+        source: ChangeSource,
+    },
+}
+
+/// [`UserChange::supersedes`]'s rules for kinds versioned by `updated_at` alone.
+pub fn versioned_supersedes(change: Versioned, held: Versioned) -> bool {
+    match (change, held) {
+        (
+            Versioned::Upsert {
+                updated_at,
+                raw_json,
+                ..
+            },
+            Versioned::Upsert {
+                updated_at: held,
+                raw_json: held_json,
+                ..
+            },
+        ) => updated_at > held || (updated_at == held && raw_json != held_json),
+        (
+            Versioned::Upsert {
+                updated_at, source, ..
+            },
+            Versioned::Delete {
+                deleted_at_ms,
+                source: held_source,
+            },
+        ) => (held_source.is_listing() && source.is_listing()) || updated_at > deleted_at_ms,
+        (Versioned::Delete { .. }, Versioned::Upsert { .. }) => true,
+        (
+            Versioned::Delete {
+                deleted_at_ms,
+                source,
+            },
+            Versioned::Delete {
+                deleted_at_ms: held,
+                source: held_source,
+            },
+        ) => deleted_at_ms > held || (held_source.is_listing() && !source.is_listing()),
+    }
+}
+
+/// A change to an organization: its name, slug, metadata or `members_count`, which reaches
+/// every member's document.
+#[derive(Debug, Clone)]
+pub enum OrganizationChange {
+    /// Insert or replace an organization. Ignored when the index holds a newer `updated_at`.
+    Upsert {
+        organization: Arc<Organization>,
+        source: ChangeSource,
+    },
+    /// Remove an organization (and, with it, the copies on its members' documents), as of
+    /// `deleted_at_ms`. Its memberships stay until deleted themselves: Clerk announces each.
+    Delete {
+        organization_id: String,
+        deleted_at_ms: i64,
+        source: ChangeSource,
+    },
+}
+
+impl OrganizationChange {
+    pub fn organization_id(&self) -> &str {
+        match self {
+            OrganizationChange::Upsert { organization, .. } => &organization.id,
+            OrganizationChange::Delete {
+                organization_id, ..
+            } => organization_id,
+        }
+    }
+
+    pub fn source(&self) -> ChangeSource {
+        match self {
+            OrganizationChange::Upsert { source, .. }
+            | OrganizationChange::Delete { source, .. } => *source,
+        }
+    }
+
+    pub fn versioned(&self) -> Versioned<'_> {
+        match self {
+            OrganizationChange::Upsert {
+                organization,
+                source,
+            } => Versioned::Upsert {
+                updated_at: organization.updated_at,
+                raw_json: &organization.raw_json,
+                source: *source,
+            },
+            OrganizationChange::Delete {
+                deleted_at_ms,
+                source,
+                ..
+            } => Versioned::Delete {
+                deleted_at_ms: *deleted_at_ms,
+                source: *source,
+            },
+        }
+    }
+}
+
+/// A change to a user's membership in an organization.
+#[derive(Debug, Clone)]
+pub enum MembershipChange {
+    /// Insert or replace a membership. `organization` is the organization as the membership's
+    /// payload carried it, applied first as an organization upsert (by its own version).
+    Upsert {
+        membership: Arc<Membership>,
+        organization: Option<Arc<Organization>>,
+        source: ChangeSource,
+    },
+    /// Remove a membership, as of `deleted_at_ms` (Clerk's deletion payload is the membership
+    /// as it was, which names the user whose document changes).
+    Delete {
+        membership: Arc<Membership>,
+        deleted_at_ms: i64,
+        source: ChangeSource,
+    },
+}
+
+impl MembershipChange {
+    pub fn membership(&self) -> &Arc<Membership> {
+        match self {
+            MembershipChange::Upsert { membership, .. }
+            | MembershipChange::Delete { membership, .. } => membership,
+        }
+    }
+
+    pub fn source(&self) -> ChangeSource {
+        match self {
+            MembershipChange::Upsert { source, .. } | MembershipChange::Delete { source, .. } => {
+                *source
+            }
+        }
+    }
+
+    pub fn versioned(&self) -> Versioned<'_> {
+        match self {
+            MembershipChange::Upsert {
+                membership, source, ..
+            } => Versioned::Upsert {
+                updated_at: membership.updated_at,
+                raw_json: &membership.raw_json,
+                source: *source,
+            },
+            MembershipChange::Delete {
+                deleted_at_ms,
+                source,
+                ..
+            } => Versioned::Delete {
+                deleted_at_ms: *deleted_at_ms,
+                source: *source,
+            },
         }
     }
 }

@@ -57,6 +57,19 @@ pub struct User {
     /// The user's sensitive values once sealed (then absent from the metadata and `raw_json`);
     /// `None` before sealing or when the user holds none.
     pub sealed: Option<Arc<Sealed>>,
+    /// The user's organization memberships as `org.*` paths address them: an array of
+    /// [`crate::organization::membership_view`]s in slot order. Not part of Clerk's user: the
+    /// index writer composes it from the membership and organization it holds (a user from Clerk
+    /// arrives with an empty array).
+    pub organizations: Arc<Value>,
+}
+
+/// The `organizations` of a user in no organization.
+pub fn no_organizations() -> Arc<Value> {
+    static EMPTY: std::sync::OnceLock<Arc<Value>> = std::sync::OnceLock::new();
+    EMPTY
+        .get_or_init(|| Arc::new(Value::Array(Vec::new())))
+        .clone()
 }
 
 /// A user's sensitive values, sealed before the user reaches the index (`auth::sensitive`): the
@@ -114,26 +127,40 @@ impl User {
         domains
     }
 
+    /// How many organizations the user is a member of.
+    pub fn org_count(&self) -> i64 {
+        self.organizations.as_array().map_or(0, |a| a.len() as i64)
+    }
+
     /// The metadata object of one namespace.
     pub fn metadata(&self, namespace: MetadataNamespace) -> &Value {
         match namespace {
             MetadataNamespace::Public => &self.public_metadata,
             MetadataNamespace::Private => &self.private_metadata,
             MetadataNamespace::Unsafe => &self.unsafe_metadata,
+            MetadataNamespace::Org => &self.organizations,
         }
     }
 }
 
-/// The three metadata objects Clerk keeps on a user.
+/// The three metadata objects Clerk keeps on a user, and the user's memberships (`org.*`),
+/// which filters, sorts and facets address the same way: dynamically typed JSON where arrays
+/// are transparent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MetadataNamespace {
     Public,
     Private,
     Unsafe,
+    /// The user's memberships ([`User::organizations`]): `org.role`, `org.public.plan`.
+    Org,
 }
 
 impl MetadataNamespace {
+    /// The three metadata objects of Clerk's user (not `Org`, which the index composes).
     pub const ALL: [MetadataNamespace; 3] = [Self::Public, Self::Private, Self::Unsafe];
+    /// Every namespace a path can start with.
+    pub const PATHS: [MetadataNamespace; 4] =
+        [Self::Public, Self::Private, Self::Unsafe, Self::Org];
 
     /// The Clerk JSON key, which is also the index field name.
     pub fn field_name(self) -> &'static str {
@@ -141,6 +168,7 @@ impl MetadataNamespace {
             Self::Public => "public_metadata",
             Self::Private => "private_metadata",
             Self::Unsafe => "unsafe_metadata",
+            Self::Org => "org",
         }
     }
 
@@ -150,12 +178,13 @@ impl MetadataNamespace {
             Self::Public => "public",
             Self::Private => "private",
             Self::Unsafe => "unsafe",
+            Self::Org => "org",
         }
     }
 
     /// Accepts both spellings.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL
+        Self::PATHS
             .into_iter()
             .find(|ns| ns.field_name() == name || ns.short_name() == name)
     }
@@ -217,7 +246,7 @@ pub fn has_value(value: &Value) -> bool {
 /// The inverse of [`encode_metadata_path`].
 pub fn decode_metadata_path(encoded: &str) -> Option<(MetadataNamespace, Vec<String>)> {
     let (field, rest) = encoded.split_once('.').unwrap_or((encoded, ""));
-    let namespace = MetadataNamespace::ALL
+    let namespace = MetadataNamespace::PATHS
         .into_iter()
         .find(|ns| ns.field_name() == field)?;
     let mut keys = Vec::new();

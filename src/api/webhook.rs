@@ -71,9 +71,13 @@ fn body_of(answer: WebhookAnswer) -> Value {
         WebhookDetail::None => Value::Null,
         WebhookDetail::Message(message) => json!(message),
         WebhookDetail::EventType(event_type) => json!(event_type),
-        WebhookDetail::Recorded { user_id, recorded } => {
+        WebhookDetail::Recorded {
+            about,
+            id,
+            recorded,
+        } => {
             let mut detail = recorded_json(recorded);
-            detail["user_id"] = user_id.into();
+            detail[about] = id.into();
             detail
         }
     };

@@ -11,7 +11,7 @@ use crate::user::MetadataNamespace;
 pub fn scope_of(path: &FieldPath) -> Option<Scope> {
     match path {
         FieldPath::Core(_) => None,
-        FieldPath::Metadata { namespace, .. } => Some(Scope::of_namespace(*namespace)),
+        FieldPath::Metadata { namespace, keys } => Scope::of_path(*namespace, keys),
     }
 }
 

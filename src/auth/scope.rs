@@ -63,12 +63,30 @@ impl Scope {
         Scope::ALL.into_iter().find(|scope| scope.name() == name)
     }
 
-    /// The scope that reads a metadata namespace.
+    /// The scope that reads a whole metadata namespace (`org` as a whole holds organizations'
+    /// private metadata).
     pub fn of_namespace(namespace: MetadataNamespace) -> Scope {
         match namespace {
             MetadataNamespace::Public => Scope::Public,
-            MetadataNamespace::Private => Scope::Private,
+            MetadataNamespace::Private | MetadataNamespace::Org => Scope::Private,
             MetadataNamespace::Unsafe => Scope::Unsafe,
+        }
+    }
+
+    /// The scope that reads one metadata path. Under `org`, organization and membership
+    /// metadata need `public` or `private` as a user's do; `org.role`, `org.slug` and the other
+    /// plain attributes need none beyond reading.
+    pub fn of_path(namespace: MetadataNamespace, keys: &[String]) -> Option<Scope> {
+        if namespace != MetadataNamespace::Org {
+            return Some(Scope::of_namespace(namespace));
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        match keys.as_slice() {
+            ["public", ..] | ["membership", "public", ..] => Some(Scope::Public),
+            [] | ["private", ..] | ["membership"] | ["membership", "private", ..] => {
+                Some(Scope::Private)
+            }
+            _ => None,
         }
     }
 

@@ -22,4 +22,5 @@ pub use model::{ListedKey, RejectedUser, UserPage, UserParseError, user_from_jso
 pub use org_client::{ListPage, ORGANIZATION_PAGE_LIMIT, parse_list_page};
 pub use organization::{
     OrganizationParseError, ParsedMembership, parse_membership, parse_organization,
+    parse_stored_membership,
 };

@@ -473,6 +473,7 @@ impl ClerkUser {
             unsafe_metadata: object_or_null(self.unsafe_metadata),
             raw_json,
             sealed: None,
+            organizations: crate::user::no_organizations(),
         })
     }
 }

@@ -163,18 +163,19 @@ pub struct ParsedMembership {
 /// and the organization from `organization.id`, both required; the stored JSON leaves both
 /// nested objects out (each has a source of its own).
 pub fn parse_membership(raw: &RawValue) -> Result<ParsedMembership, OrganizationParseError> {
-    let wire: ClerkMembership =
+    let mut wire: ClerkMembership =
         serde_json::from_str(raw.get()).map_err(|e| malformed(MEMBERSHIP, &e))?;
-    let id = checked_id(wire.id, MEMBERSHIP, "id", "orgmem_")?;
+    let id = checked_id(wire.id.take(), MEMBERSHIP, "id", "orgmem_")?;
     let organization = wire
         .organization
+        .take()
         .ok_or(OrganizationParseError::Missing {
             object: MEMBERSHIP,
             field: "organization",
         })
         .and_then(parse_organization)?;
     let user_id = checked_id(
-        wire.public_user_data.and_then(|data| data.user_id),
+        wire.public_user_data.take().and_then(|data| data.user_id),
         MEMBERSHIP,
         "public_user_data.user_id",
         "user_",
@@ -185,10 +186,30 @@ pub fn parse_membership(raw: &RawValue) -> Result<ParsedMembership, Organization
     stored.remove("public_user_data");
     stored.insert("organization_id".into(), organization.id.clone().into());
     stored.insert("user_id".into(), user_id.clone().into());
-    let created_at = wire.created_at.unwrap_or(0);
-    let membership = Membership {
+    let membership = membership_from_wire(
+        wire,
         id,
-        organization_id: organization.id.clone(),
+        organization.id.clone(),
+        user_id,
+        Value::Object(stored).to_string(),
+    );
+    Ok(ParsedMembership {
+        membership,
+        organization,
+    })
+}
+
+fn membership_from_wire(
+    wire: ClerkMembership,
+    id: String,
+    organization_id: String,
+    user_id: String,
+    stored: String,
+) -> Membership {
+    let created_at = wire.created_at.unwrap_or(0);
+    Membership {
+        id,
+        organization_id,
         user_id,
         role: wire.role,
         permissions: wire.permissions.unwrap_or_default(),
@@ -196,12 +217,33 @@ pub fn parse_membership(raw: &RawValue) -> Result<ParsedMembership, Organization
         updated_at: wire.updated_at.unwrap_or(created_at),
         public_metadata: object_or_empty(wire.public_metadata),
         private_metadata: object_or_empty(wire.private_metadata),
-        raw_json: Arc::from(Value::Object(stored).to_string()),
-    };
-    Ok(ParsedMembership {
-        membership,
-        organization,
-    })
+        raw_json: Arc::from(stored),
+    }
+}
+
+/// The ids [`parse_membership`] adds to the JSON it keeps.
+#[derive(Deserialize)]
+struct StoredIds {
+    organization_id: Option<String>,
+    user_id: Option<String>,
+}
+
+/// Reads a membership back from the JSON [`parse_membership`] kept ([`Membership::raw_json`]:
+/// Clerk's membership without its nested objects, with `organization_id` and `user_id`).
+pub fn parse_stored_membership(json: &str) -> Result<Membership, OrganizationParseError> {
+    let wire: ClerkMembership =
+        serde_json::from_str(json).map_err(|e| malformed(MEMBERSHIP, &e))?;
+    let ids: StoredIds = serde_json::from_str(json).map_err(|e| malformed(MEMBERSHIP, &e))?;
+    let id = checked_id(wire.id.clone(), MEMBERSHIP, "id", "orgmem_")?;
+    let organization_id = checked_id(ids.organization_id, MEMBERSHIP, "organization_id", "org_")?;
+    let user_id = checked_id(ids.user_id, MEMBERSHIP, "user_id", "user_")?;
+    Ok(membership_from_wire(
+        wire,
+        id,
+        organization_id,
+        user_id,
+        json.to_string(),
+    ))
 }
 
 #[cfg(test)]

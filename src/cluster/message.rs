@@ -1,7 +1,11 @@
 //! The change log's message format. Headers say what changed and where it came from; the body
 //! is Clerk's own JSON, so the log stays readable with any NATS tool:
 //! - `Clerk-Index-Change: upsert`: the body is the user's Clerk JSON (unknown fields kept);
-//! - `Clerk-Index-Change: delete`: the body is `{"user_id": "...", "deleted_at_ms": N}`.
+//! - `Clerk-Index-Change: delete`: the body is `{"user_id": "...", "deleted_at_ms": N}`;
+//! - `organization-upsert`: the organization's Clerk JSON; `organization-delete`:
+//!   `{"organization_id": "...", "deleted_at_ms": N}`;
+//! - `membership-upsert` / `membership-delete`: `{"membership": <the membership as the index
+//!   keeps it>, "organization": <the organization it carried, or null>, "deleted_at_ms": N}`.
 
 use std::sync::Arc;
 
@@ -9,8 +13,11 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::change::{Change, ChangeSource, UserChange};
-use crate::clerk::{UserParseError, user_from_json};
+use crate::change::{Change, ChangeSource, MembershipChange, OrganizationChange, UserChange};
+use crate::clerk::{
+    OrganizationParseError, UserParseError, parse_organization, parse_stored_membership,
+    user_from_json,
+};
 use crate::user::Sealed;
 
 const CHANGE: &str = "Clerk-Index-Change";
@@ -26,20 +33,44 @@ struct Deletion {
     deleted_at_ms: i64,
 }
 
+#[derive(Serialize, Deserialize)]
+struct OrganizationDeletion {
+    organization_id: String,
+    deleted_at_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MembershipMessage<'a> {
+    #[serde(borrow)]
+    membership: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    organization: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleted_at_ms: Option<i64>,
+}
+
 /// Why a change log message cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error("the {CHANGE} header is {0:?}, not upsert or delete")]
+    #[error("the {CHANGE} header is {0:?}, not a known kind of change")]
     UnknownKind(Option<String>),
     #[error("the user JSON is unreadable: {0}")]
     User(#[from] UserParseError),
     #[error("the deletion is unreadable: {0}")]
     Deletion(serde_json::Error),
+    #[error("the organization or membership is unreadable: {0}")]
+    Organization(#[from] OrganizationParseError),
+    #[error("the message has no {0}")]
+    Incomplete(&'static str),
 }
 
 /// The headers and body of `change`.
 pub fn encode(change: &Change) -> (HeaderMap, Bytes) {
-    let Change::User(change) = change;
+    let change = match change {
+        Change::User(change) => change,
+        Change::Organization(change) => return encode_organization(change),
+        Change::Membership(change) => return encode_membership(change),
+    };
     let mut headers = HeaderMap::new();
     headers.insert(SOURCE, change.source().name());
     let body = match change {
@@ -66,6 +97,86 @@ pub fn encode(change: &Change) -> (HeaderMap, Bytes) {
         }
     };
     (headers, body)
+}
+
+fn encode_organization(change: &OrganizationChange) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(SOURCE, change.source().name());
+    let body = match change {
+        OrganizationChange::Upsert { organization, .. } => {
+            headers.insert(CHANGE, "organization-upsert");
+            Bytes::copy_from_slice(organization.raw_json.as_bytes())
+        }
+        OrganizationChange::Delete {
+            organization_id,
+            deleted_at_ms,
+            ..
+        } => {
+            headers.insert(CHANGE, "organization-delete");
+            let deletion = OrganizationDeletion {
+                organization_id: organization_id.clone(),
+                deleted_at_ms: *deleted_at_ms,
+            };
+            Bytes::from(serde_json::to_vec(&deletion).expect("a deletion serializes"))
+        }
+    };
+    (headers, body)
+}
+
+fn encode_membership(change: &MembershipChange) -> (HeaderMap, Bytes) {
+    let raw = |json: &str| -> Box<serde_json::value::RawValue> {
+        serde_json::value::RawValue::from_string(json.to_string()).expect("kept JSON is JSON")
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(SOURCE, change.source().name());
+    let membership = raw(&change.membership().raw_json);
+    let (kind, organization, deleted_at_ms) = match change {
+        MembershipChange::Upsert { organization, .. } => (
+            "membership-upsert",
+            organization.as_ref().map(|org| raw(&org.raw_json)),
+            None,
+        ),
+        MembershipChange::Delete { deleted_at_ms, .. } => {
+            ("membership-delete", None, Some(*deleted_at_ms))
+        }
+    };
+    headers.insert(CHANGE, kind);
+    let message = MembershipMessage {
+        membership: &membership,
+        organization: organization.as_deref(),
+        deleted_at_ms,
+    };
+    let body = serde_json::to_vec(&message).expect("a membership serializes");
+    (headers, Bytes::from(body))
+}
+
+fn decode_membership(
+    payload: &[u8],
+    source: ChangeSource,
+    delete: bool,
+) -> Result<Change, MessageError> {
+    let message: MembershipMessage =
+        serde_json::from_slice(payload).map_err(MessageError::Deletion)?;
+    let membership = Arc::new(parse_stored_membership(message.membership.get())?);
+    if delete {
+        return Ok(Change::Membership(MembershipChange::Delete {
+            membership,
+            deleted_at_ms: message
+                .deleted_at_ms
+                .ok_or(MessageError::Incomplete("deleted_at_ms"))?,
+            source,
+        }));
+    }
+    let organization = message
+        .organization
+        .map(parse_organization)
+        .transpose()?
+        .map(Arc::new);
+    Ok(Change::Membership(MembershipChange::Upsert {
+        membership,
+        organization,
+        source,
+    }))
 }
 
 /// The change a message carries.
@@ -107,6 +218,26 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Change, Mes
                 deleted_at_ms: deletion.deleted_at_ms,
                 source,
             }))
+        }
+        Some("organization-upsert") => {
+            let raw: &serde_json::value::RawValue =
+                serde_json::from_slice(payload).map_err(MessageError::Deletion)?;
+            Ok(Change::Organization(OrganizationChange::Upsert {
+                organization: Arc::new(parse_organization(raw)?),
+                source,
+            }))
+        }
+        Some("organization-delete") => {
+            let deletion: OrganizationDeletion =
+                serde_json::from_slice(payload).map_err(MessageError::Deletion)?;
+            Ok(Change::Organization(OrganizationChange::Delete {
+                organization_id: deletion.organization_id,
+                deleted_at_ms: deletion.deleted_at_ms,
+                source,
+            }))
+        }
+        Some(kind @ ("membership-upsert" | "membership-delete")) => {
+            decode_membership(payload, source, kind == "membership-delete")
         }
         other => Err(MessageError::UnknownKind(other.map(String::from))),
     }
@@ -180,6 +311,61 @@ mod tests {
                 .to_string()
                 .contains("Clerk-Index-Change")
         );
+    }
+
+    #[test]
+    fn organization_and_membership_changes_survive_the_round_trip() {
+        let org = crate::index::org_tests::organization("org_acme", 10, "Acme", "free");
+        let member =
+            crate::index::org_tests::membership("orgmem_1", "user_1", &org, "org:admin", 20);
+        let changes = [
+            Change::Organization(OrganizationChange::Upsert {
+                organization: org.clone(),
+                source: ChangeSource::Backfill,
+            }),
+            Change::Organization(OrganizationChange::Delete {
+                organization_id: "org_acme".into(),
+                deleted_at_ms: 30,
+                source: ChangeSource::Webhook,
+            }),
+            Change::Membership(MembershipChange::Upsert {
+                membership: member.clone(),
+                organization: Some(org.clone()),
+                source: ChangeSource::Webhook,
+            }),
+            Change::Membership(MembershipChange::Upsert {
+                membership: member.clone(),
+                organization: None,
+                source: ChangeSource::Reconcile,
+            }),
+            Change::Membership(MembershipChange::Delete {
+                membership: member.clone(),
+                deleted_at_ms: 40,
+                source: ChangeSource::Webhook,
+            }),
+        ];
+        for change in changes {
+            let (headers, body) = encode(&change);
+            let decoded = decode(Some(&headers), &body).unwrap();
+            // Same key, same source, and neither supersedes the other: the same change.
+            assert_eq!(decoded.key(), change.key());
+            assert_eq!(decoded.source(), change.source());
+            assert!(!decoded.supersedes(&change), "{change:?}");
+            if let (
+                Change::Membership(MembershipChange::Upsert {
+                    organization,
+                    membership,
+                    ..
+                }),
+                Change::Membership(MembershipChange::Upsert {
+                    organization: sent, ..
+                }),
+            ) = (&decoded, &change)
+            {
+                assert_eq!(organization.is_some(), sent.is_some());
+                assert_eq!(**membership, *member);
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,8 @@ const AFTER_ALL_STRINGS: u8 = 0xFF;
 /// Compiles `filter` (or "every user" for `None`) with relative dates resolved at `now_ms`.
 pub fn compile(fields: &Fields, filter: Option<&Filter>, now_ms: i64) -> Box<dyn Query> {
     match filter {
-        None => Box::new(AllQuery),
+        // Through the bitset engine too: it keeps every answer within the users.
+        None => Box::new(BitsetQuery::new(Box::new(AllQuery), fields.columns.clone())),
         // Evaluated as per-segment bitmaps (bitset.rs); the tree below only says what matches.
         Some(filter) => Box::new(BitsetQuery::new(
             Compiler { fields, now_ms }.filter(filter),

@@ -1,10 +1,11 @@
-//! Turns a domain [`User`] into a tantivy document.
+//! Turns a domain [`User`], [`Organization`] or [`Membership`] into a tantivy document.
 
 use tantivy::schema::OwnedValue;
 use tantivy::{DateTime, TantivyDocument};
 
 use super::paths::{metadata_path_facts, metadata_path_types};
-use super::schema::Fields;
+use super::schema::{Fields, KIND_MEMBERSHIP, KIND_ORGANIZATION};
+use crate::organization::{Membership, Organization};
 use crate::query::CoreField;
 use crate::query::eval::core_exists;
 use crate::user::{MetadataNamespace, User};
@@ -97,6 +98,7 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
             doc.add_text(fields.field_types, entry);
         }
     }
+    add_organizations(fields, user, &mut doc);
     doc.add_bytes(fields.raw_json, user.raw_json.as_bytes());
     if let Some(sealed) = &user.sealed {
         doc.add_bytes(fields.sealed, sealed.values.as_bytes());
@@ -104,6 +106,56 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
             doc.add_text(fields.blind, token);
         }
     }
+    doc
+}
+
+/// The user's memberships (docs/ORGANIZATIONS.md): each view as one object of the `org` JSON
+/// field (so `org.role = "org:admin"` holds when any membership has it), the paths they hold
+/// for `EXISTS` and `= null`, their count, and the views stored for the user's previous state.
+fn add_organizations(fields: &Fields, user: &User, doc: &mut TantivyDocument) {
+    doc.add_i64(fields.org_count, user.org_count());
+    let Some(views) = user.organizations.as_array().filter(|v| !v.is_empty()) else {
+        return;
+    };
+    for view in views {
+        doc.add_field_value(fields.org, &json_to_owned(view));
+    }
+    let (present, nulls) = metadata_path_facts(MetadataNamespace::Org, &user.organizations);
+    for path in present {
+        doc.add_text(fields.present, path);
+    }
+    for path in nulls {
+        doc.add_text(fields.nulls, path);
+    }
+    let mut types: Vec<String> = views
+        .iter()
+        .flat_map(|view| metadata_path_types(MetadataNamespace::Org, view))
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    for entry in types {
+        doc.add_text(fields.field_types, entry);
+    }
+    doc.add_bytes(fields.org_json, user.organizations.to_string().as_bytes());
+}
+
+/// The document of an organization: its id and Clerk JSON.
+pub fn organization_document(fields: &Fields, organization: &Organization) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.kind, KIND_ORGANIZATION);
+    doc.add_text(fields.entity_id, &organization.id);
+    doc.add_bytes(fields.entity_json, organization.raw_json.as_bytes());
+    doc
+}
+
+/// The document of a membership: its id, its user's and organization's, and its JSON.
+pub fn membership_document(fields: &Fields, membership: &Membership) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.kind, KIND_MEMBERSHIP);
+    doc.add_text(fields.entity_id, &membership.id);
+    doc.add_text(fields.member_user, &membership.user_id);
+    doc.add_text(fields.member_org, &membership.organization_id);
+    doc.add_bytes(fields.entity_json, membership.raw_json.as_bytes());
     doc
 }
 

@@ -17,6 +17,7 @@ mod facet_results;
 mod facet_spec;
 mod facets;
 mod open;
+mod organizations;
 pub mod paths;
 mod payload;
 mod schema;
@@ -44,6 +45,8 @@ pub use writer_stats::{Pause, WriterStats};
 
 #[cfg(test)]
 mod facet_tests;
+#[cfg(test)]
+pub(crate) mod org_tests;
 #[cfg(test)]
 pub(crate) mod sandbox;
 #[cfg(test)]

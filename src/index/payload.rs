@@ -13,7 +13,7 @@ pub(super) struct CommitPayload {
     /// Owned by `sync`: where backfill and reconcile stand. Opaque here.
     #[serde(default)]
     pub(super) sync_state: serde_json::Value,
-    /// Deleted user ids, kept in the commit with the deletion itself, so a late update can never
+    /// Deleted user, organization and membership ids, kept in the commit with the deletion itself, so a late update can never
     /// bring back a user whose deletion was acknowledged.
     #[serde(default)]
     pub(super) tombstones: std::collections::BTreeMap<String, Tombstone>,
@@ -58,9 +58,19 @@ impl Tombstone {
         user: &crate::user::User,
         source: crate::change::ChangeSource,
     ) -> bool {
+        self.hides_version(user.updated_at, source)
+    }
+
+    /// Whether this deletion keeps a state last updated at `updated_at` (arriving from `source`)
+    /// out of the index: users, organizations and memberships alike.
+    pub(super) fn hides_version(
+        &self,
+        updated_at: i64,
+        source: crate::change::ChangeSource,
+    ) -> bool {
         if self.2 && source.is_listing() {
             return false;
         }
-        self.0 >= user.updated_at
+        self.0 >= updated_at
     }
 }

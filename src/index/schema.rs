@@ -1,4 +1,6 @@
-//! The tantivy schema: one document per user.
+//! The tantivy schema: one document per user, and one per organization and per membership
+//! (docs/ORGANIZATIONS.md). Organization and membership documents carry a `kind` term and only
+//! their own few fields; every user query runs over the documents without a `kind`.
 //!
 //! Choices baked into the index files (TANTIVY-NOTES.md): string fast fields are uncompressed
 //! (`columnar-zstd-compression` is off in Cargo.toml); dates are fast-only with millisecond
@@ -27,6 +29,11 @@ pub const RAW: &str = "raw";
 pub const LOWERCASE: &str = "lowercase";
 /// Words for `MATCHES`: split at non-alphanumerics, lower-cased, long words dropped.
 pub const WORDS: &str = "words";
+
+/// The `kind` of organization documents.
+pub const KIND_ORGANIZATION: &str = "organization";
+/// The `kind` of membership documents.
+pub const KIND_MEMBERSHIP: &str = "membership";
 
 /// Memory for decoded range columns unless configured otherwise.
 pub const DEFAULT_COLUMN_CACHE_BYTES: usize = 256 << 20;
@@ -84,6 +91,22 @@ pub struct Fields {
     pub sealed: Field,
     /// Blind-index tokens of the sensitive values, for `=`/`IN` on sensitive paths.
     pub blind: Field,
+    /// `organization` or `membership` on those documents; users have none.
+    pub kind: Field,
+    /// The id of an organization or membership document.
+    pub entity_id: Field,
+    /// A membership document's user id.
+    pub member_user: Field,
+    /// A membership document's organization id.
+    pub member_org: Field,
+    /// An organization's Clerk JSON, or a membership's as `clerk::parse_membership` keeps it.
+    pub entity_json: Field,
+    /// On a user: its memberships as `org.*` paths address them (`organization::membership_view`).
+    pub org: Field,
+    /// On a user: the same memberships, stored (the user's previous state for segment events).
+    pub org_json: Field,
+    /// On a user: how many organizations it belongs to.
+    pub org_count: Field,
     /// Decoded range columns, shared by every snapshot (not part of the schema).
     pub columns: Arc<ColumnCache>,
 }
@@ -148,7 +171,7 @@ impl Fields {
         let totp_enabled = b.add_bool_field("totp_enabled", boolean.clone());
         let backup_code_enabled = b.add_bool_field("backup_code_enabled", boolean);
         let integer = NumericOptions::default().set_indexed().set_fast();
-        let passkey_count = b.add_i64_field("passkey_count", integer);
+        let passkey_count = b.add_i64_field("passkey_count", integer.clone());
         let oauth_providers = b.add_text_field("oauth_providers", keyword(LOWERCASE, true));
         let enterprise_connection = b.add_text_field("enterprise_connection", keyword(RAW, true));
         let locale = b.add_text_field("locale", keyword(LOWERCASE, true));
@@ -156,7 +179,9 @@ impl Fields {
             b.add_json_field(MetadataNamespace::Public.field_name(), json.clone());
         let private_metadata =
             b.add_json_field(MetadataNamespace::Private.field_name(), json.clone());
-        let unsafe_metadata = b.add_json_field(MetadataNamespace::Unsafe.field_name(), json);
+        let unsafe_metadata =
+            b.add_json_field(MetadataNamespace::Unsafe.field_name(), json.clone());
+        let org = b.add_json_field(MetadataNamespace::Org.field_name(), json);
         let name_words = b.add_text_field("name_words", words());
         let first_name_words = b.add_text_field("first_name_words", words());
         let last_name_words = b.add_text_field("last_name_words", words());
@@ -167,8 +192,25 @@ impl Fields {
         let field_types = b.add_text_field("field_types", keyword(RAW, false));
         let raw_json = b.add_bytes_field("raw_json", BytesOptions::default().set_stored());
         let sealed = b.add_bytes_field("sealed", BytesOptions::default().set_stored());
-        let blind = b.add_text_field("blind", keyword(RAW, false));
+        // Stored too (keyed hashes, nothing readable), so a stored user is re-indexed whole
+        // when one of its organizations changes.
+        let blind = b.add_text_field("blind", keyword(RAW, false).set_stored());
+        let kind = b.add_text_field("kind", keyword(RAW, false));
+        let entity_id = b.add_text_field("entity_id", keyword(RAW, false));
+        let member_user = b.add_text_field("member_user", keyword(RAW, false));
+        let member_org = b.add_text_field("member_org", keyword(RAW, false));
+        let entity_json = b.add_bytes_field("entity_json", BytesOptions::default().set_stored());
+        let org_json = b.add_bytes_field("org_json", BytesOptions::default().set_stored());
+        let org_count = b.add_i64_field("org_count", integer);
         Fields {
+            kind,
+            entity_id,
+            member_user,
+            member_org,
+            entity_json,
+            org,
+            org_json,
+            org_count,
             schema: b.build(),
             id,
             external_id,
@@ -221,6 +263,7 @@ impl Fields {
             MetadataNamespace::Public => self.public_metadata,
             MetadataNamespace::Private => self.private_metadata,
             MetadataNamespace::Unsafe => self.unsafe_metadata,
+            MetadataNamespace::Org => self.org,
         }
     }
 
@@ -256,6 +299,7 @@ impl Fields {
             CoreField::TotpEnabled => self.totp_enabled,
             CoreField::BackupCodeEnabled => self.backup_code_enabled,
             CoreField::PasskeyCount => self.passkey_count,
+            CoreField::OrgCount => self.org_count,
         })
     }
 

@@ -28,13 +28,17 @@ pub struct SearchHit {
 pub struct StoredUser {
     pub raw_json: String,
     pub sealed: Option<String>,
+    /// The sealed values' blind-index tokens.
+    pub tokens: Vec<String>,
+    /// The user's memberships as its document holds them (a JSON array), if any.
+    pub organizations: Option<String>,
 }
 
 impl Snapshot {
     /// The exact number of users matching `filter` (every user for `None`).
     pub fn count(&self, filter: Option<&Filter>, now_ms: i64) -> Result<u64, IndexError> {
         if filter.is_none() {
-            return Ok(self.searcher.num_docs());
+            return Ok(self.freshness.user_count);
         }
         let query = compile(&self.fields, filter, now_ms);
         Ok(self.searcher.search(&query, &Count)? as u64)
@@ -46,7 +50,11 @@ impl Snapshot {
     }
 
     /// Up to `limit` live documents holding `term`.
-    fn live_docs(&self, term: &Term, limit: usize) -> Result<Vec<DocAddress>, IndexError> {
+    pub(super) fn live_docs(
+        &self,
+        term: &Term,
+        limit: usize,
+    ) -> Result<Vec<DocAddress>, IndexError> {
         let mut addresses = Vec::new();
         for (ordinal, segment) in self.searcher.segment_readers().iter().enumerate() {
             let inverted = segment.inverted_index(term.field())?;
@@ -79,6 +87,11 @@ impl Snapshot {
                 IndexError::Read(format!("document {address:?} has no stored user"))
             })?,
             sealed: text(self.fields.sealed)?,
+            tokens: doc
+                .get_all(self.fields.blind)
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            organizations: text(self.fields.org_json)?,
         })
     }
 

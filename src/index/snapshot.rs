@@ -33,6 +33,31 @@ pub struct Snapshot {
     /// The last saved-segment event whose change this snapshot holds: watching from here sees
     /// every membership change after it.
     pub event_sequence: u64,
+    /// Live organization and membership documents.
+    pub other_docs: u64,
+}
+
+/// Live documents with a `kind` (organizations and memberships): one pass over their postings.
+fn other_kinds(searcher: &Searcher, fields: &Fields) -> tantivy::Result<u64> {
+    let mut count = 0;
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(fields.kind)?;
+        let mut terms = inverted.terms().stream()?;
+        while let Some((_, info)) = terms.next() {
+            if !segment.has_deletes() {
+                count += u64::from(info.doc_freq);
+                continue;
+            }
+            let mut postings = inverted
+                .read_postings_from_terminfo(info, tantivy::schema::IndexRecordOption::Basic)?;
+            let mut doc = tantivy::DocSet::doc(&postings);
+            while doc != tantivy::TERMINATED {
+                count += u64::from(!segment.is_deleted(doc));
+                doc = tantivy::DocSet::advance(&mut postings);
+            }
+        }
+    }
+    Ok(count)
 }
 
 impl Snapshot {
@@ -49,12 +74,17 @@ impl Snapshot {
             .map(|segment| segment.segment_id())
             .collect();
         fields.columns.keep_segments(&live);
+        let others = other_kinds(&searcher, fields).unwrap_or_else(|error| {
+            tracing::error!(%error, "could not count organization and membership documents");
+            0
+        });
         Snapshot {
             freshness: Freshness {
                 generation: payload.generation,
                 newest_updated_at_ms: payload.newest_updated_at_ms,
-                user_count: searcher.num_docs(),
+                user_count: searcher.num_docs().saturating_sub(others),
             },
+            other_docs: others,
             searcher,
             fields: fields.clone(),
             sync_state: payload.sync_state.clone(),

@@ -264,6 +264,7 @@ proptest! {
             sync_state: cached.sync_state.clone(),
             tombstone_count: cached.tombstone_count,
             event_sequence: cached.event_sequence,
+            other_docs: cached.other_docs,
         };
         let expected = expected_ids(fixture, &filter);
         prop_assert_eq!(uncached.count(Some(&filter), fixture.now_ms).unwrap() as usize, expected.len());

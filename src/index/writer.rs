@@ -23,17 +23,21 @@ use tokio::time::Instant;
 
 use super::config::IndexConfig;
 use super::document::user_document;
-use super::error::{IndexError, WriteError};
+use super::error::WriteError;
 use super::payload::{CommitPayload, Tombstone};
 use super::schema::Fields;
 use super::snapshot::Snapshot;
 use super::writer_stats::{FIRST_RETRY, MAX_RETRY, WriterStats};
 use crate::change::{Change, UserChange};
-use crate::clerk::user_from_json;
 use crate::clock::now_ms;
 use crate::user::{User, UserVersion};
 
 mod commit;
+mod observer;
+mod org_pending;
+mod organizations;
+
+pub use observer::{ChangeObserver, Previous, Sealer};
 #[cfg(test)]
 mod tests;
 
@@ -64,33 +68,6 @@ enum Command {
     },
     /// Commit what is pending and stop; commands queued after this one are refused.
     Close,
-}
-
-/// Seals each user's sensitive values before it reaches the index (`auth::sensitive`).
-pub trait Sealer: Send + Sync {
-    /// The user with its sensitive values sealed into [`User::sealed`] and removed from its
-    /// metadata and Clerk JSON; a user holding none comes back as it is. A user already sealed
-    /// (a re-encryption) is passed through.
-    fn seal(&self, user: Arc<User>) -> Result<Arc<User>, WriteError>;
-}
-
-/// A user as it was before a change: `None` when the index did not hold it.
-pub type Previous = Option<Arc<User>>;
-
-/// Sees every change the writer applies, with the user's previous state, and takes part in
-/// commits: whatever it records for a change must be durable before the change is, and is
-/// dropped if the commit fails. (Saved segments use this for their membership events.)
-pub trait ChangeObserver: Send {
-    /// Whether [`ChangeObserver::observe`] needs the previous state (reading it costs a lookup).
-    fn wants_previous(&self) -> bool;
-    fn observe(&mut self, previous: Previous, change: &UserChange);
-    /// Makes what was observed since the last commit durable; returns the sequence number to
-    /// record in the commit.
-    fn prepare_commit(&mut self) -> Result<u64, WriteError>;
-    /// The commit holding the observed changes succeeded.
-    fn committed(&mut self);
-    /// The commit failed: forget what was observed since the last commit.
-    fn rolled_back(&mut self);
 }
 
 /// A user changed since the last commit. The whole user is kept only while an observer wants
@@ -249,6 +226,8 @@ pub struct IndexWriterTask {
     config: IndexConfig,
     /// Every user changed since the last commit.
     pending_users: HashMap<String, Pending>,
+    /// Every organization and membership changed since the last commit.
+    orgs: org_pending::OrgPending,
     observer: Option<Box<dyn ChangeObserver>>,
     sealer: Option<Arc<dyn Sealer>>,
     pending_changes: usize,
@@ -286,6 +265,7 @@ impl IndexWriterTask {
             payload,
             config: config.clone(),
             pending_users: HashMap::new(),
+            orgs: Default::default(),
             observer: None,
             sealer: None,
             pending_changes: 0,
@@ -459,6 +439,24 @@ impl IndexWriterTask {
         for change in changes {
             match change {
                 Change::User(change) => self.apply_user_change(change),
+                Change::Organization(change) => self.apply_organization_change(change),
+                Change::Membership(change) => self.apply_membership_change(change),
+            }
+            // A commit made while applying (organizations.rs) failed: what this command
+            // applied before it is gone, so the command fails as a whole.
+            if self.paused.is_some() {
+                match ack {
+                    Some(ack) => {
+                        let _ = ack.send(Err(WriteError::Paused(
+                            self.stats
+                                .paused()
+                                .map_or_else(String::new, |p| p.reason)
+                                .into(),
+                        )));
+                    }
+                    None => self.stats.lost(),
+                }
+                return;
             }
         }
         let carries = !changes_were_empty || checkpoint.is_some();
@@ -502,13 +500,7 @@ impl IndexWriterTask {
             Some(Pending::Deleted | Pending::Version(_)) => None,
             None => {
                 let snapshot = self.publish.borrow().clone();
-                let stored = snapshot.get_raw_json(user_id).and_then(|json| {
-                    json.map(|json| {
-                        user_from_json(&json).map_err(|e| IndexError::Read(e.to_string()))
-                    })
-                    .transpose()
-                });
-                match stored {
+                match snapshot.stored_user(user_id) {
                     Ok(user) => user.map(Arc::new),
                     Err(error) => {
                         tracing::error!(%user_id, %error, "could not read a user's previous state");
@@ -555,6 +547,11 @@ impl IndexWriterTask {
                     self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
+                let user = self.with_organizations(user);
+                let change = UserChange::Upsert {
+                    user: user.clone(),
+                    source,
+                };
                 let doc: TantivyDocument = user_document(&self.fields, &user);
                 // A user the index has never held (neither committed nor pending) has no document
                 // to replace: the delete would only cost a term lookup per segment at commit.
@@ -568,7 +565,8 @@ impl IndexWriterTask {
                 let keep_user = self.notify(&change);
                 self.payload.newest_updated_at_ms =
                     self.payload.newest_updated_at_ms.max(user.updated_at);
-                let pending = if keep_user {
+                // Members are kept whole: a membership change in this batch composes them again.
+                let pending = if keep_user || user.org_count() > 0 {
                     Pending::User(user.clone())
                 } else {
                     Pending::Version(user.version())
@@ -592,7 +590,6 @@ impl IndexWriterTask {
             }
         }
         self.stats.applied.fetch_add(1, Ordering::Relaxed);
-        self.pending_changes += 1;
-        self.pending_since.get_or_insert_with(Instant::now);
+        self.count_applied();
     }
 }

@@ -153,6 +153,8 @@ pub enum CoreField {
     BackupCodeEnabled,
     /// How many passkeys the user has registered.
     PasskeyCount,
+    /// How many organizations the user is a member of (0 for none).
+    OrgCount,
 }
 
 /// How a core field is typed, which decides the operators and values it accepts.
@@ -172,7 +174,7 @@ pub enum CoreKind {
 }
 
 impl CoreField {
-    pub const ALL: [CoreField; 29] = [
+    pub const ALL: [CoreField; 30] = [
         CoreField::Id,
         CoreField::ExternalId,
         CoreField::Username,
@@ -202,6 +204,7 @@ impl CoreField {
         CoreField::TotpEnabled,
         CoreField::BackupCodeEnabled,
         CoreField::PasskeyCount,
+        CoreField::OrgCount,
     ];
 
     pub fn name(self) -> &'static str {
@@ -235,6 +238,7 @@ impl CoreField {
             CoreField::TotpEnabled => "totp_enabled",
             CoreField::BackupCodeEnabled => "backup_code_enabled",
             CoreField::PasskeyCount => "passkey_count",
+            CoreField::OrgCount => "org_count",
         }
     }
 
@@ -275,7 +279,7 @@ impl CoreField {
             Banned | Locked | TwoFactorEnabled | PasswordEnabled | HasImage
             | PrimaryEmailVerified | EmailVerified | MfaEnabled | TotpEnabled
             | BackupCodeEnabled => CoreKind::Bool,
-            PasskeyCount => CoreKind::Integer,
+            PasskeyCount | OrgCount => CoreKind::Integer,
         }
     }
 

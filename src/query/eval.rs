@@ -267,6 +267,7 @@ pub fn core_bool(user: &User, field: CoreField) -> Option<bool> {
 pub fn core_integer(user: &User, field: CoreField) -> Option<i64> {
     match field {
         CoreField::PasskeyCount => Some(user.passkey_count),
+        CoreField::OrgCount => Some(user.org_count()),
         _ => None,
     }
 }
@@ -453,6 +454,7 @@ mod tests {
             unsafe_metadata: json!({}),
             raw_json: Arc::from("{}"),
             sealed: None,
+            organizations: crate::user::no_organizations(),
         }
     }
 

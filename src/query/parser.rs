@@ -234,7 +234,12 @@ impl Parser {
                     ),
                 ));
             }
-            let keys = segments.into_iter().skip(1).map(|(k, _)| k).collect();
+            let keys: Vec<String> = segments.into_iter().skip(1).map(|(k, _)| k).collect();
+            if namespace == MetadataNamespace::Org
+                && let Some(message) = crate::organization::org_path_error(&keys)
+            {
+                return Err(FilterError::at(start, message));
+            }
             return Ok(FieldPath::Metadata { namespace, keys });
         }
         match CoreField::parse(first) {
@@ -246,7 +251,7 @@ impl Parser {
             None => Err(FilterError::at(
                 start,
                 format!(
-                    "unknown field '{first}': use a core field ({}) or a metadata path starting with public., private. or unsafe.",
+                    "unknown field '{first}': use a core field ({}) or a path starting with public., private., unsafe. or org.",
                     CoreField::ALL.map(CoreField::name).join(", ")
                 ),
             )),

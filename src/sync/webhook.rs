@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use super::destination::ChangeDestination;
 use super::recorded::Recorded;
-use crate::change::{ChangeSource, UserChange};
+use crate::change::{Change, ChangeSource, MembershipChange, OrganizationChange, UserChange};
 use crate::clerk::KnownInstance;
 use crate::clerk::webhook::{
     ENVELOPE_SKEW_MS, SvixHeaders, WebhookEvent, WebhookVerifier, parse_delivery,
@@ -90,9 +90,11 @@ pub enum WebhookDetail {
     Message(String),
     /// The type of an ignored event.
     EventType(String),
-    /// Where an applied change was recorded.
+    /// Where an applied change was recorded, and what it was about: `user_id`,
+    /// `organization_id` or `membership_id`, and the id.
     Recorded {
-        user_id: String,
+        about: &'static str,
+        id: String,
         recorded: Recorded,
     },
 }
@@ -280,15 +282,15 @@ impl WebhookReceiver {
                 return refused(WebhookOutcome::Malformed, error.to_string());
             }
         };
-        let (change, event_at_ms) = match event {
+        let source = ChangeSource::Webhook;
+        let (change, event_at_ms): (Change, i64) = match event {
             WebhookEvent::UserUpserted { user, .. } => {
                 let version = user.version();
                 let at = version
                     .updated_at
                     .max(version.last_sign_in_at)
                     .max(version.last_active_at);
-                let source = ChangeSource::Webhook;
-                (UserChange::Upsert { user, source }, at)
+                (UserChange::Upsert { user, source }.into(), at)
             }
             WebhookEvent::UserDeleted {
                 user_id,
@@ -297,8 +299,54 @@ impl WebhookReceiver {
                 UserChange::Delete {
                     user_id,
                     deleted_at_ms,
-                    source: ChangeSource::Webhook,
-                },
+                    source,
+                }
+                .into(),
+                deleted_at_ms,
+            ),
+            WebhookEvent::OrganizationUpserted { organization, .. } => {
+                let at = organization.updated_at;
+                let change = OrganizationChange::Upsert {
+                    organization,
+                    source,
+                };
+                (change.into(), at)
+            }
+            WebhookEvent::OrganizationDeleted {
+                organization_id,
+                deleted_at_ms,
+            } => (
+                OrganizationChange::Delete {
+                    organization_id,
+                    deleted_at_ms,
+                    source,
+                }
+                .into(),
+                deleted_at_ms,
+            ),
+            WebhookEvent::MembershipUpserted {
+                membership,
+                organization,
+                ..
+            } => {
+                let at = membership.updated_at;
+                let change = MembershipChange::Upsert {
+                    membership,
+                    organization: Some(organization),
+                    source,
+                };
+                (change.into(), at)
+            }
+            WebhookEvent::MembershipDeleted {
+                membership,
+                deleted_at_ms,
+            } => (
+                MembershipChange::Delete {
+                    membership,
+                    deleted_at_ms,
+                    source,
+                }
+                .into(),
                 deleted_at_ms,
             ),
             WebhookEvent::Other { event_type } => {
@@ -308,26 +356,14 @@ impl WebhookReceiver {
                     detail: WebhookDetail::EventType(event_type),
                 };
             }
-            // Parsed and verified, but not applied until organizations are indexed
-            // (docs/ORGANIZATIONS.md): acknowledged as an ignored type, as before.
-            event @ (WebhookEvent::OrganizationUpserted { .. }
-            | WebhookEvent::OrganizationDeleted { .. }
-            | WebhookEvent::MembershipUpserted { .. }
-            | WebhookEvent::MembershipDeleted { .. }) => {
-                self.remember(svix_id);
-                let event_type = event.organization_event_type().unwrap_or_default();
-                return WebhookAnswer {
-                    outcome: WebhookOutcome::Ignored,
-                    detail: WebhookDetail::EventType(event_type.to_string()),
-                };
-            }
         };
-        let user_id = change.user_id().to_string();
-        match self
-            .destination
-            .record_delivery(change.into(), &svix_id)
-            .await
-        {
+        let about = match &change {
+            Change::User(_) => "user_id",
+            Change::Organization(_) => "organization_id",
+            Change::Membership(_) => "membership_id",
+        };
+        let id = change.key().to_string();
+        match self.destination.record_delivery(change, &svix_id).await {
             Ok(recorded) => {
                 // A far-future time would pin the freshness lag at zero.
                 let event_at_ms = event_at_ms.clamp(0, now_ms().saturating_add(ENVELOPE_SKEW_MS));
@@ -337,7 +373,11 @@ impl WebhookReceiver {
                 self.remember(svix_id);
                 WebhookAnswer {
                     outcome: WebhookOutcome::Applied,
-                    detail: WebhookDetail::Recorded { user_id, recorded },
+                    detail: WebhookDetail::Recorded {
+                        about,
+                        id,
+                        recorded,
+                    },
                 }
             }
             Err(error) => {

@@ -63,6 +63,11 @@ impl Bits {
         self.words[doc as usize / 64] |= 1 << (doc % 64);
     }
 
+    #[inline]
+    pub fn remove(&mut self, doc: DocId) {
+        self.words[doc as usize / 64] &= !(1 << (doc % 64));
+    }
+
     /// Sets ascending docs, each word written once (dense postings would otherwise chain a
     /// read-modify-write of the same word per doc).
     pub fn insert_sorted(&mut self, docs: &[DocId]) {

@@ -12,6 +12,10 @@
 //!
 //! Cost per segment is proportional to the postings read plus `max_doc / 64` words per boolean
 //! node: ~16k words at a million users, a few microseconds.
+//!
+//! Every answer is about users: "every document" ([`AllQuery`], the base of a `NOT`) is every
+//! document without a `kind` term (organizations and memberships have one, see `schema.rs`), and
+//! whatever a query matches is kept within it.
 
 use std::sync::Arc;
 
@@ -131,7 +135,7 @@ impl Node {
     fn eval(&self, reader: &SegmentReader, cache: &ColumnCache) -> tantivy::Result<Bits> {
         let max_doc = reader.max_doc();
         match self {
-            Node::All => Ok(Bits::full(max_doc)),
+            Node::All => user_docs(reader),
             Node::Nothing => Ok(Bits::empty(max_doc)),
             Node::Term(term) => term_bits(reader, term),
             Node::Boolean { all, any, none } => {
@@ -198,6 +202,50 @@ impl Node {
     }
 }
 
+/// The name of the field that marks documents other than users.
+const KIND_FIELD: &str = "kind";
+
+/// Whether a segment holds documents other than users (organizations, memberships).
+fn holds_other_kinds(reader: &SegmentReader) -> tantivy::Result<bool> {
+    let Ok(kind) = reader.schema().get_field(KIND_FIELD) else {
+        return Ok(false);
+    };
+    Ok(reader.inverted_index(kind)?.terms().num_terms() > 0)
+}
+
+/// Every user document of a segment (deleted ones included: the alive bitset is applied apart).
+pub fn user_docs(reader: &SegmentReader) -> tantivy::Result<Bits> {
+    let mut bits = Bits::full(reader.max_doc());
+    let Ok(kind) = reader.schema().get_field(KIND_FIELD) else {
+        return Ok(bits);
+    };
+    let inverted = reader.inverted_index(kind)?;
+    let mut terms = inverted.terms().stream()?;
+    while let Some((_, info)) = terms.next() {
+        let mut postings =
+            inverted.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+        loop {
+            let docs = postings.docs();
+            if docs.is_empty() {
+                break;
+            }
+            for doc in docs {
+                bits.remove(*doc);
+            }
+            postings.advance();
+        }
+    }
+    Ok(bits)
+}
+
+/// `bits` kept within the segment's user documents.
+fn only_users(mut bits: Bits, reader: &SegmentReader) -> tantivy::Result<Bits> {
+    if holds_other_kinds(reader)? {
+        bits.and(&user_docs(reader)?);
+    }
+    Ok(bits)
+}
+
 /// A term's postings, decoded block by block.
 fn term_bits(reader: &SegmentReader, term: &Term) -> tantivy::Result<Bits> {
     let mut bits = Bits::empty(reader.max_doc());
@@ -232,16 +280,18 @@ struct BitsetWeight {
 
 impl Weight for BitsetWeight {
     fn scorer(&self, reader: &SegmentReader, _boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let bits = self.root.eval(reader, &self.cache)?;
+        let bits = only_users(self.root.eval(reader, &self.cache)?, reader)?;
         Ok(Box::new(BitsDocSet::new(bits)))
     }
 
     fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
         // One term without deletes: its document frequency, without reading postings.
-        if let (Node::Term(term), false) = (&self.root, reader.has_deletes()) {
+        if let (Node::Term(term), false) = (&self.root, reader.has_deletes())
+            && !holds_other_kinds(reader)?
+        {
             return Ok(reader.inverted_index(term.field())?.doc_freq(term)?);
         }
-        let mut bits = self.root.eval(reader, &self.cache)?;
+        let mut bits = only_users(self.root.eval(reader, &self.cache)?, reader)?;
         if let Some(alive) = reader.alive_bitset() {
             bits.retain(|doc| alive.is_alive(doc));
         }
@@ -249,7 +299,9 @@ impl Weight for BitsetWeight {
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        if doc < reader.max_doc() && self.root.eval(reader, &self.cache)?.contains(doc) {
+        if doc < reader.max_doc()
+            && only_users(self.root.eval(reader, &self.cache)?, reader)?.contains(doc)
+        {
             Ok(Explanation::new("BitsetQuery", 1.0))
         } else {
             Err(TantivyError::InvalidArgument(format!(

@@ -64,6 +64,7 @@ impl IndexWriterTask {
             }
         }
         self.pending_users.clear();
+        self.orgs.clear();
         self.pending_changes = 0;
         self.pending_since = None;
         self.unacknowledged_pending = false;
