@@ -307,3 +307,75 @@ fn a_user_from_clerk_holds_no_organizations() {
     let user = user_of(&crate::clerk::fake::Population::new(1).user(0));
     assert_eq!(user.org_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_facet_by_their_organizations_plan_and_slug() {
+    use super::{FacetKind, FacetOutcome, FacetSpec, FacetValue};
+    let sandbox = Sandbox::new();
+    let users = population_users(4);
+    let acme = organization("org_acme", 10, "Acme", "free");
+    let globex = organization("org_globex", 10, "Globex", "enterprise");
+    let mut changes: Vec<Change> = users.iter().map(user_upsert).collect();
+    changes.push(joined(
+        &membership("orgmem_1", &users[0].id, &acme, "org:admin", 20),
+        &acme,
+    ));
+    changes.push(joined(
+        &membership("orgmem_2", &users[1].id, &acme, "org:member", 21),
+        &acme,
+    ));
+    changes.push(joined(
+        &membership("orgmem_3", &users[1].id, &globex, "org:admin", 22),
+        &globex,
+    ));
+    apply(&sandbox, changes).await;
+    let spec = |path: &str, include_missing| FacetSpec {
+        name: path.into(),
+        path: crate::query::parse_path(path).unwrap(),
+        kind: FacetKind::Terms {
+            size: 10,
+            include_missing,
+        },
+    };
+    let facets = sandbox
+        .index
+        .snapshot()
+        .facets(
+            None,
+            &[spec("org.public.plan", true), spec("org.slug", false)],
+            0,
+        )
+        .unwrap();
+    assert_eq!(facets.matched, 4);
+    let FacetOutcome::Terms(plans) = &facets.results[0].1 else {
+        panic!("terms expected")
+    };
+    assert_eq!(
+        plans.buckets,
+        [
+            (FacetValue::Str("free".into()), 2),
+            (FacetValue::Str("enterprise".into()), 1)
+        ]
+    );
+    assert_eq!(plans.missing, Some(2), "users in no organization");
+    let FacetOutcome::Terms(slugs) = &facets.results[1].1 else {
+        panic!("terms expected")
+    };
+    assert_eq!(slugs.buckets[0], (FacetValue::Str("acme".into()), 2));
+}
+
+#[test]
+fn organization_metadata_needs_the_scope_of_its_namespace() {
+    use crate::auth::{Caller, Scopes};
+    let caller = Caller::with_scopes("k", Scopes::parse_list("public").unwrap());
+    let check = |text: &str| {
+        let filter = parse_filter(text, &FilterLimits::default()).unwrap();
+        caller.check_filter(Some(&filter))
+    };
+    check(r#"org.role = "org:admin" AND org.slug = "acme""#).unwrap();
+    check(r#"org.public.plan = "enterprise""#).unwrap();
+    check(r#"org.membership.public.seat = "full""#).unwrap();
+    assert!(check(r#"org.private.crm_id = "x""#).is_err());
+    assert!(check(r#"org.membership.private.note = "x""#).is_err());
+    assert!(check("org.membership EXISTS").is_err());
+}
