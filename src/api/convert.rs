@@ -27,37 +27,50 @@ pub fn filter_from_proto(
         proto::filter_spec::Spec::Expression(text) => Ok(Some(parse_filter(&text, limits)?)),
         proto::filter_spec::Spec::Tree(tree) => {
             let mut counter = 0;
-            let filter = tree_to_filter(tree, &mut counter)?;
+            let filter = tree_to_filter(tree, &mut counter, false)?;
             Ok(Some(validate(filter, limits)?))
         }
     }
 }
 
-fn tree_to_filter(node: proto::Filter, counter: &mut usize) -> Result<Filter, FilterError> {
+/// `in_org`: inside an `org` node, where a path without `org.` is read as a membership's.
+fn tree_to_filter(
+    node: proto::Filter,
+    counter: &mut usize,
+    in_org: bool,
+) -> Result<Filter, FilterError> {
     let Some(node) = node.node else {
         return Err(FilterError::general(
-            "a structured filter node is empty: set all, any, not or predicate",
+            "a structured filter node is empty: set all, any, negate, predicate or org",
         ));
     };
     Ok(match node {
         proto::filter::Node::All(list) => Filter::And(
             list.filters
                 .into_iter()
-                .map(|f| tree_to_filter(f, counter))
+                .map(|f| tree_to_filter(f, counter, in_org))
                 .collect::<Result<_, _>>()?,
         ),
         proto::filter::Node::Any(list) => Filter::Or(
             list.filters
                 .into_iter()
-                .map(|f| tree_to_filter(f, counter))
+                .map(|f| tree_to_filter(f, counter, in_org))
                 .collect::<Result<_, _>>()?,
         ),
         proto::filter::Node::Negate(inner) => {
-            Filter::Not(Box::new(tree_to_filter(*inner, counter)?))
+            Filter::Not(Box::new(tree_to_filter(*inner, counter, in_org)?))
         }
         proto::filter::Node::Predicate(predicate) => {
             *counter += 1;
-            Filter::Predicate(predicate_from_proto(predicate, *counter)?)
+            Filter::Predicate(predicate_from_proto(predicate, *counter, in_org)?)
+        }
+        proto::filter::Node::Org(inner) => {
+            if in_org {
+                return Err(FilterError::general(
+                    "an org node cannot hold another: its paths are already those of one membership",
+                ));
+            }
+            Filter::Org(Box::new(tree_to_filter(*inner, counter, true)?))
         }
     })
 }
@@ -65,6 +78,7 @@ fn tree_to_filter(node: proto::Filter, counter: &mut usize) -> Result<Filter, Fi
 fn predicate_from_proto(
     predicate: proto::Predicate,
     number: usize,
+    in_org: bool,
 ) -> Result<Predicate, FilterError> {
     let proto::Predicate {
         path: path_text,
@@ -74,7 +88,13 @@ fn predicate_from_proto(
     let context = |message: String| {
         FilterError::general(format!("predicate {number} ({path_text}): {message}"))
     };
-    let path = parse_path(&path_text).map_err(|e| context(e.message))?;
+    let path = match path_text.trim() {
+        relative if in_org && !relative.starts_with("org.") => {
+            parse_path(&format!("org.{relative}"))
+        }
+        text => parse_path(text),
+    }
+    .map_err(|e| context(e.message))?;
     let values: Vec<Value> = values
         .into_iter()
         .map(value_from_proto)
@@ -403,6 +423,50 @@ mod tests {
         let text = parse_filter("public.membership_tier IN [\"gold\", \"platinum\"] AND NOT banned = true AND created_at > now-30d", &limits).unwrap();
         let strip = |f: Filter| format!("{f:?}").replace(|c: char| c.is_ascii_digit(), "");
         assert_eq!(strip(structured.unwrap()), strip(text));
+    }
+
+    #[test]
+    fn an_org_node_is_org_brackets_with_paths_of_one_membership() {
+        let tree = proto::Filter {
+            node: Some(Node::Org(Box::new(proto::Filter {
+                node: Some(Node::All(proto::FilterList {
+                    filters: vec![
+                        predicate(
+                            "role",
+                            proto::Operator::Eq,
+                            vec![Kind::String("org:admin".into())],
+                        ),
+                        predicate(
+                            "org.public.plan",
+                            proto::Operator::Eq,
+                            vec![Kind::String("enterprise".into())],
+                        ),
+                    ],
+                })),
+            }))),
+        };
+        let limits = FilterLimits::default();
+        let spec = |tree| {
+            Some(proto::FilterSpec {
+                spec: Some(proto::filter_spec::Spec::Tree(tree)),
+            })
+        };
+        let structured = filter_from_proto(spec(tree), &limits).unwrap().unwrap();
+        let text = parse_filter(
+            r#"org[role = "org:admin" AND public.plan = "enterprise"]"#,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(structured.unplaced(), text.unplaced());
+        let user_path = proto::Filter {
+            node: Some(Node::Org(Box::new(predicate(
+                "bannedx",
+                proto::Operator::Exists,
+                vec![],
+            )))),
+        };
+        let error = filter_from_proto(spec(user_path), &limits).unwrap_err();
+        assert!(error.to_string().contains("predicate 1"), "{error}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub fn scope_of(path: &FieldPath) -> Option<Scope> {
 fn visit_paths<T>(filter: &Filter, f: &mut impl FnMut(&FieldPath) -> Option<T>) -> Option<T> {
     match filter {
         Filter::And(parts) | Filter::Or(parts) => parts.iter().find_map(|p| visit_paths(p, f)),
-        Filter::Not(inner) => visit_paths(inner, f),
+        Filter::Not(inner) | Filter::Org(inner) => visit_paths(inner, f),
         Filter::Predicate(predicate) => f(&predicate.path),
     }
 }

@@ -11,7 +11,6 @@
 
 use std::ops::Bound;
 
-use tantivy::columnar::NumericalValue;
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery,
     TermQuery,
@@ -23,28 +22,46 @@ use super::engine::{BitsetQuery, ColumnFilterQuery, ColumnRange, RangeBounds};
 use super::schema::Fields;
 use crate::query::CoreField;
 use crate::query::ast::{CmpOp, CoreKind, FieldPath, Filter, Op, Predicate, Value};
-use crate::query::eval::{Number, Resolved, text_tokens};
-use crate::user::{MetadataNamespace, encode_metadata_path};
+use crate::query::eval::text_tokens;
 
 /// Beyond the last byte of any UTF-8 string: the upper bound of "every string with this prefix".
 const AFTER_ALL_STRINGS: u8 = 0xFF;
 
 /// Compiles `filter` (or "every user" for `None`) with relative dates resolved at `now_ms`.
-pub fn compile(fields: &Fields, filter: Option<&Filter>, now_ms: i64) -> Box<dyn Query> {
+/// `org_slots` is the most memberships any user of the index has: how many slots `org[...]`
+/// asks (docs/ORGANIZATIONS.md).
+pub fn compile(
+    fields: &Fields,
+    filter: Option<&Filter>,
+    now_ms: i64,
+    org_slots: usize,
+) -> Box<dyn Query> {
     match filter {
         // Through the bitset engine too: it keeps every answer within the users.
         None => Box::new(BitsetQuery::new(Box::new(AllQuery), fields.columns.clone())),
         // Evaluated as per-segment bitmaps (bitset.rs); the tree below only says what matches.
         Some(filter) => Box::new(BitsetQuery::new(
-            Compiler { fields, now_ms }.filter(filter),
+            Compiler {
+                fields,
+                now_ms,
+                org_slots,
+                slot: None,
+            }
+            .filter(filter),
             fields.columns.clone(),
         )),
     }
 }
 
+mod json;
+
+#[derive(Clone, Copy)]
 struct Compiler<'a> {
     fields: &'a Fields,
     now_ms: i64,
+    org_slots: usize,
+    /// Inside `org[...]`: the membership slot `org.*` paths read.
+    slot: Option<usize>,
 }
 
 fn term_query(term: Term) -> Box<dyn Query> {
@@ -134,6 +151,7 @@ impl Compiler<'_> {
             Filter::Or(parts) => any_of(parts.iter().map(|p| self.filter(p)).collect()),
             Filter::Not(inner) => not(self.filter(inner)),
             Filter::Predicate(predicate) => self.predicate(predicate),
+            Filter::Org(inner) => self.correlated(inner),
         }
     }
 
@@ -156,7 +174,7 @@ impl Compiler<'_> {
         }
         match &predicate.path {
             FieldPath::Metadata { namespace, keys } => {
-                self.metadata(*namespace, keys, &predicate.op)
+                self.metadata_predicate(*namespace, keys, &predicate.op)
             }
             FieldPath::Core(field) => self.core(*field, &predicate.op),
         }
@@ -164,186 +182,6 @@ impl Compiler<'_> {
 
     fn present(&self, path: &str) -> Box<dyn Query> {
         term_query(Term::from_field_text(self.fields.present, path))
-    }
-
-    // ---- metadata -----------------------------------------------------------------------------
-
-    fn json_term(&self, namespace: MetadataNamespace, keys: &[String]) -> Term {
-        let encoded = encode_metadata_path(namespace, keys);
-        let json_path = &encoded[namespace.field_name().len() + 1..];
-        Term::from_field_json_path(self.fields.metadata(namespace), json_path, false)
-    }
-
-    fn json_str_term(&self, namespace: MetadataNamespace, keys: &[String], value: &str) -> Term {
-        let mut term = self.json_term(namespace, keys);
-        term.append_type_and_str(value);
-        term
-    }
-
-    /// The term of a JSON number: as the inverted index stores it, or as a range bound. Range
-    /// bounds are always f64: tantivy's fast-column range reads the type of one bound and
-    /// assumes the other has it too, and converts f64 bounds correctly to i64/u64 columns.
-    fn json_number_term(
-        &self,
-        namespace: MetadataNamespace,
-        keys: &[String],
-        number: Number,
-        usage: NumberUse,
-    ) -> Term {
-        let mut term = self.json_term(namespace, keys);
-        if usage == NumberUse::RangeBound {
-            term.append_type_and_fast_value(number.as_f64());
-            return term;
-        }
-        let normalized = match number {
-            Number::I64(i) => NumericalValue::I64(i),
-            Number::U64(u) => NumericalValue::U64(u),
-            Number::F64(f) => NumericalValue::F64(f),
-        }
-        .normalize();
-        match normalized {
-            NumericalValue::I64(i) => term.append_type_and_fast_value(i),
-            NumericalValue::U64(u) => term.append_type_and_fast_value(u),
-            NumericalValue::F64(f) => term.append_type_and_fast_value(f),
-        }
-        term
-    }
-
-    /// The inverted-index bounds of every string under one path.
-    fn json_str_bounds(&self, namespace: MetadataNamespace, keys: &[String]) -> (Term, Term) {
-        let low = self.json_str_term(namespace, keys, "");
-        let mut high = self.json_str_term(namespace, keys, "");
-        high.append_bytes(&[AFTER_ALL_STRINGS]);
-        (low, high)
-    }
-
-    fn metadata_equals(
-        &self,
-        namespace: MetadataNamespace,
-        keys: &[String],
-        value: &Value,
-    ) -> Box<dyn Query> {
-        match value.resolve(self.now_ms) {
-            Resolved::Str(s) => term_query(self.json_str_term(namespace, keys, s)),
-            Resolved::Num(n) => {
-                term_query(self.json_number_term(namespace, keys, n, NumberUse::Stored))
-            }
-            Resolved::Bool(b) => {
-                let mut term = self.json_term(namespace, keys);
-                term.append_type_and_fast_value(b);
-                term_query(term)
-            }
-            Resolved::Null => term_query(Term::from_field_text(
-                self.fields.nulls,
-                &encode_metadata_path(namespace, keys),
-            )),
-        }
-    }
-
-    fn metadata_range<'v>(
-        &self,
-        namespace: MetadataNamespace,
-        keys: &[String],
-        low: Bound<&'v Value>,
-        high: Bound<&'v Value>,
-    ) -> Box<dyn Query> {
-        let now_ms = self.now_ms;
-        let resolved = |b: Bound<&'v Value>| -> Bound<Resolved<'v>> {
-            match b {
-                Bound::Included(v) => Bound::Included(v.resolve(now_ms)),
-                Bound::Excluded(v) => Bound::Excluded(v.resolve(now_ms)),
-                Bound::Unbounded => Bound::Unbounded,
-            }
-        };
-        let (low, high) = (resolved(low), resolved(high));
-        let sample = match (&low, &high) {
-            (Bound::Included(v) | Bound::Excluded(v), _)
-            | (_, Bound::Included(v) | Bound::Excluded(v)) => v.clone(),
-            _ => return Box::new(AllQuery),
-        };
-        match sample {
-            Resolved::Num(_) => {
-                let to_term =
-                    |b: &Bound<Resolved>| match b {
-                        Bound::Included(Resolved::Num(n)) => Bound::Included(
-                            self.json_number_term(namespace, keys, *n, NumberUse::RangeBound),
-                        ),
-                        Bound::Excluded(Resolved::Num(n)) => Bound::Excluded(
-                            self.json_number_term(namespace, keys, *n, NumberUse::RangeBound),
-                        ),
-                        _ => Bound::Unbounded,
-                    };
-                let to_f64 = |b: &Bound<Resolved>| match b {
-                    Bound::Included(Resolved::Num(n)) => Bound::Included(n.as_f64()),
-                    Bound::Excluded(Resolved::Num(n)) => Bound::Excluded(n.as_f64()),
-                    _ => Bound::Unbounded,
-                };
-                // The name sorts and facets open the column by, too (one cached copy; keys
-                // with dots escaped as fast-field names need).
-                self.column_range(ColumnRange {
-                    column: encode_metadata_path(namespace, keys),
-                    bounds: RangeBounds::Number {
-                        low: to_f64(&low),
-                        high: to_f64(&high),
-                    },
-                    fallback: range(to_term(&low), to_term(&high)),
-                })
-            }
-            Resolved::Str(_) => {
-                let (all_low, all_high) = self.json_str_bounds(namespace, keys);
-                let to_term = |b: Bound<Resolved>, default: Bound<Term>| match b {
-                    Bound::Included(Resolved::Str(s)) => {
-                        Bound::Included(self.json_str_term(namespace, keys, s))
-                    }
-                    Bound::Excluded(Resolved::Str(s)) => {
-                        Bound::Excluded(self.json_str_term(namespace, keys, s))
-                    }
-                    _ => default,
-                };
-                Box::new(InvertedIndexRangeQuery::new(
-                    to_term(low, Bound::Included(all_low)),
-                    to_term(high, Bound::Included(all_high)),
-                ))
-            }
-            // Validation rejects ordering on booleans and null.
-            Resolved::Bool(_) | Resolved::Null => Box::new(EmptyQuery),
-        }
-    }
-
-    fn metadata(&self, namespace: MetadataNamespace, keys: &[String], op: &Op) -> Box<dyn Query> {
-        match op {
-            Op::Compare(CmpOp::Eq, v) => self.metadata_equals(namespace, keys, v),
-            Op::Compare(CmpOp::Ne, v) => not(self.metadata_equals(namespace, keys, v)),
-            Op::Compare(cmp, v) => {
-                let (low, high) = match cmp {
-                    CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(v)),
-                    CmpOp::Lte => (Bound::Unbounded, Bound::Included(v)),
-                    CmpOp::Gt => (Bound::Excluded(v), Bound::Unbounded),
-                    _ => (Bound::Included(v), Bound::Unbounded),
-                };
-                self.metadata_range(namespace, keys, low, high)
-            }
-            Op::In(values) => any_of(
-                values
-                    .iter()
-                    .map(|v| self.metadata_equals(namespace, keys, v))
-                    .collect(),
-            ),
-            Op::Exists => self.present(&encode_metadata_path(namespace, keys)),
-            Op::StartsWith(prefix) => {
-                let low = self.json_str_term(namespace, keys, prefix);
-                let mut high = low.clone();
-                high.append_bytes(&[AFTER_ALL_STRINGS]);
-                Box::new(InvertedIndexRangeQuery::new(
-                    Bound::Included(low),
-                    Bound::Included(high),
-                ))
-            }
-            Op::Matches(_) | Op::Sealed(_) => Box::new(EmptyQuery),
-            Op::Between(low, high) => {
-                self.metadata_range(namespace, keys, Bound::Included(low), Bound::Included(high))
-            }
-        }
     }
 
     // ---- core fields --------------------------------------------------------------------------

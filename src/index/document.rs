@@ -3,8 +3,8 @@
 use tantivy::schema::OwnedValue;
 use tantivy::{DateTime, TantivyDocument};
 
-use super::paths::{metadata_path_facts, metadata_path_types};
-use super::schema::{Fields, KIND_MEMBERSHIP, KIND_ORGANIZATION};
+use super::paths::{json_path_facts, metadata_path_facts, metadata_path_types};
+use super::schema::{Fields, KIND_MEMBERSHIP, KIND_ORGANIZATION, ORG_SLOTS};
 use crate::organization::{Membership, Organization};
 use crate::query::CoreField;
 use crate::query::eval::core_exists;
@@ -119,6 +119,20 @@ fn add_organizations(fields: &Fields, user: &User, doc: &mut TantivyDocument) {
     };
     for view in views {
         doc.add_field_value(fields.org, &json_to_owned(view));
+    }
+    let slots: serde_json::Map<String, serde_json::Value> = views
+        .iter()
+        .enumerate()
+        .map(|(slot, view)| (slot.to_string(), view.clone()))
+        .collect();
+    let slots = serde_json::Value::Object(slots);
+    doc.add_field_value(fields.org_slots, &json_to_owned(&slots));
+    let (slot_paths, slot_nulls) = json_path_facts(ORG_SLOTS, &slots);
+    for path in slot_paths {
+        doc.add_text(fields.present, path);
+    }
+    for path in slot_nulls {
+        doc.add_text(fields.nulls, path);
     }
     let (present, nulls) = metadata_path_facts(MetadataNamespace::Org, &user.organizations);
     for path in present {

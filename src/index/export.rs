@@ -142,7 +142,7 @@ impl Snapshot {
         after_id: Option<&str>,
         now_ms: i64,
     ) -> Result<IdOrderedMatches, IndexError> {
-        let query = compile(&self.fields, filter, now_ms);
+        let query = compile(&self.fields, filter, now_ms, self.org_slots);
         let weight = query.weight(EnableScoring::disabled_from_searcher(&self.searcher))?;
         let mut segments = Vec::new();
         let mut total = 0;

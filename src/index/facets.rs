@@ -90,7 +90,7 @@ impl Snapshot {
         if let Some(problem) = specs.iter().find_map(|s| s.check().err()) {
             return Err(problem);
         }
-        let query = compile(&self.fields, filter, now_ms);
+        let query = compile(&self.fields, filter, now_ms, self.org_slots);
         // Terms over plain string columns are counted from decoded ordinals (fast_terms.rs);
         // everything else goes to tantivy's aggregations.
         let string_columns: Vec<Option<String>> = specs

@@ -13,15 +13,14 @@ pub fn metadata_path_facts(
     namespace: MetadataNamespace,
     value: &Value,
 ) -> (Vec<String>, Vec<String>) {
+    json_path_facts(namespace.field_name(), value)
+}
+
+/// [`metadata_path_facts`] for any JSON field, its paths spelled from `root`.
+pub fn json_path_facts(root: &str, value: &Value) -> (Vec<String>, Vec<String>) {
     let mut present = Vec::new();
     let mut nulls = Vec::new();
-    walk_paths(
-        value,
-        &mut namespace.field_name().to_string(),
-        true,
-        &mut present,
-        &mut nulls,
-    );
+    walk_paths(value, &mut root.to_string(), true, &mut present, &mut nulls);
     present.sort_unstable();
     present.dedup();
     nulls.sort_unstable();

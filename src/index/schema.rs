@@ -30,6 +30,8 @@ pub const LOWERCASE: &str = "lowercase";
 /// Words for `MATCHES`: split at non-alphanumerics, lower-cased, long words dropped.
 pub const WORDS: &str = "words";
 
+/// The JSON field of users' memberships by slot.
+pub const ORG_SLOTS: &str = "org_slots";
 /// The `kind` of organization documents.
 pub const KIND_ORGANIZATION: &str = "organization";
 /// The `kind` of membership documents.
@@ -103,6 +105,9 @@ pub struct Fields {
     pub entity_json: Field,
     /// On a user: its memberships as `org.*` paths address them (`organization::membership_view`).
     pub org: Field,
+    /// On a user: the same memberships numbered in slot order, `{"0": view, "1": view}`, so
+    /// `org[...]` can ask one membership for everything (docs/ORGANIZATIONS.md).
+    pub org_slots: Field,
     /// On a user: the same memberships, stored (the user's previous state for segment events).
     pub org_json: Field,
     /// On a user: how many organizations it belongs to.
@@ -181,7 +186,8 @@ impl Fields {
             b.add_json_field(MetadataNamespace::Private.field_name(), json.clone());
         let unsafe_metadata =
             b.add_json_field(MetadataNamespace::Unsafe.field_name(), json.clone());
-        let org = b.add_json_field(MetadataNamespace::Org.field_name(), json);
+        let org = b.add_json_field(MetadataNamespace::Org.field_name(), json.clone());
+        let org_slots = b.add_json_field(ORG_SLOTS, json);
         let name_words = b.add_text_field("name_words", words());
         let first_name_words = b.add_text_field("first_name_words", words());
         let last_name_words = b.add_text_field("last_name_words", words());
@@ -209,6 +215,7 @@ impl Fields {
             member_org,
             entity_json,
             org,
+            org_slots,
             org_json,
             org_count,
             schema: b.build(),

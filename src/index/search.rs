@@ -40,7 +40,7 @@ impl Snapshot {
         if filter.is_none() {
             return Ok(self.freshness.user_count);
         }
-        let query = compile(&self.fields, filter, now_ms);
+        let query = compile(&self.fields, filter, now_ms, self.org_slots);
         Ok(self.searcher.search(&query, &Count)? as u64)
     }
 
@@ -156,7 +156,7 @@ impl Snapshot {
         with_json: bool,
         now_ms: i64,
     ) -> Result<Vec<SearchHit>, IndexError> {
-        let query = compile(&self.fields, filter, now_ms);
+        let query = compile(&self.fields, filter, now_ms, self.org_slots);
         let collector = TopHits {
             spec: sort.clone(),
             after,
@@ -209,7 +209,7 @@ impl Snapshot {
         sort: &SortSpec,
         now_ms: i64,
     ) -> Result<Vec<String>, IndexError> {
-        let query = compile(&self.fields, filter, now_ms);
+        let query = compile(&self.fields, filter, now_ms, self.org_slots);
         let mut ids = Vec::new();
         let mut after = None;
         loop {

@@ -35,6 +35,19 @@ pub struct Snapshot {
     pub event_sequence: u64,
     /// Live organization and membership documents.
     pub other_docs: u64,
+    /// The most memberships any user document holds: the slots `org[...]` asks.
+    pub org_slots: usize,
+}
+
+/// The largest `org_count` of any document (deleted ones too: an upper bound is enough).
+fn most_memberships(searcher: &Searcher) -> usize {
+    searcher
+        .segment_readers()
+        .iter()
+        .filter_map(|segment| segment.fast_fields().i64("org_count").ok())
+        .map(|column| column.max_value())
+        .max()
+        .map_or(0, |max| max.max(0) as usize)
 }
 
 /// Live documents with a `kind` (organizations and memberships): one pass over their postings.
@@ -85,6 +98,7 @@ impl Snapshot {
                 user_count: searcher.num_docs().saturating_sub(others),
             },
             other_docs: others,
+            org_slots: most_memberships(&searcher),
             searcher,
             fields: fields.clone(),
             sync_state: payload.sync_state.clone(),

@@ -265,6 +265,7 @@ proptest! {
             tombstone_count: cached.tombstone_count,
             event_sequence: cached.event_sequence,
             other_docs: cached.other_docs,
+            org_slots: cached.org_slots,
         };
         let expected = expected_ids(fixture, &filter);
         prop_assert_eq!(uncached.count(Some(&filter), fixture.now_ms).unwrap() as usize, expected.len());

@@ -10,6 +10,9 @@ pub enum Filter {
     Or(Vec<Filter>),
     Not(Box<Filter>),
     Predicate(Predicate),
+    /// `org[...]`: one and the same membership satisfies the inner filter, whose paths are
+    /// all `org.*` (written relative to the membership inside the brackets).
+    Org(Box<Filter>),
 }
 
 impl Filter {
@@ -19,6 +22,7 @@ impl Filter {
             Filter::And(items) => Filter::And(items.iter().map(Filter::unplaced).collect()),
             Filter::Or(items) => Filter::Or(items.iter().map(Filter::unplaced).collect()),
             Filter::Not(inner) => Filter::Not(Box::new(inner.unplaced())),
+            Filter::Org(inner) => Filter::Org(Box::new(inner.unplaced())),
             Filter::Predicate(p) => Filter::Predicate(Predicate {
                 position: 0,
                 ..p.clone()

@@ -13,11 +13,26 @@ use crate::user::{MetadataNamespace, User, has_value};
 
 /// Whether `user` matches `filter`, with relative dates resolved against `now_ms`.
 pub fn matches(filter: &Filter, user: &User, now_ms: i64) -> bool {
+    matches_in(filter, user, None, now_ms)
+}
+
+/// [`matches`], with `org.*` paths reading only `membership` (one membership view) when given:
+/// inside `org[...]`.
+fn matches_in(filter: &Filter, user: &User, membership: Option<&Json>, now_ms: i64) -> bool {
     match filter {
-        Filter::And(parts) => parts.iter().all(|f| matches(f, user, now_ms)),
-        Filter::Or(parts) => parts.iter().any(|f| matches(f, user, now_ms)),
-        Filter::Not(inner) => !matches(inner, user, now_ms),
-        Filter::Predicate(predicate) => predicate_matches(predicate, user, now_ms),
+        Filter::And(parts) => parts
+            .iter()
+            .all(|f| matches_in(f, user, membership, now_ms)),
+        Filter::Or(parts) => parts
+            .iter()
+            .any(|f| matches_in(f, user, membership, now_ms)),
+        Filter::Not(inner) => !matches_in(inner, user, membership, now_ms),
+        Filter::Predicate(predicate) => predicate_matches(predicate, user, membership, now_ms),
+        Filter::Org(inner) => user.organizations.as_array().is_some_and(|views| {
+            views
+                .iter()
+                .any(|view| matches_in(inner, user, Some(view), now_ms))
+        }),
     }
 }
 
@@ -82,7 +97,12 @@ impl Value {
     }
 }
 
-fn predicate_matches(predicate: &Predicate, user: &User, now_ms: i64) -> bool {
+fn predicate_matches(
+    predicate: &Predicate,
+    user: &User,
+    membership: Option<&Json>,
+    now_ms: i64,
+) -> bool {
     if let Op::Sealed(tokens) = &predicate.op {
         // Tokens bind path and value: the user holds one of them or does not match.
         return user
@@ -92,7 +112,11 @@ fn predicate_matches(predicate: &Predicate, user: &User, now_ms: i64) -> bool {
     }
     match &predicate.path {
         FieldPath::Metadata { namespace, keys } => {
-            metadata_matches(user, *namespace, keys, &predicate.op, now_ms)
+            let root = match (namespace, membership) {
+                (MetadataNamespace::Org, Some(view)) => view,
+                _ => user.metadata(*namespace),
+            };
+            metadata_matches(root, keys, &predicate.op, now_ms)
         }
         FieldPath::Core(field) => core_matches(user, *field, &predicate.op, now_ms),
     }
@@ -166,14 +190,8 @@ fn ordering_holds(cmp: CmpOp, ordering: Ordering) -> bool {
     }
 }
 
-fn metadata_matches(
-    user: &User,
-    namespace: MetadataNamespace,
-    keys: &[String],
-    op: &Op,
-    now_ms: i64,
-) -> bool {
-    let leaves = metadata_leaves(user.metadata(namespace), keys);
+fn metadata_matches(root: &Json, keys: &[String], op: &Op, now_ms: i64) -> bool {
+    let leaves = metadata_leaves(root, keys);
     let any_equal = |value: &Value| {
         let resolved = value.resolve(now_ms);
         leaves.iter().any(|leaf| leaf_equals(leaf, &resolved))

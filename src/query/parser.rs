@@ -28,6 +28,7 @@ pub fn parse_filter(text: &str, limits: &FilterLimits) -> Result<Filter, FilterE
         next: 0,
         end: length,
         limits: *limits,
+        in_org: false,
     };
     let filter = parser.parse_or(0)?;
     if let Some(extra) = parser.peek() {
@@ -47,6 +48,8 @@ struct Parser {
     next: usize,
     end: usize,
     limits: FilterLimits,
+    /// Inside `org[...]`: paths are relative to one membership.
+    in_org: bool,
 }
 
 impl Parser {
@@ -142,7 +145,28 @@ impl Parser {
             self.expect(Token::RParen, "')' to close the parenthesis")?;
             return Ok(inner);
         }
+        let bracket = self.tokens.get(self.next + 1).map(|t| &t.token);
+        if self.peek_keyword("org") && bracket == Some(&Token::LBracket) {
+            return self.parse_correlated(depth);
+        }
         self.parse_predicate()
+    }
+
+    /// `org[ filter ]`, its paths relative to one membership.
+    fn parse_correlated(&mut self, depth: usize) -> Result<Filter, FilterError> {
+        if self.in_org {
+            return Err(FilterError::at(
+                self.position(),
+                "org[...] cannot be nested: paths inside the brackets are already those of one membership",
+            ));
+        }
+        self.next += 2;
+        self.in_org = true;
+        let inner = self.parse_or(depth + 1);
+        self.in_org = false;
+        let inner = inner?;
+        self.expect(Token::RBracket, "']' to close org[")?;
+        Ok(Filter::Org(Box::new(inner)))
     }
 
     fn parse_predicate(&mut self) -> Result<Filter, FilterError> {
@@ -222,6 +246,21 @@ impl Parser {
         while self.peek().map(|t| &t.token) == Some(&Token::Dot) {
             self.next += 1;
             segments.push(self.parse_segment(false)?);
+        }
+        if self.in_org {
+            let keys: Vec<String> = segments.into_iter().map(|(k, _)| k).collect();
+            if let Some(message) = crate::organization::org_path_error(&keys) {
+                return Err(FilterError::at(
+                    start,
+                    format!(
+                        "inside org[...] paths are those of one membership, without org. ({message})"
+                    ),
+                ));
+            }
+            return Ok(FieldPath::Metadata {
+                namespace: MetadataNamespace::Org,
+                keys,
+            });
         }
         let (first, quoted) = &segments[0];
         if !quoted && let Some(namespace) = MetadataNamespace::parse(first) {

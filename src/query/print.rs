@@ -7,39 +7,68 @@ use super::ast::{DateValue, FieldPath, Filter, Op, Predicate, Value};
 
 impl Display for Filter {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        match self {
-            Filter::And(items) => join(f, items, " AND "),
-            Filter::Or(items) => join(f, items, " OR "),
-            Filter::Not(inner) => {
-                f.write_str("NOT ")?;
-                grouped(f, inner)
-            }
-            Filter::Predicate(predicate) => predicate.fmt(f),
+        write_filter(f, self, false)
+    }
+}
+
+/// `in_org`: inside `org[...]`, where paths are written relative to the membership.
+fn write_filter(f: &mut Formatter<'_>, filter: &Filter, in_org: bool) -> fmt::Result {
+    match filter {
+        Filter::And(items) => join(f, items, " AND ", in_org),
+        Filter::Or(items) => join(f, items, " OR ", in_org),
+        Filter::Not(inner) => {
+            f.write_str("NOT ")?;
+            grouped(f, inner, in_org)
+        }
+        Filter::Predicate(predicate) => write_predicate(f, predicate, in_org),
+        Filter::Org(inner) => {
+            f.write_str("org[")?;
+            write_filter(f, inner, true)?;
+            f.write_str("]")
         }
     }
 }
 
-fn join(f: &mut Formatter<'_>, items: &[Filter], separator: &str) -> fmt::Result {
+fn join(f: &mut Formatter<'_>, items: &[Filter], separator: &str, in_org: bool) -> fmt::Result {
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             f.write_str(separator)?;
         }
-        grouped(f, item)?;
+        grouped(f, item, in_org)?;
     }
     Ok(())
 }
 
-/// Predicates and negations stand alone (NOT binds tightest); lists are parenthesized.
-fn grouped(f: &mut Formatter<'_>, filter: &Filter) -> fmt::Result {
+/// Predicates, negations and `org[...]` stand alone (NOT binds tightest); lists are
+/// parenthesized.
+fn grouped(f: &mut Formatter<'_>, filter: &Filter, in_org: bool) -> fmt::Result {
     match filter {
-        Filter::Predicate(_) | Filter::Not(_) => filter.fmt(f),
-        other => write!(f, "({other})"),
+        Filter::Predicate(_) | Filter::Not(_) | Filter::Org(_) => write_filter(f, filter, in_org),
+        other => {
+            f.write_str("(")?;
+            write_filter(f, other, in_org)?;
+            f.write_str(")")
+        }
     }
 }
 
 impl Display for Predicate {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write_path(f, &self.path)?;
+        write_predicate(f, self, false)
+    }
+}
+
+fn write_predicate(f: &mut Formatter<'_>, predicate: &Predicate, in_org: bool) -> fmt::Result {
+    let text = predicate.path.to_string();
+    match text.strip_prefix("org.") {
+        Some(relative) if in_org => f.write_str(relative)?,
+        _ => f.write_str(&text)?,
+    }
+    predicate.write_op(f)
+}
+
+impl Predicate {
+    fn write_op(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match &self.op {
             Op::Compare(cmp, value) => write!(f, " {} {}", cmp.symbol(), Literal(value)),
             Op::In(values) => {
@@ -92,10 +121,6 @@ fn is_bare_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
         && !key.eq_ignore_ascii_case("now"))
         || all_digits
-}
-
-fn write_path(f: &mut Formatter<'_>, path: &FieldPath) -> fmt::Result {
-    write!(f, "{path}")
 }
 
 struct Literal<'a>(&'a Value);
@@ -182,7 +207,7 @@ fn check_printable(filter: &Filter) -> Result<(), NoTextForm> {
             }
             items.iter().try_for_each(check_printable)
         }
-        Filter::Not(inner) => check_printable(inner),
+        Filter::Not(inner) | Filter::Org(inner) => check_printable(inner),
         Filter::Predicate(predicate) => {
             if let Op::Sealed(_) = predicate.op {
                 return Err(NoTextForm(

@@ -48,11 +48,36 @@ fn walk(
         Filter::And(parts) => Filter::And(children(parts, "AND")?),
         Filter::Or(parts) => Filter::Or(children(parts, "OR")?),
         Filter::Not(inner) => Filter::Not(Box::new(walk(*inner, depth + 1, limits, predicates)?)),
+        Filter::Org(inner) => {
+            if let Some(position) = outside_membership(&inner) {
+                return Err(FilterError::at(
+                    position,
+                    "inside org[...] every path is one of a membership (role, public.plan, ...), and org[...] does not nest",
+                ));
+            }
+            Filter::Org(Box::new(walk(*inner, depth + 1, limits, predicates)?))
+        }
         Filter::Predicate(predicate) => {
             *predicates += 1;
             Filter::Predicate(check_predicate(predicate, limits)?)
         }
     })
+}
+
+/// The position of the first predicate inside an `org[...]` that is not about a membership.
+fn outside_membership(filter: &Filter) -> Option<usize> {
+    match filter {
+        Filter::And(parts) | Filter::Or(parts) => parts.iter().find_map(outside_membership),
+        Filter::Not(inner) => outside_membership(inner),
+        Filter::Org(_) => Some(0),
+        Filter::Predicate(predicate) => match &predicate.path {
+            FieldPath::Metadata {
+                namespace: crate::user::MetadataNamespace::Org,
+                ..
+            } => None,
+            _ => Some(predicate.position),
+        },
+    }
 }
 
 fn check_predicate(

@@ -21,6 +21,7 @@ from clerkindex import (
     date,
     field,
     not_,
+    org,
     stats,
     terms,
 )
@@ -61,6 +62,16 @@ def test_built_filters_count_like_their_text(client):
         assert 0 <= n <= total
         nonzero += n > 0
     assert nonzero >= len(PAIRS) - 2, "most pairs should match someone, or they prove little"
+
+
+def test_org_brackets_are_built_like_their_text(client):
+    built = org((field("role") == "org:admin") & (field("public.plan") == "enterprise"))
+    text = 'org[role = "org:admin" AND public.plan = "enterprise"]'
+    assert client.count(built) == client.count(text)
+    assert client.count(~built) == client.count("NOT " + text) == client.count() - client.count(text)
+    # A path of the user, not of a membership, is refused inside the brackets.
+    with pytest.raises(InvalidFilter):
+        client.count(org(field("banned") == True))  # noqa: E712
 
 
 def test_search_follows_pages_and_agrees_with_export(client):

@@ -88,6 +88,14 @@ export function not(filter: Filter): Filter {
   return new Filter(create(FilterSchema, { node: { case: "negate", value: filter.proto } }));
 }
 
+/**
+ * `org[...]`: one and the same organization membership satisfies `filter`, whose paths are a
+ * membership's (`field("role").eq("org:admin")`, `field("public.plan")`).
+ */
+export function org(filter: Filter): Filter {
+  return new Filter(create(FilterSchema, { node: { case: "org", value: filter.proto } }));
+}
+
 /** A core field (`email`, `created_at`) or a metadata path (`public.prefs.theme`). */
 export class Path {
   constructor(readonly path: string) {

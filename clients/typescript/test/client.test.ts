@@ -18,6 +18,7 @@ import {
   InvalidFilter,
   not,
   NotFound,
+  org,
   PermissionDenied,
   segmentsPb,
   stats,
@@ -139,6 +140,16 @@ test("a watch resumes from its checkpoint", async () => {
   assert.ok(third.sequence > second.sequence);
   assert.equal(await checkpoint.load(), second.sequence);
   await client.deleteSegment(segment);
+});
+
+test("org brackets are built like their text", async () => {
+  const built = org(allOf(field("role").eq("org:admin"), field("public.plan").eq("enterprise")));
+  const text = 'org[role = "org:admin" AND public.plan = "enterprise"]';
+  assert.equal(await client.count(built), await client.count(text));
+  assert.equal(await client.count(not(built)), (await client.count()) - (await client.count(text)));
+  // A path of the user, not of a membership, is refused inside the brackets.
+  const refused = await client.count(org(field("banned").eq(true))).catch((e) => e);
+  assert.ok(refused instanceof InvalidFilter, String(refused));
 });
 
 test("errors are typed from their details", async () => {

@@ -32,6 +32,7 @@ impl Sensitive {
                     .collect::<Result<_, _>>()?,
             ),
             Filter::Not(inner) => Filter::Not(Box::new(self.seal_filter(*inner)?)),
+            Filter::Org(inner) => Filter::Org(Box::new(self.seal_filter(*inner)?)),
             Filter::Predicate(predicate) if self.covers(&predicate.path) => {
                 let FieldPath::Metadata { namespace, keys } = &predicate.path else {
                     unreachable!("only metadata paths are sensitive");
@@ -79,7 +80,7 @@ impl Sensitive {
     pub fn touches(&self, filter: &Filter) -> bool {
         match filter {
             Filter::And(parts) | Filter::Or(parts) => parts.iter().any(|p| self.touches(p)),
-            Filter::Not(inner) => self.touches(inner),
+            Filter::Not(inner) | Filter::Org(inner) => self.touches(inner),
             Filter::Predicate(predicate) => self.covers(&predicate.path),
         }
     }

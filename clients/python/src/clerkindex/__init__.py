@@ -25,7 +25,7 @@ from .errors import (
     Unavailable,
     VersionConflict,
 )
-from .filters import Filter, Path, all_of, any_of, date, field, not_
+from .filters import Filter, Path, all_of, any_of, date, field, not_, org
 
 __all__ = [
     "Client",
@@ -42,6 +42,7 @@ __all__ = [
     "all_of",
     "any_of",
     "not_",
+    "org",
     "date",
     "Checkpoint",
     "FileCheckpoint",

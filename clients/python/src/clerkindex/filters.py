@@ -104,6 +104,12 @@ def not_(f: Filter) -> Filter:
     return Filter(pb.Filter(negate=f.proto))
 
 
+def org(f: Filter) -> Filter:
+    """``org[...]``: one and the same organization membership satisfies ``f``, whose paths are
+    a membership's (``field("role") == "org:admin"``, ``field("public.plan")``)."""
+    return Filter(pb.Filter(org=f.proto))
+
+
 class Path:
     """A core field (``email``, ``created_at``) or metadata path (``public.prefs.theme``)."""
 
