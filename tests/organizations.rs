@@ -118,3 +118,148 @@ async fn membership_events_in_any_order_converge_and_a_deletion_is_not_undone() 
     assert_eq!(server.count(r#"org.role = "org:member""#).await, 0);
     server.stop().await;
 }
+
+/// Users in each number of organizations, and users with an admin membership, as the fake
+/// holds them.
+fn expected(fake: &common::RunningFakeClerk) -> (std::collections::BTreeMap<usize, u64>, u64) {
+    let mut per_user: std::collections::HashMap<String, (usize, bool)> = fake
+        .fake
+        .user_ids()
+        .into_iter()
+        .map(|id| (id, (0, false)))
+        .collect();
+    for (_, user_id, admin) in fake.fake.memberships() {
+        let entry = per_user.entry(user_id).or_default();
+        entry.0 += 1;
+        entry.1 |= admin;
+    }
+    let mut by_count = std::collections::BTreeMap::new();
+    for (count, _) in per_user.values() {
+        *by_count.entry(*count).or_insert(0u64) += 1;
+    }
+    let admins = per_user.values().filter(|(_, admin)| *admin).count() as u64;
+    (by_count, admins)
+}
+
+async fn assert_mirrors(fake: &common::RunningFakeClerk, server: &TestServer) {
+    let (by_count, admins) = expected(fake);
+    for (count, users) in &by_count {
+        assert_eq!(
+            server.count(&format!("org_count = {count}")).await,
+            *users,
+            "users in {count} organizations"
+        );
+    }
+    assert_eq!(server.count(r#"org[role = "org:admin"]"#).await, admins);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backfill_copies_organizations_exactly_while_memberships_change_under_it() {
+    use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FakeClerkConfig::new(Population::new(8_000).with_organizations());
+    // Every full page of the membership walk deletes its first membership behind it, so the
+    // next page starts one later and a membership is never listed by the walk.
+    config.faults.delete_listed_membership_every = Some(1);
+    let fake = common::RunningFakeClerk::start(config).await;
+    let generated = fake.fake.memberships().len();
+    assert!(
+        generated > 1_000,
+        "several pages of memberships: {generated}"
+    );
+    let server = TestServer::start(dir.path(), common::TestOptions::new(&fake.url)).await;
+    server.wait_serving().await;
+    // Readiness waited for the organizations too.
+    assert!(
+        fake.fake.memberships().len() < generated,
+        "the walk raced deletions"
+    );
+    assert_mirrors(&fake, &server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memberships_changed_through_the_fake_clerk_arrive_by_webhook_and_move_segment_members() {
+    use clerk_index::api::proto;
+    use clerk_index::clerk::fake::{FakeClerkConfig, Population, WebhookTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let config = FakeClerkConfig::new(Population::new(300).with_organizations());
+    let fake = common::RunningFakeClerk::start(config).await;
+    let server = TestServer::start(dir.path(), common::TestOptions::new(&fake.url)).await;
+    server.wait_serving().await;
+    assert_mirrors(&fake, &server).await;
+    let target = WebhookTarget::new(
+        format!("{}/webhooks/clerk", server.http_url),
+        common::WEBHOOK_SECRET,
+    );
+    fake.fake.set_webhook_target(target).unwrap();
+
+    // A member (not an admin) of some organization.
+    let (org_id, user_id, _) = fake
+        .fake
+        .memberships()
+        .into_iter()
+        .find(|(_, _, admin)| !admin)
+        .unwrap();
+    let filter = format!(r#"id = "{user_id}" AND org[id = "{org_id}" AND role = "org:admin"]"#);
+    let mut segments = proto::segments_client::SegmentsClient::new(server.channel().await);
+    segments
+        .create_segment(proto::CreateSegmentRequest {
+            name: "promoted".into(),
+            description: String::new(),
+            filter: common::expression(&filter),
+        })
+        .await
+        .unwrap();
+    let mut watch = segments
+        .watch_segment(proto::WatchSegmentRequest {
+            name: "promoted".into(),
+            after_sequence: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    common::clerk_api(
+        &fake.url,
+        reqwest::Method::PATCH,
+        &format!("/v1/organizations/{org_id}/memberships/{user_id}"),
+        Some(serde_json::json!({"role": "org:admin"})),
+    )
+    .await;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(20), watch.message())
+        .await
+        .expect("an event within 20 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.user_id, user_id);
+    assert_eq!(event.kind, proto::segment_event::Kind::Entered as i32);
+
+    // A new membership and a departure, through Clerk's API, reach the index by webhook.
+    let outsider = fake.fake.user_ids().pop().unwrap();
+    common::clerk_api(
+        &fake.url,
+        reqwest::Method::POST,
+        &format!("/v1/organizations/{org_id}/memberships"),
+        Some(serde_json::json!({"user_id": outsider, "role": "org:member"})),
+    )
+    .await;
+    common::clerk_api(
+        &fake.url,
+        reqwest::Method::DELETE,
+        &format!("/v1/organizations/{org_id}/memberships/{user_id}"),
+        None,
+    )
+    .await;
+    let joined = format!(r#"id = "{outsider}" AND org.id = "{org_id}""#);
+    let left = format!(r#"id = "{user_id}" AND org.id = "{org_id}""#);
+    for _ in 0..200 {
+        if server.count(&joined).await == 1 && server.count(&left).await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.count(&joined).await, 1);
+    assert_eq!(server.count(&left).await, 0);
+    assert_mirrors(&fake, &server).await;
+    server.stop().await;
+}

@@ -14,6 +14,9 @@ pub struct SyncState {
     pub backfill: BackfillState,
     #[serde(default)]
     pub reconcile: ReconcileState,
+    /// The organizations' part of the backfill.
+    #[serde(default)]
+    pub organizations: super::org_backfill::OrgBackfillState,
     /// Cluster mode: the last change-log sequence this index holds; a restart consumes from the
     /// next one.
     #[serde(default)]

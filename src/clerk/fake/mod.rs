@@ -3,6 +3,7 @@
 //! (create, metadata patch, delete) are announced with signed webhooks when a target is set.
 
 mod generator;
+mod membership_writes;
 mod org_generator;
 mod org_store;
 mod organizations;

@@ -11,6 +11,7 @@ use super::org_generator::{
     ADMIN_PERMISSIONS, MEMBER_PERMISSIONS, generate_organization, membership_id,
     organization_count, organization_json,
 };
+use super::random::clerk_id;
 use super::store::UserStore;
 
 #[derive(Debug, Clone)]
@@ -117,6 +118,71 @@ impl OrgStore {
             .get(organization_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The membership of `user_id` in `organization_id`.
+    pub fn membership_of(&self, organization_id: &str, user_id: &str) -> Option<&StoredMembership> {
+        self.memberships
+            .iter()
+            .find(|m| m.organization_id == organization_id && m.user_id == user_id)
+    }
+
+    /// Adds a membership (at the end: it is the newest); `None` when the organization is
+    /// unknown or the user is already a member.
+    pub fn add_membership(
+        &mut self,
+        organization_id: &str,
+        user_id: &str,
+        admin: bool,
+        now_ms: i64,
+    ) -> Option<StoredMembership> {
+        if self.organization(organization_id).is_none()
+            || self.membership_of(organization_id, user_id).is_some()
+        {
+            return None;
+        }
+        let membership = StoredMembership {
+            id: {
+                use rand::SeedableRng;
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(now_ms as u64);
+                clerk_id(&mut rng, "orgmem", self.memberships.len())
+            },
+            organization_id: organization_id.to_string(),
+            user_id: user_id.to_string(),
+            admin,
+            created_at: now_ms,
+            updated_at: now_ms,
+            public_metadata: json!({}),
+            private_metadata: json!({}),
+        };
+        self.memberships.push(membership.clone());
+        self.reindex();
+        Some(membership)
+    }
+
+    /// Changes a member's role; `None` when there is no such membership.
+    pub fn set_admin(
+        &mut self,
+        organization_id: &str,
+        user_id: &str,
+        admin: bool,
+        now_ms: i64,
+    ) -> Option<StoredMembership> {
+        let membership = self
+            .memberships
+            .iter_mut()
+            .find(|m| m.organization_id == organization_id && m.user_id == user_id)?;
+        membership.admin = admin;
+        membership.updated_at = now_ms.max(membership.updated_at + 1);
+        Some(membership.clone())
+    }
+
+    /// Removes a membership by id; returns it.
+    pub fn remove_membership(&mut self, id: &str) -> Option<StoredMembership> {
+        let at = self.memberships.iter().position(|m| m.id == id)?;
+        let removed = self.memberships.remove(at);
+        self.reindex();
+        Some(removed)
     }
 
     /// Replaces an organization's JSON (a metadata update); false if there is none.

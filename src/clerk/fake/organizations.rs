@@ -10,6 +10,7 @@
 //! `created_at` (Clerk also sorts memberships by member fields, which the fake refuses with 422).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -193,7 +194,32 @@ async fn list_all_memberships(
     _: Admitted,
     RawQuery(query): RawQuery,
 ) -> Response {
-    memberships_page(&state, query, |_| true)
+    let response = memberships_page(&state, query.clone(), |_| true);
+    delete_after_full_page(&state, query);
+    response
+}
+
+/// [`super::FaultInjection::delete_listed_membership_every`]: after a full page of the
+/// ascending listing, its first membership is deleted.
+fn delete_after_full_page(state: &FakeState, query: Option<String>) {
+    let faults = *state.faults.read().expect("fake faults lock");
+    let Some(every) = faults.delete_listed_membership_every else {
+        return;
+    };
+    let Ok(params) = params(query, &["created_at"], "-created_at") else {
+        return;
+    };
+    let mut store = state.organizations.write().expect("fake org lock");
+    let full = store.memberships().len() >= params.offset + params.limit;
+    if params.descending || !full {
+        return;
+    }
+    let every = every.max(1);
+    if state.full_membership_pages.fetch_add(1, Ordering::Relaxed) % every != every - 1 {
+        return;
+    }
+    let id = store.memberships()[params.offset].id.clone();
+    store.remove_membership(&id);
 }
 
 fn organization_not_found(organization_id: &str) -> Response {

@@ -74,6 +74,7 @@ impl FakeClerk {
                 lists: AtomicU64::new(0),
                 users_listed: AtomicU64::new(0),
                 full_created_pages: AtomicU64::new(0),
+                full_membership_pages: AtomicU64::new(0),
             }),
         }
     }
@@ -92,6 +93,7 @@ impl FakeClerk {
                 patch(writes::update_user_metadata),
             )
             .merge(super::organizations::routes())
+            .merge(super::membership_writes::routes())
             .with_state(self.state.clone());
         super::record::recording(router, &self.state)
     }
@@ -109,6 +111,19 @@ impl FakeClerk {
 
     pub fn user_count(&self) -> usize {
         self.state.users.read().expect("fake store lock").len()
+    }
+
+    /// Every membership: `(organization id, user id, admin)`, oldest first.
+    pub fn memberships(&self) -> Vec<(String, String, bool)> {
+        (self
+            .state
+            .organizations
+            .read()
+            .expect("fake org lock")
+            .memberships())
+        .iter()
+        .map(|m| (m.organization_id.clone(), m.user_id.clone(), m.admin))
+        .collect()
     }
 
     /// Every user id, oldest first.

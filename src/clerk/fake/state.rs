@@ -55,6 +55,10 @@ pub struct FaultInjection {
     pub truncate_every: Option<u64>,
     /// Send injected 429s without `Retry-After` (the endpoint stays blocked all the same).
     pub omit_retry_after: bool,
+    /// After every Nth full page of the instance's membership listing, delete the page's first
+    /// membership (no webhook): the next pages shift left by one, as a deletion racing an
+    /// offset walk does.
+    pub delete_listed_membership_every: Option<u64>,
 }
 
 /// Clerk's answer to a `starting_after` whose user was deleted is not documented: each
@@ -128,6 +132,8 @@ pub(super) struct FakeState {
     pub(super) users_listed: AtomicU64,
     /// Full `created_at` pages answered, for [`FaultInjection::delete_cursor_user_every`].
     pub(super) full_created_pages: AtomicU64,
+    /// Full membership pages answered, for [`FaultInjection::delete_listed_membership_every`].
+    pub(super) full_membership_pages: AtomicU64,
 }
 
 /// A list's `limit`: 1..=500; anything else (out of range, not a number) is not an error but
