@@ -29,14 +29,15 @@ pub use destination::ChangeDestination;
 pub use instance::learn_instance;
 pub use leader::SyncLease;
 pub use log_destination::LogDestination;
-pub use org_backfill::{OrgBackfillState, OrgPhase};
 pub use partitions::WalkPlan;
 pub use progress::BackfillProgress;
 pub use reconcile::{ReconcileSchedule, ReconcileStats, Reconciler};
 pub use recorded::{LOCAL_APPLY_TIMEOUT, Recorded};
 pub use replicate::Replicator;
 pub use reseal::{Resealed, reseal_all};
-pub use state::{BackfillState, ReconcileRun, ReconcileState, SyncState};
+pub use state::{
+    BackfillState, OrgBackfillState, OrgPhase, ReconcileRun, ReconcileState, SyncState,
+};
 pub use status::{
     BackfillStatus, ClusterView, ReconcileStatus, ReplicaStatus, SyncMonitor, SyncStatus,
     WriterCounts,

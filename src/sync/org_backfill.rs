@@ -13,46 +13,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::destination::ChangeDestination;
-use super::state::SyncState;
+use super::state::{OrgPhase, SyncState};
 use crate::change::{Change, ChangeSource, MembershipChange, OrganizationChange};
 use crate::clerk::{ClerkApiError, ClerkClient, ORGANIZATION_PAGE_LIMIT};
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::organization::Organization;
-
-/// Where the organizations' backfill stands.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OrgBackfillState {
-    pub complete: bool,
-    #[serde(default)]
-    pub phase: OrgPhase,
-    /// The offset of the next page of the current phase's listing.
-    #[serde(default)]
-    pub offset: u64,
-    #[serde(default)]
-    pub organizations_seen: u64,
-    #[serde(default)]
-    pub memberships_seen: u64,
-    /// Organizations whose members were listed again because their count differed.
-    #[serde(default)]
-    pub organizations_relisted: u64,
-    /// Clerk refused to list organizations (they are not enabled for the instance).
-    #[serde(default)]
-    pub unavailable: bool,
-}
-
-/// The three passes, in order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrgPhase {
-    #[default]
-    Organizations,
-    Memberships,
-    Verify,
-}
 
 /// Whether Clerk's answer says the instance has no organizations to list: organizations not
 /// enabled (Clerk answers 403 or 404 there, or 422 for an unsupported parameter). Every other

@@ -16,7 +16,7 @@ pub struct SyncState {
     pub reconcile: ReconcileState,
     /// The organizations' part of the backfill.
     #[serde(default)]
-    pub organizations: super::org_backfill::OrgBackfillState,
+    pub organizations: OrgBackfillState,
     /// Cluster mode: the last change-log sequence this index holds; a restart consumes from the
     /// next one.
     #[serde(default)]
@@ -83,6 +83,37 @@ pub struct BackfillState {
     pub users_total: u64,
     pub started_at_ms: Option<i64>,
     pub completed_at_ms: Option<i64>,
+}
+
+/// Where the organizations' backfill stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrgBackfillState {
+    pub complete: bool,
+    #[serde(default)]
+    pub phase: OrgPhase,
+    /// The offset of the next page of the current phase's listing.
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub organizations_seen: u64,
+    #[serde(default)]
+    pub memberships_seen: u64,
+    /// Organizations whose members were listed again because their count differed.
+    #[serde(default)]
+    pub organizations_relisted: u64,
+    /// Clerk refused to list organizations (they are not enabled for the instance).
+    #[serde(default)]
+    pub unavailable: bool,
+}
+
+/// The three passes, in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgPhase {
+    #[default]
+    Organizations,
+    Memberships,
+    Verify,
 }
 
 impl SyncState {

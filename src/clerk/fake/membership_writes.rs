@@ -40,6 +40,7 @@ fn not_found(what: &str) -> Response {
 }
 
 /// The body's role: `org:admin` (true) or `org:member` (false).
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn role_of(body: &Value) -> Result<bool, Response> {
     match body["role"].as_str() {
         Some("org:admin") => Ok(true),
