@@ -229,7 +229,11 @@ async fn metrics_expose_the_listed_series_after_some_traffic() {
     // The backfill's pages, its two probes of the oldest and newest user, and 3 catch-up pages
     // (updated, signed in, active) succeeded; the fake throttled every 4th request.
     assert_eq!(clerk("GET /v1/users", "200"), pages + 2.0 + 3.0, "{text}");
-    let throttled = clerk("GET /v1/users", "429") + clerk("GET /v1/users/count", "429");
+    // The organizations' listings (empty here) are throttled alike.
+    let throttled = clerk("GET /v1/users", "429")
+        + clerk("GET /v1/users/count", "429")
+        + clerk("GET /v1/organizations", "429")
+        + clerk("GET /v1/organization_memberships", "429");
     assert!(throttled >= 3.0, "{text}");
     assert_eq!(throttled, fake.fake.throttled_count() as f64, "{text}");
     assert!(

@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// as a signed webhook); 0 turns the simulation off.
     #[arg(long, default_value_t = 2000)]
     pub activity_every_ms: u64,
+    /// Also generate organizations and memberships (one organization per ten users); the
+    /// simulated activity then promotes and demotes members and changes organizations' plans.
+    #[arg(long)]
+    pub organizations: bool,
     #[command(flatten)]
     pub index: IndexArgs,
 }
@@ -121,7 +125,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let fake = FakeClerk::new(FakeClerkConfig::new(population(args.users, args.seed)));
+    let mut generated = population(args.users, args.seed);
+    generated.organizations = args.organizations;
+    let fake = FakeClerk::new(FakeClerkConfig::new(generated));
     tracing::info!(
         users = args.users,
         took_ms = started.elapsed().as_millis() as u64,
@@ -236,6 +242,32 @@ pub async fn fake_clerk(args: FakeClerkArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A member promoted or demoted, or an organization's plan changed (every other time each);
+/// `None` when the population has no organizations.
+fn organization_activity(
+    fake: &FakeClerk,
+    fake_url: &str,
+    http: &reqwest::Client,
+    step: u64,
+) -> Option<reqwest::RequestBuilder> {
+    use rand::seq::IndexedRandom;
+    let memberships = fake.memberships();
+    let (org_id, user_id, admin) = memberships.choose(&mut rand::rng())?.clone();
+    if step.is_multiple_of(2) {
+        let role = if admin { "org:member" } else { "org:admin" };
+        tracing::info!(%org_id, %user_id, role, "demo activity: a member's role changes");
+        let url = format!("{fake_url}/v1/organizations/{org_id}/memberships/{user_id}");
+        return Some(http.patch(url).json(&serde_json::json!({ "role": role })));
+    }
+    let plan = ["free", "starter", "business", "enterprise"].choose(&mut rand::rng())?;
+    tracing::info!(%org_id, plan, "demo activity: an organization's plan changes");
+    let url = format!("{fake_url}/v1/organizations/{org_id}/metadata");
+    Some(
+        http.patch(url)
+            .json(&serde_json::json!({"public_metadata": { "plan": plan }})),
+    )
+}
+
 /// Live updates for the demo: every `every_ms`, a sign-in or a change through the fake Clerk's
 /// HTTP API (a tier upgrade, new points, now and then a new or deleted user). The fake announces each one
 /// with a signed webhook, so counts in the running service move as they would with real Clerk.
@@ -254,6 +286,14 @@ async fn simulate_activity(fake: FakeClerk, fake_url: String, every_ms: u64) {
         let Some(id) = ids.choose(&mut rand::rng()).cloned() else {
             continue;
         };
+        if step.is_multiple_of(7)
+            && let Some(request) = organization_activity(&fake, &fake_url, &http, step)
+        {
+            if let Err(error) = request.bearer_auth("sk_test_fake_clerk").send().await {
+                tracing::warn!(%error, "demo activity request failed");
+            }
+            continue;
+        }
         if step % 3 == 0 {
             // Sign-ins change no `updated_at`: Clerk announces them with session.created only.
             tracing::info!(user_id = %id, "demo activity: a user signs in");

@@ -586,3 +586,42 @@ async fn one_membership_must_satisfy_everything_inside_the_brackets() {
     .unwrap_err();
     assert_eq!(error.position, Some(19));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_field_catalog_lists_org_paths_with_the_users_holding_them() {
+    let sandbox = Sandbox::new();
+    let users = population_users(3);
+    let acme = organization("org_acme", 10, "Acme", "free");
+    let mut changes: Vec<Change> = users.iter().map(user_upsert).collect();
+    changes.push(joined(
+        &membership("orgmem_1", &users[0].id, &acme, "org:admin", 20),
+        &acme,
+    ));
+    changes.push(joined(
+        &membership("orgmem_2", &users[1].id, &acme, "org:member", 21),
+        &acme,
+    ));
+    apply(&sandbox, changes).await;
+    let catalog = sandbox.index.snapshot().field_catalog().unwrap();
+    let types = |path: &str| {
+        catalog
+            .iter()
+            .find(|entry| entry.path.to_string() == path)
+            .map(|entry| entry.types.clone())
+    };
+    assert_eq!(types("org.role"), Some(vec![("string".to_string(), 2)]));
+    assert_eq!(
+        types("org.public.plan"),
+        Some(vec![("string".to_string(), 2)])
+    );
+    assert_eq!(
+        types("org.members_count"),
+        Some(vec![("integer".to_string(), 2)])
+    );
+    assert!(
+        catalog
+            .iter()
+            .all(|e| !e.path.to_string().starts_with("org_slots")),
+        "slots are not paths of their own"
+    );
+}
