@@ -263,3 +263,81 @@ async fn memberships_changed_through_the_fake_clerk_arrive_by_webhook_and_move_s
     assert_mirrors(&fake, &server).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organization_metadata_written_through_is_read_back_at_once_by_every_member() {
+    use clerk_index::api::proto;
+    use clerk_index::api::proto::user_index_client::UserIndexClient;
+    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
+    use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = common::RunningFakeClerk::start(FakeClerkConfig::new(
+        Population::new(300).with_organizations(),
+    ))
+    .await;
+    let (all, all_hash) = generate_key();
+    let (writer, writer_hash) = generate_key();
+    let mut options = common::TestOptions::new(&fake.url);
+    options.auth = AuthConfig {
+        keys: ApiKeys::parse(&format!(
+            "all public,private,write {all_hash}\nwriter public,write {writer_hash}\n"
+        ))
+        .unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let channel = server.channel().await;
+    let client = |key: &str| {
+        UserIndexClient::new(common::with_header(
+            channel.clone(),
+            Some(format!("Bearer {key}")),
+        ))
+    };
+    let memberships = fake.fake.memberships();
+    let (org_id, _, _) = memberships[0].clone();
+    let members = memberships.iter().filter(|(o, _, _)| *o == org_id).count() as u64;
+    let request =
+        |public: Option<&str>, private: Option<&str>| proto::UpdateOrganizationMetadataRequest {
+            organization_id: org_id.clone(),
+            public_metadata: public.map(String::from),
+            private_metadata: private.map(String::from),
+        };
+    let answer = client(&writer)
+        .update_organization_metadata(request(Some(r#"{"plan": "written_through"}"#), None))
+        .await
+        .unwrap()
+        .into_inner();
+    let json: serde_json::Value = serde_json::from_str(&answer.organization_json).unwrap();
+    assert_eq!(json["public_metadata"]["plan"], "written_through");
+    assert!(json.get("private_metadata").is_none(), "{json}");
+    // No waiting: every member's document holds it.
+    let filter = format!(r#"org[id = "{org_id}" AND public.plan = "written_through"]"#);
+    let count = client(&all)
+        .count_users(proto::CountUsersRequest {
+            filter: common::expression(&filter),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(count, members);
+    // Private metadata needs `private`.
+    let refused = client(&writer)
+        .update_organization_metadata(request(None, Some(r#"{"crm": "x"}"#)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let bad = client(&all)
+        .update_organization_metadata(proto::UpdateOrganizationMetadataRequest {
+            organization_id: "../v1/users".into(),
+            public_metadata: Some("{}".into()),
+            private_metadata: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    server.stop().await;
+}

@@ -259,6 +259,64 @@ impl UserIndexApi for UserIndexService {
         }))
     }
 
+    async fn update_organization_metadata(
+        &self,
+        request: Request<proto::UpdateOrganizationMetadataRequest>,
+    ) -> Result<Response<proto::UpdateOrganizationMetadataResponse>, Status> {
+        let caller = caller(&request)?;
+        caller.require(Scope::Write, "UpdateOrganizationMetadata")?;
+        let proto::UpdateOrganizationMetadataRequest {
+            organization_id,
+            public_metadata,
+            private_metadata,
+        } = request.into_inner();
+        if !crate::organization::is_clerk_id(&organization_id, "org_") {
+            Err(Error::invalid(
+                "organization_id",
+                "an organization id is org_ followed by letters, digits and underscores",
+            ))?;
+        }
+        let mut patch = serde_json::Map::new();
+        for (name, scope, text) in [
+            ("public_metadata", Scope::Public, public_metadata),
+            ("private_metadata", Scope::Private, private_metadata),
+        ] {
+            let Some(text) = text else { continue };
+            caller.require(scope, &format!("changing an organization's {name}"))?;
+            match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(object)) => {
+                    patch.insert(name.into(), object.into());
+                }
+                _ => Err(Error::invalid(
+                    name,
+                    format!("{name} must be a JSON object"),
+                ))?,
+            }
+        }
+        if patch.is_empty() {
+            Err(Error::invalid(
+                "public_metadata",
+                "give at least one of public_metadata, private_metadata",
+            ))?;
+        }
+        let (organization, generation) = self
+            .write_through
+            .update_organization_metadata(&organization_id, patch.into())
+            .await?;
+        let snapshot = self.reader.snapshot(ReadAt::new(generation, 0)).await?;
+        let mut json: serde_json::Value = serde_json::from_str(&organization.raw_json)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        if caller.require(Scope::Private, "").is_err()
+            && let Some(object) = json.as_object_mut()
+        {
+            object.remove("private_metadata");
+        }
+        Ok(Response::new(proto::UpdateOrganizationMetadataResponse {
+            organization_json: json.to_string(),
+            freshness: Some(freshness_to_proto(&snapshot)),
+        }))
+    }
+
     type ExportUsersStream = ExportStream;
 
     async fn facet_users(

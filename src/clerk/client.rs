@@ -341,6 +341,27 @@ impl ClerkClient {
         .await
     }
 
+    /// A `PATCH` with a JSON body, its 429 returned rather than waited out (writes pass Clerk's
+    /// `Retry-After` on to their caller).
+    pub(super) async fn patch(
+        &self,
+        request: &str,
+        endpoint: &'static str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, ClerkApiError> {
+        self.send(Call {
+            method: reqwest::Method::PATCH,
+            endpoint,
+            request,
+            path,
+            query: &[],
+            body: Some(body),
+            retry_throttled: false,
+        })
+        .await
+    }
+
     /// `PATCH /v1/users/{id}/metadata`: Clerk deep-merges the patch (`null` removes a key) and
     /// returns the updated user. Clerk's per-user limit (10 writes / 10 s) is not waited out: the
     /// 429 is returned with its `Retry-After`, for the caller to pass on.

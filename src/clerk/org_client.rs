@@ -18,6 +18,7 @@ use crate::organization::Organization;
 const LIST_ORGANIZATIONS: &str = "GET /v1/organizations";
 const LIST_MEMBERSHIPS: &str = "GET /v1/organization_memberships";
 const LIST_ORGANIZATION_MEMBERSHIPS: &str = "GET /v1/organizations/{organization_id}/memberships";
+const UPDATE_ORGANIZATION_METADATA: &str = "PATCH /v1/organizations/{organization_id}/metadata";
 
 /// The most Clerk sends in one page of these lists.
 pub const ORGANIZATION_PAGE_LIMIT: usize = 500;
@@ -161,6 +162,45 @@ impl ClerkClient {
             Err(error) if error.status() == Some(404) => Ok(empty()),
             Err(error) => Err(error),
         }
+    }
+}
+
+impl ClerkClient {
+    /// `PATCH /v1/organizations/{id}/metadata`: Clerk deep-merges `patch` (`null` removes a key)
+    /// into the organization's `public_metadata`/`private_metadata` and returns it.
+    pub async fn update_organization_metadata(
+        &self,
+        organization_id: &str,
+        patch: &serde_json::Value,
+    ) -> Result<Organization, ClerkApiError> {
+        let request = format!("PATCH /v1/organizations/{organization_id}/metadata");
+        // An id that is not Clerk-shaped could name another endpoint in a path.
+        if !crate::organization::is_clerk_id(organization_id, "org_") {
+            return Err(ClerkApiError::Api {
+                request,
+                status: 404,
+                code: "resource_not_found".into(),
+                long_message:
+                    "an organization id is org_ followed by letters, digits and underscores".into(),
+                trace_id: None,
+                retry_after: None,
+            });
+        }
+        let path = format!("/v1/organizations/{organization_id}/metadata");
+        let body = serde_json::to_vec(patch).map_err(|e| ClerkApiError::Decode {
+            request: request.clone(),
+            message: e.to_string(),
+        })?;
+        let answer = self
+            .patch(&request, UPDATE_ORGANIZATION_METADATA, &path, body)
+            .await?;
+        let decode = |message: String| ClerkApiError::Decode {
+            request: request.clone(),
+            message,
+        };
+        let raw: Box<RawValue> =
+            serde_json::from_slice(&answer).map_err(|e| decode(e.to_string()))?;
+        parse_organization(&raw).map_err(|e| decode(e.to_string()))
     }
 }
 

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::destination::ChangeDestination;
-use crate::change::{ChangeSource, UserChange};
+use crate::change::{ChangeSource, OrganizationChange, UserChange};
 use crate::clerk::ClerkClient;
 use crate::error::Error;
+use crate::organization::Organization;
 use crate::user::{MetadataNamespace, User};
 
 /// A deep-merge patch per namespace; `None` leaves a namespace alone, `null` inside removes a key.
@@ -67,6 +68,29 @@ impl WriteThrough {
 
     /// Patches the user in Clerk, records Clerk's answer and waits until this replica's index
     /// holds it. Returns Clerk's user and the index generation that holds it.
+    /// Patches an organization's metadata in Clerk (`{"public_metadata": {...},
+    /// "private_metadata": {...}}`), records Clerk's answer (which reaches every member's
+    /// document in the same commit) and waits until this replica's index holds it.
+    pub async fn update_organization_metadata(
+        &self,
+        organization_id: &str,
+        patch: Value,
+    ) -> Result<(Arc<Organization>, u64), Error> {
+        let organization = Arc::new(
+            self.clerk
+                .update_organization_metadata(organization_id, &patch)
+                .await?,
+        );
+        let change = OrganizationChange::Upsert {
+            organization: organization.clone(),
+            source: ChangeSource::WriteThrough,
+        };
+        let recorded = self.destination.record(vec![change.into()], None).await?;
+        let generation = self.destination.applied(recorded).await?;
+        tracing::info!(%organization_id, generation, "organization metadata updated through clerk");
+        Ok((organization, generation))
+    }
+
     pub async fn update_metadata(
         &self,
         user_id: &str,

@@ -209,6 +209,24 @@ class UpdateUserMetadataResponse(_message.Message):
     freshness: Freshness
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
 
+class UpdateOrganizationMetadataRequest(_message.Message):
+    __slots__ = ("organization_id", "public_metadata", "private_metadata")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_METADATA_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    public_metadata: str
+    private_metadata: str
+    def __init__(self, organization_id: _Optional[str] = ..., public_metadata: _Optional[str] = ..., private_metadata: _Optional[str] = ...) -> None: ...
+
+class UpdateOrganizationMetadataResponse(_message.Message):
+    __slots__ = ("organization_json", "freshness")
+    ORGANIZATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    FRESHNESS_FIELD_NUMBER: _ClassVar[int]
+    organization_json: str
+    freshness: Freshness
+    def __init__(self, organization_json: _Optional[str] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
+
 class CountUsersResponse(_message.Message):
     __slots__ = ("count", "freshness")
     COUNT_FIELD_NUMBER: _ClassVar[int]

@@ -57,6 +57,11 @@ class UserIndexStub:
                 request_serializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateUserMetadataRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateUserMetadataResponse.FromString,
                 _registered_method=True)
+        self.UpdateOrganizationMetadata = channel.unary_unary(
+                '/clerkindex.v1.UserIndex/UpdateOrganizationMetadata',
+                request_serializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateOrganizationMetadataRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateOrganizationMetadataResponse.FromString,
+                _registered_method=True)
         self.FacetUsers = channel.unary_unary(
                 '/clerkindex.v1.UserIndex/FacetUsers',
                 request_serializer=clerkindex_dot_v1_dot_user__index__pb2.FacetUsersRequest.SerializeToString,
@@ -111,6 +116,15 @@ class UserIndexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateOrganizationMetadata(self, request, context):
+        """Deep-merges JSON objects into an organization's metadata in Clerk, applies Clerk's answer to
+        the index (every member's `org.public.*` / `org.private.*`) and returns it: a read right
+        after sees the change. Needs `write` and the scope of each namespace changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FacetUsers(self, request, context):
         """Exact breakdowns of the users matching a filter: value counts, numeric stats and histograms,
         date histograms. Every facet of one call is computed from the same index snapshot.
@@ -157,6 +171,11 @@ def add_UserIndexServicer_to_server(servicer, server):
                     servicer.UpdateUserMetadata,
                     request_deserializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateUserMetadataRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateUserMetadataResponse.SerializeToString,
+            ),
+            'UpdateOrganizationMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrganizationMetadata,
+                    request_deserializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateOrganizationMetadataRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_user__index__pb2.UpdateOrganizationMetadataResponse.SerializeToString,
             ),
             'FacetUsers': grpc.unary_unary_rpc_method_handler(
                     servicer.FacetUsers,
@@ -285,6 +304,33 @@ class UserIndex:
             '/clerkindex.v1.UserIndex/UpdateUserMetadata',
             clerkindex_dot_v1_dot_user__index__pb2.UpdateUserMetadataRequest.SerializeToString,
             clerkindex_dot_v1_dot_user__index__pb2.UpdateUserMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOrganizationMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.UserIndex/UpdateOrganizationMetadata',
+            clerkindex_dot_v1_dot_user__index__pb2.UpdateOrganizationMetadataRequest.SerializeToString,
+            clerkindex_dot_v1_dot_user__index__pb2.UpdateOrganizationMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

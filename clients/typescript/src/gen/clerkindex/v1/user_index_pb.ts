@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clerkindex/v1/user_index.proto.
  */
 export const file_clerkindex_v1_user_index: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jbGVya2luZGV4L3YxL3VzZXJfaW5kZXgucHJvdG8SDWNsZXJraW5kZXgudjEiZwoJRnJlc2huZXNzEhIKCmdlbmVyYXRpb24YASABKAQSHAoUbmV3ZXN0X3VwZGF0ZWRfYXRfbXMYAiABKAMSEgoKdXNlcl9jb3VudBgDIAEoBBIUCgxsb2dfc2VxdWVuY2UYBCABKAQiUQoKRmlsdGVyU3BlYxIUCgpleHByZXNzaW9uGAEgASgJSAASJQoEdHJlZRgCIAEoCzIVLmNsZXJraW5kZXgudjEuRmlsdGVySABCBgoEc3BlYyLiAQoGRmlsdGVyEigKA2FsbBgBIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyTGlzdEgAEigKA2FueRgCIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyTGlzdEgAEicKBm5lZ2F0ZRgDIAEoCzIVLmNsZXJraW5kZXgudjEuRmlsdGVySAASLQoJcHJlZGljYXRlGAQgASgLMhguY2xlcmtpbmRleC52MS5QcmVkaWNhdGVIABIkCgNvcmcYBSABKAsyFS5jbGVya2luZGV4LnYxLkZpbHRlckgAQgYKBG5vZGUiNAoKRmlsdGVyTGlzdBImCgdmaWx0ZXJzGAEgAygLMhUuY2xlcmtpbmRleC52MS5GaWx0ZXIiZAoJUHJlZGljYXRlEgwKBHBhdGgYASABKAkSIwoCb3AYAiABKA4yFy5jbGVya2luZGV4LnYxLk9wZXJhdG9yEiQKBnZhbHVlcxgDIAMoCzIULmNsZXJraW5kZXgudjEuVmFsdWUijAEKBVZhbHVlEhAKBnN0cmluZxgBIAEoCUgAEhEKB2ludGVnZXIYAiABKANIABIQCgZudW1iZXIYAyABKAFIABIRCgdib29sZWFuGAQgASgISAASDgoEbnVsbBgFIAEoCEgAEg4KBGRhdGUYBiABKAlIABIRCgdkYXRlX21zGAcgASgDSABCBgoEa2luZCIsCghTb3J0U3BlYxIMCgRwYXRoGAEgASgJEhIKCmRlc2NlbmRpbmcYAiABKAgiIAoEVXNlchIKCgJpZBgBIAEoCRIMCgRqc29uGAIgASgJImMKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDgoGZmllbGRzGAIgAygJEhYKDm1pbl9nZW5lcmF0aW9uGAMgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYBCABKAQiYQoPR2V0VXNlclJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy5jbGVya2luZGV4LnYxLlVzZXISKwoJZnJlc2huZXNzGAIgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MizwEKElNlYXJjaFVzZXJzUmVxdWVzdBIpCgZmaWx0ZXIYASABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMSJQoEc29ydBgCIAEoCzIXLmNsZXJraW5kZXgudjEuU29ydFNwZWMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSDgoGZmllbGRzGAUgAygJEhYKDm1pbl9nZW5lcmF0aW9uGAYgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYByABKAQifwoTU2VhcmNoVXNlcnNSZXNwb25zZRIiCgV1c2VycxgBIAMoCzITLmNsZXJraW5kZXgudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSKwoJZnJlc2huZXNzGAMgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MicAoRQ291bnRVc2Vyc1JlcXVlc3QSKQoGZmlsdGVyGAEgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEhYKDm1pbl9nZW5lcmF0aW9uGAIgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYAyABKAQi1AEKGVVwZGF0ZVVzZXJNZXRhZGF0YVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIcCg9wdWJsaWNfbWV0YWRhdGEYAiABKAlIAIgBARIdChBwcml2YXRlX21ldGFkYXRhGAMgASgJSAGIAQESHAoPdW5zYWZlX21ldGFkYXRhGAQgASgJSAKIAQESDgoGZmllbGRzGAUgAygJQhIKEF9wdWJsaWNfbWV0YWRhdGFCEwoRX3ByaXZhdGVfbWV0YWRhdGFCEgoQX3Vuc2FmZV9tZXRhZGF0YSJsChpVcGRhdGVVc2VyTWV0YWRhdGFSZXNwb25zZRIhCgR1c2VyGAEgASgLMhMuY2xlcmtpbmRleC52MS5Vc2VyEisKCWZyZXNobmVzcxgCIAEoCzIYLmNsZXJraW5kZXgudjEuRnJlc2huZXNzIlAKEkNvdW50VXNlcnNSZXNwb25zZRINCgVjb3VudBgBIAEoBBIrCglmcmVzaG5lc3MYAiABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcyKdAQoRRmFjZXRVc2Vyc1JlcXVlc3QSKQoGZmlsdGVyGAEgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEisKBmZhY2V0cxgCIAMoCzIbLmNsZXJraW5kZXgudjEuRmFjZXRSZXF1ZXN0EhYKDm1pbl9nZW5lcmF0aW9uGAMgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYBCABKAQiggIKDEZhY2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSKgoFdGVybXMYAyABKAsyGS5jbGVya2luZGV4LnYxLlRlcm1zRmFjZXRIABIxCgVzdGF0cxgEIAEoCzIgLmNsZXJraW5kZXgudjEuTnVtZXJpY1N0YXRzRmFjZXRIABIyCgloaXN0b2dyYW0YBSABKAsyHS5jbGVya2luZGV4LnYxLkhpc3RvZ3JhbUZhY2V0SAASOwoOZGF0ZV9oaXN0b2dyYW0YBiABKAsyIS5jbGVya2luZGV4LnYxLkRhdGVIaXN0b2dyYW1GYWNldEgAQgYKBGtpbmQiMwoKVGVybXNGYWNldBIMCgRzaXplGAEgASgNEhcKD2luY2x1ZGVfbWlzc2luZxgCIAEoCCIoChFOdW1lcmljU3RhdHNGYWNldBITCgtwZXJjZW50aWxlcxgBIAMoASIyCg5IaXN0b2dyYW1GYWNldBIQCghpbnRlcnZhbBgBIAEoARIOCgZvZmZzZXQYAiABKAEiRwoSRGF0ZUhpc3RvZ3JhbUZhY2V0EjEKCGludGVydmFsGAEgASgOMh8uY2xlcmtpbmRleC52MS5DYWxlbmRhckludGVydmFsIn4KEkZhY2V0VXNlcnNSZXNwb25zZRIPCgdtYXRjaGVkGAEgASgEEioKBmZhY2V0cxgCIAMoCzIaLmNsZXJraW5kZXgudjEuRmFjZXRSZXN1bHQSKwoJZnJlc2huZXNzGAMgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3Mi/QEKC0ZhY2V0UmVzdWx0EgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRIrCgV0ZXJtcxgDIAEoCzIaLmNsZXJraW5kZXgudjEuVGVybXNSZXN1bHRIABIsCgVzdGF0cxgEIAEoCzIbLmNsZXJraW5kZXgudjEuTnVtZXJpY1N0YXRzSAASMwoJaGlzdG9ncmFtGAUgASgLMh4uY2xlcmtpbmRleC52MS5IaXN0b2dyYW1SZXN1bHRIABI4Cg5kYXRlX2hpc3RvZ3JhbRgGIAEoCzIeLmNsZXJraW5kZXgudjEuSGlzdG9ncmFtUmVzdWx0SABCCAoGcmVzdWx0IpcBCgtUZXJtc1Jlc3VsdBIqCgdidWNrZXRzGAEgAygLMhkuY2xlcmtpbmRleC52MS5UZXJtQnVja2V0EhMKC290aGVyX2NvdW50GAIgASgEEhcKD2Rpc3RpbmN0X3ZhbHVlcxgDIAEoBBIdChVkaXN0aW5jdF92YWx1ZXNfZXhhY3QYBCABKAgSDwoHbWlzc2luZxgFIAEoBCJACgpUZXJtQnVja2V0EiMKBXZhbHVlGAEgASgLMhQuY2xlcmtpbmRleC52MS5WYWx1ZRINCgVjb3VudBgCIAEoBCKBAQoMTnVtZXJpY1N0YXRzEg0KBWNvdW50GAEgASgEEgsKA21pbhgCIAEoARILCgNtYXgYAyABKAESCwoDYXZnGAQgASgBEgsKA3N1bRgFIAEoARIuCgtwZXJjZW50aWxlcxgGIAMoCzIZLmNsZXJraW5kZXgudjEuUGVyY2VudGlsZSIsCgpQZXJjZW50aWxlEg8KB3BlcmNlbnQYASABKAESDQoFdmFsdWUYAiABKAEiQgoPSGlzdG9ncmFtUmVzdWx0Ei8KB2J1Y2tldHMYASADKAsyHi5jbGVya2luZGV4LnYxLkhpc3RvZ3JhbUJ1Y2tldCJECg9IaXN0b2dyYW1CdWNrZXQSCwoDa2V5GAEgASgBEhUKDWtleV9hc19zdHJpbmcYAiABKAkSDQoFY291bnQYAyABKAQivgEKEkV4cG9ydFVzZXJzUmVxdWVzdBIpCgZmaWx0ZXIYASABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMSDgoGZmllbGRzGAIgAygJEhIKCmNodW5rX3NpemUYAyABKA0SFQoNcmVzdW1lX2N1cnNvchgEIAEoCRIWCg5taW5fZ2VuZXJhdGlvbhgFIAEoBBIQCghpZHNfb25seRgGIAEoCBIYChBtaW5fbG9nX3NlcXVlbmNlGAcgASgEIqoBChNFeHBvcnRVc2Vyc1Jlc3BvbnNlEiIKBXVzZXJzGAEgAygLMhMuY2xlcmtpbmRleC52MS5Vc2VyEgsKA2lkcxgGIAMoCRIOCgZjdXJzb3IYAiABKAkSDQoFdG90YWwYAyABKAQSKwoJZnJlc2huZXNzGAQgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MSFgoOZXZlbnRfc2VxdWVuY2UYBSABKAQiXgoVRGVzY3JpYmVGaWVsZHNSZXF1ZXN0EhMKC3BhdGhfcHJlZml4GAEgASgJEhYKDm1pbl9nZW5lcmF0aW9uGAIgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYAyABKAQisAEKFkRlc2NyaWJlRmllbGRzUmVzcG9uc2USLwoGZmllbGRzGAEgAygLMh8uY2xlcmtpbmRleC52MS5GaWVsZERlc2NyaXB0aW9uEjgKC2NvcmVfZmllbGRzGAIgAygLMiMuY2xlcmtpbmRleC52MS5Db3JlRmllbGREZXNjcmlwdGlvbhIrCglmcmVzaG5lc3MYAyABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcyJgChBGaWVsZERlc2NyaXB0aW9uEgwKBHBhdGgYASABKAkSJwoFdHlwZXMYAiADKAsyGC5jbGVya2luZGV4LnYxLlR5cGVDb3VudBIVCg10eXBlX2NvbmZsaWN0GAMgASgIIigKCVR5cGVDb3VudBIMCgR0eXBlGAEgASgJEg0KBXVzZXJzGAIgASgEImYKFENvcmVGaWVsZERlc2NyaXB0aW9uEgwKBHBhdGgYASABKAkSDAoEa2luZBgCIAEoCRIQCghzb3J0YWJsZRgDIAEoCBIRCglmYWNldGFibGUYBCABKAgSDQoFdXNlcnMYBSABKAQq+AEKCE9wZXJhdG9yEhgKFE9QRVJBVE9SX1VOU1BFQ0lGSUVEEAASDwoLT1BFUkFUT1JfRVEQARIPCgtPUEVSQVRPUl9ORRACEg8KC09QRVJBVE9SX0xUEAMSEAoMT1BFUkFUT1JfTFRFEAQSDwoLT1BFUkFUT1JfR1QQBRIQCgxPUEVSQVRPUl9HVEUQBhIPCgtPUEVSQVRPUl9JThAHEhMKD09QRVJBVE9SX0VYSVNUUxAIEhgKFE9QRVJBVE9SX1NUQVJUU19XSVRIEAkSFAoQT1BFUkFUT1JfTUFUQ0hFUxAKEhQKEE9QRVJBVE9SX0JFVFdFRU4QCyqJAQoQQ2FsZW5kYXJJbnRlcnZhbBIhCh1DQUxFTkRBUl9JTlRFUlZBTF9VTlNQRUNJRklFRBAAEhkKFUNBTEVOREFSX0lOVEVSVkFMX0RBWRABEhoKFkNBTEVOREFSX0lOVEVSVkFMX1dFRUsQAhIbChdDQUxFTkRBUl9JTlRFUlZBTF9NT05USBADMvMECglVc2VySW5kZXgSSAoHR2V0VXNlchIdLmNsZXJraW5kZXgudjEuR2V0VXNlclJlcXVlc3QaHi5jbGVya2luZGV4LnYxLkdldFVzZXJSZXNwb25zZRJUCgtTZWFyY2hVc2VycxIhLmNsZXJraW5kZXgudjEuU2VhcmNoVXNlcnNSZXF1ZXN0GiIuY2xlcmtpbmRleC52MS5TZWFyY2hVc2Vyc1Jlc3BvbnNlElEKCkNvdW50VXNlcnMSIC5jbGVya2luZGV4LnYxLkNvdW50VXNlcnNSZXF1ZXN0GiEuY2xlcmtpbmRleC52MS5Db3VudFVzZXJzUmVzcG9uc2USaQoSVXBkYXRlVXNlck1ldGFkYXRhEiguY2xlcmtpbmRleC52MS5VcGRhdGVVc2VyTWV0YWRhdGFSZXF1ZXN0GikuY2xlcmtpbmRleC52MS5VcGRhdGVVc2VyTWV0YWRhdGFSZXNwb25zZRJRCgpGYWNldFVzZXJzEiAuY2xlcmtpbmRleC52MS5GYWNldFVzZXJzUmVxdWVzdBohLmNsZXJraW5kZXgudjEuRmFjZXRVc2Vyc1Jlc3BvbnNlElYKC0V4cG9ydFVzZXJzEiEuY2xlcmtpbmRleC52MS5FeHBvcnRVc2Vyc1JlcXVlc3QaIi5jbGVya2luZGV4LnYxLkV4cG9ydFVzZXJzUmVzcG9uc2UwARJdCg5EZXNjcmliZUZpZWxkcxIkLmNsZXJraW5kZXgudjEuRGVzY3JpYmVGaWVsZHNSZXF1ZXN0GiUuY2xlcmtpbmRleC52MS5EZXNjcmliZUZpZWxkc1Jlc3BvbnNlQrcBChFjb20uY2xlcmtpbmRleC52MUIOVXNlckluZGV4UHJvdG9QAVotY2xlcmstaW5kZXgvZ2VuL2dvL2NsZXJraW5kZXgvdjE7Y2xlcmtpbmRleHYxogIDQ0lYqgINQ2xlcmtJbmRleC5WMboCDUNsZXJrSW5kZXhWMV/KAg1DbGVya0luZGV4XFYx4gIZQ2xlcmtJbmRleFxWMVxHUEJNZXRhZGF0YeoCDkNsZXJrSW5kZXg6OlYxYgZwcm90bzM");
+  fileDesc("Ch5jbGVya2luZGV4L3YxL3VzZXJfaW5kZXgucHJvdG8SDWNsZXJraW5kZXgudjEiZwoJRnJlc2huZXNzEhIKCmdlbmVyYXRpb24YASABKAQSHAoUbmV3ZXN0X3VwZGF0ZWRfYXRfbXMYAiABKAMSEgoKdXNlcl9jb3VudBgDIAEoBBIUCgxsb2dfc2VxdWVuY2UYBCABKAQiUQoKRmlsdGVyU3BlYxIUCgpleHByZXNzaW9uGAEgASgJSAASJQoEdHJlZRgCIAEoCzIVLmNsZXJraW5kZXgudjEuRmlsdGVySABCBgoEc3BlYyLiAQoGRmlsdGVyEigKA2FsbBgBIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyTGlzdEgAEigKA2FueRgCIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyTGlzdEgAEicKBm5lZ2F0ZRgDIAEoCzIVLmNsZXJraW5kZXgudjEuRmlsdGVySAASLQoJcHJlZGljYXRlGAQgASgLMhguY2xlcmtpbmRleC52MS5QcmVkaWNhdGVIABIkCgNvcmcYBSABKAsyFS5jbGVya2luZGV4LnYxLkZpbHRlckgAQgYKBG5vZGUiNAoKRmlsdGVyTGlzdBImCgdmaWx0ZXJzGAEgAygLMhUuY2xlcmtpbmRleC52MS5GaWx0ZXIiZAoJUHJlZGljYXRlEgwKBHBhdGgYASABKAkSIwoCb3AYAiABKA4yFy5jbGVya2luZGV4LnYxLk9wZXJhdG9yEiQKBnZhbHVlcxgDIAMoCzIULmNsZXJraW5kZXgudjEuVmFsdWUijAEKBVZhbHVlEhAKBnN0cmluZxgBIAEoCUgAEhEKB2ludGVnZXIYAiABKANIABIQCgZudW1iZXIYAyABKAFIABIRCgdib29sZWFuGAQgASgISAASDgoEbnVsbBgFIAEoCEgAEg4KBGRhdGUYBiABKAlIABIRCgdkYXRlX21zGAcgASgDSABCBgoEa2luZCIsCghTb3J0U3BlYxIMCgRwYXRoGAEgASgJEhIKCmRlc2NlbmRpbmcYAiABKAgiIAoEVXNlchIKCgJpZBgBIAEoCRIMCgRqc29uGAIgASgJImMKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDgoGZmllbGRzGAIgAygJEhYKDm1pbl9nZW5lcmF0aW9uGAMgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYBCABKAQiYQoPR2V0VXNlclJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy5jbGVya2luZGV4LnYxLlVzZXISKwoJZnJlc2huZXNzGAIgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MizwEKElNlYXJjaFVzZXJzUmVxdWVzdBIpCgZmaWx0ZXIYASABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMSJQoEc29ydBgCIAEoCzIXLmNsZXJraW5kZXgudjEuU29ydFNwZWMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSDgoGZmllbGRzGAUgAygJEhYKDm1pbl9nZW5lcmF0aW9uGAYgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYByABKAQifwoTU2VhcmNoVXNlcnNSZXNwb25zZRIiCgV1c2VycxgBIAMoCzITLmNsZXJraW5kZXgudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSKwoJZnJlc2huZXNzGAMgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MicAoRQ291bnRVc2Vyc1JlcXVlc3QSKQoGZmlsdGVyGAEgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEhYKDm1pbl9nZW5lcmF0aW9uGAIgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYAyABKAQi1AEKGVVwZGF0ZVVzZXJNZXRhZGF0YVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIcCg9wdWJsaWNfbWV0YWRhdGEYAiABKAlIAIgBARIdChBwcml2YXRlX21ldGFkYXRhGAMgASgJSAGIAQESHAoPdW5zYWZlX21ldGFkYXRhGAQgASgJSAKIAQESDgoGZmllbGRzGAUgAygJQhIKEF9wdWJsaWNfbWV0YWRhdGFCEwoRX3ByaXZhdGVfbWV0YWRhdGFCEgoQX3Vuc2FmZV9tZXRhZGF0YSJsChpVcGRhdGVVc2VyTWV0YWRhdGFSZXNwb25zZRIhCgR1c2VyGAEgASgLMhMuY2xlcmtpbmRleC52MS5Vc2VyEisKCWZyZXNobmVzcxgCIAEoCzIYLmNsZXJraW5kZXgudjEuRnJlc2huZXNzIqIBCiFVcGRhdGVPcmdhbml6YXRpb25NZXRhZGF0YVJlcXVlc3QSFwoPb3JnYW5pemF0aW9uX2lkGAEgASgJEhwKD3B1YmxpY19tZXRhZGF0YRgCIAEoCUgAiAEBEh0KEHByaXZhdGVfbWV0YWRhdGEYAyABKAlIAYgBAUISChBfcHVibGljX21ldGFkYXRhQhMKEV9wcml2YXRlX21ldGFkYXRhImwKIlVwZGF0ZU9yZ2FuaXphdGlvbk1ldGFkYXRhUmVzcG9uc2USGQoRb3JnYW5pemF0aW9uX2pzb24YASABKAkSKwoJZnJlc2huZXNzGAIgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MiUAoSQ291bnRVc2Vyc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgEEisKCWZyZXNobmVzcxgCIAEoCzIYLmNsZXJraW5kZXgudjEuRnJlc2huZXNzIp0BChFGYWNldFVzZXJzUmVxdWVzdBIpCgZmaWx0ZXIYASABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMSKwoGZmFjZXRzGAIgAygLMhsuY2xlcmtpbmRleC52MS5GYWNldFJlcXVlc3QSFgoObWluX2dlbmVyYXRpb24YAyABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgEIAEoBCKCAgoMRmFjZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRIqCgV0ZXJtcxgDIAEoCzIZLmNsZXJraW5kZXgudjEuVGVybXNGYWNldEgAEjEKBXN0YXRzGAQgASgLMiAuY2xlcmtpbmRleC52MS5OdW1lcmljU3RhdHNGYWNldEgAEjIKCWhpc3RvZ3JhbRgFIAEoCzIdLmNsZXJraW5kZXgudjEuSGlzdG9ncmFtRmFjZXRIABI7Cg5kYXRlX2hpc3RvZ3JhbRgGIAEoCzIhLmNsZXJraW5kZXgudjEuRGF0ZUhpc3RvZ3JhbUZhY2V0SABCBgoEa2luZCIzCgpUZXJtc0ZhY2V0EgwKBHNpemUYASABKA0SFwoPaW5jbHVkZV9taXNzaW5nGAIgASgIIigKEU51bWVyaWNTdGF0c0ZhY2V0EhMKC3BlcmNlbnRpbGVzGAEgAygBIjIKDkhpc3RvZ3JhbUZhY2V0EhAKCGludGVydmFsGAEgASgBEg4KBm9mZnNldBgCIAEoASJHChJEYXRlSGlzdG9ncmFtRmFjZXQSMQoIaW50ZXJ2YWwYASABKA4yHy5jbGVya2luZGV4LnYxLkNhbGVuZGFySW50ZXJ2YWwifgoSRmFjZXRVc2Vyc1Jlc3BvbnNlEg8KB21hdGNoZWQYASABKAQSKgoGZmFjZXRzGAIgAygLMhouY2xlcmtpbmRleC52MS5GYWNldFJlc3VsdBIrCglmcmVzaG5lc3MYAyABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcyL9AQoLRmFjZXRSZXN1bHQSDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEisKBXRlcm1zGAMgASgLMhouY2xlcmtpbmRleC52MS5UZXJtc1Jlc3VsdEgAEiwKBXN0YXRzGAQgASgLMhsuY2xlcmtpbmRleC52MS5OdW1lcmljU3RhdHNIABIzCgloaXN0b2dyYW0YBSABKAsyHi5jbGVya2luZGV4LnYxLkhpc3RvZ3JhbVJlc3VsdEgAEjgKDmRhdGVfaGlzdG9ncmFtGAYgASgLMh4uY2xlcmtpbmRleC52MS5IaXN0b2dyYW1SZXN1bHRIAEIICgZyZXN1bHQilwEKC1Rlcm1zUmVzdWx0EioKB2J1Y2tldHMYASADKAsyGS5jbGVya2luZGV4LnYxLlRlcm1CdWNrZXQSEwoLb3RoZXJfY291bnQYAiABKAQSFwoPZGlzdGluY3RfdmFsdWVzGAMgASgEEh0KFWRpc3RpbmN0X3ZhbHVlc19leGFjdBgEIAEoCBIPCgdtaXNzaW5nGAUgASgEIkAKClRlcm1CdWNrZXQSIwoFdmFsdWUYASABKAsyFC5jbGVya2luZGV4LnYxLlZhbHVlEg0KBWNvdW50GAIgASgEIoEBCgxOdW1lcmljU3RhdHMSDQoFY291bnQYASABKAQSCwoDbWluGAIgASgBEgsKA21heBgDIAEoARILCgNhdmcYBCABKAESCwoDc3VtGAUgASgBEi4KC3BlcmNlbnRpbGVzGAYgAygLMhkuY2xlcmtpbmRleC52MS5QZXJjZW50aWxlIiwKClBlcmNlbnRpbGUSDwoHcGVyY2VudBgBIAEoARINCgV2YWx1ZRgCIAEoASJCCg9IaXN0b2dyYW1SZXN1bHQSLwoHYnVja2V0cxgBIAMoCzIeLmNsZXJraW5kZXgudjEuSGlzdG9ncmFtQnVja2V0IkQKD0hpc3RvZ3JhbUJ1Y2tldBILCgNrZXkYASABKAESFQoNa2V5X2FzX3N0cmluZxgCIAEoCRINCgVjb3VudBgDIAEoBCK+AQoSRXhwb3J0VXNlcnNSZXF1ZXN0EikKBmZpbHRlchgBIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIOCgZmaWVsZHMYAiADKAkSEgoKY2h1bmtfc2l6ZRgDIAEoDRIVCg1yZXN1bWVfY3Vyc29yGAQgASgJEhYKDm1pbl9nZW5lcmF0aW9uGAUgASgEEhAKCGlkc19vbmx5GAYgASgIEhgKEG1pbl9sb2dfc2VxdWVuY2UYByABKAQiqgEKE0V4cG9ydFVzZXJzUmVzcG9uc2USIgoFdXNlcnMYASADKAsyEy5jbGVya2luZGV4LnYxLlVzZXISCwoDaWRzGAYgAygJEg4KBmN1cnNvchgCIAEoCRINCgV0b3RhbBgDIAEoBBIrCglmcmVzaG5lc3MYBCABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcxIWCg5ldmVudF9zZXF1ZW5jZRgFIAEoBCJeChVEZXNjcmliZUZpZWxkc1JlcXVlc3QSEwoLcGF0aF9wcmVmaXgYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCKwAQoWRGVzY3JpYmVGaWVsZHNSZXNwb25zZRIvCgZmaWVsZHMYASADKAsyHy5jbGVya2luZGV4LnYxLkZpZWxkRGVzY3JpcHRpb24SOAoLY29yZV9maWVsZHMYAiADKAsyIy5jbGVya2luZGV4LnYxLkNvcmVGaWVsZERlc2NyaXB0aW9uEisKCWZyZXNobmVzcxgDIAEoCzIYLmNsZXJraW5kZXgudjEuRnJlc2huZXNzImAKEEZpZWxkRGVzY3JpcHRpb24SDAoEcGF0aBgBIAEoCRInCgV0eXBlcxgCIAMoCzIYLmNsZXJraW5kZXgudjEuVHlwZUNvdW50EhUKDXR5cGVfY29uZmxpY3QYAyABKAgiKAoJVHlwZUNvdW50EgwKBHR5cGUYASABKAkSDQoFdXNlcnMYAiABKAQiZgoUQ29yZUZpZWxkRGVzY3JpcHRpb24SDAoEcGF0aBgBIAEoCRIMCgRraW5kGAIgASgJEhAKCHNvcnRhYmxlGAMgASgIEhEKCWZhY2V0YWJsZRgEIAEoCBINCgV1c2VycxgFIAEoBCr4AQoIT3BlcmF0b3ISGAoUT1BFUkFUT1JfVU5TUEVDSUZJRUQQABIPCgtPUEVSQVRPUl9FURABEg8KC09QRVJBVE9SX05FEAISDwoLT1BFUkFUT1JfTFQQAxIQCgxPUEVSQVRPUl9MVEUQBBIPCgtPUEVSQVRPUl9HVBAFEhAKDE9QRVJBVE9SX0dURRAGEg8KC09QRVJBVE9SX0lOEAcSEwoPT1BFUkFUT1JfRVhJU1RTEAgSGAoUT1BFUkFUT1JfU1RBUlRTX1dJVEgQCRIUChBPUEVSQVRPUl9NQVRDSEVTEAoSFAoQT1BFUkFUT1JfQkVUV0VFThALKokBChBDYWxlbmRhckludGVydmFsEiEKHUNBTEVOREFSX0lOVEVSVkFMX1VOU1BFQ0lGSUVEEAASGQoVQ0FMRU5EQVJfSU5URVJWQUxfREFZEAESGgoWQ0FMRU5EQVJfSU5URVJWQUxfV0VFSxACEhsKF0NBTEVOREFSX0lOVEVSVkFMX01PTlRIEAMy9wUKCVVzZXJJbmRleBJICgdHZXRVc2VyEh0uY2xlcmtpbmRleC52MS5HZXRVc2VyUmVxdWVzdBoeLmNsZXJraW5kZXgudjEuR2V0VXNlclJlc3BvbnNlElQKC1NlYXJjaFVzZXJzEiEuY2xlcmtpbmRleC52MS5TZWFyY2hVc2Vyc1JlcXVlc3QaIi5jbGVya2luZGV4LnYxLlNlYXJjaFVzZXJzUmVzcG9uc2USUQoKQ291bnRVc2VycxIgLmNsZXJraW5kZXgudjEuQ291bnRVc2Vyc1JlcXVlc3QaIS5jbGVya2luZGV4LnYxLkNvdW50VXNlcnNSZXNwb25zZRJpChJVcGRhdGVVc2VyTWV0YWRhdGESKC5jbGVya2luZGV4LnYxLlVwZGF0ZVVzZXJNZXRhZGF0YVJlcXVlc3QaKS5jbGVya2luZGV4LnYxLlVwZGF0ZVVzZXJNZXRhZGF0YVJlc3BvbnNlEoEBChpVcGRhdGVPcmdhbml6YXRpb25NZXRhZGF0YRIwLmNsZXJraW5kZXgudjEuVXBkYXRlT3JnYW5pemF0aW9uTWV0YWRhdGFSZXF1ZXN0GjEuY2xlcmtpbmRleC52MS5VcGRhdGVPcmdhbml6YXRpb25NZXRhZGF0YVJlc3BvbnNlElEKCkZhY2V0VXNlcnMSIC5jbGVya2luZGV4LnYxLkZhY2V0VXNlcnNSZXF1ZXN0GiEuY2xlcmtpbmRleC52MS5GYWNldFVzZXJzUmVzcG9uc2USVgoLRXhwb3J0VXNlcnMSIS5jbGVya2luZGV4LnYxLkV4cG9ydFVzZXJzUmVxdWVzdBoiLmNsZXJraW5kZXgudjEuRXhwb3J0VXNlcnNSZXNwb25zZTABEl0KDkRlc2NyaWJlRmllbGRzEiQuY2xlcmtpbmRleC52MS5EZXNjcmliZUZpZWxkc1JlcXVlc3QaJS5jbGVya2luZGV4LnYxLkRlc2NyaWJlRmllbGRzUmVzcG9uc2VCtwEKEWNvbS5jbGVya2luZGV4LnYxQg5Vc2VySW5kZXhQcm90b1ABWi1jbGVyay1pbmRleC9nZW4vZ28vY2xlcmtpbmRleC92MTtjbGVya2luZGV4djGiAgNDSViqAg1DbGVya0luZGV4LlYxugINQ2xlcmtJbmRleFYxX8oCDUNsZXJrSW5kZXhcVjHiAhlDbGVya0luZGV4XFYxXEdQQk1ldGFkYXRh6gIOQ2xlcmtJbmRleDo6VjFiBnByb3RvMw");
 
 /**
  * Which state of the index answered: every response carries one.
@@ -559,6 +559,62 @@ export const UpdateUserMetadataResponseSchema: GenMessage<UpdateUserMetadataResp
   messageDesc(file_clerkindex_v1_user_index, 14);
 
 /**
+ * @generated from message clerkindex.v1.UpdateOrganizationMetadataRequest
+ */
+export type UpdateOrganizationMetadataRequest = Message<"clerkindex.v1.UpdateOrganizationMetadataRequest"> & {
+  /**
+   * @generated from field: string organization_id = 1;
+   */
+  organizationId: string;
+
+  /**
+   * JSON objects to deep-merge into each namespace; leave unset to keep a namespace as it is.
+   *
+   * @generated from field: optional string public_metadata = 2;
+   */
+  publicMetadata?: string | undefined;
+
+  /**
+   * @generated from field: optional string private_metadata = 3;
+   */
+  privateMetadata?: string | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.UpdateOrganizationMetadataRequest.
+ * Use `create(UpdateOrganizationMetadataRequestSchema)` to create a new message.
+ */
+export const UpdateOrganizationMetadataRequestSchema: GenMessage<UpdateOrganizationMetadataRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_user_index, 15);
+
+/**
+ * @generated from message clerkindex.v1.UpdateOrganizationMetadataResponse
+ */
+export type UpdateOrganizationMetadataResponse = Message<"clerkindex.v1.UpdateOrganizationMetadataResponse"> & {
+  /**
+   * The organization as Clerk returned it (its Clerk JSON; `private_metadata` left out for a
+   * caller without the `private` scope).
+   *
+   * @generated from field: string organization_json = 1;
+   */
+  organizationJson: string;
+
+  /**
+   * A snapshot that contains the update.
+   *
+   * @generated from field: clerkindex.v1.Freshness freshness = 2;
+   */
+  freshness?: Freshness | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.UpdateOrganizationMetadataResponse.
+ * Use `create(UpdateOrganizationMetadataResponseSchema)` to create a new message.
+ */
+export const UpdateOrganizationMetadataResponseSchema: GenMessage<UpdateOrganizationMetadataResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_user_index, 16);
+
+/**
  * @generated from message clerkindex.v1.CountUsersResponse
  */
 export type CountUsersResponse = Message<"clerkindex.v1.CountUsersResponse"> & {
@@ -578,7 +634,7 @@ export type CountUsersResponse = Message<"clerkindex.v1.CountUsersResponse"> & {
  * Use `create(CountUsersResponseSchema)` to create a new message.
  */
 export const CountUsersResponseSchema: GenMessage<CountUsersResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 15);
+  messageDesc(file_clerkindex_v1_user_index, 17);
 
 /**
  * @generated from message clerkindex.v1.FacetUsersRequest
@@ -618,7 +674,7 @@ export type FacetUsersRequest = Message<"clerkindex.v1.FacetUsersRequest"> & {
  * Use `create(FacetUsersRequestSchema)` to create a new message.
  */
 export const FacetUsersRequestSchema: GenMessage<FacetUsersRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 16);
+  messageDesc(file_clerkindex_v1_user_index, 18);
 
 /**
  * @generated from message clerkindex.v1.FacetRequest
@@ -673,7 +729,7 @@ export type FacetRequest = Message<"clerkindex.v1.FacetRequest"> & {
  * Use `create(FacetRequestSchema)` to create a new message.
  */
 export const FacetRequestSchema: GenMessage<FacetRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 17);
+  messageDesc(file_clerkindex_v1_user_index, 19);
 
 /**
  * Counts per distinct value, most frequent first (ties by value). A user whose array holds
@@ -702,7 +758,7 @@ export type TermsFacet = Message<"clerkindex.v1.TermsFacet"> & {
  * Use `create(TermsFacetSchema)` to create a new message.
  */
 export const TermsFacetSchema: GenMessage<TermsFacet> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 18);
+  messageDesc(file_clerkindex_v1_user_index, 20);
 
 /**
  * count, min, max, avg, sum and percentiles of the numeric values at the path.
@@ -723,7 +779,7 @@ export type NumericStatsFacet = Message<"clerkindex.v1.NumericStatsFacet"> & {
  * Use `create(NumericStatsFacetSchema)` to create a new message.
  */
 export const NumericStatsFacetSchema: GenMessage<NumericStatsFacet> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 19);
+  messageDesc(file_clerkindex_v1_user_index, 21);
 
 /**
  * Fixed-width buckets over numeric values: [offset + k*interval, offset + (k+1)*interval).
@@ -747,7 +803,7 @@ export type HistogramFacet = Message<"clerkindex.v1.HistogramFacet"> & {
  * Use `create(HistogramFacetSchema)` to create a new message.
  */
 export const HistogramFacetSchema: GenMessage<HistogramFacet> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 20);
+  messageDesc(file_clerkindex_v1_user_index, 22);
 
 /**
  * Buckets of calendar days, weeks or months in UTC, from the first to the last non-empty one
@@ -767,7 +823,7 @@ export type DateHistogramFacet = Message<"clerkindex.v1.DateHistogramFacet"> & {
  * Use `create(DateHistogramFacetSchema)` to create a new message.
  */
 export const DateHistogramFacetSchema: GenMessage<DateHistogramFacet> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 21);
+  messageDesc(file_clerkindex_v1_user_index, 23);
 
 /**
  * @generated from message clerkindex.v1.FacetUsersResponse
@@ -796,7 +852,7 @@ export type FacetUsersResponse = Message<"clerkindex.v1.FacetUsersResponse"> & {
  * Use `create(FacetUsersResponseSchema)` to create a new message.
  */
 export const FacetUsersResponseSchema: GenMessage<FacetUsersResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 22);
+  messageDesc(file_clerkindex_v1_user_index, 24);
 
 /**
  * @generated from message clerkindex.v1.FacetResult
@@ -847,7 +903,7 @@ export type FacetResult = Message<"clerkindex.v1.FacetResult"> & {
  * Use `create(FacetResultSchema)` to create a new message.
  */
 export const FacetResultSchema: GenMessage<FacetResult> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 23);
+  messageDesc(file_clerkindex_v1_user_index, 25);
 
 /**
  * @generated from message clerkindex.v1.TermsResult
@@ -893,7 +949,7 @@ export type TermsResult = Message<"clerkindex.v1.TermsResult"> & {
  * Use `create(TermsResultSchema)` to create a new message.
  */
 export const TermsResultSchema: GenMessage<TermsResult> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 24);
+  messageDesc(file_clerkindex_v1_user_index, 26);
 
 /**
  * @generated from message clerkindex.v1.TermBucket
@@ -915,7 +971,7 @@ export type TermBucket = Message<"clerkindex.v1.TermBucket"> & {
  * Use `create(TermBucketSchema)` to create a new message.
  */
 export const TermBucketSchema: GenMessage<TermBucket> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 25);
+  messageDesc(file_clerkindex_v1_user_index, 27);
 
 /**
  * @generated from message clerkindex.v1.NumericStats
@@ -959,7 +1015,7 @@ export type NumericStats = Message<"clerkindex.v1.NumericStats"> & {
  * Use `create(NumericStatsSchema)` to create a new message.
  */
 export const NumericStatsSchema: GenMessage<NumericStats> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 26);
+  messageDesc(file_clerkindex_v1_user_index, 28);
 
 /**
  * @generated from message clerkindex.v1.Percentile
@@ -981,7 +1037,7 @@ export type Percentile = Message<"clerkindex.v1.Percentile"> & {
  * Use `create(PercentileSchema)` to create a new message.
  */
 export const PercentileSchema: GenMessage<Percentile> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 27);
+  messageDesc(file_clerkindex_v1_user_index, 29);
 
 /**
  * @generated from message clerkindex.v1.HistogramResult
@@ -998,7 +1054,7 @@ export type HistogramResult = Message<"clerkindex.v1.HistogramResult"> & {
  * Use `create(HistogramResultSchema)` to create a new message.
  */
 export const HistogramResultSchema: GenMessage<HistogramResult> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 28);
+  messageDesc(file_clerkindex_v1_user_index, 30);
 
 /**
  * @generated from message clerkindex.v1.HistogramBucket
@@ -1029,7 +1085,7 @@ export type HistogramBucket = Message<"clerkindex.v1.HistogramBucket"> & {
  * Use `create(HistogramBucketSchema)` to create a new message.
  */
 export const HistogramBucketSchema: GenMessage<HistogramBucket> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 29);
+  messageDesc(file_clerkindex_v1_user_index, 31);
 
 /**
  * @generated from message clerkindex.v1.ExportUsersRequest
@@ -1095,7 +1151,7 @@ export type ExportUsersRequest = Message<"clerkindex.v1.ExportUsersRequest"> & {
  * Use `create(ExportUsersRequestSchema)` to create a new message.
  */
 export const ExportUsersRequestSchema: GenMessage<ExportUsersRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 30);
+  messageDesc(file_clerkindex_v1_user_index, 32);
 
 /**
  * @generated from message clerkindex.v1.ExportUsersResponse
@@ -1146,7 +1202,7 @@ export type ExportUsersResponse = Message<"clerkindex.v1.ExportUsersResponse"> &
  * Use `create(ExportUsersResponseSchema)` to create a new message.
  */
 export const ExportUsersResponseSchema: GenMessage<ExportUsersResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 31);
+  messageDesc(file_clerkindex_v1_user_index, 33);
 
 /**
  * @generated from message clerkindex.v1.DescribeFieldsRequest
@@ -1177,7 +1233,7 @@ export type DescribeFieldsRequest = Message<"clerkindex.v1.DescribeFieldsRequest
  * Use `create(DescribeFieldsRequestSchema)` to create a new message.
  */
 export const DescribeFieldsRequestSchema: GenMessage<DescribeFieldsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 32);
+  messageDesc(file_clerkindex_v1_user_index, 34);
 
 /**
  * @generated from message clerkindex.v1.DescribeFieldsResponse
@@ -1206,7 +1262,7 @@ export type DescribeFieldsResponse = Message<"clerkindex.v1.DescribeFieldsRespon
  * Use `create(DescribeFieldsResponseSchema)` to create a new message.
  */
 export const DescribeFieldsResponseSchema: GenMessage<DescribeFieldsResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 33);
+  messageDesc(file_clerkindex_v1_user_index, 35);
 
 /**
  * @generated from message clerkindex.v1.FieldDescription
@@ -1239,7 +1295,7 @@ export type FieldDescription = Message<"clerkindex.v1.FieldDescription"> & {
  * Use `create(FieldDescriptionSchema)` to create a new message.
  */
 export const FieldDescriptionSchema: GenMessage<FieldDescription> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 34);
+  messageDesc(file_clerkindex_v1_user_index, 36);
 
 /**
  * @generated from message clerkindex.v1.TypeCount
@@ -1263,7 +1319,7 @@ export type TypeCount = Message<"clerkindex.v1.TypeCount"> & {
  * Use `create(TypeCountSchema)` to create a new message.
  */
 export const TypeCountSchema: GenMessage<TypeCount> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 35);
+  messageDesc(file_clerkindex_v1_user_index, 37);
 
 /**
  * @generated from message clerkindex.v1.CoreFieldDescription
@@ -1304,7 +1360,7 @@ export type CoreFieldDescription = Message<"clerkindex.v1.CoreFieldDescription">
  * Use `create(CoreFieldDescriptionSchema)` to create a new message.
  */
 export const CoreFieldDescriptionSchema: GenMessage<CoreFieldDescription> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_user_index, 36);
+  messageDesc(file_clerkindex_v1_user_index, 38);
 
 /**
  * @generated from enum clerkindex.v1.Operator
@@ -1460,6 +1516,18 @@ export const UserIndex: GenService<{
     methodKind: "unary";
     input: typeof UpdateUserMetadataRequestSchema;
     output: typeof UpdateUserMetadataResponseSchema;
+  },
+  /**
+   * Deep-merges JSON objects into an organization's metadata in Clerk, applies Clerk's answer to
+   * the index (every member's `org.public.*` / `org.private.*`) and returns it: a read right
+   * after sees the change. Needs `write` and the scope of each namespace changed.
+   *
+   * @generated from rpc clerkindex.v1.UserIndex.UpdateOrganizationMetadata
+   */
+  updateOrganizationMetadata: {
+    methodKind: "unary";
+    input: typeof UpdateOrganizationMetadataRequestSchema;
+    output: typeof UpdateOrganizationMetadataResponseSchema;
   },
   /**
    * Exact breakdowns of the users matching a filter: value counts, numeric stats and histograms,
