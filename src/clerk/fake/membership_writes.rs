@@ -39,17 +39,23 @@ fn not_found(what: &str) -> Response {
     )
 }
 
-/// The body's role: `org:admin` (true) or `org:member` (false).
+/// The JSON body and its role: `org:admin` (true) or `org:member` (false).
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
-fn role_of(body: &Value) -> Result<bool, Response> {
-    match body["role"].as_str() {
-        Some("org:admin") => Ok(true),
-        Some("org:member") => Ok(false),
-        _ => Err(form_param_invalid(
-            "role",
-            "role must be org:admin or org:member",
-        )),
-    }
+fn body_and_role(body: &[u8]) -> Result<(Value, bool), Response> {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return Err(form_param_invalid("body", "the body must be a JSON object"));
+    };
+    let admin = match body["role"].as_str() {
+        Some("org:admin") => true,
+        Some("org:member") => false,
+        _ => {
+            return Err(form_param_invalid(
+                "role",
+                "role must be org:admin or org:member",
+            ));
+        }
+    };
+    Ok((body, admin))
 }
 
 /// Answers with the membership as Clerk lists it, and announces it.
@@ -66,11 +72,8 @@ async fn create_membership(
     Path(organization_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return form_param_invalid("body", "the body must be a JSON object");
-    };
-    let admin = match role_of(&body) {
-        Ok(admin) => admin,
+    let (body, admin) = match body_and_role(&body) {
+        Ok(parsed) => parsed,
         Err(response) => return response,
     };
     let Some(user_id) = body["user_id"].as_str() else {
@@ -104,11 +107,8 @@ async fn update_membership(
     Path((organization_id, user_id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return form_param_invalid("body", "the body must be a JSON object");
-    };
-    let admin = match role_of(&body) {
-        Ok(admin) => admin,
+    let (_, admin) = match body_and_role(&body) {
+        Ok(parsed) => parsed,
         Err(response) => return response,
     };
     let users = state.users.read().expect("fake store lock");

@@ -206,6 +206,31 @@ impl IndexWriterTask {
         hidden
     }
 
+    /// Whether an upsert (`updated_at`, `raw_json`) changes nothing over the held version: older,
+    /// or the same state again. Counted as stale.
+    fn stale(&self, held: Option<(i64, &str)>, updated_at: i64, raw_json: &str) -> bool {
+        let stale = held.is_some_and(|(held_at, held_json)| {
+            held_at > updated_at || (held_at == updated_at && held_json == raw_json)
+        });
+        if stale {
+            self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
+        }
+        stale
+    }
+
+    /// Replaces the document of an organization or membership; false if tantivy refused it.
+    fn replace_entity(&mut self, id: &str, doc: tantivy::TantivyDocument) -> bool {
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.entity_id, id));
+        match self.writer.add_document(doc) {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(%id, %error, "could not index an organization or membership");
+                false
+            }
+        }
+    }
+
     /// Re-indexes every member of an organization, committing in bounded batches.
     fn recompose_members(&mut self, organization_id: &str, source: ChangeSource) {
         let committed = self.latest().memberships_in(organization_id);
@@ -258,22 +283,16 @@ impl IndexWriterTask {
             return;
         }
         let held = self.held_organization(&organization.id);
-        if let Some(held) = &held {
-            let stale = held.updated_at > organization.updated_at
-                || (held.updated_at == organization.updated_at
-                    && held.raw_json == organization.raw_json);
-            if stale {
-                self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+        let held_version = held.as_ref().map(|h| (h.updated_at, &*h.raw_json));
+        if self.stale(
+            held_version,
+            organization.updated_at,
+            &organization.raw_json,
+        ) {
+            return;
         }
-        let id_term = Term::from_field_text(self.fields.entity_id, &organization.id);
-        self.writer.delete_term(id_term);
-        if let Err(error) = self
-            .writer
-            .add_document(organization_document(&self.fields, &organization))
-        {
-            tracing::error!(organization_id = %organization.id, %error, "could not index an organization");
+        let doc = organization_document(&self.fields, &organization);
+        if !self.replace_entity(&organization.id, doc) {
             return;
         }
         self.orgs
@@ -307,22 +326,13 @@ impl IndexWriterTask {
                 if self.hidden(&membership.id, membership.updated_at, source) {
                     return;
                 }
-                if let Some(held) = self.held_membership(&membership.id) {
-                    let stale = held.updated_at > membership.updated_at
-                        || (held.updated_at == membership.updated_at
-                            && held.raw_json == membership.raw_json);
-                    if stale {
-                        self.stats.ignored_stale.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
+                let held = self.held_membership(&membership.id);
+                let held_version = held.as_ref().map(|h| (h.updated_at, &*h.raw_json));
+                if self.stale(held_version, membership.updated_at, &membership.raw_json) {
+                    return;
                 }
-                let id_term = Term::from_field_text(self.fields.entity_id, &membership.id);
-                self.writer.delete_term(id_term);
-                if let Err(error) = self
-                    .writer
-                    .add_document(membership_document(&self.fields, &membership))
-                {
-                    tracing::error!(membership_id = %membership.id, %error, "could not index a membership");
+                let doc = membership_document(&self.fields, &membership);
+                if !self.replace_entity(&membership.id, doc) {
                     return;
                 }
                 self.orgs
