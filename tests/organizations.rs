@@ -119,40 +119,6 @@ async fn membership_events_in_any_order_converge_and_a_deletion_is_not_undone() 
     server.stop().await;
 }
 
-/// Users in each number of organizations, and users with an admin membership, as the fake
-/// holds them.
-fn expected(fake: &common::RunningFakeClerk) -> (std::collections::BTreeMap<usize, u64>, u64) {
-    let mut per_user: std::collections::HashMap<String, (usize, bool)> = fake
-        .fake
-        .user_ids()
-        .into_iter()
-        .map(|id| (id, (0, false)))
-        .collect();
-    for (_, user_id, admin) in fake.fake.memberships() {
-        let entry = per_user.entry(user_id).or_default();
-        entry.0 += 1;
-        entry.1 |= admin;
-    }
-    let mut by_count = std::collections::BTreeMap::new();
-    for (count, _) in per_user.values() {
-        *by_count.entry(*count).or_insert(0u64) += 1;
-    }
-    let admins = per_user.values().filter(|(_, admin)| *admin).count() as u64;
-    (by_count, admins)
-}
-
-async fn assert_mirrors(fake: &common::RunningFakeClerk, server: &TestServer) {
-    let (by_count, admins) = expected(fake);
-    for (count, users) in &by_count {
-        assert_eq!(
-            server.count(&format!("org_count = {count}")).await,
-            *users,
-            "users in {count} organizations"
-        );
-    }
-    assert_eq!(server.count(r#"org[role = "org:admin"]"#).await, admins);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backfill_copies_organizations_exactly_while_memberships_change_under_it() {
     use clerk_index::clerk::fake::{FakeClerkConfig, Population};
@@ -174,7 +140,7 @@ async fn the_backfill_copies_organizations_exactly_while_memberships_change_unde
         fake.fake.memberships().len() < generated,
         "the walk raced deletions"
     );
-    assert_mirrors(&fake, &server).await;
+    common::assert_org_mirror(&fake, &server).await;
     server.stop().await;
 }
 
@@ -187,7 +153,7 @@ async fn memberships_changed_through_the_fake_clerk_arrive_by_webhook_and_move_s
     let fake = common::RunningFakeClerk::start(config).await;
     let server = TestServer::start(dir.path(), common::TestOptions::new(&fake.url)).await;
     server.wait_serving().await;
-    assert_mirrors(&fake, &server).await;
+    common::assert_org_mirror(&fake, &server).await;
     let target = WebhookTarget::new(
         format!("{}/webhooks/clerk", server.http_url),
         common::WEBHOOK_SECRET,
@@ -260,7 +226,7 @@ async fn memberships_changed_through_the_fake_clerk_arrive_by_webhook_and_move_s
     }
     assert_eq!(server.count(&joined).await, 1);
     assert_eq!(server.count(&left).await, 0);
-    assert_mirrors(&fake, &server).await;
+    common::assert_org_mirror(&fake, &server).await;
     server.stop().await;
 }
 

@@ -44,6 +44,9 @@ fn run_to_proto(run: &ReconcileRun) -> proto::ReconcileRun {
         users_listed,
         upserts,
         deletes,
+        organizations_listed,
+        memberships_listed,
+        organizations_relisted,
     } = run.clone();
     proto::ReconcileRun {
         started_at_ms,
@@ -51,6 +54,9 @@ fn run_to_proto(run: &ReconcileRun) -> proto::ReconcileRun {
         users_listed,
         upserts,
         deletes,
+        organizations_listed,
+        memberships_listed,
+        organizations_relisted,
     }
 }
 

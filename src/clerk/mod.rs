@@ -19,7 +19,7 @@ pub use client::{ClerkApiError, ClerkApiStats, ClerkClient, ClerkClientConfig};
 pub use instance::{BudgetShare, Instance, KnownInstance, LimitSource};
 pub use listing::{ActivityField, CreatedPage, PageCursor};
 pub use model::{ListedKey, RejectedUser, UserPage, UserParseError, user_from_json};
-pub use org_client::{ListPage, ORGANIZATION_PAGE_LIMIT, parse_list_page};
+pub use org_client::{IDS_PER_FILTER, ListPage, ORGANIZATION_PAGE_LIMIT, Order, parse_list_page};
 pub use organization::{
     OrganizationParseError, ParsedMembership, parse_membership, parse_organization,
     parse_stored_membership,

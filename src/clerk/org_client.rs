@@ -80,11 +80,29 @@ pub fn parse_list_page<T>(
     Ok(page)
 }
 
+/// Which end of a list ordered by `created_at` comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    OldestFirst,
+    NewestFirst,
+}
+
+/// The most ids Clerk takes in one `organization_id` or `user_id` filter.
+pub const IDS_PER_FILTER: usize = 100;
+
 fn paging(offset: usize, limit: usize) -> Vec<(&'static str, String)> {
+    paging_in(Order::OldestFirst, offset, limit)
+}
+
+fn paging_in(order: Order, offset: usize, limit: usize) -> Vec<(&'static str, String)> {
+    let order_by = match order {
+        Order::OldestFirst => "+created_at",
+        Order::NewestFirst => "-created_at",
+    };
     vec![
         ("limit", limit.clamp(1, ORGANIZATION_PAGE_LIMIT).to_string()),
         ("offset", offset.to_string()),
-        ("order_by", "+created_at".to_string()),
+        ("order_by", order_by.to_string()),
     ]
 }
 
@@ -106,9 +124,40 @@ impl ClerkClient {
         offset: usize,
         limit: usize,
     ) -> Result<ListPage<Organization>, ClerkApiError> {
-        let mut query = paging(offset, limit);
-        query.push(("include_members_count", "true".into()));
+        self.list_organizations_in(Order::OldestFirst, offset, limit)
+            .await
+    }
+
+    /// `GET /v1/organizations` in `order`, with `members_count`.
+    pub async fn list_organizations_in(
+        &self,
+        order: Order,
+        offset: usize,
+        limit: usize,
+    ) -> Result<ListPage<Organization>, ClerkApiError> {
         let request = format!("{LIST_ORGANIZATIONS}?offset={offset}");
+        let mut query = paging_in(order, offset, limit);
+        query.push(("include_members_count", "true".into()));
+        let body = self
+            .get(&request, LIST_ORGANIZATIONS, "/v1/organizations", &query)
+            .await?;
+        decode(&request, &body, parse_organization)
+    }
+
+    /// The organizations of `ids` (at most [`IDS_PER_FILTER`]) that Clerk still has, with
+    /// `members_count`: `GET /v1/organizations?organization_id=...`.
+    pub async fn organizations_with_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<ListPage<Organization>, ClerkApiError> {
+        let request = format!("{LIST_ORGANIZATIONS}?organization_id=({} ids)", ids.len());
+        let mut query = paging(0, ORGANIZATION_PAGE_LIMIT);
+        query.push(("include_members_count", "true".into()));
+        query.extend(
+            ids.iter()
+                .take(IDS_PER_FILTER)
+                .map(|id| ("organization_id", id.clone())),
+        );
         let body = self
             .get(&request, LIST_ORGANIZATIONS, "/v1/organizations", &query)
             .await?;
@@ -121,11 +170,21 @@ impl ClerkClient {
         offset: usize,
         limit: usize,
     ) -> Result<ListPage<ParsedMembership>, ClerkApiError> {
+        self.list_memberships_in(Order::OldestFirst, offset, limit)
+            .await
+    }
+
+    /// The instance-wide `GET /v1/organization_memberships` in `order`.
+    pub async fn list_memberships_in(
+        &self,
+        order: Order,
+        offset: usize,
+        limit: usize,
+    ) -> Result<ListPage<ParsedMembership>, ClerkApiError> {
         let request = format!("{LIST_MEMBERSHIPS}?offset={offset}");
         let path = "/v1/organization_memberships";
-        let body = self
-            .get(&request, LIST_MEMBERSHIPS, path, &paging(offset, limit))
-            .await?;
+        let query = paging_in(order, offset, limit);
+        let body = self.get(&request, LIST_MEMBERSHIPS, path, &query).await?;
         decode(&request, &body, parse_membership)
     }
 
@@ -136,6 +195,32 @@ impl ClerkClient {
         organization_id: &str,
         offset: usize,
         limit: usize,
+    ) -> Result<ListPage<ParsedMembership>, ClerkApiError> {
+        self.organization_memberships(organization_id, paging(offset, limit))
+            .await
+    }
+
+    /// The memberships in one organization of the users of `user_ids` (at most
+    /// [`IDS_PER_FILTER`]): `GET /v1/organizations/{id}/memberships?user_id=...`.
+    pub async fn organization_memberships_of(
+        &self,
+        organization_id: &str,
+        user_ids: &[String],
+    ) -> Result<ListPage<ParsedMembership>, ClerkApiError> {
+        let mut query = paging(0, ORGANIZATION_PAGE_LIMIT);
+        query.extend(
+            user_ids
+                .iter()
+                .take(IDS_PER_FILTER)
+                .map(|id| ("user_id", id.clone())),
+        );
+        self.organization_memberships(organization_id, query).await
+    }
+
+    async fn organization_memberships(
+        &self,
+        organization_id: &str,
+        query: Vec<(&'static str, String)>,
     ) -> Result<ListPage<ParsedMembership>, ClerkApiError> {
         let empty = || ListPage {
             items: Vec::new(),
@@ -148,14 +233,9 @@ impl ClerkClient {
             return Ok(empty());
         }
         let path = format!("/v1/organizations/{organization_id}/memberships");
-        let request = format!("GET {path}?offset={offset}");
+        let request = format!("GET {path}");
         match self
-            .get(
-                &request,
-                LIST_ORGANIZATION_MEMBERSHIPS,
-                &path,
-                &paging(offset, limit),
-            )
+            .get(&request, LIST_ORGANIZATION_MEMBERSHIPS, &path, &query)
             .await
         {
             Ok(body) => decode(&request, &body, parse_membership),

@@ -158,6 +158,7 @@ pub fn organization_document(fields: &Fields, organization: &Organization) -> Ta
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.kind, KIND_ORGANIZATION);
     doc.add_text(fields.entity_id, &organization.id);
+    doc.add_i64(fields.entity_created_at, organization.created_at);
     doc.add_bytes(fields.entity_json, organization.raw_json.as_bytes());
     doc
 }
@@ -169,6 +170,7 @@ pub fn membership_document(fields: &Fields, membership: &Membership) -> TantivyD
     doc.add_text(fields.entity_id, &membership.id);
     doc.add_text(fields.member_user, &membership.user_id);
     doc.add_text(fields.member_org, &membership.organization_id);
+    doc.add_i64(fields.entity_created_at, membership.created_at);
     doc.add_bytes(fields.entity_json, membership.raw_json.as_bytes());
     doc
 }

@@ -179,7 +179,7 @@ async fn an_organization_change_reaches_every_member_in_one_commit_and_survives_
     // A user upserted again keeps its memberships.
     apply(&sandbox, vec![user_upsert(&users[0])]).await;
     assert_eq!(count(&sandbox, r#"org.name = "Acme Two""#), 3);
-    // Deleting the organization leaves its members' memberships without its attributes.
+    // Deleting the organization deletes its memberships with it (as Clerk does).
     apply(
         &sandbox,
         vec![Change::Organization(OrganizationChange::Delete {
@@ -190,10 +190,24 @@ async fn an_organization_change_reaches_every_member_in_one_commit_and_survives_
     )
     .await;
     assert_eq!(count(&sandbox, "org.name EXISTS"), 0);
-    assert_eq!(count(&sandbox, "org_count = 1"), 3);
-    // ... and a late copy of it does not bring it back.
-    apply(&sandbox, vec![org_upsert(&renamed)]).await;
+    assert_eq!(count(&sandbox, "org_count = 0"), 4);
+    assert!(
+        sandbox
+            .index
+            .snapshot()
+            .memberships_in("org_acme")
+            .unwrap()
+            .is_empty()
+    );
+    // ... and late copies of it or of a membership do not bring them back.
+    let late = membership("orgmem_0", &users[0].id, &renamed, "org:member", 30);
+    apply(
+        &sandbox,
+        vec![org_upsert(&renamed), joined(&late, &renamed)],
+    )
+    .await;
     assert_eq!(count(&sandbox, "org.name EXISTS"), 0);
+    assert_eq!(count(&sandbox, "org_count = 0"), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

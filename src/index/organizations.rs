@@ -3,10 +3,15 @@
 
 use std::sync::Arc;
 
-use tantivy::schema::Value;
+use std::ops::Bound;
+
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, TantivyDocument, Term};
 
 use super::error::IndexError;
+use super::schema::{KIND_MEMBERSHIP, KIND_ORGANIZATION};
 use super::snapshot::Snapshot;
 use crate::clerk::{parse_organization, parse_stored_membership, user_from_json};
 use crate::organization::{Membership, Organization};
@@ -28,21 +33,25 @@ impl Snapshot {
         let Some(address) = self.live_docs(&term, 1)?.pop() else {
             return Ok(None);
         };
+        self.organization_at(address).map(Some)
+    }
+
+    fn organization_at(&self, address: DocAddress) -> Result<Organization, IndexError> {
         let json = self.entity_json(address)?;
         let raw: &serde_json::value::RawValue =
             serde_json::from_str(&json).map_err(|e| IndexError::Read(e.to_string()))?;
-        parse_organization(raw)
-            .map(Some)
-            .map_err(|e| IndexError::Read(e.to_string()))
+        parse_organization(raw).map_err(|e| IndexError::Read(e.to_string()))
+    }
+
+    fn membership_at(&self, address: DocAddress) -> Result<Membership, IndexError> {
+        let json = self.entity_json(address)?;
+        parse_stored_membership(&json).map_err(|e| IndexError::Read(e.to_string()))
     }
 
     fn memberships_at(&self, term: &Term, limit: usize) -> Result<Vec<Membership>, IndexError> {
         self.live_docs(term, limit)?
             .into_iter()
-            .map(|address| {
-                let json = self.entity_json(address)?;
-                parse_stored_membership(&json).map_err(|e| IndexError::Read(e.to_string()))
-            })
+            .map(|address| self.membership_at(address))
             .collect()
     }
 
@@ -62,6 +71,59 @@ impl Snapshot {
     pub fn memberships_in(&self, organization_id: &str) -> Result<Vec<Membership>, IndexError> {
         let term = Term::from_field_text(self.fields.member_org, organization_id);
         self.memberships_at(&term, usize::MAX)
+    }
+
+    /// The documents of `kind` created within `from..=until` (ms).
+    fn created_between(
+        &self,
+        kind: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<DocAddress>, IndexError> {
+        if from > until {
+            return Ok(Vec::new());
+        }
+        let kind = TermQuery::new(
+            Term::from_field_text(self.fields.kind, kind),
+            IndexRecordOption::Basic,
+        );
+        let bound = |ms| Bound::Included(Term::from_field_i64(self.fields.entity_created_at, ms));
+        let created = RangeQuery::new(bound(from), bound(until));
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(kind) as Box<dyn Query>),
+            (Occur::Must, Box::new(created)),
+        ]);
+        let mut addresses: Vec<DocAddress> = self
+            .searcher
+            .search(&query, &DocSetCollector)?
+            .into_iter()
+            .collect();
+        addresses.sort_unstable();
+        Ok(addresses)
+    }
+
+    /// The organizations held that Clerk created within `from..=until` (ms).
+    pub fn organizations_created_between(
+        &self,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Organization>, IndexError> {
+        self.created_between(KIND_ORGANIZATION, from, until)?
+            .into_iter()
+            .map(|address| self.organization_at(address))
+            .collect()
+    }
+
+    /// The memberships held that Clerk created within `from..=until` (ms).
+    pub fn memberships_created_between(
+        &self,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Membership>, IndexError> {
+        self.created_between(KIND_MEMBERSHIP, from, until)?
+            .into_iter()
+            .map(|address| self.membership_at(address))
+            .collect()
     }
 
     /// Whether the index holds any organization or membership.

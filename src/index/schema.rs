@@ -112,6 +112,9 @@ pub struct Fields {
     pub org_json: Field,
     /// On a user: how many organizations it belongs to.
     pub org_count: Field,
+    /// On an organization or membership: its `created_at` (ms), which the organizations' walks
+    /// compare page by page with what Clerk lists (`sync::org_walk`).
+    pub entity_created_at: Field,
     /// Decoded range columns, shared by every snapshot (not part of the schema).
     pub columns: Arc<ColumnCache>,
 }
@@ -207,7 +210,8 @@ impl Fields {
         let member_org = b.add_text_field("member_org", keyword(RAW, false));
         let entity_json = b.add_bytes_field("entity_json", BytesOptions::default().set_stored());
         let org_json = b.add_bytes_field("org_json", BytesOptions::default().set_stored());
-        let org_count = b.add_i64_field("org_count", integer);
+        let org_count = b.add_i64_field("org_count", integer.clone());
+        let entity_created_at = b.add_i64_field("entity_created_at", integer);
         Fields {
             kind,
             entity_id,
@@ -218,6 +222,7 @@ impl Fields {
             org_slots,
             org_json,
             org_count,
+            entity_created_at,
             schema: b.build(),
             id,
             external_id,

@@ -3,7 +3,7 @@
 //! each commit; each carries the checkpoint after it (every walk's cursor), so whatever commit
 //! lands last holds cursors consistent with the data, and a restart resumes every walk. The
 //! last walk has no end, so users created during the backfill are copied too.
-//! Organizations and memberships follow the users (`org_backfill.rs`), before the backfill
+//! Organizations and memberships follow the users (`org_walk.rs`), before the backfill
 //! counts as complete.
 //! In cluster mode the lease holder runs it into the change log, with the cursors in the shared
 //! checkpoint, so a new holder resumes where the last one stopped.
@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::destination::ChangeDestination;
-use super::org_backfill::copy_organizations;
+use super::org_walk::{OrgWalk, walk_organizations};
 use super::partitions::{PageSink, WalkPlan, note_rejected, walk_all};
 use super::progress::BackfillProgress;
 use super::state::SyncState;
@@ -109,7 +109,7 @@ impl Backfill {
             progress: &self.progress,
         };
         walk_all(&self.clerk, self.plan, &sink, state).await?;
-        copy_organizations(&self.clerk, &self.destination, state).await?;
+        walk_organizations(&self.clerk, &self.destination, state, OrgWalk::Backfill).await?;
         state.backfill.complete = true;
         state.backfill.completed_at_ms = Some(now_ms());
         // Waited for: readiness must mean "durably in the index".

@@ -10,7 +10,8 @@ mod destination;
 mod instance;
 mod leader;
 mod log_destination;
-mod org_backfill;
+mod org_catch_up;
+mod org_walk;
 mod partitions;
 mod progress;
 mod reconcile;
@@ -35,9 +36,7 @@ pub use reconcile::{ReconcileSchedule, ReconcileStats, Reconciler};
 pub use recorded::{LOCAL_APPLY_TIMEOUT, Recorded};
 pub use replicate::Replicator;
 pub use reseal::{Resealed, reseal_all};
-pub use state::{
-    BackfillState, OrgBackfillState, OrgPhase, ReconcileRun, ReconcileState, SyncState,
-};
+pub use state::{BackfillState, OrgPhase, OrgWalkState, ReconcileRun, ReconcileState, SyncState};
 pub use status::{
     BackfillStatus, ClusterView, ReconcileStatus, ReplicaStatus, SyncMonitor, SyncStatus,
     WriterCounts,

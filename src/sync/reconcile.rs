@@ -10,6 +10,9 @@
 //! - **Sweep** (see [`sweep`]) walks every Clerk user and compares it with the index: deletes
 //!   what Clerk no longer has, applies what the index lacks or holds in an older state. A
 //!   finished sweep moves the catch-up watermarks to its start: everything before is repaired.
+//! - Organizations and memberships follow the users in both: a catch-up lists those created
+//!   since its watermark (see [`super::org_catch_up`]), a sweep compares them all (see
+//!   [`super::org_walk`]).
 //!
 //! Both share the client's rate limiter with everything else and run one at a time. In cluster
 //! mode only the sync lease holder runs them, into the change log (see [`ChangeDestination`]).
@@ -24,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::ActivityWalk;
 use super::destination::ChangeDestination;
+use super::org_catch_up::catch_up_organizations;
+use super::org_walk::{OrgWalk, walk_organizations};
 use super::partitions::{WalkPlan, note_rejected};
 use super::state::{ReconcileRun, SyncState};
 use super::sweep::sweep;
@@ -160,6 +165,21 @@ impl Reconciler {
             run.upserts += applied;
         }
         run.upserts += self.refetch_unreadable(&mut state).await?;
+        if organizations_held(&state) {
+            let since = match state.reconcile.watermark_org_created_ms {
+                0 => watermark,
+                stored => stored,
+            };
+            let orgs =
+                catch_up_organizations(&self.clerk, &self.destination, since, self.max_offset)
+                    .await?;
+            run.organizations_listed = orgs.organizations_listed;
+            run.memberships_listed = orgs.memberships_listed;
+            run.upserts += orgs.upserts;
+            if !orgs.too_deep {
+                state.reconcile.watermark_org_created_ms = started_at_ms - WATERMARK_OVERLAP_MS;
+            }
+        }
         run.finished_at_ms = now_ms();
         let next = started_at_ms - WATERMARK_OVERLAP_MS;
         if !too_deep {
@@ -266,17 +286,44 @@ impl Reconciler {
     /// A sweep, by a caller holding the turn.
     async fn sweep_in_turn(&self) -> Result<ReconcileRun, Error> {
         self.destination.check_copies_from_clerk().await?;
-        let (mut state, run) = sweep(&self.clerk, &self.destination, self.plan).await?;
-        // Every user listed by the sweep is now as new in the index as in Clerk: catch-ups
-        // need not look further back than its start.
-        let repaired = run.started_at_ms - WATERMARK_OVERLAP_MS;
-        let reconcile = &mut state.reconcile;
-        for watermark in [
-            &mut reconcile.watermark_updated_at_ms,
-            &mut reconcile.watermark_sign_in_ms,
-            &mut reconcile.watermark_active_ms,
-        ] {
+        let state = self.destination.state();
+        // Users swept before a restart: only their organizations' part is left to resume.
+        let users_swept = state.reconcile.org_sweep.as_ref().map(|o| o.started_at_ms);
+        let (mut state, mut run) = match users_swept {
+            Some(started_at_ms) => (
+                state,
+                ReconcileRun {
+                    started_at_ms,
+                    ..ReconcileRun::default()
+                },
+            ),
+            None => sweep(&self.clerk, &self.destination, self.plan).await?,
+        };
+        if organizations_held(&state) {
+            walk_organizations(&self.clerk, &self.destination, &mut state, OrgWalk::Sweep).await?;
+            let orgs = state.reconcile.org_sweep.take().unwrap_or_default();
+            run.organizations_listed = orgs.organizations_seen;
+            run.memberships_listed = orgs.memberships_seen;
+            run.organizations_relisted = orgs.organizations_relisted;
+            run.upserts += orgs.upserts;
+            run.deletes += orgs.deletes;
+            run.finished_at_ms = now_ms();
+            let repaired = orgs.started_at_ms - WATERMARK_OVERLAP_MS;
+            let watermark = &mut state.reconcile.watermark_org_created_ms;
             *watermark = (*watermark).max(repaired);
+        }
+        let reconcile = &mut state.reconcile;
+        if users_swept.is_none() {
+            // Every user listed by the sweep is now as new in the index as in Clerk:
+            // catch-ups need not look further back than its start.
+            let repaired = run.started_at_ms - WATERMARK_OVERLAP_MS;
+            for watermark in [
+                &mut reconcile.watermark_updated_at_ms,
+                &mut reconcile.watermark_sign_in_ms,
+                &mut reconcile.watermark_active_ms,
+            ] {
+                *watermark = (*watermark).max(repaired);
+            }
         }
         reconcile.last_sweep = Some(run.clone());
         self.destination.record(Vec::new(), Some(&state)).await?;
@@ -305,7 +352,8 @@ impl Reconciler {
         }
         // A run is raced against shutdown: dropping it mid-way is safe, since everything it
         // applied went through the writer with its cursor, and a sweep resumes from there.
-        if self.destination.state().reconcile.sweep.is_some() {
+        let reconcile = self.destination.state().reconcile;
+        if reconcile.sweep.is_some() || reconcile.org_sweep.is_some() {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 result = self.sweep() => if let Err(error) = result {
@@ -366,6 +414,11 @@ async fn newer_than_indexed(
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Whether the backfill copied organizations (an instance without them has none to repair).
+fn organizations_held(state: &SyncState) -> bool {
+    state.organizations.complete && !state.organizations.unavailable
 }
 
 /// Where the sign-in or activity catch-up starts: its stored watermark, or the one of the

@@ -16,7 +16,7 @@ pub struct SyncState {
     pub reconcile: ReconcileState,
     /// The organizations' part of the backfill.
     #[serde(default)]
-    pub organizations: OrgBackfillState,
+    pub organizations: OrgWalkState,
     /// Cluster mode: the last change-log sequence this index holds; a restart consumes from the
     /// next one.
     #[serde(default)]
@@ -47,6 +47,13 @@ pub struct ReconcileState {
     pub last_sweep: Option<ReconcileRun>,
     /// A sweep in progress, resumed after a restart.
     pub sweep: Option<SweepCursor>,
+    /// Catch-up lists organizations and memberships created at or after this (ms); 0 = not
+    /// set yet.
+    #[serde(default)]
+    pub watermark_org_created_ms: i64,
+    /// The organizations' part of a sweep in progress, resumed after a restart.
+    #[serde(default)]
+    pub org_sweep: Option<OrgWalkState>,
 }
 
 /// One finished catch-up or sweep.
@@ -57,6 +64,12 @@ pub struct ReconcileRun {
     pub users_listed: u64,
     pub upserts: u64,
     pub deletes: u64,
+    #[serde(default)]
+    pub organizations_listed: u64,
+    #[serde(default)]
+    pub memberships_listed: u64,
+    #[serde(default)]
+    pub organizations_relisted: u64,
 }
 
 /// How far a sweep has compared Clerk with the index: its walks, and what it changed so far.
@@ -85,10 +98,25 @@ pub struct BackfillState {
     pub completed_at_ms: Option<i64>,
 }
 
-/// Where the organizations' backfill stands.
+/// Where a walk over Clerk's organizations and memberships (the backfill's, or a sweep's)
+/// stands (see `sync::org_walk`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OrgBackfillState {
+pub struct OrgWalkState {
     pub complete: bool,
+    /// When the walk began (ms): what Clerk created later is not judged by it.
+    #[serde(default)]
+    pub started_at_ms: i64,
+    /// The `created_at` of the last element of the phase's previous page (0 before the first):
+    /// what the index holds between it and the current page's last is compared with the page.
+    #[serde(default)]
+    pub boundary_ms: i64,
+    /// The ids listed at exactly `boundary_ms` (they may continue on the next page).
+    #[serde(default)]
+    pub boundary_ids: Vec<String>,
+    #[serde(default)]
+    pub upserts: u64,
+    #[serde(default)]
+    pub deletes: u64,
     #[serde(default)]
     pub phase: OrgPhase,
     /// The offset of the next page of the current phase's listing.

@@ -44,6 +44,7 @@ pub(super) async fn sweep(
         users_listed: cursor.partitions.listed(),
         upserts: cursor.upserts,
         deletes: cursor.deletes,
+        ..ReconcileRun::default()
     };
     Ok((state, run))
 }

@@ -707,3 +707,37 @@ pub fn assert_series_served<'a>(text: &str, names: impl IntoIterator<Item = &'a 
         "the Helm chart's alerts or dashboard query series /metrics does not serve: {missing:?}"
     );
 }
+
+/// Users in each number of organizations, and users with an admin membership, as the fake
+/// holds them.
+fn org_mirror_expected(fake: &RunningFakeClerk) -> (std::collections::BTreeMap<usize, u64>, u64) {
+    let mut per_user: std::collections::HashMap<String, (usize, bool)> = fake
+        .fake
+        .user_ids()
+        .into_iter()
+        .map(|id| (id, (0, false)))
+        .collect();
+    for (_, user_id, admin) in fake.fake.memberships() {
+        let entry = per_user.entry(user_id).or_default();
+        entry.0 += 1;
+        entry.1 |= admin;
+    }
+    let mut by_count = std::collections::BTreeMap::new();
+    for (count, _) in per_user.values() {
+        *by_count.entry(*count).or_insert(0u64) += 1;
+    }
+    let admins = per_user.values().filter(|(_, admin)| *admin).count() as u64;
+    (by_count, admins)
+}
+
+pub async fn assert_org_mirror(fake: &RunningFakeClerk, server: &TestServer) {
+    let (by_count, admins) = org_mirror_expected(fake);
+    for (count, users) in &by_count {
+        assert_eq!(
+            server.count(&format!("org_count = {count}")).await,
+            *users,
+            "users in {count} organizations"
+        );
+    }
+    assert_eq!(server.count(r#"org[role = "org:admin"]"#).await, admins);
+}

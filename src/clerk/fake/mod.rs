@@ -6,6 +6,7 @@ mod generator;
 mod membership_writes;
 mod org_generator;
 mod org_store;
+mod organization_writes;
 mod organizations;
 mod random;
 mod record;

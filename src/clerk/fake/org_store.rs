@@ -185,6 +185,27 @@ impl OrgStore {
         Some(removed)
     }
 
+    /// Adds an organization from its Clerk JSON (without `members_count`).
+    pub fn add_organization(&mut self, json: Value) -> StoredOrganization {
+        let organization = StoredOrganization {
+            id: json["id"].as_str().unwrap_or_default().to_string(),
+            created_at: json["created_at"].as_i64().unwrap_or(0),
+            json,
+        };
+        self.organizations.push(organization.clone());
+        self.reindex();
+        organization
+    }
+
+    /// Removes an organization and its memberships; returns the organization.
+    pub fn remove_organization(&mut self, id: &str) -> Option<StoredOrganization> {
+        let at = *self.positions.get(id)?;
+        let removed = self.organizations.remove(at);
+        self.memberships.retain(|m| m.organization_id != id);
+        self.reindex();
+        Some(removed)
+    }
+
     /// Replaces an organization's JSON (a metadata update); false if there is none.
     pub fn replace(&mut self, id: &str, json: Value) -> bool {
         match self.positions.get(id) {

@@ -94,6 +94,7 @@ impl FakeClerk {
             )
             .merge(super::organizations::routes())
             .merge(super::membership_writes::routes())
+            .merge(super::organization_writes::routes())
             .with_state(self.state.clone());
         super::record::recording(router, &self.state)
     }

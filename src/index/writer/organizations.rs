@@ -233,15 +233,20 @@ impl IndexWriterTask {
 
     /// Re-indexes every member of an organization, committing in bounded batches.
     fn recompose_members(&mut self, organization_id: &str, source: ChangeSource) {
+        let members = self.members_of(organization_id);
+        self.recompose_users(members.iter().map(|m| m.user_id.clone()), source);
+    }
+
+    /// The memberships of one organization as they stand, pending changes included.
+    fn members_of(&self, organization_id: &str) -> Vec<Arc<Membership>> {
         let committed = self.latest().memberships_in(organization_id);
-        let members: Vec<String> = self
-            .current_memberships(committed, self.orgs.by_org.get(organization_id))
-            .into_iter()
-            .map(|m| m.user_id.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for user_id in members {
+        self.current_memberships(committed, self.orgs.by_org.get(organization_id))
+    }
+
+    /// Re-indexes users, committing in bounded batches.
+    fn recompose_users(&mut self, user_ids: impl Iterator<Item = String>, source: ChangeSource) {
+        let user_ids: std::collections::BTreeSet<String> = user_ids.collect();
+        for user_id in user_ids {
             if self.paused.is_some() {
                 return;
             }
@@ -271,9 +276,17 @@ impl IndexWriterTask {
                     .organizations
                     .insert(organization_id.clone(), None);
                 self.tombstone(&organization_id, deleted_at_ms, source);
+                // Clerk deletes an organization's memberships with it.
+                let members = self.members_of(&organization_id);
+                for membership in &members {
+                    let id_term = Term::from_field_text(self.fields.entity_id, &membership.id);
+                    self.writer.delete_term(id_term);
+                    self.orgs.put_membership(membership, None);
+                    self.tombstone(&membership.id, deleted_at_ms, source);
+                }
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
                 self.count_applied();
-                self.recompose_members(&organization_id, source);
+                self.recompose_users(members.iter().map(|m| m.user_id.clone()), source);
             }
         }
     }

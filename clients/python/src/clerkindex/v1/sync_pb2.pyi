@@ -105,18 +105,24 @@ class BackfillStatus(_message.Message):
     def __init__(self, complete: _Optional[bool] = ..., users_seen: _Optional[int] = ..., users_total: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., completed_at_ms: _Optional[int] = ...) -> None: ...
 
 class ReconcileRun(_message.Message):
-    __slots__ = ("started_at_ms", "finished_at_ms", "users_listed", "upserts", "deletes")
+    __slots__ = ("started_at_ms", "finished_at_ms", "users_listed", "upserts", "deletes", "organizations_listed", "memberships_listed", "organizations_relisted")
     STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     USERS_LISTED_FIELD_NUMBER: _ClassVar[int]
     UPSERTS_FIELD_NUMBER: _ClassVar[int]
     DELETES_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATIONS_LISTED_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIPS_LISTED_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATIONS_RELISTED_FIELD_NUMBER: _ClassVar[int]
     started_at_ms: int
     finished_at_ms: int
     users_listed: int
     upserts: int
     deletes: int
-    def __init__(self, started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., users_listed: _Optional[int] = ..., upserts: _Optional[int] = ..., deletes: _Optional[int] = ...) -> None: ...
+    organizations_listed: int
+    memberships_listed: int
+    organizations_relisted: int
+    def __init__(self, started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., users_listed: _Optional[int] = ..., upserts: _Optional[int] = ..., deletes: _Optional[int] = ..., organizations_listed: _Optional[int] = ..., memberships_listed: _Optional[int] = ..., organizations_relisted: _Optional[int] = ...) -> None: ...
 
 class WebhookCounts(_message.Message):
     __slots__ = ("applied", "duplicate", "ignored_type", "bad_signature", "malformed", "failed", "foreign_instance")
