@@ -922,3 +922,66 @@ async fn replicas_serve_reads_through_a_nats_restart_and_converge_after() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_are_backfilled_through_the_log_and_their_changes_reach_every_replica() {
+    use clerk_index::clerk::fake::WebhookTarget;
+    let nats = NatsServer::start().await;
+    let clerk = RunningFakeClerk::start(FakeClerkConfig::new(
+        Population::new(300).with_organizations(),
+    ))
+    .await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas = Vec::new();
+    for (n, dir) in dirs.iter().enumerate() {
+        replicas.push(replica_of(&nats, &clerk.url, &format!("r{n}"), dir.path()).await);
+    }
+    // The shared backfill went through the log: both hold every organization and membership.
+    for server in &replicas {
+        common::assert_org_mirror(&clerk, server).await;
+    }
+    // Clerk announces to one replica only.
+    let target = WebhookTarget::new(
+        format!("{}/webhooks/clerk", replicas[1].http_url),
+        common::WEBHOOK_SECRET,
+    );
+    clerk.fake.set_webhook_target(target).unwrap();
+    let (org_id, member, _) = (clerk.fake.memberships().into_iter())
+        .find(|(_, _, admin)| !admin)
+        .unwrap();
+    let members = (clerk.fake.memberships().iter())
+        .filter(|(o, _, _)| *o == org_id)
+        .count() as u64;
+    common::clerk_api(
+        &clerk.url,
+        reqwest::Method::PATCH,
+        &format!("/v1/organizations/{org_id}/metadata"),
+        Some(serde_json::json!({"public_metadata": {"plan": "clustered"}})),
+    )
+    .await;
+    common::clerk_api(
+        &clerk.url,
+        reqwest::Method::PATCH,
+        &format!("/v1/organizations/{org_id}/memberships/{member}"),
+        Some(serde_json::json!({"role": "org:admin"})),
+    )
+    .await;
+    let plan = format!(r#"org[id = "{org_id}" AND public.plan = "clustered"]"#);
+    let promoted = format!(
+        r#"id = "{member}" AND org[id = "{org_id}" AND role = "org:admin" AND public.plan = "clustered"]"#
+    );
+    for server in &replicas {
+        eventually(server, "the organization's new plan", async |s| {
+            s.count(&plan).await == members
+        })
+        .await;
+        eventually(server, "the promotion", async |s| {
+            s.count(&promoted).await == 1
+        })
+        .await;
+        common::assert_org_mirror(&clerk, server).await;
+    }
+    for server in replicas {
+        server.stop().await;
+    }
+}
