@@ -265,3 +265,79 @@ fn every_option_has_help() {
     );
     assert!(missing.is_empty(), "options without help: {missing:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organization_paths_filter_and_facet_and_metadata_is_written_through() {
+    use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = common::RunningFakeClerk::start(FakeClerkConfig::new(
+        Population::new(200).with_organizations(),
+    ))
+    .await;
+    let server = TestServer::start(dir.path(), common::TestOptions::new(&fake.url)).await;
+    server.wait_serving().await;
+    let memberships = fake.fake.memberships();
+    let (org_id, member, _) = memberships[0].clone();
+    let members = memberships.iter().filter(|(o, _, _)| *o == org_id).count();
+    let admins = server.count(r#"org[role = "org:admin"]"#).await;
+    let url = server.grpc_url.clone();
+    tokio::task::spawn_blocking(move || {
+        let url = url.as_str();
+        // Bracketed and plain org paths filter; org paths facet.
+        let count = json(url, &["count", "--filter", r#"org[role = "org:admin"]"#]);
+        assert_eq!(count["count"], admins.to_string());
+        let facet = json(
+            url,
+            &["facet", "--terms", "org_count", "--terms", "org.role"],
+        );
+        let facets = facet["facets"].as_array().unwrap();
+        assert_eq!(facets.len(), 2, "{facet}");
+        // An organization's metadata, written through, is read back by every member at once.
+        let org = json(
+            url,
+            &[
+                "update-metadata",
+                "--organization",
+                &org_id,
+                "--public",
+                r#"{"plan": "from_the_cli"}"#,
+            ],
+        );
+        assert_eq!(org["public_metadata"]["plan"], "from_the_cli", "{org}");
+        let filter = format!(r#"org[id = "{org_id}" AND public.plan = "from_the_cli"]"#);
+        let count = json(url, &["count", "--filter", &filter]);
+        assert_eq!(count["count"], members.to_string());
+        // And a user's.
+        let user = json(
+            url,
+            &[
+                "update-metadata",
+                "--user",
+                &member,
+                "--public",
+                r#"{"tier": "cli"}"#,
+            ],
+        );
+        assert_eq!(user["public_metadata"]["tier"], "cli", "{user}");
+        // Usage errors: not an object; unsafe metadata on an organization; no target.
+        for args in [
+            vec!["update-metadata", "--user", &member, "--public", "[1]"],
+            vec![
+                "update-metadata",
+                "--organization",
+                &org_id,
+                "--unsafe",
+                "{}",
+            ],
+            vec!["update-metadata", "--public", "{}"],
+        ] {
+            let mut all = args.clone();
+            all.extend(["--server", url]);
+            let output = run(&all);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        }
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}

@@ -24,7 +24,10 @@ struct Keys {
 }
 
 async fn serve(dir: &Path) -> (RunningFakeClerk, TestServer, Keys) {
-    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(USERS))).await;
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(
+        Population::new(USERS).with_organizations(),
+    ))
+    .await;
     let (everything, hash) = generate_key();
     let (public, public_hash) = generate_key();
     let mut options = TestOptions::new(&fake.url);

@@ -7,6 +7,7 @@ use super::demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 use super::export::ExportArgs;
 use super::facet::FacetArgs;
 use super::keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};
+use super::metadata::UpdateMetadataArgs;
 use super::segments::{SegmentsArgs, SyncArgs, WatchArgs};
 use super::serve::ServeArgs;
 use super::users::{CountArgs, FieldsArgs, GetArgs, SearchArgs};
@@ -44,6 +45,8 @@ pub enum Command {
     Facet(FacetArgs),
     /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
     Export(ExportArgs),
+    /// Write metadata of a user or an organization through to Clerk (read back at once).
+    UpdateMetadata(UpdateMetadataArgs),
     /// List, create, change, delete and count saved segments.
     Segments(SegmentsArgs),
     /// Print a saved segment's Entered/Exited events as they happen.
@@ -96,6 +99,7 @@ impl Cli {
             Command::Watch(args) => super::segments::watch(args).await,
             Command::Sync(args) => super::segments::sync(args).await,
             Command::Export(args) => super::export::export(args).await,
+            Command::UpdateMetadata(args) => super::metadata::update_metadata(args).await,
             Command::Health(args) => super::client::health(args).await,
             Command::Config(args) => super::serve::print_config(args),
             Command::ApiKey(args) => super::keys::api_key(args),

@@ -10,6 +10,7 @@ mod demo;
 mod export;
 mod facet;
 mod keys;
+mod metadata;
 mod output;
 mod segments;
 mod serve;

@@ -67,11 +67,19 @@ def test_built_filters_count_like_their_text(client):
 def test_org_brackets_are_built_like_their_text(client):
     built = org((field("role") == "org:admin") & (field("public.plan") == "enterprise"))
     text = 'org[role = "org:admin" AND public.plan = "enterprise"]'
-    assert client.count(built) == client.count(text)
+    assert client.count(built) == client.count(text) > 0
     assert client.count(~built) == client.count("NOT " + text) == client.count() - client.count(text)
     # A path of the user, not of a membership, is refused inside the brackets.
     with pytest.raises(InvalidFilter):
         client.count(org(field("banned") == True))  # noqa: E712
+
+
+def test_organization_metadata_is_read_back_by_every_member(client):
+    bucket = client.facet(None, terms("org.id", 1)).facets[0].terms.buckets[0]
+    org_id, members = bucket.value.string, bucket.count
+    updated = client.update_organization_metadata(org_id, public={"py_plan": "written"})
+    assert updated["public_metadata"]["py_plan"] == "written"
+    assert client.count(org((field("id") == org_id) & (field("public.py_plan") == "written"))) == members
 
 
 def test_search_follows_pages_and_agrees_with_export(client):

@@ -339,6 +339,28 @@ export class Client {
     return JSON.parse(r.user?.json ?? "{}") as User;
   }
 
+  /**
+   * Deep-merge metadata into the organization in Clerk; every member's `org.public.*` and
+   * `org.private.*` read the change on return.
+   */
+  async updateOrganizationMetadata(
+    organizationId: string,
+    metadata: { public?: object; private?: object },
+  ): Promise<Record<string, unknown>> {
+    const r = await this.call((o) =>
+      this.userIndex.updateOrganizationMetadata(
+        {
+          organizationId,
+          publicMetadata: metadata.public && JSON.stringify(metadata.public),
+          privateMetadata: metadata.private && JSON.stringify(metadata.private),
+        },
+        o,
+      ),
+    );
+    this.wrote(r.freshness);
+    return JSON.parse(r.organizationJson) as Record<string, unknown>;
+  }
+
   // -- segments --------------------------------------------------------------------------------
 
   async createSegment(name: string, filter: FilterLike, description = ""): Promise<Segment> {

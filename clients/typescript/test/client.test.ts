@@ -146,10 +146,22 @@ test("org brackets are built like their text", async () => {
   const built = org(allOf(field("role").eq("org:admin"), field("public.plan").eq("enterprise")));
   const text = 'org[role = "org:admin" AND public.plan = "enterprise"]';
   assert.equal(await client.count(built), await client.count(text));
+  assert.ok((await client.count(text)) > 0);
   assert.equal(await client.count(not(built)), (await client.count()) - (await client.count(text)));
   // A path of the user, not of a membership, is refused inside the brackets.
   const refused = await client.count(org(field("banned").eq(true))).catch((e) => e);
   assert.ok(refused instanceof InvalidFilter, String(refused));
+});
+
+test("organization metadata is read back by every member", async () => {
+  const result = (await client.facet(undefined, terms("org.id", 1))).facets[0].result;
+  assert.equal(result.case, "terms");
+  const bucket = result.case === "terms" ? result.value.buckets[0] : undefined;
+  const orgId = bucket?.value?.kind.case === "string" ? bucket.value.kind.value : "";
+  const updated = await client.updateOrganizationMetadata(orgId, { public: { ts_plan: "written" } });
+  assert.equal((updated.public_metadata as Record<string, unknown>).ts_plan, "written");
+  const written = org(allOf(field("id").eq(orgId), field("public.ts_plan").eq("written")));
+  assert.equal(await client.count(written), bucket?.count);
 });
 
 test("errors are typed from their details", async () => {

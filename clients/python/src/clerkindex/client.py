@@ -313,6 +313,24 @@ class Client:
         self._wrote(response.freshness)
         return json.loads(response.user.json)
 
+    def update_organization_metadata(
+        self,
+        organization_id: str,
+        *,
+        public: Optional[Dict[str, Any]] = None,
+        private: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """Deep-merge metadata into the organization in Clerk; every member's ``org.public.*`` and
+        ``org.private.*`` read the change on return."""
+        kwargs = {}
+        for name, value in (("public_metadata", public), ("private_metadata", private)):
+            if value is not None:
+                kwargs[name] = json.dumps(value)
+        request = pb.UpdateOrganizationMetadataRequest(organization_id=organization_id, **kwargs)
+        response = self._call(self.stubs.user_index.UpdateOrganizationMetadata, request)
+        self._wrote(response.freshness)
+        return json.loads(response.organization_json)
+
     # -- segments -------------------------------------------------------------------------------
 
     def create_segment(self, name: str, filter: FilterLike, description: str = "") -> segments_pb2.Segment:
