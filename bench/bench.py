@@ -227,12 +227,12 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 
 
 class Service:
-    def __init__(self, users, work, log, binary=BIN):
+    def __init__(self, users, work, log, binary=BIN, fake_args=()):
         self.users = users
         self.fake_port, self.grpc_port, self.http_port = free_port(), free_port(), free_port()
         self.data = work / ("service-" + Path(binary).name)
         self.fake = spawn(
-            [binary, "fake-clerk", "--users", str(users), "--addr", f"127.0.0.1:{self.fake_port}"],
+            [binary, "fake-clerk", "--users", str(users), "--addr", f"127.0.0.1:{self.fake_port}", *fake_args],
             stdout=log, stderr=log,
         )
         wait_until(lambda: socket.create_connection(("127.0.0.1", self.fake_port)).close() or True, 60, "the fake Clerk")
@@ -265,7 +265,7 @@ class Service:
         self.stub = user_index_pb2_grpc.UserIndexStub(authed)
 
     def spec(self, text):
-        return self.pb.FilterSpec(expression=text)
+        return self.pb.FilterSpec(expression=text) if text is not None else None
 
     def answer(self, q):
         pb = self.pb
@@ -300,6 +300,21 @@ class Service:
 # PostgreSQL 15
 
 
+def copy_jsonl(conn, table, path):
+    """Loads a JSON-lines file into a new unlogged table `table (doc jsonb)`."""
+    conn.execute(f"CREATE UNLOGGED TABLE {table} (doc jsonb)")
+    with conn.cursor().copy(f"COPY {table} (doc) FROM STDIN WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')") as copy:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                copy.write(block)
+
+
+def prewarm(conn, table):
+    for (name,) in conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass", (table,)).fetchall():
+        conn.execute("SELECT pg_prewarm(%s)", (name,))
+    conn.execute("SELECT pg_prewarm(%s)", (table,))
+
+
 class Postgres:
     def __init__(self, users_file, work, log):
         self.dir = work / "pg"
@@ -323,11 +338,7 @@ class Postgres:
         wait_until(lambda: psycopg.connect(self.dsn).close() or True, 60, "PostgreSQL")
         started = time.monotonic()
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("CREATE UNLOGGED TABLE raw (doc jsonb)")
-            with conn.cursor().copy("COPY raw (doc) FROM STDIN WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')") as copy:
-                with open(users_file, "rb") as f:
-                    while block := f.read(1 << 20):
-                        copy.write(block)
+            copy_jsonl(conn, "raw", users_file)
             conn.execute("""
                 CREATE FUNCTION points(m jsonb) RETURNS bigint IMMUTABLE PARALLEL SAFE LANGUAGE sql
                 RETURN CASE WHEN jsonb_typeof(m -> 'points') = 'number' THEN (m ->> 'points')::numeric::bigint END""")
@@ -355,9 +366,7 @@ class Postgres:
                 "CREATE EXTENSION IF NOT EXISTS pg_prewarm",
             ]:
                 conn.execute(ddl)
-            for (name,) in conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'users'::regclass").fetchall():
-                conn.execute("SELECT pg_prewarm(%s)", (name,))
-            conn.execute("SELECT pg_prewarm('users')")
+            prewarm(conn, "users")
             self.size = conn.execute("SELECT pg_total_relation_size('users')").fetchone()[0]
         self.load_s = time.monotonic() - started
         self.conn = psycopg.connect(self.dsn, autocommit=True)

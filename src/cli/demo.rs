@@ -89,10 +89,18 @@ pub struct GenerateArgs {
     /// Output file; `-` is standard output.
     #[arg(long, short, default_value = "-")]
     pub output: PathBuf,
+    /// Also write the population's organizations and memberships (as `fake-clerk
+    /// --organizations` serves them) to `<output>.organizations.jsonl` and
+    /// `<output>.memberships.jsonl` (needs a file for --output).
+    #[arg(long)]
+    pub organizations: bool,
 }
 
 pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     use std::io::Write;
+    if args.organizations && args.output.as_os_str() == "-" {
+        anyhow::bail!("--organizations writes files next to --output: give it a file");
+    }
     let population = population(args.users, args.seed);
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout())
@@ -105,6 +113,23 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()?;
+    if args.organizations {
+        let path = |kind: &str| {
+            let mut name = args.output.clone().into_os_string();
+            name.push(format!(".{kind}.jsonl"));
+            PathBuf::from(name)
+        };
+        let file = |kind| -> anyhow::Result<_> {
+            Ok(std::io::BufWriter::new(std::fs::File::create(path(kind))?))
+        };
+        let (mut organizations, mut memberships) = (file("organizations")?, file("memberships")?);
+        let mut generated = population.clone();
+        generated.organizations = true;
+        FakeClerk::new(FakeClerkConfig::new(generated))
+            .write_organizations(&mut organizations, &mut memberships)?;
+        organizations.flush()?;
+        memberships.flush()?;
+    }
     Ok(())
 }
 

@@ -217,6 +217,26 @@ impl OrgStore {
         }
     }
 
+    /// Every organization and membership as JSON lines (see `FakeClerk::write_organizations`).
+    pub fn write_jsonl(
+        &self,
+        users: &UserStore,
+        organizations: &mut dyn std::io::Write,
+        memberships: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        for organization in &self.organizations {
+            serde_json::to_writer(&mut *organizations, &self.organization_json(organization, true))?;
+            organizations.write_all(b"\n")?;
+        }
+        for membership in &self.memberships {
+            let mut json = self.membership_json(membership, users);
+            json["organization"] = json!({"object": "organization", "id": membership.organization_id});
+            serde_json::to_writer(&mut *memberships, &json)?;
+            memberships.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
     /// The organization's JSON as Clerk answers it, `members_count` included when asked.
     pub fn organization_json(&self, org: &StoredOrganization, with_count: bool) -> Value {
         let mut json = org.json.clone();

@@ -127,6 +127,18 @@ impl FakeClerk {
         .collect()
     }
 
+    /// Writes every organization (Clerk's JSON with `members_count`) and every membership
+    /// (Clerk's JSON with its organization by id only) as JSON lines, oldest first.
+    pub fn write_organizations(
+        &self,
+        organizations: &mut dyn std::io::Write,
+        memberships: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        let users = self.state.users.read().expect("fake store lock");
+        let store = self.state.organizations.read().expect("fake org lock");
+        store.write_jsonl(&users, organizations, memberships)
+    }
+
     /// Every user id, oldest first.
     pub fn user_ids(&self) -> Vec<String> {
         self.state
