@@ -344,9 +344,14 @@ impl IndexWriterTask {
                 Some(None) => self.commit(),
                 Some(Some(command)) => {
                     self.handle(command);
-                    // Group commit: take everything already queued before deciding.
+                    // Group commit: take what is already queued before deciding, up to a
+                    // commit's worth (a producer faster than the writer keeps the queue full,
+                    // and what is pending is held in memory until it is committed).
                     let mut closing = false;
-                    while let Ok(command) = commands.try_recv() {
+                    while !self.commit_due() {
+                        let Ok(command) = commands.try_recv() else {
+                            break;
+                        };
                         if matches!(command, Command::Close) {
                             closing = true;
                             break;
@@ -356,9 +361,7 @@ impl IndexWriterTask {
                     if closing {
                         break;
                     }
-                    if !self.waiting.is_empty()
-                        || self.pending_changes >= self.config.commit_max_changes
-                    {
+                    if !self.waiting.is_empty() || self.commit_due() {
                         self.commit();
                     }
                 }
@@ -378,30 +381,6 @@ impl IndexWriterTask {
             ignored_deleted = self.stats.ignored_deleted.load(Ordering::Relaxed),
             "index writer stopped"
         );
-    }
-
-    /// Answers a command that arrives while paused: waiters get the pause, and changes nobody
-    /// waits for are dropped and counted as lost.
-    fn refuse(&mut self, command: Command) {
-        let paused = || {
-            let reason = self.stats.paused().map_or_else(String::new, |p| p.reason);
-            Err(WriteError::Paused(reason.into()))
-        };
-        match command {
-            Command::Apply { ack: Some(ack), .. } | Command::Exclusive { ack, .. } => {
-                let _ = ack.send(paused());
-            }
-            Command::Apply {
-                changes,
-                checkpoint,
-                ack: None,
-            } => {
-                if !changes.is_empty() || checkpoint.is_some() {
-                    self.stats.lost();
-                }
-            }
-            Command::Close => {}
-        }
     }
 
     fn handle(&mut self, command: Command) {

@@ -9,12 +9,44 @@ use tokio::time::Instant;
 use super::super::error::WriteError;
 use super::super::payload::CommitPayload;
 use super::super::snapshot::Snapshot;
-use super::{FIRST_RETRY, IndexWriterTask, MAX_RETRY, now_ms};
+use super::{Command, FIRST_RETRY, IndexWriterTask, MAX_RETRY, now_ms};
 
 /// Commits between two prunings of the mapped-file cache.
 const PRUNE_EVERY: u64 = 64;
 
 impl IndexWriterTask {
+    /// Whether what is pending is a commit's worth: `commit_max_changes` changes, or older
+    /// than `commit_interval`.
+    pub(super) fn commit_due(&self) -> bool {
+        self.pending_changes >= self.config.commit_max_changes
+            || (self.pending_since)
+                .is_some_and(|since| since.elapsed() >= self.config.commit_interval)
+    }
+
+    /// Answers a command that arrives while paused: waiters get the pause, and changes nobody
+    /// waits for are dropped and counted as lost.
+    pub(super) fn refuse(&mut self, command: Command) {
+        let paused = || {
+            let reason = self.stats.paused().map_or_else(String::new, |p| p.reason);
+            Err(WriteError::Paused(reason.into()))
+        };
+        match command {
+            Command::Apply { ack: Some(ack), .. } | Command::Exclusive { ack, .. } => {
+                let _ = ack.send(paused());
+            }
+            Command::Apply {
+                changes,
+                checkpoint,
+                ack: None,
+            } => {
+                if !changes.is_empty() || checkpoint.is_some() {
+                    self.stats.lost();
+                }
+            }
+            Command::Close => {}
+        }
+    }
+
     /// Commits what is pending (or nothing, to retry out of a pause) and answers the waiters.
     pub(super) fn commit(&mut self) {
         let started = std::time::Instant::now();

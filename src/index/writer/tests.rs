@@ -152,3 +152,38 @@ async fn changes_streamed_while_paused_are_counted_as_lost() {
     assert_eq!(writer.losses(), 1);
     fail.store(false, Ordering::SeqCst);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_faster_than_the_writer_still_gets_a_commit_every_commit_max_changes() {
+    let sandbox = Sandbox::configured(|config| {
+        config.commit_max_changes = 50;
+        config.commit_interval = Duration::from_secs(3_600);
+    });
+    let users = population_users(2_000);
+    // Queued without waiting: the queue stays full while the writer applies, so it never
+    // finds it empty; what is pending must still be committed (and freed) as it goes.
+    for chunk in users.chunks(10) {
+        let changes = (chunk.iter())
+            .map(|user| {
+                Change::User(UserChange::Upsert {
+                    user: user.clone(),
+                    source: ChangeSource::Backfill,
+                })
+            })
+            .collect();
+        sandbox.writer.submit(changes, None).await.unwrap();
+    }
+    let stats = sandbox.writer.stats().clone();
+    for _ in 0..400 {
+        if stats.applied.load(Ordering::Relaxed) == 2_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(stats.applied.load(Ordering::Relaxed), 2_000);
+    let commits = stats.commits.load(Ordering::Relaxed);
+    assert!(
+        commits >= 2_000 / 50 - 1,
+        "{commits} commits for 2,000 changes"
+    );
+}
