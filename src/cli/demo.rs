@@ -123,7 +123,7 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
             Ok(std::io::BufWriter::new(std::fs::File::create(path(kind))?))
         };
         let (mut organizations, mut memberships) = (file("organizations")?, file("memberships")?);
-        let mut generated = population.clone();
+        let mut generated = population;
         generated.organizations = true;
         FakeClerk::new(FakeClerkConfig::new(generated))
             .write_organizations(&mut organizations, &mut memberships)?;

@@ -225,12 +225,16 @@ impl OrgStore {
         memberships: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
         for organization in &self.organizations {
-            serde_json::to_writer(&mut *organizations, &self.organization_json(organization, true))?;
+            serde_json::to_writer(
+                &mut *organizations,
+                &self.organization_json(organization, true),
+            )?;
             organizations.write_all(b"\n")?;
         }
         for membership in &self.memberships {
             let mut json = self.membership_json(membership, users);
-            json["organization"] = json!({"object": "organization", "id": membership.organization_id});
+            json["organization"] =
+                json!({"object": "organization", "id": membership.organization_id});
             serde_json::to_writer(&mut *memberships, &json)?;
             memberships.write_all(b"\n")?;
         }
