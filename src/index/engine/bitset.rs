@@ -135,7 +135,10 @@ impl Node {
     fn eval(&self, reader: &SegmentReader, cache: &ColumnCache) -> tantivy::Result<Bits> {
         let max_doc = reader.max_doc();
         match self {
-            Node::All => user_docs(reader),
+            Node::All => match holds_other_kinds(reader)? {
+                true => cached_user_docs(reader, cache).map(|docs| Bits::clone(&docs)),
+                false => Ok(Bits::full(max_doc)),
+            },
             Node::Nothing => Ok(Bits::empty(max_doc)),
             Node::Term(term) => term_bits(reader, term),
             Node::Boolean { all, any, none } => {
@@ -238,10 +241,29 @@ pub fn user_docs(reader: &SegmentReader) -> tantivy::Result<Bits> {
     Ok(bits)
 }
 
+/// The segment's user documents, kept in `cache` (a segment's documents never change).
+fn cached_user_docs(reader: &SegmentReader, cache: &ColumnCache) -> tantivy::Result<Arc<Bits>> {
+    let mut failed = None;
+    let made = cache.user_docs(reader.segment_id(), reader.max_doc(), || {
+        user_docs(reader).map_err(|e| failed = Some(e)).ok()
+    });
+    match (made, failed) {
+        (Some(bits), _) => Ok(bits),
+        (None, Some(error)) => Err(error),
+        // Over the cache's budget: made for this query alone.
+        (None, None) => user_docs(reader).map(Arc::new),
+    }
+}
+
 /// `bits` kept within the segment's user documents.
-fn only_users(mut bits: Bits, reader: &SegmentReader) -> tantivy::Result<Bits> {
+fn only_users(
+    mut bits: Bits,
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+) -> tantivy::Result<Bits> {
     if holds_other_kinds(reader)? {
-        bits.and(&user_docs(reader)?);
+        let docs = cached_user_docs(reader, cache)?;
+        bits.and(&docs);
     }
     Ok(bits)
 }
@@ -280,7 +302,7 @@ struct BitsetWeight {
 
 impl Weight for BitsetWeight {
     fn scorer(&self, reader: &SegmentReader, _boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let bits = only_users(self.root.eval(reader, &self.cache)?, reader)?;
+        let bits = only_users(self.root.eval(reader, &self.cache)?, reader, &self.cache)?;
         Ok(Box::new(BitsDocSet::new(bits)))
     }
 
@@ -291,7 +313,7 @@ impl Weight for BitsetWeight {
         {
             return Ok(reader.inverted_index(term.field())?.doc_freq(term)?);
         }
-        let mut bits = only_users(self.root.eval(reader, &self.cache)?, reader)?;
+        let mut bits = only_users(self.root.eval(reader, &self.cache)?, reader, &self.cache)?;
         if let Some(alive) = reader.alive_bitset() {
             bits.retain(|doc| alive.is_alive(doc));
         }
@@ -300,7 +322,7 @@ impl Weight for BitsetWeight {
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
         if doc < reader.max_doc()
-            && only_users(self.root.eval(reader, &self.cache)?, reader)?.contains(doc)
+            && only_users(self.root.eval(reader, &self.cache)?, reader, &self.cache)?.contains(doc)
         {
             Ok(Explanation::new("BitsetQuery", 1.0))
         } else {

@@ -25,6 +25,7 @@ use tantivy::columnar::{Column, ColumnType};
 use tantivy::index::SegmentId;
 use tantivy_sstable::{Dictionary, VoidSSTable};
 
+use super::bits::Bits;
 use super::decoded_column::DecodedColumn;
 
 /// The terms of a string column's dictionary, decoded in ordinal order: a user's id is one slice
@@ -88,6 +89,8 @@ impl DecodedTerms {
 enum Kind {
     Values,
     Terms,
+    /// A segment's user documents (every document without a `kind`).
+    UserDocs,
 }
 
 type Key = (SegmentId, String, ColumnType, Kind);
@@ -201,6 +204,24 @@ impl ColumnCache {
             Some(error) => Err(error),
             None => Ok(terms),
         }
+    }
+
+    /// The bitset of `segment`'s user documents, made by `make` on first use; `None` when
+    /// it does not fit in the budget or `make` failed.
+    pub fn user_docs(
+        &self,
+        segment: SegmentId,
+        max_doc: DocId,
+        make: impl FnOnce() -> Option<Bits>,
+    ) -> Option<Arc<Bits>> {
+        let key = (
+            segment,
+            "kind".to_string(),
+            ColumnType::Bool,
+            Kind::UserDocs,
+        );
+        let bytes = (max_doc as usize).div_ceil(64) * 8;
+        self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
     }
 
     /// The entry of `key`, decoding it with `decode` (which also says its size) when absent.
