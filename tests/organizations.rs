@@ -290,6 +290,45 @@ async fn organization_metadata_written_through_is_read_back_at_once_by_every_mem
         .into_inner()
         .count;
     assert_eq!(count, members);
+    // A member read back: its memberships under `org`, with what the key may read of them.
+    let member = fake
+        .fake
+        .memberships()
+        .into_iter()
+        .find(|(o, _, _)| *o == org_id)
+        .unwrap()
+        .1;
+    let get = |fields: Vec<String>| proto::GetUserRequest {
+        user_id: member.clone(),
+        fields,
+        ..Default::default()
+    };
+    let read = client(&all)
+        .get_user(get(vec![]))
+        .await
+        .unwrap()
+        .into_inner();
+    let user: serde_json::Value = serde_json::from_str(&read.user.unwrap().json).unwrap();
+    let view = (user["org"].as_array().unwrap().iter())
+        .find(|v| v["id"] == org_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(view["public"]["plan"], "written_through", "{user}");
+    assert!(view["private"].is_object(), "{view}");
+    let read = client(&writer)
+        .get_user(get(vec![]))
+        .await
+        .unwrap()
+        .into_inner();
+    let user: serde_json::Value = serde_json::from_str(&read.user.unwrap().json).unwrap();
+    assert!(user["org"][0].get("private").is_none(), "{user}");
+    assert!(user.get("private_metadata").is_none(), "{user}");
+    let read = (client(&writer).get_user(get(vec!["org.slug".into()])).await)
+        .unwrap()
+        .into_inner();
+    let user: serde_json::Value = serde_json::from_str(&read.user.unwrap().json).unwrap();
+    assert!(user["org"][0]["slug"].is_string(), "{user}");
+    assert_eq!(user["org"][0].as_object().unwrap().len(), 1, "{user}");
     // Private metadata needs `private`.
     let refused = client(&writer)
         .update_organization_metadata(request(None, Some(r#"{"crm": "x"}"#)))

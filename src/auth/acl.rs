@@ -82,12 +82,22 @@ impl Caller {
                 continue;
             };
             let keys: Vec<String> = field.split('.').skip(1).map(str::to_string).collect();
+            // `org` as a whole returns the memberships with what the caller may read of them.
+            if namespace == MetadataNamespace::Org && keys.is_empty() {
+                continue;
+            }
+            let scope = match namespace {
+                MetadataNamespace::Org => Scope::of_path(namespace, &keys),
+                _ => Some(Scope::of_namespace(namespace)),
+            };
             let path = FieldPath::Metadata { namespace, keys };
             let scope = match self.is_sensitive(&path) {
-                true => Scope::Sensitive,
-                false => Scope::of_namespace(namespace),
+                true => Some(Scope::Sensitive),
+                false => scope,
             };
-            self.require(scope, &format!("returning {field}"))?;
+            if let Some(scope) = scope {
+                self.require(scope, &format!("returning {field}"))?;
+            }
         }
         Ok(())
     }

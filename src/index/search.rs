@@ -21,6 +21,8 @@ pub struct SearchHit {
     pub raw_json: Option<String>,
     /// The user's sealed sensitive values, if any (read with `raw_json`).
     pub sealed: Option<String>,
+    /// The user's memberships, a JSON array (read with `raw_json`).
+    pub organizations: Option<String>,
 }
 
 /// A user as stored: its Clerk JSON without sensitive values, and those values sealed.
@@ -170,13 +172,14 @@ impl Snapshot {
                     true => Some(self.stored_at(hit.address)?),
                     false => None,
                 };
-                let (raw_json, sealed) = match stored {
-                    Some(stored) => (Some(stored.raw_json), stored.sealed),
-                    None => (None, None),
+                let (raw_json, sealed, organizations) = match stored {
+                    Some(stored) => (Some(stored.raw_json), stored.sealed, stored.organizations),
+                    None => (None, None, None),
                 };
                 Ok(SearchHit {
                     raw_json,
                     sealed,
+                    organizations,
                     id: hit.id,
                     sort_value: hit.value,
                 })

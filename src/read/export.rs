@@ -256,8 +256,12 @@ impl Producer {
                     id_json(&id)
                 } else {
                     let stored = self.snapshot.stored_at(address)?;
-                    job.projection
-                        .apply_stored(&id, &stored.raw_json, stored.sealed.as_deref())?
+                    job.projection.apply_stored(
+                        &id,
+                        &stored.raw_json,
+                        stored.sealed.as_deref(),
+                        stored.organizations.as_deref(),
+                    )?
                 };
                 bytes += id.len() + json.len();
                 users.push(ReadUser { id, json });

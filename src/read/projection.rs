@@ -55,12 +55,14 @@ impl Projection {
     }
 
     /// A stored user (sensitive values already cut out), with its sealed values opened for a
-    /// caller who may read them.
+    /// caller who may read them, and its memberships (`organizations`, a JSON array of the
+    /// views `org.*` paths address) under `org` when it has any.
     pub fn apply_stored(
         &self,
         id: &str,
         raw_json: &str,
         sealed: Option<&str>,
+        organizations: Option<&str>,
     ) -> Result<String, Error> {
         let opened = match (&self.sensitive, sealed, self.reveal) {
             (Some(sensitive), Some(sealed), true) => sensitive
@@ -68,14 +70,17 @@ impl Projection {
                 .map_err(|e| Error::Internal(e.to_string()))?,
             _ => Vec::new(),
         };
-        self.project(id, raw_json, false, opened)
+        let organizations = organizations.filter(|views| {
+            *views != "[]" && (self.mask.all || self.mask.children.contains_key(ORG_KEY))
+        });
+        self.project(id, raw_json, false, opened, organizations)
     }
 
     /// A user's JSON as Clerk sent it (a write-through's answer): its sensitive values are
     /// still in it, and are cut out unless the caller may read them.
     pub fn apply_clerk(&self, id: &str, raw_json: &str) -> Result<String, Error> {
         let strip = self.sensitive.is_some() && !self.reveal;
-        self.project(id, raw_json, strip, Vec::new())
+        self.project(id, raw_json, strip, Vec::new(), None)
     }
 
     fn project(
@@ -84,12 +89,22 @@ impl Projection {
         raw_json: &str,
         strip: bool,
         opened: Vec<(MetadataNamespace, Vec<String>, Value)>,
+        organizations: Option<&str>,
     ) -> Result<String, Error> {
         let invalid = |e: serde_json::Error| {
             Error::Internal(format!("stored user {id} is not valid json: {e}"))
         };
         if self.hidden.is_empty() && !strip && opened.is_empty() {
-            return self.mask.project_json(raw_json).map_err(invalid);
+            match organizations {
+                None => return self.mask.project_json(raw_json).map_err(invalid),
+                // Everything, memberships included: spliced in without parsing the user.
+                Some(views) if self.mask.all => {
+                    if let Some(json) = with_org(raw_json, views) {
+                        return Ok(json);
+                    }
+                }
+                Some(_) => {}
+            }
         }
         let mut user: Value = serde_json::from_str(raw_json).map_err(invalid)?;
         if let (true, Some(sensitive)) = (strip, &self.sensitive) {
@@ -102,6 +117,10 @@ impl Projection {
             for (namespace, keys, value) in opened {
                 insert(map, namespace.field_name(), &keys, value);
             }
+            if let Some(views) = organizations {
+                let views = serde_json::from_str(views).map_err(invalid)?;
+                map.insert(ORG_KEY.into(), self.visible_views(views));
+            }
         }
         let user = match self.fields.is_empty() {
             true => user,
@@ -109,6 +128,50 @@ impl Projection {
         };
         serde_json::to_string(&user).map_err(invalid)
     }
+}
+
+/// Where a returned user holds its memberships: the key `org.*` paths start with.
+const ORG_KEY: &str = "org";
+
+impl Projection {
+    /// Membership views without the metadata the caller may not read: organization and
+    /// membership `public` need the `public` scope, `private` the `private` scope.
+    fn visible_views(&self, mut views: Value) -> Value {
+        let hidden: Vec<&str> = (self.hidden.iter())
+            .filter_map(|namespace| match namespace {
+                MetadataNamespace::Public => Some("public"),
+                MetadataNamespace::Private => Some("private"),
+                _ => None,
+            })
+            .collect();
+        if hidden.is_empty() {
+            return views;
+        }
+        for view in views.as_array_mut().into_iter().flatten() {
+            let Value::Object(view) = view else { continue };
+            for key in &hidden {
+                view.shift_remove(*key);
+                if let Some(Value::Object(membership)) = view.get_mut("membership") {
+                    membership.shift_remove(*key);
+                }
+            }
+        }
+        views
+    }
+}
+
+/// `raw_json` (an object) with `"org": views` appended, or `None` if it is not an object.
+fn with_org(raw_json: &str, views: &str) -> Option<String> {
+    let body = raw_json.trim_end().strip_suffix('}')?.trim_end();
+    let mut json = String::with_capacity(raw_json.len() + views.len() + 8);
+    json.push_str(body);
+    if !body.ends_with('{') {
+        json.push(',');
+    }
+    json.push_str("\"org\":");
+    json.push_str(views);
+    json.push('}');
+    Some(json)
 }
 
 /// Puts `value` at `field.keys...` in `map`, making the objects on the way.
@@ -253,6 +316,12 @@ impl Mask {
         if self.all {
             return Some(value.clone());
         }
+        if let Value::Array(items) = value {
+            // A mask below an array (`org.role`) applies to each element.
+            return Some(Value::Array(
+                items.iter().filter_map(|item| self.select(item)).collect(),
+            ));
+        }
         let Value::Object(map) = value else {
             return None;
         };
@@ -288,7 +357,7 @@ mod tests {
         };
         let reader = Projection::new(vec![], &caller("public,private,sensitive")).unwrap();
         let shown = reader
-            .apply_stored("user_1", &sealed.raw_json, values)
+            .apply_stored("user_1", &sealed.raw_json, values, None)
             .unwrap();
         assert_eq!(
             shown,
@@ -298,14 +367,14 @@ mod tests {
         let sensitive_only = Projection::new(vec![], &caller("sensitive")).unwrap();
         assert_eq!(
             sensitive_only
-                .apply_stored("user_1", &sealed.raw_json, values)
+                .apply_stored("user_1", &sealed.raw_json, values, None)
                 .unwrap(),
             r#"{"id":"user_1","private_metadata":{"ssn":"123-45-6789"}}"#
         );
         let private = Projection::new(vec![], &caller("public,private")).unwrap();
         for json in [
             private
-                .apply_stored("user_1", &sealed.raw_json, values)
+                .apply_stored("user_1", &sealed.raw_json, values, None)
                 .unwrap(),
             private.apply_clerk("user_1", clerk).unwrap(),
         ] {
@@ -318,7 +387,7 @@ mod tests {
         let masked = Projection::new(vec!["private.ssn".into()], &caller("sensitive")).unwrap();
         assert_eq!(
             masked
-                .apply_stored("user_1", &sealed.raw_json, values)
+                .apply_stored("user_1", &sealed.raw_json, values, None)
                 .unwrap(),
             r#"{"id":"user_1","private_metadata":{"ssn":"123-45-6789"}}"#
         );
@@ -355,15 +424,18 @@ mod tests {
             Caller::with_scopes("k", crate::auth::Scopes::parse_list(scopes).unwrap())
         };
         let everything = Projection::new(vec![], &caller("public,private,unsafe")).unwrap();
-        assert_eq!(everything.apply_stored("user_1", raw, None).unwrap(), raw);
+        assert_eq!(
+            everything.apply_stored("user_1", raw, None, None).unwrap(),
+            raw
+        );
         let public = Projection::new(vec![], &caller("public")).unwrap();
         assert_eq!(
-            public.apply_stored("user_1", raw, None).unwrap(),
+            public.apply_stored("user_1", raw, None, None).unwrap(),
             r#"{"id":"user_1","first_name":"Ann","public_metadata":{"plan":"pro"}}"#
         );
         let masked = Projection::new(vec!["public.plan".into()], &caller("public")).unwrap();
         assert_eq!(
-            masked.apply_stored("user_1", raw, None).unwrap(),
+            masked.apply_stored("user_1", raw, None, None).unwrap(),
             r#"{"id":"user_1","public_metadata":{"plan":"pro"}}"#
         );
         let error = Projection::new(vec!["private.ltv".into()], &caller("public")).unwrap_err();
@@ -398,7 +470,7 @@ mod tests {
             let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
             Projection::new(fields, &caller)
                 .unwrap()
-                .apply_stored("user_1", raw, None)
+                .apply_stored("user_1", raw, None, None)
                 .unwrap()
         };
         assert_eq!(
@@ -410,5 +482,45 @@ mod tests {
             r#"{"id":"user_1","public_metadata":{"a":{"c":2},"d":3}}"#
         );
         assert_eq!(mask(&["."]), raw, "an empty path is the whole user");
+    }
+
+    #[test]
+    fn memberships_are_returned_under_org_with_what_the_caller_may_read() {
+        let raw = r#"{"id":"user_1","public_metadata":{"a":1}}"#;
+        let views = r#"[{"id":"org_1","role":"org:admin","public":{"plan":"pro"},"private":{"mrr":5},"membership":{"public":{"t":"x"},"private":{"n":1},"created_at":3}}]"#;
+        let caller = |scopes: &str| {
+            Caller::with_scopes("k", crate::auth::Scopes::parse_list(scopes).unwrap())
+        };
+        let shown = |fields: &[&str], scopes: &str, views: &str| -> Value {
+            let fields = fields.iter().map(|f| f.to_string()).collect();
+            let projection = Projection::new(fields, &caller(scopes)).unwrap();
+            let json = projection
+                .apply_stored("user_1", raw, None, Some(views))
+                .unwrap();
+            serde_json::from_str(&json).unwrap()
+        };
+        let everything = shown(&[], "public,private,unsafe", views);
+        assert_eq!(everything["public_metadata"]["a"], 1);
+        assert_eq!(everything["org"][0]["private"]["mrr"], 5);
+        assert_eq!(everything["org"][0]["membership"]["private"]["n"], 1);
+        let public = shown(&[], "public", views);
+        assert_eq!(public["org"][0]["public"]["plan"], "pro");
+        assert_eq!(public["org"][0]["membership"]["public"]["t"], "x");
+        assert!(public["org"][0].get("private").is_none(), "{public}");
+        assert!(public["org"][0]["membership"].get("private").is_none());
+        assert_eq!(
+            shown(&["org.role"], "public", views),
+            serde_json::json!({"id": "user_1", "org": [{"role": "org:admin"}]})
+        );
+        // No memberships, or a mask that does not ask for them: no `org`.
+        assert_eq!(shown(&[], "public,private,unsafe", "[]").to_string(), raw);
+        assert!(shown(&["public"], "public", views).get("org").is_none());
+        // Their metadata needs its scope when a mask names it.
+        let error = Projection::new(vec!["org.private.mrr".into()], &caller("public")).unwrap_err();
+        assert!(
+            error.to_string().contains("lacks the private scope"),
+            "{error}"
+        );
+        Projection::new(vec!["org.public.plan".into()], &caller("public")).unwrap();
     }
 }

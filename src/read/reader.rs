@@ -150,7 +150,12 @@ impl UserReader {
             kind: "user",
             name: user_id.clone(),
         })?;
-        let json = projection.apply_stored(&user_id, &stored.raw_json, stored.sealed.as_deref())?;
+        let json = projection.apply_stored(
+            &user_id,
+            &stored.raw_json,
+            stored.sealed.as_deref(),
+            stored.organizations.as_deref(),
+        )?;
         Ok(Answer {
             value: ReadUser { id: user_id, json },
             snapshot,
@@ -212,7 +217,13 @@ impl UserReader {
                 .map(|hit| {
                     let json = match &hit.raw_json {
                         Some(raw) => {
-                            projection.apply_stored(&hit.id, raw, hit.sealed.as_deref())?
+                            let organizations = hit.organizations.as_deref();
+                            projection.apply_stored(
+                                &hit.id,
+                                raw,
+                                hit.sealed.as_deref(),
+                                organizations,
+                            )?
                         }
                         None => id_json(&hit.id),
                     };
