@@ -279,6 +279,49 @@ async fn the_fakes_organization_endpoints_follow_clerks_spec() {
     );
     assert!(patched["updated_at"].as_i64() > largest["updated_at"].as_i64());
 
+    // Created (its creator an admin) and deleted, each announced; a membership added, changed
+    // and removed.
+    let created = clerk_api(
+        &fake.url,
+        reqwest::Method::POST,
+        "/v1/organizations",
+        Some(json!({"name": "Spec Co", "created_by": member, "public_metadata": {"plan": "free"}})),
+    )
+    .await;
+    assert_eq!(created["members_count"], 1, "{created}");
+    let new_org = created["id"].as_str().unwrap().to_string();
+    let joiner = fake.fake.user_ids().pop().unwrap();
+    let path = format!("/v1/organizations/{new_org}/memberships");
+    let joined = clerk_api(
+        &fake.url,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"user_id": joiner, "role": "org:member"})),
+    )
+    .await;
+    assert_eq!(joined["role"], "org:member");
+    let promoted = clerk_api(
+        &fake.url,
+        reqwest::Method::PATCH,
+        &format!("{path}/{joiner}"),
+        Some(json!({"role": "org:admin"})),
+    )
+    .await;
+    assert_eq!(promoted["role"], "org:admin");
+    clerk_api(&fake.url, reqwest::Method::DELETE, &format!("{path}/{joiner}"), None).await;
+    let deleted = clerk_api(
+        &fake.url,
+        reqwest::Method::DELETE,
+        &format!("/v1/organizations/{new_org}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    assert_eq!(
+        get(format!("/v1/organizations/{new_org}/memberships")).await["total_count"],
+        0
+    );
+
     let http = reqwest::Client::new();
     // Unknown ids are empty lists (the spec has no 404 for these); a bad order is 422, an
     // unknown organization's metadata 404.
@@ -311,17 +354,26 @@ async fn the_fakes_organization_endpoints_follow_clerks_spec() {
         assert!(status.is_client_error(), "{path}: {status}");
     }
     for _ in 0..200 {
-        if !hooks.lock().unwrap().is_empty() {
+        if hooks.lock().unwrap().len() >= 7 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let mut records = fake.fake.recorded_exchanges();
     let hooks = hooks.lock().unwrap().clone();
-    assert!(
-        hooks.iter().any(|b| b.contains("organization.updated")),
-        "{hooks:?}"
-    );
+    for event in [
+        "organization.updated",
+        "organization.created",
+        "organization.deleted",
+        "organizationMembership.created",
+        "organizationMembership.updated",
+        "organizationMembership.deleted",
+    ] {
+        assert!(
+            hooks.iter().any(|b| b.contains(&format!("\"{event}\""))),
+            "{event}: {hooks:?}"
+        );
+    }
     records.extend(
         hooks
             .iter()

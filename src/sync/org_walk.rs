@@ -1,7 +1,7 @@
 //! Walks over Clerk's organizations and memberships (docs/ORGANIZATIONS.md, "Backfill and
-//! reconcile"): the backfill's, run after the users' walks and before the backfill counts as
-//! complete (so readiness waits for users, organizations and memberships alike), and a sweep's,
-//! run after the users' sweep. Both are the same three phases:
+//! reconcile"): the backfill's, run before the users' walks (each user is then indexed once,
+//! with its memberships; readiness waits for users, organizations and memberships alike), and
+//! a sweep's, run after the users' sweep. Both are the same three phases:
 //!
 //! 1. **Organizations**, by offset, oldest first (`order_by=+created_at`, so creations during
 //!    the walk land at the end).
