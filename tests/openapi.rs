@@ -308,7 +308,13 @@ async fn the_fakes_organization_endpoints_follow_clerks_spec() {
     )
     .await;
     assert_eq!(promoted["role"], "org:admin");
-    clerk_api(&fake.url, reqwest::Method::DELETE, &format!("{path}/{joiner}"), None).await;
+    clerk_api(
+        &fake.url,
+        reqwest::Method::DELETE,
+        &format!("{path}/{joiner}"),
+        None,
+    )
+    .await;
     let deleted = clerk_api(
         &fake.url,
         reqwest::Method::DELETE,
