@@ -54,10 +54,16 @@ impl Compiler<'_> {
                         slot: Some(slot),
                         ..*self
                     };
+                    let matches = at_slot.filter(inner);
+                    // A value at slot `k` means a membership there: asking for the slot too
+                    // is needed only when `P` can hold for a missing value (`NOT`, `!=`, null).
+                    if needs_a_value(inner) {
+                        return matches;
+                    }
                     let held = self.present(&format!("{ORG_SLOTS}.{slot}"));
                     Box::new(BooleanQuery::new(vec![
                         (Occur::Must, held),
-                        (Occur::Must, at_slot.filter(inner)),
+                        (Occur::Must, matches),
                     ])) as Box<dyn Query>
                 })
                 .collect(),
@@ -246,5 +252,24 @@ impl Compiler<'_> {
                 self.metadata_range(path, Bound::Included(low), Bound::Included(high))
             }
         }
+    }
+}
+
+/// Whether `filter` holds only for a membership with a value at one of its paths: then
+/// `org[filter]` at slot `k` needs no separate test that slot `k` holds a membership.
+fn needs_a_value(filter: &Filter) -> bool {
+    let not_null = |value: &Value| !matches!(value, Value::Null);
+    match filter {
+        Filter::And(items) => items.iter().any(needs_a_value),
+        Filter::Or(items) => !items.is_empty() && items.iter().all(needs_a_value),
+        Filter::Not(_) | Filter::Org(_) => false,
+        Filter::Predicate(predicate) => match &predicate.op {
+            Op::Compare(CmpOp::Ne, _) => false,
+            Op::Compare(_, value) => not_null(value),
+            Op::In(values) => !values.is_empty() && values.iter().all(not_null),
+            Op::Between(low, high) => not_null(low) && not_null(high),
+            Op::Exists | Op::StartsWith(_) | Op::Matches(_) => true,
+            Op::Sealed(_) => false,
+        },
     }
 }
