@@ -106,7 +106,7 @@ impl Backfill {
         }
         // Organizations and memberships first: each user is then indexed once, composed with
         // its memberships as it arrives, instead of once more for every membership (at 1M
-        // users in 100k organizations, 278 s instead of 428 s; bench/ORG-RESULTS.md).
+        // users in 100k organizations, 233 s instead of 428 s; bench/ORG-RESULTS.md).
         walk_organizations(&self.clerk, &self.destination, state, OrgWalk::Backfill).await?;
         let sink = BackfillSink {
             destination: &self.destination,
