@@ -157,6 +157,8 @@ fn check_commands(url: &str, total: usize) {
         json(url, &["segments", "count", "everyone"])["count"],
         total.to_string()
     );
+    let of = json(url, &["segments", "of", id]);
+    assert_eq!(of["segments"], serde_json::json!(["everyone"]), "{of}");
 
     // watch: replays the retained events (the edit, then users entering) and stops after
     // --limit.

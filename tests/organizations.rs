@@ -346,3 +346,73 @@ async fn organization_metadata_written_through_is_read_back_at_once_by_every_mem
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_segments_are_those_whose_filters_it_matches_now() {
+    use clerk_index::api::proto;
+    use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+    let dir = tempfile::tempdir().unwrap();
+    let config = FakeClerkConfig::new(Population::new(300).with_organizations());
+    let fake = common::RunningFakeClerk::start(config).await;
+    let server = TestServer::start(dir.path(), common::TestOptions::new(&fake.url)).await;
+    server.wait_serving().await;
+    let definitions = [
+        ("admins", r#"org[role = "org:admin"]"#),
+        ("in-several", "org_count > 1"),
+        ("pro", r#"public.plan_type = "pro""#),
+        (
+            "pro-or-enterprise-org",
+            r#"public.plan_type = "pro" OR org.public.plan = "enterprise""#,
+        ),
+        ("recent", "created_at > now-365d"),
+        ("nobody", r#"id = "user_nobody""#),
+    ];
+    let mut segments = proto::segments_client::SegmentsClient::new(server.channel().await);
+    for (name, filter) in definitions {
+        segments
+            .create_segment(proto::CreateSegmentRequest {
+                name: name.into(),
+                description: String::new(),
+                filter: common::expression(filter),
+            })
+            .await
+            .unwrap();
+    }
+    let mut answers = std::collections::BTreeSet::new();
+    for user_id in fake.fake.user_ids().into_iter().step_by(15) {
+        let mut expected = Vec::new();
+        for (name, filter) in definitions {
+            if server
+                .count(&format!(r#"id = "{user_id}" AND ({filter})"#))
+                .await
+                == 1
+            {
+                expected.push(name.to_string());
+            }
+        }
+        expected.sort();
+        let answer = segments
+            .get_user_segments(proto::GetUserSegmentsRequest {
+                user_id: user_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.segments, expected, "{user_id}");
+        answers.insert(answer.segments);
+    }
+    assert!(
+        answers.len() >= 3,
+        "users in different segments: {answers:?}"
+    );
+    let missing = segments
+        .get_user_segments(proto::GetUserSegmentsRequest {
+            user_id: "user_unknown".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    server.stop().await;
+}

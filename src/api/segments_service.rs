@@ -243,6 +243,30 @@ impl SegmentsApi for SegmentsService {
         }))
     }
 
+    async fn get_user_segments(
+        &self,
+        request: Request<proto::GetUserSegmentsRequest>,
+    ) -> Result<Response<proto::GetUserSegmentsResponse>, Status> {
+        let caller = caller(&request)?;
+        caller.require_read().map_err(Error::from)?;
+        let proto::GetUserSegmentsRequest {
+            user_id,
+            min_generation,
+            min_log_sequence,
+        } = request.into_inner();
+        // Segments the caller could not evaluate are left out, as in ListSegments.
+        let readable: Vec<(String, Filter)> = (self.segments.list().into_iter())
+            .filter(|(_, filter)| caller.check_filter(Some(filter)).is_ok())
+            .map(|(segment, filter)| (segment.name, filter))
+            .collect();
+        let at = ReadAt::new(min_generation, min_log_sequence);
+        let answer = self.reader.segments_of(&user_id, readable, at).await?;
+        Ok(Response::new(proto::GetUserSegmentsResponse {
+            segments: answer.value,
+            freshness: Some(freshness_to_proto(&answer.snapshot)),
+        }))
+    }
+
     type ListSegmentMembersStream = ExportStream;
 
     async fn list_segment_members(

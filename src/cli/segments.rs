@@ -61,6 +61,11 @@ pub enum SegmentsCommand {
         /// The segment's name.
         name: String,
     },
+    /// The segments one user is in now.
+    Of {
+        /// The user's Clerk id (user_...).
+        user_id: String,
+    },
 }
 
 fn segment_rows(segments: &[proto::Segment]) -> Rows {
@@ -165,6 +170,25 @@ pub async fn segments(args: SegmentsArgs) -> anyhow::Result<()> {
             let mut rows = Rows::new(&["count"]);
             rows.push(vec![response.count.to_string()]);
             Printed::new(json_of(&response)?, rows)
+        }
+        SegmentsCommand::Of { user_id } => {
+            let response = client
+                .get_user_segments(proto::GetUserSegmentsRequest {
+                    user_id,
+                    min_generation: 0,
+                    min_log_sequence: 0,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let mut rows = Rows::new(&["segment"]);
+            for name in &response.segments {
+                rows.push(vec![name.clone()]);
+            }
+            let lines = (response.segments.iter())
+                .map(|name| serde_json::json!({ "segment": name }))
+                .collect();
+            Printed::new(json_of(&response)?, rows).with_lines(lines)
         }
     };
     printed.print(args.output.format)

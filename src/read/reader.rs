@@ -162,6 +162,36 @@ impl UserReader {
         })
     }
 
+    /// The names of `segments` whose filter `user_id` matches now, in order (the caller has
+    /// already left out what it may not read).
+    pub async fn segments_of(
+        &self,
+        user_id: &str,
+        segments: Vec<(String, Filter)>,
+        at: ReadAt,
+    ) -> Result<Answer<Vec<String>>, Error> {
+        if user_id.is_empty() {
+            return Err(Error::invalid("user_id", "user_id is required"));
+        }
+        let snapshot = self.snapshot(at).await?;
+        let id = user_id.to_string();
+        let user = blocking(snapshot.clone(), move |s| Ok(s.stored_user(&id)?)).await?;
+        let user = user.ok_or_else(|| Error::NotFound {
+            kind: "user",
+            name: user_id.to_string(),
+        })?;
+        let now = now_ms();
+        let mut names: Vec<String> = (segments.into_iter())
+            .filter(|(_, filter)| crate::query::eval::matches(filter, &user, now))
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        Ok(Answer {
+            value: names,
+            snapshot,
+        })
+    }
+
     /// One page of the users matching a filter, in `sort` order, ties broken by id.
     pub async fn search(
         &self,

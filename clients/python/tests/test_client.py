@@ -82,6 +82,20 @@ def test_organization_metadata_is_read_back_by_every_member(client):
     assert client.count(org((field("id") == org_id) & (field("public.py_plan") == "written"))) == members
 
 
+def test_a_users_segments_are_listed(client):
+    user_id = next(client.search('public.plan_type = "pro"', fields=["id"], limit=1))["id"]
+    client.create_segment("py-user-pro", 'public.plan_type = "pro"')
+    client.create_segment("py-user-none", 'id = "user_nobody"')
+    try:
+        segments = client.user_segments(user_id)
+        assert "py-user-pro" in segments and "py-user-none" not in segments
+        with pytest.raises(NotFound):
+            client.user_segments("user_unknown")
+    finally:
+        client.delete_segment("py-user-pro")
+        client.delete_segment("py-user-none")
+
+
 def test_search_follows_pages_and_agrees_with_export(client):
     text = 'public.plan_type = "pro"'
     paged = [u["id"] for u in client.search(text, fields=["id"], page_size=37)]

@@ -401,6 +401,11 @@ export class Client {
     return (await this.call((o) => this.segments.countSegment({ name, ...this.fresh() }, o))).count;
   }
 
+  /** The names of the saved segments the user is in now (of those this key may read). */
+  async userSegments(userId: string): Promise<string[]> {
+    return (await this.call((o) => this.segments.getUserSegments({ userId, ...this.fresh() }, o))).segments;
+  }
+
   /** The segment's members, as export() streams them. */
   segmentMembers(name: string, options: Omit<ExportOptions, "idsOnly"> = {}): Export<User> {
     const fresh = this.fresh();

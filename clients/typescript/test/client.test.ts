@@ -164,6 +164,20 @@ test("organization metadata is read back by every member", async () => {
   assert.equal(await client.count(written), bucket?.count);
 });
 
+test("a user's segments are listed", async () => {
+  const page = await client.searchPage('public.plan_type = "pro"', { fields: ["id"], pageSize: 1 });
+  const userId = String(page.users[0].id);
+  await client.createSegment("ts-user-pro", 'public.plan_type = "pro"');
+  try {
+    const segments = await client.userSegments(userId);
+    assert.ok(segments.includes("ts-user-pro"), String(segments));
+    const missing = await client.userSegments("user_unknown").catch((e) => e);
+    assert.ok(missing instanceof NotFound, String(missing));
+  } finally {
+    await client.deleteSegment("ts-user-pro");
+  }
+});
+
 test("errors are typed from their details", async () => {
   const text = 'public.plan_type = "pro" AND AND banned = true';
   const invalid = await client.count(text).catch((e) => e);

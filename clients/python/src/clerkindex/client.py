@@ -364,6 +364,11 @@ class Client:
         request = segments_pb2.CountSegmentRequest(name=name, **self._fresh())
         return self._call(self.stubs.segments.CountSegment, request).count
 
+    def user_segments(self, user_id: str) -> List[str]:
+        """The names of the saved segments the user is in now (of those this key may read)."""
+        request = segments_pb2.GetUserSegmentsRequest(user_id=user_id, **self._fresh())
+        return list(self._call(self.stubs.segments.GetUserSegments, request).segments)
+
     def segment_members(
         self, name: str, *, fields: Sequence[str] = (), chunk_size: int = 1000, resume_cursor: str = "", retries: int = 5
     ) -> Export:

@@ -84,6 +84,24 @@ class CountSegmentRequest(_message.Message):
     min_log_sequence: int
     def __init__(self, name: _Optional[str] = ..., min_generation: _Optional[int] = ..., min_log_sequence: _Optional[int] = ...) -> None: ...
 
+class GetUserSegmentsRequest(_message.Message):
+    __slots__ = ("user_id", "min_generation", "min_log_sequence")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    MIN_LOG_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    min_generation: int
+    min_log_sequence: int
+    def __init__(self, user_id: _Optional[str] = ..., min_generation: _Optional[int] = ..., min_log_sequence: _Optional[int] = ...) -> None: ...
+
+class GetUserSegmentsResponse(_message.Message):
+    __slots__ = ("segments", "freshness")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    FRESHNESS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedScalarFieldContainer[str]
+    freshness: _user_index_pb2.Freshness
+    def __init__(self, segments: _Optional[_Iterable[str]] = ..., freshness: _Optional[_Union[_user_index_pb2.Freshness, _Mapping]] = ...) -> None: ...
+
 class ListSegmentMembersRequest(_message.Message):
     __slots__ = ("name", "fields", "chunk_size", "resume_cursor", "min_generation", "min_log_sequence")
     NAME_FIELD_NUMBER: _ClassVar[int]

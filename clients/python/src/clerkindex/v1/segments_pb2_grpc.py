@@ -80,6 +80,11 @@ class SegmentsStub:
                 request_serializer=clerkindex_dot_v1_dot_segments__pb2.WatchSegmentRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.FromString,
                 _registered_method=True)
+        self.GetUserSegments = channel.unary_unary(
+                '/clerkindex.v1.Segments/GetUserSegments',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsResponse.FromString,
+                _registered_method=True)
 
 
 class SegmentsServicer:
@@ -155,6 +160,14 @@ class SegmentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUserSegments(self, request, context):
+        """The saved segments one user is in now, of those the caller may read (NOT_FOUND for a user
+        the index does not hold).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SegmentsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +210,11 @@ def add_SegmentsServicer_to_server(servicer, server):
                     servicer.WatchSegment,
                     request_deserializer=clerkindex_dot_v1_dot_segments__pb2.WatchSegmentRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.SerializeToString,
+            ),
+            'GetUserSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserSegments,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -420,6 +438,33 @@ class Segments:
             '/clerkindex.v1.Segments/WatchSegment',
             clerkindex_dot_v1_dot_segments__pb2.WatchSegmentRequest.SerializeToString,
             clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/GetUserSegments',
+            clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { CountUsersResponseSchema, ExportUsersResponseSchema, FilterSpec } from "./user_index_pb.js";
+import type { CountUsersResponseSchema, ExportUsersResponseSchema, FilterSpec, Freshness } from "./user_index_pb.js";
 import { file_clerkindex_v1_user_index } from "./user_index_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clerkindex/v1/segments.proto.
  */
 export const file_clerkindex_v1_segments: GenFile = /*@__PURE__*/
-  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIrEBCgdTZWdtZW50EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEg8KB3ZlcnNpb24YBCABKAQSFgoOY3JlYXRlX3RpbWVfbXMYBSABKAMSFgoOdXBkYXRlX3RpbWVfbXMYBiABKAMSFwoPcmVxdWlyZWRfc2NvcGVzGAcgAygJImQKFENyZWF0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjIiEKEUdldFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTTGlzdFNlZ21lbnRzUmVxdWVzdCJAChRMaXN0U2VnbWVudHNSZXNwb25zZRIoCghzZWdtZW50cxgBIAMoCzIWLmNsZXJraW5kZXgudjEuU2VnbWVudCKTAQoUVXBkYXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIYCgtkZXNjcmlwdGlvbhgCIAEoCUgAiAEBEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEQg4KDF9kZXNjcmlwdGlvbiIkChREZWxldGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhcKFURlbGV0ZVNlZ21lbnRSZXNwb25zZSJVChNDb3VudFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCKWAQoZTGlzdFNlZ21lbnRNZW1iZXJzUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBmZpZWxkcxgCIAMoCRISCgpjaHVua19zaXplGAMgASgNEhUKDXJlc3VtZV9jdXJzb3IYBCABKAkSFgoObWluX2dlbmVyYXRpb24YBSABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgGIAEoBCJTChNXYXRjaFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UipgIKDFNlZ21lbnRFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIPCgdzZWdtZW50GAIgASgJEi4KBGtpbmQYAyABKA4yIC5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudC5LaW5kEg8KB3VzZXJfaWQYBCABKAkSFgoOY2hhbmdlX3RpbWVfbXMYBSABKAMSFgoOcmVjb3JkZWRfYXRfbXMYBiABKAMSDQoFY2F1c2UYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEAoMS0lORF9FTlRFUkVEEAESDwoLS0lORF9FWElURUQQAhIYChRLSU5EX1NFR01FTlRfVVBEQVRFRBADEhgKFEtJTkRfU0VHTUVOVF9ERUxFVEVEEAQyswUKCFNlZ21lbnRzEkwKDUNyZWF0ZVNlZ21lbnQSIy5jbGVya2luZGV4LnYxLkNyZWF0ZVNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50EkYKCkdldFNlZ21lbnQSIC5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50ElcKDExpc3RTZWdtZW50cxIiLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVxdWVzdBojLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVzcG9uc2USTAoNVXBkYXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuVXBkYXRlU2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSWgoNRGVsZXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuRGVsZXRlU2VnbWVudFJlcXVlc3QaJC5jbGVya2luZGV4LnYxLkRlbGV0ZVNlZ21lbnRSZXNwb25zZRJVCgxDb3VudFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLkNvdW50U2VnbWVudFJlcXVlc3QaIS5jbGVya2luZGV4LnYxLkNvdW50VXNlcnNSZXNwb25zZRJkChJMaXN0U2VnbWVudE1lbWJlcnMSKC5jbGVya2luZGV4LnYxLkxpc3RTZWdtZW50TWVtYmVyc1JlcXVlc3QaIi5jbGVya2luZGV4LnYxLkV4cG9ydFVzZXJzUmVzcG9uc2UwARJRCgxXYXRjaFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudFJlcXVlc3QaGy5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudDABQrYBChFjb20uY2xlcmtpbmRleC52MUINU2VnbWVudHNQcm90b1ABWi1jbGVyay1pbmRleC9nZW4vZ28vY2xlcmtpbmRleC92MTtjbGVya2luZGV4djGiAgNDSViqAg1DbGVya0luZGV4LlYxugINQ2xlcmtJbmRleFYxX8oCDUNsZXJrSW5kZXhcVjHiAhlDbGVya0luZGV4XFYxXEdQQk1ldGFkYXRh6gIOQ2xlcmtJbmRleDo6VjFiBnByb3RvMw", [file_clerkindex_v1_user_index]);
+  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIrEBCgdTZWdtZW50EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEg8KB3ZlcnNpb24YBCABKAQSFgoOY3JlYXRlX3RpbWVfbXMYBSABKAMSFgoOdXBkYXRlX3RpbWVfbXMYBiABKAMSFwoPcmVxdWlyZWRfc2NvcGVzGAcgAygJImQKFENyZWF0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjIiEKEUdldFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTTGlzdFNlZ21lbnRzUmVxdWVzdCJAChRMaXN0U2VnbWVudHNSZXNwb25zZRIoCghzZWdtZW50cxgBIAMoCzIWLmNsZXJraW5kZXgudjEuU2VnbWVudCKTAQoUVXBkYXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIYCgtkZXNjcmlwdGlvbhgCIAEoCUgAiAEBEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEQg4KDF9kZXNjcmlwdGlvbiIkChREZWxldGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhcKFURlbGV0ZVNlZ21lbnRSZXNwb25zZSJVChNDb3VudFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJbChZHZXRVc2VyU2VnbWVudHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJYChdHZXRVc2VyU2VnbWVudHNSZXNwb25zZRIQCghzZWdtZW50cxgBIAMoCRIrCglmcmVzaG5lc3MYAiABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcyKWAQoZTGlzdFNlZ21lbnRNZW1iZXJzUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBmZpZWxkcxgCIAMoCRISCgpjaHVua19zaXplGAMgASgNEhUKDXJlc3VtZV9jdXJzb3IYBCABKAkSFgoObWluX2dlbmVyYXRpb24YBSABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgGIAEoBCJTChNXYXRjaFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UipgIKDFNlZ21lbnRFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIPCgdzZWdtZW50GAIgASgJEi4KBGtpbmQYAyABKA4yIC5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudC5LaW5kEg8KB3VzZXJfaWQYBCABKAkSFgoOY2hhbmdlX3RpbWVfbXMYBSABKAMSFgoOcmVjb3JkZWRfYXRfbXMYBiABKAMSDQoFY2F1c2UYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEAoMS0lORF9FTlRFUkVEEAESDwoLS0lORF9FWElURUQQAhIYChRLSU5EX1NFR01FTlRfVVBEQVRFRBADEhgKFEtJTkRfU0VHTUVOVF9ERUxFVEVEEAQylQYKCFNlZ21lbnRzEkwKDUNyZWF0ZVNlZ21lbnQSIy5jbGVya2luZGV4LnYxLkNyZWF0ZVNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50EkYKCkdldFNlZ21lbnQSIC5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50ElcKDExpc3RTZWdtZW50cxIiLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVxdWVzdBojLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVzcG9uc2USTAoNVXBkYXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuVXBkYXRlU2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSWgoNRGVsZXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuRGVsZXRlU2VnbWVudFJlcXVlc3QaJC5jbGVya2luZGV4LnYxLkRlbGV0ZVNlZ21lbnRSZXNwb25zZRJVCgxDb3VudFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLkNvdW50U2VnbWVudFJlcXVlc3QaIS5jbGVya2luZGV4LnYxLkNvdW50VXNlcnNSZXNwb25zZRJkChJMaXN0U2VnbWVudE1lbWJlcnMSKC5jbGVya2luZGV4LnYxLkxpc3RTZWdtZW50TWVtYmVyc1JlcXVlc3QaIi5jbGVya2luZGV4LnYxLkV4cG9ydFVzZXJzUmVzcG9uc2UwARJRCgxXYXRjaFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudFJlcXVlc3QaGy5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudDABEmAKD0dldFVzZXJTZWdtZW50cxIlLmNsZXJraW5kZXgudjEuR2V0VXNlclNlZ21lbnRzUmVxdWVzdBomLmNsZXJraW5kZXgudjEuR2V0VXNlclNlZ21lbnRzUmVzcG9uc2VCtgEKEWNvbS5jbGVya2luZGV4LnYxQg1TZWdtZW50c1Byb3RvUAFaLWNsZXJrLWluZGV4L2dlbi9nby9jbGVya2luZGV4L3YxO2NsZXJraW5kZXh2MaICA0NJWKoCDUNsZXJrSW5kZXguVjG6Ag1DbGVya0luZGV4VjFfygINQ2xlcmtJbmRleFxWMeICGUNsZXJrSW5kZXhcVjFcR1BCTWV0YWRhdGHqAg5DbGVya0luZGV4OjpWMWIGcHJvdG8z", [file_clerkindex_v1_user_index]);
 
 /**
  * @generated from message clerkindex.v1.Segment
@@ -242,6 +242,59 @@ export const CountSegmentRequestSchema: GenMessage<CountSegmentRequest> = /*@__P
   messageDesc(file_clerkindex_v1_segments, 8);
 
 /**
+ * @generated from message clerkindex.v1.GetUserSegmentsRequest
+ */
+export type GetUserSegmentsRequest = Message<"clerkindex.v1.GetUserSegmentsRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: uint64 min_generation = 2;
+   */
+  minGeneration: bigint;
+
+  /**
+   * as in GetUserRequest
+   *
+   * @generated from field: uint64 min_log_sequence = 3;
+   */
+  minLogSequence: bigint;
+};
+
+/**
+ * Describes the message clerkindex.v1.GetUserSegmentsRequest.
+ * Use `create(GetUserSegmentsRequestSchema)` to create a new message.
+ */
+export const GetUserSegmentsRequestSchema: GenMessage<GetUserSegmentsRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 9);
+
+/**
+ * @generated from message clerkindex.v1.GetUserSegmentsResponse
+ */
+export type GetUserSegmentsResponse = Message<"clerkindex.v1.GetUserSegmentsResponse"> & {
+  /**
+   * Names, in order.
+   *
+   * @generated from field: repeated string segments = 1;
+   */
+  segments: string[];
+
+  /**
+   * @generated from field: clerkindex.v1.Freshness freshness = 2;
+   */
+  freshness?: Freshness | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.GetUserSegmentsResponse.
+ * Use `create(GetUserSegmentsResponseSchema)` to create a new message.
+ */
+export const GetUserSegmentsResponseSchema: GenMessage<GetUserSegmentsResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 10);
+
+/**
  * @generated from message clerkindex.v1.ListSegmentMembersRequest
  */
 export type ListSegmentMembersRequest = Message<"clerkindex.v1.ListSegmentMembersRequest"> & {
@@ -283,7 +336,7 @@ export type ListSegmentMembersRequest = Message<"clerkindex.v1.ListSegmentMember
  * Use `create(ListSegmentMembersRequestSchema)` to create a new message.
  */
 export const ListSegmentMembersRequestSchema: GenMessage<ListSegmentMembersRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 9);
+  messageDesc(file_clerkindex_v1_segments, 11);
 
 /**
  * @generated from message clerkindex.v1.WatchSegmentRequest
@@ -308,7 +361,7 @@ export type WatchSegmentRequest = Message<"clerkindex.v1.WatchSegmentRequest"> &
  * Use `create(WatchSegmentRequestSchema)` to create a new message.
  */
 export const WatchSegmentRequestSchema: GenMessage<WatchSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 10);
+  messageDesc(file_clerkindex_v1_segments, 12);
 
 /**
  * @generated from message clerkindex.v1.SegmentEvent
@@ -365,7 +418,7 @@ export type SegmentEvent = Message<"clerkindex.v1.SegmentEvent"> & {
  * Use `create(SegmentEventSchema)` to create a new message.
  */
 export const SegmentEventSchema: GenMessage<SegmentEvent> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 11);
+  messageDesc(file_clerkindex_v1_segments, 13);
 
 /**
  * @generated from enum clerkindex.v1.SegmentEvent.Kind
@@ -405,7 +458,7 @@ export enum SegmentEvent_Kind {
  * Describes the enum clerkindex.v1.SegmentEvent.Kind.
  */
 export const SegmentEvent_KindSchema: GenEnum<SegmentEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_clerkindex_v1_segments, 11, 0);
+  enumDesc(file_clerkindex_v1_segments, 13, 0);
 
 /**
  * Saved segments: named filters that the service keeps, counts, lists and watches. Every applied
@@ -503,6 +556,17 @@ export const Segments: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchSegmentRequestSchema;
     output: typeof SegmentEventSchema;
+  },
+  /**
+   * The saved segments one user is in now, of those the caller may read (NOT_FOUND for a user
+   * the index does not hold).
+   *
+   * @generated from rpc clerkindex.v1.Segments.GetUserSegments
+   */
+  getUserSegments: {
+    methodKind: "unary";
+    input: typeof GetUserSegmentsRequestSchema;
+    output: typeof GetUserSegmentsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_clerkindex_v1_segments, 0);
