@@ -138,8 +138,9 @@ async fn stalled_exports_are_bounded_per_key_and_in_all_and_hold_no_thread_or_mo
     let counted = b.count_users(CountUsersRequest::default()).await.unwrap();
     assert_eq!(counted.into_inner().count, 1_500);
     // The stalled exports wait as tasks: no blocking thread, their buffers within budget.
+    // (Waited for until they have buffered something: no thread is also how they begin.)
     let text = metrics_until(&setup.server, |text| {
-        metric(text, "export_threads", "") == 0.0
+        metric(text, "export_threads", "") == 0.0 && metric(text, "stream_buffered_bytes", "") > 0.0
     })
     .await;
     assert_eq!(metric(&text, "budget_held", "budget=\"exports\""), 5.0);
