@@ -440,6 +440,28 @@ def comparable(kind, result):
     return sorted(result) if kind == "ids" else result
 
 
+def compare_engines(queries, service, duck, pg, args):
+    """Times every query on the three engines and checks their answers equal and non-empty;
+    returns `(query, {engine: (median, p95)}, answer size)` per query."""
+    rows = []
+    width = max(len(q["name"]) for q in queries)
+    for q in queries:
+        answers, timings = {}, {}
+        for engine, answer in [("service", service.answer), ("duckdb", duck.answer), ("postgres", pg.answer)]:
+            result, median, p95 = timed(answer, q, args.warmup, args.runs)
+            answers[engine] = comparable(q["kind"], result)
+            timings[engine] = (median, p95)
+        if not (answers["service"] == answers["duckdb"] == answers["postgres"]):
+            raise SystemExit(f"answers differ for {q['name']!r}: " + json.dumps({k: str(v)[:300] for k, v in answers.items()}))
+        size = answers["service"] if q["kind"] == "count" else len(answers["service"])
+        if size == 0:
+            raise SystemExit(f"{q['name']!r} matches nobody: an empty answer proves nothing; change the query")
+        rows.append((q, timings, size))
+        print(f"   {q['name']:<{width}} service {timings['service'][0]:8.2f} ms  duckdb {timings['duckdb'][0]:8.2f} ms  "
+              f"postgres {timings['postgres'][0]:8.2f} ms  (answer size {size})", flush=True)
+    return rows
+
+
 def svix_headers(msg_id, body):
     ts = str(int(time.time()))
     key = base64.b64decode(SECRET.removeprefix("whsec_"))
@@ -493,22 +515,7 @@ def bench_size(users, args, work, log):
     print(f"   postgres load {pg.load_s:.1f} s", flush=True)
     duck = DuckDB(users_file, work)
     print(f"   duckdb load {duck.load_s:.1f} s", flush=True)
-    rows = []
-    for q in QUERIES:
-        answers = {}
-        timings = {}
-        for engine, answer in [("service", service.answer), ("duckdb", duck.answer), ("postgres", pg.answer)]:
-            result, median, p95 = timed(answer, q, args.warmup, args.runs)
-            answers[engine] = comparable(q["kind"], result)
-            timings[engine] = (median, p95)
-        if not (answers["service"] == answers["duckdb"] == answers["postgres"]):
-            raise SystemExit(f"answers differ for {q['name']!r}: " + json.dumps({k: str(v)[:300] for k, v in answers.items()}))
-        size = answers["service"] if q["kind"] == "count" else len(answers["service"])
-        if size == 0:
-            raise SystemExit(f"{q['name']!r} matches nobody: an empty answer proves nothing; change the query")
-        rows.append((q, timings, size))
-        print(f"   {q['name']:<32} service {timings['service'][0]:8.2f} ms  duckdb {timings['duckdb'][0]:8.2f} ms  "
-              f"postgres {timings['postgres'][0]:8.2f} ms  (answer size {size})", flush=True)
+    rows = compare_engines(QUERIES, service, duck, pg, args)
     sample = []
     with open(users_file) as f:
         for line in f:
@@ -659,6 +666,32 @@ def targets(r):
     return lines
 
 
+def run_sizes(args, run, prefix):
+    """`run(users, args, work, log)` for each of `args.sizes` in a fresh work directory, with the
+    processes' output in one log (its end printed when a size fails); returns their results."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o755)  # PostgreSQL runs as its own user and must reach its directory
+        (work / "stubs").mkdir()
+        compile_protos(work / "stubs")
+        results = []
+        with open(work / "processes.log", "w") as log:
+            try:
+                for users in [int(s) for s in args.sizes.split(",")]:
+                    size_dir = work / str(users)
+                    size_dir.mkdir()
+                    results.append(run(users, args, size_dir, log))
+            except BaseException:
+                log.flush()
+                sys.stderr.write(Path(work / "processes.log").read_text()[-4000:])
+                raise
+            finally:
+                for process in PROCESSES:
+                    if process.poll() is None:
+                        process.kill()
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
@@ -676,27 +709,8 @@ def main():
     compare = args.baseline_bin is not None
     if args.output is None:
         args.output = str(ROOT / "bench" / ("BASELINE-RESULTS.md" if compare else "RESULTS.md"))
-    with tempfile.TemporaryDirectory(prefix="clerk-index-bench-") as tmp:
-        work = Path(tmp)
-        os.chmod(work, 0o755)  # PostgreSQL runs as its own user and must reach its directory
-        (work / "stubs").mkdir()
-        compile_protos(work / "stubs")
-        results = []
-        with open(work / "processes.log", "w") as log:
-            try:
-                for users in [int(s) for s in args.sizes.split(",")]:
-                    size_dir = work / str(users)
-                    size_dir.mkdir()
-                    run = compare_size if compare else bench_size
-                    results.append(run(users, args, size_dir, log))
-            except BaseException:
-                log.flush()
-                sys.stderr.write(Path(work / "processes.log").read_text()[-4000:])
-                raise
-            finally:
-                for process in PROCESSES:
-                    if process.poll() is None:
-                        process.kill()
+    run = compare_size if compare else bench_size
+    results = run_sizes(args, run, "clerk-index-bench-")
     Path(args.output).write_text(compare_report(results, args) if compare else report(results, args))
     print(f"wrote {args.output}")
 

@@ -16,17 +16,14 @@ bench/ORG-RESULTS.md. Run through `bench/run --organizations`.
 import argparse
 import json
 import math
-import os
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 
 import bench
-from bench import BIN, PROCESSES, DuckDB, Postgres, Service, comparable, copy_jsonl, mib, prewarm, timed
+from bench import BIN, DuckDB, Postgres, Service, copy_jsonl, mib, prewarm
 
 DAY_MS = 86_400_000
 
@@ -210,21 +207,7 @@ def bench_size(users, args, work, log):
     print(f"   postgres load {pg.load_s:.1f} s", flush=True)
     duck = OrgDuckDB(users_file, orgs_file, memberships_file, work)
     print(f"   duckdb load {duck.load_s:.1f} s", flush=True)
-    rows = []
-    for q in queries(cutoff_of(orgs_file)):
-        answers, timings = {}, {}
-        for engine, answer in [("service", service.answer), ("duckdb", duck.answer), ("postgres", pg.answer)]:
-            result, median, p95 = timed(answer, q, args.warmup, args.runs)
-            answers[engine] = comparable(q["kind"], result)
-            timings[engine] = (median, p95)
-        if not (answers["service"] == answers["duckdb"] == answers["postgres"]):
-            raise SystemExit(f"answers differ for {q['name']!r}: " + json.dumps({k: str(v)[:300] for k, v in answers.items()}))
-        size = answers["service"] if q["kind"] == "count" else len(answers["service"])
-        if size == 0:
-            raise SystemExit(f"{q['name']!r} matches nobody: an empty answer proves nothing; change the query")
-        rows.append((q, timings, size))
-        print(f"   {q['name']:<40} service {timings['service'][0]:8.2f} ms  duckdb {timings['duckdb'][0]:8.2f} ms  "
-              f"postgres {timings['postgres'][0]:8.2f} ms  (answer size {size})", flush=True)
+    rows = bench.compare_engines(queries(cutoff_of(orgs_file)), service, duck, pg, args)
     service.stop()
     pg.stop()
     duck.stop()
@@ -295,26 +278,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--output", default=str(bench.ROOT / "bench" / "ORG-RESULTS.md"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="clerk-index-org-bench-") as tmp:
-        work = Path(tmp)
-        os.chmod(work, 0o755)  # PostgreSQL runs as its own user and must reach its directory
-        (work / "stubs").mkdir()
-        bench.compile_protos(work / "stubs")
-        results = []
-        with open(work / "processes.log", "w") as log:
-            try:
-                for users in [int(s) for s in args.sizes.split(",")]:
-                    size_dir = work / str(users)
-                    size_dir.mkdir()
-                    results.append(bench_size(users, args, size_dir, log))
-            except BaseException:
-                log.flush()
-                sys.stderr.write(Path(work / "processes.log").read_text()[-4000:])
-                raise
-            finally:
-                for process in PROCESSES:
-                    if process.poll() is None:
-                        process.kill()
+    results = bench.run_sizes(args, bench_size, "clerk-index-org-bench-")
     Path(args.output).write_text(report(results, args))
     print(f"wrote {args.output}")
 

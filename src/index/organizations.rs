@@ -126,6 +126,12 @@ impl Snapshot {
             .collect()
     }
 
+    /// How many memberships the index holds in one organization (no document is read).
+    pub fn membership_count_in(&self, organization_id: &str) -> Result<usize, IndexError> {
+        let term = Term::from_field_text(self.fields.member_org, organization_id);
+        Ok(self.live_docs(&term, usize::MAX)?.len())
+    }
+
     /// Whether the index holds any organization or membership.
     pub fn holds_organizations(&self) -> bool {
         self.other_docs > 0

@@ -128,15 +128,18 @@ pub async fn walk_organizations(
             OrgPhase::Verify => {
                 let page = clerk.list_organizations(offset, limit).await?;
                 let snapshot = destination.snapshot().await?;
+                let len = page.len;
+                let differing = {
+                    let snapshot = snapshot.clone();
+                    blocking(move || counts_differ(&snapshot, page.items)).await?
+                };
                 let w = walk.of(state);
                 let mut changes = Vec::new();
-                for organization in &page.items {
-                    changes.extend(
-                        relist_if_counts_differ(clerk, &snapshot, organization, w, source).await?,
-                    );
+                for organization in &differing {
+                    changes.extend(relist(clerk, &snapshot, organization, w, source).await?);
                 }
-                w.offset += page.len as u64;
-                if page.len < limit {
+                w.offset += len as u64;
+                if len < limit {
                     w.complete = true;
                     tracing::info!(
                         ?walk,
@@ -387,22 +390,33 @@ pub(super) fn membership_changes(
     changes
 }
 
-/// The changes that make the memberships held for `organization` what Clerk lists, when its
-/// `members_count` differs from what the index holds (nothing otherwise).
-async fn relist_if_counts_differ(
+/// The organizations of `listed` whose `members_count` differs from the memberships the index
+/// holds for them (counted from postings: no membership is read).
+fn counts_differ(
+    snapshot: &Snapshot,
+    listed: Vec<Organization>,
+) -> Result<Vec<Organization>, Error> {
+    let mut differing = Vec::new();
+    for organization in listed {
+        let Some(expected) = organization.members_count else {
+            continue;
+        };
+        if snapshot.membership_count_in(&organization.id)? as i64 != expected {
+            differing.push(organization);
+        }
+    }
+    Ok(differing)
+}
+
+/// The changes that make the memberships held for `organization` what Clerk lists.
+async fn relist(
     clerk: &ClerkClient,
     snapshot: &Snapshot,
     organization: &Organization,
     w: &mut OrgWalkState,
     source: ChangeSource,
 ) -> Result<Vec<Change>, Error> {
-    let Some(expected) = organization.members_count else {
-        return Ok(Vec::new());
-    };
     let held = snapshot.memberships_in(&organization.id)?;
-    if held.len() as i64 == expected {
-        return Ok(Vec::new());
-    }
     w.organizations_relisted += 1;
     let limit = ORGANIZATION_PAGE_LIMIT;
     let mut listed = Vec::new();
