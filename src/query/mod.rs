@@ -10,6 +10,7 @@ mod lexer;
 mod parser;
 mod print;
 pub mod sort;
+pub mod time;
 mod validate;
 
 pub use ast::{CmpOp, CoreField, DateValue, FieldPath, Filter, Op, Predicate, Value};
