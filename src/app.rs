@@ -200,8 +200,9 @@ impl Services {
         };
         let learn = crate::sync::learn_instance(self.clerk, self.cancel.clone());
         let sync = run_sync(self.sync, ready, self.cancel.clone());
+        let ticks = (self.grpc_services.segments.segments().clone()).run_ticks(self.cancel.clone());
         let sync_task = tokio::spawn(async move {
-            tokio::join!(sync, learn);
+            tokio::join!(sync, learn, ticks);
         });
         let mut followed = Vec::new();
         if let Some(file) = self.follow.api_keys {
@@ -339,7 +340,8 @@ fn grpc_services(
         config.max_page_size,
         config.max_read_wait,
         budgets.clone(),
-    );
+    )
+    .with_segment_clock(segments.sequence_clock());
     GrpcServices {
         user_index: UserIndexService::new(reader.clone(), write_through, config.filter_limits),
         sync,

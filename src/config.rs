@@ -30,6 +30,7 @@ pub mod defaults {
     pub const CATCH_UP_INTERVAL_SECS: u64 = 300;
     pub const SWEEP_INTERVAL_SECS: u64 = 21_600;
     pub const SEGMENT_EVENT_RETENTION: usize = 100_000;
+    pub const SEGMENT_TIME_RESOLUTION_MS: u64 = 60_000;
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
     /// 16 walks at ~150 ms per page stay under Clerk's production limit of 100 requests/s.
     pub const CLERK_CONCURRENCY: usize = 16;
@@ -209,6 +210,10 @@ pub struct Settings {
     pub sweep_interval_secs: u64,
     /// Saved-segment events kept for replays (at least 100).
     pub segment_event_retention: usize,
+    /// Milliseconds between ticks of time-driven segments (at least 10).
+    pub segment_time_resolution_ms: u64,
+    /// What "now" is for time-driven segments (tests set a fake one).
+    pub clock: crate::clock::Clock,
     pub shutdown_timeout_secs: u64,
     /// Svix signing secrets (`whsec_...`); several during a rotation, none refuses webhooks.
     pub webhook_secrets: Vec<String>,
@@ -251,6 +256,8 @@ impl Default for Settings {
             catch_up_interval_secs: defaults::CATCH_UP_INTERVAL_SECS,
             sweep_interval_secs: defaults::SWEEP_INTERVAL_SECS,
             segment_event_retention: defaults::SEGMENT_EVENT_RETENTION,
+            segment_time_resolution_ms: defaults::SEGMENT_TIME_RESOLUTION_MS,
+            clock: crate::clock::Clock::system(),
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
             webhook_secrets: Vec::new(),
             webhook_body_limit: 1 << 20,
@@ -339,6 +346,11 @@ impl ConfigBuilder {
             "must be at least 100",
         )?;
         check(
+            settings.segment_time_resolution_ms >= 10,
+            "--segment-time-resolution-ms",
+            "must be at least 10",
+        )?;
+        check(
             (1..=500).contains(&settings.backfill_page_size),
             "the backfill page size",
             "must be between 1 and 500 (Clerk's largest page)",
@@ -414,6 +426,8 @@ impl ConfigBuilder {
             index,
             segments: SegmentsConfig {
                 retained_events: settings.segment_event_retention,
+                time_resolution: Duration::from_millis(settings.segment_time_resolution_ms),
+                clock: settings.clock.clone(),
                 ..SegmentsConfig::default()
             },
             clerk,
@@ -483,7 +497,10 @@ impl Config {
                 "sweep_every_secs": seconds(self.reconcile.sweep_every),
                 "catch_up_max_offset": self.catch_up_max_offset,
             },
-            "segments": {"retained_events": self.segments.retained_events},
+            "segments": {
+                "retained_events": self.segments.retained_events,
+                "time_resolution_ms": self.segments.time_resolution.as_millis() as u64,
+            },
             "max_page_size": self.max_page_size,
             "limits": {
                 "streams_per_connection": self.limits.streams_per_connection,

@@ -24,6 +24,11 @@ pub struct SegmentsService {
 }
 
 impl SegmentsService {
+    /// The store this service answers from.
+    pub fn segments(&self) -> &Segments {
+        &self.segments
+    }
+
     pub fn new(segments: Segments, reader: UserReader, limits: FilterLimits) -> Self {
         SegmentsService {
             segments,
@@ -235,7 +240,7 @@ impl SegmentsApi for SegmentsService {
             min_log_sequence,
         } = request.into_inner();
         let (_, filter) = self.visible(&caller, &name)?;
-        let at = ReadAt::new(min_generation, min_log_sequence);
+        let at = ReadAt::new(min_generation, min_log_sequence).at_segment_clock();
         let answer = self.reader.count(&caller, Some(filter), at).await?;
         Ok(Response::new(proto::CountUsersResponse {
             count: answer.value,
@@ -259,7 +264,7 @@ impl SegmentsApi for SegmentsService {
             .filter(|(_, filter)| caller.check_filter(Some(filter)).is_ok())
             .map(|(segment, filter)| (segment.name, filter))
             .collect();
-        let at = ReadAt::new(min_generation, min_log_sequence);
+        let at = ReadAt::new(min_generation, min_log_sequence).at_segment_clock();
         let answer = self.reader.segments_of(&user_id, readable, at).await?;
         Ok(Response::new(proto::GetUserSegmentsResponse {
             segments: answer.value,
@@ -289,7 +294,7 @@ impl SegmentsApi for SegmentsService {
             chunk_size,
             resume_cursor,
             ids_only: false,
-            at: ReadAt::new(min_generation, min_log_sequence),
+            at: ReadAt::new(min_generation, min_log_sequence).at_segment_clock(),
         };
         let chunks = self.reader.export(&caller, query).await?;
         Ok(Response::new(export_stream(chunks)))

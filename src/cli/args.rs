@@ -58,6 +58,9 @@ pub struct IndexArgs {
     /// Saved-segment events kept for WatchSegment replays (older ones answer OUT_OF_RANGE).
     #[arg(long, env = "CLERK_INDEX_SEGMENT_EVENT_RETENTION", default_value_t = defaults::SEGMENT_EVENT_RETENTION)]
     pub segment_event_retention: usize,
+    /// Milliseconds between re-evaluations of segments with relative times (`now-30d`).
+    #[arg(long, env = "CLERK_INDEX_SEGMENT_TIME_RESOLUTION_MS", default_value_t = defaults::SEGMENT_TIME_RESOLUTION_MS)]
+    pub segment_time_resolution_ms: u64,
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -155,6 +158,7 @@ impl IndexArgs {
             s.catch_up_interval_secs = self.catch_up_interval_secs;
             s.sweep_interval_secs = self.sweep_interval_secs;
             s.segment_event_retention = self.segment_event_retention;
+            s.segment_time_resolution_ms = self.segment_time_resolution_ms;
             s.shutdown_timeout_secs = self.shutdown_timeout_secs;
             s.limits = self.limits.limits();
         })

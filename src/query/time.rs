@@ -108,9 +108,7 @@ pub fn crossing_instants(filter: &Filter, user: &User, from: i64, to: i64) -> Ve
             for edge in [value.floor(), value.ceil()] {
                 let edge = edge as i64;
                 for step in [0, 1] {
-                    let instant = edge
-                        .saturating_sub(bound.offset)
-                        .saturating_add(step);
+                    let instant = edge.saturating_sub(bound.offset).saturating_add(step);
                     if from < instant && instant <= to {
                         instants.push(instant);
                     }
@@ -127,7 +125,10 @@ pub fn crossing_instants(filter: &Filter, user: &User, from: i64, to: i64) -> Ve
 /// numbers (memberships' too, all of them: inside brackets each is one membership's).
 fn values_at(path: &FieldPath, user: &User) -> Vec<f64> {
     match path {
-        FieldPath::Core(field) => core_date(user, *field).map(|ms| ms as f64).into_iter().collect(),
+        FieldPath::Core(field) => core_date(user, *field)
+            .map(|ms| ms as f64)
+            .into_iter()
+            .collect(),
         FieldPath::Metadata { namespace, keys } => metadata_leaves(user.metadata(*namespace), keys)
             .into_iter()
             .filter_map(|leaf| leaf.as_f64())

@@ -10,7 +10,7 @@ use super::export::{ExportChunks, ExportJob, ReadUser, export};
 use super::page_token;
 use super::projection::{Projection, id_json};
 use crate::auth::Caller;
-use crate::clock::now_ms;
+use crate::clock::{SequenceClock, now_ms};
 use crate::error::Error;
 use crate::index::{FacetSpec, Facets, PathTypes, Snapshot, SortCursor, UserIndex};
 use crate::limits::{Budget, Budgets};
@@ -28,6 +28,10 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub struct ReadAt {
     pub generation: u64,
     pub log_sequence: u64,
+    /// Relative times (`now-30d`) mean the saved segments' clock at the snapshot, not the wall
+    /// clock: what a saved segment's count, members and per-user answer are evaluated at, so
+    /// they agree with its events.
+    pub segment_clock: bool,
 }
 
 impl ReadAt {
@@ -35,6 +39,15 @@ impl ReadAt {
         ReadAt {
             generation,
             log_sequence,
+            segment_clock: false,
+        }
+    }
+
+    /// The same, at the saved segments' clock.
+    pub fn at_segment_clock(self) -> ReadAt {
+        ReadAt {
+            segment_clock: true,
+            ..self
         }
     }
 
@@ -95,6 +108,8 @@ pub struct UserReader {
     max_read_wait: Duration,
     /// Exports' buffers and threads are counted here.
     budgets: Arc<Budgets>,
+    /// The saved segments' clock, for reads [`ReadAt::at_segment_clock`].
+    segment_clock: Option<SequenceClock>,
 }
 
 impl UserReader {
@@ -109,6 +124,7 @@ impl UserReader {
             max_page_size,
             max_read_wait,
             budgets,
+            segment_clock: None,
         }
     }
 
@@ -180,7 +196,7 @@ impl UserReader {
             kind: "user",
             name: user_id.to_string(),
         })?;
-        let now = now_ms();
+        let now = self.now_for(at, &snapshot);
         let mut names: Vec<String> = (segments.into_iter())
             .filter(|(_, filter)| crate::query::eval::matches(filter, &user, now))
             .map(|(name, _)| name)
@@ -284,9 +300,11 @@ impl UserReader {
     ) -> Result<Answer<u64>, Error> {
         let filter = authorize_filter(caller, filter)?;
         let snapshot = self.snapshot(at).await?;
-        let count = blocking(snapshot.clone(), move |s| {
-            Ok(s.count(filter.as_ref(), now_ms())?)
-        })
+        let now = self.now_for(at, &snapshot);
+        let count = blocking(
+            snapshot.clone(),
+            move |s| Ok(s.count(filter.as_ref(), now)?),
+        )
         .await?;
         Ok(Answer {
             value: count,
@@ -335,7 +353,22 @@ impl UserReader {
         // Held by the export until it ends or its reader goes away.
         let slot = self.budgets.acquire(Budget::Exports, &caller.name)?;
         let snapshot = self.snapshot(at).await?;
-        Ok(export(snapshot, job, now_ms(), self.budgets.clone(), slot))
+        let now = self.now_for(at, &snapshot);
+        Ok(export(snapshot, job, now, self.budgets.clone(), slot))
+    }
+
+    /// Reads [`ReadAt::at_segment_clock`] evaluate relative times at this clock.
+    pub fn with_segment_clock(mut self, clock: SequenceClock) -> UserReader {
+        self.segment_clock = Some(clock);
+        self
+    }
+
+    /// The instant relative times mean for a read at `at` on `snapshot`.
+    fn now_for(&self, at: ReadAt, snapshot: &Snapshot) -> i64 {
+        match (&self.segment_clock, at.segment_clock) {
+            (Some(clock), true) => clock(snapshot.event_sequence),
+            _ => now_ms(),
+        }
     }
 
     /// The budgets of every stream the service holds.

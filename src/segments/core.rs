@@ -11,13 +11,15 @@ use tokio::sync::broadcast;
 use super::error::SegmentError;
 use super::log::{LogFile, Record};
 use super::model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
-use crate::clock::now_ms;
 use crate::index::{IndexError, Snapshot, UserIndex};
+use crate::query::time::is_time_driven;
 use crate::query::{Filter, FilterLimits, parse_filter};
 
 pub(super) struct Compiled {
     pub(super) definition: SavedSegment,
     pub(super) filter: Filter,
+    /// The filter holds a relative time: ticks re-evaluate it.
+    pub(super) time_driven: bool,
     /// The event that saved this definition.
     pub(super) sequence: u64,
 }
@@ -41,7 +43,14 @@ pub(super) struct Core {
     pub(super) written: Option<(Vec<Record>, u64)>,
     pub(super) live: broadcast::Sender<Arc<SegmentEvent>>,
     pub(super) limits: FilterLimits,
+    /// The segments' clock: relative times are evaluated at this instant (see `time.rs`).
+    pub(super) clock_ms: i64,
+    /// The latest ticks, `(sequence, at_ms)`: the clock in force at a snapshot's sequence.
+    pub(super) ticks: VecDeque<(u64, i64)>,
 }
+
+/// Ticks remembered for [`Core::clock_at`]: far more than a reader's snapshot can lag.
+const TICKS_KEPT: usize = 1_024;
 
 impl Core {
     pub(super) fn record(&mut self, event: SegmentEvent, definition: Option<SavedSegment>) {
@@ -63,11 +72,31 @@ impl Core {
         }
     }
 
+    /// The clock in force for a snapshot whose events end at `sequence`.
+    pub(super) fn clock_at(&self, sequence: u64) -> i64 {
+        match self.ticks.iter().rev().find(|(at, _)| *at <= sequence) {
+            Some((_, clock)) => *clock,
+            None => self
+                .ticks
+                .front()
+                .map_or(self.clock_ms, |(_, clock)| *clock),
+        }
+    }
+
     /// Applies a record to the in-memory state (on load, and once its commit succeeded).
     pub(super) fn apply(&mut self, record: Record, publish: bool) {
         match record {
             Record::Horizon { evicted_through } => {
                 self.evicted_through = self.evicted_through.max(evicted_through);
+            }
+            Record::Tick { sequence, at_ms } => {
+                self.assigned = self.assigned.max(sequence);
+                self.committed = self.committed.max(sequence);
+                self.clock_ms = self.clock_ms.max(at_ms);
+                self.ticks.push_back((sequence, self.clock_ms));
+                if self.ticks.len() > TICKS_KEPT {
+                    self.ticks.pop_front();
+                }
             }
             Record::Event { event, definition } => {
                 self.assigned = self.assigned.max(event.sequence);
@@ -82,6 +111,7 @@ impl Core {
                                     definition.name.clone(),
                                     Compiled {
                                         definition,
+                                        time_driven: is_time_driven(&filter),
                                         filter,
                                         sequence: event.sequence,
                                     },
@@ -146,6 +176,12 @@ impl Core {
                 definition: self.retained_definitions.get(&event.sequence).cloned(),
             });
         }
+        if let Some(&(sequence, at_ms)) = self.ticks.back() {
+            records.push(Record::Tick { sequence, at_ms });
+        }
+        // In sequence order (the horizon first): start-up cuts the file at the first record
+        // past the index's checkpoint.
+        records.sort_by_key(|record| record.sequence().unwrap_or(0));
         records
     }
 }
@@ -176,9 +212,15 @@ pub(super) fn open_core(
         written: None,
         live,
         limits,
+        // Until a tick is read back: a store that never ticked starts its clock now.
+        clock_ms: i64::MIN,
+        ticks: VecDeque::new(),
     };
     for record in records {
         core.apply(record, false);
+    }
+    if core.clock_ms == i64::MIN {
+        core.clock_ms = core.config.tick_instant();
     }
     tracing::info!(
         segments = core.segments.len(),
@@ -274,7 +316,7 @@ pub(super) fn record_definition(
 ) -> Result<(), SegmentError> {
     let changes = match core.segments.get(&definition.name) {
         Some(current) if current.definition.filter != definition.filter => {
-            let now = now_ms();
+            let now = core.clock_ms;
             let before = member_ids(snapshot, &current.filter, now)?;
             let after = member_ids(snapshot, filter, now)?;
             membership_diff(&before, &after)

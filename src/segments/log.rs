@@ -3,7 +3,7 @@
 //! (records beyond the index's checkpoint are cut off at start-up: their changes were not
 //! committed, and will be applied again, with the same events, when they are redelivered).
 //!
-//! Records are saved-segment definitions, deletions and membership events. The file is
+//! Records are saved-segment definitions, deletions, membership events and time ticks. The file is
 //! compacted once it holds twice the retained window: the current definitions, a horizon
 //! record saying which sequence numbers are gone, and the retained events.
 
@@ -28,12 +28,16 @@ pub enum Record {
     },
     /// Events up to and including this sequence number are no longer retained.
     Horizon { evicted_through: u64 },
+    /// The segments' clock reached `at_ms` (a time tick, after the events it caused): relative
+    /// times are evaluated there from this sequence number on.
+    Tick { sequence: u64, at_ms: i64 },
 }
 
 impl Record {
     pub fn sequence(&self) -> Option<u64> {
         match self {
             Record::Event { event, .. } => Some(event.sequence),
+            Record::Tick { sequence, .. } => Some(*sequence),
             Record::Horizon { .. } => None,
         }
     }

@@ -19,6 +19,8 @@ mod model;
 mod observer;
 mod service;
 mod shared;
+mod tick;
+mod ticker;
 mod watch;
 
 pub use error::SegmentError;

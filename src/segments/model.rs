@@ -1,7 +1,11 @@
 //! What segments are made of: saved definitions, the events of users crossing them, and the
 //! store's settings.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
 
 /// A saved segment as stored and returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,11 @@ pub struct SegmentsConfig {
     /// Events kept for replay (`WatchSegment` with `after_sequence`).
     pub retained_events: usize,
     pub max_segments: usize,
+    /// How often segments with relative times (`now-30d`) are re-evaluated; their clock moves
+    /// in steps of this size.
+    pub time_resolution: Duration,
+    /// What "now" is (a test's fake clock moves time-driven segments).
+    pub clock: Clock,
 }
 
 impl Default for SegmentsConfig {
@@ -52,6 +61,16 @@ impl Default for SegmentsConfig {
         SegmentsConfig {
             retained_events: 100_000,
             max_segments: 1_000,
+            time_resolution: Duration::from_secs(60),
+            clock: Clock::system(),
         }
+    }
+}
+
+impl SegmentsConfig {
+    /// Now, rounded down to the resolution: where the next tick moves the clock.
+    pub fn tick_instant(&self) -> i64 {
+        let step = (self.time_resolution.as_millis() as i64).max(1);
+        self.clock.now_ms().div_euclid(step) * step
     }
 }

@@ -34,13 +34,15 @@ impl ChangeObserver for SegmentsObserver {
             UserChange::Upsert { user, .. } => (Some(user), user.updated_at),
             UserChange::Delete { deleted_at_ms, .. } => (None, *deleted_at_ms),
         };
-        let now = now_ms();
+        // Relative times are evaluated at the segments' clock, which ticks move: a user's
+        // membership is always its filter at that clock, whatever changed it.
+        let (now, clock) = (now_ms(), core.clock_ms);
         let mut events = Vec::new();
         for compiled in core.segments.values() {
             let was = previous
                 .as_ref()
-                .is_some_and(|u| matches(&compiled.filter, u, now));
-            let is = current.is_some_and(|u| matches(&compiled.filter, u, now));
+                .is_some_and(|u| matches(&compiled.filter, u, clock));
+            let is = current.is_some_and(|u| matches(&compiled.filter, u, clock));
             if was != is {
                 events.push((
                     compiled.definition.name.clone(),

@@ -10,6 +10,7 @@ use super::core::{Core, check_description, check_name, lock, record_definition, 
 use super::error::SegmentError;
 use super::model::{EventKind, SavedSegment};
 use super::observer::SegmentsHandle;
+use super::tick::advance;
 use crate::clock::now_ms;
 use crate::index::WriterHandle;
 use crate::query::{Filter, to_text};
@@ -99,6 +100,8 @@ impl Segments {
                     created_ms: now,
                     updated_ms: now,
                 };
+                let to = core.config.tick_instant();
+                advance(&mut core, snapshot, to)?;
                 record_definition(&mut core, snapshot, definition.clone(), &filter)?;
                 Ok(definition)
             })
@@ -142,8 +145,10 @@ impl Segments {
                         actual: current.definition.version,
                     });
                 }
-                let mut definition = current.definition.clone();
-                let mut new_filter = current.filter.clone();
+                let (mut definition, mut new_filter) =
+                    (current.definition.clone(), current.filter.clone());
+                let to = core.config.tick_instant();
+                advance(&mut core, snapshot, to)?;
                 definition.version += 1;
                 definition.updated_ms = now_ms();
                 if let Some(description) = description {

@@ -14,6 +14,7 @@ use super::core::{check_name, lock, record_definition, segment_event};
 use super::error::SegmentError;
 use super::model::{EventKind, SavedSegment};
 use super::service::Segments;
+use super::tick::advance;
 use crate::clock::now_ms;
 use crate::cluster::{ClusterError, SegmentBucket, Stored};
 use crate::query::parse_filter;
@@ -141,6 +142,8 @@ impl Segments {
                 if installed.is_some_and(|c| *c == definition || c.version > definition.version) {
                     return Ok(());
                 }
+                let to = core.config.tick_instant();
+                advance(&mut core, snapshot, to)?;
                 record_definition(&mut core, snapshot, definition, &filter)
             })
             .await?

@@ -24,6 +24,7 @@ use crate::query::{Filter, FilterLimits};
 use crate::user::User;
 
 mod organizations;
+mod time;
 
 struct Harness {
     sandbox: Sandbox,

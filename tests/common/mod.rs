@@ -85,6 +85,9 @@ pub struct TestOptions {
     pub sensitive_keys_file: Option<PathBuf>,
     /// The files `tls` came from, to follow while serving.
     pub tls_files: Option<clerk_index::config::TlsFiles>,
+    /// What "now" is for time-driven segments, and how often they tick.
+    pub clock: clerk_index::clock::Clock,
+    pub segment_time_resolution_ms: u64,
 }
 
 impl TestOptions {
@@ -108,6 +111,8 @@ impl TestOptions {
             api_keys_file: None,
             sensitive_keys_file: None,
             tls_files: None,
+            clock: clerk_index::clock::Clock::system(),
+            segment_time_resolution_ms: 60_000,
         }
     }
 }
@@ -149,6 +154,8 @@ impl TestServer {
                 s.tls_files = options.tls_files.clone();
                 s.reload_interval = Duration::from_millis(100);
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
+                s.clock = options.clock.clone();
+                s.segment_time_resolution_ms = options.segment_time_resolution_ms;
             })
             .build()
             .unwrap();

@@ -10,7 +10,12 @@ fn filter(text: &str) -> Filter {
     parse_filter(text, &FilterLimits::default()).unwrap()
 }
 
-fn user(last_active: Option<i64>, created: i64, trial_end: serde_json::Value, orgs: &[i64]) -> User {
+fn user(
+    last_active: Option<i64>,
+    created: i64,
+    trial_end: serde_json::Value,
+    orgs: &[i64],
+) -> User {
     let views: Vec<serde_json::Value> = orgs
         .iter()
         .map(|joined| json!({"slug": "acme", "created_at": joined}))
@@ -81,7 +86,9 @@ fn relative_bounds_are_collected_once_each_and_know_their_brackets() {
     assert_eq!((described[1].1, described[2].1), (-5_000, 0));
     assert_eq!((described[3].1, described[3].2), (-1_000, true));
     assert!(is_time_driven(&f));
-    assert!(!is_time_driven(&filter("created_at > 2024-01-01 AND public.x = 1")));
+    assert!(!is_time_driven(&filter(
+        "created_at > 2024-01-01 AND public.x = 1"
+    )));
 }
 
 #[test]
@@ -97,7 +104,10 @@ fn a_user_crossing_an_inactivity_line_enters_at_the_first_millisecond_past_it() 
         vec![(line + 1, true)]
     );
     // Nothing moves in the next minute.
-    assert_eq!(membership_changes(&f, &u, line + 60_000, line + 120_000), Vec::new());
+    assert_eq!(
+        membership_changes(&f, &u, line + 60_000, line + 120_000),
+        Vec::new()
+    );
 }
 
 #[test]
@@ -137,8 +147,23 @@ fn pinning_fixes_relative_dates_at_the_instant() {
 }
 
 fn filters() -> impl Strategy<Value = String> {
-    let offset = || (-5i64..=5).prop_map(|s| if s < 0 { format!("now{s}s") } else { format!("now+{s}s") });
-    let op = prop_oneof![Just("<"), Just("<="), Just(">"), Just(">="), Just("="), Just("!=")];
+    let offset = || {
+        (-5i64..=5).prop_map(|s| {
+            if s < 0 {
+                format!("now{s}s")
+            } else {
+                format!("now+{s}s")
+            }
+        })
+    };
+    let op = prop_oneof![
+        Just("<"),
+        Just("<="),
+        Just(">"),
+        Just(">="),
+        Just("="),
+        Just("!=")
+    ];
     let path = prop_oneof![
         Just("last_active_at"),
         Just("created_at"),
@@ -184,10 +209,10 @@ proptest! {
         let to = from + span;
         let expected = brute_force(&f, &u, from, to);
         prop_assert_eq!(membership_changes(&f, &u, from, to), expected.clone());
-        if let Some(window) = crossing_window(&f, from, to) {
-            if !matches(&window, &u, 0) {
-                prop_assert!(expected.is_empty(), "moved outside the window");
-            }
+        if let Some(window) = crossing_window(&f, from, to)
+            && !matches(&window, &u, 0)
+        {
+            prop_assert!(expected.is_empty(), "moved outside the window");
         }
     }
 }
