@@ -199,8 +199,11 @@ impl Services {
             health: health.clone(),
         };
         let learn = crate::sync::learn_instance(self.clerk, self.cancel.clone());
+        // In cluster mode the sync lease holder ticks, through the change log.
+        let local_ticks = matches!(self.sync, SyncWork::Single { .. });
+        let segments = self.grpc_services.segments.segments().clone();
+        let ticks = segments.run_ticks(self.cancel.clone(), local_ticks);
         let sync = run_sync(self.sync, ready, self.cancel.clone());
-        let ticks = (self.grpc_services.segments.segments().clone()).run_ticks(self.cancel.clone());
         let sync_task = tokio::spawn(async move {
             tokio::join!(sync, learn, ticks);
         });
@@ -312,12 +315,14 @@ fn sync_work(
         return (work, segments);
     };
     let segments = segments.with_shared(log.log().segments().clone());
+    log.replicator().tick_segments(segments.clone());
     let work = SyncWork::Cluster(Box::new(ClusterWork {
         lease: SyncLease {
             destination: log.clone(),
             backfill,
             reconciler,
             schedule: config.reconcile,
+            segments: segments.clone(),
         },
         log,
         segments: segments.clone(),

@@ -985,3 +985,116 @@ async fn organizations_are_backfilled_through_the_log_and_their_changes_reach_ev
         server.stop().await;
     }
 }
+
+/// Time-driven segments in a cluster: the lease holder's ticks travel through the change log,
+/// so every replica records the same crossings, at the same instants, in the same order, and
+/// the shared events stream stores each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_driven_segments_tick_through_the_log_and_every_replica_agrees() {
+    use clerk_index::api::proto::{self, segments_client::SegmentsClient};
+    use tokio_stream::StreamExt;
+    const DAY: i64 = 86_400_000;
+    const HOUR: i64 = 3_600_000;
+    let cluster = Cluster::start().await;
+    let start = 1_790_000_000_000 / HOUR * HOUR;
+    let clock = clerk_index::clock::Clock::fake(start);
+    let replica = async |id: &str, dir: &Path| {
+        let mut options = TestOptions::new(&cluster.clerk.url);
+        options.cluster = Some(cluster_config(&cluster.nats, id));
+        options.clock = clock.clone();
+        options.segment_time_resolution_ms = 50;
+        let server = TestServer::start(dir, options).await;
+        server.wait_serving().await;
+        server
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica("a", dir_a.path()).await;
+    let b = replica("b", dir_b.path()).await;
+    let mut seg_a = SegmentsClient::new(a.channel().await);
+    seg_a
+        .create_segment(proto::CreateSegmentRequest {
+            name: "dormant".into(),
+            description: String::new(),
+            filter: common::expression("last_active_at < now-30d"),
+        })
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for k in 1..=3 {
+        let mut user = newcomer(20 + k);
+        user["last_active_at"] = (start - 30 * DAY + k as i64 * HOUR).into();
+        ids.push(user["id"].as_str().unwrap().to_string());
+        let (status, _) = a
+            .deliver(
+                &format!("msg_time_{k}"),
+                &event("user.created", user, start),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let mut watches = Vec::new();
+    for server in [&a, &b] {
+        eventually(server, "three users and the segment", async |s| {
+            let mut users = s.client().await;
+            let mut segments = SegmentsClient::new(s.channel().await);
+            common::count_with(&mut users, None).await.unwrap() == 3
+                && segments
+                    .get_segment(proto::GetSegmentRequest {
+                        name: "dormant".into(),
+                    })
+                    .await
+                    .is_ok()
+        })
+        .await;
+        let watch = SegmentsClient::new(server.channel().await)
+            .watch_segment(proto::WatchSegmentRequest {
+                name: "dormant".into(),
+                after_sequence: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        watches.push(watch);
+    }
+    // Four hours pass: the three users cross, one an hour.
+    clock.advance(4 * HOUR);
+    let mut seen = Vec::new();
+    for watch in &mut watches {
+        let mut events = Vec::new();
+        while events.len() < 3 {
+            let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .expect("a time event within 10 s")
+                .unwrap()
+                .unwrap();
+            events.push((event.user_id, event.kind, event.change_time_ms, event.cause));
+        }
+        seen.push(events);
+    }
+    let expected: Vec<_> = (ids.iter().enumerate())
+        .map(|(k, id)| {
+            let crossing = start + (k as i64 + 1) * HOUR + 1;
+            (
+                id.clone(),
+                proto::segment_event::Kind::Entered as i32,
+                crossing,
+                "time".to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(seen[0], expected);
+    assert_eq!(seen[1], expected, "the replicas disagree");
+    let nats = async_nats::jetstream::new(async_nats::connect(&cluster.nats.url).await.unwrap());
+    let stream = nats.get_stream("clerk-index-segment-events").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stream.clone().info().await.unwrap().state.messages, 3);
+    // The ticks that moved them are in the change log (the latest one kept).
+    let tick = (nats.get_stream("clerk-index-changes").await.unwrap())
+        .get_last_raw_message_by_subject("clerk-index.changes.~segment-tick")
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&tick.payload).unwrap();
+    assert_eq!(body["at_ms"].as_i64(), Some(start + 4 * HOUR));
+    a.stop().await;
+    b.stop().await;
+}

@@ -176,6 +176,28 @@ impl ChangeLog {
         )))
     }
 
+    /// Publishes a segment tick (see `segments/tick.rs`): every replica moves its time-driven
+    /// segments to `at_ms` when it reaches this position of the log, so all of them record the
+    /// same events. One tick per instant is stored (the message id), and only the latest is
+    /// kept.
+    pub async fn publish_tick(&self, at_ms: i64) -> Result<u64, ClusterError> {
+        let (mut headers, payload) = super::message::encode_tick(at_ms);
+        headers.insert("Nats-Msg-Id", format!("segment-tick.{at_ms}").as_str());
+        let subject = format!(
+            "{}.{}",
+            self.config.subject_prefix(),
+            super::message::TICK_TOKEN
+        );
+        let ack = self
+            .jetstream
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(|e| jetstream_error("publish a tick")(e.to_string()))?
+            .await
+            .map_err(|e| jetstream_error("tick acknowledgement")(e.to_string()))?;
+        Ok(ack.sequence)
+    }
+
     /// The latest message on a user's subject: its sequence and change (or why it is unreadable,
     /// in which case anything may replace it).
     async fn latest(

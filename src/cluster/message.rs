@@ -5,7 +5,9 @@
 //! - `organization-upsert`: the organization's Clerk JSON; `organization-delete`:
 //!   `{"organization_id": "...", "deleted_at_ms": N}`;
 //! - `membership-upsert` / `membership-delete`: `{"membership": <the membership as the index
-//!   keeps it>, "organization": <the organization it carried, or null>, "deleted_at_ms": N}`.
+//!   keeps it>, "organization": <the organization it carried, or null>, "deleted_at_ms": N}`;
+//! - `segment-tick`: `{"at_ms": N}`, the lease holder moving every replica's time-driven
+//!   segments to one instant at one position of the log (subject [`TICK_TOKEN`], kept once).
 
 use std::sync::Arc;
 
@@ -47,6 +49,36 @@ struct MembershipMessage<'a> {
     organization: Option<&'a serde_json::value::RawValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deleted_at_ms: Option<i64>,
+}
+
+/// The subject token of segment ticks: no user or organization id is spelled this way
+/// ([`subject_token`] writes ids as `[A-Za-z0-9_-]+` or `x<hex>`).
+pub const TICK_TOKEN: &str = "~segment-tick";
+const TICK_KIND: &str = "segment-tick";
+
+#[derive(Serialize, Deserialize)]
+struct Tick {
+    at_ms: i64,
+}
+
+/// A segment tick's headers and body.
+pub fn encode_tick(at_ms: i64) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(CHANGE, TICK_KIND);
+    let body = serde_json::to_vec(&Tick { at_ms }).expect("a tick serializes");
+    (headers, Bytes::from(body))
+}
+
+/// The instant of a segment tick, or `None` for any other message (an unreadable tick too: it
+/// is then reported by [`decode`]).
+pub fn decode_tick(headers: Option<&HeaderMap>, payload: &[u8]) -> Option<i64> {
+    let kind = headers?.get(CHANGE)?.as_str();
+    if kind != TICK_KIND {
+        return None;
+    }
+    serde_json::from_slice::<Tick>(payload)
+        .ok()
+        .map(|t| t.at_ms)
 }
 
 /// Why a change log message cannot be read.

@@ -21,5 +21,5 @@ pub use config::{ClusterConfig, ClusterConfigError};
 pub use coordination::{Coordination, LeaseRevision};
 pub use error::ClusterError;
 pub use log::{ChangeLog, Outcome, Published};
-pub use message::{MessageError, decode, encode};
+pub use message::{MessageError, decode, decode_tick, encode};
 pub use segments::{SegmentBucket, Stored};

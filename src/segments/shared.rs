@@ -14,7 +14,6 @@ use super::core::{check_name, lock, record_definition, segment_event};
 use super::error::SegmentError;
 use super::model::{EventKind, SavedSegment};
 use super::service::Segments;
-use super::tick::advance;
 use crate::clock::now_ms;
 use crate::cluster::{ClusterError, SegmentBucket, Stored};
 use crate::query::parse_filter;
@@ -142,8 +141,7 @@ impl Segments {
                 if installed.is_some_and(|c| *c == definition || c.version > definition.version) {
                     return Ok(());
                 }
-                let to = core.config.tick_instant();
-                advance(&mut core, snapshot, to)?;
+                // The clock moves only by the log's ticks here, the same on every replica.
                 record_definition(&mut core, snapshot, definition, &filter)
             })
             .await?

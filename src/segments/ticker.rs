@@ -1,6 +1,7 @@
 //! The task that ticks: every `time_resolution`, on the writer thread (ordered with changes),
 //! the clock moves to the current instant rounded down to the resolution; the first tick after
-//! start-up catches up on the time the process was down.
+//! start-up catches up on the time the process was down. In cluster mode the sync lease holder
+//! publishes the ticks into the change log instead, and each replica applies them in log order.
 
 use tokio_util::sync::CancellationToken;
 
@@ -9,21 +10,29 @@ use super::error::SegmentError;
 use super::service::Segments;
 use super::tick::advance;
 use crate::clock::SequenceClock;
+use crate::cluster::ChangeLog;
 
 impl Segments {
     /// Moves the clock to now (rounded down to the resolution) and returns the membership
     /// events that made. Without a time-driven segment nothing needs the clock, and nothing is
     /// committed (the next edit moves it).
     pub async fn tick(&self) -> Result<usize, SegmentError> {
-        let (to, needed) = {
-            let core = lock(&self.core);
-            let to = core.config.tick_instant();
-            let needed = to > core.clock_ms && core.segments.values().any(|c| c.time_driven);
-            (to, needed)
-        };
-        if !needed {
-            return Ok(0);
+        match self.tick_due() {
+            Some(to) => self.tick_to(to).await,
+            None => Ok(0),
         }
+    }
+
+    /// Where a tick would move the clock, when a time-driven segment exists and the clock is
+    /// behind now.
+    pub fn tick_due(&self) -> Option<i64> {
+        let core = lock(&self.core);
+        let to = core.config.tick_instant();
+        (to > core.clock_ms && core.segments.values().any(|c| c.time_driven)).then_some(to)
+    }
+
+    /// Moves the clock to `to` (nothing when it is there already), on the writer thread.
+    pub async fn tick_to(&self, to: i64) -> Result<usize, SegmentError> {
         let core = self.core.clone();
         let started = std::time::Instant::now();
         let events = self
@@ -39,12 +48,34 @@ impl Segments {
         Ok(events)
     }
 
-    /// Ticks every `time_resolution` until cancelled.
-    pub async fn run_ticks(self, cancel: CancellationToken) {
+    /// Ticks every `time_resolution` until cancelled (when `enabled`: a process whose ticks
+    /// come from elsewhere runs nothing).
+    pub async fn run_ticks(self, cancel: CancellationToken, enabled: bool) {
+        if !enabled {
+            return;
+        }
         let every = lock(&self.core).config.time_resolution;
         loop {
             if let Err(error) = self.tick().await {
                 tracing::warn!(%error, "time-driven segments could not tick; retrying");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Cluster mode, while this replica holds the sync lease: publishes a tick into the change
+    /// log every `time_resolution` (when a time-driven segment exists); every replica applies
+    /// it at the same position of the log ([`Segments::tick_to`]), so they agree on the events.
+    pub async fn publish_ticks(self, log: ChangeLog, cancel: CancellationToken) {
+        let every = lock(&self.core).config.time_resolution;
+        loop {
+            if let Some(to) = self.tick_due()
+                && let Err(error) = log.publish_tick(to).await
+            {
+                tracing::warn!(%error, "could not publish a segment tick; retrying");
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -15,6 +15,7 @@ use super::backfill::Backfill;
 use super::log_destination::LogDestination;
 use super::reconcile::{ReconcileSchedule, Reconciler};
 use crate::cluster::{Coordination, LeaseRevision};
+use crate::segments::Segments;
 
 /// The lease and what its holder does.
 pub struct SyncLease {
@@ -22,6 +23,8 @@ pub struct SyncLease {
     pub backfill: Backfill,
     pub reconciler: Arc<Reconciler>,
     pub schedule: ReconcileSchedule,
+    /// Whose time-driven segments the holder ticks, through the log.
+    pub segments: Segments,
 }
 
 impl SyncLease {
@@ -38,6 +41,8 @@ impl SyncLease {
                 "took the sync lease: this replica copies from Clerk"
             );
             let term = cancel.child_token();
+            let ticks =
+                (self.segments.clone()).publish_ticks(self.destination.log().clone(), term.clone());
             let work = async {
                 if let Err(error) = self.destination.begin(term.clone()).await {
                     tracing::error!(%error, "cannot read the sync checkpoint; giving the lease up");
@@ -51,7 +56,8 @@ impl SyncLease {
                         .await;
                 }
             };
-            let (still_held, ()) = tokio::join!(keep_lease(&coordination, held, &term), work);
+            let (still_held, (), ()) =
+                tokio::join!(keep_lease(&coordination, held, &term), work, ticks);
             self.destination.end();
             match still_held {
                 Some(held) if cancel.is_cancelled() => {

@@ -9,8 +9,8 @@
 //! and age-based commits. When none are pending it is caught up: the batch is committed at once,
 //! so a webhook on any replica is searchable on all of them within a commit.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::SyncState;
 use crate::change::Change;
-use crate::cluster::{ChangeLog, decode};
+use crate::cluster::{ChangeLog, decode, decode_tick};
 use crate::index::{Checkpoint, UserIndex, WriterHandle};
+use crate::segments::Segments;
 
 /// Messages applied in one writer command at most.
 const BATCH: usize = 512;
@@ -39,6 +40,8 @@ pub struct Replicator {
     committed: watch::Sender<u64>,
     /// Messages that could not be read (skipped, logged).
     unreadable: AtomicU64,
+    /// The saved segments segment ticks move (set once they exist).
+    segments: OnceLock<Segments>,
 }
 
 impl Replicator {
@@ -51,7 +54,23 @@ impl Replicator {
             applied: AtomicU64::new(committed),
             committed: watch::Sender::new(committed),
             unreadable: AtomicU64::new(0),
+            segments: OnceLock::new(),
         })
+    }
+
+    /// Segment ticks in the log move these segments' clock, in log order.
+    pub fn tick_segments(&self, segments: Segments) {
+        let _ = self.segments.set(segments);
+    }
+
+    /// The sync state to commit once the log is applied through `last`.
+    fn checkpoint(&self, last: u64, epoch: u64) -> Checkpoint {
+        let mut state = SyncState::from_payload(&self.index.snapshot().sync_state);
+        state.stream_sequence = last;
+        Checkpoint {
+            state: state.to_payload(),
+            epoch,
+        }
     }
 
     /// Change-log messages that could not be read and were skipped.
@@ -161,6 +180,27 @@ impl Replicator {
                     .map_err(|e| format!("message metadata: {e}"))?;
                 let sequence = info.stream_sequence;
                 behind = info.pending > 0;
+                if let Some(at_ms) = decode_tick(message.headers.as_ref(), &message.payload) {
+                    // What came before the tick is applied first, then the tick, so every
+                    // replica evaluates its segments at the same position of the log.
+                    if let Some(segments) = self.segments.get() {
+                        if let Some(last) = last {
+                            let checkpoint = self.checkpoint(last, epoch);
+                            (self
+                                .writer
+                                .apply(std::mem::take(&mut changes), Some(checkpoint)))
+                            .await
+                            .map_err(|e| format!("index: {e}"))?;
+                            self.applied.store(last, Ordering::Relaxed);
+                        }
+                        segments
+                            .tick_to(at_ms)
+                            .await
+                            .map_err(|e| format!("segment tick: {e}"))?;
+                    }
+                    last = Some(sequence);
+                    continue;
+                }
                 match decode(message.headers.as_ref(), &message.payload) {
                     Ok(change) => changes.push(change),
                     Err(error) => {
@@ -171,12 +211,7 @@ impl Replicator {
                 last = Some(sequence);
             }
             let Some(last) = last else { continue };
-            let mut state = SyncState::from_payload(&self.index.snapshot().sync_state);
-            state.stream_sequence = last;
-            let checkpoint = Checkpoint {
-                state: state.to_payload(),
-                epoch,
-            };
+            let checkpoint = self.checkpoint(last, epoch);
             if behind {
                 self.writer
                     .submit(changes, Some(checkpoint))
