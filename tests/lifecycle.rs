@@ -172,3 +172,130 @@ async fn a_time_driven_segment_moves_with_the_clock_and_catches_up_after_a_resta
     );
     server.stop().await;
 }
+
+/// ValidateFilter (and CreateSegment, which reports the same warnings) against what users hold,
+/// for a key that reads public metadata only and one that reads private metadata too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_filter_warns_about_typos_type_mismatches_and_relative_times() {
+    use clerk_index::api::proto::filter_warning::Code;
+    use clerk_index::api::proto::user_index_client::UserIndexClient;
+    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
+    use common::with_header;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(300))).await;
+    let (marketing, marketing_hash) = generate_key();
+    let (support, support_hash) = generate_key();
+    let mut options = TestOptions::new(&fake.url);
+    options.auth = AuthConfig {
+        keys: ApiKeys::parse(&format!(
+            "marketing public,segments {marketing_hash}\nsupport public,private,segments {support_hash}\n"
+        ))
+        .unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let channel = server.channel().await;
+    let bearer = |key: &str| Some(format!("Bearer {key}"));
+    let mut public = UserIndexClient::new(with_header(channel.clone(), bearer(&marketing)));
+    let mut private = UserIndexClient::new(with_header(channel.clone(), bearer(&support)));
+    let validate = async |client: &mut UserIndexClient<common::Authed>, text: &str| {
+        client
+            .validate_filter(proto::ValidateFilterRequest {
+                filter: expression(text),
+            })
+            .await
+            .map(|r| r.into_inner())
+    };
+
+    let typo = r#"banned = false AND public.membership_teir = "gold""#;
+    let answer = validate(&mut public, typo).await.unwrap();
+    assert_eq!(
+        answer.expression,
+        r#"banned = false AND public.membership_teir = "gold""#
+    );
+    assert_eq!(answer.warnings.len(), 1, "{:?}", answer.warnings);
+    let warning = &answer.warnings[0];
+    assert_eq!(warning.code, Code::UnknownPath as i32);
+    assert_eq!(
+        (warning.path.as_str(), warning.position),
+        ("public.membership_teir", 19)
+    );
+    assert_eq!(
+        warning.suggestions,
+        vec!["public.membership_tier".to_string()]
+    );
+    assert_eq!(answer.required_scopes, vec!["public".to_string()]);
+    assert!(!answer.time_driven);
+    // The tree reads back as the same filter.
+    let again = validate(&mut public, "").await.unwrap();
+    assert!(again.expression.is_empty() && again.warnings.is_empty());
+    let tree = public
+        .validate_filter(proto::ValidateFilterRequest {
+            filter: Some(proto::FilterSpec {
+                spec: Some(proto::filter_spec::Spec::Tree(answer.tree.clone().unwrap())),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tree.expression, answer.expression);
+
+    let mismatch = validate(&mut public, r#"public.points = "5""#)
+        .await
+        .unwrap();
+    assert_eq!(mismatch.warnings.len(), 1, "{:?}", mismatch.warnings);
+    assert_eq!(mismatch.warnings[0].code, Code::TypeMismatch as i32);
+
+    let timed = validate(&mut public, "last_active_at < now-30d")
+        .await
+        .unwrap();
+    assert!(timed.time_driven);
+    assert_eq!(timed.warnings[0].code, Code::TimeDriven as i32);
+
+    // Private paths: refused to a key that cannot read them, and never suggested to it.
+    let denied = validate(&mut public, "private.ltv > 10").await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let near_private = validate(&mut public, "public.lt EXISTS").await.unwrap();
+    assert!(
+        near_private.warnings[0]
+            .suggestions
+            .iter()
+            .all(|s| s.starts_with("public.")),
+        "{:?}",
+        near_private.warnings
+    );
+    let ltv = validate(&mut private, "private.ltvv > 10").await.unwrap();
+    assert_eq!(ltv.warnings[0].suggestions, vec!["private.ltv".to_string()]);
+    assert_eq!(ltv.required_scopes, vec!["private".to_string()]);
+
+    // A bad filter: INVALID_ARGUMENT with the position.
+    let bad = validate(&mut public, "public.tier = ").await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+
+    // Saving a segment reports the same warnings.
+    let mut segments = SegmentsClient::new(with_header(channel, bearer(&marketing)));
+    let created = segments
+        .create_segment(proto::CreateSegmentRequest {
+            name: "gold".into(),
+            description: String::new(),
+            filter: expression(typo),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.warnings, answer.warnings);
+    let listed = segments
+        .get_segment(proto::GetSegmentRequest {
+            name: "gold".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.warnings.is_empty(),
+        "warnings are reported when saving only"
+    );
+    server.stop().await;
+}

@@ -7,6 +7,7 @@ mod auth;
 mod closable;
 mod convert;
 mod export;
+mod filter_tree;
 mod http;
 pub mod proto;
 mod reload;

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use super::convert::{filter_from_proto, freshness_to_proto};
 use super::export::{ExportStream, export_stream};
+use super::filter_tree::warning_to_proto;
 use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
 use crate::auth::{Caller, Scope};
@@ -76,6 +77,22 @@ impl SegmentsService {
 
     /// A definition the caller may save: readable, and free of sensitive paths (definitions
     /// are stored as text, so a sensitive literal would be stored in plaintext).
+    /// What `ValidateFilter` warns about a filter just saved (none when the catalog cannot be
+    /// read now: the save itself succeeded).
+    async fn warnings(&self, caller: &Caller, filter: &Filter) -> Vec<proto::FilterWarning> {
+        match self
+            .reader
+            .validate(caller, filter, ReadAt::default())
+            .await
+        {
+            Ok(answer) => answer.value.into_iter().map(warning_to_proto).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "could not check a saved segment's filter for warnings");
+                Vec::new()
+            }
+        }
+    }
+
     fn check_definition(caller: &Caller, filter: &Filter) -> Result<(), Error> {
         caller.check_filter(Some(filter))?;
         if caller.sensitive.as_ref().is_some_and(|s| s.touches(filter)) {
@@ -105,6 +122,7 @@ fn segment_to_proto(caller: &Caller, segment: SavedSegment, filter: &Filter) -> 
             .iter()
             .map(|scope| scope.name().to_string())
             .collect(),
+        warnings: Vec::new(),
         name: segment.name,
         description: segment.description,
         filter: Some(proto::FilterSpec {
@@ -156,7 +174,9 @@ impl SegmentsApi for SegmentsService {
             .create(name, description, filter.clone())
             .await
             .map_err(Error::from)?;
-        Ok(Response::new(segment_to_proto(&caller, saved, &filter)))
+        let mut segment = segment_to_proto(&caller, saved, &filter);
+        segment.warnings = self.warnings(&caller, &filter).await;
+        Ok(Response::new(segment))
     }
 
     async fn get_segment(
@@ -211,11 +231,10 @@ impl SegmentsApi for SegmentsService {
             .update(name, description, filter.clone(), expected_version)
             .await
             .map_err(Error::from)?;
-        Ok(Response::new(segment_to_proto(
-            &caller,
-            saved,
-            filter.as_ref().unwrap_or(&current),
-        )))
+        let saved_filter = filter.as_ref().unwrap_or(&current);
+        let mut segment = segment_to_proto(&caller, saved, saved_filter);
+        segment.warnings = self.warnings(&caller, saved_filter).await;
+        Ok(Response::new(segment))
     }
 
     async fn delete_segment(

@@ -10,13 +10,15 @@ use super::convert::{
     facets_from_proto, facets_to_proto, filter_from_proto, freshness_to_proto, sort_from_proto,
 };
 use super::export::{ExportStream, export_stream};
+use super::filter_tree::{filter_to_tree, warning_to_proto};
 use super::proto;
 use super::proto::user_index_server::UserIndex as UserIndexApi;
 use crate::auth::{Caller, Scope};
 use crate::error::Error;
 use crate::index::Snapshot;
-use crate::query::FilterLimits;
 use crate::query::ast::CoreKind;
+use crate::query::time::is_time_driven;
+use crate::query::{FilterLimits, to_text};
 use crate::read::{
     Answer, ExportQuery, FieldCatalog, Projection, ReadAt, ReadUser, SearchQuery, UserReader,
 };
@@ -383,5 +385,36 @@ impl UserIndexApi for UserIndexService {
         let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self.reader.describe(&caller, &path_prefix, at).await?;
         Ok(Response::new(catalog_to_proto(answer)))
+    }
+
+    async fn validate_filter(
+        &self,
+        request: Request<proto::ValidateFilterRequest>,
+    ) -> Result<Response<proto::ValidateFilterResponse>, Status> {
+        let caller = reader(&request)?;
+        let filter = filter_from_proto(request.into_inner().filter, &self.limits)?;
+        let Some(filter) = filter else {
+            // No filter: every user; nothing to warn about.
+            let snapshot = self.reader.snapshot(ReadAt::default()).await?;
+            return Ok(Response::new(proto::ValidateFilterResponse {
+                freshness: Some(freshness_to_proto(&snapshot)),
+                ..Default::default()
+            }));
+        };
+        let expression =
+            to_text(&filter).map_err(|e| Error::invalid("filter", format!("filter: {e}")))?;
+        let answer = (self.reader)
+            .validate(&caller, &filter, ReadAt::default())
+            .await?;
+        Ok(Response::new(proto::ValidateFilterResponse {
+            expression,
+            tree: Some(filter_to_tree(&filter)),
+            required_scopes: (caller.filter_scopes(&filter).iter())
+                .map(|scope| scope.name().to_string())
+                .collect(),
+            time_driven: is_time_driven(&filter),
+            warnings: answer.value.into_iter().map(warning_to_proto).collect(),
+            freshness: Some(freshness_to_proto(&answer.snapshot)),
+        }))
     }
 }

@@ -10,7 +10,7 @@ use super::keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};
 use super::metadata::UpdateMetadataArgs;
 use super::segments::{SegmentsArgs, SyncArgs, WatchArgs};
 use super::serve::ServeArgs;
-use super::users::{CountArgs, FieldsArgs, GetArgs, SearchArgs};
+use super::users::{CountArgs, FieldsArgs, GetArgs, SearchArgs, ValidateArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +41,9 @@ pub enum Command {
     Get(GetArgs),
     /// The metadata paths users hold, with their JSON types and how many users hold each.
     Fields(FieldsArgs),
+    /// Check a filter: its normalized form, the scopes it needs, and warnings (paths nobody
+    /// holds, values of the wrong type, relative times).
+    Validate(ValidateArgs),
     /// Value counts, stats and histograms of the users matching a filter.
     Facet(FacetArgs),
     /// Stream every user of a filter or saved segment to a JSON-lines or CSV file.
@@ -94,6 +97,7 @@ impl Cli {
             Command::Search(args) => super::users::search(args).await,
             Command::Get(args) => super::users::get(args).await,
             Command::Fields(args) => super::users::fields(args).await,
+            Command::Validate(args) => super::users::validate(args).await,
             Command::Facet(args) => super::facet::facet(args).await,
             Command::Segments(args) => super::segments::segments(args).await,
             Command::Watch(args) => super::segments::watch(args).await,

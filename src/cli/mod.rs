@@ -32,4 +32,4 @@ pub use output::{Failure, exit, exit_code};
 pub use segments::{SegmentsArgs, SyncArgs, WatchArgs};
 pub use serve::ServeArgs;
 pub use signal::shutdown_signal;
-pub use users::{CountArgs, FieldsArgs, GetArgs, SearchArgs};
+pub use users::{CountArgs, FieldsArgs, GetArgs, SearchArgs, ValidateArgs};

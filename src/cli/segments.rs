@@ -195,6 +195,9 @@ pub async fn segments(args: SegmentsArgs) -> anyhow::Result<()> {
 }
 
 fn one_segment(segment: proto::Segment) -> anyhow::Result<Printed> {
+    for warning in &segment.warnings {
+        eprintln!("warning: {}", super::users::warning_line(warning));
+    }
     let document = json_of(&segment)?;
     Ok(Printed::new(document.clone(), segment_rows(&[segment])).with_lines(vec![document]))
 }

@@ -1,4 +1,5 @@
-//! `count`, `search`, `get` and `fields`: read users from a running server.
+//! `count`, `search`, `get`, `fields` and `validate`: read users (and check filters) on a
+//! running server.
 
 use serde_json::{Value, json};
 
@@ -260,6 +261,74 @@ pub async fn fields(args: FieldsArgs) -> anyhow::Result<()> {
     }
     let document = json_of(&response)?;
     let lines = document["fields"].as_array().cloned().unwrap_or_default();
+    Printed::new(document, rows)
+        .with_lines(lines)
+        .print(args.output.format)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The filter expression to check, e.g. 'public.membership_tier = "gold"'.
+    pub filter: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// One warning as a line: what, where, and the paths meant.
+pub(super) fn warning_line(warning: &proto::FilterWarning) -> String {
+    let mut line = warning.message.clone();
+    if warning.position > 0 {
+        line.push_str(&format!(" (at character {})", warning.position));
+    }
+    if !warning.suggestions.is_empty() {
+        line.push_str(&format!(
+            "; did you mean {}?",
+            warning.suggestions.join(" or ")
+        ));
+    }
+    line
+}
+
+pub async fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let response = connect(&args.connect)
+        .await?
+        .validate_filter(proto::ValidateFilterRequest {
+            filter: filter_spec(&Some(args.filter.clone())),
+        })
+        .await
+        .map_err(|status| query_error(status, Some(&args.filter)))?
+        .into_inner();
+    let mut rows = Rows::new(&["code", "path", "position", "warning"]);
+    for warning in &response.warnings {
+        let code = proto::filter_warning::Code::try_from(warning.code)
+            .map_or("unknown", |c| c.as_str_name());
+        rows.push(vec![
+            code.trim_start_matches("CODE_").to_lowercase(),
+            warning.path.clone(),
+            warning.position.to_string(),
+            warning_line(warning),
+        ]);
+    }
+    if args.output.format == super::output::Format::Table {
+        println!("{}", response.expression);
+        eprintln!(
+            "(needs scopes: {}; time-driven: {})",
+            if response.required_scopes.is_empty() {
+                "none beyond reading".to_string()
+            } else {
+                response.required_scopes.join(",")
+            },
+            if response.time_driven { "yes" } else { "no" }
+        );
+        for warning in &response.warnings {
+            eprintln!("warning: {}", warning_line(warning));
+        }
+        return Ok(());
+    }
+    let document = json_of(&response)?;
+    let lines = document["warnings"].as_array().cloned().unwrap_or_default();
     Printed::new(document, rows)
         .with_lines(lines)
         .print(args.output.format)

@@ -17,7 +17,7 @@ pub use ast::{CmpOp, CoreField, DateValue, FieldPath, Filter, Op, Predicate, Val
 pub use error::{FilterError, FilterLimits};
 pub use lexer::{parse_date_literal, parse_date_value};
 pub use parser::parse_filter;
-pub use print::{NoTextForm, to_text};
+pub use print::{NoTextForm, to_text, value_text};
 pub use validate::validate;
 
 /// Parses a path on its own (for sort keys and facets), with the same rules as in filters.

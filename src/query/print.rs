@@ -125,6 +125,11 @@ fn is_bare_key(key: &str) -> bool {
 
 struct Literal<'a>(&'a Value);
 
+/// A value as the text form writes it (`"gold"`, `2024-05-01T00:00:00Z`, `now-30d`).
+pub fn value_text(value: &Value) -> String {
+    Literal(value).to_string()
+}
+
 impl Display for Literal<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self.0 {

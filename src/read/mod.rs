@@ -8,6 +8,7 @@ mod export;
 mod page_token;
 mod projection;
 mod reader;
+mod validate;
 
 pub use export::{ExportChunk, ExportChunks, ExportJob, ReadUser};
 pub use page_token::{decode as decode_page_token, encode as encode_page_token};
@@ -16,3 +17,4 @@ pub use reader::{
     Answer, DEFAULT_PAGE_SIZE, ExportQuery, FieldCatalog, ReadAt, SearchPage, SearchQuery,
     UserReader,
 };
+pub use validate::{FilterWarning, WarningCode};

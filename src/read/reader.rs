@@ -407,7 +407,7 @@ impl UserReader {
 }
 
 /// Runs index work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     snapshot: Arc<Snapshot>,
     work: impl FnOnce(&Snapshot) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {

@@ -96,6 +96,15 @@ def test_a_users_segments_are_listed(client):
         client.delete_segment("py-user-none")
 
 
+def test_validate_filter_suggests_the_path_meant(client):
+    answer = client.validate_filter('public.plan_typ = "pro"')
+    assert answer.expression == 'public.plan_typ = "pro"'
+    assert [w.suggestions for w in answer.warnings] == [["public.plan_type"]]
+    assert client.validate_filter("created_at > now-7d").time_driven
+    with pytest.raises(InvalidFilter):
+        client.validate_filter("public.plan_type = ")
+
+
 def test_search_follows_pages_and_agrees_with_export(client):
     text = 'public.plan_type = "pro"'
     paged = [u["id"] for u in client.search(text, fields=["id"], page_size=37)]

@@ -16,6 +16,7 @@ import {
   type FacetUsersResponse,
   type Freshness,
   type DescribeFieldsResponse,
+  type ValidateFilterResponse,
   CalendarInterval,
   UserIndex,
 } from "./gen/clerkindex/v1/user_index_pb.js";
@@ -291,6 +292,16 @@ export class Client {
 
   async describeFields(pathPrefix = ""): Promise<DescribeFieldsResponse> {
     return this.call((o) => this.userIndex.describeFields({ pathPrefix, ...this.fresh() }, o));
+  }
+
+  /**
+   * The filter checked without running it: its normalized `expression` and `tree`, the
+   * `requiredScopes`, `timeDriven`, and `warnings` (paths no user holds, with `suggestions`;
+   * values of a type the path never holds; relative times). Throws InvalidFilter for a filter
+   * that does not parse.
+   */
+  async validateFilter(filter: FilterLike): Promise<ValidateFilterResponse> {
+    return this.call((o) => this.userIndex.validateFilter({ filter: toSpec(filter) }, o));
   }
 
   /** Every matching user in id order from one snapshot, resumed after a broken stream. */

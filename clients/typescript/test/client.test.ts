@@ -178,6 +178,18 @@ test("a user's segments are listed", async () => {
   }
 });
 
+test("validateFilter suggests the path meant", async () => {
+  const answer = await client.validateFilter('public.plan_typ = "pro"');
+  assert.equal(answer.expression, 'public.plan_typ = "pro"');
+  assert.deepEqual(
+    answer.warnings.map((w) => w.suggestions),
+    [["public.plan_type"]],
+  );
+  assert.ok((await client.validateFilter("created_at > now-7d")).timeDriven);
+  const invalid = await client.validateFilter("public.plan_type = ").catch((e) => e);
+  assert.ok(invalid instanceof InvalidFilter, String(invalid));
+});
+
 test("errors are typed from their details", async () => {
   const text = 'public.plan_type = "pro" AND AND banned = true';
   const invalid = await client.count(text).catch((e) => e);

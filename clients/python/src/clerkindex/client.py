@@ -272,6 +272,14 @@ class Client:
         request = pb.DescribeFieldsRequest(path_prefix=path_prefix, **self._fresh())
         return self._call(self.stubs.user_index.DescribeFields, request)
 
+    def validate_filter(self, filter: FilterLike) -> pb.ValidateFilterResponse:
+        """The filter checked without running it: its normalized ``expression`` and ``tree``, the
+        ``required_scopes``, ``time_driven``, and ``warnings`` (paths no user holds, with
+        ``suggestions``; values of a type the path never holds; relative times). Raises
+        InvalidFilter for a filter that does not parse."""
+        request = pb.ValidateFilterRequest(filter=to_spec(filter))
+        return self._call(self.stubs.user_index.ValidateFilter, request)
+
     def export(
         self,
         filter: FilterLike = None,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from clerkindex.v1 import user_index_pb2 as clerkindex_dot_v1_dot_user__index__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lerkindex/v1/segments.proto\x12\rclerkindex.v1\x1a\x1e\x63lerkindex/v1/user_index.proto\"\xb1\x01\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.clerkindex.v1.FilterSpec\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x16\n\x0e\x63reate_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0eupdate_time_ms\x18\x06 \x01(\x03\x12\x17\n\x0frequired_scopes\x18\x07 \x03(\t\"d\n\x14\x43reateSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.clerkindex.v1.FilterSpec\"!\n\x11GetSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13ListSegmentsRequest\"@\n\x14ListSegmentsResponse\x12(\n\x08segments\x18\x01 \x03(\x0b\x32\x16.clerkindex.v1.Segment\"\x93\x01\n\x14UpdateSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.clerkindex.v1.FilterSpec\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\x42\x0e\n\x0c_description\"$\n\x14\x44\x65leteSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteSegmentResponse\"U\n\x13\x43ountSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0emin_generation\x18\x02 \x01(\x04\x12\x18\n\x10min_log_sequence\x18\x03 \x01(\x04\"[\n\x16GetUserSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0emin_generation\x18\x02 \x01(\x04\x12\x18\n\x10min_log_sequence\x18\x03 \x01(\x04\"X\n\x17GetUserSegmentsResponse\x12\x10\n\x08segments\x18\x01 \x03(\t\x12+\n\tfreshness\x18\x02 \x01(\x0b\x32\x18.clerkindex.v1.Freshness\"\x96\x01\n\x19ListSegmentMembersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x15\n\rresume_cursor\x18\x04 \x01(\t\x12\x16\n\x0emin_generation\x18\x05 \x01(\x04\x12\x18\n\x10min_log_sequence\x18\x06 \x01(\x04\"S\n\x13WatchSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\xa6\x02\n\x0cSegmentEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07segment\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .clerkindex.v1.SegmentEvent.Kind\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63hange_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0erecorded_at_ms\x18\x06 \x01(\x03\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\"s\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_ENTERED\x10\x01\x12\x0f\n\x0bKIND_EXITED\x10\x02\x12\x18\n\x14KIND_SEGMENT_UPDATED\x10\x03\x12\x18\n\x14KIND_SEGMENT_DELETED\x10\x04\x32\x95\x06\n\x08Segments\x12L\n\rCreateSegment\x12#.clerkindex.v1.CreateSegmentRequest\x1a\x16.clerkindex.v1.Segment\x12\x46\n\nGetSegment\x12 .clerkindex.v1.GetSegmentRequest\x1a\x16.clerkindex.v1.Segment\x12W\n\x0cListSegments\x12\".clerkindex.v1.ListSegmentsRequest\x1a#.clerkindex.v1.ListSegmentsResponse\x12L\n\rUpdateSegment\x12#.clerkindex.v1.UpdateSegmentRequest\x1a\x16.clerkindex.v1.Segment\x12Z\n\rDeleteSegment\x12#.clerkindex.v1.DeleteSegmentRequest\x1a$.clerkindex.v1.DeleteSegmentResponse\x12U\n\x0c\x43ountSegment\x12\".clerkindex.v1.CountSegmentRequest\x1a!.clerkindex.v1.CountUsersResponse\x12\x64\n\x12ListSegmentMembers\x12(.clerkindex.v1.ListSegmentMembersRequest\x1a\".clerkindex.v1.ExportUsersResponse0\x01\x12Q\n\x0cWatchSegment\x12\".clerkindex.v1.WatchSegmentRequest\x1a\x1b.clerkindex.v1.SegmentEvent0\x01\x12`\n\x0fGetUserSegments\x12%.clerkindex.v1.GetUserSegmentsRequest\x1a&.clerkindex.v1.GetUserSegmentsResponseB\xb6\x01\n\x11\x63om.clerkindex.v1B\rSegmentsProtoP\x01Z-clerk-index/gen/go/clerkindex/v1;clerkindexv1\xa2\x02\x03\x43IX\xaa\x02\rClerkIndex.V1\xba\x02\rClerkIndexV1_\xca\x02\rClerkIndex\\V1\xe2\x02\x19\x43lerkIndex\\V1\\GPBMetadata\xea\x02\x0e\x43lerkIndex::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lerkindex/v1/segments.proto\x12\rclerkindex.v1\x1a\x1e\x63lerkindex/v1/user_index.proto\"\xe1\x01\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.clerkindex.v1.FilterSpec\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x16\n\x0e\x63reate_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0eupdate_time_ms\x18\x06 \x01(\x03\x12\x17\n\x0frequired_scopes\x18\x07 \x03(\t\x12.\n\x08warnings\x18\x08 \x03(\x0b\x32\x1c.clerkindex.v1.FilterWarning\"d\n\x14\x43reateSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.clerkindex.v1.FilterSpec\"!\n\x11GetSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13ListSegmentsRequest\"@\n\x14ListSegmentsResponse\x12(\n\x08segments\x18\x01 \x03(\x0b\x32\x16.clerkindex.v1.Segment\"\x93\x01\n\x14UpdateSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.clerkindex.v1.FilterSpec\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x04\x42\x0e\n\x0c_description\"$\n\x14\x44\x65leteSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteSegmentResponse\"U\n\x13\x43ountSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0emin_generation\x18\x02 \x01(\x04\x12\x18\n\x10min_log_sequence\x18\x03 \x01(\x04\"[\n\x16GetUserSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0emin_generation\x18\x02 \x01(\x04\x12\x18\n\x10min_log_sequence\x18\x03 \x01(\x04\"X\n\x17GetUserSegmentsResponse\x12\x10\n\x08segments\x18\x01 \x03(\t\x12+\n\tfreshness\x18\x02 \x01(\x0b\x32\x18.clerkindex.v1.Freshness\"\x96\x01\n\x19ListSegmentMembersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x15\n\rresume_cursor\x18\x04 \x01(\t\x12\x16\n\x0emin_generation\x18\x05 \x01(\x04\x12\x18\n\x10min_log_sequence\x18\x06 \x01(\x04\"S\n\x13WatchSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\xa6\x02\n\x0cSegmentEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07segment\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .clerkindex.v1.SegmentEvent.Kind\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63hange_time_ms\x18\x05 \x01(\x03\x12\x16\n\x0erecorded_at_ms\x18\x06 \x01(\x03\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\"s\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_ENTERED\x10\x01\x12\x0f\n\x0bKIND_EXITED\x10\x02\x12\x18\n\x14KIND_SEGMENT_UPDATED\x10\x03\x12\x18\n\x14KIND_SEGMENT_DELETED\x10\x04\x32\x95\x06\n\x08Segments\x12L\n\rCreateSegment\x12#.clerkindex.v1.CreateSegmentRequest\x1a\x16.clerkindex.v1.Segment\x12\x46\n\nGetSegment\x12 .clerkindex.v1.GetSegmentRequest\x1a\x16.clerkindex.v1.Segment\x12W\n\x0cListSegments\x12\".clerkindex.v1.ListSegmentsRequest\x1a#.clerkindex.v1.ListSegmentsResponse\x12L\n\rUpdateSegment\x12#.clerkindex.v1.UpdateSegmentRequest\x1a\x16.clerkindex.v1.Segment\x12Z\n\rDeleteSegment\x12#.clerkindex.v1.DeleteSegmentRequest\x1a$.clerkindex.v1.DeleteSegmentResponse\x12U\n\x0c\x43ountSegment\x12\".clerkindex.v1.CountSegmentRequest\x1a!.clerkindex.v1.CountUsersResponse\x12\x64\n\x12ListSegmentMembers\x12(.clerkindex.v1.ListSegmentMembersRequest\x1a\".clerkindex.v1.ExportUsersResponse0\x01\x12Q\n\x0cWatchSegment\x12\".clerkindex.v1.WatchSegmentRequest\x1a\x1b.clerkindex.v1.SegmentEvent0\x01\x12`\n\x0fGetUserSegments\x12%.clerkindex.v1.GetUserSegmentsRequest\x1a&.clerkindex.v1.GetUserSegmentsResponseB\xb6\x01\n\x11\x63om.clerkindex.v1B\rSegmentsProtoP\x01Z-clerk-index/gen/go/clerkindex/v1;clerkindexv1\xa2\x02\x03\x43IX\xaa\x02\rClerkIndex.V1\xba\x02\rClerkIndexV1_\xca\x02\rClerkIndex\\V1\xe2\x02\x19\x43lerkIndex\\V1\\GPBMetadata\xea\x02\x0e\x43lerkIndex::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,35 +34,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021com.clerkindex.v1B\rSegmentsProtoP\001Z-clerk-index/gen/go/clerkindex/v1;clerkindexv1\242\002\003CIX\252\002\rClerkIndex.V1\272\002\rClerkIndexV1_\312\002\rClerkIndex\\V1\342\002\031ClerkIndex\\V1\\GPBMetadata\352\002\016ClerkIndex::V1'
   _globals['_SEGMENT']._serialized_start=80
-  _globals['_SEGMENT']._serialized_end=257
-  _globals['_CREATESEGMENTREQUEST']._serialized_start=259
-  _globals['_CREATESEGMENTREQUEST']._serialized_end=359
-  _globals['_GETSEGMENTREQUEST']._serialized_start=361
-  _globals['_GETSEGMENTREQUEST']._serialized_end=394
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=396
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=417
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=419
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=483
-  _globals['_UPDATESEGMENTREQUEST']._serialized_start=486
-  _globals['_UPDATESEGMENTREQUEST']._serialized_end=633
-  _globals['_DELETESEGMENTREQUEST']._serialized_start=635
-  _globals['_DELETESEGMENTREQUEST']._serialized_end=671
-  _globals['_DELETESEGMENTRESPONSE']._serialized_start=673
-  _globals['_DELETESEGMENTRESPONSE']._serialized_end=696
-  _globals['_COUNTSEGMENTREQUEST']._serialized_start=698
-  _globals['_COUNTSEGMENTREQUEST']._serialized_end=783
-  _globals['_GETUSERSEGMENTSREQUEST']._serialized_start=785
-  _globals['_GETUSERSEGMENTSREQUEST']._serialized_end=876
-  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_start=878
-  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_end=966
-  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_start=969
-  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_end=1119
-  _globals['_WATCHSEGMENTREQUEST']._serialized_start=1121
-  _globals['_WATCHSEGMENTREQUEST']._serialized_end=1204
-  _globals['_SEGMENTEVENT']._serialized_start=1207
-  _globals['_SEGMENTEVENT']._serialized_end=1501
-  _globals['_SEGMENTEVENT_KIND']._serialized_start=1386
-  _globals['_SEGMENTEVENT_KIND']._serialized_end=1501
-  _globals['_SEGMENTS']._serialized_start=1504
-  _globals['_SEGMENTS']._serialized_end=2293
+  _globals['_SEGMENT']._serialized_end=305
+  _globals['_CREATESEGMENTREQUEST']._serialized_start=307
+  _globals['_CREATESEGMENTREQUEST']._serialized_end=407
+  _globals['_GETSEGMENTREQUEST']._serialized_start=409
+  _globals['_GETSEGMENTREQUEST']._serialized_end=442
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=444
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=465
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=467
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=531
+  _globals['_UPDATESEGMENTREQUEST']._serialized_start=534
+  _globals['_UPDATESEGMENTREQUEST']._serialized_end=681
+  _globals['_DELETESEGMENTREQUEST']._serialized_start=683
+  _globals['_DELETESEGMENTREQUEST']._serialized_end=719
+  _globals['_DELETESEGMENTRESPONSE']._serialized_start=721
+  _globals['_DELETESEGMENTRESPONSE']._serialized_end=744
+  _globals['_COUNTSEGMENTREQUEST']._serialized_start=746
+  _globals['_COUNTSEGMENTREQUEST']._serialized_end=831
+  _globals['_GETUSERSEGMENTSREQUEST']._serialized_start=833
+  _globals['_GETUSERSEGMENTSREQUEST']._serialized_end=924
+  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_start=926
+  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_end=1014
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_start=1017
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_end=1167
+  _globals['_WATCHSEGMENTREQUEST']._serialized_start=1169
+  _globals['_WATCHSEGMENTREQUEST']._serialized_end=1252
+  _globals['_SEGMENTEVENT']._serialized_start=1255
+  _globals['_SEGMENTEVENT']._serialized_end=1549
+  _globals['_SEGMENTEVENT_KIND']._serialized_start=1434
+  _globals['_SEGMENTEVENT_KIND']._serialized_end=1549
+  _globals['_SEGMENTS']._serialized_start=1552
+  _globals['_SEGMENTS']._serialized_end=2341
 # @@protoc_insertion_point(module_scope)

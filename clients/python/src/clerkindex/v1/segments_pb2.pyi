@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Segment(_message.Message):
-    __slots__ = ("name", "description", "filter", "version", "create_time_ms", "update_time_ms", "required_scopes")
+    __slots__ = ("name", "description", "filter", "version", "create_time_ms", "update_time_ms", "required_scopes", "warnings")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class Segment(_message.Message):
     CREATE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_SCOPES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     filter: _user_index_pb2.FilterSpec
@@ -24,7 +25,8 @@ class Segment(_message.Message):
     create_time_ms: int
     update_time_ms: int
     required_scopes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., filter: _Optional[_Union[_user_index_pb2.FilterSpec, _Mapping]] = ..., version: _Optional[int] = ..., create_time_ms: _Optional[int] = ..., update_time_ms: _Optional[int] = ..., required_scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[_user_index_pb2.FilterWarning]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., filter: _Optional[_Union[_user_index_pb2.FilterSpec, _Mapping]] = ..., version: _Optional[int] = ..., create_time_ms: _Optional[int] = ..., update_time_ms: _Optional[int] = ..., required_scopes: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[_Union[_user_index_pb2.FilterWarning, _Mapping]]] = ...) -> None: ...
 
 class CreateSegmentRequest(_message.Message):
     __slots__ = ("name", "description", "filter")

@@ -451,6 +451,52 @@ class TypeCount(_message.Message):
     users: int
     def __init__(self, type: _Optional[str] = ..., users: _Optional[int] = ...) -> None: ...
 
+class ValidateFilterRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: FilterSpec
+    def __init__(self, filter: _Optional[_Union[FilterSpec, _Mapping]] = ...) -> None: ...
+
+class ValidateFilterResponse(_message.Message):
+    __slots__ = ("expression", "tree", "required_scopes", "time_driven", "warnings", "freshness")
+    EXPRESSION_FIELD_NUMBER: _ClassVar[int]
+    TREE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_SCOPES_FIELD_NUMBER: _ClassVar[int]
+    TIME_DRIVEN_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    FRESHNESS_FIELD_NUMBER: _ClassVar[int]
+    expression: str
+    tree: Filter
+    required_scopes: _containers.RepeatedScalarFieldContainer[str]
+    time_driven: bool
+    warnings: _containers.RepeatedCompositeFieldContainer[FilterWarning]
+    freshness: Freshness
+    def __init__(self, expression: _Optional[str] = ..., tree: _Optional[_Union[Filter, _Mapping]] = ..., required_scopes: _Optional[_Iterable[str]] = ..., time_driven: _Optional[bool] = ..., warnings: _Optional[_Iterable[_Union[FilterWarning, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
+
+class FilterWarning(_message.Message):
+    __slots__ = ("code", "path", "position", "message", "suggestions")
+    class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CODE_UNSPECIFIED: _ClassVar[FilterWarning.Code]
+        CODE_UNKNOWN_PATH: _ClassVar[FilterWarning.Code]
+        CODE_TYPE_MISMATCH: _ClassVar[FilterWarning.Code]
+        CODE_TIME_DRIVEN: _ClassVar[FilterWarning.Code]
+    CODE_UNSPECIFIED: FilterWarning.Code
+    CODE_UNKNOWN_PATH: FilterWarning.Code
+    CODE_TYPE_MISMATCH: FilterWarning.Code
+    CODE_TIME_DRIVEN: FilterWarning.Code
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
+    code: FilterWarning.Code
+    path: str
+    position: int
+    message: str
+    suggestions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, code: _Optional[_Union[FilterWarning.Code, str]] = ..., path: _Optional[str] = ..., position: _Optional[int] = ..., message: _Optional[str] = ..., suggestions: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class CoreFieldDescription(_message.Message):
     __slots__ = ("path", "kind", "sortable", "facetable", "users")
     PATH_FIELD_NUMBER: _ClassVar[int]

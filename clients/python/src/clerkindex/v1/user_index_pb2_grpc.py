@@ -77,6 +77,11 @@ class UserIndexStub:
                 request_serializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeFieldsRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeFieldsResponse.FromString,
                 _registered_method=True)
+        self.ValidateFilter = channel.unary_unary(
+                '/clerkindex.v1.UserIndex/ValidateFilter',
+                request_serializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterResponse.FromString,
+                _registered_method=True)
 
 
 class UserIndexServicer:
@@ -149,6 +154,16 @@ class UserIndexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateFilter(self, request, context):
+        """Checks a filter without running it: INVALID_ARGUMENT with the position when it does not
+        parse, PERMISSION_DENIED when it tests fields the key cannot read; otherwise its normalized
+        text and tree, the scopes it needs, and warnings about what it will likely not do as meant
+        (a path no user holds, a value of a type the path never holds, relative times).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +206,11 @@ def add_UserIndexServicer_to_server(servicer, server):
                     servicer.DescribeFields,
                     request_deserializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeFieldsRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeFieldsResponse.SerializeToString,
+            ),
+            'ValidateFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateFilter,
+                    request_deserializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -412,6 +432,33 @@ class UserIndex:
             '/clerkindex.v1.UserIndex/DescribeFields',
             clerkindex_dot_v1_dot_user__index__pb2.DescribeFieldsRequest.SerializeToString,
             clerkindex_dot_v1_dot_user__index__pb2.DescribeFieldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.UserIndex/ValidateFilter',
+            clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterRequest.SerializeToString,
+            clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,
