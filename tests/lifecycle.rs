@@ -299,3 +299,134 @@ async fn validate_filter_warns_about_typos_type_mismatches_and_relative_times() 
     );
     server.stop().await;
 }
+
+/// WatchSegments: several segments on one stream in sequence order; with no names, every
+/// segment the key may read (a private one left out); named ones end after their deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_segments_follows_several_or_every_readable_segment_on_one_stream() {
+    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
+    use common::{Authed, with_header};
+    let dir = tempfile::tempdir().unwrap();
+    let population = Population::new(500);
+    let anchor = population.anchor_ms;
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(population)).await;
+    let clock = Clock::fake(anchor);
+    let (marketing, marketing_hash) = generate_key();
+    let (support, support_hash) = generate_key();
+    let mut options = TestOptions::new(&fake.url);
+    options.clock = clock.clone();
+    options.segment_time_resolution_ms = 50;
+    options.auth = AuthConfig {
+        keys: ApiKeys::parse(&format!(
+            "marketing public,segments {marketing_hash}\nsupport public,private,segments {support_hash}\n"
+        ))
+        .unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let channel = server.channel().await;
+    let client = |key: &str| {
+        SegmentsClient::new(with_header(channel.clone(), Some(format!("Bearer {key}"))))
+    };
+    let (mut public, mut private) = (client(&marketing), client(&support));
+    for (name, filter) in [
+        ("idle-30", "last_active_at < now-30d"),
+        ("idle-40", "last_active_at < now-40d"),
+    ] {
+        public
+            .create_segment(proto::CreateSegmentRequest {
+                name: name.into(),
+                description: String::new(),
+                filter: expression(filter),
+            })
+            .await
+            .unwrap();
+    }
+    private
+        .create_segment(proto::CreateSegmentRequest {
+            name: "idle-valuable".into(),
+            description: String::new(),
+            filter: expression("last_active_at < now-30d AND private.ltv >= 0"),
+        })
+        .await
+        .unwrap();
+    let watch = async |client: &mut SegmentsClient<Authed>, names: &[&str]| {
+        client
+            .watch_segments(proto::WatchSegmentsRequest {
+                names: names.iter().map(|n| n.to_string()).collect(),
+                after_sequence: None,
+            })
+            .await
+            .map(|r| r.into_inner())
+    };
+    let mut every = watch(&mut public, &[]).await.unwrap();
+    let mut named = watch(&mut public, &["idle-40", "idle-30"]).await.unwrap();
+    let mut one = watch(&mut public, &["idle-40"]).await.unwrap();
+    let mut all_private = watch(&mut private, &[]).await.unwrap();
+    let denied = watch(&mut public, &["idle-30", "idle-valuable"])
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let missing = watch(&mut public, &["idle-30", "nope"]).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    let too_many: Vec<String> = (0..1_001).map(|n| format!("s{n}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let refused = watch(&mut public, &too_many).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    clock.advance(20 * DAY);
+    // One tick moves them all: wait for its first event, then take the rest.
+    let ticked = async |watch: &mut tonic::Streaming<proto::SegmentEvent>| {
+        let first = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        let mut events = vec![first];
+        events.extend(drain(watch, Duration::from_millis(300)).await);
+        events
+    };
+    let every_events = ticked(&mut every).await;
+    let named_events = ticked(&mut named).await;
+    let one_events = ticked(&mut one).await;
+    let private_events = ticked(&mut all_private).await;
+    let segments_of = |events: &[proto::SegmentEvent]| -> BTreeSet<String> {
+        events.iter().map(|e| e.segment.clone()).collect()
+    };
+    assert_eq!(
+        segments_of(&every_events),
+        BTreeSet::from(["idle-30".to_string(), "idle-40".to_string()])
+    );
+    assert!(segments_of(&private_events).contains("idle-valuable"));
+    assert!(
+        every_events
+            .windows(2)
+            .all(|w| w[0].sequence < w[1].sequence)
+    );
+    assert_eq!(every_events, named_events);
+    let only_40: Vec<_> = (every_events.iter())
+        .filter(|e| e.segment == "idle-40")
+        .cloned()
+        .collect();
+    assert!(!only_40.is_empty());
+    assert_eq!(one_events, only_40);
+    let without_private: Vec<_> = (private_events.into_iter())
+        .filter(|e| e.segment != "idle-valuable")
+        .collect();
+    assert_eq!(without_private, every_events);
+
+    // Named watches end after their last segment is deleted.
+    for name in ["idle-30", "idle-40"] {
+        public
+            .delete_segment(proto::DeleteSegmentRequest { name: name.into() })
+            .await
+            .unwrap();
+    }
+    let ending = drain(&mut named, Duration::from_secs(5)).await;
+    let deleted = segment_event::Kind::SegmentDeleted as i32;
+    assert_eq!(ending.iter().filter(|e| e.kind == deleted).count(), 2);
+    assert!(named.message().await.unwrap().is_none(), "the stream ended");
+    server.stop().await;
+}

@@ -1,5 +1,7 @@
 //! `clerkindex.v1.Segments`: saved segments, their counts, members and events.
 
+use std::collections::BTreeSet;
+
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -15,7 +17,7 @@ use crate::error::Error;
 use crate::limits::Budget;
 use crate::query::{Filter, FilterLimits};
 use crate::read::{ExportQuery, ReadAt, UserReader};
-use crate::segments::{EventKind, SavedSegment, SegmentEvent, Segments};
+use crate::segments::{EventKind, SavedSegment, SegmentEvent, Segments, Selection};
 
 #[derive(Clone)]
 pub struct SegmentsService {
@@ -77,6 +79,35 @@ impl SegmentsService {
 
     /// A definition the caller may save: readable, and free of sensitive paths (definitions
     /// are stored as text, so a sensitive literal would be stored in plaintext).
+    /// A watch stream over `selection`, holding a watch slot of the caller's budget.
+    fn watch(
+        &self,
+        caller: Caller,
+        selection: Selection,
+        after_sequence: Option<u64>,
+    ) -> Result<Response<EventStream>, Status> {
+        // Held by the stream: given back as soon as the client goes away.
+        let slot = self
+            .reader
+            .budgets()
+            .acquire(Budget::Watches, &caller.name)
+            .map_err(Error::from)?;
+        // Asked again whenever a definition changes during the watch.
+        let may_watch = Box::new(move |filter: &Filter| caller.check_filter(Some(filter)).is_ok());
+        let events = self
+            .segments
+            .watch_many(selection, after_sequence, may_watch)
+            .map_err(Error::from)?;
+        let stream = ReceiverStream::new(events).map(move |event| {
+            let _held = &slot;
+            match event {
+                Ok(event) => Ok(event_to_proto(&event)),
+                Err(error) => Err(Error::from(error).into()),
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     /// What `ValidateFilter` warns about a filter just saved (none when the catalog cannot be
     /// read now: the save itself succeeded).
     async fn warnings(&self, caller: &Caller, filter: &Filter) -> Vec<proto::FilterWarning> {
@@ -151,6 +182,9 @@ fn event_to_proto(event: &SegmentEvent) -> proto::SegmentEvent {
         cause: event.cause.clone(),
     }
 }
+
+/// Names one `WatchSegments` stream may follow.
+pub const MAX_WATCHED_NAMES: usize = 1_000;
 
 type EventStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::SegmentEvent, Status>> + Send>>;
@@ -331,26 +365,40 @@ impl SegmentsApi for SegmentsService {
             after_sequence,
         } = request.into_inner();
         self.visible(&caller, &name)?;
-        // Held by the stream: given back as soon as the client goes away.
-        let slot = self
-            .reader
-            .budgets()
-            .acquire(Budget::Watches, &caller.name)
-            .map_err(Error::from)?;
-        // Asked again whenever the definition changes during the watch.
-        let watcher = caller.clone();
-        let may_watch = Box::new(move |filter: &Filter| watcher.check_filter(Some(filter)).is_ok());
-        let events = self
-            .segments
-            .watch(&name, after_sequence, may_watch)
-            .map_err(Error::from)?;
-        let stream = ReceiverStream::new(events).map(move |event| {
-            let _held = &slot;
-            match event {
-                Ok(event) => Ok(event_to_proto(&event)),
-                Err(error) => Err(Error::from(error).into()),
+        let selection = Selection::Named(BTreeSet::from([name]));
+        self.watch(caller, selection, after_sequence)
+    }
+
+    type WatchSegmentsStream = EventStream;
+
+    async fn watch_segments(
+        &self,
+        request: Request<proto::WatchSegmentsRequest>,
+    ) -> Result<Response<Self::WatchSegmentsStream>, Status> {
+        let caller = caller(&request)?;
+        caller.require_read().map_err(Error::from)?;
+        let proto::WatchSegmentsRequest {
+            names,
+            after_sequence,
+        } = request.into_inner();
+        if names.len() > MAX_WATCHED_NAMES {
+            return Err(Error::invalid(
+                "names",
+                format!(
+                    "{} names: watch at most {MAX_WATCHED_NAMES} on one stream (or none, for every readable segment)",
+                    names.len()
+                ),
+            )
+            .into());
+        }
+        let selection = if names.is_empty() {
+            Selection::Readable
+        } else {
+            for name in &names {
+                self.visible(&caller, name)?;
             }
-        });
-        Ok(Response::new(Box::pin(stream)))
+            Selection::Named(names.into_iter().collect())
+        };
+        self.watch(caller, selection, after_sequence)
     }
 }

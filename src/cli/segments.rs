@@ -206,8 +206,8 @@ fn one_segment(segment: proto::Segment) -> anyhow::Result<Printed> {
 pub struct WatchArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// The segment to watch.
-    pub segment: String,
+    /// The segments to watch, on one stream (none: every segment the key may read).
+    pub segments: Vec<String>,
     /// Replay the events after this sequence number first (0: every retained event); without
     /// it, only events from now on.
     #[arg(long)]
@@ -221,19 +221,38 @@ pub struct WatchArgs {
     pub output: OutputArgs,
 }
 
-/// Streams a segment's events, one line each, as they arrive. The last sequence printed is
-/// what `--after` takes to resume.
+/// Streams segments' events, one line each, as they arrive. The last sequence printed is what
+/// `--after` takes to resume.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let mut stream = SegmentsClient::new(channel(&args.connect).await?)
-        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .watch_segment(proto::WatchSegmentRequest {
-            name: args.segment.clone(),
-            after_sequence: args.after,
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let headers = ["sequence", "kind", "user_id", "change_time_ms", "cause"];
+    let mut client = SegmentsClient::new(channel(&args.connect).await?)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let watched = match args.segments.as_slice() {
+        [name] => {
+            client
+                .watch_segment(proto::WatchSegmentRequest {
+                    name: name.clone(),
+                    after_sequence: args.after,
+                })
+                .await
+        }
+        names => {
+            client
+                .watch_segments(proto::WatchSegmentsRequest {
+                    names: names.to_vec(),
+                    after_sequence: args.after,
+                })
+                .await
+        }
+    };
+    let mut stream = watched.map_err(status_error)?.into_inner();
+    let headers = [
+        "sequence",
+        "segment",
+        "kind",
+        "user_id",
+        "change_time_ms",
+        "cause",
+    ];
     match args.output.format {
         Format::Table => println!("{}", headers.join("  ")),
         Format::Csv => println!("{}", headers.join(",")),
@@ -252,6 +271,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             .to_lowercase();
         let cells = [
             event.sequence.to_string(),
+            event.segment.clone(),
             kind,
             event.user_id.clone(),
             event.change_time_ms.to_string(),

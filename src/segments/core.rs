@@ -365,23 +365,3 @@ pub(super) fn membership_diff(before: &[String], after: &[String]) -> Vec<(Strin
     }
     changes
 }
-
-/// The retained events of `name` after `after`, or why they are gone.
-pub(super) fn backlog(
-    core: &Core,
-    name: &str,
-    after: u64,
-) -> Result<Vec<Arc<SegmentEvent>>, SegmentError> {
-    if after < core.evicted_through {
-        return Err(SegmentError::OutOfRange(format!(
-            "events after sequence {after} are no longer retained (the log starts after {}): list the segment's members again and watch from the event_sequence that listing returns",
-            core.evicted_through
-        )));
-    }
-    Ok(core
-        .retained
-        .iter()
-        .filter(|e| e.sequence > after && e.segment == name)
-        .cloned()
-        .collect())
-}

@@ -27,7 +27,7 @@ pub use error::SegmentError;
 pub use model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
 pub use observer::{SegmentsHandle, SegmentsObserver, open};
 pub use service::Segments;
-pub use watch::MayWatch;
+pub use watch::{MayWatch, Selection};
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,12 @@
 //! Watching a segment: the retained events after a sequence, then live ones as their commits
 //! succeed; a watcher that falls behind the live feed catches up from the retained log.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
-use super::core::{Core, backlog, lock};
+use super::core::{Core, lock};
 use super::error::SegmentError;
 use super::model::{EventKind, SegmentEvent};
 use super::service::Segments;
@@ -44,6 +44,27 @@ fn denied(name: &str) -> SegmentError {
     ))
 }
 
+/// Which segments a watch follows.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// These (each must exist when the watch starts). A definition the watcher may not read
+    /// ends the watch with [`SegmentError::Denied`]; the watch ends after the last of them is
+    /// deleted.
+    Named(BTreeSet<String>),
+    /// Every segment, now and later, whose definition the watcher may read at each event;
+    /// events of the others are left out. Ends only when the watcher goes away.
+    Readable,
+}
+
+impl Selection {
+    fn holds(&self, segment: &str) -> bool {
+        match self {
+            Selection::Named(names) => names.contains(segment),
+            Selection::Readable => true,
+        }
+    }
+}
+
 impl Segments {
     /// Streams a segment's events: the retained ones after `after` (if given), then live ones.
     /// Ends after a `SegmentDeleted` event, with an error if the watcher fell so far behind
@@ -57,11 +78,25 @@ impl Segments {
         after: Option<u64>,
         may_watch: MayWatch,
     ) -> Result<mpsc::Receiver<Result<Arc<SegmentEvent>, SegmentError>>, SegmentError> {
+        let names = BTreeSet::from([name.to_string()]);
+        self.watch_many(Selection::Named(names), after, may_watch)
+    }
+
+    /// [`Segments::watch`] over several segments, or every readable one, on one stream in
+    /// sequence order.
+    pub fn watch_many(
+        &self,
+        selection: Selection,
+        after: Option<u64>,
+        may_watch: MayWatch,
+    ) -> Result<mpsc::Receiver<Result<Arc<SegmentEvent>, SegmentError>>, SegmentError> {
         let (sink, events) = mpsc::channel(256);
         let (mut live, replay, mut last_sent) = {
             let core = lock(&self.core);
-            if !core.segments.contains_key(name) {
-                return Err(SegmentError::NotFound(name.to_string()));
+            if let Selection::Named(names) = &selection
+                && let Some(missing) = names.iter().find(|n| !core.segments.contains_key(*n))
+            {
+                return Err(SegmentError::NotFound(missing.clone()));
             }
             let live = core.live.subscribe();
             match after {
@@ -73,43 +108,83 @@ impl Segments {
                             core.committed
                         )));
                     }
-                    (live, backlog(&core, name, after)?, after)
+                    (live, backlog(&core, &selection, after)?, after)
                 }
             }
         };
-        // The definition the first event sent is under must be readable too.
-        let start = lock(&self.core);
-        if filter_at(&start, name, last_sent).is_some_and(|filter| !may_watch(&filter)) {
-            return Err(denied(name));
+        // The definitions the first events sent are under must be readable too.
+        if let Selection::Named(names) = &selection {
+            let start = lock(&self.core);
+            for name in names {
+                if filter_at(&start, name, last_sent).is_some_and(|filter| !may_watch(&filter)) {
+                    return Err(denied(name));
+                }
+            }
         }
-        drop(start);
         let core = self.core.clone();
-        let name = name.to_string();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut pending: VecDeque<Arc<SegmentEvent>> = replay.into();
+            // Whether each segment's definition in force may be read (`Readable` only).
+            let mut readable_now: HashMap<String, bool> = HashMap::new();
+            // Named segments not deleted yet.
+            let mut remaining = match &selection {
+                Selection::Named(names) => names.len(),
+                Selection::Readable => usize::MAX,
+            };
             loop {
                 while let Some(event) = pending.pop_front() {
                     if event.sequence <= last_sent {
                         continue;
                     }
                     last_sent = event.sequence;
-                    if event.kind == EventKind::SegmentUpdated {
-                        let filter = definition_filter(&lock(&core), &name, event.sequence);
-                        if filter.is_some_and(|filter| !may_watch(&filter)) {
-                            let _ = sink.send(Err(denied(&name))).await;
+                    let updated = event.kind == EventKind::SegmentUpdated;
+                    let readable = match &selection {
+                        Selection::Named(_) if !updated => true,
+                        Selection::Named(_) => {
+                            let filter =
+                                definition_filter(&lock(&core), &event.segment, event.sequence);
+                            filter.is_none_or(|filter| may_watch(&filter))
+                        }
+                        // Asked once per definition of each segment.
+                        Selection::Readable => match readable_now.get(&event.segment) {
+                            Some(readable) if !updated => *readable,
+                            _ => {
+                                let core = lock(&core);
+                                let filter = if updated {
+                                    definition_filter(&core, &event.segment, event.sequence)
+                                } else {
+                                    filter_at(&core, &event.segment, event.sequence)
+                                };
+                                let readable = filter.is_none_or(|filter| may_watch(&filter));
+                                readable_now.insert(event.segment.clone(), readable);
+                                readable
+                            }
+                        },
+                    };
+                    match &selection {
+                        _ if readable => {}
+                        Selection::Readable => continue,
+                        Selection::Named(_) => {
+                            let _ = sink.send(Err(denied(&event.segment))).await;
                             return;
                         }
                     }
                     let deleted = event.kind == EventKind::SegmentDeleted;
-                    if sink.send(Ok(event)).await.is_err() || deleted {
+                    if sink.send(Ok(event)).await.is_err() {
                         return;
+                    }
+                    if deleted {
+                        remaining -= 1;
+                        if remaining == 0 {
+                            return;
+                        }
                     }
                 }
                 let next = tokio::select! {
                     next = live.recv() => next,
                     // The watcher went away: let go of its subscription now, not at the next
-                    // event of this segment.
+                    // event of these segments.
                     () = sink.closed() => return,
                     () = shutdown.cancelled() => {
                         let _ = sink
@@ -121,11 +196,11 @@ impl Segments {
                     }
                 };
                 match next {
-                    Ok(event) if event.segment == name => pending.push_back(event),
+                    Ok(event) if selection.holds(&event.segment) => pending.push_back(event),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Fell behind the live feed: catch up from the retained log.
-                        let caught_up = backlog(&lock(&core), &name, last_sent);
+                        let caught_up = backlog(&lock(&core), &selection, last_sent);
                         match caught_up {
                             Ok(events) => pending.extend(events),
                             Err(error) => {
@@ -140,4 +215,24 @@ impl Segments {
         });
         Ok(events)
     }
+}
+
+/// The retained events of the selected segments after `after`, or why they are gone.
+fn backlog(
+    core: &Core,
+    selection: &Selection,
+    after: u64,
+) -> Result<Vec<Arc<SegmentEvent>>, SegmentError> {
+    if after < core.evicted_through {
+        return Err(SegmentError::OutOfRange(format!(
+            "events after sequence {after} are no longer retained (the log starts after {}): list the segments' members again and watch from the event_sequence that listing returns",
+            core.evicted_through
+        )));
+    }
+    Ok(core
+        .retained
+        .iter()
+        .filter(|e| e.sequence > after && selection.holds(&e.segment))
+        .cloned()
+        .collect())
 }

@@ -220,6 +220,27 @@ def test_watch_resumes_from_its_checkpoint(client, tmp_path):
     client.delete_segment(segment)
 
 
+def test_watch_many_follows_two_segments_on_one_stream_until_both_are_deleted(client):
+    names = ["py-many-a", "py-many-b"]
+    for name in names:
+        client.create_segment(name, field(f"public.{name.replace('-', '_')}") == True)  # noqa: E712
+    user_id = next(iter(client.search(None, fields=["id"], limit=1)))["id"]
+    events = client.watch_many(names, after=0)
+    client.update_metadata(user_id, public={"py_many_a": True, "py_many_b": True})
+    seen = []
+    for event in events:
+        seen.append((event.segment, event.kind, event.user_id))
+        if sum(1 for s in seen if s[1] == segments_pb2.SegmentEvent.KIND_ENTERED) == 2:
+            break
+    entered = [(s, u) for s, k, u in seen if k == segments_pb2.SegmentEvent.KIND_ENTERED]
+    assert sorted(entered) == [(names[0], user_id), (names[1], user_id)]
+    for name in names:
+        client.delete_segment(name)
+    # The stream ends by itself after the second deletion.
+    ending = list(events)
+    assert [e.segment for e in ending if e.kind == segments_pb2.SegmentEvent.KIND_SEGMENT_DELETED] == names
+
+
 def test_errors_are_typed_from_their_details(client, server, public_key):
     text = 'public.plan_type = "pro" AND AND banned = true'
     with pytest.raises(InvalidFilter) as e:

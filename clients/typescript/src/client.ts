@@ -440,21 +440,42 @@ export class Client {
    * holds the events after the checkpoint.
    */
   async *watch(segment: string, options: WatchOptions = {}): AsyncGenerator<SegmentEvent> {
+    yield* this.follow([segment], false, options);
+  }
+
+  /**
+   * watch() over several segments on one stream, in sequence order; with no names, every
+   * segment this key may read (ones created later included). Ends after the last named segment
+   * is deleted (never, for every readable segment).
+   */
+  async *watchMany(segments: string[] = [], options: WatchOptions = {}): AsyncGenerator<SegmentEvent> {
+    yield* this.follow(segments, true, options);
+  }
+
+  private async *follow(names: string[], many: boolean, options: WatchOptions): AsyncGenerator<SegmentEvent> {
     let last = (await options.checkpoint?.load()) ?? options.after;
     const retries = options.retries ?? 10;
+    const deleted = new Set<string>();
     let failures = 0;
     for (;;) {
       const abort = new AbortController();
       const stop = () => abort.abort();
       options.signal?.addEventListener("abort", stop);
       try {
-        const stream = this.segments.watchSegment({ name: segment, afterSequence: last }, { signal: abort.signal });
+        // Resuming: the segments deleted meanwhile are gone from the server.
+        const remaining = names.filter((n) => !deleted.has(n));
+        const stream = many
+          ? this.segments.watchSegments({ names: remaining, afterSequence: last }, { signal: abort.signal })
+          : this.segments.watchSegment({ name: names[0], afterSequence: last }, { signal: abort.signal });
         for await (const event of stream) {
           failures = 0;
           yield event;
           last = event.sequence;
           await options.checkpoint?.save(event.sequence);
-          if (event.kind === SegmentEvent_Kind.SEGMENT_DELETED) return;
+          if (event.kind === SegmentEvent_Kind.SEGMENT_DELETED) {
+            deleted.add(event.segment);
+            if (names.length > 0 && deleted.size >= names.length) return;
+          }
         }
         // The server ended the stream without a deletion (it is shutting down): resume.
         failures += 1;

@@ -142,6 +142,28 @@ test("a watch resumes from its checkpoint", async () => {
   await client.deleteSegment(segment);
 });
 
+test("watchMany follows two segments on one stream until both are deleted", async () => {
+  const names = ["ts-many-a", "ts-many-b"];
+  for (const name of names) await client.createSegment(name, field(`public.${name.replaceAll("-", "_")}`).eq(true));
+  const ids: string[] = [];
+  for await (const user of client.search(undefined, { fields: ["id"], limit: 1 })) ids.push(user.id);
+  const events = client.watchMany(names, { after: 0n });
+  await client.updateMetadata(ids[0], { public: { ts_many_a: true, ts_many_b: true } });
+  const entered: string[] = [];
+  while (entered.length < 2) {
+    const { value: event } = await events.next();
+    if (event?.kind === segmentsPb.SegmentEvent_Kind.ENTERED) entered.push(`${event.segment}:${event.userId}`);
+  }
+  assert.deepEqual(entered.sort(), names.map((n) => `${n}:${ids[0]}`));
+  for (const name of names) await client.deleteSegment(name);
+  // The stream ends by itself after the second deletion.
+  const deleted: string[] = [];
+  for await (const event of events) {
+    if (event.kind === segmentsPb.SegmentEvent_Kind.SEGMENT_DELETED) deleted.push(event.segment);
+  }
+  assert.deepEqual(deleted, names);
+});
+
 test("org brackets are built like their text", async () => {
   const built = org(allOf(field("role").eq("org:admin"), field("public.plan").eq("enterprise")));
   const text = 'org[role = "org:admin" AND public.plan = "enterprise"]';

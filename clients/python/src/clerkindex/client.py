@@ -403,23 +403,56 @@ class Client:
         after the checkpoint (list the members again, then watch from the export's
         ``event_sequence``).
         """
+        return self._follow(self.stubs.segments.WatchSegment, {"name": segment}, 1, checkpoint, after, retries)
+
+    def watch_many(
+        self,
+        segments: Sequence[str] = (),
+        *,
+        checkpoint: Optional[Checkpoint] = None,
+        after: Optional[int] = None,
+        retries: int = 10,
+    ) -> Iterator[segments_pb2.SegmentEvent]:
+        """``watch`` over several segments on one stream, in sequence order; with no names, every
+        segment this key may read (ones created later included). Ends after the last named
+        segment is deleted (never, for every readable segment)."""
+        names = list(segments)
+        ends_after = len(names) if names else None
+        return self._follow(self.stubs.segments.WatchSegments, {"names": names}, ends_after, checkpoint, after, retries)
+
+    def _follow(
+        self,
+        method: Any,
+        fields: Dict[str, Any],
+        ends_after: Optional[int],
+        checkpoint: Optional[Checkpoint],
+        after: Optional[int],
+        retries: int,
+    ) -> Iterator[segments_pb2.SegmentEvent]:
         last = checkpoint.load() if checkpoint is not None else None
         if last is None:
             last = after
         failures = 0
+        deleted: set = set()
+        request_type = segments_pb2.WatchSegmentRequest if "name" in fields else segments_pb2.WatchSegmentsRequest
         while True:
-            request = segments_pb2.WatchSegmentRequest(name=segment)
+            if fields.get("names"):
+                # Resuming: the segments deleted meanwhile are gone from the server.
+                fields = {"names": [n for n in fields["names"] if n not in deleted]}
+            request = request_type(**fields)
             if last is not None:
                 request.after_sequence = last
             try:
-                for event in self.stubs.segments.WatchSegment(request, metadata=self._metadata):
+                for event in method(request, metadata=self._metadata):
                     failures = 0
                     yield event
                     last = event.sequence
                     if checkpoint is not None:
                         checkpoint.save(event.sequence)
                     if event.kind == segments_pb2.SegmentEvent.KIND_SEGMENT_DELETED:
-                        return
+                        deleted.add(event.segment)
+                        if ends_after is not None and len(deleted) >= ends_after:
+                            return
             except grpc.RpcError as e:
                 failures += 1
                 if e.code() not in _RESUMABLE or failures > retries:

@@ -128,6 +128,14 @@ class WatchSegmentRequest(_message.Message):
     after_sequence: int
     def __init__(self, name: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
 
+class WatchSegmentsRequest(_message.Message):
+    __slots__ = ("names", "after_sequence")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    after_sequence: int
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
 class SegmentEvent(_message.Message):
     __slots__ = ("sequence", "segment", "kind", "user_id", "change_time_ms", "recorded_at_ms", "cause")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

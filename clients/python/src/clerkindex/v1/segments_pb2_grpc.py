@@ -80,6 +80,11 @@ class SegmentsStub:
                 request_serializer=clerkindex_dot_v1_dot_segments__pb2.WatchSegmentRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.FromString,
                 _registered_method=True)
+        self.WatchSegments = channel.unary_stream(
+                '/clerkindex.v1.Segments/WatchSegments',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.WatchSegmentsRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.FromString,
+                _registered_method=True)
         self.GetUserSegments = channel.unary_unary(
                 '/clerkindex.v1.Segments/GetUserSegments',
                 request_serializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsRequest.SerializeToString,
@@ -160,6 +165,16 @@ class SegmentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSegments(self, request, context):
+        """WatchSegment over several segments on one stream, in sequence order; with no names, every
+        segment the key may read (segments created later included, those it may not read left
+        out). Ends after the last named segment is deleted.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetUserSegments(self, request, context):
         """The saved segments one user is in now, of those the caller may read (NOT_FOUND for a user
         the index does not hold).
@@ -209,6 +224,11 @@ def add_SegmentsServicer_to_server(servicer, server):
             'WatchSegment': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchSegment,
                     request_deserializer=clerkindex_dot_v1_dot_segments__pb2.WatchSegmentRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.SerializeToString,
+            ),
+            'WatchSegments': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSegments,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.WatchSegmentsRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.SerializeToString,
             ),
             'GetUserSegments': grpc.unary_unary_rpc_method_handler(
@@ -437,6 +457,33 @@ class Segments:
             target,
             '/clerkindex.v1.Segments/WatchSegment',
             clerkindex_dot_v1_dot_segments__pb2.WatchSegmentRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/clerkindex.v1.Segments/WatchSegments',
+            clerkindex_dot_v1_dot_segments__pb2.WatchSegmentsRequest.SerializeToString,
             clerkindex_dot_v1_dot_segments__pb2.SegmentEvent.FromString,
             options,
             channel_credentials,
