@@ -31,6 +31,7 @@ pub mod defaults {
     pub const SWEEP_INTERVAL_SECS: u64 = 21_600;
     pub const SEGMENT_EVENT_RETENTION: usize = 100_000;
     pub const SEGMENT_TIME_RESOLUTION_MS: u64 = 60_000;
+    pub const SEGMENT_HISTORY_DAYS: usize = 90;
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
     /// 16 walks at ~150 ms per page stay under Clerk's production limit of 100 requests/s.
     pub const CLERK_CONCURRENCY: usize = 16;
@@ -212,6 +213,8 @@ pub struct Settings {
     pub segment_event_retention: usize,
     /// Milliseconds between ticks of time-driven segments (at least 10).
     pub segment_time_resolution_ms: u64,
+    /// Days of per-day segment history kept (1 to 3,650).
+    pub segment_history_days: usize,
     /// What "now" is for time-driven segments (tests set a fake one).
     pub clock: crate::clock::Clock,
     pub shutdown_timeout_secs: u64,
@@ -257,6 +260,7 @@ impl Default for Settings {
             sweep_interval_secs: defaults::SWEEP_INTERVAL_SECS,
             segment_event_retention: defaults::SEGMENT_EVENT_RETENTION,
             segment_time_resolution_ms: defaults::SEGMENT_TIME_RESOLUTION_MS,
+            segment_history_days: defaults::SEGMENT_HISTORY_DAYS,
             clock: crate::clock::Clock::system(),
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
             webhook_secrets: Vec::new(),
@@ -351,6 +355,11 @@ impl ConfigBuilder {
             "must be at least 10",
         )?;
         check(
+            (1..=3_650).contains(&settings.segment_history_days),
+            "--segment-history-days",
+            "must be between 1 and 3650",
+        )?;
+        check(
             (1..=500).contains(&settings.backfill_page_size),
             "the backfill page size",
             "must be between 1 and 500 (Clerk's largest page)",
@@ -428,6 +437,7 @@ impl ConfigBuilder {
                 retained_events: settings.segment_event_retention,
                 time_resolution: Duration::from_millis(settings.segment_time_resolution_ms),
                 clock: settings.clock.clone(),
+                history_days: settings.segment_history_days,
                 ..SegmentsConfig::default()
             },
             clerk,
@@ -500,6 +510,7 @@ impl Config {
             "segments": {
                 "retained_events": self.segments.retained_events,
                 "time_resolution_ms": self.segments.time_resolution.as_millis() as u64,
+                "history_days": self.segments.history_days,
             },
             "max_page_size": self.max_page_size,
             "limits": {

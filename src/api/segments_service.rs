@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::limits::Budget;
 use crate::query::{Filter, FilterLimits};
 use crate::read::{ExportQuery, ReadAt, UserReader};
-use crate::segments::{EventKind, SavedSegment, SegmentEvent, Segments, Selection};
+use crate::segments::{EventKind, Granularity, SavedSegment, SegmentEvent, Segments, Selection};
 
 #[derive(Clone)]
 pub struct SegmentsService {
@@ -322,6 +322,34 @@ impl SegmentsApi for SegmentsService {
         Ok(Response::new(proto::GetUserSegmentsResponse {
             segments: answer.value,
             freshness: Some(freshness_to_proto(&answer.snapshot)),
+        }))
+    }
+
+    async fn get_segment_history(
+        &self,
+        request: Request<proto::GetSegmentHistoryRequest>,
+    ) -> Result<Response<proto::GetSegmentHistoryResponse>, Status> {
+        use proto::get_segment_history_request::Granularity as Wire;
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        self.visible(&caller, &request.name)?;
+        let granularity = match request.granularity() {
+            Wire::Hour => Granularity::Hour,
+            Wire::Day | Wire::Unspecified => Granularity::Day,
+        };
+        let (periods, size) = (self.segments)
+            .history(&request.name, granularity)
+            .map_err(Error::from)?;
+        Ok(Response::new(proto::GetSegmentHistoryResponse {
+            periods: (periods.into_iter())
+                .map(|b| proto::SegmentHistoryPeriod {
+                    start_time_ms: b.start_ms,
+                    entered: b.entered,
+                    exited: b.exited,
+                    size: b.size,
+                })
+                .collect(),
+            size,
         }))
     }
 

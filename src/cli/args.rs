@@ -61,6 +61,9 @@ pub struct IndexArgs {
     /// Milliseconds between re-evaluations of segments with relative times (`now-30d`).
     #[arg(long, env = "CLERK_INDEX_SEGMENT_TIME_RESOLUTION_MS", default_value_t = defaults::SEGMENT_TIME_RESOLUTION_MS)]
     pub segment_time_resolution_ms: u64,
+    /// Days of per-day history kept for each saved segment (GetSegmentHistory).
+    #[arg(long, env = "CLERK_INDEX_SEGMENT_HISTORY_DAYS", default_value_t = defaults::SEGMENT_HISTORY_DAYS)]
+    pub segment_history_days: usize,
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -159,6 +162,7 @@ impl IndexArgs {
             s.sweep_interval_secs = self.sweep_interval_secs;
             s.segment_event_retention = self.segment_event_retention;
             s.segment_time_resolution_ms = self.segment_time_resolution_ms;
+            s.segment_history_days = self.segment_history_days;
             s.shutdown_timeout_secs = self.shutdown_timeout_secs;
             s.limits = self.limits.limits();
         })

@@ -66,6 +66,28 @@ pub enum SegmentsCommand {
         /// The user's Clerk id (user_...).
         user_id: String,
     },
+    /// A segment's size, entries and exits per day (or --hourly for the last week), with a
+    /// sparkline of its size.
+    History {
+        /// The segment's name.
+        name: String,
+        /// Per hour instead of per day.
+        #[arg(long)]
+        hourly: bool,
+    },
+}
+
+/// The values as a line of block characters, lowest to highest.
+pub fn sparkline(values: &[u64]) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let (Some(low), Some(high)) = (values.iter().min(), values.iter().max()) else {
+        return String::new();
+    };
+    let span = (high - low).max(1);
+    values
+        .iter()
+        .map(|v| BLOCKS[((v - low) * 7 / span) as usize])
+        .collect()
 }
 
 fn segment_rows(segments: &[proto::Segment]) -> Rows {
@@ -171,6 +193,38 @@ pub async fn segments(args: SegmentsArgs) -> anyhow::Result<()> {
             rows.push(vec![response.count.to_string()]);
             Printed::new(json_of(&response)?, rows)
         }
+        SegmentsCommand::History { name, hourly } => {
+            use proto::get_segment_history_request::Granularity;
+            let granularity = if hourly {
+                Granularity::Hour
+            } else {
+                Granularity::Day
+            };
+            let response = client
+                .get_segment_history(proto::GetSegmentHistoryRequest {
+                    name,
+                    granularity: granularity as i32,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let mut rows = Rows::new(&["period", "entered", "exited", "size"]);
+            for period in &response.periods {
+                rows.push(vec![
+                    period_label(period.start_time_ms, hourly),
+                    period.entered.to_string(),
+                    period.exited.to_string(),
+                    period.size.to_string(),
+                ]);
+            }
+            if args.output.format == super::output::Format::Table {
+                let sizes: Vec<u64> = response.periods.iter().map(|p| p.size).collect();
+                println!("size {}  {}", response.size, sparkline(&sizes));
+            }
+            let document = json_of(&response)?;
+            let lines = document["periods"].as_array().cloned().unwrap_or_default();
+            Printed::new(document, rows).with_lines(lines)
+        }
         SegmentsCommand::Of { user_id } => {
             let response = client
                 .get_user_segments(proto::GetUserSegmentsRequest {
@@ -192,6 +246,19 @@ pub async fn segments(args: SegmentsArgs) -> anyhow::Result<()> {
         }
     };
     printed.print(args.output.format)
+}
+
+/// A period's start as `2026-12-06` (days) or `2026-12-06T13:00Z` (hours), in UTC.
+fn period_label(start_ms: i64, hourly: bool) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(start_ms.div_euclid(1_000)) else {
+        return start_ms.to_string();
+    };
+    let (date, hour) = (at.date(), at.hour());
+    if hourly {
+        format!("{date}T{hour:02}:00Z")
+    } else {
+        date.to_string()
+    }
 }
 
 fn one_segment(segment: proto::Segment) -> anyhow::Result<Printed> {
@@ -349,4 +416,21 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     Printed::new(document.clone(), rows)
         .with_lines(vec![document])
         .print(args.output.format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparkline_spans_the_lowest_to_the_highest_block() {
+        assert_eq!(sparkline(&[3, 3, 10, 5]), "▁▁█▃");
+        assert_eq!(sparkline(&[7, 7]), "▁▁");
+        assert_eq!(sparkline(&[]), "");
+        assert_eq!(
+            period_label(86_400_000 + 13 * 3_600_000, true),
+            "1970-01-02T13:00Z"
+        );
+        assert_eq!(period_label(86_400_000, false), "1970-01-02");
+    }
 }

@@ -3,12 +3,13 @@
 //! recording a definition (with the membership difference a new filter makes).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
 use super::error::SegmentError;
+use super::history::Histories;
 use super::log::{LogFile, Record};
 use super::model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
 use crate::index::{IndexError, Snapshot, UserIndex};
@@ -47,6 +48,9 @@ pub(super) struct Core {
     pub(super) clock_ms: i64,
     /// The latest ticks, `(sequence, at_ms)`: the clock in force at a snapshot's sequence.
     pub(super) ticks: VecDeque<(u64, i64)>,
+    /// Each segment's size and moves per day and hour (`history.rs`), and where it is saved.
+    pub(super) history: Histories,
+    pub(super) dir: PathBuf,
 }
 
 /// Ticks remembered for [`Core::clock_at`]: far more than a reader's snapshot can lag.
@@ -54,7 +58,11 @@ const TICKS_KEPT: usize = 1_024;
 
 impl Core {
     pub(super) fn record(&mut self, event: SegmentEvent, definition: Option<SavedSegment>) {
-        self.pending.push(Record::Event { event, definition });
+        self.pending.push(Record::Event {
+            event,
+            definition,
+            size: None,
+        });
     }
 
     pub(super) fn next_sequence(&mut self) -> u64 {
@@ -98,9 +106,15 @@ impl Core {
                     self.ticks.pop_front();
                 }
             }
-            Record::Event { event, definition } => {
+            Record::Event {
+                event,
+                definition,
+                size,
+            } => {
                 self.assigned = self.assigned.max(event.sequence);
                 self.committed = self.committed.max(event.sequence);
+                let days = self.config.history_days;
+                self.history.record(&event, size, days);
                 let mut saved = None;
                 match (event.kind, definition) {
                     (EventKind::SegmentUpdated, Some(definition)) => {
@@ -168,12 +182,14 @@ impl Core {
             records.push(Record::Event {
                 event,
                 definition: Some(compiled.definition.clone()),
+                size: None,
             });
         }
         for event in &self.retained {
             records.push(Record::Event {
                 event: (**event).clone(),
                 definition: self.retained_definitions.get(&event.sequence).cloned(),
+                size: None,
             });
         }
         if let Some(&(sequence, at_ms)) = self.ticks.back() {
@@ -198,6 +214,7 @@ pub(super) fn open_core(
     // A brand-new (or rebuilt) index has no checkpoint: keep the log as it is.
     let checkpoint = (snapshot.freshness.generation > 0).then_some(snapshot.event_sequence);
     let (file, records) = LogFile::open(dir, checkpoint)?;
+    let history = Histories::load(dir)?;
     let (live, _) = broadcast::channel(4096);
     let mut core = Core {
         file,
@@ -215,6 +232,8 @@ pub(super) fn open_core(
         // Until a tick is read back: a store that never ticked starts its clock now.
         clock_ms: i64::MIN,
         ticks: VecDeque::new(),
+        history,
+        dir: dir.to_path_buf(),
     };
     for record in records {
         core.apply(record, false);
@@ -314,21 +333,26 @@ pub(super) fn record_definition(
     definition: SavedSegment,
     filter: &Filter,
 ) -> Result<(), SegmentError> {
-    let changes = match core.segments.get(&definition.name) {
+    let now = core.clock_ms;
+    let (changes, size) = match core.segments.get(&definition.name) {
         Some(current) if current.definition.filter != definition.filter => {
-            let now = core.clock_ms;
             let before = member_ids(snapshot, &current.filter, now)?;
             let after = member_ids(snapshot, filter, now)?;
-            membership_diff(&before, &after)
+            (membership_diff(&before, &after), after.len() as u64)
         }
-        _ => Vec::new(),
+        // The size stays what the history counted.
+        Some(_) => (Vec::new(), core.history.size_of(&definition.name)),
+        None => (Vec::new(), snapshot.count(Some(filter), now)?),
     };
     let (name, time) = (definition.name.clone(), definition.updated_ms);
     let sequence = core.next_sequence();
-    core.record(
-        segment_event(sequence, &name, EventKind::SegmentUpdated, time),
-        Some(definition),
-    );
+    let mut event = segment_event(sequence, &name, EventKind::SegmentUpdated, time);
+    event.recorded_at_ms = core.config.clock.now_ms();
+    core.pending.push(Record::Event {
+        event,
+        definition: Some(definition),
+        size: Some(size),
+    });
     for (user_id, kind) in changes {
         let sequence = core.next_sequence();
         let mut event = segment_event(sequence, &name, kind, time);

@@ -25,6 +25,9 @@ pub enum Record {
         event: SegmentEvent,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         definition: Option<SavedSegment>,
+        /// The segment's size right after a definition event (for its history).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
     /// Events up to and including this sequence number are no longer retained.
     Horizon { evicted_through: u64 },

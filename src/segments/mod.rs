@@ -14,6 +14,7 @@
 
 mod core;
 mod error;
+mod history;
 mod log;
 mod model;
 mod observer;
@@ -24,6 +25,7 @@ mod ticker;
 mod watch;
 
 pub use error::SegmentError;
+pub use history::{Bucket, Granularity};
 pub use model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
 pub use observer::{SegmentsHandle, SegmentsObserver, open};
 pub use service::Segments;

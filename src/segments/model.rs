@@ -54,6 +54,8 @@ pub struct SegmentsConfig {
     pub time_resolution: Duration,
     /// What "now" is (a test's fake clock moves time-driven segments).
     pub clock: Clock,
+    /// Days of per-day history kept for each segment.
+    pub history_days: usize,
 }
 
 impl Default for SegmentsConfig {
@@ -63,6 +65,7 @@ impl Default for SegmentsConfig {
             max_segments: 1_000,
             time_resolution: Duration::from_secs(60),
             clock: Clock::system(),
+            history_days: 90,
         }
     }
 }

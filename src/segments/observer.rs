@@ -10,7 +10,6 @@ use super::error::SegmentError;
 use super::log::Record;
 use super::model::{EventKind, SegmentEvent, SegmentsConfig};
 use crate::change::UserChange;
-use crate::clock::now_ms;
 use crate::index::{ChangeObserver, Previous, UserIndex, WriteError};
 use crate::query::FilterLimits;
 use crate::query::eval::matches;
@@ -36,7 +35,7 @@ impl ChangeObserver for SegmentsObserver {
         };
         // Relative times are evaluated at the segments' clock, which ticks move: a user's
         // membership is always its filter at that clock, whatever changed it.
-        let (now, clock) = (now_ms(), core.clock_ms);
+        let (now, clock) = (core.config.clock.now_ms(), core.clock_ms);
         let mut events = Vec::new();
         for compiled in core.segments.values() {
             let was = previous
@@ -97,6 +96,11 @@ impl ChangeObserver for SegmentsObserver {
             core.apply(record, true);
         }
         if core.file.records > 2 * core.config.retained_events + core.segments.len() + 1_000 {
+            // The history is saved first: compaction drops the events it was counted from.
+            if let Err(error) = core.history.save(&core.dir) {
+                tracing::error!(%error, "could not save the segments' history; the log is not compacted");
+                return;
+            }
             let records = core.compacted();
             if let Err(error) = core.file.rewrite(&records) {
                 tracing::error!(%error, "could not compact the segment log; it keeps growing");

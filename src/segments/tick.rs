@@ -18,7 +18,6 @@ use super::core::{Core, member_ids};
 use super::error::SegmentError;
 use super::log::Record;
 use super::model::{EventKind, SegmentEvent};
-use crate::clock::now_ms;
 use crate::index::Snapshot;
 use crate::query::time::{crossing_window, membership_changes};
 use crate::user::User;
@@ -61,7 +60,7 @@ pub(super) fn advance(
         }
     }
     changes.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
-    let recorded_at_ms = now_ms();
+    let recorded_at_ms = core.config.clock.now_ms();
     let count = changes.len();
     for (instant, segment, user_id, kind) in changes {
         let sequence = core.next_sequence();

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::core::lock;
 use super::error::SegmentError;
+use super::history::{Bucket, Granularity};
 use super::service::Segments;
 use super::tick::advance;
 use crate::clock::SequenceClock;
@@ -82,6 +83,20 @@ impl Segments {
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+
+    /// A segment's history at `granularity` up to now, and its size.
+    pub fn history(
+        &self,
+        name: &str,
+        granularity: Granularity,
+    ) -> Result<(Vec<Bucket>, u64), SegmentError> {
+        let core = lock(&self.core);
+        if !core.segments.contains_key(name) {
+            return Err(SegmentError::NotFound(name.to_string()));
+        }
+        let now = core.config.clock.now_ms();
+        Ok(core.history.view(name, granularity, now))
     }
 
     /// The segments' clock now.

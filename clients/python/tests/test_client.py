@@ -89,6 +89,10 @@ def test_a_users_segments_are_listed(client):
     try:
         segments = client.user_segments(user_id)
         assert "py-user-pro" in segments and "py-user-none" not in segments
+        history = client.segment_history("py-user-pro")
+        assert history.size == client.count_segment("py-user-pro") > 0
+        assert history.periods[-1].size == history.size
+        assert client.segment_history("py-user-pro", hourly=True).periods[-1].size == history.size
         with pytest.raises(NotFound):
             client.user_segments("user_unknown")
     finally:

@@ -20,7 +20,14 @@ import {
   CalendarInterval,
   UserIndex,
 } from "./gen/clerkindex/v1/user_index_pb.js";
-import { type Segment, type SegmentEvent, SegmentEvent_Kind, Segments } from "./gen/clerkindex/v1/segments_pb.js";
+import {
+  type GetSegmentHistoryResponse,
+  GetSegmentHistoryRequest_Granularity,
+  type Segment,
+  type SegmentEvent,
+  SegmentEvent_Kind,
+  Segments,
+} from "./gen/clerkindex/v1/segments_pb.js";
 import { Sync, type SyncStatus, type TriggerReconcileResponse } from "./gen/clerkindex/v1/sync_pb.js";
 
 export type User = Record<string, unknown> & { id: string };
@@ -413,6 +420,17 @@ export class Client {
   }
 
   /** The names of the saved segments the user is in now (of those this key may read). */
+  /**
+   * The segment's `size` now and its `periods` (UTC days, or hours for the last week):
+   * `startTimeMs`, `entered`, `exited` and `size` at the end of each.
+   */
+  async segmentHistory(name: string, options: { hourly?: boolean } = {}): Promise<GetSegmentHistoryResponse> {
+    const granularity = options.hourly
+      ? GetSegmentHistoryRequest_Granularity.HOUR
+      : GetSegmentHistoryRequest_Granularity.DAY;
+    return this.call((o) => this.segments.getSegmentHistory({ name, granularity }, o));
+  }
+
   async userSegments(userId: string): Promise<string[]> {
     return (await this.call((o) => this.segments.getUserSegments({ userId, ...this.fresh() }, o))).segments;
   }

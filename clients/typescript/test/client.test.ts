@@ -193,6 +193,10 @@ test("a user's segments are listed", async () => {
   try {
     const segments = await client.userSegments(userId);
     assert.ok(segments.includes("ts-user-pro"), String(segments));
+    const history = await client.segmentHistory("ts-user-pro");
+    assert.equal(history.size, await client.countSegment("ts-user-pro"));
+    assert.equal(history.periods.at(-1)?.size, history.size);
+    assert.equal((await client.segmentHistory("ts-user-pro", { hourly: true })).periods.at(-1)?.size, history.size);
     const missing = await client.userSegments("user_unknown").catch((e) => e);
     assert.ok(missing instanceof NotFound, String(missing));
   } finally {

@@ -372,6 +372,17 @@ class Client:
         request = segments_pb2.CountSegmentRequest(name=name, **self._fresh())
         return self._call(self.stubs.segments.CountSegment, request).count
 
+    def segment_history(self, name: str, *, hourly: bool = False) -> segments_pb2.GetSegmentHistoryResponse:
+        """The segment's ``size`` now and its ``periods`` (UTC days, or hours for the last week):
+        ``start_time_ms``, ``entered``, ``exited`` and ``size`` at the end of each."""
+        granularity = (
+            segments_pb2.GetSegmentHistoryRequest.GRANULARITY_HOUR
+            if hourly
+            else segments_pb2.GetSegmentHistoryRequest.GRANULARITY_DAY
+        )
+        request = segments_pb2.GetSegmentHistoryRequest(name=name, granularity=granularity)
+        return self._call(self.stubs.segments.GetSegmentHistory, request)
+
     def user_segments(self, user_id: str) -> List[str]:
         """The names of the saved segments the user is in now (of those this key may read)."""
         request = segments_pb2.GetUserSegmentsRequest(user_id=user_id, **self._fresh())

@@ -104,6 +104,42 @@ class GetUserSegmentsResponse(_message.Message):
     freshness: _user_index_pb2.Freshness
     def __init__(self, segments: _Optional[_Iterable[str]] = ..., freshness: _Optional[_Union[_user_index_pb2.Freshness, _Mapping]] = ...) -> None: ...
 
+class GetSegmentHistoryRequest(_message.Message):
+    __slots__ = ("name", "granularity")
+    class Granularity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        GRANULARITY_UNSPECIFIED: _ClassVar[GetSegmentHistoryRequest.Granularity]
+        GRANULARITY_DAY: _ClassVar[GetSegmentHistoryRequest.Granularity]
+        GRANULARITY_HOUR: _ClassVar[GetSegmentHistoryRequest.Granularity]
+    GRANULARITY_UNSPECIFIED: GetSegmentHistoryRequest.Granularity
+    GRANULARITY_DAY: GetSegmentHistoryRequest.Granularity
+    GRANULARITY_HOUR: GetSegmentHistoryRequest.Granularity
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    granularity: GetSegmentHistoryRequest.Granularity
+    def __init__(self, name: _Optional[str] = ..., granularity: _Optional[_Union[GetSegmentHistoryRequest.Granularity, str]] = ...) -> None: ...
+
+class GetSegmentHistoryResponse(_message.Message):
+    __slots__ = ("periods", "size")
+    PERIODS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    periods: _containers.RepeatedCompositeFieldContainer[SegmentHistoryPeriod]
+    size: int
+    def __init__(self, periods: _Optional[_Iterable[_Union[SegmentHistoryPeriod, _Mapping]]] = ..., size: _Optional[int] = ...) -> None: ...
+
+class SegmentHistoryPeriod(_message.Message):
+    __slots__ = ("start_time_ms", "entered", "exited", "size")
+    START_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    start_time_ms: int
+    entered: int
+    exited: int
+    size: int
+    def __init__(self, start_time_ms: _Optional[int] = ..., entered: _Optional[int] = ..., exited: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
 class ListSegmentMembersRequest(_message.Message):
     __slots__ = ("name", "fields", "chunk_size", "resume_cursor", "min_generation", "min_log_sequence")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -90,6 +90,11 @@ class SegmentsStub:
                 request_serializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsResponse.FromString,
                 _registered_method=True)
+        self.GetSegmentHistory = channel.unary_unary(
+                '/clerkindex.v1.Segments/GetSegmentHistory',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class SegmentsServicer:
@@ -157,6 +162,7 @@ class SegmentsServicer:
 
     def WatchSegment(self, request, context):
         """Entered/Exited events of one segment: those after `after_sequence` from the log, then live.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         OUT_OF_RANGE when the log no longer holds the events after `after_sequence` (list the
         members again and watch from the `event_sequence` that listing returns).
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
@@ -169,6 +175,7 @@ class SegmentsServicer:
         """WatchSegment over several segments on one stream, in sequence order; with no names, every
         segment the key may read (segments created later included, those it may not read left
         out). Ends after the last named segment is deleted.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -178,6 +185,14 @@ class SegmentsServicer:
     def GetUserSegments(self, request, context):
         """The saved segments one user is in now, of those the caller may read (NOT_FOUND for a user
         the index does not hold).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegmentHistory(self, request, context):
+        """A segment's size and how many users entered and exited, per day (kept for
+        --segment-history-days) or per hour (the last 7 days), from its first kept period to now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,6 +250,11 @@ def add_SegmentsServicer_to_server(servicer, server):
                     servicer.GetUserSegments,
                     request_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsResponse.SerializeToString,
+            ),
+            'GetSegmentHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegmentHistory,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -512,6 +532,33 @@ class Segments:
             '/clerkindex.v1.Segments/GetUserSegments',
             clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsRequest.SerializeToString,
             clerkindex_dot_v1_dot_segments__pb2.GetUserSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegmentHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/GetSegmentHistory',
+            clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

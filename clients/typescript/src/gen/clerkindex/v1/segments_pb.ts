@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clerkindex/v1/segments.proto.
  */
 export const file_clerkindex_v1_segments: GenFile = /*@__PURE__*/
-  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIuEBCgdTZWdtZW50EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEg8KB3ZlcnNpb24YBCABKAQSFgoOY3JlYXRlX3RpbWVfbXMYBSABKAMSFgoOdXBkYXRlX3RpbWVfbXMYBiABKAMSFwoPcmVxdWlyZWRfc2NvcGVzGAcgAygJEi4KCHdhcm5pbmdzGAggAygLMhwuY2xlcmtpbmRleC52MS5GaWx0ZXJXYXJuaW5nImQKFENyZWF0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjIiEKEUdldFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTTGlzdFNlZ21lbnRzUmVxdWVzdCJAChRMaXN0U2VnbWVudHNSZXNwb25zZRIoCghzZWdtZW50cxgBIAMoCzIWLmNsZXJraW5kZXgudjEuU2VnbWVudCKTAQoUVXBkYXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIYCgtkZXNjcmlwdGlvbhgCIAEoCUgAiAEBEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEQg4KDF9kZXNjcmlwdGlvbiIkChREZWxldGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhcKFURlbGV0ZVNlZ21lbnRSZXNwb25zZSJVChNDb3VudFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJbChZHZXRVc2VyU2VnbWVudHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJYChdHZXRVc2VyU2VnbWVudHNSZXNwb25zZRIQCghzZWdtZW50cxgBIAMoCRIrCglmcmVzaG5lc3MYAiABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcyKWAQoZTGlzdFNlZ21lbnRNZW1iZXJzUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBmZpZWxkcxgCIAMoCRISCgpjaHVua19zaXplGAMgASgNEhUKDXJlc3VtZV9jdXJzb3IYBCABKAkSFgoObWluX2dlbmVyYXRpb24YBSABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgGIAEoBCJTChNXYXRjaFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UiVQoUV2F0Y2hTZWdtZW50c1JlcXVlc3QSDQoFbmFtZXMYASADKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UipgIKDFNlZ21lbnRFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIPCgdzZWdtZW50GAIgASgJEi4KBGtpbmQYAyABKA4yIC5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudC5LaW5kEg8KB3VzZXJfaWQYBCABKAkSFgoOY2hhbmdlX3RpbWVfbXMYBSABKAMSFgoOcmVjb3JkZWRfYXRfbXMYBiABKAMSDQoFY2F1c2UYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEAoMS0lORF9FTlRFUkVEEAESDwoLS0lORF9FWElURUQQAhIYChRLSU5EX1NFR01FTlRfVVBEQVRFRBADEhgKFEtJTkRfU0VHTUVOVF9ERUxFVEVEEAQy6gYKCFNlZ21lbnRzEkwKDUNyZWF0ZVNlZ21lbnQSIy5jbGVya2luZGV4LnYxLkNyZWF0ZVNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50EkYKCkdldFNlZ21lbnQSIC5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50ElcKDExpc3RTZWdtZW50cxIiLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVxdWVzdBojLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVzcG9uc2USTAoNVXBkYXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuVXBkYXRlU2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSWgoNRGVsZXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuRGVsZXRlU2VnbWVudFJlcXVlc3QaJC5jbGVya2luZGV4LnYxLkRlbGV0ZVNlZ21lbnRSZXNwb25zZRJVCgxDb3VudFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLkNvdW50U2VnbWVudFJlcXVlc3QaIS5jbGVya2luZGV4LnYxLkNvdW50VXNlcnNSZXNwb25zZRJkChJMaXN0U2VnbWVudE1lbWJlcnMSKC5jbGVya2luZGV4LnYxLkxpc3RTZWdtZW50TWVtYmVyc1JlcXVlc3QaIi5jbGVya2luZGV4LnYxLkV4cG9ydFVzZXJzUmVzcG9uc2UwARJRCgxXYXRjaFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudFJlcXVlc3QaGy5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudDABElMKDVdhdGNoU2VnbWVudHMSIy5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudHNSZXF1ZXN0GhsuY2xlcmtpbmRleC52MS5TZWdtZW50RXZlbnQwARJgCg9HZXRVc2VyU2VnbWVudHMSJS5jbGVya2luZGV4LnYxLkdldFVzZXJTZWdtZW50c1JlcXVlc3QaJi5jbGVya2luZGV4LnYxLkdldFVzZXJTZWdtZW50c1Jlc3BvbnNlQrYBChFjb20uY2xlcmtpbmRleC52MUINU2VnbWVudHNQcm90b1ABWi1jbGVyay1pbmRleC9nZW4vZ28vY2xlcmtpbmRleC92MTtjbGVya2luZGV4djGiAgNDSViqAg1DbGVya0luZGV4LlYxugINQ2xlcmtJbmRleFYxX8oCDUNsZXJrSW5kZXhcVjHiAhlDbGVya0luZGV4XFYxXEdQQk1ldGFkYXRh6gIOQ2xlcmtJbmRleDo6VjFiBnByb3RvMw", [file_clerkindex_v1_user_index]);
+  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIuEBCgdTZWdtZW50EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEg8KB3ZlcnNpb24YBCABKAQSFgoOY3JlYXRlX3RpbWVfbXMYBSABKAMSFgoOdXBkYXRlX3RpbWVfbXMYBiABKAMSFwoPcmVxdWlyZWRfc2NvcGVzGAcgAygJEi4KCHdhcm5pbmdzGAggAygLMhwuY2xlcmtpbmRleC52MS5GaWx0ZXJXYXJuaW5nImQKFENyZWF0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjIiEKEUdldFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTTGlzdFNlZ21lbnRzUmVxdWVzdCJAChRMaXN0U2VnbWVudHNSZXNwb25zZRIoCghzZWdtZW50cxgBIAMoCzIWLmNsZXJraW5kZXgudjEuU2VnbWVudCKTAQoUVXBkYXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIYCgtkZXNjcmlwdGlvbhgCIAEoCUgAiAEBEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEQg4KDF9kZXNjcmlwdGlvbiIkChREZWxldGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhcKFURlbGV0ZVNlZ21lbnRSZXNwb25zZSJVChNDb3VudFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJbChZHZXRVc2VyU2VnbWVudHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJYChdHZXRVc2VyU2VnbWVudHNSZXNwb25zZRIQCghzZWdtZW50cxgBIAMoCRIrCglmcmVzaG5lc3MYAiABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcyLJAQoYR2V0U2VnbWVudEhpc3RvcnlSZXF1ZXN0EgwKBG5hbWUYASABKAkSSAoLZ3JhbnVsYXJpdHkYAiABKA4yMy5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRIaXN0b3J5UmVxdWVzdC5HcmFudWxhcml0eSJVCgtHcmFudWxhcml0eRIbChdHUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEhMKD0dSQU5VTEFSSVRZX0RBWRABEhQKEEdSQU5VTEFSSVRZX0hPVVIQAiJfChlHZXRTZWdtZW50SGlzdG9yeVJlc3BvbnNlEjQKB3BlcmlvZHMYASADKAsyIy5jbGVya2luZGV4LnYxLlNlZ21lbnRIaXN0b3J5UGVyaW9kEgwKBHNpemUYAiABKAQiXAoUU2VnbWVudEhpc3RvcnlQZXJpb2QSFQoNc3RhcnRfdGltZV9tcxgBIAEoAxIPCgdlbnRlcmVkGAIgASgEEg4KBmV4aXRlZBgDIAEoBBIMCgRzaXplGAQgASgEIpYBChlMaXN0U2VnbWVudE1lbWJlcnNSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGZmllbGRzGAIgAygJEhIKCmNodW5rX3NpemUYAyABKA0SFQoNcmVzdW1lX2N1cnNvchgEIAEoCRIWCg5taW5fZ2VuZXJhdGlvbhgFIAEoBBIYChBtaW5fbG9nX3NlcXVlbmNlGAYgASgEIlMKE1dhdGNoU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIbCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBEgAiAEBQhEKD19hZnRlcl9zZXF1ZW5jZSJVChRXYXRjaFNlZ21lbnRzUmVxdWVzdBINCgVuYW1lcxgBIAMoCRIbCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBEgAiAEBQhEKD19hZnRlcl9zZXF1ZW5jZSKmAgoMU2VnbWVudEV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEg8KB3NlZ21lbnQYAiABKAkSLgoEa2luZBgDIAEoDjIgLmNsZXJraW5kZXgudjEuU2VnbWVudEV2ZW50LktpbmQSDwoHdXNlcl9pZBgEIAEoCRIWCg5jaGFuZ2VfdGltZV9tcxgFIAEoAxIWCg5yZWNvcmRlZF9hdF9tcxgGIAEoAxINCgVjYXVzZRgHIAEoCSJzCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIQCgxLSU5EX0VOVEVSRUQQARIPCgtLSU5EX0VYSVRFRBACEhgKFEtJTkRfU0VHTUVOVF9VUERBVEVEEAMSGAoUS0lORF9TRUdNRU5UX0RFTEVURUQQBDLSBwoIU2VnbWVudHMSTAoNQ3JlYXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuQ3JlYXRlU2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSRgoKR2V0U2VnbWVudBIgLmNsZXJraW5kZXgudjEuR2V0U2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSVwoMTGlzdFNlZ21lbnRzEiIuY2xlcmtpbmRleC52MS5MaXN0U2VnbWVudHNSZXF1ZXN0GiMuY2xlcmtpbmRleC52MS5MaXN0U2VnbWVudHNSZXNwb25zZRJMCg1VcGRhdGVTZWdtZW50EiMuY2xlcmtpbmRleC52MS5VcGRhdGVTZWdtZW50UmVxdWVzdBoWLmNsZXJraW5kZXgudjEuU2VnbWVudBJaCg1EZWxldGVTZWdtZW50EiMuY2xlcmtpbmRleC52MS5EZWxldGVTZWdtZW50UmVxdWVzdBokLmNsZXJraW5kZXgudjEuRGVsZXRlU2VnbWVudFJlc3BvbnNlElUKDENvdW50U2VnbWVudBIiLmNsZXJraW5kZXgudjEuQ291bnRTZWdtZW50UmVxdWVzdBohLmNsZXJraW5kZXgudjEuQ291bnRVc2Vyc1Jlc3BvbnNlEmQKEkxpc3RTZWdtZW50TWVtYmVycxIoLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRNZW1iZXJzUmVxdWVzdBoiLmNsZXJraW5kZXgudjEuRXhwb3J0VXNlcnNSZXNwb25zZTABElEKDFdhdGNoU2VnbWVudBIiLmNsZXJraW5kZXgudjEuV2F0Y2hTZWdtZW50UmVxdWVzdBobLmNsZXJraW5kZXgudjEuU2VnbWVudEV2ZW50MAESUwoNV2F0Y2hTZWdtZW50cxIjLmNsZXJraW5kZXgudjEuV2F0Y2hTZWdtZW50c1JlcXVlc3QaGy5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudDABEmAKD0dldFVzZXJTZWdtZW50cxIlLmNsZXJraW5kZXgudjEuR2V0VXNlclNlZ21lbnRzUmVxdWVzdBomLmNsZXJraW5kZXgudjEuR2V0VXNlclNlZ21lbnRzUmVzcG9uc2USZgoRR2V0U2VnbWVudEhpc3RvcnkSJy5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRIaXN0b3J5UmVxdWVzdBooLmNsZXJraW5kZXgudjEuR2V0U2VnbWVudEhpc3RvcnlSZXNwb25zZUK2AQoRY29tLmNsZXJraW5kZXgudjFCDVNlZ21lbnRzUHJvdG9QAVotY2xlcmstaW5kZXgvZ2VuL2dvL2NsZXJraW5kZXgvdjE7Y2xlcmtpbmRleHYxogIDQ0lYqgINQ2xlcmtJbmRleC5WMboCDUNsZXJrSW5kZXhWMV/KAg1DbGVya0luZGV4XFYx4gIZQ2xlcmtJbmRleFxWMVxHUEJNZXRhZGF0YeoCDkNsZXJrSW5kZXg6OlYxYgZwcm90bzM", [file_clerkindex_v1_user_index]);
 
 /**
  * @generated from message clerkindex.v1.Segment
@@ -302,6 +302,117 @@ export const GetUserSegmentsResponseSchema: GenMessage<GetUserSegmentsResponse> 
   messageDesc(file_clerkindex_v1_segments, 10);
 
 /**
+ * @generated from message clerkindex.v1.GetSegmentHistoryRequest
+ */
+export type GetSegmentHistoryRequest = Message<"clerkindex.v1.GetSegmentHistoryRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: clerkindex.v1.GetSegmentHistoryRequest.Granularity granularity = 2;
+   */
+  granularity: GetSegmentHistoryRequest_Granularity;
+};
+
+/**
+ * Describes the message clerkindex.v1.GetSegmentHistoryRequest.
+ * Use `create(GetSegmentHistoryRequestSchema)` to create a new message.
+ */
+export const GetSegmentHistoryRequestSchema: GenMessage<GetSegmentHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 11);
+
+/**
+ * @generated from enum clerkindex.v1.GetSegmentHistoryRequest.Granularity
+ */
+export enum GetSegmentHistoryRequest_Granularity {
+  /**
+   * days
+   *
+   * @generated from enum value: GRANULARITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: GRANULARITY_DAY = 1;
+   */
+  DAY = 1,
+
+  /**
+   * @generated from enum value: GRANULARITY_HOUR = 2;
+   */
+  HOUR = 2,
+}
+
+/**
+ * Describes the enum clerkindex.v1.GetSegmentHistoryRequest.Granularity.
+ */
+export const GetSegmentHistoryRequest_GranularitySchema: GenEnum<GetSegmentHistoryRequest_Granularity> = /*@__PURE__*/
+  enumDesc(file_clerkindex_v1_segments, 11, 0);
+
+/**
+ * @generated from message clerkindex.v1.GetSegmentHistoryResponse
+ */
+export type GetSegmentHistoryResponse = Message<"clerkindex.v1.GetSegmentHistoryResponse"> & {
+  /**
+   * Oldest first, one per period (UTC days or hours) up to the current one; a period nothing
+   * happened in carries the size over.
+   *
+   * @generated from field: repeated clerkindex.v1.SegmentHistoryPeriod periods = 1;
+   */
+  periods: SegmentHistoryPeriod[];
+
+  /**
+   * Members now, as counted from the events.
+   *
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message clerkindex.v1.GetSegmentHistoryResponse.
+ * Use `create(GetSegmentHistoryResponseSchema)` to create a new message.
+ */
+export const GetSegmentHistoryResponseSchema: GenMessage<GetSegmentHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 12);
+
+/**
+ * @generated from message clerkindex.v1.SegmentHistoryPeriod
+ */
+export type SegmentHistoryPeriod = Message<"clerkindex.v1.SegmentHistoryPeriod"> & {
+  /**
+   * @generated from field: int64 start_time_ms = 1;
+   */
+  startTimeMs: bigint;
+
+  /**
+   * @generated from field: uint64 entered = 2;
+   */
+  entered: bigint;
+
+  /**
+   * @generated from field: uint64 exited = 3;
+   */
+  exited: bigint;
+
+  /**
+   * Members at the end of the period (now, for the current one).
+   *
+   * @generated from field: uint64 size = 4;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message clerkindex.v1.SegmentHistoryPeriod.
+ * Use `create(SegmentHistoryPeriodSchema)` to create a new message.
+ */
+export const SegmentHistoryPeriodSchema: GenMessage<SegmentHistoryPeriod> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 13);
+
+/**
  * @generated from message clerkindex.v1.ListSegmentMembersRequest
  */
 export type ListSegmentMembersRequest = Message<"clerkindex.v1.ListSegmentMembersRequest"> & {
@@ -343,7 +454,7 @@ export type ListSegmentMembersRequest = Message<"clerkindex.v1.ListSegmentMember
  * Use `create(ListSegmentMembersRequestSchema)` to create a new message.
  */
 export const ListSegmentMembersRequestSchema: GenMessage<ListSegmentMembersRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 11);
+  messageDesc(file_clerkindex_v1_segments, 14);
 
 /**
  * @generated from message clerkindex.v1.WatchSegmentRequest
@@ -368,7 +479,7 @@ export type WatchSegmentRequest = Message<"clerkindex.v1.WatchSegmentRequest"> &
  * Use `create(WatchSegmentRequestSchema)` to create a new message.
  */
 export const WatchSegmentRequestSchema: GenMessage<WatchSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 12);
+  messageDesc(file_clerkindex_v1_segments, 15);
 
 /**
  * @generated from message clerkindex.v1.WatchSegmentsRequest
@@ -394,7 +505,7 @@ export type WatchSegmentsRequest = Message<"clerkindex.v1.WatchSegmentsRequest">
  * Use `create(WatchSegmentsRequestSchema)` to create a new message.
  */
 export const WatchSegmentsRequestSchema: GenMessage<WatchSegmentsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 13);
+  messageDesc(file_clerkindex_v1_segments, 16);
 
 /**
  * @generated from message clerkindex.v1.SegmentEvent
@@ -451,7 +562,7 @@ export type SegmentEvent = Message<"clerkindex.v1.SegmentEvent"> & {
  * Use `create(SegmentEventSchema)` to create a new message.
  */
 export const SegmentEventSchema: GenMessage<SegmentEvent> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 14);
+  messageDesc(file_clerkindex_v1_segments, 17);
 
 /**
  * @generated from enum clerkindex.v1.SegmentEvent.Kind
@@ -491,7 +602,7 @@ export enum SegmentEvent_Kind {
  * Describes the enum clerkindex.v1.SegmentEvent.Kind.
  */
 export const SegmentEvent_KindSchema: GenEnum<SegmentEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_clerkindex_v1_segments, 14, 0);
+  enumDesc(file_clerkindex_v1_segments, 17, 0);
 
 /**
  * Saved segments: named filters that the service keeps, counts, lists and watches. Every applied
@@ -579,6 +690,7 @@ export const Segments: GenService<{
   },
   /**
    * Entered/Exited events of one segment: those after `after_sequence` from the log, then live.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    * OUT_OF_RANGE when the log no longer holds the events after `after_sequence` (list the
    * members again and watch from the `event_sequence` that listing returns).
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
@@ -594,6 +706,7 @@ export const Segments: GenService<{
    * WatchSegment over several segments on one stream, in sequence order; with no names, every
    * segment the key may read (segments created later included, those it may not read left
    * out). Ends after the last named segment is deleted.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
    *
    * @generated from rpc clerkindex.v1.Segments.WatchSegments
@@ -613,6 +726,17 @@ export const Segments: GenService<{
     methodKind: "unary";
     input: typeof GetUserSegmentsRequestSchema;
     output: typeof GetUserSegmentsResponseSchema;
+  },
+  /**
+   * A segment's size and how many users entered and exited, per day (kept for
+   * --segment-history-days) or per hour (the last 7 days), from its first kept period to now.
+   *
+   * @generated from rpc clerkindex.v1.Segments.GetSegmentHistory
+   */
+  getSegmentHistory: {
+    methodKind: "unary";
+    input: typeof GetSegmentHistoryRequestSchema;
+    output: typeof GetSegmentHistoryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_clerkindex_v1_segments, 0);
