@@ -348,7 +348,8 @@ fn grpc_services(
     )
     .with_segment_clock(segments.sequence_clock());
     GrpcServices {
-        user_index: UserIndexService::new(reader.clone(), write_through, config.filter_limits),
+        user_index: UserIndexService::new(reader.clone(), write_through, config.filter_limits)
+            .with_segments(segments.clone()),
         sync,
         segments: SegmentsService::new(segments, reader, config.filter_limits),
         auth: Authenticate::new(config.auth.clone()),

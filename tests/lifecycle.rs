@@ -430,3 +430,136 @@ async fn watch_segments_follows_several_or_every_readable_segment_on_one_stream(
     assert!(named.message().await.unwrap().is_none(), "the stream ended");
     server.stop().await;
 }
+
+/// `IN SEGMENT` over gRPC: queries and segments built on saved segments, their scopes inherited,
+/// unknown names and cycles refused with the position, and a segment in use kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_segment_composes_saved_segments_with_their_scopes() {
+    use clerk_index::api::proto::user_index_client::UserIndexClient;
+    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
+    use common::{count_with, with_header};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(400))).await;
+    let (marketing, marketing_hash) = generate_key();
+    let (support, support_hash) = generate_key();
+    let mut options = TestOptions::new(&fake.url);
+    options.auth = AuthConfig {
+        keys: ApiKeys::parse(&format!(
+            "marketing public,segments {marketing_hash}\nsupport public,private,segments {support_hash}\n"
+        ))
+        .unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    let server = TestServer::start(dir.path(), options).await;
+    server.wait_serving().await;
+    let channel = server.channel().await;
+    let bearer = |key: &str| Some(format!("Bearer {key}"));
+    let mut public_segments = SegmentsClient::new(with_header(channel.clone(), bearer(&marketing)));
+    let mut private_segments = SegmentsClient::new(with_header(channel.clone(), bearer(&support)));
+    let mut users = UserIndexClient::new(with_header(channel.clone(), bearer(&marketing)));
+    let create = async |client: &mut SegmentsClient<common::Authed>, name: &str, text: &str| {
+        client
+            .create_segment(proto::CreateSegmentRequest {
+                name: name.into(),
+                description: String::new(),
+                filter: expression(text),
+            })
+            .await
+    };
+    create(&mut public_segments, "pro", r#"public.plan_type = "pro""#)
+        .await
+        .unwrap();
+    create(
+        &mut public_segments,
+        "pro-unbanned",
+        r#"IN SEGMENT "pro" AND banned = false"#,
+    )
+    .await
+    .unwrap();
+    let composed = count_with(&mut users, Some(r#"IN SEGMENT "pro-unbanned""#))
+        .await
+        .unwrap();
+    let plain = count_with(
+        &mut users,
+        Some(r#"public.plan_type = "pro" AND banned = false"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(composed, plain);
+    assert!(composed > 0);
+    let counted = public_segments
+        .count_segment(proto::CountSegmentRequest {
+            name: "pro-unbanned".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(counted, plain);
+
+    // Unknown names and cycles: INVALID_ARGUMENT at the reference.
+    let unknown = count_with(&mut users, Some(r#"banned = true OR IN SEGMENT "nope""#))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument, "{unknown:?}");
+    assert!(
+        unknown.message().contains("no saved segment"),
+        "{unknown:?}"
+    );
+    let cycle = public_segments
+        .update_segment(proto::UpdateSegmentRequest {
+            name: "pro".into(),
+            filter: expression(r#"IN SEGMENT "pro-unbanned""#),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(cycle.code(), tonic::Code::InvalidArgument, "{cycle:?}");
+    assert!(
+        cycle.message().contains("pro -> pro-unbanned -> pro"),
+        "{cycle:?}"
+    );
+
+    // Scopes are inherited: a segment on a private one needs `private`, to use and to see.
+    create(&mut private_segments, "valuable", "private.ltv > 100")
+        .await
+        .unwrap();
+    let denied = create(
+        &mut public_segments,
+        "valuable-pro",
+        r#"IN SEGMENT "valuable" AND IN SEGMENT "pro""#,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let built = create(
+        &mut private_segments,
+        "valuable-pro",
+        r#"IN SEGMENT "valuable" AND IN SEGMENT "pro""#,
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(
+        built.required_scopes,
+        vec!["public".to_string(), "private".to_string()]
+    );
+    let hidden = count_with(&mut users, Some(r#"IN SEGMENT "valuable-pro""#))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::PermissionDenied, "{hidden:?}");
+
+    // A segment in use is kept, naming who uses it.
+    let in_use = private_segments
+        .delete_segment(proto::DeleteSegmentRequest { name: "pro".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(in_use.code(), tonic::Code::FailedPrecondition, "{in_use:?}");
+    assert!(
+        in_use.message().contains("pro-unbanned, valuable-pro"),
+        "{in_use:?}"
+    );
+    server.stop().await;
+}

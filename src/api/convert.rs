@@ -72,6 +72,14 @@ fn tree_to_filter(
             }
             Filter::Org(Box::new(tree_to_filter(*inner, counter, true)?))
         }
+        proto::filter::Node::Segment(name) => {
+            if in_org {
+                return Err(FilterError::general(
+                    "a segment node cannot be inside an org node: a segment holds users, not memberships",
+                ));
+            }
+            Filter::Segment { name, position: 0 }
+        }
     })
 }
 

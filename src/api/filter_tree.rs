@@ -17,6 +17,7 @@ pub fn filter_to_tree(filter: &Filter) -> proto::Filter {
         Filter::Or(items) => Node::Any(list(items)),
         Filter::Not(inner) => Node::Negate(Box::new(filter_to_tree(inner))),
         Filter::Org(inner) => Node::Org(Box::new(filter_to_tree(inner))),
+        Filter::Segment { name, .. } => Node::Segment(name.clone()),
         Filter::Predicate(predicate) => {
             let (op, values) = match &predicate.op {
                 Op::Compare(cmp, value) => (compare_operator(*cmp), vec![value_to_proto(value)]),

@@ -202,14 +202,16 @@ impl SegmentsApi for SegmentsService {
             filter,
         } = request.into_inner();
         let filter = self.filter(filter)?;
-        Self::check_definition(&caller, &filter)?;
+        // Scopes and warnings are those of the segments it refers to as well.
+        let expanded = (self.segments.expand(&filter, Some(&name))).map_err(Error::from)?;
+        Self::check_definition(&caller, &expanded)?;
         let saved = self
             .segments
-            .create(name, description, filter.clone())
+            .create(name, description, filter)
             .await
             .map_err(Error::from)?;
-        let mut segment = segment_to_proto(&caller, saved, &filter);
-        segment.warnings = self.warnings(&caller, &filter).await;
+        let mut segment = segment_to_proto(&caller, saved, &expanded);
+        segment.warnings = self.warnings(&caller, &expanded).await;
         Ok(Response::new(segment))
     }
 
@@ -257,15 +259,20 @@ impl SegmentsApi for SegmentsService {
         };
         // Both the definition it replaces and the new one must be readable.
         let (_, current) = self.visible(&caller, &name)?;
-        if let Some(filter) = &filter {
-            Self::check_definition(&caller, filter)?;
-        }
+        let expanded = match &filter {
+            Some(filter) => {
+                let expanded = (self.segments.expand(filter, Some(&name))).map_err(Error::from)?;
+                Self::check_definition(&caller, &expanded)?;
+                Some(expanded)
+            }
+            None => None,
+        };
         let saved = self
             .segments
-            .update(name, description, filter.clone(), expected_version)
+            .update(name, description, filter, expected_version)
             .await
             .map_err(Error::from)?;
-        let saved_filter = filter.as_ref().unwrap_or(&current);
+        let saved_filter = expanded.as_ref().unwrap_or(&current);
         let mut segment = segment_to_proto(&caller, saved, saved_filter);
         segment.warnings = self.warnings(&caller, saved_filter).await;
         Ok(Response::new(segment))

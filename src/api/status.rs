@@ -399,6 +399,15 @@ fn segment_mapped(error: SegmentError, message: &str) -> Mapped {
             .bad_field("after_sequence", message),
         SegmentError::Unavailable(_) => Mapped::new(Code::Unavailable, Reason::Unavailable),
         SegmentError::Denied(_) => Mapped::new(Code::PermissionDenied, Reason::ScopeMissing),
+        SegmentError::Referenced { name, .. } => {
+            let mut mapped = Mapped::new(Code::FailedPrecondition, Reason::FailedPrecondition);
+            mapped.details.add_precondition_failure_violation(
+                "REFERENCED",
+                segment(&name),
+                message,
+            );
+            mapped
+        }
         SegmentError::Index(index) => index_mapped(&index, message),
         SegmentError::Write(write) => write_mapped(&write),
         SegmentError::Log(_) => Mapped::new(Code::Internal, Reason::Internal),

@@ -18,10 +18,11 @@ use crate::error::Error;
 use crate::index::Snapshot;
 use crate::query::ast::CoreKind;
 use crate::query::time::is_time_driven;
-use crate::query::{FilterLimits, to_text};
+use crate::query::{Filter, FilterLimits, to_text};
 use crate::read::{
     Answer, ExportQuery, FieldCatalog, Projection, ReadAt, ReadUser, SearchQuery, UserReader,
 };
+use crate::segments::Segments;
 use crate::sync::{MetadataPatch, WriteThrough};
 use crate::user::MetadataNamespace;
 
@@ -31,14 +32,41 @@ pub struct UserIndexService {
     reader: UserReader,
     write_through: WriteThrough,
     limits: FilterLimits,
+    /// The saved segments `IN SEGMENT` refers to.
+    segments: Option<Segments>,
 }
 
 impl UserIndexService {
     pub fn new(reader: UserReader, write_through: WriteThrough, limits: FilterLimits) -> Self {
         UserIndexService {
+            segments: None,
             reader,
             write_through,
             limits,
+        }
+    }
+
+    /// `IN SEGMENT` in filters refers to these saved segments.
+    pub fn with_segments(mut self, segments: Segments) -> Self {
+        self.segments = Some(segments);
+        self
+    }
+
+    /// A request's filter, its segment references expanded.
+    fn filter(&self, spec: Option<proto::FilterSpec>) -> Result<Option<Filter>, Error> {
+        filter_from_proto(spec, &self.limits)?
+            .map(|raw| self.expand(&raw))
+            .transpose()
+    }
+
+    fn expand(&self, raw: &Filter) -> Result<Filter, Error> {
+        match &self.segments {
+            Some(segments) => Ok(segments.expand(raw, None)?),
+            None if crate::query::references(raw).is_empty() => Ok(raw.clone()),
+            None => Err(Error::invalid(
+                "filter",
+                "IN SEGMENT needs saved segments, which this server does not keep",
+            )),
         }
     }
 
@@ -165,7 +193,7 @@ impl UserIndexApi for UserIndexService {
             min_log_sequence,
         } = request.into_inner();
         let query = SearchQuery {
-            filter: filter_from_proto(filter, &self.limits)?,
+            filter: self.filter(filter)?,
             sort: sort_from_proto(sort)?,
             page_size,
             page_token,
@@ -192,7 +220,7 @@ impl UserIndexApi for UserIndexService {
             min_generation,
             min_log_sequence,
         } = request.into_inner();
-        let filter = filter_from_proto(filter, &self.limits)?;
+        let filter = self.filter(filter)?;
         let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self.reader.count(&caller, filter, at).await?;
         tracing::Span::current().record("clerk_index.result_count", answer.value as i64);
@@ -332,7 +360,7 @@ impl UserIndexApi for UserIndexService {
             min_generation,
             min_log_sequence,
         } = request.into_inner();
-        let filter = filter_from_proto(filter, &self.limits)?;
+        let filter = self.filter(filter)?;
         let specs = facets_from_proto(facets)?;
         let at = ReadAt::new(min_generation, min_log_sequence);
         let answer = self
@@ -361,7 +389,7 @@ impl UserIndexApi for UserIndexService {
             ids_only,
         } = request.into_inner();
         let query = ExportQuery {
-            filter: filter_from_proto(filter, &self.limits)?,
+            filter: self.filter(filter)?,
             fields,
             chunk_size,
             resume_cursor,
@@ -403,16 +431,18 @@ impl UserIndexApi for UserIndexService {
         };
         let expression =
             to_text(&filter).map_err(|e| Error::invalid("filter", format!("filter: {e}")))?;
+        // Shown as written; checked with the segments it refers to expanded.
+        let expanded = self.expand(&filter)?;
         let answer = (self.reader)
-            .validate(&caller, &filter, ReadAt::default())
+            .validate(&caller, &expanded, ReadAt::default())
             .await?;
         Ok(Response::new(proto::ValidateFilterResponse {
             expression,
             tree: Some(filter_to_tree(&filter)),
-            required_scopes: (caller.filter_scopes(&filter).iter())
+            required_scopes: (caller.filter_scopes(&expanded).iter())
                 .map(|scope| scope.name().to_string())
                 .collect(),
-            time_driven: is_time_driven(&filter),
+            time_driven: is_time_driven(&expanded),
             warnings: answer.value.into_iter().map(warning_to_proto).collect(),
             freshness: Some(freshness_to_proto(&answer.snapshot)),
         }))

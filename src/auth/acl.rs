@@ -21,6 +21,8 @@ fn visit_paths<T>(filter: &Filter, f: &mut impl FnMut(&FieldPath) -> Option<T>) 
         Filter::And(parts) | Filter::Or(parts) => parts.iter().find_map(|p| visit_paths(p, f)),
         Filter::Not(inner) | Filter::Org(inner) => visit_paths(inner, f),
         Filter::Predicate(predicate) => f(&predicate.path),
+        // Checked on the expanded filter, which holds the referenced segments' paths.
+        Filter::Segment { .. } => None,
     }
 }
 

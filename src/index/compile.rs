@@ -152,6 +152,8 @@ impl Compiler<'_> {
             Filter::Not(inner) => not(self.filter(inner)),
             Filter::Predicate(predicate) => self.predicate(predicate),
             Filter::Org(inner) => self.correlated(inner),
+            // References are expanded before compiling; one left in matches nobody.
+            Filter::Segment { .. } => Box::new(EmptyQuery),
         }
     }
 

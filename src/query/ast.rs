@@ -13,6 +13,13 @@ pub enum Filter {
     /// `org[...]`: one and the same membership satisfies the inner filter, whose paths are
     /// all `org.*` (written relative to the membership inside the brackets).
     Org(Box<Filter>),
+    /// `IN SEGMENT "name"`: the user is in a saved segment. Replaced by the segment's filter
+    /// ([`crate::query::expand`]) before anything evaluates it; evaluated unexpanded, it matches
+    /// nobody.
+    Segment {
+        name: String,
+        position: usize,
+    },
 }
 
 impl Filter {
@@ -27,6 +34,10 @@ impl Filter {
                 position: 0,
                 ..p.clone()
             }),
+            Filter::Segment { name, .. } => Filter::Segment {
+                name: name.clone(),
+                position: 0,
+            },
         }
     }
 }

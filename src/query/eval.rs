@@ -33,6 +33,8 @@ fn matches_in(filter: &Filter, user: &User, membership: Option<&Json>, now_ms: i
                 .iter()
                 .any(|view| matches_in(inner, user, Some(view), now_ms))
         }),
+        // Expanded before evaluation; a reference left in matches nobody.
+        Filter::Segment { .. } => false,
     }
 }
 

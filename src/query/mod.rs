@@ -6,6 +6,7 @@
 pub mod ast;
 mod error;
 pub mod eval;
+mod expand;
 mod lexer;
 mod parser;
 mod print;
@@ -15,6 +16,7 @@ mod validate;
 
 pub use ast::{CmpOp, CoreField, DateValue, FieldPath, Filter, Op, Predicate, Value};
 pub use error::{FilterError, FilterLimits};
+pub use expand::{expand, references};
 pub use lexer::{parse_date_literal, parse_date_value};
 pub use parser::parse_filter;
 pub use print::{NoTextForm, to_text, value_text};

@@ -149,7 +149,35 @@ impl Parser {
         if self.peek_keyword("org") && bracket == Some(&Token::LBracket) {
             return self.parse_correlated(depth);
         }
+        let segment = matches!(bracket, Some(Token::Word(w)) if w.eq_ignore_ascii_case("SEGMENT"));
+        if self.peek_keyword("IN") && segment {
+            return self.parse_segment_reference();
+        }
         self.parse_predicate()
+    }
+
+    /// `IN SEGMENT "name"`.
+    fn parse_segment_reference(&mut self) -> Result<Filter, FilterError> {
+        let position = self.position();
+        if self.in_org {
+            return Err(FilterError::at(
+                position,
+                "IN SEGMENT cannot be inside org[...]: a segment holds users, not memberships",
+            ));
+        }
+        self.next += 2;
+        match self.advance() {
+            Some(Spanned {
+                token: Token::String(name),
+                ..
+            }) => Ok(Filter::Segment { name, position }),
+            _ => Err(FilterError::at(
+                self.tokens
+                    .get(self.next - 1)
+                    .map_or(self.end, |t| t.position),
+                "IN SEGMENT needs the segment's name as a string: IN SEGMENT \"trial-users\"",
+            )),
+        }
     }
 
     /// `org[ filter ]`, its paths relative to one membership.

@@ -26,6 +26,10 @@ fn write_filter(f: &mut Formatter<'_>, filter: &Filter, in_org: bool) -> fmt::Re
             write_filter(f, inner, true)?;
             f.write_str("]")
         }
+        Filter::Segment { name, .. } => {
+            f.write_str("IN SEGMENT ")?;
+            Quoted(name).fmt(f)
+        }
     }
 }
 
@@ -43,7 +47,9 @@ fn join(f: &mut Formatter<'_>, items: &[Filter], separator: &str, in_org: bool) 
 /// parenthesized.
 fn grouped(f: &mut Formatter<'_>, filter: &Filter, in_org: bool) -> fmt::Result {
     match filter {
-        Filter::Predicate(_) | Filter::Not(_) | Filter::Org(_) => write_filter(f, filter, in_org),
+        Filter::Predicate(_) | Filter::Not(_) | Filter::Org(_) | Filter::Segment { .. } => {
+            write_filter(f, filter, in_org)
+        }
         other => {
             f.write_str("(")?;
             write_filter(f, other, in_org)?;
@@ -213,6 +219,7 @@ fn check_printable(filter: &Filter) -> Result<(), NoTextForm> {
             items.iter().try_for_each(check_printable)
         }
         Filter::Not(inner) | Filter::Org(inner) => check_printable(inner),
+        Filter::Segment { .. } => Ok(()),
         Filter::Predicate(predicate) => {
             if let Op::Sealed(_) = predicate.op {
                 return Err(NoTextForm(

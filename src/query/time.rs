@@ -41,6 +41,7 @@ fn collect(filter: &Filter, in_org: bool, out: &mut Vec<RelativeBound>) {
         }
         Filter::Not(inner) => collect(inner, in_org, out),
         Filter::Org(inner) => collect(inner, true, out),
+        Filter::Segment { .. } => {}
         Filter::Predicate(predicate) => {
             for offset in relative_offsets(&predicate.op) {
                 let bound = RelativeBound {
@@ -167,6 +168,7 @@ pub fn pinned(filter: &Filter, now_ms: i64) -> Filter {
         Filter::Or(items) => Filter::Or(items.iter().map(|f| pinned(f, now_ms)).collect()),
         Filter::Not(inner) => Filter::Not(Box::new(pinned(inner, now_ms))),
         Filter::Org(inner) => Filter::Org(Box::new(pinned(inner, now_ms))),
+        segment @ Filter::Segment { .. } => segment.clone(),
         Filter::Predicate(predicate) => {
             let op = match &predicate.op {
                 Op::Compare(cmp, value) => Op::Compare(*cmp, pin(value)),

@@ -61,6 +61,7 @@ fn walk(
             *predicates += 1;
             Filter::Predicate(check_predicate(predicate, limits)?)
         }
+        segment @ Filter::Segment { .. } => segment,
     })
 }
 
@@ -70,6 +71,7 @@ fn outside_membership(filter: &Filter) -> Option<usize> {
         Filter::And(parts) | Filter::Or(parts) => parts.iter().find_map(outside_membership),
         Filter::Not(inner) => outside_membership(inner),
         Filter::Org(_) => Some(0),
+        Filter::Segment { position, .. } => Some(*position),
         Filter::Predicate(predicate) => match &predicate.path {
             FieldPath::Metadata {
                 namespace: crate::user::MetadataNamespace::Org,

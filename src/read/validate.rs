@@ -142,6 +142,7 @@ fn walk(filter: &Filter, visit: &mut impl FnMut(&crate::query::Predicate)) {
         Filter::And(items) | Filter::Or(items) => items.iter().for_each(|f| walk(f, visit)),
         Filter::Not(inner) | Filter::Org(inner) => walk(inner, visit),
         Filter::Predicate(predicate) => visit(predicate),
+        Filter::Segment { .. } => {}
     }
 }
 

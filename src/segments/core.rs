@@ -14,11 +14,14 @@ use super::log::{LogFile, Record};
 use super::model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
 use crate::index::{IndexError, Snapshot, UserIndex};
 use crate::query::time::is_time_driven;
-use crate::query::{Filter, FilterLimits, parse_filter};
+use crate::query::{Filter, FilterError, FilterLimits, expand, parse_filter, references};
 
 pub(super) struct Compiled {
     pub(super) definition: SavedSegment,
+    /// The filter evaluated: `raw` with every `IN SEGMENT` reference expanded.
     pub(super) filter: Filter,
+    /// The filter as saved (references kept).
+    pub(super) raw: Filter,
     /// The filter holds a relative time: ticks re-evaluate it.
     pub(super) time_driven: bool,
     /// The event that saved this definition.
@@ -80,6 +83,41 @@ impl Core {
         }
     }
 
+    /// `raw` (the definition of `saved_as`, if any) with its segment references expanded
+    /// through the saved definitions, `replacing` one of them with a new filter (the one being
+    /// saved).
+    pub(super) fn expand(
+        &self,
+        raw: &Filter,
+        saved_as: Option<&str>,
+        replacing: Option<(&str, &Filter)>,
+    ) -> Result<Filter, FilterError> {
+        let saved = |name: &str| match replacing {
+            Some((replaced, filter)) if replaced == name => Some(filter.clone()),
+            _ => self.segments.get(name).map(|c| c.raw.clone()),
+        };
+        expand(raw, saved_as, &saved, &self.limits.stored())
+    }
+
+    /// The segments whose filters refer to `name`, directly or through others.
+    pub(super) fn dependents(&self, name: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        loop {
+            let before = found.len();
+            for (other, compiled) in &self.segments {
+                let refers = references(&compiled.raw)
+                    .iter()
+                    .any(|r| r == name || found.contains(r));
+                if refers && other != name && !found.contains(other) {
+                    found.push(other.clone());
+                }
+            }
+            if found.len() == before {
+                return found;
+            }
+        }
+    }
+
     /// The clock in force for a snapshot whose events end at `sequence`.
     pub(super) fn clock_at(&self, sequence: u64) -> i64 {
         match self.ticks.iter().rev().find(|(at, _)| *at <= sequence) {
@@ -118,8 +156,12 @@ impl Core {
                 let mut saved = None;
                 match (event.kind, definition) {
                     (EventKind::SegmentUpdated, Some(definition)) => {
-                        match parse_filter(&definition.filter, &self.limits.stored()) {
-                            Ok(filter) => {
+                        let parsed = parse_filter(&definition.filter, &self.limits.stored())
+                            .and_then(|raw| {
+                                Ok((self.expand(&raw, Some(&definition.name), None)?, raw))
+                            });
+                        match parsed {
+                            Ok((filter, raw)) => {
                                 saved = Some(definition.clone());
                                 self.segments.insert(
                                     definition.name.clone(),
@@ -127,6 +169,7 @@ impl Core {
                                         definition,
                                         time_driven: is_time_driven(&filter),
                                         filter,
+                                        raw,
                                         sequence: event.sequence,
                                     },
                                 );
@@ -254,6 +297,22 @@ pub(super) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
     core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Refuses to delete a segment others refer to.
+pub(super) fn check_unreferenced(core: &Core, name: &str) -> Result<(), SegmentError> {
+    let by: Vec<String> = (core.segments.iter())
+        .filter(|(other, c)| *other != name && references(&c.raw).iter().any(|r| r == name))
+        .map(|(other, _)| other.clone())
+        .collect();
+    if by.is_empty() {
+        Ok(())
+    } else {
+        Err(SegmentError::Referenced {
+            name: name.to_string(),
+            by,
+        })
+    }
+}
+
 /// Valid names: 1-64 of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
 pub(super) fn check_name(name: &str) -> Result<(), SegmentError> {
     let valid = (1..=64).contains(&name.len())
@@ -324,18 +383,50 @@ pub(super) fn segment_event(sequence: u64, name: &str, kind: EventKind, now: i64
     }
 }
 
-/// Records `definition` as its segment's new state, and when its filter differs from the one in
-/// force, the Entered/Exited events of the users whose membership that changes; every event is
-/// timed at the definition's `updated_ms` (the same on every replica in cluster mode).
+/// Records `definition` (its filter `raw`, as saved) as its segment's new state, and when its
+/// filter changes what the segment holds, the Entered/Exited events of the users whose
+/// membership that changes; the same for every segment built on it (`IN SEGMENT`), whose
+/// meaning changes with it (each gets a `SegmentUpdated` event too, so their watchers' scopes
+/// are checked again). Every event is timed at the definition's `updated_ms` (the same on every
+/// replica in cluster mode).
 pub(super) fn record_definition(
     core: &mut Core,
     snapshot: &Arc<Snapshot>,
     definition: SavedSegment,
+    raw: &Filter,
+) -> Result<(), SegmentError> {
+    let (name, time) = (definition.name.clone(), definition.updated_ms);
+    let invalid =
+        |e: FilterError| SegmentError::invalid("filter", format!("filter: {}", e.message));
+    let filter = core
+        .expand(raw, Some(&name), Some((&name, raw)))
+        .map_err(invalid)?;
+    let mut updates = vec![(definition, filter)];
+    for dependent in core.dependents(&name) {
+        let compiled = &core.segments[&dependent];
+        let expanded =
+            (core.expand(&compiled.raw, Some(&dependent), Some((&name, raw)))).map_err(invalid)?;
+        if expanded.unplaced() != compiled.filter.unplaced() {
+            updates.push((compiled.definition.clone(), expanded));
+        }
+    }
+    for (definition, filter) in updates {
+        record_one(core, snapshot, definition, &filter, time)?;
+    }
+    Ok(())
+}
+
+/// One segment's new state (`filter` expanded) and the membership difference it makes.
+fn record_one(
+    core: &mut Core,
+    snapshot: &Arc<Snapshot>,
+    definition: SavedSegment,
     filter: &Filter,
+    time: i64,
 ) -> Result<(), SegmentError> {
     let now = core.clock_ms;
     let (changes, size) = match core.segments.get(&definition.name) {
-        Some(current) if current.definition.filter != definition.filter => {
+        Some(current) if current.filter.unplaced() != filter.unplaced() => {
             let before = member_ids(snapshot, &current.filter, now)?;
             let after = member_ids(snapshot, filter, now)?;
             (membership_diff(&before, &after), after.len() as u64)
@@ -344,7 +435,7 @@ pub(super) fn record_definition(
         Some(_) => (Vec::new(), core.history.size_of(&definition.name)),
         None => (Vec::new(), snapshot.count(Some(filter), now)?),
     };
-    let (name, time) = (definition.name.clone(), definition.updated_ms);
+    let name = definition.name.clone();
     let sequence = core.next_sequence();
     let mut event = segment_event(sequence, &name, EventKind::SegmentUpdated, time);
     event.recorded_at_ms = core.config.clock.now_ms();

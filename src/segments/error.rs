@@ -29,6 +29,9 @@ pub enum SegmentError {
     OutOfRange(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Other segments refer to this one (`IN SEGMENT`): it cannot be deleted.
+    #[error("segment {name:?} is used by {}: change or delete those first", by.join(", "))]
+    Referenced { name: String, by: Vec<String> },
     /// The caller's scopes do not cover the segment's (new) definition.
     #[error("{0}")]
     Denied(String),

@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::core::{Core, check_description, check_name, lock, record_definition, segment_event};
+use super::core::{
+    Core, check_description, check_name, check_unreferenced, lock, record_definition, segment_event,
+};
 use super::error::SegmentError;
 use super::model::{EventKind, SavedSegment};
 use super::observer::SegmentsHandle;
 use super::tick::advance;
 use crate::clock::now_ms;
 use crate::index::WriterHandle;
-use crate::query::{Filter, to_text};
+use crate::query::{Filter, FilterError, to_text};
 
 /// The service-side half: definitions, counts, watches.
 #[derive(Clone)]
@@ -164,7 +166,14 @@ impl Segments {
             .await?
     }
 
+    /// `filter` with its `IN SEGMENT` references expanded: as a query (`saved_as` `None`), or
+    /// as it would be saved under `saved_as` (a reference back to it is then a cycle).
+    pub fn expand(&self, filter: &Filter, saved_as: Option<&str>) -> Result<Filter, FilterError> {
+        lock(&self.core).expand(filter, saved_as, saved_as.map(|name| (name, filter)))
+    }
+
     pub async fn delete(&self, name: String) -> Result<(), SegmentError> {
+        check_unreferenced(&lock(&self.core), &name)?;
         if let Some(bucket) = &self.shared {
             return self.delete_shared(bucket, name).await;
         }
@@ -175,6 +184,7 @@ impl Segments {
                 if !core.segments.contains_key(&name) {
                     return Err(SegmentError::NotFound(name));
                 }
+                check_unreferenced(&core, &name)?;
                 let now = now_ms();
                 let sequence = core.next_sequence();
                 core.record(

@@ -23,6 +23,7 @@ use crate::query::parse_filter;
 use crate::query::{Filter, FilterLimits};
 use crate::user::User;
 
+mod composition;
 mod history;
 mod organizations;
 mod time;

@@ -20,9 +20,16 @@ pub type MayWatch = Box<dyn Fn(&Filter) -> bool + Send + Sync>;
 /// it): a definition is only ever retained with its event.
 fn definition_filter(core: &Core, name: &str, sequence: u64) -> Option<Filter> {
     match core.retained_definitions.get(&sequence) {
-        Some(definition) => parse_filter(&definition.filter, &core.limits.stored()).ok(),
+        Some(definition) => expanded(core, &definition.filter),
         None => core.segments.get(name).map(|c| c.filter.clone()),
     }
+}
+
+/// A saved definition's filter with the segments it refers to (as they are now) expanded: what
+/// a watcher's scopes must cover.
+fn expanded(core: &Core, text: &str) -> Option<Filter> {
+    let raw = parse_filter(text, &core.limits.stored()).ok()?;
+    Some(core.expand(&raw, None, None).unwrap_or(raw))
 }
 
 /// The filter in force for `name` just after `sequence`.
@@ -33,7 +40,7 @@ fn filter_at(core: &Core, name: &str, sequence: u64) -> Option<Filter> {
         .rev()
         .find(|(_, definition)| definition.name == name);
     match saved {
-        Some((_, definition)) => parse_filter(&definition.filter, &core.limits.stored()).ok(),
+        Some((_, definition)) => expanded(core, &definition.filter),
         None => core.segments.get(name).map(|c| c.filter.clone()),
     }
 }

@@ -22,6 +22,7 @@ from clerkindex import (
     field,
     not_,
     org,
+    in_segment,
     stats,
     terms,
 )
@@ -89,6 +90,7 @@ def test_a_users_segments_are_listed(client):
     try:
         segments = client.user_segments(user_id)
         assert "py-user-pro" in segments and "py-user-none" not in segments
+        assert client.count(in_segment("py-user-pro")) == client.count('IN SEGMENT "py-user-pro"') > 0
         history = client.segment_history("py-user-pro")
         assert history.size == client.count_segment("py-user-pro") > 0
         assert history.periods[-1].size == history.size

@@ -96,6 +96,11 @@ export function org(filter: Filter): Filter {
   return new Filter(create(FilterSchema, { node: { case: "org", value: filter.proto } }));
 }
 
+/** `IN SEGMENT "name"`: the user is in that saved segment (its filter in place of this). */
+export function inSegment(name: string): Filter {
+  return new Filter(create(FilterSchema, { node: { case: "segment", value: name } }));
+}
+
 /** A core field (`email`, `created_at`) or a metadata path (`public.prefs.theme`). */
 export class Path {
   constructor(readonly path: string) {

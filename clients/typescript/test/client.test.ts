@@ -19,6 +19,7 @@ import {
   not,
   NotFound,
   org,
+  inSegment,
   PermissionDenied,
   segmentsPb,
   stats,
@@ -193,6 +194,7 @@ test("a user's segments are listed", async () => {
   try {
     const segments = await client.userSegments(userId);
     assert.ok(segments.includes("ts-user-pro"), String(segments));
+    assert.equal(await client.count(inSegment("ts-user-pro")), await client.count('IN SEGMENT "ts-user-pro"'));
     const history = await client.segmentHistory("ts-user-pro");
     assert.equal(history.size, await client.countSegment("ts-user-pro"));
     assert.equal(history.periods.at(-1)?.size, history.size);

@@ -82,6 +82,7 @@ impl Sensitive {
             Filter::And(parts) | Filter::Or(parts) => parts.iter().any(|p| self.touches(p)),
             Filter::Not(inner) | Filter::Org(inner) => self.touches(inner),
             Filter::Predicate(predicate) => self.covers(&predicate.path),
+            Filter::Segment { .. } => false,
         }
     }
 }

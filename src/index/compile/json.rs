@@ -262,7 +262,7 @@ fn needs_a_value(filter: &Filter) -> bool {
     match filter {
         Filter::And(items) => items.iter().any(needs_a_value),
         Filter::Or(items) => !items.is_empty() && items.iter().all(needs_a_value),
-        Filter::Not(_) | Filter::Org(_) => false,
+        Filter::Not(_) | Filter::Org(_) | Filter::Segment { .. } => false,
         Filter::Predicate(predicate) => match &predicate.op {
             Op::Compare(CmpOp::Ne, _) => false,
             Op::Compare(_, value) => not_null(value),

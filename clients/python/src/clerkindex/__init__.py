@@ -25,7 +25,7 @@ from .errors import (
     Unavailable,
     VersionConflict,
 )
-from .filters import Filter, Path, all_of, any_of, date, field, not_, org
+from .filters import Filter, Path, all_of, any_of, date, field, in_segment, not_, org
 
 __all__ = [
     "Client",
@@ -43,6 +43,7 @@ __all__ = [
     "any_of",
     "not_",
     "org",
+    "in_segment",
     "date",
     "Checkpoint",
     "FileCheckpoint",

@@ -110,6 +110,11 @@ def org(f: Filter) -> Filter:
     return Filter(pb.Filter(org=f.proto))
 
 
+def in_segment(name: str) -> Filter:
+    """``IN SEGMENT "name"``: the user is in that saved segment (its filter in place of this)."""
+    return Filter(pb.Filter(segment=name))
+
+
 class Path:
     """A core field (``email``, ``created_at``) or metadata path (``public.prefs.theme``)."""
 

@@ -66,18 +66,20 @@ class FilterSpec(_message.Message):
     def __init__(self, expression: _Optional[str] = ..., tree: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("all", "any", "negate", "predicate", "org")
+    __slots__ = ("all", "any", "negate", "predicate", "org", "segment")
     ALL_FIELD_NUMBER: _ClassVar[int]
     ANY_FIELD_NUMBER: _ClassVar[int]
     NEGATE_FIELD_NUMBER: _ClassVar[int]
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
     ORG_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
     all: FilterList
     any: FilterList
     negate: Filter
     predicate: Predicate
     org: Filter
-    def __init__(self, all: _Optional[_Union[FilterList, _Mapping]] = ..., any: _Optional[_Union[FilterList, _Mapping]] = ..., negate: _Optional[_Union[Filter, _Mapping]] = ..., predicate: _Optional[_Union[Predicate, _Mapping]] = ..., org: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+    segment: str
+    def __init__(self, all: _Optional[_Union[FilterList, _Mapping]] = ..., any: _Optional[_Union[FilterList, _Mapping]] = ..., negate: _Optional[_Union[Filter, _Mapping]] = ..., predicate: _Optional[_Union[Predicate, _Mapping]] = ..., org: _Optional[_Union[Filter, _Mapping]] = ..., segment: _Optional[str] = ...) -> None: ...
 
 class FilterList(_message.Message):
     __slots__ = ("filters",)
