@@ -143,6 +143,7 @@ impl Services {
             index_dir: config.index.dir.clone(),
             clerk: clerk.stats().clone(),
             budgets: budgets.clone(),
+            segments: segments.clone(),
         });
         let sync_service = SyncService {
             monitor,

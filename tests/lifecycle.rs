@@ -170,6 +170,74 @@ async fn a_time_driven_segment_moves_with_the_clock_and_catches_up_after_a_resta
             .await
             .is_empty()
     );
+
+    // The history: a day per period from the creation to now, ending at the current size.
+    let history = client
+        .get_segment_history(proto::GetSegmentHistoryRequest {
+            name: "lapsing".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.size, listed.len() as u64);
+    assert_eq!(history.periods.len(), 31, "{:?}", history.periods);
+    assert_eq!(history.periods.last().unwrap().size, history.size);
+    let moves: u64 = history.periods.iter().map(|p| p.entered + p.exited).sum();
+    assert_eq!(moves as usize, moved + missed.len());
+    // The command line prints the same periods, and a sparkline above its table.
+    let cli = |format: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+            .args([
+                "segments",
+                "history",
+                "lapsing",
+                "--server",
+                &server.grpc_url,
+            ])
+            .args(["-o", format])
+            .output()
+            .unwrap()
+    };
+    let printed: serde_json::Value = serde_json::from_slice(&cli("json").stdout).unwrap();
+    assert_eq!(
+        printed["periods"].as_array().unwrap().len(),
+        31,
+        "{printed}"
+    );
+    let table = String::from_utf8(cli("table").stdout).unwrap();
+    let first = table.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!("size {}  ", history.size)),
+        "{table}"
+    );
+    assert_eq!(
+        first.split("  ").nth(1).unwrap().chars().count(),
+        31,
+        "{table}"
+    );
+
+    // Metrics: the time events this run recorded, and the ticks.
+    let metrics = reqwest::get(format!("{}/metrics", server.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |prefix: &str| -> f64 {
+        (metrics.lines())
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    assert_eq!(
+        sample(r#"clerk_index_segment_events_total{cause="time"}"#) as usize,
+        missed.len()
+    );
+    assert!(sample("clerk_index_segment_ticks_total") >= 1.0);
+    assert_eq!(sample(r#"clerk_index_segments{kind="time_driven"}"#), 1.0);
+    assert!(sample("clerk_index_segment_clock_lag_seconds") < 86_400.0);
     server.stop().await;
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
@@ -11,7 +12,7 @@ use tokio::sync::broadcast;
 use super::error::SegmentError;
 use super::history::Histories;
 use super::log::{LogFile, Record};
-use super::model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
+use super::model::{EventKind, SavedSegment, SegmentEvent, SegmentStats, SegmentsConfig};
 use crate::index::{IndexError, Snapshot, UserIndex};
 use crate::query::time::is_time_driven;
 use crate::query::{Filter, FilterError, FilterLimits, expand, parse_filter, references};
@@ -54,6 +55,7 @@ pub(super) struct Core {
     /// Each segment's size and moves per day and hour (`history.rs`), and where it is saved.
     pub(super) history: Histories,
     pub(super) dir: PathBuf,
+    pub(super) stats: Arc<SegmentStats>,
 }
 
 /// Ticks remembered for [`Core::clock_at`]: far more than a reader's snapshot can lag.
@@ -194,6 +196,12 @@ impl Core {
                 }
                 let event = Arc::new(event);
                 self.retain(event.clone());
+                if publish && matches!(event.kind, EventKind::Entered | EventKind::Exited) {
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    if event.cause == "time" {
+                        self.stats.time_events.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 if publish {
                     let _ = self.live.send(event);
                 }
@@ -277,6 +285,7 @@ pub(super) fn open_core(
         ticks: VecDeque::new(),
         history,
         dir: dir.to_path_buf(),
+        stats: Arc::default(),
     };
     for record in records {
         core.apply(record, false);

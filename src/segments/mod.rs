@@ -26,7 +26,7 @@ mod watch;
 
 pub use error::SegmentError;
 pub use history::{Bucket, Granularity};
-pub use model::{EventKind, SavedSegment, SegmentEvent, SegmentsConfig};
+pub use model::{EventKind, SavedSegment, SegmentEvent, SegmentMetrics, SegmentsConfig};
 pub use observer::{SegmentsHandle, SegmentsObserver, open};
 pub use service::Segments;
 pub use watch::{MayWatch, Selection};

@@ -43,6 +43,30 @@ pub struct SegmentEvent {
     pub cause: String,
 }
 
+/// What the store counts for metrics.
+#[derive(Debug, Default)]
+pub struct SegmentStats {
+    /// Entered/Exited events committed, and those of them time caused.
+    pub events: std::sync::atomic::AtomicU64,
+    pub time_events: std::sync::atomic::AtomicU64,
+    /// Time ticks applied, and the time they took (microseconds).
+    pub ticks: std::sync::atomic::AtomicU64,
+    pub tick_micros: std::sync::atomic::AtomicU64,
+}
+
+/// The store's numbers at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentMetrics {
+    pub segments: u64,
+    pub time_driven: u64,
+    pub events: u64,
+    pub time_events: u64,
+    pub ticks: u64,
+    pub tick_seconds: f64,
+    /// How far the clock is behind now (0 without a time-driven segment).
+    pub clock_lag_seconds: f64,
+}
+
 /// Settings of the segments store.
 #[derive(Debug, Clone)]
 pub struct SegmentsConfig {

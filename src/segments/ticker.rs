@@ -8,10 +8,12 @@ use tokio_util::sync::CancellationToken;
 use super::core::lock;
 use super::error::SegmentError;
 use super::history::{Bucket, Granularity};
+use super::model::SegmentMetrics;
 use super::service::Segments;
 use super::tick::advance;
 use crate::clock::SequenceClock;
 use crate::cluster::ChangeLog;
+use std::sync::atomic::Ordering;
 
 impl Segments {
     /// Moves the clock to now (rounded down to the resolution) and returns the membership
@@ -40,6 +42,10 @@ impl Segments {
             .writer
             .exclusive(move |snapshot| advance(&mut lock(&core), snapshot, to))
             .await??;
+        let stats = lock(&self.core).stats.clone();
+        stats.ticks.fetch_add(1, Ordering::Relaxed);
+        let micros = started.elapsed().as_micros() as u64;
+        stats.tick_micros.fetch_add(micros, Ordering::Relaxed);
         tracing::debug!(
             events,
             took_ms = started.elapsed().as_millis() as u64,
@@ -97,6 +103,27 @@ impl Segments {
         }
         let now = core.config.clock.now_ms();
         Ok(core.history.view(name, granularity, now))
+    }
+
+    /// The store's numbers now, for metrics.
+    pub fn metrics(&self) -> SegmentMetrics {
+        let core = lock(&self.core);
+        let time_driven = core.segments.values().filter(|c| c.time_driven).count() as u64;
+        let lag_ms = (core.config.clock.now_ms() - core.clock_ms).max(0);
+        let stats = &core.stats;
+        SegmentMetrics {
+            segments: core.segments.len() as u64,
+            time_driven,
+            events: stats.events.load(Ordering::Relaxed),
+            time_events: stats.time_events.load(Ordering::Relaxed),
+            ticks: stats.ticks.load(Ordering::Relaxed),
+            tick_seconds: stats.tick_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            clock_lag_seconds: if time_driven > 0 {
+                lag_ms as f64 / 1000.0
+            } else {
+                0.0
+            },
+        }
     }
 
     /// The segments' clock now.

@@ -24,6 +24,7 @@ use crate::clerk::ClerkApiStats;
 use crate::clock::now_ms;
 use crate::latency::latency_histogram;
 use crate::limits::{Budget, Budgets};
+use crate::segments::{SegmentMetrics, Segments};
 use crate::sync::{
     ReconcileRun, ReconcileState, ReplicaStatus, SyncMonitor, SyncStatus, WebhookOutcome,
 };
@@ -67,6 +68,8 @@ pub struct Sources {
     pub clerk: Arc<ClerkApiStats>,
     /// What callers hold of each budget, and what was refused.
     pub budgets: Arc<Budgets>,
+    /// Saved segments: their events and time ticks.
+    pub segments: Segments,
 }
 
 impl Metrics {
@@ -289,6 +292,7 @@ impl Collector for StateCollector {
         )?;
         let commits = ConstCounter::new(status.writer.commits);
         single(e, "commits", "Index commits since start", commits)?;
+        segment_metrics(e, sources.segments.metrics())?;
         let pages = ConstCounter::new(status.backfill.pages);
         single(
             e,
@@ -425,6 +429,51 @@ fn encode_replica(e: &mut DescriptorEncoder, replica: &ReplicaStatus) -> fmt::Re
 }
 
 /// A metric of one sample.
+/// The saved segments' numbers.
+fn segment_metrics(e: &mut DescriptorEncoder, m: SegmentMetrics) -> fmt::Result {
+    let help = "Saved segments, and how many of them time moves (relative times like now-30d)";
+    labelled(
+        e,
+        "segments",
+        help,
+        MetricType::Gauge,
+        Some("kind"),
+        [
+            ("all", ConstGauge::new(m.segments as f64)),
+            ("time_driven", ConstGauge::new(m.time_driven as f64)),
+        ],
+    )?;
+    labelled(
+        e,
+        "segment_events",
+        "Entered/Exited events committed since start, by what caused them (time or a change)",
+        MetricType::Counter,
+        Some("cause"),
+        [
+            ("time", ConstCounter::new(m.time_events)),
+            ("change", ConstCounter::new(m.events - m.time_events)),
+        ],
+    )?;
+    single(
+        e,
+        "segment_ticks",
+        "Time ticks of time-driven segments since start",
+        ConstCounter::new(m.ticks),
+    )?;
+    single(
+        e,
+        "segment_tick_seconds",
+        "Time spent in time ticks since start (divide by clerk_index_segment_ticks for the mean)",
+        ConstCounter::new(m.tick_seconds),
+    )?;
+    single(
+        e,
+        "segment_clock_lag_seconds",
+        "How far time-driven segments' clock is behind now (a resolution or less when ticking)",
+        ConstGauge::new(m.clock_lag_seconds),
+    )
+}
+
 fn single(
     encoder: &mut DescriptorEncoder,
     name: &str,
