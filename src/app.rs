@@ -138,13 +138,7 @@ impl Services {
             reconcile: reconciler.stats.clone(),
             clerk: clerk.clone(),
         };
-        let metrics = Metrics::new(metrics::Sources {
-            sync: monitor.clone(),
-            index_dir: config.index.dir.clone(),
-            clerk: clerk.stats().clone(),
-            budgets: budgets.clone(),
-            segments: segments.clone(),
-        });
+        let metrics = metrics_of(&config, &monitor, &clerk, &budgets, &segments);
         let sync_service = SyncService {
             monitor,
             reconciler,
@@ -357,6 +351,23 @@ fn grpc_services(
         metrics,
         budgets,
     }
+}
+
+/// The metrics, reading what the parts count at scrape time.
+fn metrics_of(
+    config: &Config,
+    monitor: &SyncMonitor,
+    clerk: &ClerkClient,
+    budgets: &Arc<Budgets>,
+    segments: &Segments,
+) -> Arc<Metrics> {
+    Metrics::new(metrics::Sources {
+        sync: monitor.clone(),
+        index_dir: config.index.dir.clone(),
+        clerk: clerk.stats().clone(),
+        budgets: budgets.clone(),
+        segments: segments.clone(),
+    })
 }
 
 /// Says who may read, loudly when anyone may, and whether webhooks can be received.
