@@ -15,6 +15,9 @@ use crate::clock::SequenceClock;
 use crate::cluster::ChangeLog;
 use std::sync::atomic::Ordering;
 
+/// The longest way one tick commit moves the clock.
+const CATCH_UP_STEP_MS: i64 = 86_400_000;
+
 impl Segments {
     /// Moves the clock to now (rounded down to the resolution) and returns the membership
     /// events that made. Without a time-driven segment nothing needs the clock, and nothing is
@@ -35,7 +38,22 @@ impl Segments {
     }
 
     /// Moves the clock to `to` (nothing when it is there already), on the writer thread.
+    /// A long way (after a restart or a pause) is taken a day at a time, each step committed
+    /// on its own: a step's events are one day's crossings, not the whole pause's.
     pub async fn tick_to(&self, to: i64) -> Result<usize, SegmentError> {
+        let mut events = 0;
+        loop {
+            let from = self.clock_ms();
+            if from >= to {
+                return Ok(events);
+            }
+            events += self
+                .step_to(from.saturating_add(CATCH_UP_STEP_MS).min(to))
+                .await?;
+        }
+    }
+
+    async fn step_to(&self, to: i64) -> Result<usize, SegmentError> {
         let core = self.core.clone();
         let started = std::time::Instant::now();
         let events = self

@@ -119,6 +119,8 @@ async fn crossings_while_the_process_was_down_are_emitted_once_after_the_restart
     let events = harness.segments.tick().await.unwrap();
     let seen = harness.events_after("lapsing", after).await;
     assert_eq!(events, seen.len());
+    // The fifteen days were taken a day per commit.
+    assert_eq!(harness.segments.metrics().ticks, 15);
     let both: Vec<&String> = population
         .iter()
         .filter_map(|u| {
