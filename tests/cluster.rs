@@ -1098,3 +1098,48 @@ async fn time_driven_segments_tick_through_the_log_and_every_replica_agrees() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A segment built on another that was edited after it arrives before it in the bucket's
+/// watch (latest revision per key): a new replica installs it once what it refers to is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_built_on_a_later_edited_one_is_installed_on_a_new_replica() {
+    use clerk_index::api::proto::{self, segments_client::SegmentsClient};
+    let cluster = Cluster::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = cluster.replica("a", dir_a.path()).await;
+    let mut seg_a = SegmentsClient::new(a.channel().await);
+    for (name, text) in [
+        ("base", "banned = true"),
+        ("built", r#"IN SEGMENT "base" OR locked = true"#),
+    ] {
+        seg_a
+            .create_segment(proto::CreateSegmentRequest {
+                name: name.into(),
+                description: String::new(),
+                filter: common::expression(text),
+            })
+            .await
+            .unwrap();
+    }
+    seg_a
+        .update_segment(proto::UpdateSegmentRequest {
+            name: "base".into(),
+            description: Some("edited after built".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let b = cluster.replica("b", dir_b.path()).await;
+    eventually(&b, "both segments installed", async |s| {
+        let mut segments = SegmentsClient::new(s.channel().await);
+        let listed = segments
+            .list_segments(proto::ListSegmentsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        listed.segments.len() == 2
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -92,6 +92,23 @@ async fn settle(
     seen
 }
 
+/// Two API keys on `options`: `marketing` (public, segments) and `support` (public, private,
+/// segments); returns them in that order.
+fn two_keys(options: &mut TestOptions) -> (String, String) {
+    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
+    let (marketing, marketing_hash) = generate_key();
+    let (support, support_hash) = generate_key();
+    options.auth = AuthConfig {
+        keys: ApiKeys::parse(&format!(
+            "marketing public,segments {marketing_hash}\nsupport public,private,segments {support_hash}\n"
+        ))
+        .unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    (marketing, support)
+}
+
 fn replay(members: &mut BTreeSet<String>, events: &[proto::SegmentEvent]) {
     for event in events {
         assert_eq!(event.cause, "time", "{event:?}");
@@ -247,21 +264,11 @@ async fn a_time_driven_segment_moves_with_the_clock_and_catches_up_after_a_resta
 async fn validate_filter_warns_about_typos_type_mismatches_and_relative_times() {
     use clerk_index::api::proto::filter_warning::Code;
     use clerk_index::api::proto::user_index_client::UserIndexClient;
-    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
     use common::with_header;
     let dir = tempfile::tempdir().unwrap();
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(300))).await;
-    let (marketing, marketing_hash) = generate_key();
-    let (support, support_hash) = generate_key();
     let mut options = TestOptions::new(&fake.url);
-    options.auth = AuthConfig {
-        keys: ApiKeys::parse(&format!(
-            "marketing public,segments {marketing_hash}\nsupport public,private,segments {support_hash}\n"
-        ))
-        .unwrap(),
-        allow_unauthenticated: false,
-        sensitive: None,
-    };
+    let (marketing, support) = two_keys(&mut options);
     let server = TestServer::start(dir.path(), options).await;
     server.wait_serving().await;
     let channel = server.channel().await;
@@ -372,26 +379,16 @@ async fn validate_filter_warns_about_typos_type_mismatches_and_relative_times() 
 /// segment the key may read (a private one left out); named ones end after their deletion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_segments_follows_several_or_every_readable_segment_on_one_stream() {
-    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
     use common::{Authed, with_header};
     let dir = tempfile::tempdir().unwrap();
     let population = Population::new(500);
     let anchor = population.anchor_ms;
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(population)).await;
     let clock = Clock::fake(anchor);
-    let (marketing, marketing_hash) = generate_key();
-    let (support, support_hash) = generate_key();
     let mut options = TestOptions::new(&fake.url);
     options.clock = clock.clone();
     options.segment_time_resolution_ms = 50;
-    options.auth = AuthConfig {
-        keys: ApiKeys::parse(&format!(
-            "marketing public,segments {marketing_hash}\nsupport public,private,segments {support_hash}\n"
-        ))
-        .unwrap(),
-        allow_unauthenticated: false,
-        sensitive: None,
-    };
+    let (marketing, support) = two_keys(&mut options);
     let server = TestServer::start(dir.path(), options).await;
     server.wait_serving().await;
     let channel = server.channel().await;
@@ -504,21 +501,11 @@ async fn watch_segments_follows_several_or_every_readable_segment_on_one_stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_segment_composes_saved_segments_with_their_scopes() {
     use clerk_index::api::proto::user_index_client::UserIndexClient;
-    use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
     use common::{count_with, with_header};
     let dir = tempfile::tempdir().unwrap();
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(400))).await;
-    let (marketing, marketing_hash) = generate_key();
-    let (support, support_hash) = generate_key();
     let mut options = TestOptions::new(&fake.url);
-    options.auth = AuthConfig {
-        keys: ApiKeys::parse(&format!(
-            "marketing public,segments {marketing_hash}\nsupport public,private,segments {support_hash}\n"
-        ))
-        .unwrap(),
-        allow_unauthenticated: false,
-        sensitive: None,
-    };
+    let (marketing, support) = two_keys(&mut options);
     let server = TestServer::start(dir.path(), options).await;
     server.wait_serving().await;
     let channel = server.channel().await;

@@ -49,12 +49,17 @@ impl UserReader {
     ) -> Result<Answer<Vec<FilterWarning>>, Error> {
         caller.check_filter(Some(filter))?;
         let snapshot = self.snapshot(at).await?;
-        let catalog = blocking(snapshot.clone(), |s| Ok(s.field_catalog()?)).await?;
-        let readable: Vec<PathTypes> = (catalog.into_iter())
-            .filter(|entry| caller.check_path(&entry.path, "describing").is_ok())
-            .collect();
+        let (caller, filter) = (caller.clone(), filter.clone());
+        // The catalog and the distances to its paths are work for a blocking thread.
+        let found = blocking(snapshot.clone(), move |s| {
+            let readable: Vec<PathTypes> = (s.field_catalog()?.into_iter())
+                .filter(|entry| caller.check_path(&entry.path, "describing").is_ok())
+                .collect();
+            Ok(warnings(&filter, &readable))
+        })
+        .await?;
         Ok(Answer {
-            value: warnings(filter, &readable),
+            value: found,
             snapshot,
         })
     }
@@ -178,8 +183,11 @@ fn type_class(kind: &str) -> &str {
 fn suggestions(path: &str, catalog: &[(String, &PathTypes)]) -> Vec<String> {
     let namespace = path.split('.').next().unwrap_or_default();
     let limit = (path.len() / 4).max(2);
+    let length = path.chars().count();
     let mut close: Vec<(usize, &String)> = (catalog.iter())
         .filter(|(p, _)| p.split('.').next() == Some(namespace))
+        // Lengths further apart than the limit cannot be within it: skip the distance.
+        .filter(|(p, _)| p.chars().count().abs_diff(length) <= limit)
         .map(|(p, _)| (edit_distance(path, p), p))
         .filter(|(distance, _)| *distance <= limit)
         .collect();

@@ -141,19 +141,40 @@ impl Histories {
         self.segments.get(name).map_or(0, |h| h.size)
     }
 
-    /// A segment's buckets from the oldest kept to the one holding `now_ms`, with the periods
-    /// nothing happened in filled in (their size carried over).
-    pub fn view(&self, name: &str, granularity: Granularity, now_ms: i64) -> (Vec<Bucket>, u64) {
+    /// A segment's buckets over the last `days_kept` days (or [`HOURS_KEPT`] hours) up to the
+    /// one holding `now_ms`, with the periods nothing happened in filled in (their size carried
+    /// over): at most that many, however long ago the segment last moved.
+    pub fn view(
+        &self,
+        name: &str,
+        granularity: Granularity,
+        now_ms: i64,
+        days_kept: usize,
+    ) -> (Vec<Bucket>, u64) {
         let Some(history) = self.segments.get(name) else {
             return (Vec::new(), 0);
         };
-        let (kept, width) = match granularity {
-            Granularity::Day => (&history.days, DAY_MS),
-            Granularity::Hour => (&history.hours, HOUR_MS),
+        let (kept, width, count) = match granularity {
+            Granularity::Day => (&history.days, DAY_MS, days_kept),
+            Granularity::Hour => (&history.hours, HOUR_MS, HOURS_KEPT),
         };
-        let mut out: Vec<Bucket> = Vec::new();
         let last = now_ms.div_euclid(width) * width;
+        let first = last - width * (count as i64 - 1);
+        let mut out: Vec<Bucket> = Vec::new();
         for bucket in kept {
+            if bucket.start_ms < first {
+                // Before the window: only its size carries into the window's first period.
+                out = vec![Bucket {
+                    start_ms: first,
+                    entered: 0,
+                    exited: 0,
+                    size: bucket.size,
+                }];
+                continue;
+            }
+            if out.last().is_some_and(|b| b.start_ms == bucket.start_ms) {
+                out.pop();
+            }
             fill(&mut out, bucket.start_ms, width);
             out.push(*bucket);
         }
@@ -244,7 +265,7 @@ mod tests {
         h.record(&event(4, EventKind::Exited, day0 + 3 * DAY_MS), None, 90);
         // Counted once.
         h.record(&event(4, EventKind::Exited, day0 + 3 * DAY_MS), None, 90);
-        let (days, size) = h.view("s", Granularity::Day, day0 + 4 * DAY_MS + 1);
+        let (days, size) = h.view("s", Granularity::Day, day0 + 4 * DAY_MS + 1, 90);
         assert_eq!(size, 11);
         let rows: Vec<(i64, u64, u64, u64)> = days
             .iter()
@@ -260,8 +281,17 @@ mod tests {
                 (4, 0, 0, 11)
             ]
         );
-        let (hours, _) = h.view("s", Granularity::Hour, day0 + 3 * DAY_MS);
+        let (hours, _) = h.view("s", Granularity::Hour, day0 + 3 * DAY_MS, 90);
         assert_eq!(hours.len(), 3 * 24 + 1);
+        // A segment quiet for a year answers its window, no more, its size carried in.
+        let (days, _) = h.view("s", Granularity::Day, day0 + 400 * DAY_MS, 90);
+        assert_eq!(days.len(), 90);
+        assert!(
+            days.iter()
+                .all(|b| b.size == 11 && b.entered + b.exited == 0)
+        );
+        let (hours, _) = h.view("s", Granularity::Hour, day0 + 400 * DAY_MS, 90);
+        assert_eq!(hours.len(), HOURS_KEPT);
     }
 
     #[test]
@@ -274,14 +304,17 @@ mod tests {
                 3,
             );
         }
-        let (days, size) = h.view("s", Granularity::Day, 9 * DAY_MS);
+        let (days, size) = h.view("s", Granularity::Day, 9 * DAY_MS, 3);
         assert_eq!(size, 10);
         assert_eq!(
             days.iter().map(|b| b.start_ms / DAY_MS).collect::<Vec<_>>(),
             vec![7, 8, 9]
         );
         h.record(&event(11, EventKind::SegmentDeleted, 10 * DAY_MS), None, 3);
-        assert_eq!(h.view("s", Granularity::Day, 10 * DAY_MS), (Vec::new(), 0));
+        assert_eq!(
+            h.view("s", Granularity::Day, 10 * DAY_MS, 90),
+            (Vec::new(), 0)
+        );
     }
 
     #[test]
@@ -293,8 +326,8 @@ mod tests {
         let loaded = Histories::load(dir.path()).unwrap();
         assert_eq!(loaded.through, 1);
         assert_eq!(
-            loaded.view("s", Granularity::Day, DAY_MS),
-            h.view("s", Granularity::Day, DAY_MS)
+            loaded.view("s", Granularity::Day, DAY_MS, 90),
+            h.view("s", Granularity::Day, DAY_MS, 90)
         );
         assert_eq!(
             Histories::load(&dir.path().join("none")).unwrap().through,

@@ -6,20 +6,33 @@
 //! Entered/Exited events on its own index. [`Segments::publish_events`] sends those events to the
 //! cluster's events stream with a message id made of the event itself, so each is stored once.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::core::{check_name, lock, record_definition, segment_event};
+use super::core::{Core, check_name, lock, record_definition, segment_event};
 use super::error::SegmentError;
 use super::model::{EventKind, SavedSegment};
 use super::service::Segments;
 use crate::clock::now_ms;
 use crate::cluster::{ClusterError, SegmentBucket, Stored};
-use crate::query::parse_filter;
+use crate::query::{parse_filter, references};
 
 fn unavailable(error: ClusterError) -> SegmentError {
     SegmentError::Unavailable(error.to_string())
+}
+
+/// Whether every segment `definition` refers to is installed.
+fn references_installed(core: &Mutex<Core>, definition: &SavedSegment) -> bool {
+    let core = lock(core);
+    parse_filter(&definition.filter, &core.limits.stored()).is_ok_and(|filter| {
+        references(&filter)
+            .iter()
+            .all(|r| core.segments.contains_key(r))
+    })
 }
 
 fn to_bytes(definition: &SavedSegment) -> Bytes {
@@ -133,6 +146,14 @@ impl Segments {
         let limits = lock(&self.core).limits;
         let filter = parse_filter(&definition.filter, &limits.stored())
             .map_err(|e| SegmentError::invalid("filter", format!("filter: {e}")))?;
+        // A segment built on one this replica has not installed yet waits for it (the bucket
+        // delivers the latest revision of each key, so a referenced segment edited after its
+        // referrer was saved arrives after it).
+        if let Some(missing) = (references(&filter).into_iter())
+            .find(|name| !lock(&self.core).segments.contains_key(name))
+        {
+            return Err(SegmentError::NotFound(missing));
+        }
         let core = self.core.clone();
         self.writer
             .exclusive(move |snapshot| {
@@ -177,6 +198,8 @@ impl Segments {
                 let _ = bucket.put(&definition.name, to_bytes(&definition), 0).await;
             }
         }
+        // Definitions waiting for a segment they refer to, by name.
+        let mut waiting: BTreeMap<String, SavedSegment> = BTreeMap::new();
         while !cancel.is_cancelled() {
             match bucket.watch().await {
                 Ok(watch) => {
@@ -187,7 +210,9 @@ impl Segments {
                             next = watch.next() => next,
                         };
                         match next {
-                            Some(Ok((name, stored))) => self.apply_stored(name, stored).await,
+                            Some(Ok((name, stored))) => {
+                                self.apply_stored(name, stored, &mut waiting).await
+                            }
                             Some(Err(error)) => {
                                 tracing::warn!(%error, "segment definitions watch failed");
                                 break;
@@ -205,10 +230,18 @@ impl Segments {
         }
     }
 
-    async fn apply_stored(&self, name: String, stored: Stored) {
+    async fn apply_stored(
+        &self,
+        name: String,
+        stored: Stored,
+        waiting: &mut BTreeMap<String, SavedSegment>,
+    ) {
+        waiting.remove(&name);
         let result = match stored {
             Stored::Value(bytes, _) => match serde_json::from_slice::<SavedSegment>(&bytes) {
-                Ok(definition) if definition.name == name => self.install(definition).await,
+                Ok(definition) if definition.name == name => {
+                    self.install_or_wait(definition, waiting).await
+                }
                 Ok(_) | Err(_) => Err(SegmentError::Unavailable(
                     "its stored definition is unreadable".into(),
                 )),
@@ -217,6 +250,40 @@ impl Segments {
         };
         if let Err(error) = result {
             tracing::error!(segment = %name, %error, "could not install a shared segment definition");
+        }
+        // What waited may now find what it refers to (passes until one installs nothing more).
+        loop {
+            let ready: Vec<SavedSegment> = (waiting.values())
+                .filter(|d| references_installed(&self.core, d))
+                .cloned()
+                .collect();
+            let before = waiting.len();
+            for definition in ready {
+                waiting.remove(&definition.name);
+                let ready_name = definition.name.clone();
+                if let Err(error) = self.install_or_wait(definition, waiting).await {
+                    tracing::error!(segment = %ready_name, %error, "could not install a shared segment definition");
+                }
+            }
+            if waiting.len() >= before {
+                break;
+            }
+        }
+    }
+
+    /// Installs `definition`, or keeps it in `waiting` while a segment it refers to is missing.
+    async fn install_or_wait(
+        &self,
+        definition: SavedSegment,
+        waiting: &mut BTreeMap<String, SavedSegment>,
+    ) -> Result<(), SegmentError> {
+        match self.install(definition.clone()).await {
+            Err(SegmentError::NotFound(missing)) => {
+                tracing::info!(segment = %definition.name, %missing, "a shared segment waits for one it refers to");
+                waiting.insert(definition.name.clone(), definition);
+                Ok(())
+            }
+            other => other,
         }
     }
 

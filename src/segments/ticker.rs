@@ -120,7 +120,8 @@ impl Segments {
             return Err(SegmentError::NotFound(name.to_string()));
         }
         let now = core.config.clock.now_ms();
-        Ok(core.history.view(name, granularity, now))
+        let days = core.config.history_days;
+        Ok(core.history.view(name, granularity, now, days))
     }
 
     /// The store's numbers now, for metrics.
