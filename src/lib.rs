@@ -34,6 +34,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod destinations;
 pub mod error;
 pub mod fuzzing;
 pub mod index;

@@ -39,6 +39,9 @@ pub(super) struct Core {
     pub(super) retained_definitions: BTreeMap<u64, SavedSegment>,
     /// Sequence numbers up to here are no longer in `retained`.
     pub(super) evicted_through: u64,
+    /// Events after this sequence are kept past the retained window (up to
+    /// `config.held_events_max`): a destination has not delivered them yet.
+    pub(super) hold: Option<u64>,
     /// The last sequence number handed out, and the last one committed.
     pub(super) assigned: u64,
     pub(super) committed: u64,
@@ -77,11 +80,23 @@ impl Core {
 
     pub(super) fn retain(&mut self, event: Arc<SegmentEvent>) {
         self.retained.push_back(event);
+        self.trim();
+    }
+
+    /// Evicts the oldest events past the retained window, except those the hold keeps (events
+    /// after it, up to the held maximum).
+    pub(super) fn trim(&mut self) {
         while self.retained.len() > self.config.retained_events {
-            if let Some(old) = self.retained.pop_front() {
-                self.evicted_through = self.evicted_through.max(old.sequence);
-                self.retained_definitions.remove(&old.sequence);
+            let Some(oldest) = self.retained.front().map(|e| e.sequence) else {
+                return;
+            };
+            let held = self.hold.is_some_and(|hold| oldest > hold);
+            if held && self.retained.len() <= self.config.held_events_max {
+                return;
             }
+            self.retained.pop_front();
+            self.evicted_through = self.evicted_through.max(oldest);
+            self.retained_definitions.remove(&oldest);
         }
     }
 
@@ -267,6 +282,7 @@ pub(super) fn open_core(
     let (file, records) = LogFile::open(dir, checkpoint)?;
     let history = Histories::load(dir)?;
     let (live, _) = broadcast::channel(4096);
+    let hold = config.initial_hold;
     let mut core = Core {
         file,
         config,
@@ -274,6 +290,7 @@ pub(super) fn open_core(
         retained: VecDeque::new(),
         retained_definitions: BTreeMap::new(),
         evicted_through: 0,
+        hold,
         assigned: 0,
         committed: 0,
         pending: Vec::new(),
@@ -324,6 +341,15 @@ pub(super) fn check_unreferenced(core: &Core, name: &str) -> Result<(), SegmentE
 
 /// Valid names: 1-64 of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
 pub(super) fn check_name(name: &str) -> Result<(), SegmentError> {
+    match name_problem("segment", name) {
+        None => Ok(()),
+        Some(problem) => Err(SegmentError::invalid("name", problem)),
+    }
+}
+
+/// What is wrong with `name` as the name of a `kind` (a segment, a destination), if anything:
+/// names are 1-64 of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
+pub fn name_problem(kind: &str, name: &str) -> Option<String> {
     let valid = (1..=64).contains(&name.len())
         && name
             .chars()
@@ -333,20 +359,16 @@ pub(super) fn check_name(name: &str) -> Result<(), SegmentError> {
             .next()
             .is_some_and(|c| c.is_ascii_alphanumeric());
     if valid {
-        Ok(())
-    } else {
-        // A name far too long is described, not repeated.
-        let named = match name.len() {
-            0..=80 => format!("{name:?}"),
-            n => format!("of {n} bytes"),
-        };
-        Err(SegmentError::invalid(
-            "name",
-            format!(
-                "segment name {named}: use 1-64 lower-case letters, digits, '-' and '_', starting with a letter or digit"
-            ),
-        ))
+        return None;
     }
+    // A name far too long is described, not repeated.
+    let named = match name.len() {
+        0..=80 => format!("{name:?}"),
+        n => format!("of {n} bytes"),
+    };
+    Some(format!(
+        "{kind} name {named}: use 1-64 lower-case letters, digits, '-' and '_', starting with a letter or digit"
+    ))
 }
 
 /// The longest segment description, in bytes: every `ListSegments` answer carries them all.

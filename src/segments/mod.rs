@@ -14,6 +14,7 @@
 
 mod core;
 mod error;
+mod feed;
 mod history;
 mod log;
 mod model;
@@ -24,7 +25,9 @@ mod tick;
 mod ticker;
 mod watch;
 
+pub use core::name_problem;
 pub use error::SegmentError;
+pub use feed::{FeedPage, MembersSnapshot};
 pub use history::{Bucket, Granularity};
 pub use model::{EventKind, SavedSegment, SegmentEvent, SegmentMetrics, SegmentsConfig};
 pub use observer::{SegmentsHandle, SegmentsObserver, open};

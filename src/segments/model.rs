@@ -80,6 +80,12 @@ pub struct SegmentsConfig {
     pub clock: Clock,
     /// Days of per-day history kept for each segment.
     pub history_days: usize,
+    /// Most events kept while a destination holds retention back (past it, the destination
+    /// has a gap).
+    pub held_events_max: usize,
+    /// The retention hold in force from start-up (the slowest destination's position), so the
+    /// log read back is not cut to the window before destinations start.
+    pub initial_hold: Option<u64>,
 }
 
 impl Default for SegmentsConfig {
@@ -90,6 +96,8 @@ impl Default for SegmentsConfig {
             time_resolution: Duration::from_secs(60),
             clock: Clock::system(),
             history_days: 90,
+            held_events_max: 1_000_000,
+            initial_hold: None,
         }
     }
 }

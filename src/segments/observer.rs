@@ -95,7 +95,8 @@ impl ChangeObserver for SegmentsObserver {
         for record in records {
             core.apply(record, true);
         }
-        if core.file.records > 2 * core.config.retained_events + core.segments.len() + 1_000 {
+        let window = core.config.retained_events.max(core.retained.len());
+        if core.file.records > 2 * window + core.segments.len() + 1_000 {
             // The history is saved first: compaction drops the events it was counted from.
             if let Err(error) = core.history.save(&core.dir) {
                 tracing::error!(%error, "could not save the segments' history; the log is not compacted");

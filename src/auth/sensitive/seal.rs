@@ -23,6 +23,8 @@ use crate::user::{MetadataNamespace, Sealed, User, decode_metadata_path, encode_
 
 /// Blind-index tokens keep this many bytes of the HMAC (128 bits).
 const TOKEN_BYTES: usize = 16;
+/// The associated data's first part for the service's own secrets (no user id is empty).
+const SECRET_CONTEXT: &str = "";
 /// Tokens naming the key a user's values are sealed with start with this (hex tokens never do).
 const KEY_TOKEN_PREFIX: &str = "key:";
 
@@ -197,6 +199,17 @@ impl Sensitive {
                 },
             )
             .map_err(|_| damaged())
+    }
+
+    /// Seals one of the service's own secrets (a destination's signing secret) under the
+    /// active key, bound to `owner` (it opens only for the same owner).
+    pub fn seal_secret(&self, owner: &str, secret: &[u8]) -> String {
+        self.encrypt(SECRET_CONTEXT, owner, secret)
+    }
+
+    /// Opens what [`Sensitive::seal_secret`] sealed for `owner`.
+    pub fn open_secret(&self, owner: &str, sealed: &str) -> Result<Vec<u8>, SealError> {
+        self.decrypt(SECRET_CONTEXT, owner, sealed)
     }
 
     /// `user` with its sensitive values cut out and sealed; `None` when it holds none.

@@ -1,0 +1,451 @@
+//! The destinations a caller manages: create, list, pause, resume, resync, rotate the secret,
+//! test, delete. Each destination has a delivery task (`deliver.rs`); this half keeps the
+//! definitions and positions, saves them, and holds the segment log's retention back to the
+//! slowest one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::address::Policy;
+use super::model::{Destination, DestinationError, DestinationsConfig, SealedSecret, Spec, State};
+use super::payload::{Message, new_secret, signature, test_message};
+use super::store::{Store, hold_of};
+use crate::clock::now_ms;
+use crate::segments::{Segments, name_problem};
+
+/// Counters of one destination since start-up (for metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub delivered_events: AtomicU64,
+    pub delivered_requests: AtomicU64,
+    pub failed_attempts: AtomicU64,
+}
+
+/// A running delivery task's controls.
+pub(super) struct Worker {
+    pub(super) wake: Arc<Notify>,
+    pub(super) stop: CancellationToken,
+}
+
+pub(super) struct Inner {
+    pub(super) segments: Segments,
+    pub(super) config: DestinationsConfig,
+    pub(super) policy: Policy,
+    pub(super) store: Store,
+    pub(super) client: reqwest::Client,
+    pub(super) state: Mutex<BTreeMap<String, Destination>>,
+    pub(super) workers: Mutex<HashMap<String, Worker>>,
+    pub(super) counters: Mutex<HashMap<String, Arc<Counters>>>,
+    pub(super) shutdown: CancellationToken,
+}
+
+/// What a test request got back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestResult {
+    /// The HTTP status, 0 when no response came.
+    pub status: u16,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// The destinations and their delivery tasks.
+#[derive(Clone)]
+pub struct Destinations {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Destinations {
+    /// Starts a delivery task for each saved destination. `saved` comes from
+    /// [`super::store::load`] (read before the segment log, whose retention it holds).
+    pub fn start(
+        segments: Segments,
+        config: DestinationsConfig,
+        store: Store,
+        saved: Vec<Destination>,
+        shutdown: CancellationToken,
+    ) -> Result<Destinations, DestinationError> {
+        let policy = Policy {
+            allow_private: config.allow_private,
+            allow_http: config.allow_http,
+        };
+        let client = reqwest::Client::builder()
+            .dns_resolver(policy.resolver())
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
+            .timeout(config.request_timeout)
+            .user_agent(concat!("clerk-index/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DestinationError::FailedPrecondition(format!("http client: {e}")))?;
+        let destinations = Destinations {
+            inner: Arc::new(Inner {
+                segments,
+                config,
+                policy,
+                store,
+                client,
+                state: Mutex::new(saved.into_iter().map(|d| (d.name.clone(), d)).collect()),
+                workers: Mutex::new(HashMap::new()),
+                counters: Mutex::new(HashMap::new()),
+                shutdown,
+            }),
+        };
+        destinations.inner.update_hold();
+        let names: Vec<String> = lock(&destinations.inner.state).keys().cloned().collect();
+        for name in names {
+            destinations.spawn(&name);
+        }
+        Ok(destinations)
+    }
+
+    pub fn list(&self) -> Vec<Destination> {
+        lock(&self.inner.state).values().cloned().collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Destination, DestinationError> {
+        lock(&self.inner.state)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DestinationError::NotFound(name.to_string()))
+    }
+
+    /// Counters of each destination since start-up.
+    pub fn counters(&self) -> Vec<(String, Arc<Counters>)> {
+        let names: Vec<String> = lock(&self.inner.state).keys().cloned().collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let counters = self.inner.counters(&name);
+                (name, counters)
+            })
+            .collect()
+    }
+
+    /// Creates a destination delivering from now on; returns it with its signing secret (the
+    /// only time the secret is shown).
+    pub fn create(&self, spec: Spec) -> Result<(Destination, String), DestinationError> {
+        let config = &self.inner.config;
+        if let Some(problem) = name_problem("destination", &spec.name) {
+            return Err(DestinationError::invalid("name", problem));
+        }
+        let url = self.inner.policy.check_url(&spec.url)?;
+        let segments: BTreeSet<String> = spec.segments.iter().cloned().collect();
+        if segments.is_empty() {
+            return Err(DestinationError::invalid(
+                "segments",
+                "a destination follows at least one segment",
+            ));
+        }
+        if segments.len() > config.max_segments_per_destination {
+            return Err(DestinationError::invalid(
+                "segments",
+                format!(
+                    "{} segments given; a destination follows at most {}",
+                    segments.len(),
+                    config.max_segments_per_destination
+                ),
+            ));
+        }
+        for name in &segments {
+            self.inner.segments.get(name)?;
+        }
+        let batch_size = match spec.batch_size {
+            0 => config.default_batch_size,
+            n if n > config.max_batch_size => {
+                return Err(DestinationError::invalid(
+                    "batch_size",
+                    format!("batch_size {n} is above the most, {}", config.max_batch_size),
+                ));
+            }
+            n => n,
+        };
+        let batch_delay = spec.batch_delay.unwrap_or(config.default_batch_delay);
+        if batch_delay > config.max_batch_delay {
+            return Err(DestinationError::invalid(
+                "batch_delay",
+                format!(
+                    "batch_delay {batch_delay:?} is above the most, {:?}",
+                    config.max_batch_delay
+                ),
+            ));
+        }
+        let secret = new_secret();
+        let now = now_ms();
+        let destination = Destination {
+            name: spec.name.clone(),
+            url: url.to_string(),
+            segments: segments.into_iter().collect(),
+            batch_size,
+            batch_delay_ms: batch_delay.as_millis() as u64,
+            created_ms: now,
+            updated_ms: now,
+            state: State::Active,
+            delivered_through: self.inner.segments.retained_range().1,
+            delivered_events: 0,
+            last_delivered_ms: None,
+            failed_attempts: 0,
+            failing_since_ms: None,
+            last_error: None,
+            next_attempt_ms: None,
+            resync: false,
+            secrets: vec![self.inner.store.seal(&spec.name, &secret, None)],
+        };
+        {
+            let mut state = lock(&self.inner.state);
+            if state.contains_key(&spec.name) {
+                return Err(DestinationError::AlreadyExists(spec.name));
+            }
+            if state.len() >= config.max_destinations {
+                return Err(DestinationError::TooMany(config.max_destinations));
+            }
+            state.insert(spec.name.clone(), destination.clone());
+            if let Err(error) = self.inner.store.save(&state) {
+                state.remove(&spec.name);
+                return Err(error);
+            }
+        }
+        self.inner.update_hold();
+        self.spawn(&spec.name);
+        tracing::info!(destination = %spec.name, url = %destination.url, "destination created");
+        Ok((destination, secret))
+    }
+
+    /// Stops delivering until resumed (retention is still held for it, up to the cap).
+    pub fn pause(&self, name: &str) -> Result<Destination, DestinationError> {
+        self.inner.change(name, |d| {
+            d.state = State::Paused;
+            d.next_attempt_ms = None;
+            Ok(())
+        })
+    }
+
+    /// Delivers again from where it stopped (a paused or failing destination).
+    pub fn resume(&self, name: &str) -> Result<Destination, DestinationError> {
+        self.inner.change(name, |d| {
+            if d.state == State::Gap {
+                return Err(DestinationError::FailedPrecondition(format!(
+                    "destination {:?} has a gap: events it had not delivered were evicted; resync it",
+                    d.name
+                )));
+            }
+            d.state = State::Active;
+            d.failed_attempts = 0;
+            d.failing_since_ms = None;
+            d.next_attempt_ms = None;
+            Ok(())
+        })
+    }
+
+    /// Sends the members of its segments as a snapshot, then the events after it; resumes it.
+    pub fn resync(&self, name: &str) -> Result<Destination, DestinationError> {
+        self.inner.change(name, |d| {
+            d.resync = true;
+            d.state = State::Active;
+            d.failed_attempts = 0;
+            d.failing_since_ms = None;
+            d.next_attempt_ms = None;
+            Ok(())
+        })
+    }
+
+    /// A new signing secret; the previous one signs as well for the rotation overlap.
+    pub fn rotate_secret(&self, name: &str) -> Result<(Destination, String), DestinationError> {
+        let secret = new_secret();
+        let overlap = self.inner.config.rotation_overlap.as_millis() as i64;
+        let store = &self.inner.store;
+        let destination = self.inner.change(name, |d| {
+            let now = now_ms();
+            d.secrets.retain(|s| s.expires_ms.is_none_or(|at| at > now));
+            for old in &mut d.secrets {
+                old.expires_ms = Some(old.expires_ms.unwrap_or(now + overlap).min(now + overlap));
+            }
+            d.secrets.insert(0, store.seal(&d.name, &secret, None));
+            Ok(())
+        })?;
+        Ok((destination, secret))
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        {
+            let mut state = lock(&self.inner.state);
+            let removed = state
+                .remove(name)
+                .ok_or_else(|| DestinationError::NotFound(name.to_string()))?;
+            if let Err(error) = self.inner.store.save(&state) {
+                state.insert(name.to_string(), removed);
+                return Err(error);
+            }
+        }
+        if let Some(worker) = lock(&self.inner.workers).remove(name) {
+            worker.stop.cancel();
+        }
+        lock(&self.inner.counters).remove(name);
+        self.inner.update_hold();
+        tracing::info!(destination = %name, "destination deleted");
+        Ok(())
+    }
+
+    /// Sends one signed test request (no events) now, without retries.
+    pub async fn test(&self, name: &str) -> Result<TestResult, DestinationError> {
+        let destination = self.get(name)?;
+        let message = test_message(name, now_ms());
+        let started = Instant::now();
+        let answer = self.inner.send(&destination, &message).await;
+        let latency = started.elapsed();
+        Ok(match answer {
+            Ok(status) => TestResult {
+                status,
+                latency,
+                error: None,
+            },
+            Err(failure) => TestResult {
+                status: failure.status,
+                latency,
+                error: Some(failure.message),
+            },
+        })
+    }
+
+    /// How many undelivered events of its segments each destination has, and how old the
+    /// oldest is (seconds).
+    pub fn lag(&self, destination: &Destination) -> (u64, f64) {
+        let names: BTreeSet<String> = destination.segments.iter().cloned().collect();
+        let (count, oldest) = self
+            .inner
+            .segments
+            .undelivered(&names, destination.delivered_through);
+        let seconds = oldest.map_or(0.0, |at| ((now_ms() - at).max(0) as f64) / 1000.0);
+        (count as u64, seconds)
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Failure {
+    /// 0 when no response came.
+    pub(super) status: u16,
+    pub(super) message: String,
+    /// The receiver's `Retry-After`, if it gave one.
+    pub(super) retry_after: Option<Duration>,
+}
+
+impl Inner {
+    pub(super) fn counters(&self, name: &str) -> Arc<Counters> {
+        lock(&self.counters)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Applies `change` to a destination, saves, and wakes its task.
+    pub(super) fn change(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Destination) -> Result<(), DestinationError>,
+    ) -> Result<Destination, DestinationError> {
+        let destination = {
+            let mut state = lock(&self.state);
+            let current = state
+                .get(name)
+                .ok_or_else(|| DestinationError::NotFound(name.to_string()))?;
+            let mut changed = current.clone();
+            change(&mut changed)?;
+            changed.updated_ms = now_ms();
+            let before = state.insert(name.to_string(), changed.clone());
+            if let Err(error) = self.store.save(&state) {
+                if let Some(before) = before {
+                    state.insert(name.to_string(), before);
+                }
+                return Err(error);
+            }
+            changed
+        };
+        self.update_hold();
+        if let Some(worker) = lock(&self.workers).get(name) {
+            worker.wake.notify_one();
+        }
+        Ok(destination)
+    }
+
+    /// Holds the segment log's retention at the slowest destination.
+    pub(super) fn update_hold(&self) {
+        let hold = hold_of(lock(&self.state).values());
+        self.segments.set_retention_hold(hold);
+    }
+
+    /// The secrets signing now, the current one first.
+    fn secrets(&self, destination: &Destination) -> Result<Vec<String>, DestinationError> {
+        let now = now_ms();
+        destination
+            .secrets
+            .iter()
+            .filter(|s: &&SealedSecret| s.expires_ms.is_none_or(|at| at > now))
+            .map(|s| self.store.open_secret(&destination.name, s))
+            .collect()
+    }
+
+    /// POSTs a signed message; the status of a 2xx answer.
+    pub(super) async fn send(
+        &self,
+        destination: &Destination,
+        message: &Message,
+    ) -> Result<u16, Failure> {
+        let failure = |status: u16, message: String| Failure {
+            status,
+            message,
+            retry_after: None,
+        };
+        let url = (self.policy.check_url(&destination.url)).map_err(|e| failure(0, e.to_string()))?;
+        let secrets = self
+            .secrets(destination)
+            .map_err(|e| failure(0, e.to_string()))?;
+        let timestamp = now_ms().div_euclid(1000);
+        let signed = signature(&secrets, &message.id, timestamp, &message.body);
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &message.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signed)
+            .body(message.body.clone())
+            .send()
+            .await
+            .map_err(|e| failure(0, describe(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(status.as_u16());
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(Failure {
+            status: status.as_u16(),
+            message: format!("the receiver answered HTTP {status}"),
+            retry_after,
+        })
+    }
+}
+
+/// A request error in one line, with its cause (reqwest's own message is terse).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
