@@ -22,6 +22,7 @@ use crate::api::{
 use crate::clerk::ClerkClient;
 use crate::cluster::ChangeLog;
 use crate::config::{Config, FollowFiles, TlsConfig};
+use crate::destinations::{self, Destinations};
 use crate::index::{UserIndex, WriterHandle, WriterThread};
 use crate::limits::Budgets;
 use crate::read::UserReader;
@@ -94,6 +95,8 @@ struct Storage {
     writer: WriterHandle,
     writer_thread: WriterThread,
     segments: segments::SegmentsHandle,
+    /// The saved destinations (single mode), read before the segment log they hold.
+    destinations: Vec<destinations::Destination>,
 }
 
 impl Services {
@@ -138,7 +141,9 @@ impl Services {
             reconcile: reconciler.stats.clone(),
             clerk: clerk.clone(),
         };
-        let metrics = metrics_of(&config, &monitor, &clerk, &budgets, &segments);
+        let destinations = start_destinations(&config, &segments, storage.destinations, &cancel)?;
+        let parts = (&segments, &destinations);
+        let metrics = metrics_of(&config, &monitor, &clerk, parts, &budgets);
         let sync_service = SyncService {
             monitor,
             reconciler,
@@ -152,7 +157,7 @@ impl Services {
                 storage.index,
                 write_through,
                 sync_service,
-                segments,
+                (segments, destinations),
                 metrics.clone(),
                 budgets.clone(),
             ),
@@ -331,7 +336,7 @@ fn grpc_services(
     index: UserIndex,
     write_through: WriteThrough,
     sync: SyncService,
-    segments: Segments,
+    (segments, destinations): (Segments, Option<Destinations>),
     metrics: Arc<Metrics>,
     budgets: Arc<Budgets>,
 ) -> GrpcServices {
@@ -346,11 +351,40 @@ fn grpc_services(
         user_index: UserIndexService::new(reader.clone(), write_through, config.filter_limits)
             .with_segments(segments.clone()),
         sync,
-        segments: SegmentsService::new(segments, reader, config.filter_limits),
+        segments: match destinations {
+            Some(destinations) => SegmentsService::new(segments, reader, config.filter_limits)
+                .with_destinations(destinations),
+            None => SegmentsService::new(segments, reader, config.filter_limits),
+        },
         auth: Authenticate::new(config.auth.clone()),
         metrics,
         budgets,
     }
+}
+
+/// Single mode: the destinations' delivery tasks, from the saved state. Cluster mode has none
+/// yet (the replicas' event sequences differ; consumers read the events stream).
+fn start_destinations(
+    config: &Config,
+    segments: &Segments,
+    saved: Vec<destinations::Destination>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<Destinations>> {
+    if config.cluster.is_some() {
+        return Ok(None);
+    }
+    let store = destinations::Store::open(
+        &config.data_dir.join("destinations"),
+        config.sensitive.clone(),
+    )?;
+    let destinations = Destinations::start(
+        segments.clone(),
+        config.destinations.clone(),
+        store,
+        saved,
+        cancel.clone(),
+    )?;
+    Ok(Some(destinations))
 }
 
 /// The metrics, reading what the parts count at scrape time.
@@ -358,8 +392,8 @@ fn metrics_of(
     config: &Config,
     monitor: &SyncMonitor,
     clerk: &ClerkClient,
+    (segments, destinations): (&Segments, &Option<Destinations>),
     budgets: &Arc<Budgets>,
-    segments: &Segments,
 ) -> Arc<Metrics> {
     Metrics::new(metrics::Sources {
         sync: monitor.clone(),
@@ -367,6 +401,7 @@ fn metrics_of(
         clerk: clerk.stats().clone(),
         budgets: budgets.clone(),
         segments: segments.clone(),
+        destinations: destinations.clone(),
     })
 }
 
@@ -397,10 +432,16 @@ fn open_storage(config: &Config) -> anyhow::Result<Storage> {
         generation = snapshot.freshness.generation,
         "index opened"
     );
+    let saved = match &config.cluster {
+        None => destinations::load(&config.data_dir.join("destinations"))?,
+        Some(_) => Vec::new(),
+    };
+    let mut segments_config = config.segments.clone();
+    segments_config.initial_hold = destinations::hold_of(&saved);
     let (observer, segments) = segments::open(
         &config.data_dir.join("segments"),
         &index,
-        config.segments.clone(),
+        segments_config,
         config.filter_limits,
     )?;
     let mut writer_task = writer_task.with_observer(Box::new(observer));
@@ -417,6 +458,7 @@ fn open_storage(config: &Config) -> anyhow::Result<Storage> {
         writer,
         writer_thread,
         segments,
+        destinations: saved,
     })
 }
 

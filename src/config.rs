@@ -4,6 +4,7 @@
 //! [`ConfigBuilder::build`] with a message that names the setting. Nothing changes a `Config`
 //! afterwards: `app` takes it by value.
 
+use crate::destinations::DestinationsConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,7 @@ pub struct Config {
     pub(crate) data_dir: PathBuf,
     pub(crate) index: IndexConfig,
     pub(crate) segments: SegmentsConfig,
+    pub(crate) destinations: DestinationsConfig,
     pub(crate) clerk: ClerkClientConfig,
     pub(crate) filter_limits: FilterLimits,
     pub(crate) max_page_size: u32,
@@ -217,6 +219,10 @@ pub struct Settings {
     pub segment_history_days: usize,
     /// What "now" is for time-driven segments (tests set a fake one).
     pub clock: crate::clock::Clock,
+    /// Most segment events held for destinations that have not delivered them.
+    pub destination_held_events: usize,
+    /// Where destinations may deliver, their retries and limits.
+    pub destinations: DestinationsConfig,
     pub shutdown_timeout_secs: u64,
     /// Svix signing secrets (`whsec_...`); several during a rotation, none refuses webhooks.
     pub webhook_secrets: Vec<String>,
@@ -262,6 +268,8 @@ impl Default for Settings {
             segment_time_resolution_ms: defaults::SEGMENT_TIME_RESOLUTION_MS,
             segment_history_days: defaults::SEGMENT_HISTORY_DAYS,
             clock: crate::clock::Clock::system(),
+            destinations: DestinationsConfig::default(),
+            destination_held_events: 1_000_000,
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
             webhook_secrets: Vec::new(),
             webhook_body_limit: 1 << 20,
@@ -438,8 +446,12 @@ impl ConfigBuilder {
                 time_resolution: Duration::from_millis(settings.segment_time_resolution_ms),
                 clock: settings.clock.clone(),
                 history_days: settings.segment_history_days,
+                held_events_max: settings
+                    .destination_held_events
+                    .max(settings.segment_event_retention),
                 ..SegmentsConfig::default()
             },
+            destinations: settings.destinations,
             clerk,
             filter_limits: FilterLimits::default(),
             max_page_size: settings.max_page_size,
@@ -511,6 +523,13 @@ impl Config {
                 "retained_events": self.segments.retained_events,
                 "time_resolution_ms": self.segments.time_resolution.as_millis() as u64,
                 "history_days": self.segments.history_days,
+            },
+            "destinations": {
+                "allow_private_addresses": self.destinations.allow_private,
+                "allow_http": self.destinations.allow_http,
+                "failing_after_secs": self.destinations.failing_after.as_secs(),
+                "max_destinations": self.destinations.max_destinations,
+                "held_events_max": self.segments.held_events_max,
             },
             "max_page_size": self.max_page_size,
             "limits": {

@@ -6,6 +6,7 @@
 use crate::auth::{Denied, Unauthenticated};
 use crate::clerk::ClerkApiError;
 use crate::cluster::ClusterError;
+use crate::destinations::DestinationError;
 use crate::index::{IndexError, WriteError};
 use crate::limits::Exhausted;
 use crate::query::FilterError;
@@ -37,6 +38,8 @@ pub enum Error {
     Clerk(#[from] ClerkApiError),
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error(transparent)]

@@ -6,6 +6,7 @@ mod accept;
 mod auth;
 mod closable;
 mod convert;
+mod destinations;
 mod export;
 mod filter_tree;
 mod http;

@@ -8,11 +8,13 @@ use tonic::{Request, Response, Status};
 
 use super::auth::caller;
 use super::convert::{filter_from_proto, freshness_to_proto};
+use super::destinations::{self as destination_calls, Action};
 use super::export::{ExportStream, export_stream};
 use super::filter_tree::warning_to_proto;
 use super::proto;
 use super::proto::segments_server::Segments as SegmentsApi;
 use crate::auth::{Caller, Scope};
+use crate::destinations::Destinations;
 use crate::error::Error;
 use crate::limits::Budget;
 use crate::query::{Filter, FilterLimits};
@@ -22,6 +24,8 @@ use crate::segments::{EventKind, Granularity, SavedSegment, SegmentEvent, Segmen
 #[derive(Clone)]
 pub struct SegmentsService {
     segments: Segments,
+    /// `None` in cluster mode (destinations deliver in single mode only).
+    destinations: Option<Destinations>,
     reader: UserReader,
     limits: FilterLimits,
 }
@@ -35,9 +39,16 @@ impl SegmentsService {
     pub fn new(segments: Segments, reader: UserReader, limits: FilterLimits) -> Self {
         SegmentsService {
             segments,
+            destinations: None,
             reader,
             limits,
         }
+    }
+
+    /// Serves the destination calls from `destinations`.
+    pub fn with_destinations(mut self, destinations: Destinations) -> Self {
+        self.destinations = Some(destinations);
+        self
     }
 
     /// The service behind `auth`: every call carries its [`crate::auth::Caller`].
@@ -330,6 +341,77 @@ impl SegmentsApi for SegmentsService {
             segments: answer.value,
             freshness: Some(freshness_to_proto(&answer.snapshot)),
         }))
+    }
+
+    async fn create_destination(
+        &self,
+        request: Request<proto::CreateDestinationRequest>,
+    ) -> Result<Response<proto::CreateDestinationResponse>, Status> {
+        destination_calls::create(self.destinations.as_ref(), &self.segments, request)
+    }
+
+    async fn list_destinations(
+        &self,
+        request: Request<proto::ListDestinationsRequest>,
+    ) -> Result<Response<proto::ListDestinationsResponse>, Status> {
+        destination_calls::list(self.destinations.as_ref(), request)
+    }
+
+    async fn pause_destination(
+        &self,
+        request: Request<proto::PauseDestinationRequest>,
+    ) -> Result<Response<proto::PauseDestinationResponse>, Status> {
+        let caller = destination_calls::managing(&request);
+        let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
+        let destination = destination_calls::change(destinations, caller, name, Action::Pause)?;
+        Ok(Response::new(proto::PauseDestinationResponse {
+            destination: Some(destination),
+        }))
+    }
+
+    async fn resume_destination(
+        &self,
+        request: Request<proto::ResumeDestinationRequest>,
+    ) -> Result<Response<proto::ResumeDestinationResponse>, Status> {
+        let caller = destination_calls::managing(&request);
+        let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
+        let destination = destination_calls::change(destinations, caller, name, Action::Resume)?;
+        Ok(Response::new(proto::ResumeDestinationResponse {
+            destination: Some(destination),
+        }))
+    }
+
+    async fn resync_destination(
+        &self,
+        request: Request<proto::ResyncDestinationRequest>,
+    ) -> Result<Response<proto::ResyncDestinationResponse>, Status> {
+        let caller = destination_calls::managing(&request);
+        let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
+        let destination = destination_calls::change(destinations, caller, name, Action::Resync)?;
+        Ok(Response::new(proto::ResyncDestinationResponse {
+            destination: Some(destination),
+        }))
+    }
+
+    async fn rotate_destination_secret(
+        &self,
+        request: Request<proto::RotateDestinationSecretRequest>,
+    ) -> Result<Response<proto::RotateDestinationSecretResponse>, Status> {
+        destination_calls::rotate(self.destinations.as_ref(), request)
+    }
+
+    async fn test_destination(
+        &self,
+        request: Request<proto::TestDestinationRequest>,
+    ) -> Result<Response<proto::TestDestinationResponse>, Status> {
+        destination_calls::test(self.destinations.as_ref(), request).await
+    }
+
+    async fn delete_destination(
+        &self,
+        request: Request<proto::DeleteDestinationRequest>,
+    ) -> Result<Response<proto::DeleteDestinationResponse>, Status> {
+        destination_calls::delete(self.destinations.as_ref(), request)
     }
 
     async fn get_segment_history(

@@ -17,6 +17,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::auth::{Denied, Unauthenticated};
 use crate::clerk::ClerkApiError;
 use crate::cluster::ClusterError;
+use crate::destinations::DestinationError;
 use crate::error::Error;
 use crate::index::{IndexError, WriteError};
 use crate::segments::SegmentError;
@@ -61,6 +62,10 @@ pub enum Reason {
     LimitExceeded,
     /// The configured number of saved segments is reached.
     SegmentLimit,
+    DestinationNotFound,
+    DestinationExists,
+    /// The configured number of destinations is reached.
+    DestinationLimit,
     /// Clerk's rate limit; the `RetryInfo` says when to retry.
     ClerkRateLimited,
     /// Clerk has no such user (write-through).
@@ -86,7 +91,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the documentation check.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 28] = [
         Reason::InvalidFilter,
         Reason::InvalidArgument,
         Reason::InvalidFacet,
@@ -101,6 +106,9 @@ impl Reason {
         Reason::ScopeMissing,
         Reason::LimitExceeded,
         Reason::SegmentLimit,
+        Reason::DestinationNotFound,
+        Reason::DestinationExists,
+        Reason::DestinationLimit,
         Reason::ClerkRateLimited,
         Reason::ClerkUserNotFound,
         Reason::ClerkRejected,
@@ -130,6 +138,9 @@ impl Reason {
             Reason::ScopeMissing => "SCOPE_MISSING",
             Reason::LimitExceeded => "LIMIT_EXCEEDED",
             Reason::SegmentLimit => "SEGMENT_LIMIT",
+            Reason::DestinationNotFound => "DESTINATION_NOT_FOUND",
+            Reason::DestinationExists => "DESTINATION_EXISTS",
+            Reason::DestinationLimit => "DESTINATION_LIMIT",
             Reason::ClerkRateLimited => "CLERK_RATE_LIMITED",
             Reason::ClerkUserNotFound => "CLERK_USER_NOT_FOUND",
             Reason::ClerkRejected => "CLERK_REJECTED",
@@ -292,6 +303,7 @@ fn map(error: Error, message: &str) -> Mapped {
         Error::Index(index) => index_mapped(&index, message),
         Error::Write(write) => write_mapped(&write),
         Error::Segment(segment) => segment_mapped(segment, message),
+        Error::Destination(destination) => destination_mapped(destination, message),
         Error::Cluster(cluster) => cluster_mapped(&cluster),
     }
 }
@@ -411,6 +423,39 @@ fn segment_mapped(error: SegmentError, message: &str) -> Mapped {
         SegmentError::Index(index) => index_mapped(&index, message),
         SegmentError::Write(write) => write_mapped(&write),
         SegmentError::Log(_) => Mapped::new(Code::Internal, Reason::Internal),
+    }
+}
+
+fn destination_mapped(error: DestinationError, message: &str) -> Mapped {
+    const KIND: &str = "clerkindex.v1.Destination";
+    match error {
+        DestinationError::Invalid { field, .. } => {
+            Mapped::new(Code::InvalidArgument, Reason::InvalidArgument).bad_field(field, message)
+        }
+        DestinationError::NotFound(name) => {
+            Mapped::new(Code::NotFound, Reason::DestinationNotFound).resource(KIND, &name, message)
+        }
+        DestinationError::AlreadyExists(name) => {
+            Mapped::new(Code::AlreadyExists, Reason::DestinationExists)
+                .resource(KIND, &name, message)
+        }
+        DestinationError::TooMany(max) => {
+            Mapped::new(Code::ResourceExhausted, Reason::DestinationLimit)
+                .meta("max", max)
+                .quota("destinations", message)
+        }
+        DestinationError::FailedPrecondition(_) => {
+            Mapped::new(Code::FailedPrecondition, Reason::FailedPrecondition)
+        }
+        // A followed segment that does not exist is a bad request field.
+        DestinationError::Segment(SegmentError::NotFound(_)) => {
+            Mapped::new(Code::InvalidArgument, Reason::InvalidArgument)
+                .bad_field("segments", message)
+        }
+        DestinationError::Segment(segment) => segment_mapped(segment, message),
+        DestinationError::Io { .. } | DestinationError::Secret(_) => {
+            Mapped::new(Code::Internal, Reason::Internal)
+        }
     }
 }
 

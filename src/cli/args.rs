@@ -64,6 +64,28 @@ pub struct IndexArgs {
     /// Days of per-day history kept for each saved segment (GetSegmentHistory).
     #[arg(long, env = "CLERK_INDEX_SEGMENT_HISTORY_DAYS", default_value_t = defaults::SEGMENT_HISTORY_DAYS)]
     pub segment_history_days: usize,
+    /// Let destinations deliver to private, loopback and link-local addresses (in-cluster
+    /// receivers); refused by default.
+    #[arg(long, env = "CLERK_INDEX_DESTINATIONS_ALLOW_PRIVATE")]
+    pub destinations_allow_private: bool,
+    /// Let destinations deliver over plain http:// (refused by default).
+    #[arg(long, env = "CLERK_INDEX_DESTINATIONS_ALLOW_HTTP")]
+    pub destinations_allow_http: bool,
+    /// Seconds a destination's deliveries may fail before it is marked failing.
+    #[arg(
+        long,
+        env = "CLERK_INDEX_DESTINATION_FAILING_AFTER_SECS",
+        default_value_t = 86_400
+    )]
+    pub destination_failing_after_secs: u64,
+    /// Most segment events kept while a destination has not delivered them (past it, the
+    /// destination has a gap and must be resynced).
+    #[arg(
+        long,
+        env = "CLERK_INDEX_DESTINATION_HELD_EVENTS",
+        default_value_t = 1_000_000
+    )]
+    pub destination_held_events: usize,
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -163,6 +185,11 @@ impl IndexArgs {
             s.segment_event_retention = self.segment_event_retention;
             s.segment_time_resolution_ms = self.segment_time_resolution_ms;
             s.segment_history_days = self.segment_history_days;
+            s.destinations.allow_private = self.destinations_allow_private;
+            s.destinations.allow_http = self.destinations_allow_http;
+            s.destinations.failing_after =
+                std::time::Duration::from_secs(self.destination_failing_after_secs.max(1));
+            s.destination_held_events = self.destination_held_events;
             s.shutdown_timeout_secs = self.shutdown_timeout_secs;
             s.limits = self.limits.limits();
         })

@@ -60,7 +60,9 @@ pub struct Destinations {
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Destinations {
@@ -162,7 +164,10 @@ impl Destinations {
             n if n > config.max_batch_size => {
                 return Err(DestinationError::invalid(
                     "batch_size",
-                    format!("batch_size {n} is above the most, {}", config.max_batch_size),
+                    format!(
+                        "batch_size {n} is above the most, {}",
+                        config.max_batch_size
+                    ),
                 ));
             }
             n => n,
@@ -403,7 +408,8 @@ impl Inner {
             message,
             retry_after: None,
         };
-        let url = (self.policy.check_url(&destination.url)).map_err(|e| failure(0, e.to_string()))?;
+        let url =
+            (self.policy.check_url(&destination.url)).map_err(|e| failure(0, e.to_string()))?;
         let secrets = self
             .secrets(destination)
             .map_err(|e| failure(0, e.to_string()))?;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::model::{Destination, DestinationError, SealedSecret};
-use crate::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
 use crate::auth::Sensitive;
+use crate::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
 
 #[derive(Serialize, Deserialize)]
 struct StateFile {
@@ -76,7 +76,10 @@ impl Store {
         })
     }
 
-    pub fn save(&self, destinations: &BTreeMap<String, Destination>) -> Result<(), DestinationError> {
+    pub fn save(
+        &self,
+        destinations: &BTreeMap<String, Destination>,
+    ) -> Result<(), DestinationError> {
         let state = StateFile {
             version: 1,
             destinations: destinations.values().cloned().collect(),

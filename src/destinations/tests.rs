@@ -35,16 +35,31 @@ fn internal_addresses_are_recognized() {
         "::ffff:127.0.0.1",
         "::ffff:169.254.169.254",
     ] {
-        assert!(is_internal(ip.parse::<IpAddr>().unwrap()), "{ip} is internal");
+        assert!(
+            is_internal(ip.parse::<IpAddr>().unwrap()),
+            "{ip} is internal"
+        );
     }
-    for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
-        assert!(!is_internal(ip.parse::<IpAddr>().unwrap()), "{ip} is public");
+    for ip in [
+        "8.8.8.8",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",
+    ] {
+        assert!(
+            !is_internal(ip.parse::<IpAddr>().unwrap()),
+            "{ip} is public"
+        );
     }
 }
 
 #[test]
 fn urls_are_checked() {
-    assert!(STRICT.check_url("https://hooks.example.com/clerk?token=1").is_ok());
+    assert!(
+        STRICT
+            .check_url("https://hooks.example.com/clerk?token=1")
+            .is_ok()
+    );
     for (url, says) in [
         ("http://hooks.example.com/", "plain http"),
         ("ftp://hooks.example.com/", "not https"),
@@ -114,7 +129,12 @@ fn messages_are_signed_with_every_secret_in_force() {
         body["data"]["events"][0]["change_time"],
         "2025-11-24T16:00:00Z"
     );
-    let header = signature(&[new.clone(), old.clone()], &message.id, 1_764_000_001, &message.body);
+    let header = signature(
+        &[new.clone(), old.clone()],
+        &message.id,
+        1_764_000_001,
+        &message.body,
+    );
     assert_eq!(header.split(' ').count(), 2);
     for secret in [new, old] {
         let verifier = WebhookVerifier::new(&[secret]).unwrap();
@@ -123,7 +143,9 @@ fn messages_are_signed_with_every_secret_in_force() {
             timestamp: Some("1764000001"),
             signature: Some(&header),
         };
-        verifier.verify(headers, &message.body, 1_764_000_001).unwrap();
+        verifier
+            .verify(headers, &message.body, 1_764_000_001)
+            .unwrap();
         let tampered = [message.body.as_slice(), b" "].concat();
         assert!(verifier.verify(headers, &tampered, 1_764_000_001).is_err());
     }
@@ -178,20 +200,34 @@ fn secrets_are_sealed_at_rest_and_state_survives_a_reopen() {
     let map = [("crm".to_string(), saved.clone())].into();
     store.save(&map).unwrap();
     let on_disk = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
-    assert!(!on_disk.contains(&secret[6..]), "the secret is not stored in plaintext");
+    assert!(
+        !on_disk.contains(&secret[6..]),
+        "the secret is not stored in plaintext"
+    );
     let keys = dir.path().join("secret-keys");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&keys).unwrap().permissions().mode();
-        assert_eq!(mode & 0o077, 0, "the local key ring is readable by its owner only");
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the local key ring is readable by its owner only"
+        );
     }
     let reopened = Store::open(dir.path(), None).unwrap();
     let loaded = load(dir.path()).unwrap();
     assert_eq!(loaded, vec![saved.clone()]);
-    assert_eq!(reopened.open_secret("crm", &loaded[0].secrets[0]).unwrap(), secret);
+    assert_eq!(
+        reopened.open_secret("crm", &loaded[0].secrets[0]).unwrap(),
+        secret
+    );
     // Bound to its destination: moved to another name, it does not open.
-    assert!(reopened.open_secret("other", &loaded[0].secrets[0]).is_err());
+    assert!(
+        reopened
+            .open_secret("other", &loaded[0].secrets[0])
+            .is_err()
+    );
 }
 
 mod delivery;

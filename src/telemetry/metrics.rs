@@ -9,10 +9,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -20,8 +21,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::encode::{labelled, single};
 use crate::clerk::ClerkApiStats;
 use crate::clock::now_ms;
+use crate::destinations::{Counters, Destinations, State};
 use crate::latency::latency_histogram;
 use crate::limits::{Budget, Budgets};
 use crate::segments::{SegmentMetrics, Segments};
@@ -70,6 +73,8 @@ pub struct Sources {
     pub budgets: Arc<Budgets>,
     /// Saved segments: their events and time ticks.
     pub segments: Segments,
+    /// Destinations (single mode).
+    pub destinations: Option<Destinations>,
 }
 
 impl Metrics {
@@ -293,6 +298,9 @@ impl Collector for StateCollector {
         let commits = ConstCounter::new(status.writer.commits);
         single(e, "commits", "Index commits since start", commits)?;
         segment_metrics(e, sources.segments.metrics())?;
+        if let Some(destinations) = &sources.destinations {
+            destination_metrics(e, destinations)?;
+        }
         let pages = ConstCounter::new(status.backfill.pages);
         single(
             e,
@@ -428,7 +436,81 @@ fn encode_replica(e: &mut DescriptorEncoder, replica: &ReplicaStatus) -> fmt::Re
     )
 }
 
-/// A metric of one sample.
+/// Each destination's deliveries, failures, lag and state.
+fn destination_metrics(e: &mut DescriptorEncoder, destinations: &Destinations) -> fmt::Result {
+    let listed = destinations.list();
+    let counters = destinations.counters();
+    let counter = |name: &str| {
+        counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.clone())
+    };
+    let count = |name: &str, pick: fn(&Counters) -> u64| {
+        ConstCounter::new(counter(name).map_or(0, |c| pick(&c)))
+    };
+    let names: Vec<&str> = listed.iter().map(|d| d.name.as_str()).collect();
+    labelled(
+        e,
+        "destination_delivered_events",
+        "Segment events a destination's receiver acknowledged (2xx) since start",
+        MetricType::Counter,
+        Some("destination"),
+        names
+            .iter()
+            .map(|&n| (n, count(n, |c| c.delivered_events.load(Ordering::Relaxed)))),
+    )?;
+    labelled(
+        e,
+        "destination_failed_attempts",
+        "Delivery requests to a destination that failed (error, timeout or non-2xx) since start",
+        MetricType::Counter,
+        Some("destination"),
+        names
+            .iter()
+            .map(|&n| (n, count(n, |c| c.failed_attempts.load(Ordering::Relaxed)))),
+    )?;
+    let lags: Vec<(u64, f64)> = listed.iter().map(|d| destinations.lag(d)).collect();
+    labelled(
+        e,
+        "destination_lag_events",
+        "Committed events of a destination's segments it has not delivered yet",
+        MetricType::Gauge,
+        Some("destination"),
+        names
+            .iter()
+            .zip(&lags)
+            .map(|(&n, l)| (n, ConstGauge::new(l.0 as f64))),
+    )?;
+    labelled(
+        e,
+        "destination_lag_seconds",
+        "Age of the oldest event a destination has not delivered yet (0 when none)",
+        MetricType::Gauge,
+        Some("destination"),
+        names
+            .iter()
+            .zip(&lags)
+            .map(|(&n, l)| (n, ConstGauge::new(l.1))),
+    )?;
+    labelled(
+        e,
+        "destination_state",
+        "A destination's state: 0 active, 1 paused, 2 failing (gave up after the retry window), 3 gap (resync it)",
+        MetricType::Gauge,
+        Some("destination"),
+        listed.iter().map(|d| {
+            let code = match d.state {
+                State::Active => 0.0,
+                State::Paused => 1.0,
+                State::Failing => 2.0,
+                State::Gap => 3.0,
+            };
+            (d.name.as_str(), ConstGauge::new(code))
+        }),
+    )
+}
+
 /// The saved segments' numbers.
 fn segment_metrics(e: &mut DescriptorEncoder, m: SegmentMetrics) -> fmt::Result {
     let help = "Saved segments, and how many of them time moves (relative times like now-30d)";
@@ -472,40 +554,6 @@ fn segment_metrics(e: &mut DescriptorEncoder, m: SegmentMetrics) -> fmt::Result 
         "How far time-driven segments' clock is behind now (a resolution or less when ticking)",
         ConstGauge::new(m.clock_lag_seconds),
     )
-}
-
-fn single(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: impl EncodeMetric,
-) -> fmt::Result {
-    let metric_type = metric.metric_type();
-    labelled(encoder, name, help, metric_type, None, [("", metric)])
-}
-
-/// One metric: a single sample when `label` is `None`, else one sample per `(label value,
-/// metric)`.
-fn labelled<'v, M: EncodeMetric>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric_type: MetricType,
-    label: Option<&str>,
-    values: impl IntoIterator<Item = (&'v str, M)>,
-) -> fmt::Result {
-    let mut metric_encoder = encoder.encode_descriptor(name, help, None, metric_type)?;
-    let Some(label) = label else {
-        // An unlabelled metric has one sample.
-        return match values.into_iter().next() {
-            Some((_, metric)) => metric.encode(metric_encoder),
-            None => Ok(()),
-        };
-    };
-    for (label_value, metric) in values {
-        metric.encode(metric_encoder.encode_family(&[(label, label_value)])?)?;
-    }
-    Ok(())
 }
 
 /// Bytes of the files under `dir` (the index: a few dozen segment files). Unreadable entries

@@ -3,6 +3,7 @@
 //! ([`metrics`]). Everything here is process-wide: [`init`] installs it once, and the returned
 //! [`Telemetry`] flushes what is buffered when the process stops.
 
+mod encode;
 pub mod metrics;
 pub mod otel;
 

@@ -156,6 +156,11 @@ impl TestServer {
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
                 s.clock = options.clock.clone();
                 s.segment_time_resolution_ms = options.segment_time_resolution_ms;
+                // Test receivers listen on 127.0.0.1 over plain HTTP.
+                s.destinations.allow_private = true;
+                s.destinations.allow_http = true;
+                s.destinations.retry_initial_delay = Duration::from_millis(20);
+                s.destinations.retry_max_delay = Duration::from_millis(200);
             })
             .build()
             .unwrap();

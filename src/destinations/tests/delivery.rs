@@ -184,27 +184,42 @@ async fn events_arrive_signed_in_order_through_failures_and_a_restart() {
     received.failing.store(3, Ordering::SeqCst);
     let store = Store::open(&dir.path().join("destinations"), None).unwrap();
     let stop = CancellationToken::new();
-    let destinations =
-        Destinations::start(world.segments.clone(), config(), store, Vec::new(), stop.clone())
-            .unwrap();
+    let destinations = Destinations::start(
+        world.segments.clone(),
+        config(),
+        store,
+        Vec::new(),
+        stop.clone(),
+    )
+    .unwrap();
     let (created, secret) = destinations.create(spec("crm", &url, &["pro"])).unwrap();
     *received.secret.lock().unwrap() = vec![secret];
     let start = created.delivered_through;
     world.set_plan(0..60, "pro").await;
     world.set_plan(20..40, "team").await;
     world.set_plan(30..35, "pro").await;
-    let expected = world.segments.events_after(
-        &BTreeSet::from(["pro".to_string()]),
-        start,
-        usize::MAX,
-    );
-    let expected: Vec<u64> = expected.unwrap().events.iter().map(|e| e.sequence).collect();
+    let expected =
+        world
+            .segments
+            .events_after(&BTreeSet::from(["pro".to_string()]), start, usize::MAX);
+    let expected: Vec<u64> = expected
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
     assert_eq!(expected.len(), 60 + 20 + 5);
-    wait_for("every event of pro", || events_received(&received).len() == expected.len()).await;
+    wait_for("every event of pro", || {
+        events_received(&received).len() == expected.len()
+    })
+    .await;
     let got: Vec<u64> = (events_received(&received).iter())
         .map(|e| e["sequence"].as_u64().unwrap())
         .collect();
-    assert_eq!(got, expected, "every event of the followed segment, in order, once each");
+    assert_eq!(
+        got, expected,
+        "every event of the followed segment, in order, once each"
+    );
     // The failures were retried under the same message id, and counted.
     let counters = destinations.counters();
     assert_eq!(counters[0].1.failed_attempts.load(Ordering::Relaxed), 3);
@@ -277,7 +292,10 @@ async fn a_paused_destination_holds_retention_until_the_cap_then_resyncs_after_i
     assert!(evicted <= created.delivered_through, "held: {evicted}");
     assert!(events_received(&received).is_empty());
     destinations.resume("crm").unwrap();
-    wait_for("the held events", || events_received(&received).len() == 200).await;
+    wait_for("the held events", || {
+        events_received(&received).len() == 200
+    })
+    .await;
     // Past the cap the destination has a gap; a resync sends the members as a snapshot.
     destinations.pause("crm").unwrap();
     for _ in 0..3 {
@@ -286,8 +304,14 @@ async fn a_paused_destination_holds_retention_until_the_cap_then_resyncs_after_i
     }
     world.set_plan(0..7, "pro").await;
     destinations.resume("crm").unwrap();
-    wait_for("the gap", || destinations.get("crm").unwrap().state == State::Gap).await;
-    assert!(destinations.resume("crm").is_err(), "a gap is not resumed, it is resynced");
+    wait_for("the gap", || {
+        destinations.get("crm").unwrap().state == State::Gap
+    })
+    .await;
+    assert!(
+        destinations.resume("crm").is_err(),
+        "a gap is not resumed, it is resynced"
+    );
     destinations.resync("crm").unwrap();
     wait_for("the snapshot", || !destinations.get("crm").unwrap().resync).await;
     let requests = received.requests.lock().unwrap().clone();
@@ -328,7 +352,10 @@ async fn a_receiver_down_for_the_whole_retry_window_marks_the_destination_failin
     .unwrap();
     destinations.create(spec("crm", &url, &["pro"])).unwrap();
     world.set_plan(0..3, "pro").await;
-    wait_for("failing", || destinations.get("crm").unwrap().state == State::Failing).await;
+    wait_for("failing", || {
+        destinations.get("crm").unwrap().state == State::Failing
+    })
+    .await;
     let failing = destinations.get("crm").unwrap();
     assert!(failing.failed_attempts >= 2, "{failing:?}");
     assert!(failing.last_error.as_deref().is_some_and(|e| !e.is_empty()));

@@ -8,6 +8,167 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DestinationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DESTINATION_STATE_UNSPECIFIED: _ClassVar[DestinationState]
+    DESTINATION_STATE_ACTIVE: _ClassVar[DestinationState]
+    DESTINATION_STATE_PAUSED: _ClassVar[DestinationState]
+    DESTINATION_STATE_FAILING: _ClassVar[DestinationState]
+    DESTINATION_STATE_GAP: _ClassVar[DestinationState]
+DESTINATION_STATE_UNSPECIFIED: DestinationState
+DESTINATION_STATE_ACTIVE: DestinationState
+DESTINATION_STATE_PAUSED: DestinationState
+DESTINATION_STATE_FAILING: DestinationState
+DESTINATION_STATE_GAP: DestinationState
+
+class Destination(_message.Message):
+    __slots__ = ("name", "url", "segments", "batch_size", "batch_delay_ms", "create_time_ms", "update_time_ms", "state", "delivered_through_sequence", "delivered_events", "last_delivered_time_ms", "failed_attempts", "failing_since_time_ms", "last_error", "next_attempt_time_ms", "resync_pending", "lag_events", "lag_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_THROUGH_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_DELIVERED_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    FAILING_SINCE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_PENDING_FIELD_NUMBER: _ClassVar[int]
+    LAG_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    segments: _containers.RepeatedScalarFieldContainer[str]
+    batch_size: int
+    batch_delay_ms: int
+    create_time_ms: int
+    update_time_ms: int
+    state: DestinationState
+    delivered_through_sequence: int
+    delivered_events: int
+    last_delivered_time_ms: int
+    failed_attempts: int
+    failing_since_time_ms: int
+    last_error: str
+    next_attempt_time_ms: int
+    resync_pending: bool
+    lag_events: int
+    lag_seconds: float
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., segments: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., batch_delay_ms: _Optional[int] = ..., create_time_ms: _Optional[int] = ..., update_time_ms: _Optional[int] = ..., state: _Optional[_Union[DestinationState, str]] = ..., delivered_through_sequence: _Optional[int] = ..., delivered_events: _Optional[int] = ..., last_delivered_time_ms: _Optional[int] = ..., failed_attempts: _Optional[int] = ..., failing_since_time_ms: _Optional[int] = ..., last_error: _Optional[str] = ..., next_attempt_time_ms: _Optional[int] = ..., resync_pending: _Optional[bool] = ..., lag_events: _Optional[int] = ..., lag_seconds: _Optional[float] = ...) -> None: ...
+
+class CreateDestinationRequest(_message.Message):
+    __slots__ = ("name", "url", "segments", "batch_size", "batch_delay_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    segments: _containers.RepeatedScalarFieldContainer[str]
+    batch_size: int
+    batch_delay_ms: int
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., segments: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ..., batch_delay_ms: _Optional[int] = ...) -> None: ...
+
+class CreateDestinationResponse(_message.Message):
+    __slots__ = ("destination", "signing_secret")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_SECRET_FIELD_NUMBER: _ClassVar[int]
+    destination: Destination
+    signing_secret: str
+    def __init__(self, destination: _Optional[_Union[Destination, _Mapping]] = ..., signing_secret: _Optional[str] = ...) -> None: ...
+
+class ListDestinationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDestinationsResponse(_message.Message):
+    __slots__ = ("destinations",)
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    destinations: _containers.RepeatedCompositeFieldContainer[Destination]
+    def __init__(self, destinations: _Optional[_Iterable[_Union[Destination, _Mapping]]] = ...) -> None: ...
+
+class PauseDestinationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class PauseDestinationResponse(_message.Message):
+    __slots__ = ("destination",)
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    destination: Destination
+    def __init__(self, destination: _Optional[_Union[Destination, _Mapping]] = ...) -> None: ...
+
+class ResumeDestinationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ResumeDestinationResponse(_message.Message):
+    __slots__ = ("destination",)
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    destination: Destination
+    def __init__(self, destination: _Optional[_Union[Destination, _Mapping]] = ...) -> None: ...
+
+class ResyncDestinationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ResyncDestinationResponse(_message.Message):
+    __slots__ = ("destination",)
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    destination: Destination
+    def __init__(self, destination: _Optional[_Union[Destination, _Mapping]] = ...) -> None: ...
+
+class RotateDestinationSecretRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RotateDestinationSecretResponse(_message.Message):
+    __slots__ = ("destination", "signing_secret")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_SECRET_FIELD_NUMBER: _ClassVar[int]
+    destination: Destination
+    signing_secret: str
+    def __init__(self, destination: _Optional[_Union[Destination, _Mapping]] = ..., signing_secret: _Optional[str] = ...) -> None: ...
+
+class TestDestinationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class TestDestinationResponse(_message.Message):
+    __slots__ = ("status_code", "latency_ms", "error")
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    status_code: int
+    latency_ms: int
+    error: str
+    def __init__(self, status_code: _Optional[int] = ..., latency_ms: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class DeleteDestinationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteDestinationResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class Segment(_message.Message):
     __slots__ = ("name", "description", "filter", "version", "create_time_ms", "update_time_ms", "required_scopes", "warnings")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -95,6 +95,46 @@ class SegmentsStub:
                 request_serializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryResponse.FromString,
                 _registered_method=True)
+        self.CreateDestination = channel.unary_unary(
+                '/clerkindex.v1.Segments/CreateDestination',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.CreateDestinationRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.CreateDestinationResponse.FromString,
+                _registered_method=True)
+        self.ListDestinations = channel.unary_unary(
+                '/clerkindex.v1.Segments/ListDestinations',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsResponse.FromString,
+                _registered_method=True)
+        self.PauseDestination = channel.unary_unary(
+                '/clerkindex.v1.Segments/PauseDestination',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.PauseDestinationRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.PauseDestinationResponse.FromString,
+                _registered_method=True)
+        self.ResumeDestination = channel.unary_unary(
+                '/clerkindex.v1.Segments/ResumeDestination',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.ResumeDestinationRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.ResumeDestinationResponse.FromString,
+                _registered_method=True)
+        self.ResyncDestination = channel.unary_unary(
+                '/clerkindex.v1.Segments/ResyncDestination',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.ResyncDestinationRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.ResyncDestinationResponse.FromString,
+                _registered_method=True)
+        self.RotateDestinationSecret = channel.unary_unary(
+                '/clerkindex.v1.Segments/RotateDestinationSecret',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.RotateDestinationSecretRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.RotateDestinationSecretResponse.FromString,
+                _registered_method=True)
+        self.TestDestination = channel.unary_unary(
+                '/clerkindex.v1.Segments/TestDestination',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.TestDestinationRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.TestDestinationResponse.FromString,
+                _registered_method=True)
+        self.DeleteDestination = channel.unary_unary(
+                '/clerkindex.v1.Segments/DeleteDestination',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.DeleteDestinationRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.DeleteDestinationResponse.FromString,
+                _registered_method=True)
 
 
 class SegmentsServicer:
@@ -198,6 +238,66 @@ class SegmentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDestination(self, request, context):
+        """Destinations: HTTPS endpoints that receive the events of segments as webhooks signed with
+        the Standard Webhooks scheme (webhook-id, webhook-timestamp, webhook-signature), at least
+        once and in order. They need the `segments` scope and the scopes of every segment followed.
+        The signing secret is returned here only. INVALID_ARGUMENT for a bad name, a URL that is not
+        https:// or points at a private address, or an unknown segment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDestinations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseDestination(self, request, context):
+        """Stops delivering; retention is still held for it (up to the cap).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeDestination(self, request, context):
+        """Delivers again from where it stopped (a paused or failing destination). FAILED_PRECONDITION
+        for a destination with a gap: resync it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResyncDestination(self, request, context):
+        """Sends the current members of its segments as `segment.snapshot` messages, then the events
+        after them; resumes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateDestinationSecret(self, request, context):
+        """A new signing secret; the previous one also signs for 24 hours.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestDestination(self, request, context):
+        """Sends one signed `destination.test` message now, without retries, and says how it went.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDestination(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SegmentsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +355,46 @@ def add_SegmentsServicer_to_server(servicer, server):
                     servicer.GetSegmentHistory,
                     request_deserializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryResponse.SerializeToString,
+            ),
+            'CreateDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDestination,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.CreateDestinationRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.CreateDestinationResponse.SerializeToString,
+            ),
+            'ListDestinations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDestinations,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsResponse.SerializeToString,
+            ),
+            'PauseDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseDestination,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.PauseDestinationRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.PauseDestinationResponse.SerializeToString,
+            ),
+            'ResumeDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeDestination,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.ResumeDestinationRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.ResumeDestinationResponse.SerializeToString,
+            ),
+            'ResyncDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResyncDestination,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.ResyncDestinationRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.ResyncDestinationResponse.SerializeToString,
+            ),
+            'RotateDestinationSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateDestinationSecret,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.RotateDestinationSecretRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.RotateDestinationSecretResponse.SerializeToString,
+            ),
+            'TestDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestDestination,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.TestDestinationRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.TestDestinationResponse.SerializeToString,
+            ),
+            'DeleteDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDestination,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.DeleteDestinationRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.DeleteDestinationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +699,222 @@ class Segments:
             '/clerkindex.v1.Segments/GetSegmentHistory',
             clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryRequest.SerializeToString,
             clerkindex_dot_v1_dot_segments__pb2.GetSegmentHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/CreateDestination',
+            clerkindex_dot_v1_dot_segments__pb2.CreateDestinationRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.CreateDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDestinations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/ListDestinations',
+            clerkindex_dot_v1_dot_segments__pb2.ListDestinationsRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.ListDestinationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/PauseDestination',
+            clerkindex_dot_v1_dot_segments__pb2.PauseDestinationRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.PauseDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/ResumeDestination',
+            clerkindex_dot_v1_dot_segments__pb2.ResumeDestinationRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.ResumeDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResyncDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/ResyncDestination',
+            clerkindex_dot_v1_dot_segments__pb2.ResyncDestinationRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.ResyncDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateDestinationSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/RotateDestinationSecret',
+            clerkindex_dot_v1_dot_segments__pb2.RotateDestinationSecretRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.RotateDestinationSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/TestDestination',
+            clerkindex_dot_v1_dot_segments__pb2.TestDestinationRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.TestDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/DeleteDestination',
+            clerkindex_dot_v1_dot_segments__pb2.DeleteDestinationRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.DeleteDestinationResponse.FromString,
             options,
             channel_credentials,
             insecure,

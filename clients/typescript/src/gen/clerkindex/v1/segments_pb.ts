@@ -12,7 +12,429 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clerkindex/v1/segments.proto.
  */
 export const file_clerkindex_v1_segments: GenFile = /*@__PURE__*/
-  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIuEBCgdTZWdtZW50EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEg8KB3ZlcnNpb24YBCABKAQSFgoOY3JlYXRlX3RpbWVfbXMYBSABKAMSFgoOdXBkYXRlX3RpbWVfbXMYBiABKAMSFwoPcmVxdWlyZWRfc2NvcGVzGAcgAygJEi4KCHdhcm5pbmdzGAggAygLMhwuY2xlcmtpbmRleC52MS5GaWx0ZXJXYXJuaW5nImQKFENyZWF0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjIiEKEUdldFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTTGlzdFNlZ21lbnRzUmVxdWVzdCJAChRMaXN0U2VnbWVudHNSZXNwb25zZRIoCghzZWdtZW50cxgBIAMoCzIWLmNsZXJraW5kZXgudjEuU2VnbWVudCKTAQoUVXBkYXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIYCgtkZXNjcmlwdGlvbhgCIAEoCUgAiAEBEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEQg4KDF9kZXNjcmlwdGlvbiIkChREZWxldGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhcKFURlbGV0ZVNlZ21lbnRSZXNwb25zZSJVChNDb3VudFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJbChZHZXRVc2VyU2VnbWVudHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSFgoObWluX2dlbmVyYXRpb24YAiABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgDIAEoBCJYChdHZXRVc2VyU2VnbWVudHNSZXNwb25zZRIQCghzZWdtZW50cxgBIAMoCRIrCglmcmVzaG5lc3MYAiABKAsyGC5jbGVya2luZGV4LnYxLkZyZXNobmVzcyLJAQoYR2V0U2VnbWVudEhpc3RvcnlSZXF1ZXN0EgwKBG5hbWUYASABKAkSSAoLZ3JhbnVsYXJpdHkYAiABKA4yMy5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRIaXN0b3J5UmVxdWVzdC5HcmFudWxhcml0eSJVCgtHcmFudWxhcml0eRIbChdHUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEhMKD0dSQU5VTEFSSVRZX0RBWRABEhQKEEdSQU5VTEFSSVRZX0hPVVIQAiJfChlHZXRTZWdtZW50SGlzdG9yeVJlc3BvbnNlEjQKB3BlcmlvZHMYASADKAsyIy5jbGVya2luZGV4LnYxLlNlZ21lbnRIaXN0b3J5UGVyaW9kEgwKBHNpemUYAiABKAQiXAoUU2VnbWVudEhpc3RvcnlQZXJpb2QSFQoNc3RhcnRfdGltZV9tcxgBIAEoAxIPCgdlbnRlcmVkGAIgASgEEg4KBmV4aXRlZBgDIAEoBBIMCgRzaXplGAQgASgEIpYBChlMaXN0U2VnbWVudE1lbWJlcnNSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGZmllbGRzGAIgAygJEhIKCmNodW5rX3NpemUYAyABKA0SFQoNcmVzdW1lX2N1cnNvchgEIAEoCRIWCg5taW5fZ2VuZXJhdGlvbhgFIAEoBBIYChBtaW5fbG9nX3NlcXVlbmNlGAYgASgEIlMKE1dhdGNoU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIbCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBEgAiAEBQhEKD19hZnRlcl9zZXF1ZW5jZSJVChRXYXRjaFNlZ21lbnRzUmVxdWVzdBINCgVuYW1lcxgBIAMoCRIbCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBEgAiAEBQhEKD19hZnRlcl9zZXF1ZW5jZSKmAgoMU2VnbWVudEV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEg8KB3NlZ21lbnQYAiABKAkSLgoEa2luZBgDIAEoDjIgLmNsZXJraW5kZXgudjEuU2VnbWVudEV2ZW50LktpbmQSDwoHdXNlcl9pZBgEIAEoCRIWCg5jaGFuZ2VfdGltZV9tcxgFIAEoAxIWCg5yZWNvcmRlZF9hdF9tcxgGIAEoAxINCgVjYXVzZRgHIAEoCSJzCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIQCgxLSU5EX0VOVEVSRUQQARIPCgtLSU5EX0VYSVRFRBACEhgKFEtJTkRfU0VHTUVOVF9VUERBVEVEEAMSGAoUS0lORF9TRUdNRU5UX0RFTEVURUQQBDLSBwoIU2VnbWVudHMSTAoNQ3JlYXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuQ3JlYXRlU2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSRgoKR2V0U2VnbWVudBIgLmNsZXJraW5kZXgudjEuR2V0U2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSVwoMTGlzdFNlZ21lbnRzEiIuY2xlcmtpbmRleC52MS5MaXN0U2VnbWVudHNSZXF1ZXN0GiMuY2xlcmtpbmRleC52MS5MaXN0U2VnbWVudHNSZXNwb25zZRJMCg1VcGRhdGVTZWdtZW50EiMuY2xlcmtpbmRleC52MS5VcGRhdGVTZWdtZW50UmVxdWVzdBoWLmNsZXJraW5kZXgudjEuU2VnbWVudBJaCg1EZWxldGVTZWdtZW50EiMuY2xlcmtpbmRleC52MS5EZWxldGVTZWdtZW50UmVxdWVzdBokLmNsZXJraW5kZXgudjEuRGVsZXRlU2VnbWVudFJlc3BvbnNlElUKDENvdW50U2VnbWVudBIiLmNsZXJraW5kZXgudjEuQ291bnRTZWdtZW50UmVxdWVzdBohLmNsZXJraW5kZXgudjEuQ291bnRVc2Vyc1Jlc3BvbnNlEmQKEkxpc3RTZWdtZW50TWVtYmVycxIoLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRNZW1iZXJzUmVxdWVzdBoiLmNsZXJraW5kZXgudjEuRXhwb3J0VXNlcnNSZXNwb25zZTABElEKDFdhdGNoU2VnbWVudBIiLmNsZXJraW5kZXgudjEuV2F0Y2hTZWdtZW50UmVxdWVzdBobLmNsZXJraW5kZXgudjEuU2VnbWVudEV2ZW50MAESUwoNV2F0Y2hTZWdtZW50cxIjLmNsZXJraW5kZXgudjEuV2F0Y2hTZWdtZW50c1JlcXVlc3QaGy5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudDABEmAKD0dldFVzZXJTZWdtZW50cxIlLmNsZXJraW5kZXgudjEuR2V0VXNlclNlZ21lbnRzUmVxdWVzdBomLmNsZXJraW5kZXgudjEuR2V0VXNlclNlZ21lbnRzUmVzcG9uc2USZgoRR2V0U2VnbWVudEhpc3RvcnkSJy5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRIaXN0b3J5UmVxdWVzdBooLmNsZXJraW5kZXgudjEuR2V0U2VnbWVudEhpc3RvcnlSZXNwb25zZUK2AQoRY29tLmNsZXJraW5kZXgudjFCDVNlZ21lbnRzUHJvdG9QAVotY2xlcmstaW5kZXgvZ2VuL2dvL2NsZXJraW5kZXgvdjE7Y2xlcmtpbmRleHYxogIDQ0lYqgINQ2xlcmtJbmRleC5WMboCDUNsZXJrSW5kZXhWMV/KAg1DbGVya0luZGV4XFYx4gIZQ2xlcmtJbmRleFxWMVxHUEJNZXRhZGF0YeoCDkNsZXJrSW5kZXg6OlYxYgZwcm90bzM", [file_clerkindex_v1_user_index]);
+  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIs8DCgtEZXN0aW5hdGlvbhIMCgRuYW1lGAEgASgJEgsKA3VybBgCIAEoCRIQCghzZWdtZW50cxgDIAMoCRISCgpiYXRjaF9zaXplGAQgASgNEhYKDmJhdGNoX2RlbGF5X21zGAUgASgEEhYKDmNyZWF0ZV90aW1lX21zGAYgASgDEhYKDnVwZGF0ZV90aW1lX21zGAcgASgDEi4KBXN0YXRlGAggASgOMh8uY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvblN0YXRlEiIKGmRlbGl2ZXJlZF90aHJvdWdoX3NlcXVlbmNlGAkgASgEEhgKEGRlbGl2ZXJlZF9ldmVudHMYCiABKAQSHgoWbGFzdF9kZWxpdmVyZWRfdGltZV9tcxgLIAEoAxIXCg9mYWlsZWRfYXR0ZW1wdHMYDCABKA0SHQoVZmFpbGluZ19zaW5jZV90aW1lX21zGA0gASgDEhIKCmxhc3RfZXJyb3IYDiABKAkSHAoUbmV4dF9hdHRlbXB0X3RpbWVfbXMYDyABKAMSFgoOcmVzeW5jX3BlbmRpbmcYECABKAgSEgoKbGFnX2V2ZW50cxgRIAEoBBITCgtsYWdfc2Vjb25kcxgSIAEoASJzChhDcmVhdGVEZXN0aW5hdGlvblJlcXVlc3QSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSEAoIc2VnbWVudHMYAyADKAkSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5iYXRjaF9kZWxheV9tcxgFIAEoBCJkChlDcmVhdGVEZXN0aW5hdGlvblJlc3BvbnNlEi8KC2Rlc3RpbmF0aW9uGAEgASgLMhouY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvbhIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSIZChdMaXN0RGVzdGluYXRpb25zUmVxdWVzdCJMChhMaXN0RGVzdGluYXRpb25zUmVzcG9uc2USMAoMZGVzdGluYXRpb25zGAEgAygLMhouY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvbiInChdQYXVzZURlc3RpbmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIksKGFBhdXNlRGVzdGluYXRpb25SZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iKAoYUmVzdW1lRGVzdGluYXRpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoZUmVzdW1lRGVzdGluYXRpb25SZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iKAoYUmVzeW5jRGVzdGluYXRpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoZUmVzeW5jRGVzdGluYXRpb25SZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iLgoeUm90YXRlRGVzdGluYXRpb25TZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiagofUm90YXRlRGVzdGluYXRpb25TZWNyZXRSZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24SFgoOc2lnbmluZ19zZWNyZXQYAiABKAkiJgoWVGVzdERlc3RpbmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIlEKF1Rlc3REZXN0aW5hdGlvblJlc3BvbnNlEhMKC3N0YXR1c19jb2RlGAEgASgNEhIKCmxhdGVuY3lfbXMYAiABKAQSDQoFZXJyb3IYAyABKAkiKAoYRGVsZXRlRGVzdGluYXRpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiGwoZRGVsZXRlRGVzdGluYXRpb25SZXNwb25zZSLhAQoHU2VnbWVudBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIPCgd2ZXJzaW9uGAQgASgEEhYKDmNyZWF0ZV90aW1lX21zGAUgASgDEhYKDnVwZGF0ZV90aW1lX21zGAYgASgDEhcKD3JlcXVpcmVkX3Njb3BlcxgHIAMoCRIuCgh3YXJuaW5ncxgIIAMoCzIcLmNsZXJraW5kZXgudjEuRmlsdGVyV2FybmluZyJkChRDcmVhdGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYyIhChFHZXRTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0xpc3RTZWdtZW50c1JlcXVlc3QiQAoUTGlzdFNlZ21lbnRzUmVzcG9uc2USKAoIc2VnbWVudHMYASADKAsyFi5jbGVya2luZGV4LnYxLlNlZ21lbnQikwEKFFVwZGF0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARIpCgZmaWx0ZXIYAyABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBEIOCgxfZGVzY3JpcHRpb24iJAoURGVsZXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIXChVEZWxldGVTZWdtZW50UmVzcG9uc2UiVQoTQ291bnRTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhYKDm1pbl9nZW5lcmF0aW9uGAIgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYAyABKAQiWwoWR2V0VXNlclNlZ21lbnRzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhYKDm1pbl9nZW5lcmF0aW9uGAIgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYAyABKAQiWAoXR2V0VXNlclNlZ21lbnRzUmVzcG9uc2USEAoIc2VnbWVudHMYASADKAkSKwoJZnJlc2huZXNzGAIgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MiyQEKGEdldFNlZ21lbnRIaXN0b3J5UmVxdWVzdBIMCgRuYW1lGAEgASgJEkgKC2dyYW51bGFyaXR5GAIgASgOMjMuY2xlcmtpbmRleC52MS5HZXRTZWdtZW50SGlzdG9yeVJlcXVlc3QuR3JhbnVsYXJpdHkiVQoLR3JhbnVsYXJpdHkSGwoXR1JBTlVMQVJJVFlfVU5TUEVDSUZJRUQQABITCg9HUkFOVUxBUklUWV9EQVkQARIUChBHUkFOVUxBUklUWV9IT1VSEAIiXwoZR2V0U2VnbWVudEhpc3RvcnlSZXNwb25zZRI0CgdwZXJpb2RzGAEgAygLMiMuY2xlcmtpbmRleC52MS5TZWdtZW50SGlzdG9yeVBlcmlvZBIMCgRzaXplGAIgASgEIlwKFFNlZ21lbnRIaXN0b3J5UGVyaW9kEhUKDXN0YXJ0X3RpbWVfbXMYASABKAMSDwoHZW50ZXJlZBgCIAEoBBIOCgZleGl0ZWQYAyABKAQSDAoEc2l6ZRgEIAEoBCKWAQoZTGlzdFNlZ21lbnRNZW1iZXJzUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBmZpZWxkcxgCIAMoCRISCgpjaHVua19zaXplGAMgASgNEhUKDXJlc3VtZV9jdXJzb3IYBCABKAkSFgoObWluX2dlbmVyYXRpb24YBSABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgGIAEoBCJTChNXYXRjaFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UiVQoUV2F0Y2hTZWdtZW50c1JlcXVlc3QSDQoFbmFtZXMYASADKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UipgIKDFNlZ21lbnRFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIPCgdzZWdtZW50GAIgASgJEi4KBGtpbmQYAyABKA4yIC5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudC5LaW5kEg8KB3VzZXJfaWQYBCABKAkSFgoOY2hhbmdlX3RpbWVfbXMYBSABKAMSFgoOcmVjb3JkZWRfYXRfbXMYBiABKAMSDQoFY2F1c2UYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEAoMS0lORF9FTlRFUkVEEAESDwoLS0lORF9FWElURUQQAhIYChRLSU5EX1NFR01FTlRfVVBEQVRFRBADEhgKFEtJTkRfU0VHTUVOVF9ERUxFVEVEEAQqqwEKEERlc3RpbmF0aW9uU3RhdGUSIQodREVTVElOQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIcChhERVNUSU5BVElPTl9TVEFURV9BQ1RJVkUQARIcChhERVNUSU5BVElPTl9TVEFURV9QQVVTRUQQAhIdChlERVNUSU5BVElPTl9TVEFURV9GQUlMSU5HEAMSGQoVREVTVElOQVRJT05fU1RBVEVfR0FQEAQymA4KCFNlZ21lbnRzEkwKDUNyZWF0ZVNlZ21lbnQSIy5jbGVya2luZGV4LnYxLkNyZWF0ZVNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50EkYKCkdldFNlZ21lbnQSIC5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50ElcKDExpc3RTZWdtZW50cxIiLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVxdWVzdBojLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVzcG9uc2USTAoNVXBkYXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuVXBkYXRlU2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSWgoNRGVsZXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuRGVsZXRlU2VnbWVudFJlcXVlc3QaJC5jbGVya2luZGV4LnYxLkRlbGV0ZVNlZ21lbnRSZXNwb25zZRJVCgxDb3VudFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLkNvdW50U2VnbWVudFJlcXVlc3QaIS5jbGVya2luZGV4LnYxLkNvdW50VXNlcnNSZXNwb25zZRJkChJMaXN0U2VnbWVudE1lbWJlcnMSKC5jbGVya2luZGV4LnYxLkxpc3RTZWdtZW50TWVtYmVyc1JlcXVlc3QaIi5jbGVya2luZGV4LnYxLkV4cG9ydFVzZXJzUmVzcG9uc2UwARJRCgxXYXRjaFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudFJlcXVlc3QaGy5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudDABElMKDVdhdGNoU2VnbWVudHMSIy5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudHNSZXF1ZXN0GhsuY2xlcmtpbmRleC52MS5TZWdtZW50RXZlbnQwARJgCg9HZXRVc2VyU2VnbWVudHMSJS5jbGVya2luZGV4LnYxLkdldFVzZXJTZWdtZW50c1JlcXVlc3QaJi5jbGVya2luZGV4LnYxLkdldFVzZXJTZWdtZW50c1Jlc3BvbnNlEmYKEUdldFNlZ21lbnRIaXN0b3J5EicuY2xlcmtpbmRleC52MS5HZXRTZWdtZW50SGlzdG9yeVJlcXVlc3QaKC5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRIaXN0b3J5UmVzcG9uc2USZgoRQ3JlYXRlRGVzdGluYXRpb24SJy5jbGVya2luZGV4LnYxLkNyZWF0ZURlc3RpbmF0aW9uUmVxdWVzdBooLmNsZXJraW5kZXgudjEuQ3JlYXRlRGVzdGluYXRpb25SZXNwb25zZRJjChBMaXN0RGVzdGluYXRpb25zEiYuY2xlcmtpbmRleC52MS5MaXN0RGVzdGluYXRpb25zUmVxdWVzdBonLmNsZXJraW5kZXgudjEuTGlzdERlc3RpbmF0aW9uc1Jlc3BvbnNlEmMKEFBhdXNlRGVzdGluYXRpb24SJi5jbGVya2luZGV4LnYxLlBhdXNlRGVzdGluYXRpb25SZXF1ZXN0GicuY2xlcmtpbmRleC52MS5QYXVzZURlc3RpbmF0aW9uUmVzcG9uc2USZgoRUmVzdW1lRGVzdGluYXRpb24SJy5jbGVya2luZGV4LnYxLlJlc3VtZURlc3RpbmF0aW9uUmVxdWVzdBooLmNsZXJraW5kZXgudjEuUmVzdW1lRGVzdGluYXRpb25SZXNwb25zZRJmChFSZXN5bmNEZXN0aW5hdGlvbhInLmNsZXJraW5kZXgudjEuUmVzeW5jRGVzdGluYXRpb25SZXF1ZXN0GiguY2xlcmtpbmRleC52MS5SZXN5bmNEZXN0aW5hdGlvblJlc3BvbnNlEngKF1JvdGF0ZURlc3RpbmF0aW9uU2VjcmV0Ei0uY2xlcmtpbmRleC52MS5Sb3RhdGVEZXN0aW5hdGlvblNlY3JldFJlcXVlc3QaLi5jbGVya2luZGV4LnYxLlJvdGF0ZURlc3RpbmF0aW9uU2VjcmV0UmVzcG9uc2USYAoPVGVzdERlc3RpbmF0aW9uEiUuY2xlcmtpbmRleC52MS5UZXN0RGVzdGluYXRpb25SZXF1ZXN0GiYuY2xlcmtpbmRleC52MS5UZXN0RGVzdGluYXRpb25SZXNwb25zZRJmChFEZWxldGVEZXN0aW5hdGlvbhInLmNsZXJraW5kZXgudjEuRGVsZXRlRGVzdGluYXRpb25SZXF1ZXN0GiguY2xlcmtpbmRleC52MS5EZWxldGVEZXN0aW5hdGlvblJlc3BvbnNlQrYBChFjb20uY2xlcmtpbmRleC52MUINU2VnbWVudHNQcm90b1ABWi1jbGVyay1pbmRleC9nZW4vZ28vY2xlcmtpbmRleC92MTtjbGVya2luZGV4djGiAgNDSViqAg1DbGVya0luZGV4LlYxugINQ2xlcmtJbmRleFYxX8oCDUNsZXJrSW5kZXhcVjHiAhlDbGVya0luZGV4XFYxXEdQQk1ldGFkYXRh6gIOQ2xlcmtJbmRleDo6VjFiBnByb3RvMw", [file_clerkindex_v1_user_index]);
+
+/**
+ * @generated from message clerkindex.v1.Destination
+ */
+export type Destination = Message<"clerkindex.v1.Destination"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * @generated from field: repeated string segments = 3;
+   */
+  segments: string[];
+
+  /**
+   * @generated from field: uint32 batch_size = 4;
+   */
+  batchSize: number;
+
+  /**
+   * @generated from field: uint64 batch_delay_ms = 5;
+   */
+  batchDelayMs: bigint;
+
+  /**
+   * @generated from field: int64 create_time_ms = 6;
+   */
+  createTimeMs: bigint;
+
+  /**
+   * @generated from field: int64 update_time_ms = 7;
+   */
+  updateTimeMs: bigint;
+
+  /**
+   * @generated from field: clerkindex.v1.DestinationState state = 8;
+   */
+  state: DestinationState;
+
+  /**
+   * Every event of its segments up to this sequence was acknowledged with a 2xx.
+   *
+   * @generated from field: uint64 delivered_through_sequence = 9;
+   */
+  deliveredThroughSequence: bigint;
+
+  /**
+   * @generated from field: uint64 delivered_events = 10;
+   */
+  deliveredEvents: bigint;
+
+  /**
+   * @generated from field: int64 last_delivered_time_ms = 11;
+   */
+  lastDeliveredTimeMs: bigint;
+
+  /**
+   * Failed attempts in a row, since when, the last error, and when the next attempt is due.
+   *
+   * @generated from field: uint32 failed_attempts = 12;
+   */
+  failedAttempts: number;
+
+  /**
+   * @generated from field: int64 failing_since_time_ms = 13;
+   */
+  failingSinceTimeMs: bigint;
+
+  /**
+   * @generated from field: string last_error = 14;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: int64 next_attempt_time_ms = 15;
+   */
+  nextAttemptTimeMs: bigint;
+
+  /**
+   * @generated from field: bool resync_pending = 16;
+   */
+  resyncPending: boolean;
+
+  /**
+   * Committed events of its segments not delivered yet, and the age of the oldest.
+   *
+   * @generated from field: uint64 lag_events = 17;
+   */
+  lagEvents: bigint;
+
+  /**
+   * @generated from field: double lag_seconds = 18;
+   */
+  lagSeconds: number;
+};
+
+/**
+ * Describes the message clerkindex.v1.Destination.
+ * Use `create(DestinationSchema)` to create a new message.
+ */
+export const DestinationSchema: GenMessage<Destination> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 0);
+
+/**
+ * @generated from message clerkindex.v1.CreateDestinationRequest
+ */
+export type CreateDestinationRequest = Message<"clerkindex.v1.CreateDestinationRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * @generated from field: repeated string segments = 3;
+   */
+  segments: string[];
+
+  /**
+   * Events per request (0: 100; at most 1,000).
+   *
+   * @generated from field: uint32 batch_size = 4;
+   */
+  batchSize: number;
+
+  /**
+   * How long the first event of a batch waits for more (0: 200 ms; at most 60 s).
+   *
+   * @generated from field: uint64 batch_delay_ms = 5;
+   */
+  batchDelayMs: bigint;
+};
+
+/**
+ * Describes the message clerkindex.v1.CreateDestinationRequest.
+ * Use `create(CreateDestinationRequestSchema)` to create a new message.
+ */
+export const CreateDestinationRequestSchema: GenMessage<CreateDestinationRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 1);
+
+/**
+ * @generated from message clerkindex.v1.CreateDestinationResponse
+ */
+export type CreateDestinationResponse = Message<"clerkindex.v1.CreateDestinationResponse"> & {
+  /**
+   * @generated from field: clerkindex.v1.Destination destination = 1;
+   */
+  destination?: Destination | undefined;
+
+  /**
+   * `whsec_...`: verify deliveries with it. Shown only here and by RotateDestinationSecret.
+   *
+   * @generated from field: string signing_secret = 2;
+   */
+  signingSecret: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.CreateDestinationResponse.
+ * Use `create(CreateDestinationResponseSchema)` to create a new message.
+ */
+export const CreateDestinationResponseSchema: GenMessage<CreateDestinationResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 2);
+
+/**
+ * @generated from message clerkindex.v1.ListDestinationsRequest
+ */
+export type ListDestinationsRequest = Message<"clerkindex.v1.ListDestinationsRequest"> & {
+};
+
+/**
+ * Describes the message clerkindex.v1.ListDestinationsRequest.
+ * Use `create(ListDestinationsRequestSchema)` to create a new message.
+ */
+export const ListDestinationsRequestSchema: GenMessage<ListDestinationsRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 3);
+
+/**
+ * @generated from message clerkindex.v1.ListDestinationsResponse
+ */
+export type ListDestinationsResponse = Message<"clerkindex.v1.ListDestinationsResponse"> & {
+  /**
+   * @generated from field: repeated clerkindex.v1.Destination destinations = 1;
+   */
+  destinations: Destination[];
+};
+
+/**
+ * Describes the message clerkindex.v1.ListDestinationsResponse.
+ * Use `create(ListDestinationsResponseSchema)` to create a new message.
+ */
+export const ListDestinationsResponseSchema: GenMessage<ListDestinationsResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 4);
+
+/**
+ * @generated from message clerkindex.v1.PauseDestinationRequest
+ */
+export type PauseDestinationRequest = Message<"clerkindex.v1.PauseDestinationRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.PauseDestinationRequest.
+ * Use `create(PauseDestinationRequestSchema)` to create a new message.
+ */
+export const PauseDestinationRequestSchema: GenMessage<PauseDestinationRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 5);
+
+/**
+ * @generated from message clerkindex.v1.PauseDestinationResponse
+ */
+export type PauseDestinationResponse = Message<"clerkindex.v1.PauseDestinationResponse"> & {
+  /**
+   * @generated from field: clerkindex.v1.Destination destination = 1;
+   */
+  destination?: Destination | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.PauseDestinationResponse.
+ * Use `create(PauseDestinationResponseSchema)` to create a new message.
+ */
+export const PauseDestinationResponseSchema: GenMessage<PauseDestinationResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 6);
+
+/**
+ * @generated from message clerkindex.v1.ResumeDestinationRequest
+ */
+export type ResumeDestinationRequest = Message<"clerkindex.v1.ResumeDestinationRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.ResumeDestinationRequest.
+ * Use `create(ResumeDestinationRequestSchema)` to create a new message.
+ */
+export const ResumeDestinationRequestSchema: GenMessage<ResumeDestinationRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 7);
+
+/**
+ * @generated from message clerkindex.v1.ResumeDestinationResponse
+ */
+export type ResumeDestinationResponse = Message<"clerkindex.v1.ResumeDestinationResponse"> & {
+  /**
+   * @generated from field: clerkindex.v1.Destination destination = 1;
+   */
+  destination?: Destination | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.ResumeDestinationResponse.
+ * Use `create(ResumeDestinationResponseSchema)` to create a new message.
+ */
+export const ResumeDestinationResponseSchema: GenMessage<ResumeDestinationResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 8);
+
+/**
+ * @generated from message clerkindex.v1.ResyncDestinationRequest
+ */
+export type ResyncDestinationRequest = Message<"clerkindex.v1.ResyncDestinationRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.ResyncDestinationRequest.
+ * Use `create(ResyncDestinationRequestSchema)` to create a new message.
+ */
+export const ResyncDestinationRequestSchema: GenMessage<ResyncDestinationRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 9);
+
+/**
+ * @generated from message clerkindex.v1.ResyncDestinationResponse
+ */
+export type ResyncDestinationResponse = Message<"clerkindex.v1.ResyncDestinationResponse"> & {
+  /**
+   * @generated from field: clerkindex.v1.Destination destination = 1;
+   */
+  destination?: Destination | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.ResyncDestinationResponse.
+ * Use `create(ResyncDestinationResponseSchema)` to create a new message.
+ */
+export const ResyncDestinationResponseSchema: GenMessage<ResyncDestinationResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 10);
+
+/**
+ * @generated from message clerkindex.v1.RotateDestinationSecretRequest
+ */
+export type RotateDestinationSecretRequest = Message<"clerkindex.v1.RotateDestinationSecretRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.RotateDestinationSecretRequest.
+ * Use `create(RotateDestinationSecretRequestSchema)` to create a new message.
+ */
+export const RotateDestinationSecretRequestSchema: GenMessage<RotateDestinationSecretRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 11);
+
+/**
+ * @generated from message clerkindex.v1.RotateDestinationSecretResponse
+ */
+export type RotateDestinationSecretResponse = Message<"clerkindex.v1.RotateDestinationSecretResponse"> & {
+  /**
+   * @generated from field: clerkindex.v1.Destination destination = 1;
+   */
+  destination?: Destination | undefined;
+
+  /**
+   * @generated from field: string signing_secret = 2;
+   */
+  signingSecret: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.RotateDestinationSecretResponse.
+ * Use `create(RotateDestinationSecretResponseSchema)` to create a new message.
+ */
+export const RotateDestinationSecretResponseSchema: GenMessage<RotateDestinationSecretResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 12);
+
+/**
+ * @generated from message clerkindex.v1.TestDestinationRequest
+ */
+export type TestDestinationRequest = Message<"clerkindex.v1.TestDestinationRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.TestDestinationRequest.
+ * Use `create(TestDestinationRequestSchema)` to create a new message.
+ */
+export const TestDestinationRequestSchema: GenMessage<TestDestinationRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 13);
+
+/**
+ * @generated from message clerkindex.v1.TestDestinationResponse
+ */
+export type TestDestinationResponse = Message<"clerkindex.v1.TestDestinationResponse"> & {
+  /**
+   * The receiver's HTTP status; 0 when no response came.
+   *
+   * @generated from field: uint32 status_code = 1;
+   */
+  statusCode: number;
+
+  /**
+   * @generated from field: uint64 latency_ms = 2;
+   */
+  latencyMs: bigint;
+
+  /**
+   * Empty when the receiver answered 2xx.
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.TestDestinationResponse.
+ * Use `create(TestDestinationResponseSchema)` to create a new message.
+ */
+export const TestDestinationResponseSchema: GenMessage<TestDestinationResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 14);
+
+/**
+ * @generated from message clerkindex.v1.DeleteDestinationRequest
+ */
+export type DeleteDestinationRequest = Message<"clerkindex.v1.DeleteDestinationRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message clerkindex.v1.DeleteDestinationRequest.
+ * Use `create(DeleteDestinationRequestSchema)` to create a new message.
+ */
+export const DeleteDestinationRequestSchema: GenMessage<DeleteDestinationRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 15);
+
+/**
+ * @generated from message clerkindex.v1.DeleteDestinationResponse
+ */
+export type DeleteDestinationResponse = Message<"clerkindex.v1.DeleteDestinationResponse"> & {
+};
+
+/**
+ * Describes the message clerkindex.v1.DeleteDestinationResponse.
+ * Use `create(DeleteDestinationResponseSchema)` to create a new message.
+ */
+export const DeleteDestinationResponseSchema: GenMessage<DeleteDestinationResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 16);
 
 /**
  * @generated from message clerkindex.v1.Segment
@@ -75,7 +497,7 @@ export type Segment = Message<"clerkindex.v1.Segment"> & {
  * Use `create(SegmentSchema)` to create a new message.
  */
 export const SegmentSchema: GenMessage<Segment> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 0);
+  messageDesc(file_clerkindex_v1_segments, 17);
 
 /**
  * @generated from message clerkindex.v1.CreateSegmentRequest
@@ -102,7 +524,7 @@ export type CreateSegmentRequest = Message<"clerkindex.v1.CreateSegmentRequest">
  * Use `create(CreateSegmentRequestSchema)` to create a new message.
  */
 export const CreateSegmentRequestSchema: GenMessage<CreateSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 1);
+  messageDesc(file_clerkindex_v1_segments, 18);
 
 /**
  * @generated from message clerkindex.v1.GetSegmentRequest
@@ -119,7 +541,7 @@ export type GetSegmentRequest = Message<"clerkindex.v1.GetSegmentRequest"> & {
  * Use `create(GetSegmentRequestSchema)` to create a new message.
  */
 export const GetSegmentRequestSchema: GenMessage<GetSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 2);
+  messageDesc(file_clerkindex_v1_segments, 19);
 
 /**
  * @generated from message clerkindex.v1.ListSegmentsRequest
@@ -132,7 +554,7 @@ export type ListSegmentsRequest = Message<"clerkindex.v1.ListSegmentsRequest"> &
  * Use `create(ListSegmentsRequestSchema)` to create a new message.
  */
 export const ListSegmentsRequestSchema: GenMessage<ListSegmentsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 3);
+  messageDesc(file_clerkindex_v1_segments, 20);
 
 /**
  * @generated from message clerkindex.v1.ListSegmentsResponse
@@ -151,7 +573,7 @@ export type ListSegmentsResponse = Message<"clerkindex.v1.ListSegmentsResponse">
  * Use `create(ListSegmentsResponseSchema)` to create a new message.
  */
 export const ListSegmentsResponseSchema: GenMessage<ListSegmentsResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 4);
+  messageDesc(file_clerkindex_v1_segments, 21);
 
 /**
  * @generated from message clerkindex.v1.UpdateSegmentRequest
@@ -187,7 +609,7 @@ export type UpdateSegmentRequest = Message<"clerkindex.v1.UpdateSegmentRequest">
  * Use `create(UpdateSegmentRequestSchema)` to create a new message.
  */
 export const UpdateSegmentRequestSchema: GenMessage<UpdateSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 5);
+  messageDesc(file_clerkindex_v1_segments, 22);
 
 /**
  * @generated from message clerkindex.v1.DeleteSegmentRequest
@@ -204,7 +626,7 @@ export type DeleteSegmentRequest = Message<"clerkindex.v1.DeleteSegmentRequest">
  * Use `create(DeleteSegmentRequestSchema)` to create a new message.
  */
 export const DeleteSegmentRequestSchema: GenMessage<DeleteSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 6);
+  messageDesc(file_clerkindex_v1_segments, 23);
 
 /**
  * @generated from message clerkindex.v1.DeleteSegmentResponse
@@ -217,7 +639,7 @@ export type DeleteSegmentResponse = Message<"clerkindex.v1.DeleteSegmentResponse
  * Use `create(DeleteSegmentResponseSchema)` to create a new message.
  */
 export const DeleteSegmentResponseSchema: GenMessage<DeleteSegmentResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 7);
+  messageDesc(file_clerkindex_v1_segments, 24);
 
 /**
  * @generated from message clerkindex.v1.CountSegmentRequest
@@ -246,7 +668,7 @@ export type CountSegmentRequest = Message<"clerkindex.v1.CountSegmentRequest"> &
  * Use `create(CountSegmentRequestSchema)` to create a new message.
  */
 export const CountSegmentRequestSchema: GenMessage<CountSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 8);
+  messageDesc(file_clerkindex_v1_segments, 25);
 
 /**
  * @generated from message clerkindex.v1.GetUserSegmentsRequest
@@ -275,7 +697,7 @@ export type GetUserSegmentsRequest = Message<"clerkindex.v1.GetUserSegmentsReque
  * Use `create(GetUserSegmentsRequestSchema)` to create a new message.
  */
 export const GetUserSegmentsRequestSchema: GenMessage<GetUserSegmentsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 9);
+  messageDesc(file_clerkindex_v1_segments, 26);
 
 /**
  * @generated from message clerkindex.v1.GetUserSegmentsResponse
@@ -299,7 +721,7 @@ export type GetUserSegmentsResponse = Message<"clerkindex.v1.GetUserSegmentsResp
  * Use `create(GetUserSegmentsResponseSchema)` to create a new message.
  */
 export const GetUserSegmentsResponseSchema: GenMessage<GetUserSegmentsResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 10);
+  messageDesc(file_clerkindex_v1_segments, 27);
 
 /**
  * @generated from message clerkindex.v1.GetSegmentHistoryRequest
@@ -321,7 +743,7 @@ export type GetSegmentHistoryRequest = Message<"clerkindex.v1.GetSegmentHistoryR
  * Use `create(GetSegmentHistoryRequestSchema)` to create a new message.
  */
 export const GetSegmentHistoryRequestSchema: GenMessage<GetSegmentHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 11);
+  messageDesc(file_clerkindex_v1_segments, 28);
 
 /**
  * @generated from enum clerkindex.v1.GetSegmentHistoryRequest.Granularity
@@ -349,7 +771,7 @@ export enum GetSegmentHistoryRequest_Granularity {
  * Describes the enum clerkindex.v1.GetSegmentHistoryRequest.Granularity.
  */
 export const GetSegmentHistoryRequest_GranularitySchema: GenEnum<GetSegmentHistoryRequest_Granularity> = /*@__PURE__*/
-  enumDesc(file_clerkindex_v1_segments, 11, 0);
+  enumDesc(file_clerkindex_v1_segments, 28, 0);
 
 /**
  * @generated from message clerkindex.v1.GetSegmentHistoryResponse
@@ -376,7 +798,7 @@ export type GetSegmentHistoryResponse = Message<"clerkindex.v1.GetSegmentHistory
  * Use `create(GetSegmentHistoryResponseSchema)` to create a new message.
  */
 export const GetSegmentHistoryResponseSchema: GenMessage<GetSegmentHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 12);
+  messageDesc(file_clerkindex_v1_segments, 29);
 
 /**
  * @generated from message clerkindex.v1.SegmentHistoryPeriod
@@ -410,7 +832,7 @@ export type SegmentHistoryPeriod = Message<"clerkindex.v1.SegmentHistoryPeriod">
  * Use `create(SegmentHistoryPeriodSchema)` to create a new message.
  */
 export const SegmentHistoryPeriodSchema: GenMessage<SegmentHistoryPeriod> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 13);
+  messageDesc(file_clerkindex_v1_segments, 30);
 
 /**
  * @generated from message clerkindex.v1.ListSegmentMembersRequest
@@ -454,7 +876,7 @@ export type ListSegmentMembersRequest = Message<"clerkindex.v1.ListSegmentMember
  * Use `create(ListSegmentMembersRequestSchema)` to create a new message.
  */
 export const ListSegmentMembersRequestSchema: GenMessage<ListSegmentMembersRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 14);
+  messageDesc(file_clerkindex_v1_segments, 31);
 
 /**
  * @generated from message clerkindex.v1.WatchSegmentRequest
@@ -479,7 +901,7 @@ export type WatchSegmentRequest = Message<"clerkindex.v1.WatchSegmentRequest"> &
  * Use `create(WatchSegmentRequestSchema)` to create a new message.
  */
 export const WatchSegmentRequestSchema: GenMessage<WatchSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 15);
+  messageDesc(file_clerkindex_v1_segments, 32);
 
 /**
  * @generated from message clerkindex.v1.WatchSegmentsRequest
@@ -505,7 +927,7 @@ export type WatchSegmentsRequest = Message<"clerkindex.v1.WatchSegmentsRequest">
  * Use `create(WatchSegmentsRequestSchema)` to create a new message.
  */
 export const WatchSegmentsRequestSchema: GenMessage<WatchSegmentsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 16);
+  messageDesc(file_clerkindex_v1_segments, 33);
 
 /**
  * @generated from message clerkindex.v1.SegmentEvent
@@ -562,7 +984,7 @@ export type SegmentEvent = Message<"clerkindex.v1.SegmentEvent"> & {
  * Use `create(SegmentEventSchema)` to create a new message.
  */
 export const SegmentEventSchema: GenMessage<SegmentEvent> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 17);
+  messageDesc(file_clerkindex_v1_segments, 34);
 
 /**
  * @generated from enum clerkindex.v1.SegmentEvent.Kind
@@ -602,7 +1024,49 @@ export enum SegmentEvent_Kind {
  * Describes the enum clerkindex.v1.SegmentEvent.Kind.
  */
 export const SegmentEvent_KindSchema: GenEnum<SegmentEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_clerkindex_v1_segments, 17, 0);
+  enumDesc(file_clerkindex_v1_segments, 34, 0);
+
+/**
+ * @generated from enum clerkindex.v1.DestinationState
+ */
+export enum DestinationState {
+  /**
+   * @generated from enum value: DESTINATION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Delivering, or retrying a failed request with backoff.
+   *
+   * @generated from enum value: DESTINATION_STATE_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * @generated from enum value: DESTINATION_STATE_PAUSED = 2;
+   */
+  PAUSED = 2,
+
+  /**
+   * Failed for the whole retry window (24 hours by default); resume it when fixed.
+   *
+   * @generated from enum value: DESTINATION_STATE_FAILING = 3;
+   */
+  FAILING = 3,
+
+  /**
+   * Events it had not received were evicted past the retention cap; resync it.
+   *
+   * @generated from enum value: DESTINATION_STATE_GAP = 4;
+   */
+  GAP = 4,
+}
+
+/**
+ * Describes the enum clerkindex.v1.DestinationState.
+ */
+export const DestinationStateSchema: GenEnum<DestinationState> = /*@__PURE__*/
+  enumDesc(file_clerkindex_v1_segments, 0);
 
 /**
  * Saved segments: named filters that the service keeps, counts, lists and watches. Every applied
@@ -737,6 +1201,88 @@ export const Segments: GenService<{
     methodKind: "unary";
     input: typeof GetSegmentHistoryRequestSchema;
     output: typeof GetSegmentHistoryResponseSchema;
+  },
+  /**
+   * Destinations: HTTPS endpoints that receive the events of segments as webhooks signed with
+   * the Standard Webhooks scheme (webhook-id, webhook-timestamp, webhook-signature), at least
+   * once and in order. They need the `segments` scope and the scopes of every segment followed.
+   * The signing secret is returned here only. INVALID_ARGUMENT for a bad name, a URL that is not
+   * https:// or points at a private address, or an unknown segment.
+   *
+   * @generated from rpc clerkindex.v1.Segments.CreateDestination
+   */
+  createDestination: {
+    methodKind: "unary";
+    input: typeof CreateDestinationRequestSchema;
+    output: typeof CreateDestinationResponseSchema;
+  },
+  /**
+   * @generated from rpc clerkindex.v1.Segments.ListDestinations
+   */
+  listDestinations: {
+    methodKind: "unary";
+    input: typeof ListDestinationsRequestSchema;
+    output: typeof ListDestinationsResponseSchema;
+  },
+  /**
+   * Stops delivering; retention is still held for it (up to the cap).
+   *
+   * @generated from rpc clerkindex.v1.Segments.PauseDestination
+   */
+  pauseDestination: {
+    methodKind: "unary";
+    input: typeof PauseDestinationRequestSchema;
+    output: typeof PauseDestinationResponseSchema;
+  },
+  /**
+   * Delivers again from where it stopped (a paused or failing destination). FAILED_PRECONDITION
+   * for a destination with a gap: resync it.
+   *
+   * @generated from rpc clerkindex.v1.Segments.ResumeDestination
+   */
+  resumeDestination: {
+    methodKind: "unary";
+    input: typeof ResumeDestinationRequestSchema;
+    output: typeof ResumeDestinationResponseSchema;
+  },
+  /**
+   * Sends the current members of its segments as `segment.snapshot` messages, then the events
+   * after them; resumes it.
+   *
+   * @generated from rpc clerkindex.v1.Segments.ResyncDestination
+   */
+  resyncDestination: {
+    methodKind: "unary";
+    input: typeof ResyncDestinationRequestSchema;
+    output: typeof ResyncDestinationResponseSchema;
+  },
+  /**
+   * A new signing secret; the previous one also signs for 24 hours.
+   *
+   * @generated from rpc clerkindex.v1.Segments.RotateDestinationSecret
+   */
+  rotateDestinationSecret: {
+    methodKind: "unary";
+    input: typeof RotateDestinationSecretRequestSchema;
+    output: typeof RotateDestinationSecretResponseSchema;
+  },
+  /**
+   * Sends one signed `destination.test` message now, without retries, and says how it went.
+   *
+   * @generated from rpc clerkindex.v1.Segments.TestDestination
+   */
+  testDestination: {
+    methodKind: "unary";
+    input: typeof TestDestinationRequestSchema;
+    output: typeof TestDestinationResponseSchema;
+  },
+  /**
+   * @generated from rpc clerkindex.v1.Segments.DeleteDestination
+   */
+  deleteDestination: {
+    methodKind: "unary";
+    input: typeof DeleteDestinationRequestSchema;
+    output: typeof DeleteDestinationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_clerkindex_v1_segments, 0);

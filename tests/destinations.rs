@@ -1,0 +1,239 @@
+//! Destinations over real gRPC: segment events POSTed to a receiver that verifies them with
+//! Svix's own Python library (the project's client venv, `scripts/install-client-deps`), through
+//! failed requests and a restart.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use clerk_index::api::proto::segments_client::SegmentsClient;
+use clerk_index::api::proto::{self, DestinationState};
+use clerk_index::clerk::fake::{FakeClerkConfig, Population};
+use common::{RunningFakeClerk, TestOptions, TestServer, expression, newcomer};
+use tokio::io::AsyncBufReadExt;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Svix receiver: its URL and the child (killed on drop).
+async fn receiver(dir: &Path, fail_first: usize) -> (String, tokio::process::Child) {
+    let python = root().join("clients/python/.venv/bin/python");
+    let mut child = tokio::process::Command::new(&python)
+        .arg(root().join("tests/receivers/svix_receiver.py"))
+        .arg(dir.join("secret"))
+        .arg(dir.join("received.jsonl"))
+        .arg(fail_first.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (scripts/install-client-deps): {e}",
+                python.display()
+            )
+        });
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the receiver printed its port")
+        .unwrap()
+        .expect("a port line");
+    (format!("http://127.0.0.1:{}/hook", port.trim()), child)
+}
+
+/// The events the receiver accepted, deduplicated by id, in arrival order.
+fn received(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("received.jsonl")).unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    text.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|request| request["body"]["type"] == "segment.events")
+        .flat_map(|request| {
+            request["body"]["data"]["events"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .filter(|event| seen.insert(event["id"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+async fn wait_for_events(dir: &Path, count: usize) -> Vec<serde_json::Value> {
+    for _ in 0..600 {
+        let events = received(dir);
+        if events.len() >= count {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the receiver got {} events, not {count}",
+        received(dir).len()
+    );
+}
+
+/// Sends `users` newcomers on the `vip` plan by webhook.
+async fn vips(server: &TestServer, users: std::ops::Range<usize>) {
+    for index in users {
+        let mut user = newcomer(index);
+        user["public_metadata"] = serde_json::json!({ "plan_type": "vip" });
+        let event = common::event("user.created", user, clerk_index::clock::now_ms());
+        let (status, _) = server.deliver(&format!("msg_vip_{index}"), &event).await;
+        assert_eq!(status, 200);
+    }
+}
+
+async fn start(
+    fake: &RunningFakeClerk,
+    dir: &Path,
+) -> (TestServer, SegmentsClient<tonic::transport::Channel>) {
+    let server = TestServer::start(dir, TestOptions::new(&fake.url)).await;
+    server.wait_serving().await;
+    let client = SegmentsClient::new(server.channel().await);
+    (server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(200))).await;
+    let (server, mut client) = start(&fake, dir.path()).await;
+    let (url, _receiver) = receiver(receiver_dir.path(), 2).await;
+    client
+        .create_segment(proto::CreateSegmentRequest {
+            name: "vip".into(),
+            filter: expression("public.plan_type = \"vip\""),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let create = |name: &str, url: &str, segments: &[&str]| proto::CreateDestinationRequest {
+        name: name.into(),
+        url: url.into(),
+        segments: segments.iter().map(|s| s.to_string()).collect(),
+        batch_size: 10,
+        batch_delay_ms: 50,
+    };
+    // Refusals name the field.
+    for (request, code) in [
+        (
+            create("crm", "ftp://127.0.0.1/", &["vip"]),
+            tonic::Code::InvalidArgument,
+        ),
+        (create("crm", &url, &["nope"]), tonic::Code::InvalidArgument),
+        (
+            create("Bad Name", &url, &["vip"]),
+            tonic::Code::InvalidArgument,
+        ),
+        (create("crm", &url, &[]), tonic::Code::InvalidArgument),
+    ] {
+        let status = client.create_destination(request).await.unwrap_err();
+        assert_eq!(status.code(), code, "{status:?}");
+    }
+    let created = client
+        .create_destination(create("crm", &url, &["vip"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.signing_secret.starts_with("whsec_"));
+    std::fs::write(receiver_dir.path().join("secret"), &created.signing_secret).unwrap();
+    let taken = client
+        .create_destination(create("crm", &url, &["vip"]))
+        .await;
+    assert_eq!(taken.unwrap_err().code(), tonic::Code::AlreadyExists);
+
+    vips(&server, 0..30).await;
+    let events = wait_for_events(receiver_dir.path(), 30).await;
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sequences.windows(2).all(|w| w[0] < w[1]),
+        "in order: {sequences:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"] == "segment.entered" && e["segment"] == "vip")
+    );
+    let users: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 30);
+
+    let listed = client
+        .list_destinations(proto::ListDestinationsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .destinations;
+    assert_eq!(listed.len(), 1);
+    let crm = &listed[0];
+    assert_eq!(crm.state, DestinationState::Active as i32);
+    assert_eq!((crm.delivered_events, crm.lag_events), (30, 0));
+    assert_eq!(crm.delivered_through_sequence, *sequences.last().unwrap());
+    let metrics = server.metrics_text().await;
+    for line in [
+        "clerk_index_destination_delivered_events_total{destination=\"crm\"} 30",
+        "clerk_index_destination_failed_attempts_total{destination=\"crm\"} 2",
+        "clerk_index_destination_lag_events{destination=\"crm\"} 0.0",
+        "clerk_index_destination_state{destination=\"crm\"} 0.0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let test = client
+        .test_destination(proto::TestDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((test.status_code, test.error.as_str()), (204, ""));
+
+    // Paused, events wait; after a restart the destination is still paused and resumes from
+    // its saved position.
+    client
+        .pause_destination(proto::PauseDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap();
+    vips(&server, 30..35).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received(receiver_dir.path()).len(), 30);
+    server.stop().await;
+    let (server, mut client) = start(&fake, dir.path()).await;
+    let resumed = client
+        .resume_destination(proto::ResumeDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert_eq!(resumed.state, DestinationState::Active as i32);
+    let events = wait_for_events(receiver_dir.path(), 35).await;
+    assert_eq!(events.len(), 35, "each event once");
+
+    // A rotated secret: the receiver switches to the new one and still verifies.
+    let rotated = client
+        .rotate_destination_secret(proto::RotateDestinationSecretRequest { name: "crm".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(receiver_dir.path().join("secret"), &rotated.signing_secret).unwrap();
+    vips(&server, 35..37).await;
+    wait_for_events(receiver_dir.path(), 37).await;
+    client
+        .delete_destination(proto::DeleteDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap();
+    let gone = client
+        .pause_destination(proto::PauseDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    server.stop().await;
+}
