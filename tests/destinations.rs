@@ -97,6 +97,24 @@ async fn start(
     (server, client)
 }
 
+/// Runs the command line against the server; its stdout.
+async fn cli(server: &TestServer, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args(args)
+        .args(["--server", &server.grpc_url])
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("the command finished")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,6 +212,17 @@ async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_r
         .unwrap()
         .into_inner();
     assert_eq!((test.status_code, test.error.as_str()), (204, ""));
+
+    // The command line shows the same, and tests the receiver.
+    let listed = cli(&server, &["destinations", "list", "-o", "jsonl"]).await;
+    let line: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (line["name"].as_str(), line["state"].as_str()),
+        (Some("crm"), Some("DESTINATION_STATE_ACTIVE"))
+    );
+    let tested = cli(&server, &["destinations", "test", "crm", "-o", "json"]).await;
+    let tested: serde_json::Value = serde_json::from_str(&tested).unwrap();
+    assert_eq!(tested["statusCode"], 204, "{tested}");
 
     // Paused, events wait; after a restart the destination is still paused and resumes from
     // its saved position.

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use super::client::HealthArgs;
 use super::demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
+use super::destinations::DestinationsArgs;
 use super::export::ExportArgs;
 use super::facet::FacetArgs;
 use super::keys::{ApiKeyArgs, ReencryptArgs, SensitiveKeyArgs};
@@ -52,6 +53,9 @@ pub enum Command {
     UpdateMetadata(UpdateMetadataArgs),
     /// List, create, change, delete and count saved segments.
     Segments(SegmentsArgs),
+    /// Webhook destinations of segment events: create, list, pause, resume, resync, rotate,
+    /// test, delete.
+    Destinations(DestinationsArgs),
     /// Print a saved segment's Entered/Exited events as they happen.
     Watch(WatchArgs),
     /// The mirror's freshness and sync counters, and reconciles on demand.
@@ -100,6 +104,7 @@ impl Cli {
             Command::Validate(args) => super::users::validate(args).await,
             Command::Facet(args) => super::facet::facet(args).await,
             Command::Segments(args) => super::segments::segments(args).await,
+            Command::Destinations(args) => super::destinations::destinations(args).await,
             Command::Watch(args) => super::segments::watch(args).await,
             Command::Sync(args) => super::segments::sync(args).await,
             Command::Export(args) => super::export::export(args).await,

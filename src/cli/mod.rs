@@ -7,6 +7,7 @@ mod client;
 mod command;
 mod config_file;
 mod demo;
+mod destinations;
 mod export;
 mod facet;
 mod keys;
