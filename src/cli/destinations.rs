@@ -37,17 +37,35 @@ pub enum DestinationsCommand {
         batch_delay_ms: u64,
     },
     /// Stop delivering until resumed.
-    Pause { name: String },
+    Pause {
+        /// The destination's name.
+        name: String,
+    },
     /// Deliver again from where it stopped (a paused or failing destination).
-    Resume { name: String },
+    Resume {
+        /// The destination's name.
+        name: String,
+    },
     /// Send its segments' members as a snapshot, then the events after it.
-    Resync { name: String },
+    Resync {
+        /// The destination's name.
+        name: String,
+    },
     /// A new signing secret (printed); the old one signs too for 24 hours.
-    Rotate { name: String },
+    Rotate {
+        /// The destination's name.
+        name: String,
+    },
     /// Send one signed test request now and print how it went.
-    Test { name: String },
+    Test {
+        /// The destination's name.
+        name: String,
+    },
     /// Delete a destination.
-    Delete { name: String },
+    Delete {
+        /// The destination's name.
+        name: String,
+    },
 }
 
 fn state_name(state: i32) -> &'static str {
