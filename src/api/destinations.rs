@@ -110,13 +110,14 @@ pub(super) enum Action {
     Resync,
 }
 
-pub(super) fn change(
+/// Pauses, resumes or resyncs the destination a request names.
+pub(super) fn change<T>(
     destinations: Option<&Destinations>,
-    caller: Result<Caller, Status>,
+    request: &Request<T>,
     name: &str,
     action: Action,
 ) -> Result<proto::Destination, Status> {
-    let _caller = caller?;
+    manager(request)?;
     let destinations = available(destinations)?;
     let changed = match action {
         Action::Pause => destinations.pause(name),
@@ -124,11 +125,6 @@ pub(super) fn change(
         Action::Resync => destinations.resync(name),
     };
     Ok(to_proto(destinations, changed.map_err(Error::from)?))
-}
-
-/// The caller of a call on one destination.
-pub(super) fn managing<T>(request: &Request<T>) -> Result<Caller, Status> {
-    Ok(manager(request)?)
 }
 
 pub(super) fn rotate(

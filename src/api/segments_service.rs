@@ -361,9 +361,8 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::PauseDestinationRequest>,
     ) -> Result<Response<proto::PauseDestinationResponse>, Status> {
-        let caller = destination_calls::managing(&request);
         let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
-        let destination = destination_calls::change(destinations, caller, name, Action::Pause)?;
+        let destination = destination_calls::change(destinations, &request, name, Action::Pause)?;
         Ok(Response::new(proto::PauseDestinationResponse {
             destination: Some(destination),
         }))
@@ -373,9 +372,8 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::ResumeDestinationRequest>,
     ) -> Result<Response<proto::ResumeDestinationResponse>, Status> {
-        let caller = destination_calls::managing(&request);
         let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
-        let destination = destination_calls::change(destinations, caller, name, Action::Resume)?;
+        let destination = destination_calls::change(destinations, &request, name, Action::Resume)?;
         Ok(Response::new(proto::ResumeDestinationResponse {
             destination: Some(destination),
         }))
@@ -385,9 +383,8 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::ResyncDestinationRequest>,
     ) -> Result<Response<proto::ResyncDestinationResponse>, Status> {
-        let caller = destination_calls::managing(&request);
         let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
-        let destination = destination_calls::change(destinations, caller, name, Action::Resync)?;
+        let destination = destination_calls::change(destinations, &request, name, Action::Resync)?;
         Ok(Response::new(proto::ResyncDestinationResponse {
             destination: Some(destination),
         }))

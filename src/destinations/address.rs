@@ -52,9 +52,14 @@ fn internal_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
         || (first & 0xffc0) == 0xfec0
-        // Documentation (2001:db8::/32), IPv4-compatible and NAT64 forms of any address.
+        // Documentation (2001:db8::/32).
         || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) forms of an internal address.
         || ip.to_ipv4().is_some_and(|v4| v4 != Ipv4Addr::new(0, 0, 0, 1) && internal_v4(v4))
+        || (ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && {
+            let [.., a, b, c, d] = ip.octets();
+            internal_v4(Ipv4Addr::new(a, b, c, d))
+        })
 }
 
 /// What addresses deliveries may reach.

@@ -219,7 +219,9 @@ impl Destinations {
         }
         self.inner.update_hold();
         self.spawn(&spec.name);
-        tracing::info!(destination = %spec.name, url = %destination.url, "destination created");
+        // The host only: a query may hold the receiver's token.
+        let host = url.host_str().unwrap_or_default();
+        tracing::info!(destination = %spec.name, %host, "destination created");
         Ok((destination, secret))
     }
 
@@ -425,7 +427,7 @@ impl Inner {
             .body(message.body.clone())
             .send()
             .await
-            .map_err(|e| failure(0, describe(&e)))?;
+            .map_err(|e| failure(0, describe(e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(status.as_u16());
@@ -444,10 +446,12 @@ impl Inner {
     }
 }
 
-/// A request error in one line, with its cause (reqwest's own message is terse).
-fn describe(error: &reqwest::Error) -> String {
+/// A request error in one line, with its cause (reqwest's own message is terse), without the
+/// URL: its query may hold the receiver's token, and the message is logged and listed.
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

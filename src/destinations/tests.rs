@@ -34,6 +34,8 @@ fn internal_addresses_are_recognized() {
         "fd00::1",
         "::ffff:127.0.0.1",
         "::ffff:169.254.169.254",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",
     ] {
         assert!(
             is_internal(ip.parse::<IpAddr>().unwrap()),
@@ -45,6 +47,7 @@ fn internal_addresses_are_recognized() {
         "1.1.1.1",
         "2606:4700:4700::1111",
         "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
     ] {
         assert!(
             !is_internal(ip.parse::<IpAddr>().unwrap()),

@@ -335,7 +335,10 @@ async fn a_receiver_down_for_the_whole_retry_window_marks_the_destination_failin
     world.create("pro", "public.plan_type = \"pro\"").await;
     // A port nothing listens on.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    let url = format!(
+        "http://{}/hook?token=receiver-secret",
+        closed.local_addr().unwrap()
+    );
     drop(closed);
     let store = Store::open(&dir.path().join("destinations"), None).unwrap();
     let config = DestinationsConfig {
@@ -359,6 +362,15 @@ async fn a_receiver_down_for_the_whole_retry_window_marks_the_destination_failin
     let failing = destinations.get("crm").unwrap();
     assert!(failing.failed_attempts >= 2, "{failing:?}");
     assert!(failing.last_error.as_deref().is_some_and(|e| !e.is_empty()));
+    // The URL's token is not in what is listed (and logged).
+    assert!(
+        !failing
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("receiver-secret"),
+        "{failing:?}"
+    );
     let test = destinations.test("crm").await.unwrap();
     assert_eq!(test.status, 0);
     assert!(test.error.is_some());
