@@ -20,13 +20,14 @@ fn root() -> PathBuf {
 }
 
 /// The Svix receiver: its URL and the child (killed on drop).
-async fn receiver(dir: &Path, fail_first: usize) -> (String, tokio::process::Child) {
+async fn receiver(dir: &Path, fail_first: usize, delay_ms: u64) -> (String, tokio::process::Child) {
     let python = root().join("clients/python/.venv/bin/python");
     let mut child = tokio::process::Command::new(&python)
         .arg(root().join("tests/receivers/svix_receiver.py"))
         .arg(dir.join("secret"))
         .arg(dir.join("received.jsonl"))
         .arg(fail_first.to_string())
+        .arg(delay_ms.to_string())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -45,19 +46,25 @@ async fn receiver(dir: &Path, fail_first: usize) -> (String, tokio::process::Chi
     (format!("http://127.0.0.1:{}/hook", port.trim()), child)
 }
 
-/// The events the receiver accepted, deduplicated by id, in arrival order.
-fn received(dir: &Path) -> Vec<serde_json::Value> {
+/// The requests of events the receiver accepted, in arrival order: (webhook-id, events).
+fn requests(dir: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
     let text = std::fs::read_to_string(dir.join("received.jsonl")).unwrap_or_default();
-    let mut seen = BTreeSet::new();
     text.lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
         .filter(|request| request["body"]["type"] == "segment.events")
-        .flat_map(|request| {
-            request["body"]["data"]["events"]
-                .as_array()
-                .unwrap()
-                .clone()
+        .map(|request| {
+            let events = request["body"]["data"]["events"].as_array().unwrap();
+            (request["id"].as_str().unwrap().to_string(), events.clone())
         })
+        .collect()
+}
+
+/// The events the receiver accepted, deduplicated by id, in arrival order.
+fn received(dir: &Path) -> Vec<serde_json::Value> {
+    let mut seen = BTreeSet::new();
+    requests(dir)
+        .into_iter()
+        .flat_map(|(_, events)| events)
         .filter(|event| seen.insert(event["id"].as_str().unwrap().to_string()))
         .collect()
 }
@@ -76,13 +83,13 @@ async fn wait_for_events(dir: &Path, count: usize) -> Vec<serde_json::Value> {
     );
 }
 
-/// Sends `users` newcomers on the `vip` plan by webhook.
-async fn vips(server: &TestServer, users: std::ops::Range<usize>) {
+/// Sends `users` newcomers on the `vip` plan by webhook to the server at `http_url`.
+async fn vips(http_url: &str, users: std::ops::Range<usize>) {
     for index in users {
         let mut user = newcomer(index);
         user["public_metadata"] = serde_json::json!({ "plan_type": "vip" });
         let event = common::event("user.created", user, clerk_index::clock::now_ms());
-        let (status, _) = server.deliver(&format!("msg_vip_{index}"), &event).await;
+        let (status, _) = common::deliver(http_url, &format!("msg_vip_{index}"), &event).await;
         assert_eq!(status, 200);
     }
 }
@@ -121,7 +128,7 @@ async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_r
     let receiver_dir = tempfile::tempdir().unwrap();
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(200))).await;
     let (server, mut client) = start(&fake, dir.path()).await;
-    let (url, _receiver) = receiver(receiver_dir.path(), 2).await;
+    let (url, _receiver) = receiver(receiver_dir.path(), 2, 0).await;
     client
         .create_segment(proto::CreateSegmentRequest {
             name: "vip".into(),
@@ -165,7 +172,7 @@ async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_r
         .await;
     assert_eq!(taken.unwrap_err().code(), tonic::Code::AlreadyExists);
 
-    vips(&server, 0..30).await;
+    vips(&server.http_url, 0..30).await;
     let events = wait_for_events(receiver_dir.path(), 30).await;
     let sequences: Vec<u64> = events
         .iter()
@@ -230,7 +237,7 @@ async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_r
         .pause_destination(proto::PauseDestinationRequest { name: "crm".into() })
         .await
         .unwrap();
-    vips(&server, 30..35).await;
+    vips(&server.http_url, 30..35).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(received(receiver_dir.path()).len(), 30);
     server.stop().await;
@@ -253,7 +260,7 @@ async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_r
         .unwrap()
         .into_inner();
     std::fs::write(receiver_dir.path().join("secret"), &rotated.signing_secret).unwrap();
-    vips(&server, 35..37).await;
+    vips(&server.http_url, 35..37).await;
     wait_for_events(receiver_dir.path(), 37).await;
     client
         .delete_destination(proto::DeleteDestinationRequest { name: "crm".into() })
@@ -265,4 +272,104 @@ async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_r
         .unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
     server.stop().await;
+}
+
+/// The real binary killed with SIGKILL while a batch is in flight (the receiver holds each
+/// request a second before answering), then restarted on the same data directory: every event
+/// arrives, and the only events sent twice are those of the batch it never saw acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_killed_mid_batch_loses_nothing_and_repeats_only_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(50))).await;
+    let (url, _receiver) = receiver(receiver_dir.path(), 0, 1_000).await;
+    let (grpc, http) = (common::free_port(), common::free_port());
+    let http_url = format!("http://127.0.0.1:{http}");
+    let flags = ["--destinations-allow-private", "--destinations-allow-http"];
+    let mut child = common::spawn_serve(dir.path(), &fake.url, grpc, http, &flags);
+    common::wait_ready(&http_url).await;
+    let mut client = SegmentsClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    client
+        .create_segment(proto::CreateSegmentRequest {
+            name: "vip".into(),
+            filter: expression("public.plan_type = \"vip\""),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let created = client
+        .create_destination(proto::CreateDestinationRequest {
+            name: "crm".into(),
+            url,
+            segments: vec!["vip".into()],
+            batch_size: 10,
+            batch_delay_ms: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(receiver_dir.path().join("secret"), &created.signing_secret).unwrap();
+    vips(&http_url, 0..40).await;
+
+    // Kill as soon as the second request arrives: the first was answered, the second is held.
+    let arrivals = receiver_dir.path().join("received.jsonl.arrivals");
+    let arrived = || -> Vec<String> {
+        let text = std::fs::read_to_string(&arrivals).unwrap_or_default();
+        text.lines().map(str::to_string).collect()
+    };
+    let mut waited = 0;
+    while arrived().len() < 2 {
+        assert!(waited < 600, "the second request never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let in_flight = arrived()[1].clone();
+    // The receiver still takes the held batch (its answer goes nowhere); let it finish first.
+    while !requests(receiver_dir.path())
+        .iter()
+        .any(|(id, _)| *id == in_flight)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let _child = common::spawn_serve(dir.path(), &fake.url, grpc, http, &flags);
+    common::wait_ready(&http_url).await;
+    let events = wait_for_events(receiver_dir.path(), 40).await;
+    let users: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!((events.len(), users.len()), (40, 40));
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+
+    let mut times_sent = std::collections::BTreeMap::<String, usize>::new();
+    let mut held = BTreeSet::new();
+    for (id, events) in requests(receiver_dir.path()) {
+        for event in events {
+            let event_id = event["id"].as_str().unwrap().to_string();
+            if id == in_flight {
+                held.insert(event_id.clone());
+            }
+            *times_sent.entry(event_id).or_default() += 1;
+        }
+    }
+    let repeated: BTreeSet<String> = times_sent
+        .iter()
+        .filter(|(_, times)| **times > 1)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(!held.is_empty());
+    assert_eq!(
+        repeated, held,
+        "sent twice: exactly the unacknowledged batch"
+    );
+    assert!(times_sent.values().all(|times| *times <= 2));
 }

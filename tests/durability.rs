@@ -5,66 +5,27 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clerk_index::api::proto::GetUserRequest;
 use clerk_index::api::proto::user_index_client::UserIndexClient;
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
-use common::{RunningFakeClerk, WEBHOOK_SECRET, event, free_port};
-use tokio::process::{Child, Command};
+use common::{RunningFakeClerk, event, free_port};
+use tokio::process::Child;
 
 fn spawn_server(data_dir: &std::path::Path, clerk_url: &str, grpc: u16, http: u16) -> Child {
-    spawn_server_committing_every(data_dir, clerk_url, grpc, http, 100)
-}
-
-fn spawn_server_committing_every(
-    data_dir: &std::path::Path,
-    clerk_url: &str,
-    grpc: u16,
-    http: u16,
-    commit_interval_ms: u64,
-) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_clerk-index"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            &format!("127.0.0.1:{grpc}"),
-            "--http-addr",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .args([
-            "--clerk-api-url",
-            clerk_url,
-            "--writer-memory-mb",
-            "50",
-            "--commit-interval-ms",
-            &commit_interval_ms.to_string(),
-            "--allow-unauthenticated",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
-        .env("CLERK_WEBHOOK_SIGNING_SECRET", WEBHOOK_SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    common::spawn_serve(
+        data_dir,
+        clerk_url,
+        grpc,
+        http,
+        &["--commit-interval-ms", "100"],
+    )
 }
 
 async fn wait_ready(http: u16) {
-    for _ in 0..300 {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server never became ready");
+    common::wait_ready(&format!("http://127.0.0.1:{http}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +123,13 @@ async fn sigterm_commits_pending_writes_and_exits_cleanly() {
     let fake = RunningFakeClerk::start(config).await;
     let dir = tempfile::tempdir().unwrap();
     let (grpc, http) = (free_port(), free_port());
-    let mut child = spawn_server_committing_every(dir.path(), &fake.url, grpc, http, 600_000);
+    let mut child = common::spawn_serve(
+        dir.path(),
+        &fake.url,
+        grpc,
+        http,
+        &["--commit-interval-ms", "600000"],
+    );
     // "backfill in progress: N of M users"
     let mut seen = 0u64;
     for _ in 0..300 {

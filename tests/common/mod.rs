@@ -542,6 +542,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The real binary serving `data_dir` against the fake Clerk at `clerk_url`, without keys, on
+/// 127.0.0.1 ports `grpc` and `http`, with `extra` flags; killed when dropped.
+pub fn spawn_serve(
+    data_dir: &Path,
+    clerk_url: &str,
+    grpc: u16,
+    http: u16,
+    extra: &[&str],
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_clerk-index"))
+        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .args(["--clerk-api-url", clerk_url, "--writer-memory-mb", "50"])
+        .arg("--allow-unauthenticated")
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("CLERK_SECRET_KEY", "sk_test_fake_clerk")
+        .env("CLERK_WEBHOOK_SIGNING_SECRET", WEBHOOK_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// Sends SIGTERM to a child process, as Kubernetes does to stop a pod.
 pub fn terminate(child: &tokio::process::Child) {
     let pid = child.id().expect("the process is running").to_string();

@@ -2,18 +2,22 @@
 own library (`svix.webhooks.Webhook`), appends what it accepted to a JSON-lines file, and
 answers 503 to the first N requests when told to. Prints its port, then serves until killed.
 
-Usage: svix_receiver.py SECRET_FILE OUT_FILE FAIL_FIRST
+Usage: svix_receiver.py SECRET_FILE OUT_FILE FAIL_FIRST [DELAY_MS]
+With DELAY_MS, each verified delivery is first noted in OUT_FILE.arrivals (its webhook-id), then
+answered that long later (a request in flight to kill the sender under).
 The secret is read from SECRET_FILE at every request (the test writes it after creating the
 destination).
 """
 
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from svix.webhooks import Webhook, WebhookVerificationError
 
 secret_file, out_file, fail_first = sys.argv[1], sys.argv[2], int(sys.argv[3])
+delay_ms = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 state = {"failures_left": fail_first}
 
 
@@ -35,6 +39,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(401)
             self.end_headers()
             return
+        if delay_ms:
+            with open(out_file + ".arrivals", "a") as f:
+                f.write(headers["webhook-id"] + "\n")
+            time.sleep(delay_ms / 1000)
         with open(out_file, "a") as f:
             f.write(json.dumps({"id": headers["webhook-id"], "body": json.loads(body)}) + "\n")
         self.send_response(204)
