@@ -172,6 +172,11 @@ def full_checks(manifests, values):
     check(len(clerk) == 1, f"full: Clerk egress {egress}")
     otlp = by_ports.get(((4317, "TCP"),))
     check(otlp is not None and otlp.get("to") == values["networkPolicy"]["egress"]["otlp"]["to"], f"full: OTLP egress {egress}")
+    receivers = by_ports.get(((8443, "TCP"),))
+    check(receivers is not None and receivers.get("to") == values["networkPolicy"]["egress"]["destinations"]["to"], f"full: destinations egress {egress}")
+    config = next(doc for _, _, doc in manifests["ConfigMap"] if not doc["metadata"]["name"].endswith("-dashboard"))["data"]
+    check(config.get("CLERK_INDEX_DESTINATIONS_ALLOW_PRIVATE") == "true" and "CLERK_INDEX_DESTINATIONS_ALLOW_HTTP" not in config, f"full: destination address flags {config}")
+    check(config.get("CLERK_INDEX_DESTINATION_FAILING_AFTER_SECS") == "3600", "full: destination retry window")
     check(values["networkPolicy"]["egress"]["extra"][0] in egress, "full: extra egress rule")
     check(((4222, "TCP"),) not in by_ports, "full: no NATS egress outside cluster mode")
     # NOTES with TLS and mutual TLS.
@@ -229,6 +234,7 @@ def main():
     env = {e["name"]: e for e in container["env"]}
     check(env["CLERK_INDEX_API_KEYS_FILE"]["value"].startswith("/etc/clerk-index/secrets/"), "defaults: API keys file")
     check("CLERK_INDEX_ALLOW_UNAUTHENTICATED" not in config["data"], "defaults: unauthenticated must be off")
+    check(not any(k.startswith("CLERK_INDEX_DESTINATIONS_ALLOW") for k in config["data"]), "defaults: destinations refuse private addresses and plain http")
     check(not {"Ingress", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"} & set(manifests), "defaults: optional objects rendered")
     check(len(manifests["ConfigMap"]) == 1, "defaults: the dashboard is optional")
     check("https://" not in manifests["NOTES"] and "--ca-cert" not in manifests["NOTES"], "defaults: NOTES without TLS")
