@@ -21,7 +21,9 @@ import {
   UserIndex,
 } from "./gen/clerkindex/v1/user_index_pb.js";
 import {
+  type Destination,
   type GetSegmentHistoryResponse,
+  type TestDestinationResponse,
   GetSegmentHistoryRequest_Granularity,
   type Segment,
   type SegmentEvent,
@@ -419,7 +421,6 @@ export class Client {
     return (await this.call((o) => this.segments.countSegment({ name, ...this.fresh() }, o))).count;
   }
 
-  /** The names of the saved segments the user is in now (of those this key may read). */
   /**
    * The segment's `size` now and its `periods` (UTC days, or hours for the last week):
    * `startTimeMs`, `entered`, `exited` and `size` at the end of each.
@@ -431,8 +432,64 @@ export class Client {
     return this.call((o) => this.segments.getSegmentHistory({ name, granularity }, o));
   }
 
+  /** The names of the saved segments the user is in now (of those this key may read). */
   async userSegments(userId: string): Promise<string[]> {
     return (await this.call((o) => this.segments.getUserSegments({ userId, ...this.fresh() }, o))).segments;
+  }
+
+  // -- destinations ----------------------------------------------------------------------------
+
+  /**
+   * A webhook receiver for the segments' events; returns it and its signing secret (`whsec_...`),
+   * shown only now: verify deliveries with Svix's or Standard Webhooks' libraries. Batch values
+   * left out take the server's defaults.
+   */
+  async createDestination(
+    name: string,
+    url: string,
+    segments: string[],
+    options: { batchSize?: number; batchDelayMs?: number } = {},
+  ): Promise<{ destination: Destination; signingSecret: string }> {
+    const r = await this.call((o) =>
+      this.segments.createDestination(
+        { name, url, segments, batchSize: options.batchSize ?? 0, batchDelayMs: BigInt(options.batchDelayMs ?? 0) },
+        o,
+      ),
+    );
+    return { destination: r.destination!, signingSecret: r.signingSecret };
+  }
+
+  /** Every destination with its state, position, counts, last error and lag. */
+  async listDestinations(): Promise<Destination[]> {
+    return (await this.call((o) => this.segments.listDestinations({}, o))).destinations;
+  }
+
+  async pauseDestination(name: string): Promise<Destination> {
+    return (await this.call((o) => this.segments.pauseDestination({ name }, o))).destination!;
+  }
+
+  /** Deliver again from where it stopped (paused or failing; a gap needs a resync). */
+  async resumeDestination(name: string): Promise<Destination> {
+    return (await this.call((o) => this.segments.resumeDestination({ name }, o))).destination!;
+  }
+
+  /** Send the segments' current members as a snapshot, then the events after it. */
+  async resyncDestination(name: string): Promise<Destination> {
+    return (await this.call((o) => this.segments.resyncDestination({ name }, o))).destination!;
+  }
+
+  /** A new signing secret (returned, shown only now); the old one signs too for a day. */
+  async rotateDestinationSecret(name: string): Promise<string> {
+    return (await this.call((o) => this.segments.rotateDestinationSecret({ name }, o))).signingSecret;
+  }
+
+  /** POSTs a signed `destination.test` message once: `statusCode`, `latencyMs`, `error`. */
+  async testDestination(name: string): Promise<TestDestinationResponse> {
+    return this.call((o) => this.segments.testDestination({ name }, o));
+  }
+
+  async deleteDestination(name: string): Promise<void> {
+    await this.call((o) => this.segments.deleteDestination({ name }, o));
   }
 
   /** The segment's members, as export() streams them. */

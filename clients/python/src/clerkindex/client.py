@@ -475,6 +475,60 @@ class Client:
                     return
             _backoff(failures)
 
+    # -- destinations ---------------------------------------------------------------------------
+
+    def create_destination(
+        self,
+        name: str,
+        url: str,
+        segments: Sequence[str],
+        *,
+        batch_size: int = 0,
+        batch_delay_ms: int = 0,
+    ) -> "tuple[segments_pb2.Destination, str]":
+        """A webhook receiver for the segments' events; returns it and its signing secret
+        (``whsec_...``), which is shown only now: verify deliveries with Svix's or Standard
+        Webhooks' libraries. Zero batch values take the server's defaults."""
+        request = segments_pb2.CreateDestinationRequest(
+            name=name, url=url, segments=list(segments), batch_size=batch_size, batch_delay_ms=batch_delay_ms
+        )
+        response = self._call(self.stubs.segments.CreateDestination, request)
+        return response.destination, response.signing_secret
+
+    def list_destinations(self) -> List[segments_pb2.Destination]:
+        """Every destination with its state, position, counts, last error and lag."""
+        request = segments_pb2.ListDestinationsRequest()
+        return list(self._call(self.stubs.segments.ListDestinations, request).destinations)
+
+    def pause_destination(self, name: str) -> segments_pb2.Destination:
+        request = segments_pb2.PauseDestinationRequest(name=name)
+        return self._call(self.stubs.segments.PauseDestination, request).destination
+
+    def resume_destination(self, name: str) -> segments_pb2.Destination:
+        """Deliver again from where it stopped (paused or failing; a gap needs a resync)."""
+        request = segments_pb2.ResumeDestinationRequest(name=name)
+        return self._call(self.stubs.segments.ResumeDestination, request).destination
+
+    def resync_destination(self, name: str) -> segments_pb2.Destination:
+        """Send the segments' current members as a snapshot, then the events after it."""
+        request = segments_pb2.ResyncDestinationRequest(name=name)
+        return self._call(self.stubs.segments.ResyncDestination, request).destination
+
+    def rotate_destination_secret(self, name: str) -> str:
+        """A new signing secret (returned, shown only now); the old one signs too for a day."""
+        request = segments_pb2.RotateDestinationSecretRequest(name=name)
+        return self._call(self.stubs.segments.RotateDestinationSecret, request).signing_secret
+
+    def test_destination(self, name: str) -> segments_pb2.TestDestinationResponse:
+        """POSTs a signed ``destination.test`` message once: ``status_code``, ``latency_ms``,
+        ``error``."""
+        request = segments_pb2.TestDestinationRequest(name=name)
+        return self._call(self.stubs.segments.TestDestination, request)
+
+    def delete_destination(self, name: str) -> None:
+        request = segments_pb2.DeleteDestinationRequest(name=name)
+        self._call(self.stubs.segments.DeleteDestination, request)
+
     # -- sync -----------------------------------------------------------------------------------
 
     def sync_status(self) -> sync_pb2.SyncStatus:
