@@ -87,6 +87,7 @@ struct ClusterWork {
     log: Arc<LogDestination>,
     lease: SyncLease,
     segments: Segments,
+    destinations: Destinations,
 }
 
 /// The index, its writer and the saved segments that observe it.
@@ -116,6 +117,8 @@ impl Services {
             config.catch_up_max_offset,
         ));
         let segments = Segments::new(storage.segments, storage.writer.clone(), cancel.clone());
+        let saved = (&destination, storage.destinations);
+        let destinations = start_destinations(&config, &segments, saved, &cancel)?;
         let (sync, segments) = sync_work(
             &config,
             Backfill {
@@ -125,7 +128,7 @@ impl Services {
                 plan: config.walk,
             },
             reconciler.clone(),
-            segments,
+            (segments, destinations.clone()),
         );
         let webhooks = Arc::new(WebhookReceiver::new(
             config.webhook_verifier.clone(),
@@ -141,7 +144,7 @@ impl Services {
             reconcile: reconciler.stats.clone(),
             clerk: clerk.clone(),
         };
-        let destinations = start_destinations(&config, &segments, storage.destinations, &cancel)?;
+        let destinations = Some(destinations);
         let parts = (&segments, &destinations);
         let metrics = metrics_of(&config, &monitor, &clerk, parts, &budgets);
         let sync_service = SyncService {
@@ -299,12 +302,13 @@ impl Running {
 }
 
 /// What copies from Clerk: the backfill and reconciles directly in one process; in cluster mode
-/// the lease (whose holder runs them) and saved segments shared through the cluster.
+/// the lease (whose holder runs them and delivers the destinations) and saved segments and
+/// destinations shared through the cluster.
 fn sync_work(
     config: &Config,
     backfill: Backfill,
     reconciler: Arc<Reconciler>,
-    segments: Segments,
+    (segments, destinations): (Segments, Destinations),
 ) -> (SyncWork, Segments) {
     let Some(log) = backfill.destination.cluster().cloned() else {
         let work = SyncWork::Single {
@@ -323,9 +327,11 @@ fn sync_work(
             reconciler,
             schedule: config.reconcile,
             segments: segments.clone(),
+            destinations: Some(destinations.clone()),
         },
         log,
         segments: segments.clone(),
+        destinations,
     }));
     (work, segments)
 }
@@ -362,29 +368,22 @@ fn grpc_services(
     }
 }
 
-/// Single mode: the destinations' delivery tasks, from the saved state. Cluster mode has none
-/// yet (the replicas' event sequences differ; consumers read the events stream).
+/// The destinations: in single mode their delivery tasks start from the saved state; in
+/// cluster mode they are the cluster's, delivered by the sync lease holder.
 fn start_destinations(
     config: &Config,
     segments: &Segments,
-    saved: Vec<destinations::Destination>,
+    (destination, saved): (&ChangeDestination, Vec<destinations::Destination>),
     cancel: &CancellationToken,
-) -> anyhow::Result<Option<Destinations>> {
-    if config.cluster.is_some() {
-        return Ok(None);
-    }
-    let store = destinations::Store::open(
-        &config.data_dir.join("destinations"),
-        config.sensitive.clone(),
-    )?;
-    let destinations = Destinations::start(
-        segments.clone(),
-        config.destinations.clone(),
-        store,
-        saved,
-        cancel.clone(),
-    )?;
-    Ok(Some(destinations))
+) -> anyhow::Result<Destinations> {
+    let sensitive = config.sensitive.clone();
+    let store = match destination.cluster() {
+        Some(log) => destinations::Store::shared(log.log().destinations().clone(), sensitive),
+        None => destinations::Store::open(&config.data_dir.join("destinations"), sensitive)?,
+    };
+    let (segments, settings) = (segments.clone(), config.destinations.clone());
+    let destinations = Destinations::start(segments, settings, store, saved, cancel.clone())?;
+    Ok(destinations)
 }
 
 /// The metrics, reading what the parts count at scrape time.
@@ -530,6 +529,7 @@ async fn run_cluster(work: ClusterWork, ready: Readiness, cancel: CancellationTo
         log,
         lease,
         segments,
+        destinations,
     } = work;
     let mut shared = log.shared_state();
     let follow = log.replicator().clone().run(cancel.clone());
@@ -547,5 +547,14 @@ async fn run_cluster(work: ClusterWork, ready: Readiness, cancel: CancellationTo
     };
     let definitions = segments.clone().follow_shared(cancel.clone());
     let events = segments.publish_events(cancel.clone());
-    tokio::join!(follow, checkpoint, lease, serving, definitions, events);
+    let destinations = destinations.follow_shared(cancel.clone());
+    tokio::join!(
+        follow,
+        checkpoint,
+        lease,
+        serving,
+        definitions,
+        events,
+        destinations
+    );
 }

@@ -742,6 +742,27 @@ async fn saved_segments_are_shared_and_their_events_published_once() {
         (Some(id.as_str()), Some("entered"))
     );
 
+    // Without a sensitive key ring shared by the replicas, a destination's secret could not be
+    // sealed for the cluster: creating one is refused, naming the flag.
+    let refused = seg_b
+        .create_destination(proto::CreateDestinationRequest {
+            name: "crm".into(),
+            url: "https://crm.example.com/hook".into(),
+            segments: vec!["pro".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("--sensitive-keys"),
+        "{refused:?}"
+    );
+
     // Edits are checked against the shared version, whichever replica takes them.
     let update = |expected_version: u64| proto::UpdateSegmentRequest {
         name: "pro".into(),
@@ -1142,4 +1163,257 @@ async fn a_segment_built_on_a_later_edited_one_is_installed_on_a_new_replica() {
     .await;
     a.stop().await;
     b.stop().await;
+}
+
+/// A receiver on loopback keeping every delivery whose signature the current secret verifies.
+struct Receiver {
+    url: String,
+    secret: std::sync::Arc<std::sync::Mutex<String>>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use axum::http::{HeaderMap, StatusCode};
+        let secret = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (kept_secret, kept) = (secret.clone(), bodies.clone());
+        let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (secret, kept) = (kept_secret.lock().unwrap().clone(), kept.clone());
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let verifier =
+                    clerk_index::clerk::webhook::WebhookVerifier::new(&[secret]).unwrap();
+                let checked = verifier.verify_signature(
+                    &header("webhook-id"),
+                    &header("webhook-timestamp"),
+                    &body,
+                    &header("webhook-signature"),
+                );
+                if checked.is_err() {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                StatusCode::NO_CONTENT
+            }
+        };
+        let app = axum::Router::new().route("/hook", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver {
+            url,
+            secret,
+            bodies,
+        }
+    }
+
+    /// The membership events received, in arrival order (with repeats).
+    fn events(&self) -> Vec<serde_json::Value> {
+        let bodies = self.bodies.lock().unwrap();
+        (bodies.iter())
+            .filter(|b| b["type"] == "segment.events")
+            .flat_map(|b| b["data"]["events"].as_array().unwrap().clone())
+            .collect()
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<serde_json::Value> {
+        for _ in 0..400 {
+            if self.events().len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let events = self.events();
+        assert_eq!(events.len(), count, "events received: {events:?}");
+        events
+    }
+}
+
+/// Destinations in cluster mode: made on a replica that does not deliver, stored sealed in the
+/// cluster, delivered once each by the lease holder from the shared events stream, paused and
+/// resumed on either replica, and delivered on by the next holder from the saved position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_deliver_from_the_lease_holder_and_move_with_the_lease() {
+    use clerk_index::api::proto::{self, DestinationState, segments_client::SegmentsClient};
+    use clerk_index::auth::Sensitive;
+    use clerk_index::auth::sensitive::{KeyRing, SensitivePaths, generate_key_line};
+    let cluster = Cluster::start().await;
+    let ring = format!(
+        "{}\n{}",
+        generate_key_line("blind-index"),
+        generate_key_line("k1")
+    );
+    let sensitive = std::sync::Arc::new(Sensitive::new(
+        SensitivePaths::parse("").unwrap(),
+        KeyRing::parse(&ring).unwrap(),
+    ));
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas = Vec::new();
+    for (n, dir) in dirs.iter().enumerate() {
+        let mut options = TestOptions::new(&cluster.clerk.url);
+        options.cluster = Some(cluster_config(&cluster.nats, &format!("d{n}")));
+        options.sensitive = Some(sensitive.clone());
+        let server = TestServer::start(dir.path(), options).await;
+        server.wait_serving().await;
+        replicas.push(server);
+    }
+    let mut holder_id = String::new();
+    for _ in 0..200 {
+        holder_id = cluster_status(&replicas[0]).await.sync_lease_holder;
+        if !holder_id.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let holder = usize::from(holder_id == "d1");
+    let other = 1 - holder;
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(SegmentsClient::new(replica.channel().await));
+    }
+    clients[holder]
+        .create_segment(proto::CreateSegmentRequest {
+            name: "vip".into(),
+            description: String::new(),
+            filter: common::expression(r#"public.plan = "vip""#),
+        })
+        .await
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        let listed = clients[other]
+            .list_segments(proto::ListSegmentsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        seen = listed.segments.iter().any(|s| s.name == "vip");
+        if seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen, "the segment reached the other replica");
+
+    // Made where it is not delivered from.
+    let receiver = Receiver::start().await;
+    let created = clients[other]
+        .create_destination(proto::CreateDestinationRequest {
+            name: "crm".into(),
+            url: receiver.url.clone(),
+            segments: vec!["vip".into()],
+            batch_size: 5,
+            batch_delay_ms: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    *receiver.secret.lock().unwrap() = created.signing_secret.clone();
+    let nats = async_nats::connect(&cluster.nats.url).await.unwrap();
+    let bucket = async_nats::jetstream::new(nats)
+        .get_key_value("clerk-index-destinations")
+        .await
+        .unwrap();
+    let stored = bucket
+        .get("crm")
+        .await
+        .unwrap()
+        .expect("stored in the cluster");
+    let stored = String::from_utf8_lossy(&stored).to_string();
+    assert!(stored.contains("\"url\""), "{stored}");
+    let secret_body = created.signing_secret.trim_start_matches("whsec_");
+    assert!(
+        !stored.contains(secret_body),
+        "the secret is sealed: {stored}"
+    );
+
+    let vips = async |replica: &TestServer, range: std::ops::Range<usize>| {
+        for index in range {
+            let mut user = newcomer(index);
+            user["public_metadata"] = serde_json::json!({"plan": "vip"});
+            let body = event("user.created", user, 1_790_000_000_000 + index as i64);
+            let (status, _) = replica.deliver(&format!("msg_dvip_{index}"), &body).await;
+            assert_eq!(status, 200);
+        }
+    };
+    vips(&replicas[other], 0..10).await;
+    let events = receiver.wait_for(10).await;
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    assert!(events.iter().all(|e| e["type"] == "segment.entered"));
+
+    // Every replica lists the position the holder saved.
+    for client in clients.iter_mut() {
+        let mut delivered = 0;
+        for _ in 0..200 {
+            let listed = client
+                .list_destinations(proto::ListDestinationsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .destinations;
+            delivered = listed[0].delivered_events;
+            if delivered == 10 {
+                assert_eq!(
+                    listed[0].delivered_through_sequence,
+                    *sequences.last().unwrap()
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(delivered, 10);
+    }
+
+    // Paused on the replica that does not deliver: the holder stops; resumed there, it goes on.
+    let paused = clients[other]
+        .pause_destination(proto::PauseDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert_eq!(paused.state, DestinationState::Paused as i32);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    vips(&replicas[holder], 10..13).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.events().len(), 10, "nothing while paused");
+    clients[holder]
+        .resume_destination(proto::ResumeDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap();
+    receiver.wait_for(13).await;
+
+    // The holder stops: the other replica takes the lease and delivers from the saved position.
+    let mut replicas = replicas.into_iter();
+    let (first, second) = (replicas.next().unwrap(), replicas.next().unwrap());
+    let (stopped, survivor) = if holder == 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    stopped.stop().await;
+    vips(&survivor, 13..18).await;
+    let events = receiver.wait_for(18).await;
+    let users: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 18, "each event once");
+    assert_eq!(
+        cluster_status(&survivor).await.sync_lease_holder,
+        format!("d{other}")
+    );
+    survivor.stop().await;
 }

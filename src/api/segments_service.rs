@@ -347,7 +347,7 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::CreateDestinationRequest>,
     ) -> Result<Response<proto::CreateDestinationResponse>, Status> {
-        destination_calls::create(self.destinations.as_ref(), &self.segments, request)
+        destination_calls::create(self.destinations.as_ref(), &self.segments, request).await
     }
 
     async fn list_destinations(
@@ -362,7 +362,8 @@ impl SegmentsApi for SegmentsService {
         request: Request<proto::PauseDestinationRequest>,
     ) -> Result<Response<proto::PauseDestinationResponse>, Status> {
         let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
-        let destination = destination_calls::change(destinations, &request, name, Action::Pause)?;
+        let destination =
+            destination_calls::change(destinations, &request, name, Action::Pause).await?;
         Ok(Response::new(proto::PauseDestinationResponse {
             destination: Some(destination),
         }))
@@ -373,7 +374,8 @@ impl SegmentsApi for SegmentsService {
         request: Request<proto::ResumeDestinationRequest>,
     ) -> Result<Response<proto::ResumeDestinationResponse>, Status> {
         let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
-        let destination = destination_calls::change(destinations, &request, name, Action::Resume)?;
+        let destination =
+            destination_calls::change(destinations, &request, name, Action::Resume).await?;
         Ok(Response::new(proto::ResumeDestinationResponse {
             destination: Some(destination),
         }))
@@ -384,7 +386,8 @@ impl SegmentsApi for SegmentsService {
         request: Request<proto::ResyncDestinationRequest>,
     ) -> Result<Response<proto::ResyncDestinationResponse>, Status> {
         let (destinations, name) = (self.destinations.as_ref(), &request.get_ref().name);
-        let destination = destination_calls::change(destinations, &request, name, Action::Resync)?;
+        let destination =
+            destination_calls::change(destinations, &request, name, Action::Resync).await?;
         Ok(Response::new(proto::ResyncDestinationResponse {
             destination: Some(destination),
         }))
@@ -394,7 +397,7 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::RotateDestinationSecretRequest>,
     ) -> Result<Response<proto::RotateDestinationSecretResponse>, Status> {
-        destination_calls::rotate(self.destinations.as_ref(), request)
+        destination_calls::rotate(self.destinations.as_ref(), request).await
     }
 
     async fn test_destination(
@@ -408,7 +411,7 @@ impl SegmentsApi for SegmentsService {
         &self,
         request: Request<proto::DeleteDestinationRequest>,
     ) -> Result<Response<proto::DeleteDestinationResponse>, Status> {
-        destination_calls::delete(self.destinations.as_ref(), request)
+        destination_calls::delete(self.destinations.as_ref(), request).await
     }
 
     async fn get_segment_history(

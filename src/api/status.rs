@@ -453,6 +453,9 @@ fn destination_mapped(error: DestinationError, message: &str) -> Mapped {
                 .bad_field("segments", message)
         }
         DestinationError::Segment(segment) => segment_mapped(segment, message),
+        DestinationError::Unavailable(_) => {
+            Mapped::new(Code::Unavailable, Reason::ClusterUnavailable)
+        }
         DestinationError::Io { .. } | DestinationError::Secret(_) => {
             Mapped::new(Code::Internal, Reason::Internal)
         }

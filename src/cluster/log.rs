@@ -7,6 +7,7 @@ use async_nats::jetstream::{self, consumer, stream};
 
 use super::config::ClusterConfig;
 use super::coordination::Coordination;
+use super::destinations::DestinationBucket;
 use super::error::{ClusterError, jetstream_error};
 use super::message::{MessageError, decode, encode, subject_token};
 use super::segments::SegmentBucket;
@@ -21,6 +22,7 @@ pub struct ChangeLog {
     stream: std::sync::Arc<stream::Stream>,
     coordination: Coordination,
     segments: SegmentBucket,
+    destinations: DestinationBucket,
     config: ClusterConfig,
 }
 
@@ -95,11 +97,13 @@ impl ChangeLog {
             .map_err(|e| jetstream_error("open stream")(e.to_string()))?;
         let coordination = Coordination::open(&jetstream, &config).await?;
         let segments = SegmentBucket::open(&jetstream, &config).await?;
+        let destinations = DestinationBucket::open(&jetstream, &config).await?;
         Ok(ChangeLog {
             jetstream,
             stream: std::sync::Arc::new(stream),
             coordination,
             segments,
+            destinations,
             config,
         })
     }
@@ -268,5 +272,10 @@ impl ChangeLog {
     /// Saved segment definitions and events.
     pub fn segments(&self) -> &SegmentBucket {
         &self.segments
+    }
+
+    /// Destinations and their positions in the segment events stream.
+    pub fn destinations(&self) -> &DestinationBucket {
+        &self.destinations
     }
 }

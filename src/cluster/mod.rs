@@ -12,6 +12,7 @@
 
 mod config;
 mod coordination;
+mod destinations;
 mod error;
 mod log;
 mod message;
@@ -19,6 +20,7 @@ mod segments;
 
 pub use config::{ClusterConfig, ClusterConfigError};
 pub use coordination::{Coordination, LeaseRevision};
+pub use destinations::{DestinationBucket, StreamRead};
 pub use error::ClusterError;
 pub use log::{ChangeLog, Outcome, Published};
 pub use message::{MessageError, decode, decode_tick, encode};

@@ -23,6 +23,9 @@ use super::service::{Destinations, Failure, Inner, Worker, lock};
 use crate::clock::now_ms;
 use crate::segments::{EventKind, SegmentError};
 
+/// How often an idle task reads the shared events stream without being woken (cluster mode).
+const SHARED_POLL: Duration = Duration::from_secs(1);
+
 /// What the task does next.
 enum Step {
     /// Work again at once.
@@ -66,7 +69,7 @@ impl Destinations {
 }
 
 async fn run(inner: Arc<Inner>, name: String, wake: Arc<Notify>, stop: CancellationToken) {
-    let mut live = inner.segments.subscribe();
+    let mut live = inner.source.segments().subscribe();
     let mut progress = Progress::default();
     loop {
         let Some(destination) = lock(&inner.state).get(&name).cloned() else {
@@ -75,6 +78,9 @@ async fn run(inner: Arc<Inner>, name: String, wake: Arc<Notify>, stop: Cancellat
         let next = step(&inner, &destination, &mut progress).await;
         let wait = match next {
             Step::Again => continue,
+            // The shared stream's wake-ups are hints (a read may race the publish): look
+            // again every second as well.
+            Step::Idle if inner.source.is_shared() => Some(SHARED_POLL),
             Step::Idle => None,
             Step::Sleep(duration) => Some(duration),
         };
@@ -110,7 +116,7 @@ async fn step(inner: &Inner, destination: &Destination, progress: &mut Progress)
         return resync(inner, destination).await;
     }
     if progress.batch.is_none() {
-        match next_batch(inner, destination, progress) {
+        match next_batch(inner, destination, progress).await {
             Ok(Some(batch)) => progress.batch = Some(batch),
             Ok(None) => return Step::Idle,
             Err(step) => return step,
@@ -121,28 +127,29 @@ async fn step(inner: &Inner, destination: &Destination, progress: &mut Progress)
         Ok(_) => {
             let batch = progress.batch.take().expect("a batch was sent");
             progress.first_seen = None;
-            delivered(inner, &destination.name, &batch);
+            delivered(inner, &destination.name, &batch).await;
             Step::Again
         }
-        Err(failure) => failed(inner, destination, failure),
+        Err(failure) => failed(inner, destination, failure).await,
     }
 }
 
 /// The next batch to send, `None` when there is nothing (yet), or what to do instead.
-fn next_batch(
+async fn next_batch(
     inner: &Inner,
     destination: &Destination,
     progress: &mut Progress,
 ) -> Result<Option<Batch>, Step> {
     let names: BTreeSet<String> = destination.segments.iter().cloned().collect();
     let after = destination.delivered_through;
-    let page = match inner
-        .segments
-        .events_after(&names, after, destination.batch_size)
+    let behind_since = &inner.counters(&destination.name).behind_since_ms;
+    let page = match (inner.source)
+        .page(&names, after, destination.batch_size)
+        .await
     {
         Ok(page) => page,
         Err(SegmentError::OutOfRange(message)) => {
-            gap(inner, &destination.name, message);
+            gap(inner, &destination.name, message).await;
             return Err(Step::Again);
         }
         Err(error) => {
@@ -153,13 +160,20 @@ fn next_batch(
     let Some(first) = page.events.first().map(|e| e.sequence) else {
         progress.first_seen = None;
         if page.through > after {
-            // Nothing of its segments in between: move on (saved with the next delivery).
-            record(inner, &destination.name, false, |d| {
-                d.delivered_through = d.delivered_through.max(page.through);
-            });
+            // Nothing of its segments in between: move on (saved with the next delivery), and
+            // look again (a read in cluster mode looks at a bounded number of messages).
+            let through = page.through;
+            let moved = |d: &mut Destination| {
+                d.delivered_through = d.delivered_through.max(through);
+                Ok(())
+            };
+            record(inner, &destination.name, false, moved).await;
+            return Err(Step::Again);
         }
+        behind_since.store(0, Ordering::Relaxed);
         return Ok(None);
     };
+    let _ = behind_since.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
     if page.events.len() < destination.batch_size {
         let seen = match progress.first_seen {
             Some((sequence, at)) if sequence == first => at,
@@ -182,34 +196,46 @@ fn next_batch(
     }))
 }
 
-/// Changes a destination's delivery state; `save`: write it to disk now.
-fn record(inner: &Inner, name: &str, save: bool, change: impl FnOnce(&mut Destination)) {
-    {
-        let mut state = lock(&inner.state);
-        let Some(destination) = state.get_mut(name) else {
-            return;
-        };
-        change(destination);
-        if save && let Err(error) = inner.store.save(&state) {
+/// Changes a destination's delivery state; `save`: save it now (else it is saved with the next
+/// change that is).
+async fn record(
+    inner: &Inner,
+    name: &str,
+    save: bool,
+    change: impl Fn(&mut Destination) -> Result<(), DestinationError>,
+) {
+    if !save {
+        if let Some(destination) = lock(&inner.state).get_mut(name) {
+            let _ = change(destination);
+        }
+    } else if let Err(error) = inner.store.persist(&inner.state, name, change).await {
+        // A destination deleted meanwhile has nothing to save.
+        if !matches!(error, DestinationError::NotFound(_)) {
             tracing::error!(destination = %name, %error, "could not save a destination's delivery position; it is kept in memory");
+            if let Some(destination) = lock(&inner.state).get_mut(name) {
+                destination.last_error = Some(format!("saving its position: {error}"));
+            }
         }
     }
     inner.update_hold();
 }
 
-fn delivered(inner: &Inner, name: &str, batch: &Batch) {
+async fn delivered(inner: &Inner, name: &str, batch: &Batch) {
     let counters = inner.counters(name);
     counters
         .delivered_events
         .fetch_add(batch.events as u64, Ordering::Relaxed);
     counters.delivered_requests.fetch_add(1, Ordering::Relaxed);
-    record(inner, name, true, |d| {
+    let now = now_ms();
+    let change = |d: &mut Destination| {
         d.delivered_through = d.delivered_through.max(batch.through);
         d.delivered_events += batch.events as u64;
-        d.last_delivered_ms = Some(now_ms());
+        d.last_delivered_ms = Some(now);
         d.segments.retain(|s| !batch.deleted.contains(s));
         clear_failures(d);
-    });
+        Ok(())
+    };
+    record(inner, name, true, change).await;
 }
 
 fn clear_failures(destination: &mut Destination) {
@@ -234,7 +260,7 @@ pub(super) fn backoff(inner: &Inner, attempt: u32, retry_after: Option<Duration>
     }
 }
 
-fn failed(inner: &Inner, destination: &Destination, failure: Failure) -> Step {
+async fn failed(inner: &Inner, destination: &Destination, failure: Failure) -> Step {
     inner
         .counters(&destination.name)
         .failed_attempts
@@ -244,7 +270,7 @@ fn failed(inner: &Inner, destination: &Destination, failure: Failure) -> Step {
     let since = destination.failing_since_ms.unwrap_or(now);
     let given_up = now - since >= inner.config.failing_after.as_millis() as i64;
     let wait = backoff(inner, attempt, failure.retry_after);
-    record(inner, &destination.name, true, |d| {
+    let change = |d: &mut Destination| {
         d.failed_attempts = attempt;
         d.failing_since_ms = Some(since);
         d.last_error = Some(failure.message.clone());
@@ -254,7 +280,9 @@ fn failed(inner: &Inner, destination: &Destination, failure: Failure) -> Step {
         } else {
             d.next_attempt_ms = Some(now + wait.as_millis() as i64);
         }
-    });
+        Ok(())
+    };
+    record(inner, &destination.name, true, change).await;
     if given_up {
         tracing::error!(
             destination = %destination.name,
@@ -275,13 +303,15 @@ fn failed(inner: &Inner, destination: &Destination, failure: Failure) -> Step {
     Step::Sleep(wait)
 }
 
-fn gap(inner: &Inner, name: &str, message: String) {
+async fn gap(inner: &Inner, name: &str, message: String) {
     tracing::error!(destination = %name, %message, "destination has a gap: events it had not delivered were evicted; resync it");
-    record(inner, name, true, |d| {
+    let change = |d: &mut Destination| {
         d.state = State::Gap;
         d.last_error = Some(format!("gap: {message}"));
         d.next_attempt_ms = None;
-    });
+        Ok(())
+    };
+    record(inner, name, true, change).await;
 }
 
 /// Ids per snapshot request.
@@ -293,7 +323,7 @@ fn snapshot_part_size(destination: &Destination) -> usize {
 /// failed part starts the resync over (with a new snapshot) after the backoff.
 async fn resync(inner: &Inner, destination: &Destination) -> Step {
     let names: BTreeSet<String> = destination.segments.iter().cloned().collect();
-    let snapshot = match inner.segments.members_snapshot(names).await {
+    let snapshot = match inner.source.snapshot(names).await {
         Ok(snapshot) => snapshot,
         Err(error) => {
             let error = DestinationError::from(error);
@@ -320,19 +350,22 @@ async fn resync(inner: &Inner, destination: &Destination) -> Step {
                 now_ms(),
             );
             if let Err(failure) = inner.send(destination, &message).await {
-                return failed(inner, destination, failure);
+                return failed(inner, destination, failure).await;
             }
             sent += user_ids.len() as u64;
         }
     }
     tracing::info!(destination = %destination.name, sequence = snapshot.sequence, members = sent, "destination resynced");
-    record(inner, &destination.name, true, |d| {
+    let kept: Vec<String> = snapshot.segments.iter().map(|(s, _)| s.clone()).collect();
+    let now = now_ms();
+    let change = |d: &mut Destination| {
         d.resync = false;
         d.delivered_through = snapshot.sequence;
-        d.last_delivered_ms = Some(now_ms());
-        let kept: Vec<String> = snapshot.segments.iter().map(|(s, _)| s.clone()).collect();
+        d.last_delivered_ms = Some(now);
         d.segments.retain(|s| kept.contains(s));
         clear_failures(d);
-    });
+        Ok(())
+    };
+    record(inner, &destination.name, true, change).await;
     Step::Again
 }

@@ -6,9 +6,11 @@
 
 mod address;
 mod deliver;
+mod follow;
 mod model;
 mod payload;
 mod service;
+mod source;
 mod store;
 
 pub use address::{Policy, is_internal};

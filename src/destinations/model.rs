@@ -154,6 +154,9 @@ pub enum DestinationError {
     /// The destination is not in a state the call works in.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The cluster's destinations bucket cannot be reached (cluster mode).
+    #[error("the cluster's destinations are unavailable: {0}")]
+    Unavailable(String),
     #[error("destinations state {path}: {message}")]
     Io { path: String, message: String },
     #[error("a destination's signing secret does not open: {0}")]

@@ -4,7 +4,7 @@
 //! slowest one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::address::Policy;
 use super::model::{Destination, DestinationError, DestinationsConfig, SealedSecret, Spec, State};
 use super::payload::{Message, new_secret, signature, test_message};
+use super::source::Source;
 use super::store::{Store, hold_of};
 use crate::clock::now_ms;
 use crate::segments::{Segments, name_problem};
@@ -24,6 +25,8 @@ pub struct Counters {
     pub delivered_events: AtomicU64,
     pub delivered_requests: AtomicU64,
     pub failed_attempts: AtomicU64,
+    /// Cluster mode: when the delivering task first found it behind the stream (0: caught up).
+    pub behind_since_ms: AtomicI64,
 }
 
 /// A running delivery task's controls.
@@ -33,7 +36,7 @@ pub(super) struct Worker {
 }
 
 pub(super) struct Inner {
-    pub(super) segments: Segments,
+    pub(super) source: Source,
     pub(super) config: DestinationsConfig,
     pub(super) policy: Policy,
     pub(super) store: Store,
@@ -42,6 +45,9 @@ pub(super) struct Inner {
     pub(super) workers: Mutex<HashMap<String, Worker>>,
     pub(super) counters: Mutex<HashMap<String, Arc<Counters>>>,
     pub(super) shutdown: CancellationToken,
+    /// Whether this process runs the delivery tasks: always in single mode; in cluster mode
+    /// while it holds the sync lease (`Destinations::deliver_during`).
+    pub(super) delivering: AtomicBool,
 }
 
 /// What a test request got back.
@@ -67,7 +73,10 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Destinations {
     /// Starts a delivery task for each saved destination. `saved` comes from
-    /// [`super::store::load`] (read before the segment log, whose retention it holds).
+    /// [`super::store::load`] (read before the segment log, whose retention it holds). In
+    /// cluster mode (a shared `store`) the destinations come from the cluster
+    /// ([`Destinations::follow_shared`]) and deliver from the shared events stream while this
+    /// replica holds the sync lease ([`Destinations::deliver_during`]).
     pub fn start(
         segments: Segments,
         config: DestinationsConfig,
@@ -75,6 +84,11 @@ impl Destinations {
         saved: Vec<Destination>,
         shutdown: CancellationToken,
     ) -> Result<Destinations, DestinationError> {
+        let source = match store.bucket() {
+            None => Source::Local(segments),
+            Some(bucket) => Source::shared(segments, bucket.clone()),
+        };
+        let delivering = !source.is_shared();
         let policy = Policy {
             allow_private: config.allow_private,
             allow_http: config.allow_http,
@@ -89,7 +103,7 @@ impl Destinations {
             .map_err(|e| DestinationError::FailedPrecondition(format!("http client: {e}")))?;
         let destinations = Destinations {
             inner: Arc::new(Inner {
-                segments,
+                source,
                 config,
                 policy,
                 store,
@@ -98,12 +112,15 @@ impl Destinations {
                 workers: Mutex::new(HashMap::new()),
                 counters: Mutex::new(HashMap::new()),
                 shutdown,
+                delivering: AtomicBool::new(delivering),
             }),
         };
         destinations.inner.update_hold();
-        let names: Vec<String> = lock(&destinations.inner.state).keys().cloned().collect();
-        for name in names {
-            destinations.spawn(&name);
+        if delivering {
+            let names: Vec<String> = lock(&destinations.inner.state).keys().cloned().collect();
+            for name in names {
+                destinations.spawn(&name);
+            }
         }
         Ok(destinations)
     }
@@ -133,7 +150,7 @@ impl Destinations {
 
     /// Creates a destination delivering from now on; returns it with its signing secret (the
     /// only time the secret is shown).
-    pub fn create(&self, spec: Spec) -> Result<(Destination, String), DestinationError> {
+    pub async fn create(&self, spec: Spec) -> Result<(Destination, String), DestinationError> {
         let config = &self.inner.config;
         if let Some(problem) = name_problem("destination", &spec.name) {
             return Err(DestinationError::invalid("name", problem));
@@ -157,7 +174,7 @@ impl Destinations {
             ));
         }
         for name in &segments {
-            self.inner.segments.get(name)?;
+            self.inner.source.segments().get(name)?;
         }
         let batch_size = match spec.batch_size {
             0 => config.default_batch_size,
@@ -183,6 +200,7 @@ impl Destinations {
             ));
         }
         let secret = new_secret();
+        let sealed = self.inner.store.seal(&spec.name, &secret, None)?;
         let now = now_ms();
         let destination = Destination {
             name: spec.name.clone(),
@@ -193,7 +211,7 @@ impl Destinations {
             created_ms: now,
             updated_ms: now,
             state: State::Active,
-            delivered_through: self.inner.segments.retained_range().1,
+            delivered_through: self.inner.source.head().await?,
             delivered_events: 0,
             last_delivered_ms: None,
             failed_attempts: 0,
@@ -201,24 +219,15 @@ impl Destinations {
             last_error: None,
             next_attempt_ms: None,
             resync: false,
-            secrets: vec![self.inner.store.seal(&spec.name, &secret, None)],
+            secrets: vec![sealed],
         };
-        {
-            let mut state = lock(&self.inner.state);
-            if state.contains_key(&spec.name) {
-                return Err(DestinationError::AlreadyExists(spec.name));
-            }
-            if state.len() >= config.max_destinations {
-                return Err(DestinationError::TooMany(config.max_destinations));
-            }
-            state.insert(spec.name.clone(), destination.clone());
-            if let Err(error) = self.inner.store.save(&state) {
-                state.remove(&spec.name);
-                return Err(error);
-            }
-        }
+        (self.inner.store)
+            .insert(&self.inner.state, &destination, config.max_destinations)
+            .await?;
         self.inner.update_hold();
-        self.spawn(&spec.name);
+        if self.inner.delivering.load(Ordering::Relaxed) {
+            self.spawn(&spec.name);
+        }
         // The host only: a query may hold the receiver's token.
         let host = url.host_str().unwrap_or_default();
         tracing::info!(destination = %spec.name, %host, "destination created");
@@ -226,16 +235,18 @@ impl Destinations {
     }
 
     /// Stops delivering until resumed (retention is still held for it, up to the cap).
-    pub fn pause(&self, name: &str) -> Result<Destination, DestinationError> {
-        self.inner.change(name, |d| {
-            d.state = State::Paused;
-            d.next_attempt_ms = None;
-            Ok(())
-        })
+    pub async fn pause(&self, name: &str) -> Result<Destination, DestinationError> {
+        self.inner
+            .change(name, |d| {
+                d.state = State::Paused;
+                d.next_attempt_ms = None;
+                Ok(())
+            })
+            .await
     }
 
     /// Delivers again from where it stopped (a paused or failing destination).
-    pub fn resume(&self, name: &str) -> Result<Destination, DestinationError> {
+    pub async fn resume(&self, name: &str) -> Result<Destination, DestinationError> {
         self.inner.change(name, |d| {
             if d.state == State::Gap {
                 return Err(DestinationError::FailedPrecondition(format!(
@@ -249,53 +260,47 @@ impl Destinations {
             d.next_attempt_ms = None;
             Ok(())
         })
+        .await
     }
 
     /// Sends the members of its segments as a snapshot, then the events after it; resumes it.
-    pub fn resync(&self, name: &str) -> Result<Destination, DestinationError> {
-        self.inner.change(name, |d| {
-            d.resync = true;
-            d.state = State::Active;
-            d.failed_attempts = 0;
-            d.failing_since_ms = None;
-            d.next_attempt_ms = None;
-            Ok(())
-        })
+    pub async fn resync(&self, name: &str) -> Result<Destination, DestinationError> {
+        self.inner
+            .change(name, |d| {
+                d.resync = true;
+                d.state = State::Active;
+                d.failed_attempts = 0;
+                d.failing_since_ms = None;
+                d.next_attempt_ms = None;
+                Ok(())
+            })
+            .await
     }
 
     /// A new signing secret; the previous one signs as well for the rotation overlap.
-    pub fn rotate_secret(&self, name: &str) -> Result<(Destination, String), DestinationError> {
+    pub async fn rotate_secret(
+        &self,
+        name: &str,
+    ) -> Result<(Destination, String), DestinationError> {
         let secret = new_secret();
+        let sealed = self.inner.store.seal(name, &secret, None)?;
         let overlap = self.inner.config.rotation_overlap.as_millis() as i64;
-        let store = &self.inner.store;
-        let destination = self.inner.change(name, |d| {
+        let change = |d: &mut Destination| {
             let now = now_ms();
             d.secrets.retain(|s| s.expires_ms.is_none_or(|at| at > now));
             for old in &mut d.secrets {
                 old.expires_ms = Some(old.expires_ms.unwrap_or(now + overlap).min(now + overlap));
             }
-            d.secrets.insert(0, store.seal(&d.name, &secret, None));
+            d.secrets.insert(0, sealed.clone());
             Ok(())
-        })?;
+        };
+        let destination = self.inner.change(name, change).await?;
         Ok((destination, secret))
     }
 
-    pub fn delete(&self, name: &str) -> Result<(), DestinationError> {
-        {
-            let mut state = lock(&self.inner.state);
-            let removed = state
-                .remove(name)
-                .ok_or_else(|| DestinationError::NotFound(name.to_string()))?;
-            if let Err(error) = self.inner.store.save(&state) {
-                state.insert(name.to_string(), removed);
-                return Err(error);
-            }
-        }
-        if let Some(worker) = lock(&self.inner.workers).remove(name) {
-            worker.stop.cancel();
-        }
-        lock(&self.inner.counters).remove(name);
-        self.inner.update_hold();
+    pub async fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        self.inner.store.remove(&self.inner.state, name).await?;
+        self.inner.forget(name);
         tracing::info!(destination = %name, "destination deleted");
         Ok(())
     }
@@ -325,12 +330,13 @@ impl Destinations {
     /// oldest is (seconds).
     pub fn lag(&self, destination: &Destination) -> (u64, f64) {
         let names: BTreeSet<String> = destination.segments.iter().cloned().collect();
-        let (count, oldest) = self
+        let behind = self
             .inner
-            .segments
-            .undelivered(&names, destination.delivered_through);
-        let seconds = oldest.map_or(0.0, |at| ((now_ms() - at).max(0) as f64) / 1000.0);
-        (count as u64, seconds)
+            .counters(&destination.name)
+            .behind_since_ms
+            .load(Ordering::Relaxed);
+        let behind = (behind > 0).then_some(behind);
+        (self.inner.source).lag(&names, destination.delivered_through, behind)
     }
 }
 
@@ -352,29 +358,22 @@ impl Inner {
             .clone()
     }
 
+    /// Stops a removed destination's task and forgets its counters.
+    pub(super) fn forget(&self, name: &str) {
+        if let Some(worker) = lock(&self.workers).remove(name) {
+            worker.stop.cancel();
+        }
+        lock(&self.counters).remove(name);
+        self.update_hold();
+    }
+
     /// Applies `change` to a destination, saves, and wakes its task.
-    pub(super) fn change(
+    pub(super) async fn change(
         &self,
         name: &str,
-        change: impl FnOnce(&mut Destination) -> Result<(), DestinationError>,
+        change: impl Fn(&mut Destination) -> Result<(), DestinationError>,
     ) -> Result<Destination, DestinationError> {
-        let destination = {
-            let mut state = lock(&self.state);
-            let current = state
-                .get(name)
-                .ok_or_else(|| DestinationError::NotFound(name.to_string()))?;
-            let mut changed = current.clone();
-            change(&mut changed)?;
-            changed.updated_ms = now_ms();
-            let before = state.insert(name.to_string(), changed.clone());
-            if let Err(error) = self.store.save(&state) {
-                if let Some(before) = before {
-                    state.insert(name.to_string(), before);
-                }
-                return Err(error);
-            }
-            changed
-        };
+        let destination = self.store.persist(&self.state, name, change).await?;
         self.update_hold();
         if let Some(worker) = lock(&self.workers).get(name) {
             worker.wake.notify_one();
@@ -382,10 +381,12 @@ impl Inner {
         Ok(destination)
     }
 
-    /// Holds the segment log's retention at the slowest destination.
+    /// Holds the segment log's retention at the slowest destination (single mode: in cluster
+    /// mode they read the shared stream, which keeps events for its own retention).
     pub(super) fn update_hold(&self) {
-        let hold = hold_of(lock(&self.state).values());
-        self.segments.set_retention_hold(hold);
+        if let Source::Local(segments) = &self.source {
+            segments.set_retention_hold(hold_of(lock(&self.state).values()));
+        }
     }
 
     /// The secrets signing now, the current one first.

@@ -199,7 +199,7 @@ fn secrets_are_sealed_at_rest_and_state_survives_a_reopen() {
     let store = Store::open(dir.path(), None).unwrap();
     let secret = new_secret();
     let mut saved = destination("crm", 42, State::Failing);
-    saved.secrets = vec![store.seal("crm", &secret, None)];
+    saved.secrets = vec![store.seal("crm", &secret, None).unwrap()];
     let map = [("crm".to_string(), saved.clone())].into();
     store.save(&map).unwrap();
     let on_disk = std::fs::read_to_string(dir.path().join("state.json")).unwrap();

@@ -15,6 +15,7 @@ use super::backfill::Backfill;
 use super::log_destination::LogDestination;
 use super::reconcile::{ReconcileSchedule, Reconciler};
 use crate::cluster::{Coordination, LeaseRevision};
+use crate::destinations::Destinations;
 use crate::segments::Segments;
 
 /// The lease and what its holder does.
@@ -25,6 +26,8 @@ pub struct SyncLease {
     pub schedule: ReconcileSchedule,
     /// Whose time-driven segments the holder ticks, through the log.
     pub segments: Segments,
+    /// The destinations the holder delivers.
+    pub destinations: Option<Destinations>,
 }
 
 impl SyncLease {
@@ -43,6 +46,11 @@ impl SyncLease {
             let term = cancel.child_token();
             let ticks =
                 (self.segments.clone()).publish_ticks(self.destination.log().clone(), term.clone());
+            let deliveries = async {
+                if let Some(destinations) = &self.destinations {
+                    destinations.deliver_during(term.clone()).await;
+                }
+            };
             let work = async {
                 if let Err(error) = self.destination.begin(term.clone()).await {
                     tracing::error!(%error, "cannot read the sync checkpoint; giving the lease up");
@@ -56,8 +64,12 @@ impl SyncLease {
                         .await;
                 }
             };
-            let (still_held, (), ()) =
-                tokio::join!(keep_lease(&coordination, held, &term), work, ticks);
+            let (still_held, (), (), ()) = tokio::join!(
+                keep_lease(&coordination, held, &term),
+                work,
+                ticks,
+                deliveries
+            );
             self.destination.end();
             match still_held {
                 Some(held) if cancel.is_cancelled() => {

@@ -192,7 +192,10 @@ async fn events_arrive_signed_in_order_through_failures_and_a_restart() {
         stop.clone(),
     )
     .unwrap();
-    let (created, secret) = destinations.create(spec("crm", &url, &["pro"])).unwrap();
+    let (created, secret) = destinations
+        .create(spec("crm", &url, &["pro"]))
+        .await
+        .unwrap();
     *received.secret.lock().unwrap() = vec![secret];
     let start = created.delivered_through;
     world.set_plan(0..60, "pro").await;
@@ -249,7 +252,7 @@ async fn events_arrive_signed_in_order_through_failures_and_a_restart() {
 
     // A rotation: both secrets sign for the overlap; the receiver knowing only the new one
     // accepts.
-    let (_, rotated) = destinations.rotate_secret("crm").unwrap();
+    let (_, rotated) = destinations.rotate_secret("crm").await.unwrap();
     *received.secret.lock().unwrap() = vec![rotated];
     world.set_plan(110..112, "pro").await;
     wait_for("the events after the rotation", || {
@@ -282,37 +285,40 @@ async fn a_paused_destination_holds_retention_until_the_cap_then_resyncs_after_i
         CancellationToken::new(),
     )
     .unwrap();
-    let (created, secret) = destinations.create(spec("crm", &url, &["pro"])).unwrap();
+    let (created, secret) = destinations
+        .create(spec("crm", &url, &["pro"]))
+        .await
+        .unwrap();
     *received.secret.lock().unwrap() = vec![secret];
-    destinations.pause("crm").unwrap();
+    destinations.pause("crm").await.unwrap();
     // 200 events while paused: past the window of 100, within the held 300.
     world.set_plan(0..100, "pro").await;
     world.set_plan(0..100, "free").await;
     let (evicted, _) = world.segments.retained_range();
     assert!(evicted <= created.delivered_through, "held: {evicted}");
     assert!(events_received(&received).is_empty());
-    destinations.resume("crm").unwrap();
+    destinations.resume("crm").await.unwrap();
     wait_for("the held events", || {
         events_received(&received).len() == 200
     })
     .await;
     // Past the cap the destination has a gap; a resync sends the members as a snapshot.
-    destinations.pause("crm").unwrap();
+    destinations.pause("crm").await.unwrap();
     for _ in 0..3 {
         world.set_plan(0..100, "pro").await;
         world.set_plan(0..100, "free").await;
     }
     world.set_plan(0..7, "pro").await;
-    destinations.resume("crm").unwrap();
+    destinations.resume("crm").await.unwrap();
     wait_for("the gap", || {
         destinations.get("crm").unwrap().state == State::Gap
     })
     .await;
     assert!(
-        destinations.resume("crm").is_err(),
+        destinations.resume("crm").await.is_err(),
         "a gap is not resumed, it is resynced"
     );
-    destinations.resync("crm").unwrap();
+    destinations.resync("crm").await.unwrap();
     wait_for("the snapshot", || !destinations.get("crm").unwrap().resync).await;
     let requests = received.requests.lock().unwrap().clone();
     let (_, snapshot) = requests.last().unwrap();
@@ -353,7 +359,10 @@ async fn a_receiver_down_for_the_whole_retry_window_marks_the_destination_failin
         CancellationToken::new(),
     )
     .unwrap();
-    destinations.create(spec("crm", &url, &["pro"])).unwrap();
+    destinations
+        .create(spec("crm", &url, &["pro"]))
+        .await
+        .unwrap();
     world.set_plan(0..3, "pro").await;
     wait_for("failing", || {
         destinations.get("crm").unwrap().state == State::Failing
@@ -374,6 +383,6 @@ async fn a_receiver_down_for_the_whole_retry_window_marks_the_destination_failin
     let test = destinations.test("crm").await.unwrap();
     assert_eq!(test.status, 0);
     assert!(test.error.is_some());
-    let resumed = destinations.resume("crm").unwrap();
+    let resumed = destinations.resume("crm").await.unwrap();
     assert_eq!((resumed.state, resumed.failed_attempts), (State::Active, 0));
 }
