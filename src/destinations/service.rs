@@ -329,6 +329,10 @@ impl Destinations {
     /// How many undelivered events of its segments each destination has, and how old the
     /// oldest is (seconds).
     pub fn lag(&self, destination: &Destination) -> (u64, f64) {
+        if self.inner.source.is_shared() && !self.inner.delivering.load(Ordering::Relaxed) {
+            // Cluster mode: only the delivering replica reads the stream.
+            return (0, 0.0);
+        }
         let names: BTreeSet<String> = destination.segments.iter().cloned().collect();
         let behind = self
             .inner
