@@ -1415,5 +1415,73 @@ async fn destinations_deliver_from_the_lease_holder_and_move_with_the_lease() {
         cluster_status(&survivor).await.sync_lease_holder,
         format!("d{other}")
     );
+
+    // Events gone from the stream before they were delivered (its retention; here a purge):
+    // the destination has a gap, and a resync sends the segment's members, then goes on.
+    let mut client = SegmentsClient::new(survivor.channel().await);
+    client
+        .pause_destination(proto::PauseDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap();
+    let nats = async_nats::connect(&cluster.nats.url).await.unwrap();
+    let mut stream = async_nats::jetstream::new(nats)
+        .get_stream("clerk-index-segment-events")
+        .await
+        .unwrap();
+    let before = stream.info().await.unwrap().state.last_sequence;
+    vips(&survivor, 18..20).await;
+    for _ in 0..200 {
+        if stream.info().await.unwrap().state.last_sequence >= before + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stream.purge().await.unwrap();
+    client
+        .resume_destination(proto::ResumeDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap();
+    let state = async |client: &mut SegmentsClient<tonic::transport::Channel>| {
+        let listed = client
+            .list_destinations(proto::ListDestinationsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        listed.destinations[0].state
+    };
+    for _ in 0..200 {
+        if state(&mut client).await == DestinationState::Gap as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(state(&mut client).await, DestinationState::Gap as i32);
+    client
+        .resync_destination(proto::ResyncDestinationRequest { name: "crm".into() })
+        .await
+        .unwrap();
+    let snapshot = || {
+        let bodies = receiver.bodies.lock().unwrap();
+        (bodies.iter())
+            .filter(|b| b["type"] == "segment.snapshot")
+            .flat_map(|b| b["data"]["user_ids"].as_array().unwrap().clone())
+            .map(|id| id.as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    for _ in 0..200 {
+        if snapshot().len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let expected: std::collections::BTreeSet<String> = (0..20)
+        .map(|i| newcomer(i)["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        snapshot(),
+        expected,
+        "the snapshot holds the segment's members"
+    );
+    assert_eq!(state(&mut client).await, DestinationState::Active as i32);
     survivor.stop().await;
 }
