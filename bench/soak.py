@@ -32,8 +32,9 @@ GROWTH_LIMIT = 0.10
 class Server:
     """A release server backfilled from the fake Clerk, with a key that may read and manage segments."""
 
-    def __init__(self, users, work, log, wrap=()):
+    def __init__(self, users, work, log, wrap=(), extra=()):
         fake_port, self.grpc_port, self.http_port = free_port(), free_port(), free_port()
+        self.fake_url = f"http://127.0.0.1:{fake_port}"
         self.fake = spawn([BIN, "fake-clerk", "--users", str(users), "--addr", f"127.0.0.1:{fake_port}"], stdout=log, stderr=log)
         wait_until(lambda: socket.create_connection(("127.0.0.1", fake_port)).close() or True, 60, "the fake Clerk")
         self.key = "cki_soak_" + base64.urlsafe_b64encode(os.urandom(20)).decode().rstrip("=")
@@ -43,7 +44,7 @@ class Server:
         self.process = spawn(
             [*wrap, BIN, "serve", "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}",
              "--clerk-api-url", f"http://127.0.0.1:{fake_port}", "--data-dir", str(work / "data"),
-             "--clerk-rate-limit", "1000000/1s", "--log-format", "json"],
+             "--clerk-rate-limit", "1000000/1s", "--log-format", "json", *extra],
             stdout=log, stderr=log, env=env)
 
         def ready():

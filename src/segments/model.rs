@@ -52,6 +52,8 @@ pub struct SegmentStats {
     /// Time ticks applied, and the time they took (microseconds).
     pub ticks: std::sync::atomic::AtomicU64,
     pub tick_micros: std::sync::atomic::AtomicU64,
+    /// Of that, the time spent evaluating on the writer thread (not waiting for it).
+    pub tick_work_micros: std::sync::atomic::AtomicU64,
 }
 
 /// The store's numbers at one moment.
@@ -63,6 +65,7 @@ pub struct SegmentMetrics {
     pub time_events: u64,
     pub ticks: u64,
     pub tick_seconds: f64,
+    pub tick_work_seconds: f64,
     /// How far the clock is behind now (0 without a time-driven segment).
     pub clock_lag_seconds: f64,
 }

@@ -56,14 +56,21 @@ impl Segments {
     async fn step_to(&self, to: i64) -> Result<usize, SegmentError> {
         let core = self.core.clone();
         let started = std::time::Instant::now();
-        let events = self
+        let (events, work) = self
             .writer
-            .exclusive(move |snapshot| advance(&mut lock(&core), snapshot, to))
-            .await??;
+            .exclusive(move |snapshot| {
+                let began = std::time::Instant::now();
+                let events = advance(&mut lock(&core), snapshot, to);
+                (events, began.elapsed())
+            })
+            .await?;
+        let events = events?;
         let stats = lock(&self.core).stats.clone();
         stats.ticks.fetch_add(1, Ordering::Relaxed);
         let micros = started.elapsed().as_micros() as u64;
         stats.tick_micros.fetch_add(micros, Ordering::Relaxed);
+        let work = work.as_micros() as u64;
+        stats.tick_work_micros.fetch_add(work, Ordering::Relaxed);
         tracing::debug!(
             events,
             took_ms = started.elapsed().as_millis() as u64,
@@ -137,6 +144,7 @@ impl Segments {
             time_events: stats.time_events.load(Ordering::Relaxed),
             ticks: stats.ticks.load(Ordering::Relaxed),
             tick_seconds: stats.tick_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            tick_work_seconds: stats.tick_work_micros.load(Ordering::Relaxed) as f64 / 1e6,
             clock_lag_seconds: if time_driven > 0 {
                 lag_ms as f64 / 1000.0
             } else {

@@ -550,6 +550,12 @@ fn segment_metrics(e: &mut DescriptorEncoder, m: SegmentMetrics) -> fmt::Result 
     )?;
     single(
         e,
+        "segment_tick_work_seconds",
+        "Of the time in time ticks, the time spent evaluating on the index writer (not waiting for it)",
+        ConstCounter::new(m.tick_work_seconds),
+    )?;
+    single(
+        e,
         "segment_clock_lag_seconds",
         "How far time-driven segments' clock is behind now (a resolution or less when ticking)",
         ConstGauge::new(m.clock_lag_seconds),

@@ -972,7 +972,8 @@ export type SegmentEvent = Message<"clerkindex.v1.SegmentEvent"> & {
   recordedAtMs: bigint;
 
   /**
-   * What caused it: webhook, backfill, reconcile, write_through or segment_edit.
+   * What caused it: webhook, backfill, reconcile, write_through, time (a relative time crossed)
+   * or segment_edit.
    *
    * @generated from field: string cause = 7;
    */
