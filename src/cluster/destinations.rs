@@ -99,12 +99,12 @@ impl DestinationBucket {
             .map_err(|e| jetstream_error("delete a destination")(e.to_string()))
     }
 
-    /// Every destination's latest value (`None`: deleted), then every change as it happens.
-    /// Ends with an error when the connection does; the caller starts again.
+    /// Every destination's latest value (`None`: deleted) with its revision, then every change
+    /// as it happens. Ends with an error when the connection does; the caller starts again.
     pub async fn watch(
         &self,
     ) -> Result<
-        impl futures_util::Stream<Item = Result<(String, Option<Bytes>), ClusterError>> + use<>,
+        impl futures_util::Stream<Item = Result<(String, Option<Bytes>, u64), ClusterError>> + use<>,
         ClusterError,
     > {
         let watch = self
@@ -116,7 +116,7 @@ impl DestinationBucket {
             let entry =
                 entry.map_err(|e| jetstream_error("watch the destinations")(e.to_string()))?;
             let value = (entry.operation == kv::Operation::Put).then_some(entry.value);
-            Ok((entry.key, value))
+            Ok((entry.key, value, entry.revision))
         }))
     }
 

@@ -27,7 +27,11 @@ impl Destinations {
                         change = changes.next() => change,
                     };
                     match change {
-                        Some(Ok((name, value))) => self.mirror(&name, value.as_deref()),
+                        Some(Ok((name, value, revision))) => {
+                            if self.inner.store.newer(&name, revision) {
+                                self.mirror(&name, value.as_deref());
+                            }
+                        }
                         Some(Err(error)) => {
                             tracing::warn!(%error, "lost the cluster's destinations; watching again");
                             break;

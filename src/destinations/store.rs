@@ -37,6 +37,9 @@ struct StateFile {
 pub struct Store {
     place: Place,
     sealer: Option<Arc<Sensitive>>,
+    /// Cluster mode: the newest revision of each destination this replica holds, so a watch
+    /// that reports an older one after this replica's own write does not take it back.
+    revisions: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 enum Place {
@@ -114,6 +117,7 @@ impl Store {
         Ok(Store {
             place: Place::File(dir.join("state.json")),
             sealer: Some(sealer),
+            revisions: Mutex::default(),
         })
     }
 
@@ -122,7 +126,20 @@ impl Store {
         Store {
             place: Place::Shared(Box::new(bucket)),
             sealer: ring,
+            revisions: Mutex::default(),
         }
+    }
+
+    /// Notes revision `revision` of destination `name`; `false` when a newer one was noted
+    /// already (the value at `revision` is stale here).
+    pub fn newer(&self, name: &str, revision: u64) -> bool {
+        let mut revisions = lock(&self.revisions);
+        let noted = revisions.entry(name.to_string()).or_insert(0);
+        if revision <= *noted {
+            return false;
+        }
+        *noted = revision;
+        true
     }
 
     /// The cluster's bucket, in cluster mode.
@@ -170,8 +187,10 @@ impl Store {
             changed.updated_ms = now_ms();
             let saved =
                 (bucket.put(name, encode(&changed), revision).await).map_err(shared_error)?;
-            if saved.is_some() {
-                lock(state).insert(name.to_string(), changed.clone());
+            if let Some(revision) = saved {
+                if self.newer(name, revision) {
+                    lock(state).insert(name.to_string(), changed.clone());
+                }
                 return Ok(changed);
             }
         }
@@ -208,8 +227,10 @@ impl Store {
         }
         let bucket = self.bucket().expect("cluster mode");
         match bucket.put(&name, encode(destination), 0).await {
-            Ok(Some(_)) => {
-                lock(state).insert(name, destination.clone());
+            Ok(Some(revision)) => {
+                if self.newer(&name, revision) {
+                    lock(state).insert(name, destination.clone());
+                }
                 Ok(())
             }
             Ok(None) => Err(DestinationError::AlreadyExists(name)),
