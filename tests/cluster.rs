@@ -1352,6 +1352,13 @@ async fn destinations_deliver_from_the_lease_holder_and_move_with_the_lease() {
         .collect();
     assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
     assert!(events.iter().all(|e| e["type"] == "segment.entered"));
+    // Recorded when the stream stored them (now), after the changes' own times (Sept 2026).
+    assert!(
+        events
+            .iter()
+            .all(|e| e["recorded_at"].as_str() > e["change_time"].as_str()),
+        "{events:?}"
+    );
 
     // Every replica lists the position the holder saved.
     for client in clients.iter_mut() {

@@ -19,8 +19,8 @@ const READ_WAIT: Duration = Duration::from_millis(500);
 /// Messages read from the events stream after a position.
 #[derive(Debug, Default)]
 pub struct StreamRead {
-    /// Sequence and payload of each message, in order.
-    pub messages: Vec<(u64, Bytes)>,
+    /// Sequence, time stored (Unix milliseconds) and payload of each message, in order.
+    pub messages: Vec<(u64, i64, Bytes)>,
     /// The last sequence read (the position itself when nothing was).
     pub through: u64,
     /// The stream's oldest and newest sequences when the read began.
@@ -168,10 +168,14 @@ impl DestinationBucket {
             .map_err(|e| failed(e.to_string()))?;
         while let Some(message) = batch.next().await {
             let message = message.map_err(|e| failed(e.to_string()))?;
-            let sequence = message.info().map_err(|e| failed(e.to_string()))?;
-            let sequence = sequence.stream_sequence;
+            let info = message.info().map_err(|e| failed(e.to_string()))?;
+            let (sequence, stored_ms) = (
+                info.stream_sequence,
+                (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+            );
             read.through = read.through.max(sequence);
-            read.messages.push((sequence, message.payload.clone()));
+            read.messages
+                .push((sequence, stored_ms, message.payload.clone()));
             if read.messages.len() >= wanted {
                 break;
             }

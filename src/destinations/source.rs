@@ -82,7 +82,7 @@ impl Source {
             events: Vec::new(),
             through: read.through,
         };
-        for (sequence, payload) in read.messages {
+        for (sequence, stored_ms, payload) in read.messages {
             let Ok(event) = serde_json::from_slice::<Published>(&payload) else {
                 tracing::warn!(
                     sequence,
@@ -104,7 +104,7 @@ impl Source {
                 kind,
                 user_id: event.user_id,
                 change_time_ms: event.change_time_ms,
-                recorded_at_ms: event.change_time_ms,
+                recorded_at_ms: stored_ms,
                 cause: event.cause,
             }));
             if page.events.len() >= limit {
