@@ -262,6 +262,61 @@ async fn events_reach_a_svix_verified_receiver_in_order_through_failures_and_a_r
     std::fs::write(receiver_dir.path().join("secret"), &rotated.signing_secret).unwrap();
     vips(&server.http_url, 35..37).await;
     wait_for_events(receiver_dir.path(), 37).await;
+
+    // Updated: refusals name the field; a new URL and batching keep the position and secret.
+    let update = |url: Option<&str>, segments: Option<&[&str]>| proto::UpdateDestinationRequest {
+        name: "crm".into(),
+        url: url.map(str::to_string),
+        segments: segments.map(|names| proto::SegmentNames {
+            names: names.iter().map(|s| s.to_string()).collect(),
+        }),
+        ..Default::default()
+    };
+    for request in [
+        update(Some("ftp://127.0.0.1/"), None),
+        update(None, Some(&["nope"])),
+        update(None, Some(&[])),
+    ] {
+        let status = client.update_destination(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    let mut missing = update(None, None);
+    missing.name = "nobody".into();
+    let status = client.update_destination(missing).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let moved = format!("{url}?v=2");
+    let updated = client
+        .update_destination(update(Some(&moved), None))
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert_eq!(
+        (updated.url.as_str(), updated.batch_size),
+        (moved.as_str(), 10)
+    );
+    let printed = cli(
+        &server,
+        &[
+            "destinations",
+            "update",
+            "crm",
+            "--batch-size",
+            "3",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let printed: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        (printed["batchSize"].as_u64(), printed["url"].as_str()),
+        (Some(3), Some(moved.as_str()))
+    );
+    vips(&server.http_url, 37..40).await;
+    let events = wait_for_events(receiver_dir.path(), 40).await;
+    assert_eq!(events.len(), 40, "each event once after the update");
     client
         .delete_destination(proto::DeleteDestinationRequest { name: "crm".into() })
         .await

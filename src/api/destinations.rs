@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use super::proto;
 use crate::auth::{Caller, Scope};
-use crate::destinations::{Destination, Destinations, Spec, State};
+use crate::destinations::{Destination, Destinations, Spec, State, Update};
 use crate::error::Error;
 use crate::segments::Segments;
 
@@ -85,6 +85,34 @@ pub(super) async fn create(
     Ok(Response::new(proto::CreateDestinationResponse {
         destination: Some(to_proto(destinations, destination)),
         signing_secret: secret,
+    }))
+}
+
+pub(super) async fn update(
+    destinations: Option<&Destinations>,
+    segments: &Segments,
+    request: Request<proto::UpdateDestinationRequest>,
+) -> Result<Response<proto::UpdateDestinationResponse>, Status> {
+    let caller = manager(&request)?;
+    let destinations = available(destinations)?;
+    let request = request.into_inner();
+    let followed = request.segments.map(|s| s.names);
+    for name in followed.iter().flatten() {
+        if let Ok((_, filter)) = segments.get(name) {
+            caller.check_filter(Some(&filter)).map_err(Error::from)?;
+        }
+    }
+    let update = Update {
+        url: request.url,
+        segments: followed,
+        batch_size: request.batch_size.map(|n| n as usize),
+        batch_delay: (request.batch_delay_ms)
+            .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
+            .map(|delay| delay.unwrap_or(destinations.default_batch_delay())),
+    };
+    let destination = (destinations.update(&request.name, update).await).map_err(Error::from)?;
+    Ok(Response::new(proto::UpdateDestinationResponse {
+        destination: Some(to_proto(destinations, destination)),
     }))
 }
 

@@ -350,6 +350,13 @@ impl SegmentsApi for SegmentsService {
         destination_calls::create(self.destinations.as_ref(), &self.segments, request).await
     }
 
+    async fn update_destination(
+        &self,
+        request: Request<proto::UpdateDestinationRequest>,
+    ) -> Result<Response<proto::UpdateDestinationResponse>, Status> {
+        destination_calls::update(self.destinations.as_ref(), &self.segments, request).await
+    }
+
     async fn list_destinations(
         &self,
         request: Request<proto::ListDestinationsRequest>,

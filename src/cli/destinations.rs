@@ -36,6 +36,23 @@ pub enum DestinationsCommand {
         #[arg(long, default_value_t = 0)]
         batch_delay_ms: u64,
     },
+    /// Change a destination's URL, segments or batching (what is not given stays).
+    Update {
+        /// The destination's name.
+        name: String,
+        /// A new URL to POST to (retries start over).
+        #[arg(long)]
+        url: Option<String>,
+        /// The segments to follow instead (repeat for several).
+        #[arg(long = "segment")]
+        segments: Vec<String>,
+        /// Events per request (0: 100).
+        #[arg(long)]
+        batch_size: Option<u32>,
+        /// Milliseconds the first event of a batch waits for more (0: 200).
+        #[arg(long)]
+        batch_delay_ms: Option<u64>,
+    },
     /// Stop delivering until resumed.
     Pause {
         /// The destination's name.
@@ -154,6 +171,23 @@ pub async fn destinations(args: DestinationsArgs) -> anyhow::Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             with_secret(response.destination, response.signing_secret)?
+        }
+        DestinationsCommand::Update {
+            name,
+            url,
+            segments,
+            batch_size,
+            batch_delay_ms,
+        } => {
+            let request = proto::UpdateDestinationRequest {
+                name,
+                url,
+                segments: (!segments.is_empty()).then_some(proto::SegmentNames { names: segments }),
+                batch_size,
+                batch_delay_ms,
+            };
+            let response = client.update_destination(request).await;
+            one(response.map_err(status_error)?.into_inner().destination)?
         }
         DestinationsCommand::Pause { name } => {
             let request = proto::PauseDestinationRequest { name };

@@ -14,7 +14,9 @@ mod source;
 mod store;
 
 pub use address::{Policy, is_internal};
-pub use model::{Destination, DestinationError, DestinationsConfig, SealedSecret, Spec, State};
+pub use model::{
+    Destination, DestinationError, DestinationsConfig, SealedSecret, Spec, State, Update,
+};
 pub use payload::{event_id, rfc3339};
 pub use service::{Counters, Destinations, TestResult};
 pub use store::{Store, hold_of, load};

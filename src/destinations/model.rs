@@ -93,6 +93,16 @@ pub struct Spec {
     pub batch_delay: Option<Duration>,
 }
 
+/// What a caller changes in a destination (`None`: kept).
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    pub url: Option<String>,
+    pub segments: Option<Vec<String>>,
+    /// 0: the default.
+    pub batch_size: Option<usize>,
+    pub batch_delay: Option<Duration>,
+}
+
 /// Settings of destinations.
 #[derive(Debug, Clone)]
 pub struct DestinationsConfig {

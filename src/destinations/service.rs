@@ -12,7 +12,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::address::Policy;
-use super::model::{Destination, DestinationError, DestinationsConfig, SealedSecret, Spec, State};
+use super::model::{
+    Destination, DestinationError, DestinationsConfig, SealedSecret, Spec, State, Update,
+};
 use super::payload::{Message, new_secret, signature, test_message};
 use super::source::Source;
 use super::store::{Store, hold_of};
@@ -57,6 +59,14 @@ pub struct TestResult {
     pub status: u16,
     pub latency: Duration,
     pub error: Option<String>,
+}
+
+/// A spec's parts, checked.
+struct Checked {
+    url: reqwest::Url,
+    segments: Vec<String>,
+    batch_size: usize,
+    batch_delay_ms: u64,
 }
 
 /// The destinations and their delivery tasks.
@@ -125,6 +135,11 @@ impl Destinations {
         Ok(destinations)
     }
 
+    /// How long a batch waits for more when a caller does not say.
+    pub fn default_batch_delay(&self) -> Duration {
+        self.inner.config.default_batch_delay
+    }
+
     pub fn list(&self) -> Vec<Destination> {
         lock(&self.inner.state).values().cloned().collect()
     }
@@ -148,13 +163,9 @@ impl Destinations {
             .collect()
     }
 
-    /// Creates a destination delivering from now on; returns it with its signing secret (the
-    /// only time the secret is shown).
-    pub async fn create(&self, spec: Spec) -> Result<(Destination, String), DestinationError> {
+    /// A spec's URL, segments and batching, checked; the defaults filled in.
+    fn checked(&self, spec: &Spec) -> Result<Checked, DestinationError> {
         let config = &self.inner.config;
-        if let Some(problem) = name_problem("destination", &spec.name) {
-            return Err(DestinationError::invalid("name", problem));
-        }
         let url = self.inner.policy.check_url(&spec.url)?;
         let segments: BTreeSet<String> = spec.segments.iter().cloned().collect();
         if segments.is_empty() {
@@ -199,15 +210,36 @@ impl Destinations {
                 ),
             ));
         }
+        Ok(Checked {
+            url,
+            segments: segments.into_iter().collect(),
+            batch_size,
+            batch_delay_ms: batch_delay.as_millis() as u64,
+        })
+    }
+
+    /// Creates a destination delivering from now on; returns it with its signing secret (the
+    /// only time the secret is shown).
+    pub async fn create(&self, spec: Spec) -> Result<(Destination, String), DestinationError> {
+        let config = &self.inner.config;
+        if let Some(problem) = name_problem("destination", &spec.name) {
+            return Err(DestinationError::invalid("name", problem));
+        }
+        let Checked {
+            url,
+            segments,
+            batch_size,
+            batch_delay_ms,
+        } = self.checked(&spec)?;
         let secret = new_secret();
         let sealed = self.inner.store.seal(&spec.name, &secret, None)?;
         let now = now_ms();
         let destination = Destination {
             name: spec.name.clone(),
             url: url.to_string(),
-            segments: segments.into_iter().collect(),
+            segments,
             batch_size,
-            batch_delay_ms: batch_delay.as_millis() as u64,
+            batch_delay_ms,
             created_ms: now,
             updated_ms: now,
             state: State::Active,
@@ -232,6 +264,42 @@ impl Destinations {
         let host = url.host_str().unwrap_or_default();
         tracing::info!(destination = %spec.name, %host, "destination created");
         Ok((destination, secret))
+    }
+
+    /// Changes what `update` sets (the URL, the segments followed, the batching) and keeps the
+    /// rest, its position and its secrets. A new URL starts its retries over.
+    pub async fn update(
+        &self,
+        name: &str,
+        update: Update,
+    ) -> Result<Destination, DestinationError> {
+        let current = self.get(name)?;
+        let spec = Spec {
+            name: name.to_string(),
+            url: update.url.unwrap_or(current.url.clone()),
+            segments: update.segments.unwrap_or(current.segments.clone()),
+            batch_size: update.batch_size.unwrap_or(current.batch_size),
+            batch_delay: Some(
+                (update.batch_delay).unwrap_or(Duration::from_millis(current.batch_delay_ms)),
+            ),
+        };
+        let checked = self.checked(&spec)?;
+        let url = checked.url.to_string();
+        self.inner
+            .change(name, |d| {
+                if d.url != url {
+                    d.failed_attempts = 0;
+                    d.failing_since_ms = None;
+                    d.last_error = None;
+                    d.next_attempt_ms = None;
+                }
+                d.url = url.clone();
+                d.segments = checked.segments.clone();
+                d.batch_size = checked.batch_size;
+                d.batch_delay_ms = checked.batch_delay_ms;
+                Ok(())
+            })
+            .await
     }
 
     /// Stops delivering until resumed (retention is still held for it, up to the cap).

@@ -89,6 +89,9 @@ def test_a_destination_delivers_verified_events_until_deleted(client, receiver):
     assert client.resume_destination("py-crm").state == segments_pb2.DESTINATION_STATE_ACTIVE
     receiver.wait_entered(ids[1])
 
+    updated = client.update_destination("py-crm", url=receiver.url + "?v=2", batch_size=5)
+    assert (updated.url, updated.batch_size, list(updated.segments)) == (receiver.url + "?v=2", 5, ["py-dest"])
+
     receiver.secret = client.rotate_destination_secret("py-crm")
     client.update_metadata(ids[2], public={"py_dest": True})
     receiver.wait_entered(ids[2])

@@ -464,6 +464,24 @@ export class Client {
     return (await this.call((o) => this.segments.listDestinations({}, o))).destinations;
   }
 
+  /**
+   * Change what is given (the URL, the segments followed, the batching); the position and the
+   * secret are kept, and a new URL starts its retries over.
+   */
+  async updateDestination(
+    name: string,
+    change: { url?: string; segments?: string[]; batchSize?: number; batchDelayMs?: number },
+  ): Promise<Destination> {
+    const request = {
+      name,
+      url: change.url,
+      segments: change.segments && { names: change.segments },
+      batchSize: change.batchSize,
+      batchDelayMs: change.batchDelayMs === undefined ? undefined : BigInt(change.batchDelayMs),
+    };
+    return (await this.call((o) => this.segments.updateDestination(request, o))).destination!;
+  }
+
   async pauseDestination(name: string): Promise<Destination> {
     return (await this.call((o) => this.segments.pauseDestination({ name }, o))).destination!;
   }

@@ -89,6 +89,9 @@ test("a destination delivers verified events until deleted", async () => {
     assert.equal((await client.resumeDestination("ts-crm")).state, segmentsPb.DestinationState.ACTIVE);
     await receiver.waitEntered(ids[1]);
 
+    const updated = await client.updateDestination("ts-crm", { url: `${url}?v=2`, batchSize: 5 });
+    assert.deepEqual([updated.url, updated.batchSize, updated.segments], [`${url}?v=2`, 5, ["ts-dest"]]);
+
     receiver.secret = await client.rotateDestinationSecret("ts-crm");
     await client.updateMetadata(ids[2], { public: { ts_dest: true } });
     await receiver.waitEntered(ids[2]);

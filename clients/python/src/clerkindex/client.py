@@ -500,6 +500,29 @@ class Client:
         request = segments_pb2.ListDestinationsRequest()
         return list(self._call(self.stubs.segments.ListDestinations, request).destinations)
 
+    def update_destination(
+        self,
+        name: str,
+        *,
+        url: Optional[str] = None,
+        segments: Optional[Sequence[str]] = None,
+        batch_size: Optional[int] = None,
+        batch_delay_ms: Optional[int] = None,
+    ) -> segments_pb2.Destination:
+        """Change what is given (the URL, the segments followed, the batching); the position and
+        the secret are kept, and a new URL starts its retries over."""
+        request = segments_pb2.UpdateDestinationRequest(name=name)
+        if url is not None:
+            request.url = url
+        if segments is not None:
+            request.segments.names.extend(segments)
+            request.segments.SetInParent()
+        if batch_size is not None:
+            request.batch_size = batch_size
+        if batch_delay_ms is not None:
+            request.batch_delay_ms = batch_delay_ms
+        return self._call(self.stubs.segments.UpdateDestination, request).destination
+
     def pause_destination(self, name: str) -> segments_pb2.Destination:
         request = segments_pb2.PauseDestinationRequest(name=name)
         return self._call(self.stubs.segments.PauseDestination, request).destination

@@ -83,6 +83,32 @@ class CreateDestinationResponse(_message.Message):
     signing_secret: str
     def __init__(self, destination: _Optional[_Union[Destination, _Mapping]] = ..., signing_secret: _Optional[str] = ...) -> None: ...
 
+class UpdateDestinationRequest(_message.Message):
+    __slots__ = ("name", "url", "segments", "batch_size", "batch_delay_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    segments: SegmentNames
+    batch_size: int
+    batch_delay_ms: int
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., segments: _Optional[_Union[SegmentNames, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_delay_ms: _Optional[int] = ...) -> None: ...
+
+class SegmentNames(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateDestinationResponse(_message.Message):
+    __slots__ = ("destination",)
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    destination: Destination
+    def __init__(self, destination: _Optional[_Union[Destination, _Mapping]] = ...) -> None: ...
+
 class ListDestinationsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

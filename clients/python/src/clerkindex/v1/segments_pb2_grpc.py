@@ -105,6 +105,11 @@ class SegmentsStub:
                 request_serializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsResponse.FromString,
                 _registered_method=True)
+        self.UpdateDestination = channel.unary_unary(
+                '/clerkindex.v1.Segments/UpdateDestination',
+                request_serializer=clerkindex_dot_v1_dot_segments__pb2.UpdateDestinationRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_segments__pb2.UpdateDestinationResponse.FromString,
+                _registered_method=True)
         self.PauseDestination = channel.unary_unary(
                 '/clerkindex.v1.Segments/PauseDestination',
                 request_serializer=clerkindex_dot_v1_dot_segments__pb2.PauseDestinationRequest.SerializeToString,
@@ -255,6 +260,15 @@ class SegmentsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateDestination(self, request, context):
+        """Changes a destination's URL, followed segments or batching (what is left unset stays); its
+        position and signing secret are kept, and a new URL starts its retries over. Needs the
+        scopes of every segment it then follows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PauseDestination(self, request, context):
         """Stops delivering; retention is still held for it (up to the cap).
         """
@@ -365,6 +379,11 @@ def add_SegmentsServicer_to_server(servicer, server):
                     servicer.ListDestinations,
                     request_deserializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_segments__pb2.ListDestinationsResponse.SerializeToString,
+            ),
+            'UpdateDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDestination,
+                    request_deserializer=clerkindex_dot_v1_dot_segments__pb2.UpdateDestinationRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_segments__pb2.UpdateDestinationResponse.SerializeToString,
             ),
             'PauseDestination': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseDestination,
@@ -753,6 +772,33 @@ class Segments:
             '/clerkindex.v1.Segments/ListDestinations',
             clerkindex_dot_v1_dot_segments__pb2.ListDestinationsRequest.SerializeToString,
             clerkindex_dot_v1_dot_segments__pb2.ListDestinationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.Segments/UpdateDestination',
+            clerkindex_dot_v1_dot_segments__pb2.UpdateDestinationRequest.SerializeToString,
+            clerkindex_dot_v1_dot_segments__pb2.UpdateDestinationResponse.FromString,
             options,
             channel_credentials,
             insecure,

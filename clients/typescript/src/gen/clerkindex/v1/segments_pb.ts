@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clerkindex/v1/segments.proto.
  */
 export const file_clerkindex_v1_segments: GenFile = /*@__PURE__*/
-  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIs8DCgtEZXN0aW5hdGlvbhIMCgRuYW1lGAEgASgJEgsKA3VybBgCIAEoCRIQCghzZWdtZW50cxgDIAMoCRISCgpiYXRjaF9zaXplGAQgASgNEhYKDmJhdGNoX2RlbGF5X21zGAUgASgEEhYKDmNyZWF0ZV90aW1lX21zGAYgASgDEhYKDnVwZGF0ZV90aW1lX21zGAcgASgDEi4KBXN0YXRlGAggASgOMh8uY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvblN0YXRlEiIKGmRlbGl2ZXJlZF90aHJvdWdoX3NlcXVlbmNlGAkgASgEEhgKEGRlbGl2ZXJlZF9ldmVudHMYCiABKAQSHgoWbGFzdF9kZWxpdmVyZWRfdGltZV9tcxgLIAEoAxIXCg9mYWlsZWRfYXR0ZW1wdHMYDCABKA0SHQoVZmFpbGluZ19zaW5jZV90aW1lX21zGA0gASgDEhIKCmxhc3RfZXJyb3IYDiABKAkSHAoUbmV4dF9hdHRlbXB0X3RpbWVfbXMYDyABKAMSFgoOcmVzeW5jX3BlbmRpbmcYECABKAgSEgoKbGFnX2V2ZW50cxgRIAEoBBITCgtsYWdfc2Vjb25kcxgSIAEoASJzChhDcmVhdGVEZXN0aW5hdGlvblJlcXVlc3QSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSEAoIc2VnbWVudHMYAyADKAkSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5iYXRjaF9kZWxheV9tcxgFIAEoBCJkChlDcmVhdGVEZXN0aW5hdGlvblJlc3BvbnNlEi8KC2Rlc3RpbmF0aW9uGAEgASgLMhouY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvbhIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSIZChdMaXN0RGVzdGluYXRpb25zUmVxdWVzdCJMChhMaXN0RGVzdGluYXRpb25zUmVzcG9uc2USMAoMZGVzdGluYXRpb25zGAEgAygLMhouY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvbiInChdQYXVzZURlc3RpbmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIksKGFBhdXNlRGVzdGluYXRpb25SZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iKAoYUmVzdW1lRGVzdGluYXRpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoZUmVzdW1lRGVzdGluYXRpb25SZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iKAoYUmVzeW5jRGVzdGluYXRpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoZUmVzeW5jRGVzdGluYXRpb25SZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iLgoeUm90YXRlRGVzdGluYXRpb25TZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiagofUm90YXRlRGVzdGluYXRpb25TZWNyZXRSZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24SFgoOc2lnbmluZ19zZWNyZXQYAiABKAkiJgoWVGVzdERlc3RpbmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIlEKF1Rlc3REZXN0aW5hdGlvblJlc3BvbnNlEhMKC3N0YXR1c19jb2RlGAEgASgNEhIKCmxhdGVuY3lfbXMYAiABKAQSDQoFZXJyb3IYAyABKAkiKAoYRGVsZXRlRGVzdGluYXRpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiGwoZRGVsZXRlRGVzdGluYXRpb25SZXNwb25zZSLhAQoHU2VnbWVudBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYxIPCgd2ZXJzaW9uGAQgASgEEhYKDmNyZWF0ZV90aW1lX21zGAUgASgDEhYKDnVwZGF0ZV90aW1lX21zGAYgASgDEhcKD3JlcXVpcmVkX3Njb3BlcxgHIAMoCRIuCgh3YXJuaW5ncxgIIAMoCzIcLmNsZXJraW5kZXgudjEuRmlsdGVyV2FybmluZyJkChRDcmVhdGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEikKBmZpbHRlchgDIAEoCzIZLmNsZXJraW5kZXgudjEuRmlsdGVyU3BlYyIhChFHZXRTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0xpc3RTZWdtZW50c1JlcXVlc3QiQAoUTGlzdFNlZ21lbnRzUmVzcG9uc2USKAoIc2VnbWVudHMYASADKAsyFi5jbGVya2luZGV4LnYxLlNlZ21lbnQikwEKFFVwZGF0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARIpCgZmaWx0ZXIYAyABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoBEIOCgxfZGVzY3JpcHRpb24iJAoURGVsZXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIXChVEZWxldGVTZWdtZW50UmVzcG9uc2UiVQoTQ291bnRTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhYKDm1pbl9nZW5lcmF0aW9uGAIgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYAyABKAQiWwoWR2V0VXNlclNlZ21lbnRzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhYKDm1pbl9nZW5lcmF0aW9uGAIgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYAyABKAQiWAoXR2V0VXNlclNlZ21lbnRzUmVzcG9uc2USEAoIc2VnbWVudHMYASADKAkSKwoJZnJlc2huZXNzGAIgASgLMhguY2xlcmtpbmRleC52MS5GcmVzaG5lc3MiyQEKGEdldFNlZ21lbnRIaXN0b3J5UmVxdWVzdBIMCgRuYW1lGAEgASgJEkgKC2dyYW51bGFyaXR5GAIgASgOMjMuY2xlcmtpbmRleC52MS5HZXRTZWdtZW50SGlzdG9yeVJlcXVlc3QuR3JhbnVsYXJpdHkiVQoLR3JhbnVsYXJpdHkSGwoXR1JBTlVMQVJJVFlfVU5TUEVDSUZJRUQQABITCg9HUkFOVUxBUklUWV9EQVkQARIUChBHUkFOVUxBUklUWV9IT1VSEAIiXwoZR2V0U2VnbWVudEhpc3RvcnlSZXNwb25zZRI0CgdwZXJpb2RzGAEgAygLMiMuY2xlcmtpbmRleC52MS5TZWdtZW50SGlzdG9yeVBlcmlvZBIMCgRzaXplGAIgASgEIlwKFFNlZ21lbnRIaXN0b3J5UGVyaW9kEhUKDXN0YXJ0X3RpbWVfbXMYASABKAMSDwoHZW50ZXJlZBgCIAEoBBIOCgZleGl0ZWQYAyABKAQSDAoEc2l6ZRgEIAEoBCKWAQoZTGlzdFNlZ21lbnRNZW1iZXJzUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBmZpZWxkcxgCIAMoCRISCgpjaHVua19zaXplGAMgASgNEhUKDXJlc3VtZV9jdXJzb3IYBCABKAkSFgoObWluX2dlbmVyYXRpb24YBSABKAQSGAoQbWluX2xvZ19zZXF1ZW5jZRgGIAEoBCJTChNXYXRjaFNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UiVQoUV2F0Y2hTZWdtZW50c1JlcXVlc3QSDQoFbmFtZXMYASADKAkSGwoOYWZ0ZXJfc2VxdWVuY2UYAiABKARIAIgBAUIRCg9fYWZ0ZXJfc2VxdWVuY2UipgIKDFNlZ21lbnRFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIPCgdzZWdtZW50GAIgASgJEi4KBGtpbmQYAyABKA4yIC5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudC5LaW5kEg8KB3VzZXJfaWQYBCABKAkSFgoOY2hhbmdlX3RpbWVfbXMYBSABKAMSFgoOcmVjb3JkZWRfYXRfbXMYBiABKAMSDQoFY2F1c2UYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEAoMS0lORF9FTlRFUkVEEAESDwoLS0lORF9FWElURUQQAhIYChRLSU5EX1NFR01FTlRfVVBEQVRFRBADEhgKFEtJTkRfU0VHTUVOVF9ERUxFVEVEEAQqqwEKEERlc3RpbmF0aW9uU3RhdGUSIQodREVTVElOQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIcChhERVNUSU5BVElPTl9TVEFURV9BQ1RJVkUQARIcChhERVNUSU5BVElPTl9TVEFURV9QQVVTRUQQAhIdChlERVNUSU5BVElPTl9TVEFURV9GQUlMSU5HEAMSGQoVREVTVElOQVRJT05fU1RBVEVfR0FQEAQymA4KCFNlZ21lbnRzEkwKDUNyZWF0ZVNlZ21lbnQSIy5jbGVya2luZGV4LnYxLkNyZWF0ZVNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50EkYKCkdldFNlZ21lbnQSIC5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50ElcKDExpc3RTZWdtZW50cxIiLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVxdWVzdBojLmNsZXJraW5kZXgudjEuTGlzdFNlZ21lbnRzUmVzcG9uc2USTAoNVXBkYXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuVXBkYXRlU2VnbWVudFJlcXVlc3QaFi5jbGVya2luZGV4LnYxLlNlZ21lbnQSWgoNRGVsZXRlU2VnbWVudBIjLmNsZXJraW5kZXgudjEuRGVsZXRlU2VnbWVudFJlcXVlc3QaJC5jbGVya2luZGV4LnYxLkRlbGV0ZVNlZ21lbnRSZXNwb25zZRJVCgxDb3VudFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLkNvdW50U2VnbWVudFJlcXVlc3QaIS5jbGVya2luZGV4LnYxLkNvdW50VXNlcnNSZXNwb25zZRJkChJMaXN0U2VnbWVudE1lbWJlcnMSKC5jbGVya2luZGV4LnYxLkxpc3RTZWdtZW50TWVtYmVyc1JlcXVlc3QaIi5jbGVya2luZGV4LnYxLkV4cG9ydFVzZXJzUmVzcG9uc2UwARJRCgxXYXRjaFNlZ21lbnQSIi5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudFJlcXVlc3QaGy5jbGVya2luZGV4LnYxLlNlZ21lbnRFdmVudDABElMKDVdhdGNoU2VnbWVudHMSIy5jbGVya2luZGV4LnYxLldhdGNoU2VnbWVudHNSZXF1ZXN0GhsuY2xlcmtpbmRleC52MS5TZWdtZW50RXZlbnQwARJgCg9HZXRVc2VyU2VnbWVudHMSJS5jbGVya2luZGV4LnYxLkdldFVzZXJTZWdtZW50c1JlcXVlc3QaJi5jbGVya2luZGV4LnYxLkdldFVzZXJTZWdtZW50c1Jlc3BvbnNlEmYKEUdldFNlZ21lbnRIaXN0b3J5EicuY2xlcmtpbmRleC52MS5HZXRTZWdtZW50SGlzdG9yeVJlcXVlc3QaKC5jbGVya2luZGV4LnYxLkdldFNlZ21lbnRIaXN0b3J5UmVzcG9uc2USZgoRQ3JlYXRlRGVzdGluYXRpb24SJy5jbGVya2luZGV4LnYxLkNyZWF0ZURlc3RpbmF0aW9uUmVxdWVzdBooLmNsZXJraW5kZXgudjEuQ3JlYXRlRGVzdGluYXRpb25SZXNwb25zZRJjChBMaXN0RGVzdGluYXRpb25zEiYuY2xlcmtpbmRleC52MS5MaXN0RGVzdGluYXRpb25zUmVxdWVzdBonLmNsZXJraW5kZXgudjEuTGlzdERlc3RpbmF0aW9uc1Jlc3BvbnNlEmMKEFBhdXNlRGVzdGluYXRpb24SJi5jbGVya2luZGV4LnYxLlBhdXNlRGVzdGluYXRpb25SZXF1ZXN0GicuY2xlcmtpbmRleC52MS5QYXVzZURlc3RpbmF0aW9uUmVzcG9uc2USZgoRUmVzdW1lRGVzdGluYXRpb24SJy5jbGVya2luZGV4LnYxLlJlc3VtZURlc3RpbmF0aW9uUmVxdWVzdBooLmNsZXJraW5kZXgudjEuUmVzdW1lRGVzdGluYXRpb25SZXNwb25zZRJmChFSZXN5bmNEZXN0aW5hdGlvbhInLmNsZXJraW5kZXgudjEuUmVzeW5jRGVzdGluYXRpb25SZXF1ZXN0GiguY2xlcmtpbmRleC52MS5SZXN5bmNEZXN0aW5hdGlvblJlc3BvbnNlEngKF1JvdGF0ZURlc3RpbmF0aW9uU2VjcmV0Ei0uY2xlcmtpbmRleC52MS5Sb3RhdGVEZXN0aW5hdGlvblNlY3JldFJlcXVlc3QaLi5jbGVya2luZGV4LnYxLlJvdGF0ZURlc3RpbmF0aW9uU2VjcmV0UmVzcG9uc2USYAoPVGVzdERlc3RpbmF0aW9uEiUuY2xlcmtpbmRleC52MS5UZXN0RGVzdGluYXRpb25SZXF1ZXN0GiYuY2xlcmtpbmRleC52MS5UZXN0RGVzdGluYXRpb25SZXNwb25zZRJmChFEZWxldGVEZXN0aW5hdGlvbhInLmNsZXJraW5kZXgudjEuRGVsZXRlRGVzdGluYXRpb25SZXF1ZXN0GiguY2xlcmtpbmRleC52MS5EZWxldGVEZXN0aW5hdGlvblJlc3BvbnNlQrYBChFjb20uY2xlcmtpbmRleC52MUINU2VnbWVudHNQcm90b1ABWi1jbGVyay1pbmRleC9nZW4vZ28vY2xlcmtpbmRleC92MTtjbGVya2luZGV4djGiAgNDSViqAg1DbGVya0luZGV4LlYxugINQ2xlcmtJbmRleFYxX8oCDUNsZXJrSW5kZXhcVjHiAhlDbGVya0luZGV4XFYxXEdQQk1ldGFkYXRh6gIOQ2xlcmtJbmRleDo6VjFiBnByb3RvMw", [file_clerkindex_v1_user_index]);
+  fileDesc("ChxjbGVya2luZGV4L3YxL3NlZ21lbnRzLnByb3RvEg1jbGVya2luZGV4LnYxIs8DCgtEZXN0aW5hdGlvbhIMCgRuYW1lGAEgASgJEgsKA3VybBgCIAEoCRIQCghzZWdtZW50cxgDIAMoCRISCgpiYXRjaF9zaXplGAQgASgNEhYKDmJhdGNoX2RlbGF5X21zGAUgASgEEhYKDmNyZWF0ZV90aW1lX21zGAYgASgDEhYKDnVwZGF0ZV90aW1lX21zGAcgASgDEi4KBXN0YXRlGAggASgOMh8uY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvblN0YXRlEiIKGmRlbGl2ZXJlZF90aHJvdWdoX3NlcXVlbmNlGAkgASgEEhgKEGRlbGl2ZXJlZF9ldmVudHMYCiABKAQSHgoWbGFzdF9kZWxpdmVyZWRfdGltZV9tcxgLIAEoAxIXCg9mYWlsZWRfYXR0ZW1wdHMYDCABKA0SHQoVZmFpbGluZ19zaW5jZV90aW1lX21zGA0gASgDEhIKCmxhc3RfZXJyb3IYDiABKAkSHAoUbmV4dF9hdHRlbXB0X3RpbWVfbXMYDyABKAMSFgoOcmVzeW5jX3BlbmRpbmcYECABKAgSEgoKbGFnX2V2ZW50cxgRIAEoBBITCgtsYWdfc2Vjb25kcxgSIAEoASJzChhDcmVhdGVEZXN0aW5hdGlvblJlcXVlc3QSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSEAoIc2VnbWVudHMYAyADKAkSEgoKYmF0Y2hfc2l6ZRgEIAEoDRIWCg5iYXRjaF9kZWxheV9tcxgFIAEoBCJkChlDcmVhdGVEZXN0aW5hdGlvblJlc3BvbnNlEi8KC2Rlc3RpbmF0aW9uGAEgASgLMhouY2xlcmtpbmRleC52MS5EZXN0aW5hdGlvbhIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSLJAQoYVXBkYXRlRGVzdGluYXRpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSEAoDdXJsGAIgASgJSACIAQESLQoIc2VnbWVudHMYAyABKAsyGy5jbGVya2luZGV4LnYxLlNlZ21lbnROYW1lcxIXCgpiYXRjaF9zaXplGAQgASgNSAGIAQESGwoOYmF0Y2hfZGVsYXlfbXMYBSABKARIAogBAUIGCgRfdXJsQg0KC19iYXRjaF9zaXplQhEKD19iYXRjaF9kZWxheV9tcyIdCgxTZWdtZW50TmFtZXMSDQoFbmFtZXMYASADKAkiTAoZVXBkYXRlRGVzdGluYXRpb25SZXNwb25zZRIvCgtkZXN0aW5hdGlvbhgBIAEoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iGQoXTGlzdERlc3RpbmF0aW9uc1JlcXVlc3QiTAoYTGlzdERlc3RpbmF0aW9uc1Jlc3BvbnNlEjAKDGRlc3RpbmF0aW9ucxgBIAMoCzIaLmNsZXJraW5kZXgudjEuRGVzdGluYXRpb24iJwoXUGF1c2VEZXN0aW5hdGlvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSJLChhQYXVzZURlc3RpbmF0aW9uUmVzcG9uc2USLwoLZGVzdGluYXRpb24YASABKAsyGi5jbGVya2luZGV4LnYxLkRlc3RpbmF0aW9uIigKGFJlc3VtZURlc3RpbmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKGVJlc3VtZURlc3RpbmF0aW9uUmVzcG9uc2USLwoLZGVzdGluYXRpb24YASABKAsyGi5jbGVya2luZGV4LnYxLkRlc3RpbmF0aW9uIigKGFJlc3luY0Rlc3RpbmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKGVJlc3luY0Rlc3RpbmF0aW9uUmVzcG9uc2USLwoLZGVzdGluYXRpb24YASABKAsyGi5jbGVya2luZGV4LnYxLkRlc3RpbmF0aW9uIi4KHlJvdGF0ZURlc3RpbmF0aW9uU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJImoKH1JvdGF0ZURlc3RpbmF0aW9uU2VjcmV0UmVzcG9uc2USLwoLZGVzdGluYXRpb24YASABKAsyGi5jbGVya2luZGV4LnYxLkRlc3RpbmF0aW9uEhYKDnNpZ25pbmdfc2VjcmV0GAIgASgJIiYKFlRlc3REZXN0aW5hdGlvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSJRChdUZXN0RGVzdGluYXRpb25SZXNwb25zZRITCgtzdGF0dXNfY29kZRgBIAEoDRISCgpsYXRlbmN5X21zGAIgASgEEg0KBWVycm9yGAMgASgJIigKGERlbGV0ZURlc3RpbmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIhsKGURlbGV0ZURlc3RpbmF0aW9uUmVzcG9uc2Ui4QEKB1NlZ21lbnQSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIpCgZmaWx0ZXIYAyABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMSDwoHdmVyc2lvbhgEIAEoBBIWCg5jcmVhdGVfdGltZV9tcxgFIAEoAxIWCg51cGRhdGVfdGltZV9tcxgGIAEoAxIXCg9yZXF1aXJlZF9zY29wZXMYByADKAkSLgoId2FybmluZ3MYCCADKAsyHC5jbGVya2luZGV4LnYxLkZpbHRlcldhcm5pbmciZAoUQ3JlYXRlU2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIpCgZmaWx0ZXIYAyABKAsyGS5jbGVya2luZGV4LnYxLkZpbHRlclNwZWMiIQoRR2V0U2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIVChNMaXN0U2VnbWVudHNSZXF1ZXN0IkAKFExpc3RTZWdtZW50c1Jlc3BvbnNlEigKCHNlZ21lbnRzGAEgAygLMhYuY2xlcmtpbmRleC52MS5TZWdtZW50IpMBChRVcGRhdGVTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhgKC2Rlc2NyaXB0aW9uGAIgASgJSACIAQESKQoGZmlsdGVyGAMgASgLMhkuY2xlcmtpbmRleC52MS5GaWx0ZXJTcGVjEhgKEGV4cGVjdGVkX3ZlcnNpb24YBCABKARCDgoMX2Rlc2NyaXB0aW9uIiQKFERlbGV0ZVNlZ21lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiFwoVRGVsZXRlU2VnbWVudFJlc3BvbnNlIlUKE0NvdW50U2VnbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIWCg5taW5fZ2VuZXJhdGlvbhgCIAEoBBIYChBtaW5fbG9nX3NlcXVlbmNlGAMgASgEIlsKFkdldFVzZXJTZWdtZW50c1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIWCg5taW5fZ2VuZXJhdGlvbhgCIAEoBBIYChBtaW5fbG9nX3NlcXVlbmNlGAMgASgEIlgKF0dldFVzZXJTZWdtZW50c1Jlc3BvbnNlEhAKCHNlZ21lbnRzGAEgAygJEisKCWZyZXNobmVzcxgCIAEoCzIYLmNsZXJraW5kZXgudjEuRnJlc2huZXNzIskBChhHZXRTZWdtZW50SGlzdG9yeVJlcXVlc3QSDAoEbmFtZRgBIAEoCRJICgtncmFudWxhcml0eRgCIAEoDjIzLmNsZXJraW5kZXgudjEuR2V0U2VnbWVudEhpc3RvcnlSZXF1ZXN0LkdyYW51bGFyaXR5IlUKC0dyYW51bGFyaXR5EhsKF0dSQU5VTEFSSVRZX1VOU1BFQ0lGSUVEEAASEwoPR1JBTlVMQVJJVFlfREFZEAESFAoQR1JBTlVMQVJJVFlfSE9VUhACIl8KGUdldFNlZ21lbnRIaXN0b3J5UmVzcG9uc2USNAoHcGVyaW9kcxgBIAMoCzIjLmNsZXJraW5kZXgudjEuU2VnbWVudEhpc3RvcnlQZXJpb2QSDAoEc2l6ZRgCIAEoBCJcChRTZWdtZW50SGlzdG9yeVBlcmlvZBIVCg1zdGFydF90aW1lX21zGAEgASgDEg8KB2VudGVyZWQYAiABKAQSDgoGZXhpdGVkGAMgASgEEgwKBHNpemUYBCABKAQilgEKGUxpc3RTZWdtZW50TWVtYmVyc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZmaWVsZHMYAiADKAkSEgoKY2h1bmtfc2l6ZRgDIAEoDRIVCg1yZXN1bWVfY3Vyc29yGAQgASgJEhYKDm1pbl9nZW5lcmF0aW9uGAUgASgEEhgKEG1pbl9sb2dfc2VxdWVuY2UYBiABKAQiUwoTV2F0Y2hTZWdtZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhsKDmFmdGVyX3NlcXVlbmNlGAIgASgESACIAQFCEQoPX2FmdGVyX3NlcXVlbmNlIlUKFFdhdGNoU2VnbWVudHNSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJEhsKDmFmdGVyX3NlcXVlbmNlGAIgASgESACIAQFCEQoPX2FmdGVyX3NlcXVlbmNlIqYCCgxTZWdtZW50RXZlbnQSEAoIc2VxdWVuY2UYASABKAQSDwoHc2VnbWVudBgCIAEoCRIuCgRraW5kGAMgASgOMiAuY2xlcmtpbmRleC52MS5TZWdtZW50RXZlbnQuS2luZBIPCgd1c2VyX2lkGAQgASgJEhYKDmNoYW5nZV90aW1lX21zGAUgASgDEhYKDnJlY29yZGVkX2F0X21zGAYgASgDEg0KBWNhdXNlGAcgASgJInMKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhAKDEtJTkRfRU5URVJFRBABEg8KC0tJTkRfRVhJVEVEEAISGAoUS0lORF9TRUdNRU5UX1VQREFURUQQAxIYChRLSU5EX1NFR01FTlRfREVMRVRFRBAEKqsBChBEZXN0aW5hdGlvblN0YXRlEiEKHURFU1RJTkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHAoYREVTVElOQVRJT05fU1RBVEVfQUNUSVZFEAESHAoYREVTVElOQVRJT05fU1RBVEVfUEFVU0VEEAISHQoZREVTVElOQVRJT05fU1RBVEVfRkFJTElORxADEhkKFURFU1RJTkFUSU9OX1NUQVRFX0dBUBAEMoAPCghTZWdtZW50cxJMCg1DcmVhdGVTZWdtZW50EiMuY2xlcmtpbmRleC52MS5DcmVhdGVTZWdtZW50UmVxdWVzdBoWLmNsZXJraW5kZXgudjEuU2VnbWVudBJGCgpHZXRTZWdtZW50EiAuY2xlcmtpbmRleC52MS5HZXRTZWdtZW50UmVxdWVzdBoWLmNsZXJraW5kZXgudjEuU2VnbWVudBJXCgxMaXN0U2VnbWVudHMSIi5jbGVya2luZGV4LnYxLkxpc3RTZWdtZW50c1JlcXVlc3QaIy5jbGVya2luZGV4LnYxLkxpc3RTZWdtZW50c1Jlc3BvbnNlEkwKDVVwZGF0ZVNlZ21lbnQSIy5jbGVya2luZGV4LnYxLlVwZGF0ZVNlZ21lbnRSZXF1ZXN0GhYuY2xlcmtpbmRleC52MS5TZWdtZW50EloKDURlbGV0ZVNlZ21lbnQSIy5jbGVya2luZGV4LnYxLkRlbGV0ZVNlZ21lbnRSZXF1ZXN0GiQuY2xlcmtpbmRleC52MS5EZWxldGVTZWdtZW50UmVzcG9uc2USVQoMQ291bnRTZWdtZW50EiIuY2xlcmtpbmRleC52MS5Db3VudFNlZ21lbnRSZXF1ZXN0GiEuY2xlcmtpbmRleC52MS5Db3VudFVzZXJzUmVzcG9uc2USZAoSTGlzdFNlZ21lbnRNZW1iZXJzEiguY2xlcmtpbmRleC52MS5MaXN0U2VnbWVudE1lbWJlcnNSZXF1ZXN0GiIuY2xlcmtpbmRleC52MS5FeHBvcnRVc2Vyc1Jlc3BvbnNlMAESUQoMV2F0Y2hTZWdtZW50EiIuY2xlcmtpbmRleC52MS5XYXRjaFNlZ21lbnRSZXF1ZXN0GhsuY2xlcmtpbmRleC52MS5TZWdtZW50RXZlbnQwARJTCg1XYXRjaFNlZ21lbnRzEiMuY2xlcmtpbmRleC52MS5XYXRjaFNlZ21lbnRzUmVxdWVzdBobLmNsZXJraW5kZXgudjEuU2VnbWVudEV2ZW50MAESYAoPR2V0VXNlclNlZ21lbnRzEiUuY2xlcmtpbmRleC52MS5HZXRVc2VyU2VnbWVudHNSZXF1ZXN0GiYuY2xlcmtpbmRleC52MS5HZXRVc2VyU2VnbWVudHNSZXNwb25zZRJmChFHZXRTZWdtZW50SGlzdG9yeRInLmNsZXJraW5kZXgudjEuR2V0U2VnbWVudEhpc3RvcnlSZXF1ZXN0GiguY2xlcmtpbmRleC52MS5HZXRTZWdtZW50SGlzdG9yeVJlc3BvbnNlEmYKEUNyZWF0ZURlc3RpbmF0aW9uEicuY2xlcmtpbmRleC52MS5DcmVhdGVEZXN0aW5hdGlvblJlcXVlc3QaKC5jbGVya2luZGV4LnYxLkNyZWF0ZURlc3RpbmF0aW9uUmVzcG9uc2USYwoQTGlzdERlc3RpbmF0aW9ucxImLmNsZXJraW5kZXgudjEuTGlzdERlc3RpbmF0aW9uc1JlcXVlc3QaJy5jbGVya2luZGV4LnYxLkxpc3REZXN0aW5hdGlvbnNSZXNwb25zZRJmChFVcGRhdGVEZXN0aW5hdGlvbhInLmNsZXJraW5kZXgudjEuVXBkYXRlRGVzdGluYXRpb25SZXF1ZXN0GiguY2xlcmtpbmRleC52MS5VcGRhdGVEZXN0aW5hdGlvblJlc3BvbnNlEmMKEFBhdXNlRGVzdGluYXRpb24SJi5jbGVya2luZGV4LnYxLlBhdXNlRGVzdGluYXRpb25SZXF1ZXN0GicuY2xlcmtpbmRleC52MS5QYXVzZURlc3RpbmF0aW9uUmVzcG9uc2USZgoRUmVzdW1lRGVzdGluYXRpb24SJy5jbGVya2luZGV4LnYxLlJlc3VtZURlc3RpbmF0aW9uUmVxdWVzdBooLmNsZXJraW5kZXgudjEuUmVzdW1lRGVzdGluYXRpb25SZXNwb25zZRJmChFSZXN5bmNEZXN0aW5hdGlvbhInLmNsZXJraW5kZXgudjEuUmVzeW5jRGVzdGluYXRpb25SZXF1ZXN0GiguY2xlcmtpbmRleC52MS5SZXN5bmNEZXN0aW5hdGlvblJlc3BvbnNlEngKF1JvdGF0ZURlc3RpbmF0aW9uU2VjcmV0Ei0uY2xlcmtpbmRleC52MS5Sb3RhdGVEZXN0aW5hdGlvblNlY3JldFJlcXVlc3QaLi5jbGVya2luZGV4LnYxLlJvdGF0ZURlc3RpbmF0aW9uU2VjcmV0UmVzcG9uc2USYAoPVGVzdERlc3RpbmF0aW9uEiUuY2xlcmtpbmRleC52MS5UZXN0RGVzdGluYXRpb25SZXF1ZXN0GiYuY2xlcmtpbmRleC52MS5UZXN0RGVzdGluYXRpb25SZXNwb25zZRJmChFEZWxldGVEZXN0aW5hdGlvbhInLmNsZXJraW5kZXgudjEuRGVsZXRlRGVzdGluYXRpb25SZXF1ZXN0GiguY2xlcmtpbmRleC52MS5EZWxldGVEZXN0aW5hdGlvblJlc3BvbnNlQrYBChFjb20uY2xlcmtpbmRleC52MUINU2VnbWVudHNQcm90b1ABWi1jbGVyay1pbmRleC9nZW4vZ28vY2xlcmtpbmRleC92MTtjbGVya2luZGV4djGiAgNDSViqAg1DbGVya0luZGV4LlYxugINQ2xlcmtJbmRleFYxX8oCDUNsZXJrSW5kZXhcVjHiAhlDbGVya0luZGV4XFYxXEdQQk1ldGFkYXRh6gIOQ2xlcmtJbmRleDo6VjFiBnByb3RvMw", [file_clerkindex_v1_user_index]);
 
 /**
  * @generated from message clerkindex.v1.Destination
@@ -188,6 +188,85 @@ export const CreateDestinationResponseSchema: GenMessage<CreateDestinationRespon
   messageDesc(file_clerkindex_v1_segments, 2);
 
 /**
+ * @generated from message clerkindex.v1.UpdateDestinationRequest
+ */
+export type UpdateDestinationRequest = Message<"clerkindex.v1.UpdateDestinationRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: optional string url = 2;
+   */
+  url?: string | undefined;
+
+  /**
+   * Replaces the followed segments when set.
+   *
+   * @generated from field: clerkindex.v1.SegmentNames segments = 3;
+   */
+  segments?: SegmentNames | undefined;
+
+  /**
+   * 0: the default (100).
+   *
+   * @generated from field: optional uint32 batch_size = 4;
+   */
+  batchSize?: number | undefined;
+
+  /**
+   * 0: the default (200 ms).
+   *
+   * @generated from field: optional uint64 batch_delay_ms = 5;
+   */
+  batchDelayMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.UpdateDestinationRequest.
+ * Use `create(UpdateDestinationRequestSchema)` to create a new message.
+ */
+export const UpdateDestinationRequestSchema: GenMessage<UpdateDestinationRequest> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 3);
+
+/**
+ * A list of segment names (a field that may be left unset).
+ *
+ * @generated from message clerkindex.v1.SegmentNames
+ */
+export type SegmentNames = Message<"clerkindex.v1.SegmentNames"> & {
+  /**
+   * @generated from field: repeated string names = 1;
+   */
+  names: string[];
+};
+
+/**
+ * Describes the message clerkindex.v1.SegmentNames.
+ * Use `create(SegmentNamesSchema)` to create a new message.
+ */
+export const SegmentNamesSchema: GenMessage<SegmentNames> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 4);
+
+/**
+ * @generated from message clerkindex.v1.UpdateDestinationResponse
+ */
+export type UpdateDestinationResponse = Message<"clerkindex.v1.UpdateDestinationResponse"> & {
+  /**
+   * @generated from field: clerkindex.v1.Destination destination = 1;
+   */
+  destination?: Destination | undefined;
+};
+
+/**
+ * Describes the message clerkindex.v1.UpdateDestinationResponse.
+ * Use `create(UpdateDestinationResponseSchema)` to create a new message.
+ */
+export const UpdateDestinationResponseSchema: GenMessage<UpdateDestinationResponse> = /*@__PURE__*/
+  messageDesc(file_clerkindex_v1_segments, 5);
+
+/**
  * @generated from message clerkindex.v1.ListDestinationsRequest
  */
 export type ListDestinationsRequest = Message<"clerkindex.v1.ListDestinationsRequest"> & {
@@ -198,7 +277,7 @@ export type ListDestinationsRequest = Message<"clerkindex.v1.ListDestinationsReq
  * Use `create(ListDestinationsRequestSchema)` to create a new message.
  */
 export const ListDestinationsRequestSchema: GenMessage<ListDestinationsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 3);
+  messageDesc(file_clerkindex_v1_segments, 6);
 
 /**
  * @generated from message clerkindex.v1.ListDestinationsResponse
@@ -215,7 +294,7 @@ export type ListDestinationsResponse = Message<"clerkindex.v1.ListDestinationsRe
  * Use `create(ListDestinationsResponseSchema)` to create a new message.
  */
 export const ListDestinationsResponseSchema: GenMessage<ListDestinationsResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 4);
+  messageDesc(file_clerkindex_v1_segments, 7);
 
 /**
  * @generated from message clerkindex.v1.PauseDestinationRequest
@@ -232,7 +311,7 @@ export type PauseDestinationRequest = Message<"clerkindex.v1.PauseDestinationReq
  * Use `create(PauseDestinationRequestSchema)` to create a new message.
  */
 export const PauseDestinationRequestSchema: GenMessage<PauseDestinationRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 5);
+  messageDesc(file_clerkindex_v1_segments, 8);
 
 /**
  * @generated from message clerkindex.v1.PauseDestinationResponse
@@ -249,7 +328,7 @@ export type PauseDestinationResponse = Message<"clerkindex.v1.PauseDestinationRe
  * Use `create(PauseDestinationResponseSchema)` to create a new message.
  */
 export const PauseDestinationResponseSchema: GenMessage<PauseDestinationResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 6);
+  messageDesc(file_clerkindex_v1_segments, 9);
 
 /**
  * @generated from message clerkindex.v1.ResumeDestinationRequest
@@ -266,7 +345,7 @@ export type ResumeDestinationRequest = Message<"clerkindex.v1.ResumeDestinationR
  * Use `create(ResumeDestinationRequestSchema)` to create a new message.
  */
 export const ResumeDestinationRequestSchema: GenMessage<ResumeDestinationRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 7);
+  messageDesc(file_clerkindex_v1_segments, 10);
 
 /**
  * @generated from message clerkindex.v1.ResumeDestinationResponse
@@ -283,7 +362,7 @@ export type ResumeDestinationResponse = Message<"clerkindex.v1.ResumeDestination
  * Use `create(ResumeDestinationResponseSchema)` to create a new message.
  */
 export const ResumeDestinationResponseSchema: GenMessage<ResumeDestinationResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 8);
+  messageDesc(file_clerkindex_v1_segments, 11);
 
 /**
  * @generated from message clerkindex.v1.ResyncDestinationRequest
@@ -300,7 +379,7 @@ export type ResyncDestinationRequest = Message<"clerkindex.v1.ResyncDestinationR
  * Use `create(ResyncDestinationRequestSchema)` to create a new message.
  */
 export const ResyncDestinationRequestSchema: GenMessage<ResyncDestinationRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 9);
+  messageDesc(file_clerkindex_v1_segments, 12);
 
 /**
  * @generated from message clerkindex.v1.ResyncDestinationResponse
@@ -317,7 +396,7 @@ export type ResyncDestinationResponse = Message<"clerkindex.v1.ResyncDestination
  * Use `create(ResyncDestinationResponseSchema)` to create a new message.
  */
 export const ResyncDestinationResponseSchema: GenMessage<ResyncDestinationResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 10);
+  messageDesc(file_clerkindex_v1_segments, 13);
 
 /**
  * @generated from message clerkindex.v1.RotateDestinationSecretRequest
@@ -334,7 +413,7 @@ export type RotateDestinationSecretRequest = Message<"clerkindex.v1.RotateDestin
  * Use `create(RotateDestinationSecretRequestSchema)` to create a new message.
  */
 export const RotateDestinationSecretRequestSchema: GenMessage<RotateDestinationSecretRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 11);
+  messageDesc(file_clerkindex_v1_segments, 14);
 
 /**
  * @generated from message clerkindex.v1.RotateDestinationSecretResponse
@@ -356,7 +435,7 @@ export type RotateDestinationSecretResponse = Message<"clerkindex.v1.RotateDesti
  * Use `create(RotateDestinationSecretResponseSchema)` to create a new message.
  */
 export const RotateDestinationSecretResponseSchema: GenMessage<RotateDestinationSecretResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 12);
+  messageDesc(file_clerkindex_v1_segments, 15);
 
 /**
  * @generated from message clerkindex.v1.TestDestinationRequest
@@ -373,7 +452,7 @@ export type TestDestinationRequest = Message<"clerkindex.v1.TestDestinationReque
  * Use `create(TestDestinationRequestSchema)` to create a new message.
  */
 export const TestDestinationRequestSchema: GenMessage<TestDestinationRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 13);
+  messageDesc(file_clerkindex_v1_segments, 16);
 
 /**
  * @generated from message clerkindex.v1.TestDestinationResponse
@@ -404,7 +483,7 @@ export type TestDestinationResponse = Message<"clerkindex.v1.TestDestinationResp
  * Use `create(TestDestinationResponseSchema)` to create a new message.
  */
 export const TestDestinationResponseSchema: GenMessage<TestDestinationResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 14);
+  messageDesc(file_clerkindex_v1_segments, 17);
 
 /**
  * @generated from message clerkindex.v1.DeleteDestinationRequest
@@ -421,7 +500,7 @@ export type DeleteDestinationRequest = Message<"clerkindex.v1.DeleteDestinationR
  * Use `create(DeleteDestinationRequestSchema)` to create a new message.
  */
 export const DeleteDestinationRequestSchema: GenMessage<DeleteDestinationRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 15);
+  messageDesc(file_clerkindex_v1_segments, 18);
 
 /**
  * @generated from message clerkindex.v1.DeleteDestinationResponse
@@ -434,7 +513,7 @@ export type DeleteDestinationResponse = Message<"clerkindex.v1.DeleteDestination
  * Use `create(DeleteDestinationResponseSchema)` to create a new message.
  */
 export const DeleteDestinationResponseSchema: GenMessage<DeleteDestinationResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 16);
+  messageDesc(file_clerkindex_v1_segments, 19);
 
 /**
  * @generated from message clerkindex.v1.Segment
@@ -497,7 +576,7 @@ export type Segment = Message<"clerkindex.v1.Segment"> & {
  * Use `create(SegmentSchema)` to create a new message.
  */
 export const SegmentSchema: GenMessage<Segment> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 17);
+  messageDesc(file_clerkindex_v1_segments, 20);
 
 /**
  * @generated from message clerkindex.v1.CreateSegmentRequest
@@ -524,7 +603,7 @@ export type CreateSegmentRequest = Message<"clerkindex.v1.CreateSegmentRequest">
  * Use `create(CreateSegmentRequestSchema)` to create a new message.
  */
 export const CreateSegmentRequestSchema: GenMessage<CreateSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 18);
+  messageDesc(file_clerkindex_v1_segments, 21);
 
 /**
  * @generated from message clerkindex.v1.GetSegmentRequest
@@ -541,7 +620,7 @@ export type GetSegmentRequest = Message<"clerkindex.v1.GetSegmentRequest"> & {
  * Use `create(GetSegmentRequestSchema)` to create a new message.
  */
 export const GetSegmentRequestSchema: GenMessage<GetSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 19);
+  messageDesc(file_clerkindex_v1_segments, 22);
 
 /**
  * @generated from message clerkindex.v1.ListSegmentsRequest
@@ -554,7 +633,7 @@ export type ListSegmentsRequest = Message<"clerkindex.v1.ListSegmentsRequest"> &
  * Use `create(ListSegmentsRequestSchema)` to create a new message.
  */
 export const ListSegmentsRequestSchema: GenMessage<ListSegmentsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 20);
+  messageDesc(file_clerkindex_v1_segments, 23);
 
 /**
  * @generated from message clerkindex.v1.ListSegmentsResponse
@@ -573,7 +652,7 @@ export type ListSegmentsResponse = Message<"clerkindex.v1.ListSegmentsResponse">
  * Use `create(ListSegmentsResponseSchema)` to create a new message.
  */
 export const ListSegmentsResponseSchema: GenMessage<ListSegmentsResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 21);
+  messageDesc(file_clerkindex_v1_segments, 24);
 
 /**
  * @generated from message clerkindex.v1.UpdateSegmentRequest
@@ -609,7 +688,7 @@ export type UpdateSegmentRequest = Message<"clerkindex.v1.UpdateSegmentRequest">
  * Use `create(UpdateSegmentRequestSchema)` to create a new message.
  */
 export const UpdateSegmentRequestSchema: GenMessage<UpdateSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 22);
+  messageDesc(file_clerkindex_v1_segments, 25);
 
 /**
  * @generated from message clerkindex.v1.DeleteSegmentRequest
@@ -626,7 +705,7 @@ export type DeleteSegmentRequest = Message<"clerkindex.v1.DeleteSegmentRequest">
  * Use `create(DeleteSegmentRequestSchema)` to create a new message.
  */
 export const DeleteSegmentRequestSchema: GenMessage<DeleteSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 23);
+  messageDesc(file_clerkindex_v1_segments, 26);
 
 /**
  * @generated from message clerkindex.v1.DeleteSegmentResponse
@@ -639,7 +718,7 @@ export type DeleteSegmentResponse = Message<"clerkindex.v1.DeleteSegmentResponse
  * Use `create(DeleteSegmentResponseSchema)` to create a new message.
  */
 export const DeleteSegmentResponseSchema: GenMessage<DeleteSegmentResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 24);
+  messageDesc(file_clerkindex_v1_segments, 27);
 
 /**
  * @generated from message clerkindex.v1.CountSegmentRequest
@@ -668,7 +747,7 @@ export type CountSegmentRequest = Message<"clerkindex.v1.CountSegmentRequest"> &
  * Use `create(CountSegmentRequestSchema)` to create a new message.
  */
 export const CountSegmentRequestSchema: GenMessage<CountSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 25);
+  messageDesc(file_clerkindex_v1_segments, 28);
 
 /**
  * @generated from message clerkindex.v1.GetUserSegmentsRequest
@@ -697,7 +776,7 @@ export type GetUserSegmentsRequest = Message<"clerkindex.v1.GetUserSegmentsReque
  * Use `create(GetUserSegmentsRequestSchema)` to create a new message.
  */
 export const GetUserSegmentsRequestSchema: GenMessage<GetUserSegmentsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 26);
+  messageDesc(file_clerkindex_v1_segments, 29);
 
 /**
  * @generated from message clerkindex.v1.GetUserSegmentsResponse
@@ -721,7 +800,7 @@ export type GetUserSegmentsResponse = Message<"clerkindex.v1.GetUserSegmentsResp
  * Use `create(GetUserSegmentsResponseSchema)` to create a new message.
  */
 export const GetUserSegmentsResponseSchema: GenMessage<GetUserSegmentsResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 27);
+  messageDesc(file_clerkindex_v1_segments, 30);
 
 /**
  * @generated from message clerkindex.v1.GetSegmentHistoryRequest
@@ -743,7 +822,7 @@ export type GetSegmentHistoryRequest = Message<"clerkindex.v1.GetSegmentHistoryR
  * Use `create(GetSegmentHistoryRequestSchema)` to create a new message.
  */
 export const GetSegmentHistoryRequestSchema: GenMessage<GetSegmentHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 28);
+  messageDesc(file_clerkindex_v1_segments, 31);
 
 /**
  * @generated from enum clerkindex.v1.GetSegmentHistoryRequest.Granularity
@@ -771,7 +850,7 @@ export enum GetSegmentHistoryRequest_Granularity {
  * Describes the enum clerkindex.v1.GetSegmentHistoryRequest.Granularity.
  */
 export const GetSegmentHistoryRequest_GranularitySchema: GenEnum<GetSegmentHistoryRequest_Granularity> = /*@__PURE__*/
-  enumDesc(file_clerkindex_v1_segments, 28, 0);
+  enumDesc(file_clerkindex_v1_segments, 31, 0);
 
 /**
  * @generated from message clerkindex.v1.GetSegmentHistoryResponse
@@ -798,7 +877,7 @@ export type GetSegmentHistoryResponse = Message<"clerkindex.v1.GetSegmentHistory
  * Use `create(GetSegmentHistoryResponseSchema)` to create a new message.
  */
 export const GetSegmentHistoryResponseSchema: GenMessage<GetSegmentHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 29);
+  messageDesc(file_clerkindex_v1_segments, 32);
 
 /**
  * @generated from message clerkindex.v1.SegmentHistoryPeriod
@@ -832,7 +911,7 @@ export type SegmentHistoryPeriod = Message<"clerkindex.v1.SegmentHistoryPeriod">
  * Use `create(SegmentHistoryPeriodSchema)` to create a new message.
  */
 export const SegmentHistoryPeriodSchema: GenMessage<SegmentHistoryPeriod> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 30);
+  messageDesc(file_clerkindex_v1_segments, 33);
 
 /**
  * @generated from message clerkindex.v1.ListSegmentMembersRequest
@@ -876,7 +955,7 @@ export type ListSegmentMembersRequest = Message<"clerkindex.v1.ListSegmentMember
  * Use `create(ListSegmentMembersRequestSchema)` to create a new message.
  */
 export const ListSegmentMembersRequestSchema: GenMessage<ListSegmentMembersRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 31);
+  messageDesc(file_clerkindex_v1_segments, 34);
 
 /**
  * @generated from message clerkindex.v1.WatchSegmentRequest
@@ -901,7 +980,7 @@ export type WatchSegmentRequest = Message<"clerkindex.v1.WatchSegmentRequest"> &
  * Use `create(WatchSegmentRequestSchema)` to create a new message.
  */
 export const WatchSegmentRequestSchema: GenMessage<WatchSegmentRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 32);
+  messageDesc(file_clerkindex_v1_segments, 35);
 
 /**
  * @generated from message clerkindex.v1.WatchSegmentsRequest
@@ -927,7 +1006,7 @@ export type WatchSegmentsRequest = Message<"clerkindex.v1.WatchSegmentsRequest">
  * Use `create(WatchSegmentsRequestSchema)` to create a new message.
  */
 export const WatchSegmentsRequestSchema: GenMessage<WatchSegmentsRequest> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 33);
+  messageDesc(file_clerkindex_v1_segments, 36);
 
 /**
  * @generated from message clerkindex.v1.SegmentEvent
@@ -985,7 +1064,7 @@ export type SegmentEvent = Message<"clerkindex.v1.SegmentEvent"> & {
  * Use `create(SegmentEventSchema)` to create a new message.
  */
 export const SegmentEventSchema: GenMessage<SegmentEvent> = /*@__PURE__*/
-  messageDesc(file_clerkindex_v1_segments, 34);
+  messageDesc(file_clerkindex_v1_segments, 37);
 
 /**
  * @generated from enum clerkindex.v1.SegmentEvent.Kind
@@ -1025,7 +1104,7 @@ export enum SegmentEvent_Kind {
  * Describes the enum clerkindex.v1.SegmentEvent.Kind.
  */
 export const SegmentEvent_KindSchema: GenEnum<SegmentEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_clerkindex_v1_segments, 34, 0);
+  enumDesc(file_clerkindex_v1_segments, 37, 0);
 
 /**
  * @generated from enum clerkindex.v1.DestinationState
@@ -1224,6 +1303,18 @@ export const Segments: GenService<{
     methodKind: "unary";
     input: typeof ListDestinationsRequestSchema;
     output: typeof ListDestinationsResponseSchema;
+  },
+  /**
+   * Changes a destination's URL, followed segments or batching (what is left unset stays); its
+   * position and signing secret are kept, and a new URL starts its retries over. Needs the
+   * scopes of every segment it then follows.
+   *
+   * @generated from rpc clerkindex.v1.Segments.UpdateDestination
+   */
+  updateDestination: {
+    methodKind: "unary";
+    input: typeof UpdateDestinationRequestSchema;
+    output: typeof UpdateDestinationResponseSchema;
   },
   /**
    * Stops delivering; retention is still held for it (up to the cap).
