@@ -484,6 +484,76 @@ async fn segments_need_their_filters_scopes_to_evaluate_and_the_segments_scope_t
     m.server.stop().await;
 }
 
+/// Destinations need `segments` to manage, and the scopes of every segment they follow, on
+/// create and on update: their events name the members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_need_the_segments_scope_and_the_scopes_of_what_they_follow() {
+    let m = Matrix::start().await;
+    m.save_segment("high-ltv", "private.ltv > 100").await;
+    m.save_segment("gold", r#"public.membership_tier = "gold""#)
+        .await;
+    let create = |name: &str, segment: &str| proto::CreateDestinationRequest {
+        name: name.into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        segments: vec![segment.into()],
+        ..Default::default()
+    };
+    let follow = |name: &str, segment: &str| proto::UpdateDestinationRequest {
+        name: name.into(),
+        segments: Some(proto::SegmentNames {
+            names: vec![segment.into()],
+        }),
+        ..Default::default()
+    };
+    let mut checks = Checks::default();
+    let mut marketing = SegmentsClient::new(m.authed("marketing"));
+    let made = marketing.create_destination(create("crm", "gold")).await;
+    checks.ok(case("marketing", "CreateDestination on gold"), made);
+    let made = marketing
+        .create_destination(create("crm2", "high-ltv"))
+        .await;
+    checks.denied(
+        case("marketing", "CreateDestination on private"),
+        made,
+        "private",
+    );
+    let changed = marketing
+        .update_destination(follow("crm", "high-ltv"))
+        .await;
+    checks.denied(
+        case("marketing", "UpdateDestination to private"),
+        changed,
+        "private",
+    );
+    let listed = marketing
+        .list_destinations(proto::ListDestinationsRequest {})
+        .await;
+    if let Some(listed) = checks.ok(case("marketing", "ListDestinations"), listed) {
+        let segments = &listed.into_inner().destinations[0].segments;
+        checks.check(
+            case("marketing", "a refused update changes nothing"),
+            *segments == ["gold"],
+            format!("{segments:?}"),
+        );
+    }
+    let mut support = SegmentsClient::new(m.authed("support"));
+    let made = support.create_destination(create("crm3", "gold")).await;
+    checks.denied(case("support", "CreateDestination"), made, "segments");
+    let listed = support
+        .list_destinations(proto::ListDestinationsRequest {})
+        .await;
+    checks.denied(case("support", "ListDestinations"), listed, "segments");
+    let changed = support.update_destination(follow("crm", "gold")).await;
+    checks.denied(case("support", "UpdateDestination"), changed, "segments");
+    let mut everything = SegmentsClient::new(m.authed("everything"));
+    let changed = everything
+        .update_destination(follow("crm", "high-ltv"))
+        .await;
+    checks.ok(case("everything", "UpdateDestination to private"), changed);
+    checks.finish();
+    m.server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_need_write_and_the_scope_of_each_namespace_they_change() {
     let m = Matrix::start().await;

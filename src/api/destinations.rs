@@ -59,6 +59,17 @@ fn to_proto(destinations: &Destinations, d: Destination) -> proto::Destination {
     }
 }
 
+/// Each segment followed must be readable by the caller: its events name its members (unknown
+/// ones are refused by the destinations, naming the field).
+fn may_follow(caller: &Caller, segments: &Segments, names: &[String]) -> Result<(), Error> {
+    for name in names {
+        if let Ok((_, filter)) = segments.get(name) {
+            caller.check_filter(Some(&filter))?;
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn create(
     destinations: Option<&Destinations>,
     segments: &Segments,
@@ -67,12 +78,7 @@ pub(super) async fn create(
     let caller = manager(&request)?;
     let destinations = available(destinations)?;
     let request = request.into_inner();
-    // Each segment followed must be readable by the caller: its events name its members.
-    for name in &request.segments {
-        if let Ok((_, filter)) = segments.get(name) {
-            caller.check_filter(Some(&filter)).map_err(Error::from)?;
-        }
-    }
+    may_follow(&caller, segments, &request.segments)?;
     let spec = Spec {
         name: request.name,
         url: request.url,
@@ -97,11 +103,7 @@ pub(super) async fn update(
     let destinations = available(destinations)?;
     let request = request.into_inner();
     let followed = request.segments.map(|s| s.names);
-    for name in followed.iter().flatten() {
-        if let Ok((_, filter)) = segments.get(name) {
-            caller.check_filter(Some(&filter)).map_err(Error::from)?;
-        }
-    }
+    may_follow(&caller, segments, followed.as_deref().unwrap_or_default())?;
     let update = Update {
         url: request.url,
         segments: followed,

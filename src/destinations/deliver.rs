@@ -54,16 +54,20 @@ struct Progress {
 }
 
 impl Destinations {
-    /// Starts (or restarts) the delivery task of `name`.
+    /// Starts the delivery task of `name` unless it runs already (two tasks of one destination
+    /// would send the same batch twice; in cluster mode a watched change and the start of a
+    /// lease term may both ask for it).
     pub(super) fn spawn(&self, name: &str) {
+        let mut workers = lock(&self.inner.workers);
+        if workers.contains_key(name) {
+            return;
+        }
         let worker = Worker {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
         };
         let (wake, stop) = (worker.wake.clone(), worker.stop.clone());
-        if let Some(old) = lock(&self.inner.workers).insert(name.to_string(), worker) {
-            old.stop.cancel();
-        }
+        workers.insert(name.to_string(), worker);
         tokio::spawn(run(self.inner.clone(), name.to_string(), wake, stop));
     }
 }

@@ -6,11 +6,15 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::service::{Destinations, lock};
 use super::store::Store;
+
+/// At most one wake-up of the delivery tasks per this interval: each wake-up is a read of the
+/// stream per destination, and events are published far faster than that at busy times.
+const WAKE_EVERY: Duration = Duration::from_millis(50);
 
 impl Destinations {
     /// Cluster mode: mirrors the cluster's destinations into this replica until cancelled,
@@ -28,9 +32,7 @@ impl Destinations {
                     };
                     match change {
                         Some(Ok((name, value, revision))) => {
-                            if self.inner.store.newer(&name, revision) {
-                                self.mirror(&name, value.as_deref());
-                            }
+                            self.mirror(&name, value.as_deref(), revision)
                         }
                         Some(Err(error)) => {
                             tracing::warn!(%error, "lost the cluster's destinations; watching again");
@@ -50,10 +52,13 @@ impl Destinations {
         }
     }
 
-    /// One destination as the cluster holds it now (`None`: deleted).
-    fn mirror(&self, name: &str, value: Option<&[u8]>) {
+    /// One destination as the cluster holds it at `revision` (`None`: deleted).
+    fn mirror(&self, name: &str, value: Option<&[u8]>, revision: u64) {
+        let store = &self.inner.store;
         let Some(bytes) = value else {
-            if lock(&self.inner.state).remove(name).is_some() {
+            let removed = store.apply(&self.inner.state, name, revision, None, false);
+            // Its task too, also when a save that found it gone removed it from the list.
+            if removed || !lock(&self.inner.state).contains_key(name) {
                 self.inner.forget(name);
             }
             return;
@@ -65,7 +70,9 @@ impl Destinations {
                 return;
             }
         };
-        lock(&self.inner.state).insert(name.to_string(), destination);
+        if !store.apply(&self.inner.state, name, revision, Some(destination), false) {
+            return;
+        }
         let running = lock(&self.inner.workers)
             .get(name)
             .map(|worker| worker.wake.clone());
@@ -121,6 +128,15 @@ impl Destinations {
                         worker.wake.notify_one();
                     }
                 }
+            }
+            // What is published meanwhile is covered by the reads this wake-up causes.
+            tokio::select! {
+                _ = term.cancelled() => break,
+                _ = self.inner.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(WAKE_EVERY) => {}
+            }
+            if let Some(subscriber) = published.as_mut() {
+                while let Some(Some(_)) = subscriber.next().now_or_never() {}
             }
         }
         self.inner.delivering.store(false, Ordering::Relaxed);

@@ -130,15 +130,38 @@ impl Store {
         }
     }
 
-    /// Notes revision `revision` of destination `name`; `false` when a newer one was noted
-    /// already (the value at `revision` is stale here).
-    pub fn newer(&self, name: &str, revision: u64) -> bool {
-        let mut revisions = lock(&self.revisions);
-        let noted = revisions.entry(name.to_string()).or_insert(0);
-        if revision <= *noted {
+    /// Cluster mode: takes revision `revision` of destination `name` into `state` (`None`: it
+    /// was deleted) unless a newer one is there already; `present`: only if `state` still
+    /// holds it (a save must not bring back a destination whose deletion was seen). Checked
+    /// and applied under the state lock, so what a delivery task reads next is never older
+    /// than what it saved. `false` when nothing changed.
+    pub fn apply(
+        &self,
+        state: &Mutex<BTreeMap<String, Destination>>,
+        name: &str,
+        revision: u64,
+        value: Option<Destination>,
+        present: bool,
+    ) -> bool {
+        let mut state = lock(state);
+        if present && !state.contains_key(name) {
             return false;
         }
-        *noted = revision;
+        let mut revisions = lock(&self.revisions);
+        if revisions.get(name).is_some_and(|noted| revision <= *noted) {
+            return false;
+        }
+        match value {
+            Some(destination) => {
+                revisions.insert(name.to_string(), revision);
+                state.insert(name.to_string(), destination);
+            }
+            None => {
+                // Gone for good: the revisions remembered stay bounded by the live ones.
+                revisions.remove(name);
+                state.remove(name);
+            }
+        }
         true
     }
 
@@ -188,9 +211,7 @@ impl Store {
             let saved =
                 (bucket.put(name, encode(&changed), revision).await).map_err(shared_error)?;
             if let Some(revision) = saved {
-                if self.newer(name, revision) {
-                    lock(state).insert(name.to_string(), changed.clone());
-                }
+                self.apply(state, name, revision, Some(changed.clone()), true);
                 return Ok(changed);
             }
         }
@@ -228,9 +249,7 @@ impl Store {
         let bucket = self.bucket().expect("cluster mode");
         match bucket.put(&name, encode(destination), 0).await {
             Ok(Some(revision)) => {
-                if self.newer(&name, revision) {
-                    lock(state).insert(name, destination.clone());
-                }
+                self.apply(state, &name, revision, Some(destination.clone()), false);
                 Ok(())
             }
             Ok(None) => Err(DestinationError::AlreadyExists(name)),
