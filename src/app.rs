@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{
-    Authenticate, Followed, GrpcServer, GrpcServices, Health, HttpServices, SegmentsService,
-    ServerTls, SyncService, UserIndexService, WEBHOOK_PATH, follow_files,
+    ApiBridge, Authenticate, Followed, GrpcServer, GrpcServices, Health, HttpServices,
+    SegmentsService, ServerTls, SyncService, UserIndexService, WEBHOOK_PATH, follow_files,
 };
 use crate::clerk::ClerkClient;
 use crate::cluster::ChangeLog;
@@ -164,14 +164,7 @@ impl Services {
                 metrics.clone(),
                 budgets.clone(),
             ),
-            http_services: HttpServices {
-                progress,
-                metrics,
-                webhooks,
-                webhook_body_limit: config.webhook_body_limit,
-                webhook_timeout: config.webhook_timeout,
-                budgets,
-            },
+            http_services: http_services(&config, progress, metrics, webhooks, budgets),
             sync,
             clerk,
             writer_thread: storage.writer_thread,
@@ -210,30 +203,23 @@ impl Services {
         let sync_task = tokio::spawn(async move {
             tokio::join!(sync, learn, ticks);
         });
-        let mut followed = Vec::new();
-        if let Some(file) = self.follow.api_keys {
-            let auth = self.grpc_services.auth.clone();
-            followed.push(Followed::api_keys(file, auth));
-        }
-        if let (Some(file), Some(sensitive)) = (
-            self.follow.sensitive_keys,
-            &self.grpc_services.sync.sensitive,
-        ) {
-            followed.push(Followed::sensitive_keys(file, sensitive.clone()));
-        }
         let server_tls = self.tls.as_ref().map(ServerTls::new).transpose()?;
-        if let (Some(files), Some(tls)) = (self.follow.tls, &server_tls) {
-            followed.push(Followed::tls(files, tls.clone()));
-        }
-        if !followed.is_empty() {
-            let metrics = self.http_services.metrics.clone();
-            let (every, stop) = (self.follow.every, self.cancel.clone());
-            tokio::spawn(follow_files(followed, metrics, every, stop));
-        }
+        follow(
+            self.follow,
+            &self.grpc_services,
+            server_tls.as_ref(),
+            self.http_services.metrics.clone(),
+            self.cancel.clone(),
+        );
+        // Both ports serve the same services: gRPC (and gRPC-Web) on one, Connect on the other.
+        let api = self.grpc_services.into_api();
+        let mut http_services = self.http_services;
+        let heartbeat = http_services.budgets.limits.stream_heartbeat;
+        http_services.api = Some(ApiBridge::new(api.service(), heartbeat));
         // Cuts the gRPC connections still open when the shutdown deadline passes.
         let cut = CancellationToken::new();
         let grpc = self.grpc.serve(
-            self.grpc_services,
+            &api,
             server_tls,
             listeners.grpc,
             self.cancel.clone(),
@@ -241,7 +227,7 @@ impl Services {
         )?;
         let grpc_task = tokio::spawn(grpc);
         let http_task = tokio::spawn(crate::api::serve_http(
-            self.http_services,
+            http_services,
             listeners.http,
             self.cancel.clone(),
         ));
@@ -337,6 +323,49 @@ fn sync_work(
 }
 
 /// The services of the gRPC port, over the same index.
+/// The HTTP port's services; the API joins them when serving starts.
+fn http_services(
+    config: &Config,
+    progress: Arc<BackfillProgress>,
+    metrics: Arc<Metrics>,
+    webhooks: Arc<WebhookReceiver>,
+    budgets: Arc<Budgets>,
+) -> HttpServices {
+    HttpServices {
+        progress,
+        metrics,
+        webhooks,
+        webhook_body_limit: config.webhook_body_limit,
+        webhook_timeout: config.webhook_timeout,
+        budgets,
+        api: None,
+        console: config.console,
+    }
+}
+
+/// Follows the files read again while serving: API keys, the sensitive key ring, TLS.
+fn follow(
+    files: FollowFiles,
+    services: &GrpcServices,
+    server_tls: Option<&Arc<ServerTls>>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut followed = Vec::new();
+    if let Some(file) = files.api_keys {
+        followed.push(Followed::api_keys(file, services.auth.clone()));
+    }
+    if let (Some(file), Some(sensitive)) = (files.sensitive_keys, &services.sync.sensitive) {
+        followed.push(Followed::sensitive_keys(file, sensitive.clone()));
+    }
+    if let (Some(files), Some(tls)) = (files.tls, server_tls) {
+        followed.push(Followed::tls(files, tls.clone()));
+    }
+    if !followed.is_empty() {
+        tokio::spawn(follow_files(followed, metrics, files.every, stop));
+    }
+}
+
 fn grpc_services(
     config: &Config,
     index: UserIndex,
@@ -363,6 +392,7 @@ fn grpc_services(
             None => SegmentsService::new(segments, reader, config.filter_limits),
         },
         auth: Authenticate::new(config.auth.clone()),
+        grpc_web_origins: config.grpc_web_origins.clone(),
         metrics,
         budgets,
     }

@@ -29,6 +29,8 @@ pub struct Limits {
     pub grpc_connections_per_peer: usize,
     /// How long the HTTP port waits for a request's headers, idle keep-alive time included.
     pub http_header_timeout: Duration,
+    /// How long a stream on the HTTP port may be quiet before it sends a heartbeat.
+    pub stream_heartbeat: Duration,
     /// Log lines per second from unauthenticated input (refused webhook deliveries).
     pub unauthenticated_log_lines_per_second: u32,
 }
@@ -46,6 +48,7 @@ impl Default for Limits {
             grpc_connections: 4096,
             grpc_connections_per_peer: 1024,
             http_header_timeout: Duration::from_secs(10),
+            stream_heartbeat: Duration::from_secs(15),
             unauthenticated_log_lines_per_second: 10,
         }
     }

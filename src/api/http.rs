@@ -1,10 +1,12 @@
 //! The HTTP port: `/livez`, `/readyz` (503 with the backfill's progress until ready),
-//! `/metrics` (OpenMetrics text) and the webhook route.
+//! `/metrics` (OpenMetrics text), the webhook route, and the API in the Connect protocol and
+//! gRPC-Web.
 //!
 //! HTTP/1.1, served by our own accept loop so that no client can hold the port: a connection
 //! must send each request's headers within the header timeout (idle keep-alive time counts), and
-//! connections beyond the budget are closed at accept. Nothing here streams, so nothing needs
-//! to be exempt from the timeout.
+//! connections beyond the budget are closed at accept. The timeout covers only the wait for a
+//! request's headers, so a stream being answered is exempt from it; the stream's heartbeats
+//! keep proxies in between from closing it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use axum::extract::ConnectInfo;
+use tower::ServiceExt;
+
+use super::connect::{ApiBridge, api_router};
 use super::webhook::webhook_router;
 use crate::limits::{Budget, Budgets};
 use crate::sync::{BackfillProgress, WebhookReceiver};
@@ -36,6 +42,10 @@ pub struct HttpServices {
     pub webhook_timeout: Duration,
     /// The connection budget and the header timeout.
     pub budgets: Arc<Budgets>,
+    /// The API's methods (Connect and gRPC-Web), once the services are built.
+    pub api: Option<ApiBridge>,
+    /// Serve the web console at `/`.
+    pub console: bool,
 }
 
 /// Serves `services` on `listener` until `stop` fires; requests in flight then finish.
@@ -45,7 +55,9 @@ pub async fn serve_http(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let budgets = services.budgets.clone();
+    let api = services.api.map(api_router).unwrap_or_default();
     let router = probes(services.progress)
+        .merge(api)
         .merge(metrics_route(services.metrics))
         .merge(webhook_router(
             services.webhooks,
@@ -72,7 +84,14 @@ pub async fn serve_http(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // The peer's address, for the API's per-caller budgets when serving without keys.
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let service = TowerToHyperService::new(service);
         let header_timeout = budgets.limits.http_header_timeout;
         let stop = stop.clone();
         connections.spawn(async move {

@@ -5,6 +5,10 @@
 mod accept;
 mod auth;
 mod closable;
+mod connect;
+mod connect_error;
+mod connect_methods;
+mod connect_stream;
 mod convert;
 mod destinations;
 mod export;
@@ -22,13 +26,14 @@ mod user_index;
 mod webhook;
 
 pub use auth::Authenticate;
+pub use connect::{ApiBridge, ApiService, MAX_REQUEST_BYTES};
 pub use http::{HttpServices, serve_http};
 pub use reload::{Followed, follow_files};
 pub use segments_service::SegmentsService;
-pub use server::{GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
+pub use server::{Api, GrpcServer, GrpcServices, Health, USER_INDEX_SERVICE};
 pub use status::{ERROR_DOMAIN, FILTER_ERROR_POSITION, Reason};
 pub use sync_service::SyncService;
-pub use telemetry::RpcTelemetry;
+pub use telemetry::{RpcSystem, RpcTelemetry};
 pub use tls::{ServerTls, TlsError};
 pub use user_index::UserIndexService;
 pub use webhook::{WEBHOOK_PATH, webhook_router};

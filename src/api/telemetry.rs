@@ -52,6 +52,32 @@ static KNOWN_METHODS: LazyLock<HashMap<String, (String, String)>> = LazyLock::ne
     known
 });
 
+/// The protocol a call came in by, when it was not plain gRPC: the HTTP port's bridge marks the
+/// calls it hands over, and the span names it (`rpc.system`).
+#[derive(Clone, Copy, Debug)]
+pub enum RpcSystem {
+    /// The Connect protocol (JSON or protobuf over HTTP/1.1).
+    Connect,
+    /// gRPC-Web.
+    GrpcWeb,
+}
+
+impl RpcSystem {
+    /// The OpenTelemetry `rpc.system` of a call made by `request`.
+    fn of<B>(request: &http::Request<B>) -> &'static str {
+        let web = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc-web"));
+        match request.extensions().get::<RpcSystem>() {
+            Some(RpcSystem::Connect) => "connect_rpc",
+            Some(RpcSystem::GrpcWeb) => "grpc_web",
+            None if web => "grpc_web",
+            None => "grpc",
+        }
+    }
+}
+
 /// Adds [`RpcTelemetryService`] to the gRPC server.
 #[derive(Clone)]
 pub struct RpcTelemetry {
@@ -113,7 +139,7 @@ where
             otel.name = %format_args!("{service}/{method}"),
             otel.kind = "server",
             otel.status_code = Empty,
-            rpc.system = "grpc",
+            rpc.system = RpcSystem::of(&request),
             rpc.service = %service,
             rpc.method = %method,
             rpc.grpc.status_code = Empty,

@@ -92,6 +92,7 @@ fn server_config(tls: &TlsConfig) -> Result<ServerConfig, TlsError> {
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError(format!("the certificate and key: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // h2 for gRPC; HTTP/1.1 for gRPC-Web clients that do not speak h2.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -86,6 +86,18 @@ pub struct IndexArgs {
         default_value_t = 1_000_000
     )]
     pub destination_held_events: usize,
+    /// Do not serve the web console at `/` on the HTTP port (the JSON API stays).
+    #[arg(long, env = "CLERK_INDEX_DISABLE_CONSOLE")]
+    pub disable_console: bool,
+    /// A browser origin (`https://console.example.com`) allowed to call the gRPC port by
+    /// gRPC-Web; repeat the flag, or separate with commas. Same-origin and non-browser callers
+    /// need none.
+    #[arg(
+        long = "grpc-web-origin",
+        env = "CLERK_INDEX_GRPC_WEB_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub grpc_web_origins: Vec<String>,
     /// Log format: pretty or json.
     #[arg(long, env = "CLERK_INDEX_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -139,6 +151,10 @@ pub struct LimitArgs {
     /// Seconds the HTTP port waits for a request's headers (idle keep-alive time included).
     #[arg(long, env = "CLERK_INDEX_HTTP_HEADER_TIMEOUT_SECS", default_value_t = Limits::default().http_header_timeout.as_secs())]
     pub http_header_timeout_secs: u64,
+    /// Seconds a stream on the HTTP port (an export, a watch) may be quiet before it sends a
+    /// heartbeat (an empty message), so proxies in between keep it open.
+    #[arg(long, env = "CLERK_INDEX_STREAM_HEARTBEAT_SECS", default_value_t = Limits::default().stream_heartbeat.as_secs())]
+    pub stream_heartbeat_secs: u64,
     /// Log lines per second about refused webhook deliveries (the rest are counted).
     #[arg(long, env = "CLERK_INDEX_UNAUTHENTICATED_LOG_LINES_PER_SECOND", default_value_t = Limits::default().unauthenticated_log_lines_per_second)]
     pub unauthenticated_log_lines_per_second: u32,
@@ -157,6 +173,7 @@ impl LimitArgs {
             grpc_connections: self.max_grpc_connections,
             grpc_connections_per_peer: self.max_grpc_connections_per_peer,
             http_header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            stream_heartbeat: std::time::Duration::from_secs(self.stream_heartbeat_secs),
             unauthenticated_log_lines_per_second: self.unauthenticated_log_lines_per_second,
         }
     }
@@ -192,6 +209,8 @@ impl IndexArgs {
             s.destination_held_events = self.destination_held_events;
             s.shutdown_timeout_secs = self.shutdown_timeout_secs;
             s.limits = self.limits.limits();
+            s.console = !self.disable_console;
+            s.grpc_web_origins = self.grpc_web_origins.clone();
         })
     }
 }

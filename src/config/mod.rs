@@ -17,9 +17,10 @@ use crate::cluster::{ClusterConfig, ClusterConfigError};
 use crate::index::IndexConfig;
 use crate::limits::Limits;
 use crate::query::FilterLimits;
-use crate::redact::{mask, mask_url};
 use crate::segments::SegmentsConfig;
 use crate::sync::{ReconcileSchedule, WalkPlan};
+
+mod describe;
 
 /// The defaults of the settings flags can change (the flags show them).
 pub mod defaults {
@@ -81,6 +82,10 @@ fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
             limits.http_header_timeout.as_millis() as usize,
             "--http-header-timeout-secs",
         ),
+        (
+            limits.stream_heartbeat.as_millis() as usize,
+            "--stream-heartbeat-secs",
+        ),
     ];
     for (value, setting) in positive {
         check(value > 0, setting, "must be positive")?;
@@ -90,6 +95,29 @@ fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
         "--stream-buffer-bytes",
         "must be at least 65536",
     )
+}
+
+/// The gRPC-Web origins, each `scheme://host[:port]` as a browser sends it in `Origin`.
+fn origins(origins: &[String]) -> Result<Vec<http::HeaderValue>, ConfigError> {
+    let mut values = Vec::new();
+    for origin in origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+        let uri: Option<http::Uri> = origin.parse().ok();
+        let plain = uri.as_ref().is_some_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri
+                    .path_and_query()
+                    .is_none_or(|p| p.as_str().is_empty() || p == "/")
+                && !origin.ends_with('/')
+        });
+        check(
+            plain,
+            "--grpc-web-origin",
+            &format!("{origin:?} is not scheme://host[:port]"),
+        )?;
+        values.push(http::HeaderValue::from_str(origin).expect("a parsed URI is a header value"));
+    }
+    Ok(values)
 }
 
 fn check(ok: bool, setting: &'static str, problem: &str) -> Result<(), ConfigError> {
@@ -131,6 +159,10 @@ pub struct Config {
     pub(crate) shutdown_timeout: Duration,
     /// What one caller (or the unauthenticated world) may hold.
     pub(crate) limits: Limits,
+    /// The web console at `/` on the HTTP port.
+    pub(crate) console: bool,
+    /// Browser origins allowed to call the gRPC port by gRPC-Web.
+    pub(crate) grpc_web_origins: Vec<http::HeaderValue>,
     /// The files read again while serving.
     pub(crate) follow: FollowFiles,
     /// TLS for the gRPC port; `None` serves plaintext.
@@ -239,6 +271,10 @@ pub struct Settings {
     pub cluster: Option<ClusterConfig>,
     /// Streams, exports, watches, buffers, HTTP connections, unauthenticated log lines.
     pub limits: Limits,
+    /// Serve the web console at `/` on the HTTP port.
+    pub console: bool,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the gRPC port by gRPC-Web.
+    pub grpc_web_origins: Vec<String>,
     /// The file the API keys came from, read again when it changes; `None`: keys are fixed.
     pub api_keys_file: Option<PathBuf>,
     /// The file the sensitive key ring came from, likewise.
@@ -280,6 +316,8 @@ impl Default for Settings {
             sensitive: None,
             cluster: None,
             limits: Limits::default(),
+            console: true,
+            grpc_web_origins: Vec::new(),
             api_keys_file: None,
             sensitive_keys_file: None,
             tls_files: None,
@@ -472,6 +510,8 @@ impl ConfigBuilder {
             auth,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
             limits: settings.limits,
+            console: settings.console,
+            grpc_web_origins: origins(&settings.grpc_web_origins)?,
             follow: FollowFiles {
                 api_keys: settings.api_keys_file,
                 sensitive_keys: settings.sensitive_keys_file,
@@ -482,88 +522,6 @@ impl ConfigBuilder {
             sensitive: settings.sensitive,
             cluster: settings.cluster,
             data_dir: self.data_dir,
-        })
-    }
-}
-
-impl Config {
-    /// The effective configuration as JSON, secrets masked (`clerk-index config`).
-    pub fn describe(&self) -> serde_json::Value {
-        let seconds = |d: Duration| d.as_secs_f64();
-        serde_json::json!({
-            "data_dir": self.data_dir.display().to_string(),
-            "clerk": {
-                "api_url": self.clerk.api_url,
-                "secret_key": mask(&self.clerk.secret_key),
-                "rate_limit": match self.clerk.rate_limit {
-                    LimitSource::Given(limit) => limit.to_string(),
-                    LimitSource::Instance => "auto".to_string(),
-                },
-                "page_size": self.walk.page_size,
-                "concurrency": self.walk.concurrency,
-            },
-            "webhooks": {
-                "signing_secrets": self.webhook_secrets.iter().map(|s| mask(s)).collect::<Vec<_>>(),
-                "body_limit_bytes": self.webhook_body_limit,
-                "timeout_secs": seconds(self.webhook_timeout),
-            },
-            "index": {
-                "writer_memory_mb": self.index.writer_memory_bytes >> 20,
-                "writer_threads": self.index.writer_threads,
-                "column_cache_mb": self.index.column_cache_bytes >> 20,
-                "commit_interval_ms": self.index.commit_interval.as_millis() as u64,
-                "tombstone_retention_hours": self.index.tombstone_retention.as_secs() / 3600,
-            },
-            "reconcile": {
-                "catch_up_every_secs": seconds(self.reconcile.catch_up_every),
-                "sweep_every_secs": seconds(self.reconcile.sweep_every),
-                "catch_up_max_offset": self.catch_up_max_offset,
-            },
-            "segments": {
-                "retained_events": self.segments.retained_events,
-                "time_resolution_ms": self.segments.time_resolution.as_millis() as u64,
-                "history_days": self.segments.history_days,
-            },
-            "destinations": {
-                "allow_private_addresses": self.destinations.allow_private,
-                "allow_http": self.destinations.allow_http,
-                "failing_after_secs": self.destinations.failing_after.as_secs(),
-                "max_destinations": self.destinations.max_destinations,
-                "held_events_max": self.segments.held_events_max,
-            },
-            "max_page_size": self.max_page_size,
-            "limits": {
-                "streams_per_connection": self.limits.streams_per_connection,
-                "exports": self.limits.exports,
-                "exports_per_key": self.limits.exports_per_key,
-                "watches": self.limits.watches,
-                "watches_per_key": self.limits.watches_per_key,
-                "stream_buffer_bytes": self.limits.stream_buffer_bytes,
-                "http_connections": self.limits.http_connections,
-                "grpc_connections": self.limits.grpc_connections,
-                "grpc_connections_per_peer": self.limits.grpc_connections_per_peer,
-                "http_header_timeout_secs": seconds(self.limits.http_header_timeout),
-                "unauthenticated_log_lines_per_second": self.limits.unauthenticated_log_lines_per_second,
-            },
-            "shutdown_timeout_secs": self.shutdown_timeout.as_secs(),
-            "auth": {
-                "api_keys": self.auth.keys.describe(),
-                "allow_unauthenticated": self.auth.allow_unauthenticated,
-            },
-            "tls": TlsConfig::mode(self.tls.as_ref()),
-            "cluster": self.cluster.as_ref().map(|c| serde_json::json!({
-                "url": mask_url(&c.url),
-                "name": c.name,
-                "replica_id": c.replica_id,
-                "sync_lease_ttl_secs": c.lease_ttl.as_secs(),
-                "stream_replicas": c.stream_replicas,
-                "replicas": c.replicas,
-            })),
-            "sensitive": self.sensitive.as_ref().map(|s| serde_json::json!({
-                "paths": s.paths().describe_list(),
-                "key_ids": s.ring().ids().collect::<Vec<_>>(),
-                "active_key_id": s.ring().active_id(),
-            })),
         })
     }
 }
