@@ -266,6 +266,68 @@ pub fn decode_metadata_path(encoded: &str) -> Option<(MetadataNamespace, Vec<Str
     Some((namespace, keys))
 }
 
+/// The CSV columns exports default to.
+pub const DEFAULT_COLUMNS: [&str; 5] = ["id", "email", "first_name", "last_name", "created_at"];
+
+/// The fields to ask for so that a user's JSON has `columns` (`email` is the primary address,
+/// found from `email_addresses` and `primary_email_address_id`).
+pub fn column_fields(columns: &[String]) -> Vec<String> {
+    let mut fields = Vec::new();
+    for column in columns {
+        if column == "email" {
+            fields.push("email_addresses".to_string());
+            fields.push("primary_email_address_id".to_string());
+        } else {
+            fields.push(column.clone());
+        }
+    }
+    fields
+}
+
+/// One cell of a table of users: the value of `column` in a user's Clerk JSON, as text.
+pub fn column_value(user: &Value, column: &str) -> String {
+    match column {
+        "email" => primary_email(user),
+        path => value_at(user, path),
+    }
+}
+
+/// The primary email address in a user's Clerk JSON (the first, if none is marked).
+pub fn primary_email(user: &Value) -> String {
+    let primary = &user["primary_email_address_id"];
+    user["email_addresses"]
+        .as_array()
+        .and_then(|emails| {
+            emails
+                .iter()
+                .find(|e| &e["id"] == primary)
+                .or(emails.first())
+        })
+        .and_then(|e| e["email_address"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The value at a dotted path (`public.plan`) of a user's Clerk JSON, as text; empty if absent.
+pub fn value_at(user: &Value, path: &str) -> String {
+    let mut keys = path.split('.');
+    let mut current = match keys.next() {
+        Some(first) => match MetadataNamespace::parse(first) {
+            Some(namespace) => &user[namespace.field_name()],
+            None => &user[first],
+        },
+        None => return String::new(),
+    };
+    for key in keys {
+        current = &current[key];
+    }
+    match current {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,22 @@ impl ApiBridge {
     }
 }
 
+impl ApiBridge {
+    /// Calls the method at `path` with the protobuf `message` and the caller's `headers`
+    /// (its key among them), as a gRPC call to the services.
+    pub(super) async fn call(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        message: &[u8],
+        peer: Option<SocketAddr>,
+    ) -> http::Response<tonic::body::Body> {
+        let request = grpc_request(path, headers, message, peer);
+        let Ok(response) = self.api.clone().oneshot(request).await;
+        response
+    }
+}
+
 /// `POST /clerkindex.v1.<Service>/<Method>` in the Connect protocol or gRPC-Web.
 pub(super) fn api_router(bridge: ApiBridge) -> Router {
     Router::new()
@@ -173,8 +189,7 @@ async fn connect(
         Codec::Json => (method.request_from_json)(&message)
             .map_err(|e| invalid(format!("the request is not this method's JSON: {e}")))?,
     };
-    let grpc = grpc_request(method.path, &parts.headers, &encoded, peer);
-    let called = bridge.api.clone().oneshot(grpc);
+    let called = bridge.call(method.path, &parts.headers, &encoded, peer);
     let response = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, called).await {
             Ok(response) => response,
@@ -189,7 +204,6 @@ async fn connect(
         },
         None => called.await,
     };
-    let Ok(response) = response;
     let convert: Convert = match codec {
         Codec::Json => Some(method.response_to_json),
         Codec::Proto => None,

@@ -26,6 +26,7 @@ use axum::extract::ConnectInfo;
 use tower::ServiceExt;
 
 use super::connect::{ApiBridge, api_router};
+use super::console::console_router;
 use super::webhook::webhook_router;
 use crate::limits::{Budget, Budgets};
 use crate::sync::{BackfillProgress, WebhookReceiver};
@@ -55,9 +56,14 @@ pub async fn serve_http(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let budgets = services.budgets.clone();
+    let console = match (&services.api, services.console) {
+        (Some(bridge), true) => console_router(bridge.clone()),
+        _ => Router::new(),
+    };
     let api = services.api.map(api_router).unwrap_or_default();
     let router = probes(services.progress)
         .merge(api)
+        .merge(console)
         .merge(metrics_route(services.metrics))
         .merge(webhook_router(
             services.webhooks,

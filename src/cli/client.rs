@@ -1,7 +1,5 @@
 //! Client commands: talk to a running clerk-index over gRPC and print the answer.
 
-use serde_json::Value;
-
 use super::output::{Failure, exit};
 use crate::api::proto::user_index_client::UserIndexClient;
 use crate::api::proto::{FilterSpec, filter_spec};
@@ -174,39 +172,7 @@ pub(super) fn caret(text: &str, position: usize) -> String {
     )
 }
 
-pub(super) fn primary_email(user: &Value) -> String {
-    let primary = &user["primary_email_address_id"];
-    user["email_addresses"]
-        .as_array()
-        .and_then(|emails| {
-            emails
-                .iter()
-                .find(|e| &e["id"] == primary)
-                .or(emails.first())
-        })
-        .and_then(|e| e["email_address"].as_str())
-        .unwrap_or("")
-        .to_string()
-}
-
-pub(super) fn value_at(user: &Value, path: &str) -> String {
-    let mut keys = path.split('.');
-    let mut current = match keys.next() {
-        Some(first) => match crate::user::MetadataNamespace::parse(first) {
-            Some(namespace) => &user[namespace.field_name()],
-            None => &user[first],
-        },
-        None => return String::new(),
-    };
-    for key in keys {
-        current = &current[key];
-    }
-    match current {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+pub(super) use crate::user::{primary_email, value_at};
 
 #[derive(Debug, clap::Args)]
 pub struct HealthArgs {

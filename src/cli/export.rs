@@ -10,10 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use tonic::Code;
 
-use super::client::{ConnectArgs, channel, filter_spec, primary_email, status_error, value_at};
+use super::client::{ConnectArgs, channel, filter_spec, status_error};
 use crate::api::proto;
 use crate::api::proto::segments_client::SegmentsClient;
 use crate::api::proto::user_index_client::UserIndexClient;
+use crate::user::{DEFAULT_COLUMNS, column_fields, column_value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -64,8 +65,6 @@ pub struct ExportArgs {
     pub no_progress: bool,
 }
 
-const CSV_DEFAULT: [&str; 5] = ["id", "email", "first_name", "last_name", "created_at"];
-
 /// Where users go.
 enum Sink {
     Jsonl(Box<dyn Write>),
@@ -84,13 +83,7 @@ impl Sink {
             }
             Sink::Csv { writer, columns } => {
                 let json: Value = serde_json::from_str(&user.json)?;
-                let row: Vec<String> = columns
-                    .iter()
-                    .map(|c| match c.as_str() {
-                        "email" => primary_email(&json),
-                        path => value_at(&json, path),
-                    })
-                    .collect();
+                let row: Vec<String> = columns.iter().map(|c| column_value(&json, c)).collect();
                 writer.write_record(&row)?;
             }
         }
@@ -112,20 +105,11 @@ fn plan(args: &ExportArgs) -> (Vec<String>, Vec<String>) {
         Format::Jsonl => (args.fields.clone(), Vec::new()),
         Format::Csv => {
             let columns: Vec<String> = if args.fields.is_empty() {
-                CSV_DEFAULT.iter().map(|s| s.to_string()).collect()
+                DEFAULT_COLUMNS.iter().map(|s| s.to_string()).collect()
             } else {
                 args.fields.clone()
             };
-            let mut fields = Vec::new();
-            for column in &columns {
-                if column == "email" {
-                    fields.push("email_addresses".to_string());
-                    fields.push("primary_email_address_id".to_string());
-                } else {
-                    fields.push(column.clone());
-                }
-            }
-            (fields, columns)
+            (column_fields(&columns), columns)
         }
     }
 }
