@@ -133,8 +133,8 @@ async fn issue(State(tickets): State<Tickets>, request: Request) -> Response {
         .bridge
         .call(check_path, &parts.headers, &check, peer)
         .await;
-    let (_, checked_body) = checked.into_parts();
-    let (_, status, _) = super::connect_stream::collect(&HeaderMap::new(), checked_body).await;
+    let (checked_parts, checked_body) = checked.into_parts();
+    let (_, status, _) = super::connect_stream::collect(&checked_parts.headers, checked_body).await;
     if status.code() != tonic::Code::Ok {
         return error_response(http_status(status.code()), &status, &HeaderMap::new());
     }

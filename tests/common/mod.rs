@@ -88,6 +88,10 @@ pub struct TestOptions {
     /// What "now" is for time-driven segments, and how often they tick.
     pub clock: clerk_index::clock::Clock,
     pub segment_time_resolution_ms: u64,
+    /// Serve the web console at `/`.
+    pub console: bool,
+    /// Browser origins allowed to call the gRPC port by gRPC-Web.
+    pub grpc_web_origins: Vec<String>,
 }
 
 impl TestOptions {
@@ -113,6 +117,8 @@ impl TestOptions {
             tls_files: None,
             clock: clerk_index::clock::Clock::system(),
             segment_time_resolution_ms: 60_000,
+            console: true,
+            grpc_web_origins: Vec::new(),
         }
     }
 }
@@ -156,6 +162,8 @@ impl TestServer {
                 s.clerk_initial_backoff = Some(Duration::from_millis(20));
                 s.clock = options.clock.clone();
                 s.segment_time_resolution_ms = options.segment_time_resolution_ms;
+                s.console = options.console;
+                s.grpc_web_origins = options.grpc_web_origins.clone();
                 // Test receivers listen on 127.0.0.1 over plain HTTP.
                 s.destinations.allow_private = true;
                 s.destinations.allow_http = true;
