@@ -70,8 +70,14 @@ async function signIn(key) {
   const list = $("paths");
   list.replaceChildren(...state.fields.map((f) => element("option", { value: f.path })));
   state.canSegments = await api.call("Segments", "ListSegments", {}).then(() => true, () => false);
+  // Whether the key may change segments: the scope is checked before the (never valid) empty
+  // name, so this deletes nothing and answers permission_denied only to keys without it.
+  state.canManage = await api
+    .call("Segments", "DeleteSegment", { name: "" })
+    .then(() => true, (error) => error.code !== "permission_denied");
   $("tab-segments").hidden = !state.canSegments;
-  $("save-card").hidden = !state.canSegments;
+  $("save-card").hidden = !state.canManage;
+  for (const id of ["segment-save", "segment-delete"]) $(id).hidden = !state.canManage;
   const firstMetadata = state.fields.find((f) => f.path.startsWith("public.") && f.type === "string");
   $("chart-path").value = firstMetadata ? firstMetadata.path : "email_domain";
   $("sign-in-view").hidden = true;
