@@ -57,6 +57,7 @@ async fn the_console_works_in_a_real_browser() {
     fake.fake.set_webhook_target(target).unwrap();
 
     let screenshots = root.join("target/console-screenshots");
+    let _ = std::fs::remove_dir_all(&screenshots);
     let mut child = tokio::process::Command::new(&python)
         .arg(root.join("tests/browser/console_test.py"))
         .env("CONSOLE_URL", &server.http_url)

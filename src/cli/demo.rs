@@ -206,7 +206,8 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "\nclerk-index demo: {users} generated users behind an embedded fake Clerk at {fake_url}\n\
          index: {dir}\n\
          gRPC: {grpc} (UNAUTHENTICATED: demo only)   HTTP probes: http://{http}/readyz\n\
-         webhooks: POST http://{http}/webhooks/clerk, signing secret {webhook_secret}\n\n\
+         webhooks: POST http://{http}/webhooks/clerk, signing secret {webhook_secret}\n\
+         console: open http://{http}/ in a browser (sign in with an empty key: demo only)\n\n\
          try, in another terminal:\n  \
          clerk-index count --server http://{grpc} --filter 'public.membership_tier = \"gold\" AND public.plan_type IN [\"pro\", \"team\"]'\n  \
          clerk-index search --server http://{grpc} --filter 'public.favorite_genre = \"sci-fi\"' --sort -public.points --limit 5 --fields public.points,public.favorite_genre\n  \
