@@ -353,9 +353,14 @@ function niceInterval(span) {
 }
 
 async function loadChart() {
+  const sequence = (state.chartSequence = (state.chartSequence || 0) + 1);
   const path = $("chart-path").value.trim();
   const kind = $("chart-kind").value;
-  const target = $("chart");
+  const real = $("chart");
+  // Drawn off the page, and put on it only if no newer chart was asked for meanwhile.
+  const target = {
+    replaceChildren: (...nodes) => sequence === state.chartSequence && real.replaceChildren(...nodes),
+  };
   if (!path) return target.replaceChildren();
   const filter = filterSpec(text.value);
   try {
@@ -420,6 +425,8 @@ function cell(user, column) {
 }
 
 async function loadUsers() {
+  // Only the newest request's answer is shown (an older one may arrive last).
+  const sequence = (state.usersSequence = (state.usersSequence || 0) + 1);
   const cols = columns();
   const { tokens, index, sort } = state.page;
   const head = element(
@@ -444,6 +451,7 @@ async function loadUsers() {
       pageToken: tokens[index],
       fields: fieldsFor(cols),
     });
+    if (sequence !== state.usersSequence) return;
     const rows = (answer.users || []).map((u) => {
       const user = JSON.parse(u.json);
       const row = element("tr", { tabindex: "0", "data-user-id": u.id });
@@ -462,6 +470,7 @@ async function loadUsers() {
     $("page-previous").disabled = index === 0;
     $("page-number").textContent = `page ${index + 1}`;
   } catch (error) {
+    if (sequence !== state.usersSequence) return;
     $("users").tBodies[0].replaceChildren(element("tr", {}, element("td", { class: "error", text: error.message })));
   }
 }
@@ -477,7 +486,6 @@ $("columns-form").addEventListener("submit", (event) => {
   event.preventDefault();
   loadUsers();
 });
-$("table-columns").addEventListener("change", loadUsers);
 
 async function showUser(id) {
   const answer = await state.api.call("UserIndex", "GetUser", { userId: id });

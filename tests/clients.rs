@@ -8,7 +8,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
 use common::{RunningFakeClerk, TestOptions, TestServer};
 
@@ -28,17 +27,16 @@ async fn serve(dir: &Path) -> (RunningFakeClerk, TestServer, Keys) {
         Population::new(USERS).with_organizations(),
     ))
     .await;
-    let (everything, hash) = generate_key();
-    let (public, public_hash) = generate_key();
     let mut options = TestOptions::new(&fake.url);
-    options.auth = AuthConfig {
-        keys: ApiKeys::parse(&format!(
-            "clients public,private,unsafe,segments,write,admin {hash}\nreader public {public_hash}\n"
-        ))
-        .unwrap(),
-        allow_unauthenticated: false,
-        sensitive: None,
-    };
+    let [everything, public]: [String; 2] = common::with_keys(
+        &mut options,
+        &[
+            ("clients", "public,private,unsafe,segments,write,admin"),
+            ("reader", "public"),
+        ],
+    )
+    .try_into()
+    .unwrap();
     let server = TestServer::start(dir, options).await;
     server.wait_serving().await;
     (fake, server, Keys { everything, public })

@@ -9,7 +9,6 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population, WebhookTarget};
 use common::{RunningFakeClerk, TestOptions, TestServer};
 use serde_json::json;
@@ -35,17 +34,16 @@ async fn the_console_works_in_a_real_browser() {
         })),
     )
     .await;
-    let (everything, hash) = generate_key();
-    let (public, public_hash) = generate_key();
     let mut options = TestOptions::new(&fake.url);
-    options.auth = AuthConfig {
-        keys: ApiKeys::parse(&format!(
-            "console public,private,unsafe,segments,write {hash}\nreader public {public_hash}\n"
-        ))
-        .unwrap(),
-        allow_unauthenticated: false,
-        sensitive: None,
-    };
+    let [everything, public]: [String; 2] = common::with_keys(
+        &mut options,
+        &[
+            ("console", "public,private,unsafe,segments,write"),
+            ("reader", "public"),
+        ],
+    )
+    .try_into()
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), options).await;
     server.wait_serving().await;

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use clerk_index::auth::{ApiKeys, AuthConfig, generate_key};
 use clerk_index::clerk::fake::{FakeClerkConfig, Population};
 use common::{RunningFakeClerk, TestOptions, TestServer};
 use prost::Message;
@@ -28,17 +27,16 @@ async fn serve(
     change: impl FnOnce(&mut TestOptions),
 ) -> (RunningFakeClerk, TestServer, Keys) {
     let fake = RunningFakeClerk::start(FakeClerkConfig::new(Population::new(USERS))).await;
-    let (everything, hash) = generate_key();
-    let (public, public_hash) = generate_key();
     let mut options = TestOptions::new(&fake.url);
-    options.auth = AuthConfig {
-        keys: ApiKeys::parse(&format!(
-            "all public,private,unsafe,segments,write,admin {hash}\nreader public {public_hash}\n"
-        ))
-        .unwrap(),
-        allow_unauthenticated: false,
-        sensitive: None,
-    };
+    let [everything, public]: [String; 2] = common::with_keys(
+        &mut options,
+        &[
+            ("all", "public,private,unsafe,segments,write,admin"),
+            ("reader", "public"),
+        ],
+    )
+    .try_into()
+    .unwrap();
     change(&mut options);
     let server = TestServer::start(dir, options).await;
     server.wait_serving().await;

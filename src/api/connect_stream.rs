@@ -62,40 +62,75 @@ pub(super) fn metadata(
     })
 }
 
-/// A whole unary (or drained) gRPC response: its messages and its status.
+/// The messages of a gRPC response body, one at a time, and how the call ended.
+pub(super) struct Messages {
+    body: tonic::body::Body,
+    buffer: BytesMut,
+}
+
+/// What a gRPC response body holds next.
+pub(super) enum Next {
+    Message(Bytes),
+    /// The call ended with this status and these trailers.
+    End(tonic::Status, HeaderMap),
+}
+
+impl Messages {
+    pub fn new(body: tonic::body::Body) -> Messages {
+        Messages {
+            body,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The next message or the end. Cancel-safe: a frame is taken into the buffer only once it
+    /// has arrived whole, so a timeout around this loses nothing.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if let Some((_, message)) = take_envelope(&mut self.buffer) {
+                return Next::Message(message);
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.buffer.extend_from_slice(&data),
+                    Err(frame) => {
+                        let trailers = frame.into_trailers().unwrap_or_default();
+                        let status = status_of(&trailers).unwrap_or_else(no_status);
+                        return Next::End(status, trailers);
+                    }
+                },
+                Some(Err(status)) => return Next::End(status, HeaderMap::new()),
+                None => return Next::End(no_status(), HeaderMap::new()),
+            }
+        }
+    }
+}
+
+fn no_status() -> tonic::Status {
+    tonic::Status::internal("the call ended without a status")
+}
+
+/// A whole unary (or drained) gRPC response: its messages, its status and its trailers.
 pub(super) async fn collect(
     headers: &HeaderMap,
-    mut body: tonic::body::Body,
+    body: tonic::body::Body,
 ) -> (Vec<Bytes>, tonic::Status, HeaderMap) {
     if let Some(status) = status_of(headers) {
         return (Vec::new(), status, HeaderMap::new());
     }
-    let mut buffer = BytesMut::new();
+    let mut body = Messages::new(body);
     let mut messages = Vec::new();
-    let mut trailers = HeaderMap::new();
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => {
-                    buffer.extend_from_slice(&data);
-                    while let Some((_, message)) = take_envelope(&mut buffer) {
-                        messages.push(message);
-                    }
-                }
-                Err(frame) => trailers = frame.into_trailers().unwrap_or_default(),
-            },
-            Err(status) => return (messages, status, trailers),
+    loop {
+        match body.next().await {
+            Next::Message(message) => messages.push(message),
+            Next::End(status, trailers) => return (messages, status, trailers),
         }
     }
-    let status = status_of(&trailers)
-        .unwrap_or_else(|| tonic::Status::internal("the call ended without a status"));
-    (messages, status, trailers)
 }
 
 /// Relays a server stream from the gRPC side to a Connect caller.
 pub(super) struct Relay {
-    body: tonic::body::Body,
-    buffer: BytesMut,
+    messages: Messages,
     convert: Convert,
     heartbeat: Duration,
     deadline: Option<Instant>,
@@ -110,8 +145,7 @@ impl Relay {
         deadline: Option<Instant>,
     ) -> Relay {
         Relay {
-            body,
-            buffer: BytesMut::new(),
+            messages: Messages::new(body),
             convert,
             heartbeat,
             deadline,
@@ -132,43 +166,24 @@ impl Relay {
         if self.ended {
             return None;
         }
-        loop {
-            if let Some((_, message)) = take_envelope(&mut self.buffer) {
-                return Some(self.message(&message));
-            }
-            let wait = match self.deadline {
-                Some(deadline) => self
-                    .heartbeat
-                    .min(deadline.saturating_duration_since(Instant::now())),
-                None => self.heartbeat,
-            };
-            let frame = match tokio::time::timeout(wait, self.body.frame()).await {
-                Ok(frame) => frame,
+        let wait = match self.deadline {
+            Some(deadline) => self
+                .heartbeat
+                .min(deadline.saturating_duration_since(Instant::now())),
+            None => self.heartbeat,
+        };
+        Some(
+            match tokio::time::timeout(wait, self.messages.next()).await {
+                Ok(Next::Message(message)) => self.message(&message),
+                Ok(Next::End(status, trailers)) => self.end(&status, &trailers),
                 Err(_) if self.deadline.is_some_and(|d| d <= Instant::now()) => {
                     let status = tonic::Status::deadline_exceeded("the call's deadline passed");
-                    return Some(self.end(&status, &HeaderMap::new()));
+                    self.end(&status, &HeaderMap::new())
                 }
                 // Quiet for a while: an empty message keeps proxies and clients from timing out.
-                Err(_) => return Some(envelope(0, self.empty_message())),
-            };
-            match frame {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => self.buffer.extend_from_slice(&data),
-                    Err(frame) => {
-                        let trailers = frame.into_trailers().unwrap_or_default();
-                        let status = status_of(&trailers).unwrap_or_else(|| {
-                            tonic::Status::internal("the call ended without a status")
-                        });
-                        return Some(self.end(&status, &trailers));
-                    }
-                },
-                Some(Err(status)) => return Some(self.end(&status, &HeaderMap::new())),
-                None => {
-                    let status = tonic::Status::internal("the call ended without a status");
-                    return Some(self.end(&status, &HeaderMap::new()));
-                }
-            }
-        }
+                Err(_) => envelope(0, self.empty_message()),
+            },
+        )
     }
 
     fn empty_message(&self) -> &'static [u8] {

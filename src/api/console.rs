@@ -15,65 +15,49 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// One embedded file and its type.
-struct Asset {
-    path: &'static str,
-    content_type: &'static str,
-    body: &'static str,
-}
-
-const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("../../console/index.html"),
-    },
-    Asset {
-        path: "/console/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/app.js"),
-    },
-    Asset {
-        path: "/console/api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/api.js"),
-    },
-    Asset {
-        path: "/console/charts.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/charts.js"),
-    },
-    Asset {
-        path: "/console/filter.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../console/filter.js"),
-    },
-    Asset {
-        path: "/console/app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../console/app.css"),
-    },
-    Asset {
-        path: "/console/icon.svg",
-        content_type: "image/svg+xml",
-        body: include_str!("../../console/icon.svg"),
-    },
+/// The embedded files: (path, content type, body).
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("/", HTML, include_str!("../../console/index.html")),
+    ("/console/app.js", JS, include_str!("../../console/app.js")),
+    ("/console/api.js", JS, include_str!("../../console/api.js")),
+    (
+        "/console/charts.js",
+        JS,
+        include_str!("../../console/charts.js"),
+    ),
+    (
+        "/console/filter.js",
+        JS,
+        include_str!("../../console/filter.js"),
+    ),
+    (
+        "/console/app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../console/app.css"),
+    ),
+    (
+        "/console/icon.svg",
+        "image/svg+xml",
+        include_str!("../../console/icon.svg"),
+    ),
 ];
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
 
 /// The console's routes: its files and the export tickets.
 pub(super) fn console_router(bridge: ApiBridge) -> Router {
     let mut router = ticket_router(bridge);
-    for asset in ASSETS {
-        router = router.route(asset.path, get(move || async move { serve(asset) }));
+    for &(path, content_type, body) in ASSETS {
+        router = router.route(path, get(move || async move { serve(content_type, body) }));
     }
     router
 }
 
-fn serve(asset: &'static Asset) -> Response {
-    let mut response = asset.body.into_response();
+fn serve(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     let set = [
-        (header::CONTENT_TYPE, asset.content_type),
+        (header::CONTENT_TYPE, content_type),
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),

@@ -20,8 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
+use bytes::Bytes;
 use prost::Message;
 use rand::RngCore;
 use serde::Deserialize;
@@ -29,7 +28,7 @@ use tokio::time::Instant;
 
 use super::connect::{ApiBridge, error_response};
 use super::connect_error::http_status;
-use super::connect_stream::{status_of, take_envelope};
+use super::connect_stream::{Messages, Next, status_of};
 use super::proto;
 use crate::user::{DEFAULT_COLUMNS, column_fields, column_value};
 
@@ -269,8 +268,7 @@ async fn download(
         return error_response(http_status(status.code()), &status, &HeaderMap::new());
     }
     let mut rows = Rows {
-        body,
-        buffer: BytesMut::new(),
+        messages: Messages::new(body),
         format: ticket.format,
         columns: ticket.columns,
         header_written: false,
@@ -325,8 +323,7 @@ async fn download(
 
 /// The export's messages, rendered as rows.
 struct Rows {
-    body: tonic::body::Body,
-    buffer: BytesMut,
+    messages: Messages,
     format: Format,
     columns: Vec<String>,
     header_written: bool,
@@ -335,26 +332,12 @@ struct Rows {
 impl Rows {
     /// The next message of the export; `None` at its successful end.
     async fn next_message(&mut self) -> Result<Option<proto::ExportUsersResponse>, tonic::Status> {
-        loop {
-            if let Some((_, message)) = take_envelope(&mut self.buffer) {
-                return proto::ExportUsersResponse::decode(message)
-                    .map(Some)
-                    .map_err(|e| tonic::Status::internal(e.to_string()));
-            }
-            let Some(frame) = self.body.frame().await else {
-                return Err(tonic::Status::internal("the export ended without a status"));
-            };
-            match frame?.into_data() {
-                Ok(data) => self.buffer.extend_from_slice(&data),
-                Err(frame) => {
-                    let trailers = frame.into_trailers().unwrap_or_default();
-                    return match status_of(&trailers) {
-                        Some(status) if status.code() == tonic::Code::Ok => Ok(None),
-                        Some(status) => Err(status),
-                        None => Err(tonic::Status::internal("the export ended without a status")),
-                    };
-                }
-            }
+        match self.messages.next().await {
+            Next::Message(message) => proto::ExportUsersResponse::decode(message)
+                .map(Some)
+                .map_err(|e| tonic::Status::internal(e.to_string())),
+            Next::End(status, _) if status.code() == tonic::Code::Ok => Ok(None),
+            Next::End(status, _) => Err(status),
         }
     }
 
@@ -454,8 +437,7 @@ mod tests {
     #[test]
     fn csv_rows_have_a_header_once_and_the_primary_email() {
         let mut rows = Rows {
-            body: tonic::body::Body::empty(),
-            buffer: BytesMut::new(),
+            messages: Messages::new(tonic::body::Body::empty()),
             format: Format::Csv,
             columns: vec!["id".into(), "email".into(), "public.plan".into()],
             header_written: false,

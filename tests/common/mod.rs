@@ -123,6 +123,24 @@ impl TestOptions {
     }
 }
 
+/// Serves `options` with one new API key per `(name, scopes)` (scopes comma-separated) and
+/// no access without a key; answers the keys in the same order.
+pub fn with_keys(options: &mut TestOptions, keys: &[(&str, &str)]) -> Vec<String> {
+    let mut lines = String::new();
+    let mut secrets = Vec::new();
+    for (name, scopes) in keys {
+        let (key, hash) = clerk_index::auth::generate_key();
+        lines.push_str(&format!("{name} {scopes} {hash}\n"));
+        secrets.push(key);
+    }
+    options.auth = clerk_index::auth::AuthConfig {
+        keys: clerk_index::auth::ApiKeys::parse(&lines).unwrap(),
+        allow_unauthenticated: false,
+        sensitive: None,
+    };
+    secrets
+}
+
 pub struct TestServer {
     pub grpc_url: String,
     pub http_url: String,
