@@ -1,6 +1,7 @@
-"""The tests run against a live clerk-index server that tests/clients.rs starts, named by
-CLERK_INDEX_SERVER with keys CLERK_INDEX_API_KEY (every scope) and CLERK_INDEX_PUBLIC_KEY
-(public only)."""
+"""The tests run against a live clerk-index server that tests/clients.rs starts, with keys
+CLERK_INDEX_API_KEY (every scope) and CLERK_INDEX_PUBLIC_KEY (public only). CLERK_INDEX_PROTOCOL
+says which API they call: "grpc" (the gRPC port, CLERK_INDEX_SERVER) or "connect" (JSON on the
+HTTP port, CLERK_INDEX_HTTP); the same tests run over both."""
 
 import os
 import queue
@@ -19,8 +20,14 @@ def _env(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server() -> str:
-    return _env("CLERK_INDEX_SERVER")
+def protocol() -> str:
+    return "connect" if os.environ.get("CLERK_INDEX_PROTOCOL") == "connect" else "grpc"
+
+
+@pytest.fixture(scope="session")
+def server(protocol) -> str:
+    """The address (host:port) of the API under test."""
+    return _env("CLERK_INDEX_HTTP" if protocol == "connect" else "CLERK_INDEX_SERVER")
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +41,8 @@ def public_key() -> str:
 
 
 @pytest.fixture
-def client(server, api_key):
-    with Client(server, api_key=api_key) as c:
+def client(server, api_key, protocol):
+    with Client(server, api_key=api_key, protocol=protocol) as c:
         yield c
 
 

@@ -4,6 +4,7 @@ after a dropped connection, watches resumed from a checkpoint, and typed errors.
 import datetime
 import socket
 import threading
+import time
 
 import grpc
 import pytest
@@ -184,12 +185,12 @@ class DroppingProxy:
         self.listener.close()
 
 
-def test_export_resumes_after_the_connection_drops(client, server, api_key):
+def test_export_resumes_after_the_connection_drops(client, server, api_key, protocol):
     fields = ["id", "first_name", "last_name", "public.plan_type", "private.ltv"]
     expected = [u["id"] for u in client.export(None, fields=fields, chunk_size=50)]
     proxy = DroppingProxy(server, cut=64 * 1024)
     try:
-        with Client(proxy.address, api_key=api_key) as through:
+        with Client(proxy.address, api_key=api_key, protocol=protocol) as through:
             export = through.export(None, fields=fields, chunk_size=50)
             got = [u["id"] for u in export]
     finally:
@@ -226,6 +227,22 @@ def test_watch_resumes_from_its_checkpoint(client, tmp_path):
     client.delete_segment(segment)
 
 
+def test_a_quiet_watch_passes_over_heartbeats_to_the_next_event(client):
+    # Over the JSON API a quiet stream carries heartbeats (empty messages, every 200 ms in these
+    # tests); over gRPC it carries none. Either way the next thing the watch yields is the event.
+    client.create_segment("py-quiet", field("public.py_quiet") == True)  # noqa: E712
+    user_id = next(iter(client.search(None, fields=["id"], limit=1)))["id"]
+    events = client.watch("py-quiet", after=0)
+    [created] = take(events, 1)
+    assert created.kind == segments_pb2.SegmentEvent.KIND_SEGMENT_UPDATED
+    time.sleep(1.0)
+    client.update_metadata(user_id, public={"py_quiet": True})
+    [entered] = take(events, 1)
+    events.close()
+    assert (entered.kind, entered.user_id) == (segments_pb2.SegmentEvent.KIND_ENTERED, user_id)
+    client.delete_segment("py-quiet")
+
+
 def test_watch_many_follows_two_segments_on_one_stream_until_both_are_deleted(client):
     names = ["py-many-a", "py-many-b"]
     for name in names:
@@ -247,7 +264,7 @@ def test_watch_many_follows_two_segments_on_one_stream_until_both_are_deleted(cl
     assert [e.segment for e in ending if e.kind == segments_pb2.SegmentEvent.KIND_SEGMENT_DELETED] == names
 
 
-def test_errors_are_typed_from_their_details(client, server, public_key):
+def test_errors_are_typed_from_their_details(client, server, public_key, protocol):
     text = 'public.plan_type = "pro" AND AND banned = true'
     with pytest.raises(InvalidFilter) as e:
         client.count(text)
@@ -267,9 +284,9 @@ def test_errors_are_typed_from_their_details(client, server, public_key):
     assert e.value.actual_version == segment.version + 1
     client.delete_segment("py-errors")
 
-    with Client(server) as anonymous, pytest.raises(Unauthenticated) as e:
+    with Client(server, protocol=protocol) as anonymous, pytest.raises(Unauthenticated) as e:
         anonymous.count()
     assert e.value.reason == "API_KEY_MISSING"
-    with Client(server, api_key=public_key) as public, pytest.raises(PermissionDenied) as e:
+    with Client(server, api_key=public_key, protocol=protocol) as public, pytest.raises(PermissionDenied) as e:
         public.count("private.ltv > 1")
     assert e.value.reason == "SCOPE_MISSING"

@@ -1,13 +1,21 @@
 // The clerk-index client for Node: one object per server, methods for every call, with paging,
 // export resume, watch checkpoints, read-your-writes and typed errors built in. It speaks gRPC
-// over HTTP/2 through Connect's Node transport, gzip both ways.
+// over HTTP/2 to the gRPC port (gzip both ways), or JSON in the Connect protocol over HTTP/1.1 to
+// the HTTP port, through Connect's Node transports; every method works the same over either.
 
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as RpcClient, createClient, type Interceptor } from "@connectrpc/connect";
-import { compressionGzip, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import {
+  compressionGzip,
+  createConnectTransport,
+  createGrpcTransport,
+  Http2SessionManager,
+} from "@connectrpc/connect-node";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 
 import type { Checkpoint } from "./checkpoint.js";
-import { toClerkIndexError } from "./errors.js";
+import { fromServer, toClerkIndexError } from "./errors.js";
 import { type FilterLike, toSpec } from "./filters.js";
 import {
   type ExportUsersResponse,
@@ -45,6 +53,12 @@ export interface ClientOptions {
   readYourWrites?: boolean;
   /** Largest message accepted from the server (default 64 MiB). */
   readMaxBytes?: number;
+  /**
+   * `"grpc"` (the default) calls the gRPC port over HTTP/2. `"connect"` calls the HTTP port
+   * (`--http-addr`) with JSON bodies in the Connect protocol over HTTP/1.1, for networks whose
+   * proxies do not pass HTTP/2 or gRPC trailers.
+   */
+  protocol?: "grpc" | "connect";
 }
 
 export interface Page {
@@ -86,7 +100,10 @@ const RESUMABLE = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.C
 
 function resumable(error: unknown, signal?: AbortSignal): boolean {
   if (signal?.aborted) return false;
-  return RESUMABLE.has(ConnectError.from(error).code);
+  const connect = ConnectError.from(error);
+  // Over HTTP/1.1 a connection cut mid-stream surfaces as ABORTED, which the server itself
+  // only answers for a lost version check.
+  return RESUMABLE.has(connect.code) || (connect.code === Code.Aborted && !fromServer(connect));
 }
 
 async function backoff(failures: number): Promise<void> {
@@ -149,6 +166,7 @@ export class Export<T> implements AsyncIterable<T> {
       for (;;) {
         try {
           for await (const chunk of this.open(this.cursor, abort.signal)) {
+            if (isHeartbeat(chunk)) continue;
             if (this.total === undefined) {
               this.total = chunk.total;
               this.freshness = chunk.freshness;
@@ -190,7 +208,7 @@ export class Client {
   minLogSequence = 0n;
   private readonly timeoutMs: number;
   private readonly readYourWrites: boolean;
-  private readonly session: Http2SessionManager;
+  private readonly close_: () => void;
 
   constructor(server: string, options: ClientOptions = {}) {
     const baseUrl = /^https?:\/\//.test(server) ? server : `http://${server}`;
@@ -198,20 +216,41 @@ export class Client {
       if (options.apiKey) request.header.set("authorization", `Bearer ${options.apiKey.trim()}`);
       return next(request);
     };
-    // One HTTP/2 connection, closed after 60 s idle (or by close()), pinged while streams run.
-    this.session = new Http2SessionManager(
-      baseUrl,
-      { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 30_000 },
-      options.ca ? { ca: options.ca } : undefined,
-    );
-    const transport = createGrpcTransport({
-      baseUrl,
-      sessionManager: this.session,
-      interceptors: [auth],
-      acceptCompression: [compressionGzip],
-      sendCompression: compressionGzip,
-      readMaxBytes: options.readMaxBytes ?? 64 * 1024 * 1024,
-    });
+    const readMaxBytes = options.readMaxBytes ?? 64 * 1024 * 1024;
+    let transport;
+    if (options.protocol === "connect") {
+      // Keep-alive HTTP/1.1 connections of our own, so close() can end them. The server takes
+      // uncompressed requests; its answers are not compressed either.
+      const tls = baseUrl.startsWith("https:");
+      const agent = tls
+        ? new HttpsAgent({ keepAlive: true, ca: options.ca })
+        : new HttpAgent({ keepAlive: true });
+      transport = createConnectTransport({
+        baseUrl,
+        httpVersion: "1.1",
+        nodeOptions: { agent },
+        interceptors: [auth],
+        acceptCompression: [],
+        readMaxBytes,
+      });
+      this.close_ = () => agent.destroy();
+    } else {
+      // One HTTP/2 connection, closed after 60 s idle (or by close()), pinged while streams run.
+      const session = new Http2SessionManager(
+        baseUrl,
+        { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 30_000 },
+        options.ca ? { ca: options.ca } : undefined,
+      );
+      transport = createGrpcTransport({
+        baseUrl,
+        sessionManager: session,
+        interceptors: [auth],
+        acceptCompression: [compressionGzip],
+        sendCompression: compressionGzip,
+        readMaxBytes,
+      });
+      this.close_ = () => session.abort();
+    }
     this.userIndex = createClient(UserIndex, transport);
     this.segments = createClient(Segments, transport);
     this.sync = createClient(Sync, transport);
@@ -221,7 +260,7 @@ export class Client {
 
   /** Closes the connection; calls in flight fail. A process may exit without it after 60 s idle. */
   close(): void {
-    this.session.abort();
+    this.close_();
   }
 
   private async call<T>(run: (opts: { timeoutMs: number }) => Promise<T>): Promise<T> {
@@ -561,6 +600,8 @@ export class Client {
           ? this.segments.watchSegments({ names: remaining, afterSequence: last }, { signal: abort.signal })
           : this.segments.watchSegment({ name: names[0], afterSequence: last }, { signal: abort.signal });
         for await (const event of stream) {
+          // A heartbeat of a quiet Connect stream is an empty message; every event has a sequence.
+          if (event.sequence === 0n) continue;
           failures = 0;
           yield event;
           last = event.sequence;
@@ -594,6 +635,13 @@ export class Client {
   async reconcile(): Promise<TriggerReconcileResponse> {
     return this.call((o) => this.sync.triggerReconcile({}, o));
   }
+}
+
+// A Connect stream quiet for a while carries an empty message (`{}`) to keep proxies from closing
+// it. The first chunk of an export carries its freshness and later ones users, ids or a cursor, so
+// skipping an empty one loses nothing.
+function isHeartbeat(chunk: ExportUsersResponse): boolean {
+  return chunk.freshness === undefined && chunk.users.length === 0 && chunk.ids.length === 0 && !chunk.cursor;
 }
 
 function decodeChunk(chunk: ExportUsersResponse): (User | string)[] {

@@ -98,7 +98,6 @@ const byCode: Partial<Record<Code, ErrorClass>> = {
   [Code.InvalidArgument]: InvalidArgument,
   [Code.NotFound]: NotFound,
   [Code.AlreadyExists]: AlreadyExists,
-  [Code.Aborted]: VersionConflict,
   [Code.OutOfRange]: EventsExpired,
   [Code.Unauthenticated]: Unauthenticated,
   [Code.PermissionDenied]: PermissionDenied,
@@ -108,7 +107,18 @@ const byCode: Partial<Record<Code, ErrorClass>> = {
   [Code.FailedPrecondition]: FailedPrecondition,
 };
 
-/** The typed error for anything a call threw. */
+/**
+ * Whether clerk-index itself answered with this error (its statuses carry an ErrorInfo of its
+ * domain); a dropped connection, a proxy or the transport did not.
+ */
+export function fromServer(error: ConnectError): boolean {
+  return error.findDetails(ErrorInfoSchema).some((i) => i.domain === DOMAIN);
+}
+
+/**
+ * The typed error for anything a call threw. ABORTED is a VersionConflict only when the server
+ * says so: Node's HTTP/1.1 transport reports a connection cut mid-answer as ABORTED too.
+ */
 export function toClerkIndexError(error: unknown): ClerkIndexError {
   if (error instanceof ClerkIndexError) return error;
   const connect = ConnectError.from(error);

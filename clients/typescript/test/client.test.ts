@@ -27,10 +27,9 @@ import {
   Unauthenticated,
   VersionConflict,
 } from "../src/index.js";
-import { DroppingProxy, env, take } from "./helpers.js";
+import { DroppingProxy, env, options, server, take } from "./helpers.js";
 
-const server = env("CLERK_INDEX_SERVER");
-const client = new Client(server, { apiKey: env("CLERK_INDEX_API_KEY") });
+const client = new Client(server, options(env("CLERK_INDEX_API_KEY")));
 after(() => client.close());
 
 const pairs: [Filter, string][] = [
@@ -101,7 +100,7 @@ test("an export resumes after the connection drops", async () => {
   const fields = ["id", "first_name", "last_name", "public.plan_type", "private.ltv"];
   const expected = (await client.export(undefined, { fields, chunkSize: 50 }).toArray()).map((u) => u.id);
   const proxy = new DroppingProxy(server, 64 * 1024);
-  const through = new Client(await proxy.listen(), { apiKey: env("CLERK_INDEX_API_KEY") });
+  const through = new Client(await proxy.listen(), options(env("CLERK_INDEX_API_KEY")));
   try {
     const exported = through.export(undefined, { fields, chunkSize: 50 });
     const got = (await exported.toArray()).map((u) => u.id);
@@ -141,6 +140,23 @@ test("a watch resumes from its checkpoint", async () => {
   assert.ok(third.sequence > second.sequence);
   assert.equal(await checkpoint.load(), second.sequence);
   await client.deleteSegment(segment);
+});
+
+test("a quiet watch passes over heartbeats to the next event", async () => {
+  // Over the JSON API a quiet stream carries heartbeats (empty messages, every 200 ms in these
+  // tests); over gRPC it carries none. Either way the next thing the watch yields is the event.
+  await client.createSegment("ts-quiet", field("public.ts_quiet").eq(true));
+  const ids: string[] = [];
+  for await (const user of client.search(undefined, { fields: ["id"], limit: 1 })) ids.push(user.id);
+  const events = client.watch("ts-quiet", { after: 0n });
+  const [created] = await take(events, 1);
+  assert.equal(created.kind, segmentsPb.SegmentEvent_Kind.SEGMENT_UPDATED);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await client.updateMetadata(ids[0], { public: { ts_quiet: true } });
+  const [entered] = await take(events, 1);
+  await events.return(undefined);
+  assert.deepEqual([entered.kind, entered.userId], [segmentsPb.SegmentEvent_Kind.ENTERED, ids[0]]);
+  await client.deleteSegment("ts-quiet");
 });
 
 test("watchMany follows two segments on one stream until both are deleted", async () => {
@@ -239,12 +255,12 @@ test("errors are typed from their details", async () => {
   assert.equal(conflict.actualVersion, segment.version + 1n);
   await client.deleteSegment("ts-errors");
 
-  const anonymousClient = new Client(server);
+  const anonymousClient = new Client(server, options());
   const anonymous = await anonymousClient.count().catch((e) => e);
   anonymousClient.close();
   assert.ok(anonymous instanceof Unauthenticated);
   assert.equal(anonymous.reason, "API_KEY_MISSING");
-  const publicOnly = new Client(server, { apiKey: env("CLERK_INDEX_PUBLIC_KEY") });
+  const publicOnly = new Client(server, options(env("CLERK_INDEX_PUBLIC_KEY")));
   const denied = await publicOnly.count("private.ltv > 1").catch((e) => e);
   publicOnly.close();
   assert.ok(denied instanceof PermissionDenied);

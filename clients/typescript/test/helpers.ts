@@ -1,12 +1,26 @@
-// The tests run against a live clerk-index server that tests/clients.rs starts, named by
-// CLERK_INDEX_SERVER with keys CLERK_INDEX_API_KEY (every scope) and CLERK_INDEX_PUBLIC_KEY.
+// The tests run against a live clerk-index server that tests/clients.rs starts, with keys
+// CLERK_INDEX_API_KEY (every scope) and CLERK_INDEX_PUBLIC_KEY. CLERK_INDEX_PROTOCOL says which
+// API they call: "grpc" (the gRPC port, CLERK_INDEX_SERVER) or "connect" (JSON on the HTTP port,
+// CLERK_INDEX_HTTP); the same tests run over both.
 
 import { createServer, connect, type Socket } from "node:net";
+
+import type { ClientOptions } from "../src/index.js";
 
 export function env(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set: run these tests through \`cargo test --test clients\``);
   return value;
+}
+
+export const protocol: "grpc" | "connect" = process.env.CLERK_INDEX_PROTOCOL === "connect" ? "connect" : "grpc";
+
+/** The address (host:port) of the API the tests call. */
+export const server = env(protocol === "connect" ? "CLERK_INDEX_HTTP" : "CLERK_INDEX_SERVER");
+
+/** Client options for the protocol under test. */
+export function options(apiKey?: string): ClientOptions {
+  return { apiKey, protocol };
 }
 
 /** The next n items of an async iterator, failing instead of hanging past the timeout. */

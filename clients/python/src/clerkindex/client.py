@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import grpc
 
 from .checkpoint import Checkpoint
+from .connect import ConnectSession, ConnectStub
 from .errors import ClerkIndexError
 from .filters import FilterLike, to_spec
 from .v1 import segments_pb2, segments_pb2_grpc, sync_pb2, sync_pb2_grpc
@@ -40,11 +41,19 @@ class Page:
 
 @dataclass
 class Stubs:
-    """The generated stubs, for anything the methods do not cover."""
+    """The generated stubs (or, over the JSON API, ``ConnectStub``s with the same methods), for
+    anything the methods do not cover."""
 
-    user_index: user_index_pb2_grpc.UserIndexStub
-    segments: segments_pb2_grpc.SegmentsStub
-    sync: sync_pb2_grpc.SyncStub
+    user_index: Any
+    segments: Any
+    sync: Any
+
+
+_SERVICES = (
+    pb.DESCRIPTOR.services_by_name["UserIndex"],
+    segments_pb2.DESCRIPTOR.services_by_name["Segments"],
+    sync_pb2.DESCRIPTOR.services_by_name["Sync"],
+)
 
 
 def _target(server: str) -> "tuple[str, bool]":
@@ -147,9 +156,12 @@ class Client:
     """A connection to one clerk-index server.
 
     ``server`` is ``host:port``, ``http://host:port`` or ``https://host:port`` (TLS; pass
-    ``root_certificates`` for a private CA). Requests are gzip-compressed and responses accepted
-    compressed. With ``read_your_writes`` (the default) every read after a write through this
-    client waits for a snapshot that holds the write.
+    ``root_certificates`` for a private CA). With ``protocol="grpc"`` (the default) it is the
+    gRPC port, and requests are gzip-compressed and responses accepted compressed. With
+    ``protocol="connect"`` it is the HTTP port, called with JSON bodies in the Connect protocol
+    over HTTP/1.1 (only the standard library; through proxies that do not pass HTTP/2); every
+    method works the same over both. With ``read_your_writes`` (the default) every read after a
+    write through this client waits for a snapshot that holds the write.
     """
 
     def __init__(
@@ -161,28 +173,39 @@ class Client:
         timeout: float = 30.0,
         read_your_writes: bool = True,
         options: Sequence["tuple[str, Any]"] = (),
+        protocol: str = "grpc",
     ):
-        target, secure = _target(server)
-        # Messages up to 64 MiB (gRPC's default is 4 MiB; an export chunk of full users can pass it).
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
-        if secure or root_certificates is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self._channel = grpc.secure_channel(target, creds, options=options, compression=grpc.Compression.Gzip)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options, compression=grpc.Compression.Gzip)
         self._metadata = (("authorization", f"Bearer {api_key.strip()}"),) if api_key else ()
         self.timeout = timeout
         self.read_your_writes = read_your_writes
         self.min_generation = 0
         self.min_log_sequence = 0
+        if protocol == "connect":
+            secure = server.startswith("https://") or root_certificates is not None
+            base = server if "://" in server else ("https://" if secure else "http://") + server
+            session = ConnectSession(base, root_certificates)
+            self._close = session.close
+            self.stubs = Stubs(*(ConnectStub(session, service) for service in _SERVICES))
+            return
+        if protocol != "grpc":
+            raise ValueError(f"protocol is 'grpc' or 'connect', not {protocol!r}")
+        target, secure = _target(server)
+        # Messages up to 64 MiB (gRPC's default is 4 MiB; an export chunk of full users can pass it).
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
+        if secure or root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            channel = grpc.secure_channel(target, creds, options=options, compression=grpc.Compression.Gzip)
+        else:
+            channel = grpc.insecure_channel(target, options=options, compression=grpc.Compression.Gzip)
+        self._close = channel.close
         self.stubs = Stubs(
-            user_index_pb2_grpc.UserIndexStub(self._channel),
-            segments_pb2_grpc.SegmentsStub(self._channel),
-            sync_pb2_grpc.SyncStub(self._channel),
+            user_index_pb2_grpc.UserIndexStub(channel),
+            segments_pb2_grpc.SegmentsStub(channel),
+            sync_pb2_grpc.SyncStub(channel),
         )
 
     def close(self) -> None:
-        self._channel.close()
+        self._close()
 
     def __enter__(self) -> "Client":
         return self

@@ -7,9 +7,10 @@ message. ``ClerkIndexError.from_rpc_error`` turns any ``grpc.RpcError`` into one
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import grpc
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -53,16 +54,21 @@ class _Details:
     preconditions: List[str] = field(default_factory=list)
 
 
-def _details(error: grpc.RpcError) -> _Details:
-    out = _Details()
+def _status_details(error: grpc.RpcError) -> Sequence[any_pb2.Any]:
+    connect = getattr(error, "status_details", None)
+    if connect is not None:
+        return connect  # a ConnectRpcError from the JSON API
     try:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
     except ValueError:
         # The trailer disagrees with the status line: keep what the status line says.
-        return out
-    if status is None:
-        return out
-    for any_ in status.details:
+        return ()
+    return status.details if status is not None else ()
+
+
+def _details(error: grpc.RpcError) -> _Details:
+    out = _Details()
+    for any_ in _status_details(error):
         if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             any_.Unpack(info)
