@@ -177,8 +177,15 @@ text.addEventListener("input", () => {
   suggest();
 });
 
-// The builder: groups ORed, rows ANDed.
+// The builder: groups ORed, rows ANDed, NOT per row and per group. Keyboard: Enter in a row's
+// values adds a row below it, Enter in a field moves to its values, Esc drops an empty row or
+// undoes the values being typed.
 let model = { groups: [{ rows: [] }] };
+const emptyRow = () => ({ path: "", op: "OPERATOR_EQ", values: [], not: false });
+
+function focusRow(g, i) {
+  document.querySelectorAll(`[data-group="${g}"] .row .path`)[i]?.focus();
+}
 
 function typeOf(path) {
   return state.fields.find((f) => f.path === path)?.type || "string";
@@ -190,7 +197,7 @@ function builderChanged() {
   refreshSoon({ fromBuilder: true });
 }
 
-function rowEditor(row, group, index) {
+function rowEditor(row, group, index, g) {
   const id = `row-${Math.random().toString(36).slice(2, 8)}`;
   const path = element("input", { class: "path", list: "paths", value: row.path, "aria-label": "Field", id: `${id}-path`, spellcheck: "false" });
   const op = element("select", { "aria-label": "Operator" });
@@ -216,6 +223,10 @@ function rowEditor(row, group, index) {
     builderChanged();
   };
   values.hidden = OPERATORS[row.op].values === 0;
+  values.placeholder = row.op === "LAST_DAYS" ? "days, e.g. 30" : "";
+  op.addEventListener("change", () => {
+    values.placeholder = op.value === "LAST_DAYS" ? "days, e.g. 30" : "";
+  });
   path.addEventListener("change", () => {
     fillOperators();
     update();
@@ -224,6 +235,33 @@ function rowEditor(row, group, index) {
   op.addEventListener("change", update);
   values.addEventListener("input", debounce(update, 300));
   negate.addEventListener("change", update);
+  const dropIfEmpty = () => {
+    if (path.value.trim()) return false;
+    group.rows.splice(index, 1);
+    renderBuilder(model);
+    builderChanged();
+    focusRow(g, Math.max(0, index - 1));
+    return true;
+  };
+  path.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      (values.hidden ? negate : values).focus();
+    } else if (event.key === "Escape") {
+      dropIfEmpty();
+    }
+  });
+  values.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      update();
+      group.rows.splice(index + 1, 0, emptyRow());
+      renderBuilder(model);
+      focusRow(g, index + 1);
+    } else if (event.key === "Escape" && !dropIfEmpty()) {
+      values.value = row.values.join(", ");
+    }
+  });
   const remove = element("button", { type: "button", "aria-label": "Remove condition", text: "×" });
   remove.addEventListener("click", () => {
     group.rows.splice(index, 1);
@@ -233,20 +271,38 @@ function rowEditor(row, group, index) {
   return element("div", { class: "row" }, path, op, values, valueList, element("label", { for: negate.id }, negate, " not"), remove);
 }
 
+function groupTitle(group, g) {
+  const id = `group-${g}-not`;
+  const negate = element("input", { type: "checkbox", id, class: "group-not" });
+  negate.checked = Boolean(group.not);
+  const title = element("span");
+  const words = () => {
+    const lead = g === 0 ? "Users where" : "or";
+    title.textContent = `${lead} ${group.not ? "not all" : "all"} of:`;
+  };
+  words();
+  negate.addEventListener("change", () => {
+    group.not = negate.checked;
+    words();
+    builderChanged();
+  });
+  return element("div", { class: "group-title" }, title, element("label", { for: id }, negate, " not (none together)"));
+}
+
 function renderBuilder(next) {
   model = next;
   const groups = model.groups.map((group, g) => {
     const add = element("button", { type: "button", text: "+ condition" });
     add.addEventListener("click", () => {
-      group.rows.push({ path: "", op: "OPERATOR_EQ", values: [], not: false });
+      group.rows.push(emptyRow());
       renderBuilder(model);
-      document.querySelectorAll(`[data-group="${g}"] .row .path`).forEach((input, i, all) => i === all.length - 1 && input.focus());
+      focusRow(g, group.rows.length - 1);
     });
     return element(
       "div",
       { class: "group", "data-group": g },
-      element("div", { class: "group-title", text: g === 0 ? "Users where all of:" : "or all of:" }),
-      ...group.rows.map((row, i) => rowEditor(row, group, i)),
+      groupTitle(group, g),
+      ...group.rows.map((row, i) => rowEditor(row, group, i, g)),
       add,
     );
   });
@@ -254,8 +310,9 @@ function renderBuilder(next) {
 }
 
 $("add-group").addEventListener("click", () => {
-  model.groups.push({ rows: [{ path: "", op: "OPERATOR_EQ", values: [], not: false }] });
+  model.groups.push({ rows: [emptyRow()], not: false });
   renderBuilder(model);
+  focusRow(model.groups.length - 1, 0);
 });
 
 // ---- autocomplete ---------------------------------------------------------------------------
@@ -607,6 +664,32 @@ function stopWatch() {
   state.watch = null;
 }
 
+// The destinations fed by a segment, with their state and lag (keys without the segments scope
+// cannot list destinations, and see nothing here).
+async function loadSegmentDestinations(name) {
+  const block = $("segment-destinations-block");
+  block.hidden = true;
+  let destinations;
+  try {
+    destinations = (await state.api.call("Segments", "ListDestinations", {})).destinations || [];
+  } catch {
+    return;
+  }
+  if (state.segment?.name !== name) return;
+  const feeding = destinations.filter((d) => (d.segments || []).includes(name));
+  $("segment-destinations").replaceChildren(
+    ...feeding.map((d) => {
+      const stateName = (d.state || "").replace("DESTINATION_STATE_", "").toLowerCase();
+      const lag = Number(d.lagEvents || 0);
+      const parts = [stateName, lag ? `${numbers.format(lag)} events behind` : "up to date"];
+      if (d.lastError) parts.push(`last error: ${d.lastError}`);
+      return element("li", { "data-destination": d.name }, element("strong", { text: d.name }), ` → ${d.url} · ${parts.join(" · ")}`);
+    }),
+  );
+  if (!feeding.length) $("segment-destinations").replaceChildren(element("li", { class: "muted", text: "No destination receives this segment's events." }));
+  block.hidden = false;
+}
+
 function openSegment(segment) {
   stopWatch();
   state.segment = segment;
@@ -617,6 +700,7 @@ function openSegment(segment) {
   $("segment-status").textContent = "";
   $("segment-delete").textContent = "Delete";
   $("feed").replaceChildren();
+  loadSegmentDestinations(segment.name);
   const watch = new AbortController();
   state.watch = watch;
   const feed = $("feed");
@@ -624,7 +708,7 @@ function openSegment(segment) {
     .stream("Segments", "WatchSegment", { name: segment.name }, (event) => {
       const kind = (event.kind || "").replace("KIND_", "").toLowerCase();
       const when = new Date(Number(event.recordedAtMs || Date.now()));
-      const item = element("li", { class: kind, "data-kind": kind, "data-user-id": event.userId || "" }, `${when.toLocaleTimeString()} ${kind} ${event.userId || ""} (${event.cause || ""})`);
+      const item = element("li", { class: kind, "data-kind": kind, "data-user-id": event.userId || "", title: when.toISOString() }, `${when.toLocaleTimeString()} ${kind} ${event.userId || ""} (${event.cause || ""})`);
       feed.prepend(item);
       while (feed.children.length > 200) feed.lastElementChild.remove();
     }, watch.signal)

@@ -1,6 +1,6 @@
 // The structured builder's model and its two translations: the filter text it writes, and the
 // normalized tree (from ValidateFilter) it reads back. Groups are ORed, a group's rows ANDed, and
-// each row may be negated; a filter of any other shape stays text-only.
+// each row and each group may be negated; a filter of any other shape stays text-only.
 
 export const OPERATORS = {
   OPERATOR_EQ: { text: "=", label: "is", values: 1 },
@@ -14,14 +14,17 @@ export const OPERATORS = {
   OPERATOR_STARTS_WITH: { text: "STARTS WITH", label: "starts with", values: 1 },
   OPERATOR_MATCHES: { text: "MATCHES", label: "matches", values: 1 },
   OPERATOR_EXISTS: { text: "EXISTS", label: "exists", values: 0 },
+  // Not an operator of the API: `path >= now-Nd`, read back from that shape.
+  LAST_DAYS: { text: ">=", label: "in the last (days)", values: 1 },
 };
 
 // The operators offered for a path holding values of `type` (from DescribeFields).
 export function operatorsFor(type) {
   switch (type) {
+    case "date":
+      return ["LAST_DAYS", "OPERATOR_GT", "OPERATOR_GTE", "OPERATOR_LT", "OPERATOR_LTE", "OPERATOR_BETWEEN", "OPERATOR_EQ", "OPERATOR_NE", "OPERATOR_EXISTS"];
     case "integer":
     case "float":
-    case "date":
       return ["OPERATOR_EQ", "OPERATOR_NE", "OPERATOR_GT", "OPERATOR_GTE", "OPERATOR_LT", "OPERATOR_LTE", "OPERATOR_BETWEEN", "OPERATOR_IN", "OPERATOR_EXISTS"];
     case "boolean":
       return ["OPERATOR_EQ", "OPERATOR_NE", "OPERATOR_EXISTS"];
@@ -80,6 +83,13 @@ function rowText(row) {
     case 2:
       text = `${row.path} BETWEEN ${values[0] ?? "0"} AND ${values[1] ?? "0"}`;
       break;
+    case 1:
+      if (row.op === "LAST_DAYS") {
+        const days = Math.max(0, Number.parseInt(row.values[0], 10) || 0);
+        text = `${row.path} >= now-${days}d`;
+        break;
+      }
+    // falls through
     default:
       text = `${row.path} ${operator.text} ${values[0] ?? '""'}`;
   }
@@ -89,10 +99,11 @@ function rowText(row) {
 // The builder's model as filter text ("" = every user).
 export function modelText(model) {
   const groups = model.groups
-    .map((group) => group.rows.filter((row) => row.path.trim()))
-    .filter((rows) => rows.length);
-  const texts = groups.map((rows) => {
+    .map((group) => ({ rows: group.rows.filter((row) => row.path.trim()), not: Boolean(group.not) }))
+    .filter((group) => group.rows.length);
+  const texts = groups.map(({ rows, not }) => {
     const text = rows.map(rowText).join(" AND ");
+    if (not) return `NOT (${text})`;
     return groups.length > 1 && rows.length > 1 ? `(${text})` : text;
   });
   return texts.join(" OR ");
@@ -106,14 +117,19 @@ function rowOf(node) {
   }
   const predicate = node.predicate;
   if (!predicate) return null;
-  const values = (predicate.values || []).map(typedText);
-  return { path: predicate.path, op: predicate.op || "OPERATOR_EQ", values, not };
+  const raw = predicate.values || [];
+  const lastDays = predicate.op === "OPERATOR_GTE" && raw.length === 1 && /^now-(\d+)d$/.exec(raw[0].date || "");
+  if (lastDays) return { path: predicate.path, op: "LAST_DAYS", values: [lastDays[1]], not };
+  return { path: predicate.path, op: predicate.op || "OPERATOR_EQ", values: raw.map(typedText), not };
 }
 
 function groupOf(node) {
-  const children = node.all ? node.all.filters || [] : [node];
+  // NOT over several rows negates the group; NOT over one row stays on the row.
+  const not = Boolean(node.negate?.all);
+  const inner = not ? node.negate : node;
+  const children = inner.all ? inner.all.filters || [] : [inner];
   const rows = children.map(rowOf);
-  return rows.every(Boolean) ? { rows } : null;
+  return rows.every(Boolean) ? { rows, not } : null;
 }
 
 // The builder's model of a normalized tree, or null when the builder cannot show it.

@@ -127,6 +127,45 @@ def test_the_live_count_equals_count_users(driver):
     shot(driver, "build")
 
 
+def builder_rows(driver):
+    return driver.find_elements(By.CSS_SELECTOR, "#builder .row")
+
+
+def test_the_builder_negates_groups_and_adds_rows_from_the_keyboard(driver):
+    text = 'NOT (public.membership_tier = "gold" AND banned = false)'
+    set_filter(driver, text)
+    # Read back from ValidateFilter's tree: one group with its "not" box, two rows.
+    wait(lambda: driver.find_element(By.CSS_SELECTOR, '[data-group="0"] .group-not').is_selected(), "the group's not box")
+    assert len(builder_rows(driver)) == 2
+    # Enter in the last row's values adds an empty row below it, with the cursor in its field.
+    builder_rows(driver)[-1].find_element(By.CSS_SELECTOR, ".values").send_keys(Keys.ENTER)
+    wait(lambda: len(builder_rows(driver)) == 3, "a third row")
+    new = builder_rows(driver)[2]
+    assert driver.switch_to.active_element == new.find_element(By.CSS_SELECTOR, ".path")
+    new.find_element(By.CSS_SELECTOR, ".path").send_keys("created_at", Keys.ENTER)
+    Select(new.find_element(By.TAG_NAME, "select")).select_by_value("LAST_DAYS")
+    new.find_element(By.CSS_SELECTOR, ".values").send_keys("400")
+    written = 'NOT (public.membership_tier = "gold" AND banned = false AND created_at >= now-400d)'
+    box = driver.find_element(By.ID, "filter-text")
+    wait(lambda: box.get_attribute("value") == written, f"the text {written}")
+    expected = api("UserIndex/CountUsers", {"filter": {"expression": written}})["count"]
+    wait(lambda: driver.find_element(By.ID, "count").get_attribute("data-count") == expected, f"count {expected}")
+    # Esc in an empty new row drops it; the filter is unchanged.
+    builder_rows(driver)[-1].find_element(By.CSS_SELECTOR, ".values").send_keys(Keys.ENTER)
+    wait(lambda: len(builder_rows(driver)) == 4, "a fourth row")
+    builder_rows(driver)[3].find_element(By.CSS_SELECTOR, ".path").send_keys(Keys.ESCAPE)
+    wait(lambda: len(builder_rows(driver)) == 3, "the empty row dropped")
+    # Unticking the group's box drops the NOT; the relative date reads back as "in the last".
+    driver.find_element(By.CSS_SELECTOR, '[data-group="0"] .group-not').click()
+    wait(lambda: not box.get_attribute("value").startswith("NOT"), "the text without NOT")
+    set_filter(driver, "created_at >= now-30d")
+    wait(lambda: len(builder_rows(driver)) == 1, "one row")
+    operator = Select(builder_rows(driver)[0].find_element(By.TAG_NAME, "select"))
+    wait(lambda: operator.first_selected_option.get_attribute("value") == "LAST_DAYS", "in the last (days)")
+    assert builder_rows(driver)[0].find_element(By.CSS_SELECTOR, ".values").get_attribute("value") == "30"
+    shot(driver, "builder")
+
+
 def test_a_bad_filter_shows_its_error_at_its_position(driver):
     text = 'public.membership_tier = "gold" AND AND'
     set_filter(driver, text)
@@ -166,10 +205,15 @@ def test_a_saved_segment_is_listed_and_its_live_feed_shows_an_entered_user(drive
     driver.find_element(By.ID, "segment-name").send_keys("console-flag")
     driver.find_element(By.CSS_SELECTOR, "#save-form button").click()
     wait(lambda: "Saved segment console-flag" in driver.find_element(By.ID, "save-status").text, "saved")
+    # A destination fed by the segment is listed on its page (its deliveries to a closed port fail).
+    hook = {"name": "console-hook", "url": "http://127.0.0.1:9/hook", "segments": ["console-flag"]}
+    assert "destination" in api("Segments/CreateDestination", hook), "the destination was not created"
     driver.find_element(By.ID, "tab-segments").click()
     row = wait(lambda: driver.find_element(By.CSS_SELECTOR, 'tr[data-segment="console-flag"]'), "the segment row")
     row.find_element(By.TAG_NAME, "button").click()
     wait(lambda: driver.find_element(By.ID, "segment-detail").is_displayed(), "the segment detail")
+    fed = wait(lambda: driver.find_element(By.CSS_SELECTOR, '#segment-destinations li[data-destination="console-hook"]'), "the destination")
+    assert "http://127.0.0.1:9/hook" in fed.text, fed.text
     time.sleep(1)  # the watch is open
     user = api("UserIndex/SearchUsers", {"pageSize": 1, "filter": {"expression": 'public.membership_tier = "silver"'}})["users"][0]["id"]
     clerk("PATCH", f"/v1/users/{user}/metadata", {"public_metadata": {"console_flag": "on"}})
