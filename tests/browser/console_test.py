@@ -276,6 +276,19 @@ def test_the_xss_user_renders_as_text(driver):
     shot(driver, "user-record")
 
 
+def test_the_page_fits_a_narrow_window(driver):
+    driver.set_window_size(420, 900)
+    try:
+        # One column; nothing wider than the window but the tables, which scroll inside their card.
+        wide = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert wide <= 0, f"the page is {wide} px wider than the window"
+        shot(driver, "narrow")
+    finally:
+        driver.set_window_size(1400, 1000)
+
+
 def test_a_grpc_web_call_from_the_page_origin_works(driver):
     result = driver.execute_async_script(
         """
