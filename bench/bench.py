@@ -358,7 +358,9 @@ class Postgres:
             for ddl in [
                 "ALTER TABLE users ADD PRIMARY KEY (id)",
                 "CREATE INDEX ON users USING gin (public_metadata jsonb_path_ops)",
-                "CREATE INDEX ON users (points(public_metadata))",
+                # In the order the top-50 query sorts, so PostgreSQL can walk it (an ascending
+                # index cannot serve DESC NULLS LAST); range predicates on points use it too.
+                "CREATE INDEX ON users (points(public_metadata) DESC NULLS LAST, id)",
                 "CREATE INDEX ON users (created_at)",
                 "CREATE INDEX ON users (last_sign_in_at)",
                 "CREATE INDEX ON users (primary_email text_pattern_ops)",
