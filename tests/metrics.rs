@@ -217,6 +217,10 @@ async fn metrics_expose_the_listed_series_after_some_traffic() {
         finished <= scraped && scraped - finished < 60.0,
         "{finished} {scraped}"
     );
+    // The process (here the test's own, which serves): it has used CPU and holds memory.
+    let cpu = sample(&text, "clerk_index_process_cpu_seconds_total", &[]).unwrap();
+    let rss = sample(&text, "clerk_index_process_resident_memory_bytes", &[]).unwrap();
+    assert!(cpu > 0.0 && rss > 1e6, "cpu {cpu} s, rss {rss} B");
 
     let clerk = |endpoint: &str, status: &str| {
         sample(

@@ -318,6 +318,7 @@ impl Collector for StateCollector {
         if let Some(replica) = &status.replica {
             encode_replica(e, replica)?;
         }
+        super::process::encode(e)?;
         let now = ConstGauge::new(now_ms() as f64 / 1000.0);
         single(
             e,

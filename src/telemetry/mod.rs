@@ -6,6 +6,7 @@
 mod encode;
 pub mod metrics;
 pub mod otel;
+mod process;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
