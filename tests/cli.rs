@@ -343,3 +343,103 @@ async fn organization_paths_filter_and_facet_and_metadata_is_written_through() {
     .unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_each_query_of_its_mix_with_the_servers_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, server) = TestServer::with_population(dir.path(), 400).await;
+    let total = fake.users().len();
+    let mix = dir.path().join("mix.json");
+    std::fs::write(
+        &mix,
+        r#"[
+          {"name": "pro", "kind": "count", "filter": "public.plan_type = \"pro\""},
+          {"name": "top", "kind": "search", "sort": "-public.points", "page_size": 5},
+          {"name": "plans", "kind": "facet", "terms": "public.plan_type"},
+          {"name": "names", "kind": "export", "filter": "public.plan_type = \"pro\"", "fields": ["id", "first_name"]},
+          {"name": "broken", "kind": "count", "filter": "public.plan_type = "}
+        ]"#,
+    )
+    .unwrap();
+    let (url, metrics) = (
+        server.grpc_url.clone(),
+        format!("{}/metrics", server.http_url),
+    );
+    let mix = mix.to_str().unwrap().to_string();
+    tokio::task::spawn_blocking(move || {
+        let pro: u64 = json(&url, &["count", "-f", "public.plan_type = \"pro\""])["count"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let base = ["bench", "--mix", &mix, "--duration", "1"];
+        let mut args = base.to_vec();
+        args.extend([
+            "--warmup",
+            "0.2",
+            "--concurrency",
+            "3",
+            "--connections",
+            "2",
+        ]);
+        args.extend(["--metrics", &metrics]);
+        let saturated = json(&url, &args);
+        let query = |name: &str| {
+            saturated["queries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|q| q["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        for (name, answer) in [
+            ("pro", pro),
+            ("top", 5),
+            ("plans", total as u64),
+            ("names", pro),
+        ] {
+            let q = query(name);
+            assert!(q["calls"].as_u64().unwrap() > 0, "{q}");
+            assert_eq!(q["errors"], 0, "{q}");
+            assert_eq!(q["answer"], answer, "{q}");
+            assert!(q["p50_ms"].as_f64().unwrap() <= q["p99_ms"].as_f64().unwrap());
+        }
+        let broken = query("broken");
+        assert_eq!(broken["calls"], 0);
+        assert!(broken["errors"].as_u64().unwrap() > 0);
+        assert!(
+            broken["first_error"]
+                .as_str()
+                .unwrap()
+                .starts_with("InvalidArgument")
+        );
+        // The server's own time, from its metrics, counts the same calls but for those crossing
+        // the edges of the window (the first scrape is not instant).
+        let methods = saturated["server_methods"].as_array().unwrap();
+        let counted = |method: &str| {
+            methods
+                .iter()
+                .find(|m| m["method"] == method)
+                .map_or(0.0, |m| m["calls"].as_f64().unwrap())
+        };
+        for (method, name) in [("CountUsers", "pro"), ("ExportUsers", "names")] {
+            let (server, client) = (counted(method), query(name)["calls"].as_f64().unwrap());
+            assert!(
+                (server - client).abs() <= 20.0,
+                "{method}: {server} vs {client}"
+            );
+        }
+        assert!(saturated["server_cpu_cores"].as_f64().unwrap() > 0.0);
+
+        // On a schedule: 40 calls a second for one second are exactly 40 calls.
+        let mut args = base.to_vec();
+        args.extend(["--warmup", "0", "--rate", "40"]);
+        let scheduled = json(&url, &args);
+        assert_eq!(scheduled["calls"], 40, "{scheduled}");
+        assert_eq!(scheduled["rate"], 40.0);
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}

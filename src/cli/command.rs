@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use super::bench::BenchArgs;
 use super::client::HealthArgs;
 use super::demo::{DemoArgs, FakeClerkArgs, GenerateArgs};
 use super::destinations::DestinationsArgs;
@@ -65,6 +66,9 @@ pub enum Command {
     Config(ServeArgs),
     /// Ask a running server's gRPC health service (exit status 0 when SERVING).
     Health(HealthArgs),
+    /// Load a running server with a mix of queries from several callers and report latency
+    /// percentiles per query (with --metrics, the server's own time and CPU too).
+    Bench(BenchArgs),
     /// Create API keys (and hash existing ones) for the server's key list.
     ApiKey(ApiKeyArgs),
     /// Create keys for the sensitive-value key ring.
@@ -110,6 +114,7 @@ impl Cli {
             Command::Export(args) => super::export::export(args).await,
             Command::UpdateMetadata(args) => super::metadata::update_metadata(args).await,
             Command::Health(args) => super::client::health(args).await,
+            Command::Bench(args) => super::bench::bench(args).await,
             Command::Config(args) => super::serve::print_config(args),
             Command::ApiKey(args) => super::keys::api_key(args),
             Command::SensitiveKey(args) => super::keys::sensitive_key(args),

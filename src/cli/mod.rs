@@ -3,6 +3,8 @@
 //! and re-exports.
 
 mod args;
+mod bench;
+mod bench_report;
 mod client;
 mod command;
 mod config_file;
@@ -22,6 +24,7 @@ pub use args::{
     AuthArgs, BadAddress, ClusterArgs, IndexArgs, SensitiveArgs, TlsArgs,
     clerk_secret_key_from_env, parse_addr, webhook_secrets_from_env,
 };
+pub use bench::BenchArgs;
 pub use client::{Authorization, HealthArgs};
 pub use command::{Cli, Command};
 pub use config_file::{ConfigFileError, parse, with_config_file};

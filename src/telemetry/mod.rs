@@ -8,6 +8,8 @@ pub mod metrics;
 pub mod otel;
 mod process;
 
+pub use process::process_cpu_seconds;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;

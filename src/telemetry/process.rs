@@ -32,15 +32,28 @@ fn resident_bytes(status: &str) -> Option<f64> {
     Some(kb * 1024.0)
 }
 
+/// The CPU seconds (user and system) this process has used, where `/proc` tells.
+pub fn process_cpu_seconds() -> Option<f64> {
+    cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
 pub(super) fn encode(e: &mut DescriptorEncoder) -> fmt::Result {
     let read = |path| std::fs::read_to_string(path).ok();
     if let Some(seconds) = read("/proc/self/stat").as_deref().and_then(cpu_seconds) {
         let help = "CPU time (user and system) the process has used since it started";
         single(e, "process_cpu_seconds", help, ConstCounter::new(seconds))?;
     }
-    if let Some(bytes) = read("/proc/self/status").as_deref().and_then(resident_bytes) {
+    if let Some(bytes) = read("/proc/self/status")
+        .as_deref()
+        .and_then(resident_bytes)
+    {
         let help = "Resident memory of the process (VmRSS)";
-        single(e, "process_resident_memory_bytes", help, ConstGauge::new(bytes))?;
+        single(
+            e,
+            "process_resident_memory_bytes",
+            help,
+            ConstGauge::new(bytes),
+        )?;
     }
     Ok(())
 }
@@ -51,7 +64,8 @@ mod tests {
 
     #[test]
     fn cpu_time_is_read_after_a_name_with_spaces_and_parentheses() {
-        let stat = "4242 (clerk (index) x) S 1 4242 4242 0 -1 4194304 1 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
+        let stat =
+            "4242 (clerk (index) x) S 1 4242 4242 0 -1 4194304 1 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
         assert_eq!(cpu_seconds(stat), Some(3.0));
         assert_eq!(cpu_seconds("4242 (short) S 1"), None);
     }
