@@ -69,12 +69,13 @@ async function signIn(key) {
   ];
   const list = $("paths");
   list.replaceChildren(...state.fields.map((f) => element("option", { value: f.path })));
-  state.canSegments = await api.call("Segments", "ListSegments", {}).then(() => true, () => false);
-  // Whether the key may change segments: the scope is checked before the (never valid) empty
-  // name, so this deletes nothing and answers permission_denied only to keys without it.
-  state.canManage = await api
-    .call("Segments", "DeleteSegment", { name: "" })
-    .then(() => true, (error) => error.code !== "permission_denied");
+  // What the key may do decides what the page offers: any key lists segments, the segments
+  // scope changes them.
+  const caller = await api.call("UserIndex", "DescribeCaller", {});
+  state.scopes = new Set(caller.scopes || []);
+  state.canSegments = true;
+  state.canManage = state.scopes.has("segments");
+  $("signed-in-as").textContent = `${caller.keyName} (${[...state.scopes].join(", ") || "no scopes"})`;
   $("tab-segments").hidden = !state.canSegments;
   $("save-card").hidden = !state.canManage;
   for (const id of ["segment-save", "segment-delete"]) $(id).hidden = !state.canManage;

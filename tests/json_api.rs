@@ -170,6 +170,27 @@ async fn every_kind_of_call_works_in_json_with_the_same_answers_and_errors_as_gr
         (status, error["code"].as_str()),
         (401, Some("unauthenticated"))
     );
+    // Each key learns its own name and scopes; without a key there is nothing to describe.
+    let (status, described) = call(
+        &server,
+        Some(&keys.public),
+        "UserIndex/DescribeCaller",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(
+        described,
+        json!({"keyName": "reader", "scopes": ["public"]})
+    );
+    let (_, described) = call(&server, key, "UserIndex/DescribeCaller", json!({})).await;
+    assert_eq!(
+        described["scopes"].as_array().unwrap().len(),
+        6,
+        "{described}"
+    );
+    let (status, _) = call(&server, None, "UserIndex/DescribeCaller", json!({})).await;
+    assert_eq!(status, 401);
     let private = json!({"filter": {"expression": "private.internal_score > 1"}});
     let (status, error) = call(&server, Some(&keys.public), "UserIndex/CountUsers", private).await;
     assert_eq!(

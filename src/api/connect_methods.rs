@@ -66,6 +66,7 @@ methods! {
     unary UserIndex FacetUsers(FacetUsersRequest) -> FacetUsersResponse;
     stream UserIndex ExportUsers(ExportUsersRequest) -> ExportUsersResponse;
     unary UserIndex DescribeFields(DescribeFieldsRequest) -> DescribeFieldsResponse;
+    unary UserIndex DescribeCaller(DescribeCallerRequest) -> DescribeCallerResponse;
     unary UserIndex ValidateFilter(ValidateFilterRequest) -> ValidateFilterResponse;
     unary Segments CreateSegment(CreateSegmentRequest) -> Segment;
     unary Segments GetSegment(GetSegmentRequest) -> Segment;

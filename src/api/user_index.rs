@@ -415,6 +415,17 @@ impl UserIndexApi for UserIndexService {
         Ok(Response::new(catalog_to_proto(answer)))
     }
 
+    async fn describe_caller(
+        &self,
+        request: Request<proto::DescribeCallerRequest>,
+    ) -> Result<Response<proto::DescribeCallerResponse>, Status> {
+        let caller = caller(&request)?;
+        Ok(Response::new(proto::DescribeCallerResponse {
+            key_name: caller.name.to_string(),
+            scopes: caller.scopes.iter().map(|s| s.to_string()).collect(),
+        }))
+    }
+
     async fn validate_filter(
         &self,
         request: Request<proto::ValidateFilterRequest>,

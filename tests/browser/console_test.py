@@ -121,6 +121,9 @@ def test_the_live_count_equals_count_users(driver):
     # A key with every scope is offered private paths (the public key's check below means something).
     paths = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#paths option")]
     assert any(p.startswith("private.") for p in paths), paths
+    # A key with the segments scope is offered saving, and the header names its scopes.
+    assert driver.find_element(By.ID, "save-card").is_displayed()
+    assert "segments" in driver.find_element(By.ID, "signed-in-as").text
     # The builder shows the same filter as two rows.
     rows = driver.find_elements(By.CSS_SELECTOR, "#builder .row")
     assert len(rows) == 2, len(rows)
@@ -334,8 +337,9 @@ def test_a_key_without_private_sees_no_private_paths(driver):
     time.sleep(0.5)
     offered = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#suggestions li")]
     assert not any("private." in o for o in offered), offered
-    # Without the segments scope saving is not offered (listing is).
+    # Without the segments scope saving is not offered (listing is); the header names the key.
     assert not driver.find_element(By.ID, "save-card").is_displayed()
+    assert driver.find_element(By.ID, "signed-in-as").text == "reader (public)", driver.find_element(By.ID, "signed-in-as").text
     shot(driver, "public-key")
 
 

@@ -287,6 +287,8 @@ def test_errors_are_typed_from_their_details(client, server, public_key, protoco
     with Client(server, protocol=protocol) as anonymous, pytest.raises(Unauthenticated) as e:
         anonymous.count()
     assert e.value.reason == "API_KEY_MISSING"
-    with Client(server, api_key=public_key, protocol=protocol) as public, pytest.raises(PermissionDenied) as e:
-        public.count("private.ltv > 1")
+    with Client(server, api_key=public_key, protocol=protocol) as public:
+        assert list(public.describe_caller().scopes) == ["public"]
+        with pytest.raises(PermissionDenied) as e:
+            public.count("private.ltv > 1")
     assert e.value.reason == "SCOPE_MISSING"

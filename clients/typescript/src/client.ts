@@ -23,6 +23,7 @@ import {
   FacetRequestSchema,
   type FacetUsersResponse,
   type Freshness,
+  type DescribeCallerResponse,
   type DescribeFieldsResponse,
   type ValidateFilterResponse,
   CalendarInterval,
@@ -340,6 +341,11 @@ export class Client {
 
   async describeFields(pathPrefix = ""): Promise<DescribeFieldsResponse> {
     return this.call((o) => this.userIndex.describeFields({ pathPrefix, ...this.fresh() }, o));
+  }
+
+  /** The key this client uses: its `keyName` and `scopes` (what it may do). */
+  async describeCaller(): Promise<DescribeCallerResponse> {
+    return this.call((o) => this.userIndex.describeCaller({}, o));
   }
 
   /**

@@ -261,6 +261,7 @@ test("errors are typed from their details", async () => {
   assert.ok(anonymous instanceof Unauthenticated);
   assert.equal(anonymous.reason, "API_KEY_MISSING");
   const publicOnly = new Client(server, options(env("CLERK_INDEX_PUBLIC_KEY")));
+  assert.deepEqual((await publicOnly.describeCaller()).scopes, ["public"]);
   const denied = await publicOnly.count("private.ltv > 1").catch((e) => e);
   publicOnly.close();
   assert.ok(denied instanceof PermissionDenied);

@@ -295,6 +295,10 @@ class Client:
         request = pb.DescribeFieldsRequest(path_prefix=path_prefix, **self._fresh())
         return self._call(self.stubs.user_index.DescribeFields, request)
 
+    def describe_caller(self) -> pb.DescribeCallerResponse:
+        """The key this client uses: its ``key_name`` and ``scopes`` (what it may do)."""
+        return self._call(self.stubs.user_index.DescribeCaller, pb.DescribeCallerRequest())
+
     def validate_filter(self, filter: FilterLike) -> pb.ValidateFilterResponse:
         """The filter checked without running it: its normalized ``expression`` and ``tree``, the
         ``required_scopes``, ``time_driven``, and ``warnings`` (paths no user holds, with

@@ -415,6 +415,18 @@ class ExportUsersResponse(_message.Message):
     event_sequence: int
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., ids: _Optional[_Iterable[str]] = ..., cursor: _Optional[str] = ..., total: _Optional[int] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ..., event_sequence: _Optional[int] = ...) -> None: ...
 
+class DescribeCallerRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DescribeCallerResponse(_message.Message):
+    __slots__ = ("key_name", "scopes")
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    key_name: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_name: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DescribeFieldsRequest(_message.Message):
     __slots__ = ("path_prefix", "min_generation", "min_log_sequence")
     PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]

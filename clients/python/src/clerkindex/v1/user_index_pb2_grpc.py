@@ -82,6 +82,11 @@ class UserIndexStub:
                 request_serializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterRequest.SerializeToString,
                 response_deserializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterResponse.FromString,
                 _registered_method=True)
+        self.DescribeCaller = channel.unary_unary(
+                '/clerkindex.v1.UserIndex/DescribeCaller',
+                request_serializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeCallerRequest.SerializeToString,
+                response_deserializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeCallerResponse.FromString,
+                _registered_method=True)
 
 
 class UserIndexServicer:
@@ -164,6 +169,14 @@ class UserIndexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeCaller(self, request, context):
+        """The key this call was made with: its name and scopes, so a client can offer only what the
+        key may do. Any valid key may ask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +224,11 @@ def add_UserIndexServicer_to_server(servicer, server):
                     servicer.ValidateFilter,
                     request_deserializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterRequest.FromString,
                     response_serializer=clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterResponse.SerializeToString,
+            ),
+            'DescribeCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeCaller,
+                    request_deserializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeCallerRequest.FromString,
+                    response_serializer=clerkindex_dot_v1_dot_user__index__pb2.DescribeCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -459,6 +477,33 @@ class UserIndex:
             '/clerkindex.v1.UserIndex/ValidateFilter',
             clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterRequest.SerializeToString,
             clerkindex_dot_v1_dot_user__index__pb2.ValidateFilterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clerkindex.v1.UserIndex/DescribeCaller',
+            clerkindex_dot_v1_dot_user__index__pb2.DescribeCallerRequest.SerializeToString,
+            clerkindex_dot_v1_dot_user__index__pb2.DescribeCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,
