@@ -66,11 +66,13 @@ pub(super) async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<
 /// with `# ` lines and exemplars ignored.
 fn parse_metrics(text: &str) -> Scrape {
     let mut samples = BTreeMap::new();
+    // The value is the first token after the series: a timestamp or an exemplar may follow it.
     for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let line = line.split(" # ").next().unwrap_or_default();
-        let (series, rest) = match line.find('{') {
-            Some(open) => match line[open..].find("} ") {
-                Some(close) => (&line[..open + close + 1], &line[open + close + 2..]),
+        // Labels open before the first space; a `{` later belongs to an exemplar.
+        let labels_at = line.find('{').filter(|&open| !line[..open].contains(' '));
+        let (series, rest) = match labels_at {
+            Some(open) => match closing_brace(&line[open..]) {
+                Some(close) => (&line[..open + close + 1], &line[open + close + 1..]),
                 None => continue,
             },
             None => match line.split_once(' ') {
@@ -88,6 +90,23 @@ fn parse_metrics(text: &str) -> Scrape {
         samples.insert((name.to_string(), labels), value);
     }
     Scrape(samples)
+}
+
+/// Where the label set opened at the start of `text` closes: the first `}` outside a quoted
+/// value (label values may hold `}` and escaped quotes).
+fn closing_brace(text: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, _, '"') => quoted = !quoted,
+            (false, _, '}') => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn parse_labels(text: &str) -> Vec<(String, String)> {
@@ -377,11 +396,11 @@ mod tests {
         let text = "# TYPE x counter\n\
             clerk_index_grpc_requests_total{service=\"clerkindex.v1.UserIndex\",method=\"CountUsers\",code=\"OK\"} 7\n\
             clerk_index_process_cpu_seconds_total 1.5 # {trace_id=\"a\"} 1\n\
-            weird{a=\"x\\\"} y\",b=\"2\"} 3\n";
+            weird{a=\"x\\\"} # y\",b=\"2\"} 3\n";
         let scrape = parse_metrics(text);
         assert_eq!(scrape.sum(REQUESTS, &[("method", "CountUsers")]), 7.0);
         assert_eq!(scrape.sum(CPU, &[]), 1.5);
-        assert_eq!(scrape.sum("weird", &[("a", "x\"} y"), ("b", "2")]), 3.0);
+        assert_eq!(scrape.sum("weird", &[("a", "x\"} # y"), ("b", "2")]), 3.0);
         assert_eq!(
             scrape.methods(),
             [(
