@@ -8,7 +8,7 @@ mod common;
 use std::process::Output;
 
 use common::TestServer;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Runs the binary; a command still running after 60 s (e.g. a `watch` whose events never
 /// come) is killed and fails the test instead of hanging it.
@@ -437,7 +437,23 @@ async fn bench_reports_each_query_of_its_mix_with_the_servers_own_time() {
         args.extend(["--warmup", "0", "--rate", "40"]);
         let scheduled = json(&url, &args);
         assert_eq!(scheduled["calls"], 40, "{scheduled}");
-        assert_eq!(scheduled["rate"], 40.0);
+        assert_eq!(
+            (scheduled["rate"].clone(), scheduled["not_sent"].clone()),
+            (json!(40.0), json!(0))
+        );
+
+        // A rate no single caller can keep: the run still ends with its window, and the calls it
+        // could not send are counted rather than sent late.
+        let mut args = base.to_vec();
+        args.extend(["--warmup", "0", "--rate", "100000", "--concurrency", "1"]);
+        let started = std::time::Instant::now();
+        let behind = json(&url, &args);
+        assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+        let (sent, missed) = (
+            behind["calls"].as_u64().unwrap(),
+            behind["not_sent"].as_u64().unwrap(),
+        );
+        assert!(missed > 0 && sent + missed == 100_000, "{behind}");
     })
     .await
     .unwrap();

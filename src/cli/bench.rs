@@ -198,14 +198,16 @@ impl Schedule {
 }
 
 /// One caller: takes the next call number, waits until it is due, calls, and records the
-/// latency of the calls that began in the measured window.
+/// latency of the calls that began in the measured window. On a schedule the callers can fall
+/// behind; calls still waiting for a caller when the window closes are not sent but counted, so
+/// a rate the server cannot keep up with ends on time. Returns the samples and that count.
 async fn caller(
     mut client: UserIndexClient<Connection>,
     queries: Arc<Vec<Query>>,
     next: Arc<AtomicU64>,
     schedule: Schedule,
-) -> Vec<Sample> {
-    let mut samples = Vec::new();
+) -> (Vec<Sample>, u64) {
+    let (mut samples, mut not_sent) = (Vec::new(), 0);
     loop {
         let k = next.fetch_add(1, Ordering::Relaxed);
         let began = match schedule.due(k) {
@@ -216,7 +218,11 @@ async fn caller(
             None => Instant::now(),
         };
         if began >= schedule.end {
-            return samples;
+            return (samples, not_sent);
+        }
+        if Instant::now() >= schedule.end {
+            not_sent += 1;
+            continue;
         }
         let query = (k % queries.len() as u64) as usize;
         let answer = call(&mut client, &queries[query]).await;
@@ -279,12 +285,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             tokio::spawn(caller(client, queries.clone(), next.clone(), schedule))
         })
         .collect();
-    let mut samples = Vec::new();
+    let (mut samples, mut not_sent) = (Vec::new(), 0);
     for handle in callers {
-        samples.extend(handle.await?);
+        let (taken, missed) = handle.await?;
+        samples.extend(taken);
+        not_sent += missed;
     }
-    // Calls due before the end run to their answer, so the window closes when the last one did
-    // (later than planned when the server could not keep up with the schedule).
+    // Calls sent before the end run to their answer, so the window closes when the last one did.
     let (before, own_before) = first.await??;
     let own_after = crate::telemetry::process_cpu_seconds();
     let server = match (&args.metrics, before) {
@@ -307,6 +314,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         samples,
         seconds,
         (args.concurrency, args.connections, schedule.rate),
+        not_sent,
         server,
         client_cpu,
     );

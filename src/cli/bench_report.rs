@@ -258,6 +258,7 @@ impl Report {
         samples: Vec<Sample>,
         seconds: f64,
         (concurrency, connections, rate): (u16, u16, Option<f64>),
+        not_sent: u64,
         server: Option<(Scrape, Scrape)>,
         client_cpu: Option<f64>,
     ) -> Report {
@@ -344,9 +345,9 @@ impl Report {
                 "scheduled at {r}/s"
             ))
         )];
-        if let Some(rate) = rate.filter(|rate| per_second < rate * 0.95) {
+        if let Some(rate) = rate.filter(|rate| per_second < rate * 0.95 || not_sent > 0) {
             summary.push(format!(
-                "the callers fell behind the schedule ({per_second:.1} of {rate}/s): latencies include the time calls waited"
+                "the callers fell behind the schedule ({per_second:.1} of {rate}/s): latencies include the time calls waited, and {not_sent} calls still waiting at the end were not sent"
             ));
         }
         let cores = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
@@ -357,7 +358,7 @@ impl Report {
         ));
         let document = json!({
             "seconds": seconds, "concurrency": concurrency, "connections": connections,
-            "rate": rate, "calls": total, "per_second": per_second,
+            "rate": rate, "calls": total, "not_sent": not_sent, "per_second": per_second,
             "queries": per_query, "server_methods": methods,
             "server_cpu_cores": server_cpu, "client_cpu_cores": client_cores,
         });

@@ -181,6 +181,8 @@ class Client:
         self.min_generation = 0
         self.min_log_sequence = 0
         if protocol == "connect":
+            if options:
+                raise ValueError("options are gRPC channel options; the connect protocol takes none")
             secure = server.startswith("https://") or root_certificates is not None
             base = server if "://" in server else ("https://" if secure else "http://") + server
             session = ConnectSession(base, root_certificates)
