@@ -62,6 +62,10 @@ pub struct User {
     /// index writer composes it from the membership and organization it holds (a user from Clerk
     /// arrives with an empty array).
     pub organizations: Arc<Value>,
+    /// The JSON keys of core fields whose index column does not give back this user's Clerk
+    /// JSON (the key is absent, or `null` where the column holds a default such as
+    /// `created_at` 0): a projection served from columns reads these from the stored user.
+    pub column_gaps: Vec<&'static str>,
 }
 
 /// The `organizations` of a user in no organization.

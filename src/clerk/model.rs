@@ -20,18 +20,22 @@ use crate::user::User;
 pub struct ClerkUser {
     pub id: Option<String>,
     pub object: Option<String>,
-    pub external_id: Option<String>,
+    #[serde(deserialize_with = "keyed")]
+    pub external_id: Keyed<String>,
     pub primary_email_address_id: Option<String>,
     pub primary_phone_number_id: Option<String>,
     pub primary_web3_wallet_id: Option<String>,
     pub username: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
+    #[serde(deserialize_with = "keyed")]
+    pub first_name: Keyed<String>,
+    #[serde(deserialize_with = "keyed")]
+    pub last_name: Keyed<String>,
     pub locale: Option<String>,
     /// Deprecated by Clerk in favour of `image_url`.
     pub profile_image_url: Option<String>,
     pub image_url: Option<String>,
-    pub has_image: Option<bool>,
+    #[serde(deserialize_with = "keyed")]
+    pub has_image: Keyed<bool>,
     pub public_metadata: Value,
     pub private_metadata: Value,
     pub unsafe_metadata: Value,
@@ -39,10 +43,14 @@ pub struct ClerkUser {
     pub phone_numbers: Option<Vec<ClerkPhoneNumber>>,
     pub web3_wallets: Option<Vec<ClerkWeb3Wallet>>,
     pub passkeys: Option<Vec<ClerkPasskey>>,
-    pub password_enabled: Option<bool>,
-    pub two_factor_enabled: Option<bool>,
-    pub totp_enabled: Option<bool>,
-    pub backup_code_enabled: Option<bool>,
+    #[serde(deserialize_with = "keyed")]
+    pub password_enabled: Keyed<bool>,
+    #[serde(deserialize_with = "keyed")]
+    pub two_factor_enabled: Keyed<bool>,
+    #[serde(deserialize_with = "keyed")]
+    pub totp_enabled: Keyed<bool>,
+    #[serde(deserialize_with = "keyed")]
+    pub backup_code_enabled: Keyed<bool>,
     pub mfa_enabled_at: Option<i64>,
     pub mfa_disabled_at: Option<i64>,
     pub password_last_updated_at: Option<i64>,
@@ -51,23 +59,47 @@ pub struct ClerkUser {
     pub enterprise_accounts: Option<Vec<ClerkEnterpriseAccount>>,
     /// Optional in the spec and often absent: do not rely on it.
     pub organization_memberships: Option<Vec<Value>>,
-    pub last_sign_in_at: Option<i64>,
-    pub banned: Option<bool>,
-    pub locked: Option<bool>,
+    #[serde(deserialize_with = "keyed")]
+    pub last_sign_in_at: Keyed<i64>,
+    #[serde(deserialize_with = "keyed")]
+    pub banned: Keyed<bool>,
+    #[serde(deserialize_with = "keyed")]
+    pub locked: Keyed<bool>,
     pub deprovisioned: Option<bool>,
     /// Seconds, unlike every other duration here.
     pub lockout_expires_in_seconds: Option<i64>,
     pub verification_attempts_remaining: Option<i64>,
-    pub updated_at: Option<i64>,
-    pub created_at: Option<i64>,
+    #[serde(deserialize_with = "keyed")]
+    pub updated_at: Keyed<i64>,
+    #[serde(deserialize_with = "keyed")]
+    pub created_at: Keyed<i64>,
     pub delete_self_enabled: Option<bool>,
     pub create_organization_enabled: Option<bool>,
     pub create_organizations_limit: Option<i64>,
     /// Day precision.
-    pub last_active_at: Option<i64>,
-    pub legal_accepted_at: Option<i64>,
+    #[serde(deserialize_with = "keyed")]
+    pub last_active_at: Keyed<i64>,
+    #[serde(deserialize_with = "keyed")]
+    pub legal_accepted_at: Keyed<i64>,
     pub bypass_client_trust: Option<bool>,
     pub scim: Option<ClerkScim>,
+}
+
+/// A field whose column answers for the JSON it came from: `None` when the key is absent,
+/// `Some(None)` when it is `null`. Projections served from columns must tell these apart
+/// (`User::column_gaps`).
+pub type Keyed<T> = Option<Option<T>>;
+
+/// The largest time (ms, either side of 1970) a nanosecond `i64` holds: about the year 2262.
+const MAX_MS: i64 = i64::MAX / 1_000_000;
+
+/// Deserializes a present key (`null` included) as `Some`; an absent key stays `None`.
+fn keyed<'de, D, T>(deserializer: D) -> Result<Keyed<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// `verification` on identifiers: a `oneOf` tagged by `object` in the spec, but real payloads
@@ -374,6 +406,7 @@ pub fn parse_user_page(body: &[u8]) -> Result<UserPage, UserParseError> {
 impl ClerkUser {
     /// Builds the domain view. `raw_json` is the user's full JSON as received.
     pub fn into_user(self, raw_json: Arc<str>) -> Result<User, UserParseError> {
+        let column_gaps = self.column_gaps();
         let id = checked_user_id(self.id)?;
         let addresses = self.email_addresses.unwrap_or_default();
         let primary_email = addresses
@@ -430,15 +463,15 @@ impl ClerkUser {
                 emails.push(email);
             }
         }
-        let created_at = self.created_at.unwrap_or(0);
+        let created_at = self.created_at.flatten().unwrap_or(0);
         // Filters address metadata keys, so only objects count; Clerk allows `null` (PUT metadata).
         let object_or_null = |v: Value| if v.is_object() { v } else { Value::Null };
         Ok(User {
             id,
-            external_id: self.external_id,
+            external_id: self.external_id.flatten(),
             username: self.username,
-            first_name: self.first_name,
-            last_name: self.last_name,
+            first_name: self.first_name.flatten(),
+            last_name: self.last_name.flatten(),
             primary_email,
             emails,
             phone_numbers: self
@@ -448,25 +481,26 @@ impl ClerkUser {
                 .filter_map(|p| p.phone_number)
                 .collect(),
             created_at,
-            updated_at: self.updated_at.unwrap_or(created_at),
-            last_sign_in_at: self.last_sign_in_at,
-            last_active_at: self.last_active_at,
-            banned: self.banned.unwrap_or(false),
-            locked: self.locked.unwrap_or(false),
-            two_factor_enabled: self.two_factor_enabled.unwrap_or(false),
-            password_enabled: self.password_enabled.unwrap_or(false),
+            updated_at: self.updated_at.flatten().unwrap_or(created_at),
+            last_sign_in_at: self.last_sign_in_at.flatten(),
+            last_active_at: self.last_active_at.flatten(),
+            banned: self.banned.flatten().unwrap_or(false),
+            locked: self.locked.flatten().unwrap_or(false),
+            two_factor_enabled: self.two_factor_enabled.flatten().unwrap_or(false),
+            password_enabled: self.password_enabled.flatten().unwrap_or(false),
             has_image: self
                 .has_image
+                .flatten()
                 .unwrap_or_else(|| self.image_url.is_some_and(|u| !u.is_empty())),
             primary_email_verified,
             email_verified,
             oauth_providers,
             enterprise_connections,
             locale: self.locale.filter(|l| !l.is_empty()),
-            legal_accepted_at: self.legal_accepted_at,
+            legal_accepted_at: self.legal_accepted_at.flatten(),
             mfa_enabled,
-            totp_enabled: self.totp_enabled.unwrap_or(false),
-            backup_code_enabled: self.backup_code_enabled.unwrap_or(false),
+            totp_enabled: self.totp_enabled.flatten().unwrap_or(false),
+            backup_code_enabled: self.backup_code_enabled.flatten().unwrap_or(false),
             passkey_count: self.passkeys.as_ref().map_or(0, |p| p.len() as i64),
             public_metadata: object_or_null(self.public_metadata),
             private_metadata: object_or_null(self.private_metadata),
@@ -474,7 +508,58 @@ impl ClerkUser {
             raw_json,
             sealed: None,
             organizations: crate::user::no_organizations(),
+            column_gaps,
         })
+    }
+
+    /// The keys of [`User::column_gaps`]: fields with a column that would not give back this
+    /// user's JSON. An optional field (a name, a sign-in time) whose column is empty reads as
+    /// `null`, so only its absent key is a gap; a field the user always has a column value
+    /// for (`created_at`, flags) is a gap when its key is absent or `null`.
+    fn column_gaps(&self) -> Vec<&'static str> {
+        // Times the index's millisecond column holds exactly (its nanoseconds fit an i64).
+        let time = |ms: &Keyed<i64>| ms.is_none_or(|ms| ms.is_some_and(|ms| ms.abs() > MAX_MS));
+        let mut gaps = Vec::new();
+        let optional = [
+            ("external_id", self.external_id.is_none()),
+            ("first_name", self.first_name.is_none()),
+            ("last_name", self.last_name.is_none()),
+            ("last_sign_in_at", time(&self.last_sign_in_at)),
+            ("last_active_at", time(&self.last_active_at)),
+            ("legal_accepted_at", time(&self.legal_accepted_at)),
+        ];
+        let defaulted = [
+            (
+                "created_at",
+                self.created_at.flatten().is_none() || time(&self.created_at),
+            ),
+            (
+                "updated_at",
+                self.updated_at.flatten().is_none() || time(&self.updated_at),
+            ),
+            ("banned", self.banned.flatten().is_none()),
+            ("locked", self.locked.flatten().is_none()),
+            (
+                "two_factor_enabled",
+                self.two_factor_enabled.flatten().is_none(),
+            ),
+            (
+                "password_enabled",
+                self.password_enabled.flatten().is_none(),
+            ),
+            ("has_image", self.has_image.flatten().is_none()),
+            ("totp_enabled", self.totp_enabled.flatten().is_none()),
+            (
+                "backup_code_enabled",
+                self.backup_code_enabled.flatten().is_none(),
+            ),
+        ];
+        for (key, gap) in optional.into_iter().chain(defaulted) {
+            if gap {
+                gaps.push(key);
+            }
+        }
+        gaps
     }
 }
 

@@ -11,14 +11,14 @@
 
 use std::ops::Bound;
 
+use tantivy::Term;
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery,
     TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DateTime, Term};
 
-use super::engine::{BitsetQuery, ColumnFilterQuery, ColumnRange, RangeBounds};
+use super::engine::{BitsetQuery, ColumnFilterQuery, ColumnRange, RangeBounds, date_of_millis};
 use super::schema::Fields;
 use crate::query::CoreField;
 use crate::query::ast::{CmpOp, CoreKind, FieldPath, Filter, Op, Predicate, Value};
@@ -322,8 +322,7 @@ impl Compiler<'_> {
             _ => None,
         };
         let date_range = |low: Bound<i64>, high: Bound<i64>| {
-            let term =
-                |ms: i64| Term::from_field_date(indexed, DateTime::from_timestamp_millis(ms));
+            let term = |ms: i64| Term::from_field_date(indexed, date_of_millis(ms));
             self.column_range(ColumnRange {
                 column: field.name().to_string(),
                 bounds: RangeBounds::Date { low, high },

@@ -1,8 +1,9 @@
 //! Turns a domain [`User`], [`Organization`] or [`Membership`] into a tantivy document.
 
+use tantivy::TantivyDocument;
 use tantivy::schema::OwnedValue;
-use tantivy::{DateTime, TantivyDocument};
 
+use super::engine::date_of_millis;
 use super::paths::{json_path_facts, metadata_path_facts, metadata_path_types};
 use super::schema::{Fields, KIND_MEMBERSHIP, KIND_ORGANIZATION, ORG_SLOTS};
 use crate::organization::{Membership, Organization};
@@ -39,19 +40,13 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
     for phone in &user.phone_numbers {
         doc.add_text(fields.phone, phone);
     }
-    doc.add_date(
-        fields.created_at,
-        DateTime::from_timestamp_millis(user.created_at),
-    );
-    doc.add_date(
-        fields.updated_at,
-        DateTime::from_timestamp_millis(user.updated_at),
-    );
+    doc.add_date(fields.created_at, date_of_millis(user.created_at));
+    doc.add_date(fields.updated_at, date_of_millis(user.updated_at));
     if let Some(ms) = user.last_sign_in_at {
-        doc.add_date(fields.last_sign_in_at, DateTime::from_timestamp_millis(ms));
+        doc.add_date(fields.last_sign_in_at, date_of_millis(ms));
     }
     if let Some(ms) = user.last_active_at {
-        doc.add_date(fields.last_active_at, DateTime::from_timestamp_millis(ms));
+        doc.add_date(fields.last_active_at, date_of_millis(ms));
     }
     doc.add_bool(fields.banned, user.banned);
     doc.add_bool(fields.locked, user.locked);
@@ -72,10 +67,7 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
     }
     optional_text(&mut doc, fields.locale, &user.locale);
     if let Some(ms) = user.legal_accepted_at {
-        doc.add_date(
-            fields.legal_accepted_at,
-            DateTime::from_timestamp_millis(ms),
-        );
+        doc.add_date(fields.legal_accepted_at, date_of_millis(ms));
     }
     for field in CoreField::ALL {
         if core_exists(user, field) {
@@ -97,6 +89,12 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
         for entry in metadata_path_types(namespace, metadata) {
             doc.add_text(fields.field_types, entry);
         }
+        if !metadata.is_object() {
+            doc.add_text(fields.gaps, namespace.field_name());
+        }
+    }
+    for key in &user.column_gaps {
+        doc.add_text(fields.gaps, key);
     }
     add_organizations(fields, user, &mut doc);
     doc.add_bytes(fields.raw_json, user.raw_json.as_bytes());

@@ -20,12 +20,15 @@ use tantivy::{DocAddress, DocId, DocSet, TERMINATED};
 use super::compile::compile;
 use super::engine::DecodedTerms;
 use super::error::IndexError;
+use super::field_values::{Slot, ValueColumns};
 use super::snapshot::Snapshot;
 use crate::query::Filter;
 
 /// An export in progress. Holds its snapshot, so later commits do not change what it returns.
 pub struct IdOrderedMatches {
     snapshot: Arc<Snapshot>,
+    /// Paths read from columns for every user returned.
+    values: Option<ValueColumns>,
     segments: Vec<SegmentMatches>,
     /// The next match of each segment to return.
     cursors: Vec<usize>,
@@ -38,6 +41,19 @@ struct SegmentMatches {
     /// `(id ordinal, doc)`, sorted.
     hits: Vec<(u64, DocId)>,
     ids: SegmentIds,
+    /// With [`IdOrderedMatches::with_values`]: the type bits of each path for each hit, in
+    /// `hits` order (`ValueColumns::kinds`).
+    kinds: Vec<u8>,
+}
+
+/// One user of an export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportMatch {
+    pub id: String,
+    /// Where its stored document is.
+    pub address: DocAddress,
+    /// With [`IdOrderedMatches::with_values`]: what each path holds, from the columns.
+    pub slots: Vec<Slot>,
 }
 
 /// Where the ids of a segment's matches are read.
@@ -72,7 +88,12 @@ impl SegmentMatches {
                 SegmentIds::Matches(terms)
             }
         };
-        Ok(SegmentMatches { ordinal, hits, ids })
+        Ok(SegmentMatches {
+            ordinal,
+            hits,
+            ids,
+            kinds: Vec::new(),
+        })
     }
 
     /// The id of match `i`.
@@ -99,10 +120,33 @@ impl IdOrderedMatches {
         &self.snapshot
     }
 
-    /// The next `n` users (fewer at the end): their ids and where their documents are.
-    pub fn next_chunk(&mut self, n: usize) -> Result<Vec<(String, DocAddress)>, IndexError> {
+    /// Reads `values` from the columns for every user returned. The paths' types are read
+    /// here, once for all the matches (one pass over their postings per segment).
+    pub fn with_values(mut self, values: ValueColumns) -> Result<Self, IndexError> {
+        let width = values.paths().len();
+        for segment in &mut self.segments {
+            let mut order: Vec<u32> = (0..segment.hits.len() as u32).collect();
+            order.sort_unstable_by_key(|&i| segment.hits[i as usize].1);
+            let docs: Vec<DocId> = order.iter().map(|&i| segment.hits[i as usize].1).collect();
+            let sorted = values.kinds(&self.snapshot, segment.ordinal, &docs)?;
+            segment.kinds = vec![0; sorted.len()];
+            for (at, &i) in order.iter().enumerate() {
+                let i = i as usize;
+                segment.kinds[i * width..(i + 1) * width]
+                    .copy_from_slice(&sorted[at * width..(at + 1) * width]);
+            }
+        }
+        self.values = Some(values);
+        Ok(self)
+    }
+
+    /// The next `n` users (fewer at the end): their ids, where their documents are, and
+    /// their values from columns if asked for.
+    pub fn next_chunk(&mut self, n: usize) -> Result<Vec<ExportMatch>, IndexError> {
         let mut chunk = Vec::with_capacity(n.min(self.remaining() as usize));
         let segments = &self.segments;
+        let snapshot = &self.snapshot;
+        let values = &mut self.values;
         let cursors = &mut self.cursors;
         // The segments' heads in a min-heap by id: one comparison per level per user, not one
         // per segment.
@@ -118,10 +162,22 @@ impl IdOrderedMatches {
             };
             let Reverse((id, i)) = *head;
             let segment = &segments[i];
-            chunk.push((
-                id.to_string(),
-                DocAddress::new(segment.ordinal, segment.hits[cursors[i]].1),
-            ));
+            let doc = segment.hits[cursors[i]].1;
+            let slots = match values {
+                None => Vec::new(),
+                Some(values) => {
+                    let width = values.paths().len();
+                    let kinds = &segment.kinds[cursors[i] * width..(cursors[i] + 1) * width];
+                    (kinds.iter().enumerate())
+                        .map(|(p, &kind)| values.slot(snapshot, segment.ordinal, p, doc, kind))
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            chunk.push(ExportMatch {
+                id: id.to_string(),
+                address: DocAddress::new(segment.ordinal, doc),
+                slots,
+            });
             cursors[i] += 1;
             if cursors[i] < segment.hits.len() {
                 *head = Reverse((segment.id(cursors[i]), i));
@@ -183,6 +239,7 @@ impl Snapshot {
         }
         Ok(IdOrderedMatches {
             snapshot: self.clone(),
+            values: None,
             cursors: vec![0; segments.len()],
             segments,
             total,

@@ -16,6 +16,7 @@ mod export;
 mod facet_results;
 mod facet_spec;
 mod facets;
+mod field_values;
 mod open;
 mod organizations;
 pub mod paths;
@@ -30,11 +31,12 @@ pub use catalog::PathTypes;
 pub use config::IndexConfig;
 pub use engine::SortCursor;
 pub use error::{IndexError, WriteError};
-pub use export::IdOrderedMatches;
+pub use export::{ExportMatch, IdOrderedMatches};
 pub use facet_spec::{
     Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, Facets, HistogramBucket,
     MAX_PERCENTILES, StatsOutcome, TermsOutcome,
 };
+pub use field_values::{Slot, ValueColumns, ValuePath};
 pub use schema::Fields;
 pub use search::{SearchHit, StoredUser};
 pub use snapshot::{Freshness, Snapshot, UserIndex};

@@ -87,6 +87,10 @@ pub struct Fields {
     pub nulls: Field,
     /// `{path}\u{1f}{json type}` for every metadata path, for the field catalog.
     pub field_types: Field,
+    /// On a user: the core fields whose column does not give back its Clerk JSON (their key is
+    /// absent, or `null` where the column holds a default) and the metadata namespaces that are
+    /// not objects (`User::column_gaps`): projections read those from the stored user.
+    pub gaps: Field,
     /// The user's Clerk JSON, in the zstd-compressed doc store (sensitive values removed).
     pub raw_json: Field,
     /// The user's sealed (encrypted) sensitive values, stored beside `raw_json`.
@@ -199,6 +203,7 @@ impl Fields {
         let present = b.add_text_field("present", keyword(RAW, false));
         let nulls = b.add_text_field("nulls", keyword(RAW, false));
         let field_types = b.add_text_field("field_types", keyword(RAW, false));
+        let gaps = b.add_text_field("gaps", keyword(RAW, false));
         let raw_json = b.add_bytes_field("raw_json", BytesOptions::default().set_stored());
         let sealed = b.add_bytes_field("sealed", BytesOptions::default().set_stored());
         // Stored too (keyed hashes, nothing readable), so a stored user is re-indexed whole
@@ -263,6 +268,7 @@ impl Fields {
             present,
             nulls,
             field_types,
+            gaps,
             raw_json,
             sealed,
             blind,

@@ -16,6 +16,8 @@ use crate::user::UserVersion;
 #[derive(Debug, Clone)]
 pub struct SearchHit {
     pub id: String,
+    /// Where its document is.
+    pub address: DocAddress,
     pub sort_value: SortValue,
     /// The user's Clerk JSON as stored (`None` when not asked for).
     pub raw_json: Option<String>,
@@ -181,6 +183,7 @@ impl Snapshot {
                     sealed,
                     organizations,
                     id: hit.id,
+                    address: hit.address,
                     sort_value: hit.value,
                 })
             })

@@ -274,7 +274,7 @@ proptest! {
         // Exports resolve ids from the dictionary when the decoded one is not cached.
         let uncached = Arc::new(uncached);
         let mut export = uncached.export(Some(&filter), None, fixture.now_ms).unwrap();
-        let exported: Vec<String> = export.next_chunk(expected.len() + 1).unwrap().into_iter().map(|(id, _)| id).collect();
+        let exported: Vec<String> = export.next_chunk(expected.len() + 1).unwrap().into_iter().map(|m| m.id).collect();
         prop_assert_eq!(exported, expected.into_iter().collect::<Vec<_>>());
         let path = paths().into_iter().filter(|p| !matches!(p, FieldPath::Core(f) if !f.sortable())).collect::<Vec<_>>().choose(&mut rng).unwrap().clone();
         let spec = SortSpec { path, descending: rng.random_bool(0.5) };
@@ -302,7 +302,7 @@ proptest! {
                 break;
             }
             prop_assert!(next.len() == chunk || export.remaining() == 0);
-            for (id, address) in next {
+            for crate::index::ExportMatch { id, address, .. } in next {
                 // The address is the user's own document (checked on a sample: reads are slow).
                 if ids.len() % 97 == 0 {
                     let json = snapshot.raw_json_at(address).unwrap();
@@ -320,7 +320,7 @@ proptest! {
             None => "user_".to_string(),
         };
         let mut resumed = snapshot.export(Some(&filter), Some(&after), fixture.now_ms).unwrap();
-        let rest: Vec<String> = resumed.next_chunk(usize::MAX >> 1).unwrap().into_iter().map(|(id, _)| id).collect();
+        let rest: Vec<String> = resumed.next_chunk(usize::MAX >> 1).unwrap().into_iter().map(|m| m.id).collect();
         let want: Vec<String> = expected.iter().filter(|id| **id > after).cloned().collect();
         prop_assert_eq!(rest, want);
     }

@@ -475,6 +475,7 @@ mod tests {
             raw_json: Arc::from("{}"),
             sealed: None,
             organizations: crate::user::no_organizations(),
+            column_gaps: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::page_token;
 use super::projection::{Projection, id_json};
 use crate::error::Error;
-use crate::index::{IdOrderedMatches, Snapshot, SortCursor};
+use crate::index::{ExportMatch, IdOrderedMatches, Snapshot, SortCursor, ValueColumns};
 use crate::limits::{Budgets, Buffered, Slot};
 use crate::query::Filter;
 use crate::query::sort::{SortSpec, SortValue};
@@ -138,7 +138,14 @@ pub fn export(
         let (opening, producing) = (job.clone(), budgets.clone());
         let opened = tokio::task::spawn_blocking(move || {
             let _producing = producing.producer();
-            snapshot.export(opening.filter.as_ref(), opening.after.as_deref(), now_ms)
+            let matches =
+                snapshot.export(opening.filter.as_ref(), opening.after.as_deref(), now_ms)?;
+            match opening.projection.columns() {
+                Some(plan) if !opening.ids_only => {
+                    matches.with_values(ValueColumns::new(plan.paths().to_vec()))
+                }
+                _ => Ok(matches),
+            }
         })
         .await;
         let matches = match opened {
@@ -245,7 +252,7 @@ impl Producer {
                 self.done = true;
                 break;
             }
-            for (id, address) in part {
+            for ExportMatch { id, address, slots } in part {
                 if job.ids_only {
                     bytes += id.len();
                     ids.push(id);
@@ -255,13 +262,11 @@ impl Producer {
                     // Served from the id column alone: no stored-document reads.
                     id_json(&id)
                 } else {
-                    let stored = self.snapshot.stored_at(address)?;
-                    job.projection.apply_stored(
-                        &id,
-                        &stored.raw_json,
-                        stored.sealed.as_deref(),
-                        stored.organizations.as_deref(),
-                    )?
+                    let columns = job.projection.columns();
+                    match columns.and_then(|plan| plan.render(&id, &slots)) {
+                        Some(json) => json,
+                        None => job.projection.apply_at(&self.snapshot, &id, address)?,
+                    }
                 };
                 bytes += id.len() + json.len();
                 users.push(ReadUser { id, json });

@@ -4,7 +4,9 @@
 //! backpressure. `api` converts requests into these calls and their answers back; nothing here
 //! sees protobuf. This file only declares and re-exports.
 
+mod columns;
 mod export;
+mod mask;
 mod page_token;
 mod projection;
 mod reader;

@@ -2,13 +2,16 @@
 //! read: metadata namespaces it lacks the scope for are left out, sensitive values are opened
 //! for callers with the `sensitive` scope and never reach anyone else.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tantivy::DocAddress;
 
+use super::columns::ColumnPlan;
+use super::mask::Mask;
 use crate::auth::{Caller, Scope, Sensitive};
 use crate::error::Error;
+use crate::index::Snapshot;
 use crate::user::MetadataNamespace;
 
 /// Field-mask entries one request may name.
@@ -27,6 +30,8 @@ pub struct Projection {
     sensitive: Option<Arc<Sensitive>>,
     /// The caller may read sensitive values.
     reveal: bool,
+    /// How users are written from the index's columns, when every field has one.
+    columns: Option<Arc<ColumnPlan>>,
 }
 
 impl Projection {
@@ -35,13 +40,27 @@ impl Projection {
     pub fn new(fields: Vec<String>, caller: &Caller) -> Result<Projection, Error> {
         check_mask_size(&fields)?;
         caller.check_field_mask(&fields)?;
+        let mask = Mask::of(&fields);
+        let reveal = caller.scopes.contains(Scope::Sensitive);
+        let revealed = caller.sensitive.as_ref().filter(|_| reveal);
+        let columns = match ids_only(&fields) {
+            true => None,
+            false => ColumnPlan::of(&mask, revealed).map(Arc::new),
+        };
         Ok(Projection {
-            mask: Arc::new(Mask::of(&fields)),
+            mask: Arc::new(mask),
             fields,
             hidden: caller.hidden_namespaces(),
             sensitive: caller.sensitive.clone(),
-            reveal: caller.scopes.contains(Scope::Sensitive),
+            reveal,
+            columns,
         })
+    }
+
+    /// How users are written from the index's columns, when every field of the mask has a
+    /// faithful one (`None`: read the stored users).
+    pub fn columns(&self) -> Option<&Arc<ColumnPlan>> {
+        self.columns.as_ref()
     }
 
     /// Whether the mask asks for the id alone (answered without reading stored users).
@@ -74,6 +93,22 @@ impl Projection {
             *views != "[]" && (self.mask.all || self.mask.children.contains_key(ORG_KEY))
         });
         self.project(id, raw_json, false, opened, organizations)
+    }
+
+    /// The user stored at `address`, projected ([`Projection::apply_stored`]).
+    pub fn apply_at(
+        &self,
+        snapshot: &Snapshot,
+        id: &str,
+        address: DocAddress,
+    ) -> Result<String, Error> {
+        let stored = snapshot.stored_at(address)?;
+        self.apply_stored(
+            id,
+            &stored.raw_json,
+            stored.sealed.as_deref(),
+            stored.organizations.as_deref(),
+        )
     }
 
     /// A user's JSON as Clerk sent it (a write-through's answer): its sensitive values are
@@ -266,73 +301,6 @@ pub fn project_json(raw_json: &str, paths: &[String]) -> Result<String, serde_js
         return Ok(raw_json.to_string());
     }
     Mask::of(paths).project_json(raw_json)
-}
-
-/// A field mask as a tree of keys: a node either takes everything below it or the children
-/// it names. Namespaces are spelled as Clerk does, and `id` is always included.
-#[derive(Debug, Default)]
-struct Mask {
-    all: bool,
-    children: HashMap<String, Mask>,
-}
-
-impl Mask {
-    fn of(paths: &[String]) -> Mask {
-        let mut root = Mask::default();
-        if paths.is_empty() {
-            root.all = true;
-            return root;
-        }
-        root.children.entry("id".into()).or_default().all = true;
-        for path in paths {
-            let mut node = &mut root;
-            for (n, key) in path.split('.').filter(|k| !k.is_empty()).enumerate() {
-                let key = match MetadataNamespace::parse(key) {
-                    Some(namespace) if n == 0 => namespace.field_name(),
-                    _ => key,
-                };
-                node = node.children.entry(key.to_string()).or_default();
-            }
-            node.all = true;
-        }
-        root
-    }
-
-    fn project_json(&self, raw_json: &str) -> Result<String, serde_json::Error> {
-        if self.all {
-            return Ok(raw_json.to_string());
-        }
-        let source: Value = serde_json::from_str(raw_json)?;
-        serde_json::to_string(&self.select_user(&source))
-    }
-
-    fn select_user(&self, user: &Value) -> Value {
-        self.select(user)
-            .unwrap_or_else(|| Value::Object(Map::new()))
-    }
-
-    /// The parts of `value` this mask selects, in `value`'s key order.
-    fn select(&self, value: &Value) -> Option<Value> {
-        if self.all {
-            return Some(value.clone());
-        }
-        if let Value::Array(items) = value {
-            // A mask below an array (`org.role`) applies to each element.
-            return Some(Value::Array(
-                items.iter().filter_map(|item| self.select(item)).collect(),
-            ));
-        }
-        let Value::Object(map) = value else {
-            return None;
-        };
-        let mut out = Map::new();
-        for (key, child) in map {
-            if let Some(selected) = self.children.get(key).and_then(|m| m.select(child)) {
-                out.insert(key.clone(), selected);
-            }
-        }
-        Some(Value::Object(out))
-    }
 }
 
 #[cfg(test)]

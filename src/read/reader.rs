@@ -12,7 +12,7 @@ use super::projection::{Projection, id_json};
 use crate::auth::Caller;
 use crate::clock::{SequenceClock, now_ms};
 use crate::error::Error;
-use crate::index::{FacetSpec, Facets, PathTypes, Snapshot, SortCursor, UserIndex};
+use crate::index::{FacetSpec, Facets, PathTypes, Snapshot, SortCursor, UserIndex, ValueColumns};
 use crate::limits::{Budget, Budgets};
 use crate::query::sort::SortSpec;
 use crate::query::{CoreField, FieldPath, Filter};
@@ -239,7 +239,8 @@ impl UserReader {
         } as usize;
         let snapshot = self.snapshot(at).await?;
         let (query_filter, query_sort) = (filter.clone(), sort.clone());
-        let with_json = !projection.ids_only();
+        let plan = projection.columns().cloned();
+        let with_json = !projection.ids_only() && plan.is_none();
         // Projection too runs off the async threads: a page of large users under a wide mask
         // is real work.
         let (users, last) = blocking(snapshot.clone(), move |s| {
@@ -258,9 +259,26 @@ impl UserReader {
                 value: last.sort_value.clone(),
                 id: last.id.clone(),
             });
+            let mut slots = match &plan {
+                Some(plan) => {
+                    let addresses: Vec<_> = hits.iter().map(|hit| hit.address).collect();
+                    let mut values = ValueColumns::new(plan.paths().to_vec());
+                    s.slots_at(&mut values, &addresses)?
+                }
+                None => Vec::new(),
+            };
             let users = hits
                 .into_iter()
-                .map(|hit| {
+                .enumerate()
+                .map(|(i, hit)| {
+                    if let Some(plan) = &plan {
+                        let json = match plan.render(&hit.id, &slots[i]) {
+                            Some(json) => json,
+                            None => projection.apply_at(s, &hit.id, hit.address)?,
+                        };
+                        slots[i].clear();
+                        return Ok(ReadUser { id: hit.id, json });
+                    }
                     let json = match &hit.raw_json {
                         Some(raw) => {
                             let organizations = hit.organizations.as_deref();

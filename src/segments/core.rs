@@ -398,7 +398,7 @@ pub(super) fn member_ids(
     Ok(export
         .next_chunk(total)?
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|m| m.id)
         .collect())
 }
 

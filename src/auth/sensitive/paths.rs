@@ -65,6 +65,15 @@ impl SensitivePaths {
         }
     }
 
+    /// Whether a sensitive path lies at, above or below `keys` of `namespace` (what a value
+    /// there may hold or be part of).
+    pub fn overlaps(&self, namespace: MetadataNamespace, keys: &[String]) -> bool {
+        self.paths.iter().any(|(ns, sealed)| {
+            let n = sealed.len().min(keys.len());
+            *ns == namespace && sealed[..n] == keys[..n]
+        })
+    }
+
     /// The first sensitive path a metadata update of `namespace` with `patch` would write or
     /// delete. Clerk merges a patch deeply: a key set to an object merges into it, anything
     /// else (a value, an array, `null`) replaces or removes everything below it.

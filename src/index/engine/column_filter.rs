@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use tantivy::columnar::{Column, ColumnIndex, ColumnType, MonotonicallyMappableToU64};
 use tantivy::query::{EnableScoring, Query, Weight};
-use tantivy::{DateTime, DocId, SegmentReader};
+use tantivy::{DocId, SegmentReader};
 
 use super::bits::Bits;
 use super::column_cache::ColumnCache;
+use super::dates::date_of_millis;
 use super::decoded_column::{DecodedColumn, OffsetRange};
 
 /// The bounds of one range, in the terms of the filter.
@@ -217,7 +218,7 @@ fn inclusive(low: Bound<u64>, high: Bound<u64>) -> Option<RangeInclusive<u64>> {
 fn u64_range(bounds: &RangeBounds, column_type: ColumnType) -> Option<RangeInclusive<u64>> {
     match (bounds.clone(), column_type) {
         (RangeBounds::Date { low, high }, _) => {
-            let to_u64 = |ms: i64| DateTime::from_timestamp_millis(ms).to_u64();
+            let to_u64 = |ms: i64| date_of_millis(ms).to_u64();
             let low = match low {
                 Bound::Unbounded => 0,
                 Bound::Included(ms) => to_u64(ms),
@@ -388,7 +389,7 @@ mod tests {
 
     #[test]
     fn date_bounds_are_milliseconds_of_the_date_column() {
-        let at = |ms: i64| DateTime::from_timestamp_millis(ms).to_u64();
+        let at = |ms: i64| date_of_millis(ms).to_u64();
         let range = u64_range(
             &RangeBounds::Date {
                 low: Excluded(1_000),
@@ -400,5 +401,18 @@ mod tests {
         assert!(!range.contains(&at(1_000)));
         assert!(range.contains(&at(1_001)) && range.contains(&at(5_000)));
         assert!(!range.contains(&at(5_001)));
+        // Bounds past what nanoseconds in an i64 hold (year 2262) saturate instead of wrapping
+        // around: `< 9999-01-01` still holds every time of this century.
+        let far = 253_370_764_800_000; // 9999-01-01
+        let range = u64_range(
+            &RangeBounds::Date {
+                low: Unbounded,
+                high: Excluded(far),
+            },
+            ColumnType::DateTime,
+        )
+        .unwrap();
+        assert!(range.contains(&at(1_700_000_000_000)) && range.contains(&at(-far)));
+        assert!(date_of_millis(far) > date_of_millis(1_700_000_000_000));
     }
 }

@@ -54,6 +54,7 @@ fn user(
         raw_json: Arc::from("{}"),
         sealed: None,
         organizations: Arc::new(json!(views)),
+        column_gaps: Vec::new(),
     }
 }
 

@@ -1,0 +1,399 @@
+//! A user's fields read from the index's columns instead of its stored document.
+//!
+//! Reading and decompressing stored users is most of the cost of an export or a page that asks
+//! for names and a few metadata fields, and every such field already has a column. A column alone
+//! does not say what the JSON held, though: an array flattens into the same column as a single
+//! value, an integer may sit in a column coerced to floats, an object has no value of its own and
+//! an empty name column cannot tell `null` from an absent key. So each path is read with what
+//! the index knows of its JSON type for that user:
+//!
+//! - metadata paths: the `field_types` terms (`{path}\u{1f}{type}`), one bit per type per user,
+//!   read once from the postings for the users asked about;
+//! - core fields: the `gaps` terms, which mark the few users whose key is absent or `null` where
+//!   the column holds a default;
+//! - a namespace itself: a `gaps` term when it is not an object.
+//!
+//! Anything the columns cannot give back exactly (an array, an object asked for whole, a value
+//! missing from its column) is [`Slot::Unknown`], and the caller reads that user's stored document.
+
+use std::collections::HashMap;
+
+use serde_json::{Number, Value};
+use tantivy::columnar::{Column, DynamicColumn, StrColumn};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DateTime, DocAddress, DocId, DocSet, SegmentReader, TERMINATED, Term};
+
+use super::engine::DecodedTerms;
+use super::error::IndexError;
+use super::paths::TYPE_SEPARATOR;
+use super::schema::Fields;
+use super::snapshot::Snapshot;
+use crate::query::CoreField;
+use crate::user::{MetadataNamespace, encode_metadata_path};
+
+/// A place in a user's Clerk JSON that columns may answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ValuePath {
+    /// A core field with a faithful column ([`ValuePath::core`]).
+    Core(CoreField),
+    /// A metadata namespace's object itself: whether the user has one.
+    Namespace(MetadataNamespace),
+    /// A path inside a metadata namespace.
+    Metadata {
+        namespace: MetadataNamespace,
+        keys: Vec<String>,
+    },
+}
+
+impl ValuePath {
+    /// The core field whose top-level Clerk JSON key is `key`, when its column gives back the
+    /// JSON value: names and the external id are kept verbatim, times as whole milliseconds, and
+    /// the flags Clerk sends as booleans. (`username` and `locale` are lower-cased, the email
+    /// and verification fields are derived: those come from the stored user.)
+    pub fn core(key: &str) -> Option<ValuePath> {
+        let field = CoreField::parse(key)?;
+        column_kind(field).map(|_| ValuePath::Core(field))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CoreKind {
+    Text,
+    Millis,
+    Flag,
+}
+
+fn column_kind(field: CoreField) -> Option<CoreKind> {
+    use CoreField::*;
+    Some(match field {
+        ExternalId | FirstName | LastName => CoreKind::Text,
+        CreatedAt | UpdatedAt | LastSignInAt | LastActiveAt | LegalAcceptedAt => CoreKind::Millis,
+        Banned | Locked | TwoFactorEnabled | PasswordEnabled | HasImage | TotpEnabled
+        | BackupCodeEnabled => CoreKind::Flag,
+        _ => return None,
+    })
+}
+
+/// What the index says one path of one user holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slot {
+    /// No such key.
+    Absent,
+    /// An object (what it holds is asked path by path).
+    Object,
+    /// A scalar or `null`, exactly as in the user's JSON.
+    Value(Value),
+    /// Only the stored document can say.
+    Unknown,
+}
+
+/// JSON type bits per user and path (`field_types` terms), and `GAP` (`gaps` terms).
+const TYPES: [(&str, u8); 7] = [
+    ("string", 1),
+    ("integer", 2),
+    ("float", 4),
+    ("boolean", 8),
+    ("null", 16),
+    ("array", 32),
+    ("object", 64),
+];
+const STRING: u8 = 1;
+const INTEGER: u8 = 2;
+const FLOAT: u8 = 4;
+const BOOLEAN: u8 = 8;
+const NULL: u8 = 16;
+const OBJECT: u8 = 64;
+const GAP: u8 = 128;
+
+/// Integers an f64 holds exactly.
+const EXACT: f64 = (1u64 << 53) as f64;
+
+/// The columns of some paths, opened per segment on first use.
+pub struct ValueColumns {
+    paths: Vec<ValuePath>,
+    segments: HashMap<u32, Vec<PathColumns>>,
+}
+
+#[derive(Default)]
+struct PathColumns {
+    text: Option<(StrColumn, Option<std::sync::Arc<DecodedTerms>>)>,
+    number: Option<DynamicColumn>,
+    flag: Option<Column<bool>>,
+    date: Option<Column<DateTime>>,
+}
+
+impl ValueColumns {
+    pub fn new(paths: Vec<ValuePath>) -> ValueColumns {
+        ValueColumns {
+            paths,
+            segments: HashMap::new(),
+        }
+    }
+
+    pub fn paths(&self) -> &[ValuePath] {
+        &self.paths
+    }
+
+    /// The type bits of every path for `docs` of one segment (ascending, no repeats): one byte
+    /// per path per doc, doc after doc.
+    pub fn kinds(
+        &self,
+        snapshot: &Snapshot,
+        segment: u32,
+        docs: &[DocId],
+    ) -> Result<Vec<u8>, IndexError> {
+        let reader = snapshot.searcher.segment_reader(segment);
+        let fields = &snapshot.fields;
+        let width = self.paths.len();
+        let mut kinds = vec![0u8; docs.len() * width];
+        for (p, path) in self.paths.iter().enumerate() {
+            let mut mark = |field: Field, text: &str, bit: u8| -> Result<(), IndexError> {
+                mark_docs(reader, field, text, docs, |i| kinds[i * width + p] |= bit)
+            };
+            match path {
+                ValuePath::Core(field) => mark(fields.gaps, field.name(), GAP)?,
+                ValuePath::Namespace(namespace) => mark(fields.gaps, namespace.field_name(), GAP)?,
+                ValuePath::Metadata { namespace, keys } => {
+                    let encoded = encode_metadata_path(*namespace, keys);
+                    for (name, bit) in TYPES {
+                        let term = format!("{encoded}{TYPE_SEPARATOR}{name}");
+                        mark(fields.field_types, &term, bit)?;
+                    }
+                }
+            }
+        }
+        Ok(kinds)
+    }
+
+    /// What path `p` of `doc` (in `segment`) holds, given its type bits from [`Self::kinds`].
+    pub fn slot(
+        &mut self,
+        snapshot: &Snapshot,
+        segment: u32,
+        p: usize,
+        doc: DocId,
+        kind: u8,
+    ) -> Result<Slot, IndexError> {
+        if !self.segments.contains_key(&segment) {
+            let opened = self.open(snapshot, segment)?;
+            self.segments.insert(segment, opened);
+        }
+        let columns = &self.segments[&segment][p];
+        Ok(match &self.paths[p] {
+            ValuePath::Namespace(_) if kind & GAP != 0 => Slot::Absent,
+            ValuePath::Namespace(_) => Slot::Object,
+            ValuePath::Core(_) if kind & GAP != 0 => Slot::Unknown,
+            ValuePath::Core(field) => core_slot(columns, column_kind(*field), doc)?,
+            ValuePath::Metadata { .. } => metadata_slot(columns, doc, kind)?,
+        })
+    }
+
+    fn open(&self, snapshot: &Snapshot, segment: u32) -> Result<Vec<PathColumns>, IndexError> {
+        let reader = snapshot.searcher.segment_reader(segment);
+        let mut opened = Vec::with_capacity(self.paths.len());
+        for path in &self.paths {
+            let name = match path {
+                ValuePath::Namespace(_) => {
+                    opened.push(PathColumns::default());
+                    continue;
+                }
+                ValuePath::Core(field) => field.name().to_string(),
+                ValuePath::Metadata { namespace, keys } => encode_metadata_path(*namespace, keys),
+            };
+            opened.push(open_columns(reader, &snapshot.fields, &name)?);
+        }
+        Ok(opened)
+    }
+}
+
+/// Calls `hit(i)` for each `docs[i]` holding `text` in `field`.
+fn mark_docs(
+    reader: &SegmentReader,
+    field: Field,
+    text: &str,
+    docs: &[DocId],
+    mut hit: impl FnMut(usize),
+) -> Result<(), IndexError> {
+    let term = Term::from_field_text(field, text);
+    let Some(mut postings) = reader
+        .inverted_index(field)?
+        .read_postings(&term, IndexRecordOption::Basic)?
+    else {
+        return Ok(());
+    };
+    for (i, &doc) in docs.iter().enumerate() {
+        let mut at = postings.doc();
+        if at < doc {
+            at = postings.seek(doc);
+        }
+        if at == TERMINATED {
+            break;
+        }
+        if at == doc {
+            hit(i);
+        }
+    }
+    Ok(())
+}
+
+fn open_columns(
+    reader: &SegmentReader,
+    fields: &Fields,
+    name: &str,
+) -> Result<PathColumns, IndexError> {
+    let mut columns = PathColumns::default();
+    for handle in reader.fast_fields().dynamic_column_handles(name)? {
+        match handle.open()? {
+            DynamicColumn::Str(column) => {
+                let terms = fields
+                    .columns
+                    .terms(reader.segment_id(), name, column.dictionary())?;
+                columns.text = Some((column, terms));
+            }
+            DynamicColumn::Bool(column) => columns.flag = Some(column),
+            DynamicColumn::DateTime(column) => columns.date = Some(column),
+            number @ (DynamicColumn::I64(_) | DynamicColumn::U64(_) | DynamicColumn::F64(_)) => {
+                columns.number = Some(number)
+            }
+            _ => {}
+        }
+    }
+    Ok(columns)
+}
+
+/// The one value of `doc` in `column`; `None` when it has none or several.
+fn single<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
+    column: &Column<T>,
+    doc: DocId,
+) -> Option<T> {
+    let mut values = column.values_for_doc(doc);
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
+}
+
+fn text(columns: &PathColumns, doc: DocId) -> Result<Option<Option<String>>, IndexError> {
+    let Some((column, terms)) = &columns.text else {
+        return Ok(Some(None));
+    };
+    let mut ords = column.term_ords(doc);
+    let Some(ord) = ords.next() else {
+        return Ok(Some(None));
+    };
+    if ords.next().is_some() {
+        return Ok(None);
+    }
+    let text = match terms {
+        Some(terms) => terms.term(ord).to_string(),
+        None => {
+            let mut text = String::new();
+            if !column.ord_to_str(ord, &mut text)? {
+                return Ok(None);
+            }
+            text
+        }
+    };
+    Ok(Some(Some(text)))
+}
+
+fn core_slot(
+    columns: &PathColumns,
+    kind: Option<CoreKind>,
+    doc: DocId,
+) -> Result<Slot, IndexError> {
+    Ok(match kind {
+        // An optional field: an empty column is the user's `null` (an absent key is a gap).
+        Some(CoreKind::Text) => match text(columns, doc)? {
+            Some(Some(text)) => Slot::Value(Value::String(text)),
+            Some(None) => Slot::Value(Value::Null),
+            None => Slot::Unknown,
+        },
+        Some(CoreKind::Millis) => match columns
+            .date
+            .as_ref()
+            .map(|c| (c.values_for_doc(doc).count(), c))
+        {
+            None | Some((0, _)) => Slot::Value(Value::Null),
+            Some((1, column)) => match single(column, doc) {
+                Some(date) => Slot::Value(Value::from(date.into_timestamp_millis())),
+                None => Slot::Unknown,
+            },
+            Some(_) => Slot::Unknown,
+        },
+        Some(CoreKind::Flag) => match columns.flag.as_ref().and_then(|c| single(c, doc)) {
+            Some(flag) => Slot::Value(Value::Bool(flag)),
+            None => Slot::Unknown,
+        },
+        None => Slot::Unknown,
+    })
+}
+
+fn metadata_slot(columns: &PathColumns, doc: DocId, kind: u8) -> Result<Slot, IndexError> {
+    Ok(match kind {
+        0 => Slot::Absent,
+        OBJECT => Slot::Object,
+        NULL => Slot::Value(Value::Null),
+        STRING => match text(columns, doc)? {
+            Some(Some(text)) => Slot::Value(Value::String(text)),
+            _ => Slot::Unknown,
+        },
+        BOOLEAN => match columns.flag.as_ref().and_then(|c| single(c, doc)) {
+            Some(flag) => Slot::Value(Value::Bool(flag)),
+            None => Slot::Unknown,
+        },
+        INTEGER | FLOAT => match columns.number.as_ref().and_then(|c| number(c, doc, kind)) {
+            Some(number) => Slot::Value(Value::Number(number)),
+            None => Slot::Unknown,
+        },
+        // An array (its elements' types are set too), or several types at one path.
+        _ => Slot::Unknown,
+    })
+}
+
+/// The number at `doc` as the JSON held it (`kind` says integer or float): a column coerced to
+/// another numeric type gives it back only when the conversion is exact.
+fn number(column: &DynamicColumn, doc: DocId, kind: u8) -> Option<Number> {
+    match (column, kind) {
+        (DynamicColumn::I64(c), INTEGER) => single(c, doc).map(Number::from),
+        (DynamicColumn::U64(c), INTEGER) => single(c, doc).map(Number::from),
+        (DynamicColumn::F64(c), INTEGER) => {
+            let value = single(c, doc)?;
+            (value.fract() == 0.0 && value.abs() <= EXACT).then(|| Number::from(value as i64))
+        }
+        (DynamicColumn::F64(c), FLOAT) => Number::from_f64(single(c, doc)?),
+        (DynamicColumn::I64(c), FLOAT) => {
+            let value = single(c, doc)?;
+            (value.unsigned_abs() <= 1 << 53).then(|| Number::from_f64(value as f64))?
+        }
+        (DynamicColumn::U64(c), FLOAT) => {
+            let value = single(c, doc)?;
+            (value <= 1 << 53).then(|| Number::from_f64(value as f64))?
+        }
+        _ => None,
+    }
+}
+
+impl Snapshot {
+    /// What each path of `values` holds for each user at `addresses` (any order), from the
+    /// columns: one slot per path per address.
+    pub fn slots_at(
+        &self,
+        values: &mut ValueColumns,
+        addresses: &[DocAddress],
+    ) -> Result<Vec<Vec<Slot>>, IndexError> {
+        let width = values.paths().len();
+        let mut order: Vec<usize> = (0..addresses.len()).collect();
+        order.sort_unstable_by_key(|&i| (addresses[i].segment_ord, addresses[i].doc_id));
+        let mut slots = vec![Vec::new(); addresses.len()];
+        for group in order.chunk_by(|&a, &b| addresses[a].segment_ord == addresses[b].segment_ord) {
+            let segment = addresses[group[0]].segment_ord;
+            let docs: Vec<DocId> = group.iter().map(|&i| addresses[i].doc_id).collect();
+            let kinds = values.kinds(self, segment, &docs)?;
+            for (at, &i) in group.iter().enumerate() {
+                slots[i] = (kinds[at * width..(at + 1) * width].iter().enumerate())
+                    .map(|(p, &kind)| values.slot(self, segment, p, docs[at], kind))
+                    .collect::<Result<_, _>>()?;
+            }
+        }
+        Ok(slots)
+    }
+}

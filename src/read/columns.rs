@@ -1,0 +1,201 @@
+//! Projections answered from the index's columns (`index::ValueColumns`) instead of stored users.
+//!
+//! A field mask whose every field has a faithful column (names, the external id, times, flags,
+//! metadata paths) becomes a [`ColumnPlan`]: the paths to read, nested as the mask nests them.
+//! Each user is then written from what the columns hold, and reads as the same JSON value the
+//! stored document gives under the same mask (a property test holds the two equal). A user for
+//! whom any path is [`Slot::Unknown`] (an array, an object asked for whole, a name whose key
+//! Clerk left out) is projected from its stored document instead, so the answer never depends
+//! on which way a user was read.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::mask::Mask;
+use crate::auth::Sensitive;
+use crate::index::{Slot, ValuePath};
+use crate::user::MetadataNamespace;
+
+/// How one projection is written from columns.
+#[derive(Debug)]
+pub struct ColumnPlan {
+    paths: Vec<ValuePath>,
+    /// The top-level keys after `id`, in the order they are written.
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug)]
+struct Node {
+    key: String,
+    /// Index in `paths`.
+    path: usize,
+    /// `None` for a leaf (the whole value), else the keys asked for beneath it.
+    children: Option<Vec<Node>>,
+}
+
+/// Top-level keys in the order Clerk writes them (the stored path keeps Clerk's order).
+const KEY_ORDER: [&str; 18] = [
+    "external_id",
+    "first_name",
+    "last_name",
+    "has_image",
+    "public_metadata",
+    "private_metadata",
+    "unsafe_metadata",
+    "password_enabled",
+    "two_factor_enabled",
+    "totp_enabled",
+    "backup_code_enabled",
+    "last_sign_in_at",
+    "banned",
+    "locked",
+    "updated_at",
+    "created_at",
+    "last_active_at",
+    "legal_accepted_at",
+];
+
+impl ColumnPlan {
+    /// The plan of `mask`, or `None` when some field it names has no faithful column: the whole
+    /// user (an empty mask), a key without a column (`email_addresses`, `username`, `org`), a
+    /// whole namespace, or a path that may hold a sealed value for a caller who may open it.
+    pub(super) fn of(mask: &Mask, revealed: Option<&Arc<Sensitive>>) -> Option<ColumnPlan> {
+        if mask.all {
+            return None;
+        }
+        let mut plan = ColumnPlan {
+            paths: Vec::new(),
+            nodes: Vec::new(),
+        };
+        let mut keys: Vec<&String> = mask.children.keys().filter(|k| *k != "id").collect();
+        if keys.is_empty() {
+            return None;
+        }
+        keys.sort_by_key(|key| KEY_ORDER.iter().position(|k| k == key));
+        for key in keys {
+            let child = &mask.children[key];
+            if let Some(path) = ValuePath::core(key) {
+                if !child.all {
+                    return None;
+                }
+                let leaf = plan.leaf(key, path);
+                plan.nodes.push(leaf);
+                continue;
+            }
+            let namespace = MetadataNamespace::ALL
+                .into_iter()
+                .find(|ns| ns.field_name() == key.as_str())?;
+            if child.all {
+                return None;
+            }
+            let node = plan.inner(key, ValuePath::Namespace(namespace), child, namespace, &[])?;
+            plan.nodes.push(node);
+        }
+        if let Some(sensitive) = revealed
+            && plan
+                .paths
+                .iter()
+                .any(|path| may_hold_sealed(path, sensitive))
+        {
+            return None;
+        }
+        Some(plan)
+    }
+
+    fn leaf(&mut self, key: &str, path: ValuePath) -> Node {
+        self.paths.push(path);
+        Node {
+            key: key.to_string(),
+            path: self.paths.len() - 1,
+            children: None,
+        }
+    }
+
+    fn inner(
+        &mut self,
+        key: &str,
+        path: ValuePath,
+        mask: &Mask,
+        namespace: MetadataNamespace,
+        keys: &[String],
+    ) -> Option<Node> {
+        self.paths.push(path);
+        let at = self.paths.len() - 1;
+        let mut names: Vec<&String> = mask.children.keys().collect();
+        names.sort();
+        let mut children = Vec::with_capacity(names.len());
+        for name in names {
+            let child = &mask.children[name];
+            let mut keys = keys.to_vec();
+            keys.push(name.clone());
+            let path = ValuePath::Metadata {
+                namespace,
+                keys: keys.clone(),
+            };
+            children.push(match child.all {
+                true => self.leaf(name, path),
+                false => self.inner(name, path, child, namespace, &keys)?,
+            });
+        }
+        Some(Node {
+            key: key.to_string(),
+            path: at,
+            children: Some(children),
+        })
+    }
+
+    /// The paths to read, in the order [`ColumnPlan::render`] takes their slots.
+    pub fn paths(&self) -> &[ValuePath] {
+        &self.paths
+    }
+
+    /// The user's JSON from one slot per path, or `None` when its stored document must say.
+    pub fn render(&self, id: &str, slots: &[Slot]) -> Option<String> {
+        let mut user = Map::with_capacity(self.nodes.len() + 1);
+        user.insert("id".into(), Value::String(id.to_string()));
+        for node in &self.nodes {
+            if let Some(value) = node.render(slots)? {
+                user.insert(node.key.clone(), value);
+            }
+        }
+        serde_json::to_string(&user).ok()
+    }
+}
+
+impl Node {
+    /// `Some(None)` when the key is left out, `None` when the stored document must say.
+    fn render(&self, slots: &[Slot]) -> Option<Option<Value>> {
+        let slot = &slots[self.path];
+        match (&self.children, slot) {
+            (_, Slot::Unknown) => None,
+            (_, Slot::Absent) => Some(None),
+            (None, Slot::Value(value)) => Some(Some(value.clone())),
+            // A whole object: only the document has all of it.
+            (None, Slot::Object) => None,
+            // Keys asked beneath a scalar or `null`: nothing to select, the key is left out.
+            (Some(_), Slot::Value(_)) => Some(None),
+            (Some(children), Slot::Object) => {
+                let mut object = Map::with_capacity(children.len());
+                for child in children {
+                    if let Some(value) = child.render(slots)? {
+                        object.insert(child.key.clone(), value);
+                    }
+                }
+                Some(Some(Value::Object(object)))
+            }
+        }
+    }
+}
+
+/// Whether `path` is, or lies above or below, a sensitive path.
+fn may_hold_sealed(path: &ValuePath, sensitive: &Sensitive) -> bool {
+    match path {
+        // A namespace is only ever asked whether it is an object: its keys are paths below.
+        ValuePath::Core(_) | ValuePath::Namespace(_) => false,
+        ValuePath::Metadata { namespace, keys } => sensitive.paths().overlaps(*namespace, keys),
+    }
+}
+
+#[cfg(test)]
+mod tests;
