@@ -167,7 +167,7 @@ impl Snapshot {
             limit,
             cache: self.fields.columns.clone(),
         };
-        let hits = self.searcher.search(&query, &collector)??;
+        let hits = collector.search(&self.searcher, &query)??;
         hits.into_iter()
             .map(|hit| {
                 let stored = match with_json {

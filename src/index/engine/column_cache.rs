@@ -27,6 +27,7 @@ use tantivy_sstable::{Dictionary, VoidSSTable};
 
 use super::bits::Bits;
 use super::decoded_column::DecodedColumn;
+use super::sort_order::SortOrder;
 
 /// The terms of a string column's dictionary, decoded in ordinal order: a user's id is one slice
 /// of one buffer instead of a walk through a compressed dictionary block (exports resolve every
@@ -91,6 +92,8 @@ enum Kind {
     Terms,
     /// A segment's user documents (every document without a `kind`).
     UserDocs,
+    /// A decoded column's docs by value.
+    SortOrder,
 }
 
 type Key = (SegmentId, String, ColumnType, Kind);
@@ -204,6 +207,23 @@ impl ColumnCache {
             Some(error) => Err(error),
             None => Ok(terms),
         }
+    }
+
+    /// The docs of `segment` in the order of their values in `decoded` (the decoded column
+    /// `name`), sorted on first use; `None` when it does not fit in the budget.
+    pub fn sort_order(
+        &self,
+        segment: SegmentId,
+        name: &str,
+        decoded: &DecodedColumn,
+    ) -> Option<Arc<SortOrder>> {
+        let key = (segment, name.to_string(), ColumnType::U64, Kind::SortOrder);
+        let max_doc = decoded.max_doc();
+        self.get_or_decode(key, SortOrder::size_of(max_doc), || {
+            let order = SortOrder::build(decoded, max_doc);
+            let bytes = order.bytes();
+            Some((order, bytes))
+        })
     }
 
     /// The bitset of `segment`'s user documents, made by `make` on first use; `None` when

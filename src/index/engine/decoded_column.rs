@@ -222,14 +222,18 @@ impl DecodedColumn {
         self.drop_absent(range, words);
     }
 
-    /// The docs holding a value in `range`.
-    pub fn scan(&self, range: &OffsetRange) -> Bits {
-        let max_doc = match &self.offsets {
+    /// The docs the column was decoded for.
+    pub fn max_doc(&self) -> DocId {
+        (match &self.offsets {
             Offsets::U16(v) => v.len(),
             Offsets::U32(v) => v.len(),
             Offsets::U64(v) => v.len(),
-        };
-        let mut bits = Bits::empty(max_doc as DocId);
+        }) as DocId
+    }
+
+    /// The docs holding a value in `range`.
+    pub fn scan(&self, range: &OffsetRange) -> Bits {
+        let mut bits = Bits::empty(self.max_doc());
         let words = bits.words_mut();
         match &self.offsets {
             Offsets::U16(v) => scan_words(v, range, words),

@@ -16,6 +16,8 @@ mod dates;
 mod decoded_column;
 mod fast_terms;
 mod sort;
+mod sort_order;
+mod sort_walk;
 
 pub use bitset::BitsetQuery;
 pub use column_cache::{ColumnCache, DecodedTerms};

@@ -80,7 +80,7 @@ fn half_ordinal(dictionary: &Dictionary<VoidSSTable>, text: &str) -> io::Result<
     })
 }
 
-fn column_name(path: &FieldPath) -> String {
+pub(super) fn column_name(path: &FieldPath) -> String {
     match path {
         FieldPath::Core(field) => field.name().to_string(),
         FieldPath::Metadata { namespace, keys } => encode_metadata_path(*namespace, keys),
@@ -326,6 +326,20 @@ pub struct SegmentTopHits {
 }
 
 impl SegmentTopHits {
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub(super) fn descending(&self) -> bool {
+        self.descending
+    }
+
+    /// The decoded sort column, when its raw values order as the sort keys do.
+    pub(super) fn ordered_column(&self) -> Option<Arc<DecodedColumn>> {
+        let (decoded, column_type) = self.decoded.as_ref()?;
+        raw_order_is_key_order(decoded, *column_type).then(|| decoded.clone())
+    }
+
     fn key(&self, doc: DocId) -> LocalKey {
         if let Some((decoded, column_type)) = &self.decoded {
             let Some(value) = decoded.value(doc) else {
