@@ -16,8 +16,6 @@
 //! Anything the columns cannot give back exactly (an array, an object asked for whole, a value
 //! missing from its column) is [`Slot::Unknown`], and the caller reads that user's stored document.
 
-use std::collections::HashMap;
-
 use serde_json::{Number, Value};
 use tantivy::columnar::{Column, DynamicColumn, StrColumn};
 use tantivy::schema::{Field, IndexRecordOption};
@@ -111,7 +109,8 @@ const EXACT: f64 = (1u64 << 53) as f64;
 /// The columns of some paths, opened per segment on first use.
 pub struct ValueColumns {
     paths: Vec<ValuePath>,
-    segments: HashMap<u32, Vec<PathColumns>>,
+    /// By segment ordinal, once opened.
+    segments: Vec<Option<Vec<PathColumns>>>,
 }
 
 #[derive(Default)]
@@ -126,7 +125,7 @@ impl ValueColumns {
     pub fn new(paths: Vec<ValuePath>) -> ValueColumns {
         ValueColumns {
             paths,
-            segments: HashMap::new(),
+            segments: Vec::new(),
         }
     }
 
@@ -174,11 +173,14 @@ impl ValueColumns {
         doc: DocId,
         kind: u8,
     ) -> Result<Slot, IndexError> {
-        if !self.segments.contains_key(&segment) {
-            let opened = self.open(snapshot, segment)?;
-            self.segments.insert(segment, opened);
+        let at = segment as usize;
+        if self.segments.len() <= at {
+            self.segments.resize_with(at + 1, || None);
         }
-        let columns = &self.segments[&segment][p];
+        if self.segments[at].is_none() {
+            self.segments[at] = Some(self.open(snapshot, segment)?);
+        }
+        let columns = &self.segments[at].as_ref().expect("opened above")[p];
         Ok(match &self.paths[p] {
             ValuePath::Namespace(_) if kind & GAP != 0 => Slot::Absent,
             ValuePath::Namespace(_) => Slot::Object,

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tantivy::DocAddress;
 
 use super::columns::ColumnPlan;
-use super::mask::Mask;
+use super::mask::{Mask, string_writer};
 use crate::auth::{Caller, Scope, Sensitive};
 use crate::error::Error;
 use crate::index::Snapshot;
@@ -244,27 +244,9 @@ pub fn id_json(id: &str) -> String {
     // dropping one-key JSON maps.
     let mut json = String::with_capacity(id.len() + 10);
     json.push_str("{\"id\":");
-    serde_json::to_writer(unsafe_free_string_writer(&mut json), id)
-        .expect("a string always serializes");
+    serde_json::to_writer(string_writer(&mut json), id).expect("a string always serializes");
     json.push('}');
     json
-}
-
-/// Lets serde_json append to a `String` (it only ever writes valid UTF-8).
-fn unsafe_free_string_writer(json: &mut String) -> impl std::io::Write + '_ {
-    struct Appender<'a>(&'a mut String);
-    impl std::io::Write for Appender<'_> {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            self.0.push_str(text);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    Appender(json)
 }
 
 /// Refuses masks too large to be meant, without repeating them.

@@ -276,6 +276,11 @@ fn paths_that_may_hold_sealed_values_are_read_from_stored_users_by_callers_who_o
         "the id alone has its own shortcut"
     );
     assert!(!planned(&["email_addresses"], "public"));
+    // Wide masks read stored users: an export holds a byte per path per match.
+    let wide: Vec<String> = (0..=MAX_PATHS).map(|n| format!("public.k{n}")).collect();
+    let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
+    assert!(!planned(&wide, "public"));
+    assert!(planned(&wide[..MAX_PATHS - 1], "public"));
 }
 
 #[test]
