@@ -348,7 +348,7 @@ def main():
 
     # The schema refuses what cannot work.
     chart = helm.Chart.load(str(CHART))
-    for bad in ({"replicaCount": 2}, {"replicaCount": 3, "cluster": {"enabled": False}}, {"cluster": {"natsUrl": "http://nats"}}, {"clerk": {"rateLimit": "fast"}}, {"config": {"logFormat": "xml"}}, {"unknownKey": 1}, {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Keep"}}, {"metrics": {"prometheusRule": {"clerkRateLimitedRatio": 2}}}, {"sidecars": [{"image": "x"}]}):
+    for bad in ({"replicaCount": 2}, {"replicaCount": 3, "cluster": {"enabled": False}}, {"cluster": {"natsUrl": "http://nats"}}, {"clerk": {"rateLimit": "fast"}}, {"config": {"logFormat": "xml"}}, {"config": {"columnCacheMb": "lots"}}, {"config": {"columnCacheMb": -1}}, {"unknownKey": 1}, {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Keep"}}, {"metrics": {"prometheusRule": {"clerkRateLimitedRatio": 2}}}, {"sidecars": [{"image": "x"}]}):
         try:
             chart.validate_schema(bad)
             failures.append(f"schema accepted {bad}")

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::auth::sensitive::{KeyRing, SensitivePaths};
 use crate::auth::{ApiKeys, AuthConfig, Sensitive};
 use crate::cluster::ClusterConfig;
-use crate::config::{Config, ConfigBuilder, TlsConfig, defaults};
+use crate::config::{CacheMb, Config, ConfigBuilder, TlsConfig, defaults};
 use crate::limits::Limits;
 use crate::telemetry::LogFormat;
 
@@ -35,10 +35,12 @@ pub struct IndexArgs {
     /// Memory budget of the index writer, in MiB.
     #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value_t = defaults::WRITER_MEMORY_MB)]
     pub writer_memory_mb: usize,
-    /// Memory for decoded numeric and date columns that filters range over and sorts read, in
-    /// MiB (2-8 bytes per user per column; 0 reads them from the index every time).
-    #[arg(long, env = "CLERK_INDEX_COLUMN_CACHE_MB", default_value_t = defaults::COLUMN_CACHE_MB)]
-    pub column_cache_mb: usize,
+    /// Memory for decoded columns that filters range over, sorts and facets read and exports
+    /// take ids from, in MiB (2-8 bytes per user per column; 0 reads them from the index every
+    /// time), or `auto`: 96 bytes per user, at least 256 MiB, at most a quarter of the memory
+    /// limit (the container's, or the machine's), sized again after every commit.
+    #[arg(long, env = "CLERK_INDEX_COLUMN_CACHE_MB", default_value = defaults::COLUMN_CACHE_MB)]
+    pub column_cache_mb: CacheMb,
     /// Longest time a bulk change (backfill page) waits for its commit, in milliseconds.
     #[arg(long, env = "CLERK_INDEX_COMMIT_INTERVAL_MS", default_value_t = defaults::COMMIT_INTERVAL_MS)]
     pub commit_interval_ms: u64,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{Config, TlsConfig};
 use crate::clerk::LimitSource;
+use crate::index::ColumnCacheBudget;
 use crate::redact::{mask, mask_url};
 
 impl Config {
@@ -30,7 +31,10 @@ impl Config {
             "index": {
                 "writer_memory_mb": self.index.writer_memory_bytes >> 20,
                 "writer_threads": self.index.writer_threads,
-                "column_cache_mb": self.index.column_cache_bytes >> 20,
+                "column_cache_mb": match self.index.column_cache {
+                    ColumnCacheBudget::Auto => serde_json::json!("auto"),
+                    ColumnCacheBudget::Fixed(bytes) => serde_json::json!(bytes >> 20),
+                },
                 "commit_interval_ms": self.index.commit_interval.as_millis() as u64,
                 "tombstone_retention_hours": self.index.tombstone_retention.as_secs() / 3600,
             },

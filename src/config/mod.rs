@@ -14,7 +14,7 @@ use crate::clerk::rate_limit::{RateLimit, RateLimitError};
 use crate::clerk::webhook::{WebhookSecretError, WebhookVerifier};
 use crate::clerk::{BudgetShare, ClerkClientConfig, LimitSource};
 use crate::cluster::{ClusterConfig, ClusterConfigError};
-use crate::index::IndexConfig;
+use crate::index::{ColumnCacheBudget, IndexConfig};
 use crate::limits::Limits;
 use crate::query::FilterLimits;
 use crate::segments::SegmentsConfig;
@@ -23,10 +23,40 @@ use crate::sync::{ReconcileSchedule, WalkPlan};
 mod describe;
 
 /// The defaults of the settings flags can change (the flags show them).
+/// `--column-cache-mb`: `auto` (sized from the users and the memory limit) or MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMb {
+    Auto,
+    Mib(usize),
+}
+
+impl std::str::FromStr for CacheMb {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CacheMb, String> {
+        match text.trim() {
+            "auto" => Ok(CacheMb::Auto),
+            number => number
+                .parse()
+                .map(CacheMb::Mib)
+                .map_err(|_| format!("expected `auto` or a number of MiB, got {number:.40}")),
+        }
+    }
+}
+
+impl std::fmt::Display for CacheMb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheMb::Auto => f.write_str("auto"),
+            CacheMb::Mib(mib) => write!(f, "{mib}"),
+        }
+    }
+}
+
 pub mod defaults {
     pub const CLERK_RATE_LIMIT: &str = "auto";
     pub const WRITER_MEMORY_MB: usize = 256;
-    pub const COLUMN_CACHE_MB: usize = 256;
+    pub const COLUMN_CACHE_MB: &str = "auto";
     pub const COMMIT_INTERVAL_MS: u64 = 2000;
     pub const MAX_PAGE_SIZE: u32 = 1000;
     pub const CATCH_UP_INTERVAL_SECS: u64 = 300;
@@ -229,8 +259,8 @@ pub struct Settings {
     pub clerk_request_timeout: Option<Duration>,
     /// Memory budget of the index writer, in MiB (at least 20).
     pub writer_memory_mb: usize,
-    /// Memory for decoded range and sort columns, in MiB.
-    pub column_cache_mb: usize,
+    /// Memory for decoded range and sort columns.
+    pub column_cache_mb: CacheMb,
     /// Longest time a bulk change waits for its commit, in milliseconds.
     pub commit_interval_ms: u64,
     /// Largest page a SearchUsers request may ask for (1 to 10,000).
@@ -292,7 +322,7 @@ impl Default for Settings {
             clerk_initial_backoff: None,
             clerk_request_timeout: None,
             writer_memory_mb: defaults::WRITER_MEMORY_MB,
-            column_cache_mb: defaults::COLUMN_CACHE_MB,
+            column_cache_mb: CacheMb::Auto,
             commit_interval_ms: defaults::COMMIT_INTERVAL_MS,
             max_page_size: defaults::MAX_PAGE_SIZE,
             backfill_page_size: 500,
@@ -455,7 +485,10 @@ impl ConfigBuilder {
             1
         };
         index.commit_interval = Duration::from_millis(settings.commit_interval_ms);
-        index.column_cache_bytes = settings.column_cache_mb << 20;
+        index.column_cache = match settings.column_cache_mb {
+            CacheMb::Auto => ColumnCacheBudget::Auto,
+            CacheMb::Mib(mib) => ColumnCacheBudget::Fixed(mib << 20),
+        };
         // An index sealed otherwise is rebuilt (it may hold a now-sensitive path in plaintext).
         index.sealing = settings
             .sensitive
@@ -523,5 +556,19 @@ impl ConfigBuilder {
             cluster: settings.cluster,
             data_dir: self.data_dir,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CacheMb;
+
+    #[test]
+    fn the_column_cache_is_auto_or_mib() {
+        assert_eq!("auto".parse(), Ok(CacheMb::Auto));
+        assert_eq!(" 512 ".parse(), Ok(CacheMb::Mib(512)));
+        let error = "lots".parse::<CacheMb>().unwrap_err();
+        assert!(error.contains("`auto` or a number of MiB"), "{error}");
+        assert_eq!(CacheMb::Mib(64).to_string(), "64");
     }
 }

@@ -19,7 +19,7 @@ pub struct IndexConfig {
     /// together with everything that queued up meanwhile (group commit).
     pub commit_max_changes: usize,
     /// Memory for decoded range and sort columns (`column_cache.rs`).
-    pub column_cache_bytes: usize,
+    pub column_cache: ColumnCacheBudget,
     /// How long a deleted user's tombstone is kept. Svix retries a delivery for ~28 h, so a late
     /// `user.updated` can arrive that long after the `user.deleted` that should win.
     pub tombstone_retention: Duration,
@@ -37,9 +37,93 @@ impl IndexConfig {
             writer_threads: 2,
             commit_interval: Duration::from_secs(2),
             commit_max_changes: 100_000,
-            column_cache_bytes: schema::DEFAULT_COLUMN_CACHE_BYTES,
+            column_cache: ColumnCacheBudget::Auto,
             tombstone_retention: Duration::from_secs(72 * 3600),
             sealing: String::new(),
         }
+    }
+}
+
+/// How much memory decoded columns may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnCacheBudget {
+    /// This many bytes.
+    Fixed(usize),
+    /// Sized from the users held and the memory the process may use ([`auto_column_cache`]),
+    /// again after every commit.
+    Auto,
+}
+
+impl ColumnCacheBudget {
+    /// The budget for an index of `users` users.
+    pub fn bytes(self, users: u64) -> usize {
+        match self {
+            ColumnCacheBudget::Fixed(bytes) => bytes,
+            ColumnCacheBudget::Auto => auto_column_cache(users, memory_limit()),
+        }
+    }
+}
+
+/// Bytes of decoded columns per user the automatic budget allows: what the benchmark's mix
+/// holds (a few range and sort columns at 2-8 bytes, a sort order at 4, ids at ~31, facet
+/// ordinals at 2) with room for as much again.
+pub const AUTO_BYTES_PER_USER: u64 = 96;
+
+/// The automatic column budget: [`AUTO_BYTES_PER_USER`] per user, at least the fixed default
+/// (256 MiB), and at most a quarter of `memory_limit` (the container's limit, or the machine's
+/// memory) when that is larger than the default.
+pub fn auto_column_cache(users: u64, memory_limit: Option<u64>) -> usize {
+    let floor = schema::DEFAULT_COLUMN_CACHE_BYTES as u64;
+    let wanted = users.saturating_mul(AUTO_BYTES_PER_USER).max(floor);
+    let ceiling = memory_limit.map_or(u64::MAX, |limit| (limit / 4).max(floor));
+    usize::try_from(wanted.min(ceiling)).unwrap_or(usize::MAX)
+}
+
+/// The memory this process may use: its cgroup's limit (v2, then v1), else the machine's.
+fn memory_limit() -> Option<u64> {
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let read = |path: &str| std::fs::read_to_string(path).ok();
+        let cgroup = read("/sys/fs/cgroup/memory.max")
+            .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            // cgroup v1 writes "no limit" as a number near 2^63.
+            .filter(|&bytes| bytes < 1 << 60);
+        cgroup.or_else(|| {
+            let meminfo = read("/proc/meminfo")?;
+            let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_automatic_column_budget_grows_with_the_users_within_the_memory_limit() {
+        let mib = |n: u64| (n << 20) as usize;
+        let default = schema::DEFAULT_COLUMN_CACHE_BYTES;
+        assert_eq!(auto_column_cache(0, None), default);
+        assert_eq!(
+            auto_column_cache(1_000_000, Some(8 << 30)),
+            default,
+            "96 MB < 256 MiB"
+        );
+        assert_eq!(auto_column_cache(10_000_000, Some(8 << 30)), 960_000_000);
+        assert_eq!(
+            auto_column_cache(10_000_000, Some(2 << 30)),
+            mib(512),
+            "a quarter of 2 GiB"
+        );
+        assert_eq!(
+            auto_column_cache(10_000_000, Some(512 << 20)),
+            default,
+            "never below 256 MiB"
+        );
+        assert_eq!(ColumnCacheBudget::Fixed(5).bytes(10_000_000), 5);
+        assert!(ColumnCacheBudget::Auto.bytes(0) >= default);
     }
 }

@@ -28,7 +28,7 @@ mod writer;
 mod writer_stats;
 
 pub use catalog::PathTypes;
-pub use config::IndexConfig;
+pub use config::{ColumnCacheBudget, IndexConfig};
 pub use engine::SortCursor;
 pub use error::{IndexError, WriteError};
 pub use export::{ExportMatch, IdOrderedMatches};

@@ -25,7 +25,6 @@ impl UserIndex {
             message: e.to_string(),
         })?;
         let fields = Arc::new(Fields::build());
-        fields.columns.set_budget(config.column_cache_bytes);
         let (mut index, mut directory) = match open_or_create(config, &fields) {
             Err(IndexError::Tantivy(tantivy::TantivyError::SchemaError(message))) => {
                 // The index is a mirror of Clerk: an index written by a version with another
@@ -75,6 +74,8 @@ impl UserIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         let first = Arc::new(Snapshot::of(&reader, &fields, &payload));
+        let users = first.freshness.user_count;
+        fields.columns.set_budget(config.column_cache.bytes(users));
         let (publish, snapshots) = watch::channel(first);
         let writer = index
             .writer_with_num_threads(config.writer_threads.max(1), config.writer_memory_bytes)?;

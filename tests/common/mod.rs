@@ -155,7 +155,7 @@ impl TestServer {
             .settings(|s| {
                 s.clerk_rate_limit = options.rate_limit.clone();
                 s.writer_memory_mb = 50;
-                s.column_cache_mb = 64;
+                s.column_cache_mb = clerk_index::config::CacheMb::Mib(64);
                 s.commit_interval_ms = options.commit_interval_ms;
                 // Tests trigger reconciles through the Sync service when they want one.
                 s.catch_up_interval_secs = 3_600;

@@ -163,11 +163,10 @@ impl IndexWriterTask {
         // Durable from here on, whatever follows.
         self.committed_payload = payload;
         self.reader.reload().map_err(WriteError::commit)?;
-        self.publish.send_replace(Arc::new(Snapshot::of(
-            &self.reader,
-            &self.fields,
-            &self.payload,
-        )));
+        let snapshot = Snapshot::of(&self.reader, &self.fields, &self.payload);
+        let users = snapshot.freshness.user_count;
+        (self.fields.columns).set_budget(self.config.column_cache.bytes(users));
+        self.publish.send_replace(Arc::new(snapshot));
         Ok(())
     }
 }
