@@ -49,7 +49,8 @@ impl ValuePath {
     /// the flags Clerk sends as booleans. (`username` and `locale` are lower-cased, the email
     /// and verification fields are derived: those come from the stored user.)
     pub fn core(key: &str) -> Option<ValuePath> {
-        let field = CoreField::parse(key)?;
+        // The key itself, not an alias a filter accepts: the mask selects Clerk's JSON keys.
+        let field = CoreField::parse(key).filter(|field| field.name() == key)?;
         column_kind(field).map(|_| ValuePath::Core(field))
     }
 }
@@ -309,17 +310,16 @@ fn core_slot(
             Some(None) => Slot::Value(Value::Null),
             None => Slot::Unknown,
         },
-        Some(CoreKind::Millis) => match columns
-            .date
-            .as_ref()
-            .map(|c| (c.values_for_doc(doc).count(), c))
-        {
-            None | Some((0, _)) => Slot::Value(Value::Null),
-            Some((1, column)) => match single(column, doc) {
-                Some(date) => Slot::Value(Value::from(date.into_timestamp_millis())),
-                None => Slot::Unknown,
-            },
-            Some(_) => Slot::Unknown,
+        Some(CoreKind::Millis) => match &columns.date {
+            None => Slot::Value(Value::Null),
+            Some(column) => {
+                let mut dates = column.values_for_doc(doc);
+                match (dates.next(), dates.next()) {
+                    (None, _) => Slot::Value(Value::Null),
+                    (Some(date), None) => Slot::Value(Value::from(date.into_timestamp_millis())),
+                    (Some(_), Some(_)) => Slot::Unknown,
+                }
+            }
         },
         Some(CoreKind::Flag) => match columns.flag.as_ref().and_then(|c| single(c, doc)) {
             Some(flag) => Slot::Value(Value::Bool(flag)),
