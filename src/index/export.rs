@@ -122,7 +122,7 @@ impl IdOrderedMatches {
 
     /// Reads `values` from the columns for every user returned. The paths' types are read
     /// here, once for all the matches (one pass over their postings per segment).
-    pub fn with_values(mut self, values: ValueColumns) -> Result<Self, IndexError> {
+    pub fn with_values(mut self, mut values: ValueColumns) -> Result<Self, IndexError> {
         let width = values.paths().len();
         for segment in &mut self.segments {
             let mut order: Vec<u32> = (0..segment.hits.len() as u32).collect();

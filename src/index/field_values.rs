@@ -87,22 +87,23 @@ pub enum Slot {
 }
 
 /// JSON type bits per user and path (`field_types` terms), and `GAP` (`gaps` terms).
-const TYPES: [(&str, u8); 7] = [
-    ("string", 1),
-    ("integer", 2),
-    ("float", 4),
-    ("boolean", 8),
-    ("null", 16),
-    ("array", 32),
-    ("object", 64),
-];
 const STRING: u8 = 1;
 const INTEGER: u8 = 2;
 const FLOAT: u8 = 4;
 const BOOLEAN: u8 = 8;
 const NULL: u8 = 16;
+const ARRAY: u8 = 32;
 const OBJECT: u8 = 64;
 const GAP: u8 = 128;
+const TYPES: [(&str, u8); 7] = [
+    ("string", STRING),
+    ("integer", INTEGER),
+    ("float", FLOAT),
+    ("boolean", BOOLEAN),
+    ("null", NULL),
+    ("array", ARRAY),
+    ("object", OBJECT),
+];
 
 /// Integers an f64 holds exactly.
 const EXACT: f64 = (1u64 << 53) as f64;
@@ -135,13 +136,14 @@ impl ValueColumns {
     }
 
     /// The type bits of every path for `docs` of one segment (ascending, no repeats): one byte
-    /// per path per doc, doc after doc.
+    /// per path per doc, doc after doc. Opens the segment's columns for reading those docs.
     pub fn kinds(
-        &self,
+        &mut self,
         snapshot: &Snapshot,
         segment: u32,
         docs: &[DocId],
     ) -> Result<Vec<u8>, IndexError> {
+        self.opened(snapshot, segment, docs.len())?;
         let reader = snapshot.searcher.segment_reader(segment);
         let fields = &snapshot.fields;
         let width = self.paths.len();
@@ -174,14 +176,10 @@ impl ValueColumns {
         doc: DocId,
         kind: u8,
     ) -> Result<Slot, IndexError> {
-        let at = segment as usize;
-        if self.segments.len() <= at {
-            self.segments.resize_with(at + 1, || None);
-        }
-        if self.segments[at].is_none() {
-            self.segments[at] = Some(self.open(snapshot, segment)?);
-        }
-        let columns = &self.segments[at].as_ref().expect("opened above")[p];
+        self.opened(snapshot, segment, 0)?;
+        let columns = &self.segments[segment as usize]
+            .as_deref()
+            .expect("opened above")[p];
         Ok(match &self.paths[p] {
             ValuePath::Namespace(_) if kind & GAP != 0 => Slot::Absent,
             ValuePath::Namespace(_) => Slot::Object,
@@ -191,7 +189,24 @@ impl ValueColumns {
         })
     }
 
-    fn open(&self, snapshot: &Snapshot, segment: u32) -> Result<Vec<PathColumns>, IndexError> {
+    /// Opens the columns of `segment` on first use, for reading about `docs` of its docs.
+    fn opened(&mut self, snapshot: &Snapshot, segment: u32, docs: usize) -> Result<(), IndexError> {
+        let at = segment as usize;
+        if self.segments.len() <= at {
+            self.segments.resize_with(at + 1, || None);
+        }
+        if self.segments[at].is_none() {
+            self.segments[at] = Some(self.open(snapshot, segment, docs)?);
+        }
+        Ok(())
+    }
+
+    fn open(
+        &self,
+        snapshot: &Snapshot,
+        segment: u32,
+        docs: usize,
+    ) -> Result<Vec<PathColumns>, IndexError> {
         let reader = snapshot.searcher.segment_reader(segment);
         let mut opened = Vec::with_capacity(self.paths.len());
         for path in &self.paths {
@@ -203,7 +218,7 @@ impl ValueColumns {
                 ValuePath::Core(field) => field.name().to_string(),
                 ValuePath::Metadata { namespace, keys } => encode_metadata_path(*namespace, keys),
             };
-            opened.push(open_columns(reader, &snapshot.fields, &name)?);
+            opened.push(open_columns(reader, &snapshot.fields, &name, docs)?);
         }
         Ok(opened)
     }
@@ -239,18 +254,25 @@ fn mark_docs(
     Ok(())
 }
 
+/// The columns of `name` in one segment. A string column's dictionary is decoded whole (and
+/// cached) only for reading many docs against its size: a page of 50 names looks its strings up
+/// one by one rather than decode a million distinct ones.
 fn open_columns(
     reader: &SegmentReader,
     fields: &Fields,
     name: &str,
+    docs: usize,
 ) -> Result<PathColumns, IndexError> {
     let mut columns = PathColumns::default();
     for handle in reader.fast_fields().dynamic_column_handles(name)? {
         match handle.open()? {
             DynamicColumn::Str(column) => {
-                let terms = fields
-                    .columns
-                    .terms(reader.segment_id(), name, column.dictionary())?;
+                let terms = match docs.saturating_mul(4) >= column.num_terms() {
+                    true => {
+                        (fields.columns).terms(reader.segment_id(), name, column.dictionary())?
+                    }
+                    false => None,
+                };
                 columns.text = Some((column, terms));
             }
             DynamicColumn::Bool(column) => columns.flag = Some(column),

@@ -259,7 +259,7 @@ impl UserReader {
                 value: last.sort_value.clone(),
                 id: last.id.clone(),
             });
-            let mut slots = match &plan {
+            let slots = match &plan {
                 Some(plan) => {
                     let addresses: Vec<_> = hits.iter().map(|hit| hit.address).collect();
                     let mut values = ValueColumns::new(plan.paths().to_vec());
@@ -267,16 +267,16 @@ impl UserReader {
                 }
                 None => Vec::new(),
             };
+            let mut slots = slots.into_iter();
             let users = hits
                 .into_iter()
-                .enumerate()
-                .map(|(i, hit)| {
+                .map(|hit| {
                     if let Some(plan) = &plan {
-                        let json = match plan.render(&hit.id, &slots[i]) {
+                        let slots = slots.next().unwrap_or_default();
+                        let json = match plan.render(&hit.id, &slots) {
                             Some(json) => json,
                             None => projection.apply_at(s, &hit.id, hit.address)?,
                         };
-                        slots[i].clear();
                         return Ok(ReadUser { id: hit.id, json });
                     }
                     let json = match &hit.raw_json {
