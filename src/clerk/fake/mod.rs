@@ -13,6 +13,7 @@ mod record;
 mod server;
 mod state;
 mod store;
+mod user_listing;
 mod webhooks;
 mod writes;
 

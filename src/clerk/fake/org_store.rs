@@ -50,7 +50,7 @@ impl OrgStore {
         if !population.organizations || users.len() < population.count {
             return store;
         }
-        let ids: Vec<String> = users.ascending().iter().map(|u| u.id.clone()).collect();
+        let ids = users.ids();
         for index in 0..organization_count(population) {
             let org = generate_organization(population, index);
             let day = 86_400_000;

@@ -38,3 +38,12 @@ pub(super) fn clerk_id(rng: &mut ChaCha8Rng, prefix: &str, index: usize) -> Stri
         String::from_utf8(digits).expect("base62 is ascii")
     )
 }
+
+/// The index a [`clerk_id`] of this prefix was made from (its six base62 digits), if it is one.
+pub(super) fn clerk_id_index(id: &str, prefix: &str) -> Option<usize> {
+    let digits = id.strip_prefix(prefix)?.strip_prefix('_')?.get(..6)?;
+    digits.bytes().try_fold(0usize, |n, digit| {
+        let value = BASE62.iter().position(|&c| c == digit)?;
+        Some(n * 62 + value)
+    })
+}

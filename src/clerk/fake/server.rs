@@ -22,26 +22,14 @@ use tokio::net::TcpListener;
 use super::org_store::OrgStore;
 use super::state::{
     Admitted, CursorGone, FakeClerkConfig, FakeState, FaultInjection, form_param_invalid,
-    json_response, list_limit, order_by, user_not_found,
+    json_response, user_not_found,
 };
 use super::store::{StoredUser, UserStore};
+use super::user_listing::{ListParams, Selection, parse_list_params};
 use super::webhooks::{WebhookDispatcher, WebhookTarget};
 use super::writes;
 use crate::clerk::rate_limit::RateLimiter;
 use crate::clerk::webhook::WebhookSecretError;
-
-const ORDER_FIELDS: &[&str] = &[
-    "created_at",
-    "updated_at",
-    "email_address",
-    "web3wallet",
-    "first_name",
-    "last_name",
-    "phone_number",
-    "username",
-    "last_active_at",
-    "last_sign_in_at",
-];
 
 /// A running (or ready to run) fake Clerk. Cheap to clone; clones share the users.
 #[derive(Clone)]
@@ -53,7 +41,7 @@ impl FakeClerk {
     /// Generates the population (in parallel) and prepares the server. With a webhook target it
     /// must be called inside a tokio runtime (the dispatcher runs on it).
     pub fn new(config: FakeClerkConfig) -> Self {
-        let users = UserStore::generate(&config.population);
+        let users = UserStore::generate(&config.population, config.keep_json_up_to);
         let organizations = OrgStore::generate(&config.population, &users);
         FakeClerk {
             state: Arc::new(FakeState {
@@ -141,14 +129,7 @@ impl FakeClerk {
 
     /// Every user id, oldest first.
     pub fn user_ids(&self) -> Vec<String> {
-        self.state
-            .users
-            .read()
-            .expect("fake store lock")
-            .ascending()
-            .iter()
-            .map(|u| u.id.clone())
-            .collect()
+        self.state.users.read().expect("fake store lock").ids()
     }
 
     pub fn user_json(&self, id: &str) -> Option<Value> {
@@ -252,116 +233,6 @@ impl FakeClerk {
     }
 }
 
-struct ListParams {
-    limit: usize,
-    offset: usize,
-    order_field: String,
-    descending: bool,
-    starting_after: Option<String>,
-    user_ids: Vec<String>,
-    /// `(field, after, before)` time filters: `created_at_after=…` and the like (exclusive).
-    windows: Vec<(TimeField, Option<i64>, Option<i64>)>,
-}
-
-/// The user timestamps Clerk's list filters by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TimeField {
-    /// `created_at`
-    Created,
-    /// `last_sign_in_at`
-    SignIn,
-    /// `last_active_at`
-    Active,
-}
-
-impl TimeField {
-    fn of(self, user: &StoredUser) -> Option<i64> {
-        match self {
-            TimeField::Created => Some(user.created_at),
-            TimeField::SignIn => user.last_sign_in_at,
-            TimeField::Active => user.last_active_at,
-        }
-    }
-
-    /// The field and bound a query parameter names: `last_sign_in_at_after` -> (sign-in, after).
-    fn parse(key: &str) -> Option<(TimeField, bool)> {
-        let (field, after) = match key.rsplit_once('_')? {
-            (field, "after") => (field, true),
-            (field, "before") => (field, false),
-            _ => return None,
-        };
-        let field = match field {
-            "created_at" => TimeField::Created,
-            "last_sign_in_at" => TimeField::SignIn,
-            "last_active_at" => TimeField::Active,
-            _ => return None,
-        };
-        Some((field, after))
-    }
-}
-
-#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
-fn parse_list_params(query: Option<String>) -> Result<ListParams, Response> {
-    let mut params = ListParams {
-        limit: 10,
-        offset: 0,
-        order_field: "created_at".into(),
-        descending: true,
-        starting_after: None,
-        user_ids: Vec::new(),
-        windows: Vec::new(),
-    };
-    let mut offset_given = false;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            // Out of range (or not a number): Clerk's default page, silently.
-            "limit" => params.limit = list_limit(&value),
-            "offset" => {
-                params.offset = value.parse().map_err(|_| {
-                    form_param_invalid("offset", "offset must be a non-negative integer")
-                })?;
-                offset_given = params.offset != 0;
-            }
-            "order_by" => {
-                (params.descending, params.order_field) = order_by(&value, ORDER_FIELDS)?;
-            }
-            "starting_after" => params.starting_after = Some(value.into_owned()),
-            "user_id" => params.user_ids.push(value.into_owned()),
-            key => {
-                if let Some((field, after)) = TimeField::parse(key) {
-                    let ms: i64 = value.parse().map_err(|_| {
-                        form_param_invalid(
-                            key,
-                            &format!("{key} must be milliseconds since the epoch"),
-                        )
-                    })?;
-                    let bound = if after {
-                        (Some(ms), None)
-                    } else {
-                        (None, Some(ms))
-                    };
-                    params.windows.push((field, bound.0, bound.1));
-                }
-            }
-        }
-    }
-    if params.starting_after.is_some() {
-        if params.order_field != "created_at" {
-            return Err(form_param_invalid(
-                "starting_after",
-                "starting_after can only be used when ordering by created_at",
-            ));
-        }
-        if offset_given {
-            return Err(form_param_invalid(
-                "starting_after",
-                "starting_after cannot be combined with a non-zero offset",
-            ));
-        }
-    }
-    Ok(params)
-}
-
 async fn list_users(
     State(state): State<Arc<FakeState>>,
     _: Admitted,
@@ -388,28 +259,15 @@ async fn list_users(
         let skipped = std::time::Duration::from_millis(params.offset as u64 / 1000);
         tokio::time::sleep(skipped).await;
     }
-    let page: Vec<Arc<str>> = {
-        let users = state.users.read().expect("fake store lock");
-        let selected = Selection::of(users.ascending(), &params);
-        let start = match &params.starting_after {
-            Some(_) if faults.ignore_cursor => 0,
-            Some(after) => match selected.position(after, &users) {
-                Some(position) => position + 1,
-                None => match faults.cursor_gone {
-                    CursorGone::Unprocessable => {
-                        return form_param_invalid(
-                            "starting_after",
-                            &format!("no user with id {after} to start after"),
-                        );
-                    }
-                    CursorGone::NotFound => return user_not_found(after),
-                    CursorGone::EmptyPage => selected.len(),
-                    CursorGone::FirstPage => 0,
-                },
-            },
-            None => params.offset,
-        };
-        selected.page(start, params.limit)
+    // Pages of users not kept as JSON are generated here: off the async workers.
+    let page = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || (select_page(&state, &params, faults), params))
+    };
+    let (page, params) = page.await.expect("a list page does not panic");
+    let page = match page {
+        Ok(page) => page,
+        Err(response) => return response,
     };
     state
         .users_listed
@@ -438,120 +296,34 @@ async fn list_users(
     json_response(body)
 }
 
-/// The users a list request selects, in its order. The common case (ascending `created_at`,
-/// at most a `created_at` window) is a slice of the stored order found by binary search, so a
-/// million-user fake answers each page without scanning everyone.
-enum Selection<'a> {
-    Ascending(&'a [StoredUser]),
-    Listed(Vec<&'a StoredUser>),
-}
-
-impl<'a> Selection<'a> {
-    fn of(ascending: &'a [StoredUser], params: &ListParams) -> Selection<'a> {
-        let only_created = params
-            .windows
-            .iter()
-            .all(|(field, _, _)| *field == TimeField::Created);
-        if params.order_field == "created_at"
-            && !params.descending
-            && params.user_ids.is_empty()
-            && only_created
-        {
-            let mut users = ascending;
-            for (_, after, before) in &params.windows {
-                if let Some(after) = after {
-                    users = &users[users.partition_point(|u| u.created_at <= *after)..];
+/// The page a list request asks for, or the error Clerk answers for its cursor.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+fn select_page(
+    state: &FakeState,
+    params: &ListParams,
+    faults: FaultInjection,
+) -> Result<Vec<Arc<str>>, Response> {
+    let users = state.users.read().expect("fake store lock");
+    let selected = Selection::of(&users, params);
+    let start = match &params.starting_after {
+        Some(_) if faults.ignore_cursor => 0,
+        Some(after) => match selected.position(&users, after) {
+            Some(position) => position + 1,
+            None => match faults.cursor_gone {
+                CursorGone::Unprocessable => {
+                    return Err(form_param_invalid(
+                        "starting_after",
+                        &format!("no user with id {after} to start after"),
+                    ));
                 }
-                if let Some(before) = before {
-                    users = &users[..users.partition_point(|u| u.created_at < *before)];
-                }
-            }
-            return Selection::Ascending(users);
-        }
-        let in_windows = |u: &StoredUser| {
-            params.windows.iter().all(|(field, after, before)| {
-                field.of(u).is_some_and(|t| {
-                    after.is_none_or(|after| t > after) && before.is_none_or(|before| t < before)
-                })
-            })
-        };
-        let mut selected: Vec<&StoredUser> = ascending
-            .iter()
-            .filter(|u| params.user_ids.is_empty() || params.user_ids.contains(&u.id))
-            .filter(|u| in_windows(u))
-            .collect();
-        sort_users(&mut selected, &params.order_field);
-        if params.descending {
-            selected.reverse();
-        }
-        Selection::Listed(selected)
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Selection::Ascending(users) => users.len(),
-            Selection::Listed(users) => users.len(),
-        }
-    }
-
-    /// Where user `id` is in the selection.
-    fn position(&self, id: &str, store: &UserStore) -> Option<usize> {
-        match self {
-            Selection::Ascending(users) => {
-                let user = store.get(id)?;
-                let key = (user.created_at, &user.id);
-                let at = users.partition_point(|u| (u.created_at, &u.id) < key);
-                (users.get(at)?.id == id).then_some(at)
-            }
-            Selection::Listed(users) => users.iter().position(|u| u.id == id),
-        }
-    }
-
-    fn page(&self, start: usize, limit: usize) -> Vec<Arc<str>> {
-        match self {
-            Selection::Ascending(users) => users
-                .iter()
-                .skip(start)
-                .take(limit)
-                .map(|u| u.json.clone())
-                .collect(),
-            Selection::Listed(users) => users
-                .iter()
-                .skip(start)
-                .take(limit)
-                .map(|u| u.json.clone())
-                .collect(),
-        }
-    }
-}
-
-/// Sorts by one of Clerk's `order_by` fields, ascending, ties by id; the stored order is already
-/// `created_at`, so only the other fields need work.
-fn sort_users(users: &mut [&StoredUser], field: &str) {
-    match field {
-        "created_at" => {}
-        "updated_at" => users.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id))),
-        // Ascending with users who never signed in last, as PostgreSQL orders NULLs.
-        "last_sign_in_at" => {
-            users.sort_by_key(|u| (u.last_sign_in_at.is_none(), u.last_sign_in_at, u.id.clone()))
-        }
-        "last_active_at" => {
-            users.sort_by_key(|u| (u.last_active_at.is_none(), u.last_active_at, u.id.clone()))
-        }
-        other => {
-            let key = |u: &StoredUser| {
-                let json: Value = serde_json::from_str(&u.json).unwrap_or_default();
-                let value = match other {
-                    "email_address" => json["email_addresses"][0]["email_address"].clone(),
-                    "phone_number" => json["phone_numbers"][0]["phone_number"].clone(),
-                    "web3wallet" => json["web3_wallets"][0]["web3_wallet"].clone(),
-                    field => json[field].clone(),
-                };
-                value.to_string()
-            };
-            users.sort_by_cached_key(|u| (key(u), u.id.clone()));
-        }
-    }
+                CursorGone::NotFound => return Err(user_not_found(after)),
+                CursorGone::EmptyPage => selected.len(),
+                CursorGone::FirstPage => 0,
+            },
+        },
+        None => params.offset,
+    };
+    Ok(selected.page(&users, start, params.limit))
 }
 
 async fn count_users(State(state): State<Arc<FakeState>>, _: Admitted) -> Response {

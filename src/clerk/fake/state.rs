@@ -91,7 +91,14 @@ pub struct FakeClerkConfig {
     pub environment_type: String,
     /// Keep every request and answer (`FakeClerk::recorded_exchanges`).
     pub record_exchanges: bool,
+    /// Populations of at most this many users are serialized once at start and kept as JSON
+    /// (~2 KB per user); larger ones are generated page by page from the seed, keeping 40 bytes
+    /// per user.
+    pub keep_json_up_to: usize,
 }
+
+/// The default [`FakeClerkConfig::keep_json_up_to`]: 2M users, ~4 GB of JSON.
+pub const KEEP_JSON_UP_TO: usize = 2_000_000;
 
 impl FakeClerkConfig {
     pub fn new(population: Population) -> Self {
@@ -103,6 +110,7 @@ impl FakeClerkConfig {
             webhooks: None,
             environment_type: "production".into(),
             record_exchanges: false,
+            keep_json_up_to: KEEP_JSON_UP_TO,
         }
     }
 }
