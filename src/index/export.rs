@@ -1,21 +1,25 @@
 //! Every user matching a filter, in id order, from one snapshot, a chunk at a time.
 //!
-//! The matches are found once (one pass of the query over each segment), with each match's id
-//! ordinal from the `id` fast column: 12 bytes per match, so a million matches hold ~12 MB while
-//! the export runs. Ordinals are sorted per segment (a segment's ordinals follow id order) and
-//! the segments are merged by id through a heap of their heads. Ids are read from the segment's
-//! decoded id dictionary (`DecodedTerms`, cached beside the decoded columns): one slice per id,
-//! no allocation until the id is returned. When the cache cannot hold it, the ids of the matches
-//! alone are resolved from the column's dictionary up front, in one sorted pass. Nothing is
-//! re-searched per chunk, unlike paging with search-after.
+//! Each segment's matches are found by one pass of the query, with each match's id ordinal from
+//! the `id` fast column, and held as `(ordinal, doc)` pairs (8 bytes each) in **windows**: a
+//! window is the next [`EXPORT_WINDOW`] / segments (at least [`MIN_SEGMENT_WINDOW`]) matches in
+//! id order. When a segment's window is used up, the query runs over that segment again for the
+//! next one (a doc's ordinal follows its id), so an export of ten million users holds about a
+//! million matches at a time, and an export smaller than that runs the query once. Selecting a
+//! window keeps at most twice its size. Segments are merged by id through a heap of their heads.
+//! Ids are read from the segment's decoded id dictionary (`DecodedTerms`, cached beside the
+//! decoded columns): one slice per id, no allocation until the id is returned. When the cache
+//! cannot hold it, the ids of a window's matches alone are resolved from the column's dictionary
+//! when the window is loaded, in one sorted pass. Nothing is re-searched per chunk, unlike paging
+//! with search-after.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use tantivy::columnar::StrColumn;
-use tantivy::query::EnableScoring;
-use tantivy::{DocAddress, DocId, DocSet, TERMINATED};
+use tantivy::query::{EnableScoring, Weight};
+use tantivy::{DocAddress, DocId, DocSet, SegmentReader, TERMINATED};
 
 use super::compile::compile;
 use super::engine::DecodedTerms;
@@ -24,22 +28,36 @@ use super::field_values::{Slot, ValueColumns};
 use super::snapshot::Snapshot;
 use crate::query::Filter;
 
+/// The matches an export holds at a time, across its segments.
+pub const EXPORT_WINDOW: usize = 1 << 20;
+/// The smallest window of one segment, so an index of many segments does not re-run its query
+/// every few thousand users.
+pub const MIN_SEGMENT_WINDOW: usize = 1 << 14;
+
 /// An export in progress. Holds its snapshot, so later commits do not change what it returns.
 pub struct IdOrderedMatches {
     snapshot: Arc<Snapshot>,
+    /// The filter's query, run again over a segment for its next window.
+    weight: Box<dyn Weight>,
     /// Paths read from columns for every user returned.
     values: Option<ValueColumns>,
     segments: Vec<SegmentMatches>,
-    /// The next match of each segment to return.
+    /// The next match of each segment's window to return.
     cursors: Vec<usize>,
     total: u64,
     sent: u64,
+    /// Windows loaded after the first one of each segment.
+    reloads: u64,
 }
 
 struct SegmentMatches {
     ordinal: u32,
-    /// `(id ordinal, doc)`, sorted.
-    hits: Vec<(u64, DocId)>,
+    /// How many matches a window of this segment holds.
+    window: usize,
+    /// The window: `(id ordinal, doc)`, sorted.
+    hits: Vec<(u32, DocId)>,
+    /// Matches of this segment after the window.
+    after_window: u64,
     ids: SegmentIds,
     /// With [`IdOrderedMatches::with_values`]: the type bits of each path for each hit, in
     /// `hits` order (`ValueColumns::kinds`).
@@ -60,49 +78,103 @@ pub struct ExportMatch {
 enum SegmentIds {
     /// The segment's whole id dictionary, by ordinal.
     Dictionary(Arc<DecodedTerms>),
-    /// The ids of the matches alone, by position in `hits`.
-    Matches(DecodedTerms),
+    /// The ids of the window's matches alone, by position in `hits`.
+    Window(DecodedTerms),
+}
+
+impl SegmentIds {
+    fn of_window(
+        dictionary: Option<Arc<DecodedTerms>>,
+        hits: &[(u32, DocId)],
+        column: &StrColumn,
+    ) -> Result<SegmentIds, IndexError> {
+        if let Some(terms) = dictionary {
+            return Ok(SegmentIds::Dictionary(terms));
+        }
+        let ords: Vec<u64> = hits.iter().map(|(ord, _)| u64::from(*ord)).collect();
+        let mut terms = DecodedTerms::default();
+        let mut valid = true;
+        column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+            valid &= terms.push(bytes);
+        })?;
+        if !valid {
+            return Err(IndexError::Read(
+                "a user id in the index is not UTF-8".into(),
+            ));
+        }
+        Ok(SegmentIds::Window(terms))
+    }
 }
 
 impl SegmentMatches {
-    fn new(
-        ordinal: u32,
-        hits: Vec<(u64, DocId)>,
-        decoded: Option<Arc<DecodedTerms>>,
-        column: &StrColumn,
-    ) -> Result<Self, IndexError> {
-        let ids = match decoded {
-            Some(terms) => SegmentIds::Dictionary(terms),
-            None => {
-                let ords: Vec<u64> = hits.iter().map(|(ord, _)| *ord).collect();
-                let mut terms = DecodedTerms::default();
-                let mut valid = true;
-                column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
-                    valid &= terms.push(bytes);
-                })?;
-                if !valid {
-                    return Err(IndexError::Read(
-                        "a user id in the index is not UTF-8".into(),
-                    ));
-                }
-                SegmentIds::Matches(terms)
-            }
-        };
-        Ok(SegmentMatches {
-            ordinal,
-            hits,
-            ids,
-            kinds: Vec::new(),
-        })
-    }
-
-    /// The id of match `i`.
+    /// The id of the window's match `i`.
     fn id(&self, i: usize) -> &str {
         match &self.ids {
-            SegmentIds::Dictionary(terms) => terms.term(self.hits[i].0),
-            SegmentIds::Matches(terms) => terms.term(i as u64),
+            SegmentIds::Dictionary(terms) => terms.term(u64::from(self.hits[i].0)),
+            SegmentIds::Window(terms) => terms.term(i as u64),
         }
     }
+
+    /// Reads the type bits of `values`' paths for the window's matches: in doc order, one
+    /// pass over their postings, then put in `hits` order.
+    fn read_kinds(
+        &mut self,
+        snapshot: &Snapshot,
+        values: &mut ValueColumns,
+    ) -> Result<(), IndexError> {
+        let width = values.paths().len();
+        let mut order: Vec<u32> = (0..self.hits.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| self.hits[i as usize].1);
+        let docs: Vec<DocId> = order.iter().map(|&i| self.hits[i as usize].1).collect();
+        let sorted = values.kinds(snapshot, self.ordinal, &docs)?;
+        self.kinds = vec![0; sorted.len()];
+        for (at, &i) in order.iter().enumerate() {
+            let i = i as usize;
+            self.kinds[i * width..(i + 1) * width]
+                .copy_from_slice(&sorted[at * width..(at + 1) * width]);
+        }
+        Ok(())
+    }
+}
+
+/// The `window` matches of one segment with the smallest id ordinals at or after `from`,
+/// sorted, and how many matches there are at or after `from` in all. Holds at most twice the
+/// window while it runs.
+fn select_window(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    ids: &StrColumn,
+    from: u64,
+    window: usize,
+) -> Result<(Vec<(u32, DocId)>, u64), IndexError> {
+    let window = window.max(1);
+    let mut hits: Vec<(u32, DocId)> = Vec::new();
+    let mut matches = 0u64;
+    let keep_smallest = |hits: &mut Vec<(u32, DocId)>| {
+        if hits.len() > window {
+            hits.select_nth_unstable(window - 1);
+            hits.truncate(window);
+        }
+    };
+    let mut scorer = weight.scorer(reader, 1.0)?;
+    let mut doc = scorer.doc();
+    while doc != TERMINATED {
+        if !reader.is_deleted(doc)
+            && let Some(ord) = ids.term_ords(doc).next()
+            && ord >= from
+        {
+            matches += 1;
+            // A segment holds fewer than 2^31 docs, so its id ordinals fit in 32 bits.
+            hits.push((ord as u32, doc));
+            if hits.len() >= 2 * window {
+                keep_smallest(&mut hits);
+            }
+        }
+        doc = scorer.advance();
+    }
+    keep_smallest(&mut hits);
+    hits.sort_unstable();
+    Ok((hits, matches))
 }
 
 impl IdOrderedMatches {
@@ -120,21 +192,16 @@ impl IdOrderedMatches {
         &self.snapshot
     }
 
+    /// Windows loaded after the first one of each segment (the query ran again for each).
+    pub fn reloads(&self) -> u64 {
+        self.reloads
+    }
+
     /// Reads `values` from the columns for every user returned. The paths' types are read
-    /// here, once for all the matches (one pass over their postings per segment).
+    /// for a window's matches when it is loaded (one pass over their postings per segment).
     pub fn with_values(mut self, mut values: ValueColumns) -> Result<Self, IndexError> {
-        let width = values.paths().len();
         for segment in &mut self.segments {
-            let mut order: Vec<u32> = (0..segment.hits.len() as u32).collect();
-            order.sort_unstable_by_key(|&i| segment.hits[i as usize].1);
-            let docs: Vec<DocId> = order.iter().map(|&i| segment.hits[i as usize].1).collect();
-            let sorted = values.kinds(&self.snapshot, segment.ordinal, &docs)?;
-            segment.kinds = vec![0; sorted.len()];
-            for (at, &i) in order.iter().enumerate() {
-                let i = i as usize;
-                segment.kinds[i * width..(i + 1) * width]
-                    .copy_from_slice(&sorted[at * width..(at + 1) * width]);
-            }
+            segment.read_kinds(&self.snapshot, &mut values)?;
         }
         self.values = Some(values);
         Ok(self)
@@ -144,10 +211,32 @@ impl IdOrderedMatches {
     /// their values from columns if asked for.
     pub fn next_chunk(&mut self, n: usize) -> Result<Vec<ExportMatch>, IndexError> {
         let mut chunk = Vec::with_capacity(n.min(self.remaining() as usize));
+        while chunk.len() < n {
+            match self.merge_into(&mut chunk, n)? {
+                Some(segment) => self.load_next_window(segment)?,
+                None => break,
+            }
+        }
+        self.sent += chunk.len() as u64;
+        Ok(chunk)
+    }
+
+    /// Appends users in id order until `chunk` holds `n` or every match is returned (`None`),
+    /// or stops at a segment whose window is used up while it has more matches (`Some`).
+    fn merge_into(
+        &mut self,
+        chunk: &mut Vec<ExportMatch>,
+        n: usize,
+    ) -> Result<Option<usize>, IndexError> {
         let segments = &self.segments;
         let snapshot = &self.snapshot;
         let values = &mut self.values;
         let cursors = &mut self.cursors;
+        let used_up =
+            |i: usize| cursors[i] == segments[i].hits.len() && segments[i].after_window > 0;
+        if let Some(i) = (0..segments.len()).find(|&i| used_up(i)) {
+            return Ok(Some(i));
+        }
         // The segments' heads in a min-heap by id: one comparison per level per user, not one
         // per segment.
         let mut heads: BinaryHeap<Reverse<(&str, usize)>> = segments
@@ -181,12 +270,48 @@ impl IdOrderedMatches {
             cursors[i] += 1;
             if cursors[i] < segment.hits.len() {
                 *head = Reverse((segment.id(cursors[i]), i));
+            } else if segment.after_window > 0 {
+                // Its next id may sort before the other heads: load it before going on.
+                return Ok(Some(i));
             } else {
                 std::collections::binary_heap::PeekMut::pop(head);
             }
         }
-        self.sent += chunk.len() as u64;
-        Ok(chunk)
+        Ok(None)
+    }
+
+    /// Runs the query over segment `i` again for the window after its current one.
+    fn load_next_window(&mut self, i: usize) -> Result<(), IndexError> {
+        let segment = &mut self.segments[i];
+        let reader = self.snapshot.searcher.segment_reader(segment.ordinal);
+        let column = reader
+            .fast_fields()
+            .str("id")?
+            .ok_or_else(|| IndexError::Read("a segment lost its id column".into()))?;
+        let from = segment
+            .hits
+            .last()
+            .map_or(0, |(ord, _)| u64::from(*ord) + 1);
+        let (hits, matches) = select_window(&*self.weight, reader, &column, from, segment.window)?;
+        if matches != segment.after_window || hits.is_empty() {
+            return Err(IndexError::Read(format!(
+                "an export's segment held {} more matches, then {matches}",
+                segment.after_window
+            )));
+        }
+        let dictionary = match &segment.ids {
+            SegmentIds::Dictionary(terms) => Some(terms.clone()),
+            SegmentIds::Window(_) => None,
+        };
+        segment.ids = SegmentIds::of_window(dictionary, &hits, &column)?;
+        segment.after_window = matches - hits.len() as u64;
+        segment.hits = hits;
+        if let Some(values) = &mut self.values {
+            segment.read_kinds(&self.snapshot, values)?;
+        }
+        self.cursors[i] = 0;
+        self.reloads += 1;
+        Ok(())
     }
 }
 
@@ -197,6 +322,19 @@ impl Snapshot {
         filter: Option<&Filter>,
         after_id: Option<&str>,
         now_ms: i64,
+    ) -> Result<IdOrderedMatches, IndexError> {
+        let segments = self.searcher.segment_readers().len().max(1);
+        let window = (EXPORT_WINDOW / segments).max(MIN_SEGMENT_WINDOW);
+        self.export_in_windows(filter, after_id, now_ms, window)
+    }
+
+    /// [`Self::export`] with `window` matches per segment at a time.
+    pub fn export_in_windows(
+        self: &Arc<Self>,
+        filter: Option<&Filter>,
+        after_id: Option<&str>,
+        now_ms: i64,
+        window: usize,
     ) -> Result<IdOrderedMatches, IndexError> {
         let query = compile(&self.fields, filter, now_ms, self.org_slots);
         let weight = query.weight(EnableScoring::disabled_from_searcher(&self.searcher))?;
@@ -214,36 +352,33 @@ impl Snapshot {
                     tantivy_sstable::TermOrdHit::Next(ord) => ord,
                 },
             };
-            let mut hits = Vec::new();
-            let mut scorer = weight.scorer(reader, 1.0)?;
-            let mut doc = scorer.doc();
-            while doc != TERMINATED {
-                if !reader.is_deleted(doc)
-                    && let Some(ord) = ids.term_ords(doc).next()
-                    && ord >= first_ord
-                {
-                    hits.push((ord, doc));
-                }
-                doc = scorer.advance();
-            }
-            hits.sort_unstable();
-            total += hits.len() as u64;
-            let decoded = match hits.is_empty() {
+            let (hits, matches) = select_window(&*weight, reader, &ids, first_ord, window)?;
+            total += matches;
+            let dictionary = match hits.is_empty() {
                 true => None,
                 false => self
                     .fields
                     .columns
                     .terms(reader.segment_id(), "id", ids.dictionary())?,
             };
-            segments.push(SegmentMatches::new(ordinal as u32, hits, decoded, &ids)?);
+            segments.push(SegmentMatches {
+                ordinal: ordinal as u32,
+                window,
+                after_window: matches - hits.len() as u64,
+                ids: SegmentIds::of_window(dictionary, &hits, &ids)?,
+                hits,
+                kinds: Vec::new(),
+            });
         }
         Ok(IdOrderedMatches {
             snapshot: self.clone(),
+            weight,
             values: None,
             cursors: vec![0; segments.len()],
             segments,
             total,
             sent: 0,
+            reloads: 0,
         })
     }
 }

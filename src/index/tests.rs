@@ -288,12 +288,14 @@ proptest! {
         seed in any::<u64>(),
         chunk in 1usize..700,
         cut in 0usize..3000,
+        window in prop_oneof![1usize..40, Just(super::export::EXPORT_WINDOW)],
     ) {
         let fixture = fixture();
         let filter = valid_filter(seed, &fixture.users);
         let expected: Vec<String> = expected_ids(fixture, &filter).into_iter().collect();
         let snapshot = fixture.index.snapshot();
-        let mut export = snapshot.export(Some(&filter), None, fixture.now_ms).unwrap();
+        // Small windows: each segment's query runs again for every few matches.
+        let mut export = snapshot.export_in_windows(Some(&filter), None, fixture.now_ms, window).unwrap();
         prop_assert_eq!(export.total(), expected.len() as u64);
         let mut ids = Vec::new();
         loop {
@@ -313,13 +315,17 @@ proptest! {
             }
         }
         prop_assert_eq!(&ids, &expected);
+        let segments = snapshot.searcher.segment_readers().len();
+        if window * segments < expected.len() {
+            prop_assert!(export.reloads() > 0, "{} matches in {} segments, windows of {}", expected.len(), segments, window);
+        }
         // Resuming after any id (present or not) yields exactly the ids after it.
         let after = match expected.get(cut % expected.len().max(1)) {
             Some(id) if seed % 2 == 0 => id.clone(),
             Some(id) => format!("{id}~"),
             None => "user_".to_string(),
         };
-        let mut resumed = snapshot.export(Some(&filter), Some(&after), fixture.now_ms).unwrap();
+        let mut resumed = snapshot.export_in_windows(Some(&filter), Some(&after), fixture.now_ms, window).unwrap();
         let rest: Vec<String> = resumed.next_chunk(usize::MAX >> 1).unwrap().into_iter().map(|m| m.id).collect();
         let want: Vec<String> = expected.iter().filter(|id| **id > after).cloned().collect();
         prop_assert_eq!(rest, want);

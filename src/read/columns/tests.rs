@@ -156,8 +156,9 @@ fn check(batches: &[Vec<Value>], fields: Vec<String>) -> Result<usize, TestCaseE
         return Ok(0);
     };
     let mut matches = snapshot.export(None, None, 0).unwrap();
+    // Windows of 7: type bits are read again for each window of each segment.
     let mut matches_values = snapshot
-        .export(None, None, 0)
+        .export_in_windows(None, None, 0, 7)
         .unwrap()
         .with_values(ValueColumns::new(plan.paths().to_vec()))
         .unwrap();
