@@ -764,7 +764,7 @@ def large_report(results, args):
              f"Machine: {machine()}.", "",
              f"Produced by `bench/run --large --sizes {','.join(str(r['users']) for r in results)} --runs {args.runs} "
              f"--warmup {args.warmup}` on {time.strftime('%Y-%m-%d')}. The service backfilled from the fake Clerk, which "
-             "generates every page from its seed on the same two cores (it keeps 40 bytes per user, not the "
+             "generates every page from its seed on the same two cores (it keeps 48 bytes per user, not the "
              "users' JSON). DuckDB in-process on the same users (its memory limit: half the machine's), "
              "PostgreSQL and the steady state left out at this size. Medians (and p95) in milliseconds; every "
              "answer was checked equal between the service and DuckDB.", ""]

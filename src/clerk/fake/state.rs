@@ -92,7 +92,7 @@ pub struct FakeClerkConfig {
     /// Keep every request and answer (`FakeClerk::recorded_exchanges`).
     pub record_exchanges: bool,
     /// Populations of at most this many users are serialized once at start and kept as JSON
-    /// (~2 KB per user); larger ones are generated page by page from the seed, keeping 40 bytes
+    /// (~2 KB per user); larger ones are generated page by page from the seed, keeping 48 bytes
     /// per user.
     pub keep_json_up_to: usize,
 }
