@@ -46,6 +46,8 @@ pub use writer::{
 pub use writer_stats::{Pause, WriterStats};
 
 #[cfg(test)]
+mod export_tests;
+#[cfg(test)]
 mod facet_tests;
 #[cfg(test)]
 pub(crate) mod org_tests;

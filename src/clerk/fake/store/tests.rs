@@ -238,14 +238,15 @@ fn generated_pages_and_kept_json_answer_as_the_reference_before_and_after_change
         population.user(0)["id"].as_str().unwrap().to_string(),
         "user_zzzzzzzzzz".to_string(),
     ];
+    let changes = [
+        &changed_in_place,
+        &moved,
+        &joins_the_tie,
+        &newest,
+        &moved_again,
+    ];
     for store in [&mut kept, &mut generated] {
-        for user in [
-            &changed_in_place,
-            &moved,
-            &joins_the_tie,
-            &newest,
-            &moved_again,
-        ] {
+        for user in changes {
             store.put(StoredUser::from_json(user).unwrap());
         }
         for id in &gone {
@@ -258,13 +259,7 @@ fn generated_pages_and_kept_json_answer_as_the_reference_before_and_after_change
         forged.replace_range(forged.len() - 3.., "abc");
         assert!(store.get(&forged).is_none());
     }
-    for user in [
-        &changed_in_place,
-        &moved,
-        &joins_the_tie,
-        &newest,
-        &moved_again,
-    ] {
+    for user in changes {
         reference.put(user);
     }
     for id in &gone {
