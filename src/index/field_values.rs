@@ -105,7 +105,7 @@ const TYPES: [(&str, u8); 7] = [
     ("object", OBJECT),
 ];
 
-/// Integers an f64 holds exactly.
+/// Integers of smaller magnitude are held by an f64 exactly, and no other integer rounds to one.
 const EXACT: f64 = (1u64 << 53) as f64;
 
 /// The columns of some paths, opened per segment on first use.
@@ -381,7 +381,8 @@ fn number(column: &DynamicColumn, doc: DocId, kind: u8) -> Option<Number> {
         (DynamicColumn::U64(c), INTEGER) => single(c, doc).map(Number::from),
         (DynamicColumn::F64(c), INTEGER) => {
             let value = single(c, doc)?;
-            (value.fract() == 0.0 && value.abs() <= EXACT).then(|| Number::from(value as i64))
+            // 2^53 itself may be 2^53 + 1 rounded: only smaller magnitudes are surely exact.
+            (value.fract() == 0.0 && value.abs() < EXACT).then(|| Number::from(value as i64))
         }
         (DynamicColumn::F64(c), FLOAT) => Number::from_f64(single(c, doc)?),
         (DynamicColumn::I64(c), FLOAT) => {

@@ -303,3 +303,21 @@ fn numbers_in_a_column_coerced_to_floats_come_back_as_written() {
     let from_columns = check(&[users], vec!["public.n".into()]).unwrap();
     assert_eq!(from_columns, 5);
 }
+
+#[test]
+fn integers_a_float_column_may_have_rounded_are_read_from_stored_users() {
+    // 2^53 + 1 rounds to 2^53 in an f64 column: neither can be told apart from the column.
+    let values = [
+        json!(9_007_199_254_740_993u64),
+        json!(9_007_199_254_740_992u64),
+    ];
+    let users: Vec<Value> = (values.into_iter().chain([json!(2.5), json!(-3)]))
+        .enumerate()
+        .map(|(n, value)| json!({"id": format!("user_{n}"), "public_metadata": {"n": value}}))
+        .collect();
+    let from_columns = check(&[users], vec!["public.n".into()]).unwrap();
+    assert_eq!(
+        from_columns, 2,
+        "2.5 and -3 from columns, the large two stored"
+    );
+}
