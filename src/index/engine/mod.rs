@@ -15,6 +15,7 @@ mod column_filter;
 mod dates;
 mod decoded_column;
 mod fast_terms;
+mod range_scan;
 mod sort;
 mod sort_order;
 mod sort_walk;
