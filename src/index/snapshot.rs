@@ -84,7 +84,7 @@ impl Snapshot {
         let live: Vec<_> = searcher
             .segment_readers()
             .iter()
-            .map(|segment| segment.segment_id())
+            .map(|segment| (segment.segment_id(), segment.num_deleted_docs()))
             .collect();
         fields.columns.keep_segments(&live);
         let others = other_kinds(&searcher, fields).unwrap_or_else(|error| {

@@ -314,9 +314,7 @@ impl Weight for BitsetWeight {
             return Ok(reader.inverted_index(term.field())?.doc_freq(term)?);
         }
         let mut bits = only_users(self.root.eval(reader, &self.cache)?, reader, &self.cache)?;
-        if let Some(alive) = reader.alive_bitset() {
-            bits.retain(|doc| alive.is_alive(doc));
-        }
+        drop_deleted(&mut bits, reader, &self.cache);
         Ok(bits.len() as u32)
     }
 
@@ -335,16 +333,43 @@ impl Weight for BitsetWeight {
 
 /// The live docs of `reader` that `weight` matches, as bits: taken whole from a
 /// [`BitsetQuery`]'s scorer, collected from any other.
-pub fn matching_bits(weight: &dyn Weight, reader: &SegmentReader) -> tantivy::Result<Bits> {
+pub fn matching_bits(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+) -> tantivy::Result<Bits> {
     let scorer = weight.scorer(reader, 1.0)?;
     let mut bits = match scorer.downcast::<BitsDocSet>() {
         Ok(docs) => docs.bits,
         Err(scorer) => scorer_bits(scorer, reader.max_doc()),
     };
-    if let Some(alive) = reader.alive_bitset() {
-        bits.retain(|doc| alive.is_alive(doc));
-    }
+    drop_deleted(&mut bits, reader, cache);
     Ok(bits)
+}
+
+/// Clears the deleted docs of `reader` from `bits`: a word at a time with the segment's live
+/// docs (kept in `cache` until the next delete), one doc at a time where they do not fit.
+fn drop_deleted(bits: &mut Bits, reader: &SegmentReader, cache: &ColumnCache) {
+    let Some(alive) = reader.alive_bitset() else {
+        return;
+    };
+    let max_doc = reader.max_doc();
+    let live = cache.alive_docs(
+        reader.segment_id(),
+        max_doc,
+        reader.num_deleted_docs(),
+        || {
+            let mut live = Bits::empty(max_doc);
+            for doc in alive.iter_alive() {
+                live.insert(doc);
+            }
+            Some(live)
+        },
+    );
+    match live {
+        Some(live) => bits.and(&live),
+        None => bits.retain(|doc| alive.is_alive(doc)),
+    }
 }
 
 /// The docs of [`Bits`], in order.

@@ -92,6 +92,11 @@ enum Kind {
     Terms,
     /// A segment's user documents (every document without a `kind`).
     UserDocs,
+    /// A segment's live documents when `deleted` of them are deleted. Deletes only add to a
+    /// segment's deleted set, so the count names its version.
+    AliveDocs {
+        deleted: u32,
+    },
     /// A decoded column's docs by value.
     SortOrder,
 }
@@ -145,14 +150,21 @@ impl ColumnCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }
 
-    /// Drops the entries of segments not in `live` (the segments of the newest snapshot). A query
-    /// still reading an older snapshot may decode a dropped column again; the next snapshot
-    /// drops it once more.
-    pub fn keep_segments(&self, live: &[SegmentId]) {
+    /// Drops the entries of segments not in `live` (the segments of the newest snapshot, each
+    /// with its count of deleted docs), and live-doc bitsets of older versions of a segment. A
+    /// query still reading an older snapshot may decode a dropped entry again; the next
+    /// snapshot drops it once more.
+    pub fn keep_segments(&self, live: &[(SegmentId, u32)]) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut freed = 0;
-        entries.map.retain(|(segment, ..), entry| {
-            let keep = live.contains(segment);
+        entries.map.retain(|(segment, _, _, kind), entry| {
+            let keep = live.iter().any(|(id, deleted)| {
+                id == segment
+                    && match kind {
+                        Kind::AliveDocs { deleted: kept } => kept == deleted,
+                        _ => true,
+                    }
+            });
             if !keep {
                 freed += entry.bytes;
             }
@@ -239,6 +251,25 @@ impl ColumnCache {
             "kind".to_string(),
             ColumnType::Bool,
             Kind::UserDocs,
+        );
+        let bytes = (max_doc as usize).div_ceil(64) * 8;
+        self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
+    }
+
+    /// The live docs of `segment` while `deleted` of its docs are deleted, made by `make` on
+    /// first use; `None` when they do not fit in the budget or `make` failed.
+    pub fn alive_docs(
+        &self,
+        segment: SegmentId,
+        max_doc: DocId,
+        deleted: u32,
+        make: impl FnOnce() -> Option<Bits>,
+    ) -> Option<Arc<Bits>> {
+        let key = (
+            segment,
+            String::new(),
+            ColumnType::Bool,
+            Kind::AliveDocs { deleted },
         );
         let bytes = (max_doc as usize).div_ceil(64) * 8;
         self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
@@ -358,16 +389,41 @@ mod tests {
         cache.get(gone, "a", column_type, &column, 1000).unwrap();
         cache.get(gone, "b", column_type, &column, 1000).unwrap();
         let one = cache.bytes() / 3;
-        cache.keep_segments(&[live]);
+        cache.keep_segments(&[(live, 0)]);
         assert_eq!(cache.bytes(), one, "only the live segment's column is left");
         let kept = cache.get(live, "a", column_type, &column, 1000).unwrap();
-        cache.keep_segments(&[live]);
+        cache.keep_segments(&[(live, 0)]);
         assert!(Arc::ptr_eq(
             &kept,
             &cache.get(live, "a", column_type, &column, 1000).unwrap()
         ));
         cache.keep_segments(&[]);
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn live_docs_of_an_older_delete_count_are_dropped_with_the_next_snapshot() {
+        let cache = ColumnCache::new(1 << 20);
+        let id = SegmentId::generate_random();
+        let made = |deleted: u32| {
+            let mut made = false;
+            cache.alive_docs(id, 1000, deleted, || {
+                made = true;
+                Some(Bits::full(1000))
+            });
+            made
+        };
+        assert!(made(3), "first use makes the bits");
+        assert!(!made(3), "the same delete count reuses them");
+        assert!(made(5), "a new delete count is a new version");
+        cache.keep_segments(&[(id, 5)]);
+        assert_eq!(
+            cache.bytes(),
+            1000usize.div_ceil(64) * 8,
+            "one version left"
+        );
+        assert!(!made(5));
+        assert!(made(3));
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub fn string_term_counts(
                     None => Vec::new(),
                 })
                 .collect();
-            let docs = matching_bits(weight.as_ref(), reader)?;
+            let docs = matching_bits(weight.as_ref(), reader, cache)?;
             let matched = docs.len();
             for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
                 match ordinals {

@@ -93,7 +93,7 @@ impl TopHits {
         let Some((order, decoded)) = walkable else {
             return self.collect_segment(weight, ordinal, reader);
         };
-        let bits = matching_bits(weight, reader)?;
+        let bits = matching_bits(weight, reader, &self.cache)?;
         let (matches, max_doc) = (bits.len(), u64::from(reader.max_doc()));
         // Expected steps of the walk against reading each match.
         if (self.limit as u64).saturating_mul(max_doc) < matches.saturating_mul(matches) {
