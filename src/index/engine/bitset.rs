@@ -140,7 +140,7 @@ impl Node {
                 false => Ok(Bits::full(max_doc)),
             },
             Node::Nothing => Ok(Bits::empty(max_doc)),
-            Node::Term(term) => term_bits(reader, term),
+            Node::Term(term) => term_bits(reader, term, cache),
             Node::Boolean { all, any, none } => {
                 let mut bits = if let Some((first, rest)) = all.split_first() {
                     let mut bits = first.eval(reader, cache)?;
@@ -268,11 +268,22 @@ fn only_users(
     Ok(bits)
 }
 
-/// A term's postings, decoded block by block.
-fn term_bits(reader: &SegmentReader, term: &Term) -> tantivy::Result<Bits> {
-    let mut bits = Bits::empty(reader.max_doc());
+/// A term matching at least one doc in this many is kept in the cache as a bitmap: its
+/// postings take longer to decode than its bits to copy.
+const CACHED_TERM_SHARE: u64 = 32;
+
+/// A term's docs (deleted ones included): from the cache when the term is frequent, otherwise
+/// its postings decoded block by block.
+fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantivy::Result<Bits> {
+    let max_doc = reader.max_doc();
     let inverted = reader.inverted_index(term.field())?;
-    if let Some(mut postings) = inverted.read_block_postings(term, IndexRecordOption::Basic)? {
+    let Some(info) = inverted.get_term_info(term)? else {
+        return Ok(Bits::empty(max_doc));
+    };
+    let decode = || -> tantivy::Result<Bits> {
+        let mut bits = Bits::empty(max_doc);
+        let mut postings =
+            inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
         loop {
             let docs = postings.docs();
             if docs.is_empty() {
@@ -281,8 +292,23 @@ fn term_bits(reader: &SegmentReader, term: &Term) -> tantivy::Result<Bits> {
             bits.insert_sorted(docs);
             postings.advance();
         }
+        Ok(bits)
+    };
+    if u64::from(info.doc_freq) * CACHED_TERM_SHARE < u64::from(max_doc) {
+        return decode();
     }
-    Ok(bits)
+    let mut key = term.field().field_id().to_be_bytes().to_vec();
+    key.extend_from_slice(term.serialized_value_bytes());
+    let mut failed = None;
+    let cached = cache.term_docs(reader.segment_id(), key, max_doc, || {
+        decode().map_err(|error| failed = Some(error)).ok()
+    });
+    match (cached, failed) {
+        (Some(bits), _) => Ok(Bits::clone(&bits)),
+        (None, Some(error)) => Err(error),
+        // Over the cache's budget.
+        (None, None) => decode(),
+    }
 }
 
 fn scorer_bits(mut scorer: Box<dyn Scorer>, max_doc: DocId) -> Bits {
@@ -520,5 +546,65 @@ mod tests {
             counted.seek(seek);
             prop_assert_eq!(counted.count_including_deleted() as usize, a.iter().filter(|d| **d >= seek).count());
         }
+    }
+
+    #[test]
+    fn frequent_terms_are_served_from_the_cache_with_deletes_applied() {
+        use tantivy::collector::{Count, DocSetCollector};
+        use tantivy::schema::{STRING, Schema};
+        use tantivy::{Index, doc};
+
+        let mut schema = Schema::builder();
+        let s = schema.add_text_field("s", STRING);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer = index.writer_with_num_threads(1, 15 << 20).unwrap();
+        // 1000 docs: "often" in 890, "seldom" in 10 (below one in 32), "x" in the rest.
+        for doc in 0..1000 {
+            let word = match doc % 100 {
+                0 => "seldom",
+                1..90 => "often",
+                _ => "x",
+            };
+            writer
+                .add_document(doc!(s => word, s => format!("n{doc}")))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        let term = |word: &str| Term::from_field_text(s, word);
+        let cache = Arc::new(ColumnCache::new(1 << 20));
+        let query = |words: &[&str]| {
+            let clauses = words
+                .iter()
+                .map(|word| {
+                    let leaf: Box<dyn Query> =
+                        Box::new(TermQuery::new(term(word), IndexRecordOption::Basic));
+                    (Occur::Should, leaf)
+                })
+                .collect();
+            BitsetQuery::new(Box::new(BooleanQuery::new(clauses)), cache.clone())
+        };
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.search(&query(&["seldom"]), &Count).unwrap(), 10);
+        assert_eq!(cache.bytes(), 0, "a rare term is decoded, not kept");
+        assert_eq!(searcher.search(&query(&["often"]), &Count).unwrap(), 890);
+        let kept = cache.bytes();
+        assert_eq!(kept, 1000usize.div_ceil(64) * 8, "a frequent term is kept");
+        let both = searcher
+            .search(&query(&["often", "seldom"]), &Count)
+            .unwrap();
+        assert_eq!(both, 900);
+        assert_eq!(cache.bytes(), kept, "the second use reads the kept bits");
+
+        // Deletes leave the kept postings as they are and are applied to every answer.
+        for doc in (1..90).step_by(2) {
+            writer.delete_term(term(&format!("n{doc}")));
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let matched = searcher
+            .search(&query(&["often"]), &DocSetCollector)
+            .unwrap();
+        assert_eq!(matched.len(), 890 - 45);
+        assert_eq!(searcher.search(&query(&["often"]), &Count).unwrap(), 845);
     }
 }

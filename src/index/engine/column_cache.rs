@@ -14,6 +14,11 @@
 //! keeping their columns until the budget forces them out held the whole budget in dead copies.
 //! The budget bounds the memory (2-8 bytes per user per cached column, plus a bit per user for
 //! optional columns); a column that does not fit is read from the index instead.
+//!
+//! Beside the columns it keeps, per segment, the docs of terms that match many of them as
+//! bitmaps (a bit per user): a filter clause like `banned = false` or `plan = "pro"` then costs
+//! a copy of its bits instead of decoding hundreds of thousands of postings, as Lucene's query
+//! cache keeps the doc sets of frequent filter clauses.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -99,9 +104,12 @@ enum Kind {
     },
     /// A decoded column's docs by value.
     SortOrder,
+    /// The docs of a term's postings (deleted ones included).
+    TermDocs,
 }
 
-type Key = (SegmentId, String, ColumnType, Kind);
+/// The segment, the column's name (or the term's bytes), its type and what is kept of it.
+type Key = (SegmentId, Vec<u8>, ColumnType, Kind);
 
 struct Entry {
     value: Arc<dyn Any + Send + Sync>,
@@ -183,7 +191,7 @@ impl ColumnCache {
         column: &Column<u64>,
         max_doc: DocId,
     ) -> Option<Arc<DecodedColumn>> {
-        let key = (segment, name.to_string(), column_type, Kind::Values);
+        let key = (segment, name.as_bytes().to_vec(), column_type, Kind::Values);
         self.get_or_decode(key, DecodedColumn::size_of(column, max_doc), || {
             DecodedColumn::decode(column, max_doc).map(|decoded| {
                 let bytes = decoded.bytes();
@@ -200,7 +208,12 @@ impl ColumnCache {
         name: &str,
         dictionary: &Dictionary<VoidSSTable>,
     ) -> std::io::Result<Option<Arc<DecodedTerms>>> {
-        let key = (segment, name.to_string(), ColumnType::Str, Kind::Terms);
+        let key = (
+            segment,
+            name.as_bytes().to_vec(),
+            ColumnType::Str,
+            Kind::Terms,
+        );
         // The dictionary's compressed size is a lower bound on the decoded one.
         let estimate =
             dictionary.num_terms() * 4 + dictionary.sstable_slice.num_bytes().get_bytes() as usize;
@@ -229,7 +242,12 @@ impl ColumnCache {
         name: &str,
         decoded: &DecodedColumn,
     ) -> Option<Arc<SortOrder>> {
-        let key = (segment, name.to_string(), ColumnType::U64, Kind::SortOrder);
+        let key = (
+            segment,
+            name.as_bytes().to_vec(),
+            ColumnType::U64,
+            Kind::SortOrder,
+        );
         let max_doc = decoded.max_doc();
         self.get_or_decode(key, SortOrder::size_of(max_doc), || {
             let order = SortOrder::build(decoded, max_doc);
@@ -246,12 +264,7 @@ impl ColumnCache {
         max_doc: DocId,
         make: impl FnOnce() -> Option<Bits>,
     ) -> Option<Arc<Bits>> {
-        let key = (
-            segment,
-            "kind".to_string(),
-            ColumnType::Bool,
-            Kind::UserDocs,
-        );
+        let key = (segment, b"kind".to_vec(), ColumnType::Bool, Kind::UserDocs);
         let bytes = (max_doc as usize).div_ceil(64) * 8;
         self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
     }
@@ -267,10 +280,25 @@ impl ColumnCache {
     ) -> Option<Arc<Bits>> {
         let key = (
             segment,
-            String::new(),
+            Vec::new(),
             ColumnType::Bool,
             Kind::AliveDocs { deleted },
         );
+        let bytes = (max_doc as usize).div_ceil(64) * 8;
+        self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
+    }
+
+    /// The docs of the term `term` (its field id and serialized value) in `segment`, deleted
+    /// ones included, made by `make` on first use; `None` when they do not fit in the budget or
+    /// `make` failed.
+    pub fn term_docs(
+        &self,
+        segment: SegmentId,
+        term: Vec<u8>,
+        max_doc: DocId,
+        make: impl FnOnce() -> Option<Bits>,
+    ) -> Option<Arc<Bits>> {
+        let key = (segment, term, ColumnType::Bytes, Kind::TermDocs);
         let bytes = (max_doc as usize).div_ceil(64) * 8;
         self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
     }
