@@ -10,6 +10,8 @@
 
 mod bits;
 mod bitset;
+#[cfg(test)]
+mod bitset_tests;
 mod column_cache;
 mod column_filter;
 mod dates;
