@@ -18,7 +18,7 @@ use tantivy::aggregation::{AggContextParams, AggregationCollector, AggregationLi
 use tantivy::collector::Count;
 
 use super::compile::compile;
-use super::engine::string_term_counts;
+use super::engine::{search, string_term_counts};
 use super::error::IndexError;
 use super::facet_results::*;
 use super::facet_spec::*;
@@ -122,16 +122,14 @@ impl Snapshot {
             let matched = if counted.iter().any(Option::is_some) {
                 counted_matched as usize
             } else {
-                self.searcher.search(&query, &Count)?
+                search(&self.searcher, &query, &Count)?
             };
             (matched, AggregationResults::default())
         } else {
             let aggregations: Aggregations = serde_json::from_value(request.into())
                 .map_err(|e| IndexError::InvalidRequest(format!("facet request: {e}")))?;
             let collector = AggregationCollector::from_aggs(aggregations, self.agg_context());
-            self.searcher
-                .search(&query, &(Count, collector))
-                .map_err(aggregation_error)?
+            search(&self.searcher, &query, &(Count, collector)).map_err(aggregation_error)?
         };
         let mut outcomes = Vec::with_capacity(specs.len());
         for (slot, spec) in specs.iter().enumerate() {
@@ -285,10 +283,7 @@ impl Snapshot {
         let aggregations: Aggregations = serde_json::from_value(request)
             .map_err(|e| IndexError::InvalidRequest(format!("facet request: {e}")))?;
         let collector = AggregationCollector::from_aggs(aggregations, self.agg_context());
-        let mut results = self
-            .searcher
-            .search(query, &collector)
-            .map_err(aggregation_error)?;
+        let mut results = search(&self.searcher, query, &collector).map_err(aggregation_error)?;
         if let Some(AggregationResult::BucketResult(BucketResult::Terms { buckets, .. })) =
             results.0.remove("exact")
         {

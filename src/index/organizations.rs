@@ -10,6 +10,7 @@ use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, TantivyDocument, Term};
 
+use super::engine::search;
 use super::error::IndexError;
 use super::schema::{KIND_MEMBERSHIP, KIND_ORGANIZATION};
 use super::snapshot::Snapshot;
@@ -93,9 +94,7 @@ impl Snapshot {
             (Occur::Must, Box::new(kind) as Box<dyn Query>),
             (Occur::Must, Box::new(created)),
         ]);
-        let mut addresses: Vec<DocAddress> = self
-            .searcher
-            .search(&query, &DocSetCollector)?
+        let mut addresses: Vec<DocAddress> = search(&self.searcher, &query, &DocSetCollector)?
             .into_iter()
             .collect();
         addresses.sort_unstable();

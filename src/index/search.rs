@@ -5,7 +5,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, DocSet, TERMINATED, TantivyDocument, Term};
 
 use super::compile::compile;
-use super::engine::{SortCursor, TopHits};
+use super::engine::{SortCursor, TopHits, search};
 use super::error::IndexError;
 use super::snapshot::Snapshot;
 use crate::query::Filter;
@@ -45,7 +45,7 @@ impl Snapshot {
             return Ok(self.freshness.user_count);
         }
         let query = compile(&self.fields, filter, now_ms, self.org_slots);
-        Ok(self.searcher.search(&query, &Count)? as u64)
+        Ok(search(&self.searcher, &query, &Count)? as u64)
     }
 
     fn find(&self, user_id: &str) -> Result<Option<DocAddress>, IndexError> {
@@ -225,7 +225,7 @@ impl Snapshot {
                 limit: 4096,
                 cache: self.fields.columns.clone(),
             };
-            let hits = self.searcher.search(&query, &collector)??;
+            let hits = search(&self.searcher, &query, &collector)??;
             let Some(last) = hits.last() else {
                 return Ok(ids);
             };

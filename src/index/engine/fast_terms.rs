@@ -19,6 +19,7 @@ use tantivy::{Searcher, SegmentReader};
 use super::bitset::matching_bits;
 use super::column_cache::ColumnCache;
 use super::decoded_column::DecodedColumn;
+use super::parallel::map_segments;
 
 /// Distinct values per segment above which the aggregation is used instead.
 pub const MAX_TERMS: u64 = 10_000;
@@ -114,7 +115,8 @@ pub fn string_term_counts(
     }
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
     let readers = searcher.segment_readers();
-    let per_segment = searcher.index().search_executor().map(
+    let per_segment = map_segments(
+        searcher.index(),
         |reader: &SegmentReader| -> tantivy::Result<(Vec<Option<TermCounts>>, u64)> {
             let ordinals = columns
                 .iter()

@@ -19,6 +19,7 @@ use tantivy::{DocId, Searcher, SegmentOrdinal, SegmentReader};
 use super::bits::Bits;
 use super::bitset::matching_bits;
 use super::decoded_column::DecodedColumn;
+use super::parallel::map_segments;
 use super::sort::{Hit, SegmentHits, SegmentTopHits, TopHits, column_name};
 use super::sort_order::SortOrder;
 
@@ -69,7 +70,8 @@ impl TopHits {
     ) -> tantivy::Result<io::Result<Vec<Hit>>> {
         let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
         let segments = searcher.segment_readers().iter().enumerate();
-        let fruits = searcher.index().search_executor().map(
+        let fruits = map_segments(
+            searcher.index(),
             |(ordinal, reader)| self.segment(ordinal as SegmentOrdinal, reader, weight.as_ref()),
             segments,
         )?;
