@@ -1,6 +1,7 @@
 //! One fast column decoded into an offset per doc (2, 4 or 8 bytes, whatever the column's span
-//! needs): ranges become branch-free (and, with AVX2, vector) scans, candidate checks one
-//! array read, and facets count ordinals straight from the filter's bitmap words.
+//! needs): ranges become branch-free (and, with AVX2, vector) scans (of 2-byte buckets first
+//! where the offsets take 8, see `buckets.rs`), candidate checks one array read, and facets
+//! count ordinals straight from the filter's bitmap words.
 
 use std::ops::RangeInclusive;
 
@@ -8,6 +9,7 @@ use tantivy::DocId;
 use tantivy::columnar::{Column, ColumnIndex};
 
 use super::bits::Bits;
+use super::buckets::Buckets;
 use super::range_scan::{retain_words, scan_words};
 
 /// The values of every doc, as offsets from the column's minimum in the narrowest width that
@@ -26,6 +28,8 @@ pub struct DecodedColumn {
     offsets: Offsets,
     /// One bit per doc holding a value; `None` when every doc holds one.
     present: Option<Vec<u64>>,
+    /// The 8-byte offsets shifted down to 2 bytes, which range scans read first.
+    buckets: Option<Buckets>,
 }
 
 /// A range of the column's u64 values, in the offsets of one decoded column.
@@ -71,16 +75,21 @@ impl DecodedColumn {
             ColumnIndex::Empty { .. } => Some(vec![0; (max_doc as usize).div_ceil(64)]),
             ColumnIndex::Multivalued(_) => return None,
         };
+        let mut buckets = None;
         let offsets = match width(min, max) {
             2 => Offsets::U16(values.into_iter().map(|v| v as u16).collect()),
             4 => Offsets::U32(values.into_iter().map(|v| v as u32).collect()),
-            _ => Offsets::U64(values),
+            _ => {
+                buckets = Buckets::build(&values, max - min, present.as_deref());
+                Offsets::U64(values)
+            }
         };
         Some(DecodedColumn {
             min,
             max,
             offsets,
             present,
+            buckets,
         })
     }
 
@@ -90,7 +99,12 @@ impl DecodedColumn {
             ColumnIndex::Full => 0,
             _ => (max_doc as usize).div_ceil(64) * 8,
         };
-        max_doc as usize * width(column.min_value(), column.max_value()) + presence
+        // 8-byte offsets may keep 2-byte buckets beside them.
+        let width = match width(column.min_value(), column.max_value()) {
+            8 => 10,
+            width => width,
+        };
+        max_doc as usize * width + presence
     }
 
     pub fn bytes(&self) -> usize {
@@ -99,7 +113,9 @@ impl DecodedColumn {
             Offsets::U32(v) => v.len() * 4,
             Offsets::U64(v) => v.len() * 8,
         };
-        values + self.present.as_ref().map_or(0, |p| p.len() * 8)
+        values
+            + self.present.as_ref().map_or(0, |p| p.len() * 8)
+            + self.buckets.as_ref().map_or(0, Buckets::bytes)
     }
 
     /// The smallest and largest u64 value of the column.
@@ -239,7 +255,10 @@ impl DecodedColumn {
         match &self.offsets {
             Offsets::U16(v) => scan_words(v, range.low, range.span, words),
             Offsets::U32(v) => scan_words(v, range.low, range.span, words),
-            Offsets::U64(v) => scan_words(v, range.low, range.span, words),
+            Offsets::U64(v) => match &self.buckets {
+                Some(buckets) => buckets.scan(v, range.low, range.span, words),
+                None => scan_words(v, range.low, range.span, words),
+            },
         }
         self.drop_absent(range, words);
         bits

@@ -12,6 +12,7 @@ mod bits;
 mod bitset;
 #[cfg(test)]
 mod bitset_tests;
+mod buckets;
 mod column_cache;
 mod column_filter;
 mod dates;

@@ -46,7 +46,7 @@ fn in_range<T: Offset>(value: T, low: u64, span: u64) -> bool {
 
 /// One word of up to 64 values, without branches.
 #[inline]
-fn mask_scalar<T: Offset>(chunk: &[T], low: u64, span: u64) -> u64 {
+pub(super) fn mask_scalar<T: Offset>(chunk: &[T], low: u64, span: u64) -> u64 {
     let mut mask = 0u64;
     for (i, &value) in chunk.iter().enumerate() {
         mask |= (in_range(value, low, span) as u64) << i;
