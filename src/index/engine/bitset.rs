@@ -132,6 +132,16 @@ impl Node {
         Ok(Node::Other(query.weight(enable_scoring)?))
     }
 
+    /// The node's docs, borrowed from the cache where it keeps them (a frequent term): an
+    /// operand of `AND`/`OR`/`NOT` is only read, and copying its bits would cost as much as
+    /// the operation.
+    fn operand(&self, reader: &SegmentReader, cache: &ColumnCache) -> tantivy::Result<Operand> {
+        match self {
+            Node::Term(term) => term_bits(reader, term, cache),
+            _ => self.eval(reader, cache).map(Operand::Owned),
+        }
+    }
+
     fn eval(&self, reader: &SegmentReader, cache: &ColumnCache) -> tantivy::Result<Bits> {
         let max_doc = reader.max_doc();
         match self {
@@ -140,18 +150,18 @@ impl Node {
                 false => Ok(Bits::full(max_doc)),
             },
             Node::Nothing => Ok(Bits::empty(max_doc)),
-            Node::Term(term) => term_bits(reader, term, cache),
+            Node::Term(term) => term_bits(reader, term, cache).map(Operand::into_owned),
             Node::Boolean { all, any, none } => {
                 let mut bits = if let Some((first, rest)) = all.split_first() {
                     let mut bits = first.eval(reader, cache)?;
                     for node in rest {
-                        bits.and(&node.eval(reader, cache)?);
+                        bits.and(&*node.operand(reader, cache)?);
                     }
                     bits
-                } else if !any.is_empty() {
-                    let mut bits = Bits::empty(max_doc);
-                    for node in any {
-                        bits.or(&node.eval(reader, cache)?);
+                } else if let Some((first, rest)) = any.split_first() {
+                    let mut bits = first.eval(reader, cache)?;
+                    for node in rest {
+                        bits.or(&*node.operand(reader, cache)?);
                     }
                     bits
                 } else {
@@ -159,7 +169,7 @@ impl Node {
                     return Ok(Bits::empty(max_doc));
                 };
                 for node in none {
-                    bits.and_not(&node.eval(reader, cache)?);
+                    bits.and_not(&*node.operand(reader, cache)?);
                 }
                 Ok(bits)
             }
@@ -268,17 +278,43 @@ fn only_users(
     Ok(bits)
 }
 
+/// Docs made for one query, or kept in the cache.
+enum Operand {
+    Owned(Bits),
+    Cached(Arc<Bits>),
+}
+
+impl Operand {
+    fn into_owned(self) -> Bits {
+        match self {
+            Operand::Owned(bits) => bits,
+            Operand::Cached(bits) => Bits::clone(&bits),
+        }
+    }
+}
+
+impl std::ops::Deref for Operand {
+    type Target = Bits;
+
+    fn deref(&self) -> &Bits {
+        match self {
+            Operand::Owned(bits) => bits,
+            Operand::Cached(bits) => bits,
+        }
+    }
+}
+
 /// A term matching at least one doc in this many is kept in the cache as a bitmap: its
 /// postings take longer to decode than its bits to copy.
 const CACHED_TERM_SHARE: u64 = 32;
 
 /// A term's docs (deleted ones included): from the cache when the term is frequent, otherwise
 /// its postings decoded block by block.
-fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantivy::Result<Bits> {
+fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantivy::Result<Operand> {
     let max_doc = reader.max_doc();
     let inverted = reader.inverted_index(term.field())?;
     let Some(info) = inverted.get_term_info(term)? else {
-        return Ok(Bits::empty(max_doc));
+        return Ok(Operand::Owned(Bits::empty(max_doc)));
     };
     let decode = || -> tantivy::Result<Bits> {
         let mut bits = Bits::empty(max_doc);
@@ -295,7 +331,7 @@ fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantiv
         Ok(bits)
     };
     if u64::from(info.doc_freq) * CACHED_TERM_SHARE < u64::from(max_doc) {
-        return decode();
+        return decode().map(Operand::Owned);
     }
     let mut key = term.field().field_id().to_be_bytes().to_vec();
     key.extend_from_slice(term.serialized_value_bytes());
@@ -304,10 +340,10 @@ fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantiv
         decode().map_err(|error| failed = Some(error)).ok()
     });
     match (cached, failed) {
-        (Some(bits), _) => Ok(Bits::clone(&bits)),
+        (Some(bits), _) => Ok(Operand::Cached(bits)),
         (None, Some(error)) => Err(error),
         // Over the cache's budget.
-        (None, None) => decode(),
+        (None, None) => decode().map(Operand::Owned),
     }
 }
 
