@@ -78,6 +78,7 @@ impl Bits {
             return;
         };
         let mut at = first as usize / 64;
+        debug_assert!(docs.is_sorted(), "insert_sorted of unsorted docs");
         debug_assert!(
             self.words[at + 1..=last as usize / 64]
                 .iter()

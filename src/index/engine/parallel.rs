@@ -28,11 +28,15 @@ impl Drop for Searching {
 /// searched, the calling thread otherwise.
 fn enter(index: &Index) -> (Searching, Executor) {
     let others = SEARCHING.fetch_add(1, Ordering::Relaxed);
-    let executor = match others {
+    (Searching, executor_beside(others, index))
+}
+
+/// The executor of a query that starts while `others` are being searched.
+fn executor_beside(others: usize, index: &Index) -> Executor {
+    match others {
         0 => index.search_executor().clone(),
         _ => Executor::single_thread(),
-    };
-    (Searching, executor)
+    }
 }
 
 /// `f` applied to each segment's `args`, as [`Executor::map`] on the executor picked for this
@@ -74,13 +78,12 @@ mod tests {
         let mut index = Index::create_in_ram(tantivy::schema::Schema::builder().build());
         index.set_multithread_executor(2).unwrap();
         let pooled = |executor: &Executor| matches!(executor, Executor::ThreadPool(_));
-        let before = SEARCHING.load(Ordering::Relaxed);
+        // Other tests of this process may be searching at the same time as this one, so the
+        // choice is checked apart from the process-wide count.
+        assert!(pooled(&executor_beside(0, &index)));
+        assert!(!pooled(&executor_beside(3, &index)));
         {
-            let (_first, executor) = enter(&index);
-            // Other tests of this process may be searching at the same time.
-            if before == 0 {
-                assert!(pooled(&executor));
-            }
+            let (_first, _) = enter(&index);
             let (_second, executor) = enter(&index);
             assert!(!pooled(&executor), "a second query reads on its own thread");
         }
