@@ -554,3 +554,44 @@ fn sorted_pages_keep_the_ties_of_the_worst_kept_hit() {
         }
     }
 }
+
+/// Equality on numbers is exact for every integer (it reads the inverted index, which keeps
+/// each integer as itself), also on a path whose column holds floats; ranges compare as f64,
+/// as the filter's model does, so integers past 2^53 that round to one float are not ordered
+/// apart. The README states both.
+#[test]
+fn integers_past_two_to_the_53_are_equal_only_to_themselves() {
+    let population = Population::new(4);
+    let values = [
+        serde_json::json!(9_007_199_254_740_992_u64),
+        serde_json::json!(9_007_199_254_740_993_u64),
+        serde_json::json!(9_007_199_254_740_994_u64),
+        serde_json::json!(0.5),
+    ];
+    let users: Vec<Arc<User>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut user = user_of(&population.user(i));
+            user.public_metadata = serde_json::json!({ "n": n });
+            Arc::new(user)
+        })
+        .collect();
+    let (index, _dir) = index_of(&users, users.len());
+    let snapshot = index.snapshot();
+    let count = |text: &str| {
+        let filter = crate::query::parse_filter(text, &FilterLimits::default()).unwrap();
+        let model = users.iter().filter(|u| matches(&filter, u, 0)).count() as u64;
+        let counted = snapshot.count(Some(&filter), 0).unwrap();
+        assert_eq!(counted, model, "{text}: the index and the model disagree");
+        counted
+    };
+    assert_eq!(count("public.n = 9007199254740993"), 1);
+    assert_eq!(count("public.n = 9007199254740992"), 1);
+    assert_eq!(count("public.n IN [9007199254740992, 9007199254740994]"), 2);
+    assert_eq!(count("public.n != 9007199254740993"), 3);
+    // 2^53 + 1 is 2^53 as an f64: ordered, it ties with 2^53.
+    assert_eq!(count("public.n > 9007199254740992"), 1);
+    assert_eq!(count("public.n >= 9007199254740993"), 3);
+    assert_eq!(count("public.n < 1"), 1);
+}
