@@ -29,7 +29,7 @@ mod writer_stats;
 
 pub use catalog::PathTypes;
 pub use config::{ColumnCacheBudget, IndexConfig};
-pub use engine::SortCursor;
+pub use engine::{SortCursor, on_this_thread};
 pub use error::{IndexError, WriteError};
 pub use export::{ExportMatch, IdOrderedMatches};
 pub use facet_spec::{

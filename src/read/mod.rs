@@ -10,6 +10,7 @@ mod mask;
 mod page_token;
 mod projection;
 mod reader;
+mod threads;
 mod validate;
 
 pub use export::{ExportChunk, ExportChunks, ExportJob, ReadUser};

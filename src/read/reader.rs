@@ -1,7 +1,7 @@
 //! The read use cases on a caller's behalf: which snapshot answers (waiting, bounded, for a
 //! requested generation or change-log sequence), what the caller may filter, sort and facet on,
 //! paging with opaque tokens, projections, exports and the field catalog. Index work runs on a
-//! blocking thread, in an `index.query` span of its own.
+//! blocking thread, or, for a count known to be short, on the async thread (`threads.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::export::{ExportChunks, ExportJob, ReadUser, export};
 use super::page_token;
 use super::projection::{Projection, id_json};
+use super::threads::{Costs, blocking};
 use crate::auth::Caller;
 use crate::clock::{SequenceClock, now_ms};
 use crate::error::Error;
@@ -110,6 +111,8 @@ pub struct UserReader {
     budgets: Arc<Budgets>,
     /// The saved segments' clock, for reads [`ReadAt::at_segment_clock`].
     segment_clock: Option<SequenceClock>,
+    /// What each count's filter took last time: which thread runs it next.
+    costs: Arc<Costs>,
 }
 
 impl UserReader {
@@ -125,6 +128,7 @@ impl UserReader {
             max_read_wait,
             budgets,
             segment_clock: None,
+            costs: Arc::default(),
         }
     }
 
@@ -319,11 +323,12 @@ impl UserReader {
         let filter = authorize_filter(caller, filter)?;
         let snapshot = self.snapshot(at).await?;
         let now = self.now_for(at, &snapshot);
-        let count = blocking(
-            snapshot.clone(),
-            move |s| Ok(s.count(filter.as_ref(), now)?),
-        )
-        .await?;
+        let key = self.costs.key("count", &filter);
+        let count = (self.costs)
+            .run(key, snapshot.clone(), move |s| {
+                Ok(s.count(filter.as_ref(), now)?)
+            })
+            .await?;
         Ok(Answer {
             value: count,
             snapshot,
@@ -422,21 +427,6 @@ impl UserReader {
             snapshot,
         })
     }
-}
-
-/// Runs index work off the async threads.
-pub(super) async fn blocking<T: Send + 'static>(
-    snapshot: Arc<Snapshot>,
-    work: impl FnOnce(&Snapshot) -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    // A child of the call's span, timing the index work apart from waiting and encoding.
-    let span = tracing::info_span!(
-        "index.query",
-        generation = snapshot.freshness.generation as i64
-    );
-    tokio::task::spawn_blocking(move || span.in_scope(|| work(&snapshot)))
-        .await
-        .map_err(|e| Error::Internal(format!("index task failed: {e}")))?
 }
 
 /// Checks that the caller may evaluate `filter`, and turns predicates on sensitive paths into

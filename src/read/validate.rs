@@ -8,7 +8,8 @@
 //!   are numbers): types never mix, so it matches nobody holding the other type.
 //! - **Time-driven**: a relative time (`now-30d`); saved, the segment moves users as time passes.
 
-use super::reader::{Answer, ReadAt, UserReader, blocking};
+use super::reader::{Answer, ReadAt, UserReader};
+use super::threads::blocking;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::index::PathTypes;

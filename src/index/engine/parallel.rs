@@ -4,8 +4,10 @@
 //! While other queries are being searched too, each query reads its segments on its own thread:
 //! the cores are busy either way, and handing every query's segments to the pool and waiting
 //! for them adds only wake-ups and thread switches (at 8 callers of the count mix, the kernel
-//! switching threads was 12% of the server's CPU).
+//! switching threads was 12% of the server's CPU). Work run [`on_this_thread`] (a short query
+//! answered on the async thread that received it) never waits for the pool.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tantivy::collector::Collector;
@@ -24,10 +26,31 @@ impl Drop for Searching {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs work that must not wait for the pool.
+    static ON_THIS_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work` with every query in it searched on this thread alone.
+pub fn on_this_thread<R>(work: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_THIS_THREAD.set(self.0);
+        }
+    }
+    let _reset = Reset(ON_THIS_THREAD.replace(true));
+    work()
+}
+
 /// Counts this query in and picks its executor: the index's pool when no other query is being
-/// searched, the calling thread otherwise.
+/// searched (and the work may wait for it), the calling thread otherwise.
 fn enter(index: &Index) -> (Searching, Executor) {
     let others = SEARCHING.fetch_add(1, Ordering::Relaxed);
+    let others = match ON_THIS_THREAD.get() {
+        true => others.max(1),
+        false => others,
+    };
     (Searching, executor_beside(others, index))
 }
 
@@ -89,5 +112,28 @@ mod tests {
         }
         let segments = map_segments(&index, |n: u32| Ok(n * 2), 0..4).unwrap();
         assert_eq!(segments, vec![0, 2, 4, 6]);
+    }
+
+    #[test]
+    fn work_on_this_thread_never_uses_the_pool_and_the_mark_ends_with_it() {
+        let mut index = Index::create_in_ram(tantivy::schema::Schema::builder().build());
+        index.set_multithread_executor(2).unwrap();
+        let caller = std::thread::current().id();
+        let threads = on_this_thread(|| {
+            assert!(
+                on_this_thread(|| ON_THIS_THREAD.get()),
+                "nested calls keep the mark"
+            );
+            assert!(
+                ON_THIS_THREAD.get(),
+                "an inner call leaves the outer mark set"
+            );
+            map_segments(&index, |_: u32| Ok(std::thread::current().id()), 0..8).unwrap()
+        });
+        assert!(threads.iter().all(|thread| *thread == caller));
+        assert!(!ON_THIS_THREAD.get(), "the mark ends with the work");
+        let panicked = std::panic::catch_unwind(|| on_this_thread(|| panic!("work failed")));
+        assert!(panicked.is_err());
+        assert!(!ON_THIS_THREAD.get(), "the mark ends with failed work too");
     }
 }
