@@ -106,7 +106,12 @@ enum Kind {
     SortOrder,
     /// The docs of a term's postings (deleted ones included).
     TermDocs,
+    /// tantivy's handles of the numeric columns of one name (their block index deserialized).
+    Opened,
 }
+
+/// tantivy's numeric columns of one name, each with its type.
+pub type OpenedColumns = Vec<(Column<u64>, ColumnType)>;
 
 /// The segment, the column's name (or the term's bytes), its type and what is kept of it.
 type Key = (SegmentId, Vec<u8>, ColumnType, Kind);
@@ -303,6 +308,31 @@ impl ColumnCache {
         self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
     }
 
+    /// tantivy's columns named `name` of `segment` as `open` returns them, kept from first use:
+    /// opening a column deserializes its block index, which every range would do again
+    /// (`types` names the set of types asked for). `None` when `open` failed.
+    pub fn opened_columns(
+        &self,
+        segment: SegmentId,
+        name: &str,
+        types: ColumnType,
+        open: impl FnOnce() -> Option<OpenedColumns>,
+    ) -> Option<Arc<OpenedColumns>> {
+        let key = (segment, name.as_bytes().to_vec(), types, Kind::Opened);
+        // Handles into the mapped index plus a block index: ~32 bytes per 512 values.
+        let size = |columns: &[(Column<u64>, ColumnType)]| {
+            (columns.iter())
+                .map(|(column, _)| 256 + column.values.num_vals() as usize / 16)
+                .sum::<usize>()
+        };
+        self.get_or_decode(key, 256, || {
+            open().map(|columns| {
+                let bytes = size(&columns);
+                (columns, bytes)
+            })
+        })
+    }
+
     /// The entry of `key`, decoding it with `decode` (which also says its size) when absent.
     /// Nothing is decoded when `estimate` exceeds the budget; what does not fit after decoding is
     /// returned without being kept.
@@ -426,6 +456,37 @@ mod tests {
             &cache.get(live, "a", column_type, &column, 1000).unwrap()
         ));
         cache.keep_segments(&[]);
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn opened_columns_are_opened_once_per_segment_name_and_types() {
+        let (index, name) = segment(&vec![Some(1); 1000]);
+        let searcher = index.reader().unwrap().searcher();
+        let reader = searcher.segment_reader(0);
+        let cache = ColumnCache::new(1 << 20);
+        let id = reader.segment_id();
+        let opens = std::cell::Cell::new(0);
+        let open = |types: ColumnType| {
+            cache.opened_columns(id, &name, types, || {
+                opens.set(opens.get() + 1);
+                reader
+                    .fast_fields()
+                    .u64_lenient_for_type_all(None, &name)
+                    .ok()
+            })
+        };
+        let first = open(ColumnType::I64).unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(Arc::ptr_eq(&first, &open(ColumnType::I64).unwrap()));
+        assert_eq!(opens.get(), 1, "the second use is served from the cache");
+        open(ColumnType::DateTime).unwrap();
+        assert_eq!(opens.get(), 2, "another set of types is opened apart");
+        assert!(cache.bytes() >= 2 * 256);
+        cache.keep_segments(&[]);
+        assert_eq!(cache.bytes(), 0, "dropped with their segment");
+        let failed = cache.opened_columns(id, &name, ColumnType::I64, || None);
+        assert!(failed.is_none(), "a failed open is not kept");
         assert_eq!(cache.bytes(), 0);
     }
 

@@ -20,7 +20,7 @@ use tantivy::query::{EnableScoring, Query, Weight};
 use tantivy::{DocId, SegmentReader};
 
 use super::bits::Bits;
-use super::column_cache::ColumnCache;
+use super::column_cache::{ColumnCache, OpenedColumns};
 use super::dates::date_of_millis;
 use super::decoded_column::{DecodedColumn, OffsetRange};
 
@@ -143,13 +143,11 @@ impl RangeWeight {
                     RangeBounds::Date { .. } => &[ColumnType::DateTime],
                     _ => &[ColumnType::I64, ColumnType::U64, ColumnType::F64],
                 };
-                let mut columns = reader
-                    .fast_fields()
-                    .u64_lenient_for_type_all(Some(types), &self.column)?;
+                let columns = numeric_columns(reader, cache, &self.column, types)?;
                 if columns.len() > 1 {
                     return Ok(Resolved::Fallback);
                 }
-                let Some((column, column_type)) = columns.pop() else {
+                let Some((column, column_type)) = columns.first().cloned() else {
                     return Ok(Resolved::NoDoc);
                 };
                 let Some(range) = u64_range(numeric, column_type) else {
@@ -195,6 +193,30 @@ impl RangeWeight {
             ColumnIndex::Empty { .. } => Ok(Resolved::NoDoc),
             ColumnIndex::Multivalued(_) => Ok(Resolved::Fallback),
         }
+    }
+}
+
+/// The columns named `name` of `reader` among `types`, opened once per segment.
+fn numeric_columns(
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+    name: &str,
+    types: &[ColumnType],
+) -> tantivy::Result<Arc<OpenedColumns>> {
+    let open = || {
+        reader
+            .fast_fields()
+            .u64_lenient_for_type_all(Some(types), name)
+    };
+    let mut failed = None;
+    let kept = cache.opened_columns(reader.segment_id(), name, types[0], || {
+        open().map_err(|error| failed = Some(error)).ok()
+    });
+    match (kept, failed) {
+        (Some(columns), _) => Ok(columns),
+        (None, Some(error)) => Err(error),
+        // Over the cache's budget.
+        (None, None) => open().map(Arc::new),
     }
 }
 
