@@ -110,6 +110,15 @@ enum Kind {
     Opened,
 }
 
+/// What an opened column is counted as before it is opened.
+const OPENED_BYTES: usize = 256;
+
+/// The size counted for an opened column of `values` values: handles into the mapped index and
+/// a block index of ~32 bytes per 512 values.
+fn opened_bytes(values: u32) -> usize {
+    OPENED_BYTES + values as usize / 16
+}
+
 /// tantivy's numeric columns of one name, each with its type.
 pub type OpenedColumns = Vec<(Column<u64>, ColumnType)>;
 
@@ -308,26 +317,37 @@ impl ColumnCache {
         self.get_or_decode(key, bytes, || make().map(|bits| (bits, bytes)))
     }
 
-    /// tantivy's columns named `name` of `segment` as `open` returns them, kept from first use:
-    /// opening a column deserializes its block index, which every range would do again
-    /// (`types` names the set of types asked for). `None` when `open` failed.
+    /// What `open` makes of tantivy's columns of `segment` (`what` names it and the column:
+    /// one name per kind of value kept), kept from first use: opening a column deserializes
+    /// its block index, which every query would do again. `None` when `open` failed.
+    pub fn opened<T: Send + Sync + 'static>(
+        &self,
+        segment: SegmentId,
+        what: Vec<u8>,
+        open: impl FnOnce() -> Option<(T, usize)>,
+    ) -> Option<Arc<T>> {
+        let key = (segment, what, ColumnType::Bytes, Kind::Opened);
+        self.get_or_decode(key, OPENED_BYTES, open)
+    }
+
+    /// tantivy's numeric columns named `name` of `segment` among `types`, as `open` returns
+    /// them, kept from first use ([`Self::opened`]).
     pub fn opened_columns(
         &self,
         segment: SegmentId,
         name: &str,
-        types: ColumnType,
+        types: &[ColumnType],
         open: impl FnOnce() -> Option<OpenedColumns>,
     ) -> Option<Arc<OpenedColumns>> {
-        let key = (segment, name.as_bytes().to_vec(), types, Kind::Opened);
-        // Handles into the mapped index plus a block index: ~32 bytes per 512 values.
-        let size = |columns: &[(Column<u64>, ColumnType)]| {
-            (columns.iter())
-                .map(|(column, _)| 256 + column.values.num_vals() as usize / 16)
-                .sum::<usize>()
-        };
-        self.get_or_decode(key, 256, || {
+        let mut what = b"numeric:".to_vec();
+        what.extend(types.iter().map(|t| t.to_code()));
+        what.push(b':');
+        what.extend_from_slice(name.as_bytes());
+        self.opened(segment, what, || {
             open().map(|columns| {
-                let bytes = size(&columns);
+                let bytes = (columns.iter())
+                    .map(|(column, _)| opened_bytes(column.values.num_vals()))
+                    .sum();
                 (columns, bytes)
             })
         })
@@ -467,7 +487,7 @@ mod tests {
         let cache = ColumnCache::new(1 << 20);
         let id = reader.segment_id();
         let opens = std::cell::Cell::new(0);
-        let open = |types: ColumnType| {
+        let open = |types: &[ColumnType]| {
             cache.opened_columns(id, &name, types, || {
                 opens.set(opens.get() + 1);
                 reader
@@ -476,16 +496,16 @@ mod tests {
                     .ok()
             })
         };
-        let first = open(ColumnType::I64).unwrap();
+        let first = open(&[ColumnType::I64]).unwrap();
         assert_eq!(first.len(), 1);
-        assert!(Arc::ptr_eq(&first, &open(ColumnType::I64).unwrap()));
+        assert!(Arc::ptr_eq(&first, &open(&[ColumnType::I64]).unwrap()));
         assert_eq!(opens.get(), 1, "the second use is served from the cache");
-        open(ColumnType::DateTime).unwrap();
+        open(&[ColumnType::I64, ColumnType::DateTime]).unwrap();
         assert_eq!(opens.get(), 2, "another set of types is opened apart");
         assert!(cache.bytes() >= 2 * 256);
         cache.keep_segments(&[]);
         assert_eq!(cache.bytes(), 0, "dropped with their segment");
-        let failed = cache.opened_columns(id, &name, ColumnType::I64, || None);
+        let failed = cache.opened_columns(id, &name, &[ColumnType::U64], || None);
         assert!(failed.is_none(), "a failed open is not kept");
         assert_eq!(cache.bytes(), 0);
     }

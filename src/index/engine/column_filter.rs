@@ -209,7 +209,7 @@ fn numeric_columns(
             .u64_lenient_for_type_all(Some(types), name)
     };
     let mut failed = None;
-    let kept = cache.opened_columns(reader.segment_id(), name, types[0], || {
+    let kept = cache.opened_columns(reader.segment_id(), name, types, || {
         open().map_err(|error| failed = Some(error)).ok()
     });
     match (kept, failed) {
