@@ -1,5 +1,7 @@
 //! One bit per doc of a segment: the bitmap every engine evaluation produces and combines.
 
+use std::sync::Arc;
+
 use tantivy::{DocId, TERMINATED};
 
 /// The bits of one segment.
@@ -105,6 +107,22 @@ impl Bits {
         self.words.iter().map(|w| w.count_ones() as u64).sum()
     }
 
+    /// `a AND b` as new bits, in one pass over both (no copy of `a` first).
+    pub fn and_of(a: &Bits, b: &Bits) -> Bits {
+        Bits {
+            words: (a.words.iter().zip(&b.words)).map(|(a, b)| a & b).collect(),
+            max_doc: a.max_doc,
+        }
+    }
+
+    /// `a OR b` as new bits, in one pass over both.
+    pub fn or_of(a: &Bits, b: &Bits) -> Bits {
+        Bits {
+            words: (a.words.iter().zip(&b.words)).map(|(a, b)| a | b).collect(),
+            max_doc: a.max_doc,
+        }
+    }
+
     pub fn and(&mut self, other: &Bits) {
         for (a, b) in self.words.iter_mut().zip(&other.words) {
             *a &= b;
@@ -157,6 +175,49 @@ impl Bits {
     }
 }
 
+/// Docs made for one query, or kept in the cache (read in place, never changed).
+pub enum Operand {
+    Owned(Bits),
+    Cached(Arc<Bits>),
+}
+
+impl Operand {
+    pub fn into_owned(self) -> Bits {
+        match self {
+            Operand::Owned(bits) => bits,
+            Operand::Cached(bits) => Bits::clone(&bits),
+        }
+    }
+
+    /// `a` and `b` combined by a commutative operation: `apply` in place into the one made for
+    /// this query, or `of` into new bits when both are cached.
+    pub fn combine(
+        a: Operand,
+        b: Operand,
+        apply: fn(&mut Bits, &Bits),
+        of: fn(&Bits, &Bits) -> Bits,
+    ) -> Bits {
+        match (a, b) {
+            (Operand::Owned(mut bits), other) | (other, Operand::Owned(mut bits)) => {
+                apply(&mut bits, &other);
+                bits
+            }
+            (Operand::Cached(a), Operand::Cached(b)) => of(&a, &b),
+        }
+    }
+}
+
+impl std::ops::Deref for Operand {
+    type Target = Bits;
+
+    fn deref(&self) -> &Bits {
+        match self {
+            Operand::Owned(bits) => bits,
+            Operand::Cached(bits) => bits,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -164,6 +225,45 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn operands_combine_alike_owned_or_cached_in_either_order() {
+        let of = |docs: &[DocId]| {
+            let mut bits = Bits::empty(200);
+            docs.iter().for_each(|&doc| bits.insert(doc));
+            bits
+        };
+        let (a, b) = (of(&[1, 64, 130, 199]), of(&[1, 65, 130]));
+        let forms = |bits: &Bits| {
+            [
+                Operand::Owned(bits.clone()),
+                Operand::Cached(Arc::new(bits.clone())),
+            ]
+        };
+        for (x, y) in forms(&a)
+            .into_iter()
+            .flat_map(|x| forms(&b).map(move |y| (x.clone_form(), y)))
+        {
+            let and: Vec<DocId> =
+                Operand::combine(x.clone_form(), y.clone_form(), Bits::and, Bits::and_of)
+                    .docs()
+                    .collect();
+            let or: Vec<DocId> = Operand::combine(y, x, Bits::or, Bits::or_of)
+                .docs()
+                .collect();
+            assert_eq!(and, [1, 130]);
+            assert_eq!(or, [1, 64, 65, 130, 199]);
+        }
+    }
+
+    impl Operand {
+        fn clone_form(&self) -> Operand {
+            match self {
+                Operand::Owned(bits) => Operand::Owned(bits.clone()),
+                Operand::Cached(bits) => Operand::Cached(bits.clone()),
+            }
+        }
+    }
 
     proptest! {
         /// Ascending docs arriving in blocks, as postings do, set the bits one insert each sets.

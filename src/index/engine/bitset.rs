@@ -28,7 +28,7 @@ use tantivy::{
     COLLECT_BLOCK_BUFFER_LEN, DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError, Term,
 };
 
-use super::bits::Bits;
+use super::bits::{Bits, Operand};
 use super::column_cache::ColumnCache;
 use super::column_filter::{ColumnFilterQuery, RangeWeight, Resolved};
 
@@ -152,18 +152,10 @@ impl Node {
             Node::Nothing => Ok(Bits::empty(max_doc)),
             Node::Term(term) => term_bits(reader, term, cache).map(Operand::into_owned),
             Node::Boolean { all, any, none } => {
-                let mut bits = if let Some((first, rest)) = all.split_first() {
-                    let mut bits = first.eval(reader, cache)?;
-                    for node in rest {
-                        bits.and(&*node.operand(reader, cache)?);
-                    }
-                    bits
-                } else if let Some((first, rest)) = any.split_first() {
-                    let mut bits = first.eval(reader, cache)?;
-                    for node in rest {
-                        bits.or(&*node.operand(reader, cache)?);
-                    }
-                    bits
+                let mut bits = if !all.is_empty() {
+                    fold(all, reader, cache, Bits::and, Bits::and_of)?
+                } else if !any.is_empty() {
+                    fold(any, reader, cache, Bits::or, Bits::or_of)?
                 } else {
                     // Only exclusions match nothing, as in tantivy.
                     return Ok(Bits::empty(max_doc));
@@ -213,6 +205,27 @@ impl Node {
             Node::Other(weight) => Ok(scorer_bits(weight.scorer(reader, 1.0)?, max_doc)),
         }
     }
+}
+
+/// `nodes` (at least one) combined by a commutative operation: `apply` in place into bits a
+/// node made for this query, or `of` into new bits when the first two are both kept in the
+/// cache (a copy of the first would cost as much as the operation).
+fn fold(
+    nodes: &[Node],
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+    apply: fn(&mut Bits, &Bits),
+    of: fn(&Bits, &Bits) -> Bits,
+) -> tantivy::Result<Bits> {
+    let first = nodes[0].operand(reader, cache)?;
+    let Some(second) = nodes.get(1) else {
+        return Ok(first.into_owned());
+    };
+    let mut bits = Operand::combine(first, second.operand(reader, cache)?, apply, of);
+    for node in &nodes[2..] {
+        apply(&mut bits, &*node.operand(reader, cache)?);
+    }
+    Ok(bits)
 }
 
 /// The name of the field that marks documents other than users.
@@ -276,32 +289,6 @@ fn only_users(
         bits.and(&docs);
     }
     Ok(bits)
-}
-
-/// Docs made for one query, or kept in the cache.
-enum Operand {
-    Owned(Bits),
-    Cached(Arc<Bits>),
-}
-
-impl Operand {
-    fn into_owned(self) -> Bits {
-        match self {
-            Operand::Owned(bits) => bits,
-            Operand::Cached(bits) => Bits::clone(&bits),
-        }
-    }
-}
-
-impl std::ops::Deref for Operand {
-    type Target = Bits;
-
-    fn deref(&self) -> &Bits {
-        match self {
-            Operand::Owned(bits) => bits,
-            Operand::Cached(bits) => bits,
-        }
-    }
 }
 
 /// A term matching at least one doc in this many is kept in the cache as a bitmap: its
