@@ -15,7 +15,7 @@ use std::fmt;
 use std::ops::{Bound, RangeInclusive};
 use std::sync::Arc;
 
-use tantivy::columnar::{Column, ColumnIndex, ColumnType, MonotonicallyMappableToU64};
+use tantivy::columnar::{Column, ColumnIndex, ColumnType, MonotonicallyMappableToU64, StrColumn};
 use tantivy::query::{EnableScoring, Query, Weight};
 use tantivy::{DocId, SegmentReader};
 
@@ -127,7 +127,8 @@ impl RangeWeight {
     ) -> tantivy::Result<Resolved> {
         let (column, column_type, range) = match &self.bounds {
             RangeBounds::Ordinals { low, high } => {
-                let Some(strings) = reader.fast_fields().str(&self.column)? else {
+                let strings = string_column(reader, cache, &self.column)?;
+                let Some(strings) = strings.as_ref() else {
                     return Ok(Resolved::NoDoc);
                 };
                 let (low, high) = strings
@@ -214,6 +215,35 @@ fn numeric_columns(
     });
     match (kept, failed) {
         (Some(columns), _) => Ok(columns),
+        (None, Some(error)) => Err(error),
+        // Over the cache's budget.
+        (None, None) => open().map(Arc::new),
+    }
+}
+
+/// The string column `name` of `reader` (`None` when it has none), opened once per segment.
+fn string_column(
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+    name: &str,
+) -> tantivy::Result<Arc<Option<StrColumn>>> {
+    let open = || reader.fast_fields().str(name);
+    let mut what = b"string:".to_vec();
+    what.extend_from_slice(name.as_bytes());
+    let mut failed = None;
+    let kept = cache.opened(reader.segment_id(), what, || match open() {
+        Ok(column) => {
+            let terms = column.as_ref().map_or(0, |c| c.num_terms());
+            // Handles, the ordinals' block index and the dictionary's block index.
+            Some((column, 256 + reader.max_doc() as usize / 16 + terms / 8))
+        }
+        Err(error) => {
+            failed = Some(error);
+            None
+        }
+    });
+    match (kept, failed) {
+        (Some(column), _) => Ok(column),
         (None, Some(error)) => Err(error),
         // Over the cache's budget.
         (None, None) => open().map(Arc::new),
