@@ -480,18 +480,25 @@ pub(super) fn index_of(
     })
 }
 
+/// Generated users, one per public metadata object given.
+fn users_with_public(metadata: impl Iterator<Item = serde_json::Value>) -> Vec<Arc<User>> {
+    let metadata: Vec<serde_json::Value> = metadata.collect();
+    let population = Population::new(metadata.len());
+    (metadata.into_iter().enumerate())
+        .map(|(i, public)| {
+            let mut user = user_of(&population.user(i));
+            user.public_metadata = public;
+            Arc::new(user)
+        })
+        .collect()
+}
+
 /// Ranges and sorts find the column of a key holding a dot (`` `a.b` ``) and of a nested path:
 /// filters, sorts and facets name columns the same escaped way.
 #[test]
 fn ranges_and_sorts_reach_dotted_and_nested_keys() {
-    let population = Population::new(6);
-    let users: Vec<Arc<User>> = (0..6)
-        .map(|i| {
-            let mut user = user_of(&population.user(i));
-            user.public_metadata = serde_json::json!({ "a.b": i * 10, "x": { "y": i } });
-            Arc::new(user)
-        })
-        .collect();
+    let users =
+        users_with_public((0..6).map(|i| serde_json::json!({ "a.b": i * 10, "x": { "y": i } })));
     let (index, _dir) = index_of(&users, users.len());
     let snapshot = index.snapshot();
     let count = |text: &str| {
@@ -561,22 +568,13 @@ fn sorted_pages_keep_the_ties_of_the_worst_kept_hit() {
 /// apart. The README states both.
 #[test]
 fn integers_past_two_to_the_53_are_equal_only_to_themselves() {
-    let population = Population::new(4);
     let values = [
         serde_json::json!(9_007_199_254_740_992_u64),
         serde_json::json!(9_007_199_254_740_993_u64),
         serde_json::json!(9_007_199_254_740_994_u64),
         serde_json::json!(0.5),
     ];
-    let users: Vec<Arc<User>> = values
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let mut user = user_of(&population.user(i));
-            user.public_metadata = serde_json::json!({ "n": n });
-            Arc::new(user)
-        })
-        .collect();
+    let users = users_with_public(values.iter().map(|n| serde_json::json!({ "n": n })));
     let (index, _dir) = index_of(&users, users.len());
     let snapshot = index.snapshot();
     let count = |text: &str| {

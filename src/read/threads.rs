@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fmt::{Debug, Write as _};
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,12 @@ impl Costs {
         if self.cheap(key) {
             let span = query_span(&snapshot, true);
             let started = Instant::now();
-            let answer = span.in_scope(|| on_this_thread(|| work(&snapshot)));
+            // A panic answers the call as one on a blocking thread does, not by unwinding
+            // through the connection's task.
+            let answer = span.in_scope(|| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| on_this_thread(|| work(&snapshot))))
+                    .unwrap_or_else(|_| Err(Error::Internal("index work panicked".into())))
+            });
             self.record(key, started.elapsed());
             return answer;
         }
@@ -163,6 +169,13 @@ mod tests {
             ran_on(&costs).await.0,
             here,
             "cheap work runs where it was asked"
+        );
+        let failed = costs.run(key, fixture.index.snapshot(), |_| -> Result<(), Error> {
+            panic!("index work failed")
+        });
+        assert!(
+            matches!(failed.await, Err(Error::Internal(_))),
+            "a panic inline answers with an internal error"
         );
         costs.record(key, INLINE_BUDGET * 2);
         assert_ne!(

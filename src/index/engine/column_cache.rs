@@ -106,7 +106,8 @@ enum Kind {
     SortOrder,
     /// The docs of a term's postings (deleted ones included).
     TermDocs,
-    /// tantivy's handles of the numeric columns of one name (their block index deserialized).
+    /// tantivy's handles of a column (their block index deserialized), named by
+    /// [`numeric_key`] or another prefix per kind of column.
     Opened,
 }
 
@@ -115,8 +116,17 @@ const OPENED_BYTES: usize = 256;
 
 /// The size counted for an opened column of `values` values: handles into the mapped index and
 /// a block index of ~32 bytes per 512 values.
-fn opened_bytes(values: u32) -> usize {
+pub fn opened_bytes(values: u32) -> usize {
     OPENED_BYTES + values as usize / 16
+}
+
+/// The name [`ColumnCache::opened`] keeps the numeric columns `name` among `types` under.
+pub fn numeric_key(name: &str, types: &[ColumnType]) -> Vec<u8> {
+    let mut what = b"numeric:".to_vec();
+    what.extend(types.iter().map(|t| t.to_code()));
+    what.push(b':');
+    what.extend_from_slice(name.as_bytes());
+    what
 }
 
 /// tantivy's numeric columns of one name, each with its type.
@@ -330,29 +340,6 @@ impl ColumnCache {
         self.get_or_decode(key, OPENED_BYTES, open)
     }
 
-    /// tantivy's numeric columns named `name` of `segment` among `types`, as `open` returns
-    /// them, kept from first use ([`Self::opened`]).
-    pub fn opened_columns(
-        &self,
-        segment: SegmentId,
-        name: &str,
-        types: &[ColumnType],
-        open: impl FnOnce() -> Option<OpenedColumns>,
-    ) -> Option<Arc<OpenedColumns>> {
-        let mut what = b"numeric:".to_vec();
-        what.extend(types.iter().map(|t| t.to_code()));
-        what.push(b':');
-        what.extend_from_slice(name.as_bytes());
-        self.opened(segment, what, || {
-            open().map(|columns| {
-                let bytes = (columns.iter())
-                    .map(|(column, _)| opened_bytes(column.values.num_vals()))
-                    .sum();
-                (columns, bytes)
-            })
-        })
-    }
-
     /// The entry of `key`, decoding it with `decode` (which also says its size) when absent.
     /// Nothing is decoded when `estimate` exceeds the budget; what does not fit after decoding is
     /// returned without being kept.
@@ -488,12 +475,13 @@ mod tests {
         let id = reader.segment_id();
         let opens = std::cell::Cell::new(0);
         let open = |types: &[ColumnType]| {
-            cache.opened_columns(id, &name, types, || {
+            cache.opened(id, numeric_key(&name, types), || {
                 opens.set(opens.get() + 1);
-                reader
+                let columns: OpenedColumns = reader
                     .fast_fields()
                     .u64_lenient_for_type_all(None, &name)
-                    .ok()
+                    .ok()?;
+                Some((columns, opened_bytes(1000)))
             })
         };
         let first = open(&[ColumnType::I64]).unwrap();
@@ -505,7 +493,7 @@ mod tests {
         assert!(cache.bytes() >= 2 * 256);
         cache.keep_segments(&[]);
         assert_eq!(cache.bytes(), 0, "dropped with their segment");
-        let failed = cache.opened_columns(id, &name, &[ColumnType::U64], || None);
+        let failed = cache.opened::<OpenedColumns>(id, numeric_key(&name, &[]), || None);
         assert!(failed.is_none(), "a failed open is not kept");
         assert_eq!(cache.bytes(), 0);
     }

@@ -20,7 +20,7 @@ use tantivy::query::{EnableScoring, Query, Weight};
 use tantivy::{DocId, SegmentReader};
 
 use super::bits::Bits;
-use super::column_cache::{ColumnCache, OpenedColumns};
+use super::column_cache::{ColumnCache, OpenedColumns, numeric_key, opened_bytes};
 use super::dates::date_of_millis;
 use super::decoded_column::{DecodedColumn, OffsetRange};
 
@@ -209,16 +209,12 @@ fn numeric_columns(
             .fast_fields()
             .u64_lenient_for_type_all(Some(types), name)
     };
-    let mut failed = None;
-    let kept = cache.opened_columns(reader.segment_id(), name, types, || {
-        open().map_err(|error| failed = Some(error)).ok()
-    });
-    match (kept, failed) {
-        (Some(columns), _) => Ok(columns),
-        (None, Some(error)) => Err(error),
-        // Over the cache's budget.
-        (None, None) => open().map(Arc::new),
-    }
+    let bytes = |columns: &OpenedColumns| {
+        (columns.iter())
+            .map(|(column, _)| opened_bytes(column.values.num_vals()))
+            .sum()
+    };
+    kept_open(reader, cache, numeric_key(name, types), open, bytes)
 }
 
 /// The string column `name` of `reader` (`None` when it has none), opened once per segment.
@@ -227,15 +223,36 @@ fn string_column(
     cache: &ColumnCache,
     name: &str,
 ) -> tantivy::Result<Arc<Option<StrColumn>>> {
-    let open = || reader.fast_fields().str(name);
     let mut what = b"string:".to_vec();
     what.extend_from_slice(name.as_bytes());
+    // Handles, the ordinals' block index and the dictionary's block index.
+    let bytes = |column: &Option<StrColumn>| {
+        let terms = column.as_ref().map_or(0, |c| c.num_terms());
+        opened_bytes(reader.max_doc()) + terms / 8
+    };
+    kept_open(
+        reader,
+        cache,
+        what,
+        || reader.fast_fields().str(name),
+        bytes,
+    )
+}
+
+/// What `open` gives, kept in `cache` under `what` for `reader`'s segment from first use (or
+/// made for this query alone when it does not fit).
+fn kept_open<T: Send + Sync + 'static>(
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+    what: Vec<u8>,
+    open: impl Fn() -> tantivy::Result<T>,
+    bytes: impl FnOnce(&T) -> usize,
+) -> tantivy::Result<Arc<T>> {
     let mut failed = None;
     let kept = cache.opened(reader.segment_id(), what, || match open() {
-        Ok(column) => {
-            let terms = column.as_ref().map_or(0, |c| c.num_terms());
-            // Handles, the ordinals' block index and the dictionary's block index.
-            Some((column, 256 + reader.max_doc() as usize / 16 + terms / 8))
+        Ok(value) => {
+            let size = bytes(&value);
+            Some((value, size))
         }
         Err(error) => {
             failed = Some(error);
@@ -243,7 +260,7 @@ fn string_column(
         }
     });
     match (kept, failed) {
-        (Some(column), _) => Ok(column),
+        (Some(value), _) => Ok(value),
         (None, Some(error)) => Err(error),
         // Over the cache's budget.
         (None, None) => open().map(Arc::new),
