@@ -19,17 +19,21 @@ use std::sync::Arc;
 
 use tantivy::columnar::StrColumn;
 use tantivy::query::{EnableScoring, Weight};
-use tantivy::{DocAddress, DocId, DocSet, SegmentReader, TERMINATED};
+use tantivy::{DocAddress, DocId, DocSet, Executor, SegmentReader, TERMINATED};
 
 use super::compile::compile;
-use super::engine::DecodedTerms;
+use super::engine::{DecodedTerms, enter};
 use super::error::IndexError;
-use super::field_values::{Slot, ValueColumns};
+use super::field_values::{Row, ValueColumns};
 use super::snapshot::Snapshot;
 use crate::query::Filter;
 
 /// The matches an export holds at a time, across its segments.
 pub const EXPORT_WINDOW: usize = 1 << 20;
+/// The fewest users of a chunk written on one thread while others write the rest.
+const PART: usize = 1024;
+/// The most threads one chunk is written on.
+const MAX_PARTS: usize = 4;
 /// The smallest window of one segment, so an index of many segments does not re-run its query
 /// every few thousand users.
 pub const MIN_SEGMENT_WINDOW: usize = 1 << 14;
@@ -70,8 +74,6 @@ pub struct ExportMatch {
     pub id: String,
     /// Where its stored document is.
     pub address: DocAddress,
-    /// With [`IdOrderedMatches::with_values`]: what each path holds, from the columns.
-    pub slots: Vec<Slot>,
 }
 
 /// Where the ids of a segment's matches are read.
@@ -207,30 +209,97 @@ impl IdOrderedMatches {
         Ok(self)
     }
 
-    /// The next `n` users (fewer at the end): their ids, where their documents are, and
-    /// their values from columns if asked for.
+    /// The next `n` users (fewer at the end): their ids and where their documents are.
     pub fn next_chunk(&mut self, n: usize) -> Result<Vec<ExportMatch>, IndexError> {
+        let (chunk, _) = self.merged(n)?;
+        Ok(chunk)
+    }
+
+    /// What `each` makes of the next `n` users (fewer at the end), given each one's id, where
+    /// its document is, and its values from columns (when asked for with
+    /// [`Self::with_values`]; else its [`Row`] knows nothing). A chunk of many users read from
+    /// columns is split over the index's search threads when no other query is being searched.
+    pub fn next_chunk_with<T: Send>(
+        &mut self,
+        n: usize,
+        each: impl Fn(String, DocAddress, &mut Row<'_>) -> Result<T, IndexError> + Sync,
+    ) -> Result<Vec<T>, IndexError> {
+        if self.values.is_none() || n < 2 * PART {
+            return self.next_chunk_on(&Executor::single_thread(), n, each);
+        }
+        let (_searching, executor) = enter(self.snapshot.searcher.index());
+        self.next_chunk_on(&executor, n, each)
+    }
+
+    /// [`Self::next_chunk_with`], split over the threads of `executor`.
+    pub fn next_chunk_on<T: Send>(
+        &mut self,
+        executor: &Executor,
+        n: usize,
+        each: impl Fn(String, DocAddress, &mut Row<'_>) -> Result<T, IndexError> + Sync,
+    ) -> Result<Vec<T>, IndexError> {
+        let (mut chunk, kinds) = self.merged(n)?;
+        let values = self.values.as_ref();
+        let width = values.map_or(0, |values| values.paths().len());
+        let write = |(first, part): (usize, &mut [ExportMatch])| {
+            let mut scratch = String::new();
+            let mut written = Vec::with_capacity(part.len());
+            for (at, user) in part.iter_mut().enumerate() {
+                let i = first + at;
+                let mut row = Row {
+                    values,
+                    segment: user.address.segment_ord,
+                    doc: user.address.doc_id,
+                    kinds: &kinds[i * width..(i + 1) * width],
+                    scratch: &mut scratch,
+                };
+                written.push(each(std::mem::take(&mut user.id), user.address, &mut row)?);
+            }
+            Ok::<_, IndexError>(written)
+        };
+        let parts = (chunk.len() / PART).clamp(1, MAX_PARTS);
+        if values.is_none() || parts == 1 || matches!(executor, Executor::SingleThread) {
+            return write((0, &mut chunk));
+        }
+        let size = chunk.len().div_ceil(parts);
+        let parts = chunk.chunks_mut(size).enumerate();
+        let written = executor.map(|(k, part)| Ok(write((k * size, part))), parts)?;
+        let mut all = Vec::with_capacity(chunk.len());
+        for part in written {
+            all.extend(part?);
+        }
+        Ok(all)
+    }
+
+    /// The next `n` users in id order, and the type bits of their paths (`width` per user)
+    /// when values are read.
+    fn merged(&mut self, n: usize) -> Result<(Vec<ExportMatch>, Vec<u8>), IndexError> {
         let mut chunk = Vec::with_capacity(n.min(self.remaining() as usize));
+        let mut kinds = Vec::new();
         while chunk.len() < n {
-            match self.merge_into(&mut chunk, n)? {
+            match self.merge_into(&mut chunk, &mut kinds, n)? {
                 Some(segment) => self.load_next_window(segment)?,
                 None => break,
             }
         }
         self.sent += chunk.len() as u64;
-        Ok(chunk)
+        Ok((chunk, kinds))
     }
 
-    /// Appends users in id order until `chunk` holds `n` or every match is returned (`None`),
-    /// or stops at a segment whose window is used up while it has more matches (`Some`).
+    /// Appends users in id order (and their type bits to `kinds`) until `chunk` holds `n` or
+    /// every match is returned (`None`), or stops at a segment whose window is used up while it
+    /// has more matches (`Some`).
     fn merge_into(
         &mut self,
         chunk: &mut Vec<ExportMatch>,
+        kinds: &mut Vec<u8>,
         n: usize,
     ) -> Result<Option<usize>, IndexError> {
         let segments = &self.segments;
-        let snapshot = &self.snapshot;
-        let values = &mut self.values;
+        let width = self
+            .values
+            .as_ref()
+            .map_or(0, |values| values.paths().len());
         let cursors = &mut self.cursors;
         let used_up =
             |i: usize| cursors[i] == segments[i].hits.len() && segments[i].after_window > 0;
@@ -252,20 +321,10 @@ impl IdOrderedMatches {
             let Reverse((id, i)) = *head;
             let segment = &segments[i];
             let doc = segment.hits[cursors[i]].1;
-            let slots = match values {
-                None => Vec::new(),
-                Some(values) => {
-                    let width = values.paths().len();
-                    let kinds = &segment.kinds[cursors[i] * width..(cursors[i] + 1) * width];
-                    (kinds.iter().enumerate())
-                        .map(|(p, &kind)| values.slot(snapshot, segment.ordinal, p, doc, kind))
-                        .collect::<Result<_, _>>()?
-                }
-            };
+            kinds.extend_from_slice(&segment.kinds[cursors[i] * width..(cursors[i] + 1) * width]);
             chunk.push(ExportMatch {
                 id: id.to_string(),
                 address: DocAddress::new(segment.ordinal, doc),
-                slots,
             });
             cursors[i] += 1;
             if cursors[i] < segment.hits.len() {

@@ -86,6 +86,133 @@ pub enum Slot {
     Unknown,
 }
 
+/// What [`Cells::write`] found at one path of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// No such key; nothing written.
+    Absent,
+    /// An object; nothing written (what it holds is asked path by path).
+    Object,
+    /// A scalar or `null`, written as JSON.
+    Written,
+    /// Only the stored document can say; nothing written.
+    Unknown,
+}
+
+/// Where a projection written from columns finds each path of one user.
+pub trait Cells {
+    /// Appends path `p`'s value to `out` as JSON when it is a scalar or `null`.
+    fn write(&mut self, p: usize, out: &mut String) -> Result<Cell, IndexError>;
+}
+
+/// Slots read ahead (a page's users, [`Snapshot::slots_at`]).
+impl Cells for &[Slot] {
+    fn write(&mut self, p: usize, out: &mut String) -> Result<Cell, IndexError> {
+        Ok(match &self[p] {
+            Slot::Absent => Cell::Absent,
+            Slot::Object => Cell::Object,
+            Slot::Unknown => Cell::Unknown,
+            Slot::Value(value) => {
+                push_json_value(out, value);
+                Cell::Written
+            }
+        })
+    }
+}
+
+/// One user's paths read from the columns as they are written: no slot, no `Value`, and a
+/// string is copied once, from the decoded dictionary into the answer.
+pub struct Row<'a> {
+    /// Opened for the user's segment ([`ValueColumns::kinds`]).
+    pub(super) values: Option<&'a ValueColumns>,
+    pub(super) segment: u32,
+    pub(super) doc: DocId,
+    /// The type bits of each path for this user ([`ValueColumns::kinds`]).
+    pub(super) kinds: &'a [u8],
+    /// A string looked up in a dictionary not decoded whole.
+    pub(super) scratch: &'a mut String,
+}
+
+impl Cells for Row<'_> {
+    fn write(&mut self, p: usize, out: &mut String) -> Result<Cell, IndexError> {
+        let Some(values) = self.values else {
+            return Ok(Cell::Unknown);
+        };
+        let read = values.read(self.segment, p, self.doc, self.kinds[p], self.scratch)?;
+        Ok(match read {
+            Read::Absent => Cell::Absent,
+            Read::Object => Cell::Object,
+            Read::Unknown => Cell::Unknown,
+            Read::Scalar(scalar) => {
+                scalar.write(out);
+                Cell::Written
+            }
+        })
+    }
+}
+
+/// A path of one user as the columns give it, borrowing its text.
+enum Read<'a> {
+    Absent,
+    Object,
+    Scalar(Scalar<'a>),
+    Unknown,
+}
+
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Text(&'a str),
+}
+
+impl Scalar<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(flag) => Value::Bool(flag),
+            Scalar::Number(number) => Value::Number(number),
+            Scalar::Text(text) => Value::String(text.to_string()),
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        match self {
+            Scalar::Null => out.push_str("null"),
+            Scalar::Bool(true) => out.push_str("true"),
+            Scalar::Bool(false) => out.push_str("false"),
+            Scalar::Number(number) => write!(out, "{number}").expect("a String takes any text"),
+            Scalar::Text(text) => push_json_str(out, text),
+        }
+    }
+}
+
+/// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
+pub fn push_json_str(out: &mut String, text: &str) {
+    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
+    if text.as_bytes().iter().all(plain) {
+        out.reserve(text.len() + 2);
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(text).expect("a string always serializes"));
+    }
+}
+
+/// Appends `value` as JSON.
+fn push_json_value(out: &mut String, value: &Value) {
+    match value {
+        Value::String(text) => push_json_str(out, text),
+        // `Value`'s `Display` is its JSON.
+        other => {
+            use std::fmt::Write;
+            write!(out, "{other}").expect("a String takes any text")
+        }
+    }
+}
+
 /// JSON type bits per user and path (`field_types` terms), and `GAP` (`gaps` terms).
 const STRING: u8 = 1;
 const INTEGER: u8 = 2;
@@ -177,15 +304,36 @@ impl ValueColumns {
         kind: u8,
     ) -> Result<Slot, IndexError> {
         self.opened(snapshot, segment, 0)?;
-        let columns = &self.segments[segment as usize]
-            .as_deref()
-            .expect("opened above")[p];
+        Ok(
+            match self.read(segment, p, doc, kind, &mut String::new())? {
+                Read::Absent => Slot::Absent,
+                Read::Object => Slot::Object,
+                Read::Unknown => Slot::Unknown,
+                Read::Scalar(scalar) => Slot::Value(scalar.into_value()),
+            },
+        )
+    }
+
+    /// What path `p` of `doc` holds, from the columns of `segment` opened before (else
+    /// [`Read::Unknown`]).
+    fn read<'a>(
+        &'a self,
+        segment: u32,
+        p: usize,
+        doc: DocId,
+        kind: u8,
+        scratch: &'a mut String,
+    ) -> Result<Read<'a>, IndexError> {
+        let Some(Some(opened)) = self.segments.get(segment as usize) else {
+            return Ok(Read::Unknown);
+        };
+        let columns = &opened[p];
         Ok(match &self.paths[p] {
-            ValuePath::Namespace(_) if kind & GAP != 0 => Slot::Absent,
-            ValuePath::Namespace(_) => Slot::Object,
-            ValuePath::Core(_) if kind & GAP != 0 => Slot::Unknown,
-            ValuePath::Core(field) => core_slot(columns, column_kind(*field), doc)?,
-            ValuePath::Metadata { .. } => metadata_slot(columns, doc, kind)?,
+            ValuePath::Namespace(_) if kind & GAP != 0 => Read::Absent,
+            ValuePath::Namespace(_) => Read::Object,
+            ValuePath::Core(_) if kind & GAP != 0 => Read::Unknown,
+            ValuePath::Core(field) => core_read(columns, column_kind(*field), doc, scratch)?,
+            ValuePath::Metadata { .. } => metadata_read(columns, doc, kind, scratch)?,
         })
     }
 
@@ -296,7 +444,11 @@ fn single<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
     values.next().is_none().then_some(first)
 }
 
-fn text(columns: &PathColumns, doc: DocId) -> Result<Option<Option<String>>, IndexError> {
+fn text<'a>(
+    columns: &'a PathColumns,
+    doc: DocId,
+    scratch: &'a mut String,
+) -> Result<Option<Option<&'a str>>, IndexError> {
     let Some((column, terms)) = &columns.text else {
         return Ok(Some(None));
     };
@@ -308,68 +460,76 @@ fn text(columns: &PathColumns, doc: DocId) -> Result<Option<Option<String>>, Ind
         return Ok(None);
     }
     let text = match terms {
-        Some(terms) => terms.term(ord).to_string(),
+        Some(terms) => terms.term(ord),
         None => {
-            let mut text = String::new();
-            if !column.ord_to_str(ord, &mut text)? {
+            scratch.clear();
+            if !column.ord_to_str(ord, scratch)? {
                 return Ok(None);
             }
-            text
+            scratch.as_str()
         }
     };
     Ok(Some(Some(text)))
 }
 
-fn core_slot(
-    columns: &PathColumns,
+fn core_read<'a>(
+    columns: &'a PathColumns,
     kind: Option<CoreKind>,
     doc: DocId,
-) -> Result<Slot, IndexError> {
+    scratch: &'a mut String,
+) -> Result<Read<'a>, IndexError> {
     Ok(match kind {
         // An optional field: an empty column is the user's `null` (an absent key is a gap).
-        Some(CoreKind::Text) => match text(columns, doc)? {
-            Some(Some(text)) => Slot::Value(Value::String(text)),
-            Some(None) => Slot::Value(Value::Null),
-            None => Slot::Unknown,
+        Some(CoreKind::Text) => match text(columns, doc, scratch)? {
+            Some(Some(text)) => Read::Scalar(Scalar::Text(text)),
+            Some(None) => Read::Scalar(Scalar::Null),
+            None => Read::Unknown,
         },
         Some(CoreKind::Millis) => match &columns.date {
-            None => Slot::Value(Value::Null),
+            None => Read::Scalar(Scalar::Null),
             Some(column) => {
                 let mut dates = column.values_for_doc(doc);
                 match (dates.next(), dates.next()) {
-                    (None, _) => Slot::Value(Value::Null),
-                    (Some(date), None) => Slot::Value(Value::from(date.into_timestamp_millis())),
-                    (Some(_), Some(_)) => Slot::Unknown,
+                    (None, _) => Read::Scalar(Scalar::Null),
+                    (Some(date), None) => {
+                        Read::Scalar(Scalar::Number(date.into_timestamp_millis().into()))
+                    }
+                    (Some(_), Some(_)) => Read::Unknown,
                 }
             }
         },
         Some(CoreKind::Flag) => match columns.flag.as_ref().and_then(|c| single(c, doc)) {
-            Some(flag) => Slot::Value(Value::Bool(flag)),
-            None => Slot::Unknown,
+            Some(flag) => Read::Scalar(Scalar::Bool(flag)),
+            None => Read::Unknown,
         },
-        None => Slot::Unknown,
+        None => Read::Unknown,
     })
 }
 
-fn metadata_slot(columns: &PathColumns, doc: DocId, kind: u8) -> Result<Slot, IndexError> {
+fn metadata_read<'a>(
+    columns: &'a PathColumns,
+    doc: DocId,
+    kind: u8,
+    scratch: &'a mut String,
+) -> Result<Read<'a>, IndexError> {
     Ok(match kind {
-        0 => Slot::Absent,
-        OBJECT => Slot::Object,
-        NULL => Slot::Value(Value::Null),
-        STRING => match text(columns, doc)? {
-            Some(Some(text)) => Slot::Value(Value::String(text)),
-            _ => Slot::Unknown,
+        0 => Read::Absent,
+        OBJECT => Read::Object,
+        NULL => Read::Scalar(Scalar::Null),
+        STRING => match text(columns, doc, scratch)? {
+            Some(Some(text)) => Read::Scalar(Scalar::Text(text)),
+            _ => Read::Unknown,
         },
         BOOLEAN => match columns.flag.as_ref().and_then(|c| single(c, doc)) {
-            Some(flag) => Slot::Value(Value::Bool(flag)),
-            None => Slot::Unknown,
+            Some(flag) => Read::Scalar(Scalar::Bool(flag)),
+            None => Read::Unknown,
         },
         INTEGER | FLOAT => match columns.number.as_ref().and_then(|c| number(c, doc, kind)) {
-            Some(number) => Slot::Value(Value::Number(number)),
-            None => Slot::Unknown,
+            Some(number) => Read::Scalar(Scalar::Number(number)),
+            None => Read::Unknown,
         },
         // An array (its elements' types are set too), or several types at one path.
-        _ => Slot::Unknown,
+        _ => Read::Unknown,
     })
 }
 
@@ -422,3 +582,6 @@ impl Snapshot {
         Ok(slots)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,7 +36,7 @@ pub use facet_spec::{
     Calendar, FacetKind, FacetOutcome, FacetSpec, FacetValue, Facets, HistogramBucket,
     MAX_PERCENTILES, StatsOutcome, TermsOutcome,
 };
-pub use field_values::{Slot, ValueColumns, ValuePath};
+pub use field_values::{Cell, Cells, Row, Slot, ValueColumns, ValuePath, push_json_str};
 pub use schema::Fields;
 pub use search::{SearchHit, StoredUser};
 pub use snapshot::{Freshness, Snapshot, UserIndex};

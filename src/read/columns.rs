@@ -4,15 +4,15 @@
 //! metadata paths) becomes a [`ColumnPlan`]: the paths to read, nested as the mask nests them.
 //! Each user is then written from what the columns hold, and reads as the same JSON value the
 //! stored document gives under the same mask (a property test holds the two equal). A user for
-//! whom any path is [`Slot::Unknown`] (an array, an object asked for whole, a name whose key
+//! whom any path is [`Cell::Unknown`] (an array, an object asked for whole, a name whose key
 //! Clerk left out) is projected from its stored document instead, so the answer never depends
 //! on which way a user was read.
 
 use std::sync::Arc;
 
-use super::mask::{Mask, string_writer};
+use super::mask::Mask;
 use crate::auth::Sensitive;
-use crate::index::{Slot, ValuePath};
+use crate::index::{Cell, Cells, IndexError, ValuePath, push_json_str};
 use crate::user::MetadataNamespace;
 
 /// How one projection is written from columns.
@@ -156,44 +156,48 @@ impl ColumnPlan {
         &self.paths
     }
 
-    /// The user's JSON from one slot per path, or `None` when its stored document must say.
-    /// Written straight into the answer's text: an export writes a hundred thousand users.
-    pub fn render(&self, id: &str, slots: &[Slot]) -> Option<String> {
+    /// The user's JSON from its `cells` (one per path), or `None` when its stored document
+    /// must say. Written straight into the answer's text: an export writes a hundred thousand
+    /// users.
+    pub fn render(&self, id: &str, cells: &mut impl Cells) -> Result<Option<String>, IndexError> {
         let mut json = String::with_capacity(64 + 32 * self.paths.len());
         json.push_str("{\"id\":");
-        push_json(&mut json, id);
+        push_json_str(&mut json, id);
         for node in &self.nodes {
-            node.write(slots, &mut json)?;
+            if node.write(cells, &mut json)?.is_none() {
+                return Ok(None);
+            }
         }
         json.push('}');
-        Some(json)
+        Ok(Some(json))
     }
 }
 
 impl Node {
     /// Appends `,"key":value` (nothing when the key is left out); `None` when the stored
     /// document must say.
-    fn write(&self, slots: &[Slot], json: &mut String) -> Option<()> {
-        match (&self.children, &slots[self.path]) {
-            (_, Slot::Unknown) => None,
-            (_, Slot::Absent) => Some(()),
-            (None, Slot::Value(value)) => {
-                json.push(',');
-                json.push_str(&self.key);
-                push_json(json, value);
+    fn write(&self, cells: &mut impl Cells, json: &mut String) -> Result<Option<()>, IndexError> {
+        let start = json.len();
+        json.push(',');
+        json.push_str(&self.key);
+        Ok(match (&self.children, cells.write(self.path, json)?) {
+            (_, Cell::Unknown) => None,
+            // Absent, or keys asked beneath a scalar or `null` (nothing to select): the key is
+            // left out.
+            (_, Cell::Absent) | (Some(_), Cell::Written) => {
+                json.truncate(start);
                 Some(())
             }
+            (None, Cell::Written) => Some(()),
             // A whole object: only the document has all of it.
-            (None, Slot::Object) => None,
-            // Keys asked beneath a scalar or `null`: nothing to select, the key is left out.
-            (Some(_), Slot::Value(_)) => Some(()),
-            (Some(children), Slot::Object) => {
-                json.push(',');
-                json.push_str(&self.key);
+            (None, Cell::Object) => None,
+            (Some(children), Cell::Object) => {
                 json.push('{');
                 let first = json.len();
                 for child in children {
-                    child.write(slots, json)?;
+                    if child.write(cells, json)?.is_none() {
+                        return Ok(None);
+                    }
                 }
                 if json.len() > first {
                     // The first child's comma.
@@ -202,20 +206,16 @@ impl Node {
                 json.push('}');
                 Some(())
             }
-        }
+        })
     }
 }
 
 /// `"key":`.
 fn json_key(key: &str) -> String {
     let mut json = String::with_capacity(key.len() + 3);
-    push_json(&mut json, key);
+    push_json_str(&mut json, key);
     json.push(':');
     json
-}
-
-fn push_json(json: &mut String, value: &(impl serde::Serialize + ?Sized)) {
-    serde_json::to_writer(string_writer(json), value).expect("JSON values always serialize");
 }
 
 /// Whether `path` is, or lies above or below, a sensitive path.

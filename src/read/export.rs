@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::page_token;
 use super::projection::{Projection, id_json};
 use crate::error::Error;
-use crate::index::{ExportMatch, IdOrderedMatches, Snapshot, SortCursor, ValueColumns};
+use crate::index::{IdOrderedMatches, Snapshot, SortCursor, ValueColumns};
 use crate::limits::{Budgets, Buffered, Slot};
 use crate::query::Filter;
 use crate::query::sort::{SortSpec, SortValue};
@@ -247,26 +247,30 @@ impl Producer {
                 _ => ((limit - bytes) / (bytes / taken).max(1)).max(1),
             };
             let want = left.min(fit);
-            let part = self.matches.next_chunk(want)?;
+            // Users whose fields all have columns are written as they are merged.
+            let plan = (job.projection.columns()).filter(|_| !job.ids_only);
+            let part = self.matches.next_chunk_with(want, |id, address, row| {
+                let json = match plan {
+                    Some(plan) => plan.render(&id, row)?,
+                    None => None,
+                };
+                Ok((id, address, json))
+            })?;
             if part.is_empty() {
                 self.done = true;
                 break;
             }
-            for ExportMatch { id, address, slots } in part {
+            for (id, address, json) in part {
                 if job.ids_only {
                     bytes += id.len();
                     ids.push(id);
                     continue;
                 }
-                let json = if job.projection.ids_only() {
+                let json = match json {
+                    Some(json) => json,
                     // Served from the id column alone: no stored-document reads.
-                    id_json(&id)
-                } else {
-                    let columns = job.projection.columns();
-                    match columns.and_then(|plan| plan.render(&id, &slots)) {
-                        Some(json) => json,
-                        None => job.projection.apply_at(&self.snapshot, &id, address)?,
-                    }
+                    None if job.projection.ids_only() => id_json(&id),
+                    None => job.projection.apply_at(&self.snapshot, &id, address)?,
                 };
                 bytes += id.len() + json.len();
                 users.push(ReadUser { id, json });

@@ -72,20 +72,3 @@ impl Mask {
         Some(Value::Object(out))
     }
 }
-
-/// Lets serde_json append to a `String` (it only ever writes valid UTF-8).
-pub(super) fn string_writer(json: &mut String) -> impl std::io::Write + '_ {
-    struct Appender<'a>(&'a mut String);
-    impl std::io::Write for Appender<'_> {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            self.0.push_str(text);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    Appender(json)
-}

@@ -8,10 +8,10 @@ use serde_json::{Map, Value};
 use tantivy::DocAddress;
 
 use super::columns::ColumnPlan;
-use super::mask::{Mask, string_writer};
+use super::mask::Mask;
 use crate::auth::{Caller, Scope, Sensitive};
 use crate::error::Error;
-use crate::index::Snapshot;
+use crate::index::{Snapshot, push_json_str};
 use crate::user::MetadataNamespace;
 
 /// Field-mask entries one request may name.
@@ -244,7 +244,7 @@ pub fn id_json(id: &str) -> String {
     // dropping one-key JSON maps.
     let mut json = String::with_capacity(id.len() + 10);
     json.push_str("{\"id\":");
-    serde_json::to_writer(string_writer(&mut json), id).expect("a string always serializes");
+    push_json_str(&mut json, id);
     json.push('}');
     json
 }

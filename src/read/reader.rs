@@ -277,7 +277,7 @@ impl UserReader {
                 .map(|hit| {
                     if let Some(plan) = &plan {
                         let slots = slots.next().unwrap_or_default();
-                        let json = match plan.render(&hit.id, &slots) {
+                        let json = match plan.render(&hit.id, &mut &slots[..])? {
                             Some(json) => json,
                             None => projection.apply_at(s, &hit.id, hit.address)?,
                         };

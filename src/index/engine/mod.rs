@@ -29,5 +29,5 @@ pub use column_cache::{ColumnCache, DecodedTerms};
 pub use column_filter::{ColumnFilterQuery, ColumnRange, RangeBounds};
 pub use dates::date_of_millis;
 pub use fast_terms::{TermCounts, string_term_counts};
-pub use parallel::{on_this_thread, search};
+pub use parallel::{enter, on_this_thread, search};
 pub use sort::{SortCursor, TopHits};

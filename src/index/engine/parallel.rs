@@ -18,7 +18,7 @@ use tantivy::{Executor, Index, Searcher};
 static SEARCHING: AtomicUsize = AtomicUsize::new(0);
 
 /// One query counted in [`SEARCHING`] while it lives.
-struct Searching;
+pub struct Searching;
 
 impl Drop for Searching {
     fn drop(&mut self) {
@@ -45,7 +45,7 @@ pub fn on_this_thread<R>(work: impl FnOnce() -> R) -> R {
 
 /// Counts this query in and picks its executor: the index's pool when no other query is being
 /// searched (and the work may wait for it), the calling thread otherwise.
-fn enter(index: &Index) -> (Searching, Executor) {
+pub fn enter(index: &Index) -> (Searching, Executor) {
     let others = SEARCHING.fetch_add(1, Ordering::Relaxed);
     let others = match ON_THIS_THREAD.get() {
         true => others.max(1),

@@ -163,9 +163,15 @@ fn check(batches: &[Vec<Value>], fields: Vec<String>) -> Result<usize, TestCaseE
         .with_values(ValueColumns::new(plan.paths().to_vec()))
         .unwrap();
     let plain = matches.next_chunk(usize::MAX >> 1).unwrap();
-    let valued = matches_values.next_chunk(usize::MAX >> 1).unwrap();
+    // As an export writes them: straight from the columns while merging.
+    let valued = matches_values
+        .next_chunk_with(usize::MAX >> 1, |id, address, row| {
+            let json = plan.render(&id, row)?;
+            Ok((id, address, json))
+        })
+        .unwrap();
     prop_assert_eq!(plain.len(), valued.len());
-    let addresses: Vec<_> = valued.iter().map(|m| m.address).collect();
+    let addresses: Vec<_> = valued.iter().map(|(_, address, _)| *address).collect();
     let mut values = ValueColumns::new(plan.paths().to_vec());
     let at = snapshot.slots_at(&mut values, &addresses).unwrap();
     // Columns opened for a few docs look strings up one by one instead of decoding the
@@ -177,13 +183,12 @@ fn check(batches: &[Vec<Value>], fields: Vec<String>) -> Result<usize, TestCaseE
     let looked_up = snapshot.slots_at(&mut one_by_one, &addresses).unwrap();
     prop_assert_eq!(&at, &looked_up);
     let mut from_columns = 0;
-    for (found, slots) in valued.iter().zip(at) {
-        // Read per export (kinds for every match up front) and per page, alike.
-        prop_assert_eq!(&found.slots, &slots);
-        let stored = projection
-            .apply_at(&snapshot, &found.id, found.address)
-            .unwrap();
-        let Some(json) = plan.render(&found.id, &found.slots) else {
+    for ((id, address, exported), slots) in valued.iter().zip(at) {
+        // Written per export (kinds for every match up front) and per page (slots), alike.
+        let paged = plan.render(id, &mut &slots[..]).unwrap();
+        prop_assert_eq!(exported, &paged);
+        let stored = projection.apply_at(&snapshot, id, *address).unwrap();
+        let Some(json) = paged else {
             continue;
         };
         from_columns += 1;
@@ -191,7 +196,7 @@ fn check(batches: &[Vec<Value>], fields: Vec<String>) -> Result<usize, TestCaseE
             serde_json::from_str(&json).unwrap(),
             serde_json::from_str(&stored).unwrap(),
         );
-        prop_assert_eq!(columns, stored, "{:?} of {}", &fields, found.id);
+        prop_assert_eq!(columns, stored, "{:?} of {}", &fields, id);
     }
     Ok(from_columns)
 }
@@ -246,6 +251,57 @@ fn generated_users_are_written_from_columns_alone() {
         from_columns, 300,
         "every generated user is answered by columns"
     );
+}
+
+#[test]
+fn a_chunk_split_over_threads_is_written_as_one_thread_writes_it() {
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    let sandbox = Sandbox::new();
+    // Two segments, and a chunk of three parts of unequal size (3,100 users, 1,024 per part at
+    // least): each part's users must come back in their place, with their own type bits.
+    let users = population_users(3_100);
+    for part in users.chunks(1_700) {
+        runtime.block_on(sandbox.upsert(part, ChangeSource::Backfill));
+    }
+    let snapshot = sandbox.index.snapshot();
+    let fields = [
+        "first_name",
+        "last_name",
+        "public.membership_tier",
+        "private.ltv",
+    ];
+    let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+    let projection = Projection::new(fields, &Caller::unrestricted()).unwrap();
+    let plan = projection.columns().expect("every field has a column");
+    let write = |executor: &tantivy::Executor| {
+        let values = ValueColumns::new(plan.paths().to_vec());
+        let mut matches = snapshot.export(None, None, 0).unwrap();
+        matches = matches.with_values(values).unwrap();
+        (matches.next_chunk_on(executor, usize::MAX >> 1, |id, address, row| {
+            let json = plan.render(&id, row)?;
+            Ok((id, address, json, std::thread::current().id()))
+        }))
+        .unwrap()
+    };
+    let pool = tantivy::Executor::multi_thread(3, "test-write-").unwrap();
+    let split = write(&pool);
+    let whole = write(&tantivy::Executor::single_thread());
+    assert_eq!(split.len(), users.len());
+    let caller = std::thread::current().id();
+    assert!(split.iter().all(|(.., thread)| *thread != caller));
+    assert!(whole.iter().all(|(.., thread)| *thread == caller));
+    for ((id, address, json, _), (whole_id, _, whole_json, _)) in split.iter().zip(&whole) {
+        assert_eq!((id, json), (whole_id, whole_json));
+        let stored = projection.apply_at(&snapshot, id, *address).unwrap();
+        let json = json
+            .as_deref()
+            .expect("generated users are written from columns");
+        assert_eq!(
+            serde_json::from_str::<Value>(json).unwrap(),
+            serde_json::from_str::<Value>(&stored).unwrap()
+        );
+    }
 }
 
 #[test]
