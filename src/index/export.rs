@@ -117,25 +117,21 @@ impl SegmentMatches {
         }
     }
 
-    /// Reads the type bits of `values`' paths for the window's matches: in doc order, one
-    /// pass over their postings, then put in `hits` order.
-    fn read_kinds(
-        &mut self,
-        snapshot: &Snapshot,
-        values: &mut ValueColumns,
-    ) -> Result<(), IndexError> {
+    /// The type bits of `values`' paths for the window's matches, in `hits` order: read in
+    /// doc order, one pass over their postings.
+    fn kinds_of(&self, snapshot: &Snapshot, values: &ValueColumns) -> Result<Vec<u8>, IndexError> {
         let width = values.paths().len();
         let mut order: Vec<u32> = (0..self.hits.len() as u32).collect();
         order.sort_unstable_by_key(|&i| self.hits[i as usize].1);
         let docs: Vec<DocId> = order.iter().map(|&i| self.hits[i as usize].1).collect();
         let sorted = values.kinds(snapshot, self.ordinal, &docs)?;
-        self.kinds = vec![0; sorted.len()];
+        let mut kinds = vec![0; sorted.len()];
         for (at, &i) in order.iter().enumerate() {
             let i = i as usize;
-            self.kinds[i * width..(i + 1) * width]
+            kinds[i * width..(i + 1) * width]
                 .copy_from_slice(&sorted[at * width..(at + 1) * width]);
         }
-        Ok(())
+        Ok(kinds)
     }
 }
 
@@ -202,8 +198,17 @@ impl IdOrderedMatches {
     /// Reads `values` from the columns for every user returned. The paths' types are read
     /// for a window's matches when it is loaded (one pass over their postings per segment).
     pub fn with_values(mut self, mut values: ValueColumns) -> Result<Self, IndexError> {
-        for segment in &mut self.segments {
-            segment.read_kinds(&self.snapshot, &mut values)?;
+        for segment in &self.segments {
+            values.opened(&self.snapshot, segment.ordinal, segment.hits.len())?;
+        }
+        // Segment by segment, on the search threads when no other query is searching.
+        let (_searching, executor) = enter(self.snapshot.searcher.index());
+        let kinds = executor.map(
+            |segment: &SegmentMatches| Ok(segment.kinds_of(&self.snapshot, &values)),
+            self.segments.iter(),
+        )?;
+        for (segment, kinds) in self.segments.iter_mut().zip(kinds) {
+            segment.kinds = kinds?;
         }
         self.values = Some(values);
         Ok(self)
@@ -365,8 +370,8 @@ impl IdOrderedMatches {
         segment.ids = SegmentIds::of_window(dictionary, &hits, &column)?;
         segment.after_window = matches - hits.len() as u64;
         segment.hits = hits;
-        if let Some(values) = &mut self.values {
-            segment.read_kinds(&self.snapshot, values)?;
+        if let Some(values) = &self.values {
+            segment.kinds = segment.kinds_of(&self.snapshot, values)?;
         }
         self.cursors[i] = 0;
         self.reloads += 1;
@@ -375,6 +380,42 @@ impl IdOrderedMatches {
 }
 
 impl Snapshot {
+    /// The first window of one segment's matches whose id sorts after `after_id` (`None` for a
+    /// segment without an id column).
+    fn first_window(
+        &self,
+        weight: &dyn Weight,
+        ordinal: u32,
+        reader: &SegmentReader,
+        after_id: Option<&str>,
+        window: usize,
+    ) -> Result<Option<SegmentMatches>, IndexError> {
+        let Some(ids) = reader.fast_fields().str("id")? else {
+            return Ok(None);
+        };
+        // Ordinals above this one belong to ids after `after_id`.
+        let first_ord = match after_id {
+            None => 0,
+            Some(after) => match ids.dictionary().term_ord_or_next(after)? {
+                tantivy_sstable::TermOrdHit::Exact(ord) => ord + 1,
+                tantivy_sstable::TermOrdHit::Next(ord) => ord,
+            },
+        };
+        let (hits, matches) = select_window(weight, reader, &ids, first_ord, window)?;
+        let dictionary = match hits.is_empty() {
+            true => None,
+            false => (self.fields.columns).terms(reader.segment_id(), "id", ids.dictionary())?,
+        };
+        Ok(Some(SegmentMatches {
+            ordinal,
+            window,
+            after_window: matches - hits.len() as u64,
+            ids: SegmentIds::of_window(dictionary, &hits, &ids)?,
+            hits,
+            kinds: Vec::new(),
+        }))
+    }
+
     /// Starts an export of the users matching `filter` whose id sorts after `after_id`.
     pub fn export(
         self: &Arc<Self>,
@@ -397,37 +438,21 @@ impl Snapshot {
     ) -> Result<IdOrderedMatches, IndexError> {
         let query = compile(&self.fields, filter, now_ms, self.org_slots);
         let weight = query.weight(EnableScoring::disabled_from_searcher(&self.searcher))?;
+        // Each segment's first window, on the search threads when no other query is searching.
+        let (_searching, executor) = enter(self.searcher.index());
+        let first_windows = executor.map(
+            |(ordinal, reader): (usize, &SegmentReader)| {
+                Ok(self.first_window(&*weight, ordinal as u32, reader, after_id, window))
+            },
+            self.searcher.segment_readers().iter().enumerate(),
+        )?;
         let mut segments = Vec::new();
         let mut total = 0;
-        for (ordinal, reader) in self.searcher.segment_readers().iter().enumerate() {
-            let Some(ids) = reader.fast_fields().str("id")? else {
-                continue;
-            };
-            // Ordinals above this one belong to ids after `after_id`.
-            let first_ord = match after_id {
-                None => 0,
-                Some(after) => match ids.dictionary().term_ord_or_next(after)? {
-                    tantivy_sstable::TermOrdHit::Exact(ord) => ord + 1,
-                    tantivy_sstable::TermOrdHit::Next(ord) => ord,
-                },
-            };
-            let (hits, matches) = select_window(&*weight, reader, &ids, first_ord, window)?;
-            total += matches;
-            let dictionary = match hits.is_empty() {
-                true => None,
-                false => self
-                    .fields
-                    .columns
-                    .terms(reader.segment_id(), "id", ids.dictionary())?,
-            };
-            segments.push(SegmentMatches {
-                ordinal: ordinal as u32,
-                window,
-                after_window: matches - hits.len() as u64,
-                ids: SegmentIds::of_window(dictionary, &hits, &ids)?,
-                hits,
-                kinds: Vec::new(),
-            });
+        for first in first_windows {
+            if let Some(segment) = first? {
+                total += segment.hits.len() as u64 + segment.after_window;
+                segments.push(segment);
+            }
         }
         Ok(IdOrderedMatches {
             snapshot: self.clone(),

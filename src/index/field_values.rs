@@ -263,14 +263,14 @@ impl ValueColumns {
     }
 
     /// The type bits of every path for `docs` of one segment (ascending, no repeats): one byte
-    /// per path per doc, doc after doc. Opens the segment's columns for reading those docs.
+    /// per path per doc, doc after doc. Read from postings alone: the segment's columns are
+    /// opened apart ([`Self::opened`]).
     pub fn kinds(
-        &mut self,
+        &self,
         snapshot: &Snapshot,
         segment: u32,
         docs: &[DocId],
     ) -> Result<Vec<u8>, IndexError> {
-        self.opened(snapshot, segment, docs.len())?;
         let reader = snapshot.searcher.segment_reader(segment);
         let fields = &snapshot.fields;
         let width = self.paths.len();
@@ -338,7 +338,12 @@ impl ValueColumns {
     }
 
     /// Opens the columns of `segment` on first use, for reading about `docs` of its docs.
-    fn opened(&mut self, snapshot: &Snapshot, segment: u32, docs: usize) -> Result<(), IndexError> {
+    pub fn opened(
+        &mut self,
+        snapshot: &Snapshot,
+        segment: u32,
+        docs: usize,
+    ) -> Result<(), IndexError> {
         let at = segment as usize;
         if self.segments.len() <= at {
             self.segments.resize_with(at + 1, || None);
@@ -572,6 +577,7 @@ impl Snapshot {
         for group in order.chunk_by(|&a, &b| addresses[a].segment_ord == addresses[b].segment_ord) {
             let segment = addresses[group[0]].segment_ord;
             let docs: Vec<DocId> = group.iter().map(|&i| addresses[i].doc_id).collect();
+            values.opened(self, segment, docs.len())?;
             let kinds = values.kinds(self, segment, &docs)?;
             for (at, &i) in group.iter().enumerate() {
                 slots[i] = (kinds[at * width..(at + 1) * width].iter().enumerate())
