@@ -218,7 +218,7 @@ fn numeric_columns(
 }
 
 /// The string column `name` of `reader` (`None` when it has none), opened once per segment.
-fn string_column(
+pub(super) fn string_column(
     reader: &SegmentReader,
     cache: &ColumnCache,
     name: &str,
@@ -241,7 +241,7 @@ fn string_column(
 
 /// What `open` gives, kept in `cache` under `what` for `reader`'s segment from first use (or
 /// made for this query alone when it does not fit).
-fn kept_open<T: Send + Sync + 'static>(
+pub(super) fn kept_open<T: Send + Sync + 'static>(
     reader: &SegmentReader,
     cache: &ColumnCache,
     what: Vec<u8>,

@@ -21,7 +21,8 @@ use tantivy::{
 };
 use tantivy_sstable::{Dictionary, VoidSSTable};
 
-use super::column_cache::ColumnCache;
+use super::column_cache::{ColumnCache, opened_bytes};
+use super::column_filter::{kept_open, string_column};
 use super::decoded_column::DecodedColumn;
 
 use crate::query::sort::{SortSpec, SortValue, hit_cmp};
@@ -132,6 +133,25 @@ fn raw_order_is_key_order(decoded: &DecodedColumn, column_type: ColumnType) -> b
     }
 }
 
+/// The sort columns of `path` in `reader`, opened once per segment.
+fn sub_columns(
+    reader: &SegmentReader,
+    cache: &ColumnCache,
+    path: &FieldPath,
+) -> tantivy::Result<Arc<Vec<SubColumn>>> {
+    let name = column_name(path);
+    let mut what = b"sort:".to_vec();
+    what.extend_from_slice(name.as_bytes());
+    let bytes = |columns: &Vec<SubColumn>| columns.len() * opened_bytes(reader.max_doc());
+    kept_open(
+        reader,
+        cache,
+        what,
+        || open_sub_columns(reader, path),
+        bytes,
+    )
+}
+
 fn open_sub_columns(reader: &SegmentReader, path: &FieldPath) -> tantivy::Result<Vec<SubColumn>> {
     let fast = reader.fast_fields();
     let name = column_name(path);
@@ -162,13 +182,14 @@ impl Collector for TopHits {
         segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTopHits> {
-        let ids = reader
-            .fast_fields()
-            .str(CoreField::Id.name())?
+        // Both kept open in the column cache: opening a column deserializes its block index,
+        // ~10% of a top-50 page's time when done again by every page.
+        let ids = (*string_column(reader, &self.cache, CoreField::Id.name())?)
+            .clone()
             .ok_or_else(|| {
                 tantivy::TantivyError::SchemaError("the id fast field is missing".into())
             })?;
-        let columns = open_sub_columns(reader, &self.spec.path)?;
+        let columns = sub_columns(reader, &self.cache, &self.spec.path)?;
         let decoded = match columns.as_slice() {
             [SubColumn::Num(_) | SubColumn::Date(_)] => {
                 decoded_sort_column(reader, &self.cache, &column_name(&self.spec.path))?
@@ -308,7 +329,7 @@ struct PendingHit {
 pub struct SegmentTopHits {
     segment: SegmentOrdinal,
     ids: StrColumn,
-    columns: Vec<SubColumn>,
+    columns: Arc<Vec<SubColumn>>,
     /// The one numeric or date column, decoded: one array read per doc instead of a rank and an
     /// unpack (and, for integers, a conversion to f64 through another column layer).
     decoded: Option<(Arc<DecodedColumn>, ColumnType)>,
@@ -366,7 +387,7 @@ impl SegmentTopHits {
                 Some(current) => current,
             });
         };
-        for column in &self.columns {
+        for column in self.columns.iter() {
             match column {
                 SubColumn::Bool(c) => c.values_for_doc(doc).for_each(|b| offer((0, u64::from(b)))),
                 SubColumn::Num(c) => c
