@@ -19,6 +19,7 @@ use tantivy::{Searcher, SegmentReader};
 use super::bitset::matching_bits;
 use super::column_cache::ColumnCache;
 use super::decoded_column::DecodedColumn;
+use super::ordinal_bits::{MAX_VALUES, OrdinalBits};
 use super::parallel::map_segments;
 
 /// Distinct values per segment above which the aggregation is used instead.
@@ -29,6 +30,8 @@ struct Ordinals {
     dictionary: StrColumn,
     column: Column<u64>,
     decoded: Option<std::sync::Arc<DecodedColumn>>,
+    /// A bitmap per value, for a column of few values ([`OrdinalBits`]).
+    bits: Option<std::sync::Arc<OrdinalBits>>,
 }
 
 /// The string column of `name` in one segment, if counting ordinals applies there:
@@ -73,10 +76,23 @@ impl Ordinals {
             &column,
             reader.max_doc(),
         );
+        let bits = match &decoded {
+            Some(decoded) if dictionary.num_terms() <= MAX_VALUES => {
+                let mut what = b"ordinal-bits:".to_vec();
+                what.extend_from_slice(name.as_bytes());
+                cache.opened(reader.segment_id(), what, || {
+                    let bits = OrdinalBits::build(decoded, dictionary.num_terms())?;
+                    let bytes = bits.bytes();
+                    Some((bits, bytes))
+                })
+            }
+            _ => None,
+        };
         Ok(Some(Ordinals {
             dictionary,
             column,
             decoded,
+            bits,
         }))
     }
 }
@@ -137,6 +153,9 @@ pub fn string_term_counts(
             let matched = docs.len();
             for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
                 match ordinals {
+                    Some(Ordinals {
+                        bits: Some(bits), ..
+                    }) => bits.count(docs.words(), counts),
                     Some(Ordinals {
                         decoded: Some(decoded),
                         ..

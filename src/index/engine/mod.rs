@@ -18,6 +18,7 @@ mod column_filter;
 mod dates;
 mod decoded_column;
 mod fast_terms;
+mod ordinal_bits;
 mod parallel;
 mod range_scan;
 mod sort;
