@@ -245,62 +245,66 @@ impl UserReader {
         let (query_filter, query_sort) = (filter.clone(), sort.clone());
         let plan = projection.columns().cloned();
         let with_json = !projection.ids_only() && plan.is_none();
-        // Projection too runs off the async threads: a page of large users under a wide mask
-        // is real work.
-        let (users, last) = blocking(snapshot.clone(), move |s| {
-            // One more than asked tells whether another page exists.
-            let mut hits = s.search(
-                query_filter.as_ref(),
-                &query_sort,
-                after,
-                limit + 1,
-                with_json,
-                now_ms(),
-            )?;
-            let more = hits.len() > limit;
-            hits.truncate(limit);
-            let last = hits.last().filter(|_| more).map(|last| SortCursor {
-                value: last.sort_value.clone(),
-                id: last.id.clone(),
-            });
-            let slots = match &plan {
-                Some(plan) => {
-                    let addresses: Vec<_> = hits.iter().map(|hit| hit.address).collect();
-                    let mut values = ValueColumns::new(plan.paths().to_vec());
-                    s.slots_at(&mut values, &addresses)?
-                }
-                None => Vec::new(),
-            };
-            let mut slots = slots.into_iter();
-            let users = hits
-                .into_iter()
-                .map(|hit| {
-                    if let Some(plan) = &plan {
-                        let slots = slots.next().unwrap_or_default();
-                        let json = match plan.render(&hit.id, &mut &slots[..])? {
-                            Some(json) => json,
-                            None => projection.apply_at(s, &hit.id, hit.address)?,
-                        };
-                        return Ok(ReadUser { id: hit.id, json });
+        // Projection too runs off the async threads (a page of large users under a wide mask
+        // is real work), unless pages of this filter, sort, size and mask were short: then on
+        // this one (any page of a query costs about the same, so the cursor is not in the key).
+        let shape = (&filter, &sort, limit, with_json, plan.is_some());
+        let key = self.costs.key("search", &shape);
+        let (users, last) = (self.costs)
+            .run(key, snapshot.clone(), move |s| {
+                // One more than asked tells whether another page exists.
+                let mut hits = s.search(
+                    query_filter.as_ref(),
+                    &query_sort,
+                    after,
+                    limit + 1,
+                    with_json,
+                    now_ms(),
+                )?;
+                let more = hits.len() > limit;
+                hits.truncate(limit);
+                let last = hits.last().filter(|_| more).map(|last| SortCursor {
+                    value: last.sort_value.clone(),
+                    id: last.id.clone(),
+                });
+                let slots = match &plan {
+                    Some(plan) => {
+                        let addresses: Vec<_> = hits.iter().map(|hit| hit.address).collect();
+                        let mut values = ValueColumns::new(plan.paths().to_vec());
+                        s.slots_at(&mut values, &addresses)?
                     }
-                    let json = match &hit.raw_json {
-                        Some(raw) => {
-                            let organizations = hit.organizations.as_deref();
-                            projection.apply_stored(
-                                &hit.id,
-                                raw,
-                                hit.sealed.as_deref(),
-                                organizations,
-                            )?
+                    None => Vec::new(),
+                };
+                let mut slots = slots.into_iter();
+                let users = hits
+                    .into_iter()
+                    .map(|hit| {
+                        if let Some(plan) = &plan {
+                            let slots = slots.next().unwrap_or_default();
+                            let json = match plan.render(&hit.id, &mut &slots[..])? {
+                                Some(json) => json,
+                                None => projection.apply_at(s, &hit.id, hit.address)?,
+                            };
+                            return Ok(ReadUser { id: hit.id, json });
                         }
-                        None => id_json(&hit.id),
-                    };
-                    Ok(ReadUser { id: hit.id, json })
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            Ok((users, last))
-        })
-        .await?;
+                        let json = match &hit.raw_json {
+                            Some(raw) => {
+                                let organizations = hit.organizations.as_deref();
+                                projection.apply_stored(
+                                    &hit.id,
+                                    raw,
+                                    hit.sealed.as_deref(),
+                                    organizations,
+                                )?
+                            }
+                            None => id_json(&hit.id),
+                        };
+                        Ok(ReadUser { id: hit.id, json })
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?;
+                Ok((users, last))
+            })
+            .await?;
         let next_page_token = last
             .map(|last| page_token::encode(last, filter.as_ref(), &sort))
             .unwrap_or_default();

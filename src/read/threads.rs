@@ -4,7 +4,8 @@
 //! own. Handing it over and taking the answer back costs two thread switches, though, and a
 //! count over a million users takes about a third of a millisecond: at 8 callers of the bench's
 //! counts the switching was a fifth of the server's CPU per count. So [`Costs`] learns what each
-//! filter costs: the first time a filter is seen it runs on a blocking thread and its time is
+//! filter costs (for a search page: its filter, sort, size and mask): the first time one is seen
+//! it runs on a blocking thread and its time is
 //! kept; a filter whose last run took at most [`INLINE_BUDGET`] runs on the async thread that
 //! received it, on that thread alone (never waiting for the search pool), and its time is kept
 //! again, so a filter that grew slow (more users, an evicted column) goes back to a blocking
