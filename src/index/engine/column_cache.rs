@@ -336,8 +336,19 @@ impl ColumnCache {
         what: Vec<u8>,
         open: impl FnOnce() -> Option<(T, usize)>,
     ) -> Option<Arc<T>> {
+        self.made(segment, what, OPENED_BYTES, open)
+    }
+
+    /// `make`'s value for `segment`, kept; `None` (not built) when `estimate` is over budget.
+    pub fn made<T: Send + Sync + 'static>(
+        &self,
+        segment: SegmentId,
+        what: Vec<u8>,
+        estimate: usize,
+        make: impl FnOnce() -> Option<(T, usize)>,
+    ) -> Option<Arc<T>> {
         let key = (segment, what, ColumnType::Bytes, Kind::Opened);
-        self.get_or_decode(key, OPENED_BYTES, open)
+        self.get_or_decode(key, estimate, make)
     }
 
     /// The entry of `key`, decoding it with `decode` (which also says its size) when absent.
@@ -496,6 +507,21 @@ mod tests {
         let failed = cache.opened::<OpenedColumns>(id, numeric_key(&name, &[]), || None);
         assert!(failed.is_none(), "a failed open is not kept");
         assert_eq!(cache.bytes(), 0);
+        let built = std::cell::Cell::new(0);
+        let make = || {
+            built.set(built.get() + 1);
+            Some((vec![0u64; 4], 32))
+        };
+        let too_big = cache.made(id, b"bits".to_vec(), 2 << 20, make);
+        assert!(too_big.is_none(), "what cannot be kept is not built");
+        assert_eq!(built.get(), 0);
+        assert!(cache.made(id, b"bits".to_vec(), 32, make).is_some());
+        assert!(cache.made(id, b"bits".to_vec(), 32, make).is_some());
+        assert_eq!(
+            (built.get(), cache.bytes()),
+            (1, 32),
+            "built once, then kept"
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl Ordinals {
             Some(decoded) if dictionary.num_terms() <= MAX_VALUES => {
                 let mut what = b"ordinal-bits:".to_vec();
                 what.extend_from_slice(name.as_bytes());
-                cache.opened(reader.segment_id(), what, || {
+                // Sized up front: bitmaps that cannot be kept would be built again by every
+                // facet, a pass over the segment each time; the match-by-match count is cheaper.
+                let size = OrdinalBits::size_of(dictionary.num_terms(), reader.max_doc());
+                cache.made(reader.segment_id(), what, size, || {
                     let bits = OrdinalBits::build(decoded, dictionary.num_terms())?;
                     let bytes = bits.bytes();
                     Some((bits, bytes))

@@ -27,6 +27,7 @@ impl OrdinalBits {
         }
         let max_doc = column.max_doc();
         let words = (max_doc as usize).div_ceil(64);
+        debug_assert_eq!(values * words * 8, Self::size_of(values, max_doc));
         let mut bits = vec![0u64; values * words];
         for doc in 0..max_doc {
             if let Some(value) = column.value(doc) {
@@ -39,6 +40,11 @@ impl OrdinalBits {
 
     pub fn bytes(&self) -> usize {
         self.bits.len() * 8
+    }
+
+    /// What [`Self::build`] takes for `values` values over `max_doc` docs.
+    pub fn size_of(values: usize, max_doc: u32) -> usize {
+        values * (max_doc as usize).div_ceil(64) * 8
     }
 
     /// Adds to `counts[value]` the docs of `docs` (one bit per doc) holding each value.
