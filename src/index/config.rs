@@ -18,6 +18,13 @@ pub struct IndexConfig {
     /// ...or once this many are pending. Changes someone waits for are committed at once,
     /// together with everything that queued up meanwhile (group commit).
     pub commit_max_changes: usize,
+    /// During a bulk load (the backfill), changes nobody waits for are committed once this
+    /// many are pending...
+    pub bulk_commit_changes: usize,
+    /// ...or once they are this old.
+    pub bulk_commit_interval: Duration,
+    /// How many segments of about equal size a bulk load is merged into at its end.
+    pub serving_segments: usize,
     /// Memory for decoded range and sort columns (`column_cache.rs`).
     pub column_cache: ColumnCacheBudget,
     /// How long a deleted user's tombstone is kept. Svix retries a delivery for ~28 h, so a late
@@ -37,11 +44,21 @@ impl IndexConfig {
             writer_threads: 2,
             commit_interval: Duration::from_secs(2),
             commit_max_changes: 100_000,
+            bulk_commit_changes: 200_000,
+            bulk_commit_interval: Duration::from_secs(30),
+            serving_segments: serving_segments(),
             column_cache: ColumnCacheBudget::Auto,
             tombstone_retention: Duration::from_secs(72 * 3600),
             sealing: String::new(),
         }
     }
+}
+
+/// Two segments per core searching (at most 7: tantivy's log merge policy merges 8 of a size
+/// together), so each core has work for a query and none waits on one large segment.
+fn serving_segments() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    (2 * cores).clamp(2, 7)
 }
 
 /// How much memory decoded columns may hold.

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use tantivy::index::SegmentMeta;
 use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -32,6 +33,7 @@ use crate::change::{Change, UserChange};
 use crate::clock::now_ms;
 use crate::user::{User, UserVersion};
 
+mod bulk;
 mod commit;
 mod observer;
 mod org_pending;
@@ -43,6 +45,19 @@ mod tests;
 
 /// Work run on the writer thread, on the latest snapshot.
 type ExclusiveWork = Box<dyn FnOnce(&Arc<Snapshot>) + Send>;
+
+/// A step of a bulk load (`bulk.rs`), sent to the writer thread.
+enum BulkStep {
+    /// Commit by size and merge only small segments from now on.
+    Begin,
+    /// Stop merging, commit what is pending, and start the merges into the serving layout.
+    Merge,
+    /// Back to the default merge policy and commit interval.
+    End,
+}
+
+/// What the writer thread answers to a [`BulkStep`]: the merges it started.
+type BulkAnswer = Result<Vec<tantivy::FutureResult<Option<SegmentMeta>>>, WriteError>;
 
 /// A producer's sync state to commit with its changes, and the writer's loss count
 /// ([`WriterHandle::losses`]) when the producer read the committed state it continues from.
@@ -65,6 +80,10 @@ enum Command {
     Exclusive {
         work: ExclusiveWork,
         ack: oneshot::Sender<Result<u64, WriteError>>,
+    },
+    Bulk {
+        step: BulkStep,
+        ack: oneshot::Sender<BulkAnswer>,
     },
     /// Commit what is pending and stop; commands queued after this one are refused.
     Close,
@@ -242,6 +261,8 @@ pub struct IndexWriterTask {
     paused: Option<(Instant, std::time::Duration)>,
     /// The index's directory, whose cache of mapped files the writer prunes (`commit.rs`).
     directory: Option<tantivy::directory::MmapDirectory>,
+    /// Whether a bulk load runs: commits by size, merges of small segments only (`bulk.rs`).
+    bulk_load: bool,
 }
 
 impl IndexWriterTask {
@@ -262,6 +283,7 @@ impl IndexWriterTask {
             unacknowledged_pending: false,
             paused: None,
             directory: None,
+            bulk_load: false,
             payload,
             config: config.clone(),
             pending_users: HashMap::new(),
@@ -332,7 +354,7 @@ impl IndexWriterTask {
             let next = match self.pending_since {
                 None => runtime.block_on(commands.recv()).map(Some),
                 Some(since) => {
-                    let deadline = since + self.config.commit_interval;
+                    let deadline = since + self.commit_limits().1;
                     match runtime.block_on(tokio::time::timeout_at(deadline, commands.recv())) {
                         Ok(command) => command.map(Some),
                         Err(_elapsed) => Some(None),
@@ -409,6 +431,10 @@ impl IndexWriterTask {
                 work(&snapshot);
                 self.waiting.push(ack);
                 self.commit();
+                return;
+            }
+            Command::Bulk { step, ack } => {
+                self.bulk(step, ack);
                 return;
             }
             // The run loop stops at a close before handing it here.

@@ -107,12 +107,16 @@ impl Backfill {
         // Organizations and memberships first: each user is then indexed once, composed with
         // its memberships as it arrives, instead of once more for every membership (at 1M
         // users in 100k organizations, 233 s instead of 428 s; bench/ORG-RESULTS.md).
+        // Commits by size and merges once at the end instead of level by level as the index
+        // grows (`index/writer/bulk.rs`); ready, below, means merged.
+        self.destination.begin_bulk_load().await?;
         walk_organizations(&self.clerk, &self.destination, state, OrgWalk::Backfill).await?;
         let sink = BackfillSink {
             destination: &self.destination,
             progress: &self.progress,
         };
         walk_all(&self.clerk, self.plan, &sink, state).await?;
+        self.destination.finish_bulk_load().await?;
         state.backfill.complete = true;
         state.backfill.completed_at_ms = Some(now_ms());
         // Waited for: readiness must mean "durably in the index".

@@ -121,6 +121,29 @@ impl ChangeDestination {
         }
     }
 
+    /// Starts a bulk load (the backfill): the local index commits by size and merges small
+    /// segments only until [`ChangeDestination::finish_bulk_load`]. Cluster mode: nothing
+    /// (each replica's index follows the change log with its usual commits and merges).
+    pub async fn begin_bulk_load(&self) -> Result<(), Error> {
+        match &self.to {
+            To::Index { writer, .. } => Ok(writer.begin_bulk_load().await?),
+            To::Log(_) => Ok(()),
+        }
+    }
+
+    /// Ends a bulk load: what is queued is committed, and the local index is merged once into
+    /// its serving layout before this returns.
+    pub async fn finish_bulk_load(&self) -> Result<(), Error> {
+        match &self.to {
+            To::Index { writer, .. } => writer
+                .finish_bulk_load()
+                .await
+                .map(drop)
+                .map_err(Into::into),
+            To::Log(_) => Ok(()),
+        }
+    }
+
     /// Waits until this replica's index holds what was recorded (at most
     /// [`LOCAL_APPLY_TIMEOUT`]); returns the index generation that does.
     pub async fn applied(&self, recorded: Recorded) -> Result<u64, Error> {

@@ -277,6 +277,14 @@ impl Collector for StateCollector {
             "Bytes of decoded columns held in memory (bounded by --column-cache-mb)",
             cached,
         )?;
+        let segments = sources.sync.destination.local_index().snapshot();
+        let segments = ConstGauge::new(segments.searcher.segment_readers().len() as f64);
+        single(
+            e,
+            "index_segments",
+            "Searchable segments of the index (every query searches each one)",
+            segments,
+        )?;
         let paused = ConstGauge::new(if status.writer.paused.is_some() {
             1.0
         } else {

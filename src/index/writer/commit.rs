@@ -16,11 +16,22 @@ const PRUNE_EVERY: u64 = 64;
 
 impl IndexWriterTask {
     /// Whether what is pending is a commit's worth: `commit_max_changes` changes, or older
-    /// than `commit_interval`.
+    /// than `commit_interval` (during a bulk load, `bulk_commit_changes` and
+    /// `bulk_commit_interval`).
     pub(super) fn commit_due(&self) -> bool {
-        self.pending_changes >= self.config.commit_max_changes
-            || (self.pending_since)
-                .is_some_and(|since| since.elapsed() >= self.config.commit_interval)
+        let (changes, interval) = self.commit_limits();
+        self.pending_changes >= changes
+            || (self.pending_since).is_some_and(|since| since.elapsed() >= interval)
+    }
+
+    pub(super) fn commit_limits(&self) -> (usize, std::time::Duration) {
+        match self.bulk_load {
+            true => (
+                self.config.bulk_commit_changes,
+                self.config.bulk_commit_interval,
+            ),
+            false => (self.config.commit_max_changes, self.config.commit_interval),
+        }
     }
 
     /// Answers a command that arrives while paused: waiters get the pause, and changes nobody
@@ -33,6 +44,9 @@ impl IndexWriterTask {
         match command {
             Command::Apply { ack: Some(ack), .. } | Command::Exclusive { ack, .. } => {
                 let _ = ack.send(paused());
+            }
+            Command::Bulk { ack, .. } => {
+                let _ = ack.send(paused().map(|_: u64| Vec::new()));
             }
             Command::Apply {
                 changes,
