@@ -249,10 +249,10 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 
 
 class Service:
-    def __init__(self, users, work, log, binary=BIN, fake_args=()):
+    def __init__(self, users, work, log, binary=BIN, fake_args=(), data_name=None):
         self.users = users
         self.fake_port, self.grpc_port, self.http_port = free_port(), free_port(), free_port()
-        self.data = work / ("service-" + Path(binary).name)
+        self.data = work / (data_name or "service-" + Path(binary).name)
         self.fake = spawn(
             [binary, "fake-clerk", "--users", str(users), "--addr", f"127.0.0.1:{self.fake_port}", *fake_args],
             stdout=log, stderr=log,
@@ -322,6 +322,19 @@ class Service:
             filter=self.spec(q["filter"]), sort=pb.SortSpec(path=q["sort"], descending=True),
             page_size=50, fields=["id"]))
         return [u.id for u in response.users]
+
+    def cpu_s(self):
+        """CPU seconds the server process has used (user and system)."""
+        fields = Path(f"/proc/{self.server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def segments(self):
+        """Segments the index searches (its `clerk_index_index_segments` gauge)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("clerk_index_index_segments "):
+                    return int(float(line.split()[1]))
+        return None
 
     def stop(self):
         self.peak_rss_kib = rss_kib(self.server.pid, "VmHWM")
@@ -837,7 +850,35 @@ def compare_size(users, args, work, log):
     baseline.stop()
     current.stop()
     return dict(users=users, rows=rows, backfill=(baseline.backfill_s, current.backfill_s),
-                sizes=(baseline.index_bytes, current.index_bytes))
+                sizes=(baseline.index_bytes, current.index_bytes),
+                pairs=backfill_pairs(users, args, work, log))
+
+
+def backfill_pairs(users, args, work, log):
+    """`--backfill-pairs N`: N more backfills of each binary, one process at a time, alternating
+    which goes first, each into an empty data directory: the load time moves with the machine's
+    speed more than most changes move it, so only pairs taken side by side compare."""
+    pairs = []
+    for i in range(args.backfill_pairs):
+        order = [("baseline", args.baseline_bin), ("current", BIN)]
+        if i % 2:
+            order.reverse()
+        pair = {}
+        for name, binary in order:
+            service = Service(users, work, log, binary=binary, data_name=f"pair-{i}-{name}")
+            pair[name] = (service.backfill_s, service.cpu_s(), service.segments())
+            service.stop()
+            shutil.rmtree(service.data, ignore_errors=True)
+        (b_s, b_cpu, b_seg), (c_s, c_cpu, c_seg) = pair["baseline"], pair["current"]
+        print(f"   backfill pair {i + 1}: baseline {b_s:.1f} s ({b_cpu:.0f} s CPU, {segments(b_seg)}), "
+              f"this tree {c_s:.1f} s ({c_cpu:.0f} s CPU, {segments(c_seg)})", flush=True)
+        pairs.append(pair)
+    return pairs
+
+
+def segments(count):
+    # Binaries before the `clerk_index_index_segments` gauge do not report it.
+    return f"{count} segments" if count is not None else "segments not reported"
 
 
 def compare_report(results, args):
@@ -862,6 +903,15 @@ def compare_report(results, args):
         lines += [f"| **geometric mean** | | | **{mean:.3f}** ({verdict}) |", "",
                   f"Backfill: baseline {b_fill:.1f} s, this tree {c_fill:.1f} s. Index on disk: baseline "
                   f"{mib(b_size)}, this tree {mib(c_size)}.", ""]
+        if r["pairs"]:
+            lines += [f"Backfill pairs (`--backfill-pairs {len(r['pairs'])}`: one process at a time, alternating "
+                      "which goes first; seconds to ready, the server's CPU seconds, segments searched at the end):", "",
+                      "| pair | baseline | this tree | this tree / baseline |", "|---|---|---|---|"]
+            for i, pair in enumerate(r["pairs"], 1):
+                (b_s, b_cpu, b_seg), (c_s, c_cpu, c_seg) = pair["baseline"], pair["current"]
+                lines.append(f"| {i} | {b_s:.1f} s, {b_cpu:.0f} s CPU, {segments(b_seg)} | "
+                             f"{c_s:.1f} s, {c_cpu:.0f} s CPU, {segments(c_seg)} | {c_s / b_s:.2f} |")
+            lines += [f"| **geometric mean** | | | **{geo([p['current'][0] / p['baseline'][0] for p in r['pairs']]):.3f}** |", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -1026,6 +1076,8 @@ def main():
     parser.add_argument("--baseline-bin", default=None,
                         help="compare this tree's binary with this one (bench/run --baseline REF builds it)")
     parser.add_argument("--baseline-ref", default="baseline")
+    parser.add_argument("--backfill-pairs", type=int, default=0,
+                        help="with --baseline-bin: this many more backfills of each binary, alternating, side by side")
     parser.add_argument("--large", action="store_true",
                         help="sizes past a million (10M): DuckDB only, no steady state; writes bench/LARGE-RESULTS.md")
     args = parser.parse_args()
