@@ -198,7 +198,7 @@ impl RangeWeight {
 }
 
 /// The columns named `name` of `reader` among `types`, opened once per segment.
-fn numeric_columns(
+pub(super) fn numeric_columns(
     reader: &SegmentReader,
     cache: &ColumnCache,
     name: &str,
