@@ -263,6 +263,9 @@ pub struct IndexWriterTask {
     directory: Option<tantivy::directory::MmapDirectory>,
     /// Whether a bulk load runs: commits by size, merges of small segments only (`bulk.rs`).
     bulk_load: bool,
+    /// Whether a pending user is kept whole (`Pending::User`), which bulk limits must not hold
+    /// by the hundred thousand (`commit.rs`).
+    whole_users_pending: bool,
 }
 
 impl IndexWriterTask {
@@ -284,6 +287,7 @@ impl IndexWriterTask {
             paused: None,
             directory: None,
             bulk_load: false,
+            whole_users_pending: false,
             payload,
             config: config.clone(),
             pending_users: HashMap::new(),
@@ -295,12 +299,6 @@ impl IndexWriterTask {
             waiting: Vec::new(),
             stats: Arc::new(WriterStats::default()),
         }
-    }
-
-    /// Prunes the mapped-file cache of `directory` as commits replace files.
-    pub(super) fn with_directory(mut self, directory: tantivy::directory::MmapDirectory) -> Self {
-        self.directory = Some(directory);
-        self
     }
 
     /// Lets `observer` see every applied change and take part in every commit.
@@ -571,7 +569,9 @@ impl IndexWriterTask {
                 self.payload.newest_updated_at_ms =
                     self.payload.newest_updated_at_ms.max(user.updated_at);
                 // Members are kept whole: a membership change in this batch composes them again.
-                let pending = if keep_user || user.org_count() > 0 {
+                let whole = keep_user || user.org_count() > 0;
+                self.whole_users_pending |= whole;
+                let pending = if whole {
                     Pending::User(user.clone())
                 } else {
                     Pending::Version(user.version())

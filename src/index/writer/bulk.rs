@@ -160,8 +160,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use super::super::{ChangeObserver, IndexWriterTask, Previous, WriteError};
     use super::serving_groups;
     use crate::change::{Change, ChangeSource, UserChange};
+    use crate::index::config::IndexConfig;
     use crate::index::sandbox::{Sandbox, population_users};
     use crate::user::User;
 
@@ -249,6 +251,42 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Wants previous states, as saved segments do: pending users are then kept whole.
+    struct WantsPrevious;
+
+    impl ChangeObserver for WantsPrevious {
+        fn wants_previous(&self) -> bool {
+            true
+        }
+        fn observe(&mut self, _: Previous, _: &UserChange) {}
+        fn prepare_commit(&mut self) -> Result<u64, WriteError> {
+            Ok(0)
+        }
+        fn committed(&mut self) {}
+        fn rolled_back(&mut self) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn users_kept_whole_are_committed_at_the_usual_limits_during_a_bulk_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let configure = |config: &mut IndexConfig| {
+            config.commit_max_changes = 5;
+            config.bulk_commit_changes = 40;
+            config.bulk_commit_interval = Duration::from_secs(3600);
+        };
+        let attach = |_: &_, task: IndexWriterTask| task.with_observer(Box::new(WantsPrevious));
+        let sandbox = Sandbox::open_at(dir.path(), configure, attach);
+        let writer = &sandbox.writer;
+        writer.begin_bulk_load().await.unwrap();
+        // Each user is held whole until its commit: five at a time, not forty.
+        let users = population_users(10);
+        for page in users.chunks(5) {
+            writer.submit(upserts(page), None).await.unwrap();
+        }
+        users_reach(&sandbox, 10).await;
+        writer.finish_bulk_load().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

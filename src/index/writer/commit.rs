@@ -15,6 +15,15 @@ use super::{Command, FIRST_RETRY, IndexWriterTask, MAX_RETRY, now_ms};
 const PRUNE_EVERY: u64 = 64;
 
 impl IndexWriterTask {
+    /// Prunes the mapped-file cache of `directory` as commits replace files.
+    pub(in crate::index) fn with_directory(
+        mut self,
+        directory: tantivy::directory::MmapDirectory,
+    ) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
     /// Whether what is pending is a commit's worth: `commit_max_changes` changes, or older
     /// than `commit_interval` (during a bulk load, `bulk_commit_changes` and
     /// `bulk_commit_interval`).
@@ -24,8 +33,12 @@ impl IndexWriterTask {
             || (self.pending_since).is_some_and(|since| since.elapsed() >= interval)
     }
 
+    /// The bulk limits apply only while every pending user is kept as its version: users kept
+    /// whole (when saved segments want previous states, or organization members) cost their
+    /// parsed JSON each, so a window with one of them commits at the usual limits, which bound
+    /// how many are held as before the bulk load.
     pub(super) fn commit_limits(&self) -> (usize, std::time::Duration) {
-        match self.bulk_load {
+        match self.bulk_load && !self.whole_users_pending {
             true => (
                 self.config.bulk_commit_changes,
                 self.config.bulk_commit_interval,
@@ -110,6 +123,7 @@ impl IndexWriterTask {
             }
         }
         self.pending_users.clear();
+        self.whole_users_pending = false;
         self.orgs.clear();
         self.pending_changes = 0;
         self.pending_since = None;

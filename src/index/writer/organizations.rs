@@ -176,6 +176,7 @@ impl IndexWriterTask {
             source,
         };
         self.notify(&change);
+        self.whole_users_pending = true;
         self.pending_users
             .insert(user_id.to_string(), Pending::User(composed));
         self.count_applied();
