@@ -338,6 +338,18 @@ async fn the_grpc_port_bounds_connections_per_peer_and_in_all_and_drops_silent_o
         .count_users(CountUsersRequest::default())
         .await
         .unwrap();
+    // `start` polled health over channels of its own; the server gives their slots back when it
+    // sees them closed, which on a loaded machine can come after the silent connections below
+    // (one CI run read 5 held, 3 refused: a health channel's slot was still held). Wait for it.
+    let text = metrics_until(&setup.server, |text| {
+        metric(text, "budget_held", "budget=\"grpc_connections\"") == 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "budget_held", "budget=\"grpc_connections\""),
+        1.0,
+        "the connections of the readiness polls were never given back"
+    );
     let mut silent = Vec::new();
     let silent_since = Instant::now();
     for _ in 0..3 {
@@ -368,8 +380,8 @@ async fn the_grpc_port_bounds_connections_per_peer_and_in_all_and_drops_silent_o
         "a connection within the budget was closed"
     );
     let text = setup.server.metrics_text().await;
-    // Once this read 5 (one CI run in many). Say enough to tell a silent connection's opening
-    // timeout on a stalled machine from the test's own channel losing its connection.
+    // Say enough to tell a silent connection's opening timeout on a stalled machine from the
+    // test's own channel losing its connection.
     let budget_lines: Vec<&str> = (text.lines())
         .filter(|line| line.contains("grpc_connections"))
         .collect();
