@@ -1,30 +1,78 @@
-//! One bit per doc of a segment: the bitmap every engine evaluation produces and combines.
+//! The docs of one segment that an engine evaluation produces and combines: one bit per doc,
+//! or, for a set of few docs, the docs themselves.
+//!
+//! A selective filter (one email, a short `IN` list, a rare tag) matches a few docs of millions.
+//! As bitmaps, each of its nodes would cost `max_doc` bits to allocate, zero and combine: 1.2 MB
+//! and ~20k words per node in a segment of ten million docs. A set holding at most one doc in
+//! [`SPARSE_SHARE`] is kept as its ascending doc ids instead (smaller than its bits), and every
+//! operation with it costs its docs: `sparse AND dense` tests each of the sparse docs, and only
+//! `OR` can grow a sparse set back into bits.
 
 use std::sync::Arc;
 
 use tantivy::{DocId, TERMINATED};
 
-/// The bits of one segment.
+/// A set of at most one doc in this many of its segment is kept as doc ids (32 bits each)
+/// rather than as one bit per doc.
+pub const SPARSE_SHARE: u64 = 32;
+
+/// Docs of one segment.
 #[derive(Clone)]
 pub struct Bits {
-    words: Vec<u64>,
+    form: Form,
     max_doc: DocId,
 }
 
+#[derive(Clone)]
+enum Form {
+    /// One bit per doc.
+    Dense(Vec<u64>),
+    /// The docs, ascending.
+    Sparse(Vec<DocId>),
+}
+
+/// Whether `len` docs of `max_doc` are few enough to keep as doc ids.
+pub fn is_sparse_share(len: u64, max_doc: DocId) -> bool {
+    len * SPARSE_SHARE < u64::from(max_doc)
+}
+
 impl Bits {
+    /// No doc, as bits (to be filled through [`Bits::words_mut`] or inserts).
     pub fn empty(max_doc: DocId) -> Bits {
         Bits {
-            words: vec![0; (max_doc as usize).div_ceil(64)],
+            form: Form::Dense(vec![0; (max_doc as usize).div_ceil(64)]),
+            max_doc,
+        }
+    }
+
+    /// No doc, without allocating.
+    pub fn none(max_doc: DocId) -> Bits {
+        Bits {
+            form: Form::Sparse(Vec::new()),
             max_doc,
         }
     }
 
     pub fn full(max_doc: DocId) -> Bits {
         let mut bits = Bits {
-            words: vec![u64::MAX; (max_doc as usize).div_ceil(64)],
+            form: Form::Dense(vec![u64::MAX; (max_doc as usize).div_ceil(64)]),
             max_doc,
         };
         bits.clear_tail();
+        bits
+    }
+
+    /// The ascending `docs` (all below `max_doc`), in the form their number calls for.
+    pub fn of_sorted(max_doc: DocId, docs: Vec<DocId>) -> Bits {
+        debug_assert!(docs.is_sorted() && docs.last().is_none_or(|&d| d < max_doc));
+        if is_sparse_share(docs.len() as u64, max_doc) {
+            return Bits {
+                form: Form::Sparse(docs),
+                max_doc,
+            };
+        }
+        let mut bits = Bits::empty(max_doc);
+        bits.insert_sorted(&docs);
         bits
     }
 
@@ -32,45 +80,79 @@ impl Bits {
     fn clear_tail(&mut self) {
         let tail = self.max_doc % 64;
         if tail != 0
-            && let Some(last) = self.words.last_mut()
+            && let Form::Dense(words) = &mut self.form
+            && let Some(last) = words.last_mut()
         {
             *last &= (1u64 << tail) - 1;
         }
     }
 
-    pub fn words(&self) -> &[u64] {
-        &self.words
+    /// The bits, when the docs are kept as bits.
+    pub fn dense_words(&self) -> Option<&[u64]> {
+        match &self.form {
+            Form::Dense(words) => Some(words),
+            Form::Sparse(_) => None,
+        }
     }
 
+    /// The docs, when they are kept as doc ids.
+    pub fn sparse_docs(&self) -> Option<&[DocId]> {
+        match &self.form {
+            Form::Dense(_) => None,
+            Form::Sparse(docs) => Some(docs),
+        }
+    }
+
+    /// The bits, turning doc ids into bits first.
     pub fn words_mut(&mut self) -> &mut [u64] {
-        &mut self.words
+        if let Form::Sparse(docs) = &self.form {
+            let mut dense = Bits::empty(self.max_doc);
+            dense.insert_sorted(docs);
+            self.form = dense.form;
+        }
+        match &mut self.form {
+            Form::Dense(words) => words,
+            Form::Sparse(_) => unreachable!("turned into bits above"),
+        }
     }
 
     /// The docs, in order.
-    pub fn docs(&self) -> impl Iterator<Item = DocId> + '_ {
-        self.words.iter().enumerate().flat_map(|(index, &word)| {
-            let mut rest = word;
-            std::iter::from_fn(move || {
-                (rest != 0).then(|| {
-                    let bit = rest.trailing_zeros();
-                    rest &= rest - 1;
-                    index as DocId * 64 + bit
-                })
-            })
-        })
+    pub fn docs(&self) -> Docs<'_> {
+        match &self.form {
+            Form::Dense(words) => Docs::Dense {
+                words,
+                index: 0,
+                rest: words.first().copied().unwrap_or(0),
+            },
+            Form::Sparse(docs) => Docs::Sparse(docs.iter()),
+        }
     }
 
     #[inline]
     pub fn insert(&mut self, doc: DocId) {
-        self.words[doc as usize / 64] |= 1 << (doc % 64);
+        match &mut self.form {
+            Form::Dense(words) => words[doc as usize / 64] |= 1 << (doc % 64),
+            Form::Sparse(docs) => {
+                if let Err(at) = docs.binary_search(&doc) {
+                    docs.insert(at, doc);
+                }
+            }
+        }
     }
 
     #[inline]
     pub fn remove(&mut self, doc: DocId) {
-        self.words[doc as usize / 64] &= !(1 << (doc % 64));
+        match &mut self.form {
+            Form::Dense(words) => words[doc as usize / 64] &= !(1 << (doc % 64)),
+            Form::Sparse(docs) => {
+                if let Ok(at) = docs.binary_search(&doc) {
+                    docs.remove(at);
+                }
+            }
+        }
     }
 
-    /// Sets ascending docs, into a bitmap holding no doc past the word of the first of them
+    /// Sets ascending docs, into a set holding no doc past the word of the first of them
     /// (as when one term's blocks of postings arrive in order). Each doc stores its whole word,
     /// with the bits of the docs before it in that word, so no doc waits on the previous one's
     /// store and no branch depends on where words end: dense postings cost about a cycle or two
@@ -79,71 +161,149 @@ impl Bits {
         let (Some(&first), Some(&last)) = (docs.first(), docs.last()) else {
             return;
         };
+        let words = match &mut self.form {
+            Form::Dense(words) => words,
+            Form::Sparse(held) => {
+                for &doc in docs {
+                    if held.last().is_none_or(|&l| l < doc) {
+                        held.push(doc);
+                    } else if let Err(at) = held.binary_search(&doc) {
+                        held.insert(at, doc);
+                    }
+                }
+                return;
+            }
+        };
         let mut at = first as usize / 64;
         debug_assert!(docs.is_sorted(), "insert_sorted of unsorted docs");
         debug_assert!(
-            self.words[at + 1..=last as usize / 64]
-                .iter()
-                .all(|&w| w == 0),
+            words[at + 1..=last as usize / 64].iter().all(|&w| w == 0),
             "insert_sorted past set bits"
         );
-        let mut word = self.words[at];
+        let mut word = words[at];
         for &doc in docs {
             let next = doc as usize / 64;
             // A new word starts empty; the same word keeps the bits set so far.
             word &= 0u64.wrapping_sub((next == at) as u64);
             word |= 1 << (doc % 64);
-            self.words[next] = word;
+            words[next] = word;
             at = next;
         }
     }
 
     #[inline]
     pub fn contains(&self, doc: DocId) -> bool {
-        self.words[doc as usize / 64] & (1 << (doc % 64)) != 0
+        match &self.form {
+            Form::Dense(words) => words[doc as usize / 64] & (1 << (doc % 64)) != 0,
+            Form::Sparse(docs) => docs.binary_search(&doc).is_ok(),
+        }
     }
 
     pub fn len(&self) -> u64 {
-        self.words.iter().map(|w| w.count_ones() as u64).sum()
+        match &self.form {
+            Form::Dense(words) => words.iter().map(|w| w.count_ones() as u64).sum(),
+            Form::Sparse(docs) => docs.len() as u64,
+        }
     }
 
     /// `a AND b` as new bits, in one pass over both (no copy of `a` first).
     pub fn and_of(a: &Bits, b: &Bits) -> Bits {
+        let form = match (&a.form, &b.form) {
+            (Form::Dense(a), Form::Dense(b)) => {
+                Form::Dense(a.iter().zip(b).map(|(a, b)| a & b).collect())
+            }
+            (Form::Sparse(docs), _) => Form::Sparse(only_in(docs, b)),
+            (_, Form::Sparse(docs)) => Form::Sparse(only_in(docs, a)),
+        };
         Bits {
-            words: (a.words.iter().zip(&b.words)).map(|(a, b)| a & b).collect(),
+            form,
             max_doc: a.max_doc,
         }
     }
 
     /// `a OR b` as new bits, in one pass over both.
     pub fn or_of(a: &Bits, b: &Bits) -> Bits {
-        Bits {
-            words: (a.words.iter().zip(&b.words)).map(|(a, b)| a | b).collect(),
-            max_doc: a.max_doc,
+        match (&a.form, &b.form) {
+            (Form::Dense(x), Form::Dense(y)) => Bits {
+                form: Form::Dense(x.iter().zip(y).map(|(x, y)| x | y).collect()),
+                max_doc: a.max_doc,
+            },
+            (Form::Sparse(_), _) => {
+                let mut union = b.clone();
+                union.or(a);
+                union
+            }
+            (_, Form::Sparse(_)) => {
+                let mut union = a.clone();
+                union.or(b);
+                union
+            }
         }
     }
 
     pub fn and(&mut self, other: &Bits) {
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
-            *a &= b;
-        }
+        let form = match (&mut self.form, &other.form) {
+            (Form::Dense(words), Form::Dense(others)) => {
+                for (a, b) in words.iter_mut().zip(others) {
+                    *a &= b;
+                }
+                return;
+            }
+            (Form::Dense(_), Form::Sparse(docs)) => Form::Sparse(only_in(docs, self)),
+            (Form::Sparse(docs), _) => Form::Sparse(only_in(docs, other)),
+        };
+        self.form = form;
     }
 
     pub fn or(&mut self, other: &Bits) {
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
-            *a |= b;
+        match (&mut self.form, &other.form) {
+            (Form::Dense(words), Form::Dense(others)) => {
+                for (a, b) in words.iter_mut().zip(others) {
+                    *a |= b;
+                }
+            }
+            (Form::Dense(words), Form::Sparse(docs)) => {
+                for &doc in docs {
+                    words[doc as usize / 64] |= 1 << (doc % 64);
+                }
+            }
+            (Form::Sparse(docs), Form::Dense(_)) => {
+                let docs = std::mem::take(docs);
+                self.form = other.form.clone();
+                for doc in docs {
+                    self.insert(doc);
+                }
+            }
+            (Form::Sparse(docs), Form::Sparse(others)) => {
+                let union = merge(docs, others);
+                *self = Bits::of_sorted(self.max_doc, union);
+            }
         }
     }
 
     pub fn and_not(&mut self, other: &Bits) {
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
-            *a &= !b;
+        match (&mut self.form, &other.form) {
+            (Form::Dense(words), Form::Dense(others)) => {
+                for (a, b) in words.iter_mut().zip(others) {
+                    *a &= !b;
+                }
+            }
+            (Form::Dense(words), Form::Sparse(docs)) => {
+                for &doc in docs {
+                    words[doc as usize / 64] &= !(1 << (doc % 64));
+                }
+            }
+            (Form::Sparse(docs), _) => docs.retain(|&doc| !other.contains(doc)),
         }
     }
 
     /// Keeps the docs for which `keep` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(DocId) -> bool) {
-        for (index, word) in self.words.iter_mut().enumerate() {
+        let words = match &mut self.form {
+            Form::Dense(words) => words,
+            Form::Sparse(docs) => return docs.retain(|&doc| keep(doc)),
+        };
+        for (index, word) in words.iter_mut().enumerate() {
             let mut rest = *word;
             while rest != 0 {
                 let bit = rest.trailing_zeros();
@@ -160,17 +320,112 @@ impl Bits {
         if from >= self.max_doc {
             return TERMINATED;
         }
+        let words = match &self.form {
+            Form::Dense(words) => words,
+            Form::Sparse(docs) => {
+                let at = docs.partition_point(|&doc| doc < from);
+                return docs.get(at).copied().unwrap_or(TERMINATED);
+            }
+        };
         let mut index = from as usize / 64;
-        let mut word = self.words[index] & (u64::MAX << (from % 64));
+        let mut word = words[index] & (u64::MAX << (from % 64));
         loop {
             if word != 0 {
                 return index as u32 * 64 + word.trailing_zeros();
             }
             index += 1;
-            match self.words.get(index) {
+            match words.get(index) {
                 Some(&next) => word = next,
                 None => return TERMINATED,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+impl Bits {
+    /// The ascending `docs` as doc ids or as bits, whatever their number.
+    pub fn in_form(max_doc: DocId, docs: &[DocId], sparse: bool) -> Bits {
+        match sparse {
+            true => Bits {
+                form: Form::Sparse(docs.to_vec()),
+                max_doc,
+            },
+            false => {
+                let mut bits = Bits::empty(max_doc);
+                bits.insert_sorted(docs);
+                bits
+            }
+        }
+    }
+}
+
+/// The `docs` that `bits` holds.
+fn only_in(docs: &[DocId], bits: &Bits) -> Vec<DocId> {
+    match &bits.form {
+        Form::Dense(words) => (docs.iter().copied())
+            .filter(|&doc| words[doc as usize / 64] & (1 << (doc % 64)) != 0)
+            .collect(),
+        Form::Sparse(others) => {
+            let (mut a, mut b, mut both) =
+                (docs.iter().peekable(), others.iter().peekable(), vec![]);
+            while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+                match x.cmp(&y) {
+                    std::cmp::Ordering::Less => drop(a.next()),
+                    std::cmp::Ordering::Greater => drop(b.next()),
+                    std::cmp::Ordering::Equal => {
+                        both.push(x);
+                        a.next();
+                        b.next();
+                    }
+                }
+            }
+            both
+        }
+    }
+}
+
+/// The ascending union of two ascending lists.
+fn merge(a: &[DocId], b: &[DocId]) -> Vec<DocId> {
+    let mut union = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        union.push(x.min(y));
+        i += (x <= y) as usize;
+        j += (y <= x) as usize;
+    }
+    union.extend_from_slice(&a[i..]);
+    union.extend_from_slice(&b[j..]);
+    union
+}
+
+/// The docs of [`Bits`], in order.
+pub enum Docs<'a> {
+    Dense {
+        words: &'a [u64],
+        index: usize,
+        rest: u64,
+    },
+    Sparse(std::slice::Iter<'a, DocId>),
+}
+
+impl Iterator for Docs<'_> {
+    type Item = DocId;
+
+    #[inline]
+    fn next(&mut self) -> Option<DocId> {
+        match self {
+            Docs::Dense { words, index, rest } => loop {
+                if *rest != 0 {
+                    let bit = rest.trailing_zeros();
+                    *rest &= *rest - 1;
+                    return Some(*index as DocId * 64 + bit);
+                }
+                *index += 1;
+                *rest = *words.get(*index)?;
+            },
+            Docs::Sparse(docs) => docs.next().copied(),
         }
     }
 }
@@ -285,7 +540,7 @@ mod tests {
             for &doc in &docs {
                 want.insert(doc);
             }
-            prop_assert_eq!(bits.words(), want.words());
+            prop_assert_eq!(bits.dense_words(), want.dense_words());
             let set: BTreeSet<DocId> = bits.docs().collect();
             prop_assert_eq!(set.into_iter().collect::<Vec<_>>(), docs);
         }

@@ -28,7 +28,7 @@ use tantivy::{
     COLLECT_BLOCK_BUFFER_LEN, DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError, Term,
 };
 
-use super::bits::{Bits, Operand};
+use super::bits::{Bits, Operand, is_sparse_share};
 use super::column_cache::ColumnCache;
 use super::column_filter::{ColumnFilterQuery, RangeWeight, Resolved};
 
@@ -149,7 +149,7 @@ impl Node {
                 true => cached_user_docs(reader, cache).map(|docs| Bits::clone(&docs)),
                 false => Ok(Bits::full(max_doc)),
             },
-            Node::Nothing => Ok(Bits::empty(max_doc)),
+            Node::Nothing => Ok(Bits::none(max_doc)),
             Node::Term(term) => term_bits(reader, term, cache).map(Operand::into_owned),
             Node::Boolean { all, any, none } => {
                 let mut bits = if !all.is_empty() {
@@ -158,7 +158,7 @@ impl Node {
                     fold(any, reader, cache, Bits::or, Bits::or_of)?
                 } else {
                     // Only exclusions match nothing, as in tantivy.
-                    return Ok(Bits::empty(max_doc));
+                    return Ok(Bits::none(max_doc));
                 };
                 for node in none {
                     bits.and_not(&*node.operand(reader, cache)?);
@@ -173,7 +173,7 @@ impl Node {
                 let mut checks = Vec::new();
                 for range in ranges {
                     match range.resolve(reader, cache)? {
-                        Resolved::NoDoc => return Ok(Bits::empty(max_doc)),
+                        Resolved::NoDoc => return Ok(Bits::none(max_doc)),
                         Resolved::EveryDoc => {}
                         Resolved::Check(check) => checks.push(check),
                         Resolved::Fallback => {
@@ -291,18 +291,31 @@ fn only_users(
     Ok(bits)
 }
 
-/// A term matching at least one doc in this many is kept in the cache as a bitmap: its
-/// postings take longer to decode than its bits to copy.
-const CACHED_TERM_SHARE: u64 = 32;
-
-/// A term's docs (deleted ones included): from the cache when the term is frequent, otherwise
-/// its postings decoded block by block.
+/// A term's docs (deleted ones included). A rare one (at most one doc in
+/// [`SPARSE_SHARE`](super::bits::SPARSE_SHARE)) is its postings decoded into doc ids; a frequent
+/// one is kept in the cache as bits, as its postings take longer to decode than its bits to
+/// copy.
 fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantivy::Result<Operand> {
     let max_doc = reader.max_doc();
     let inverted = reader.inverted_index(term.field())?;
     let Some(info) = inverted.get_term_info(term)? else {
-        return Ok(Operand::Owned(Bits::empty(max_doc)));
+        return Ok(Operand::Owned(Bits::none(max_doc)));
     };
+    if is_sparse_share(u64::from(info.doc_freq), max_doc) {
+        // A rare term: its doc ids, without a bit per doc of the segment.
+        let mut docs = Vec::with_capacity(info.doc_freq as usize);
+        let mut postings =
+            inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+        loop {
+            let block = postings.docs();
+            if block.is_empty() {
+                break;
+            }
+            docs.extend_from_slice(block);
+            postings.advance();
+        }
+        return Ok(Operand::Owned(Bits::of_sorted(max_doc, docs)));
+    }
     let decode = || -> tantivy::Result<Bits> {
         let mut bits = Bits::empty(max_doc);
         let mut postings =
@@ -317,9 +330,6 @@ fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantiv
         }
         Ok(bits)
     };
-    if u64::from(info.doc_freq) * CACHED_TERM_SHARE < u64::from(max_doc) {
-        return decode().map(Operand::Owned);
-    }
     let mut key = term.field().field_id().to_be_bytes().to_vec();
     key.extend_from_slice(term.serialized_value_bytes());
     let mut failed = None;
@@ -334,9 +344,18 @@ fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantiv
     }
 }
 
+/// A scorer's docs: as doc ids when it expects few, otherwise as bits.
 fn scorer_bits(mut scorer: Box<dyn Scorer>, max_doc: DocId) -> Bits {
-    let mut bits = Bits::empty(max_doc);
     let mut doc = scorer.doc();
+    if is_sparse_share(u64::from(scorer.size_hint()), max_doc) {
+        let mut docs = Vec::new();
+        while doc != TERMINATED {
+            docs.push(doc);
+            doc = scorer.advance();
+        }
+        return Bits::of_sorted(max_doc, docs);
+    }
+    let mut bits = Bits::empty(max_doc);
     while doc != TERMINATED {
         bits.insert(doc);
         doc = scorer.advance();
@@ -452,11 +471,20 @@ impl DocSet for BitsDocSet {
     }
 
     fn fill_buffer(&mut self, buffer: &mut [DocId; COLLECT_BLOCK_BUFFER_LEN]) -> usize {
+        let Some(words) = self.bits.dense_words() else {
+            // Doc ids: the next ones in one copy.
+            let docs = self.bits.sparse_docs().unwrap_or_default();
+            let from = docs.partition_point(|&doc| doc < self.doc);
+            let filled = (docs.len() - from).min(buffer.len());
+            buffer[..filled].copy_from_slice(&docs[from..from + filled]);
+            self.doc = docs.get(from + filled).copied().unwrap_or(TERMINATED);
+            return filled;
+        };
         let mut filled = 0;
         while self.doc != TERMINATED && filled < buffer.len() {
             // The rest of the current word in one go.
             let index = self.doc as usize / 64;
-            let mut word = self.bits.words()[index] & (u64::MAX << (self.doc % 64));
+            let mut word = words[index] & (u64::MAX << (self.doc % 64));
             while word != 0 && filled < buffer.len() {
                 buffer[filled] = index as u32 * 64 + word.trailing_zeros();
                 filled += 1;
@@ -485,13 +513,14 @@ impl DocSet for BitsDocSet {
         if from == TERMINATED {
             return 0;
         }
+        let Some(words) = self.bits.dense_words() else {
+            let docs = self.bits.sparse_docs().unwrap_or_default();
+            return (docs.len() - docs.partition_point(|&doc| doc < from)) as u32;
+        };
         // The rest of the current word, then whole words.
         let index = from as usize / 64;
-        let first = (self.bits.words()[index] & (u64::MAX << (from % 64))).count_ones();
-        let rest: u32 = self.bits.words()[index + 1..]
-            .iter()
-            .map(|w| w.count_ones())
-            .sum();
+        let first = (words[index] & (u64::MAX << (from % 64))).count_ones();
+        let rest: u32 = words[index + 1..].iter().map(|w| w.count_ones()).sum();
         first + rest
     }
 }
@@ -499,75 +528,5 @@ impl DocSet for BitsDocSet {
 impl Scorer for BitsDocSet {
     fn score(&mut self) -> Score {
         1.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn bits_of(max_doc: DocId, docs: &[DocId]) -> Bits {
-        let mut bits = Bits::empty(max_doc);
-        bits.insert_sorted(docs);
-        bits
-    }
-
-    proptest! {
-        #[test]
-        fn bit_operations_match_sets(
-            max_doc in 1u32..700,
-            a in proptest::collection::btree_set(0u32..700, 0..300),
-            b in proptest::collection::btree_set(0u32..700, 0..300),
-            seek in 0u32..800,
-        ) {
-            let a: Vec<DocId> = a.into_iter().filter(|d| *d < max_doc).collect();
-            let b: Vec<DocId> = b.into_iter().filter(|d| *d < max_doc).collect();
-            let (bits_a, bits_b) = (bits_of(max_doc, &a), bits_of(max_doc, &b));
-            let docs = |bits: Bits| {
-                let mut set = BitsDocSet::new(bits);
-                let mut out = Vec::new();
-                while set.doc() != TERMINATED {
-                    out.push(set.doc());
-                    set.advance();
-                }
-                out
-            };
-            prop_assert_eq!(docs(bits_a.clone()), a.clone());
-            let mut and = bits_a.clone();
-            and.and(&bits_b);
-            prop_assert_eq!(docs(and), a.iter().copied().filter(|d| b.contains(d)).collect::<Vec<_>>());
-            let mut or = bits_a.clone();
-            or.or(&bits_b);
-            let mut union: Vec<DocId> = a.iter().chain(&b).copied().collect();
-            union.sort_unstable();
-            union.dedup();
-            prop_assert_eq!(or.len(), union.len() as u64);
-            prop_assert_eq!(docs(or), union);
-            let mut not = Bits::full(max_doc);
-            not.and_not(&bits_a);
-            prop_assert_eq!(not.len(), (max_doc as usize - a.len()) as u64);
-            let mut odd = bits_a.clone();
-            odd.retain(|d| d % 2 == 1);
-            prop_assert_eq!(docs(odd), a.iter().copied().filter(|d| d % 2 == 1).collect::<Vec<_>>());
-            // seek, fill_buffer and count agree with a plain walk.
-            let mut set = BitsDocSet::new(bits_a.clone());
-            let sought = set.seek(seek);
-            prop_assert_eq!(sought, a.iter().copied().find(|d| *d >= seek).unwrap_or(TERMINATED));
-            let mut buffered = Vec::new();
-            let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
-            loop {
-                let n = set.fill_buffer(&mut buffer);
-                buffered.extend_from_slice(&buffer[..n]);
-                if n < buffer.len() {
-                    break;
-                }
-            }
-            prop_assert_eq!(buffered, a.iter().copied().filter(|d| *d >= seek).collect::<Vec<_>>());
-            let mut counted = BitsDocSet::new(bits_a);
-            counted.seek(seek);
-            prop_assert_eq!(counted.count_including_deleted() as usize, a.iter().filter(|d| **d >= seek).count());
-        }
     }
 }

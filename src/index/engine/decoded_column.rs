@@ -230,6 +230,9 @@ impl DecodedColumn {
 
     /// Keeps the docs of `bits` holding a value in `range`.
     pub fn retain(&self, bits: &mut Bits, range: &OffsetRange) {
+        if bits.sparse_docs().is_some() {
+            return bits.retain(|doc| self.matches(doc, range));
+        }
         let words = bits.words_mut();
         match &self.offsets {
             Offsets::U16(v) => retain_words(v, range.low, range.span, words),

@@ -155,22 +155,29 @@ pub fn string_term_counts(
             let docs = matching_bits(weight.as_ref(), reader, cache)?;
             let matched = docs.len();
             for (ordinals, counts) in ordinals.iter().zip(&mut counts) {
-                match ordinals {
-                    Some(Ordinals {
-                        bits: Some(bits), ..
-                    }) => bits.count(docs.words(), counts),
-                    Some(Ordinals {
-                        decoded: Some(decoded),
-                        ..
-                    }) => decoded.count_bits(docs.words(), counts),
-                    Some(o) => {
+                // Few matches (kept as doc ids) are counted one by one.
+                match (ordinals, docs.dense_words()) {
+                    (
+                        Some(Ordinals {
+                            bits: Some(bits), ..
+                        }),
+                        Some(words),
+                    ) => bits.count(words, counts),
+                    (
+                        Some(Ordinals {
+                            decoded: Some(decoded),
+                            ..
+                        }),
+                        Some(words),
+                    ) => decoded.count_bits(words, counts),
+                    (Some(o), _) => {
                         for doc in docs.docs() {
                             if let Some(ord) = o.column.first(doc) {
                                 counts[ord as usize] += 1;
                             }
                         }
                     }
-                    None => {}
+                    (None, _) => {}
                 }
             }
             let mut resolved = Vec::with_capacity(columns.len());
