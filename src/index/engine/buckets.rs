@@ -44,21 +44,29 @@ impl Buckets {
     }
 
     /// Sets the words to one bit per doc whose offset (in `offsets`, the ones the buckets were
-    /// built from) is within `low..=low + span`.
-    pub fn scan(&self, offsets: &[u64], low: u64, span: u64, words: &mut [u64]) {
+    /// built from) is within `low..=low + span`; `words` are the ones from `first` on.
+    pub fn scan(&self, offsets: &[u64], low: u64, span: u64, words: &mut [u64], first: usize) {
+        let (ids, offsets) = (&self.ids[first * 64..], &offsets[first * 64..]);
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            unsafe { self.scan_avx2(offsets, low, span, words) };
+            unsafe { Buckets::scan_avx2(ids, offsets, low, span, words, self.shift) };
             return;
         }
-        self.scan_with(offsets, low, span, words, mask_scalar);
+        Buckets::scan_with(ids, offsets, low, span, words, self.shift, mask_scalar);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn scan_avx2(&self, offsets: &[u64], low: u64, span: u64, words: &mut [u64]) {
-        self.scan_with(offsets, low, span, words, |chunk, low, span| {
+    unsafe fn scan_avx2(
+        ids: &[u16],
+        offsets: &[u64],
+        low: u64,
+        span: u64,
+        words: &mut [u64],
+        shift: u32,
+    ) {
+        Buckets::scan_with(ids, offsets, low, span, words, shift, |chunk, low, span| {
             match <&[u16; 64]>::try_from(chunk) {
                 // SAFETY: the caller checked the CPU.
                 Ok(chunk) => unsafe { u16::mask_avx2(chunk, low, span) },
@@ -67,24 +75,22 @@ impl Buckets {
         });
     }
 
-    /// The scan, with `mask` giving one bit per bucket of a chunk (of up to 64) in a range.
+    /// The scan of buckets `ids` (made with `shift`) and their `offsets`, with `mask` giving one
+    /// bit per bucket of a chunk (of up to 64) in a range.
     #[inline(always)]
     fn scan_with(
-        &self,
+        ids: &[u16],
         offsets: &[u64],
         low: u64,
         span: u64,
         words: &mut [u64],
+        shift: u32,
         mask: impl Fn(&[u16], u64, u64) -> u64,
     ) {
-        let (first, last) = (low >> self.shift, (low + span) >> self.shift);
+        let (first, last) = (low >> shift, (low + span) >> shift);
         // Buckets strictly between the two ends' ones, if any.
         let inner = (last >= first + 2).then(|| (first + 1, last - first - 2));
-        for ((word, ids), offsets) in words
-            .iter_mut()
-            .zip(self.ids.chunks(64))
-            .zip(offsets.chunks(64))
-        {
+        for ((word, ids), offsets) in words.iter_mut().zip(ids.chunks(64)).zip(offsets.chunks(64)) {
             let mut bits = inner.map_or(0, |(start, span)| mask(ids, start, span));
             let mut edges = mask(ids, first, 0);
             if last != first {
@@ -121,11 +127,26 @@ mod tests {
         let buckets = Buckets::of(offsets, amplitude);
         let want = naive(offsets, low, span);
         let mut scanned = vec![u64::MAX; want.len()];
-        buckets.scan(offsets, low, span, &mut scanned);
+        buckets.scan(offsets, low, span, &mut scanned, 0);
         assert_eq!(scanned, want, "dispatched scan");
         let mut scanned = vec![u64::MAX; want.len()];
-        buckets.scan_with(offsets, low, span, &mut scanned, mask_scalar);
+        let shift = buckets.shift;
+        Buckets::scan_with(
+            &buckets.ids,
+            offsets,
+            low,
+            span,
+            &mut scanned,
+            shift,
+            mask_scalar,
+        );
         assert_eq!(scanned, want, "scalar scan");
+        // From a later word on, as a part of a split scan reads it.
+        if want.len() > 2 {
+            let mut part = vec![u64::MAX; want.len() - 2];
+            buckets.scan(offsets, low, span, &mut part, 2);
+            assert_eq!(part, want[2..], "part of a scan");
+        }
     }
 
     proptest! {

@@ -10,6 +10,7 @@ use tantivy::columnar::{Column, ColumnIndex};
 
 use super::bits::Bits;
 use super::buckets::Buckets;
+use super::parallel::{map_parts, split_words};
 use super::range_scan::{retain_words, scan_words};
 
 /// The values of every doc, as offsets from the column's minimum in the narrowest width that
@@ -168,6 +169,21 @@ impl DecodedColumn {
             // No value to count into (a column without values): every doc is absent.
             return;
         }
+        // In parts across threads when the segment is large and the query alone.
+        let parts = map_parts(docs, |first, docs| {
+            let mut counts = vec![0u32; counts.len()];
+            self.count_bits_part(first, docs, &mut counts);
+            counts
+        });
+        for part in parts {
+            for (count, add) in counts.iter_mut().zip(part) {
+                *count += add;
+            }
+        }
+    }
+
+    /// [`Self::count_bits`] of the docs of `docs`, the words from `first` on.
+    fn count_bits_part(&self, first: usize, docs: &[u64], counts: &mut [u32]) {
         fn count<T: Copy + Into<u64>>(
             offsets: &[T],
             min: u64,
@@ -213,11 +229,12 @@ impl DecodedColumn {
                 counts[min as usize] -= absent;
             }
         }
-        let present = self.present.as_deref();
+        let present = self.present.as_deref().map(|present| &present[first..]);
+        let from = first * 64;
         match &self.offsets {
-            Offsets::U16(v) => count(v, self.min, present, docs, counts),
-            Offsets::U32(v) => count(v, self.min, present, docs, counts),
-            Offsets::U64(v) => count(v, self.min, present, docs, counts),
+            Offsets::U16(v) => count(&v[from..], self.min, present, docs, counts),
+            Offsets::U32(v) => count(&v[from..], self.min, present, docs, counts),
+            Offsets::U64(v) => count(&v[from..], self.min, present, docs, counts),
         }
     }
 
@@ -233,13 +250,15 @@ impl DecodedColumn {
         if bits.sparse_docs().is_some() {
             return bits.retain(|doc| self.matches(doc, range));
         }
-        let words = bits.words_mut();
-        match &self.offsets {
-            Offsets::U16(v) => retain_words(v, range.low, range.span, words),
-            Offsets::U32(v) => retain_words(v, range.low, range.span, words),
-            Offsets::U64(v) => retain_words(v, range.low, range.span, words),
-        }
-        self.drop_absent(range, words);
+        split_words(bits.words_mut(), |first, words| {
+            let from = first * 64;
+            match &self.offsets {
+                Offsets::U16(v) => retain_words(&v[from..], range.low, range.span, words),
+                Offsets::U32(v) => retain_words(&v[from..], range.low, range.span, words),
+                Offsets::U64(v) => retain_words(&v[from..], range.low, range.span, words),
+            }
+            self.drop_absent(range, first, words);
+        });
     }
 
     /// The docs the column was decoded for.
@@ -251,26 +270,30 @@ impl DecodedColumn {
         }) as DocId
     }
 
-    /// The docs holding a value in `range`.
+    /// The docs holding a value in `range`, scanned in parts across threads when the segment
+    /// is large and the query alone.
     pub fn scan(&self, range: &OffsetRange) -> Bits {
         let mut bits = Bits::empty(self.max_doc());
-        let words = bits.words_mut();
-        match &self.offsets {
-            Offsets::U16(v) => scan_words(v, range.low, range.span, words),
-            Offsets::U32(v) => scan_words(v, range.low, range.span, words),
-            Offsets::U64(v) => match &self.buckets {
-                Some(buckets) => buckets.scan(v, range.low, range.span, words),
-                None => scan_words(v, range.low, range.span, words),
-            },
-        }
-        self.drop_absent(range, words);
+        split_words(bits.words_mut(), |first, words| {
+            let (low, span, from) = (range.low, range.span, first * 64);
+            match &self.offsets {
+                Offsets::U16(v) => scan_words(&v[from..], low, span, words),
+                Offsets::U32(v) => scan_words(&v[from..], low, span, words),
+                Offsets::U64(v) => match &self.buckets {
+                    Some(buckets) => buckets.scan(v, low, span, words, first),
+                    None => scan_words(&v[from..], low, span, words),
+                },
+            }
+            self.drop_absent(range, first, words);
+        });
         bits
     }
 
-    /// Docs without a value read offset 0: clears them when `range` holds 0.
-    fn drop_absent(&self, range: &OffsetRange, words: &mut [u64]) {
+    /// Docs without a value read offset 0: clears them when `range` holds 0 (`words` are the
+    /// ones from `first` on).
+    fn drop_absent(&self, range: &OffsetRange, first: usize, words: &mut [u64]) {
         if let (true, Some(present)) = (range.check_presence, &self.present) {
-            for (word, present) in words.iter_mut().zip(present) {
+            for (word, present) in words.iter_mut().zip(&present[first..]) {
                 *word &= present;
             }
         }
