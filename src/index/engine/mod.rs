@@ -17,6 +17,7 @@ mod column_cache;
 mod column_filter;
 mod dates;
 mod decoded_column;
+mod decoded_ids;
 mod fast_terms;
 mod ordinal_bits;
 mod parallel;

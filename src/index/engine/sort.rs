@@ -15,6 +15,7 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{
     Column, ColumnType, DynamicColumn, MonotonicallyMappableToU64, NumericalType, StrColumn,
 };
+use tantivy::index::SegmentId;
 use tantivy::{
     DateTime, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, f64_to_u64, u64_to_f64,
     u64_to_i64,
@@ -24,6 +25,7 @@ use tantivy_sstable::{Dictionary, VoidSSTable};
 use super::column_cache::{ColumnCache, opened_bytes};
 use super::column_filter::{kept_open, numeric_columns, string_column};
 use super::decoded_column::DecodedColumn;
+use super::decoded_ids::decoded_ids;
 
 use crate::query::sort::{SortSpec, SortValue, hit_cmp};
 use crate::query::{CoreField, FieldPath};
@@ -223,6 +225,7 @@ impl Collector for TopHits {
         };
         Ok(SegmentTopHits {
             segment,
+            segment_id: reader.segment_id(),
             ids,
             columns,
             decoded,
@@ -286,12 +289,23 @@ impl Collector for TopHits {
             mine.sort_by_key(|hit| hit.id_ord);
             let ords: Vec<u64> = mine.iter().map(|hit| hit.id_ord).collect();
             let mut ids = Vec::with_capacity(ords.len());
-            let read = segment
-                .ids
-                .dictionary()
-                .sorted_ords_to_term_cb(&ords, |bytes| {
-                    ids.push(String::from_utf8_lossy(bytes).into_owned())
-                });
+            let read = match decoded_ids(&self.cache, segment.segment_id, &segment.ids) {
+                Some(decoded) => {
+                    for &ord in &ords {
+                        match decoded.get(ord) {
+                            Some(bytes) => ids.push(String::from_utf8_lossy(bytes).into_owned()),
+                            None => break,
+                        }
+                    }
+                    Ok(true)
+                }
+                None => segment
+                    .ids
+                    .dictionary()
+                    .sorted_ords_to_term_cb(&ords, |bytes| {
+                        ids.push(String::from_utf8_lossy(bytes).into_owned())
+                    }),
+            };
             match read {
                 Ok(true) if ids.len() == ords.len() => {}
                 Ok(_) => {
@@ -316,6 +330,7 @@ impl Collector for TopHits {
 
 /// One segment's top hits, values resolved, ids still ordinals.
 pub struct SegmentHits {
+    segment_id: SegmentId,
     ids: StrColumn,
     hits: Vec<PendingHit>,
 }
@@ -329,6 +344,7 @@ struct PendingHit {
 /// The per-segment half of [`TopHits`].
 pub struct SegmentTopHits {
     segment: SegmentOrdinal,
+    segment_id: SegmentId,
     ids: StrColumn,
     columns: Arc<Vec<SubColumn>>,
     /// The one numeric or date column, decoded: one array read per doc instead of a rank and an
@@ -507,6 +523,7 @@ impl SegmentCollector for SegmentTopHits {
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(SegmentHits {
+            segment_id: self.segment_id,
             ids: self.ids,
             hits,
         })
