@@ -4,9 +4,10 @@
 //! answers with the id itself. Through the sstable dictionary each ordinal copies its block and
 //! walks the block's deltas up to it: a top-50 page of a million users spent ~20% of its server
 //! time there (`bench/profile-top50-2026-12-08.txt`). Decoded, an ordinal is two array reads.
-//! The ids take ~36 bytes a user, so they are kept only while they take at most a quarter of the
-//! column cache's budget (a million users with the default budget; not ten million, whose pages
-//! read the dictionary as before rather than push the decoded columns out).
+//! The ids take ~36 bytes a user, so they are kept only while the ids of every segment a page
+//! reads take at most a quarter of the column cache's budget (a million users with the default
+//! budget; not ten million, whose pages read the dictionary as before rather than push the
+//! decoded columns out).
 
 use std::sync::Arc;
 
@@ -57,14 +58,17 @@ impl DecodedIds {
     }
 }
 
-/// The decoded ids of `segment`'s id column `ids`, kept in `cache`; `None` when they would take
-/// more than a quarter of its budget (read through the dictionary then).
+/// The decoded ids of `segment`'s id column `ids`, kept in `cache`; `None` when the ids of all
+/// the `searched_docs` of the query's segments would take more than a quarter of its budget
+/// (read through the dictionary then): each segment alone may be small, but a page decodes the
+/// ids of every segment it reads.
 pub fn decoded_ids(
     cache: &ColumnCache,
     segment: SegmentId,
     ids: &StrColumn,
+    searched_docs: usize,
 ) -> Option<Arc<DecodedIds>> {
-    let estimate = ids.dictionary().num_terms() * (ID_BYTES + 4);
+    let estimate = searched_docs.max(ids.dictionary().num_terms()) * (ID_BYTES + 4);
     // The cache refuses what is over its whole budget; four times the estimate makes that a
     // quarter.
     cache.made(segment, b"decoded-ids".to_vec(), 4 * estimate, || {
@@ -97,7 +101,7 @@ mod tests {
         let reader = searcher.segment_reader(0);
         let ids = reader.fast_fields().str("id").unwrap().unwrap();
         let cache = ColumnCache::new(1 << 20);
-        let decoded = decoded_ids(&cache, reader.segment_id(), &ids).expect("fits");
+        let decoded = decoded_ids(&cache, reader.segment_id(), &ids, 3000).expect("fits");
         let terms = ids.dictionary().num_terms() as u64;
         for ord in 0..terms {
             let mut want = Vec::new();
@@ -108,12 +112,16 @@ mod tests {
         assert!(
             Arc::ptr_eq(
                 &decoded,
-                &decoded_ids(&cache, reader.segment_id(), &ids).unwrap()
+                &decoded_ids(&cache, reader.segment_id(), &ids, 3000).unwrap()
             ),
             "kept"
         );
-        // 3000 ids take ~108 KB: over a quarter of a 400 KB budget, they are not decoded.
+        // 3000 ids take ~108 KB: over a quarter of a 400 KB budget, they are not decoded; nor
+        // are they when the query reads 10,000 docs in all against a budget of 1 MB.
         let small = ColumnCache::new(400_000);
-        assert!(decoded_ids(&small, reader.segment_id(), &ids).is_none());
+        assert!(decoded_ids(&small, reader.segment_id(), &ids, 3000).is_none());
+        let other = ColumnCache::new(1 << 20);
+        assert!(decoded_ids(&other, reader.segment_id(), &ids, 10_000).is_none());
+        assert!(decoded_ids(&other, reader.segment_id(), &ids, 3000).is_some());
     }
 }

@@ -226,6 +226,7 @@ impl Collector for TopHits {
         Ok(SegmentTopHits {
             segment,
             segment_id: reader.segment_id(),
+            max_doc: reader.max_doc(),
             ids,
             columns,
             decoded,
@@ -276,6 +277,7 @@ impl Collector for TopHits {
                 None => candidates.clear(),
             }
         }
+        let searched_docs = segments.iter().map(|s| s.max_doc as usize).sum();
         let mut all = Vec::with_capacity(candidates.len());
         for (i, segment) in segments.iter().enumerate() {
             let mut mine: Vec<&PendingHit> = candidates
@@ -289,23 +291,26 @@ impl Collector for TopHits {
             mine.sort_by_key(|hit| hit.id_ord);
             let ords: Vec<u64> = mine.iter().map(|hit| hit.id_ord).collect();
             let mut ids = Vec::with_capacity(ords.len());
-            let read = match decoded_ids(&self.cache, segment.segment_id, &segment.ids) {
-                Some(decoded) => {
-                    for &ord in &ords {
-                        match decoded.get(ord) {
-                            Some(bytes) => ids.push(String::from_utf8_lossy(bytes).into_owned()),
-                            None => break,
+            let read =
+                match decoded_ids(&self.cache, segment.segment_id, &segment.ids, searched_docs) {
+                    Some(decoded) => {
+                        for &ord in &ords {
+                            match decoded.get(ord) {
+                                Some(bytes) => {
+                                    ids.push(String::from_utf8_lossy(bytes).into_owned())
+                                }
+                                None => break,
+                            }
                         }
+                        Ok(true)
                     }
-                    Ok(true)
-                }
-                None => segment
-                    .ids
-                    .dictionary()
-                    .sorted_ords_to_term_cb(&ords, |bytes| {
-                        ids.push(String::from_utf8_lossy(bytes).into_owned())
-                    }),
-            };
+                    None => segment
+                        .ids
+                        .dictionary()
+                        .sorted_ords_to_term_cb(&ords, |bytes| {
+                            ids.push(String::from_utf8_lossy(bytes).into_owned())
+                        }),
+                };
             match read {
                 Ok(true) if ids.len() == ords.len() => {}
                 Ok(_) => {
@@ -331,6 +336,7 @@ impl Collector for TopHits {
 /// One segment's top hits, values resolved, ids still ordinals.
 pub struct SegmentHits {
     segment_id: SegmentId,
+    max_doc: DocId,
     ids: StrColumn,
     hits: Vec<PendingHit>,
 }
@@ -345,6 +351,7 @@ struct PendingHit {
 pub struct SegmentTopHits {
     segment: SegmentOrdinal,
     segment_id: SegmentId,
+    max_doc: DocId,
     ids: StrColumn,
     columns: Arc<Vec<SubColumn>>,
     /// The one numeric or date column, decoded: one array read per doc instead of a rank and an
@@ -524,6 +531,7 @@ impl SegmentCollector for SegmentTopHits {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(SegmentHits {
             segment_id: self.segment_id,
+            max_doc: self.max_doc,
             ids: self.ids,
             hits,
         })
