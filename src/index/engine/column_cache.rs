@@ -32,63 +32,8 @@ use tantivy_sstable::{Dictionary, VoidSSTable};
 
 use super::bits::Bits;
 use super::decoded_column::DecodedColumn;
+use super::decoded_terms::DecodedTerms;
 use super::sort_order::SortOrder;
-
-/// The terms of a string column's dictionary, decoded in ordinal order: a user's id is one slice
-/// of one buffer instead of a walk through a compressed dictionary block (exports resolve every
-/// matching user's id, ~30% of their time before this).
-#[derive(Default)]
-pub struct DecodedTerms {
-    text: String,
-    /// Where each term ends in `text`.
-    ends: Vec<u32>,
-}
-
-impl DecodedTerms {
-    /// `None` when a term is not UTF-8 or the terms do not fit in 4 GB.
-    pub fn decode(dictionary: &Dictionary<VoidSSTable>) -> std::io::Result<Option<Self>> {
-        let mut terms = DecodedTerms {
-            text: String::new(),
-            ends: Vec::with_capacity(dictionary.num_terms()),
-        };
-        let mut stream = dictionary.stream()?;
-        while stream.advance() {
-            if !terms.push(stream.key()) {
-                return Ok(None);
-            }
-        }
-        Ok(Some(terms))
-    }
-
-    /// Appends a term; false (and nothing appended) when it is not UTF-8 or does not fit.
-    pub fn push(&mut self, term: &[u8]) -> bool {
-        let Ok(term) = std::str::from_utf8(term) else {
-            return false;
-        };
-        let Ok(end) = u32::try_from(self.text.len() + term.len()) else {
-            return false;
-        };
-        self.text.push_str(term);
-        self.ends.push(end);
-        true
-    }
-
-    /// The term of ordinal `ord`.
-    #[inline]
-    pub fn term(&self, ord: u64) -> &str {
-        let ord = ord as usize;
-        let start = if ord == 0 { 0 } else { self.ends[ord - 1] };
-        &self.text[start as usize..self.ends[ord] as usize]
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.text.len() + self.ends.len() * 4
-    }
-}
 
 /// What an entry holds: a column's values, or a string column's terms.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -175,6 +120,10 @@ impl ColumnCache {
 
     pub fn set_budget(&self, budget_bytes: usize) {
         self.budget.store(budget_bytes, Ordering::Relaxed);
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget.load(Ordering::Relaxed)
     }
 
     /// Bytes held now.

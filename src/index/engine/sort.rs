@@ -25,7 +25,7 @@ use tantivy_sstable::{Dictionary, VoidSSTable};
 use super::column_cache::{ColumnCache, opened_bytes};
 use super::column_filter::{kept_open, numeric_columns, string_column};
 use super::decoded_column::DecodedColumn;
-use super::decoded_ids::decoded_ids;
+use super::decoded_terms::DecodedTerms;
 
 use crate::query::sort::{SortSpec, SortValue, hit_cmp};
 use crate::query::{CoreField, FieldPath};
@@ -291,26 +291,20 @@ impl Collector for TopHits {
             mine.sort_by_key(|hit| hit.id_ord);
             let ords: Vec<u64> = mine.iter().map(|hit| hit.id_ord).collect();
             let mut ids = Vec::with_capacity(ords.len());
-            let read =
-                match decoded_ids(&self.cache, segment.segment_id, &segment.ids, searched_docs) {
-                    Some(decoded) => {
-                        for &ord in &ords {
-                            match decoded.get(ord) {
-                                Some(bytes) => {
-                                    ids.push(String::from_utf8_lossy(bytes).into_owned())
-                                }
-                                None => break,
-                            }
-                        }
-                        Ok(true)
+            let read = match decoded_ids(&self.cache, segment, searched_docs) {
+                Some(decoded) => {
+                    for &ord in ords.iter().take_while(|&&ord| ord < decoded.len() as u64) {
+                        ids.push(decoded.term(ord).to_string());
                     }
-                    None => segment
-                        .ids
-                        .dictionary()
-                        .sorted_ords_to_term_cb(&ords, |bytes| {
-                            ids.push(String::from_utf8_lossy(bytes).into_owned())
-                        }),
-                };
+                    Ok(true)
+                }
+                None => segment
+                    .ids
+                    .dictionary()
+                    .sorted_ords_to_term_cb(&ords, |bytes| {
+                        ids.push(String::from_utf8_lossy(bytes).into_owned())
+                    }),
+            };
             match read {
                 Ok(true) if ids.len() == ords.len() => {}
                 Ok(_) => {
@@ -331,6 +325,30 @@ impl Collector for TopHits {
         all.truncate(self.limit);
         Ok(Ok(all))
     }
+}
+
+/// What a user's id takes decoded, about (`user_` and 27 characters, and where it ends).
+const DECODED_ID_BYTES: usize = 36;
+
+/// The ids of `segment`'s dictionary decoded in the column cache (the entry exports read too),
+/// when the ids of every segment the page reads (`searched_docs`) take at most a quarter of the
+/// cache's budget: a million users with the default budget, not ten million, whose pages read
+/// the dictionary rather than push the decoded columns out. Through the sstable, each id copies
+/// its block and walks its deltas: 20% of a top-50 page's server time at a million users
+/// (`bench/profile-top50-2026-12-08.txt`).
+fn decoded_ids(
+    cache: &ColumnCache,
+    segment: &SegmentHits,
+    searched_docs: usize,
+) -> Option<Arc<DecodedTerms>> {
+    if 4 * searched_docs * DECODED_ID_BYTES > cache.budget() {
+        return None;
+    }
+    let dictionary = segment.ids.dictionary();
+    cache
+        .terms(segment.segment_id, CoreField::Id.name(), dictionary)
+        .ok()
+        .flatten()
 }
 
 /// One segment's top hits, values resolved, ids still ordinals.
