@@ -19,6 +19,8 @@
 
 use std::sync::Arc;
 
+use tantivy::InvertedIndexReader;
+use tantivy::postings::TermInfo;
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Explanation, Occur, Query, Scorer,
     TermQuery, Weight,
@@ -248,20 +250,29 @@ pub fn user_docs(reader: &SegmentReader) -> tantivy::Result<Bits> {
     let inverted = reader.inverted_index(kind)?;
     let mut terms = inverted.terms().stream()?;
     while let Some((_, info)) = terms.next() {
-        let mut postings =
-            inverted.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
-        loop {
-            let docs = postings.docs();
-            if docs.is_empty() {
-                break;
-            }
-            for doc in docs {
-                bits.remove(*doc);
-            }
-            postings.advance();
-        }
+        for_each_block(&inverted, info, |docs| {
+            docs.iter().for_each(|&d| bits.remove(d))
+        })?;
     }
     Ok(bits)
+}
+
+/// `each` block of the postings of the term `info` describes, in doc order.
+fn for_each_block(
+    inverted: &InvertedIndexReader,
+    info: &TermInfo,
+    mut each: impl FnMut(&[DocId]),
+) -> tantivy::Result<()> {
+    let mut postings =
+        inverted.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+    loop {
+        let docs = postings.docs();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        each(docs);
+        postings.advance();
+    }
 }
 
 /// The segment's user documents, kept in `cache` (a segment's documents never change).
@@ -304,30 +315,12 @@ fn term_bits(reader: &SegmentReader, term: &Term, cache: &ColumnCache) -> tantiv
     if is_sparse_share(u64::from(info.doc_freq), max_doc) {
         // A rare term: its doc ids, without a bit per doc of the segment.
         let mut docs = Vec::with_capacity(info.doc_freq as usize);
-        let mut postings =
-            inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
-        loop {
-            let block = postings.docs();
-            if block.is_empty() {
-                break;
-            }
-            docs.extend_from_slice(block);
-            postings.advance();
-        }
+        for_each_block(&inverted, &info, |block| docs.extend_from_slice(block))?;
         return Ok(Operand::Owned(Bits::of_sorted(max_doc, docs)));
     }
     let decode = || -> tantivy::Result<Bits> {
         let mut bits = Bits::empty(max_doc);
-        let mut postings =
-            inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
-        loop {
-            let docs = postings.docs();
-            if docs.is_empty() {
-                break;
-            }
-            bits.insert_sorted(docs);
-            postings.advance();
-        }
+        for_each_block(&inverted, &info, |docs| bits.insert_sorted(docs))?;
         Ok(bits)
     };
     let mut key = term.field().field_id().to_be_bytes().to_vec();

@@ -10,7 +10,7 @@ use tantivy::columnar::{Column, ColumnIndex};
 
 use super::bits::Bits;
 use super::buckets::Buckets;
-use super::parallel::{map_parts, split_words};
+use super::parallel::{count_parts, split_words};
 use super::range_scan::{retain_words, scan_words};
 
 /// The values of every doc, as offsets from the column's minimum in the narrowest width that
@@ -170,16 +170,9 @@ impl DecodedColumn {
             return;
         }
         // In parts across threads when the segment is large and the query alone.
-        let parts = map_parts(docs, |first, docs| {
-            let mut counts = vec![0u32; counts.len()];
-            self.count_bits_part(first, docs, &mut counts);
-            counts
+        count_parts(docs, counts, |first, docs, counts| {
+            self.count_bits_part(first, docs, counts)
         });
-        for part in parts {
-            for (count, add) in counts.iter_mut().zip(part) {
-                *count += add;
-            }
-        }
     }
 
     /// [`Self::count_bits`] of the docs of `docs`, the words from `first` on.

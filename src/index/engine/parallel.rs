@@ -126,6 +126,35 @@ pub fn map_parts<R: Send>(words: &[u64], part: impl Fn(usize, &[u64]) -> R + Syn
     }
 }
 
+/// A part's own counts are made only for at most this many values (256 KiB each); more (a
+/// facet over a column of many distinct values) are counted whole, so the parts never hold
+/// more than a few times the segment's counts.
+const MOST_SPLIT_COUNTS: usize = 1 << 16;
+
+/// Adds `part(first_word, words, counts)` over parts of `words` into `counts`: each part into
+/// counts of its own, added up after, when [`map_parts`] splits them and there are few values;
+/// straight into `counts` otherwise.
+pub fn count_parts(
+    words: &[u64],
+    counts: &mut [u32],
+    part: impl Fn(usize, &[u64], &mut [u32]) + Sync,
+) {
+    if counts.len() > MOST_SPLIT_COUNTS || words.len() <= PART_WORDS || !splittable() {
+        return part(0, words, counts);
+    }
+    let values = counts.len();
+    let parts = map_parts(words, |first, words| {
+        let mut counts = vec![0u32; values];
+        part(first, words, &mut counts);
+        counts
+    });
+    for part in parts {
+        for (count, add) in counts.iter_mut().zip(part) {
+            *count += add;
+        }
+    }
+}
+
 /// Whether work on this thread may be split across the part threads: not while other queries
 /// are being searched, nor for work that must stay on this thread.
 fn splittable() -> bool {
@@ -219,6 +248,24 @@ mod tests {
         assert!(sums.is_sorted(), "answers in the order of the parts");
         let whole = on_this_thread(|| map_parts(&words, |first, part| (first, part.len())));
         assert_eq!(whole, [(0, words.len())]);
+        // Counts add up alike in parts; many values are counted whole, in one call.
+        let count = |first: usize, part: &[u64], counts: &mut [u32]| {
+            for (i, &word) in part.iter().enumerate() {
+                counts[(first + i) % counts.len()] += word as u32;
+            }
+        };
+        let (mut split, mut whole) = (vec![0u32; 5], vec![0u32; 5]);
+        count_parts(&words, &mut split, count);
+        count(0, &words, &mut whole);
+        assert_eq!(split, whole);
+        let calls = AtomicUsize::new(0);
+        let mut many = vec![0u32; MOST_SPLIT_COUNTS + 1];
+        count_parts(&words, &mut many, |first, part, counts| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            assert_eq!((first, part.len()), (0, words.len()));
+            count(first, part, counts);
+        });
+        assert_eq!(calls.into_inner(), 1);
     }
 
     #[test]
