@@ -32,9 +32,12 @@ pub struct IndexArgs {
     /// own range of creation times; the rate limit still caps the total).
     #[arg(long, env = "CLERK_INDEX_CLERK_CONCURRENCY", default_value_t = defaults::CLERK_CONCURRENCY)]
     pub clerk_concurrency: usize,
-    /// Memory budget of the index writer, in MiB.
-    #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value_t = defaults::WRITER_MEMORY_MB)]
-    pub writer_memory_mb: usize,
+    /// Memory budget of the index writer, in MiB, or `auto`: half the memory limit (the
+    /// container's, or the machine's), at least 256 MiB and at most 1 GiB. A backfill's commits
+    /// hold as many users as it does (~1.5 KB each), so a larger budget writes fewer, larger
+    /// segments and leaves less to merge at the end; steady-state commits hold far less.
+    #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value = defaults::WRITER_MEMORY_MB)]
+    pub writer_memory_mb: CacheMb,
     /// Memory for decoded columns that filters range over, sorts and facets read and exports
     /// take ids from, in MiB (2-8 bytes per user per column; 0 reads them from the index every
     /// time), or `auto`: 96 bytes per user, at least 256 MiB, at most a quarter of the memory

@@ -55,7 +55,7 @@ impl std::fmt::Display for CacheMb {
 
 pub mod defaults {
     pub const CLERK_RATE_LIMIT: &str = "auto";
-    pub const WRITER_MEMORY_MB: usize = 256;
+    pub const WRITER_MEMORY_MB: &str = "auto";
     pub const COLUMN_CACHE_MB: &str = "auto";
     pub const COMMIT_INTERVAL_MS: u64 = 2000;
     pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -257,8 +257,8 @@ pub struct Settings {
     pub clerk_initial_backoff: Option<Duration>,
     /// How long one Clerk request may take; `None`: the client's default (30 s).
     pub clerk_request_timeout: Option<Duration>,
-    /// Memory budget of the index writer, in MiB (at least 20).
-    pub writer_memory_mb: usize,
+    /// Memory budget of the index writer, in MiB (at least 20), or automatic.
+    pub writer_memory_mb: CacheMb,
     /// Memory for decoded range and sort columns.
     pub column_cache_mb: CacheMb,
     /// Longest time a bulk change waits for its commit, in milliseconds.
@@ -321,7 +321,7 @@ impl Default for Settings {
             clerk_rate_limit: defaults::CLERK_RATE_LIMIT.into(),
             clerk_initial_backoff: None,
             clerk_request_timeout: None,
-            writer_memory_mb: defaults::WRITER_MEMORY_MB,
+            writer_memory_mb: CacheMb::Auto,
             column_cache_mb: CacheMb::Auto,
             commit_interval_ms: defaults::COMMIT_INTERVAL_MS,
             max_page_size: defaults::MAX_PAGE_SIZE,
@@ -400,8 +400,12 @@ impl ConfigBuilder {
             "auto" | "" => LimitSource::Instance,
             given => LimitSource::Given(RateLimit::parse(given)?),
         };
+        let writer_memory_mb = match settings.writer_memory_mb {
+            CacheMb::Mib(mib) => mib,
+            CacheMb::Auto => crate::index::auto_writer_memory_here() >> 20,
+        };
         check(
-            settings.writer_memory_mb >= 20,
+            writer_memory_mb >= 20,
             "--writer-memory-mb",
             "must be at least 20 (tantivy needs ~15 MiB per indexing thread)",
         )?;
@@ -478,12 +482,8 @@ impl ConfigBuilder {
             false => Some(WebhookVerifier::new(&settings.webhook_secrets)?),
         };
         let mut index = IndexConfig::new(self.data_dir.join("index"));
-        index.writer_memory_bytes = settings.writer_memory_mb << 20;
-        index.writer_threads = if settings.writer_memory_mb >= 64 {
-            2
-        } else {
-            1
-        };
+        index.writer_memory_bytes = writer_memory_mb << 20;
+        index.writer_threads = if writer_memory_mb >= 64 { 2 } else { 1 };
         index.commit_interval = Duration::from_millis(settings.commit_interval_ms);
         index.column_cache = match settings.column_cache_mb {
             CacheMb::Auto => ColumnCacheBudget::Auto,

@@ -18,8 +18,9 @@ pub struct IndexConfig {
     /// ...or once this many are pending. Changes someone waits for are committed at once,
     /// together with everything that queued up meanwhile (group commit).
     pub commit_max_changes: usize,
-    /// During a bulk load (the backfill), changes nobody waits for are committed once this
-    /// many are pending...
+    /// During a bulk load (the backfill), changes nobody waits for are committed once as many
+    /// are pending as the writer's memory holds (`writer/bulk.rs`), never fewer than this, and
+    /// this many when the load's size is unknown...
     pub bulk_commit_changes: usize,
     /// ...or once they are this old.
     pub bulk_commit_interval: Duration,
@@ -45,7 +46,7 @@ impl IndexConfig {
             commit_interval: Duration::from_secs(2),
             commit_max_changes: 100_000,
             bulk_commit_changes: 200_000,
-            bulk_commit_interval: Duration::from_secs(30),
+            bulk_commit_interval: Duration::from_secs(120),
             serving_segments: serving_segments(),
             column_cache: ColumnCacheBudget::Auto,
             tombstone_retention: Duration::from_secs(72 * 3600),
@@ -96,6 +97,21 @@ pub fn auto_column_cache(users: u64, memory_limit: Option<u64>) -> usize {
     usize::try_from(wanted.min(ceiling)).unwrap_or(usize::MAX)
 }
 
+/// The automatic writer budget (`--writer-memory-mb auto`): half the memory limit, at most
+/// 1 GiB and at least 256 MiB. Only a bulk load fills it (its commits hold as many users as it
+/// does, `writer/bulk.rs`); steady-state commits every two seconds hold far less.
+pub fn auto_writer_memory(memory_limit: Option<u64>) -> usize {
+    const FLOOR: u64 = 256 << 20;
+    const CEILING: u64 = 1 << 30;
+    let half = memory_limit.map_or(CEILING, |limit| limit / 2);
+    usize::try_from(half.clamp(FLOOR, CEILING)).unwrap_or(usize::MAX)
+}
+
+/// The automatic writer budget for this process's memory limit.
+pub fn auto_writer_memory_here() -> usize {
+    auto_writer_memory(memory_limit())
+}
+
 /// The memory this process may use: its cgroup's limit (v2, then v1), else the machine's.
 fn memory_limit() -> Option<u64> {
     static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
@@ -142,5 +158,15 @@ mod tests {
         );
         assert_eq!(ColumnCacheBudget::Fixed(5).bytes(10_000_000), 5);
         assert!(ColumnCacheBudget::Auto.bytes(0) >= default);
+    }
+
+    #[test]
+    fn the_automatic_writer_budget_is_half_the_memory_limit_within_256_mib_and_1_gib() {
+        let mib = |n: usize| n << 20;
+        assert_eq!(auto_writer_memory(None), mib(1024));
+        assert_eq!(auto_writer_memory(Some(8 << 30)), mib(1024));
+        assert_eq!(auto_writer_memory(Some(2 << 30)), mib(1024));
+        assert_eq!(auto_writer_memory(Some(1 << 30)), mib(512));
+        assert_eq!(auto_writer_memory(Some(256 << 20)), mib(256));
     }
 }

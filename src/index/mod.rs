@@ -28,7 +28,7 @@ mod writer;
 mod writer_stats;
 
 pub use catalog::PathTypes;
-pub use config::{ColumnCacheBudget, IndexConfig};
+pub use config::{ColumnCacheBudget, IndexConfig, auto_writer_memory_here};
 pub use engine::{SortCursor, on_this_thread};
 pub use error::{IndexError, WriteError};
 pub use export::{ExportMatch, IdOrderedMatches};

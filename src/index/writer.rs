@@ -48,8 +48,8 @@ type ExclusiveWork = Box<dyn FnOnce(&Arc<Snapshot>) + Send>;
 
 /// A step of a bulk load (`bulk.rs`), sent to the writer thread.
 enum BulkStep {
-    /// Commit by size and merge only small segments from now on.
-    Begin,
+    /// Commit by size (for this many users, when known) and merge only small segments.
+    Begin(Option<u64>),
     /// Stop merging, commit what is pending, and start the merges into the serving layout.
     Merge,
     /// Back to the default merge policy and commit interval.
@@ -261,8 +261,8 @@ pub struct IndexWriterTask {
     paused: Option<(Instant, std::time::Duration)>,
     /// The index's directory, whose cache of mapped files the writer prunes (`commit.rs`).
     directory: Option<tantivy::directory::MmapDirectory>,
-    /// Whether a bulk load runs: commits by size, merges of small segments only (`bulk.rs`).
-    bulk_load: bool,
+    /// While a bulk load runs, the changes it commits at a time (`bulk.rs`).
+    bulk_load: Option<usize>,
     /// Whether a pending user is kept whole (`Pending::User`), which bulk limits must not hold
     /// by the hundred thousand (`commit.rs`).
     whole_users_pending: bool,
@@ -286,7 +286,7 @@ impl IndexWriterTask {
             unacknowledged_pending: false,
             paused: None,
             directory: None,
-            bulk_load: false,
+            bulk_load: None,
             whole_users_pending: false,
             payload,
             config: config.clone(),

@@ -108,8 +108,12 @@ impl Backfill {
         // its memberships as it arrives, instead of once more for every membership (at 1M
         // users in 100k organizations, 233 s instead of 428 s; bench/ORG-RESULTS.md).
         // Commits by size and merges once at the end instead of level by level as the index
-        // grows (`index/writer/bulk.rs`); ready, below, means merged.
-        self.destination.begin_bulk_load().await?;
+        // grows (`index/writer/bulk.rs`), sized by the users still to come; ready, below,
+        // means merged.
+        let expected = (state.backfill.users_total).saturating_sub(state.backfill.users_seen);
+        (self.destination)
+            .begin_bulk_load((expected > 0).then_some(expected))
+            .await?;
         walk_organizations(&self.clerk, &self.destination, state, OrgWalk::Backfill).await?;
         let sink = BackfillSink {
             destination: &self.destination,

@@ -121,12 +121,13 @@ impl ChangeDestination {
         }
     }
 
-    /// Starts a bulk load (the backfill): the local index commits by size and merges small
-    /// segments only until [`ChangeDestination::finish_bulk_load`]. Cluster mode: nothing
-    /// (each replica's index follows the change log with its usual commits and merges).
-    pub async fn begin_bulk_load(&self) -> Result<(), Error> {
+    /// Starts a bulk load (the backfill) of about `expected` users, when known: the local
+    /// index commits by size and merges small segments only until
+    /// [`ChangeDestination::finish_bulk_load`]. Cluster mode: nothing (each replica's index
+    /// follows the change log with its usual commits and merges).
+    pub async fn begin_bulk_load(&self, expected: Option<u64>) -> Result<(), Error> {
         match &self.to {
-            To::Index { writer, .. } => Ok(writer.begin_bulk_load().await?),
+            To::Index { writer, .. } => Ok(writer.begin_bulk_load(expected).await?),
             To::Log(_) => Ok(()),
         }
     }

@@ -1,20 +1,22 @@
 //! Bulk loads (the backfill). While one runs, changes nobody waits for are committed by size
-//! ([`IndexConfig::bulk_commit_changes`], or after [`IndexConfig::bulk_commit_interval`])
 //! instead of every two seconds, and tantivy merges only small segments (those of commits that
-//! waiters forced, such as webhooks arriving during the backfill). The default policy merged
-//! the growing index level by level: at 1M users its merge threads took ~18% of the backfill's
-//! CPU, and the two-second commits made ~70 segments to merge. At the end the segments are
-//! merged once into the serving layout ([`IndexConfig::serving_segments`] segments of about
-//! equal size, in parallel on tantivy's merge threads), and the default policy takes over.
+//! waiters forced, such as webhooks arriving during the backfill). A commit holds as many users
+//! as the writer's memory does ([`bulk_commit_size`]), split evenly over the load, so each
+//! indexing thread writes a few large segments: at 1M users with the default 1 GiB, two commits
+//! of 500k make the serving layout's four segments directly. The default policy merged the
+//! growing index level by level (at 1M users ~18% of the backfill's CPU); 200k-user commits
+//! then left ten segments whose final merge took a quarter of the load (~20 s of 80). At the end
+//! the segments are merged once into the serving layout ([`IndexConfig::serving_segments`]
+//! segments of about equal size, in parallel on tantivy's merge threads) when there are more
+//! than that, and the default policy takes over.
 //!
-//! [`IndexConfig::bulk_commit_changes`]: super::super::config::IndexConfig::bulk_commit_changes
-//! [`IndexConfig::bulk_commit_interval`]: super::super::config::IndexConfig::bulk_commit_interval
 //! [`IndexConfig::serving_segments`]: super::super::config::IndexConfig::serving_segments
 
 use tantivy::index::SegmentId;
 use tantivy::indexer::{LogMergePolicy, MergePolicy, NoMergePolicy};
 use tokio::sync::oneshot;
 
+use super::super::config::IndexConfig;
 use super::super::error::WriteError;
 use super::{BulkAnswer, BulkStep, Command, IndexWriterTask, WriterHandle};
 
@@ -23,9 +25,10 @@ use super::{BulkAnswer, BulkStep, Command, IndexWriterTask, WriterHandle};
 const MERGE_ROUNDS: usize = 3;
 
 impl WriterHandle {
-    /// Enters bulk-load mode (see the module docs). Idempotent.
-    pub async fn begin_bulk_load(&self) -> Result<(), WriteError> {
-        self.bulk_step(BulkStep::Begin).await.map(drop)
+    /// Enters bulk-load mode for about `expected` users, when known (see the module docs).
+    /// Idempotent: a second call keeps the first one's commit size.
+    pub async fn begin_bulk_load(&self, expected: Option<u64>) -> Result<(), WriteError> {
+        self.bulk_step(BulkStep::Begin(expected)).await.map(drop)
     }
 
     /// Ends bulk-load mode: commits what is pending, merges the segments once into the serving
@@ -73,19 +76,23 @@ impl IndexWriterTask {
     /// Runs a bulk-load step on the writer thread.
     pub(super) fn bulk(&mut self, step: BulkStep, ack: oneshot::Sender<BulkAnswer>) {
         let answer = match step {
-            BulkStep::Begin => {
-                if !self.bulk_load {
-                    self.bulk_load = true;
-                    self.writer.set_merge_policy(small_segments_only(
-                        self.config.bulk_commit_changes,
-                        self.config.writer_threads,
-                    ));
+            BulkStep::Begin(expected) => {
+                if self.bulk_load.is_none() {
+                    let size = bulk_commit_size(&self.config, expected);
+                    tracing::info!(
+                        expected,
+                        commit_changes = size,
+                        "bulk load: committing by size"
+                    );
+                    self.bulk_load = Some(size);
+                    self.writer
+                        .set_merge_policy(small_segments_only(size, self.config.writer_threads));
                 }
                 Ok(Vec::new())
             }
             BulkStep::Merge => self.start_serving_merges(),
             BulkStep::End => {
-                self.bulk_load = false;
+                self.bulk_load = None;
                 self.writer
                     .set_merge_policy(Box::new(LogMergePolicy::default()));
                 Ok(Vec::new())
@@ -120,6 +127,27 @@ impl IndexWriterTask {
         );
         Ok(groups.iter().map(|ids| self.writer.merge(ids)).collect())
     }
+}
+
+/// What one user takes in tantivy's indexing buffers (postings, columns, terms, doc store):
+/// tantivy flushed its 127 MB per-thread buffer at ~98.8k generated users (1.29 KB each),
+/// rounded up for users with more metadata. A larger user only makes tantivy flush a thread's
+/// segment before the commit: one more segment to merge at the end, no more memory.
+const BULK_BYTES_PER_USER: usize = 1536;
+
+/// The changes a bulk load commits at a time: as many users as the writer's memory holds,
+/// spread evenly over the expected load (1M users in 640k-user buffers: two commits of 500k,
+/// not 640k and 360k), never fewer than [`IndexConfig::bulk_commit_changes`], which is also
+/// the size when the load's size is unknown.
+pub(super) fn bulk_commit_size(config: &IndexConfig, expected: Option<u64>) -> usize {
+    let floor = config.bulk_commit_changes.max(1);
+    let Some(expected) = expected.filter(|&n| n > 0) else {
+        return floor;
+    };
+    let expected = usize::try_from(expected).unwrap_or(usize::MAX);
+    let fits = (config.writer_memory_bytes / BULK_BYTES_PER_USER).max(floor);
+    let commits = expected.div_ceil(fits);
+    expected.div_ceil(commits).max(floor)
 }
 
 /// During a bulk load: tantivy's log policy over segments below a quarter of what one
@@ -161,7 +189,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::{ChangeObserver, IndexWriterTask, Previous, WriteError};
-    use super::serving_groups;
+    use super::{bulk_commit_size, serving_groups};
     use crate::change::{Change, ChangeSource, UserChange};
     use crate::index::config::IndexConfig;
     use crate::index::sandbox::{Sandbox, population_users};
@@ -208,6 +236,50 @@ mod tests {
         assert_eq!(groups, vec![vec![4, 5]]);
     }
 
+    #[test]
+    fn a_bulk_commit_holds_what_the_writer_memory_does_spread_evenly_over_the_load() {
+        let mut config = IndexConfig::new("unused");
+        config.writer_memory_bytes = 1 << 30;
+        config.bulk_commit_changes = 200_000;
+        // 1 GiB holds 699,050 users: 1M in two commits of 500k, not 699k and 301k.
+        assert_eq!(bulk_commit_size(&config, Some(1_000_000)), 500_000);
+        assert_eq!(bulk_commit_size(&config, Some(699_050)), 699_050);
+        assert_eq!(bulk_commit_size(&config, Some(699_051)), 349_526);
+        // 10M in 15 commits of 666,667.
+        assert_eq!(bulk_commit_size(&config, Some(10_000_000)), 666_667);
+        // Never fewer than the floor, which is also the size of a load of unknown size.
+        assert_eq!(bulk_commit_size(&config, Some(5_000)), 200_000);
+        assert_eq!(bulk_commit_size(&config, None), 200_000);
+        assert_eq!(bulk_commit_size(&config, Some(0)), 200_000);
+        // A buffer smaller than the floor commits at the floor (tantivy flushes a thread's
+        // segment early when its share of the buffer fills).
+        config.writer_memory_bytes = 64 << 20;
+        assert_eq!(bulk_commit_size(&config, Some(1_000_000)), 200_000);
+        assert_eq!(bulk_commit_size(&config, Some(u64::MAX)), 200_000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bulk_load_of_known_size_commits_once_when_the_writer_memory_holds_it() {
+        let sandbox = Sandbox::configured(|config| {
+            config.commit_max_changes = 5;
+            config.bulk_commit_changes = 40;
+            config.bulk_commit_interval = Duration::from_secs(3600);
+        });
+        let writer = &sandbox.writer;
+        let users = population_users(90);
+        writer.begin_bulk_load(Some(90)).await.unwrap();
+        // 85 of the 90 are past the floor of 40 and still pending: the load is one commit.
+        for page in users[..85].chunks(5) {
+            writer.submit(upserts(page), None).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sandbox.index.snapshot().freshness.user_count, 0);
+        writer.submit(upserts(&users[85..]), None).await.unwrap();
+        users_reach(&sandbox, 90).await;
+        writer.finish_bulk_load().await.unwrap();
+        assert_eq!(sandbox.index.snapshot().freshness.user_count, 90);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bulk_load_commits_by_size_and_ends_merged_into_the_serving_layout() {
         let sandbox = Sandbox::configured(|config| {
@@ -218,7 +290,7 @@ mod tests {
         });
         let writer = &sandbox.writer;
         let users = population_users(245);
-        writer.begin_bulk_load().await.unwrap();
+        writer.begin_bulk_load(None).await.unwrap();
         // Pages of five are committed 40 at a time, not 5 (the usual limit), and what is short
         // of 40 waits: the bulk interval is an hour.
         for page in users[..45].chunks(5) {
@@ -279,7 +351,7 @@ mod tests {
         let attach = |_: &_, task: IndexWriterTask| task.with_observer(Box::new(WantsPrevious));
         let sandbox = Sandbox::open_at(dir.path(), configure, attach);
         let writer = &sandbox.writer;
-        writer.begin_bulk_load().await.unwrap();
+        writer.begin_bulk_load(None).await.unwrap();
         // Each user is held whole until its commit: five at a time, not forty.
         let users = population_users(10);
         for page in users.chunks(5) {
@@ -293,13 +365,13 @@ mod tests {
     async fn a_bulk_load_ends_cleanly_with_nothing_to_merge() {
         let sandbox = Sandbox::configured(|config| config.serving_segments = 4);
         let writer = &sandbox.writer;
-        writer.begin_bulk_load().await.unwrap();
-        writer.begin_bulk_load().await.unwrap();
+        writer.begin_bulk_load(None).await.unwrap();
+        writer.begin_bulk_load(None).await.unwrap();
         writer.finish_bulk_load().await.unwrap();
         sandbox
             .upsert(&population_users(3), ChangeSource::Backfill)
             .await;
-        writer.begin_bulk_load().await.unwrap();
+        writer.begin_bulk_load(None).await.unwrap();
         writer.finish_bulk_load().await.unwrap();
         assert_eq!(sandbox.index.snapshot().freshness.user_count, 3);
         assert_eq!(segments(&sandbox), 1);

@@ -25,8 +25,7 @@ impl IndexWriterTask {
     }
 
     /// Whether what is pending is a commit's worth: `commit_max_changes` changes, or older
-    /// than `commit_interval` (during a bulk load, `bulk_commit_changes` and
-    /// `bulk_commit_interval`).
+    /// than `commit_interval` (during a bulk load, its commit size and `bulk_commit_interval`).
     pub(super) fn commit_due(&self) -> bool {
         let (changes, interval) = self.commit_limits();
         self.pending_changes >= changes
@@ -38,12 +37,9 @@ impl IndexWriterTask {
     /// parsed JSON each, so a window with one of them commits at the usual limits, which bound
     /// how many are held as before the bulk load.
     pub(super) fn commit_limits(&self) -> (usize, std::time::Duration) {
-        match self.bulk_load && !self.whole_users_pending {
-            true => (
-                self.config.bulk_commit_changes,
-                self.config.bulk_commit_interval,
-            ),
-            false => (self.config.commit_max_changes, self.config.commit_interval),
+        match self.bulk_load.filter(|_| !self.whole_users_pending) {
+            Some(changes) => (changes, self.config.bulk_commit_interval),
+            None => (self.config.commit_max_changes, self.config.commit_interval),
         }
     }
 
