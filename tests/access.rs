@@ -774,7 +774,21 @@ fn the_config_command_prints_the_effective_configuration_with_secrets_masked() {
     ] {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
+    // The default writer budget is automatic: half the memory limit, 256 MiB to 1 GiB.
+    let output = run(&[]);
+    assert!(output.status.success(), "{output:?}");
+    let config: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let automatic = config["index"]["writer_memory_mb"].as_u64().unwrap();
+    assert!((256..=1024).contains(&automatic), "{automatic}");
+    assert_eq!(run(&["--writer-memory-mb", "auto"]).stdout, output.stdout);
     // A setting that cannot work is refused with the flag's name.
+    let output = run(&["--writer-memory-mb", "lots"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("expected `auto` or a number of MiB"),
+        "{stderr}"
+    );
     let output = run(&["--writer-memory-mb", "5"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -211,10 +211,16 @@ async fn caller(
     loop {
         let k = next.fetch_add(1, Ordering::Relaxed);
         let began = match schedule.due(k) {
-            Some(due) => {
+            // Early: the call counts from when it is sent. The timer wakes up to a millisecond
+            // (its granularity) after `due`, and that lateness is this client's, not the
+            // server's: counted from `due`, every answer at a fixed rate looked ~1 ms slower.
+            Some(due) if Instant::now() < due => {
                 tokio::time::sleep_until(due.into()).await;
-                due
+                Instant::now()
             }
+            // Behind (the previous calls took longer): the wait for a caller is part of the
+            // latency, so a slow answer shows in the calls queued behind it.
+            Some(due) => due,
             None => Instant::now(),
         };
         if began >= schedule.end {
