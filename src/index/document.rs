@@ -1,7 +1,8 @@
 //! Turns a domain [`User`], [`Organization`] or [`Membership`] into a tantivy document.
 
 use tantivy::TantivyDocument;
-use tantivy::schema::OwnedValue;
+use tantivy::schema::Value;
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 
 use super::engine::date_of_millis;
 use super::paths::{json_path_facts, metadata_path_facts, metadata_path_types};
@@ -76,8 +77,8 @@ pub fn user_document(fields: &Fields, user: &User) -> TantivyDocument {
     }
     for namespace in MetadataNamespace::ALL {
         let metadata = user.metadata(namespace);
-        if let OwnedValue::Object(entries) = json_to_owned(metadata) {
-            doc.add_field_value(fields.metadata(namespace), &OwnedValue::Object(entries));
+        if metadata.is_object() {
+            doc.add_field_value(fields.metadata(namespace), PlainJson(metadata));
         }
         let (present, nulls) = metadata_path_facts(namespace, metadata);
         for path in present {
@@ -116,7 +117,7 @@ fn add_organizations(fields: &Fields, user: &User, doc: &mut TantivyDocument) {
         return;
     };
     for view in views {
-        doc.add_field_value(fields.org, &json_to_owned(view));
+        doc.add_field_value(fields.org, PlainJson(view));
     }
     let slots: serde_json::Map<String, serde_json::Value> = views
         .iter()
@@ -124,7 +125,7 @@ fn add_organizations(fields: &Fields, user: &User, doc: &mut TantivyDocument) {
         .map(|(slot, view)| (slot.to_string(), view.clone()))
         .collect();
     let slots = serde_json::Value::Object(slots);
-    doc.add_field_value(fields.org_slots, &json_to_owned(&slots));
+    doc.add_field_value(fields.org_slots, PlainJson(&slots));
     let (slot_paths, slot_nulls) = json_path_facts(ORG_SLOTS, &slots);
     for path in slot_paths {
         doc.add_text(fields.present, path);
@@ -173,30 +174,48 @@ pub fn membership_document(fields: &Fields, membership: &Membership) -> TantivyD
     doc
 }
 
-/// serde_json to tantivy, keeping strings as strings. (tantivy's own `From` impl turns strings
-/// that look like RFC 3339 dates into dates, which would make `public.x = "2024-01-01T00:00:00Z"`
-/// miss.)
-fn json_to_owned(value: &serde_json::Value) -> OwnedValue {
-    match value {
-        serde_json::Value::Null => OwnedValue::Null,
-        serde_json::Value::Bool(b) => OwnedValue::Bool(*b),
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                OwnedValue::I64(i)
-            } else if let Some(u) = n.as_u64() {
-                OwnedValue::U64(u)
-            } else {
-                OwnedValue::F64(n.as_f64().unwrap_or(f64::NAN))
+/// A serde_json value as tantivy reads it into a document, in place (not copied into an
+/// `OwnedValue` tree first), with strings kept as strings: tantivy's own impl for
+/// `&serde_json::Value` turns strings that look like RFC 3339 dates into dates, which would make
+/// `public.x = "2024-01-01T00:00:00Z"` miss.
+#[derive(Debug, Clone, Copy)]
+struct PlainJson<'a>(&'a serde_json::Value);
+
+type PlainArray<'a> = std::iter::Map<
+    std::slice::Iter<'a, serde_json::Value>,
+    fn(&'a serde_json::Value) -> PlainJson<'a>,
+>;
+type PlainObject<'a> = std::iter::Map<
+    serde_json::map::Iter<'a>,
+    fn((&'a String, &'a serde_json::Value)) -> (&'a str, PlainJson<'a>),
+>;
+
+impl<'a> Value<'a> for PlainJson<'a> {
+    type ArrayIter = PlainArray<'a>;
+    type ObjectIter = PlainObject<'a>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        match self.0 {
+            serde_json::Value::Null => ReferenceValueLeaf::Null.into(),
+            serde_json::Value::Bool(b) => ReferenceValueLeaf::Bool(*b).into(),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => ReferenceValueLeaf::I64(i).into(),
+                (None, Some(u)) => ReferenceValueLeaf::U64(u).into(),
+                (None, None) => ReferenceValueLeaf::F64(n.as_f64().unwrap_or(f64::NAN)).into(),
+            },
+            serde_json::Value::String(text) => ReferenceValueLeaf::Str(text).into(),
+            serde_json::Value::Array(items) => {
+                let element: fn(&'a serde_json::Value) -> PlainJson<'a> = PlainJson;
+                ReferenceValue::Array(items.iter().map(element))
+            }
+            serde_json::Value::Object(map) => {
+                let entry: fn((&'a String, &'a serde_json::Value)) -> (&'a str, PlainJson<'a>) =
+                    |(key, value)| (key.as_str(), PlainJson(value));
+                ReferenceValue::Object(map.iter().map(entry))
             }
         }
-        serde_json::Value::String(s) => OwnedValue::Str(s.clone()),
-        serde_json::Value::Array(items) => {
-            OwnedValue::Array(items.iter().map(json_to_owned).collect())
-        }
-        serde_json::Value::Object(map) => OwnedValue::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), json_to_owned(v)))
-                .collect(),
-        ),
     }
 }
+
+#[cfg(test)]
+mod tests;
