@@ -782,20 +782,15 @@ fn the_config_command_prints_the_effective_configuration_with_secrets_masked() {
     assert!((256..=1024).contains(&automatic), "{automatic}");
     assert_eq!(run(&["--writer-memory-mb", "auto"]).stdout, output.stdout);
     // A setting that cannot work is refused with the flag's name.
-    let output = run(&["--writer-memory-mb", "lots"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("expected `auto` or a number of MiB"),
-        "{stderr}"
-    );
-    let output = run(&["--writer-memory-mb", "5"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("--writer-memory-mb must be at least 20"),
-        "{stderr}"
-    );
+    for (value, message) in [
+        ("lots", "expected `auto` or a number of MiB"),
+        ("5", "--writer-memory-mb must be at least 20"),
+    ] {
+        let output = run(&["--writer-memory-mb", value]);
+        assert!(!output.status.success(), "{value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

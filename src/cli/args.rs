@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::auth::sensitive::{KeyRing, SensitivePaths};
 use crate::auth::{ApiKeys, AuthConfig, Sensitive};
 use crate::cluster::ClusterConfig;
-use crate::config::{CacheMb, Config, ConfigBuilder, TlsConfig, defaults};
+use crate::config::{Config, ConfigBuilder, MemoryMb, TlsConfig, defaults};
 use crate::limits::Limits;
 use crate::telemetry::LogFormat;
 
@@ -37,13 +37,13 @@ pub struct IndexArgs {
     /// hold as many users as it does (~1.5 KB each), so a larger budget writes fewer, larger
     /// segments and leaves less to merge at the end; steady-state commits hold far less.
     #[arg(long, env = "CLERK_INDEX_WRITER_MEMORY_MB", default_value = defaults::WRITER_MEMORY_MB)]
-    pub writer_memory_mb: CacheMb,
+    pub writer_memory_mb: MemoryMb,
     /// Memory for decoded columns that filters range over, sorts and facets read and exports
     /// take ids from, in MiB (2-8 bytes per user per column; 0 reads them from the index every
     /// time), or `auto`: 96 bytes per user, at least 256 MiB, at most a quarter of the memory
     /// limit (the container's, or the machine's), sized again after every commit.
     #[arg(long, env = "CLERK_INDEX_COLUMN_CACHE_MB", default_value = defaults::COLUMN_CACHE_MB)]
-    pub column_cache_mb: CacheMb,
+    pub column_cache_mb: MemoryMb,
     /// Longest time a bulk change (backfill page) waits for its commit, in milliseconds.
     #[arg(long, env = "CLERK_INDEX_COMMIT_INTERVAL_MS", default_value_t = defaults::COMMIT_INTERVAL_MS)]
     pub commit_interval_ms: u64,

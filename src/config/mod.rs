@@ -23,32 +23,33 @@ use crate::sync::{ReconcileSchedule, WalkPlan};
 mod describe;
 
 /// The defaults of the settings flags can change (the flags show them).
-/// `--column-cache-mb`: `auto` (sized from the users and the memory limit) or MiB.
+/// A memory setting: `auto` (sized from the memory limit, and for `--column-cache-mb` the
+/// users) or MiB. `--writer-memory-mb` and `--column-cache-mb` take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheMb {
+pub enum MemoryMb {
     Auto,
     Mib(usize),
 }
 
-impl std::str::FromStr for CacheMb {
+impl std::str::FromStr for MemoryMb {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<CacheMb, String> {
+    fn from_str(text: &str) -> Result<MemoryMb, String> {
         match text.trim() {
-            "auto" => Ok(CacheMb::Auto),
+            "auto" => Ok(MemoryMb::Auto),
             number => number
                 .parse()
-                .map(CacheMb::Mib)
+                .map(MemoryMb::Mib)
                 .map_err(|_| format!("expected `auto` or a number of MiB, got {number:.40}")),
         }
     }
 }
 
-impl std::fmt::Display for CacheMb {
+impl std::fmt::Display for MemoryMb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CacheMb::Auto => f.write_str("auto"),
-            CacheMb::Mib(mib) => write!(f, "{mib}"),
+            MemoryMb::Auto => f.write_str("auto"),
+            MemoryMb::Mib(mib) => write!(f, "{mib}"),
         }
     }
 }
@@ -258,9 +259,9 @@ pub struct Settings {
     /// How long one Clerk request may take; `None`: the client's default (30 s).
     pub clerk_request_timeout: Option<Duration>,
     /// Memory budget of the index writer, in MiB (at least 20), or automatic.
-    pub writer_memory_mb: CacheMb,
+    pub writer_memory_mb: MemoryMb,
     /// Memory for decoded range and sort columns.
-    pub column_cache_mb: CacheMb,
+    pub column_cache_mb: MemoryMb,
     /// Longest time a bulk change waits for its commit, in milliseconds.
     pub commit_interval_ms: u64,
     /// Largest page a SearchUsers request may ask for (1 to 10,000).
@@ -321,8 +322,8 @@ impl Default for Settings {
             clerk_rate_limit: defaults::CLERK_RATE_LIMIT.into(),
             clerk_initial_backoff: None,
             clerk_request_timeout: None,
-            writer_memory_mb: CacheMb::Auto,
-            column_cache_mb: CacheMb::Auto,
+            writer_memory_mb: MemoryMb::Auto,
+            column_cache_mb: MemoryMb::Auto,
             commit_interval_ms: defaults::COMMIT_INTERVAL_MS,
             max_page_size: defaults::MAX_PAGE_SIZE,
             backfill_page_size: 500,
@@ -401,8 +402,8 @@ impl ConfigBuilder {
             given => LimitSource::Given(RateLimit::parse(given)?),
         };
         let writer_memory_mb = match settings.writer_memory_mb {
-            CacheMb::Mib(mib) => mib,
-            CacheMb::Auto => crate::index::auto_writer_memory_here() >> 20,
+            MemoryMb::Mib(mib) => mib,
+            MemoryMb::Auto => crate::index::auto_writer_memory_here() >> 20,
         };
         check(
             writer_memory_mb >= 20,
@@ -486,8 +487,8 @@ impl ConfigBuilder {
         index.writer_threads = if writer_memory_mb >= 64 { 2 } else { 1 };
         index.commit_interval = Duration::from_millis(settings.commit_interval_ms);
         index.column_cache = match settings.column_cache_mb {
-            CacheMb::Auto => ColumnCacheBudget::Auto,
-            CacheMb::Mib(mib) => ColumnCacheBudget::Fixed(mib << 20),
+            MemoryMb::Auto => ColumnCacheBudget::Auto,
+            MemoryMb::Mib(mib) => ColumnCacheBudget::Fixed(mib << 20),
         };
         // An index sealed otherwise is rebuilt (it may hold a now-sensitive path in plaintext).
         index.sealing = settings
@@ -561,14 +562,14 @@ impl ConfigBuilder {
 
 #[cfg(test)]
 mod tests {
-    use super::CacheMb;
+    use super::MemoryMb;
 
     #[test]
-    fn the_column_cache_is_auto_or_mib() {
-        assert_eq!("auto".parse(), Ok(CacheMb::Auto));
-        assert_eq!(" 512 ".parse(), Ok(CacheMb::Mib(512)));
-        let error = "lots".parse::<CacheMb>().unwrap_err();
+    fn a_memory_setting_is_auto_or_mib() {
+        assert_eq!("auto".parse(), Ok(MemoryMb::Auto));
+        assert_eq!(" 512 ".parse(), Ok(MemoryMb::Mib(512)));
+        let error = "lots".parse::<MemoryMb>().unwrap_err();
         assert!(error.contains("`auto` or a number of MiB"), "{error}");
-        assert_eq!(CacheMb::Mib(64).to_string(), "64");
+        assert_eq!(MemoryMb::Mib(64).to_string(), "64");
     }
 }

@@ -154,8 +154,8 @@ impl TestServer {
         let config = Config::builder(data_dir, &options.clerk_url, "sk_test_fake_clerk")
             .settings(|s| {
                 s.clerk_rate_limit = options.rate_limit.clone();
-                s.writer_memory_mb = clerk_index::config::CacheMb::Mib(50);
-                s.column_cache_mb = clerk_index::config::CacheMb::Mib(64);
+                s.writer_memory_mb = clerk_index::config::MemoryMb::Mib(50);
+                s.column_cache_mb = clerk_index::config::MemoryMb::Mib(64);
                 s.commit_interval_ms = options.commit_interval_ms;
                 // Tests trigger reconciles through the Sync service when they want one.
                 s.catch_up_interval_secs = 3_600;

@@ -136,9 +136,9 @@ impl IndexWriterTask {
 const BULK_BYTES_PER_USER: usize = 1536;
 
 /// The changes a bulk load commits at a time: as many users as the writer's memory holds,
-/// spread evenly over the expected load (1M users in 640k-user buffers: two commits of 500k,
-/// not 640k and 360k), never fewer than [`IndexConfig::bulk_commit_changes`], which is also
-/// the size when the load's size is unknown.
+/// spread evenly over the expected load (1M users in a 1 GiB buffer, which holds 699k: two
+/// commits of 500k, not 699k and 301k), never fewer than
+/// [`IndexConfig::bulk_commit_changes`], which is also the size when the load's size is unknown.
 pub(super) fn bulk_commit_size(config: &IndexConfig, expected: Option<u64>) -> usize {
     let floor = config.bulk_commit_changes.max(1);
     let Some(expected) = expected.filter(|&n| n > 0) else {
@@ -258,13 +258,16 @@ mod tests {
         assert_eq!(bulk_commit_size(&config, Some(u64::MAX)), 200_000);
     }
 
+    /// Commits of 5 as usual, of at least 40 during a bulk load, and none by age.
+    fn small_commits(config: &mut IndexConfig) {
+        config.commit_max_changes = 5;
+        config.bulk_commit_changes = 40;
+        config.bulk_commit_interval = Duration::from_secs(3600);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bulk_load_of_known_size_commits_once_when_the_writer_memory_holds_it() {
-        let sandbox = Sandbox::configured(|config| {
-            config.commit_max_changes = 5;
-            config.bulk_commit_changes = 40;
-            config.bulk_commit_interval = Duration::from_secs(3600);
-        });
+        let sandbox = Sandbox::configured(small_commits);
         let writer = &sandbox.writer;
         let users = population_users(90);
         writer.begin_bulk_load(Some(90)).await.unwrap();
@@ -283,9 +286,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bulk_load_commits_by_size_and_ends_merged_into_the_serving_layout() {
         let sandbox = Sandbox::configured(|config| {
-            config.commit_max_changes = 5;
-            config.bulk_commit_changes = 40;
-            config.bulk_commit_interval = Duration::from_secs(3600);
+            small_commits(config);
             config.serving_segments = 2;
         });
         let writer = &sandbox.writer;
@@ -343,13 +344,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn users_kept_whole_are_committed_at_the_usual_limits_during_a_bulk_load() {
         let dir = tempfile::tempdir().unwrap();
-        let configure = |config: &mut IndexConfig| {
-            config.commit_max_changes = 5;
-            config.bulk_commit_changes = 40;
-            config.bulk_commit_interval = Duration::from_secs(3600);
-        };
         let attach = |_: &_, task: IndexWriterTask| task.with_observer(Box::new(WantsPrevious));
-        let sandbox = Sandbox::open_at(dir.path(), configure, attach);
+        let sandbox = Sandbox::open_at(dir.path(), small_commits, attach);
         let writer = &sandbox.writer;
         writer.begin_bulk_load(None).await.unwrap();
         // Each user is held whole until its commit: five at a time, not forty.
